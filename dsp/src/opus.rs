@@ -1,0 +1,130 @@
+//! Opus (RFC 6716) through libopus: 48 kHz mono, VoIP application.
+//!
+//! Stereo packets from clients are downmixed by the mono decoder. Loss is handled in two ways:
+//! [`OpusDecoder::recover`] rebuilds a lost frame from the in-band FEC (LBRR) data carried in the
+//! packet that followed it, and [`OpusDecoder::conceal`] runs libopus' PLC when nothing is there.
+//! DTX packets (one or two bytes during silence) decode like any other packet, to comfort noise.
+
+use crate::Error;
+
+/// Sample rate of Opus inside Confab.
+pub const SAMPLE_RATE: u32 = 48_000;
+/// Samples in one 20 ms frame at 48 kHz.
+pub const FRAME_20MS: usize = 960;
+/// Largest frame libopus will hand back (120 ms at 48 kHz).
+pub const MAX_FRAME: usize = 5760;
+/// A buffer this large holds any Opus packet we produce.
+pub const MAX_PACKET: usize = 1275;
+
+/// Encoder settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpusSettings {
+    /// Computational complexity, 0 (cheapest) to 10 (best).
+    pub complexity: u8,
+    /// Target bitrate in bits per second (6000..=510000).
+    pub bitrate: u32,
+    /// Carry in-band FEC (LBRR) for the previous frame.
+    pub inband_fec: bool,
+    /// The loss rate (percent) FEC is tuned for.
+    pub expected_loss_percent: u8,
+    /// Discontinuous transmission during silence.
+    pub dtx: bool,
+}
+
+impl Default for OpusSettings {
+    fn default() -> Self {
+        OpusSettings {
+            complexity: 5,
+            bitrate: 32_000,
+            inband_fec: true,
+            expected_loss_percent: 10,
+            dtx: false,
+        }
+    }
+}
+
+/// A 48 kHz mono Opus encoder.
+pub struct OpusEncoder {
+    inner: opus::Encoder,
+}
+
+impl std::fmt::Debug for OpusEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpusEncoder").finish_non_exhaustive()
+    }
+}
+
+impl OpusEncoder {
+    /// Creates an encoder with `settings`; out-of-range settings are an error.
+    pub fn new(settings: OpusSettings) -> Result<Self, Error> {
+        if settings.complexity > 10 {
+            return Err(Error::InvalidSetting("opus complexity must be 0..=10"));
+        }
+        if !(6_000..=510_000).contains(&settings.bitrate) {
+            return Err(Error::InvalidSetting("opus bitrate must be 6000..=510000"));
+        }
+        if settings.expected_loss_percent > 100 {
+            return Err(Error::InvalidSetting("opus expected loss must be 0..=100 percent"));
+        }
+        let mut inner =
+            opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)?;
+        inner.set_complexity(i32::from(settings.complexity))?;
+        inner.set_bitrate(opus::Bitrate::Bits(settings.bitrate as i32))?;
+        inner.set_inband_fec(settings.inband_fec)?;
+        inner.set_packet_loss_perc(i32::from(settings.expected_loss_percent))?;
+        inner.set_dtx(settings.dtx)?;
+        Ok(OpusEncoder { inner })
+    }
+
+    /// Encodes one frame (2.5, 5, 10, 20, 40 or 60 ms of 48 kHz mono) into `out`; returns its
+    /// length. With DTX on, silence gives packets of at most two bytes.
+    pub fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, Error> {
+        Ok(self.inner.encode(pcm, out)?)
+    }
+}
+
+/// A 48 kHz mono Opus decoder that remembers the last frame length for PLC and FEC.
+pub struct OpusDecoder {
+    inner: opus::Decoder,
+    last_frame: usize,
+}
+
+impl std::fmt::Debug for OpusDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpusDecoder").field("last_frame", &self.last_frame).finish()
+    }
+}
+
+impl OpusDecoder {
+    /// Creates a decoder (mono output; stereo packets are downmixed).
+    pub fn new() -> Result<Self, Error> {
+        Ok(OpusDecoder {
+            inner: opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono)?,
+            last_frame: FRAME_20MS,
+        })
+    }
+
+    /// Decodes a packet into `out`; returns the samples written. A malformed packet is an
+    /// error and leaves the decoder usable.
+    pub fn decode(&mut self, packet: &[u8], out: &mut [i16]) -> Result<usize, Error> {
+        if packet.is_empty() {
+            return Err(Error::EmptyPacket);
+        }
+        let n = self.inner.decode(packet, out, false)?;
+        self.last_frame = n;
+        Ok(n)
+    }
+
+    /// Rebuilds the frame lost just before `next_packet` from the FEC data in `next_packet`
+    /// (libopus falls back to PLC when it carries none). Call it before decoding `next_packet`.
+    pub fn recover(&mut self, next_packet: &[u8], out: &mut [i16]) -> Result<usize, Error> {
+        let len = self.last_frame.min(out.len());
+        Ok(self.inner.decode(next_packet, &mut out[..len], true)?)
+    }
+
+    /// Conceals one lost frame of the last frame's length.
+    pub fn conceal(&mut self, out: &mut [i16]) -> Result<usize, Error> {
+        let len = self.last_frame.min(out.len());
+        Ok(self.inner.decode(&[], &mut out[..len], false)?)
+    }
+}
