@@ -1,8 +1,8 @@
 //! In-band DTMF detection on 8 kHz audio (ITU-T Q.23/Q.24).
 //!
 //! Audio is cut into blocks of 102 samples (12.75 ms). In each block a DFT at the eight DTMF
-//! frequencies is computed over each half block: the sum gives each tone's energy, the phase turn
-//! from the first half to the second gives its actual frequency. A block *hits* a digit when the
+//! frequencies gives each tone's energy, and the phase turn between two overlapping windowed
+//! DFTs 25 samples apart gives its actual frequency. A block *hits* a digit when the
 //! strongest row and column tone both are loud enough, within twist limits, clearly above the
 //! other tones of their group, carry most of the block's energy (speech spreads its energy,
 //! DTMF does not) and are within 2.5 % of nominal frequency (Q.24: accept ±1.5 %, reject beyond
@@ -14,15 +14,23 @@ use crate::tone::{DTMF_COLUMNS, DTMF_KEYS, DTMF_ROWS};
 const RATE: f32 = 8000.0;
 const BLOCK: usize = 102;
 const HALF: usize = BLOCK / 2;
+/// Frequency estimate: two windows of SPAN samples, LAG apart (unambiguous to ±160 Hz).
+const LAG: usize = 25;
+const SPAN: usize = BLOCK - LAG;
 /// Largest accepted deviation from a nominal frequency.
 const MAX_DEVIATION: f32 = 0.025;
 /// Minimum per-tone level (RMS) in dBov.
 const MIN_TONE_DBOV: f32 = -36.0;
-/// Twist limits: the column tone may be 4 dB louder (reverse) or 8 dB quieter (normal).
-const REVERSE_TWIST_DB: f32 = 4.0;
-const NORMAL_TWIST_DB: f32 = 8.0;
-/// Other tones of a group must be this much weaker than the strongest (power ratio, ~8 dB).
-const GROUP_DOMINANCE: f32 = 0.16;
+/// Twist limits: the column tone may be 4 dB louder (reverse) or 8 dB quieter (normal) than the
+/// row tone; a dB of measurement margin on each is added so that tones at the limits and
+/// 1.5 % off frequency are still accepted.
+const REVERSE_TWIST_DB: f32 = 5.0;
+const NORMAL_TWIST_DB: f32 = 9.0;
+/// Other tones of a group must be this much weaker than the strongest (power ratio, ~5 dB).
+const GROUP_DOMINANCE: f32 = 0.3;
+/// Largest energy ratio between the two halves of a block that carries a whole tone. A 20 ms tone
+/// split over two blocks gives at least 1.76 in one of them.
+const HALVES_RATIO: f32 = 1.6;
 /// Share of the block energy the two tones must carry.
 const MIN_TONE_SHARE: f32 = 0.7;
 
@@ -45,6 +53,10 @@ pub enum DtmfEvent {
 pub struct DtmfDetector {
     /// cos and -sin of each frequency, phase zero at the block start.
     twiddles: [[(f32, f32); BLOCK]; 8],
+    /// Hann-windowed twiddles of the two overlapping frequency-estimate windows: samples
+    /// `0..SPAN` and `LAG..BLOCK`, both with phase zero at the block start.
+    early: [[(f32, f32); SPAN]; 8],
+    late: [[(f32, f32); SPAN]; 8],
     block: [f32; BLOCK],
     filled: usize,
     candidate: Option<char>,
@@ -64,14 +76,26 @@ impl DtmfDetector {
     /// A detector with nothing heard yet.
     pub fn new() -> Self {
         let mut twiddles = [[(0.0, 0.0); BLOCK]; 8];
+        let mut early = [[(0.0, 0.0); SPAN]; 8];
+        let mut late = [[(0.0, 0.0); SPAN]; 8];
         for (k, f) in DTMF_ROWS.iter().chain(&DTMF_COLUMNS).enumerate() {
-            for (n, t) in twiddles[k].iter_mut().enumerate() {
+            let twiddle = |n: usize, weight: f64| {
                 let phase = 2.0 * std::f64::consts::PI * f64::from(*f) * n as f64 / f64::from(RATE);
-                *t = (phase.cos() as f32, -phase.sin() as f32);
+                ((weight * phase.cos()) as f32, (-weight * phase.sin()) as f32)
+            };
+            for n in 0..BLOCK {
+                twiddles[k][n] = twiddle(n, 1.0);
+            }
+            for n in 0..SPAN {
+                let hann = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / SPAN as f64).cos();
+                early[k][n] = twiddle(n, hann);
+                late[k][n] = twiddle(n + LAG, hann);
             }
         }
         DtmfDetector {
             twiddles,
+            early,
+            late,
             block: [0.0; BLOCK],
             filled: 0,
             candidate: None,
@@ -133,21 +157,35 @@ impl DtmfDetector {
         let energy: f32 = self.block.iter().map(|x| x * x).sum();
         let mut power = [0f32; 8];
         let mut deviation = [0f32; 8];
-        for (k, tw) in self.twiddles.iter().enumerate() {
-            let (mut ar, mut ai, mut br, mut bi) = (0f32, 0f32, 0f32, 0f32);
-            for n in 0..HALF {
-                ar += self.block[n] * tw[n].0;
-                ai += self.block[n] * tw[n].1;
-                br += self.block[n + HALF] * tw[n + HALF].0;
-                bi += self.block[n + HALF] * tw[n + HALF].1;
+        for k in 0..8 {
+            let tw = &self.twiddles[k];
+            let (mut re, mut im) = (0f32, 0f32);
+            for (x, t) in self.block.iter().zip(tw) {
+                re += x * t.0;
+                im += x * t.1;
             }
-            let (re, im) = (ar + br, ai + bi);
-            // Tone energy in the block: a sine of amplitude A gives |X| = A·N/2, energy A²·N/2.
-            power[k] = 2.0 * (re * re + im * im) / BLOCK as f32;
-            // Phase turn from the first half to the second: b · conj(a).
+            let (mut ar, mut ai, mut br, mut bi) = (0f32, 0f32, 0f32, 0f32);
+            for n in 0..SPAN {
+                let (x, y) = (self.block[n], self.block[n + LAG]);
+                ar += x * self.early[k][n].0;
+                ai += x * self.early[k][n].1;
+                br += y * self.late[k][n].0;
+                bi += y * self.late[k][n].1;
+            }
+            // Phase turn from the early window to the late one (b · conj(a)) over LAG samples
+            // is the offset from the nominal frequency.
             let turn = (bi * ar - br * ai).atan2(br * ar + bi * ai);
-            deviation[k] = turn * RATE / (2.0 * std::f32::consts::PI * HALF as f32);
+            deviation[k] = turn * RATE / (2.0 * std::f32::consts::PI * LAG as f32);
+            // A sine of amplitude A gives |X| = A·N/2 and energy A²·N/2 in the block; undo the
+            // loss of the rectangular window off its centre frequency (at most 3 dB).
+            let offset = deviation[k] * BLOCK as f32 / RATE;
+            power[k] = 2.0 * (re * re + im * im) / BLOCK as f32 / sinc_squared(offset).max(0.5);
         }
+        // A tone that starts or stops inside the block fills one half much more than the other:
+        // such blocks do not count, so a tone must span whole blocks.
+        let first: f32 = self.block[..HALF].iter().map(|x| x * x).sum();
+        let second = energy - first;
+        let halves_even = first <= HALVES_RATIO * second && second <= HALVES_RATIO * first;
         let strongest = |range: std::ops::Range<usize>| {
             range.max_by(|&a, &b| power[a].total_cmp(&power[b])).unwrap_or(0)
         };
@@ -161,17 +199,26 @@ impl DtmfDetector {
         let dominant = (0..4).all(|k| k == row || power[k] <= pr * GROUP_DOMINANCE)
             && (4..8).all(|k| k == column || power[k] <= pc * GROUP_DOMINANCE);
         let nominal = |k: usize| if k < 4 { DTMF_ROWS[k] } else { DTMF_COLUMNS[k - 4] };
-        let on_frequency = [row, column]
-            .iter()
-            .all(|&k| deviation[k].abs() <= MAX_DEVIATION * nominal(k));
+        let on_frequency =
+            [row, column].iter().all(|&k| deviation[k].abs() <= MAX_DEVIATION * nominal(k));
         let ok = pr >= min_energy
             && pc >= min_energy
             && twist_ok
             && dominant
+            && halves_even
             && pr + pc >= MIN_TONE_SHARE * energy
             && on_frequency;
         ok.then(|| DTMF_KEYS[row][column - 4])
     }
+}
+
+/// The power response of a rectangular-window DFT `offset` bins off centre.
+fn sinc_squared(offset: f32) -> f32 {
+    if offset.abs() < 1e-6 {
+        return 1.0;
+    }
+    let x = std::f32::consts::PI * offset;
+    (x.sin() / x).powi(2)
 }
 
 #[cfg(test)]

@@ -93,25 +93,28 @@ const fn segment(value: i32, ends: &[i32; 8]) -> usize {
     8
 }
 
-const ULAW_SEG_END: [i32; 8] = [0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF];
 const ALAW_SEG_END: [i32; 8] = [0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF];
 const ULAW_BIAS: i32 = 0x84;
-const ULAW_CLIP: i32 = 8159;
 
-/// Reference µ-law encoder on a 14-bit magnitude (the sample shifted right by 2).
+/// µ-law encoder of ITU-T G.191 (the G.711 reference software) on a 14-bit value (the sample
+/// shifted right by 2). Negative values use the one's complement, so `x` and `-x-1` differ only
+/// in the sign bit.
 const fn ulaw_encode_ref(value14: i32) -> u8 {
-    let (mut v, mask) = if value14 < 0 { (-value14, 0x7F) } else { (value14, 0xFF) };
-    if v > ULAW_CLIP {
-        v = ULAW_CLIP;
+    let magnitude = if value14 < 0 { !value14 } else { value14 };
+    let mut absno = magnitude + 33;
+    if absno > 0x1FFF {
+        absno = 0x1FFF;
     }
-    v += ULAW_BIAS >> 2;
-    let seg = segment(v, &ULAW_SEG_END);
-    if seg >= 8 {
-        (0x7F ^ mask) as u8
-    } else {
-        let code = ((seg as i32) << 4) | ((v >> (seg + 1)) & 0xF);
-        (code ^ mask) as u8
+    let mut i = absno >> 6;
+    let mut segno = 1;
+    while i != 0 {
+        segno += 1;
+        i >>= 1;
     }
+    let high = 8 - segno;
+    let low = 0xF - ((absno >> segno) & 0xF);
+    let code = (high << 4) | low;
+    if value14 >= 0 { (code | 0x80) as u8 } else { code as u8 }
 }
 
 /// Reference A-law encoder on a 13-bit value (the sample shifted right by 3).
