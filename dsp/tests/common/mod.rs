@@ -6,23 +6,23 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 /// Reads a raw s16le file from tests/data.
-pub fn speech(rate: u32) -> Vec<i16> {
+pub(crate) fn speech(rate: u32) -> Vec<i16> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/speech-{}k.s16", rate / 1000));
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
 }
 
-pub fn to_bytes(samples: &[i16]) -> Vec<u8> {
+pub(crate) fn to_bytes(samples: &[i16]) -> Vec<u8> {
     samples.iter().flat_map(|s| s.to_le_bytes()).collect()
 }
 
-pub fn from_bytes(bytes: &[u8]) -> Vec<i16> {
+pub(crate) fn from_bytes(bytes: &[u8]) -> Vec<i16> {
     bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
 }
 
 /// Runs ffmpeg with `args`, feeding `input` on stdin and returning stdout. Fails the test with a
 /// clear message when ffmpeg is not installed (CI installs the Debian package `ffmpeg`).
-pub fn ffmpeg(args: &[&str], input: &[u8]) -> Vec<u8> {
+pub(crate) fn ffmpeg(args: &[&str], input: &[u8]) -> Vec<u8> {
     let mut child = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error"])
         .args(args)
@@ -41,13 +41,13 @@ pub fn ffmpeg(args: &[&str], input: &[u8]) -> Vec<u8> {
 }
 
 /// A sine of `n` samples at `rate`, `freq` Hz and `dbov`.
-pub fn tone(rate: u32, freq: f32, dbov: f32, n: usize) -> Vec<i16> {
+pub(crate) fn tone(rate: u32, freq: f32, dbov: f32, n: usize) -> Vec<i16> {
     confab_dsp::signal::sine(rate, freq, dbov, n)
 }
 
 /// Asserts that `samples` carry `freq` within `tolerance_db` of `dbov` and that it is the
 /// dominant component (the total level is within 1 dB of the tone's).
-pub fn assert_tone(samples: &[i16], rate: u32, freq: f32, dbov: f32, tolerance_db: f32, what: &str) {
+pub(crate) fn assert_tone(samples: &[i16], rate: u32, freq: f32, dbov: f32, tolerance_db: f32, what: &str) {
     let got = confab_dsp::signal::tone_level_dbov(samples, rate, freq);
     let total = confab_dsp::signal::level_dbov(samples);
     assert!((got - dbov).abs() <= tolerance_db, "{what}: {freq} Hz at {got:.2} dBov, expected {dbov}");
@@ -56,7 +56,7 @@ pub fn assert_tone(samples: &[i16], rate: u32, freq: f32, dbov: f32, tolerance_d
 
 /// Asserts two sequences are equal, reporting the first difference and how many there are
 /// (rather than printing megabytes).
-pub fn assert_same<T: PartialEq + std::fmt::Debug>(ours: &[T], reference: &[T], what: &str) {
+pub(crate) fn assert_same<T: PartialEq + std::fmt::Debug>(ours: &[T], reference: &[T], what: &str) {
     assert_eq!(ours.len(), reference.len(), "{what}: lengths differ");
     let differences: Vec<usize> = (0..ours.len()).filter(|&i| ours[i] != reference[i]).collect();
     if let Some(&first) = differences.first() {
