@@ -134,6 +134,32 @@ impl Mixer {
     }
 }
 
+/// Picks the `out.len()` loudest of `candidates` (index, RFC 6464 level: lower is louder) into
+/// `out`, loudest first; returns how many were picked. Ties go to the lower index, so the choice
+/// does not depend on iteration order. No allocation: this runs every tick over every leg.
+pub fn top_talkers(candidates: impl Iterator<Item = (usize, u8)>, out: &mut [(usize, u8)]) -> usize {
+    let mut picked = 0;
+    for c in candidates {
+        let louder = |a: &(usize, u8), b: &(usize, u8)| (a.1, a.0) < (b.1, b.0);
+        if picked < out.len() {
+            out[picked] = c;
+            picked += 1;
+        } else if let Some(last) = out.last() {
+            if !louder(&c, last) {
+                continue;
+            }
+            out[picked - 1] = c;
+        }
+        // Insertion step: move the new entry up to its place.
+        let mut i = picked - 1;
+        while i > 0 && louder(&out[i], &out[i - 1]) {
+            out.swap(i, i - 1);
+            i -= 1;
+        }
+    }
+    picked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +252,19 @@ mod tests {
         let mut out = [0i16; 3];
         m.render(&mut out);
         assert_eq!(out, [1000, -2000, 25_000]);
+    }
+
+    #[test]
+    fn top_talkers_are_the_loudest_in_any_order() {
+        let levels = [40u8, 10, 127, 30, 10, 90, 20];
+        let mut out = [(0, 0); 3];
+        let n = top_talkers(levels.iter().copied().enumerate(), &mut out);
+        assert_eq!(n, 3);
+        assert_eq!(out, [(1, 10), (4, 10), (6, 20)]);
+        let n = top_talkers(levels.iter().copied().enumerate().rev(), &mut out);
+        assert_eq!((n, out), (3, [(1, 10), (4, 10), (6, 20)]));
+        let n = top_talkers([(5, 3)].into_iter(), &mut out);
+        assert_eq!((n, out[0]), (1, (5, 3)));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 mod common;
 
 use confab_dsp::opus::{FRAME_20MS, MAX_FRAME, MAX_PACKET, OpusDecoder, OpusEncoder, OpusSettings};
-use confab_dsp::signal::{level_dbov, tone_level_dbov};
+use confab_dsp::signal::level_dbov;
 
 fn encode_all(settings: OpusSettings, pcm: &[i16]) -> Vec<Vec<u8>> {
     let mut enc = OpusEncoder::new(settings).unwrap();
