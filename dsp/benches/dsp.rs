@@ -29,18 +29,26 @@ fn codecs(c: &mut Criterion) {
     let mut codes = [0u8; 320];
     let mut out8 = [0i16; 160];
     for law in [Law::Ulaw, Law::Alaw] {
-        g.bench_function(format!("{law:?}_encode"), |b| b.iter(|| law.encode(black_box(&pcm8), &mut codes)));
+        g.bench_function(format!("{law:?}_encode"), |b| {
+            b.iter(|| law.encode(black_box(&pcm8), &mut codes))
+        });
         law.encode(&pcm8, &mut codes);
-        g.bench_function(format!("{law:?}_decode"), |b| b.iter(|| law.decode(black_box(&codes[..160]), &mut out8)));
+        g.bench_function(format!("{law:?}_decode"), |b| {
+            b.iter(|| law.decode(black_box(&codes[..160]), &mut out8))
+        });
     }
 
     let pcm16 = voice(16000);
     let mut out16 = [0i16; 320];
     let mut enc = g722::Encoder::new();
-    g.bench_function("g722_encode", |b| b.iter(|| enc.encode(black_box(&pcm16), &mut codes)));
+    g.bench_function("g722_encode", |b| {
+        b.iter(|| enc.encode(black_box(&pcm16), &mut codes))
+    });
     let mut dec = g722::Decoder::new(g722::Mode::Kbps64);
     enc.encode(&pcm16, &mut codes);
-    g.bench_function("g722_decode", |b| b.iter(|| dec.decode(black_box(&codes[..160]), &mut out16)));
+    g.bench_function("g722_decode", |b| {
+        b.iter(|| dec.decode(black_box(&codes[..160]), &mut out16))
+    });
     g.bench_function("g722_encode_decode", |b| {
         b.iter(|| {
             enc.encode(black_box(&pcm16), &mut codes);
@@ -52,13 +60,23 @@ fn codecs(c: &mut Criterion) {
     let mut packet = [0u8; MAX_PACKET];
     let mut out48 = [0i16; MAX_FRAME];
     for complexity in [0u8, 5, 10] {
-        let mut enc = OpusEncoder::new(OpusSettings { complexity, ..Default::default() }).unwrap_or_else(|e| panic!("{e}"));
-        g.bench_function(format!("opus_encode_c{complexity}"), |b| b.iter(|| enc.encode(black_box(&pcm48), &mut packet)));
+        let mut enc = OpusEncoder::new(OpusSettings {
+            complexity,
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        g.bench_function(format!("opus_encode_c{complexity}"), |b| {
+            b.iter(|| enc.encode(black_box(&pcm48), &mut packet))
+        });
     }
     let mut enc = OpusEncoder::new(OpusSettings::default()).unwrap_or_else(|e| panic!("{e}"));
-    let n = enc.encode(&pcm48, &mut packet).unwrap_or_else(|e| panic!("{e}"));
+    let n = enc
+        .encode(&pcm48, &mut packet)
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut dec = OpusDecoder::new().unwrap_or_else(|e| panic!("{e}"));
-    g.bench_function("opus_decode", |b| b.iter(|| dec.decode(black_box(&packet[..n]), &mut out48)));
+    g.bench_function("opus_decode", |b| {
+        b.iter(|| dec.decode(black_box(&packet[..n]), &mut out48))
+    });
     g.bench_function("opus_conceal", |b| b.iter(|| dec.conceal(&mut out48)));
 
     let mut concealer = plc::Concealer::new(8000);
@@ -86,9 +104,10 @@ fn resampling(c: &mut Criterion) {
         let mut r = Resampler::new(from, to).unwrap_or_else(|e| panic!("{e}"));
         let input = voice(from.hz());
         let mut output = vec![0i16; to.samples(20)];
-        g.bench_function(format!("{}k_to_{}k", from.hz() / 1000, to.hz() / 1000), |b| {
-            b.iter(|| r.process(black_box(&input), &mut output))
-        });
+        g.bench_function(
+            format!("{}k_to_{}k", from.hz() / 1000, to.hz() / 1000),
+            |b| b.iter(|| r.process(black_box(&input), &mut output)),
+        );
     }
     g.finish();
 }
@@ -96,7 +115,9 @@ fn resampling(c: &mut Criterion) {
 fn mixing(c: &mut Criterion) {
     let mut g = c.benchmark_group("mix_minus_20ms_48k_3_talkers");
     for inputs in [10usize, 100, 1000] {
-        let frames: Vec<Vec<i16>> = (0..inputs).map(|i| sine(48000, 200.0 + i as f32, -20.0, FRAME_20MS)).collect();
+        let frames: Vec<Vec<i16>> = (0..inputs)
+            .map(|i| sine(48000, 200.0 + i as f32, -20.0, FRAME_20MS))
+            .collect();
         let levels: Vec<u8> = (0..inputs).map(|i| (20 + (i * 37) % 100) as u8).collect();
         let mut mixer = Mixer::new(FRAME_20MS);
         let mut shared = vec![0i16; FRAME_20MS];
@@ -125,11 +146,15 @@ fn detection(c: &mut Criterion) {
     for rate in [8000u32, 48000] {
         let frame = voice(rate);
         let mut d = SpeechDetector::new(rate, 20, SpeechSettings::default());
-        g.bench_function(format!("speech_{}k", rate / 1000), |b| b.iter(|| d.process(black_box(&frame))));
+        g.bench_function(format!("speech_{}k", rate / 1000), |b| {
+            b.iter(|| d.process(black_box(&frame)))
+        });
     }
     let frame = voice(8000);
     let mut dtmf = DtmfDetector::new();
-    g.bench_function("dtmf_8k", |b| b.iter(|| dtmf.process(black_box(&frame), |_| {})));
+    g.bench_function("dtmf_8k", |b| {
+        b.iter(|| dtmf.process(black_box(&frame), |_| {}))
+    });
     g.finish();
 }
 

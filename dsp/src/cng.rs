@@ -18,7 +18,12 @@ impl ComfortNoise {
         // One-pole low-pass at ~2 kHz; gain compensates for the power it removes.
         let coefficient = (-2.0 * std::f32::consts::PI * 2000.0 / rate_hz as f32).exp();
         let gain = ((1.0 + coefficient) / (1.0 - coefficient)).sqrt();
-        let mut cng = ComfortNoise { noise: Noise::new(seed, -127.0), smooth: 0.0, coefficient, gain };
+        let mut cng = ComfortNoise {
+            noise: Noise::new(seed, -127.0),
+            smooth: 0.0,
+            coefficient,
+            gain,
+        };
         cng.set_level(level);
         cng
     }
@@ -50,7 +55,10 @@ mod tests {
             let mut buf = vec![0i16; rate as usize * 2];
             cng.fill(&mut buf);
             let got = level_dbov(&buf);
-            assert!((got + f32::from(level)).abs() < 1.0, "{rate}: {got} dBov, wanted -{level}");
+            assert!(
+                (got + f32::from(level)).abs() < 1.0,
+                "{rate}: {got} dBov, wanted -{level}"
+            );
         }
     }
 }

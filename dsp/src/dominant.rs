@@ -33,12 +33,20 @@ struct History<K> {
 
 impl<K> History<K> {
     fn fraction(&self, frames: u32) -> f32 {
-        let mask = if frames >= 128 { u128::MAX } else { (1u128 << frames) - 1 };
+        let mask = if frames >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << frames) - 1
+        };
         (self.bits & mask).count_ones() as f32 / frames as f32
     }
 
     fn scores(&self) -> [f32; 3] {
-        [self.fraction(IMMEDIATE), self.fraction(MEDIUM), self.fraction(LONG)]
+        [
+            self.fraction(IMMEDIATE),
+            self.fraction(MEDIUM),
+            self.fraction(LONG),
+        ]
     }
 }
 
@@ -58,7 +66,10 @@ impl<K: Copy + Eq> Default for DominantSpeaker<K> {
 impl<K: Copy + Eq> DominantSpeaker<K> {
     /// No participants, nobody dominant.
     pub fn new() -> Self {
-        DominantSpeaker { histories: Vec::new(), dominant: None }
+        DominantSpeaker {
+            histories: Vec::new(),
+            dominant: None,
+        }
     }
 
     /// The dominant speaker, if any.

@@ -81,10 +81,13 @@ impl DtmfDetector {
         for (k, f) in DTMF_ROWS.iter().chain(&DTMF_COLUMNS).enumerate() {
             let twiddle = |n: usize, weight: f64| {
                 let phase = 2.0 * std::f64::consts::PI * f64::from(*f) * n as f64 / f64::from(RATE);
-                ((weight * phase.cos()) as f32, (-weight * phase.sin()) as f32)
+                (
+                    (weight * phase.cos()) as f32,
+                    (-weight * phase.sin()) as f32,
+                )
             };
-            for n in 0..BLOCK {
-                twiddles[k][n] = twiddle(n, 1.0);
+            for (n, t) in twiddles[k].iter_mut().enumerate() {
+                *t = twiddle(n, 1.0);
             }
             for n in 0..SPAN {
                 let hann = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / SPAN as f64).cos();
@@ -187,7 +190,9 @@ impl DtmfDetector {
         let second = energy - first;
         let halves_even = first <= HALVES_RATIO * second && second <= HALVES_RATIO * first;
         let strongest = |range: std::ops::Range<usize>| {
-            range.max_by(|&a, &b| power[a].total_cmp(&power[b])).unwrap_or(0)
+            range
+                .max_by(|&a, &b| power[a].total_cmp(&power[b]))
+                .unwrap_or(0)
         };
         let row = strongest(0..4);
         let column = strongest(4..8);
@@ -198,9 +203,16 @@ impl DtmfDetector {
             && pr <= pc * 10f32.powf(NORMAL_TWIST_DB / 10.0);
         let dominant = (0..4).all(|k| k == row || power[k] <= pr * GROUP_DOMINANCE)
             && (4..8).all(|k| k == column || power[k] <= pc * GROUP_DOMINANCE);
-        let nominal = |k: usize| if k < 4 { DTMF_ROWS[k] } else { DTMF_COLUMNS[k - 4] };
-        let on_frequency =
-            [row, column].iter().all(|&k| deviation[k].abs() <= MAX_DEVIATION * nominal(k));
+        let nominal = |k: usize| {
+            if k < 4 {
+                DTMF_ROWS[k]
+            } else {
+                DTMF_COLUMNS[k - 4]
+            }
+        };
+        let on_frequency = [row, column]
+            .iter()
+            .all(|&k| deviation[k].abs() <= MAX_DEVIATION * nominal(k));
         let ok = pr >= min_energy
             && pc >= min_energy
             && twist_ok
@@ -247,7 +259,13 @@ mod tests {
 
     /// `digit` with the row and column tones scaled in frequency and at their own levels,
     /// `on_ms` long, after `lead` samples of silence and followed by 60 ms of silence.
-    fn key(digit: char, factors: (f32, f32), levels: (f32, f32), on_ms: usize, lead: usize) -> Vec<i16> {
+    fn key(
+        digit: char,
+        factors: (f32, f32),
+        levels: (f32, f32),
+        on_ms: usize,
+        lead: usize,
+    ) -> Vec<i16> {
         let (r, c) = dtmf_frequencies(digit).unwrap();
         let mut g = ToneGenerator::dual(8000, [r * factors.0, c * factors.1], [levels.0, levels.1]);
         let mut out = vec![0i16; lead + on_ms * 8 + 480];
@@ -279,7 +297,11 @@ mod tests {
                 for (fr, fc) in [(dev, 1.0), (1.0, dev), (dev, dev)] {
                     for levels in [(-10.0, -10.0), (-6.0, -13.5), (-13.0, -9.5)] {
                         let s = key(d, (fr, fc), levels, 60, 0);
-                        assert_eq!(pressed(&detect(&s)), d.to_string(), "{d} {fr} {fc} {levels:?}");
+                        assert_eq!(
+                            pressed(&detect(&s)),
+                            d.to_string(),
+                            "{d} {fr} {fc} {levels:?}"
+                        );
                     }
                 }
             }
@@ -301,9 +323,21 @@ mod tests {
     #[test]
     fn rejects_excessive_twist_and_weak_tones() {
         for d in DIGITS.chars() {
-            assert_eq!(pressed(&detect(&key(d, (1.0, 1.0), (-5.0, -15.0), 200, 0))), "", "{d} normal");
-            assert_eq!(pressed(&detect(&key(d, (1.0, 1.0), (-16.0, -10.0), 200, 0))), "", "{d} reverse");
-            assert_eq!(pressed(&detect(&key(d, (1.0, 1.0), (-45.0, -45.0), 200, 0))), "", "{d} weak");
+            assert_eq!(
+                pressed(&detect(&key(d, (1.0, 1.0), (-5.0, -15.0), 200, 0))),
+                "",
+                "{d} normal"
+            );
+            assert_eq!(
+                pressed(&detect(&key(d, (1.0, 1.0), (-16.0, -10.0), 200, 0))),
+                "",
+                "{d} reverse"
+            );
+            assert_eq!(
+                pressed(&detect(&key(d, (1.0, 1.0), (-45.0, -45.0), 200, 0))),
+                "",
+                "{d} weak"
+            );
         }
     }
 
@@ -311,8 +345,14 @@ mod tests {
     fn forty_ms_is_enough_twenty_is_not() {
         for lead in (0..102).step_by(17) {
             for d in DIGITS.chars() {
-                assert_eq!(pressed(&detect(&key(d, (1.0, 1.0), (-10.0, -10.0), 40, lead))), d.to_string());
-                assert_eq!(pressed(&detect(&key(d, (1.0, 1.0), (-10.0, -10.0), 20, lead))), "");
+                assert_eq!(
+                    pressed(&detect(&key(d, (1.0, 1.0), (-10.0, -10.0), 40, lead))),
+                    d.to_string()
+                );
+                assert_eq!(
+                    pressed(&detect(&key(d, (1.0, 1.0), (-10.0, -10.0), 20, lead))),
+                    ""
+                );
             }
         }
     }

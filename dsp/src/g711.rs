@@ -114,17 +114,29 @@ const fn ulaw_encode_ref(value14: i32) -> u8 {
     let high = 8 - segno;
     let low = 0xF - ((absno >> segno) & 0xF);
     let code = (high << 4) | low;
-    if value14 >= 0 { (code | 0x80) as u8 } else { code as u8 }
+    if value14 >= 0 {
+        (code | 0x80) as u8
+    } else {
+        code as u8
+    }
 }
 
 /// Reference A-law encoder on a 13-bit value (the sample shifted right by 3).
 const fn alaw_encode_ref(value13: i32) -> u8 {
-    let (v, mask) = if value13 >= 0 { (value13, 0xD5) } else { (-value13 - 1, 0x55) };
+    let (v, mask) = if value13 >= 0 {
+        (value13, 0xD5)
+    } else {
+        (-value13 - 1, 0x55)
+    };
     let seg = segment(v, &ALAW_SEG_END);
     if seg >= 8 {
         (0x7F ^ mask) as u8
     } else {
-        let mantissa = if seg < 2 { (v >> 1) & 0xF } else { (v >> seg) & 0xF };
+        let mantissa = if seg < 2 {
+            (v >> 1) & 0xF
+        } else {
+            (v >> seg) & 0xF
+        };
         ((((seg as i32) << 4) | mantissa) ^ mask) as u8
     }
 }
@@ -156,7 +168,11 @@ const fn build_ulaw_decode() -> [i16; 256] {
         let u = !(i as u8) as i32;
         let mut v = ((u & 0x0F) << 3) + ULAW_BIAS;
         v <<= (u & 0x70) >> 4;
-        t[i] = if u & 0x80 != 0 { (ULAW_BIAS - v) as i16 } else { (v - ULAW_BIAS) as i16 };
+        t[i] = if u & 0x80 != 0 {
+            (ULAW_BIAS - v) as i16
+        } else {
+            (v - ULAW_BIAS) as i16
+        };
         i += 1;
     }
     t

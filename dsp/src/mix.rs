@@ -79,7 +79,10 @@ pub struct Mixer {
 impl Mixer {
     /// A mixer for frames of `frame_len` samples.
     pub fn new(frame_len: usize) -> Self {
-        Mixer { sum: vec![0; frame_len], inputs: 0 }
+        Mixer {
+            sum: vec![0; frame_len],
+            inputs: 0,
+        }
     }
 
     /// Samples per frame.
@@ -137,7 +140,10 @@ impl Mixer {
 /// Picks the `out.len()` loudest of `candidates` (index, RFC 6464 level: lower is louder) into
 /// `out`, loudest first; returns how many were picked. Ties go to the lower index, so the choice
 /// does not depend on iteration order. No allocation: this runs every tick over every leg.
-pub fn top_talkers(candidates: impl Iterator<Item = (usize, u8)>, out: &mut [(usize, u8)]) -> usize {
+pub fn top_talkers(
+    candidates: impl Iterator<Item = (usize, u8)>,
+    out: &mut [(usize, u8)],
+) -> usize {
     let mut picked = 0;
     for c in candidates {
         let louder = |a: &(usize, u8), b: &(usize, u8)| (a.1, a.0) < (b.1, b.0);
@@ -166,7 +172,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn frames() -> impl Strategy<Value = Vec<(Vec<i16>, u16)>> {
-        prop::collection::vec((prop::collection::vec(any::<i16>(), 16), 0u16..=32768), 1..12)
+        prop::collection::vec(
+            (prop::collection::vec(any::<i16>(), 16), 0u16..=32768),
+            1..12,
+        )
     }
 
     fn mix_of(inputs: &[(Vec<i16>, u16)], skip: Option<usize>) -> Vec<i32> {
@@ -237,7 +246,10 @@ mod tests {
     fn loud_sum_does_not_wrap() {
         let mut m = Mixer::new(4);
         for _ in 0..1000 {
-            m.add(&[i16::MAX, i16::MIN, 20_000, -20_000], Gain::from_linear(8.0));
+            m.add(
+                &[i16::MAX, i16::MIN, 20_000, -20_000],
+                Gain::from_linear(8.0),
+            );
         }
         let mut out = [0i16; 4];
         m.render(&mut out);

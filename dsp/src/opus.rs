@@ -64,7 +64,9 @@ impl OpusEncoder {
             return Err(Error::InvalidSetting("opus bitrate must be 6000..=510000"));
         }
         if settings.expected_loss_percent > 100 {
-            return Err(Error::InvalidSetting("opus expected loss must be 0..=100 percent"));
+            return Err(Error::InvalidSetting(
+                "opus expected loss must be 0..=100 percent",
+            ));
         }
         let mut inner =
             opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)?;
@@ -91,7 +93,9 @@ pub struct OpusDecoder {
 
 impl std::fmt::Debug for OpusDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpusDecoder").field("last_frame", &self.last_frame).finish()
+        f.debug_struct("OpusDecoder")
+            .field("last_frame", &self.last_frame)
+            .finish()
     }
 }
 

@@ -133,7 +133,11 @@ impl Concealer {
                 cross += at(i) * earlier;
                 energy += earlier * earlier;
             }
-            let score = if energy > 0.0 { cross / energy.sqrt() } else { 0.0 };
+            let score = if energy > 0.0 {
+                cross / energy.sqrt()
+            } else {
+                0.0
+            };
             if score > best.1 {
                 best = (lag, score);
             }
@@ -187,7 +191,10 @@ mod tests {
         let mut next = voice[160 * 6..160 * 7].to_vec();
         plc.good(&mut next);
         let steps = lost.iter().chain(&next).collect::<Vec<_>>();
-        let max_step = steps.windows(2).map(|w| (i32::from(*w[1]) - i32::from(*w[0])).abs()).max();
+        let max_step = steps
+            .windows(2)
+            .map(|w| (i32::from(*w[1]) - i32::from(*w[0])).abs())
+            .max();
         // A 250 Hz sine at -10 dBov changes by at most ~2900 per sample; allow a little more.
         assert!(max_step.unwrap_or(0) < 4500, "{max_step:?}");
     }

@@ -90,12 +90,18 @@ impl Resampler {
     /// Converts `input` (a whole number of 10 ms chunks) into `output`; returns the samples
     /// written. `output` must hold the converted length.
     pub fn process(&mut self, input: &[i16], output: &mut [i16]) -> Result<usize, Error> {
-        if input.len() % self.chunk_in != 0 {
-            return Err(Error::FrameSize { expected: self.chunk_in, got: input.len() });
+        if !input.len().is_multiple_of(self.chunk_in) {
+            return Err(Error::FrameSize {
+                expected: self.chunk_in,
+                got: input.len(),
+            });
         }
         let chunks = input.len() / self.chunk_in;
         if output.len() < chunks * self.chunk_out {
-            return Err(Error::FrameSize { expected: chunks * self.chunk_out, got: output.len() });
+            return Err(Error::FrameSize {
+                expected: chunks * self.chunk_out,
+                got: output.len(),
+            });
         }
         for (inp, out) in input
             .chunks_exact(self.chunk_in)

@@ -12,7 +12,11 @@ pub fn sine(rate_hz: u32, freq: f32, dbov: f32, n: usize) -> Vec<i16> {
     let amplitude = f64::from(sine_amplitude(dbov));
     let step = 2.0 * std::f64::consts::PI * f64::from(freq) / f64::from(rate_hz);
     (0..n)
-        .map(|i| (amplitude * (step * i as f64).sin()).round().clamp(-32768.0, 32767.0) as i16)
+        .map(|i| {
+            (amplitude * (step * i as f64).sin())
+                .round()
+                .clamp(-32768.0, 32767.0) as i16
+        })
         .collect()
 }
 
@@ -26,7 +30,10 @@ pub struct Noise {
 impl Noise {
     /// Noise with RMS level `dbov`; the same seed gives the same noise.
     pub fn new(seed: u64, dbov: f32) -> Self {
-        let mut noise = Noise { state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, amplitude: 0.0 };
+        let mut noise = Noise {
+            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            amplitude: 0.0,
+        };
         noise.set_level(dbov);
         noise
     }
@@ -66,7 +73,11 @@ impl Noise {
 /// RMS level of `samples` in dBov (-127 for digital silence).
 pub fn level_dbov(samples: &[i16]) -> f32 {
     let n = samples.len().max(1) as f64;
-    let ms = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / n;
+    let ms = samples
+        .iter()
+        .map(|&s| f64::from(s) * f64::from(s))
+        .sum::<f64>()
+        / n;
     if ms < 1e-3 {
         return -127.0;
     }

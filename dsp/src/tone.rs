@@ -7,14 +7,20 @@ pub const DTMF_ROWS: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
 /// DTMF column (high group) frequencies in Hz.
 pub const DTMF_COLUMNS: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
 /// The keypad: `DTMF_KEYS[row][column]`.
-pub const DTMF_KEYS: [[char; 4]; 4] =
-    [['1', '2', '3', 'A'], ['4', '5', '6', 'B'], ['7', '8', '9', 'C'], ['*', '0', '#', 'D']];
+pub const DTMF_KEYS: [[char; 4]; 4] = [
+    ['1', '2', '3', 'A'],
+    ['4', '5', '6', 'B'],
+    ['7', '8', '9', 'C'],
+    ['*', '0', '#', 'D'],
+];
 
 /// The (row, column) frequencies of a DTMF digit (`0-9`, `*`, `#`, `A-D`, case-insensitive).
 pub fn dtmf_frequencies(digit: char) -> Option<(f32, f32)> {
     let digit = digit.to_ascii_uppercase();
     DTMF_KEYS.iter().enumerate().find_map(|(r, row)| {
-        row.iter().position(|&k| k == digit).map(|c| (DTMF_ROWS[r], DTMF_COLUMNS[c]))
+        row.iter()
+            .position(|&k| k == digit)
+            .map(|c| (DTMF_ROWS[r], DTMF_COLUMNS[c]))
     })
 }
 
@@ -54,7 +60,8 @@ impl ToneGenerator {
     /// Writes the next samples into `out`.
     pub fn fill(&mut self, out: &mut [i16]) {
         for o in out.iter_mut() {
-            let v = self.amplitudes[0] * self.phases[0].sin() + self.amplitudes[1] * self.phases[1].sin();
+            let v = self.amplitudes[0] * self.phases[0].sin()
+                + self.amplitudes[1] * self.phases[1].sin();
             *o = v.round().clamp(-32768.0, 32767.0) as i16;
             for (p, s) in self.phases.iter_mut().zip(self.steps) {
                 *p = (*p + s) % std::f64::consts::TAU;

@@ -23,7 +23,11 @@ pub struct SpeechSettings {
 
 impl Default for SpeechSettings {
     fn default() -> Self {
-        SpeechSettings { onset_margin_db: 9.0, min_level_dbov: -55.0, release_ms: 500 }
+        SpeechSettings {
+            onset_margin_db: 9.0,
+            min_level_dbov: -55.0,
+            release_ms: 500,
+        }
     }
 }
 
@@ -134,7 +138,11 @@ impl SpeechDetector {
                 self.talking = false;
             }
         }
-        Activity { level, active, talking: self.talking }
+        Activity {
+            level,
+            active,
+            talking: self.talking,
+        }
     }
 }
 
@@ -168,7 +176,11 @@ impl Biquad {
         let cos = w0.cos();
         let a0 = 1.0 + alpha;
         Biquad {
-            b: [(1.0 + cos) / 2.0 / a0, -(1.0 + cos) / a0, (1.0 + cos) / 2.0 / a0],
+            b: [
+                (1.0 + cos) / 2.0 / a0,
+                -(1.0 + cos) / a0,
+                (1.0 + cos) / 2.0 / a0,
+            ],
             a: [-2.0 * cos / a0, (1.0 - alpha) / a0],
             x: [0.0; 2],
             y: [0.0; 2],
@@ -251,7 +263,10 @@ mod tests {
             let mut d = detector();
             let mut noise = Noise::new(3, level);
             for _ in 0..500 {
-                assert!(!d.process(&noise.frame::<160>()).talking, "noise at {level} dBov");
+                assert!(
+                    !d.process(&noise.frame::<160>()).talking,
+                    "noise at {level} dBov"
+                );
             }
         }
     }
@@ -263,8 +278,14 @@ mod tests {
             d.process(&[0; 160]);
         }
         let mut noise = Noise::new(5, -35.0);
-        let talking = (0..500).filter(|_| d.process(&noise.frame::<160>()).talking).count();
-        assert!(talking * 20 < 1500, "talked for {} ms on noise", talking * 20);
+        let talking = (0..500)
+            .filter(|_| d.process(&noise.frame::<160>()).talking)
+            .count();
+        assert!(
+            talking * 20 < 1500,
+            "talked for {} ms on noise",
+            talking * 20
+        );
     }
 
     #[test]
@@ -272,7 +293,10 @@ mod tests {
         for freq in [50.0, 60.0] {
             let mut d = detector();
             let hum = sine(RATE, freq, -6.0, 160 * 500);
-            assert!(hum.chunks(160).all(|f| !d.process(f).talking), "{freq} Hz hum");
+            assert!(
+                hum.chunks(160).all(|f| !d.process(f).talking),
+                "{freq} Hz hum"
+            );
         }
     }
 

@@ -1,6 +1,8 @@
 //! Detectors on real speech: no DTMF digits are found in speech, digits survive G.711, and
 //! speech is detected as talking.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 mod common;
 
 use confab_dsp::dtmf::{DtmfDetector, DtmfEvent};
@@ -27,7 +29,10 @@ fn no_digits_in_speech() {
     assert_eq!(digits(&speech), "");
     // Louder and quieter too.
     for gain in [0.25f32, 3.0] {
-        let scaled: Vec<i16> = speech.iter().map(|&s| (f32::from(s) * gain).clamp(-32768.0, 32767.0) as i16).collect();
+        let scaled: Vec<i16> = speech
+            .iter()
+            .map(|&s| (f32::from(s) * gain).clamp(-32768.0, 32767.0) as i16)
+            .collect();
         assert_eq!(digits(&scaled), "", "gain {gain}");
     }
 }
@@ -38,7 +43,9 @@ fn digits_survive_g711_and_speech_around_them() {
     let mut signal = speech[..16000].to_vec();
     for d in "2580#".chars() {
         let mut tone = vec![0i16; 640];
-        ToneGenerator::dtmf(8000, d, -12.0).unwrap().fill(&mut tone[..480]);
+        ToneGenerator::dtmf(8000, d, -12.0)
+            .unwrap()
+            .fill(&mut tone[..480]);
         signal.extend(tone);
     }
     signal.extend_from_slice(&speech[16000..32000]);
@@ -57,13 +64,23 @@ fn speech_is_talking_and_quiet_is_not() {
     let mut d = SpeechDetector::new(8000, 20, SpeechSettings::default());
     let mut silence_then_speech = vec![0i16; 8000];
     silence_then_speech.extend_from_slice(&speech);
-    let talking: Vec<bool> = silence_then_speech.chunks_exact(160).map(|f| d.process(f).talking).collect();
+    let talking: Vec<bool> = silence_then_speech
+        .chunks_exact(160)
+        .map(|f| d.process(f).talking)
+        .collect();
     assert!(!talking[..50].iter().any(|&t| t), "talking in silence");
     let speech_frames = &talking[50..];
     let share = speech_frames.iter().filter(|&&t| t).count() as f32 / speech_frames.len() as f32;
-    assert!(share > 0.8, "talking in only {:.0} % of speech", share * 100.0);
+    assert!(
+        share > 0.8,
+        "talking in only {:.0} % of speech",
+        share * 100.0
+    );
     // Speech starts within the first 100 ms of the file; the onset must follow within 60 ms.
     let first_sound = speech.iter().position(|s| s.abs() > 300).unwrap() / 160;
     let onset = speech_frames.iter().position(|&t| t).unwrap();
-    assert!(onset <= first_sound + 3, "onset frame {onset}, sound from frame {first_sound}");
+    assert!(
+        onset <= first_sound + 3,
+        "onset frame {onset}, sound from frame {first_sound}"
+    );
 }

@@ -7,6 +7,8 @@
 //! halfway between output levels): there we check that they never pick more than the adjacent
 //! code, so the comparison still catches any real error.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 mod common;
 
 use audio_codec::{Decoder as _, Encoder as _};
@@ -15,7 +17,12 @@ use confab_dsp::g711::{Law, alaw_decode, alaw_encode, ulaw_decode, ulaw_encode};
 /// ITU-T G.191 `ulaw_compress` for one sample.
 fn g191_ulaw(x: i16) -> u8 {
     let x = i32::from(x);
-    let absno = if x < 0 { ((!x) >> 2) + 33 } else { (x >> 2) + 33 }.min(0x1FFF);
+    let absno = if x < 0 {
+        ((!x) >> 2) + 33
+    } else {
+        (x >> 2) + 33
+    }
+    .min(0x1FFF);
     let mut i = absno >> 6;
     let mut segno = 1;
     while i != 0 {
@@ -91,8 +98,16 @@ fn every_input_and_code_matches_itu_g191() {
     let reference: Vec<u8> = input.iter().map(|&s| g191_alaw(s)).collect();
     common::assert_same(&ours, &reference, "A-law encode");
     for code in all_codes() {
-        assert_eq!(ulaw_decode(code), g191_ulaw_expand(code), "µ-law {code:#04x}");
-        assert_eq!(alaw_decode(code), g191_alaw_expand(code), "A-law {code:#04x}");
+        assert_eq!(
+            ulaw_decode(code),
+            g191_ulaw_expand(code),
+            "µ-law {code:#04x}"
+        );
+        assert_eq!(
+            alaw_decode(code),
+            g191_alaw_expand(code),
+            "A-law {code:#04x}"
+        );
     }
 }
 
@@ -106,7 +121,11 @@ fn assert_adjacent(law: Law, input: &[i16], reference: &[u8], what: &str) {
     let mut levels: Vec<i32> = all_codes().into_iter().map(decode).collect();
     levels.sort_unstable();
     levels.dedup();
-    let rank = |v: i32| levels.binary_search(&v).unwrap_or_else(|_| panic!("{v} is no level"));
+    let rank = |v: i32| {
+        levels
+            .binary_search(&v)
+            .unwrap_or_else(|_| panic!("{v} is no level"))
+    };
     let mut ours = vec![0u8; input.len()];
     law.encode(input, &mut ours);
     let mut differing = 0;
@@ -114,11 +133,18 @@ fn assert_adjacent(law: Law, input: &[i16], reference: &[u8], what: &str) {
         if a != b {
             differing += 1;
             let (ra, rb) = (rank(decode(a)), rank(decode(b)));
-            assert!(ra.abs_diff(rb) <= 1, "{what}: input {} -> ours {a:#04x}, reference {b:#04x}", input[i]);
+            assert!(
+                ra.abs_diff(rb) <= 1,
+                "{what}: input {} -> ours {a:#04x}, reference {b:#04x}",
+                input[i]
+            );
         }
     }
     // Rounding conventions only matter next to decision levels: a small share of inputs.
-    assert!(differing * 50 < input.len(), "{what}: {differing} inputs differ");
+    assert!(
+        differing * 50 < input.len(),
+        "{what}: {differing} inputs differ"
+    );
 }
 
 #[test]
@@ -126,32 +152,56 @@ fn audio_codec_decodes_identically_and_encodes_to_the_same_or_adjacent_code() {
     let input = all_inputs();
     let codes = all_codes();
     let mut reference = vec![0u8; input.len()];
-    audio_codec::pcmu::PcmuEncoder::new().encode_into(&input, &mut reference).unwrap();
+    audio_codec::pcmu::PcmuEncoder::new()
+        .encode_into(&input, &mut reference)
+        .unwrap();
     assert_adjacent(Law::Ulaw, &input, &reference, "audio-codec µ-law");
-    audio_codec::pcma::PcmaEncoder::new().encode_into(&input, &mut reference).unwrap();
+    audio_codec::pcma::PcmaEncoder::new()
+        .encode_into(&input, &mut reference)
+        .unwrap();
     assert_adjacent(Law::Alaw, &input, &reference, "audio-codec A-law");
 
     let mut decoded = vec![0i16; 256];
-    audio_codec::pcmu::PcmuDecoder::new().decode_into(&codes, &mut decoded).unwrap();
-    common::assert_same(&codes.iter().map(|&c| ulaw_decode(c)).collect::<Vec<_>>(), &decoded, "µ-law decode");
-    audio_codec::pcma::PcmaDecoder::new().decode_into(&codes, &mut decoded).unwrap();
-    common::assert_same(&codes.iter().map(|&c| alaw_decode(c)).collect::<Vec<_>>(), &decoded, "A-law decode");
+    audio_codec::pcmu::PcmuDecoder::new()
+        .decode_into(&codes, &mut decoded)
+        .unwrap();
+    common::assert_same(
+        &codes.iter().map(|&c| ulaw_decode(c)).collect::<Vec<_>>(),
+        &decoded,
+        "µ-law decode",
+    );
+    audio_codec::pcma::PcmaDecoder::new()
+        .decode_into(&codes, &mut decoded)
+        .unwrap();
+    common::assert_same(
+        &codes.iter().map(|&c| alaw_decode(c)).collect::<Vec<_>>(),
+        &decoded,
+        "A-law decode",
+    );
 }
 
 #[test]
 fn ffmpeg_decodes_identically_and_encodes_to_the_same_or_adjacent_code() {
     let input = all_inputs();
     let bytes = common::to_bytes(&input);
-    for (law, codec, format) in [(Law::Ulaw, "pcm_mulaw", "mulaw"), (Law::Alaw, "pcm_alaw", "alaw")] {
+    for (law, codec, format) in [
+        (Law::Ulaw, "pcm_mulaw", "mulaw"),
+        (Law::Alaw, "pcm_alaw", "alaw"),
+    ] {
         let reference = common::ffmpeg(
-            &["-f", "s16le", "-ar", "8000", "-ac", "1", "-i", "pipe:0", "-c:a", codec, "-f", format, "pipe:1"],
+            &[
+                "-f", "s16le", "-ar", "8000", "-ac", "1", "-i", "pipe:0", "-c:a", codec, "-f",
+                format, "pipe:1",
+            ],
             &bytes,
         );
         assert_adjacent(law, &input, &reference, codec);
 
         let codes = all_codes();
         let decoded = common::from_bytes(&common::ffmpeg(
-            &["-f", format, "-ar", "8000", "-ac", "1", "-i", "pipe:0", "-f", "s16le", "pipe:1"],
+            &[
+                "-f", format, "-ar", "8000", "-ac", "1", "-i", "pipe:0", "-f", "s16le", "pipe:1",
+            ],
             &codes,
         ));
         let mut ours = vec![0i16; 256];

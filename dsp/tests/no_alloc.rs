@@ -2,6 +2,7 @@
 //! G.711, G.722, resampling, speech/dominant/DTMF detection, PLC and comfort noise running on
 //! frames after their state was set up.
 #![allow(unsafe_code)] // the GlobalAlloc impl below only forwards to the system allocator
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,7 +44,9 @@ fn per_frame_work_allocates_nothing() {
     let voice8 = signal::sine(8000, 440.0, -12.0, 160);
     let voice16 = signal::sine(16000, 440.0, -12.0, 320);
     let voice48 = signal::sine(48000, 440.0, -12.0, 960);
-    let inputs: Vec<Vec<i16>> = (0..100).map(|i| signal::sine(48000, 200.0 + i as f32, -20.0, 960)).collect();
+    let inputs: Vec<Vec<i16>> = (0..100)
+        .map(|i| signal::sine(48000, 200.0 + i as f32, -20.0, 960))
+        .collect();
     let mut mixer = mix::Mixer::new(960);
     let mut out48 = vec![0i16; 960];
     let mut out16 = vec![0i16; 320];
@@ -51,8 +54,10 @@ fn per_frame_work_allocates_nothing() {
     let mut codes = vec![0u8; 320];
     let mut g722_enc = g722::Encoder::new();
     let mut g722_dec = g722::Decoder::new(g722::Mode::Kbps64);
-    let mut down = resample::Resampler::new(resample::Rate::Hz48000, resample::Rate::Hz8000).unwrap();
-    let mut up = resample::Resampler::new(resample::Rate::Hz16000, resample::Rate::Hz48000).unwrap();
+    let mut down =
+        resample::Resampler::new(resample::Rate::Hz48000, resample::Rate::Hz8000).unwrap();
+    let mut up =
+        resample::Resampler::new(resample::Rate::Hz16000, resample::Rate::Hz48000).unwrap();
     let mut speech = vad::SpeechDetector::new(48000, 20, vad::SpeechSettings::default());
     let mut dominant = dominant::DominantSpeaker::new();
     for k in 0..100u32 {

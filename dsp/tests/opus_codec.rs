@@ -1,6 +1,8 @@
 //! Opus through our wrapper: levels survive, stereo is downmixed, FEC rebuilds a lost frame,
 //! PLC fills gaps, DTX packets decode, and malformed packets are errors that harm nothing.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 mod common;
 
 use confab_dsp::opus::{FRAME_20MS, MAX_FRAME, MAX_PACKET, OpusDecoder, OpusEncoder, OpusSettings};
@@ -35,16 +37,32 @@ fn tone_keeps_its_level() {
 #[test]
 fn settings_are_checked() {
     let bad = [
-        OpusSettings { complexity: 11, ..Default::default() },
-        OpusSettings { bitrate: 1000, ..Default::default() },
-        OpusSettings { expected_loss_percent: 101, ..Default::default() },
+        OpusSettings {
+            complexity: 11,
+            ..Default::default()
+        },
+        OpusSettings {
+            bitrate: 1000,
+            ..Default::default()
+        },
+        OpusSettings {
+            expected_loss_percent: 101,
+            ..Default::default()
+        },
     ];
     for s in bad {
         assert!(OpusEncoder::new(s).is_err(), "{s:?}");
     }
     for complexity in [0, 10] {
         for bitrate in [6000, 64000] {
-            assert!(OpusEncoder::new(OpusSettings { complexity, bitrate, ..Default::default() }).is_ok());
+            assert!(
+                OpusEncoder::new(OpusSettings {
+                    complexity,
+                    bitrate,
+                    ..Default::default()
+                })
+                .is_ok()
+            );
         }
     }
 }
@@ -52,7 +70,8 @@ fn settings_are_checked() {
 #[test]
 fn stereo_packets_are_downmixed() {
     // A stereo encoder from libopus directly (a client), tone on the left channel only.
-    let mut enc = opus::Encoder::new(48000, opus::Channels::Stereo, opus::Application::Voip).unwrap();
+    let mut enc =
+        opus::Encoder::new(48000, opus::Channels::Stereo, opus::Application::Voip).unwrap();
     let left = common::tone(48000, 800.0, -10.0, 48000);
     let interleaved: Vec<i16> = left.iter().flat_map(|&l| [l, 0]).collect();
     let mut dec = OpusDecoder::new().unwrap();
@@ -72,7 +91,11 @@ fn stereo_packets_are_downmixed() {
 /// Signal-to-error ratio in dB of `got` against `want`.
 fn snr_db(want: &[i16], got: &[i16]) -> f64 {
     let signal: f64 = want.iter().map(|&x| f64::from(x).powi(2)).sum();
-    let error: f64 = want.iter().zip(got).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum();
+    let error: f64 = want
+        .iter()
+        .zip(got)
+        .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+        .sum();
     10.0 * (signal / error.max(1.0)).log10()
 }
 
@@ -81,9 +104,19 @@ fn fec_rebuilds_a_lost_frame_better_than_plc() {
     // A tone whose frequency changes every frame: PLC cannot guess it, FEC carries it.
     let mut pcm = Vec::new();
     for i in 0..100 {
-        pcm.extend(common::tone(48000, 300.0 + 53.0 * (i % 7) as f32, -15.0, FRAME_20MS));
+        pcm.extend(common::tone(
+            48000,
+            300.0 + 53.0 * (i % 7) as f32,
+            -15.0,
+            FRAME_20MS,
+        ));
     }
-    let settings = OpusSettings { inband_fec: true, expected_loss_percent: 20, bitrate: 24000, ..Default::default() };
+    let settings = OpusSettings {
+        inband_fec: true,
+        expected_loss_percent: 20,
+        bitrate: 24000,
+        ..Default::default()
+    };
     let packets = encode_all(settings, &pcm);
     let lost = 60;
     let decode = |loss: Option<bool>| {
@@ -119,16 +152,25 @@ fn plc_fills_gaps_and_fades() {
         dec.decode(p, &mut frame).unwrap();
     }
     assert_eq!(dec.conceal(&mut frame).unwrap(), FRAME_20MS);
-    assert!(level_dbov(&frame[..FRAME_20MS]) > -20.0, "first concealed frame carries on");
+    assert!(
+        level_dbov(&frame[..FRAME_20MS]) > -20.0,
+        "first concealed frame carries on"
+    );
     for _ in 0..20 {
         dec.conceal(&mut frame).unwrap();
     }
-    assert!(level_dbov(&frame[..FRAME_20MS]) < -40.0, "long loss fades out");
+    assert!(
+        level_dbov(&frame[..FRAME_20MS]) < -40.0,
+        "long loss fades out"
+    );
 }
 
 #[test]
 fn dtx_packets_are_understood() {
-    let settings = OpusSettings { dtx: true, ..Default::default() };
+    let settings = OpusSettings {
+        dtx: true,
+        ..Default::default()
+    };
     let mut pcm = common::tone(48000, 700.0, -15.0, 9600);
     pcm.extend(std::iter::repeat_n(0i16, 48000));
     let packets = encode_all(settings, &pcm);

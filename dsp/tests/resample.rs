@@ -1,5 +1,7 @@
 //! Resampling between 8, 16 and 48 kHz: pass band kept, stop band removed, whole frames only.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 mod common;
 
 use confab_dsp::resample::{Rate, Resampler};
@@ -10,7 +12,10 @@ fn convert(from: Rate, to: Rate, input: &[i16]) -> Vec<i16> {
     let frame_in = from.samples(20);
     let frame_out = to.samples(20);
     let mut out = vec![0i16; input.len() / frame_in * frame_out];
-    for (i, o) in input.chunks_exact(frame_in).zip(out.chunks_exact_mut(frame_out)) {
+    for (i, o) in input
+        .chunks_exact(frame_in)
+        .zip(out.chunks_exact_mut(frame_out))
+    {
         assert_eq!(r.process(i, o).unwrap(), frame_out);
     }
     out
@@ -47,7 +52,10 @@ fn every_direction_keeps_an_in_band_tone() {
             let out = convert(from, to, &input);
             let skip = to.samples(100);
             let level = tone_level_dbov(&out[skip..], to.hz(), 1000.0);
-            assert!((level + 12.0).abs() < 0.5, "{from:?}->{to:?}: {level:.2} dBov");
+            assert!(
+                (level + 12.0).abs() < 0.5,
+                "{from:?}->{to:?}: {level:.2} dBov"
+            );
         }
     }
 }

@@ -112,7 +112,11 @@ impl Band {
         let step = if d == 0 { 0 } else { 128 };
         let sg0 = d >> 15;
         for i in 1..7 {
-            let wd2 = if (self.d[i] >> 15) == sg0 { step } else { -step };
+            let wd2 = if (self.d[i] >> 15) == sg0 {
+                step
+            } else {
+                -step
+            };
             let wd3 = (self.b[i] * 32640) >> 15;
             self.bp[i] = saturate(wd2 + wd3);
         }
@@ -150,6 +154,10 @@ impl Band {
 fn scale(nb: i32, offset: i32) -> i32 {
     let wd1 = ((nb >> 6) & 31) as usize;
     let wd2 = offset - (nb >> 11);
-    let wd3 = if wd2 < 0 { ILB[wd1] << -wd2 } else { ILB[wd1] >> wd2 };
+    let wd3 = if wd2 < 0 {
+        ILB[wd1] << -wd2
+    } else {
+        ILB[wd1] >> wd2
+    };
     wd3 << 2
 }

@@ -30,7 +30,12 @@ pub struct Decoder {
 impl Decoder {
     /// A fresh decoder for `mode`.
     pub fn new(mode: Mode) -> Self {
-        Decoder { mode, qmf: Qmf::default(), low: Band::low(), high: Band::high() }
+        Decoder {
+            mode,
+            qmf: Qmf::default(),
+            low: Band::low(),
+            high: Band::high(),
+        }
     }
 
     /// The mode this decoder reads.

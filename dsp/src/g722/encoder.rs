@@ -39,7 +39,11 @@ impl Default for Encoder {
 impl Encoder {
     /// A fresh encoder (the state at the start of a call).
     pub fn new() -> Self {
-        Encoder { qmf: Qmf::default(), low: Band::low(), high: Band::high() }
+        Encoder {
+            qmf: Qmf::default(),
+            low: Band::low(),
+            high: Band::high(),
+        }
     }
 
     /// Encodes pairs of samples from `pcm` into `out`; returns the bytes written.
@@ -74,7 +78,11 @@ impl Encoder {
         // High band: block 1H (SUBTRA, QUANTH).
         let eh = saturate(xhigh - self.high.s);
         let wd = if eh >= 0 { eh } else { -(eh + 1) };
-        let mih = if wd >= (564 * self.high.det) >> 12 { 2 } else { 1 };
+        let mih = if wd >= (564 * self.high.det) >> 12 {
+            2
+        } else {
+            1
+        };
         let ihigh = (if eh < 0 { IHN[mih] } else { IHP[mih] }) as usize;
         // Block 2H (INVQAH).
         let dhigh = (self.high.det * QM2[ihigh]) >> 15;

@@ -1,0 +1,113 @@
+//! The command line: `confab serve` and `confab check-config`. Every setting has a flag and a
+//! `CONFAB_…` environment variable; flags win over the environment, both over the file.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, LogFormat, Network};
+
+/// Confab: a headless audio conferencing bridge.
+#[derive(Debug, Parser)]
+#[command(name = "confab", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the bridge (embedded defaults unless a config file or flags say otherwise).
+    Serve(Box<ServeArgs>),
+    /// Check a configuration file and say what is wrong with it (line and key).
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+}
+
+/// Settings of `confab serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "CONFAB_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// SIP address (UDP and TCP).
+    #[arg(long, env = "CONFAB_SIP_LISTEN")]
+    sip_listen: Option<SocketAddr>,
+    /// Networks allowed to send SIP requests (comma-separated CIDRs).
+    #[arg(long, env = "CONFAB_SIP_TRUSTED", value_delimiter = ',')]
+    sip_trusted: Option<Vec<Network>>,
+    /// User part of the attendant's URI.
+    #[arg(long, env = "CONFAB_SIP_ACCESS_USER")]
+    sip_access_user: Option<String>,
+    /// SIP URI dial-outs are sent to.
+    #[arg(long, env = "CONFAB_SIP_OUTBOUND_PROXY")]
+    sip_outbound_proxy: Option<String>,
+    /// HTTP API address.
+    #[arg(long, env = "CONFAB_API_LISTEN")]
+    api_listen: Option<SocketAddr>,
+    /// Bearer token of the HTTP API.
+    #[arg(long, env = "CONFAB_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    /// Address RTP sockets bind to.
+    #[arg(long, env = "CONFAB_MEDIA_BIND")]
+    media_bind: Option<IpAddr>,
+    /// Lowest RTP port.
+    #[arg(long, env = "CONFAB_MEDIA_RTP_PORT_MIN")]
+    media_rtp_port_min: Option<u16>,
+    /// Highest RTP port.
+    #[arg(long, env = "CONFAB_MEDIA_RTP_PORT_MAX")]
+    media_rtp_port_max: Option<u16>,
+    /// Mixer threads (0: one per core).
+    #[arg(long, env = "CONFAB_MIXER_THREADS")]
+    mixer_threads: Option<usize>,
+    /// Talkers mixed per conference.
+    #[arg(long, env = "CONFAB_MIXER_MAX_TALKERS")]
+    mixer_max_talkers: Option<usize>,
+    /// Data directory (SQLite).
+    #[arg(long, env = "CONFAB_STORAGE_DATA_DIR")]
+    storage_data_dir: Option<PathBuf>,
+    /// Log filter (`info`, `confab=debug`, …).
+    #[arg(long, env = "CONFAB_LOG_LEVEL")]
+    log_level: Option<String>,
+    /// Log format.
+    #[arg(long, env = "CONFAB_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+impl ServeArgs {
+    /// The configuration: defaults, then the file, then environment and flags; checked.
+    pub(crate) fn load(&self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        fn set<T: Clone>(target: &mut T, value: &Option<T>) {
+            if let Some(v) = value {
+                *target = v.clone();
+            }
+        }
+        set(&mut c.sip.listen, &self.sip_listen);
+        set(&mut c.sip.trusted, &self.sip_trusted);
+        set(&mut c.sip.access_user, &self.sip_access_user);
+        if self.sip_outbound_proxy.is_some() {
+            c.sip.outbound_proxy = self.sip_outbound_proxy.clone();
+        }
+        set(&mut c.api.listen, &self.api_listen);
+        if self.api_token.is_some() {
+            c.api.token = self.api_token.clone();
+        }
+        set(&mut c.media.bind, &self.media_bind);
+        set(&mut c.media.rtp_port_min, &self.media_rtp_port_min);
+        set(&mut c.media.rtp_port_max, &self.media_rtp_port_max);
+        set(&mut c.mixer.threads, &self.mixer_threads);
+        set(&mut c.mixer.max_talkers, &self.mixer_max_talkers);
+        set(&mut c.storage.data_dir, &self.storage_data_dir);
+        set(&mut c.log.level, &self.log_level);
+        set(&mut c.log.format, &self.log_format);
+        c.validate()?;
+        Ok(c)
+    }
+}

@@ -1,0 +1,531 @@
+//! Configuration: embedded defaults, then a TOML file, then `CONFAB_…` environment variables and
+//! command-line flags (clap gives flags precedence over the environment).
+//!
+//! The file format rejects unknown keys; every error names the line and the key so an operator
+//! can fix it without guessing.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration of a Confab node.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Config {
+    pub(crate) sip: SipConfig,
+    pub(crate) api: ApiConfig,
+    pub(crate) media: MediaConfig,
+    pub(crate) mixer: MixerConfig,
+    pub(crate) storage: StorageConfig,
+    pub(crate) log: LogConfig,
+}
+
+/// `[sip]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SipConfig {
+    /// Address for SIP over UDP and TCP.
+    pub(crate) listen: SocketAddr,
+    /// Networks (CIDR) whose SIP requests are accepted; others get 403.
+    pub(crate) trusted: Vec<Network>,
+    /// The user part that reaches the attendant (`sip:conference@…`).
+    pub(crate) access_user: String,
+    /// Where dial-outs are sent (`sip:host:port`); none means dial-out is refused.
+    pub(crate) outbound_proxy: Option<String>,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            trusted: vec![Network::loopback_v4(), Network::loopback_v6()],
+            access_user: "conference".to_owned(),
+            outbound_proxy: None,
+        }
+    }
+}
+
+/// `[api]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ApiConfig {
+    /// Address of the HTTP API.
+    pub(crate) listen: SocketAddr,
+    /// Bearer token; required when `listen` is not a loopback address.
+    pub(crate) token: Option<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: None,
+        }
+    }
+}
+
+/// `[media]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MediaConfig {
+    /// Address RTP sockets bind to.
+    pub(crate) bind: IpAddr,
+    /// Lowest RTP port.
+    pub(crate) rtp_port_min: u16,
+    /// Highest RTP port.
+    pub(crate) rtp_port_max: u16,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            rtp_port_min: 20000,
+            rtp_port_max: 29999,
+        }
+    }
+}
+
+/// `[mixer]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MixerConfig {
+    /// Mixer threads; 0 means one per core.
+    pub(crate) threads: usize,
+    /// Talkers mixed per conference and tick (top-K).
+    pub(crate) max_talkers: usize,
+}
+
+impl Default for MixerConfig {
+    fn default() -> Self {
+        MixerConfig {
+            threads: 0,
+            max_talkers: 3,
+        }
+    }
+}
+
+/// `[storage]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct StorageConfig {
+    /// Directory of the SQLite database.
+    pub(crate) data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("./confab-data"),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LogConfig {
+    /// A tracing filter (`info`, `confab=debug,rsipstack=warn`, …); `RUST_LOG` overrides it.
+    pub(crate) level: String,
+    /// `text` or `json`.
+    pub(crate) format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// An IP network in CIDR notation (`10.0.0.0/8`, `::1/128`; a bare address is a /32 or /128).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    fn loopback_v4() -> Self {
+        Network {
+            addr: IpAddr::from([127, 0, 0, 0]),
+            prefix: 8,
+        }
+    }
+
+    fn loopback_v6() -> Self {
+        Network {
+            addr: IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+            prefix: 128,
+        }
+    }
+
+    /// Whether `ip` is inside this network.
+    #[allow(dead_code, reason = "the SIP layer's trust check is its user")]
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(|| format!("`{s}`: prefix length must be 0..={max}"))?,
+        };
+        Ok(Network { addr, prefix })
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// A configuration problem, located where possible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConfigError {
+    /// The file, if the problem is in one.
+    pub(crate) file: Option<PathBuf>,
+    /// 1-based line in the file.
+    pub(crate) line: Option<usize>,
+    /// The dotted key (`api.token`).
+    pub(crate) key: Option<String>,
+    pub(crate) message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{}", file.display())?;
+            if let Some(line) = self.line {
+                write!(f, ":{line}")?;
+            }
+            write!(f, ": ")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and checks a TOML file.
+    pub(crate) fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: Some(path.to_owned()),
+            line: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::from_toml(&text).map_err(|mut e| {
+            e.file = Some(path.to_owned());
+            e
+        })
+    }
+
+    /// Parses and checks TOML text.
+    pub(crate) fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            let key = e.span().and_then(|s| key_at(text, s.start));
+            ConfigError {
+                file: None,
+                line,
+                key,
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        config.validate().map_err(|mut e| {
+            if let Some(key) = &e.key {
+                e.line = find_key_line(text, key);
+            }
+            e
+        })?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot: ranges, and that a non-loopback API has a token.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, message: String| ConfigError {
+            file: None,
+            line: None,
+            key: Some(key.to_owned()),
+            message,
+        };
+        if self.media.rtp_port_min == 0 || self.media.rtp_port_min >= self.media.rtp_port_max {
+            return Err(err(
+                "media.rtp_port_min",
+                format!(
+                    "RTP port range {}-{} is empty: rtp_port_min must be above 0 and below rtp_port_max",
+                    self.media.rtp_port_min, self.media.rtp_port_max
+                ),
+            ));
+        }
+        if !self.api.listen.ip().is_loopback()
+            && self.api.token.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(err(
+                "api.token",
+                format!(
+                    "required when the API listens on {}, which is not a loopback address",
+                    self.api.listen
+                ),
+            ));
+        }
+        if self.mixer.max_talkers == 0 || self.mixer.max_talkers > 16 {
+            return Err(err(
+                "mixer.max_talkers",
+                format!("{} is out of range 1..=16", self.mixer.max_talkers),
+            ));
+        }
+        if self.sip.access_user.is_empty()
+            || !self
+                .sip
+                .access_user
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(err(
+                "sip.access_user",
+                format!("`{}` is not a valid SIP user", self.sip.access_user),
+            ));
+        }
+        if let Some(proxy) = &self.sip.outbound_proxy
+            && !(proxy.starts_with("sip:") || proxy.starts_with("sips:"))
+        {
+            return Err(err(
+                "sip.outbound_proxy",
+                format!("`{proxy}` is not a SIP URI (sip:host:port)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The dotted key whose line contains `offset` (`[section]` plus the key on that line).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let line_no = line_of(text, offset);
+    let mut section = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            section = trimmed
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_owned();
+        }
+        if i + 1 == line_no {
+            let key = trimmed.split('=').next()?.trim();
+            if trimmed.starts_with('[') || key.is_empty() {
+                return (!section.is_empty()).then_some(section);
+            }
+            return Some(if section.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{section}.{key}")
+            });
+        }
+    }
+    None
+}
+
+/// The line where `section.key` is set or, when it is missing, the line of its `[section]`
+/// (where it should be added).
+fn find_key_line(text: &str, dotted: &str) -> Option<usize> {
+    let (section, key) = dotted.rsplit_once('.')?;
+    let mut current = String::new();
+    let mut section_line = None;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            current = trimmed
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_owned();
+            if current == section {
+                section_line = Some(i + 1);
+            }
+        } else if current == section && trimmed.split('=').next().map(str::trim) == Some(key) {
+            return Some(i + 1);
+        }
+    }
+    section_line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = Config::default();
+        assert_eq!(c.sip.listen.to_string(), "127.0.0.1:5060");
+        assert_eq!(c.api.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!((c.media.rtp_port_min, c.media.rtp_port_max), (20000, 29999));
+        assert_eq!(c.storage.data_dir, PathBuf::from("./confab-data"));
+        assert_eq!(c.sip.access_user, "conference");
+        assert!(c.validate().is_ok());
+        assert_eq!(Config::from_toml("").unwrap(), c);
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let c = Config::from_toml(
+            r#"
+[sip]
+listen = "0.0.0.0:5070"
+trusted = ["10.0.0.0/8", "192.168.1.7"]
+access_user = "meet"
+outbound_proxy = "sip:gw.example.net:5060"
+
+[api]
+listen = "0.0.0.0:9000"
+token = "s3cret"
+
+[media]
+rtp_port_min = 30000
+rtp_port_max = 30999
+
+[mixer]
+threads = 2
+max_talkers = 4
+
+[log]
+format = "json"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.sip.listen.port(), 5070);
+        assert!(c.sip.trusted[0].contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.sip.trusted[1].contains("192.168.1.8".parse().unwrap()));
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let e =
+            Config::from_toml("[sip]\nlisten = \"127.0.0.1:5060\"\nlisen = \"x\"\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert_eq!(e.key.as_deref(), Some("sip.lisen"), "{e}");
+        assert!(e.message.contains("unknown field"), "{e}");
+        let e = Config::from_toml("[sipp]\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("sipp")), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named_with_their_line() {
+        let e = Config::from_toml("\n[api]\nlisten = \"nowhere\"\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(3), Some("api.listen")),
+            "{e}"
+        );
+        let e = Config::from_toml("[sip]\ntrusted = [\"10.0.0.0/33\"]\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(2), Some("sip.trusted")),
+            "{e}"
+        );
+        assert!(e.message.contains("prefix"), "{e}");
+    }
+
+    #[test]
+    fn exposed_api_needs_a_token() {
+        let e = Config::from_toml("[api]\nlisten = \"0.0.0.0:8080\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("api.token"));
+        assert!(Config::from_toml("[api]\nlisten = \"0.0.0.0:8080\"\ntoken = \"t\"\n").is_ok());
+        assert!(Config::from_toml("[api]\nlisten = \"[::1]:8080\"\n").is_ok());
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        let e =
+            Config::from_toml("[media]\nrtp_port_min = 3000\nrtp_port_max = 2000\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(2), Some("media.rtp_port_min")),
+            "{e}"
+        );
+        assert!(Config::from_toml("[mixer]\nmax_talkers = 0\n").is_err());
+        assert!(Config::from_toml("[sip]\noutbound_proxy = \"gw:5060\"\n").is_err());
+        assert!(Config::from_toml("[sip]\naccess_user = \"a b\"\n").is_err());
+    }
+
+    #[test]
+    fn networks() {
+        let n: Network = "127.0.0.0/8".parse().unwrap();
+        assert!(n.contains("127.9.9.9".parse().unwrap()));
+        assert!(!n.contains("128.0.0.1".parse().unwrap()));
+        assert!(!n.contains("::1".parse().unwrap()));
+        let all: Network = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        assert!(
+            "fe80::/10"
+                .parse::<Network>()
+                .unwrap()
+                .contains("fe80::1".parse().unwrap())
+        );
+        assert!("x/8".parse::<Network>().is_err());
+        assert!("::/129".parse::<Network>().is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! `confab serve`: logging, the runtime, and a clean shutdown on SIGINT or SIGTERM.
+
+use anyhow::Context;
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogFormat};
+
+/// Runs the bridge until SIGINT or SIGTERM.
+pub(crate) fn run(config: Config) -> anyhow::Result<()> {
+    init_logging(&config)?;
+    std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            config.storage.data_dir.display()
+        )
+    })?;
+    let threads = match config.mixer.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("confab-io")
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        info!(
+            sip = %config.sip.listen,
+            api = %config.api.listen,
+            rtp_ports = %format!("{}-{}", config.media.rtp_port_min, config.media.rtp_port_max),
+            data_dir = %config.storage.data_dir.display(),
+            mixer_threads = threads,
+            "confab started"
+        );
+        let signal = shutdown_signal().await?;
+        info!(signal, "shutting down");
+        anyhow::Ok(())
+    })?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    info!("stopped");
+    Ok(())
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(s) if !s.is_empty() => EnvFilter::try_new(s).context("RUST_LOG")?,
+        _ => EnvFilter::try_new(&config.log.level)
+            .with_context(|| format!("log.level: `{}` is not a valid filter", config.log.level))?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match config.log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+/// Waits for SIGINT or SIGTERM and names the one that came.
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    })
+}

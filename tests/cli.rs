@@ -1,0 +1,208 @@
+//! The binary from the outside: `check-config` answers with line and key, `serve` starts on a
+//! config, logs, and stops cleanly on SIGTERM and SIGINT.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn confab() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_confab"));
+    // Keep the test independent of the caller's environment.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CONFAB_") || key == "RUST_LOG" {
+            c.env_remove(key);
+        }
+    }
+    c
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn check_config_accepts_a_good_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "good.toml",
+        "[sip]\nlisten = \"127.0.0.1:5070\"\n\n[mixer]\nmax_talkers = 4\n",
+    );
+    let out = confab().arg("check-config").arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}
+
+#[test]
+fn check_config_names_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[sip]\nlisten = \"127.0.0.1:5060\"\ntrusted_networks = []\n",
+            ":3:",
+            "sip.trusted_networks",
+        ),
+        ("\n[api]\nlisten = \"0.0.0.0:8080\"\n", ":2:", "api.token"),
+        (
+            "[media]\nrtp_port_min = 9\nrtp_port_max = 8\n",
+            ":2:",
+            "media.rtp_port_min",
+        ),
+        ("[mixer]\nthreads = \"many\"\n", ":2:", "mixer.threads"),
+        ("[storage\n", ":1:", ""),
+    ];
+    for (i, (text, line, key)) in cases.iter().enumerate() {
+        let file = write(&dir, &format!("bad{i}.toml"), text);
+        let out = confab().arg("check-config").arg(&file).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "case {i} accepted");
+        assert!(
+            stderr.contains(&format!("bad{i}.toml{line}")),
+            "case {i}: {stderr}"
+        );
+        assert!(stderr.contains(key), "case {i}: {stderr}");
+    }
+    let out = confab()
+        .arg("check-config")
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+/// Starts `serve`, waits for the start-up log line and returns the child with its log lines.
+fn start(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    panic!("no log line containing {needle:?}");
+}
+
+fn stop_with(child: &mut Child, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit after {signal}: {status}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 30 s after {signal}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serve_runs_on_a_config_and_stops_on_signals() {
+    for signal in ["TERM", "INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (sip, api) = (free_port(), free_port());
+        let file = write(
+            &dir,
+            "confab.toml",
+            &format!(
+                "[sip]\nlisten = \"127.0.0.1:{sip}\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n[storage]\ndata_dir = \"{}\"\n",
+                data.display()
+            ),
+        );
+        let mut cmd = confab();
+        cmd.arg("serve").arg("--config").arg(&file);
+        let (mut child, rx) = start(cmd);
+        let line = wait_for_line(&rx, "confab started");
+        assert!(line.contains(&format!("127.0.0.1:{sip}")), "{line}");
+        assert!(data.is_dir(), "data directory created");
+        stop_with(&mut child, signal);
+        wait_for_line(&rx, "shutting down");
+    }
+}
+
+#[test]
+fn flags_and_environment_override_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "confab.toml",
+        "[sip]\nlisten = \"127.0.0.1:5999\"\n[api]\nlisten = \"127.0.0.1:5998\"\n",
+    );
+    let (sip, api) = (free_port(), free_port());
+    let mut cmd = confab();
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&file)
+        .arg("--sip-listen")
+        .arg(format!("127.0.0.1:{sip}"))
+        .env("CONFAB_API_LISTEN", format!("127.0.0.1:{api}"))
+        .env("CONFAB_STORAGE_DATA_DIR", dir.path().join("d"))
+        .env("CONFAB_LOG_FORMAT", "json");
+    let (mut child, rx) = start(cmd);
+    let line = wait_for_line(&rx, "confab started");
+    assert!(line.starts_with('{'), "JSON log expected: {line}");
+    assert!(
+        line.contains(&format!("127.0.0.1:{sip}")) && line.contains(&format!("127.0.0.1:{api}")),
+        "{line}"
+    );
+    stop_with(&mut child, "TERM");
+}
+
+#[test]
+fn serve_refuses_an_exposed_api_without_token() {
+    let out = confab()
+        .args(["serve", "--api-listen", "0.0.0.0:18080"])
+        .env(
+            "CONFAB_STORAGE_DATA_DIR",
+            std::env::temp_dir().join("confab-unused"),
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("api.token"));
+}
