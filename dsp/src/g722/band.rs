@@ -29,15 +29,17 @@ const RH2: [i32; 4] = [2, 1, 2, 1];
 pub(super) struct Band {
     /// Predicted signal.
     pub(super) s: i32,
-    sp: i32,
     sz: i32,
-    r: [i32; 3],
-    a: [i32; 3],
-    ap: [i32; 3],
-    p: [i32; 3],
-    d: [i32; 7],
-    b: [i32; 7],
-    bp: [i32; 7],
+    /// Reconstructed signal, one and two samples back.
+    r: [i32; 2],
+    /// Partially reconstructed signal, one and two samples back.
+    p: [i32; 2],
+    /// Pole predictor coefficients a1, a2.
+    a: [i32; 2],
+    /// Quantised differences, one to six samples back.
+    d: [i32; 6],
+    /// Zero predictor coefficients b1..b6.
+    b: [i32; 6],
     nb: i32,
     /// Quantiser scale factor.
     pub(super) det: i32,
@@ -53,23 +55,11 @@ impl Band {
     }
 
     fn with_det(det: i32) -> Self {
-        Band {
-            s: 0,
-            sp: 0,
-            sz: 0,
-            r: [0; 3],
-            a: [0; 3],
-            ap: [0; 3],
-            p: [0; 3],
-            d: [0; 7],
-            b: [0; 7],
-            bp: [0; 7],
-            nb: 0,
-            det,
-        }
+        Band { s: 0, sz: 0, r: [0; 2], p: [0; 2], a: [0; 2], d: [0; 6], b: [0; 6], nb: 0, det }
     }
 
     /// Blocks 3L (LOGSCL, SCALEL) for a 4-bit low-band code, then block 4 with `dlow`.
+    #[inline]
     pub(super) fn adapt_low(&mut self, code4: usize, dlow: i32) {
         let nb = ((self.nb * 127) >> 7) + WL[RL42[code4] as usize];
         self.nb = nb.clamp(0, 18432);
@@ -78,6 +68,7 @@ impl Band {
     }
 
     /// Blocks 3H (LOGSCH, SCALEH) for a 2-bit high-band code, then block 4 with `dhigh`.
+    #[inline]
     pub(super) fn adapt_high(&mut self, code2: usize, dhigh: i32) {
         let nb = ((self.nb * 127) >> 7) + WH[RH2[code2] as usize];
         self.nb = nb.clamp(0, 22528);
@@ -86,66 +77,59 @@ impl Band {
     }
 
     /// Block 4: reconstruct, update the pole and zero predictors, predict the next sample.
+    #[inline]
     fn predict(&mut self, d: i32) {
         // RECONS and PARREC
-        self.d[0] = d;
-        self.r[0] = saturate(self.s + d);
-        self.p[0] = saturate(self.sz + d);
+        let r0 = saturate(self.s + d);
+        let p0 = saturate(self.sz + d);
 
-        // UPPOL2
-        let sg0 = self.p[0] >> 15;
-        let sg1 = self.p[1] >> 15;
-        let sg2 = self.p[2] >> 15;
-        let wd1 = saturate(self.a[1] << 2);
+        // UPPOL2. Here and below `(x * 32512) >> 15` is `x + ((-x) >> 7)` and
+        // `(x * 32640) >> 15` is `x + ((-x) >> 8)`: exact, and free of 32-bit multiplies, which
+        // baseline x86-64 SIMD lacks.
+        let sg0 = p0 >> 15;
+        let sg1 = self.p[0] >> 15;
+        let sg2 = self.p[1] >> 15;
+        let wd1 = saturate(self.a[0] << 2);
         let wd2 = if sg0 == sg1 { -wd1 } else { wd1 }.min(32767);
-        let mut wd3 = (wd2 >> 7) + if sg0 == sg2 { 128 } else { -128 };
-        wd3 += (self.a[2] * 32512) >> 15;
-        self.ap[2] = wd3.clamp(-12288, 12288);
+        let wd3 = (wd2 >> 7) + if sg0 == sg2 { 128 } else { -128 } + self.a[1] + ((-self.a[1]) >> 7);
+        let a2 = wd3.clamp(-12288, 12288);
 
         // UPPOL1
         let wd1 = if sg0 == sg1 { 192 } else { -192 };
-        let wd2 = (self.a[1] * 32640) >> 15;
-        let limit = saturate(15360 - self.ap[2]);
-        self.ap[1] = saturate(wd1 + wd2).clamp(-limit, limit);
+        let wd2 = self.a[0] + ((-self.a[0]) >> 8);
+        // The Recommendation saturates these two sums, but they cannot overflow: |a2| <= 12288
+        // and |a1| <= 27648 hold by the clamps, so the limit is 3072..=27648 and the sum is
+        // within ±27732. (The same bounds make the zero predictor's update exact below.)
+        let limit = 15360 - a2;
+        let a1 = (wd1 + wd2).max(-limit).min(limit);
 
-        // UPZERO
-        let step = if d == 0 { 0 } else { 128 };
-        let sg0 = d >> 15;
-        for i in 1..7 {
-            let wd2 = if (self.d[i] >> 15) == sg0 {
-                step
-            } else {
-                -step
-            };
-            let wd3 = (self.b[i] * 32640) >> 15;
-            self.bp[i] = saturate(wd2 + wd3);
+        // UPZERO, with DELAYA of the coefficients folded in (b[i] is only read here).
+        let step: i32 = if d == 0 { 0 } else { 128 };
+        let sign = d >> 15;
+        for (b, &dh) in self.b.iter_mut().zip(&self.d) {
+            let wd2 = if (dh >> 15) == sign { step } else { -step };
+            // |b·255/256| <= 32640, so ±128 keeps it within 16 bits without saturating.
+            *b = wd2 + *b + ((-*b) >> 8);
         }
 
         // DELAYA
-        for i in (1..7).rev() {
-            self.d[i] = self.d[i - 1];
-            self.b[i] = self.bp[i];
-        }
-        for i in (1..3).rev() {
-            self.r[i] = self.r[i - 1];
-            self.p[i] = self.p[i - 1];
-            self.a[i] = self.ap[i];
-        }
+        self.d.copy_within(0..5, 1);
+        self.d[0] = d;
+        self.r = [r0, self.r[0]];
+        self.p = [p0, self.p[0]];
+        self.a = [a1, a2];
 
         // FILTEP
-        let wd1 = (self.a[1] * saturate(self.r[1] + self.r[1])) >> 15;
-        let wd2 = (self.a[2] * saturate(self.r[2] + self.r[2])) >> 15;
-        self.sp = saturate(wd1 + wd2);
+        let wd1 = (a1 * saturate(r0 + r0)) >> 15;
+        let wd2 = (a2 * saturate(self.r[1] + self.r[1])) >> 15;
+        let sp = saturate(wd1 + wd2);
 
         // FILTEZ
-        let mut sz = 0;
-        for i in (1..7).rev() {
-            sz += (self.b[i] * saturate(self.d[i] + self.d[i])) >> 15;
-        }
+        let sz: i32 = self.b.iter().zip(&self.d).map(|(&b, &dh)| (b * saturate(dh + dh)) >> 15).sum();
         self.sz = saturate(sz);
 
         // PREDIC
-        self.s = saturate(self.sp + self.sz);
+        self.s = saturate(sp + self.sz);
     }
 }
 

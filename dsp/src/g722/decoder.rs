@@ -85,7 +85,8 @@ impl Decoder {
         self.high.adapt_high(ihigh, dhigh);
 
         // Receive QMF.
-        let (xout2, xout1) = self.qmf.push(rlow + rhigh, rlow - rhigh);
+        // |rlow|, |rhigh| <= 2^14, so sum and difference fit 16 bits.
+        let (xout2, xout1) = self.qmf.push((rlow + rhigh) as i16, (rlow - rhigh) as i16);
         (saturate(xout1 >> 11) as i16, saturate(xout2 >> 11) as i16)
     }
 }

@@ -4,7 +4,7 @@ use super::band::{Band, QM2, QM4};
 use super::{Qmf, saturate};
 
 /// Low-band decision levels (Table 12/G.722), scaled by the quantiser scale factor.
-const Q6: [i32; 32] = [
+const Q6: [i16; 32] = [
     0, 35, 72, 110, 150, 190, 233, 276, 323, 370, 422, 473, 530, 587, 650, 714, 786, 858, 940,
     1023, 1121, 1219, 1339, 1458, 1612, 1765, 1980, 2195, 2557, 2919, 0, 0,
 ];
@@ -51,13 +51,13 @@ impl Encoder {
     pub fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> usize {
         let n = (pcm.len() / 2).min(out.len());
         for (o, pair) in out[..n].iter_mut().zip(pcm.chunks_exact(2)) {
-            *o = self.encode_pair(pair[0] as i32, pair[1] as i32);
+            *o = self.encode_pair(pair[0], pair[1]);
         }
         n
     }
 
     #[inline]
-    fn encode_pair(&mut self, first: i32, second: i32) -> u8 {
+    fn encode_pair(&mut self, first: i16, second: i16) -> u8 {
         let (sum_odd, sum_even) = self.qmf.push(first, second);
         let xlow = (sum_even + sum_odd) >> 14;
         let xhigh = (sum_even - sum_odd) >> 14;
@@ -65,9 +65,16 @@ impl Encoder {
         // Low band: block 1L (SUBTRA, QUANTL).
         let el = saturate(xlow - self.low.s);
         let wd = if el >= 0 { el } else { -(el + 1) };
+        // The first decision interval i in 1..30 with wd < Q6[i]·det >> 12, or 30. The levels
+        // rise with i, so it is one plus the number of levels at or below wd, found by a
+        // five-step binary lifting that compiles to conditional moves (a data-dependent branch
+        // would mispredict on every other sample).
+        let det = self.low.det;
         let mut i = 1;
-        while i < 30 && wd >= (Q6[i] * self.low.det) >> 12 {
-            i += 1;
+        for step in [16, 8, 4, 2, 1] {
+            let j = i + step - 1;
+            let level = (i32::from(Q6[j]) * det) >> 12;
+            i += step * usize::from((wd >= level) & (j < 30));
         }
         let ilow = if el < 0 { ILN[i] } else { ILP[i] };
         // Block 2L (INVQAL) on the 4 most significant bits.

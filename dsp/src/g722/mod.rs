@@ -32,33 +32,48 @@ pub enum Mode {
 }
 
 /// QMF coefficients (Table 11/G.722), shared by the transmit and receive filters.
-const QMF_COEFFS: [i32; 12] = [3, -11, 12, 32, -210, 951, 3876, -805, 362, -156, 53, -11];
+const QMF_COEFFS: [i16; 12] = [3, -11, 12, 32, -210, 951, 3876, -805, 362, -156, 53, -11];
 
 #[inline]
 fn saturate(v: i32) -> i32 {
     v.clamp(i16::MIN as i32, i16::MAX as i32)
 }
 
-/// The 24-sample QMF delay line with the two dot products both filters use.
+/// The 24-tap QMF delay line, kept as two contiguous 12-sample lines (the samples at even and
+/// at odd positions) of 16-bit values, so both dot products vectorise (16-bit multiplies with
+/// 32-bit sums exist in every x86-64 SIMD level). Every value fits: the encoder filters 16-bit
+/// input, the decoder the sum and difference of two bands limited to 15 bits.
 #[derive(Clone, Debug, Default)]
 struct Qmf {
-    x: [i32; 24],
+    /// `x[0], x[2], …, x[22]` of the Recommendation's delay line (oldest first).
+    even: [i16; 12],
+    /// `x[1], x[3], …, x[23]`.
+    odd: [i16; 12],
 }
+
+/// QMF_COEFFS reversed, for the odd line.
+const QMF_COEFFS_REV: [i16; 12] = {
+    let mut r = [0; 12];
+    let mut i = 0;
+    while i < 12 {
+        r[i] = QMF_COEFFS[11 - i];
+        i += 1;
+    }
+    r
+};
 
 impl Qmf {
     /// Pushes two samples and returns the (odd-tap, even-tap) sums.
     #[inline]
-    fn push(&mut self, a: i32, b: i32) -> (i32, i32) {
-        self.x.copy_within(2.., 0);
-        self.x[22] = a;
-        self.x[23] = b;
-        let mut sum_odd = 0;
-        let mut sum_even = 0;
-        for i in 0..12 {
-            sum_odd += self.x[2 * i] * QMF_COEFFS[i];
-            sum_even += self.x[2 * i + 1] * QMF_COEFFS[11 - i];
-        }
-        (sum_odd, sum_even)
+    fn push(&mut self, a: i16, b: i16) -> (i32, i32) {
+        self.even.copy_within(1.., 0);
+        self.odd.copy_within(1.., 0);
+        self.even[11] = a;
+        self.odd[11] = b;
+        let dot = |x: &[i16; 12], c: &[i16; 12]| -> i32 {
+            x.iter().zip(c).map(|(&x, &c)| i32::from(x) * i32::from(c)).sum()
+        };
+        (dot(&self.even, &QMF_COEFFS), dot(&self.odd, &QMF_COEFFS_REV))
     }
 }
 
