@@ -55,7 +55,17 @@ impl Band {
     }
 
     fn with_det(det: i32) -> Self {
-        Band { s: 0, sz: 0, r: [0; 2], p: [0; 2], a: [0; 2], d: [0; 6], b: [0; 6], nb: 0, det }
+        Band {
+            s: 0,
+            sz: 0,
+            r: [0; 2],
+            p: [0; 2],
+            a: [0; 2],
+            d: [0; 6],
+            b: [0; 6],
+            nb: 0,
+            det,
+        }
     }
 
     /// Blocks 3L (LOGSCL, SCALEL) for a 4-bit low-band code, then block 4 with `dlow`.
@@ -91,7 +101,8 @@ impl Band {
         let sg2 = self.p[1] >> 15;
         let wd1 = saturate(self.a[0] << 2);
         let wd2 = if sg0 == sg1 { -wd1 } else { wd1 }.min(32767);
-        let wd3 = (wd2 >> 7) + if sg0 == sg2 { 128 } else { -128 } + self.a[1] + ((-self.a[1]) >> 7);
+        let wd3 =
+            (wd2 >> 7) + if sg0 == sg2 { 128 } else { -128 } + self.a[1] + ((-self.a[1]) >> 7);
         let a2 = wd3.clamp(-12288, 12288);
 
         // UPPOL1
@@ -125,7 +136,12 @@ impl Band {
         let sp = saturate(wd1 + wd2);
 
         // FILTEZ
-        let sz: i32 = self.b.iter().zip(&self.d).map(|(&b, &dh)| (b * saturate(dh + dh)) >> 15).sum();
+        let sz: i32 = self
+            .b
+            .iter()
+            .zip(&self.d)
+            .map(|(&b, &dh)| (b * saturate(dh + dh)) >> 15)
+            .sum();
         self.sz = saturate(sz);
 
         // PREDIC

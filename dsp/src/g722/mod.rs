@@ -71,9 +71,15 @@ impl Qmf {
         self.even[11] = a;
         self.odd[11] = b;
         let dot = |x: &[i16; 12], c: &[i16; 12]| -> i32 {
-            x.iter().zip(c).map(|(&x, &c)| i32::from(x) * i32::from(c)).sum()
+            x.iter()
+                .zip(c)
+                .map(|(&x, &c)| i32::from(x) * i32::from(c))
+                .sum()
         };
-        (dot(&self.even, &QMF_COEFFS), dot(&self.odd, &QMF_COEFFS_REV))
+        (
+            dot(&self.even, &QMF_COEFFS),
+            dot(&self.odd, &QMF_COEFFS_REV),
+        )
     }
 }
 
