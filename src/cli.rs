@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, LogFormat, Network};
+use confab::config::{Config, ConfigError, LogFormat, Network};
 
 /// Confab: a headless audio conferencing bridge.
 #[derive(Debug, Parser)]

@@ -13,27 +13,27 @@ use serde::Deserialize;
 /// The whole configuration of a Confab node.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct Config {
-    pub(crate) sip: SipConfig,
-    pub(crate) api: ApiConfig,
-    pub(crate) media: MediaConfig,
-    pub(crate) mixer: MixerConfig,
-    pub(crate) storage: StorageConfig,
-    pub(crate) log: LogConfig,
+pub struct Config {
+    pub sip: SipConfig,
+    pub api: ApiConfig,
+    pub media: MediaConfig,
+    pub mixer: MixerConfig,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
 }
 
 /// `[sip]`
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct SipConfig {
+pub struct SipConfig {
     /// Address for SIP over UDP and TCP.
-    pub(crate) listen: SocketAddr,
+    pub listen: SocketAddr,
     /// Networks (CIDR) whose SIP requests are accepted; others get 403.
-    pub(crate) trusted: Vec<Network>,
+    pub trusted: Vec<Network>,
     /// The user part that reaches the attendant (`sip:conference@…`).
-    pub(crate) access_user: String,
+    pub access_user: String,
     /// Where dial-outs are sent (`sip:host:port`); none means dial-out is refused.
-    pub(crate) outbound_proxy: Option<String>,
+    pub outbound_proxy: Option<String>,
 }
 
 impl Default for SipConfig {
@@ -50,11 +50,11 @@ impl Default for SipConfig {
 /// `[api]`
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct ApiConfig {
+pub struct ApiConfig {
     /// Address of the HTTP API.
-    pub(crate) listen: SocketAddr,
+    pub listen: SocketAddr,
     /// Bearer token; required when `listen` is not a loopback address.
-    pub(crate) token: Option<String>,
+    pub token: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -69,13 +69,13 @@ impl Default for ApiConfig {
 /// `[media]`
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct MediaConfig {
+pub struct MediaConfig {
     /// Address RTP sockets bind to.
-    pub(crate) bind: IpAddr,
+    pub bind: IpAddr,
     /// Lowest RTP port.
-    pub(crate) rtp_port_min: u16,
+    pub rtp_port_min: u16,
     /// Highest RTP port.
-    pub(crate) rtp_port_max: u16,
+    pub rtp_port_max: u16,
 }
 
 impl Default for MediaConfig {
@@ -91,11 +91,11 @@ impl Default for MediaConfig {
 /// `[mixer]`
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct MixerConfig {
+pub struct MixerConfig {
     /// Mixer threads; 0 means one per core.
-    pub(crate) threads: usize,
+    pub threads: usize,
     /// Talkers mixed per conference and tick (top-K).
-    pub(crate) max_talkers: usize,
+    pub max_talkers: usize,
 }
 
 impl Default for MixerConfig {
@@ -110,9 +110,9 @@ impl Default for MixerConfig {
 /// `[storage]`
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct StorageConfig {
+pub struct StorageConfig {
     /// Directory of the SQLite database.
-    pub(crate) data_dir: PathBuf,
+    pub data_dir: PathBuf,
 }
 
 impl Default for StorageConfig {
@@ -126,11 +126,11 @@ impl Default for StorageConfig {
 /// `[log]`
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct LogConfig {
+pub struct LogConfig {
     /// A tracing filter (`info`, `confab=debug,rsipstack=warn`, …); `RUST_LOG` overrides it.
-    pub(crate) level: String,
+    pub level: String,
     /// `text` or `json`.
-    pub(crate) format: LogFormat,
+    pub format: LogFormat,
 }
 
 impl Default for LogConfig {
@@ -145,7 +145,7 @@ impl Default for LogConfig {
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum LogFormat {
+pub enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line.
@@ -154,7 +154,7 @@ pub(crate) enum LogFormat {
 
 /// An IP network in CIDR notation (`10.0.0.0/8`, `::1/128`; a bare address is a /32 or /128).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Network {
+pub struct Network {
     addr: IpAddr,
     prefix: u8,
 }
@@ -176,7 +176,7 @@ impl Network {
 
     /// Whether `ip` is inside this network.
     #[allow(dead_code, reason = "the SIP layer's trust check is its user")]
-    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+    pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
                 let mask = u32::MAX
@@ -236,14 +236,14 @@ impl fmt::Display for Network {
 
 /// A configuration problem, located where possible.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ConfigError {
+pub struct ConfigError {
     /// The file, if the problem is in one.
-    pub(crate) file: Option<PathBuf>,
+    pub file: Option<PathBuf>,
     /// 1-based line in the file.
-    pub(crate) line: Option<usize>,
+    pub line: Option<usize>,
     /// The dotted key (`api.token`).
-    pub(crate) key: Option<String>,
-    pub(crate) message: String,
+    pub key: Option<String>,
+    pub message: String,
 }
 
 impl fmt::Display for ConfigError {
@@ -266,7 +266,7 @@ impl std::error::Error for ConfigError {}
 
 impl Config {
     /// Reads and checks a TOML file.
-    pub(crate) fn from_file(path: &Path) -> Result<Config, ConfigError> {
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: Some(path.to_owned()),
             line: None,
@@ -280,7 +280,7 @@ impl Config {
     }
 
     /// Parses and checks TOML text.
-    pub(crate) fn from_toml(text: &str) -> Result<Config, ConfigError> {
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start));
             let key = e.span().and_then(|s| key_at(text, s.start));
@@ -301,7 +301,7 @@ impl Config {
     }
 
     /// Checks what the types cannot: ranges, and that a non-loopback API has a token.
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |key: &str, message: String| ConfigError {
             file: None,
             line: None,

@@ -1,8 +1,6 @@
 //! The `confab` binary: parses the command line and runs a command.
 
 mod cli;
-mod config;
-mod serve;
 
 use std::process::ExitCode;
 
@@ -13,7 +11,7 @@ use cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { file } => match config::Config::from_file(&file) {
+        Command::CheckConfig { file } => match confab::config::Config::from_file(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());
                 ExitCode::SUCCESS
@@ -31,7 +29,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match serve::run(config) {
+            match confab::serve::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");

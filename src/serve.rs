@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{Config, LogFormat};
 
 /// Runs the bridge until SIGINT or SIGTERM.
-pub(crate) fn run(config: Config) -> anyhow::Result<()> {
+pub fn run(config: Config) -> anyhow::Result<()> {
     init_logging(&config)?;
     std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
         format!(
@@ -25,6 +25,8 @@ pub(crate) fn run(config: Config) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async {
+        // Watch the signals before saying we started, so a signal sent on that news is caught.
+        let signals = Signals::watch()?;
         info!(
             sip = %config.sip.listen,
             api = %config.api.listen,
@@ -33,7 +35,7 @@ pub(crate) fn run(config: Config) -> anyhow::Result<()> {
             mixer_threads = threads,
             "confab started"
         );
-        let signal = shutdown_signal().await?;
+        let signal = signals.recv().await;
         info!(signal, "shutting down");
         anyhow::Ok(())
     })?;
@@ -58,13 +60,26 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
 
-/// Waits for SIGINT or SIGTERM and names the one that came.
-async fn shutdown_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    Ok(tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    })
+/// SIGINT and SIGTERM, watched from creation on.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn watch() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+        })
+    }
+
+    /// Waits for either and names the one that came.
+    async fn recv(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
 }

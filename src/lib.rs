@@ -1,0 +1,9 @@
+//! Confab, the server: configuration, media legs, conferences, the mixer, signalling and the API.
+//!
+//! The binary (`src/main.rs`) is a thin command line over this library; integration tests in
+//! `tests/` drive the same pieces.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod media;
+pub mod serve;

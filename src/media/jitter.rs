@@ -1,0 +1,625 @@
+//! The jitter buffer of one leg: a sans-I/O state machine fed with packets and the time they
+//! arrived, and asked for the next packet once per frame the leg must play.
+//!
+//! - Packets are kept by sequence number in a fixed ring of slots whose payload buffers are
+//!   reused, so steady state allocates nothing.
+//! - Playout starts once the buffer holds the target delay. The target follows the measured
+//!   interarrival jitter (RFC 3550, A.8) between one frame and a hard cap (default 200 ms).
+//! - Duplicates and packets older than the playout point are dropped; a missing packet is
+//!   reported as [`Playout::Lost`] so the caller conceals it (Opus FEC/PLC, dsp PLC).
+//! - Sender clock drift shows as a depth that creeps: when the depth stays above the target
+//!   the buffer skips a packet, when it stays below it asks for one concealed frame, and it
+//!   does both only when the caller says the audio is silent ([`JitterBuffer::pop`]'s
+//!   `silent`). Above the hard cap it skips regardless.
+//! - A new SSRC or a jump in sequence or timestamp restarts the buffer.
+
+use std::time::{Duration, Instant};
+
+/// Settings of a jitter buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JitterSettings {
+    /// RTP clock rate of the payload (8000 for G.711 and G.722, 48000 for Opus).
+    pub clock_rate: u32,
+    /// Duration of one playout frame.
+    pub frame: Duration,
+    /// Largest delay the buffer may hold.
+    pub max_delay: Duration,
+}
+
+impl JitterSettings {
+    pub fn new(clock_rate: u32) -> Self {
+        JitterSettings {
+            clock_rate,
+            frame: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+        }
+    }
+}
+
+/// One RTP packet as the jitter buffer sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival<'a> {
+    pub ssrc: u32,
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub payload: &'a [u8],
+}
+
+/// What became of an inserted packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Insert {
+    /// Stored for playout.
+    Stored,
+    /// Stored, after the buffer restarted (new SSRC or a jump).
+    Restarted,
+    /// Already there.
+    Duplicate,
+    /// Its playout time has passed.
+    TooLate,
+    /// Further ahead than the buffer holds; dropped.
+    TooEarly,
+}
+
+/// What the leg plays next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Playout<'a> {
+    /// Not started (empty or still filling to the target): play silence.
+    Waiting,
+    /// The next packet's payload (decode it).
+    Packet { payload: &'a [u8], timestamp: u32 },
+    /// The next packet is missing: conceal one packet's worth.
+    Lost,
+    /// Play one concealed frame without consuming a packet (the buffer was running dry).
+    Stretch,
+}
+
+/// Counters of one buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JitterStats {
+    pub stored: u64,
+    pub duplicates: u64,
+    pub too_late: u64,
+    pub too_early: u64,
+    pub lost: u64,
+    pub skipped: u64,
+    pub stretched: u64,
+    pub restarts: u64,
+}
+
+const SLOTS: usize = 128;
+/// Sequence or timestamp jumps beyond these restart the buffer.
+const MAX_SEQUENCE_JUMP: u64 = 100;
+const MAX_TIMESTAMP_JUMP_SECONDS: u64 = 10;
+/// Frames of consistent surplus or deficit before drift is corrected.
+const DRIFT_PATIENCE: u32 = 25;
+
+#[derive(Debug)]
+struct Slot {
+    /// Extended sequence number held, if any.
+    sequence: Option<u64>,
+    timestamp: u64,
+    payload: Vec<u8>,
+}
+
+/// A leg's jitter buffer.
+#[derive(Debug)]
+pub struct JitterBuffer {
+    settings: JitterSettings,
+    slots: Vec<Slot>,
+    ssrc: Option<u32>,
+    /// Highest extended sequence number received.
+    highest: Option<u64>,
+    highest_timestamp: u64,
+    /// Next extended sequence number to play, once playing.
+    next: Option<u64>,
+    /// Timestamp units of the last packet (its duration), for depth and gaps.
+    packet_ticks: u64,
+    /// RFC 3550 interarrival jitter, in timestamp units (scaled by 16 as in A.8).
+    jitter16: u64,
+    last_transit: Option<i64>,
+    epoch: Option<Instant>,
+    surplus_frames: u32,
+    deficit_frames: u32,
+    stats: JitterStats,
+}
+
+impl JitterBuffer {
+    pub fn new(settings: JitterSettings) -> Self {
+        let slots = (0..SLOTS)
+            .map(|_| Slot {
+                sequence: None,
+                timestamp: 0,
+                payload: Vec::with_capacity(320),
+            })
+            .collect();
+        JitterBuffer {
+            settings,
+            slots,
+            ssrc: None,
+            highest: None,
+            highest_timestamp: 0,
+            next: None,
+            packet_ticks: u64::from(settings.clock_rate) / 50,
+            jitter16: 0,
+            last_transit: None,
+            epoch: None,
+            surplus_frames: 0,
+            deficit_frames: 0,
+            stats: JitterStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> JitterStats {
+        self.stats
+    }
+
+    /// Interarrival jitter (RFC 3550) in timestamp units, as RTCP reports it.
+    pub fn jitter_ticks(&self) -> u32 {
+        (self.jitter16 >> 4).try_into().unwrap_or(u32::MAX)
+    }
+
+    fn ticks(&self, d: Duration) -> u64 {
+        (d.as_micros() as u64 * u64::from(self.settings.clock_rate)) / 1_000_000
+    }
+
+    /// The delay the buffer aims for, in timestamp units: enough for three times the jitter,
+    /// at least one frame (and one packet), at most the cap.
+    pub fn target_ticks(&self) -> u64 {
+        let frame = self.ticks(self.settings.frame).max(self.packet_ticks);
+        let wanted = frame + 3 * (self.jitter16 >> 4);
+        wanted.clamp(frame, self.ticks(self.settings.max_delay))
+    }
+
+    /// Audio buffered ahead of the playout point, in timestamp units.
+    pub fn depth_ticks(&self) -> u64 {
+        let Some(highest) = self.highest else {
+            return 0;
+        };
+        let start = match self.next {
+            Some(next) => match self.slot(next) {
+                Some(slot) => slot.timestamp,
+                // The next packet is missing: estimate where it would have been.
+                None => self
+                    .highest_timestamp
+                    .saturating_sub(highest.saturating_sub(next) * self.packet_ticks),
+            },
+            None => self.oldest_timestamp().unwrap_or(self.highest_timestamp),
+        };
+        (self.highest_timestamp + self.packet_ticks).saturating_sub(start)
+    }
+
+    /// Depth as a duration.
+    pub fn depth(&self) -> Duration {
+        Duration::from_micros(self.depth_ticks() * 1_000_000 / u64::from(self.settings.clock_rate))
+    }
+
+    fn slot(&self, sequence: u64) -> Option<&Slot> {
+        let slot = &self.slots[(sequence % SLOTS as u64) as usize];
+        (slot.sequence == Some(sequence)).then_some(slot)
+    }
+
+    fn oldest_timestamp(&self) -> Option<u64> {
+        self.slots
+            .iter()
+            .filter(|s| s.sequence.is_some())
+            .map(|s| s.timestamp)
+            .min()
+    }
+
+    fn restart(&mut self) {
+        for slot in &mut self.slots {
+            slot.sequence = None;
+        }
+        self.highest = None;
+        self.next = None;
+        self.last_transit = None;
+        self.jitter16 = 0;
+        self.surplus_frames = 0;
+        self.deficit_frames = 0;
+    }
+
+    /// Extends a 16-bit sequence number (or 32-bit timestamp) next to a reference.
+    fn extend(value: u64, bits: u32, reference: u64) -> u64 {
+        let cycle = 1u64 << bits;
+        let base = reference & !(cycle - 1);
+        let candidates = [base.wrapping_sub(cycle), base, base + cycle];
+        candidates
+            .into_iter()
+            .map(|b| b.wrapping_add(value))
+            .filter(|c| *c < u64::MAX / 2)
+            .min_by_key(|c| c.abs_diff(reference))
+            .unwrap_or(value)
+    }
+
+    /// Takes a packet that arrived at `now`.
+    pub fn insert(&mut self, now: Instant, packet: Arrival<'_>) -> Insert {
+        let mut restarted = false;
+        if self.ssrc != Some(packet.ssrc) {
+            if self.ssrc.is_some() {
+                restarted = true;
+            }
+            self.ssrc = Some(packet.ssrc);
+            self.restart();
+        }
+        // Offsets of one cycle keep extended values away from zero.
+        let (sequence, timestamp) = match self.highest {
+            None => (
+                (1 << 16) + u64::from(packet.sequence),
+                (1 << 32) + u64::from(packet.timestamp),
+            ),
+            Some(highest) => (
+                Self::extend(u64::from(packet.sequence), 16, highest),
+                Self::extend(u64::from(packet.timestamp), 32, self.highest_timestamp),
+            ),
+        };
+        if let Some(highest) = self.highest {
+            let max_ts_jump = MAX_TIMESTAMP_JUMP_SECONDS * u64::from(self.settings.clock_rate);
+            if sequence.abs_diff(highest) > MAX_SEQUENCE_JUMP
+                || timestamp.abs_diff(self.highest_timestamp) > max_ts_jump
+            {
+                self.restart();
+                restarted = true;
+                return self.insert_fresh(now, packet, restarted);
+            }
+        }
+        if self.highest.is_none() {
+            return self.insert_fresh(now, packet, restarted);
+        }
+        self.update_jitter(now, timestamp);
+        if let Some(next) = self.next
+            && sequence < next
+        {
+            self.stats.too_late += 1;
+            return Insert::TooLate;
+        }
+        let floor = self.next.unwrap_or_else(|| {
+            self.highest
+                .unwrap_or(sequence)
+                .saturating_sub(SLOTS as u64 / 2)
+        });
+        if sequence >= floor + SLOTS as u64 {
+            self.stats.too_early += 1;
+            return Insert::TooEarly;
+        }
+        if self.slot(sequence).is_some() {
+            self.stats.duplicates += 1;
+            return Insert::Duplicate;
+        }
+        self.store(sequence, timestamp, packet.payload);
+        if restarted {
+            Insert::Restarted
+        } else {
+            Insert::Stored
+        }
+    }
+
+    fn insert_fresh(&mut self, now: Instant, packet: Arrival<'_>, restarted: bool) -> Insert {
+        if restarted {
+            self.stats.restarts += 1;
+        }
+        let sequence = (1 << 16) + u64::from(packet.sequence);
+        let timestamp = (1 << 32) + u64::from(packet.timestamp);
+        self.highest = None;
+        self.update_jitter(now, timestamp);
+        self.store(sequence, timestamp, packet.payload);
+        if restarted {
+            Insert::Restarted
+        } else {
+            Insert::Stored
+        }
+    }
+
+    fn store(&mut self, sequence: u64, timestamp: u64, payload: &[u8]) {
+        match self.highest {
+            Some(h) if sequence <= h => {}
+            Some(h) => {
+                // Learn the packet duration from consecutive packets.
+                if sequence == h + 1 && timestamp > self.highest_timestamp {
+                    self.packet_ticks = timestamp - self.highest_timestamp;
+                }
+                self.highest = Some(sequence);
+                self.highest_timestamp = timestamp;
+            }
+            None => {
+                self.highest = Some(sequence);
+                self.highest_timestamp = timestamp;
+            }
+        }
+        let slot = &mut self.slots[(sequence % SLOTS as u64) as usize];
+        slot.sequence = Some(sequence);
+        slot.timestamp = timestamp;
+        slot.payload.clear();
+        slot.payload.extend_from_slice(payload);
+        self.stats.stored += 1;
+    }
+
+    fn update_jitter(&mut self, now: Instant, timestamp: u64) {
+        let epoch = *self.epoch.get_or_insert(now);
+        let arrival = self.ticks(now.saturating_duration_since(epoch)) as i64;
+        let transit = arrival - timestamp as i64;
+        if let Some(last) = self.last_transit {
+            let d = (transit - last).unsigned_abs();
+            // J += (|D| - J) / 16, kept scaled by 16.
+            self.jitter16 = self.jitter16 + d - ((self.jitter16 + 8) >> 4);
+        }
+        self.last_transit = Some(transit);
+    }
+
+    /// The next thing to play. `silent` says the audio just played was silence, so a packet
+    /// may be skipped or a frame stretched without being heard.
+    pub fn pop(&mut self, silent: bool) -> Playout<'_> {
+        let Some(highest) = self.highest else {
+            return Playout::Waiting;
+        };
+        let next = match self.next {
+            Some(n) => n,
+            None => {
+                // Start once the target is buffered.
+                if self.depth_ticks() < self.target_ticks() {
+                    return Playout::Waiting;
+                }
+                let first = (highest.saturating_sub(SLOTS as u64 - 1)..=highest)
+                    .find(|&s| self.slot(s).is_some())
+                    .unwrap_or(highest);
+                self.next = Some(first);
+                first
+            }
+        };
+        if next > highest {
+            // Ran dry: everything was played and nothing new came.
+            self.stats.stretched += 1;
+            return Playout::Stretch;
+        }
+
+        let depth = self.depth_ticks();
+        let target = self.target_ticks();
+        let frame = self.ticks(self.settings.frame).max(self.packet_ticks);
+        let cap = self.ticks(self.settings.max_delay) + frame;
+        if depth > target + frame {
+            self.surplus_frames += 1;
+        } else {
+            self.surplus_frames = 0;
+        }
+        if depth + frame / 2 < target {
+            self.deficit_frames += 1;
+        } else {
+            self.deficit_frames = 0;
+        }
+        let mut next = next;
+        if depth > cap || (silent && self.surplus_frames >= DRIFT_PATIENCE) {
+            // Skip one packet (the oldest) to bring the depth back.
+            self.discard(next);
+            next += 1;
+            self.stats.skipped += 1;
+            self.surplus_frames = 0;
+        } else if silent && self.deficit_frames >= DRIFT_PATIENCE {
+            self.deficit_frames = 0;
+            self.stats.stretched += 1;
+            return Playout::Stretch;
+        }
+        self.next = Some(next + 1);
+        let index = (next % SLOTS as u64) as usize;
+        if self.slots[index].sequence == Some(next) {
+            self.slots[index].sequence = None;
+            let slot = &self.slots[index];
+            Playout::Packet {
+                payload: &slot.payload,
+                timestamp: slot.timestamp as u32,
+            }
+        } else {
+            self.stats.lost += 1;
+            Playout::Lost
+        }
+    }
+
+    fn discard(&mut self, sequence: u64) {
+        let index = (sequence % SLOTS as u64) as usize;
+        if self.slots[index].sequence == Some(sequence) {
+            self.slots[index].sequence = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arrival(sequence: u16, timestamp: u32, payload: &[u8]) -> Arrival<'_> {
+        Arrival {
+            ssrc: 7,
+            sequence,
+            timestamp,
+            payload,
+        }
+    }
+
+    fn payload_of(p: Playout<'_>) -> Option<u8> {
+        match p {
+            Playout::Packet { payload, .. } => payload.first().copied(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn reorders_drops_duplicates_and_reports_loss() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterSettings::new(8000));
+        assert_eq!(jb.pop(false), Playout::Waiting);
+        assert_eq!(jb.insert(t0, arrival(10, 1600, &[10])), Insert::Stored);
+        assert_eq!(jb.insert(t0, arrival(12, 1920, &[12])), Insert::Stored);
+        assert_eq!(jb.insert(t0, arrival(11, 1760, &[11])), Insert::Stored);
+        assert_eq!(jb.insert(t0, arrival(11, 1760, &[11])), Insert::Duplicate);
+        assert_eq!(jb.insert(t0, arrival(14, 2240, &[14])), Insert::Stored);
+        assert_eq!(payload_of(jb.pop(false)), Some(10));
+        assert_eq!(payload_of(jb.pop(false)), Some(11));
+        assert_eq!(payload_of(jb.pop(false)), Some(12));
+        assert_eq!(jb.pop(false), Playout::Lost);
+        assert_eq!(jb.insert(t0, arrival(13, 2080, &[13])), Insert::TooLate);
+        assert_eq!(payload_of(jb.pop(false)), Some(14));
+        assert_eq!(jb.pop(false), Playout::Stretch);
+        let s = jb.stats();
+        assert_eq!((s.duplicates, s.too_late, s.lost), (1, 1, 1));
+    }
+
+    #[test]
+    fn sequence_wraps_and_new_ssrc_restarts() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterSettings::new(8000));
+        for (i, seq) in [65534u16, 65535, 0, 1].into_iter().enumerate() {
+            assert_eq!(
+                jb.insert(t0, arrival(seq, 160 * i as u32, &[i as u8])),
+                Insert::Stored
+            );
+        }
+        for i in 0..4 {
+            assert_eq!(payload_of(jb.pop(false)), Some(i));
+        }
+        let other = Arrival {
+            ssrc: 8,
+            sequence: 500,
+            timestamp: 9,
+            payload: &[42],
+        };
+        assert_eq!(jb.insert(t0, other), Insert::Restarted);
+        assert_eq!(payload_of(jb.pop(false)), Some(42));
+        // A big jump restarts as well.
+        let jump = Arrival {
+            ssrc: 8,
+            sequence: 20_000,
+            timestamp: 9_000_000,
+            payload: &[43],
+        };
+        assert_eq!(jb.insert(t0, jump), Insert::Restarted);
+        assert_eq!(payload_of(jb.pop(false)), Some(43));
+        assert_eq!(jb.stats().restarts, 2);
+    }
+
+    #[test]
+    fn garbage_sequence_numbers_do_not_break_it() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterSettings::new(8000));
+        let mut state = 0x1234_5678u32;
+        for i in 0..10_000u32 {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let p = Arrival {
+                ssrc: state % 3,
+                sequence: state as u16,
+                timestamp: state.rotate_left(7),
+                payload: &[1, 2, 3],
+            };
+            jb.insert(t0 + Duration::from_millis(u64::from(i)), p);
+            if i % 2 == 0 {
+                let _ = jb.pop(i % 7 == 0);
+            }
+            assert!(
+                jb.depth() <= Duration::from_secs(20),
+                "depth {:?}",
+                jb.depth()
+            );
+        }
+    }
+
+    /// A seeded network: sender clock `drift` fast, uniform extra delay up to `jitter_ms`,
+    /// `loss` probability. Runs `minutes` of 20 ms packets with a receiver popping every 20 ms
+    /// of real time; returns the buffer's stats and the largest depth seen after the first second.
+    fn simulate(
+        minutes: u64,
+        drift: f64,
+        jitter_ms: u64,
+        loss: f64,
+        seed: u64,
+    ) -> (JitterStats, Duration, u64, u64) {
+        let t0 = Instant::now();
+        let mut rng = seed | 1;
+        let mut random = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let packets = minutes * 60 * 50;
+        // (arrival time in µs, sequence index)
+        let mut arrivals: Vec<(u64, u64)> = Vec::new();
+        for k in 0..packets {
+            if random() < loss {
+                continue;
+            }
+            let sent = (k as f64 * 20_000.0 / (1.0 + drift)) as u64;
+            let delay = 30_000 + (random() * jitter_ms as f64 * 1000.0) as u64;
+            arrivals.push((sent + delay, k));
+        }
+        arrivals.sort_unstable();
+        let mut jb = JitterBuffer::new(JitterSettings::new(8000));
+        let mut next_arrival = 0;
+        let mut max_depth = Duration::ZERO;
+        let (mut played, mut concealed) = (0u64, 0u64);
+        let end = packets * 20_000 + 1_000_000;
+        let mut tick = 0u64;
+        while tick * 20_000 < end {
+            let now_us = tick * 20_000;
+            while next_arrival < arrivals.len() && arrivals[next_arrival].0 <= now_us {
+                let (at, k) = arrivals[next_arrival];
+                let payload = [0u8; 160];
+                jb.insert(
+                    t0 + Duration::from_micros(at),
+                    Arrival {
+                        ssrc: 1,
+                        sequence: k as u16,
+                        timestamp: (k * 160) as u32,
+                        payload: &payload,
+                    },
+                );
+                next_arrival += 1;
+            }
+            // Talk spurts: one second of silence in every three.
+            let silent = (tick / 50).is_multiple_of(3);
+            match jb.pop(silent) {
+                Playout::Packet { .. } => played += 1,
+                Playout::Lost | Playout::Stretch => concealed += 1,
+                Playout::Waiting => {}
+            }
+            if tick > 50 {
+                max_depth = max_depth.max(jb.depth());
+            }
+            tick += 1;
+        }
+        (jb.stats(), max_depth, played, concealed)
+    }
+
+    #[test]
+    fn ten_lossy_jittery_minutes_stay_bounded() {
+        let (stats, max_depth, played, concealed) = simulate(10, 0.0, 40, 0.10, 42);
+        let sent = 10 * 60 * 50;
+        assert!(
+            max_depth <= Duration::from_millis(220),
+            "depth reached {max_depth:?}"
+        );
+        // Everything that arrived in time was played: losses are the network's 10 % plus a
+        // small share of packets that came later than the adaptive target allowed.
+        let missing = sent - played;
+        assert!(
+            missing as f64 <= sent as f64 * 0.13,
+            "{missing} of {sent} not played: {stats:?}"
+        );
+        assert!(stats.too_late as f64 <= sent as f64 * 0.03, "{stats:?}");
+        assert!(concealed >= missing - stats.skipped, "gaps are concealed");
+    }
+
+    #[test]
+    fn sender_clock_drift_is_corrected() {
+        for drift in [0.005, -0.005, 0.01, -0.01] {
+            let (stats, max_depth, _, _) = simulate(5, drift, 10, 0.0, 7);
+            assert!(
+                max_depth <= Duration::from_millis(150),
+                "{drift}: depth reached {max_depth:?}"
+            );
+            if drift > 0.0 {
+                assert!(stats.skipped > 0, "{drift}: {stats:?}");
+            } else {
+                assert!(stats.stretched > 0, "{drift}: {stats:?}");
+            }
+        }
+    }
+}

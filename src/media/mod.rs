@@ -1,0 +1,3 @@
+//! Media: what a leg does with RTP between the socket and the mixer.
+
+pub mod jitter;
