@@ -1,0 +1,625 @@
+//! The roster of one conference: who is in it, in which state, and the policy that decides who
+//! may join. A sans-I/O state machine: calls change it and queue events; nothing here knows
+//! about sockets or time.
+//!
+//! Participant states: `inviting` (a dial-out without an answer) -> `connecting` (answered or
+//! accepted; media, passcode or the leader still awaited) -> `connected` (in the mix) ->
+//! `disconnected(reason)`. Disconnected participants stay in the roster as history.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+/// A participant's id, unique within the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParticipantId(pub u64);
+
+impl fmt::Display for ParticipantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "p{}", self.0)
+    }
+}
+
+/// A participant's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Attendee,
+}
+
+/// Why a participant left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DisconnectReason {
+    Hangup,
+    Ejected,
+    Locked,
+    Rejected,
+    NoAnswer,
+    Busy,
+    MediaTimeout,
+    ConferenceEnded,
+    Full,
+}
+
+impl DisconnectReason {
+    /// The name used in the API and in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::Hangup => "hangup",
+            DisconnectReason::Ejected => "ejected",
+            DisconnectReason::Locked => "locked",
+            DisconnectReason::Rejected => "rejected",
+            DisconnectReason::NoAnswer => "no-answer",
+            DisconnectReason::Busy => "busy",
+            DisconnectReason::MediaTimeout => "media-timeout",
+            DisconnectReason::ConferenceEnded => "conference-ended",
+            DisconnectReason::Full => "full",
+        }
+    }
+}
+
+/// A participant's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Inviting,
+    Connecting,
+    Connected,
+    Disconnected(DisconnectReason),
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Inviting => "inviting",
+            State::Connecting => "connecting",
+            State::Connected => "connected",
+            State::Disconnected(_) => "disconnected",
+        }
+    }
+
+    fn is_present(self) -> bool {
+        !matches!(self, State::Disconnected(_))
+    }
+}
+
+/// One roster entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Participant {
+    pub id: ParticipantId,
+    pub display_name: String,
+    pub uri: String,
+    pub role: Role,
+    pub state: State,
+    pub muted: bool,
+    pub deaf: bool,
+    pub speaking: bool,
+    /// Media is up (set by the leg); with `wait_for_leader` the participant may still wait.
+    pub media_ready: bool,
+}
+
+/// Who may join and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub locked: bool,
+    /// Present (not disconnected) participants allowed; 0 means no limit.
+    pub max_participants: usize,
+    pub wait_for_leader: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            locked: false,
+            max_participants: 0,
+            wait_for_leader: false,
+        }
+    }
+}
+
+/// What the roster tells the world.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    State {
+        participant: ParticipantId,
+        state: State,
+    },
+    Muted {
+        participant: ParticipantId,
+        muted: bool,
+    },
+    Deaf {
+        participant: ParticipantId,
+        deaf: bool,
+    },
+    Speaking {
+        participant: ParticipantId,
+        speaking: bool,
+    },
+    SpeakingWhileMuted {
+        participant: ParticipantId,
+    },
+    DominantSpeaker {
+        participant: ParticipantId,
+    },
+    Locked {
+        locked: bool,
+    },
+    Ended,
+}
+
+/// Why a join was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    #[error("the conference is locked")]
+    Locked,
+    #[error("the conference is full")]
+    Full,
+    #[error("the conference has ended")]
+    Ended,
+}
+
+impl JoinError {
+    /// The disconnect reason recorded for a refused join.
+    pub fn reason(self) -> DisconnectReason {
+        match self {
+            JoinError::Locked => DisconnectReason::Locked,
+            JoinError::Full => DisconnectReason::Full,
+            JoinError::Ended => DisconnectReason::ConferenceEnded,
+        }
+    }
+}
+
+/// Asked about a participant the roster does not have (or no longer has present).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no such participant: {0}")]
+pub struct UnknownParticipant(pub ParticipantId);
+
+/// The roster of one conference.
+#[derive(Debug, Default)]
+pub struct Roster {
+    participants: Vec<Participant>,
+    policy: Policy,
+    ended: bool,
+    events: VecDeque<Event>,
+}
+
+/// How a participant comes in.
+#[derive(Clone, Debug)]
+pub struct Joining {
+    pub id: ParticipantId,
+    pub display_name: String,
+    pub uri: String,
+    pub role: Role,
+}
+
+impl Roster {
+    pub fn new(policy: Policy) -> Self {
+        Roster {
+            policy,
+            ..Roster::default()
+        }
+    }
+
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    pub fn participants(&self) -> &[Participant] {
+        &self.participants
+    }
+
+    pub fn participant(&self, id: ParticipantId) -> Option<&Participant> {
+        self.participants.iter().find(|p| p.id == id)
+    }
+
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The next event, oldest first.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn present_count(&self) -> usize {
+        self.participants
+            .iter()
+            .filter(|p| p.state.is_present())
+            .count()
+    }
+
+    fn leader_connected(&self) -> bool {
+        self.participants
+            .iter()
+            .any(|p| p.role == Role::Leader && p.state == State::Connected)
+    }
+
+    fn admit(&self, role: Role) -> Result<(), JoinError> {
+        if self.ended {
+            return Err(JoinError::Ended);
+        }
+        if self.policy.locked && role != Role::Leader {
+            return Err(JoinError::Locked);
+        }
+        if self.policy.max_participants > 0 && self.present_count() >= self.policy.max_participants
+        {
+            return Err(JoinError::Full);
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, joining: Joining, state: State) {
+        self.participants.push(Participant {
+            id: joining.id,
+            display_name: joining.display_name,
+            uri: joining.uri,
+            role: joining.role,
+            state,
+            muted: false,
+            deaf: false,
+            speaking: false,
+            media_ready: false,
+        });
+        self.events.push_back(Event::State {
+            participant: joining.id,
+            state,
+        });
+    }
+
+    /// A dial-out: the participant is `inviting` until answered.
+    pub fn invite(&mut self, joining: Joining) -> Result<(), JoinError> {
+        self.admit(joining.role)?;
+        self.add(joining, State::Inviting);
+        Ok(())
+    }
+
+    /// A dial-in (or an answered leg negotiated elsewhere): the participant is `connecting`.
+    /// A refused join is kept in the history as disconnected with the refusal's reason.
+    pub fn join(&mut self, joining: Joining) -> Result<(), JoinError> {
+        match self.admit(joining.role) {
+            Ok(()) => {
+                self.add(joining, State::Connecting);
+                Ok(())
+            }
+            Err(e) => {
+                self.add(joining, State::Disconnected(e.reason()));
+                Err(e)
+            }
+        }
+    }
+
+    fn find_mut(&mut self, id: ParticipantId) -> Result<&mut Participant, UnknownParticipant> {
+        self.participants
+            .iter_mut()
+            .find(|p| p.id == id && p.state.is_present())
+            .ok_or(UnknownParticipant(id))
+    }
+
+    fn set_state(&mut self, id: ParticipantId, state: State) -> Result<(), UnknownParticipant> {
+        let p = self.find_mut(id)?;
+        if p.state != state {
+            p.state = state;
+            if !state.is_present() {
+                p.speaking = false;
+            }
+            self.events.push_back(Event::State {
+                participant: id,
+                state,
+            });
+        }
+        Ok(())
+    }
+
+    /// A dial-out was answered: `inviting` -> `connecting`.
+    pub fn answered(&mut self, id: ParticipantId) -> Result<(), UnknownParticipant> {
+        if self.find_mut(id)?.state == State::Inviting {
+            self.set_state(id, State::Connecting)?;
+        }
+        Ok(())
+    }
+
+    /// The participant's media is up. It connects now, unless attendees wait for a leader.
+    pub fn media_ready(&mut self, id: ParticipantId) -> Result<(), UnknownParticipant> {
+        let p = self.find_mut(id)?;
+        p.media_ready = true;
+        let (role, state) = (p.role, p.state);
+        if state != State::Connecting {
+            return Ok(());
+        }
+        if role == Role::Attendee && self.policy.wait_for_leader && !self.leader_connected() {
+            return Ok(());
+        }
+        self.set_state(id, State::Connected)?;
+        if role == Role::Leader {
+            self.release_waiting();
+        }
+        Ok(())
+    }
+
+    fn release_waiting(&mut self) {
+        let waiting: Vec<ParticipantId> = self
+            .participants
+            .iter()
+            .filter(|p| p.state == State::Connecting && p.media_ready)
+            .map(|p| p.id)
+            .collect();
+        for id in waiting {
+            let _ = self.set_state(id, State::Connected);
+        }
+    }
+
+    /// The participant left (or was made to leave) with `reason`.
+    pub fn disconnect(
+        &mut self,
+        id: ParticipantId,
+        reason: DisconnectReason,
+    ) -> Result<(), UnknownParticipant> {
+        self.set_state(id, State::Disconnected(reason))
+    }
+
+    pub fn set_muted(&mut self, id: ParticipantId, muted: bool) -> Result<(), UnknownParticipant> {
+        let p = self.find_mut(id)?;
+        if p.muted != muted {
+            p.muted = muted;
+            self.events.push_back(Event::Muted {
+                participant: id,
+                muted,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn set_deaf(&mut self, id: ParticipantId, deaf: bool) -> Result<(), UnknownParticipant> {
+        let p = self.find_mut(id)?;
+        if p.deaf != deaf {
+            p.deaf = deaf;
+            self.events.push_back(Event::Deaf {
+                participant: id,
+                deaf,
+            });
+        }
+        Ok(())
+    }
+
+    /// Mutes everyone present but the leaders.
+    pub fn mute_all(&mut self) {
+        let ids: Vec<ParticipantId> = self
+            .participants
+            .iter()
+            .filter(|p| p.state.is_present() && p.role != Role::Leader)
+            .map(|p| p.id)
+            .collect();
+        for id in ids {
+            let _ = self.set_muted(id, true);
+        }
+    }
+
+    pub fn set_locked(&mut self, locked: bool) {
+        if self.policy.locked != locked {
+            self.policy.locked = locked;
+            self.events.push_back(Event::Locked { locked });
+        }
+    }
+
+    /// Ejects a participant.
+    pub fn eject(&mut self, id: ParticipantId) -> Result<(), UnknownParticipant> {
+        self.disconnect(id, DisconnectReason::Ejected)
+    }
+
+    /// Ends the conference: everyone present is disconnected with `conference-ended`.
+    pub fn end(&mut self) {
+        if self.ended {
+            return;
+        }
+        let ids: Vec<ParticipantId> = self
+            .participants
+            .iter()
+            .filter(|p| p.state.is_present())
+            .map(|p| p.id)
+            .collect();
+        for id in ids {
+            let _ = self.disconnect(id, DisconnectReason::ConferenceEnded);
+        }
+        self.ended = true;
+        self.events.push_back(Event::Ended);
+    }
+
+    /// The speech detector's verdict for a participant. A muted participant who talks is
+    /// reported as speaking while muted (once per talk spurt).
+    pub fn set_speaking(
+        &mut self,
+        id: ParticipantId,
+        speaking: bool,
+    ) -> Result<(), UnknownParticipant> {
+        let p = self.find_mut(id)?;
+        if p.speaking == speaking {
+            return Ok(());
+        }
+        p.speaking = speaking;
+        let muted = p.muted;
+        self.events.push_back(Event::Speaking {
+            participant: id,
+            speaking,
+        });
+        if speaking && muted {
+            self.events
+                .push_back(Event::SpeakingWhileMuted { participant: id });
+        }
+        Ok(())
+    }
+
+    /// Records a new dominant speaker.
+    pub fn dominant_speaker(&mut self, id: ParticipantId) {
+        self.events
+            .push_back(Event::DominantSpeaker { participant: id });
+    }
+
+    /// Whether a participant's audio enters the mix.
+    pub fn heard(&self, id: ParticipantId) -> bool {
+        self.participant(id)
+            .is_some_and(|p| p.state == State::Connected && !p.muted)
+    }
+
+    /// Whether a participant hears the mix (connected and not deaf).
+    pub fn hears(&self, id: ParticipantId) -> bool {
+        self.participant(id)
+            .is_some_and(|p| p.state == State::Connected && !p.deaf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joining(id: u64, role: Role) -> Joining {
+        Joining {
+            id: ParticipantId(id),
+            display_name: format!("P{id}"),
+            uri: format!("sip:{id}@test"),
+            role,
+        }
+    }
+
+    fn drain(r: &mut Roster) -> Vec<Event> {
+        std::iter::from_fn(|| r.poll_event()).collect()
+    }
+
+    fn pid(id: u64) -> ParticipantId {
+        ParticipantId(id)
+    }
+
+    #[test]
+    fn dial_out_goes_through_every_state() {
+        let mut r = Roster::new(Policy::default());
+        r.invite(joining(1, Role::Attendee)).unwrap();
+        assert_eq!(r.participant(pid(1)).unwrap().state, State::Inviting);
+        r.answered(pid(1)).unwrap();
+        r.media_ready(pid(1)).unwrap();
+        r.disconnect(pid(1), DisconnectReason::Hangup).unwrap();
+        let states: Vec<State> = drain(&mut r)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::State { state, .. } => Some(state),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            states,
+            [
+                State::Inviting,
+                State::Connecting,
+                State::Connected,
+                State::Disconnected(DisconnectReason::Hangup)
+            ]
+        );
+        // History stays; a disconnected participant cannot be changed.
+        assert_eq!(r.participants().len(), 1);
+        assert_eq!(r.set_muted(pid(1), true), Err(UnknownParticipant(pid(1))));
+    }
+
+    #[test]
+    fn lock_refuses_attendees_but_not_leaders() {
+        let mut r = Roster::new(Policy::default());
+        r.set_locked(true);
+        assert_eq!(r.join(joining(1, Role::Attendee)), Err(JoinError::Locked));
+        assert_eq!(
+            r.participant(pid(1)).unwrap().state,
+            State::Disconnected(DisconnectReason::Locked)
+        );
+        r.join(joining(2, Role::Leader)).unwrap();
+        r.set_locked(false);
+        r.join(joining(3, Role::Attendee)).unwrap();
+        let events = drain(&mut r);
+        assert!(events.contains(&Event::Locked { locked: true }));
+        assert!(events.contains(&Event::Locked { locked: false }));
+    }
+
+    #[test]
+    fn full_conference_refuses() {
+        let mut r = Roster::new(Policy {
+            max_participants: 2,
+            ..Policy::default()
+        });
+        r.join(joining(1, Role::Attendee)).unwrap();
+        r.join(joining(2, Role::Attendee)).unwrap();
+        assert_eq!(r.join(joining(3, Role::Leader)), Err(JoinError::Full));
+        r.disconnect(pid(1), DisconnectReason::Hangup).unwrap();
+        r.join(joining(4, Role::Attendee)).unwrap();
+    }
+
+    #[test]
+    fn attendees_wait_for_the_leader() {
+        let mut r = Roster::new(Policy {
+            wait_for_leader: true,
+            ..Policy::default()
+        });
+        r.join(joining(1, Role::Attendee)).unwrap();
+        r.media_ready(pid(1)).unwrap();
+        assert_eq!(r.participant(pid(1)).unwrap().state, State::Connecting);
+        assert!(!r.hears(pid(1)));
+        r.join(joining(2, Role::Leader)).unwrap();
+        r.media_ready(pid(2)).unwrap();
+        assert_eq!(r.participant(pid(1)).unwrap().state, State::Connected);
+        assert!(r.hears(pid(1)) && r.heard(pid(1)));
+    }
+
+    #[test]
+    fn mute_deaf_mute_all_and_speaking_while_muted() {
+        let mut r = Roster::new(Policy::default());
+        for (id, role) in [(1, Role::Leader), (2, Role::Attendee), (3, Role::Attendee)] {
+            r.join(joining(id, role)).unwrap();
+            r.media_ready(pid(id)).unwrap();
+        }
+        drain(&mut r);
+        r.mute_all();
+        assert!(r.heard(pid(1)) && !r.heard(pid(2)) && !r.heard(pid(3)));
+        r.set_speaking(pid(2), true).unwrap();
+        r.set_speaking(pid(2), true).unwrap();
+        r.set_deaf(pid(3), true).unwrap();
+        assert!(!r.hears(pid(3)));
+        let events = drain(&mut r);
+        assert_eq!(
+            events,
+            [
+                Event::Muted {
+                    participant: pid(2),
+                    muted: true
+                },
+                Event::Muted {
+                    participant: pid(3),
+                    muted: true
+                },
+                Event::Speaking {
+                    participant: pid(2),
+                    speaking: true
+                },
+                Event::SpeakingWhileMuted {
+                    participant: pid(2)
+                },
+                Event::Deaf {
+                    participant: pid(3),
+                    deaf: true
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn end_disconnects_everyone_and_refuses_joins() {
+        let mut r = Roster::new(Policy::default());
+        r.join(joining(1, Role::Attendee)).unwrap();
+        r.invite(joining(2, Role::Attendee)).unwrap();
+        r.eject(pid(1)).unwrap();
+        r.end();
+        assert!(r.ended());
+        assert_eq!(
+            r.participant(pid(1)).unwrap().state,
+            State::Disconnected(DisconnectReason::Ejected)
+        );
+        assert_eq!(
+            r.participant(pid(2)).unwrap().state,
+            State::Disconnected(DisconnectReason::ConferenceEnded)
+        );
+        assert_eq!(r.join(joining(3, Role::Leader)), Err(JoinError::Ended));
+        assert!(drain(&mut r).contains(&Event::Ended));
+    }
+}
