@@ -97,22 +97,12 @@ pub struct Participant {
 }
 
 /// Who may join and how.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
     pub locked: bool,
     /// Present (not disconnected) participants allowed; 0 means no limit.
     pub max_participants: usize,
     pub wait_for_leader: bool,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            locked: false,
-            max_participants: 0,
-            wait_for_leader: false,
-        }
-    }
 }
 
 /// What the roster tells the world.

@@ -91,12 +91,11 @@ impl Talkers {
         kept[..n].sort_unstable_by_key(|c| (c.level, c.slot));
         self.current = kept;
         self.count = n;
-        let changed = before.0 != n
+        before.0 != n
             || before.1[..n]
                 .iter()
                 .map(|c| c.slot)
-                .ne(kept[..n].iter().map(|c| c.slot));
-        changed
+                .ne(kept[..n].iter().map(|c| c.slot))
     }
 }
 
