@@ -1,3 +1,5 @@
 //! Media: what a leg does with RTP between the socket and the mixer.
 
+pub mod codec;
 pub mod jitter;
+pub mod rtp;

@@ -1,0 +1,403 @@
+//! Codecs of a leg, between RTP payloads and the 48 kHz frames the mixer works on.
+//!
+//! [`LegDecoder`] turns payloads (or losses) into exactly one 20 ms frame at 48 kHz per tick;
+//! [`LegEncoder`] turns 48 kHz frames into payloads of the negotiated packet time. Resampling
+//! uses confab-dsp's FFT resampler, so G.711 legs get properly band-limited audio and a G.722
+//! or Opus leg hears the whole band. Everything is allocated when the leg is made.
+
+use confab_dsp::g711::Law;
+use confab_dsp::opus::{OpusDecoder, OpusEncoder, OpusSettings};
+use confab_dsp::plc::Concealer;
+use confab_dsp::resample::{Rate, Resampler};
+use confab_dsp::{Error as DspError, g722};
+
+/// Samples in one 20 ms frame of the mix (48 kHz).
+pub const MIX_FRAME: usize = 960;
+/// The mix's sample rate.
+pub const MIX_RATE: u32 = 48_000;
+
+/// The audio codecs Confab speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Codec {
+    Pcmu,
+    Pcma,
+    G722,
+    Opus,
+}
+
+impl Codec {
+    /// The SDP encoding name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Pcmu => "PCMU",
+            Codec::Pcma => "PCMA",
+            Codec::G722 => "G722",
+            Codec::Opus => "opus",
+        }
+    }
+
+    /// Static payload type (RFC 3551), or the customary dynamic one for Opus.
+    pub fn default_payload_type(self) -> u8 {
+        match self {
+            Codec::Pcmu => 0,
+            Codec::Pcma => 8,
+            Codec::G722 => 9,
+            Codec::Opus => 111,
+        }
+    }
+
+    /// RTP timestamp clock rate (G.722's is 8000 although it samples at 16 kHz).
+    pub fn clock_rate(self) -> u32 {
+        match self {
+            Codec::Pcmu | Codec::Pcma => 8000,
+            Codec::G722 => g722::RTP_CLOCK_RATE,
+            Codec::Opus => 48_000,
+        }
+    }
+
+    /// The audio sample rate.
+    pub fn rate(self) -> Rate {
+        match self {
+            Codec::Pcmu | Codec::Pcma => Rate::Hz8000,
+            Codec::G722 => Rate::Hz16000,
+            Codec::Opus => Rate::Hz48000,
+        }
+    }
+
+    /// RTP timestamp units per audio sample, as (numerator, denominator).
+    fn ticks_per_sample(self) -> (u32, u32) {
+        match self {
+            Codec::G722 => (1, 2),
+            _ => (1, 1),
+        }
+    }
+
+    /// RTP timestamp units in `ms` milliseconds.
+    pub fn ticks(self, ms: u32) -> u32 {
+        self.clock_rate() / 1000 * ms
+    }
+}
+
+/// A sample FIFO of fixed capacity.
+#[derive(Debug)]
+struct Fifo {
+    buf: Vec<i16>,
+    len: usize,
+}
+
+impl Fifo {
+    fn new(capacity: usize) -> Self {
+        Fifo {
+            buf: vec![0; capacity],
+            len: 0,
+        }
+    }
+
+    fn free(&mut self) -> &mut [i16] {
+        &mut self.buf[self.len..]
+    }
+
+    fn commit(&mut self, n: usize) {
+        self.len = (self.len + n).min(self.buf.len());
+    }
+
+    fn take(&mut self, out: &mut [i16]) -> bool {
+        if self.len < out.len() {
+            return false;
+        }
+        out.copy_from_slice(&self.buf[..out.len()]);
+        self.buf.copy_within(out.len()..self.len, 0);
+        self.len -= out.len();
+        true
+    }
+}
+
+enum DecoderKind {
+    G711(Law),
+    G722(g722::Decoder),
+    Opus(OpusDecoder),
+}
+
+/// Payloads in, one 48 kHz frame per tick out.
+pub struct LegDecoder {
+    codec: Codec,
+    kind: DecoderKind,
+    concealer: Concealer,
+    resampler: Option<Resampler>,
+    native: Fifo,
+    frame: Vec<i16>,
+    last_packet_samples: usize,
+}
+
+impl std::fmt::Debug for LegDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegDecoder")
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What came out of decoding one payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// Samples added at the codec's rate.
+    Samples(usize),
+    /// The payload was malformed; it was concealed instead.
+    Malformed,
+}
+
+impl LegDecoder {
+    pub fn new(codec: Codec) -> Result<Self, DspError> {
+        let kind = match codec {
+            Codec::Pcmu => DecoderKind::G711(Law::Ulaw),
+            Codec::Pcma => DecoderKind::G711(Law::Alaw),
+            Codec::G722 => DecoderKind::G722(g722::Decoder::new(g722::Mode::Kbps64)),
+            Codec::Opus => DecoderKind::Opus(OpusDecoder::new()?),
+        };
+        let rate = codec.rate();
+        let resampler = match rate {
+            Rate::Hz48000 => None,
+            _ => Some(Resampler::new(rate, Rate::Hz48000)?),
+        };
+        Ok(LegDecoder {
+            codec,
+            kind,
+            concealer: Concealer::new(rate.hz()),
+            resampler,
+            // 120 ms of Opus plus a frame: the largest packet we accept, with room.
+            native: Fifo::new(rate.samples(140)),
+            frame: vec![0; rate.samples(20)],
+            last_packet_samples: rate.samples(20),
+        })
+    }
+
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// Whether a 20 ms frame is ready at the codec's rate.
+    pub fn has_frame(&self) -> bool {
+        self.native.len >= self.frame.len()
+    }
+
+    /// Decodes one payload into the FIFO.
+    pub fn decode(&mut self, payload: &[u8]) -> Decoded {
+        let free = self.native.free();
+        let result = match &mut self.kind {
+            DecoderKind::G711(law) => Ok(law.decode(payload, free)),
+            DecoderKind::G722(d) => Ok(d.decode(payload, free)),
+            DecoderKind::Opus(d) => d.decode(payload, free),
+        };
+        match result {
+            Ok(n) if n > 0 => {
+                let start = self.native.len;
+                self.native.commit(n);
+                if !matches!(self.kind, DecoderKind::Opus(_)) {
+                    self.concealer.good(&mut self.native.buf[start..start + n]);
+                }
+                self.last_packet_samples = n;
+                Decoded::Samples(n)
+            }
+            _ => {
+                self.conceal();
+                Decoded::Malformed
+            }
+        }
+    }
+
+    /// Conceals one lost packet (of the last packet's length).
+    pub fn conceal(&mut self) {
+        let n = self
+            .last_packet_samples
+            .min(self.native.buf.len() - self.native.len);
+        let start = self.native.len;
+        let out = &mut self.native.buf[start..start + n];
+        let made = match &mut self.kind {
+            DecoderKind::Opus(d) => d.conceal(out).unwrap_or(0),
+            _ => {
+                self.concealer.conceal(out);
+                n
+            }
+        };
+        self.native.commit(made);
+    }
+
+    /// Rebuilds a lost packet from the FEC data of the packet after it (Opus), else conceals.
+    pub fn recover(&mut self, next_payload: &[u8]) {
+        if let DecoderKind::Opus(d) = &mut self.kind {
+            let start = self.native.len;
+            let n = self.last_packet_samples.min(self.native.buf.len() - start);
+            if let Ok(made) = d.recover(next_payload, &mut self.native.buf[start..start + n]) {
+                self.native.commit(made);
+                return;
+            }
+        }
+        self.conceal();
+    }
+
+    /// Takes the next 20 ms and writes it at 48 kHz into `out` (960 samples); silence when
+    /// nothing is buffered.
+    pub fn frame(&mut self, out: &mut [i16]) {
+        if !self.native.take(&mut self.frame) {
+            self.frame.fill(0);
+        }
+        match &mut self.resampler {
+            None => out.copy_from_slice(&self.frame[..out.len().min(self.frame.len())]),
+            Some(r) => {
+                if r.process(&self.frame, out).is_err() {
+                    out.fill(0);
+                }
+            }
+        }
+    }
+}
+
+enum EncoderKind {
+    G711(Law),
+    G722(g722::Encoder),
+    Opus(Box<OpusEncoder>),
+}
+
+/// 48 kHz frames in, payloads of the leg's packet time out.
+pub struct LegEncoder {
+    codec: Codec,
+    kind: EncoderKind,
+    resampler: Option<Resampler>,
+    native: Fifo,
+    packet: Vec<i16>,
+    ptime_ms: u32,
+}
+
+impl std::fmt::Debug for LegEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegEncoder")
+            .field("codec", &self.codec)
+            .field("ptime_ms", &self.ptime_ms)
+            .finish()
+    }
+}
+
+impl LegEncoder {
+    /// An encoder with packet time `ptime_ms` (10 to 60 ms in steps of 10; Opus: 10, 20, 40, 60).
+    pub fn new(codec: Codec, ptime_ms: u32, opus: OpusSettings) -> Result<Self, DspError> {
+        let valid = match codec {
+            Codec::Opus => matches!(ptime_ms, 10 | 20 | 40 | 60),
+            _ => ptime_ms % 10 == 0 && (10..=60).contains(&ptime_ms),
+        };
+        if !valid {
+            return Err(DspError::InvalidSetting("unsupported packet time"));
+        }
+        let kind = match codec {
+            Codec::Pcmu => EncoderKind::G711(Law::Ulaw),
+            Codec::Pcma => EncoderKind::G711(Law::Alaw),
+            Codec::G722 => EncoderKind::G722(g722::Encoder::new()),
+            Codec::Opus => EncoderKind::Opus(Box::new(OpusEncoder::new(opus)?)),
+        };
+        let rate = codec.rate();
+        let resampler = match rate {
+            Rate::Hz48000 => None,
+            _ => Some(Resampler::new(Rate::Hz48000, rate)?),
+        };
+        Ok(LegEncoder {
+            codec,
+            kind,
+            resampler,
+            native: Fifo::new(rate.samples(80)),
+            packet: vec![0; rate.samples(ptime_ms)],
+            ptime_ms,
+        })
+    }
+
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    pub fn ptime_ms(&self) -> u32 {
+        self.ptime_ms
+    }
+
+    /// RTP timestamp units per packet.
+    pub fn packet_ticks(&self) -> u32 {
+        let (num, den) = self.codec.ticks_per_sample();
+        self.packet.len() as u32 * num / den
+    }
+
+    /// Adds one 48 kHz frame (960 samples).
+    pub fn push_frame(&mut self, frame: &[i16]) {
+        let rate_frame = self.codec.rate().samples(20);
+        let free = self.native.free();
+        if free.len() < rate_frame {
+            return;
+        }
+        match &mut self.resampler {
+            None => free[..rate_frame].copy_from_slice(&frame[..rate_frame.min(frame.len())]),
+            Some(r) => {
+                if r.process(frame, &mut free[..rate_frame]).is_err() {
+                    free[..rate_frame].fill(0);
+                }
+            }
+        }
+        self.native.commit(rate_frame);
+    }
+
+    /// Encodes the next packet into `out` if a packet time's worth is buffered; returns its
+    /// length.
+    pub fn pull_packet(&mut self, out: &mut [u8]) -> Option<usize> {
+        if !self.native.take(&mut self.packet) {
+            return None;
+        }
+        match &mut self.kind {
+            EncoderKind::G711(law) => Some(law.encode(&self.packet, out)),
+            EncoderKind::G722(e) => Some(e.encode(&self.packet, out)),
+            EncoderKind::Opus(e) => e.encode(&self.packet, out).ok(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confab_dsp::signal::{sine, tone_level_dbov};
+
+    #[test]
+    fn every_codec_round_trips_a_tone_at_48k() {
+        for codec in [Codec::Pcmu, Codec::Pcma, Codec::G722, Codec::Opus] {
+            for ptime in [10, 20, 60] {
+                let mut enc = LegEncoder::new(codec, ptime, OpusSettings::default()).unwrap();
+                let mut dec = LegDecoder::new(codec).unwrap();
+                let tone = sine(MIX_RATE, 1000.0, -12.0, MIX_FRAME * 50);
+                let mut out = Vec::new();
+                let mut payload = [0u8; 1500];
+                let mut frame = [0i16; MIX_FRAME];
+                for f in tone.chunks_exact(MIX_FRAME) {
+                    enc.push_frame(f);
+                    while let Some(n) = enc.pull_packet(&mut payload) {
+                        dec.decode(&payload[..n]);
+                    }
+                    dec.frame(&mut frame);
+                    out.extend_from_slice(&frame);
+                }
+                let level = tone_level_dbov(&out[MIX_FRAME * 10..], MIX_RATE, 1000.0);
+                assert!((level + 12.0).abs() < 1.0, "{codec:?} {ptime} ms: {level}");
+            }
+        }
+    }
+
+    #[test]
+    fn g722_timestamps_run_at_8000() {
+        let enc = LegEncoder::new(Codec::G722, 20, OpusSettings::default()).unwrap();
+        assert_eq!(enc.packet_ticks(), 160);
+        let enc = LegEncoder::new(Codec::Opus, 20, OpusSettings::default()).unwrap();
+        assert_eq!(enc.packet_ticks(), 960);
+        assert!(LegEncoder::new(Codec::Opus, 30, OpusSettings::default()).is_err());
+        assert!(LegEncoder::new(Codec::Pcmu, 25, OpusSettings::default()).is_err());
+    }
+
+    #[test]
+    fn malformed_opus_is_concealed() {
+        let mut dec = LegDecoder::new(Codec::Opus).unwrap();
+        assert_eq!(dec.decode(&[0xFF, 0xFF, 0xFF]), Decoded::Malformed);
+        let mut frame = [0i16; MIX_FRAME];
+        dec.frame(&mut frame);
+    }
+}
