@@ -6,5 +6,7 @@
 
 pub mod conference;
 pub mod config;
+pub mod engine;
 pub mod media;
+pub mod mixer;
 pub mod serve;

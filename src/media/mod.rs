@@ -2,4 +2,6 @@
 
 pub mod codec;
 pub mod jitter;
+pub mod leg;
+pub mod ports;
 pub mod rtp;

@@ -1,0 +1,253 @@
+//! The media engine: mixer threads, the RTP port pool, and a blocking handle to them for
+//! signalling and the API. Each conference lives on one mixer thread (placed round-robin);
+//! every call is a command to that thread answered within a tick.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::conference::{Joining, Participant, ParticipantId, Policy, Role};
+use crate::media::leg::{LegSpec, LegStats, RtpLeg};
+use crate::media::ports::PortPool;
+use crate::mixer::conference::{ConferenceCounters, ConferenceEvent, ConferenceId};
+use crate::mixer::{Command, CommandError, Control, MixerCounters, MixerHandle};
+
+/// Settings of the media engine.
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    /// Mixer threads; 0 means one per core.
+    pub mixer_threads: usize,
+    pub max_talkers: usize,
+    pub media_bind: IpAddr,
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    pub media_timeout: Duration,
+}
+
+impl EngineSettings {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        EngineSettings {
+            mixer_threads: c.mixer.threads,
+            max_talkers: c.mixer.max_talkers,
+            media_bind: c.media.bind,
+            rtp_port_min: c.media.rtp_port_min,
+            rtp_port_max: c.media.rtp_port_max,
+            media_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why an engine call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("no free RTP port")]
+    PortsExhausted,
+    #[error("the media engine is not running")]
+    Stopped,
+    #[error("leg set-up failed: {0}")]
+    Leg(std::io::Error),
+}
+
+/// Who joins with a leg.
+#[derive(Clone, Debug)]
+pub struct Joiner {
+    pub display_name: String,
+    pub uri: String,
+    pub role: Role,
+}
+
+/// The running media engine.
+pub struct Engine {
+    mixers: Vec<MixerHandle>,
+    settings: EngineSettings,
+    ports: PortPool,
+    placement: Mutex<HashMap<ConferenceId, usize>>,
+    next_mixer: AtomicUsize,
+    next_participant: AtomicU64,
+    events: Mutex<Option<Receiver<ConferenceEvent>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("mixers", &self.mixers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Starts the mixer threads.
+    pub fn start(settings: EngineSettings) -> std::io::Result<Self> {
+        let threads = match settings.mixer_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(4096);
+        let mixers = (0..threads)
+            .map(|i| MixerHandle::spawn(i, SyncSender::clone(&tx)))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Engine {
+            mixers,
+            ports: PortPool::new(
+                settings.media_bind,
+                settings.rtp_port_min,
+                settings.rtp_port_max,
+            ),
+            settings,
+            placement: Mutex::new(HashMap::new()),
+            next_mixer: AtomicUsize::new(0),
+            next_participant: AtomicU64::new(1),
+            events: Mutex::new(Some(rx)),
+        })
+    }
+
+    /// The event stream (state changes, speaking, dominant speaker, …); taken once.
+    pub fn take_events(&self) -> Option<Receiver<ConferenceEvent>> {
+        self.events.lock().ok()?.take()
+    }
+
+    /// Counters of each mixer thread.
+    pub fn mixer_counters(&self) -> Vec<Arc<MixerCounters>> {
+        self.mixers
+            .iter()
+            .map(|m| Arc::clone(&m.counters))
+            .collect()
+    }
+
+    fn call<T>(
+        &self,
+        mixer: usize,
+        make: impl FnOnce(SyncSender<Result<T, CommandError>>) -> Command,
+    ) -> Result<T, EngineError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let m = self.mixers.get(mixer).ok_or(EngineError::Stopped)?;
+        m.commands
+            .send(make(tx))
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(rx
+            .recv_timeout(Duration::from_secs(5))
+            .map_err(|_| EngineError::Stopped)??)
+    }
+
+    fn mixer_of(&self, conference: &str) -> Result<(usize, ConferenceId), EngineError> {
+        let placement = self.placement.lock().map_err(|_| EngineError::Stopped)?;
+        placement
+            .get_key_value(conference)
+            .map(|(k, v)| (*v, Arc::clone(k)))
+            .ok_or(EngineError::Command(CommandError::NoConference))
+    }
+
+    /// Creates a conference on the next mixer thread.
+    pub fn create_conference(
+        &self,
+        id: &str,
+        policy: Policy,
+    ) -> Result<Arc<ConferenceCounters>, EngineError> {
+        let id: ConferenceId = Arc::from(id);
+        {
+            let placement = self.placement.lock().map_err(|_| EngineError::Stopped)?;
+            if placement.contains_key(&id) {
+                return Err(CommandError::ConferenceExists.into());
+            }
+        }
+        let mixer = self.next_mixer.fetch_add(1, Ordering::Relaxed) % self.mixers.len().max(1);
+        let counters = self.call(mixer, |reply| Command::CreateConference {
+            id: Arc::clone(&id),
+            policy,
+            max_talkers: self.settings.max_talkers,
+            media_timeout: self.settings.media_timeout,
+            reply,
+        })?;
+        self.placement
+            .lock()
+            .map_err(|_| EngineError::Stopped)?
+            .insert(id, mixer);
+        Ok(counters)
+    }
+
+    /// Adds an RTP leg to a conference; returns the participant and the local RTP address the
+    /// peer must send to.
+    pub fn add_rtp_leg(
+        &self,
+        conference: &str,
+        joiner: Joiner,
+        spec: LegSpec,
+    ) -> Result<(ParticipantId, SocketAddr), EngineError> {
+        let (mixer, id) = self.mixer_of(conference)?;
+        let (socket, lease) = self.ports.bind().map_err(|_| EngineError::PortsExhausted)?;
+        let participant = ParticipantId(self.next_participant.fetch_add(1, Ordering::Relaxed));
+        let ssrc = random_ssrc(participant);
+        let leg = RtpLeg::new(participant, spec, socket, lease, Instant::now(), ssrc)
+            .map_err(EngineError::Leg)?;
+        let local = leg.local_addr().map_err(EngineError::Leg)?;
+        let joining = Joining {
+            id: participant,
+            display_name: joiner.display_name,
+            uri: joiner.uri,
+            role: joiner.role,
+        };
+        self.call(mixer, |reply| Command::AddLeg {
+            conference: id,
+            joining,
+            leg: Box::new(leg),
+            reply,
+        })?;
+        Ok((participant, local))
+    }
+
+    pub fn control(&self, conference: &str, control: Control) -> Result<(), EngineError> {
+        let (mixer, id) = self.mixer_of(conference)?;
+        let r = self.call(mixer, |reply| Command::Control {
+            conference: id,
+            control,
+            reply,
+        });
+        if control == Control::End
+            && let Ok(mut p) = self.placement.lock()
+        {
+            p.remove(conference);
+        }
+        r
+    }
+
+    pub fn roster(&self, conference: &str) -> Result<Vec<Participant>, EngineError> {
+        let (mixer, id) = self.mixer_of(conference)?;
+        self.call(mixer, |reply| Command::Roster {
+            conference: id,
+            reply,
+        })
+    }
+
+    pub fn leg_stats(
+        &self,
+        conference: &str,
+        participant: ParticipantId,
+    ) -> Result<LegStats, EngineError> {
+        let (mixer, id) = self.mixer_of(conference)?;
+        self.call(mixer, |reply| Command::LegStats {
+            conference: id,
+            participant,
+            reply,
+        })
+    }
+
+    /// Stops every mixer thread.
+    pub fn shutdown(&mut self) {
+        for m in &mut self.mixers {
+            m.stop();
+        }
+    }
+}
+
+/// An SSRC that differs per participant and per run.
+fn random_ssrc(participant: ParticipantId) -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(participant.0);
+    h.finish() as u32
+}

@@ -1,0 +1,97 @@
+//! The RTP port pool: even ports from the configured range, handed out as leases that go back
+//! to the pool when the leg ends.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
+
+/// The pool of free even ports (each with the odd port above it for RTCP).
+#[derive(Debug, Clone)]
+pub struct PortPool {
+    inner: Arc<Mutex<VecDeque<u16>>>,
+    bind: IpAddr,
+}
+
+/// A port held by a leg; returned to the pool on drop.
+#[derive(Debug)]
+pub struct PortLease {
+    port: u16,
+    pool: Arc<Mutex<VecDeque<u16>>>,
+}
+
+impl PortLease {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for PortLease {
+    fn drop(&mut self) {
+        if let Ok(mut free) = self.pool.lock() {
+            free.push_back(self.port);
+        }
+    }
+}
+
+/// No port could be had.
+#[derive(Debug, thiserror::Error)]
+#[error("no free RTP port in the configured range")]
+pub struct PortsExhausted;
+
+impl PortPool {
+    /// A pool of the even ports in `min..=max` on `bind`.
+    pub fn new(bind: IpAddr, min: u16, max: u16) -> Self {
+        let first = min + (min % 2);
+        let ports: VecDeque<u16> = (first..max).step_by(2).collect();
+        PortPool {
+            inner: Arc::new(Mutex::new(ports)),
+            bind,
+        }
+    }
+
+    /// Free ports left.
+    pub fn available(&self) -> usize {
+        self.inner.lock().map(|f| f.len()).unwrap_or(0)
+    }
+
+    /// Binds a UDP socket on the next free port (skipping ports another process holds).
+    pub fn bind(&self) -> Result<(UdpSocket, PortLease), PortsExhausted> {
+        let Ok(mut free) = self.inner.lock() else {
+            return Err(PortsExhausted);
+        };
+        for _ in 0..free.len() {
+            let Some(port) = free.pop_front() else { break };
+            match UdpSocket::bind(SocketAddr::new(self.bind, port)) {
+                Ok(socket) => {
+                    return Ok((
+                        socket,
+                        PortLease {
+                            port,
+                            pool: Arc::clone(&self.inner),
+                        },
+                    ));
+                }
+                // Busy elsewhere: keep it in the pool for later and try the next one.
+                Err(_) => free.push_back(port),
+            }
+        }
+        Err(PortsExhausted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leases_come_back() {
+        let pool = PortPool::new(IpAddr::from([127, 0, 0, 1]), 41000, 41005);
+        assert_eq!(pool.available(), 3);
+        let (_a, la) = pool.bind().unwrap();
+        let (_b, lb) = pool.bind().unwrap();
+        assert!(la.port() % 2 == 0 && lb.port() % 2 == 0 && la.port() != lb.port());
+        assert_eq!(pool.available(), 1);
+        drop((_a, la));
+        assert_eq!(pool.available(), 2);
+    }
+}

@@ -1,0 +1,325 @@
+//! One conference as its mixer thread holds it: the roster, the legs, and the tick that mixes.
+//!
+//! Per tick: read every leg, decode 20 ms from each, detect speech on each (muted legs too),
+//! update the dominant speaker, pick the top-K talkers, mix. Every talker gets the sum minus
+//! itself from its own encoder; every other listener gets the shared sum, encoded once per
+//! (codec, packet time) group and sent with the leg's own header. Deaf participants and those
+//! still waiting get comfort noise (or silence) from their own encoder; with nobody talking the
+//! shared sum is comfort noise, so carriers do not drop a quiet call.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use confab_dsp::cng::ComfortNoise;
+use confab_dsp::dominant::DominantSpeaker;
+use confab_dsp::mix::{Gain, Mixer};
+use confab_dsp::opus::OpusSettings;
+
+use crate::conference::talkers::{Candidate, Talkers};
+use crate::conference::{DisconnectReason, Event, Joining, ParticipantId, Policy, Roster, State};
+use crate::media::codec::{Codec, LegEncoder, MIX_FRAME, MIX_RATE};
+use crate::media::leg::{LegStats, RtpLeg};
+use crate::media::rtp::MAX_PACKET;
+
+/// A conference id (the meeting ID); cheap to clone into events.
+pub type ConferenceId = Arc<str>;
+
+/// Counters a conference shares with the outside (read without locks).
+#[derive(Debug, Default)]
+pub struct ConferenceCounters {
+    pub ticks: AtomicU64,
+    /// Encodes of the shared mix (once per group and packet).
+    pub encodes_shared: AtomicU64,
+    /// Encodes for one leg alone (talkers' mix-minus, comfort noise for deaf legs).
+    pub encodes_own: AtomicU64,
+}
+
+/// An event of a conference, for the API's event stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConferenceEvent {
+    pub conference: ConferenceId,
+    pub event: Event,
+}
+
+/// Loudest RFC 6464 level (-dBov) at which a leg that is not speech may still be mixed.
+const NON_SPEECH_GATE: u8 = 45;
+
+/// Packets a group made this tick (10 ms packets give two per tick).
+const MAX_GROUP_PACKETS: usize = 2;
+
+/// Listeners sharing one encode: same codec and packet time.
+struct Group {
+    codec: Codec,
+    ptime_ms: u32,
+    encoder: LegEncoder,
+    packets: [([u8; MAX_PACKET], usize); MAX_GROUP_PACKETS],
+    count: usize,
+}
+
+/// A conference's media state, owned by one mixer thread.
+pub struct ConferenceMedia {
+    pub id: ConferenceId,
+    pub roster: Roster,
+    legs: Vec<RtpLeg>,
+    /// For each leg, the index of its group.
+    leg_groups: Vec<usize>,
+    groups: Vec<Group>,
+    talkers: Talkers,
+    dominant: DominantSpeaker<ParticipantId>,
+    mixer: Mixer,
+    comfort: ComfortNoise,
+    shared: Vec<i16>,
+    scratch: Vec<i16>,
+    silence: Vec<i16>,
+    media_timeout: Duration,
+    pub counters: Arc<ConferenceCounters>,
+}
+
+impl std::fmt::Debug for ConferenceMedia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConferenceMedia")
+            .field("id", &self.id)
+            .field("legs", &self.legs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConferenceMedia {
+    pub fn new(
+        id: ConferenceId,
+        policy: Policy,
+        max_talkers: usize,
+        media_timeout: Duration,
+    ) -> Self {
+        ConferenceMedia {
+            id,
+            roster: Roster::new(policy),
+            legs: Vec::new(),
+            leg_groups: Vec::new(),
+            groups: Vec::new(),
+            talkers: Talkers::new(max_talkers),
+            dominant: DominantSpeaker::new(),
+            mixer: Mixer::new(MIX_FRAME),
+            // -70 dBov: inaudible but not digital silence.
+            comfort: ComfortNoise::new(MIX_RATE, 70, 0x5EED),
+            shared: vec![0; MIX_FRAME],
+            scratch: vec![0; MIX_FRAME],
+            silence: vec![0; MIX_FRAME],
+            media_timeout,
+            counters: Arc::new(ConferenceCounters::default()),
+        }
+    }
+
+    /// Legs present (not yet removed).
+    pub fn leg_count(&self) -> usize {
+        self.legs.len()
+    }
+
+    pub fn leg_stats(&self, participant: ParticipantId) -> Option<LegStats> {
+        self.legs
+            .iter()
+            .find(|l| l.participant == participant)
+            .map(RtpLeg::stats)
+    }
+
+    /// Adds a dial-in leg: joins the roster (`connecting`) and takes the leg into the mix.
+    /// Allocates (a group encoder for a new codec and packet time): call it between ticks.
+    pub fn add_leg(
+        &mut self,
+        joining: Joining,
+        leg: RtpLeg,
+    ) -> Result<(), crate::conference::JoinError> {
+        self.roster.join(joining)?;
+        let spec = *leg.spec();
+        let group = match self
+            .groups
+            .iter()
+            .position(|g| g.codec == spec.codec && g.ptime_ms == spec.ptime_ms)
+        {
+            Some(i) => i,
+            None => {
+                // The leg's own encoder was made from the same settings, so this cannot fail
+                // where that one succeeded; if it does, the leg gets its own encodes only.
+                match LegEncoder::new(spec.codec, spec.ptime_ms, OpusSettings::default()) {
+                    Ok(encoder) => {
+                        self.groups.push(Group {
+                            codec: spec.codec,
+                            ptime_ms: spec.ptime_ms,
+                            encoder,
+                            packets: [([0; MAX_PACKET], 0); MAX_GROUP_PACKETS],
+                            count: 0,
+                        });
+                        self.groups.len() - 1
+                    }
+                    Err(_) => usize::MAX,
+                }
+            }
+        };
+        self.dominant.add(leg.participant);
+        self.legs.push(leg);
+        self.leg_groups.push(group);
+        Ok(())
+    }
+
+    /// Removes legs of participants no longer present (their ports go back to the pool).
+    fn prune(&mut self) {
+        let mut i = 0;
+        while i < self.legs.len() {
+            let id = self.legs[i].participant;
+            let present = self
+                .roster
+                .participant(id)
+                .is_some_and(|p| !matches!(p.state, State::Disconnected(_)));
+            if present {
+                i += 1;
+            } else {
+                self.legs.swap_remove(i);
+                self.leg_groups.swap_remove(i);
+                self.dominant.remove(id);
+            }
+        }
+    }
+
+    /// One 20 ms tick. Events from the roster go to `emit`.
+    pub fn tick(&mut self, now: Instant, mut emit: impl FnMut(ConferenceEvent)) {
+        self.counters.ticks.fetch_add(1, Ordering::Relaxed);
+        for leg in &mut self.legs {
+            leg.receive(now);
+        }
+        for leg in &mut self.legs {
+            leg.produce_frame();
+            let id = leg.participant;
+            if leg.media_seen() {
+                let _ = self.roster.media_ready(id);
+            }
+            if leg.silent_for(now) >= self.media_timeout {
+                let _ = self.roster.disconnect(id, DisconnectReason::MediaTimeout);
+                continue;
+            }
+            let activity = leg.activity();
+            let _ = self.roster.set_speaking(id, activity.talking);
+            self.dominant
+                .observe(id, activity.active && self.roster.heard(id));
+        }
+        if let Some(d) = self.dominant.decide() {
+            self.roster.dominant_speaker(d);
+        }
+
+        let roster = &self.roster;
+        let legs = &self.legs;
+        // Talkers rank by level; legs that are loud but not speech (music, a tone) may fill
+        // places talkers leave free, ranked below every talker.
+        self.talkers
+            .select(legs.iter().enumerate().filter_map(|(slot, leg)| {
+                let a = leg.activity();
+                if !roster.heard(leg.participant) {
+                    return None;
+                }
+                if a.talking {
+                    Some(Candidate {
+                        slot,
+                        level: a.level,
+                    })
+                } else if a.level <= NON_SPEECH_GATE {
+                    Some(Candidate {
+                        slot,
+                        level: a.level.saturating_add(64).min(126),
+                    })
+                } else {
+                    None
+                }
+            }));
+        self.mixer.clear();
+        let mut csrcs = [0u32; 16];
+        let mut csrc_count = 0;
+        for t in self.talkers.current() {
+            self.mixer.add(self.legs[t.slot].frame(), Gain::UNITY);
+            csrcs[csrc_count] = self.legs[t.slot].ssrc();
+            csrc_count += 1;
+        }
+        if self.mixer.inputs() == 0 {
+            self.comfort.fill(&mut self.shared);
+        } else {
+            self.mixer.render(&mut self.shared);
+        }
+        let csrcs = &csrcs[..csrc_count];
+
+        // Shared encodes: once per group that has a listener this tick.
+        for (g, group) in self.groups.iter_mut().enumerate() {
+            group.count = 0;
+            let has_listener = self.legs.iter().enumerate().any(|(slot, leg)| {
+                self.leg_groups[slot] == g
+                    && roster.hears(leg.participant)
+                    && !self.talkers.contains(slot)
+            });
+            if !has_listener {
+                continue;
+            }
+            group.encoder.push_frame(&self.shared);
+            while group.count < MAX_GROUP_PACKETS {
+                let (buf, len) = &mut group.packets[group.count];
+                match group.encoder.pull_packet(buf) {
+                    Some(n) => {
+                        *len = n;
+                        group.count += 1;
+                        self.counters.encodes_shared.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => break,
+                }
+            }
+        }
+
+        for (slot, leg) in self.legs.iter_mut().enumerate() {
+            let id = leg.participant;
+            let Some(p) = self.roster.participant(id) else {
+                continue;
+            };
+            if matches!(p.state, State::Disconnected(_)) {
+                continue;
+            }
+            let own = if !self.roster.hears(id) {
+                if p.deaf && p.state == State::Connected {
+                    // Deaf: nothing but comfort noise.
+                    self.comfort.fill(&mut self.scratch);
+                    leg.send_own(&self.scratch, &[])
+                } else {
+                    // Still connecting (e.g. waiting for the leader): silence.
+                    leg.send_own(&self.silence, &[])
+                }
+            } else if self.talkers.contains(slot) {
+                self.mixer
+                    .render_minus(leg.frame(), Gain::UNITY, &mut self.scratch);
+                let mut others = [0u32; 16];
+                let mut n = 0;
+                for &c in csrcs.iter().filter(|&&c| c != leg.ssrc()) {
+                    others[n] = c;
+                    n += 1;
+                }
+                leg.send_own(&self.scratch, &others[..n])
+            } else {
+                let group = self.leg_groups[slot];
+                if let Some(g) = self.groups.get(group) {
+                    let ticks = g.encoder.packet_ticks();
+                    for (buf, len) in &g.packets[..g.count] {
+                        leg.send_payload(&buf[..*len], ticks, csrcs);
+                    }
+                    0
+                } else {
+                    leg.send_own(&self.shared, csrcs)
+                }
+            };
+            self.counters
+                .encodes_own
+                .fetch_add(u64::from(own), Ordering::Relaxed);
+        }
+
+        while let Some(event) = self.roster.poll_event() {
+            emit(ConferenceEvent {
+                conference: self.id.clone(),
+                event,
+            });
+        }
+        self.prune();
+    }
+}

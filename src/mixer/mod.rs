@@ -1,0 +1,274 @@
+//! The mixer threads. Each owns a set of conferences outright and wakes on absolute 20 ms
+//! deadlines; commands arrive on a bounded queue drained at the start of a tick, events leave on
+//! a bounded queue (dropped and counted when full). No lock is held across a tick.
+
+pub mod conference;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use conference::{ConferenceCounters, ConferenceEvent, ConferenceId, ConferenceMedia};
+
+use crate::conference::{JoinError, Joining, Participant, ParticipantId, Policy};
+use crate::media::leg::{LegStats, RtpLeg};
+
+/// The tick period.
+pub const TICK: Duration = Duration::from_millis(20);
+/// Commands handled per tick at most.
+const MAX_COMMANDS_PER_TICK: usize = 64;
+
+/// Something to change in a conference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Mute(ParticipantId, bool),
+    Deaf(ParticipantId, bool),
+    Eject(ParticipantId),
+    Hangup(ParticipantId),
+    MuteAll,
+    Lock(bool),
+    End,
+}
+
+/// Why a command failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("no such conference")]
+    NoConference,
+    #[error("conference exists already")]
+    ConferenceExists,
+    #[error("no such participant")]
+    NoParticipant,
+    #[error(transparent)]
+    Join(#[from] JoinError),
+}
+
+type Reply<T> = SyncSender<Result<T, CommandError>>;
+
+/// A request to a mixer thread.
+pub enum Command {
+    CreateConference {
+        id: ConferenceId,
+        policy: Policy,
+        max_talkers: usize,
+        media_timeout: Duration,
+        reply: Reply<Arc<ConferenceCounters>>,
+    },
+    AddLeg {
+        conference: ConferenceId,
+        joining: Joining,
+        leg: Box<RtpLeg>,
+        reply: Reply<()>,
+    },
+    Control {
+        conference: ConferenceId,
+        control: Control,
+        reply: Reply<()>,
+    },
+    Roster {
+        conference: ConferenceId,
+        reply: Reply<Vec<Participant>>,
+    },
+    LegStats {
+        conference: ConferenceId,
+        participant: ParticipantId,
+        reply: Reply<LegStats>,
+    },
+    Shutdown,
+}
+
+/// Counters of one mixer thread.
+#[derive(Debug, Default)]
+pub struct MixerCounters {
+    pub ticks: AtomicU64,
+    /// Ticks skipped because the thread fell behind (it never bursts to catch up).
+    pub late_ticks: AtomicU64,
+    /// Work time of the last tick, in microseconds.
+    pub last_tick_us: AtomicU64,
+    /// Events dropped because the event queue was full.
+    pub events_dropped: AtomicU64,
+}
+
+/// A running mixer thread.
+pub struct MixerHandle {
+    pub commands: SyncSender<Command>,
+    pub counters: Arc<MixerCounters>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for MixerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MixerHandle").finish_non_exhaustive()
+    }
+}
+
+impl MixerHandle {
+    /// Starts mixer thread `index`, sending events to `events`.
+    pub fn spawn(index: usize, events: SyncSender<ConferenceEvent>) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+        let counters = Arc::new(MixerCounters::default());
+        let c = Arc::clone(&counters);
+        let thread = std::thread::Builder::new()
+            .name(format!("confab-mixer-{index}"))
+            .spawn(move || run(rx, events, c))?;
+        Ok(MixerHandle {
+            commands: tx,
+            counters,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(&mut self) {
+        let _ = self.commands.send(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for MixerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(
+    commands: Receiver<Command>,
+    events: SyncSender<ConferenceEvent>,
+    counters: Arc<MixerCounters>,
+) {
+    let mut conferences: HashMap<ConferenceId, ConferenceMedia> = HashMap::new();
+    let mut deadline = Instant::now() + TICK;
+    loop {
+        for _ in 0..MAX_COMMANDS_PER_TICK {
+            match commands.try_recv() {
+                Ok(Command::Shutdown) | Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                Ok(command) => handle(command, &mut conferences),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+            }
+        }
+        let start = Instant::now();
+        for conference in conferences.values_mut() {
+            conference.tick(start, |event| {
+                if let Err(TrySendError::Full(_)) = events.try_send(event) {
+                    counters.events_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        // An ended conference with no legs left is gone.
+        conferences.retain(|_, c| !(c.roster.ended() && c.leg_count() == 0));
+        let end = Instant::now();
+        counters.ticks.fetch_add(1, Ordering::Relaxed);
+        counters.last_tick_us.store(
+            end.duration_since(start).as_micros() as u64,
+            Ordering::Relaxed,
+        );
+
+        // Absolute deadlines: no drift. After a stall, skip the missed ticks (counted).
+        if end > deadline + TICK {
+            let behind = end.duration_since(deadline).as_micros() / TICK.as_micros();
+            counters
+                .late_ticks
+                .fetch_add(behind as u64, Ordering::Relaxed);
+            deadline += TICK * behind as u32;
+        }
+        if let Some(wait) = deadline.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        deadline += TICK;
+    }
+}
+
+fn handle(command: Command, conferences: &mut HashMap<ConferenceId, ConferenceMedia>) {
+    match command {
+        Command::CreateConference {
+            id,
+            policy,
+            max_talkers,
+            media_timeout,
+            reply,
+        } => {
+            let result = if conferences.contains_key(&id) {
+                Err(CommandError::ConferenceExists)
+            } else {
+                let media =
+                    ConferenceMedia::new(Arc::clone(&id), policy, max_talkers, media_timeout);
+                let counters = Arc::clone(&media.counters);
+                conferences.insert(id, media);
+                Ok(counters)
+            };
+            let _ = reply.try_send(result);
+        }
+        Command::AddLeg {
+            conference,
+            joining,
+            leg,
+            reply,
+        } => {
+            let result = match conferences.get_mut(&conference) {
+                None => Err(CommandError::NoConference),
+                Some(c) => c.add_leg(joining, *leg).map_err(CommandError::from),
+            };
+            let _ = reply.try_send(result);
+        }
+        Command::Control {
+            conference,
+            control,
+            reply,
+        } => {
+            let result = match conferences.get_mut(&conference) {
+                None => Err(CommandError::NoConference),
+                Some(c) => apply(c, control),
+            };
+            let _ = reply.try_send(result);
+        }
+        Command::Roster { conference, reply } => {
+            let result = conferences
+                .get(&conference)
+                .map(|c| c.roster.participants().to_vec())
+                .ok_or(CommandError::NoConference);
+            let _ = reply.try_send(result);
+        }
+        Command::LegStats {
+            conference,
+            participant,
+            reply,
+        } => {
+            let result = match conferences.get(&conference) {
+                None => Err(CommandError::NoConference),
+                Some(c) => c.leg_stats(participant).ok_or(CommandError::NoParticipant),
+            };
+            let _ = reply.try_send(result);
+        }
+        Command::Shutdown => {}
+    }
+}
+
+fn apply(c: &mut ConferenceMedia, control: Control) -> Result<(), CommandError> {
+    let r = &mut c.roster;
+    let unknown = |_| CommandError::NoParticipant;
+    match control {
+        Control::Mute(p, on) => r.set_muted(p, on).map_err(unknown),
+        Control::Deaf(p, on) => r.set_deaf(p, on).map_err(unknown),
+        Control::Eject(p) => r.eject(p).map_err(unknown),
+        Control::Hangup(p) => r
+            .disconnect(p, crate::conference::DisconnectReason::Hangup)
+            .map_err(unknown),
+        Control::MuteAll => {
+            r.mute_all();
+            Ok(())
+        }
+        Control::Lock(on) => {
+            r.set_locked(on);
+            Ok(())
+        }
+        Control::End => {
+            r.end();
+            Ok(())
+        }
+    }
+}
