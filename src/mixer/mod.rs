@@ -192,14 +192,15 @@ fn handle(command: Command, conferences: &mut HashMap<ConferenceId, ConferenceMe
             media_timeout,
             reply,
         } => {
-            let result = if conferences.contains_key(&id) {
-                Err(CommandError::ConferenceExists)
-            } else {
-                let media =
-                    ConferenceMedia::new(Arc::clone(&id), policy, max_talkers, media_timeout);
-                let counters = Arc::clone(&media.counters);
-                conferences.insert(id, media);
-                Ok(counters)
+            let result = match conferences.entry(Arc::clone(&id)) {
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    Err(CommandError::ConferenceExists)
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    let media =
+                        slot.insert(ConferenceMedia::new(id, policy, max_talkers, media_timeout));
+                    Ok(Arc::clone(&media.counters))
+                }
             };
             let _ = reply.try_send(result);
         }
