@@ -90,6 +90,8 @@ const SLOTS: usize = 128;
 /// Sequence or timestamp jumps beyond these restart the buffer.
 const MAX_SEQUENCE_JUMP: u64 = 100;
 const MAX_TIMESTAMP_JUMP_SECONDS: u64 = 10;
+/// Frames concealed after running dry before the buffer waits for the sender again.
+const MAX_DRY_FRAMES: u32 = 5;
 /// Frames of consistent surplus or deficit before drift is corrected.
 const DRIFT_PATIENCE: u32 = 25;
 
@@ -120,6 +122,7 @@ pub struct JitterBuffer {
     epoch: Option<Instant>,
     surplus_frames: u32,
     deficit_frames: u32,
+    dry_frames: u32,
     stats: JitterStats,
 }
 
@@ -145,6 +148,7 @@ impl JitterBuffer {
             epoch: None,
             surplus_frames: 0,
             deficit_frames: 0,
+            dry_frames: 0,
             stats: JitterStats::default(),
         }
     }
@@ -366,10 +370,18 @@ impl JitterBuffer {
             }
         };
         if next > highest {
-            // Ran dry: everything was played and nothing new came.
+            // Ran dry: everything was played and nothing new came. Conceal a few frames (a late
+            // packet may still come); after that the sender has stopped (DTX, hold, hang-up):
+            // wait, and fill to the target again when packets resume.
+            self.dry_frames += 1;
+            if self.dry_frames > MAX_DRY_FRAMES {
+                self.next = None;
+                return Playout::Waiting;
+            }
             self.stats.stretched += 1;
             return Playout::Stretch;
         }
+        self.dry_frames = 0;
 
         let depth = self.depth_ticks();
         let target = self.target_ticks();
@@ -456,7 +468,21 @@ mod tests {
         assert_eq!(jb.pop(false), Playout::Lost);
         assert_eq!(jb.insert(t0, arrival(13, 2080, &[13])), Insert::TooLate);
         assert_eq!(payload_of(jb.pop(false)), Some(14));
-        assert_eq!(jb.pop(false), Playout::Stretch);
+        for _ in 0..MAX_DRY_FRAMES {
+            assert_eq!(jb.pop(false), Playout::Stretch);
+        }
+        // The sender stopped: wait, then refill when it resumes.
+        assert_eq!(jb.pop(false), Playout::Waiting);
+        assert_eq!(jb.pop(false), Playout::Waiting);
+        let mut first = None;
+        for k in 15u16..40 {
+            assert_eq!(jb.insert(t0, arrival(k, 160 * u32::from(k), &[k as u8])), Insert::Stored);
+            if let Some(p) = payload_of(jb.pop(false)) {
+                first = Some(p);
+                break;
+            }
+        }
+        assert_eq!(first, Some(15));
         let s = jb.stats();
         assert_eq!((s.duplicates, s.too_late, s.lost), (1, 1, 1));
     }

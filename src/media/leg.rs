@@ -49,6 +49,10 @@ pub struct LegStats {
     pub send_errors: u64,
 }
 
+/// What an idle leg reports.
+const SILENT: Activity = Activity { level: 127, active: false, talking: false };
+/// Frames without audio before a leg is treated as idle (the decoder's tail has played out).
+const IDLE_AFTER_FRAMES: u32 = 3;
 /// Most datagrams read per leg and tick (a flood cannot stall the mixer).
 const MAX_READS_PER_TICK: usize = 32;
 /// Packets taken from the jitter buffer per tick at most (10 ms packets need two).
@@ -74,6 +78,7 @@ pub struct RtpLeg {
     /// This tick's decoded audio at 48 kHz.
     frame: Vec<i16>,
     activity: Activity,
+    idle_frames: u32,
     stats: LegStats,
     buf: Box<[u8; MAX_PACKET]>,
 }
@@ -119,11 +124,8 @@ impl RtpLeg {
             sequence: (ssrc >> 16) as u16,
             timestamp: ssrc.rotate_left(11),
             frame: vec![0; MIX_FRAME],
-            activity: Activity {
-                level: 127,
-                active: false,
-                talking: false,
-            },
+            activity: SILENT,
+            idle_frames: 0,
             stats: LegStats::default(),
             buf: Box::new([0; MAX_PACKET]),
         })
@@ -221,9 +223,12 @@ impl RtpLeg {
         self.stats.bytes_in += len as u64;
     }
 
-    /// Decodes this tick's 20 ms (concealing losses) and runs speech detection on it.
+    /// Decodes this tick's 20 ms (concealing losses) and runs speech detection on it. A leg with
+    /// nothing to play (no packets, or the sender stopped) costs almost nothing: its frame is
+    /// silence and no decoder, resampler or detector runs.
     pub fn produce_frame(&mut self) {
         let silent = !self.activity.active;
+        let mut audio = self.decoder.has_frame();
         for _ in 0..MAX_POPS_PER_TICK {
             if self.decoder.has_frame() {
                 break;
@@ -235,6 +240,20 @@ impl RtpLeg {
                 }
                 Playout::Lost | Playout::Stretch => self.decoder.conceal(),
             }
+            audio = true;
+        }
+        if !audio {
+            if self.idle_frames < IDLE_AFTER_FRAMES {
+                self.idle_frames += 1;
+            } else {
+                if self.activity != SILENT {
+                    self.frame.fill(0);
+                    self.activity = SILENT;
+                }
+                return;
+            }
+        } else {
+            self.idle_frames = 0;
         }
         self.decoder.frame(&mut self.frame);
         self.activity = self.speech.process(&self.frame);
