@@ -6,7 +6,7 @@
 //! accepted; media, passcode or the leader still awaited) -> `connected` (in the mix) ->
 //! `disconnected(reason)`. Disconnected participants stay in the roster as history.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
 /// A participant's id, unique within the process.
@@ -167,6 +167,8 @@ pub struct UnknownParticipant(pub ParticipantId);
 #[derive(Debug, Default)]
 pub struct Roster {
     participants: Vec<Participant>,
+    /// Where each participant is in `participants` (the mixer asks every tick, for every leg).
+    index: HashMap<ParticipantId, usize>,
     policy: Policy,
     ended: bool,
     events: VecDeque<Event>,
@@ -198,7 +200,7 @@ impl Roster {
     }
 
     pub fn participant(&self, id: ParticipantId) -> Option<&Participant> {
-        self.participants.iter().find(|p| p.id == id)
+        self.index.get(&id).and_then(|&i| self.participants.get(i))
     }
 
     pub fn ended(&self) -> bool {
@@ -238,6 +240,13 @@ impl Roster {
     }
 
     fn add(&mut self, joining: Joining, state: State) {
+        // A refused rejoin under the same id keeps the present entry reachable.
+        if !self
+            .participant(joining.id)
+            .is_some_and(|p| p.state.is_present())
+        {
+            self.index.insert(joining.id, self.participants.len());
+        }
         self.participants.push(Participant {
             id: joining.id,
             display_name: joining.display_name,
@@ -278,9 +287,10 @@ impl Roster {
     }
 
     fn find_mut(&mut self, id: ParticipantId) -> Result<&mut Participant, UnknownParticipant> {
-        self.participants
-            .iter_mut()
-            .find(|p| p.id == id && p.state.is_present())
+        self.index
+            .get(&id)
+            .and_then(|&i| self.participants.get_mut(i))
+            .filter(|p| p.state.is_present())
             .ok_or(UnknownParticipant(id))
     }
 

@@ -187,7 +187,11 @@ impl JitterBuffer {
                     .highest_timestamp
                     .saturating_sub(highest.saturating_sub(next) * self.packet_ticks),
             },
-            None => self.oldest_timestamp().unwrap_or(self.highest_timestamp),
+            // Not playing: only what is stored counts (nothing stored, nothing buffered).
+            None => match self.oldest_timestamp() {
+                Some(t) => t,
+                None => return 0,
+            },
         };
         (self.highest_timestamp + self.packet_ticks).saturating_sub(start)
     }
@@ -476,7 +480,10 @@ mod tests {
         assert_eq!(jb.pop(false), Playout::Waiting);
         let mut first = None;
         for k in 15u16..40 {
-            assert_eq!(jb.insert(t0, arrival(k, 160 * u32::from(k), &[k as u8])), Insert::Stored);
+            assert_eq!(
+                jb.insert(t0, arrival(k, 160 * u32::from(k), &[k as u8])),
+                Insert::Stored
+            );
             if let Some(p) = payload_of(jb.pop(false)) {
                 first = Some(p);
                 break;
@@ -485,6 +492,27 @@ mod tests {
         assert_eq!(first, Some(15));
         let s = jb.stats();
         assert_eq!((s.duplicates, s.too_late, s.lost), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_stopped_sender_costs_nothing() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterSettings::new(8000));
+        for k in 0..10u16 {
+            let at = t0 + Duration::from_millis(20 * u64::from(k));
+            jb.insert(at, arrival(k, 160 * u32::from(k), &[k as u8]));
+            let _ = jb.pop(false);
+        }
+        let mut tail = Vec::new();
+        for _ in 0..40 {
+            tail.push(jb.pop(false));
+        }
+        // A few packets and concealments, then nothing but waiting: no endless concealment.
+        assert!(
+            tail[20..].iter().all(|p| *p == Playout::Waiting),
+            "{tail:?}"
+        );
+        assert!(jb.stats().stretched <= u64::from(MAX_DRY_FRAMES));
     }
 
     #[test]

@@ -50,7 +50,11 @@ pub struct LegStats {
 }
 
 /// What an idle leg reports.
-const SILENT: Activity = Activity { level: 127, active: false, talking: false };
+const SILENT: Activity = Activity {
+    level: 127,
+    active: false,
+    talking: false,
+};
 /// Frames without audio before a leg is treated as idle (the decoder's tail has played out).
 const IDLE_AFTER_FRAMES: u32 = 3;
 /// Most datagrams read per leg and tick (a flood cannot stall the mixer).

@@ -45,6 +45,9 @@ pub struct ConferenceEvent {
 /// Loudest RFC 6464 level (-dBov) at which a leg that is not speech may still be mixed.
 const NON_SPEECH_GATE: u8 = 45;
 
+/// Distinct (codec, packet time) groups per conference: 4 codecs × 6 packet times.
+const MAX_GROUPS: usize = 24;
+
 /// Packets a group made this tick (10 ms packets give two per tick).
 const MAX_GROUP_PACKETS: usize = 2;
 
@@ -190,7 +193,7 @@ impl ConferenceMedia {
         for leg in &mut self.legs {
             leg.produce_frame();
             let id = leg.participant;
-            if leg.media_seen() {
+            if leg.media_seen() && self.roster.participant(id).is_some_and(|p| !p.media_ready) {
                 let _ = self.roster.media_ready(id);
             }
             if leg.silent_for(now) >= self.media_timeout {
@@ -245,15 +248,17 @@ impl ConferenceMedia {
         }
         let csrcs = &csrcs[..csrc_count];
 
-        // Shared encodes: once per group that has a listener this tick.
+        // Shared encodes: once per group that has a listener this tick (one pass over the legs).
+        let mut listening = [false; MAX_GROUPS];
+        for (slot, leg) in self.legs.iter().enumerate() {
+            let g = self.leg_groups[slot];
+            if g < MAX_GROUPS && !self.talkers.contains(slot) && roster.hears(leg.participant) {
+                listening[g] = true;
+            }
+        }
         for (g, group) in self.groups.iter_mut().enumerate() {
             group.count = 0;
-            let has_listener = self.legs.iter().enumerate().any(|(slot, leg)| {
-                self.leg_groups[slot] == g
-                    && roster.hears(leg.participant)
-                    && !self.talkers.contains(slot)
-            });
-            if !has_listener {
+            if !listening.get(g).copied().unwrap_or(false) {
                 continue;
             }
             group.encoder.push_frame(&self.shared);

@@ -7,7 +7,7 @@ pub mod conference;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -176,8 +176,21 @@ fn run(
                 .fetch_add(behind as u64, Ordering::Relaxed);
             deadline += TICK * behind as u32;
         }
-        if let Some(wait) = deadline.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
+        // Until the next deadline, answer commands as they come (a join need not wait a tick).
+        let mut handled = 0;
+        while let Some(wait) = deadline.checked_duration_since(Instant::now()) {
+            if handled >= MAX_COMMANDS_PER_TICK {
+                std::thread::sleep(wait);
+                break;
+            }
+            match commands.recv_timeout(wait) {
+                Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(command) => {
+                    handle(command, &mut conferences);
+                    handled += 1;
+                }
+                Err(RecvTimeoutError::Timeout) => break,
+            }
         }
         deadline += TICK;
     }
