@@ -85,7 +85,7 @@ fn a_thousand_listeners_cost_one_shared_encode() {
     let watched = *bridge_ports.iter().min().unwrap();
     let mut heard_from = HashSet::new();
     let mut watched_payload = Vec::new();
-    let mut drain = |heard_from: &mut HashSet<u16>, watched_payload: &mut Vec<u8>| {
+    let drain = |heard_from: &mut HashSet<u16>, watched_payload: &mut Vec<u8>| {
         let mut buf = [0u8; 2048];
         for listeners in &sockets {
             while let Ok((n, from)) = listeners.recv_from(&mut buf) {
