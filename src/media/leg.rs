@@ -49,6 +49,8 @@ pub struct LegStats {
     pub send_errors: u64,
 }
 
+/// RFC 6464 level (-dBov) from which a frame counts as silence for the jitter buffer.
+const QUIET_LEVEL: u8 = 50;
 /// What an idle leg reports.
 const SILENT: Activity = Activity {
     level: 127,
@@ -231,7 +233,9 @@ impl RtpLeg {
     /// nothing to play (no packets, or the sender stopped) costs almost nothing: its frame is
     /// silence and no decoder, resampler or detector runs.
     pub fn produce_frame(&mut self) {
-        let silent = !self.activity.active;
+        // Drift correction may only drop or insert audio nobody would hear: judged by level,
+        // not by the speech detector (a steady tone is not speech, but it is not silence).
+        let silent = self.activity.level >= QUIET_LEVEL;
         let mut audio = self.decoder.has_frame();
         for _ in 0..MAX_POPS_PER_TICK {
             if self.decoder.has_frame() {
