@@ -428,6 +428,14 @@ impl JitterBuffer {
         }
     }
 
+    /// The payload of the packet that will be played next, if it is here (after a
+    /// [`Playout::Lost`], Opus rebuilds the lost frame from this packet's FEC data).
+    pub fn peek_next(&self) -> Option<&[u8]> {
+        self.next
+            .and_then(|n| self.slot(n))
+            .map(|s| s.payload.as_slice())
+    }
+
     fn discard(&mut self, sequence: u64) {
         let index = (sequence % SLOTS as u64) as usize;
         if self.slots[index].sequence == Some(sequence) {

@@ -49,6 +49,8 @@ pub struct LegStats {
     pub send_errors: u64,
 }
 
+/// Receive buffer size (see `RtpLeg::buf`).
+const RECEIVE_BUFFER: usize = 2048;
 /// RFC 6464 level (-dBov) from which a frame counts as silence for the jitter buffer.
 const QUIET_LEVEL: u8 = 50;
 /// What an idle leg reports.
@@ -86,7 +88,9 @@ pub struct RtpLeg {
     activity: Activity,
     idle_frames: u32,
     stats: LegStats,
-    buf: Box<[u8; MAX_PACKET]>,
+    /// Larger than any packet we accept, so an oversized datagram is seen whole and refused
+    /// rather than read truncated.
+    buf: Box<[u8; RECEIVE_BUFFER]>,
 }
 
 impl std::fmt::Debug for RtpLeg {
@@ -133,7 +137,7 @@ impl RtpLeg {
             activity: SILENT,
             idle_frames: 0,
             stats: LegStats::default(),
-            buf: Box::new([0; MAX_PACKET]),
+            buf: Box::new([0; RECEIVE_BUFFER]),
         })
     }
 
@@ -246,7 +250,11 @@ impl RtpLeg {
                 Playout::Packet { payload, .. } => {
                     self.decoder.decode(payload);
                 }
-                Playout::Lost | Playout::Stretch => self.decoder.conceal(),
+                Playout::Lost => match self.jitter.peek_next() {
+                    Some(next) => self.decoder.recover(next),
+                    None => self.decoder.conceal(),
+                },
+                Playout::Stretch => self.decoder.conceal(),
             }
             audio = true;
         }
