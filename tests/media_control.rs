@@ -39,6 +39,7 @@ fn join(
         ptime_ms: 20,
         remote: e.addr(),
         telephone_event: None,
+        srtp: None,
     };
     engine.add_rtp_leg(
         "7",

@@ -50,6 +50,7 @@ fn join(
         ptime_ms: 20,
         remote,
         telephone_event: None,
+        srtp: None,
     };
     let joiner = Joiner {
         display_name: name.into(),

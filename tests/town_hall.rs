@@ -49,6 +49,7 @@ fn a_thousand_listeners_cost_one_shared_encode() {
         ptime_ms: 20,
         remote,
         telephone_event: None,
+        srtp: None,
     };
     let mut bridge_ports = HashSet::new();
     for i in 0..LISTENERS {

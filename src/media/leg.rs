@@ -19,6 +19,7 @@ use super::codec::{Codec, LegDecoder, LegEncoder, MIX_FRAME, MIX_RATE};
 use super::jitter::{Arrival, JitterBuffer, JitterSettings, Playout};
 use super::ports::PortLease;
 use super::rtp::{self, MAX_PACKET, Outgoing, RtpError};
+use super::srtp::{SrtpKeys, SrtpSession};
 use crate::conference::ParticipantId;
 
 /// What signalling agreed for a leg.
@@ -33,6 +34,8 @@ pub struct LegSpec {
     pub remote: SocketAddr,
     /// RFC 4733 telephone-event payload type, if negotiated.
     pub telephone_event: Option<u8>,
+    /// SDES-SRTP keys; `None` is plain RTP.
+    pub srtp: Option<SrtpKeys>,
 }
 
 /// Counters of one leg.
@@ -46,6 +49,8 @@ pub struct LegStats {
     pub dropped_malformed: u64,
     pub dropped_payload_type: u64,
     pub dropped_rtcp: u64,
+    /// SRTP packets that failed authentication (forged, replayed, wrong key).
+    pub dropped_srtp_auth: u64,
     pub send_errors: u64,
 }
 
@@ -80,6 +85,7 @@ pub struct RtpLeg {
     decoder: LegDecoder,
     speech: SpeechDetector,
     own: LegEncoder,
+    srtp: Option<SrtpSession>,
     ssrc: u32,
     sequence: u16,
     timestamp: u32,
@@ -117,7 +123,15 @@ impl RtpLeg {
         let invalid =
             |e: confab_dsp::Error| std::io::Error::new(ErrorKind::InvalidInput, e.to_string());
         let opus = OpusSettings::default();
+        let srtp = match &spec.srtp {
+            Some(keys) => Some(
+                SrtpSession::new(keys)
+                    .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, e.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(RtpLeg {
+            srtp,
             participant,
             spec,
             socket,
@@ -199,7 +213,26 @@ impl RtpLeg {
                 return;
             }
         }
-        let packet = match rtp::parse(&self.buf[..len]) {
+        let decrypted;
+        let datagram: &[u8] = match &mut self.srtp {
+            None => &self.buf[..len],
+            Some(_) if rtp::is_rtcp(&self.buf[..len]) => {
+                // SRTCP is read by the RTCP layer (not yet wired); count it as RTCP.
+                self.stats.dropped_rtcp += 1;
+                return;
+            }
+            Some(srtp) => match srtp.unprotect_rtp(&self.buf[..len]) {
+                Ok(plain) => {
+                    decrypted = plain;
+                    &decrypted
+                }
+                Err(_) => {
+                    self.stats.dropped_srtp_auth += 1;
+                    return;
+                }
+            },
+        };
+        let packet = match rtp::parse(datagram) {
             Ok(p) => p,
             Err(RtpError::Rtcp) => {
                 self.stats.dropped_rtcp += 1;
@@ -306,10 +339,24 @@ impl RtpLeg {
             return;
         };
         let to = self.latched.unwrap_or(self.spec.remote);
-        match self.socket.send_to(&self.buf[..len], to) {
+        let protected;
+        let datagram: &[u8] = match &mut self.srtp {
+            None => &self.buf[..len],
+            Some(srtp) => match srtp.protect_rtp(&self.buf[..len]) {
+                Ok(p) => {
+                    protected = p;
+                    &protected
+                }
+                Err(_) => {
+                    self.stats.send_errors += 1;
+                    return;
+                }
+            },
+        };
+        match self.socket.send_to(datagram, to) {
             Ok(_) => {
                 self.stats.packets_out += 1;
-                self.stats.bytes_out += len as u64;
+                self.stats.bytes_out += datagram.len() as u64;
             }
             Err(_) => self.stats.send_errors += 1,
         }

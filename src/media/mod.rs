@@ -5,3 +5,4 @@ pub mod jitter;
 pub mod leg;
 pub mod ports;
 pub mod rtp;
+pub mod srtp;

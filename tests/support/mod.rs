@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use audio_codec::{Decoder as _, Encoder as _};
 use confab::media::codec::Codec;
+use confab::media::srtp::{SrtpKeys, SrtpSession};
 
 /// One endpoint's codec pair.
 enum Codecs {
@@ -37,6 +38,10 @@ pub struct Endpoint {
     /// Decoded audio heard, at the endpoint's rate.
     pub heard: Vec<i16>,
     pub sending: bool,
+    /// SRTP when the leg is secured.
+    srtp: Option<SrtpSession>,
+    /// Packets that failed SRTP authentication here.
+    pub srtp_failures: u64,
 }
 
 impl Endpoint {
@@ -80,7 +85,20 @@ impl Endpoint {
             ssrc,
             heard: Vec::new(),
             sending: true,
+            srtp: None,
+            srtp_failures: 0,
         }
+    }
+
+    /// Secures the endpoint with SDES keys as the bridge sees them (so `keys.local` is what the
+    /// bridge encrypts with, and this endpoint decrypts with it).
+    pub fn use_srtp(&mut self, bridge_keys: &SrtpKeys) {
+        let mine = SrtpKeys {
+            suite: bridge_keys.suite,
+            local: bridge_keys.remote,
+            remote: bridge_keys.local,
+        };
+        self.srtp = Some(SrtpSession::new(&mine).unwrap());
     }
 
     /// Opus only: carry in-band FEC for an expected loss rate.
@@ -124,6 +142,9 @@ impl Endpoint {
         packet.extend_from_slice(&payload[..len]);
         self.sequence = self.sequence.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(ticks);
+        if let Some(srtp) = &mut self.srtp {
+            packet = srtp.protect_rtp(&packet).unwrap();
+        }
         if self.sending {
             let _ = self.socket.send_to(&packet, to);
         }
@@ -131,8 +152,19 @@ impl Endpoint {
 
     /// Reads and decodes whatever arrived.
     pub fn receive(&mut self) {
-        let mut buf = [0u8; 2048];
-        while let Ok(n) = self.socket.recv(&mut buf) {
+        let mut datagram = [0u8; 2048];
+        while let Ok(n) = self.socket.recv(&mut datagram) {
+            let buf: Vec<u8> = match &mut self.srtp {
+                None => datagram[..n].to_vec(),
+                Some(srtp) => match srtp.unprotect_rtp(&datagram[..n]) {
+                    Ok(plain) => plain,
+                    Err(_) => {
+                        self.srtp_failures += 1;
+                        continue;
+                    }
+                },
+            };
+            let n = buf.len();
             if n < 12 || buf[0] >> 6 != 2 {
                 continue;
             }
