@@ -1,0 +1,137 @@
+//! A conference tick in steady state allocates nothing: a counting global allocator watches
+//! `ConferenceMedia::tick` with three talkers (PCMU, G.722, Opus) and twenty listeners whose
+//! packets arrive over real UDP sockets on 127.0.0.1. Time is stepped explicitly.
+#![allow(unsafe_code)] // the GlobalAlloc impl below only forwards to the system allocator
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::{IpAddr, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use confab::conference::{Joining, ParticipantId, Policy, Role};
+use confab::media::codec::Codec;
+use confab::media::leg::{LegSpec, RtpLeg};
+use confab::media::ports::PortPool;
+use confab::mixer::conference::ConferenceMedia;
+use support::Endpoint;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every method forwards to `System` unchanged; the counter has no effect on memory.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn pt(codec: Codec) -> u8 {
+    match codec {
+        Codec::Pcmu => 0,
+        Codec::Pcma => 8,
+        Codec::G722 => 9,
+        Codec::Opus => 111,
+    }
+}
+
+#[test]
+fn a_steady_tick_allocates_nothing() {
+    let (min, max) = support::free_port_range();
+    let pool = PortPool::new(IpAddr::from([127, 0, 0, 1]), min, max + 20);
+    let t0 = Instant::now();
+    let mut conference =
+        ConferenceMedia::new("a".into(), Policy::default(), 3, Duration::from_secs(30));
+    let mut talkers = Vec::new();
+    let mut targets = Vec::new();
+    let mut next_id = 1;
+    let mut add = |conference: &mut ConferenceMedia, codec: Codec, remote| {
+        let (socket, lease) = pool.bind().unwrap();
+        let spec = LegSpec {
+            codec,
+            payload_type: pt(codec),
+            ptime_ms: 20,
+            remote,
+            telephone_event: None,
+            srtp: None,
+        };
+        let id = ParticipantId(next_id);
+        next_id += 1;
+        let leg = RtpLeg::new(id, spec, socket, lease, t0, 1000 + id.0 as u32).unwrap();
+        let local = leg.local_addr().unwrap();
+        let joining = Joining {
+            id,
+            display_name: String::new(),
+            uri: String::new(),
+            role: Role::Attendee,
+        };
+        conference.add_leg(joining, leg).unwrap();
+        local
+    };
+    for (codec, f) in [
+        (Codec::Pcmu, 440.0),
+        (Codec::G722, 660.0),
+        (Codec::Opus, 880.0),
+    ] {
+        let e = Endpoint::new(codec, f, -20.0, f as u32);
+        targets.push(add(&mut conference, codec, e.addr()));
+        talkers.push(e);
+    }
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..20 {
+        let to = add(&mut conference, Codec::Pcmu, sink.local_addr().unwrap());
+        // One packet from the sink makes the listener's media ready (and latches it there).
+        let mut hello = vec![0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+        hello.extend_from_slice(&[0xFF; 160]);
+        sink.send_to(&hello, to).unwrap();
+    }
+    sink.set_nonblocking(true).unwrap();
+
+    let mut measured = 0;
+    for tick in 0..400u32 {
+        for (e, to) in talkers.iter_mut().zip(&targets) {
+            e.send_frame(*to);
+        }
+        let now = t0 + Duration::from_millis(20 * u64::from(tick));
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        conference.tick(now, |_| {});
+        let made = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        if tick >= 200 {
+            measured += made;
+        }
+        for e in &mut talkers {
+            e.receive();
+        }
+        let mut buf = [0u8; 2048];
+        while sink.recv(&mut buf).is_ok() {}
+    }
+    assert_eq!(measured, 0, "allocations in 200 steady ticks");
+    // And the conference was really mixing: each talker hears the other two.
+    for (e, others) in talkers
+        .iter()
+        .zip([[660.0, 880.0], [440.0, 880.0], [440.0, 660.0]])
+    {
+        for f in others {
+            let level = e.level_of(f, 1.0);
+            assert!(
+                (level + 20.0).abs() < 1.0,
+                "{:?} hears {f} Hz at {level:.2}",
+                e.codec
+            );
+        }
+    }
+}
