@@ -101,6 +101,7 @@ fn setup(listeners: usize, base: u16) -> (ConferenceMedia, Vec<Talker>, UdpSocke
         (Codec::Opus, 111, 880.0),
     ] {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let _ = socket.set_nonblocking(true);
         let local = socket.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let to = add(&mut conference, codec, pt, local);
         talkers.push(talker(codec, pt, f, to, socket));
