@@ -224,3 +224,40 @@ fn controls_are_heard_and_reported() {
             .unwrap();
     assert!(!connected_before_leader, "B connected before the leader");
 }
+
+#[test]
+fn a_silent_leg_is_disconnected_for_media_timeout() {
+    let (min, max) = support::free_port_range();
+    let engine = Engine::start(EngineSettings {
+        mixer_threads: 1,
+        max_talkers: 3,
+        media_bind: IpAddr::from([127, 0, 0, 1]),
+        rtp_port_min: min,
+        rtp_port_max: max,
+        media_timeout: Duration::from_millis(800),
+    })
+    .unwrap();
+    engine.create_conference("7", Policy::default()).unwrap();
+    let mut a = Endpoint::new(Codec::Pcmu, A, -20.0, 1);
+    let mut b = Endpoint::new(Codec::Pcmu, B, -20.0, 2);
+    let (a_id, a_addr) = join(&engine, &a, "a", Role::Attendee).unwrap();
+    let (b_id, b_addr) = join(&engine, &b, "b", Role::Attendee).unwrap();
+    // Both send for 0.5 s: connected. Then B goes quiet while A keeps sending.
+    support::run(
+        &mut [(&mut a, a_addr), (&mut b, b_addr)],
+        Duration::from_millis(500),
+        |_| {},
+    );
+    assert_eq!(state_of(&engine, b_id), State::Connected);
+    b.sending = false;
+    support::run(
+        &mut [(&mut a, a_addr), (&mut b, b_addr)],
+        Duration::from_millis(1500),
+        |_| {},
+    );
+    assert_eq!(
+        state_of(&engine, b_id),
+        State::Disconnected(DisconnectReason::MediaTimeout)
+    );
+    assert_eq!(state_of(&engine, a_id), State::Connected);
+}
