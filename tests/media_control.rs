@@ -68,6 +68,7 @@ const C: f32 = 900.0;
 
 #[test]
 fn controls_are_heard_and_reported() {
+    let _turn = support::exclusive();
     let engine = engine();
     let events = engine.take_events().unwrap();
     engine
@@ -227,6 +228,7 @@ fn controls_are_heard_and_reported() {
 
 #[test]
 fn a_silent_leg_is_disconnected_for_media_timeout() {
+    let _turn = support::exclusive();
     let (min, max) = support::free_port_range();
     let engine = Engine::start(EngineSettings {
         mixer_threads: 1,

@@ -70,6 +70,7 @@ fn keys(seed: u8, suite: SrtpSuite) -> SrtpKeys {
 
 #[test]
 fn three_codecs_hear_each_other_and_not_themselves() {
+    let _turn = support::exclusive();
     let engine = engine();
     engine.create_conference("1000", Policy::default()).unwrap();
     let mut pcmu = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 1);
@@ -112,6 +113,7 @@ fn three_codecs_hear_each_other_and_not_themselves() {
 
 #[test]
 fn three_codecs_over_sdes_srtp_and_forgeries_are_refused() {
+    let _turn = support::exclusive();
     let engine = engine();
     engine.create_conference("2000", Policy::default()).unwrap();
     let mut pcmu = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 1);

@@ -62,6 +62,7 @@ fn join(
 
 #[test]
 fn forged_and_malformed_packets_are_dropped_and_counted() {
+    let _turn = support::exclusive();
     let engine = engine();
     engine.create_conference("9", Policy::default()).unwrap();
     let mut a = Endpoint::new(Codec::Pcmu, 500.0, -20.0, 1);
@@ -116,6 +117,7 @@ fn forged_and_malformed_packets_are_dropped_and_counted() {
 
 #[test]
 fn loss_jitter_and_reordering_are_concealed() {
+    let _turn = support::exclusive();
     let engine = engine();
     engine.create_conference("10", Policy::default()).unwrap();
     let mut pcmu = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 1);

@@ -302,3 +302,10 @@ impl Relay {
         self.thread.take().map(|t| t.join().unwrap()).unwrap_or(0)
     }
 }
+
+/// Real-time tests in one binary take turns: on a 2-core machine two of them at once would
+/// measure each other's scheduling, not the bridge.
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
