@@ -4,28 +4,15 @@
 
 mod support;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use confab::conference::{DisconnectReason, Event, JoinError, Policy, Role, State};
-use confab::engine::{Engine, EngineError, EngineSettings, Joiner};
+use confab::engine::{Engine, EngineError, Joiner};
 use confab::media::codec::Codec;
 use confab::media::leg::LegSpec;
 use confab::mixer::{CommandError, Control};
 use support::Endpoint;
-
-fn engine() -> Engine {
-    let (min, max) = support::free_port_range();
-    Engine::start(EngineSettings {
-        mixer_threads: 1,
-        max_talkers: 3,
-        media_bind: IpAddr::from([127, 0, 0, 1]),
-        rtp_port_min: min,
-        rtp_port_max: max,
-        media_timeout: Duration::from_secs(30),
-    })
-    .unwrap()
-}
 
 fn join(
     engine: &Engine,
@@ -69,7 +56,7 @@ const C: f32 = 900.0;
 #[test]
 fn controls_are_heard_and_reported() {
     let _turn = support::exclusive();
-    let engine = engine();
+    let engine = support::engine(Duration::from_secs(30));
     let events = engine.take_events().unwrap();
     engine
         .create_conference(
@@ -229,16 +216,7 @@ fn controls_are_heard_and_reported() {
 #[test]
 fn a_silent_leg_is_disconnected_for_media_timeout() {
     let _turn = support::exclusive();
-    let (min, max) = support::free_port_range();
-    let engine = Engine::start(EngineSettings {
-        mixer_threads: 1,
-        max_talkers: 3,
-        media_bind: IpAddr::from([127, 0, 0, 1]),
-        rtp_port_min: min,
-        rtp_port_max: max,
-        media_timeout: Duration::from_millis(800),
-    })
-    .unwrap();
+    let engine = support::engine(Duration::from_millis(800));
     engine.create_conference("7", Policy::default()).unwrap();
     let mut a = Endpoint::new(Codec::Pcmu, A, -20.0, 1);
     let mut b = Endpoint::new(Codec::Pcmu, B, -20.0, 2);

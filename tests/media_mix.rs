@@ -5,28 +5,14 @@
 
 mod support;
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use confab::conference::{Policy, Role};
-use confab::engine::{Engine, EngineSettings, Joiner};
+use confab::engine::{Engine, Joiner};
 use confab::media::codec::Codec;
 use confab::media::leg::LegSpec;
 use confab::media::srtp::{SrtpKeys, SrtpSuite};
 use support::Endpoint;
-
-fn engine() -> Engine {
-    let (min, max) = support::free_port_range();
-    Engine::start(EngineSettings {
-        mixer_threads: 1,
-        max_talkers: 3,
-        media_bind: IpAddr::from([127, 0, 0, 1]),
-        rtp_port_min: min,
-        rtp_port_max: max,
-        media_timeout: Duration::from_secs(30),
-    })
-    .unwrap()
-}
 
 fn join(engine: &Engine, conference: &str, e: &Endpoint, name: &str) -> std::net::SocketAddr {
     join_with(engine, conference, e, name, None).1
@@ -41,12 +27,7 @@ fn join_with(
 ) -> (confab::conference::ParticipantId, std::net::SocketAddr) {
     let spec = LegSpec {
         codec: e.codec,
-        payload_type: match e.codec {
-            Codec::Pcmu => 0,
-            Codec::Pcma => 8,
-            Codec::G722 => 9,
-            Codec::Opus => 111,
-        },
+        payload_type: e.codec.default_payload_type(),
         ptime_ms: 20,
         remote: e.addr(),
         telephone_event: None,
@@ -71,7 +52,7 @@ fn keys(seed: u8, suite: SrtpSuite) -> SrtpKeys {
 #[test]
 fn three_codecs_hear_each_other_and_not_themselves() {
     let _turn = support::exclusive();
-    let engine = engine();
+    let engine = support::engine(Duration::from_secs(30));
     engine.create_conference("1000", Policy::default()).unwrap();
     let mut pcmu = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 1);
     let mut g722 = Endpoint::new(Codec::G722, 660.0, -20.0, 2);
@@ -114,7 +95,7 @@ fn three_codecs_hear_each_other_and_not_themselves() {
 #[test]
 fn three_codecs_over_sdes_srtp_and_forgeries_are_refused() {
     let _turn = support::exclusive();
-    let engine = engine();
+    let engine = support::engine(Duration::from_secs(30));
     engine.create_conference("2000", Policy::default()).unwrap();
     let mut pcmu = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 1);
     let mut g722 = Endpoint::new(Codec::G722, 660.0, -20.0, 2);

@@ -6,36 +6,14 @@
 
 mod support;
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use confab::conference::{ParticipantId, Policy, Role};
-use confab::engine::{Engine, EngineSettings, Joiner};
+use confab::engine::{Engine, Joiner};
 use confab::media::codec::Codec;
 use confab::media::leg::LegSpec;
 use support::{Endpoint, Relay};
-
-fn engine() -> Engine {
-    let (min, max) = support::free_port_range();
-    Engine::start(EngineSettings {
-        mixer_threads: 1,
-        max_talkers: 3,
-        media_bind: IpAddr::from([127, 0, 0, 1]),
-        rtp_port_min: min,
-        rtp_port_max: max,
-        media_timeout: Duration::from_secs(30),
-    })
-    .unwrap()
-}
-
-fn pt(codec: Codec) -> u8 {
-    match codec {
-        Codec::Pcmu => 0,
-        Codec::Pcma => 8,
-        Codec::G722 => 9,
-        Codec::Opus => 111,
-    }
-}
 
 fn join(
     engine: &Engine,
@@ -46,7 +24,7 @@ fn join(
 ) -> (ParticipantId, SocketAddr) {
     let spec = LegSpec {
         codec,
-        payload_type: pt(codec),
+        payload_type: codec.default_payload_type(),
         ptime_ms: 20,
         remote,
         telephone_event: None,
@@ -63,7 +41,7 @@ fn join(
 #[test]
 fn forged_and_malformed_packets_are_dropped_and_counted() {
     let _turn = support::exclusive();
-    let engine = engine();
+    let engine = support::engine(Duration::from_secs(30));
     engine.create_conference("9", Policy::default()).unwrap();
     let mut a = Endpoint::new(Codec::Pcmu, 500.0, -20.0, 1);
     let mut b = Endpoint::new(Codec::Pcmu, 700.0, -20.0, 2);
@@ -118,7 +96,7 @@ fn forged_and_malformed_packets_are_dropped_and_counted() {
 #[test]
 fn loss_jitter_and_reordering_are_concealed() {
     let _turn = support::exclusive();
-    let engine = engine();
+    let engine = support::engine(Duration::from_secs(30));
     engine.create_conference("10", Policy::default()).unwrap();
     let mut pcmu = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 1);
     let mut g722 = Endpoint::new(Codec::G722, 660.0, -20.0, 2);

@@ -40,15 +40,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn pt(codec: Codec) -> u8 {
-    match codec {
-        Codec::Pcmu => 0,
-        Codec::Pcma => 8,
-        Codec::G722 => 9,
-        Codec::Opus => 111,
-    }
-}
-
 #[test]
 fn a_steady_tick_allocates_nothing() {
     let (min, max) = support::free_port_range();
@@ -63,7 +54,7 @@ fn a_steady_tick_allocates_nothing() {
         let (socket, lease) = pool.bind().unwrap();
         let spec = LegSpec {
             codec,
-            payload_type: pt(codec),
+            payload_type: codec.default_payload_type(),
             ptime_ms: 20,
             remote,
             telephone_event: None,

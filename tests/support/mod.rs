@@ -309,3 +309,17 @@ pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
     static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
     TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// A media engine with one mixer thread on a free loopback port range.
+pub fn engine(media_timeout: Duration) -> confab::engine::Engine {
+    let (min, max) = free_port_range();
+    confab::engine::Engine::start(confab::engine::EngineSettings {
+        mixer_threads: 1,
+        max_talkers: 3,
+        media_bind: std::net::IpAddr::from([127, 0, 0, 1]),
+        rtp_port_min: min,
+        rtp_port_max: max,
+        media_timeout,
+    })
+    .unwrap()
+}
