@@ -9,7 +9,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 use confab::conference::{Joining, ParticipantId, Policy, Role};
 use confab::media::codec::{Codec, LegEncoder, MIX_FRAME, MIX_RATE};
-use confab::media::leg::{LegSpec, RtpLeg};
+use confab::media::leg::{LegSpec, LegTimers, RtpLeg};
 use confab::media::ports::PortPool;
 use confab::media::rtp::{self, Outgoing};
 use confab::mixer::conference::ConferenceMedia;
@@ -40,6 +40,7 @@ fn talker(codec: Codec, pt: u8, freq: f32, to: SocketAddr, socket: UdpSocket) ->
                 timestamp: (i as u32) * enc.packet_ticks(),
                 ssrc: 7 + u32::from(pt),
                 csrcs: &[],
+                csrc_levels: None,
             };
             let len = rtp::write(&mut buf, header, &payload[..n]).unwrap_or(0);
             buf.truncate(len);
@@ -71,17 +72,21 @@ fn setup(listeners: usize, base: u16) -> (ConferenceMedia, Vec<Talker>, UdpSocke
     let mut id = 0u64;
     let mut add = |conference: &mut ConferenceMedia, codec: Codec, pt: u8, remote: SocketAddr| {
         id += 1;
-        let (socket, lease) = pool.bind().unwrap_or_else(|e| panic!("{e}"));
+        let (socket, rtcp, lease) = pool.bind(false).unwrap_or_else(|e| panic!("{e}"));
         let spec = LegSpec {
-            codec,
             payload_type: pt,
-            ptime_ms: 20,
-            remote,
-            telephone_event: None,
-            srtp: None,
+            ..LegSpec::new(codec, remote)
         };
-        let leg = RtpLeg::new(ParticipantId(id), spec, socket, lease, t0, id as u32)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let leg = RtpLeg::new(
+            ParticipantId(id),
+            spec,
+            (socket, rtcp),
+            lease,
+            t0,
+            id as u32,
+            LegTimers::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let local = leg.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let joining = Joining {
             id: ParticipantId(id),

@@ -60,6 +60,12 @@ pub(crate) struct ServeArgs {
     /// Highest RTP port.
     #[arg(long, env = "CONFAB_MEDIA_RTP_PORT_MAX")]
     media_rtp_port_max: Option<u16>,
+    /// Seconds without media before a participant is disconnected.
+    #[arg(long, env = "CONFAB_MEDIA_TIMEOUT_SECS")]
+    media_timeout_secs: Option<u64>,
+    /// Milliseconds of silence from the latched source before re-latching.
+    #[arg(long, env = "CONFAB_MEDIA_RELATCH_AFTER_MS")]
+    media_relatch_after_ms: Option<u64>,
     /// Mixer threads (0: one per core).
     #[arg(long, env = "CONFAB_MIXER_THREADS")]
     mixer_threads: Option<usize>,
@@ -102,6 +108,8 @@ impl ServeArgs {
         set(&mut c.media.bind, &self.media_bind);
         set(&mut c.media.rtp_port_min, &self.media_rtp_port_min);
         set(&mut c.media.rtp_port_max, &self.media_rtp_port_max);
+        set(&mut c.media.timeout_secs, &self.media_timeout_secs);
+        set(&mut c.media.relatch_after_ms, &self.media_relatch_after_ms);
         set(&mut c.mixer.threads, &self.mixer_threads);
         set(&mut c.mixer.max_talkers, &self.mixer_max_talkers);
         set(&mut c.storage.data_dir, &self.storage_data_dir);

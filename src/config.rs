@@ -76,6 +76,10 @@ pub struct MediaConfig {
     pub rtp_port_min: u16,
     /// Highest RTP port.
     pub rtp_port_max: u16,
+    /// Seconds without RTP or RTCP after which a participant is disconnected (`media-timeout`).
+    pub timeout_secs: u64,
+    /// Milliseconds the latched RTP source must be silent before another may take over.
+    pub relatch_after_ms: u64,
 }
 
 impl Default for MediaConfig {
@@ -84,6 +88,8 @@ impl Default for MediaConfig {
             bind: IpAddr::from([127, 0, 0, 1]),
             rtp_port_min: 20000,
             rtp_port_max: 29999,
+            timeout_secs: 30,
+            relatch_after_ms: 2000,
         }
     }
 }
@@ -315,6 +321,18 @@ impl Config {
                     "RTP port range {}-{} is empty: rtp_port_min must be above 0 and below rtp_port_max",
                     self.media.rtp_port_min, self.media.rtp_port_max
                 ),
+            ));
+        }
+        if self.media.timeout_secs == 0 || self.media.timeout_secs > 3600 {
+            return Err(err(
+                "media.timeout_secs",
+                format!("{} is out of range 1..=3600", self.media.timeout_secs),
+            ));
+        }
+        if self.media.relatch_after_ms > 60_000 {
+            return Err(err(
+                "media.relatch_after_ms",
+                format!("{} is out of range 0..=60000", self.media.relatch_after_ms),
             ));
         }
         if !self.api.listen.ip().is_loopback()

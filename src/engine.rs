@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::conference::{Joining, Participant, ParticipantId, Policy, Role};
-use crate::media::leg::{LegSpec, LegStats, RtpLeg};
+use crate::media::leg::{LegSpec, LegStats, LegTimers, RtpLeg};
 use crate::media::ports::PortPool;
 use crate::mixer::conference::{ConferenceCounters, ConferenceEvent, ConferenceId};
 use crate::mixer::{Command, CommandError, Control, MixerCounters, MixerHandle};
@@ -25,6 +25,7 @@ pub struct EngineSettings {
     pub rtp_port_min: u16,
     pub rtp_port_max: u16,
     pub media_timeout: Duration,
+    pub leg_timers: LegTimers,
 }
 
 impl EngineSettings {
@@ -35,7 +36,11 @@ impl EngineSettings {
             media_bind: c.media.bind,
             rtp_port_min: c.media.rtp_port_min,
             rtp_port_max: c.media.rtp_port_max,
-            media_timeout: Duration::from_secs(30),
+            media_timeout: Duration::from_secs(c.media.timeout_secs),
+            leg_timers: LegTimers {
+                relatch_after: Duration::from_millis(c.media.relatch_after_ms),
+                ..LegTimers::default()
+            },
         }
     }
 }
@@ -179,11 +184,22 @@ impl Engine {
         spec: LegSpec,
     ) -> Result<(ParticipantId, SocketAddr), EngineError> {
         let (mixer, id) = self.mixer_of(conference)?;
-        let (socket, lease) = self.ports.bind().map_err(|_| EngineError::PortsExhausted)?;
+        let (socket, rtcp, lease) = self
+            .ports
+            .bind(spec.remote_rtcp.is_some())
+            .map_err(|_| EngineError::PortsExhausted)?;
         let participant = ParticipantId(self.next_participant.fetch_add(1, Ordering::Relaxed));
         let ssrc = random_ssrc(participant);
-        let leg = RtpLeg::new(participant, spec, socket, lease, Instant::now(), ssrc)
-            .map_err(EngineError::Leg)?;
+        let leg = RtpLeg::new(
+            participant,
+            spec,
+            (socket, rtcp),
+            lease,
+            Instant::now(),
+            ssrc,
+            self.settings.leg_timers,
+        )
+        .map_err(EngineError::Leg)?;
         let local = leg.local_addr().map_err(EngineError::Leg)?;
         let joining = Joining {
             id: participant,

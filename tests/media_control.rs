@@ -20,14 +20,7 @@ fn join(
     name: &str,
     role: Role,
 ) -> Result<(confab::conference::ParticipantId, SocketAddr), EngineError> {
-    let spec = LegSpec {
-        codec: Codec::Pcmu,
-        payload_type: 0,
-        ptime_ms: 20,
-        remote: e.addr(),
-        telephone_event: None,
-        srtp: None,
-    };
+    let spec = LegSpec::new(Codec::Pcmu, e.addr());
     engine.add_rtp_leg(
         "7",
         Joiner {

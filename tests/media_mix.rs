@@ -26,12 +26,8 @@ fn join_with(
     srtp: Option<SrtpKeys>,
 ) -> (confab::conference::ParticipantId, std::net::SocketAddr) {
     let spec = LegSpec {
-        codec: e.codec,
-        payload_type: e.codec.default_payload_type(),
-        ptime_ms: 20,
-        remote: e.addr(),
-        telephone_event: None,
         srtp,
+        ..LegSpec::new(e.codec, e.addr())
     };
     let joiner = Joiner {
         display_name: name.into(),

@@ -22,14 +22,7 @@ fn join(
     remote: SocketAddr,
     name: &str,
 ) -> (ParticipantId, SocketAddr) {
-    let spec = LegSpec {
-        codec,
-        payload_type: codec.default_payload_type(),
-        ptime_ms: 20,
-        remote,
-        telephone_event: None,
-        srtp: None,
-    };
+    let spec = LegSpec::new(codec, remote);
     let joiner = Joiner {
         display_name: name.into(),
         uri: format!("sip:{name}@test"),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use confab::conference::{Joining, ParticipantId, Policy, Role};
 use confab::media::codec::Codec;
-use confab::media::leg::{LegSpec, RtpLeg};
+use confab::media::leg::{LegSpec, LegTimers, RtpLeg};
 use confab::media::ports::PortPool;
 use confab::mixer::conference::ConferenceMedia;
 use support::Endpoint;
@@ -51,18 +51,20 @@ fn a_steady_tick_allocates_nothing() {
     let mut targets = Vec::new();
     let mut next_id = 1;
     let mut add = |conference: &mut ConferenceMedia, codec: Codec, remote| {
-        let (socket, lease) = pool.bind().unwrap();
-        let spec = LegSpec {
-            codec,
-            payload_type: codec.default_payload_type(),
-            ptime_ms: 20,
-            remote,
-            telephone_event: None,
-            srtp: None,
-        };
+        let (socket, rtcp, lease) = pool.bind(false).unwrap();
+        let spec = LegSpec::new(codec, remote);
         let id = ParticipantId(next_id);
         next_id += 1;
-        let leg = RtpLeg::new(id, spec, socket, lease, t0, 1000 + id.0 as u32).unwrap();
+        let leg = RtpLeg::new(
+            id,
+            spec,
+            (socket, rtcp),
+            lease,
+            t0,
+            1000 + id.0 as u32,
+            LegTimers::default(),
+        )
+        .unwrap();
         let local = leg.local_addr().unwrap();
         let joining = Joining {
             id,

@@ -30,6 +30,7 @@ fn a_thousand_listeners_cost_one_shared_encode() {
         rtp_port_min: base,
         rtp_port_max: base + 2 * (LISTENERS as u16 + 200),
         media_timeout: Duration::from_secs(60),
+        leg_timers: Default::default(),
     })
     .unwrap();
     let counters = engine.create_conference("42", Policy::default()).unwrap();
@@ -43,14 +44,7 @@ fn a_thousand_listeners_cost_one_shared_encode() {
             s
         })
         .collect();
-    let spec = |remote: SocketAddr| LegSpec {
-        codec: Codec::Pcmu,
-        payload_type: 0,
-        ptime_ms: 20,
-        remote,
-        telephone_event: None,
-        srtp: None,
-    };
+    let spec = |remote: SocketAddr| LegSpec::new(Codec::Pcmu, remote);
     let mut bridge_ports = HashSet::new();
     for i in 0..LISTENERS {
         let joiner = Joiner {

@@ -134,6 +134,12 @@ pub enum Event {
         locked: bool,
     },
     Ended,
+    /// A DTMF digit from a participant (emitted by the conference tick, not the roster).
+    Dtmf {
+        participant: ParticipantId,
+        digit: char,
+        duration_ms: u32,
+    },
 }
 
 /// Why a join was refused.

@@ -7,6 +7,10 @@
 //! Symmetric RTP: the leg latches to the source of the first valid packet and drops packets
 //! from anywhere else (counted), until the latched source has been silent for `relatch_after`
 //! (NAT rebinding). Before latching it sends to the address from signalling.
+//!
+//! RTCP comes on the RTP port (rtcp-mux) or on the odd port above it, SRTCP when the leg is
+//! secured; [`RtpLeg::maintain`] sends our reports when due and ends DTMF events whose end
+//! packets were lost. RFC 4733 digits wait in a small queue for the mixer to take.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
@@ -18,8 +22,11 @@ use confab_dsp::vad::{Activity, SpeechDetector, SpeechSettings};
 use super::codec::{Codec, LegDecoder, LegEncoder, MIX_FRAME, MIX_RATE};
 use super::jitter::{Arrival, JitterBuffer, JitterSettings, Playout};
 use super::ports::PortLease;
+use super::quality;
+use super::rtcp::{NtpClock, Rtcp, Sent};
 use super::rtp::{self, MAX_PACKET, Outgoing, RtpError};
 use super::srtp::{SrtpKeys, SrtpSession};
+use super::telephone_event::{Dtmf, TelephoneEvents};
 use crate::conference::ParticipantId;
 
 /// What signalling agreed for a leg.
@@ -32,15 +39,65 @@ pub struct LegSpec {
     pub ptime_ms: u32,
     /// Where the peer said it receives.
     pub remote: SocketAddr,
-    /// RFC 4733 telephone-event payload type, if negotiated.
-    pub telephone_event: Option<u8>,
+    /// Where the peer receives RTCP; `None` is rtcp-mux (RTCP on the RTP port both ways).
+    pub remote_rtcp: Option<SocketAddr>,
+    /// RFC 4733 telephone-event, if negotiated.
+    pub telephone_event: Option<TelephoneEventSpec>,
+    /// Extension id of the RFC 6464 client-to-mixer audio level, if negotiated.
+    pub audio_level_id: Option<u8>,
+    /// Extension id of the RFC 6465 mixer-to-client audio levels, if negotiated.
+    pub csrc_audio_level_id: Option<u8>,
     /// SDES-SRTP keys; `None` is plain RTP.
     pub srtp: Option<SrtpKeys>,
 }
 
-/// Counters of one leg.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The negotiated telephone-event format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TelephoneEventSpec {
+    pub payload_type: u8,
+    /// 8000 or 48000 (linphone offers it at the Opus rate only).
+    pub clock_rate: u32,
+}
+
+impl LegSpec {
+    /// Plain RTP with `codec` at its default payload type, 20 ms, rtcp-mux, nothing else.
+    pub fn new(codec: Codec, remote: SocketAddr) -> Self {
+        LegSpec {
+            codec,
+            payload_type: codec.default_payload_type(),
+            ptime_ms: 20,
+            remote,
+            remote_rtcp: None,
+            telephone_event: None,
+            audio_level_id: None,
+            csrc_audio_level_id: None,
+            srtp: None,
+        }
+    }
+}
+
+/// Timing settings of legs (from the configuration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LegTimers {
+    /// Silence of the latched source after which another source may take over.
+    pub relatch_after: Duration,
+    /// RFC 3550 T_min of the RTCP report interval.
+    pub rtcp_interval: Duration,
+}
+
+impl Default for LegTimers {
+    fn default() -> Self {
+        LegTimers {
+            relatch_after: Duration::from_secs(2),
+            rtcp_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Counters and quality figures of one leg.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LegStats {
+    /// RTP packets accepted (audio and telephone events).
     pub packets_in: u64,
     pub bytes_in: u64,
     pub packets_out: u64,
@@ -52,6 +109,23 @@ pub struct LegStats {
     /// SRTP packets that failed authentication (forged, replayed, wrong key).
     pub dropped_srtp_auth: u64,
     pub send_errors: u64,
+    pub rtcp_in: u64,
+    pub rtcp_out: u64,
+    /// DTMF digits received by RFC 4733.
+    pub dtmf_in: u64,
+    /// The last RFC 6464 level (-dBov) the client reported, if it sends them.
+    pub client_level: Option<u8>,
+    /// Packets of the peer's stream lost (RFC 3550 cumulative count).
+    pub packets_lost: i64,
+    pub packets_expected: u64,
+    /// Interarrival jitter of the peer's stream, in milliseconds.
+    pub jitter_ms: f64,
+    /// Loss the peer reports of our stream (fraction lost of its last report), in percent.
+    pub remote_loss_percent: Option<f64>,
+    pub remote_jitter_ms: Option<f64>,
+    pub rtt_ms: Option<f64>,
+    /// Estimated MOS (simplified E-model, see `media::quality`).
+    pub mos: f64,
 }
 
 /// Receive buffer size (see `RtpLeg::buf`).
@@ -70,17 +144,30 @@ const IDLE_AFTER_FRAMES: u32 = 3;
 const MAX_READS_PER_TICK: usize = 32;
 /// Packets taken from the jitter buffer per tick at most (10 ms packets need two).
 const MAX_POPS_PER_TICK: usize = 8;
+/// Digits held for the mixer to take (it takes them every tick).
+const DTMF_QUEUE: usize = 4;
+/// Largest RTCP report we write.
+const RTCP_BUFFER: usize = 256;
 
 /// A participant's RTP leg.
 pub struct RtpLeg {
     pub participant: ParticipantId,
     spec: LegSpec,
     socket: UdpSocket,
+    /// RTCP socket on the odd port when the peer does not multiplex.
+    rtcp_socket: Option<UdpSocket>,
     _ports: PortLease,
     latched: Option<SocketAddr>,
+    rtcp_latched: Option<SocketAddr>,
+    /// Last RTP or RTCP from the peer (keeps the leg alive, e.g. on hold).
     last_rx: Option<Instant>,
+    rtp_seen: bool,
     created: Instant,
-    relatch_after: Duration,
+    timers: LegTimers,
+    rtcp: Rtcp,
+    cname: String,
+    telephone_events: Option<TelephoneEvents>,
+    dtmf: [Option<Dtmf>; DTMF_QUEUE],
     jitter: JitterBuffer,
     decoder: LegDecoder,
     speech: SpeechDetector,
@@ -110,16 +197,22 @@ impl std::fmt::Debug for RtpLeg {
 }
 
 impl RtpLeg {
-    /// A leg on `socket` (bound from the port pool, made non-blocking here).
+    /// A leg on `socket` (and `rtcp_socket` without rtcp-mux), bound from the port pool and
+    /// made non-blocking here.
     pub fn new(
         participant: ParticipantId,
         spec: LegSpec,
-        socket: UdpSocket,
+        sockets: (UdpSocket, Option<UdpSocket>),
         ports: PortLease,
         now: Instant,
         ssrc: u32,
+        timers: LegTimers,
     ) -> std::io::Result<Self> {
+        let (socket, rtcp_socket) = sockets;
         socket.set_nonblocking(true)?;
+        if let Some(s) = &rtcp_socket {
+            s.set_nonblocking(true)?;
+        }
         let invalid =
             |e: confab_dsp::Error| std::io::Error::new(ErrorKind::InvalidInput, e.to_string());
         let opus = OpusSettings::default();
@@ -135,11 +228,25 @@ impl RtpLeg {
             participant,
             spec,
             socket,
+            rtcp_socket,
             _ports: ports,
             latched: None,
+            rtcp_latched: None,
             last_rx: None,
+            rtp_seen: false,
             created: now,
-            relatch_after: Duration::from_secs(2),
+            timers,
+            rtcp: Rtcp::new(
+                ssrc,
+                spec.codec.clock_rate(),
+                NtpClock::new(now, std::time::SystemTime::now()),
+                timers.rtcp_interval,
+            ),
+            cname: format!("confab-{ssrc:08x}"),
+            telephone_events: spec
+                .telephone_event
+                .map(|t| TelephoneEvents::new(t.clock_rate)),
+            dtmf: [None; DTMF_QUEUE],
             jitter: JitterBuffer::new(JitterSettings::new(spec.codec.clock_rate())),
             decoder: LegDecoder::new(spec.codec).map_err(invalid)?,
             speech: SpeechDetector::new(MIX_RATE, 20, SpeechSettings::default()),
@@ -163,8 +270,43 @@ impl RtpLeg {
         self.socket.local_addr()
     }
 
+    /// The leg's counters with its quality figures (RTCP, MOS) filled in.
     pub fn stats(&self) -> LegStats {
-        self.stats
+        let mut s = self.stats;
+        s.packets_lost = self.rtcp.packets_lost();
+        s.packets_expected = self.rtcp.packets_expected();
+        s.jitter_ms = self.rtcp.jitter().as_secs_f64() * 1000.0;
+        let remote = self.rtcp.remote_report();
+        s.remote_loss_percent = remote.map(|b| f64::from(b.fraction_lost) * 100.0 / 256.0);
+        s.remote_jitter_ms = self.rtcp.remote_jitter().map(|j| j.as_secs_f64() * 1000.0);
+        s.rtt_ms = self.rtcp.round_trip().map(|r| r.as_secs_f64() * 1000.0);
+        // The worse direction's loss; one-way delay from half the round trip, the jitter
+        // buffer's depth and a packet time.
+        let local_loss = if s.packets_expected == 0 {
+            0.0
+        } else {
+            s.packets_lost.max(0) as f64 * 100.0 / s.packets_expected as f64
+        };
+        let loss = local_loss.max(s.remote_loss_percent.unwrap_or(0.0));
+        let delay = self.rtcp.round_trip().unwrap_or_default() / 2
+            + self.jitter.depth()
+            + Duration::from_millis(u64::from(self.spec.ptime_ms));
+        s.mos = quality::mos(self.spec.codec, loss, delay);
+        s
+    }
+
+    /// The next DTMF digit received, oldest first.
+    pub fn take_dtmf(&mut self) -> Option<Dtmf> {
+        let first = self.dtmf[0].take();
+        self.dtmf.rotate_left(1);
+        first
+    }
+
+    fn queue_dtmf(&mut self, d: Dtmf) {
+        self.stats.dtmf_in += 1;
+        if let Some(slot) = self.dtmf.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(d);
+        }
     }
 
     pub fn frame(&self) -> &[i16] {
@@ -179,9 +321,9 @@ impl RtpLeg {
         self.ssrc
     }
 
-    /// Whether media arrived at all.
+    /// Whether RTP arrived at all.
     pub fn media_seen(&self) -> bool {
-        self.last_rx.is_some()
+        self.rtp_seen
     }
 
     /// Time since the last packet (or since the leg was made).
@@ -199,28 +341,76 @@ impl RtpLeg {
             };
             self.datagram(now, from, n);
         }
+        for _ in 0..MAX_READS_PER_TICK {
+            let Some(socket) = &self.rtcp_socket else {
+                break;
+            };
+            let (n, from) = match socket.recv_from(&mut self.buf[..]) {
+                Ok(r) => r,
+                Err(_) => break,
+            };
+            if self.rtcp_latched.is_some_and(|l| l != from) && !self.stale(now) {
+                self.stats.dropped_foreign_source += 1;
+                continue;
+            }
+            if self.rtcp_datagram(now, n) {
+                self.rtcp_latched = Some(from);
+            }
+        }
+    }
+
+    /// Whether the latched source has been silent long enough for another to take over.
+    fn stale(&self, now: Instant) -> bool {
+        self.last_rx
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.timers.relatch_after)
+    }
+
+    /// An RTCP datagram of `len` bytes in `buf`; true if it was accepted.
+    fn rtcp_datagram(&mut self, now: Instant, len: usize) -> bool {
+        let decrypted;
+        let datagram: &[u8] = match &mut self.srtp {
+            None => &self.buf[..len],
+            Some(srtp) => match srtp.unprotect_rtcp(&self.buf[..len]) {
+                Ok(plain) => {
+                    decrypted = plain;
+                    &decrypted
+                }
+                Err(_) => {
+                    self.stats.dropped_srtp_auth += 1;
+                    return false;
+                }
+            },
+        };
+        match self.rtcp.on_rtcp(now, datagram) {
+            Ok(_) => {
+                self.stats.rtcp_in += 1;
+                self.last_rx = Some(now);
+                true
+            }
+            Err(_) => {
+                self.stats.dropped_malformed += 1;
+                false
+            }
+        }
     }
 
     fn datagram(&mut self, now: Instant, from: SocketAddr, len: usize) {
-        if let Some(latched) = self.latched
-            && latched != from
-        {
-            let stale = self
-                .last_rx
-                .is_none_or(|t| now.saturating_duration_since(t) >= self.relatch_after);
-            if !stale {
-                self.stats.dropped_foreign_source += 1;
-                return;
+        if self.latched.is_some_and(|l| l != from) && !self.stale(now) {
+            self.stats.dropped_foreign_source += 1;
+            return;
+        }
+        if rtp::is_rtcp(&self.buf[..len]) {
+            // rtcp-mux (or a peer that sends RTCP to the RTP port anyway). Only RTP latches.
+            if self.latched.is_some() {
+                self.rtcp_datagram(now, len);
+            } else {
+                self.stats.dropped_rtcp += 1;
             }
+            return;
         }
         let decrypted;
         let datagram: &[u8] = match &mut self.srtp {
             None => &self.buf[..len],
-            Some(_) if rtp::is_rtcp(&self.buf[..len]) => {
-                // SRTCP is read by the RTCP layer (not yet wired); count it as RTCP.
-                self.stats.dropped_rtcp += 1;
-                return;
-            }
             Some(srtp) => match srtp.unprotect_rtp(&self.buf[..len]) {
                 Ok(plain) => {
                     decrypted = plain;
@@ -243,13 +433,17 @@ impl RtpLeg {
                 return;
             }
         };
-        if packet.payload_type != self.spec.payload_type {
-            if Some(packet.payload_type) != self.spec.telephone_event {
-                self.stats.dropped_payload_type += 1;
-                return;
+        let telephone_event = self
+            .spec
+            .telephone_event
+            .is_some_and(|t| t.payload_type == packet.payload_type);
+        let mut ended = None;
+        if packet.payload_type == self.spec.payload_type {
+            if let Some(id) = self.spec.audio_level_id
+                && let Some((_, level)) = packet.audio_level(id)
+            {
+                self.stats.client_level = Some(level);
             }
-            // RFC 4733 events are handled by the DTMF receiver (not yet wired).
-        } else {
             self.jitter.insert(
                 now,
                 Arrival {
@@ -259,11 +453,77 @@ impl RtpLeg {
                     payload: packet.payload,
                 },
             );
+        } else if telephone_event && let Some(events) = &mut self.telephone_events {
+            match events.packet(now, packet.timestamp, packet.payload) {
+                Ok(d) => ended = d,
+                Err(_) => {
+                    self.stats.dropped_malformed += 1;
+                    return;
+                }
+            }
+        } else {
+            self.stats.dropped_payload_type += 1;
+            return;
         }
+        self.rtcp
+            .on_rtp(now, packet.ssrc, packet.sequence, packet.timestamp);
         self.latched = Some(from);
         self.last_rx = Some(now);
+        self.rtp_seen = true;
         self.stats.packets_in += 1;
         self.stats.bytes_in += len as u64;
+        if let Some(d) = ended {
+            self.queue_dtmf(d);
+        }
+    }
+
+    /// Per-tick housekeeping: our RTCP report when it is due, and DTMF events whose end
+    /// packets never came. Costs two comparisons when there is nothing to do.
+    pub fn maintain(&mut self, now: Instant) {
+        if let Some(events) = &mut self.telephone_events
+            && let Some(d) = events.poll(now)
+        {
+            self.queue_dtmf(d);
+        }
+        if !self.rtcp.due(now) {
+            return;
+        }
+        let sent = (self.stats.packets_out > 0).then_some(Sent {
+            packets: self.stats.packets_out as u32,
+            octets: self.stats.bytes_out as u32,
+            rtp_timestamp: self.timestamp,
+        });
+        let mut report = [0u8; RTCP_BUFFER];
+        let Some(len) = self.rtcp.write_report(now, sent, &self.cname, &mut report) else {
+            return;
+        };
+        let (socket, to) = match &self.rtcp_socket {
+            Some(s) => (
+                s,
+                self.rtcp_latched
+                    .or(self.spec.remote_rtcp)
+                    .unwrap_or(self.spec.remote),
+            ),
+            None => (&self.socket, self.latched.unwrap_or(self.spec.remote)),
+        };
+        let protected;
+        let datagram: &[u8] = match &mut self.srtp {
+            None => &report[..len],
+            Some(srtp) => match srtp.protect_rtcp(&report[..len]) {
+                Ok(p) => {
+                    protected = p;
+                    &protected
+                }
+                Err(_) => {
+                    self.stats.send_errors += 1;
+                    return;
+                }
+            },
+        };
+        match socket.send_to(datagram, to) {
+            Ok(_) => self.stats.rtcp_out += 1,
+            Err(_) => self.stats.send_errors += 1,
+        }
     }
 
     /// Decodes this tick's 20 ms (concealing losses) and runs speech detection on it. A leg with
@@ -308,22 +568,22 @@ impl RtpLeg {
         self.activity = self.speech.process(&self.frame);
     }
 
-    /// Encodes `frame` (48 kHz) with the leg's own encoder and sends what it yields.
-    /// Returns the packets encoded.
-    pub fn send_own(&mut self, frame: &[i16], csrcs: &[u32]) -> u32 {
+    /// Encodes `frame` (48 kHz) with the leg's own encoder and sends what it yields, naming
+    /// the talkers in it (`csrcs`, with their levels in -dBov). Returns the packets encoded.
+    pub fn send_own(&mut self, frame: &[i16], csrcs: &[u32], levels: &[u8]) -> u32 {
         self.own.push_frame(frame);
         let mut payload = [0u8; MAX_PACKET];
         let mut encoded = 0;
         while let Some(n) = self.own.pull_packet(&mut payload) {
             encoded += 1;
             let ticks = self.own.packet_ticks();
-            self.send_payload(&payload[..n], ticks, csrcs);
+            self.send_payload(&payload[..n], ticks, csrcs, levels);
         }
         encoded
     }
 
     /// Sends an already encoded payload (a group's shared packet).
-    pub fn send_payload(&mut self, payload: &[u8], ticks: u32, csrcs: &[u32]) {
+    pub fn send_payload(&mut self, payload: &[u8], ticks: u32, csrcs: &[u32], levels: &[u8]) {
         let header = Outgoing {
             payload_type: self.spec.payload_type,
             marker: false,
@@ -331,6 +591,7 @@ impl RtpLeg {
             timestamp: self.timestamp,
             ssrc: self.ssrc,
             csrcs,
+            csrc_levels: self.spec.csrc_audio_level_id.map(|id| (id, levels)),
         };
         self.sequence = self.sequence.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(ticks);

@@ -4,5 +4,8 @@ pub mod codec;
 pub mod jitter;
 pub mod leg;
 pub mod ports;
+pub mod quality;
+pub mod rtcp;
 pub mod rtp;
 pub mod srtp;
+pub mod telephone_event;

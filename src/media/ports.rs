@@ -54,17 +54,27 @@ impl PortPool {
         self.inner.lock().map(|f| f.len()).unwrap_or(0)
     }
 
-    /// Binds a UDP socket on the next free port (skipping ports another process holds).
-    pub fn bind(&self) -> Result<(UdpSocket, PortLease), PortsExhausted> {
+    /// Binds a UDP socket on the next free even port, and with `rtcp` one on the odd port
+    /// above it (skipping ports another process holds).
+    pub fn bind(
+        &self,
+        rtcp: bool,
+    ) -> Result<(UdpSocket, Option<UdpSocket>, PortLease), PortsExhausted> {
         let Ok(mut free) = self.inner.lock() else {
             return Err(PortsExhausted);
         };
         for _ in 0..free.len() {
             let Some(port) = free.pop_front() else { break };
-            match UdpSocket::bind(SocketAddr::new(self.bind, port)) {
-                Ok(socket) => {
+            let rtp = UdpSocket::bind(SocketAddr::new(self.bind, port));
+            let rtcp_socket = match (&rtp, rtcp) {
+                (Ok(_), true) => UdpSocket::bind(SocketAddr::new(self.bind, port + 1)).map(Some),
+                _ => Ok(None),
+            };
+            match (rtp, rtcp_socket) {
+                (Ok(socket), Ok(rtcp_socket)) => {
                     return Ok((
                         socket,
+                        rtcp_socket,
                         PortLease {
                             port,
                             pool: Arc::clone(&self.inner),
@@ -72,7 +82,7 @@ impl PortPool {
                     ));
                 }
                 // Busy elsewhere: keep it in the pool for later and try the next one.
-                Err(_) => free.push_back(port),
+                _ => free.push_back(port),
             }
         }
         Err(PortsExhausted)
@@ -87,9 +97,14 @@ mod tests {
     fn leases_come_back() {
         let pool = PortPool::new(IpAddr::from([127, 0, 0, 1]), 41000, 41005);
         assert_eq!(pool.available(), 3);
-        let (_a, la) = pool.bind().unwrap();
-        let (_b, lb) = pool.bind().unwrap();
+        let (_a, none, la) = pool.bind(false).unwrap();
+        assert!(none.is_none());
+        let (b, rtcp, lb) = pool.bind(true).unwrap();
         assert!(la.port() % 2 == 0 && lb.port() % 2 == 0 && la.port() != lb.port());
+        assert_eq!(
+            rtcp.unwrap().local_addr().unwrap().port(),
+            b.local_addr().unwrap().port() + 1
+        );
         assert_eq!(pool.available(), 1);
         drop((_a, la));
         assert_eq!(pool.available(), 2);

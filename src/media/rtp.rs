@@ -15,7 +15,47 @@ pub struct RtpView<'a> {
     pub sequence: u16,
     pub timestamp: u32,
     pub ssrc: u32,
+    /// The header extension: its profile (0xBEDE one-byte, 0x100x two-byte) and data.
+    pub extension: Option<(u16, &'a [u8])>,
     pub payload: &'a [u8],
+}
+
+impl RtpView<'_> {
+    /// The data of header extension element `id` (RFC 8285, one- or two-byte form).
+    pub fn extension_element(&self, id: u8) -> Option<&[u8]> {
+        let (profile, mut data) = self.extension?;
+        let two_byte = profile & 0xFFF0 == 0x1000;
+        if profile != 0xBEDE && !two_byte {
+            return None;
+        }
+        while let Some(&first) = data.first() {
+            if first == 0 {
+                // Padding.
+                data = &data[1..];
+                continue;
+            }
+            let (element, len, header) = if two_byte {
+                (first, usize::from(*data.get(1)?), 2)
+            } else {
+                if first >> 4 == 15 {
+                    return None;
+                }
+                (first >> 4, usize::from(first & 0x0F) + 1, 1)
+            };
+            let body = data.get(header..header + len)?;
+            if element == id {
+                return Some(body);
+            }
+            data = &data[header + len..];
+        }
+        None
+    }
+
+    /// The RFC 6464 client-to-mixer audio level: voice activity and level in -dBov (0..=127).
+    pub fn audio_level(&self, id: u8) -> Option<(bool, u8)> {
+        let b = *self.extension_element(id)?.first()?;
+        Some((b & 0x80 != 0, b & 0x7F))
+    }
 }
 
 /// Why a datagram is not an RTP packet we can use. Each is dropped and counted by reason.
@@ -68,6 +108,17 @@ pub fn parse(datagram: &[u8]) -> Result<RtpView<'_>, RtpError> {
     let mut reader = datagram;
     let header = Header::unmarshal(&mut reader).map_err(|_| RtpError::Truncated)?;
     let mut payload = reader;
+    let extension = if header.extension {
+        // Header::unmarshal checked that the extension fits.
+        let at = 12 + 4 * usize::from(datagram[0] & 0x0F);
+        let words = usize::from(u16::from_be_bytes([datagram[at + 2], datagram[at + 3]]));
+        let profile = u16::from_be_bytes([datagram[at], datagram[at + 1]]);
+        datagram
+            .get(at + 4..at + 4 + 4 * words)
+            .map(|data| (profile, data))
+    } else {
+        None
+    };
     if header.padding {
         let pad = usize::from(*payload.last().ok_or(RtpError::Padding)?);
         if pad == 0 || pad > payload.len() {
@@ -81,6 +132,7 @@ pub fn parse(datagram: &[u8]) -> Result<RtpView<'_>, RtpError> {
         sequence: header.sequence_number,
         timestamp: header.timestamp,
         ssrc: header.ssrc,
+        extension,
         payload,
     })
 }
@@ -95,16 +147,26 @@ pub struct Outgoing<'a> {
     pub ssrc: u32,
     /// Contributing sources (the talkers in the mix), at most 15.
     pub csrcs: &'a [u32],
+    /// RFC 6465 mixer-to-client audio levels, one per CSRC (-dBov), with the extension id
+    /// negotiated for them; not written when `None` or when there are no CSRCs.
+    pub csrc_levels: Option<(u8, &'a [u8])>,
 }
 
 /// Writes an RTP packet into `buf`; returns its length, or `None` if it does not fit.
 pub fn write(buf: &mut [u8], header: Outgoing<'_>, payload: &[u8]) -> Option<usize> {
     let csrcs = &header.csrcs[..header.csrcs.len().min(15)];
-    let len = 12 + 4 * csrcs.len() + payload.len();
+    let levels = header
+        .csrc_levels
+        .filter(|(id, l)| (1..=14).contains(id) && !l.is_empty() && !csrcs.is_empty())
+        .map(|(id, l)| (id, &l[..l.len().min(csrcs.len())]));
+    // One-byte form: 4-byte extension header, one element byte, a level per CSRC, padding.
+    let ext_len = levels.map_or(0, |(_, l)| 4 + (1 + l.len()).div_ceil(4) * 4);
+    let head = 12 + 4 * csrcs.len();
+    let len = head + ext_len + payload.len();
     if buf.len() < len {
         return None;
     }
-    buf[0] = 0x80 | csrcs.len() as u8;
+    buf[0] = 0x80 | (u8::from(levels.is_some()) << 4) | csrcs.len() as u8;
     buf[1] = (u8::from(header.marker) << 7) | (header.payload_type & 0x7F);
     buf[2..4].copy_from_slice(&header.sequence.to_be_bytes());
     buf[4..8].copy_from_slice(&header.timestamp.to_be_bytes());
@@ -112,7 +174,17 @@ pub fn write(buf: &mut [u8], header: Outgoing<'_>, payload: &[u8]) -> Option<usi
     for (i, c) in csrcs.iter().enumerate() {
         buf[12 + 4 * i..16 + 4 * i].copy_from_slice(&c.to_be_bytes());
     }
-    buf[12 + 4 * csrcs.len()..len].copy_from_slice(payload);
+    if let Some((id, l)) = levels {
+        let ext = &mut buf[head..head + ext_len];
+        ext.fill(0);
+        ext[0..2].copy_from_slice(&0xBEDEu16.to_be_bytes());
+        ext[2..4].copy_from_slice(&((ext_len / 4 - 1) as u16).to_be_bytes());
+        ext[4] = (id << 4) | (l.len() as u8 - 1);
+        for (slot, level) in ext[5..5 + l.len()].iter_mut().zip(l) {
+            *slot = level & 0x7F;
+        }
+    }
+    buf[head + ext_len..len].copy_from_slice(payload);
     Some(len)
 }
 
@@ -130,6 +202,7 @@ mod tests {
             timestamp: 0xDEAD_BEEF,
             ssrc: 42,
             csrcs: &[7, 8],
+            csrc_levels: None,
         };
         let n = write(&mut buf, out, &[1, 2, 3]).unwrap();
         assert_eq!(n, 12 + 8 + 3);
@@ -140,6 +213,65 @@ mod tests {
         );
         assert_eq!(p.payload, &[1, 2, 3]);
         assert_eq!(write(&mut buf[..10], out, &[1]), None);
+    }
+
+    #[test]
+    fn csrc_levels_written_per_rfc6465_and_read_back() {
+        let mut buf = [0u8; 200];
+        let out = Outgoing {
+            payload_type: 0,
+            marker: false,
+            sequence: 1,
+            timestamp: 2,
+            ssrc: 3,
+            csrcs: &[10, 11, 12],
+            csrc_levels: Some((7, &[20, 35, 127])),
+        };
+        let n = write(&mut buf, out, &[9; 5]).unwrap();
+        assert_eq!(n, 12 + 12 + 8 + 5);
+        // rtc-rtp reads our extension the same way.
+        let mut reader = &buf[..n];
+        let header = Header::unmarshal(&mut reader).unwrap();
+        assert_eq!(header.csrc, vec![10, 11, 12]);
+        assert_eq!(
+            header.get_extension(7).as_deref(),
+            Some(&[20u8, 35, 127][..])
+        );
+        let p = parse(&buf[..n]).unwrap();
+        assert_eq!(p.extension_element(7), Some(&[20u8, 35, 127][..]));
+        assert_eq!(p.payload, &[9; 5]);
+        // No CSRCs: no extension.
+        let n = write(&mut buf, Outgoing { csrcs: &[], ..out }, &[1]).unwrap();
+        assert_eq!(n, 13);
+    }
+
+    #[test]
+    fn rfc6464_levels_in_both_extension_forms() {
+        // One-byte form: id 1, level 42 with the voice bit; after a padding byte, id 3.
+        let mut one = vec![0x90, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
+        one.extend_from_slice(&[0xBE, 0xDE, 0, 2, 0x10, 0x80 | 42, 0, 0x30, 5, 0, 0, 0]);
+        one.extend_from_slice(&[0xAA; 4]);
+        let p = parse(&one).unwrap();
+        assert_eq!(p.audio_level(1), Some((true, 42)));
+        assert_eq!(p.audio_level(3), Some((false, 5)));
+        assert_eq!(p.audio_level(2), None);
+        assert_eq!(p.payload, &[0xAA; 4]);
+        // Two-byte form: id 1, length 1.
+        let mut two = vec![0x90, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
+        two.extend_from_slice(&[0x10, 0x00, 0, 1, 1, 1, 60, 0]);
+        let p = parse(&two).unwrap();
+        assert_eq!(p.audio_level(1), Some((false, 60)));
+        // An element claiming more than is there: the packet is refused (by rtc-rtp's parser)
+        // or the level is absent; never a panic.
+        let mut bad = vec![0x90, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
+        bad.extend_from_slice(&[0xBE, 0xDE, 0, 1, 0x1F, 0, 0, 0]);
+        assert!(parse(&bad).map_or(true, |p| p.audio_level(1).is_none()));
+        // Our own element walk on a view with a short element: none.
+        let view = RtpView {
+            extension: Some((0xBEDE, &[0x1F, 0, 0, 0])),
+            ..parse(&two).unwrap()
+        };
+        assert_eq!(view.audio_level(1), None);
     }
 
     #[test]

@@ -167,6 +167,7 @@ mod tests {
                 timestamp: 160,
                 ssrc: 5,
                 csrcs: &[],
+                csrc_levels: None,
             };
             let n = rtp::write(&mut buf, header, &[7; 160]).unwrap();
             let protected = us.protect_rtp(&buf[..n]).unwrap();

@@ -189,6 +189,17 @@ impl ConferenceMedia {
         self.counters.ticks.fetch_add(1, Ordering::Relaxed);
         for leg in &mut self.legs {
             leg.receive(now);
+            leg.maintain(now);
+            while let Some(d) = leg.take_dtmf() {
+                emit(ConferenceEvent {
+                    conference: self.id.clone(),
+                    event: Event::Dtmf {
+                        participant: leg.participant,
+                        digit: d.digit,
+                        duration_ms: d.duration.as_millis() as u32,
+                    },
+                });
+            }
         }
         for leg in &mut self.legs {
             leg.produce_frame();
@@ -234,11 +245,15 @@ impl ConferenceMedia {
                 }
             }));
         self.mixer.clear();
+        // The talkers in the mix, named in every packet (RFC 6465) with their levels.
         let mut csrcs = [0u32; 16];
+        let mut levels = [0u8; 16];
         let mut csrc_count = 0;
-        for t in self.talkers.current() {
-            self.mixer.add(self.legs[t.slot].frame(), Gain::UNITY);
-            csrcs[csrc_count] = self.legs[t.slot].ssrc();
+        for t in self.talkers.current().iter().take(16) {
+            let leg = &self.legs[t.slot];
+            self.mixer.add(leg.frame(), Gain::UNITY);
+            csrcs[csrc_count] = leg.ssrc();
+            levels[csrc_count] = leg.activity().level;
             csrc_count += 1;
         }
         if self.mixer.inputs() == 0 {
@@ -247,6 +262,7 @@ impl ConferenceMedia {
             self.mixer.render(&mut self.shared);
         }
         let csrcs = &csrcs[..csrc_count];
+        let levels = &levels[..csrc_count];
 
         // Shared encodes: once per group that has a listener this tick (one pass over the legs).
         let mut listening = [false; MAX_GROUPS];
@@ -287,31 +303,33 @@ impl ConferenceMedia {
                 if p.deaf && p.state == State::Connected {
                     // Deaf: nothing but comfort noise.
                     self.comfort.fill(&mut self.scratch);
-                    leg.send_own(&self.scratch, &[])
+                    leg.send_own(&self.scratch, &[], &[])
                 } else {
                     // Still connecting (e.g. waiting for the leader): silence.
-                    leg.send_own(&self.silence, &[])
+                    leg.send_own(&self.silence, &[], &[])
                 }
             } else if self.talkers.contains(slot) {
                 self.mixer
                     .render_minus(leg.frame(), Gain::UNITY, &mut self.scratch);
                 let mut others = [0u32; 16];
+                let mut other_levels = [0u8; 16];
                 let mut n = 0;
-                for &c in csrcs.iter().filter(|&&c| c != leg.ssrc()) {
+                for (&c, &l) in csrcs.iter().zip(levels).filter(|(c, _)| **c != leg.ssrc()) {
                     others[n] = c;
+                    other_levels[n] = l;
                     n += 1;
                 }
-                leg.send_own(&self.scratch, &others[..n])
+                leg.send_own(&self.scratch, &others[..n], &other_levels[..n])
             } else {
                 let group = self.leg_groups[slot];
                 if let Some(g) = self.groups.get(group) {
                     let ticks = g.encoder.packet_ticks();
                     for (buf, len) in &g.packets[..g.count] {
-                        leg.send_payload(&buf[..*len], ticks, csrcs);
+                        leg.send_payload(&buf[..*len], ticks, csrcs, levels);
                     }
                     0
                 } else {
-                    leg.send_own(&self.shared, csrcs)
+                    leg.send_own(&self.shared, csrcs, levels)
                 }
             };
             self.counters

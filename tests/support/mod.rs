@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use audio_codec::{Decoder as _, Encoder as _};
 use confab::media::codec::Codec;
 use confab::media::srtp::{SrtpKeys, SrtpSession};
+use shared::marshal::Unmarshal as _;
 
 /// One endpoint's codec pair.
 enum Codecs {
@@ -42,6 +43,24 @@ pub struct Endpoint {
     srtp: Option<SrtpSession>,
     /// Packets that failed SRTP authentication here.
     pub srtp_failures: u64,
+    /// Where RTCP goes without rtcp-mux (the odd port of a pair), if the endpoint has one.
+    pub rtcp_socket: Option<UdpSocket>,
+    /// RTCP received (after SRTCP), on either socket, with the address it came from.
+    pub rtcp_in: Vec<(SocketAddr, Vec<u8>, Instant)>,
+    /// RFC 6464 level (-dBov, with the voice bit) sent in every packet under this extension id.
+    pub audio_level_ext: Option<(u8, u8)>,
+    /// Every `n`-th frame is encoded but not sent (loss at the source, seen as a sequence gap).
+    pub drop_every: Option<u32>,
+    /// The tone is on for `.0` frames, then off for `.1` (speech-like bursts the detector
+    /// takes for talking; a steady tone is not speech).
+    pub bursts: Option<(u64, u64)>,
+    frames_sent: u64,
+    /// CSRCs and RFC 6465 levels (extension `csrc_level_id`) of the last packet heard.
+    pub csrc_level_id: Option<u8>,
+    pub last_csrcs: Vec<u32>,
+    pub last_csrc_levels: Option<Vec<u8>>,
+    /// SSRC of the bridge's stream to this endpoint.
+    pub bridge_ssrc: Option<u32>,
 }
 
 impl Endpoint {
@@ -87,6 +106,16 @@ impl Endpoint {
             sending: true,
             srtp: None,
             srtp_failures: 0,
+            rtcp_socket: None,
+            rtcp_in: Vec::new(),
+            audio_level_ext: None,
+            drop_every: None,
+            bursts: None,
+            frames_sent: 0,
+            csrc_level_id: None,
+            last_csrcs: Vec::new(),
+            last_csrc_levels: None,
+            bridge_ssrc: None,
         }
     }
 
@@ -113,11 +142,55 @@ impl Endpoint {
         self.socket.local_addr().unwrap()
     }
 
+    /// Gives the endpoint a separate RTCP socket; returns its address.
+    pub fn separate_rtcp(&mut self) -> SocketAddr {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_nonblocking(true).unwrap();
+        let addr = s.local_addr().unwrap();
+        self.rtcp_socket = Some(s);
+        addr
+    }
+
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    /// Sends an RTCP packet (SRTCP when secured) from the RTCP socket, or the RTP one.
+    pub fn send_rtcp(&mut self, to: SocketAddr, packet: &[u8]) {
+        let packet = match &mut self.srtp {
+            Some(srtp) => srtp.protect_rtcp(packet).unwrap(),
+            None => packet.to_vec(),
+        };
+        let socket = self.rtcp_socket.as_ref().unwrap_or(&self.socket);
+        socket.send_to(&packet, to).unwrap();
+    }
+
+    /// Sends one RTP packet with this endpoint's SSRC and next sequence number.
+    pub fn send_raw(&mut self, to: SocketAddr, payload_type: u8, timestamp: u32, payload: &[u8]) {
+        let mut packet = vec![0x80, payload_type];
+        packet.extend_from_slice(&self.sequence.to_be_bytes());
+        packet.extend_from_slice(&timestamp.to_be_bytes());
+        packet.extend_from_slice(&self.ssrc.to_be_bytes());
+        packet.extend_from_slice(payload);
+        self.sequence = self.sequence.wrapping_add(1);
+        if let Some(srtp) = &mut self.srtp {
+            packet = srtp.protect_rtp(&packet).unwrap();
+        }
+        let _ = self.socket.send_to(&packet, to);
+    }
+
     /// Sends the next 20 ms of tone to `to`.
     pub fn send_frame(&mut self, to: SocketAddr) {
         let n = (self.rate / 50) as usize;
-        let amplitude =
-            32768.0 * 10f64.powf(f64::from(self.tone_dbov) / 20.0) * std::f64::consts::SQRT_2;
+        let on = self
+            .bursts
+            .is_none_or(|(on, off)| self.frames_sent % (on + off) < on);
+        let amplitude = if on {
+            32768.0 * 10f64.powf(f64::from(self.tone_dbov) / 20.0) * std::f64::consts::SQRT_2
+        } else {
+            0.0
+        };
+        self.frames_sent += 1;
         let step = 2.0 * std::f64::consts::PI * f64::from(self.tone_hz) / f64::from(self.rate);
         let pcm: Vec<i16> = (0..n)
             .map(|i| (amplitude * (step * (self.phase + i as u64) as f64).sin()).round() as i16)
@@ -139,21 +212,51 @@ impl Endpoint {
         packet.extend_from_slice(&self.sequence.to_be_bytes());
         packet.extend_from_slice(&self.timestamp.to_be_bytes());
         packet.extend_from_slice(&self.ssrc.to_be_bytes());
+        if let Some((id, level)) = self.audio_level_ext {
+            packet[0] |= 0x10;
+            packet.extend_from_slice(&[0xBE, 0xDE, 0, 1, id << 4, level, 0, 0]);
+        }
         packet.extend_from_slice(&payload[..len]);
         self.sequence = self.sequence.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(ticks);
         if let Some(srtp) = &mut self.srtp {
             packet = srtp.protect_rtp(&packet).unwrap();
         }
-        if self.sending {
+        let dropped = self
+            .drop_every
+            .is_some_and(|n| self.frames_sent.is_multiple_of(u64::from(n)));
+        if self.sending && !dropped {
             let _ = self.socket.send_to(&packet, to);
         }
     }
 
-    /// Reads and decodes whatever arrived.
+    /// Reads and decodes whatever arrived; keeps RTCP aside.
     pub fn receive(&mut self) {
         let mut datagram = [0u8; 2048];
-        while let Ok(n) = self.socket.recv(&mut datagram) {
+        if let Some(rtcp) = &self.rtcp_socket {
+            while let Ok((n, from)) = rtcp.recv_from(&mut datagram) {
+                let plain = match &mut self.srtp {
+                    None => Some(datagram[..n].to_vec()),
+                    Some(srtp) => srtp.unprotect_rtcp(&datagram[..n]).ok(),
+                };
+                match plain {
+                    Some(p) => self.rtcp_in.push((from, p, Instant::now())),
+                    None => self.srtp_failures += 1,
+                }
+            }
+        }
+        while let Ok((n, from)) = self.socket.recv_from(&mut datagram) {
+            if n >= 2 && (192..=223).contains(&datagram[1]) {
+                let plain = match &mut self.srtp {
+                    None => Some(datagram[..n].to_vec()),
+                    Some(srtp) => srtp.unprotect_rtcp(&datagram[..n]).ok(),
+                };
+                match plain {
+                    Some(p) => self.rtcp_in.push((from, p, Instant::now())),
+                    None => self.srtp_failures += 1,
+                }
+                continue;
+            }
             let buf: Vec<u8> = match &mut self.srtp {
                 None => datagram[..n].to_vec(),
                 Some(srtp) => match srtp.unprotect_rtp(&datagram[..n]) {
@@ -164,16 +267,21 @@ impl Endpoint {
                     }
                 },
             };
-            let n = buf.len();
-            if n < 12 || buf[0] >> 6 != 2 {
+            // The header is read by rtc-rtp, not by Confab's parser.
+            let mut reader = &buf[..];
+            let Ok(header) = rtc_rtp::header::Header::unmarshal(&mut reader) else {
+                continue;
+            };
+            let payload = reader;
+            if payload.is_empty() {
                 continue;
             }
-            let cc = usize::from(buf[0] & 0x0F);
-            let start = 12 + 4 * cc;
-            if n <= start {
-                continue;
-            }
-            let payload = &buf[start..n];
+            self.bridge_ssrc = Some(header.ssrc);
+            self.last_csrcs = header.csrc.clone();
+            self.last_csrc_levels = self
+                .csrc_level_id
+                .and_then(|id| header.get_extension(id))
+                .map(|b| b.to_vec());
             match &mut self.codecs {
                 Codecs::Pcmu(_, d) => {
                     let mut out = vec![0i16; payload.len()];
@@ -312,6 +420,14 @@ pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
 
 /// A media engine with one mixer thread on a free loopback port range.
 pub fn engine(media_timeout: Duration) -> confab::engine::Engine {
+    engine_with(media_timeout, Default::default())
+}
+
+/// The same with leg timers of the test's choosing.
+pub fn engine_with(
+    media_timeout: Duration,
+    leg_timers: confab::media::leg::LegTimers,
+) -> confab::engine::Engine {
     let (min, max) = free_port_range();
     confab::engine::Engine::start(confab::engine::EngineSettings {
         mixer_threads: 1,
@@ -320,6 +436,7 @@ pub fn engine(media_timeout: Duration) -> confab::engine::Engine {
         rtp_port_min: min,
         rtp_port_max: max,
         media_timeout,
+        leg_timers,
     })
     .unwrap()
 }
