@@ -45,6 +45,15 @@ pub(crate) struct ServeArgs {
     /// SIP URI dial-outs are sent to.
     #[arg(long, env = "CONFAB_SIP_OUTBOUND_PROXY")]
     sip_outbound_proxy: Option<String>,
+    /// Codec preference (comma-separated: opus,G722,PCMU,PCMA).
+    #[arg(long, env = "CONFAB_SIP_CODECS", value_delimiter = ',')]
+    sip_codecs: Option<Vec<String>>,
+    /// Concurrent SIP calls at most.
+    #[arg(long, env = "CONFAB_SIP_MAX_CALLS")]
+    sip_max_calls: Option<usize>,
+    /// New INVITEs per source and second at most.
+    #[arg(long, env = "CONFAB_SIP_INVITES_PER_SECOND")]
+    sip_invites_per_second: Option<u32>,
     /// HTTP API address.
     #[arg(long, env = "CONFAB_API_LISTEN")]
     api_listen: Option<SocketAddr>,
@@ -101,6 +110,9 @@ impl ServeArgs {
         if self.sip_outbound_proxy.is_some() {
             c.sip.outbound_proxy = self.sip_outbound_proxy.clone();
         }
+        set(&mut c.sip.codecs, &self.sip_codecs);
+        set(&mut c.sip.max_calls, &self.sip_max_calls);
+        set(&mut c.sip.invites_per_second, &self.sip_invites_per_second);
         set(&mut c.api.listen, &self.api_listen);
         if self.api_token.is_some() {
             c.api.token = self.api_token.clone();

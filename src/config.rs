@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::media::codec::Codec;
+
 /// The whole configuration of a Confab node.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -34,6 +36,22 @@ pub struct SipConfig {
     pub access_user: String,
     /// Where dial-outs are sent (`sip:host:port`); none means dial-out is refused.
     pub outbound_proxy: Option<String>,
+    /// Codecs offered and accepted, most preferred first (`opus`, `G722`, `PCMU`, `PCMA`).
+    pub codecs: Vec<String>,
+    /// Concurrent SIP calls at most; more get 503.
+    pub max_calls: usize,
+    /// New INVITEs accepted per source address and second; more get 503.
+    pub invites_per_second: u32,
+}
+
+impl SipConfig {
+    /// The codec preference, most preferred first (names checked by `validate`).
+    pub fn codec_preference(&self) -> Vec<Codec> {
+        self.codecs
+            .iter()
+            .filter_map(|c| Codec::from_name(c))
+            .collect()
+    }
 }
 
 impl Default for SipConfig {
@@ -43,6 +61,9 @@ impl Default for SipConfig {
             trusted: vec![Network::loopback_v4(), Network::loopback_v6()],
             access_user: "conference".to_owned(),
             outbound_proxy: None,
+            codecs: ["opus", "G722", "PCMU", "PCMA"].map(String::from).to_vec(),
+            max_calls: 10_000,
+            invites_per_second: 100,
         }
     }
 }
@@ -166,14 +187,14 @@ pub struct Network {
 }
 
 impl Network {
-    fn loopback_v4() -> Self {
+    pub fn loopback_v4() -> Self {
         Network {
             addr: IpAddr::from([127, 0, 0, 0]),
             prefix: 8,
         }
     }
 
-    fn loopback_v6() -> Self {
+    pub fn loopback_v6() -> Self {
         Network {
             addr: IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
             prefix: 128,
@@ -321,6 +342,26 @@ impl Config {
                     "RTP port range {}-{} is empty: rtp_port_min must be above 0 and below rtp_port_max",
                     self.media.rtp_port_min, self.media.rtp_port_max
                 ),
+            ));
+        }
+        if self.sip.codecs.is_empty() {
+            return Err(err("sip.codecs", "names no codec".to_owned()));
+        }
+        if let Some(bad) = self
+            .sip
+            .codecs
+            .iter()
+            .find(|c| Codec::from_name(c).is_none())
+        {
+            return Err(err(
+                "sip.codecs",
+                format!("`{bad}` is not one of opus, G722, PCMU, PCMA"),
+            ));
+        }
+        if self.sip.max_calls == 0 || self.sip.invites_per_second == 0 {
+            return Err(err(
+                "sip.max_calls",
+                "sip.max_calls and sip.invites_per_second must be above 0".to_owned(),
             ));
         }
         if self.media.timeout_secs == 0 || self.media.timeout_secs > 3600 {

@@ -116,6 +116,25 @@ impl Engine {
         self.events.lock().ok()?.take()
     }
 
+    /// Forwards the event stream to a broadcast channel that any number of consumers (SIP,
+    /// the API's event streams) subscribe to; a slow consumer loses events, never the mixer.
+    /// Taken once, like [`Engine::take_events`].
+    pub fn broadcast_events(&self) -> Option<tokio::sync::broadcast::Sender<ConferenceEvent>> {
+        let rx = self.take_events()?;
+        let (tx, _) = tokio::sync::broadcast::channel(4096);
+        let forward = tx.clone();
+        std::thread::Builder::new()
+            .name("confab-events".into())
+            .spawn(move || {
+                // Ends when the engine (the sending side) is gone.
+                while let Ok(event) = rx.recv() {
+                    let _ = forward.send(event);
+                }
+            })
+            .ok()?;
+        Some(tx)
+    }
+
     /// Counters of each mixer thread.
     pub fn mixer_counters(&self) -> Vec<Arc<MixerCounters>> {
         self.mixers

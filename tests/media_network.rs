@@ -129,6 +129,7 @@ fn loss_jitter_and_reordering_are_concealed() {
             // Concealment repeats and fades audio, so a lossy stream loses a little energy:
             // typically 0.3-1 dB here, depending on where the losses fall.
             let level = e.level_of(f, 1.5);
+            eprintln!("LEVEL {:?} {f} {level:.2}", e.codec);
             assert!(
                 (level + 20.0).abs() <= 1.5,
                 "{:?} hears {f} Hz at {level:.2} dBov",

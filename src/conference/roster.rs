@@ -94,6 +94,8 @@ pub struct Participant {
     pub speaking: bool,
     /// Media is up (set by the leg); with `wait_for_leader` the participant may still wait.
     pub media_ready: bool,
+    /// The caller put the call on hold (SIP sendonly/inactive): neither mixed nor sent the mix.
+    pub on_hold: bool,
 }
 
 /// Who may join and how.
@@ -263,6 +265,7 @@ impl Roster {
             deaf: false,
             speaking: false,
             media_ready: false,
+            on_hold: false,
         });
         self.events.push_back(Event::State {
             participant: joining.id,
@@ -459,16 +462,22 @@ impl Roster {
             .push_back(Event::DominantSpeaker { participant: id });
     }
 
+    /// Puts a participant on hold or takes it off (no event: the state does not change).
+    pub fn set_hold(&mut self, id: ParticipantId, on: bool) -> Result<(), UnknownParticipant> {
+        self.find_mut(id)?.on_hold = on;
+        Ok(())
+    }
+
     /// Whether a participant's audio enters the mix.
     pub fn heard(&self, id: ParticipantId) -> bool {
         self.participant(id)
-            .is_some_and(|p| p.state == State::Connected && !p.muted)
+            .is_some_and(|p| p.state == State::Connected && !p.muted && !p.on_hold)
     }
 
-    /// Whether a participant hears the mix (connected and not deaf).
+    /// Whether a participant hears the mix (connected, not deaf, not on hold).
     pub fn hears(&self, id: ParticipantId) -> bool {
         self.participant(id)
-            .is_some_and(|p| p.state == State::Connected && !p.deaf)
+            .is_some_and(|p| p.state == State::Connected && !p.deaf && !p.on_hold)
     }
 }
 

@@ -46,6 +46,13 @@ impl Codec {
         }
     }
 
+    /// A codec by its SDP encoding name (any case).
+    pub fn from_name(name: &str) -> Option<Codec> {
+        [Codec::Pcmu, Codec::Pcma, Codec::G722, Codec::Opus]
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(name))
+    }
+
     /// RTP timestamp clock rate (G.722's is 8000 although it samples at 16 kHz).
     pub fn clock_rate(self) -> u32 {
         match self {

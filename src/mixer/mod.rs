@@ -26,6 +26,7 @@ const MAX_COMMANDS_PER_TICK: usize = 64;
 pub enum Control {
     Mute(ParticipantId, bool),
     Deaf(ParticipantId, bool),
+    Hold(ParticipantId, bool),
     Eject(ParticipantId),
     Hangup(ParticipantId),
     MuteAll,
@@ -268,6 +269,7 @@ fn apply(c: &mut ConferenceMedia, control: Control) -> Result<(), CommandError> 
     match control {
         Control::Mute(p, on) => r.set_muted(p, on).map_err(unknown),
         Control::Deaf(p, on) => r.set_deaf(p, on).map_err(unknown),
+        Control::Hold(p, on) => r.set_hold(p, on).map_err(unknown),
         Control::Eject(p) => r.eject(p).map_err(unknown),
         Control::Hangup(p) => r
             .disconnect(p, crate::conference::DisconnectReason::Hangup)

@@ -1,0 +1,16 @@
+//! SIP signalling for dial-in legs.
+//!
+//! - `message`: parsing and writing SIP messages, TCP framing.
+//! - `sdp`: offer/answer for RTP/AVP and RTP/SAVP (SDES) legs.
+//! - `uas`: the sans-I/O call logic (transactions and dialogs of dial-in calls).
+//! - `server`: the tokio shell: UDP and TCP listeners, the engine, the bridge's own hang-ups.
+//!
+//! Why not rsipstack (../shared/DEPENDENCIES.md): its transports drop a malformed request
+//! silently where we must answer 400, log every raw message (with callers' numbers) at INFO,
+//! and run transactions in tasks of their own; the call logic here is a state machine fed
+//! with bytes and `now`, so every timer and hostile input is tested without sockets.
+
+pub mod message;
+pub mod sdp;
+pub mod server;
+pub mod uas;

@@ -1,0 +1,880 @@
+//! Dial-in calls, sans-I/O: SIP requests and responses in (with the source and `now`), actions
+//! out (messages to send, joins to ask of the engine, participants that left). The shell
+//! (`sip::server`) owns the sockets and the engine; tests drive this with bytes and fake time.
+//!
+//! What it does: INVITE -> 100 Trying, offer/answer, a join request; the join's result -> 200
+//! with the answer (retransmitted until ACK, RFC 3261 13.3.1.4) or the refusal's status
+//! (retransmitted until ACK, 17.2.1). BYE both ways, CANCEL (487), OPTIONS (503 while draining),
+//! re-INVITE and UPDATE in a dialog (hold, session refresh), INFO with DTMF, session timers
+//! (RFC 4028), 405/501 for what we do not serve, 400 for malformed requests, 403 for untrusted
+//! sources, 503 for a flood from one source. Retransmitted requests get the same answer from a
+//! response cache; every call, dialog and cache entry is removed after at most 64*T1.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::message::{self, Malformed, Message, Method, StartLine};
+use super::sdp::{self, Negotiated};
+use crate::conference::ParticipantId;
+use crate::media::codec::Codec;
+use crate::media::srtp::KeyMaterial;
+
+/// RFC 3261 timers.
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+const TIMEOUT: Duration = Duration::from_secs(32);
+/// RFC 4028's floor for Session-Expires.
+pub const MIN_SE: u32 = 90;
+const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
+
+/// Where a message came from or goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// `None`: UDP; `Some(n)`: TCP connection `n`.
+    pub connection: Option<u64>,
+}
+
+impl Peer {
+    fn reliable(&self) -> bool {
+        self.connection.is_some()
+    }
+}
+
+/// A call's handle in join requests and results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CallRef(pub u64);
+
+/// A caller asking to join.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinRequest {
+    pub call: CallRef,
+    pub meeting: String,
+    pub display_name: String,
+    pub uri: String,
+    pub negotiated: Negotiated,
+    /// Our SDES key when the leg is secured.
+    pub local_key: Option<KeyMaterial>,
+}
+
+/// The engine's answer to a join.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoinResult {
+    Joined {
+        participant: ParticipantId,
+        local: SocketAddr,
+    },
+    NoConference,
+    Locked,
+    Full,
+    Ended,
+    Unavailable,
+}
+
+/// What the shell must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Send {
+        to: Peer,
+        bytes: Vec<u8>,
+    },
+    Join(Box<JoinRequest>),
+    /// The caller is gone (BYE, CANCEL, no ACK, session expired): remove the participant.
+    Leave {
+        participant: ParticipantId,
+    },
+    /// The caller put us on hold or resumed.
+    Hold {
+        participant: ParticipantId,
+        on: bool,
+    },
+    Dtmf {
+        participant: ParticipantId,
+        digit: char,
+    },
+}
+
+/// Settings of the dial-in side.
+#[derive(Clone, Debug)]
+pub struct UasSettings {
+    /// Our SIP address (Contact, Via of our requests).
+    pub local: SocketAddr,
+    pub trusted: Vec<crate::config::Network>,
+    pub access_user: String,
+    pub codecs: Vec<Codec>,
+    pub max_calls: usize,
+    /// New INVITEs accepted per source address and second; more get 503.
+    pub invites_per_second: u32,
+}
+
+/// What the core has counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UasStats {
+    pub malformed: u64,
+    pub dropped: u64,
+    pub untrusted: u64,
+    pub flood: u64,
+}
+
+#[derive(Debug)]
+enum CallState {
+    /// Waiting for the engine's answer to the join.
+    Admitting,
+    /// 200 sent, ACK awaited (the 200 is retransmitted over UDP).
+    Answered,
+    Confirmed,
+    /// A final error sent, ACK awaited.
+    Rejected,
+    /// Our BYE sent, its answer awaited.
+    Closing,
+}
+
+#[derive(Debug)]
+struct Call {
+    call_id: String,
+    local_tag: String,
+    invite: Message,
+    invite_branch: String,
+    peer: Peer,
+    state: CallState,
+    participant: Option<ParticipantId>,
+    /// Answer SDP and the session id/version it carries.
+    negotiated: Option<Negotiated>,
+    local_media: Option<SocketAddr>,
+    local_key: Option<KeyMaterial>,
+    sdp_version: u64,
+    /// The last final response to the INVITE (retransmitted until ACK).
+    final_response: Option<Vec<u8>>,
+    retransmit_at: Option<Instant>,
+    interval: Duration,
+    deadline: Instant,
+    /// Our BYE, while unanswered.
+    bye: Option<(String, Vec<u8>)>,
+    local_cseq: u32,
+    session_expires: Option<(Duration, Instant)>,
+    on_hold: bool,
+}
+
+/// The dial-in state machine.
+#[derive(Debug)]
+pub struct Uas {
+    settings: UasSettings,
+    random: fn(&mut [u8]),
+    next_call: u64,
+    calls: HashMap<u64, Call>,
+    by_branch: HashMap<String, u64>,
+    by_dialog: HashMap<(String, String), u64>,
+    by_participant: HashMap<ParticipantId, u64>,
+    /// Final responses to non-INVITE requests, for their retransmissions.
+    cache: HashMap<(String, String), (Vec<u8>, Instant)>,
+    flood: HashMap<IpAddr, (Instant, u32)>,
+    draining: bool,
+    actions: VecDeque<Action>,
+    pub stats: UasStats,
+}
+
+impl Uas {
+    /// `random` fills buffers with unpredictable bytes (tags, branches, SRTP keys).
+    pub fn new(settings: UasSettings, random: fn(&mut [u8])) -> Self {
+        Uas {
+            settings,
+            random,
+            next_call: 1,
+            calls: HashMap::new(),
+            by_branch: HashMap::new(),
+            by_dialog: HashMap::new(),
+            by_participant: HashMap::new(),
+            cache: HashMap::new(),
+            flood: HashMap::new(),
+            draining: false,
+            actions: VecDeque::new(),
+            stats: UasStats::default(),
+        }
+    }
+
+    /// The next thing to do.
+    pub fn poll(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn set_draining(&mut self, on: bool) {
+        self.draining = on;
+    }
+
+    /// Calls, dialogs and cached responses held (all bounded in time).
+    pub fn state_size(&self) -> usize {
+        self.calls.len() + self.by_branch.len() + self.by_dialog.len() + self.cache.len()
+    }
+
+    fn token(&self, bytes: usize) -> String {
+        let mut b = vec![0u8; bytes];
+        (self.random)(&mut b);
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    fn send(&mut self, to: Peer, msg: &Message) -> Vec<u8> {
+        let bytes = msg.to_bytes();
+        self.actions.push_back(Action::Send {
+            to,
+            bytes: bytes.clone(),
+        });
+        bytes
+    }
+
+    fn reply(&mut self, now: Instant, peer: Peer, req: &Message, code: u16, reason: &str) {
+        let mut r = req.response(code, reason, Some("confab"));
+        r.push_header("Server", "confab");
+        if code == 405 || code == 200 && req.method() == Some(&Method::Options) {
+            r.push_header("Allow", ALLOW);
+        }
+        if code == 503 {
+            r.push_header("Retry-After", "30");
+        }
+        let bytes = self.send(peer, &r);
+        self.remember(now, req, bytes);
+    }
+
+    fn remember(&mut self, now: Instant, req: &Message, bytes: Vec<u8>) {
+        if let (Some(branch), Some(method)) = (req.branch(), req.method())
+            && *method != Method::Invite
+            && *method != Method::Ack
+        {
+            self.cache.insert(
+                (branch.to_owned(), method.as_str().to_owned()),
+                (bytes, now + TIMEOUT),
+            );
+        }
+    }
+
+    /// A datagram or TCP frame from `peer`.
+    pub fn handle(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
+        let msg = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(Malformed { error, partial }) => {
+                self.stats.malformed += 1;
+                if let Some(req) = partial
+                    && req.method() != Some(&Method::Ack)
+                    && req.header("Via").is_some_and(|v| !v.is_empty())
+                {
+                    let reason = format!("Bad Request ({error})");
+                    let mut r = req.response(400, &reason, Some("confab"));
+                    r.push_header("Server", "confab");
+                    self.send(peer, &r);
+                } else {
+                    self.stats.dropped += 1;
+                }
+                return;
+            }
+        };
+        match &msg.start {
+            StartLine::Response { .. } => self.response(peer, &msg),
+            StartLine::Request { method, .. } => {
+                let method = method.clone();
+                self.request(now, peer, &msg, &method);
+            }
+        }
+    }
+
+    fn trusted(&self, ip: IpAddr) -> bool {
+        self.settings.trusted.iter().any(|n| n.contains(ip))
+    }
+
+    fn request(&mut self, now: Instant, peer: Peer, msg: &Message, method: &Method) {
+        if !self.trusted(peer.addr.ip()) {
+            self.stats.untrusted += 1;
+            if *method != Method::Ack {
+                self.reply(now, peer, msg, 403, "Forbidden");
+            }
+            return;
+        }
+        // A retransmitted non-INVITE request: the same answer again.
+        if let Some(branch) = msg.branch()
+            && let Some((bytes, _)) = self
+                .cache
+                .get(&(branch.to_owned(), method.as_str().to_owned()))
+        {
+            let bytes = bytes.clone();
+            self.actions.push_back(Action::Send { to: peer, bytes });
+            return;
+        }
+        match method {
+            Method::Invite if msg.to_tag().is_some() => self.reinvite(now, peer, msg),
+            Method::Invite => self.invite(now, peer, msg),
+            Method::Ack => self.ack(msg),
+            Method::Cancel => self.cancel(now, peer, msg),
+            Method::Bye => self.bye(now, peer, msg),
+            Method::Options => {
+                if self.draining {
+                    self.reply(now, peer, msg, 503, "Draining");
+                } else {
+                    self.reply(now, peer, msg, 200, "OK");
+                }
+            }
+            Method::Info => self.info(now, peer, msg),
+            Method::Update => match self.dialog_of(msg) {
+                Some(id) => {
+                    self.refresh_session(now, id, msg);
+                    self.reply(now, peer, msg, 200, "OK");
+                }
+                None => self.reply(now, peer, msg, 481, "Call/Transaction Does Not Exist"),
+            },
+            Method::Register
+            | Method::Subscribe
+            | Method::Notify
+            | Method::Refer
+            | Method::Message
+            | Method::Prack
+            | Method::Publish => self.reply(now, peer, msg, 405, "Method Not Allowed"),
+            Method::Other(_) => self.reply(now, peer, msg, 501, "Not Implemented"),
+        }
+    }
+
+    fn dialog_of(&self, msg: &Message) -> Option<u64> {
+        let tag = msg.to_tag()?;
+        self.by_dialog
+            .get(&(msg.call_id().to_owned(), tag.to_owned()))
+            .copied()
+    }
+
+    fn flooding(&mut self, now: Instant, ip: IpAddr) -> bool {
+        let entry = self.flood.entry(ip).or_insert((now, 0));
+        if now.saturating_duration_since(entry.0) >= Duration::from_secs(1) {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        entry.1 > self.settings.invites_per_second
+    }
+
+    fn invite(&mut self, now: Instant, peer: Peer, msg: &Message) {
+        let Some(branch) = msg.branch().map(str::to_owned) else {
+            return self.reply(now, peer, msg, 400, "Bad Request (no branch)");
+        };
+        if let Some(&id) = self.by_branch.get(&branch) {
+            // A retransmission: the last answer again (or Trying while we decide).
+            let resend = self.calls.get(&id).and_then(|c| c.final_response.clone());
+            match resend {
+                Some(bytes) => self.actions.push_back(Action::Send { to: peer, bytes }),
+                None => {
+                    let trying = msg.response(100, "Trying", None);
+                    self.send(peer, &trying);
+                }
+            }
+            return;
+        }
+        if self.flooding(now, peer.addr.ip()) {
+            self.stats.flood += 1;
+            return self.reply(
+                now,
+                peer,
+                msg,
+                503,
+                "Service Unavailable (too many calls from this source)",
+            );
+        }
+        if self.draining {
+            return self.reply(now, peer, msg, 503, "Draining");
+        }
+        if self.calls.len() >= self.settings.max_calls {
+            return self.reply(now, peer, msg, 503, "Service Unavailable (call limit)");
+        }
+        let unsupported: Vec<&str> = msg
+            .header_values("Require")
+            .filter(|o| !o.eq_ignore_ascii_case("timer"))
+            .collect();
+        if !unsupported.is_empty() {
+            let mut r = msg.response(420, "Bad Extension", Some("confab"));
+            r.push_header("Unsupported", unsupported.join(", "));
+            self.send(peer, &r);
+            return;
+        }
+        let session = match msg.header("Session-Expires") {
+            None => None,
+            Some(v) => match v
+                .split(';')
+                .next()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+            {
+                Some(s) if s < MIN_SE => {
+                    let mut r = msg.response(422, "Session Interval Too Small", Some("confab"));
+                    r.push_header("Min-SE", MIN_SE.to_string());
+                    self.send(peer, &r);
+                    return;
+                }
+                Some(s) => Some(Duration::from_secs(u64::from(s))),
+                None => return self.reply(now, peer, msg, 400, "Bad Request (Session-Expires)"),
+            },
+        };
+        let Some(meeting) = msg.request_user().map(str::to_owned) else {
+            return self.reply(now, peer, msg, 404, "Not Found");
+        };
+        if meeting == self.settings.access_user {
+            return self.reply(
+                now,
+                peer,
+                msg,
+                480,
+                "Temporarily Unavailable (attendant not available)",
+            );
+        }
+        if msg.body.is_empty() {
+            return self.reply(
+                now,
+                peer,
+                msg,
+                488,
+                "Not Acceptable Here (an SDP offer is required)",
+            );
+        }
+        let negotiated = match sdp::negotiate(&msg.body, &self.settings.codecs) {
+            Ok(n) => n,
+            Err(e) => {
+                let (code, warning) = e.status();
+                let reason = if code == 400 {
+                    "Bad Request"
+                } else {
+                    "Not Acceptable Here"
+                };
+                let mut r = msg.response(code, reason, Some("confab"));
+                r.push_header("Warning", format!("{warning} confab \"{e}\""));
+                self.send(peer, &r);
+                return;
+            }
+        };
+        let trying = msg.response(100, "Trying", None);
+        self.send(peer, &trying);
+        let id = self.next_call;
+        self.next_call += 1;
+        let local_key = negotiated.srtp.map(|_| {
+            let mut k = [0u8; 30];
+            (self.random)(&mut k);
+            k
+        });
+        let from = msg.header("From").unwrap_or_default();
+        let display_name = message::display_name(from).unwrap_or_default().to_owned();
+        let uri = message::addr_uri(from).to_owned();
+        let call = Call {
+            call_id: msg.call_id().to_owned(),
+            local_tag: self.token(8),
+            invite: msg.clone(),
+            invite_branch: branch.clone(),
+            peer,
+            state: CallState::Admitting,
+            participant: None,
+            negotiated: Some(negotiated.clone()),
+            local_media: None,
+            local_key,
+            sdp_version: 1,
+            final_response: None,
+            retransmit_at: None,
+            interval: T1,
+            deadline: now + TIMEOUT,
+            bye: None,
+            local_cseq: 1,
+            session_expires: session.map(|d| (d, now + d)),
+            on_hold: negotiated.direction.is_hold(),
+        };
+        self.by_branch.insert(branch, id);
+        self.by_dialog
+            .insert((call.call_id.clone(), call.local_tag.clone()), id);
+        self.calls.insert(id, call);
+        self.actions.push_back(Action::Join(Box::new(JoinRequest {
+            call: CallRef(id),
+            meeting,
+            display_name,
+            uri,
+            negotiated,
+            local_key,
+        })));
+    }
+
+    /// The engine answered a join.
+    pub fn joined(&mut self, now: Instant, call: CallRef, result: JoinResult) {
+        let admitting = self
+            .calls
+            .get(&call.0)
+            .is_some_and(|c| matches!(c.state, CallState::Admitting));
+        if !admitting {
+            // The caller gave up meanwhile (CANCEL, timeout): the participant goes again.
+            if let JoinResult::Joined { participant, .. } = result {
+                self.actions.push_back(Action::Leave { participant });
+            }
+            return;
+        }
+        let Some(c) = self.calls.get_mut(&call.0) else {
+            return;
+        };
+        let (code, reason) = match result {
+            JoinResult::Joined { participant, local } => {
+                c.participant = Some(participant);
+                c.local_media = Some(local);
+                self.by_participant.insert(participant, call.0);
+                if c.on_hold {
+                    self.actions.push_back(Action::Hold {
+                        participant,
+                        on: true,
+                    });
+                }
+                (200, "OK")
+            }
+            JoinResult::NoConference => (404, "Not Found (no such conference)"),
+            JoinResult::Locked => (403, "Conference Locked"),
+            JoinResult::Full => (486, "Busy Here (conference full)"),
+            JoinResult::Ended => (404, "Not Found (conference ended)"),
+            JoinResult::Unavailable => (503, "Service Unavailable"),
+        };
+        let Some(c) = self.calls.get_mut(&call.0) else {
+            return;
+        };
+        let mut r = c.invite.response(code, reason, Some(&c.local_tag));
+        r.push_header("Server", "confab");
+        if code == 200 {
+            r.push_header("Contact", format!("<sip:confab@{}>", self.settings.local));
+            r.push_header("Allow", ALLOW);
+            if let Some((d, _)) = c.session_expires {
+                r.push_header("Session-Expires", format!("{};refresher=uac", d.as_secs()));
+                r.push_header("Require", "timer");
+            }
+            if let (Some(n), Some(local)) = (&c.negotiated, c.local_media) {
+                r.push_header("Content-Type", "application/sdp");
+                r.body =
+                    sdp::answer(n, local, c.local_key.as_ref(), call.0, c.sdp_version).into_bytes();
+            }
+            c.state = CallState::Answered;
+        } else {
+            if code == 503 {
+                r.push_header("Retry-After", "30");
+            }
+            c.state = CallState::Rejected;
+        }
+        let bytes = r.to_bytes();
+        let reliable = c.peer.reliable();
+        c.final_response = Some(bytes.clone());
+        c.retransmit_at = (!reliable).then_some(now + T1);
+        c.interval = T1;
+        c.deadline = now + TIMEOUT;
+        let to = c.peer;
+        self.actions.push_back(Action::Send { to, bytes });
+    }
+
+    fn ack(&mut self, msg: &Message) {
+        let id = self
+            .dialog_of(msg)
+            .or_else(|| msg.branch().and_then(|b| self.by_branch.get(b).copied()));
+        let Some(id) = id else { return };
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        match c.state {
+            CallState::Answered => {
+                c.state = CallState::Confirmed;
+                c.retransmit_at = None;
+            }
+            CallState::Rejected => self.remove(id),
+            _ => {}
+        }
+    }
+
+    fn cancel(&mut self, now: Instant, peer: Peer, msg: &Message) {
+        let id = msg.branch().and_then(|b| self.by_branch.get(b).copied());
+        let Some(id) = id else {
+            return self.reply(now, peer, msg, 481, "Call/Transaction Does Not Exist");
+        };
+        self.reply(now, peer, msg, 200, "OK");
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if !matches!(c.state, CallState::Admitting) {
+            // A final answer went out already: CANCEL has no effect (RFC 3261 9.2).
+            return;
+        }
+        let mut r = c
+            .invite
+            .response(487, "Request Terminated", Some(&c.local_tag));
+        r.push_header("Server", "confab");
+        let bytes = r.to_bytes();
+        c.final_response = Some(bytes.clone());
+        c.state = CallState::Rejected;
+        c.retransmit_at = (!c.peer.reliable()).then_some(now + T1);
+        c.deadline = now + TIMEOUT;
+        let to = c.peer;
+        self.actions.push_back(Action::Send { to, bytes });
+        // A join still under way is undone when its result comes (see `joined`).
+    }
+
+    fn bye(&mut self, now: Instant, peer: Peer, msg: &Message) {
+        let Some(id) = self.dialog_of(msg) else {
+            return self.reply(now, peer, msg, 481, "Call/Transaction Does Not Exist");
+        };
+        self.reply(now, peer, msg, 200, "OK");
+        if let Some(p) = self.calls.get(&id).and_then(|c| c.participant) {
+            self.actions.push_back(Action::Leave { participant: p });
+        }
+        self.remove(id);
+    }
+
+    fn reinvite(&mut self, now: Instant, peer: Peer, msg: &Message) {
+        let Some(id) = self.dialog_of(msg) else {
+            return self.reply(now, peer, msg, 481, "Call/Transaction Does Not Exist");
+        };
+        let negotiated = if msg.body.is_empty() {
+            None
+        } else {
+            match sdp::negotiate(&msg.body, &self.settings.codecs) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    let (code, warning) = e.status();
+                    let mut r = msg.response(code, "Not Acceptable Here", None);
+                    r.push_header("Warning", format!("{warning} confab \"{e}\""));
+                    self.send(peer, &r);
+                    return;
+                }
+            }
+        };
+        self.refresh_session(now, id, msg);
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let mut hold_change = None;
+        if let Some(n) = negotiated {
+            let hold = n.direction.is_hold();
+            if hold != c.on_hold {
+                c.on_hold = hold;
+                hold_change = c.participant.map(|p| (p, hold));
+            }
+            // The leg keeps its codec; the direction follows the new offer.
+            if let Some(old) = &mut c.negotiated {
+                old.direction = n.direction;
+            }
+        }
+        c.sdp_version += 1;
+        let mut r = msg.response(200, "OK", None);
+        r.push_header("Contact", format!("<sip:confab@{}>", self.settings.local));
+        if let Some((d, _)) = c.session_expires {
+            r.push_header("Session-Expires", format!("{};refresher=uac", d.as_secs()));
+        }
+        if let (Some(n), Some(local)) = (&c.negotiated, c.local_media) {
+            r.push_header("Content-Type", "application/sdp");
+            r.body = sdp::answer(n, local, c.local_key.as_ref(), id, c.sdp_version).into_bytes();
+        }
+        self.send(peer, &r);
+        if let Some((participant, on)) = hold_change {
+            self.actions.push_back(Action::Hold { participant, on });
+        }
+    }
+
+    fn refresh_session(&mut self, now: Instant, id: u64, msg: &Message) {
+        if let Some(c) = self.calls.get_mut(&id) {
+            let asked = msg
+                .header("Session-Expires")
+                .and_then(|v| v.split(';').next()?.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            if let Some((d, expiry)) = &mut c.session_expires {
+                if let Some(a) = asked.filter(|a| a.as_secs() >= u64::from(MIN_SE)) {
+                    *d = a;
+                }
+                *expiry = now + *d;
+            }
+        }
+    }
+
+    fn info(&mut self, now: Instant, peer: Peer, msg: &Message) {
+        let Some(id) = self.dialog_of(msg) else {
+            return self.reply(now, peer, msg, 481, "Call/Transaction Does Not Exist");
+        };
+        let body = String::from_utf8_lossy(&msg.body);
+        let kind = msg
+            .header("Content-Type")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let digit = if kind.starts_with("application/dtmf-relay") {
+            body.lines().find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case("signal")
+                    .then(|| v.trim().chars().next())?
+            })
+        } else if kind.starts_with("application/dtmf") {
+            body.trim().chars().next()
+        } else {
+            return self.reply(now, peer, msg, 415, "Unsupported Media Type");
+        };
+        let digit = digit
+            .map(|d| d.to_ascii_uppercase())
+            .filter(|d| d.is_ascii_digit() || matches!(d, '*' | '#' | 'A' | 'B' | 'C' | 'D'));
+        let Some(digit) = digit else {
+            return self.reply(now, peer, msg, 400, "Bad Request (no DTMF signal)");
+        };
+        self.reply(now, peer, msg, 200, "OK");
+        if let Some(p) = self.calls.get(&id).and_then(|c| c.participant) {
+            self.actions.push_back(Action::Dtmf {
+                participant: p,
+                digit,
+            });
+        }
+    }
+
+    fn response(&mut self, _peer: Peer, msg: &Message) {
+        // Answers to our BYEs.
+        let Some(branch) = msg.branch() else { return };
+        let found = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.bye.as_ref().is_some_and(|(b, _)| b == branch))
+            .map(|(id, _)| *id);
+        match found {
+            Some(id) if msg.status().is_some_and(|s| s >= 200) => self.remove(id),
+            Some(_) => {}
+            None => self.stats.dropped += 1,
+        }
+    }
+
+    /// The bridge ended a participant's call (ejected, media timeout, conference ended):
+    /// BYE the caller.
+    pub fn hangup(&mut self, now: Instant, participant: ParticipantId) {
+        let Some(&id) = self.by_participant.get(&participant) else {
+            return;
+        };
+        let local = self.settings.local;
+        let branch = format!("z9hG4bK{}", self.token(8));
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        match c.state {
+            CallState::Answered | CallState::Confirmed => {}
+            _ => return,
+        }
+        let inv = &c.invite;
+        let target = inv
+            .header("Contact")
+            .map(message::addr_uri)
+            .unwrap_or_else(|| message::addr_uri(inv.header("From").unwrap_or_default()))
+            .to_owned();
+        let to = inv.header("From").unwrap_or_default().to_owned();
+        let from = format!(
+            "{};tag={}",
+            inv.header("To").unwrap_or_default(),
+            c.local_tag
+        );
+        c.local_cseq += 1;
+        let transport = if c.peer.reliable() { "TCP" } else { "UDP" };
+        let mut bye = Message {
+            start: StartLine::Request {
+                method: Method::Bye,
+                uri: target,
+            },
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        bye.push_header(
+            "Via",
+            format!("SIP/2.0/{transport} {local};branch={branch};rport"),
+        );
+        bye.push_header("Max-Forwards", "70");
+        for route in inv.header_values("Record-Route") {
+            bye.push_header("Route", route);
+        }
+        bye.push_header("From", from);
+        bye.push_header("To", to);
+        bye.push_header("Call-ID", c.call_id.clone());
+        bye.push_header("CSeq", format!("{} BYE", c.local_cseq));
+        bye.push_header("User-Agent", "confab");
+        let bytes = bye.to_bytes();
+        c.bye = Some((branch, bytes.clone()));
+        c.state = CallState::Closing;
+        c.retransmit_at = (!c.peer.reliable()).then_some(now + T1);
+        c.interval = T1;
+        c.deadline = now + TIMEOUT;
+        c.participant = None;
+        let to = c.peer;
+        self.by_participant.remove(&participant);
+        self.actions.push_back(Action::Send { to, bytes });
+    }
+
+    /// Retransmissions, timeouts and expiry; call it every few tens of milliseconds.
+    pub fn tick(&mut self, now: Instant) {
+        self.cache.retain(|_, (_, expires)| *expires > now);
+        self.flood
+            .retain(|_, (since, _)| now.saturating_duration_since(*since) < Duration::from_secs(2));
+        let mut expired = Vec::new();
+        let mut stale_sessions = Vec::new();
+        for (&id, c) in &mut self.calls {
+            if let Some((_, expiry)) = c.session_expires
+                && now >= expiry
+                && matches!(c.state, CallState::Confirmed)
+            {
+                stale_sessions.push(id);
+                continue;
+            }
+            let waiting = matches!(
+                c.state,
+                CallState::Answered | CallState::Rejected | CallState::Closing
+            );
+            if !waiting {
+                continue;
+            }
+            if now >= c.deadline {
+                expired.push(id);
+                continue;
+            }
+            if let Some(at) = c.retransmit_at
+                && now >= at
+            {
+                let bytes = match c.state {
+                    CallState::Closing => c.bye.as_ref().map(|(_, b)| b.clone()),
+                    _ => c.final_response.clone(),
+                };
+                if let Some(bytes) = bytes {
+                    self.actions.push_back(Action::Send { to: c.peer, bytes });
+                }
+                c.interval = (c.interval * 2).min(T2);
+                c.retransmit_at = Some(now + c.interval);
+            }
+        }
+        for id in stale_sessions {
+            // Nobody refreshed the session (RFC 4028 10): end it.
+            if let Some(p) = self.calls.get(&id).and_then(|c| c.participant) {
+                self.actions.push_back(Action::Leave { participant: p });
+                self.hangup(now, p);
+            }
+        }
+        for id in expired {
+            let Some(c) = self.calls.get(&id) else {
+                continue;
+            };
+            if matches!(c.state, CallState::Answered) {
+                // The 200 was never acknowledged (RFC 3261 13.3.1.4): end the call.
+                if let Some(p) = c.participant {
+                    self.actions.push_back(Action::Leave { participant: p });
+                    self.hangup(now, p);
+                    continue;
+                }
+            }
+            self.remove(id);
+        }
+        // A call still admitting for too long (the engine did not answer) is refused.
+        let stuck: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| matches!(c.state, CallState::Admitting) && now >= c.deadline)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stuck {
+            self.joined(now, CallRef(id), JoinResult::Unavailable);
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(c) = self.calls.remove(&id) {
+            self.by_branch.remove(&c.invite_branch);
+            self.by_dialog.remove(&(c.call_id, c.local_tag));
+            if let Some(p) = c.participant {
+                self.by_participant.remove(&p);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "uas_tests.rs"]
+mod tests;
