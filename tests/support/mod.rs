@@ -3,6 +3,8 @@
 //! own encoder or decoder.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod clients;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,123 @@
+//! Real SIP clients: three baresip instances with tones (440, 660, 880 Hz) dial one meeting ID
+//! through Confab's SIP server on 127.0.0.1 — all PCMU, all G.722, all Opus with mandatory
+//! SDES-SRTP, and mixed codecs. Each must hear the other two and not itself, judged on what
+//! baresip itself decoded (its sndfile recording), per 0.5 s block.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod support;
+
+use std::time::Duration;
+
+use confab::conference::{Policy, State};
+use support::clients::{self, Baresip, BaresipOptions, SipBridge};
+
+const TONES: [f32; 3] = [440.0, 660.0, 880.0];
+
+fn conference_call(codecs: [&str; 3], srtp: bool, meeting: &str) {
+    let _turn = support::exclusive();
+    let bridge = SipBridge::start();
+    bridge
+        .engine
+        .create_conference(meeting, Policy::default())
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let target = format!("sip:{meeting}@{}", bridge.sip_addr());
+    let seconds = 8;
+    let mut clients: Vec<Baresip> = codecs
+        .iter()
+        .zip(TONES)
+        .enumerate()
+        .map(|(i, (codec, tone))| {
+            Baresip::dial(
+                root.path(),
+                BaresipOptions {
+                    name: &format!("c{i}"),
+                    codec,
+                    srtp,
+                    tone_hz: tone,
+                    target: target.clone(),
+                    seconds,
+                },
+            )
+        })
+        .collect();
+    // While the calls are up, all three are connected in the roster.
+    std::thread::sleep(Duration::from_secs(4));
+    let roster = bridge.engine.roster(meeting).unwrap();
+    let connected = roster
+        .iter()
+        .filter(|p| p.state == State::Connected)
+        .count();
+    let logs: Vec<String> = clients.iter().map(Baresip::log).collect();
+    assert_eq!(
+        connected,
+        3,
+        "roster {roster:?}\nlogs:\n{}",
+        logs.join("\n----\n")
+    );
+    for c in &mut clients {
+        c.wait(Duration::from_secs(u64::from(seconds) + 10));
+    }
+    // They hung up (baresip sends BYE on quitting): everyone is disconnected by hangup.
+    std::thread::sleep(Duration::from_millis(300));
+    let roster = bridge.engine.roster(meeting).unwrap();
+    assert!(
+        roster
+            .iter()
+            .all(|p| matches!(p.state, State::Disconnected(_))),
+        "{roster:?}"
+    );
+
+    for (i, c) in clients.iter().enumerate() {
+        let (rate, heard) = c.heard();
+        // Skip the first second (joins, jitter buffers filling).
+        let heard = &heard[(rate as usize).min(heard.len())..];
+        for (j, tone) in TONES.iter().enumerate() {
+            let shares = clients::tone_shares(heard, rate, *tone);
+            if i == j {
+                assert!(
+                    clients::absent(&shares),
+                    "{} client {i} hears itself ({tone} Hz): {}",
+                    codecs[i],
+                    clients::describe(&shares)
+                );
+            } else {
+                assert!(
+                    clients::present(&shares),
+                    "{} client {i} does not hear {tone} Hz: {}",
+                    codecs[i],
+                    clients::describe(&shares)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn three_baresip_on_pcmu() {
+    conference_call(["pcmu", "pcmu", "pcmu"], false, "1001");
+}
+
+#[test]
+fn three_baresip_on_g722() {
+    conference_call(
+        ["g722/16000/1", "g722/16000/1", "g722/16000/1"],
+        false,
+        "1002",
+    );
+}
+
+#[test]
+fn three_baresip_on_opus_with_srtp() {
+    conference_call(
+        ["opus/48000/2", "opus/48000/2", "opus/48000/2"],
+        true,
+        "1003",
+    );
+}
+
+#[test]
+fn three_baresip_on_mixed_codecs() {
+    conference_call(["pcmu", "g722/16000/1", "opus/48000/2"], false, "1004");
+}

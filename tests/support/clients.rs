@@ -1,0 +1,279 @@
+//! Real SIP clients (baresip) driven headlessly on loopback, a bridge with SIP to call, and the
+//! audio checks of ../shared/INTEROP.md: a tone's share of the power in 0.5 s Hann-windowed
+//! blocks, measured here (not with Confab's own DSP).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use confab::engine::Engine;
+use confab::media::codec::Codec;
+use confab::sip::server::SipServer;
+use confab::sip::uas::UasSettings;
+
+/// A bridge with SIP on a free loopback port.
+pub struct SipBridge {
+    pub runtime: tokio::runtime::Runtime,
+    pub engine: Arc<Engine>,
+    pub sip: Option<SipServer>,
+}
+
+impl SipBridge {
+    pub fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let engine = Arc::new(super::engine(Duration::from_secs(30)));
+        let events = engine.broadcast_events().unwrap();
+        let settings = UasSettings {
+            local: "127.0.0.1:0".parse().unwrap(),
+            trusted: vec![confab::config::Network::loopback_v4()],
+            access_user: "conference".into(),
+            codecs: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma],
+            max_calls: 1000,
+            invites_per_second: 100,
+        };
+        let sip = runtime
+            .block_on(SipServer::start(
+                settings,
+                Arc::clone(&engine),
+                events.subscribe(),
+            ))
+            .unwrap();
+        SipBridge {
+            runtime,
+            engine,
+            sip: Some(sip),
+        }
+    }
+
+    pub fn sip_addr(&self) -> std::net::SocketAddr {
+        self.sip.as_ref().unwrap().udp
+    }
+}
+
+impl Drop for SipBridge {
+    fn drop(&mut self) {
+        if let Some(sip) = self.sip.take() {
+            self.runtime.block_on(sip.stop());
+        }
+    }
+}
+
+/// A free UDP port pair base for a client (even, with room above).
+pub fn free_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let p = s.local_addr().unwrap().port();
+    p - p % 2
+}
+
+/// A sine WAV made by sox.
+pub fn tone_wav(path: &Path, rate: u32, freq: f32, seconds: u32) {
+    let ok = Command::new("sox")
+        .args(["-D", "-n", "-r", &rate.to_string(), "-c", "1", "-b", "16"])
+        .arg(path)
+        .args([
+            "synth",
+            &seconds.to_string(),
+            "sine",
+            &freq.to_string(),
+            "vol",
+            "0.3",
+        ])
+        .status()
+        .expect("sox (Debian package sox) is needed for this test")
+        .success();
+    assert!(ok, "sox failed");
+}
+
+/// A baresip instance in its own config directory.
+pub struct Baresip {
+    pub dir: PathBuf,
+    child: Child,
+}
+
+pub struct BaresipOptions<'a> {
+    pub name: &'a str,
+    pub codec: &'a str,
+    pub srtp: bool,
+    pub tone_hz: f32,
+    pub target: String,
+    pub seconds: u32,
+}
+
+impl Baresip {
+    /// Starts baresip, which dials `target` at once and quits after `seconds` (with a BYE).
+    pub fn dial(root: &Path, o: BaresipOptions<'_>) -> Self {
+        let dir = root.join(o.name);
+        std::fs::create_dir_all(dir.join("rec")).unwrap();
+        let wav = dir.join("tone.wav");
+        tone_wav(&wav, 48000, o.tone_hz, o.seconds + 10);
+        let sip_port = free_port();
+        let rtp = free_port();
+        let config = format!(
+            "sip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\n\
+             audio_source aufile,{wav}\nausrc_srate 48000\nausrc_channels 1\n\
+             audio_player aubridge,null-{name}\nrtp_ports {rtp}-{rtp_end}\n\
+             snd_path {rec}\nmodule_path /usr/lib/baresip/modules\n\
+             module g711.so\nmodule g722.so\nmodule opus.so\nmodule srtp.so\n\
+             module aufile.so\nmodule aubridge.so\nmodule sndfile.so\n\
+             module_tmp account.so\nmodule_app menu.so\n",
+            wav = wav.display(),
+            name = o.name,
+            rtp_end = rtp + 9,
+            rec = dir.join("rec").display(),
+        );
+        std::fs::write(dir.join("config"), config).unwrap();
+        let enc = if o.srtp { ";mediaenc=srtp-mand" } else { "" };
+        std::fs::write(
+            dir.join("accounts"),
+            format!(
+                "<sip:{name}@127.0.0.1:{sip_port}>;regint=0;answermode=manual;audio_codecs={codec}{enc}\n",
+                name = o.name,
+                codec = o.codec
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("baresip.log")).unwrap();
+        let child = Command::new("baresip")
+            .arg("-f")
+            .arg(&dir)
+            .args(["-e", &format!("/dial {}", o.target)])
+            .args(["-t", &o.seconds.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("baresip (Debian package baresip-core) is needed for this test");
+        Baresip { dir, child }
+    }
+
+    /// Waits for baresip to quit by itself (bounded), killing it past `limit`.
+    pub fn wait(&mut self, limit: Duration) {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// What baresip decoded from the bridge (the sndfile module's `*-dec.wav`).
+    pub fn heard(&self) -> (u32, Vec<i16>) {
+        let rec = self.dir.join("rec");
+        let file = std::fs::read_dir(&rec)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+            .unwrap_or_else(|| {
+                let log = std::fs::read_to_string(self.dir.join("baresip.log")).unwrap_or_default();
+                panic!(
+                    "no decoded recording in {}; baresip said:\n{log}",
+                    rec.display()
+                )
+            });
+        read_wav(&file)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("baresip.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A 16-bit PCM WAV (first channel): its rate and samples.
+pub fn read_wav(path: &Path) -> (u32, Vec<i16>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[0..4], b"RIFF", "{}", path.display());
+    let mut at = 12;
+    let (mut rate, mut channels) = (0u32, 1usize);
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        let body = &bytes[at + 8..(at + 8 + len).min(bytes.len())];
+        if id == b"fmt " {
+            channels = usize::from(u16::from_le_bytes([body[2], body[3]]));
+            rate = u32::from_le_bytes(body[4..8].try_into().unwrap());
+        } else if id == b"data" {
+            let samples = body
+                .chunks_exact(2 * channels)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            return (rate, samples);
+        }
+        at += 8 + len + (len % 2);
+    }
+    panic!("no data chunk in {}", path.display());
+}
+
+/// Per 0.5 s block: the share (dB) of the block's power that is at `freq` (Hann window).
+pub fn tone_shares(samples: &[i16], rate: u32, freq: f32) -> Vec<f32> {
+    let n = (rate / 2) as usize;
+    let window: Vec<f64> = (0..n)
+        .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos())
+        .collect();
+    let w_sum: f64 = window.iter().sum();
+    let w_sq: f64 = window.iter().map(|w| w * w).sum();
+    let step = 2.0 * std::f64::consts::PI * f64::from(freq) / f64::from(rate);
+    samples
+        .chunks_exact(n)
+        .map(|block| {
+            let (mut re, mut im, mut energy) = (0.0f64, 0.0f64, 0.0f64);
+            for (i, (&s, w)) in block.iter().zip(&window).enumerate() {
+                let x = f64::from(s) * w;
+                re += x * (step * i as f64).cos();
+                im -= x * (step * i as f64).sin();
+                energy += x * x;
+            }
+            // A sine of amplitude A gives |X| = A/2 * sum(w): its power A^2/2 is
+            // 2|X|^2 / sum(w)^2; the block's power is energy / sum(w^2).
+            let tone = 2.0 * (re * re + im * im) / (w_sum * w_sum);
+            let total = energy / w_sq;
+            if total < 1.0 {
+                return -100.0;
+            }
+            (10.0 * (tone / total).log10()) as f32
+        })
+        .collect()
+}
+
+fn percentile(values: &[f32], p: f64) -> f32 {
+    let mut v = values.to_vec();
+    v.sort_by(f32::total_cmp);
+    if v.is_empty() {
+        return -100.0;
+    }
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// INTEROP.md's rule: present = median share >= -15 dB.
+pub fn present(shares: &[f32]) -> bool {
+    percentile(shares, 0.5) >= -15.0
+}
+
+/// Absent = 90th percentile share <= -30 dB.
+pub fn absent(shares: &[f32]) -> bool {
+    percentile(shares, 0.9) <= -30.0
+}
+
+pub fn describe(shares: &[f32]) -> String {
+    format!(
+        "median {:.1} dB, p90 {:.1} dB over {} blocks",
+        percentile(shares, 0.5),
+        percentile(shares, 0.9),
+        shares.len()
+    )
+}
