@@ -24,9 +24,30 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .thread_name("confab-io")
         .build()
         .context("cannot start the runtime")?;
+    let engine = std::sync::Arc::new(
+        crate::engine::Engine::start(crate::engine::EngineSettings::from_config(&config))
+            .context("cannot start the media engine")?,
+    );
+    let events = engine
+        .broadcast_events()
+        .context("cannot start the engine's event stream")?;
     runtime.block_on(async {
         // Watch the signals before saying we started, so a signal sent on that news is caught.
         let signals = Signals::watch()?;
+        let sip = crate::sip::server::SipServer::start(
+            crate::sip::uas::UasSettings {
+                local: config.sip.listen,
+                trusted: config.sip.trusted.clone(),
+                access_user: config.sip.access_user.clone(),
+                codecs: config.sip.codec_preference(),
+                max_calls: config.sip.max_calls,
+                invites_per_second: config.sip.invites_per_second,
+            },
+            std::sync::Arc::clone(&engine),
+            events.subscribe(),
+        )
+        .await
+        .with_context(|| format!("cannot listen for SIP on {}", config.sip.listen))?;
         info!(
             sip = %config.sip.listen,
             api = %config.api.listen,
@@ -37,6 +58,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         );
         let signal = signals.recv().await;
         info!(signal, "shutting down");
+        sip.stop().await;
         anyhow::Ok(())
     })?;
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));

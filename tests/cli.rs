@@ -206,3 +206,94 @@ fn serve_refuses_an_exposed_api_without_token() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("api.token"));
 }
+
+fn options(branch: &str, transport: &str) -> String {
+    format!(
+        "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/{transport} 127.0.0.1:9;branch={branch}\r\nFrom: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn serve_answers_sip_over_udp_and_tcp() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let sip = free_port();
+    let mut cmd = confab();
+    cmd.arg("serve")
+        .arg("--sip-listen")
+        .arg(format!("127.0.0.1:{sip}"))
+        .arg("--api-listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .env("CONFAB_STORAGE_DATA_DIR", dir.path().join("d"));
+    let (mut child, rx) = start(cmd);
+    wait_for_line(&rx, "confab started");
+
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let recv = |udp: &std::net::UdpSocket| {
+        let mut buf = [0u8; 4096];
+        let n = udp.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    udp.send_to(options("z9hG4bKu1", "UDP").as_bytes(), ("127.0.0.1", sip))
+        .unwrap();
+    let answer = recv(&udp);
+    assert!(answer.starts_with("SIP/2.0 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("Allow: INVITE"), "{answer}");
+    // An INVITE for a meeting that does not exist: Trying, then 404.
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    let invite = format!(
+        "INVITE sip:9999@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKi1\r\nFrom: <sip:a@127.0.0.1>;tag=2\r\nTo: <sip:9999@127.0.0.1>\r\nCall-ID: i1\r\nCSeq: 1 INVITE\r\nContact: <sip:a@127.0.0.1:9>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    udp.send_to(invite.as_bytes(), ("127.0.0.1", sip)).unwrap();
+    assert!(recv(&udp).starts_with("SIP/2.0 100 Trying"));
+    let answer = recv(&udp);
+    assert!(answer.starts_with("SIP/2.0 404 "), "{answer}");
+    // A malformed request: 400.
+    let bad = options("z9hG4bKu2", "UDP").replace("Content-Length: 0", "Content-Length: -1");
+    udp.send_to(bad.as_bytes(), ("127.0.0.1", sip)).unwrap();
+    assert!(recv(&udp).starts_with("SIP/2.0 400 "));
+
+    // Over TCP, framed by Content-Length, two requests in one write.
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", sip)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let two = format!(
+        "{}{}",
+        options("z9hG4bKt1", "TCP"),
+        options("z9hG4bKt2", "TCP")
+    );
+    tcp.write_all(two.as_bytes()).unwrap();
+    let mut got = String::new();
+    let mut buf = [0u8; 4096];
+    while got.matches("SIP/2.0 200 OK").count() < 2 {
+        let n = tcp.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(got.contains("branch=z9hG4bKt1") && got.contains("branch=z9hG4bKt2"));
+    stop_with(&mut child, "TERM");
+    wait_for_line(&rx, "shutting down");
+}
+
+#[test]
+fn serve_says_so_when_the_sip_port_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = confab()
+        .arg("serve")
+        .arg("--sip-listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--api-listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .env("CONFAB_STORAGE_DATA_DIR", dir.path().join("d"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen for SIP on 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
