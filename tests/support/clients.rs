@@ -21,12 +21,21 @@ pub struct SipBridge {
 
 impl SipBridge {
     pub fn start() -> Self {
+        Self::with_room(20)
+    }
+
+    /// A bridge whose engine has room for `legs` legs.
+    pub fn with_room(legs: u16) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let engine = Arc::new(super::engine(Duration::from_secs(30)));
+        let engine = Arc::new(super::engine_sized(
+            Duration::from_secs(30),
+            Default::default(),
+            legs,
+        ));
         let events = engine.broadcast_events().unwrap();
         let settings = UasSettings {
             local: "127.0.0.1:0".parse().unwrap(),
@@ -34,7 +43,7 @@ impl SipBridge {
             access_user: "conference".into(),
             codecs: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma],
             max_calls: 1000,
-            invites_per_second: 100,
+            invites_per_second: 200,
         };
         let sip = runtime
             .block_on(SipServer::start(

@@ -430,7 +430,17 @@ pub fn engine_with(
     media_timeout: Duration,
     leg_timers: confab::media::leg::LegTimers,
 ) -> confab::engine::Engine {
-    let (min, max) = free_port_range();
+    engine_sized(media_timeout, leg_timers, 20)
+}
+
+/// An engine with room for `legs` legs.
+pub fn engine_sized(
+    media_timeout: Duration,
+    leg_timers: confab::media::leg::LegTimers,
+    legs: u16,
+) -> confab::engine::Engine {
+    let (min, _) = free_port_range();
+    let max = min.saturating_add(2 * legs).min(65534);
     confab::engine::Engine::start(confab::engine::EngineSettings {
         mixer_threads: 1,
         max_talkers: 3,
