@@ -54,6 +54,15 @@ pub(crate) struct ServeArgs {
     /// New INVITEs per source and second at most.
     #[arg(long, env = "CONFAB_SIP_INVITES_PER_SECOND")]
     sip_invites_per_second: Option<u32>,
+    /// Folder of prompt languages.
+    #[arg(long, env = "CONFAB_SIP_PROMPTS_DIR")]
+    sip_prompts_dir: Option<PathBuf>,
+    /// The attendant's language.
+    #[arg(long, env = "CONFAB_SIP_LANGUAGE")]
+    sip_language: Option<String>,
+    /// Failed attendant calls per source before it is refused.
+    #[arg(long, env = "CONFAB_SIP_MAX_FAILURES_PER_SOURCE")]
+    sip_max_failures_per_source: Option<u32>,
     /// HTTP API address.
     #[arg(long, env = "CONFAB_API_LISTEN")]
     api_listen: Option<SocketAddr>,
@@ -113,6 +122,14 @@ impl ServeArgs {
         set(&mut c.sip.codecs, &self.sip_codecs);
         set(&mut c.sip.max_calls, &self.sip_max_calls);
         set(&mut c.sip.invites_per_second, &self.sip_invites_per_second);
+        if self.sip_prompts_dir.is_some() {
+            c.sip.prompts_dir = self.sip_prompts_dir.clone();
+        }
+        set(&mut c.sip.language, &self.sip_language);
+        set(
+            &mut c.sip.max_failures_per_source,
+            &self.sip_max_failures_per_source,
+        );
         set(&mut c.api.listen, &self.api_listen);
         if self.api_token.is_some() {
             c.api.token = self.api_token.clone();

@@ -42,6 +42,12 @@ pub struct SipConfig {
     pub max_calls: usize,
     /// New INVITEs accepted per source address and second; more get 503.
     pub invites_per_second: u32,
+    /// A folder of prompt languages (`<dir>/<language>/<name>.wav`); none: the built-in English.
+    pub prompts_dir: Option<PathBuf>,
+    /// The attendant's language (a folder under `prompts_dir`).
+    pub language: String,
+    /// Failed attendant calls from one source (in ten minutes) before it is refused.
+    pub max_failures_per_source: u32,
 }
 
 impl SipConfig {
@@ -64,6 +70,9 @@ impl Default for SipConfig {
             codecs: ["opus", "G722", "PCMU", "PCMA"].map(String::from).to_vec(),
             max_calls: 10_000,
             invites_per_second: 100,
+            prompts_dir: None,
+            language: "en".to_owned(),
+            max_failures_per_source: 10,
         }
     }
 }

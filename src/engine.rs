@@ -9,11 +9,11 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::conference::{Joining, Participant, ParticipantId, Policy, Role};
+use crate::conference::{Admission, Joining, Participant, ParticipantId, Policy, Role};
 use crate::media::leg::{LegSpec, LegStats, LegTimers, RtpLeg};
 use crate::media::ports::PortPool;
 use crate::mixer::conference::{ConferenceCounters, ConferenceEvent, ConferenceId};
-use crate::mixer::{Command, CommandError, Control, MixerCounters, MixerHandle};
+use crate::mixer::{Command, CommandError, Control, LegOp, MixerCounters, MixerHandle};
 
 /// Settings of the media engine.
 #[derive(Clone, Debug)]
@@ -71,7 +71,8 @@ pub struct Engine {
     mixers: Vec<MixerHandle>,
     settings: EngineSettings,
     ports: PortPool,
-    placement: Mutex<HashMap<ConferenceId, usize>>,
+    /// Each conference's mixer thread and admission rules.
+    placement: Mutex<HashMap<ConferenceId, (usize, Arc<Admission>)>>,
     next_mixer: AtomicUsize,
     next_participant: AtomicU64,
     events: Mutex<Option<Receiver<ConferenceEvent>>>,
@@ -162,8 +163,14 @@ impl Engine {
         let placement = self.placement.lock().map_err(|_| EngineError::Stopped)?;
         placement
             .get_key_value(conference)
-            .map(|(k, v)| (*v, Arc::clone(k)))
+            .map(|(k, (mixer, _))| (*mixer, Arc::clone(k)))
             .ok_or(EngineError::Command(CommandError::NoConference))
+    }
+
+    /// What callers must key to enter `conference` (none when it does not exist).
+    pub fn admission(&self, conference: &str) -> Option<Arc<Admission>> {
+        let placement = self.placement.lock().ok()?;
+        placement.get(conference).map(|(_, a)| Arc::clone(a))
     }
 
     /// Creates a conference on the next mixer thread.
@@ -171,6 +178,16 @@ impl Engine {
         &self,
         id: &str,
         policy: Policy,
+    ) -> Result<Arc<ConferenceCounters>, EngineError> {
+        self.create_conference_with(id, policy, Admission::default())
+    }
+
+    /// Creates a conference whose callers key a passcode or leader PIN.
+    pub fn create_conference_with(
+        &self,
+        id: &str,
+        policy: Policy,
+        admission: Admission,
     ) -> Result<Arc<ConferenceCounters>, EngineError> {
         let id: ConferenceId = Arc::from(id);
         {
@@ -190,7 +207,7 @@ impl Engine {
         self.placement
             .lock()
             .map_err(|_| EngineError::Stopped)?
-            .insert(id, mixer);
+            .insert(id, (mixer, Arc::new(admission)));
         Ok(counters)
     }
 
@@ -233,6 +250,71 @@ impl Engine {
             reply,
         })?;
         Ok((participant, local))
+    }
+
+    fn leg_op(
+        &self,
+        conference: &str,
+        participant: ParticipantId,
+        op: LegOp,
+    ) -> Result<Option<Box<RtpLeg>>, EngineError> {
+        let (mixer, id) = self.mixer_of(conference)?;
+        self.call(mixer, |reply| Command::Leg {
+            conference: id,
+            participant,
+            op,
+            reply,
+        })
+    }
+
+    /// Plays a prompt (48 kHz) to a participant instead of the mix; `None` stops it.
+    pub fn play(
+        &self,
+        conference: &str,
+        participant: ParticipantId,
+        audio: Option<Arc<[i16]>>,
+    ) -> Result<(), EngineError> {
+        self.leg_op(conference, participant, LegOp::Play(audio))
+            .map(drop)
+    }
+
+    /// In-band DTMF detection on a participant's audio, on or off.
+    pub fn detect_dtmf(
+        &self,
+        conference: &str,
+        participant: ParticipantId,
+        on: bool,
+    ) -> Result<(), EngineError> {
+        self.leg_op(conference, participant, LegOp::DetectDtmf(on))
+            .map(drop)
+    }
+
+    /// Moves a participant's leg (socket, codecs, keys) into another conference, where it
+    /// joins as `joiner` under the same participant id. If the other conference refuses it,
+    /// the leg is dropped and the error returned.
+    pub fn move_leg(
+        &self,
+        from: &str,
+        participant: ParticipantId,
+        to: &str,
+        joiner: Joiner,
+    ) -> Result<(), EngineError> {
+        let (mixer, id) = self.mixer_of(to)?;
+        let leg = self
+            .leg_op(from, participant, LegOp::Take)?
+            .ok_or(EngineError::Command(CommandError::NoParticipant))?;
+        let joining = Joining {
+            id: participant,
+            display_name: joiner.display_name,
+            uri: joiner.uri,
+            role: joiner.role,
+        };
+        self.call(mixer, |reply| Command::AddLeg {
+            conference: id,
+            joining,
+            leg,
+            reply,
+        })
     }
 
     pub fn control(&self, conference: &str, control: Control) -> Result<(), EngineError> {

@@ -31,6 +31,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let events = engine
         .broadcast_events()
         .context("cannot start the engine's event stream")?;
+    let prompts = match &config.sip.prompts_dir {
+        Some(dir) => crate::sip::prompts::Prompts::load(dir, &config.sip.language)
+            .context("cannot load the attendant's prompts")?,
+        None => {
+            crate::sip::prompts::Prompts::embedded().context("cannot load the built-in prompts")?
+        }
+    };
+    let attendant = crate::sip::server::AttendantConfig {
+        prompts: std::sync::Arc::new(prompts),
+        settings: crate::sip::attendant::AttendantSettings::default(),
+        max_failures_per_source: config.sip.max_failures_per_source,
+    };
     runtime.block_on(async {
         // Watch the signals before saying we started, so a signal sent on that news is caught.
         let signals = Signals::watch()?;
@@ -43,6 +55,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 max_calls: config.sip.max_calls,
                 invites_per_second: config.sip.invites_per_second,
             },
+            attendant,
             std::sync::Arc::clone(&engine),
             events.subscribe(),
         )

@@ -38,6 +38,7 @@ fn conference_call(codecs: [&str; 3], srtp: bool, meeting: &str) {
                     tone_hz: tone,
                     target: target.clone(),
                     seconds,
+                    interactive: false,
                 },
             )
         })

@@ -7,3 +7,12 @@ pub use roster::{
     DisconnectReason, Event, JoinError, Joining, Participant, ParticipantId, Policy, Role, Roster,
     State,
 };
+
+/// How dial-in callers get into a conference: the digits the attendant asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// Digits every caller keys (none: the meeting ID is enough).
+    pub passcode: Option<String>,
+    /// Digits that make a caller a leader.
+    pub leader_pin: Option<String>,
+}

@@ -38,6 +38,10 @@ pub enum DisconnectReason {
     MediaTimeout,
     ConferenceEnded,
     Full,
+    /// Moved to another conference (from the attendant into the meeting the caller keyed).
+    Transferred,
+    /// Gave up at the attendant (wrong meeting ID or passcode too often).
+    AttendantFailed,
 }
 
 impl DisconnectReason {
@@ -53,6 +57,8 @@ impl DisconnectReason {
             DisconnectReason::MediaTimeout => "media-timeout",
             DisconnectReason::ConferenceEnded => "conference-ended",
             DisconnectReason::Full => "full",
+            DisconnectReason::Transferred => "transferred",
+            DisconnectReason::AttendantFailed => "attendant-failed",
         }
     }
 }

@@ -16,6 +16,9 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use confab_dsp::dtmf::{DtmfDetector, DtmfEvent};
 use confab_dsp::opus::OpusSettings;
 use confab_dsp::vad::{Activity, SpeechDetector, SpeechSettings};
 
@@ -168,6 +171,10 @@ pub struct RtpLeg {
     cname: String,
     telephone_events: Option<TelephoneEvents>,
     dtmf: [Option<Dtmf>; DTMF_QUEUE],
+    /// In-band DTMF detection on the decoded audio (attendant legs only: it costs).
+    inband: Option<Box<DtmfDetector>>,
+    /// A prompt being played to this leg instead of the mix (48 kHz), and how far it is.
+    prompt: Option<(Arc<[i16]>, usize)>,
     jitter: JitterBuffer,
     decoder: LegDecoder,
     speech: SpeechDetector,
@@ -247,6 +254,8 @@ impl RtpLeg {
                 .telephone_event
                 .map(|t| TelephoneEvents::new(t.clock_rate)),
             dtmf: [None; DTMF_QUEUE],
+            inband: None,
+            prompt: None,
             jitter: JitterBuffer::new(JitterSettings::new(spec.codec.clock_rate())),
             decoder: LegDecoder::new(spec.codec).map_err(invalid)?,
             speech: SpeechDetector::new(MIX_RATE, 20, SpeechSettings::default()),
@@ -293,6 +302,37 @@ impl RtpLeg {
             + Duration::from_millis(u64::from(self.spec.ptime_ms));
         s.mos = quality::mos(self.spec.codec, loss, delay);
         s
+    }
+
+    /// Plays `audio` (48 kHz) to the leg instead of the mix, or stops the prompt playing.
+    pub fn play(&mut self, audio: Option<Arc<[i16]>>) {
+        self.prompt = audio.map(|a| (a, 0));
+    }
+
+    /// Whether a prompt is playing.
+    pub fn playing(&self) -> bool {
+        self.prompt.is_some()
+    }
+
+    /// The prompt's next 20 ms into `out` (the rest silence); false when none plays. The
+    /// prompt ends by itself after its last frame.
+    pub fn prompt_frame(&mut self, out: &mut [i16]) -> bool {
+        let Some((audio, at)) = &mut self.prompt else {
+            return false;
+        };
+        let n = out.len().min(audio.len().saturating_sub(*at));
+        out[..n].copy_from_slice(&audio[*at..*at + n]);
+        out[n..].fill(0);
+        *at += out.len();
+        if *at >= audio.len() {
+            self.prompt = None;
+        }
+        true
+    }
+
+    /// Turns in-band DTMF detection on the decoded audio on or off (allocates: between ticks).
+    pub fn detect_inband_dtmf(&mut self, on: bool) {
+        self.inband = on.then(|| Box::new(DtmfDetector::new()));
     }
 
     /// The next DTMF digit received, oldest first.
@@ -566,6 +606,26 @@ impl RtpLeg {
         }
         self.decoder.frame(&mut self.frame);
         self.activity = self.speech.process(&self.frame);
+        if let Some(detector) = &mut self.inband {
+            // 48 kHz to the detector's 8 kHz: the mean of each six samples (a boxcar low-pass
+            // is enough below 1.7 kHz, and no DTMF energy lies above).
+            let mut narrow = [0i16; MIX_FRAME / 6];
+            for (n, chunk) in narrow.iter_mut().zip(self.frame.chunks_exact(6)) {
+                *n = (chunk.iter().map(|&s| i32::from(s)).sum::<i32>() / 6) as i16;
+            }
+            let mut found = None;
+            detector.process(&narrow, |e| {
+                if let DtmfEvent::Released { digit, duration_ms } = e {
+                    found = Some(Dtmf {
+                        digit,
+                        duration: Duration::from_millis(u64::from(duration_ms)),
+                    });
+                }
+            });
+            if let Some(d) = found {
+                self.queue_dtmf(d);
+            }
+        }
     }
 
     /// Encodes `frame` (48 kHz) with the leg's own encoder and sends what it yields, naming

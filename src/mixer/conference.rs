@@ -165,6 +165,26 @@ impl ConferenceMedia {
         Ok(())
     }
 
+    /// A leg, to act on it between ticks.
+    pub fn leg_mut(&mut self, participant: ParticipantId) -> Option<&mut RtpLeg> {
+        self.legs.iter_mut().find(|l| l.participant == participant)
+    }
+
+    /// Takes a leg out (to move it to another conference): the participant is disconnected
+    /// here as `transferred`, the leg keeps its socket, codecs and SRTP.
+    pub fn take_leg(&mut self, participant: ParticipantId) -> Option<RtpLeg> {
+        let i = self
+            .legs
+            .iter()
+            .position(|l| l.participant == participant)?;
+        let _ = self
+            .roster
+            .disconnect(participant, DisconnectReason::Transferred);
+        self.leg_groups.swap_remove(i);
+        self.dominant.remove(participant);
+        Some(self.legs.swap_remove(i))
+    }
+
     /// Removes legs of participants no longer present (their ports go back to the pool).
     fn prune(&mut self) {
         let mut i = 0;
@@ -299,7 +319,10 @@ impl ConferenceMedia {
             if matches!(p.state, State::Disconnected(_)) {
                 continue;
             }
-            let own = if !self.roster.hears(id) {
+            let own = if leg.prompt_frame(&mut self.scratch) {
+                // The attendant speaks: a prompt instead of the mix.
+                leg.send_own(&self.scratch, &[], &[])
+            } else if !self.roster.hears(id) {
                 if p.deaf && p.state == State::Connected {
                     // Deaf: nothing but comfort noise.
                     self.comfort.fill(&mut self.scratch);

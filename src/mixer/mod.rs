@@ -29,9 +29,21 @@ pub enum Control {
     Hold(ParticipantId, bool),
     Eject(ParticipantId),
     Hangup(ParticipantId),
+    /// Disconnect with a reason of the caller's choosing.
+    Remove(ParticipantId, crate::conference::DisconnectReason),
     MuteAll,
     Lock(bool),
     End,
+}
+
+/// What can be done to a leg from outside.
+pub enum LegOp {
+    /// Play a prompt (48 kHz) instead of the mix; `None` stops it.
+    Play(Option<Arc<[i16]>>),
+    /// In-band DTMF detection on or off.
+    DetectDtmf(bool),
+    /// Take the leg out of the conference (answered with the leg).
+    Take,
 }
 
 /// Why a command failed.
@@ -77,6 +89,13 @@ pub enum Command {
         conference: ConferenceId,
         participant: ParticipantId,
         reply: Reply<LegStats>,
+    },
+    /// Something done to one leg.
+    Leg {
+        conference: ConferenceId,
+        participant: ParticipantId,
+        op: LegOp,
+        reply: Reply<Option<Box<RtpLeg>>>,
     },
     Shutdown,
 }
@@ -259,6 +278,37 @@ fn handle(command: Command, conferences: &mut HashMap<ConferenceId, ConferenceMe
             };
             let _ = reply.try_send(result);
         }
+        Command::Leg {
+            conference,
+            participant,
+            op,
+            reply,
+        } => {
+            let result = match conferences.get_mut(&conference) {
+                None => Err(CommandError::NoConference),
+                Some(c) => match op {
+                    LegOp::Take => c
+                        .take_leg(participant)
+                        .map(|l| Some(Box::new(l)))
+                        .ok_or(CommandError::NoParticipant),
+                    LegOp::Play(audio) => c
+                        .leg_mut(participant)
+                        .map(|l| {
+                            l.play(audio);
+                            None
+                        })
+                        .ok_or(CommandError::NoParticipant),
+                    LegOp::DetectDtmf(on) => c
+                        .leg_mut(participant)
+                        .map(|l| {
+                            l.detect_inband_dtmf(on);
+                            None
+                        })
+                        .ok_or(CommandError::NoParticipant),
+                },
+            };
+            let _ = reply.try_send(result);
+        }
         Command::Shutdown => {}
     }
 }
@@ -274,6 +324,7 @@ fn apply(c: &mut ConferenceMedia, control: Control) -> Result<(), CommandError> 
         Control::Hangup(p) => r
             .disconnect(p, crate::conference::DisconnectReason::Hangup)
             .map_err(unknown),
+        Control::Remove(p, reason) => r.disconnect(p, reason).map_err(unknown),
         Control::MuteAll => {
             r.mute_all();
             Ok(())

@@ -3,6 +3,8 @@
 //! - `message`: parsing and writing SIP messages, TCP framing.
 //! - `sdp`: offer/answer for RTP/AVP and RTP/SAVP (SDES) legs.
 //! - `uas`: the sans-I/O call logic (transactions and dialogs of dial-in calls).
+//! - `attendant`: the sans-I/O digit collection (meeting ID, passcode, leader PIN);
+//!   `prompts`: what it says.
 //! - `server`: the tokio shell: UDP and TCP listeners, the engine, the bridge's own hang-ups.
 //!
 //! Why not rsipstack (../shared/DEPENDENCIES.md): its transports drop a malformed request
@@ -10,7 +12,9 @@
 //! and run transactions in tasks of their own; the call logic here is a state machine fed
 //! with bytes and `now`, so every timer and hostile input is tested without sockets.
 
+pub mod attendant;
 pub mod message;
+pub mod prompts;
 pub mod sdp;
 pub mod server;
 pub mod uas;

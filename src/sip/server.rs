@@ -1,7 +1,12 @@
 //! The SIP shell: UDP and TCP listeners on `sip.listen`, one task that owns the dial-in state
-//! machine ([`Uas`]) and drives it with what arrives, and the engine calls its actions ask for
-//! (run on blocking threads: the engine answers within a tick). The bridge's own hang-ups
-//! (eject, media timeout, conference end) come from the engine's event stream.
+//! machine ([`Uas`]) and the attendants, drives them with what arrives, and makes the engine
+//! calls their actions ask for (on blocking threads: the engine answers within a tick). The
+//! bridge's own hang-ups (eject, media timeout, conference end) and RFC 4733 / in-band digits
+//! come from the engine's event stream.
+//!
+//! Callers of the access user, and of meetings with a passcode, first join the lobby (a
+//! conference of its own where everyone waits, hearing only prompts); the attendant collects
+//! their digits, and their leg moves into the meeting once they got them right.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,9 +18,13 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, info, warn};
 
+use super::attendant::{Attendant, AttendantSettings, Outcome};
 use super::message::{MAX_MESSAGE, StreamFramer};
+use super::prompts::Prompts;
 use super::uas::{Action, CallRef, JoinRequest, JoinResult, Peer, Uas, UasSettings};
-use crate::conference::{DisconnectReason, Event, JoinError, ParticipantId, Role, State};
+use crate::conference::{
+    Admission, DisconnectReason, Event, JoinError, ParticipantId, Policy, Role, State,
+};
 use crate::engine::{Engine, EngineError, Joiner};
 use crate::mixer::conference::ConferenceEvent;
 use crate::mixer::{CommandError, Control};
@@ -24,6 +33,19 @@ use crate::mixer::{CommandError, Control};
 const MAX_CONNECTIONS: usize = 1024;
 /// How often the state machine's timers are looked at.
 const TICK: Duration = Duration::from_millis(20);
+/// The conference where callers wait for the attendant (not a meeting ID: those are digits).
+pub const LOBBY: &str = "attendant";
+/// Failed attendant calls from one source within `FAILURE_WINDOW` after which it is refused.
+const FAILURE_WINDOW: Duration = Duration::from_secs(600);
+
+/// What the attendant says and how it counts.
+#[derive(Clone, Debug)]
+pub struct AttendantConfig {
+    pub prompts: Arc<Prompts>,
+    pub settings: AttendantSettings,
+    /// Failed attendant calls per source (in ten minutes) before its calls are refused.
+    pub max_failures_per_source: u32,
+}
 
 /// A running SIP server.
 #[derive(Debug)]
@@ -40,9 +62,18 @@ impl SipServer {
     /// and starts serving.
     pub async fn start(
         mut settings: UasSettings,
+        attendant: AttendantConfig,
         engine: Arc<Engine>,
         events: broadcast::Receiver<ConferenceEvent>,
     ) -> std::io::Result<SipServer> {
+        let lobby = Policy {
+            wait_for_leader: true,
+            ..Policy::default()
+        };
+        match engine.create_conference(LOBBY, lobby) {
+            Ok(_) | Err(EngineError::Command(CommandError::ConferenceExists)) => {}
+            Err(e) => return Err(std::io::Error::other(format!("attendant lobby: {e}"))),
+        }
         let udp = UdpSocket::bind(settings.local).await?;
         let udp_addr = udp.local_addr()?;
         let tcp = match TcpListener::bind(udp_addr).await {
@@ -58,10 +89,10 @@ impl SipServer {
         let (draining, draining_rx) = watch::channel(false);
         let task = tokio::spawn(serve(
             settings,
+            attendant,
             engine,
             events,
-            udp,
-            tcp,
+            (udp, tcp),
             stop_rx,
             draining_rx,
         ));
@@ -87,67 +118,116 @@ impl SipServer {
 
 type Connections = Arc<Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>>;
 
+/// A join's outcome as the shell needs it.
+struct Joined {
+    call: CallRef,
+    result: JoinResult,
+    conference: String,
+    /// The caller goes through the attendant (for this meeting, if it is known).
+    attendant: Option<Option<(String, Arc<Admission>)>>,
+    caller: Caller,
+}
+
+#[derive(Clone, Debug)]
+struct Caller {
+    source: std::net::IpAddr,
+    display_name: String,
+    uri: String,
+}
+
 struct Shell {
     engine: Arc<Engine>,
     udp: Arc<UdpSocket>,
     connections: Connections,
-    joins: mpsc::Sender<(CallRef, JoinResult, String)>,
+    joins: mpsc::Sender<Joined>,
+    /// Moves out of the lobby that finished: into which meeting, or failed.
+    moves: mpsc::Sender<(ParticipantId, Option<String>)>,
     /// Which conference each SIP participant is in.
     meetings: HashMap<ParticipantId, String>,
+    access_user: String,
+    config: AttendantConfig,
+    attendants: HashMap<ParticipantId, (Attendant, Caller)>,
+    failures: HashMap<std::net::IpAddr, (Instant, u32)>,
 }
 
 async fn serve(
     settings: UasSettings,
+    config: AttendantConfig,
     engine: Arc<Engine>,
     mut events: broadcast::Receiver<ConferenceEvent>,
-    udp: UdpSocket,
-    tcp: TcpListener,
+    (udp, tcp): (UdpSocket, TcpListener),
     mut stop: watch::Receiver<bool>,
     mut draining: watch::Receiver<bool>,
 ) {
     info!(local = %settings.local, "sip listening (udp, tcp)");
+    let access_user = settings.access_user.clone();
     let mut uas = Uas::new(settings, os_random);
     let udp = Arc::new(udp);
     let connections: Connections = Arc::default();
     let (frames_tx, mut frames) = mpsc::channel::<(Peer, Vec<u8>)>(1024);
     let accept = tokio::spawn(accept_loop(tcp, frames_tx, Arc::clone(&connections)));
     let (joins_tx, mut joins) = mpsc::channel(1024);
+    let (moves_tx, mut moves) = mpsc::channel(1024);
     let mut shell = Shell {
         engine,
         udp: Arc::clone(&udp),
         connections,
         joins: joins_tx,
+        moves: moves_tx,
         meetings: HashMap::new(),
+        access_user,
+        config,
+        attendants: HashMap::new(),
+        failures: HashMap::new(),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut buf = vec![0u8; MAX_MESSAGE + 1];
     loop {
+        let mut hang_up = Vec::new();
         tokio::select! {
             r = udp.recv_from(&mut buf) => match r {
                 Ok((n, from)) => uas.handle(Instant::now(), Peer { addr: from, connection: None }, &buf[..n]),
                 Err(e) => debug!(error = %e, "sip udp receive"),
             },
             Some((peer, frame)) = frames.recv() => uas.handle(Instant::now(), peer, &frame),
-            Some((call, result, meeting)) = joins.recv() => {
-                if let JoinResult::Joined { participant, .. } = &result {
-                    shell.meetings.insert(*participant, meeting);
-                }
+            Some(joined) = joins.recv() => {
+                let (call, result) = (joined.call, joined.result.clone());
+                shell.joined(joined);
                 uas.joined(Instant::now(), call, result);
             }
+            Some((participant, meeting)) = moves.recv() => match meeting {
+                Some(m) => { shell.meetings.insert(participant, m); }
+                None => hang_up.push(participant),
+            },
             event = events.recv() => match event {
                 Ok(ConferenceEvent { event: Event::State { participant, state: State::Disconnected(reason) }, .. }) => {
-                    if shell.meetings.remove(&participant).is_some() && reason != DisconnectReason::Hangup {
-                        uas.hangup(Instant::now(), participant);
+                    shell.attendants.remove(&participant);
+                    // A move out of the lobby is not the end of the call.
+                    if reason != DisconnectReason::Transferred
+                        && shell.meetings.remove(&participant).is_some()
+                        && reason != DisconnectReason::Hangup
+                    {
+                        hang_up.push(participant);
                     }
+                }
+                Ok(ConferenceEvent { event: Event::Dtmf { participant, digit, .. }, .. }) => {
+                    shell.digit(participant, digit);
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => warn!(lost = n, "sip fell behind the engine's events"),
                 Err(broadcast::error::RecvError::Closed) => break,
             },
-            _ = tick.tick() => uas.tick(Instant::now()),
+            _ = tick.tick() => {
+                let now = Instant::now();
+                uas.tick(now);
+                shell.tick_attendants(now);
+            }
             _ = draining.changed() => uas.set_draining(*draining.borrow()),
             _ = stop.changed() => break,
+        }
+        for p in hang_up {
+            uas.hangup(Instant::now(), p);
         }
         while let Some(action) = uas.poll() {
             shell.act(action).await;
@@ -183,13 +263,38 @@ impl Shell {
             Action::Hold { participant, on } => {
                 self.control(participant, Control::Hold(participant, on))
             }
-            Action::Dtmf { participant, digit } => {
-                debug!(%participant, %digit, "sip info dtmf");
-            }
+            Action::Dtmf { participant, digit } => self.digit(participant, digit),
         }
     }
 
     fn join(&mut self, request: JoinRequest) {
+        let attendant = if request.meeting == self.access_user {
+            Some(None)
+        } else {
+            match self.engine.admission(&request.meeting) {
+                Some(a) if a.passcode.is_some() => Some(Some((request.meeting.clone(), a))),
+                _ => None,
+            }
+        };
+        let caller = Caller {
+            source: request.source,
+            display_name: request.display_name.clone(),
+            uri: request.uri.clone(),
+        };
+        let conference = match attendant {
+            Some(_) => LOBBY.to_owned(),
+            None => request.meeting.clone(),
+        };
+        if attendant.is_some() && self.failed_too_often(request.source, Instant::now()) {
+            let _ = self.joins.try_send(Joined {
+                call: request.call,
+                result: JoinResult::Forbidden,
+                conference,
+                attendant: None,
+                caller,
+            });
+            return;
+        }
         let engine = Arc::clone(&self.engine);
         let joins = self.joins.clone();
         tokio::task::spawn_blocking(move || {
@@ -199,8 +304,14 @@ impl Shell {
                 uri: request.uri,
                 role: Role::Attendee,
             };
-            let result = match engine.add_rtp_leg(&request.meeting, joiner, spec) {
-                Ok((participant, local)) => JoinResult::Joined { participant, local },
+            let result = match engine.add_rtp_leg(&conference, joiner, spec) {
+                Ok((participant, local)) => {
+                    if attendant.is_some() {
+                        // Gateways often send digits as tones in the audio.
+                        let _ = engine.detect_dtmf(&conference, participant, true);
+                    }
+                    JoinResult::Joined { participant, local }
+                }
                 Err(EngineError::Command(CommandError::NoConference)) => JoinResult::NoConference,
                 Err(EngineError::Command(CommandError::Join(JoinError::Locked))) => {
                     JoinResult::Locked
@@ -211,8 +322,119 @@ impl Shell {
                 }
                 Err(_) => JoinResult::Unavailable,
             };
-            let _ = joins.blocking_send((request.call, result, request.meeting));
+            let _ = joins.blocking_send(Joined {
+                call: request.call,
+                result,
+                conference,
+                attendant,
+                caller,
+            });
         });
+    }
+
+    fn joined(&mut self, joined: Joined) {
+        let JoinResult::Joined { participant, .. } = joined.result else {
+            return;
+        };
+        self.meetings.insert(participant, joined.conference);
+        if let Some(meeting) = joined.attendant {
+            let (attendant, first) = Attendant::new(Instant::now(), self.config.settings, meeting);
+            self.attendants
+                .insert(participant, (attendant, joined.caller));
+            self.carry_out(participant, first);
+        }
+    }
+
+    fn failed_too_often(&mut self, source: std::net::IpAddr, now: Instant) -> bool {
+        self.failures
+            .retain(|_, (since, _)| now.saturating_duration_since(*since) < FAILURE_WINDOW);
+        self.failures
+            .get(&source)
+            .is_some_and(|(_, n)| *n >= self.config.max_failures_per_source)
+    }
+
+    /// A digit from a participant: the attendant's, if it is at the attendant.
+    fn digit(&mut self, participant: ParticipantId, digit: char) {
+        let engine = Arc::clone(&self.engine);
+        let directory = move |m: &str| {
+            // The lobby is no meeting; neither is the access user.
+            if m == LOBBY {
+                None
+            } else {
+                engine.admission(m)
+            }
+        };
+        let Some((attendant, _)) = self.attendants.get_mut(&participant) else {
+            return;
+        };
+        let outcomes = attendant.digit(Instant::now(), digit, &directory);
+        self.carry_out(participant, outcomes);
+    }
+
+    fn tick_attendants(&mut self, now: Instant) {
+        let engine = Arc::clone(&self.engine);
+        let directory = move |m: &str| {
+            if m == LOBBY {
+                None
+            } else {
+                engine.admission(m)
+            }
+        };
+        let mut all = Vec::new();
+        for (p, (attendant, _)) in &mut self.attendants {
+            let outcomes = attendant.tick(now, &directory);
+            if !outcomes.is_empty() {
+                all.push((*p, outcomes));
+            }
+        }
+        for (p, outcomes) in all {
+            self.carry_out(p, outcomes);
+        }
+        self.attendants.retain(|_, (a, _)| !a.finished());
+    }
+
+    fn carry_out(&mut self, participant: ParticipantId, outcomes: Vec<Outcome>) {
+        for outcome in outcomes {
+            let engine = Arc::clone(&self.engine);
+            match outcome {
+                Outcome::Play(prompt) => {
+                    let audio = self.config.prompts.audio(prompt);
+                    tokio::task::spawn_blocking(move || {
+                        let _ = engine.play(LOBBY, participant, Some(audio));
+                    });
+                }
+                Outcome::Join { meeting, role } => {
+                    let Some((_, caller)) = self.attendants.get(&participant) else {
+                        continue;
+                    };
+                    let joiner = Joiner {
+                        display_name: caller.display_name.clone(),
+                        uri: caller.uri.clone(),
+                        role,
+                    };
+                    let moves = self.moves.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let _ = engine.detect_dtmf(LOBBY, participant, false);
+                        let moved = engine.move_leg(LOBBY, participant, &meeting, joiner);
+                        if let Err(e) = &moved {
+                            debug!(error = %e, %meeting, "attendant: could not move the caller");
+                        }
+                        let _ = moves.blocking_send((participant, moved.ok().map(|()| meeting)));
+                    });
+                }
+                Outcome::Hangup => {
+                    if let Some((_, caller)) = self.attendants.get(&participant) {
+                        let now = Instant::now();
+                        let entry = self.failures.entry(caller.source).or_insert((now, 0));
+                        entry.1 += 1;
+                    }
+                    self.control(
+                        participant,
+                        Control::Remove(participant, DisconnectReason::AttendantFailed),
+                    );
+                }
+            }
+        }
     }
 
     fn control(&mut self, participant: ParticipantId, control: Control) {

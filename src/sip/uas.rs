@@ -56,6 +56,8 @@ pub struct JoinRequest {
     pub negotiated: Negotiated,
     /// Our SDES key when the leg is secured.
     pub local_key: Option<KeyMaterial>,
+    /// The caller's address (the attendant limits failed attempts per source).
+    pub source: IpAddr,
 }
 
 /// The engine's answer to a join.
@@ -70,6 +72,8 @@ pub enum JoinResult {
     Full,
     Ended,
     Unavailable,
+    /// Too many failed attendant attempts from this source.
+    Forbidden,
 }
 
 /// What the shell must do.
@@ -408,15 +412,6 @@ impl Uas {
         let Some(meeting) = msg.request_user().map(str::to_owned) else {
             return self.reply(now, peer, msg, 404, "Not Found");
         };
-        if meeting == self.settings.access_user {
-            return self.reply(
-                now,
-                peer,
-                msg,
-                480,
-                "Temporarily Unavailable (attendant not available)",
-            );
-        }
         if msg.body.is_empty() {
             return self.reply(
                 now,
@@ -485,6 +480,7 @@ impl Uas {
             uri,
             negotiated,
             local_key,
+            source: peer.addr.ip(),
         })));
     }
 
@@ -522,6 +518,7 @@ impl Uas {
             JoinResult::Full => (486, "Busy Here (conference full)"),
             JoinResult::Ended => (404, "Not Found (conference ended)"),
             JoinResult::Unavailable => (503, "Service Unavailable"),
+            JoinResult::Forbidden => (403, "Forbidden (too many failed attempts)"),
         };
         let Some(c) = self.calls.get_mut(&call.0) else {
             return;

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use confab::engine::Engine;
 use confab::media::codec::Codec;
-use confab::sip::server::SipServer;
+use confab::sip::attendant::AttendantSettings;
+use confab::sip::prompts::Prompts;
+use confab::sip::server::{AttendantConfig, SipServer};
 use confab::sip::uas::UasSettings;
 
 /// A bridge with SIP on a free loopback port.
@@ -48,6 +50,11 @@ impl SipBridge {
         let sip = runtime
             .block_on(SipServer::start(
                 settings,
+                AttendantConfig {
+                    prompts: Arc::new(Prompts::embedded().unwrap()),
+                    settings: AttendantSettings::default(),
+                    max_failures_per_source: 3,
+                },
                 Arc::clone(&engine),
                 events.subscribe(),
             ))
@@ -102,6 +109,7 @@ pub fn tone_wav(path: &Path, rate: u32, freq: f32, seconds: u32) {
 pub struct Baresip {
     pub dir: PathBuf,
     child: Child,
+    stdin: Option<std::process::ChildStdin>,
 }
 
 pub struct BaresipOptions<'a> {
@@ -111,6 +119,8 @@ pub struct BaresipOptions<'a> {
     pub tone_hz: f32,
     pub target: String,
     pub seconds: u32,
+    /// Commands can be typed (`Baresip::type_command`), e.g. `/sndcode 1234#` for RFC 4733.
+    pub interactive: bool,
 }
 
 impl Baresip {
@@ -128,8 +138,13 @@ impl Baresip {
              audio_player aubridge,null-{name}\nrtp_ports {rtp}-{rtp_end}\n\
              snd_path {rec}\nmodule_path /usr/lib/baresip/modules\n\
              module g711.so\nmodule g722.so\nmodule opus.so\nmodule srtp.so\n\
-             module aufile.so\nmodule aubridge.so\nmodule sndfile.so\n\
+             module aufile.so\nmodule aubridge.so\nmodule sndfile.so\n{stdio}\
              module_tmp account.so\nmodule_app menu.so\n",
+            stdio = if o.interactive {
+                "module stdio.so\n"
+            } else {
+                ""
+            },
             wav = wav.display(),
             name = o.name,
             rtp_end = rtp + 9,
@@ -147,17 +162,36 @@ impl Baresip {
         )
         .unwrap();
         let log = std::fs::File::create(dir.join("baresip.log")).unwrap();
-        let child = Command::new("baresip")
+        let mut child = Command::new("baresip")
             .arg("-f")
             .arg(&dir)
             .args(["-e", &format!("/dial {}", o.target)])
             .args(["-t", &o.seconds.to_string()])
-            .stdin(Stdio::null())
+            .stdin(if o.interactive {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("baresip (Debian package baresip-core) is needed for this test");
-        Baresip { dir, child }
+        let stdin = child.stdin.take();
+        Baresip { dir, child, stdin }
+    }
+
+    /// Types a command at baresip's prompt (interactive instances only).
+    pub fn type_command(&mut self, command: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("not an interactive baresip");
+        stdin.write_all(command.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Whether baresip has quit.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// Waits for baresip to quit by itself (bounded), killing it past `limit`.
