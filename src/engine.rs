@@ -66,6 +66,15 @@ pub struct Joiner {
     pub role: Role,
 }
 
+/// Ports held for a dial-out until it is answered (they go back to the pool when dropped).
+#[derive(Debug)]
+pub struct ReservedPorts {
+    /// The RTP address the offer names (RTCP is on the port above).
+    pub local: SocketAddr,
+    sockets: (std::net::UdpSocket, Option<std::net::UdpSocket>),
+    lease: crate::media::ports::PortLease,
+}
+
 /// The running media engine.
 pub struct Engine {
     mixers: Vec<MixerHandle>,
@@ -209,6 +218,67 @@ impl Engine {
             .map_err(|_| EngineError::Stopped)?
             .insert(id, (mixer, Arc::new(admission)));
         Ok(counters)
+    }
+
+    /// A dial-out: reserves the RTP and RTCP ports the offer will name and puts the participant
+    /// in the roster as `inviting`. The call's answer gives the leg ([`Engine::answered`]).
+    pub fn invite(
+        &self,
+        conference: &str,
+        joiner: Joiner,
+    ) -> Result<(ParticipantId, ReservedPorts), EngineError> {
+        let (mixer, id) = self.mixer_of(conference)?;
+        let (socket, rtcp, lease) = self
+            .ports
+            .bind(true)
+            .map_err(|_| EngineError::PortsExhausted)?;
+        let participant = ParticipantId(self.next_participant.fetch_add(1, Ordering::Relaxed));
+        let local = socket.local_addr().map_err(EngineError::Leg)?;
+        let joining = Joining {
+            id: participant,
+            display_name: joiner.display_name,
+            uri: joiner.uri,
+            role: joiner.role,
+        };
+        self.call(mixer, |reply| Command::Invite {
+            conference: id,
+            joining,
+            reply,
+        })?;
+        Ok((
+            participant,
+            ReservedPorts {
+                local,
+                sockets: (socket, rtcp),
+                lease,
+            },
+        ))
+    }
+
+    /// A dial-out was answered with `spec`: its leg joins the mix on the reserved ports.
+    pub fn answered(
+        &self,
+        conference: &str,
+        participant: ParticipantId,
+        ports: ReservedPorts,
+        spec: LegSpec,
+    ) -> Result<(), EngineError> {
+        let (mixer, id) = self.mixer_of(conference)?;
+        let leg = RtpLeg::new(
+            participant,
+            spec,
+            ports.sockets,
+            ports.lease,
+            Instant::now(),
+            random_ssrc(participant),
+            self.settings.leg_timers,
+        )
+        .map_err(EngineError::Leg)?;
+        self.call(mixer, |reply| Command::Answered {
+            conference: id,
+            leg: Box::new(leg),
+            reply,
+        })
     }
 
     /// Adds an RTP leg to a conference; returns the participant and the local RTP address the

@@ -52,6 +52,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 trusted: config.sip.trusted.clone(),
                 access_user: config.sip.access_user.clone(),
                 codecs: config.sip.codec_preference(),
+                outbound_proxy: config.sip.outbound_proxy.clone(),
                 max_calls: config.sip.max_calls,
                 invites_per_second: config.sip.invites_per_second,
             },

@@ -38,6 +38,8 @@ pub enum DisconnectReason {
     MediaTimeout,
     ConferenceEnded,
     Full,
+    /// A dial-out the called party declined (SIP 603).
+    Declined,
     /// Moved to another conference (from the attendant into the meeting the caller keyed).
     Transferred,
     /// Gave up at the attendant (wrong meeting ID or passcode too often).
@@ -57,6 +59,7 @@ impl DisconnectReason {
             DisconnectReason::MediaTimeout => "media-timeout",
             DisconnectReason::ConferenceEnded => "conference-ended",
             DisconnectReason::Full => "full",
+            DisconnectReason::Declined => "declined",
             DisconnectReason::Transferred => "transferred",
             DisconnectReason::AttendantFailed => "attendant-failed",
         }
@@ -102,6 +105,8 @@ pub struct Participant {
     pub media_ready: bool,
     /// The caller put the call on hold (SIP sendonly/inactive): neither mixed nor sent the mix.
     pub on_hold: bool,
+    /// The last SIP status of the participant's call (a dial-out's 180, 200 or 486, say).
+    pub sip_status: Option<u16>,
 }
 
 /// Who may join and how.
@@ -272,6 +277,7 @@ impl Roster {
             speaking: false,
             media_ready: false,
             on_hold: false,
+            sip_status: None,
         });
         self.events.push_back(Event::State {
             participant: joining.id,
@@ -466,6 +472,16 @@ impl Roster {
     pub fn dominant_speaker(&mut self, id: ParticipantId) {
         self.events
             .push_back(Event::DominantSpeaker { participant: id });
+    }
+
+    /// Records the last SIP status of a participant's call.
+    pub fn set_sip_status(
+        &mut self,
+        id: ParticipantId,
+        code: u16,
+    ) -> Result<(), UnknownParticipant> {
+        self.find_mut(id)?.sip_status = Some(code);
+        Ok(())
     }
 
     /// Puts a participant on hold or takes it off (no event: the state does not change).

@@ -134,6 +134,21 @@ impl ConferenceMedia {
         leg: RtpLeg,
     ) -> Result<(), crate::conference::JoinError> {
         self.roster.join(joining)?;
+        self.take_in(leg);
+        Ok(())
+    }
+
+    /// The leg of an answered dial-out (the participant is in the roster, `inviting`).
+    pub fn attach_leg(&mut self, leg: RtpLeg) -> Result<(), crate::mixer::CommandError> {
+        self.roster
+            .answered(leg.participant)
+            .map_err(|_| crate::mixer::CommandError::NoParticipant)?;
+        self.take_in(leg);
+        Ok(())
+    }
+
+    /// Takes a leg into the mix. Allocates (a group encoder for a new codec and packet time).
+    fn take_in(&mut self, leg: RtpLeg) {
         let spec = *leg.spec();
         let group = match self
             .groups
@@ -162,7 +177,6 @@ impl ConferenceMedia {
         self.dominant.add(leg.participant);
         self.legs.push(leg);
         self.leg_groups.push(group);
-        Ok(())
     }
 
     /// A leg, to act on it between ticks.

@@ -27,6 +27,8 @@ pub enum Control {
     Mute(ParticipantId, bool),
     Deaf(ParticipantId, bool),
     Hold(ParticipantId, bool),
+    /// The last SIP status of the participant's call.
+    SipStatus(ParticipantId, u16),
     Eject(ParticipantId),
     Hangup(ParticipantId),
     /// Disconnect with a reason of the caller's choosing.
@@ -73,6 +75,18 @@ pub enum Command {
     AddLeg {
         conference: ConferenceId,
         joining: Joining,
+        leg: Box<RtpLeg>,
+        reply: Reply<()>,
+    },
+    /// A dial-out: the participant is `inviting`, with no leg yet.
+    Invite {
+        conference: ConferenceId,
+        joining: Joining,
+        reply: Reply<()>,
+    },
+    /// A dial-out was answered: its leg joins the mix (`connecting`, then `connected`).
+    Answered {
+        conference: ConferenceId,
         leg: Box<RtpLeg>,
         reply: Reply<()>,
     },
@@ -249,6 +263,28 @@ fn handle(command: Command, conferences: &mut HashMap<ConferenceId, ConferenceMe
             };
             let _ = reply.try_send(result);
         }
+        Command::Invite {
+            conference,
+            joining,
+            reply,
+        } => {
+            let result = match conferences.get_mut(&conference) {
+                None => Err(CommandError::NoConference),
+                Some(c) => c.roster.invite(joining).map_err(CommandError::from),
+            };
+            let _ = reply.try_send(result);
+        }
+        Command::Answered {
+            conference,
+            leg,
+            reply,
+        } => {
+            let result = match conferences.get_mut(&conference) {
+                None => Err(CommandError::NoConference),
+                Some(c) => c.attach_leg(*leg),
+            };
+            let _ = reply.try_send(result);
+        }
         Command::Control {
             conference,
             control,
@@ -320,6 +356,7 @@ fn apply(c: &mut ConferenceMedia, control: Control) -> Result<(), CommandError> 
         Control::Mute(p, on) => r.set_muted(p, on).map_err(unknown),
         Control::Deaf(p, on) => r.set_deaf(p, on).map_err(unknown),
         Control::Hold(p, on) => r.set_hold(p, on).map_err(unknown),
+        Control::SipStatus(p, code) => r.set_sip_status(p, code).map_err(unknown),
         Control::Eject(p) => r.eject(p).map_err(unknown),
         Control::Hangup(p) => r
             .disconnect(p, crate::conference::DisconnectReason::Hangup)

@@ -379,6 +379,39 @@ pub fn answer(
     s
 }
 
+/// Our offer for a dial-out: every codec of `preference` (RTP/AVP, dynamic payload type 111
+/// for Opus), telephone-event at 8000, RTCP on the port above `local`.
+pub fn offer(local: SocketAddr, preference: &[Codec], session_id: u64) -> String {
+    let ip = local.ip();
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "v=0\r\no=confab {session_id} 1 IN {family} {ip}\r\ns=confab\r\nc=IN {family} {ip}\r\nt=0 0\r\n"
+    );
+    let _ = write!(s, "m=audio {} RTP/AVP", local.port());
+    for c in preference {
+        let _ = write!(s, " {}", c.default_payload_type());
+    }
+    s.push_str(" 101\r\n");
+    for c in preference {
+        match c {
+            Codec::Opus => s.push_str(
+                "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1;stereo=0;sprop-stereo=0\r\n",
+            ),
+            c => {
+                let _ = write!(s, "a=rtpmap:{} {}/8000\r\n", c.default_payload_type(), c.name());
+            }
+        }
+    }
+    let _ = write!(
+        s,
+        "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=rtcp:{}\r\na=sendrecv\r\n",
+        local.port() + 1
+    );
+    s
+}
+
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 pub fn base64_encode(bytes: &[u8]) -> String {

@@ -217,3 +217,15 @@ fn base64_round_trip() {
     assert_eq!(base64_encode(b"Ma"), "TWE=");
     assert_eq!(base64_decode("!!"), None);
 }
+
+#[test]
+fn our_offer_answered_by_ourselves() {
+    let text = super::offer(local(), &PREFERENCE, 5);
+    let parsed = Session::parse(text.as_bytes()).unwrap();
+    assert_eq!(parsed.medias[0].fmt, "111 9 0 8 101");
+    // Answering our own offer with G.711 only picks PCMU and our RTCP port.
+    let n = negotiate(text.as_bytes(), &[Codec::Pcmu]).unwrap();
+    assert_eq!((n.codec, n.payload_type), (Codec::Pcmu, 0));
+    assert_eq!(n.remote_rtcp, Some("127.0.0.1:20001".parse().unwrap()));
+    assert_eq!(n.telephone_event.map(|t| t.payload_type), Some(101));
+}

@@ -54,7 +54,33 @@ pub struct SipServer {
     pub tcp: SocketAddr,
     stop: watch::Sender<bool>,
     draining: watch::Sender<bool>,
+    dials: mpsc::Sender<DialCommand>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Why a dial-out could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("`{0}` is not a SIP URI with a reachable host")]
+    BadTarget(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("the SIP server is not running")]
+    Stopped,
+}
+
+/// A dial-out asked of the serving task.
+#[derive(Debug)]
+struct DialCommand {
+    meeting: String,
+    target: String,
+    joiner: Joiner,
+    reply: tokio::sync::oneshot::Sender<Result<ParticipantId, DialError>>,
+}
+
+/// A dial-out whose leg waits for the answer.
+struct PendingDial {
+    ports: crate::engine::ReservedPorts,
 }
 
 impl SipServer {
@@ -87,22 +113,45 @@ impl SipServer {
         settings.local = udp_addr;
         let (stop, stop_rx) = watch::channel(false);
         let (draining, draining_rx) = watch::channel(false);
+        let (dials, dials_rx) = mpsc::channel(256);
         let task = tokio::spawn(serve(
             settings,
             attendant,
             engine,
             events,
             (udp, tcp),
-            stop_rx,
-            draining_rx,
+            dials_rx,
+            (stop_rx, draining_rx),
         ));
         Ok(SipServer {
             udp: udp_addr,
             tcp: tcp_addr,
             stop,
             draining,
+            dials,
             task,
         })
+    }
+
+    /// Calls `target` (a SIP URI) into `meeting` through the outbound proxy, or directly. The
+    /// participant is `inviting` at once; the call's progress shows in the roster.
+    pub async fn dial(
+        &self,
+        meeting: &str,
+        target: &str,
+        joiner: Joiner,
+    ) -> Result<ParticipantId, DialError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.dials
+            .send(DialCommand {
+                meeting: meeting.to_owned(),
+                target: target.to_owned(),
+                joiner,
+                reply,
+            })
+            .await
+            .map_err(|_| DialError::Stopped)?;
+        answer.await.map_err(|_| DialError::Stopped)?
     }
 
     /// While draining, new calls and OPTIONS get 503; calls in progress go on.
@@ -148,6 +197,21 @@ struct Shell {
     config: AttendantConfig,
     attendants: HashMap<ParticipantId, (Attendant, Caller)>,
     failures: HashMap<std::net::IpAddr, (Instant, u32)>,
+    codecs: Vec<crate::media::codec::Codec>,
+    outbound_proxy: Option<String>,
+    dialing: HashMap<ParticipantId, PendingDial>,
+    /// Dial-outs whose participant and ports are ready: their INVITE is to be sent.
+    started: mpsc::Sender<Started>,
+}
+
+/// A dial-out ready to be sent.
+struct Started {
+    participant: ParticipantId,
+    meeting: String,
+    pending: PendingDial,
+    target: String,
+    to: SocketAddr,
+    offer: String,
 }
 
 async fn serve(
@@ -156,11 +220,13 @@ async fn serve(
     engine: Arc<Engine>,
     mut events: broadcast::Receiver<ConferenceEvent>,
     (udp, tcp): (UdpSocket, TcpListener),
-    mut stop: watch::Receiver<bool>,
-    mut draining: watch::Receiver<bool>,
+    mut dials: mpsc::Receiver<DialCommand>,
+    (mut stop, mut draining): (watch::Receiver<bool>, watch::Receiver<bool>),
 ) {
     info!(local = %settings.local, "sip listening (udp, tcp)");
     let access_user = settings.access_user.clone();
+    let codecs = settings.codecs.clone();
+    let outbound_proxy = settings.outbound_proxy.clone();
     let mut uas = Uas::new(settings, os_random);
     let udp = Arc::new(udp);
     let connections: Connections = Arc::default();
@@ -168,6 +234,7 @@ async fn serve(
     let accept = tokio::spawn(accept_loop(tcp, frames_tx, Arc::clone(&connections)));
     let (joins_tx, mut joins) = mpsc::channel(1024);
     let (moves_tx, mut moves) = mpsc::channel(1024);
+    let (started_tx, mut started) = mpsc::channel(256);
     let mut shell = Shell {
         engine,
         udp: Arc::clone(&udp),
@@ -179,6 +246,10 @@ async fn serve(
         config,
         attendants: HashMap::new(),
         failures: HashMap::new(),
+        codecs,
+        outbound_proxy,
+        dialing: HashMap::new(),
+        started: started_tx,
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -196,6 +267,12 @@ async fn serve(
                 shell.joined(joined);
                 uas.joined(Instant::now(), call, result);
             }
+            Some(command) = dials.recv() => shell.dial(command),
+            Some(s) = started.recv() => {
+                shell.meetings.insert(s.participant, s.meeting);
+                shell.dialing.insert(s.participant, s.pending);
+                uas.dial(Instant::now(), s.participant, &s.target, Peer { addr: s.to, connection: None }, s.offer);
+            }
             Some((participant, meeting)) = moves.recv() => match meeting {
                 Some(m) => { shell.meetings.insert(participant, m); }
                 None => hang_up.push(participant),
@@ -203,6 +280,7 @@ async fn serve(
             event = events.recv() => match event {
                 Ok(ConferenceEvent { event: Event::State { participant, state: State::Disconnected(reason) }, .. }) => {
                     shell.attendants.remove(&participant);
+                    shell.dialing.remove(&participant);
                     // A move out of the lobby is not the end of the call.
                     if reason != DisconnectReason::Transferred
                         && shell.meetings.remove(&participant).is_some()
@@ -264,6 +342,26 @@ impl Shell {
                 self.control(participant, Control::Hold(participant, on))
             }
             Action::Dtmf { participant, digit } => self.digit(participant, digit),
+            Action::Progress { participant, code } => {
+                self.control(participant, Control::SipStatus(participant, code));
+            }
+            Action::Answered {
+                participant,
+                answer,
+            } => self.answered(participant, &answer),
+            Action::Failed { participant, code } => {
+                self.dialing.remove(&participant);
+                let reason = match code {
+                    486 | 600 => DisconnectReason::Busy,
+                    408 | 480 | 487 => DisconnectReason::NoAnswer,
+                    603 => DisconnectReason::Declined,
+                    _ => DisconnectReason::Rejected,
+                };
+                self.control(participant, Control::SipStatus(participant, code));
+                self.control(participant, Control::Remove(participant, reason));
+                // The call is over on both sides: no BYE when the roster says so.
+                self.meetings.remove(&participant);
+            }
         }
     }
 
@@ -343,6 +441,84 @@ impl Shell {
                 .insert(participant, (attendant, joined.caller));
             self.carry_out(participant, first);
         }
+    }
+
+    fn dial(&mut self, command: DialCommand) {
+        let DialCommand {
+            meeting,
+            target,
+            joiner,
+            reply,
+        } = command;
+        let host = match &self.outbound_proxy {
+            Some(proxy) => sip_host(proxy),
+            None => sip_host(&target),
+        };
+        let Some(host) = host.filter(|_| target.starts_with("sip:")) else {
+            let _ = reply.send(Err(DialError::BadTarget(target)));
+            return;
+        };
+        let engine = Arc::clone(&self.engine);
+        let started = self.started.clone();
+        let codecs = self.codecs.clone();
+        tokio::spawn(async move {
+            let Ok(Some(to)) = tokio::net::lookup_host(host.as_str())
+                .await
+                .map(|mut a| a.next())
+            else {
+                let _ = reply.send(Err(DialError::BadTarget(target)));
+                return;
+            };
+            let m = meeting.clone();
+            let invited = tokio::task::spawn_blocking(move || engine.invite(&m, joiner)).await;
+            match invited {
+                Ok(Ok((participant, ports))) => {
+                    let offer = super::sdp::offer(ports.local, &codecs, participant.0);
+                    let ready = Started {
+                        participant,
+                        meeting,
+                        pending: PendingDial { ports },
+                        target,
+                        to,
+                        offer,
+                    };
+                    let _ = started.send(ready).await;
+                    let _ = reply.send(Ok(participant));
+                }
+                Ok(Err(e)) => {
+                    let _ = reply.send(Err(DialError::Engine(e)));
+                }
+                Err(_) => {
+                    let _ = reply.send(Err(DialError::Stopped));
+                }
+            }
+        });
+    }
+
+    fn answered(&mut self, participant: ParticipantId, answer: &[u8]) {
+        let Some(pending) = self.dialing.remove(&participant) else {
+            return;
+        };
+        let Some(meeting) = self.meetings.get(&participant).cloned() else {
+            return;
+        };
+        let spec = match super::sdp::negotiate(answer, &self.codecs) {
+            Ok(n) => n.leg_spec(None),
+            Err(e) => {
+                debug!(error = %e, "dial-out answer not usable");
+                let _ = self.moves.try_send((participant, None));
+                return;
+            }
+        };
+        self.control(participant, Control::SipStatus(participant, 200));
+        let engine = Arc::clone(&self.engine);
+        let moves = self.moves.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = engine.answered(&meeting, participant, pending.ports, spec) {
+                debug!(error = %e, "dial-out answered but its leg could not join");
+                let _ = moves.blocking_send((participant, None));
+            }
+        });
     }
 
     fn failed_too_often(&mut self, source: std::net::IpAddr, now: Instant) -> bool {
@@ -515,6 +691,20 @@ async fn accept_loop(
             writer.abort();
         });
     }
+}
+
+/// `host:port` of a SIP URI (`sip:user@host:port;params`), port 5060 when none is given.
+fn sip_host(uri: &str) -> Option<String> {
+    let rest = uri.strip_prefix("sip:")?;
+    let host_port = rest.rsplit('@').next()?.split([';', '?']).next()?;
+    if host_port.is_empty() {
+        return None;
+    }
+    Some(if host_port.contains(':') && !host_port.ends_with(']') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5060")
+    })
 }
 
 /// Unpredictable bytes from the operating system. Should it fail (it does not on Linux), a

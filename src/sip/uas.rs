@@ -28,6 +28,10 @@ const TIMEOUT: Duration = Duration::from_secs(32);
 pub const MIN_SE: u32 = 90;
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
 
+#[path = "dialout.rs"]
+mod dialout;
+pub use dialout::RING_TIMEOUT;
+
 /// Where a message came from or goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Peer {
@@ -97,6 +101,21 @@ pub enum Action {
         participant: ParticipantId,
         digit: char,
     },
+    /// A dial-out's provisional response (180 ringing, 183 progress).
+    Progress {
+        participant: ParticipantId,
+        code: u16,
+    },
+    /// A dial-out was answered with this SDP answer.
+    Answered {
+        participant: ParticipantId,
+        answer: Vec<u8>,
+    },
+    /// A dial-out failed with this final status (408 when nobody answered).
+    Failed {
+        participant: ParticipantId,
+        code: u16,
+    },
 }
 
 /// Settings of the dial-in side.
@@ -107,6 +126,8 @@ pub struct UasSettings {
     pub trusted: Vec<crate::config::Network>,
     pub access_user: String,
     pub codecs: Vec<Codec>,
+    /// Where dial-outs go (`sip:host:port`); none: straight to the target.
+    pub outbound_proxy: Option<String>,
     pub max_calls: usize,
     /// New INVITEs accepted per source address and second; more get 503.
     pub invites_per_second: u32,
@@ -160,6 +181,41 @@ struct Call {
     on_hold: bool,
 }
 
+impl Call {
+    /// The dialog of an answered dial-out, held as a confirmed dial-in call.
+    fn confirmed(
+        call_id: String,
+        local_tag: String,
+        invite: Message,
+        invite_branch: String,
+        peer: Peer,
+        participant: ParticipantId,
+        now: Instant,
+    ) -> Self {
+        Call {
+            call_id,
+            local_tag,
+            invite,
+            invite_branch,
+            peer,
+            state: CallState::Confirmed,
+            participant: Some(participant),
+            negotiated: None,
+            local_media: None,
+            local_key: None,
+            sdp_version: 1,
+            final_response: None,
+            retransmit_at: None,
+            interval: T1,
+            deadline: now + TIMEOUT,
+            bye: None,
+            local_cseq: 1,
+            session_expires: None,
+            on_hold: false,
+        }
+    }
+}
+
 /// The dial-in state machine.
 #[derive(Debug)]
 pub struct Uas {
@@ -173,6 +229,9 @@ pub struct Uas {
     /// Final responses to non-INVITE requests, for their retransmissions.
     cache: HashMap<(String, String), (Vec<u8>, Instant)>,
     flood: HashMap<IpAddr, (Instant, u32)>,
+    /// Dial-outs by the branch of their INVITE, and which participant has which.
+    outcalls: HashMap<String, dialout::OutCall>,
+    by_participant_out: HashMap<ParticipantId, String>,
     draining: bool,
     actions: VecDeque<Action>,
     pub stats: UasStats,
@@ -191,6 +250,8 @@ impl Uas {
             by_participant: HashMap::new(),
             cache: HashMap::new(),
             flood: HashMap::new(),
+            outcalls: HashMap::new(),
+            by_participant_out: HashMap::new(),
             draining: false,
             actions: VecDeque::new(),
             stats: UasStats::default(),
@@ -208,7 +269,12 @@ impl Uas {
 
     /// Calls, dialogs and cached responses held (all bounded in time).
     pub fn state_size(&self) -> usize {
-        self.calls.len() + self.by_branch.len() + self.by_dialog.len() + self.cache.len()
+        self.calls.len()
+            + self.by_branch.len()
+            + self.by_dialog.len()
+            + self.cache.len()
+            + self.outcalls.len()
+            + self.by_participant_out.len()
     }
 
     fn token(&self, bytes: usize) -> String {
@@ -272,7 +338,7 @@ impl Uas {
             }
         };
         match &msg.start {
-            StartLine::Response { .. } => self.response(peer, &msg),
+            StartLine::Response { .. } => self.response(now, peer, &msg),
             StartLine::Request { method, .. } => {
                 let method = method.clone();
                 self.request(now, peer, &msg, &method);
@@ -711,7 +777,10 @@ impl Uas {
         }
     }
 
-    fn response(&mut self, _peer: Peer, msg: &Message) {
+    fn response(&mut self, now: Instant, _peer: Peer, msg: &Message) {
+        if self.dial_response(now, msg) {
+            return;
+        }
         // Answers to our BYEs.
         let Some(branch) = msg.branch() else { return };
         let found = self
@@ -729,6 +798,9 @@ impl Uas {
     /// The bridge ended a participant's call (ejected, media timeout, conference ended):
     /// BYE the caller.
     pub fn hangup(&mut self, now: Instant, participant: ParticipantId) {
+        if self.cancel_dial(participant) {
+            return;
+        }
         let Some(&id) = self.by_participant.get(&participant) else {
             return;
         };
@@ -790,6 +862,7 @@ impl Uas {
 
     /// Retransmissions, timeouts and expiry; call it every few tens of milliseconds.
     pub fn tick(&mut self, now: Instant) {
+        self.tick_dials(now);
         self.cache.retain(|_, (_, expires)| *expires > now);
         self.flood
             .retain(|_, (since, _)| now.saturating_duration_since(*since) < Duration::from_secs(2));

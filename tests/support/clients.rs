@@ -19,6 +19,8 @@ pub struct SipBridge {
     pub runtime: tokio::runtime::Runtime,
     pub engine: Arc<Engine>,
     pub sip: Option<SipServer>,
+    /// The engine's events, for more subscribers.
+    pub events: tokio::sync::broadcast::Sender<confab::mixer::conference::ConferenceEvent>,
 }
 
 impl SipBridge {
@@ -44,6 +46,7 @@ impl SipBridge {
             trusted: vec![confab::config::Network::loopback_v4()],
             access_user: "conference".into(),
             codecs: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma],
+            outbound_proxy: None,
             max_calls: 1000,
             invites_per_second: 200,
         };
@@ -63,6 +66,7 @@ impl SipBridge {
             runtime,
             engine,
             sip: Some(sip),
+            events,
         }
     }
 
@@ -108,6 +112,8 @@ pub fn tone_wav(path: &Path, rate: u32, freq: f32, seconds: u32) {
 /// A baresip instance in its own config directory.
 pub struct Baresip {
     pub dir: PathBuf,
+    /// Where this baresip takes SIP.
+    pub sip_port: u16,
     child: Child,
     stdin: Option<std::process::ChildStdin>,
 }
@@ -124,7 +130,8 @@ pub struct BaresipOptions<'a> {
 }
 
 impl Baresip {
-    /// Starts baresip, which dials `target` at once and quits after `seconds` (with a BYE).
+    /// Starts baresip, which dials `target` at once (none: it waits for calls and answers
+    /// them itself) and quits after `seconds` (with a BYE).
     pub fn dial(root: &Path, o: BaresipOptions<'_>) -> Self {
         let dir = root.join(o.name);
         std::fs::create_dir_all(dir.join("rec")).unwrap();
@@ -155,17 +162,20 @@ impl Baresip {
         std::fs::write(
             dir.join("accounts"),
             format!(
-                "<sip:{name}@127.0.0.1:{sip_port}>;regint=0;answermode=manual;audio_codecs={codec}{enc}\n",
+                "<sip:{name}@127.0.0.1:{sip_port}>;regint=0;answermode={mode};audio_codecs={codec}{enc}\n",
                 name = o.name,
-                codec = o.codec
+                codec = o.codec,
+                mode = if o.target.is_empty() { "auto" } else { "manual" },
             ),
         )
         .unwrap();
         let log = std::fs::File::create(dir.join("baresip.log")).unwrap();
-        let mut child = Command::new("baresip")
-            .arg("-f")
-            .arg(&dir)
-            .args(["-e", &format!("/dial {}", o.target)])
+        let mut command = Command::new("baresip");
+        command.arg("-f").arg(&dir);
+        if !o.target.is_empty() {
+            command.args(["-e", &format!("/dial {}", o.target)]);
+        }
+        let mut child = command
             .args(["-t", &o.seconds.to_string()])
             .stdin(if o.interactive {
                 Stdio::piped()
@@ -177,7 +187,12 @@ impl Baresip {
             .spawn()
             .expect("baresip (Debian package baresip-core) is needed for this test");
         let stdin = child.stdin.take();
-        Baresip { dir, child, stdin }
+        Baresip {
+            dir,
+            sip_port,
+            child,
+            stdin,
+        }
     }
 
     /// Types a command at baresip's prompt (interactive instances only).

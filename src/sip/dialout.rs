@@ -1,0 +1,358 @@
+//! Dial-out, sans-I/O: the bridge's INVITE client transaction (RFC 3261 17.1.1) and the dialog
+//! it makes. `Uas::dial` sends the INVITE (retransmitted over UDP until a response, given up
+//! after 64*T1); provisional responses are reported as progress; a 2xx is acknowledged and
+//! becomes a dialog like a dial-in one (BYE both ways); a final error is acknowledged and
+//! reported; a call that rings too long, or that the bridge hangs up while it rings, is
+//! cancelled.
+
+use std::time::{Duration, Instant};
+
+use super::{Action, Call, Peer, T1, TIMEOUT, Uas};
+use crate::conference::ParticipantId;
+use crate::sip::message::{self, Message, Method, StartLine};
+
+/// How long a dial-out may ring before it is cancelled (and counted as not answered).
+pub const RING_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum OutState {
+    /// INVITE sent, nothing heard yet.
+    Calling,
+    /// A provisional response came: ringing.
+    Proceeding,
+    /// Final response handled; kept a while to answer its retransmissions with the ACK.
+    Done { ack: Vec<u8> },
+}
+
+#[derive(Debug)]
+pub(super) struct OutCall {
+    participant: ParticipantId,
+    invite: Message,
+    bytes: Vec<u8>,
+    to: Peer,
+    pub(super) state: OutState,
+    retransmit_at: Option<Instant>,
+    interval: Duration,
+    deadline: Instant,
+    ring_deadline: Instant,
+    /// Cancelled because it rang too long: report "no answer" whatever the final response.
+    timed_out: bool,
+    cancelled: bool,
+}
+
+impl Uas {
+    /// Calls `target` (a SIP URI) for `participant`, sending to `to` (the outbound proxy or
+    /// the target's address) with `offer` as the SDP offer.
+    pub fn dial(
+        &mut self,
+        now: Instant,
+        participant: ParticipantId,
+        target: &str,
+        to: Peer,
+        offer: String,
+    ) {
+        let local = self.settings.local;
+        let branch = format!("z9hG4bK{}", self.token(8));
+        let from_tag = self.token(8);
+        let call_id = format!("{}@confab", self.token(12));
+        let transport = if to.reliable() { "TCP" } else { "UDP" };
+        let mut invite = Message {
+            start: StartLine::Request {
+                method: Method::Invite,
+                uri: target.to_owned(),
+            },
+            headers: Vec::new(),
+            body: offer.into_bytes(),
+        };
+        invite.push_header(
+            "Via",
+            format!("SIP/2.0/{transport} {local};branch={branch};rport"),
+        );
+        invite.push_header("Max-Forwards", "70");
+        invite.push_header(
+            "From",
+            format!("\"Conference\" <sip:confab@{local}>;tag={from_tag}"),
+        );
+        invite.push_header("To", format!("<{target}>"));
+        invite.push_header("Call-ID", call_id);
+        invite.push_header("CSeq", "1 INVITE");
+        invite.push_header("Contact", format!("<sip:confab@{local}>"));
+        invite.push_header("Allow", super::ALLOW);
+        invite.push_header("User-Agent", "confab");
+        invite.push_header("Content-Type", "application/sdp");
+        let bytes = invite.to_bytes();
+        self.actions.push_back(Action::Send {
+            to,
+            bytes: bytes.clone(),
+        });
+        self.by_participant_out.insert(participant, branch.clone());
+        self.outcalls.insert(
+            branch,
+            OutCall {
+                participant,
+                invite,
+                bytes,
+                to,
+                state: OutState::Calling,
+                retransmit_at: (!to.reliable()).then_some(now + T1),
+                interval: T1,
+                deadline: now + TIMEOUT,
+                ring_deadline: now + RING_TIMEOUT,
+                timed_out: false,
+                cancelled: false,
+            },
+        );
+    }
+
+    /// A response to one of our INVITEs or CANCELs; false if it was not ours.
+    pub(super) fn dial_response(&mut self, now: Instant, msg: &Message) -> bool {
+        let Some(branch) = msg.branch().map(str::to_owned) else {
+            return false;
+        };
+        let (Some(code), Some((_, method))) = (msg.status(), msg.cseq()) else {
+            return false;
+        };
+        if !self.outcalls.contains_key(&branch) {
+            return false;
+        }
+        let new_branch = self.token(8);
+        let local = self.settings.local;
+        let Some(out) = self.outcalls.get_mut(&branch) else {
+            return false;
+        };
+        if method == Method::Cancel {
+            return true;
+        }
+        if let OutState::Done { ack } = &out.state {
+            // A retransmitted final response: the same ACK again.
+            let (to, bytes) = (out.to, ack.clone());
+            self.actions.push_back(Action::Send { to, bytes });
+            return true;
+        }
+        let participant = out.participant;
+        if code < 200 {
+            out.state = OutState::Proceeding;
+            out.retransmit_at = None;
+            if code > 100 {
+                self.actions
+                    .push_back(Action::Progress { participant, code });
+            }
+            return true;
+        }
+        let to = out.to;
+        let timed_out = out.timed_out;
+        let ack = ack_for(&out.invite, msg, code, &branch, local, &new_branch);
+        let ack_bytes = ack.to_bytes();
+        out.state = OutState::Done {
+            ack: ack_bytes.clone(),
+        };
+        out.retransmit_at = None;
+        out.deadline = now + TIMEOUT;
+        self.actions.push_back(Action::Send {
+            to,
+            bytes: ack_bytes,
+        });
+        self.by_participant_out.remove(&participant);
+        if (200..300).contains(&code) {
+            self.dialog_from_answer(now, participant, msg, to, &branch);
+            self.actions.push_back(Action::Answered {
+                participant,
+                answer: msg.body.clone(),
+            });
+        } else {
+            let code = if timed_out { 408 } else { code };
+            self.actions.push_back(Action::Failed { participant, code });
+        }
+        true
+    }
+
+    /// The dialog a 2xx made, kept like a dial-in's so that BYE works both ways. It is held
+    /// in the dial-in form: `invite` carries the far end as From and us as To.
+    fn dialog_from_answer(
+        &mut self,
+        now: Instant,
+        participant: ParticipantId,
+        ok: &Message,
+        peer: Peer,
+        branch: &str,
+    ) {
+        let Some(out) = self.outcalls.get(branch) else {
+            return;
+        };
+        let ours = out.invite.header("From").unwrap_or_default();
+        let local_tag = message::param(ours, "tag").unwrap_or_default().to_owned();
+        let our_uri = ours.split(";tag=").next().unwrap_or(ours).to_owned();
+        let mut as_dialin = Message {
+            start: out.invite.start.clone(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        as_dialin.push_header("From", ok.header("To").unwrap_or_default());
+        as_dialin.push_header("To", our_uri);
+        as_dialin.push_header("Call-ID", ok.call_id());
+        if let Some(contact) = ok.header("Contact") {
+            as_dialin.push_header("Contact", contact);
+        } else if let StartLine::Request { uri, .. } = &out.invite.start {
+            as_dialin.push_header("Contact", format!("<{uri}>"));
+        }
+        for route in ok
+            .header_values("Record-Route")
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            as_dialin.push_header("Record-Route", route);
+        }
+        let id = self.next_call;
+        self.next_call += 1;
+        let call = Call::confirmed(
+            ok.call_id().to_owned(),
+            local_tag,
+            as_dialin,
+            branch.to_owned(),
+            peer,
+            participant,
+            now,
+        );
+        self.by_dialog
+            .insert((call.call_id.clone(), call.local_tag.clone()), id);
+        self.by_participant.insert(participant, id);
+        self.calls.insert(id, call);
+    }
+
+    /// Cancels a dial-out still ringing; false if `participant` has none.
+    pub(super) fn cancel_dial(&mut self, participant: ParticipantId) -> bool {
+        let Some(branch) = self.by_participant_out.remove(&participant) else {
+            return false;
+        };
+        if let Some(out) = self.outcalls.get_mut(&branch) {
+            send_cancel(&mut self.actions, out);
+        }
+        true
+    }
+
+    /// Retransmissions, the ring timeout and clean-up of dial-outs.
+    pub(super) fn tick_dials(&mut self, now: Instant) {
+        let mut failed = Vec::new();
+        for (branch, out) in &mut self.outcalls {
+            match out.state {
+                OutState::Done { .. } => continue,
+                OutState::Calling if now >= out.deadline => {
+                    // Nobody answered at all (Timer B).
+                    failed.push(branch.clone());
+                    continue;
+                }
+                OutState::Proceeding if now >= out.ring_deadline && !out.cancelled => {
+                    out.timed_out = true;
+                    send_cancel(&mut self.actions, out);
+                    // The 487 ends it; should none come, Timer B does.
+                    out.deadline = now + TIMEOUT;
+                }
+                _ => {}
+            }
+            if matches!(out.state, OutState::Proceeding) && out.cancelled && now >= out.deadline {
+                failed.push(branch.clone());
+                continue;
+            }
+            if let Some(at) = out.retransmit_at
+                && now >= at
+            {
+                self.actions.push_back(Action::Send {
+                    to: out.to,
+                    bytes: out.bytes.clone(),
+                });
+                out.interval *= 2;
+                out.retransmit_at = Some(now + out.interval);
+            }
+        }
+        for branch in failed {
+            if let Some(out) = self.outcalls.remove(&branch) {
+                self.by_participant_out.remove(&out.participant);
+                self.actions.push_back(Action::Failed {
+                    participant: out.participant,
+                    code: 408,
+                });
+            }
+        }
+        self.outcalls
+            .retain(|_, o| !matches!(o.state, OutState::Done { .. }) || now < o.deadline);
+    }
+}
+
+fn send_cancel(actions: &mut std::collections::VecDeque<Action>, out: &mut OutCall) {
+    if out.cancelled || matches!(out.state, OutState::Done { .. }) {
+        return;
+    }
+    out.cancelled = true;
+    out.retransmit_at = None;
+    let inv = &out.invite;
+    let mut cancel = Message {
+        start: match &inv.start {
+            StartLine::Request { uri, .. } => StartLine::Request {
+                method: Method::Cancel,
+                uri: uri.clone(),
+            },
+            other => other.clone(),
+        },
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    for name in ["Via", "Max-Forwards", "From", "To", "Call-ID"] {
+        if let Some(v) = inv.header(name) {
+            cancel.push_header(name, v);
+        }
+    }
+    cancel.push_header("CSeq", "1 CANCEL");
+    actions.push_back(Action::Send {
+        to: out.to,
+        bytes: cancel.to_bytes(),
+    });
+}
+
+/// The ACK of a final response (RFC 3261 17.1.1.3 for errors: same branch; 13.2.2.4 for 2xx:
+/// a new transaction to the Contact).
+fn ack_for(
+    invite: &Message,
+    response: &Message,
+    code: u16,
+    branch: &str,
+    local: std::net::SocketAddr,
+    new_branch: &str,
+) -> Message {
+    let success = (200..300).contains(&code);
+    let uri = match (&invite.start, success, response.header("Contact")) {
+        (_, true, Some(contact)) => message::addr_uri(contact).to_owned(),
+        (StartLine::Request { uri, .. }, _, _) => uri.clone(),
+        _ => String::new(),
+    };
+    let mut ack = Message {
+        start: StartLine::Request {
+            method: Method::Ack,
+            uri,
+        },
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    let via_branch = if success {
+        format!("z9hG4bK{new_branch}")
+    } else {
+        branch.to_owned()
+    };
+    let transport = invite
+        .header("Via")
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or("SIP/2.0/UDP");
+    ack.push_header(
+        "Via",
+        format!("{transport} {local};branch={via_branch};rport"),
+    );
+    ack.push_header("Max-Forwards", "70");
+    for name in ["From", "Call-ID"] {
+        if let Some(v) = invite.header(name) {
+            ack.push_header(name, v);
+        }
+    }
+    ack.push_header("To", response.header("To").unwrap_or_default());
+    ack.push_header("CSeq", "1 ACK");
+    ack
+}
