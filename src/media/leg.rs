@@ -129,6 +129,10 @@ pub struct LegStats {
     pub rtt_ms: Option<f64>,
     /// Estimated MOS (simplified E-model, see `media::quality`).
     pub mos: f64,
+    /// What the leg negotiated: codec, telephone-event clock rate, SRTP.
+    pub codec: Option<Codec>,
+    pub telephone_event_rate: Option<u32>,
+    pub srtp: bool,
 }
 
 /// Receive buffer size (see `RtpLeg::buf`).
@@ -301,6 +305,9 @@ impl RtpLeg {
             + self.jitter.depth()
             + Duration::from_millis(u64::from(self.spec.ptime_ms));
         s.mos = quality::mos(self.spec.codec, loss, delay);
+        s.codec = Some(self.spec.codec);
+        s.telephone_event_rate = self.spec.telephone_event.map(|t| t.clock_rate);
+        s.srtp = self.spec.srtp.is_some();
         s
     }
 
