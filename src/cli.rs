@@ -63,6 +63,9 @@ pub(crate) struct ServeArgs {
     /// Failed attendant calls per source before it is refused.
     #[arg(long, env = "CONFAB_SIP_MAX_FAILURES_PER_SOURCE")]
     sip_max_failures_per_source: Option<u32>,
+    /// The SIP dispatcher (IP:port) that callers of other nodes' meetings are sent to.
+    #[arg(long, env = "CONFAB_SIP_DISPATCHER")]
+    sip_dispatcher: Option<SocketAddr>,
     /// HTTP API address.
     #[arg(long, env = "CONFAB_API_LISTEN")]
     api_listen: Option<SocketAddr>,
@@ -126,6 +129,9 @@ impl ServeArgs {
             c.sip.prompts_dir = self.sip_prompts_dir.clone();
         }
         set(&mut c.sip.language, &self.sip_language);
+        if self.sip_dispatcher.is_some() {
+            c.sip.dispatcher = self.sip_dispatcher;
+        }
         set(
             &mut c.sip.max_failures_per_source,
             &self.sip_max_failures_per_source,

@@ -48,6 +48,9 @@ pub struct SipConfig {
     pub language: String,
     /// Failed attendant calls from one source (in ten minutes) before it is refused.
     pub max_failures_per_source: u32,
+    /// The SIP dispatcher in front of the nodes (`IP:port`): callers of a meeting this node
+    /// does not have are sent there (302, or REFER from the attendant).
+    pub dispatcher: Option<SocketAddr>,
 }
 
 impl SipConfig {
@@ -73,6 +76,7 @@ impl Default for SipConfig {
             prompts_dir: None,
             language: "en".to_owned(),
             max_failures_per_source: 10,
+            dispatcher: None,
         }
     }
 }

@@ -40,7 +40,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     };
     let attendant = crate::sip::server::AttendantConfig {
         prompts: std::sync::Arc::new(prompts),
-        settings: crate::sip::attendant::AttendantSettings::default(),
+        settings: crate::sip::attendant::AttendantSettings {
+            redirect: config.sip.dispatcher.is_some(),
+            ..Default::default()
+        },
         max_failures_per_source: config.sip.max_failures_per_source,
     };
     runtime.block_on(async {
@@ -53,6 +56,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 access_user: config.sip.access_user.clone(),
                 codecs: config.sip.codec_preference(),
                 outbound_proxy: config.sip.outbound_proxy.clone(),
+                dispatcher: config.sip.dispatcher,
                 max_calls: config.sip.max_calls,
                 invites_per_second: config.sip.invites_per_second,
             },

@@ -19,6 +19,9 @@ pub struct AttendantSettings {
     pub inter_digit: Duration,
     /// How long the goodbye prompt plays before the hang-up.
     pub goodbye: Duration,
+    /// A meeting ID this node does not have is sent to the dispatcher (which may know it)
+    /// rather than refused.
+    pub redirect: bool,
 }
 
 impl Default for AttendantSettings {
@@ -27,6 +30,7 @@ impl Default for AttendantSettings {
             max_tries: 3,
             inter_digit: Duration::from_secs(10),
             goodbye: Duration::from_secs(3),
+            redirect: false,
         }
     }
 }
@@ -41,6 +45,10 @@ pub enum Outcome {
     },
     /// Too many wrong entries: the caller was told goodbye and is to be hung up.
     Hangup,
+    /// The meeting is not here: send the caller to the dispatcher with it.
+    Redirect {
+        meeting: String,
+    },
 }
 
 /// Longest entry taken (more digits are a wrong entry).
@@ -203,6 +211,10 @@ impl Attendant {
                     return self.wrong(now, Prompt::Welcome);
                 }
                 match directory(&entry) {
+                    None if self.settings.redirect => {
+                        self.step = Step::Done;
+                        vec![Outcome::Redirect { meeting: entry }]
+                    }
                     None => self.wrong(now, Prompt::UnknownMeeting),
                     Some(admission)
                         if admission.passcode.is_none() && admission.leader_pin.is_none() =>
@@ -373,6 +385,23 @@ mod tests {
                 Outcome::Hangup
             ]
         );
+    }
+
+    #[test]
+    fn an_unknown_meeting_goes_to_the_dispatcher_when_there_is_one() {
+        let t = Instant::now();
+        let s = AttendantSettings {
+            redirect: true,
+            ..AttendantSettings::default()
+        };
+        let (mut a, _) = Attendant::new(t, s, None);
+        assert_eq!(
+            keys(&mut a, t, "8888#"),
+            [Outcome::Redirect {
+                meeting: "8888".into()
+            }]
+        );
+        assert!(a.finished());
     }
 
     #[test]

@@ -202,6 +202,9 @@ struct Shell {
     dialing: HashMap<ParticipantId, PendingDial>,
     /// Dial-outs whose participant and ports are ready: their INVITE is to be sent.
     started: mpsc::Sender<Started>,
+    dispatcher: Option<SocketAddr>,
+    /// Callers to send elsewhere (REFER), taken by the serving loop.
+    refers: Vec<(ParticipantId, String)>,
 }
 
 /// A dial-out ready to be sent.
@@ -227,6 +230,7 @@ async fn serve(
     let access_user = settings.access_user.clone();
     let codecs = settings.codecs.clone();
     let outbound_proxy = settings.outbound_proxy.clone();
+    let dispatcher = settings.dispatcher;
     let mut uas = Uas::new(settings, os_random);
     let udp = Arc::new(udp);
     let connections: Connections = Arc::default();
@@ -250,6 +254,8 @@ async fn serve(
         outbound_proxy,
         dialing: HashMap::new(),
         started: started_tx,
+        dispatcher,
+        refers: Vec::new(),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -306,6 +312,9 @@ async fn serve(
         }
         for p in hang_up {
             uas.hangup(Instant::now(), p);
+        }
+        for (p, target) in shell.refers.drain(..) {
+            uas.refer(Instant::now(), p, &target);
         }
         while let Some(action) = uas.poll() {
             shell.act(action).await;
@@ -598,6 +607,15 @@ impl Shell {
                         let _ = moves.blocking_send((participant, moved.ok().map(|()| meeting)));
                     });
                 }
+                Outcome::Redirect { meeting } => match self.dispatcher {
+                    Some(d) => self
+                        .refers
+                        .push((participant, format!("sip:{meeting}@{d}"))),
+                    None => self.control(
+                        participant,
+                        Control::Remove(participant, DisconnectReason::AttendantFailed),
+                    ),
+                },
                 Outcome::Hangup => {
                     if let Some((_, caller)) = self.attendants.get(&participant) {
                         let now = Instant::now();

@@ -30,6 +30,8 @@ const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
 
 #[path = "dialout.rs"]
 mod dialout;
+#[path = "transfer.rs"]
+mod transfer;
 pub use dialout::RING_TIMEOUT;
 
 /// Where a message came from or goes to.
@@ -128,6 +130,9 @@ pub struct UasSettings {
     pub codecs: Vec<Codec>,
     /// Where dial-outs go (`sip:host:port`); none: straight to the target.
     pub outbound_proxy: Option<String>,
+    /// The SIP dispatcher in front of the nodes: a meeting this node does not have is sent
+    /// there (302, or REFER from the attendant); none: 404.
+    pub dispatcher: Option<SocketAddr>,
     pub max_calls: usize,
     /// New INVITEs accepted per source address and second; more get 503.
     pub invites_per_second: u32,
@@ -176,6 +181,8 @@ struct Call {
     deadline: Instant,
     /// Our BYE, while unanswered.
     bye: Option<(String, Vec<u8>)>,
+    /// Our REFER's branch and how long we wait for the caller to go, while it is pending.
+    refer: Option<(String, Instant)>,
     local_cseq: u32,
     session_expires: Option<(Duration, Instant)>,
     on_hold: bool,
@@ -209,11 +216,54 @@ impl Call {
             interval: T1,
             deadline: now + TIMEOUT,
             bye: None,
+            refer: None,
             local_cseq: 1,
             session_expires: None,
             on_hold: false,
         }
     }
+}
+
+/// A request of ours in a call's dialog (BYE, REFER): to the far end's Contact, along its
+/// route, with our tag and the next CSeq.
+fn in_dialog_request(c: &mut Call, method: Method, local: SocketAddr, branch: &str) -> Message {
+    let inv = &c.invite;
+    let target = inv
+        .header("Contact")
+        .map(message::addr_uri)
+        .unwrap_or_else(|| message::addr_uri(inv.header("From").unwrap_or_default()))
+        .to_owned();
+    let to = inv.header("From").unwrap_or_default().to_owned();
+    let from = format!(
+        "{};tag={}",
+        inv.header("To").unwrap_or_default(),
+        c.local_tag
+    );
+    c.local_cseq += 1;
+    let transport = if c.peer.reliable() { "TCP" } else { "UDP" };
+    let cseq = format!("{} {}", c.local_cseq, method.as_str());
+    let mut m = Message {
+        start: StartLine::Request {
+            method,
+            uri: target,
+        },
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    m.push_header(
+        "Via",
+        format!("SIP/2.0/{transport} {local};branch={branch};rport"),
+    );
+    m.push_header("Max-Forwards", "70");
+    for route in inv.header_values("Record-Route") {
+        m.push_header("Route", route);
+    }
+    m.push_header("From", from);
+    m.push_header("To", to);
+    m.push_header("Call-ID", c.call_id.clone());
+    m.push_header("CSeq", cseq);
+    m.push_header("User-Agent", "confab");
+    m
 }
 
 /// The dial-in state machine.
@@ -389,9 +439,9 @@ impl Uas {
                 }
                 None => self.reply(now, peer, msg, 481, "Call/Transaction Does Not Exist"),
             },
+            Method::Notify => self.notify(now, peer, msg),
             Method::Register
             | Method::Subscribe
-            | Method::Notify
             | Method::Refer
             | Method::Message
             | Method::Prack
@@ -531,6 +581,7 @@ impl Uas {
             interval: T1,
             deadline: now + TIMEOUT,
             bye: None,
+            refer: None,
             local_cseq: 1,
             session_expires: session.map(|d| (d, now + d)),
             on_hold: negotiated.direction.is_hold(),
@@ -563,6 +614,13 @@ impl Uas {
             }
             return;
         }
+        // A meeting this node does not have goes to the dispatcher, unless the call came
+        // from there (it hashed the meeting to us: no loop).
+        let redirect = self.settings.dispatcher.filter(|d| {
+            self.calls
+                .get(&call.0)
+                .is_some_and(|c| c.peer.addr.ip() != d.ip())
+        });
         let Some(c) = self.calls.get_mut(&call.0) else {
             return;
         };
@@ -579,6 +637,7 @@ impl Uas {
                 }
                 (200, "OK")
             }
+            JoinResult::NoConference if redirect.is_some() => (302, "Moved Temporarily"),
             JoinResult::NoConference => (404, "Not Found (no such conference)"),
             JoinResult::Locked => (403, "Conference Locked"),
             JoinResult::Full => (486, "Busy Here (conference full)"),
@@ -607,6 +666,9 @@ impl Uas {
         } else {
             if code == 503 {
                 r.push_header("Retry-After", "30");
+            }
+            if let (302, Some(d), Some(user)) = (code, redirect, c.invite.request_user()) {
+                r.push_header("Contact", format!("<sip:{user}@{d}>"));
             }
             c.state = CallState::Rejected;
         }
@@ -778,7 +840,7 @@ impl Uas {
     }
 
     fn response(&mut self, now: Instant, _peer: Peer, msg: &Message) {
-        if self.dial_response(now, msg) {
+        if self.dial_response(now, msg) || self.refer_response(now, msg) {
             return;
         }
         // Answers to our BYEs.
@@ -813,41 +875,7 @@ impl Uas {
             CallState::Answered | CallState::Confirmed => {}
             _ => return,
         }
-        let inv = &c.invite;
-        let target = inv
-            .header("Contact")
-            .map(message::addr_uri)
-            .unwrap_or_else(|| message::addr_uri(inv.header("From").unwrap_or_default()))
-            .to_owned();
-        let to = inv.header("From").unwrap_or_default().to_owned();
-        let from = format!(
-            "{};tag={}",
-            inv.header("To").unwrap_or_default(),
-            c.local_tag
-        );
-        c.local_cseq += 1;
-        let transport = if c.peer.reliable() { "TCP" } else { "UDP" };
-        let mut bye = Message {
-            start: StartLine::Request {
-                method: Method::Bye,
-                uri: target,
-            },
-            headers: Vec::new(),
-            body: Vec::new(),
-        };
-        bye.push_header(
-            "Via",
-            format!("SIP/2.0/{transport} {local};branch={branch};rport"),
-        );
-        bye.push_header("Max-Forwards", "70");
-        for route in inv.header_values("Record-Route") {
-            bye.push_header("Route", route);
-        }
-        bye.push_header("From", from);
-        bye.push_header("To", to);
-        bye.push_header("Call-ID", c.call_id.clone());
-        bye.push_header("CSeq", format!("{} BYE", c.local_cseq));
-        bye.push_header("User-Agent", "confab");
+        let bye = in_dialog_request(c, Method::Bye, local, &branch);
         let bytes = bye.to_bytes();
         c.bye = Some((branch, bytes.clone()));
         c.state = CallState::Closing;
@@ -863,6 +891,7 @@ impl Uas {
     /// Retransmissions, timeouts and expiry; call it every few tens of milliseconds.
     pub fn tick(&mut self, now: Instant) {
         self.tick_dials(now);
+        self.tick_transfers(now);
         self.cache.retain(|_, (_, expires)| *expires > now);
         self.flood
             .retain(|_, (since, _)| now.saturating_duration_since(*since) < Duration::from_secs(2));

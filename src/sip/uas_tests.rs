@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::Network;
+use std::net::SocketAddr;
 
 fn settings() -> UasSettings {
     UasSettings {
@@ -10,6 +11,7 @@ fn settings() -> UasSettings {
         access_user: "conference".into(),
         codecs: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma],
         outbound_proxy: None,
+        dispatcher: None,
         max_calls: 10_000,
         invites_per_second: 100,
     }
@@ -870,4 +872,83 @@ fn a_dial_out_that_is_busy_cancelled_or_unanswered_fails_with_its_status() {
     );
     uas.tick(t1 + Duration::from_secs(200));
     assert_eq!(uas.state_size(), 0);
+}
+
+#[test]
+fn meetings_of_other_nodes_go_to_the_dispatcher() {
+    let t0 = Instant::now();
+    let dispatcher: SocketAddr = "127.0.0.9:5060".parse().unwrap();
+    let mut uas = Uas::new(
+        UasSettings {
+            dispatcher: Some(dispatcher),
+            trusted: vec![Network::loopback_v4()],
+            ..settings()
+        },
+        counter_random,
+    );
+    uas.handle(t0, peer(), &invite("x1", "z9hG4bKx1", "", OFFER));
+    let (_, actions) = drain(&mut uas);
+    let Some(Action::Join(j)) = actions.first() else {
+        panic!()
+    };
+    uas.joined(t0, j.call, JoinResult::NoConference);
+    let (sent, _) = drain(&mut uas);
+    assert_eq!(statuses(&sent), [302]);
+    assert_eq!(sent[0].header("Contact"), Some("<sip:1234@127.0.0.9:5060>"));
+    // Coming from the dispatcher itself: it chose this node, so no loop — 404.
+    let from_dispatcher = Peer {
+        addr: "127.0.0.9:5060".parse().unwrap(),
+        connection: None,
+    };
+    uas.handle(t0, from_dispatcher, &invite("x2", "z9hG4bKx2", "", OFFER));
+    let (_, actions) = drain(&mut uas);
+    let Some(Action::Join(j)) = actions.first() else {
+        panic!()
+    };
+    uas.joined(t0, j.call, JoinResult::NoConference);
+    assert_eq!(statuses(&drain(&mut uas).0), [404]);
+}
+
+#[test]
+fn refer_then_notify_ends_the_bridge_side_of_the_call() {
+    let t0 = Instant::now();
+    let mut uas = Uas::new(settings(), counter_random);
+    let ok = answered(&mut uas, t0, "rf1", 30);
+    let tag = ok.to_tag().unwrap().to_owned();
+    uas.handle(
+        t0,
+        peer(),
+        &in_dialog("ACK", "rf1", &tag, 1, "z9hG4bKa", "", ""),
+    );
+    uas.refer(t0, ParticipantId(30), "sip:8888@127.0.0.9:5060");
+    let (sent, _) = drain(&mut uas);
+    let refer = &sent[0];
+    assert_eq!(refer.method(), Some(&Method::Refer));
+    assert_eq!(refer.header("Refer-To"), Some("<sip:8888@127.0.0.9:5060>"));
+    let mut accepted = refer.response(202, "Accepted", None);
+    accepted.push_header("Contact", "<sip:ann@127.0.0.1:5262>");
+    uas.handle(t0, peer(), &accepted.to_bytes());
+    assert!(drain(&mut uas).1.is_empty());
+    // Trying first: nothing happens yet; the final 200 ends the call here.
+    for (i, frag) in ["SIP/2.0 100 Trying", "SIP/2.0 200 OK"].iter().enumerate() {
+        let notify = in_dialog(
+            "NOTIFY",
+            "rf1",
+            &tag,
+            10 + i as u32,
+            &format!("z9hG4bKn{i}"),
+            "Event: refer\r\nContent-Type: message/sipfrag\r\n",
+            frag,
+        );
+        uas.handle(t0, peer(), &notify);
+    }
+    let (sent, actions) = drain(&mut uas);
+    assert_eq!(statuses(&sent), [200, 200]);
+    assert_eq!(sent[2].method(), Some(&Method::Bye));
+    assert_eq!(
+        actions,
+        [Action::Leave {
+            participant: ParticipantId(30)
+        }]
+    );
 }

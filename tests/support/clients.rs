@@ -47,6 +47,7 @@ impl SipBridge {
             access_user: "conference".into(),
             codecs: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma],
             outbound_proxy: None,
+            dispatcher: None,
             max_calls: 1000,
             invites_per_second: 200,
         };
@@ -334,4 +335,137 @@ pub fn describe(shares: &[f32]) -> String {
         percentile(shares, 0.9),
         shares.len()
     )
+}
+
+/// A SIP user agent written in the test: plain messages over UDP, one call at a time.
+pub struct RawUa {
+    socket: std::net::UdpSocket,
+    bridge: std::net::SocketAddr,
+    call_id: String,
+    from_tag: String,
+    to_tag: Option<String>,
+    cseq: u32,
+    user: String,
+}
+
+impl RawUa {
+    pub fn new(bridge: std::net::SocketAddr, call_id: &str) -> Self {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        RawUa {
+            socket,
+            bridge,
+            call_id: call_id.to_owned(),
+            from_tag: format!("t{call_id}"),
+            to_tag: None,
+            cseq: 1,
+            user: String::new(),
+        }
+    }
+
+    fn local(&self) -> std::net::SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+
+    fn send(&self, text: &str) {
+        self.socket.send_to(text.as_bytes(), self.bridge).unwrap();
+    }
+
+    /// The next message from the bridge; requests (a BYE) are answered 200 and returned too.
+    pub fn recv(&self) -> Option<String> {
+        let mut buf = [0u8; 8192];
+        let n = self.socket.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+        msg.split("\r\n")
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+    }
+
+    /// Sends an INVITE to `user` with `sdp`; returns the final status and the answer's body,
+    /// acknowledging it.
+    pub fn invite(&mut self, user: &str, sdp: &str) -> (u16, String) {
+        self.user = user.to_owned();
+        let local = self.local();
+        let branch = format!("z9hG4bK{}i", self.call_id);
+        let msg = format!(
+            "INVITE sip:{user}@{b} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\n\
+             From: <sip:raw@{local}>;tag={tag}\r\nTo: <sip:{user}@{b}>\r\nCall-ID: {cid}\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:raw@{local}>\r\nMax-Forwards: 70\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
+            b = self.bridge,
+            tag = self.from_tag,
+            cid = self.call_id,
+            len = sdp.len()
+        );
+        self.send(&msg);
+        loop {
+            let Some(r) = self.recv() else {
+                return (0, String::new());
+            };
+            let code: u16 = r.get(8..11).and_then(|c| c.parse().ok()).unwrap_or(0);
+            if code < 200 {
+                continue;
+            }
+            let to = Self::header(&r, "To").unwrap_or_default().to_owned();
+            self.to_tag = to.split(";tag=").nth(1).map(str::to_owned);
+            let ack_branch = if code == 200 {
+                format!("{branch}a")
+            } else {
+                branch.clone()
+            };
+            let ack = format!(
+                "ACK sip:{user}@{b} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={ack_branch}\r\n\
+                 From: <sip:raw@{local}>;tag={tag}\r\nTo: {to}\r\nCall-ID: {cid}\r\n\
+                 CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                b = self.bridge,
+                tag = self.from_tag,
+                cid = self.call_id,
+            );
+            self.send(&ack);
+            let body = r.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+            return (code, body);
+        }
+    }
+
+    /// An in-dialog request (INFO, BYE, ...); returns the response's status.
+    pub fn request(&mut self, method: &str, content_type: Option<&str>, body: &str) -> u16 {
+        self.cseq += 1;
+        let local = self.local();
+        let mut extra = String::new();
+        if let Some(t) = content_type {
+            extra = format!("Content-Type: {t}\r\n");
+        }
+        let msg = format!(
+            "{method} sip:{user}@{b} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{cid}{cseq}\r\n\
+             From: <sip:raw@{local}>;tag={tag}\r\nTo: <sip:{user}@{b}>;tag={to}\r\nCall-ID: {cid}\r\n\
+             CSeq: {cseq} {method}\r\n{extra}Content-Length: {len}\r\n\r\n{body}",
+            user = self.user,
+            b = self.bridge,
+            tag = self.from_tag,
+            to = self.to_tag.clone().unwrap_or_default(),
+            cid = self.call_id,
+            cseq = self.cseq,
+            len = body.len()
+        );
+        self.send(&msg);
+        while let Some(r) = self.recv() {
+            if r.starts_with("SIP/2.0 ") && r.contains(&format!("CSeq: {} {method}", self.cseq)) {
+                return r.get(8..11).and_then(|c| c.parse().ok()).unwrap_or(0);
+            }
+        }
+        0
+    }
+}
+
+/// The media port of an SDP answer's first m-line.
+pub fn answer_port(sdp: &str) -> u16 {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
 }

@@ -32,8 +32,8 @@ pub struct Endpoint {
     pub socket: UdpSocket,
     codecs: Codecs,
     pub rate: u32,
-    tone_hz: f32,
-    tone_dbov: f32,
+    pub tone_hz: f32,
+    pub tone_dbov: f32,
     phase: u64,
     sequence: u16,
     timestamp: u32,
@@ -63,6 +63,8 @@ pub struct Endpoint {
     pub last_csrc_levels: Option<Vec<u8>>,
     /// SSRC of the bridge's stream to this endpoint.
     pub bridge_ssrc: Option<u32>,
+    /// A second tone summed with the first (DTMF is two), each at `tone_dbov`.
+    pub second_tone_hz: Option<f32>,
 }
 
 impl Endpoint {
@@ -118,6 +120,7 @@ impl Endpoint {
             last_csrcs: Vec::new(),
             last_csrc_levels: None,
             bridge_ssrc: None,
+            second_tone_hz: None,
         }
     }
 
@@ -194,8 +197,19 @@ impl Endpoint {
         };
         self.frames_sent += 1;
         let step = 2.0 * std::f64::consts::PI * f64::from(self.tone_hz) / f64::from(self.rate);
+        let step2 = self.second_tone_hz.map_or(0.0, |f| {
+            2.0 * std::f64::consts::PI * f64::from(f) / f64::from(self.rate)
+        });
+        let second = if self.second_tone_hz.is_some() {
+            1.0
+        } else {
+            0.0
+        };
         let pcm: Vec<i16> = (0..n)
-            .map(|i| (amplitude * (step * (self.phase + i as u64) as f64).sin()).round() as i16)
+            .map(|i| {
+                let t = (self.phase + i as u64) as f64;
+                (amplitude * ((step * t).sin() + second * (step2 * t).sin())).round() as i16
+            })
             .collect();
         self.phase += n as u64;
         let mut payload = vec![0u8; 1500];
