@@ -348,6 +348,17 @@ impl Engine {
             .map(drop)
     }
 
+    /// New leg settings from signalling (a re-INVITE's codec change, an offerless answer).
+    pub fn respec(
+        &self,
+        conference: &str,
+        participant: ParticipantId,
+        spec: LegSpec,
+    ) -> Result<(), EngineError> {
+        self.leg_op(conference, participant, LegOp::Respec(spec))
+            .map(drop)
+    }
+
     /// In-band DTMF detection on a participant's audio, on or off.
     pub fn detect_dtmf(
         &self,

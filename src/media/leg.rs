@@ -311,6 +311,39 @@ impl RtpLeg {
         s
     }
 
+    /// Signalling agreed something else (a re-INVITE changed the codec, an offerless call's
+    /// answer came): the codecs, jitter buffer and keys follow `spec`; the socket stays.
+    /// Allocates: between ticks.
+    pub fn respec(&mut self, spec: LegSpec) -> std::io::Result<()> {
+        let invalid =
+            |e: confab_dsp::Error| std::io::Error::new(ErrorKind::InvalidInput, e.to_string());
+        let decoder = LegDecoder::new(spec.codec).map_err(invalid)?;
+        let own =
+            LegEncoder::new(spec.codec, spec.ptime_ms, OpusSettings::default()).map_err(invalid)?;
+        if spec.srtp != self.spec.srtp {
+            self.srtp = match &spec.srtp {
+                Some(keys) => Some(
+                    SrtpSession::new(keys)
+                        .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, e.to_string()))?,
+                ),
+                None => None,
+            };
+        }
+        if spec.codec != self.spec.codec {
+            self.jitter = JitterBuffer::new(JitterSettings::new(spec.codec.clock_rate()));
+        }
+        if spec.remote != self.spec.remote {
+            self.latched = None;
+        }
+        self.decoder = decoder;
+        self.own = own;
+        self.telephone_events = spec
+            .telephone_event
+            .map(|t| TelephoneEvents::new(t.clock_rate));
+        self.spec = spec;
+        Ok(())
+    }
+
     /// Plays `audio` (48 kHz) to the leg instead of the mix, or stops the prompt playing.
     pub fn play(&mut self, audio: Option<Arc<[i16]>>) {
         self.prompt = audio.map(|a| (a, 0));
@@ -667,6 +700,10 @@ impl RtpLeg {
             return;
         };
         let to = self.latched.unwrap_or(self.spec.remote);
+        if to.ip().is_unspecified() || to.port() == 0 {
+            // No address yet (an offerless call before its answer, or c=0.0.0.0 hold).
+            return;
+        }
         let protected;
         let datagram: &[u8] = match &mut self.srtp {
             None => &self.buf[..len],

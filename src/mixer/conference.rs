@@ -138,6 +138,24 @@ impl ConferenceMedia {
         Ok(())
     }
 
+    /// A leg's new settings from signalling; it moves to the group of its new codec.
+    pub fn respec_leg(
+        &mut self,
+        participant: ParticipantId,
+        spec: crate::media::leg::LegSpec,
+    ) -> Result<(), crate::mixer::CommandError> {
+        let i = self
+            .legs
+            .iter()
+            .position(|l| l.participant == participant)
+            .ok_or(crate::mixer::CommandError::NoParticipant)?;
+        self.legs[i]
+            .respec(spec)
+            .map_err(|_| crate::mixer::CommandError::NoParticipant)?;
+        self.leg_groups[i] = self.group_for(spec.codec, spec.ptime_ms);
+        Ok(())
+    }
+
     /// The leg of an answered dial-out (the participant is in the roster, `inviting`).
     pub fn attach_leg(&mut self, leg: RtpLeg) -> Result<(), crate::mixer::CommandError> {
         self.roster
@@ -150,30 +168,7 @@ impl ConferenceMedia {
     /// Takes a leg into the mix. Allocates (a group encoder for a new codec and packet time).
     fn take_in(&mut self, leg: RtpLeg) {
         let spec = *leg.spec();
-        let group = match self
-            .groups
-            .iter()
-            .position(|g| g.codec == spec.codec && g.ptime_ms == spec.ptime_ms)
-        {
-            Some(i) => i,
-            None => {
-                // The leg's own encoder was made from the same settings, so this cannot fail
-                // where that one succeeded; if it does, the leg gets its own encodes only.
-                match LegEncoder::new(spec.codec, spec.ptime_ms, OpusSettings::default()) {
-                    Ok(encoder) => {
-                        self.groups.push(Group {
-                            codec: spec.codec,
-                            ptime_ms: spec.ptime_ms,
-                            encoder,
-                            packets: [([0; MAX_PACKET], 0); MAX_GROUP_PACKETS],
-                            count: 0,
-                        });
-                        self.groups.len() - 1
-                    }
-                    Err(_) => usize::MAX,
-                }
-            }
-        };
+        let group = self.group_for(spec.codec, spec.ptime_ms);
         self.dominant.add(leg.participant);
         self.legs.push(leg);
         self.leg_groups.push(group);
@@ -197,6 +192,32 @@ impl ConferenceMedia {
         self.leg_groups.swap_remove(i);
         self.dominant.remove(participant);
         Some(self.legs.swap_remove(i))
+    }
+
+    /// The shared-encode group of a codec and packet time, made when it is the first.
+    fn group_for(&mut self, codec: Codec, ptime_ms: u32) -> usize {
+        if let Some(i) = self
+            .groups
+            .iter()
+            .position(|g| g.codec == codec && g.ptime_ms == ptime_ms)
+        {
+            return i;
+        }
+        // The leg's own encoder was made from the same settings, so this cannot fail where
+        // that one succeeded; if it does, the leg gets its own encodes only.
+        match LegEncoder::new(codec, ptime_ms, OpusSettings::default()) {
+            Ok(encoder) => {
+                self.groups.push(Group {
+                    codec,
+                    ptime_ms,
+                    encoder,
+                    packets: [([0; MAX_PACKET], 0); MAX_GROUP_PACKETS],
+                    count: 0,
+                });
+                self.groups.len() - 1
+            }
+            Err(_) => usize::MAX,
+        }
     }
 
     /// Removes legs of participants no longer present (their ports go back to the pool).

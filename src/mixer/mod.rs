@@ -46,6 +46,8 @@ pub enum LegOp {
     DetectDtmf(bool),
     /// Take the leg out of the conference (answered with the leg).
     Take,
+    /// New settings from signalling (codec change, an offerless call's answer).
+    Respec(crate::media::leg::LegSpec),
 }
 
 /// Why a command failed.
@@ -334,6 +336,7 @@ fn handle(command: Command, conferences: &mut HashMap<ConferenceId, ConferenceMe
                             None
                         })
                         .ok_or(CommandError::NoParticipant),
+                    LegOp::Respec(spec) => c.respec_leg(participant, spec).map(|()| None),
                     LegOp::DetectDtmf(on) => c
                         .leg_mut(participant)
                         .map(|l| {

@@ -94,6 +94,26 @@ pub struct Negotiated {
 }
 
 impl Negotiated {
+    /// What an offerless call has before its answer: no address to send to yet.
+    pub fn unanswered(codec: Codec) -> Negotiated {
+        let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
+        Negotiated {
+            codec,
+            payload_type: codec.default_payload_type(),
+            ptime_ms: 20,
+            remote: nowhere,
+            remote_rtcp: Some(nowhere),
+            telephone_event: None,
+            srtp: None,
+            direction: Direction::SendRecv,
+            audio_level_id: None,
+            csrc_audio_level_id: None,
+            other_media: Vec::new(),
+            audio_index: 0,
+            proto: "RTP/AVP".to_owned(),
+        }
+    }
+
     /// The leg's settings, with `local_key` our SDES key when the leg is secured.
     pub fn leg_spec(&self, local_key: Option<KeyMaterial>) -> LegSpec {
         LegSpec {

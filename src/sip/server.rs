@@ -358,6 +358,19 @@ impl Shell {
                 participant,
                 answer,
             } => self.answered(participant, &answer),
+            Action::Renegotiated { participant, spec } => {
+                let Some(meeting) = self.meetings.get(&participant).cloned() else {
+                    return;
+                };
+                let engine = Arc::clone(&self.engine);
+                let moves = self.moves.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = engine.respec(&meeting, participant, *spec) {
+                        debug!(error = %e, "sip: the leg could not take the new settings");
+                        let _ = moves.blocking_send((participant, None));
+                    }
+                });
+            }
             Action::Failed { participant, code } => {
                 self.dialing.remove(&participant);
                 let reason = match code {

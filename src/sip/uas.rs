@@ -103,6 +103,11 @@ pub enum Action {
         participant: ParticipantId,
         digit: char,
     },
+    /// Signalling changed the leg (a re-INVITE's new codec, an offerless call's answer).
+    Renegotiated {
+        participant: ParticipantId,
+        spec: Box<crate::media::leg::LegSpec>,
+    },
     /// A dial-out's provisional response (180 ringing, 183 progress).
     Progress {
         participant: ParticipantId,
@@ -186,6 +191,8 @@ struct Call {
     local_cseq: u32,
     session_expires: Option<(Duration, Instant)>,
     on_hold: bool,
+    /// The INVITE had no offer: our 200 carries one and the ACK the answer.
+    offerless: bool,
 }
 
 impl Call {
@@ -220,6 +227,7 @@ impl Call {
             local_cseq: 1,
             session_expires: None,
             on_hold: false,
+            offerless: false,
         }
     }
 }
@@ -421,7 +429,7 @@ impl Uas {
         match method {
             Method::Invite if msg.to_tag().is_some() => self.reinvite(now, peer, msg),
             Method::Invite => self.invite(now, peer, msg),
-            Method::Ack => self.ack(msg),
+            Method::Ack => self.ack(now, msg),
             Method::Cancel => self.cancel(now, peer, msg),
             Method::Bye => self.bye(now, peer, msg),
             Method::Options => {
@@ -528,16 +536,11 @@ impl Uas {
         let Some(meeting) = msg.request_user().map(str::to_owned) else {
             return self.reply(now, peer, msg, 404, "Not Found");
         };
-        if msg.body.is_empty() {
-            return self.reply(
-                now,
-                peer,
-                msg,
-                488,
-                "Not Acceptable Here (an SDP offer is required)",
-            );
-        }
+        // An INVITE without an offer: ours goes in the 200, the answer comes in the ACK.
+        let offerless = msg.body.is_empty();
+        let first_choice = self.settings.codecs.first().copied().unwrap_or(Codec::Pcmu);
         let negotiated = match sdp::negotiate(&msg.body, &self.settings.codecs) {
+            _ if offerless => Negotiated::unanswered(first_choice),
             Ok(n) => n,
             Err(e) => {
                 let (code, warning) = e.status();
@@ -585,6 +588,7 @@ impl Uas {
             local_cseq: 1,
             session_expires: session.map(|d| (d, now + d)),
             on_hold: negotiated.direction.is_hold(),
+            offerless,
         };
         self.by_branch.insert(branch, id);
         self.by_dialog
@@ -659,8 +663,12 @@ impl Uas {
             }
             if let (Some(n), Some(local)) = (&c.negotiated, c.local_media) {
                 r.push_header("Content-Type", "application/sdp");
-                r.body =
-                    sdp::answer(n, local, c.local_key.as_ref(), call.0, c.sdp_version).into_bytes();
+                r.body = if c.offerless {
+                    sdp::offer(local, &self.settings.codecs, call.0)
+                } else {
+                    sdp::answer(n, local, c.local_key.as_ref(), call.0, c.sdp_version)
+                }
+                .into_bytes();
             }
             c.state = CallState::Answered;
         } else {
@@ -682,11 +690,12 @@ impl Uas {
         self.actions.push_back(Action::Send { to, bytes });
     }
 
-    fn ack(&mut self, msg: &Message) {
+    fn ack(&mut self, now: Instant, msg: &Message) {
         let id = self
             .dialog_of(msg)
             .or_else(|| msg.branch().and_then(|b| self.by_branch.get(b).copied()));
         let Some(id) = id else { return };
+        let codecs = self.settings.codecs.clone();
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
@@ -694,6 +703,29 @@ impl Uas {
             CallState::Answered => {
                 c.state = CallState::Confirmed;
                 c.retransmit_at = None;
+                if !c.offerless {
+                    return;
+                }
+                c.offerless = false;
+                let Some(participant) = c.participant else {
+                    return;
+                };
+                match sdp::negotiate(&msg.body, &codecs) {
+                    Ok(n) => {
+                        let spec = n.leg_spec(None);
+                        c.on_hold = n.direction.is_hold();
+                        c.negotiated = Some(n);
+                        self.actions.push_back(Action::Renegotiated {
+                            participant,
+                            spec: Box::new(spec),
+                        });
+                    }
+                    // No usable answer where one was due (RFC 3264 5): end the call.
+                    Err(_) => {
+                        self.actions.push_back(Action::Leave { participant });
+                        self.hangup(now, participant);
+                    }
+                }
             }
             CallState::Rejected => self.remove(id),
             _ => {}
@@ -757,20 +789,32 @@ impl Uas {
             }
         };
         self.refresh_session(now, id, msg);
+        let fresh_key = {
+            let mut k = [0u8; 30];
+            (self.random)(&mut k);
+            k
+        };
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
         let mut hold_change = None;
+        let mut respec = None;
         if let Some(n) = negotiated {
             let hold = n.direction.is_hold();
             if hold != c.on_hold {
                 c.on_hold = hold;
                 hold_change = c.participant.map(|p| (p, hold));
             }
-            // The leg keeps its codec; the direction follows the new offer.
-            if let Some(old) = &mut c.negotiated {
-                old.direction = n.direction;
+            if n.srtp.is_some() && c.local_key.is_none() {
+                c.local_key = Some(fresh_key);
             }
+            // A new codec, address or keys: the leg follows (hold alone changes nothing).
+            let spec = n.leg_spec(c.local_key);
+            let old_spec = c.negotiated.as_ref().map(|o| o.leg_spec(c.local_key));
+            if old_spec != Some(spec) {
+                respec = c.participant.map(|p| (p, spec));
+            }
+            c.negotiated = Some(n);
         }
         c.sdp_version += 1;
         let mut r = msg.response(200, "OK", None);
@@ -783,6 +827,12 @@ impl Uas {
             r.body = sdp::answer(n, local, c.local_key.as_ref(), id, c.sdp_version).into_bytes();
         }
         self.send(peer, &r);
+        if let Some((participant, spec)) = respec {
+            self.actions.push_back(Action::Renegotiated {
+                participant,
+                spec: Box::new(spec),
+            });
+        }
         if let Some((participant, on)) = hold_change {
             self.actions.push_back(Action::Hold { participant, on });
         }

@@ -313,8 +313,6 @@ fn offers_and_extensions_we_cannot_take() {
     let (sent, _) = drain(&mut uas);
     assert_eq!(statuses(&sent), [488]);
     assert!(sent[0].header("Warning").unwrap().starts_with("305 "));
-    uas.handle(t0, peer(), &invite("n2", "z9hG4bKn2", "", ""));
-    assert_eq!(statuses(&drain(&mut uas).0), [488]);
     uas.handle(
         t0,
         peer(),
@@ -951,4 +949,131 @@ fn refer_then_notify_ends_the_bridge_side_of_the_call() {
             participant: ParticipantId(30)
         }]
     );
+}
+
+#[test]
+fn an_offerless_invite_gets_our_offer_and_answers_in_the_ack() {
+    let t0 = Instant::now();
+    let mut uas = Uas::new(settings(), counter_random);
+    uas.handle(t0, peer(), &invite("o1", "z9hG4bKo1", "", ""));
+    let (sent, actions) = drain(&mut uas);
+    assert_eq!(statuses(&sent), [100]);
+    let Some(Action::Join(j)) = actions.first() else {
+        panic!("{actions:?}")
+    };
+    // No address to send to until the answer.
+    assert!(j.negotiated.leg_spec(None).remote.ip().is_unspecified());
+    uas.joined(
+        t0,
+        j.call,
+        JoinResult::Joined {
+            participant: ParticipantId(8),
+            local: "127.0.0.1:20000".parse().unwrap(),
+        },
+    );
+    let (sent, _) = drain(&mut uas);
+    let ok = &sent[0];
+    let offer = sdp::negotiate(&ok.body, &[Codec::G722])
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&ok.body)));
+    assert_eq!(offer.codec, Codec::G722, "our offer carries every codec");
+    let tag = ok.to_tag().unwrap().to_owned();
+    let answer = OFFER.replace("30000 RTP/AVP 0 101", "30002 RTP/AVP 9 101");
+    uas.handle(
+        t0,
+        peer(),
+        &in_dialog(
+            "ACK",
+            "o1",
+            &tag,
+            1,
+            "z9hG4bKa",
+            "Content-Type: application/sdp\r\n",
+            &answer,
+        ),
+    );
+    let (_, actions) = drain(&mut uas);
+    let [Action::Renegotiated { participant, spec }] = &actions[..] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(*participant, ParticipantId(8));
+    assert_eq!((spec.codec, spec.remote.port()), (Codec::G722, 30002));
+    // An ACK without the answer that was due ends the call.
+    uas.handle(t0, peer(), &invite("o2", "z9hG4bKo2", "", ""));
+    let (_, actions) = drain(&mut uas);
+    let Some(Action::Join(j)) = actions.first() else {
+        panic!()
+    };
+    uas.joined(
+        t0,
+        j.call,
+        JoinResult::Joined {
+            participant: ParticipantId(9),
+            local: "127.0.0.1:20002".parse().unwrap(),
+        },
+    );
+    let (sent, _) = drain(&mut uas);
+    let tag = sent[0].to_tag().unwrap().to_owned();
+    uas.handle(
+        t0,
+        peer(),
+        &in_dialog("ACK", "o2", &tag, 1, "z9hG4bKa2", "", ""),
+    );
+    let (sent, actions) = drain(&mut uas);
+    assert_eq!(
+        actions,
+        [Action::Leave {
+            participant: ParticipantId(9)
+        }]
+    );
+    assert_eq!(sent[0].method(), Some(&Method::Bye));
+}
+
+#[test]
+fn a_reinvite_changes_the_codec() {
+    let t0 = Instant::now();
+    let mut uas = Uas::new(settings(), counter_random);
+    let ok = answered(&mut uas, t0, "cc1", 12);
+    let tag = ok.to_tag().unwrap().to_owned();
+    uas.handle(
+        t0,
+        peer(),
+        &in_dialog("ACK", "cc1", &tag, 1, "z9hG4bKa", "", ""),
+    );
+    let g722 = OFFER.replace("RTP/AVP 0 101", "RTP/AVP 9 101");
+    uas.handle(
+        t0,
+        peer(),
+        &in_dialog(
+            "INVITE",
+            "cc1",
+            &tag,
+            2,
+            "z9hG4bKre",
+            "Content-Type: application/sdp\r\n",
+            &g722,
+        ),
+    );
+    let (sent, actions) = drain(&mut uas);
+    assert_eq!(statuses(&sent), [200]);
+    assert!(String::from_utf8_lossy(&sent[0].body).contains("a=rtpmap:9 G722/8000"));
+    let [Action::Renegotiated { spec, .. }] = &actions[..] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(spec.codec, Codec::G722);
+    // The same offer again (a session refresh): nothing changes.
+    uas.handle(
+        t0,
+        peer(),
+        &in_dialog(
+            "INVITE",
+            "cc1",
+            &tag,
+            3,
+            "z9hG4bKre2",
+            "Content-Type: application/sdp\r\n",
+            &g722,
+        ),
+    );
+    let (_, actions) = drain(&mut uas);
+    assert!(actions.is_empty(), "{actions:?}");
 }
