@@ -388,6 +388,16 @@ impl RawUa {
     /// Sends an INVITE to `user` with `sdp`; returns the final status and the answer's body,
     /// acknowledging it.
     pub fn invite(&mut self, user: &str, sdp: &str) -> (u16, String) {
+        self.invite_with(user, sdp, |_| String::new())
+    }
+
+    /// An INVITE whose ACK carries `ack_body(200's body)` (an offerless INVITE's answer).
+    pub fn invite_with(
+        &mut self,
+        user: &str,
+        sdp: &str,
+        ack_body: impl FnOnce(&str) -> String,
+    ) -> (u16, String) {
         self.user = user.to_owned();
         let local = self.local();
         let branch = format!("z9hG4bK{}i", self.call_id);
@@ -417,16 +427,27 @@ impl RawUa {
             } else {
                 branch.clone()
             };
+            let body = r.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+            let answer = if code == 200 {
+                ack_body(&body)
+            } else {
+                String::new()
+            };
+            let kind = if answer.is_empty() {
+                ""
+            } else {
+                "Content-Type: application/sdp\r\n"
+            };
             let ack = format!(
                 "ACK sip:{user}@{b} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={ack_branch}\r\n\
                  From: <sip:raw@{local}>;tag={tag}\r\nTo: {to}\r\nCall-ID: {cid}\r\n\
-                 CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                 CSeq: 1 ACK\r\n{kind}Content-Length: {len}\r\n\r\n{answer}",
                 b = self.bridge,
                 tag = self.from_tag,
                 cid = self.call_id,
+                len = answer.len(),
             );
             self.send(&ack);
-            let body = r.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
             return (code, body);
         }
     }
