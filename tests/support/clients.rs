@@ -49,7 +49,7 @@ impl SipBridge {
             outbound_proxy: None,
             dispatcher: None,
             max_calls: 1000,
-            invites_per_second: 200,
+            invites_per_second: 50,
         };
         let sip = runtime
             .block_on(SipServer::start(
@@ -373,11 +373,29 @@ impl RawUa {
         self.socket.send_to(text.as_bytes(), self.bridge).unwrap();
     }
 
-    /// The next message from the bridge; requests (a BYE) are answered 200 and returned too.
+    /// The next message from the bridge; a BYE is answered 200 and returned too.
     pub fn recv(&self) -> Option<String> {
         let mut buf = [0u8; 8192];
         let n = self.socket.recv(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with("BYE ") {
+            let copy = |name: &str| {
+                text.split("\r\n")
+                    .filter(|l| l.starts_with(&format!("{name}: ")))
+                    .map(|l| format!("{l}\r\n"))
+                    .collect::<String>()
+            };
+            let ok = format!(
+                "SIP/2.0 200 OK\r\n{}{}{}{}{}Content-Length: 0\r\n\r\n",
+                copy("Via"),
+                copy("From"),
+                copy("To"),
+                copy("Call-ID"),
+                copy("CSeq")
+            );
+            self.send(&ok);
+        }
+        Some(text)
     }
 
     fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
