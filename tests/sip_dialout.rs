@@ -189,3 +189,59 @@ fn dial_out_to_a_busy_phone() {
         .block_on(sip.dial("6001", "mailto:nobody", joiner("x")));
     assert!(bad.is_err());
 }
+
+#[test]
+fn ejecting_a_ringing_dial_out_cancels_it() {
+    let _turn = support::exclusive();
+    let bridge = SipBridge::start();
+    bridge
+        .engine
+        .create_conference("6002", Policy::default())
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    // An interactive baresip answers manually: it rings until told otherwise.
+    let carol = Baresip::dial(
+        root.path(),
+        clients::BaresipOptions {
+            name: "carol",
+            codec: "pcmu",
+            srtp: false,
+            tone_hz: 660.0,
+            target: String::new(),
+            seconds: 30,
+            interactive: true,
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let target = format!("sip:carol@127.0.0.1:{}", carol.sip_port);
+    let sip = bridge.sip.as_ref().unwrap();
+    let p = bridge
+        .runtime
+        .block_on(sip.dial("6002", &target, joiner("carol")))
+        .unwrap();
+    let ringing = wait_for(Duration::from_secs(5), || {
+        bridge
+            .engine
+            .roster("6002")
+            .unwrap()
+            .iter()
+            .any(|x| x.id == p && x.state == State::Inviting && x.sip_status == Some(180))
+    });
+    assert!(
+        ringing,
+        "{:?}\n{}",
+        bridge.engine.roster("6002"),
+        carol.log()
+    );
+    bridge.engine.control("6002", Control::Eject(p)).unwrap();
+    assert_eq!(
+        state(&bridge, "6002", p),
+        Some(State::Disconnected(DisconnectReason::Ejected))
+    );
+    // The CANCEL reached the phone: its incoming call ended (487 to its INVITE).
+    let stopped = wait_for(Duration::from_secs(5), || {
+        let log = carol.log().to_lowercase();
+        log.contains("cancel") || log.contains("closed") || log.contains("terminated")
+    });
+    assert!(stopped, "{}", carol.log());
+}

@@ -115,3 +115,52 @@ fn a_reinvite_moves_the_leg_to_another_codec_and_address() {
         "the old PCMU stream is still heard"
     );
 }
+
+#[test]
+fn a_caller_on_hold_is_not_mixed_and_resumes() {
+    let _turn = support::exclusive();
+    let bridge = SipBridge::start();
+    let (mut talker, talker_addr) = with_talker(&bridge, "8300");
+    let mut caller = Endpoint::new(Codec::Pcmu, 660.0, -20.0, 5);
+    let mut ua = RawUa::new(bridge.sip_addr(), "hold1");
+    let offer = sdp(&caller, 0, "PCMU");
+    let (code, answer) = ua.invite("8300", &offer);
+    assert_eq!(code, 200);
+    let media: SocketAddr = format!("127.0.0.1:{}", answer_port(&answer))
+        .parse()
+        .unwrap();
+    let mut run = |talker: &mut Endpoint, caller: &mut Endpoint, ms| {
+        support::run(
+            &mut [(talker, talker_addr), (caller, media)],
+            Duration::from_millis(ms),
+            |_| {},
+        );
+    };
+    run(&mut talker, &mut caller, 1500);
+    assert!(talker.level_of(660.0, 0.5) > -22.0);
+    let on_hold = |bridge: &SipBridge| {
+        bridge
+            .engine
+            .roster("8300")
+            .unwrap()
+            .iter()
+            .any(|p| p.uri.contains("sip:raw@") && p.on_hold)
+    };
+    // Hold: the caller still sends (music, say) but is not mixed.
+    let hold = offer.replace("a=rtcp-mux\r\n", "a=rtcp-mux\r\na=sendonly\r\n");
+    assert_eq!(ua.request("INVITE", Some("application/sdp"), &hold), 200);
+    run(&mut talker, &mut caller, 1500);
+    assert!(on_hold(&bridge));
+    assert!(
+        talker.level_of(660.0, 0.5) < -50.0,
+        "held caller still mixed"
+    );
+    // Resume.
+    assert_eq!(ua.request("INVITE", Some("application/sdp"), &offer), 200);
+    run(&mut talker, &mut caller, 1500);
+    assert!(!on_hold(&bridge));
+    assert!(
+        talker.level_of(660.0, 0.5) > -22.0,
+        "resumed caller not heard"
+    );
+}

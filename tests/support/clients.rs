@@ -166,7 +166,8 @@ impl Baresip {
                 "<sip:{name}@127.0.0.1:{sip_port}>;regint=0;answermode={mode};audio_codecs={codec}{enc}\n",
                 name = o.name,
                 codec = o.codec,
-                mode = if o.target.is_empty() { "auto" } else { "manual" },
+                // Waiting for calls: answered at once, unless commands are to be typed.
+                mode = if o.target.is_empty() && !o.interactive { "auto" } else { "manual" },
             ),
         )
         .unwrap();
