@@ -129,7 +129,7 @@ fn a_caller_on_hold_is_not_mixed_and_resumes() {
     let media: SocketAddr = format!("127.0.0.1:{}", answer_port(&answer))
         .parse()
         .unwrap();
-    let mut run = |talker: &mut Endpoint, caller: &mut Endpoint, ms| {
+    let run = |talker: &mut Endpoint, caller: &mut Endpoint, ms| {
         support::run(
             &mut [(talker, talker_addr), (caller, media)],
             Duration::from_millis(ms),
