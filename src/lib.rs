@@ -11,3 +11,4 @@ pub mod media;
 pub mod mixer;
 pub mod serve;
 pub mod sip;
+pub mod store;
