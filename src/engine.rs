@@ -26,6 +26,8 @@ pub struct EngineSettings {
     pub rtp_port_max: u16,
     pub media_timeout: Duration,
     pub leg_timers: LegTimers,
+    /// Where call records go (the storage writer); none keeps no records.
+    pub records: Option<std::sync::mpsc::Sender<crate::store::RecordEvent>>,
 }
 
 impl EngineSettings {
@@ -41,6 +43,7 @@ impl EngineSettings {
                 relatch_after: Duration::from_millis(c.media.relatch_after_ms),
                 ..LegTimers::default()
             },
+            records: None,
         }
     }
 }
@@ -104,7 +107,7 @@ impl Engine {
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(4096);
         let mixers = (0..threads)
-            .map(|i| MixerHandle::spawn(i, SyncSender::clone(&tx)))
+            .map(|i| MixerHandle::spawn(i, SyncSender::clone(&tx), settings.records.clone()))
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Engine {
             mixers,

@@ -31,6 +31,7 @@ fn a_thousand_listeners_cost_one_shared_encode() {
         rtp_port_max: base + 2 * (LISTENERS as u16 + 200),
         media_timeout: Duration::from_secs(60),
         leg_timers: Default::default(),
+        records: None,
     })
     .unwrap();
     let counters = engine.create_conference("42", Policy::default()).unwrap();

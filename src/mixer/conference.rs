@@ -17,10 +17,13 @@ use confab_dsp::mix::{Gain, Mixer};
 use confab_dsp::opus::OpusSettings;
 
 use crate::conference::talkers::{Candidate, Talkers};
-use crate::conference::{DisconnectReason, Event, Joining, ParticipantId, Policy, Roster, State};
+use crate::conference::{
+    DisconnectReason, Event, Joining, ParticipantId, Policy, Role, Roster, State,
+};
 use crate::media::codec::{Codec, LegEncoder, MIX_FRAME, MIX_RATE};
 use crate::media::leg::{LegStats, RtpLeg};
 use crate::media::rtp::MAX_PACKET;
+use crate::store::{Record, RecordEvent};
 
 /// A conference id (the meeting ID); cheap to clone into events.
 pub type ConferenceId = Arc<str>;
@@ -77,6 +80,8 @@ pub struct ConferenceMedia {
     silence: Vec<i16>,
     media_timeout: Duration,
     pub counters: Arc<ConferenceCounters>,
+    /// Where call records go (the storage writer), if anywhere.
+    records: Option<std::sync::mpsc::Sender<RecordEvent>>,
 }
 
 impl std::fmt::Debug for ConferenceMedia {
@@ -111,7 +116,67 @@ impl ConferenceMedia {
             silence: vec![0; MIX_FRAME],
             media_timeout,
             counters: Arc::new(ConferenceCounters::default()),
+            records: None,
         }
+    }
+
+    /// Sends call records to `records` from now on.
+    pub fn set_records(&mut self, records: Option<std::sync::mpsc::Sender<RecordEvent>>) {
+        self.records = records;
+    }
+
+    /// A record of `participant`'s leg as it stands (its figures when it ends).
+    fn record_of(&self, participant: ParticipantId, leg: Option<&RtpLeg>) -> Option<Record> {
+        let p = self.roster.participant(participant)?;
+        let stats = leg.map(RtpLeg::stats);
+        let srtp = stats.is_some_and(|s| s.srtp);
+        Some(Record {
+            conference: self.id.to_string(),
+            participant: participant.to_string(),
+            display_name: p.display_name.clone(),
+            uri: p.uri.clone(),
+            role: match p.role {
+                Role::Leader => "leader".into(),
+                Role::Attendee => "attendee".into(),
+            },
+            transport: if srtp { "srtp" } else { "rtp" }.into(),
+            codec: stats.and_then(|s| s.codec).map(|c| c.name().to_owned()),
+            srtp,
+            joined_at: crate::store::unix_ms(std::time::SystemTime::now()),
+            left_at: None,
+            reason: match p.state {
+                State::Disconnected(r) => Some(r.as_str().to_owned()),
+                _ => None,
+            },
+            sip_status: p.sip_status,
+            packets_in: stats.map_or(0, |s| s.packets_in),
+            packets_out: stats.map_or(0, |s| s.packets_out),
+            packets_lost: stats.map_or(0, |s| s.packets_lost),
+            jitter_ms: stats.map(|s| s.jitter_ms),
+            rtt_ms: stats.and_then(|s| s.rtt_ms),
+            mos: stats.filter(|s| s.packets_in > 0).map(|s| s.mos),
+            id: 0,
+        })
+    }
+
+    fn send_record(&self, open: bool, participant: ParticipantId, leg: Option<&RtpLeg>) {
+        let Some(records) = &self.records else { return };
+        let Some(mut record) = self.record_of(participant, leg) else {
+            return;
+        };
+        let event = if open {
+            RecordEvent::Open {
+                participant,
+                record: Box::new(record),
+            }
+        } else {
+            record.left_at = Some(record.joined_at);
+            RecordEvent::Close {
+                participant,
+                record: Box::new(record),
+            }
+        };
+        let _ = records.send(event);
     }
 
     /// Legs present (not yet removed).
@@ -133,7 +198,12 @@ impl ConferenceMedia {
         joining: Joining,
         leg: RtpLeg,
     ) -> Result<(), crate::conference::JoinError> {
-        self.roster.join(joining)?;
+        let id = joining.id;
+        if let Err(e) = self.roster.join(joining) {
+            // The refusal is kept as a record too.
+            self.send_record(false, id, None);
+            return Err(e);
+        }
         self.take_in(leg);
         Ok(())
     }
@@ -169,6 +239,7 @@ impl ConferenceMedia {
     fn take_in(&mut self, leg: RtpLeg) {
         let spec = *leg.spec();
         let group = self.group_for(spec.codec, spec.ptime_ms);
+        self.send_record(true, leg.participant, Some(&leg));
         self.dominant.add(leg.participant);
         self.legs.push(leg);
         self.leg_groups.push(group);
@@ -189,6 +260,7 @@ impl ConferenceMedia {
         let _ = self
             .roster
             .disconnect(participant, DisconnectReason::Transferred);
+        self.send_record(false, participant, self.legs.get(i));
         self.leg_groups.swap_remove(i);
         self.dominant.remove(participant);
         Some(self.legs.swap_remove(i))
@@ -232,6 +304,7 @@ impl ConferenceMedia {
             if present {
                 i += 1;
             } else {
+                self.send_record(false, id, self.legs.get(i));
                 self.legs.swap_remove(i);
                 self.leg_groups.swap_remove(i);
                 self.dominant.remove(id);

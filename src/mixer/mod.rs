@@ -143,13 +143,17 @@ impl std::fmt::Debug for MixerHandle {
 
 impl MixerHandle {
     /// Starts mixer thread `index`, sending events to `events`.
-    pub fn spawn(index: usize, events: SyncSender<ConferenceEvent>) -> std::io::Result<Self> {
+    pub fn spawn(
+        index: usize,
+        events: SyncSender<ConferenceEvent>,
+        records: Option<std::sync::mpsc::Sender<crate::store::RecordEvent>>,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1024);
         let counters = Arc::new(MixerCounters::default());
         let c = Arc::clone(&counters);
         let thread = std::thread::Builder::new()
             .name(format!("confab-mixer-{index}"))
-            .spawn(move || run(rx, events, c))?;
+            .spawn(move || run(rx, events, records, c))?;
         Ok(MixerHandle {
             commands: tx,
             counters,
@@ -175,6 +179,7 @@ impl Drop for MixerHandle {
 fn run(
     commands: Receiver<Command>,
     events: SyncSender<ConferenceEvent>,
+    records: Option<std::sync::mpsc::Sender<crate::store::RecordEvent>>,
     counters: Arc<MixerCounters>,
 ) {
     let mut conferences: HashMap<ConferenceId, ConferenceMedia> = HashMap::new();
@@ -183,7 +188,7 @@ fn run(
         for _ in 0..MAX_COMMANDS_PER_TICK {
             match commands.try_recv() {
                 Ok(Command::Shutdown) | Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
-                Ok(command) => handle(command, &mut conferences),
+                Ok(command) => handle(command, &mut conferences, &records),
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
             }
         }
@@ -222,7 +227,7 @@ fn run(
             match commands.recv_timeout(wait) {
                 Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
                 Ok(command) => {
-                    handle(command, &mut conferences);
+                    handle(command, &mut conferences, &records);
                     handled += 1;
                 }
                 Err(RecvTimeoutError::Timeout) => break,
@@ -232,7 +237,11 @@ fn run(
     }
 }
 
-fn handle(command: Command, conferences: &mut HashMap<ConferenceId, ConferenceMedia>) {
+fn handle(
+    command: Command,
+    conferences: &mut HashMap<ConferenceId, ConferenceMedia>,
+    records: &Option<std::sync::mpsc::Sender<crate::store::RecordEvent>>,
+) {
     match command {
         Command::CreateConference {
             id,
@@ -248,6 +257,7 @@ fn handle(command: Command, conferences: &mut HashMap<ConferenceId, ConferenceMe
                 std::collections::hash_map::Entry::Vacant(slot) => {
                     let media =
                         slot.insert(ConferenceMedia::new(id, policy, max_talkers, media_timeout));
+                    media.set_records(records.clone());
                     Ok(Arc::clone(&media.counters))
                 }
             };

@@ -45,7 +45,10 @@ fn conferences_survive_a_reopen() {
     store.save_conference(&other).unwrap();
     drop(store);
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.conferences().unwrap(), vec![conference("1234"), other.clone()]);
+    assert_eq!(
+        store.conferences().unwrap(),
+        vec![conference("1234"), other.clone()]
+    );
     assert_eq!(store.conference("5678").unwrap(), Some(other));
     assert!(store.delete_conference("1234").unwrap());
     assert!(!store.delete_conference("1234").unwrap());
@@ -90,7 +93,10 @@ fn ten_thousand_legs_give_ten_thousand_rows() {
         .unwrap();
     // Every leg that ended has its closed row (a page holds at most 10,000).
     assert_eq!(all.len(), 10_000);
-    assert!(all.iter().all(|r| r.reason.as_deref() == Some("hangup") && r.packets_in == 500));
+    assert!(
+        all.iter()
+            .all(|r| r.reason.as_deref() == Some("hangup") && r.packets_in == 500)
+    );
     let page = store
         .records(&RecordFilter {
             conference: Some("1234".into()),
@@ -148,7 +154,10 @@ fn records_left_open_by_a_crash_are_closed_as_abandoned() {
             ..RecordFilter::default()
         })
         .unwrap();
-    let reasons: Vec<_> = all.iter().map(|r| r.reason.clone().unwrap_or_default()).collect();
+    let reasons: Vec<_> = all
+        .iter()
+        .map(|r| r.reason.clone().unwrap_or_default())
+        .collect();
     assert_eq!(reasons, ["locked", "abandoned"]);
     assert!(all.iter().all(|r| r.left_at.is_some()));
 }

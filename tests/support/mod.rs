@@ -463,6 +463,7 @@ pub fn engine_sized(
         rtp_port_max: max,
         media_timeout,
         leg_timers,
+        records: None,
     })
     .unwrap()
 }
