@@ -72,6 +72,9 @@ pub(crate) struct ServeArgs {
     /// Bearer token of the HTTP API.
     #[arg(long, env = "CONFAB_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
+    /// Seconds SIGTERM waits for calls to end.
+    #[arg(long, env = "CONFAB_API_DRAIN_TIMEOUT_SECS")]
+    api_drain_timeout_secs: Option<u64>,
     /// Address RTP sockets bind to.
     #[arg(long, env = "CONFAB_MEDIA_BIND")]
     media_bind: Option<IpAddr>,
@@ -140,6 +143,7 @@ impl ServeArgs {
         if self.api_token.is_some() {
             c.api.token = self.api_token.clone();
         }
+        set(&mut c.api.drain_timeout_secs, &self.api_drain_timeout_secs);
         set(&mut c.media.bind, &self.media_bind);
         set(&mut c.media.rtp_port_min, &self.media_rtp_port_min);
         set(&mut c.media.rtp_port_max, &self.media_rtp_port_max);

@@ -89,6 +89,14 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Bearer token; required when `listen` is not a loopback address.
     pub token: Option<String>,
+    /// Seconds a SIGTERM waits for calls in progress to end before stopping.
+    pub drain_timeout_secs: u64,
+}
+
+impl ApiConfig {
+    pub fn drain_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.drain_timeout_secs)
+    }
 }
 
 impl Default for ApiConfig {
@@ -96,6 +104,7 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
+            drain_timeout_secs: 300,
         }
     }
 }

@@ -179,6 +179,24 @@ impl Engine {
             .ok_or(EngineError::Command(CommandError::NoConference))
     }
 
+    /// Changes what callers must key to enter `conference`.
+    pub fn set_admission(&self, conference: &str, admission: Admission) -> Result<(), EngineError> {
+        let mut placement = self.placement.lock().map_err(|_| EngineError::Stopped)?;
+        let entry = placement
+            .get_mut(conference)
+            .ok_or(EngineError::Command(CommandError::NoConference))?;
+        entry.1 = Arc::new(admission);
+        Ok(())
+    }
+
+    /// The running conferences' ids.
+    pub fn conference_ids(&self) -> Vec<String> {
+        self.placement
+            .lock()
+            .map(|p| p.keys().map(|k| k.to_string()).collect())
+            .unwrap_or_default()
+    }
+
     /// What callers must key to enter `conference` (none when it does not exist).
     pub fn admission(&self, conference: &str) -> Option<Arc<Admission>> {
         let placement = self.placement.lock().ok()?;
@@ -201,6 +219,17 @@ impl Engine {
         policy: Policy,
         admission: Admission,
     ) -> Result<Arc<ConferenceCounters>, EngineError> {
+        self.create_conference_full(id, policy, admission, None)
+    }
+
+    /// Creates a conference with its own number of talkers (`None`: the configured one).
+    pub fn create_conference_full(
+        &self,
+        id: &str,
+        policy: Policy,
+        admission: Admission,
+        max_talkers: Option<usize>,
+    ) -> Result<Arc<ConferenceCounters>, EngineError> {
         let id: ConferenceId = Arc::from(id);
         {
             let placement = self.placement.lock().map_err(|_| EngineError::Stopped)?;
@@ -212,7 +241,7 @@ impl Engine {
         let counters = self.call(mixer, |reply| Command::CreateConference {
             id: Arc::clone(&id),
             policy,
-            max_talkers: self.settings.max_talkers,
+            max_talkers: max_talkers.unwrap_or(self.settings.max_talkers),
             media_timeout: self.settings.media_timeout,
             reply,
         })?;
@@ -414,6 +443,18 @@ impl Engine {
             p.remove(conference);
         }
         r
+    }
+
+    /// The roster with each present participant's media figures.
+    pub fn roster_with_media(
+        &self,
+        conference: &str,
+    ) -> Result<Vec<(Participant, Option<LegStats>)>, EngineError> {
+        let (mixer, id) = self.mixer_of(conference)?;
+        self.call(mixer, |reply| Command::RosterWithMedia {
+            conference: id,
+            reply,
+        })
     }
 
     pub fn roster(&self, conference: &str) -> Result<Vec<Participant>, EngineError> {

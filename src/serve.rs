@@ -24,9 +24,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .thread_name("confab-io")
         .build()
         .context("cannot start the runtime")?;
+    let store =
+        crate::store::Store::open(&config.storage.data_dir).context("cannot open the database")?;
+    let records = store
+        .record_writer()
+        .context("cannot start the call record writer")?;
     let engine = std::sync::Arc::new(
-        crate::engine::Engine::start(crate::engine::EngineSettings::from_config(&config))
-            .context("cannot start the media engine")?,
+        crate::engine::Engine::start(crate::engine::EngineSettings {
+            records: Some(records.sender.clone()),
+            ..crate::engine::EngineSettings::from_config(&config)
+        })
+        .context("cannot start the media engine")?,
     );
     let events = engine
         .broadcast_events()
@@ -66,22 +74,91 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         )
         .await
         .with_context(|| format!("cannot listen for SIP on {}", config.sip.listen))?;
+        let sip = std::sync::Arc::new(sip);
+        let state = crate::api::AppState::new(
+            std::sync::Arc::clone(&engine),
+            Some(std::sync::Arc::clone(&sip)),
+            store.clone(),
+            events.subscribe(),
+            config.api.token.clone(),
+            config.mixer.max_talkers,
+            config.sip.codec_preference(),
+        );
+        // Conferences kept from before the restart.
+        let stored = store
+            .conferences()
+            .context("cannot read the stored conferences")?;
+        for c in &stored {
+            if let Err(e) = crate::api::start_conference(&state, c) {
+                tracing::warn!(conference = %c.id, error = ?e, "stored conference not started");
+            }
+        }
+        let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
+        let (api_addr, api_task) = crate::api::serve(config.api.listen, state.clone(), async {
+            let _ = api_stopped.await;
+        })
+        .await
+        .with_context(|| format!("cannot listen for the API on {}", config.api.listen))?;
         info!(
             sip = %config.sip.listen,
-            api = %config.api.listen,
+            api = %api_addr,
+            conferences = stored.len(),
             rtp_ports = %format!("{}-{}", config.media.rtp_port_min, config.media.rtp_port_max),
             data_dir = %config.storage.data_dir.display(),
             mixer_threads = threads,
             "confab started"
         );
+        let mut signals = signals;
         let signal = signals.recv().await;
+        if signal == "SIGTERM" {
+            // Drain: no new conferences or calls; those in progress may end by themselves.
+            info!(signal, "draining");
+            state
+                .draining
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            sip.set_draining(true);
+            let deadline = tokio::time::Instant::now() + config.api.drain_timeout();
+            loop {
+                let engine = std::sync::Arc::clone(&engine);
+                let busy = tokio::task::spawn_blocking(move || present(&engine))
+                    .await
+                    .unwrap_or(0);
+                if busy == 0 || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::select! {
+                    s = signals.recv() => {
+                        info!(signal = s, "stopping at once");
+                        break;
+                    }
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                }
+            }
+        }
         info!(signal, "shutting down");
-        sip.stop().await;
+        let _ = api_stop.send(());
+        let _ = api_task.await;
+        if let Ok(sip) = std::sync::Arc::try_unwrap(sip) {
+            sip.stop().await;
+        }
         anyhow::Ok(())
     })?;
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    // Every record sent so far reaches the disk.
+    records.flush();
     info!("stopped");
     Ok(())
+}
+
+/// Participants present in any conference (the attendant's lobby included).
+fn present(engine: &crate::engine::Engine) -> usize {
+    engine
+        .conference_ids()
+        .iter()
+        .filter_map(|c| engine.roster(c).ok())
+        .flatten()
+        .filter(|p| !matches!(p.state, crate::conference::State::Disconnected(_)))
+        .count()
 }
 
 fn init_logging(config: &Config) -> anyhow::Result<()> {
@@ -116,7 +193,7 @@ impl Signals {
     }
 
     /// Waits for either and names the one that came.
-    async fn recv(mut self) -> &'static str {
+    async fn recv(&mut self) -> &'static str {
         tokio::select! {
             _ = self.terminate.recv() => "SIGTERM",
             _ = self.interrupt.recv() => "SIGINT",

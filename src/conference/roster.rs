@@ -474,6 +474,12 @@ impl Roster {
             .push_back(Event::DominantSpeaker { participant: id });
     }
 
+    /// New participant limit and leader rule (those already waiting connect with a leader).
+    pub fn set_limits(&mut self, max_participants: usize, wait_for_leader: bool) {
+        self.policy.max_participants = max_participants;
+        self.policy.wait_for_leader = wait_for_leader;
+    }
+
     /// Records the last SIP status of a participant's call.
     pub fn set_sip_status(
         &mut self,

@@ -35,6 +35,11 @@ pub enum Control {
     Remove(ParticipantId, crate::conference::DisconnectReason),
     MuteAll,
     Lock(bool),
+    /// New limits: participants, waiting for the leader (the lock is `Lock`).
+    Limits {
+        max_participants: usize,
+        wait_for_leader: bool,
+    },
     End,
 }
 
@@ -100,6 +105,10 @@ pub enum Command {
     Roster {
         conference: ConferenceId,
         reply: Reply<Vec<Participant>>,
+    },
+    RosterWithMedia {
+        conference: ConferenceId,
+        reply: Reply<Vec<(Participant, Option<LegStats>)>>,
     },
     LegStats {
         conference: ConferenceId,
@@ -315,6 +324,19 @@ fn handle(
                 .ok_or(CommandError::NoConference);
             let _ = reply.try_send(result);
         }
+        Command::RosterWithMedia { conference, reply } => {
+            let result = conferences
+                .get(&conference)
+                .map(|c| {
+                    c.roster
+                        .participants()
+                        .iter()
+                        .map(|p| (p.clone(), c.leg_stats(p.id)))
+                        .collect()
+                })
+                .ok_or(CommandError::NoConference);
+            let _ = reply.try_send(result);
+        }
         Command::LegStats {
             conference,
             participant,
@@ -377,6 +399,13 @@ fn apply(c: &mut ConferenceMedia, control: Control) -> Result<(), CommandError> 
         Control::Remove(p, reason) => r.disconnect(p, reason).map_err(unknown),
         Control::MuteAll => {
             r.mute_all();
+            Ok(())
+        }
+        Control::Limits {
+            max_participants,
+            wait_for_leader,
+        } => {
+            r.set_limits(max_participants, wait_for_leader);
             Ok(())
         }
         Control::Lock(on) => {

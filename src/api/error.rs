@@ -1,0 +1,108 @@
+//! The API's errors: a status and `{"error":{"code","message"}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::conference::JoinError;
+use crate::engine::EngineError;
+use crate::mixer::CommandError;
+use crate::store::StoreError;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    pub fn draining() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "this node is draining: no new conferences or participants",
+        )
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Command(CommandError::NoConference) => {
+                ApiError::not_found("no such conference")
+            }
+            EngineError::Command(CommandError::ConferenceExists) => {
+                ApiError::conflict("the conference exists already")
+            }
+            EngineError::Command(CommandError::NoParticipant) => {
+                ApiError::conflict("the participant is not (or no longer) in the conference")
+            }
+            EngineError::Command(CommandError::Join(JoinError::Locked)) => {
+                ApiError::new(StatusCode::FORBIDDEN, "locked", "the conference is locked")
+            }
+            EngineError::Command(CommandError::Join(JoinError::Full)) => {
+                ApiError::conflict("the conference is full")
+            }
+            EngineError::Command(CommandError::Join(JoinError::Ended)) => {
+                ApiError::not_found("the conference has ended")
+            }
+            EngineError::PortsExhausted => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_ports",
+                "no free RTP port",
+            ),
+            other => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
+    }
+}

@@ -1,0 +1,203 @@
+//! Server-Sent Events: `/v1/conferences/{cid}/events` and `/v1/events`. Every event gets an id;
+//! a client that reconnects with `Last-Event-ID` is first sent what it missed from a bounded
+//! history, then the live stream. A comment every 15 s keeps idle connections open. DTMF digits
+//! never leave the bridge this way (they may be passcodes).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::conferences::meeting_id;
+use super::{ApiError, AppState};
+use crate::conference::{Event, State as PState};
+use crate::mixer::conference::ConferenceEvent;
+
+/// Events kept for clients that reconnect.
+const HISTORY: usize = 2048;
+
+/// One published event.
+#[derive(Debug, Clone)]
+pub(super) struct Published {
+    pub id: u64,
+    pub conference: Arc<str>,
+    pub kind: &'static str,
+    pub data: Arc<str>,
+}
+
+/// Numbers the engine's events, keeps the recent ones, and fans them out.
+#[derive(Debug)]
+pub struct EventHub {
+    history: Mutex<VecDeque<Published>>,
+    live: broadcast::Sender<Published>,
+}
+
+/// The API's name and JSON of an event (`None`: not published).
+fn describe(e: &ConferenceEvent) -> Option<(&'static str, Value)> {
+    let c = e.conference.to_string();
+    Some(match &e.event {
+        Event::State { participant, state } => {
+            let reason = match state {
+                PState::Disconnected(r) => Some(r.as_str()),
+                _ => None,
+            };
+            (
+                "participant.state",
+                json!({ "conference": c, "participant": participant.to_string(),
+                        "state": state.as_str(), "disconnect_reason": reason }),
+            )
+        }
+        Event::Muted { participant, muted } => (
+            "participant.muted",
+            json!({ "conference": c, "participant": participant.to_string(), "muted": muted }),
+        ),
+        Event::Deaf { participant, deaf } => (
+            "participant.deaf",
+            json!({ "conference": c, "participant": participant.to_string(), "deaf": deaf }),
+        ),
+        Event::Speaking {
+            participant,
+            speaking,
+        } => (
+            "participant.speaking",
+            json!({ "conference": c, "participant": participant.to_string(), "speaking": speaking }),
+        ),
+        Event::SpeakingWhileMuted { participant } => (
+            "participant.speaking_while_muted",
+            json!({ "conference": c, "participant": participant.to_string() }),
+        ),
+        Event::DominantSpeaker { participant } => (
+            "conference.dominant_speaker",
+            json!({ "conference": c, "participant": participant.to_string() }),
+        ),
+        Event::Locked { locked } => (
+            "conference.locked",
+            json!({ "conference": c, "locked": locked }),
+        ),
+        Event::Ended => ("conference.ended", json!({ "conference": c })),
+        Event::Dtmf { .. } => return None,
+    })
+}
+
+impl EventHub {
+    /// Starts numbering what `events` brings.
+    pub fn start(mut events: broadcast::Receiver<ConferenceEvent>) -> Arc<EventHub> {
+        let (live, _) = broadcast::channel(4096);
+        let hub = Arc::new(EventHub {
+            history: Mutex::new(VecDeque::with_capacity(HISTORY)),
+            live,
+        });
+        let h = Arc::clone(&hub);
+        tokio::spawn(async move {
+            let mut next = 1u64;
+            loop {
+                let e = match events.recv().await {
+                    Ok(e) => e,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(lost = n, "api fell behind the engine's events");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                };
+                let Some((kind, data)) = describe(&e) else {
+                    continue;
+                };
+                let p = Published {
+                    id: next,
+                    conference: Arc::clone(&e.conference),
+                    kind,
+                    data: Arc::from(data.to_string()),
+                };
+                next += 1;
+                if let Ok(mut history) = h.history.lock() {
+                    if history.len() == HISTORY {
+                        history.pop_front();
+                    }
+                    history.push_back(p.clone());
+                }
+                let _ = h.live.send(p);
+            }
+        });
+        hub
+    }
+
+    /// What came after `last` (oldest first), and the live stream from now.
+    fn since(&self, last: Option<u64>) -> (Vec<Published>, broadcast::Receiver<Published>) {
+        // Subscribe under the lock so nothing falls between the replay and the live stream.
+        let history = self.history.lock();
+        let live = self.live.subscribe();
+        let replay = match (history, last) {
+            (Ok(h), Some(last)) => h.iter().filter(|p| p.id > last).cloned().collect(),
+            _ => Vec::new(),
+        };
+        (replay, live)
+    }
+}
+
+fn to_sse(p: &Published) -> SseEvent {
+    SseEvent::default()
+        .id(p.id.to_string())
+        .event(p.kind)
+        .data(p.data.as_ref())
+}
+
+fn stream_for(
+    hub: &EventHub,
+    headers: &HeaderMap,
+    conference: Option<String>,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> + use<> {
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    let (replay, live) = hub.since(last);
+    let keep = {
+        let conference = conference.clone();
+        move |p: &Published| conference.as_deref().is_none_or(|c| *p.conference == *c)
+    };
+    let keep_live = keep.clone();
+    let replayed: Vec<_> = replay.into_iter().filter(|p| keep(p)).collect();
+    let last_replayed = replayed.last().map(|p| p.id).or(last).unwrap_or(0);
+    let replay = stream::iter(replayed.into_iter().map(|p| Ok(to_sse(&p))));
+    let live = BroadcastStream::new(live).filter_map(move |item| {
+        let out = match item {
+            Ok(p) if p.id > last_replayed && keep_live(&p) => Some(Ok(to_sse(&p))),
+            _ => None,
+        };
+        std::future::ready(out)
+    });
+    replay.chain(live)
+}
+
+fn keep_alive() -> KeepAlive {
+    KeepAlive::new()
+        .interval(Duration::from_secs(15))
+        .text("heartbeat")
+}
+
+pub(super) async fn all(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    Sse::new(stream_for(&state.events, &headers, None)).keep_alive(keep_alive())
+}
+
+pub(super) async fn conference(
+    State(state): State<AppState>,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    meeting_id(&cid)?;
+    if state.engine.admission(&cid).is_none() {
+        return Err(ApiError::not_found(format!("no conference {cid}")));
+    }
+    Ok(Sse::new(stream_for(&state.events, &headers, Some(cid))).keep_alive(keep_alive()))
+}

@@ -1,0 +1,232 @@
+//! The control API (axum): conferences, participants, events, records, health and drain, under
+//! `/v1`, JSON in and out. Every engine call is a command to a mixer thread answered within a
+//! tick; handlers make them on blocking threads. Errors are `{"error":{"code","message"}}`.
+//!
+//! Auth: with `api.token` set, every route but `/healthz`, `/readyz` and `/metrics` wants
+//! `Authorization: Bearer <token>` (compared in constant time).
+
+mod conferences;
+mod error;
+mod events;
+mod participants;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::broadcast;
+
+pub use conferences::start as start_conference;
+pub use error::ApiError;
+pub use events::EventHub;
+
+use crate::engine::Engine;
+use crate::mixer::conference::ConferenceEvent;
+use crate::sip::server::SipServer;
+use crate::store::Store;
+
+/// Largest request body.
+const BODY_LIMIT: usize = 64 * 1024;
+/// Longest a request may take (SSE streams excepted).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub sip: Option<Arc<SipServer>>,
+    pub store: Store,
+    pub events: Arc<EventHub>,
+    pub token: Option<Arc<str>>,
+    pub draining: Arc<AtomicBool>,
+    /// The configured number of talkers, for conferences that set none.
+    pub max_talkers: usize,
+    /// Codec preference for legs added by SDP offer.
+    pub codecs: Vec<crate::media::codec::Codec>,
+}
+
+impl AppState {
+    pub fn new(
+        engine: Arc<Engine>,
+        sip: Option<Arc<SipServer>>,
+        store: Store,
+        events: broadcast::Receiver<ConferenceEvent>,
+        token: Option<String>,
+        max_talkers: usize,
+        codecs: Vec<crate::media::codec::Codec>,
+    ) -> Self {
+        AppState {
+            engine,
+            sip,
+            store,
+            events: EventHub::start(events),
+            token: token.filter(|t| !t.is_empty()).map(Arc::from),
+            draining: Arc::new(AtomicBool::new(false)),
+            max_talkers,
+            codecs,
+        }
+    }
+
+    fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route(
+            "/conferences",
+            post(conferences::create).get(conferences::list),
+        )
+        .route(
+            "/conferences/{cid}",
+            get(conferences::get)
+                .patch(conferences::patch)
+                .delete(conferences::end),
+        )
+        .route("/conferences/{cid}/lock", post(conferences::lock))
+        .route("/conferences/{cid}/unlock", post(conferences::unlock))
+        .route("/conferences/{cid}/mute-all", post(conferences::mute_all))
+        .route(
+            "/conferences/{cid}/participants",
+            get(participants::list).post(participants::add),
+        )
+        .route(
+            "/conferences/{cid}/participants/{pid}",
+            get(participants::get).delete(participants::eject),
+        )
+        .route(
+            "/conferences/{cid}/participants/{pid}/{action}",
+            post(participants::act),
+        )
+        .route("/conferences/{cid}/events", get(events::conference))
+        .route("/events", get(events::all))
+        .route("/records", get(conferences::records))
+        .route("/admin/drain", post(drain));
+    let authed = Router::new()
+        .nest("/v1", v1)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(authed)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Serves the API on `listen` until `shutdown` resolves.
+pub async fn serve(
+    listen: SocketAddr,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let local = listener.local_addr()?;
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "api server");
+        }
+    });
+    Ok((local, task))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// Constant-time equality of two byte strings (length is not hidden).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let given = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !same(given.as_bytes(), token.as_bytes()) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required",
+            )
+            .into_response();
+        }
+    }
+    let response = tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await;
+    match response {
+        Ok(r) => r,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the request took too long",
+        )
+        .into_response(),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let store = state.store.clone();
+    let healthy = tokio::task::spawn_blocking(move || store.healthy())
+        .await
+        .unwrap_or(false);
+    if state.draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
+    } else if !healthy {
+        (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable").into_response()
+    } else {
+        "ready".into_response()
+    }
+}
+
+async fn drain(State(state): State<AppState>) -> Response {
+    state.draining.store(true, Ordering::Relaxed);
+    if let Some(sip) = &state.sip {
+        sip.set_draining(true);
+    }
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({ "draining": true })),
+    )
+        .into_response()
+}
+
+/// Runs a blocking engine or store call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::internal("the request was lost"))?
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn constant_time_comparison() {
+        assert!(super::same(b"secret", b"secret"));
+        assert!(!super::same(b"secret", b"secreT"));
+        assert!(!super::same(b"secret", b"secre"));
+        assert!(!super::same(b"", b"x"));
+    }
+}

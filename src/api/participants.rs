@@ -1,0 +1,263 @@
+//! `/v1/conferences/{cid}/participants`: the roster, adding by dial-out or by SDP offer, and
+//! the per-participant controls.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::conferences::{Body, meeting_id};
+use super::{ApiError, AppState, blocking};
+use crate::conference::{Participant, ParticipantId, Role, State as PState};
+use crate::engine::Joiner;
+use crate::media::leg::LegStats;
+use crate::mixer::Control;
+
+/// A participant as the API shows it.
+pub(super) fn participant_json(p: &Participant, media: Option<&LegStats>) -> Value {
+    let reason = match p.state {
+        PState::Disconnected(r) => Some(r.as_str()),
+        _ => None,
+    };
+    let media = media.map(|m| {
+        json!({
+            "transport": if m.srtp { "rtp/savp" } else { "rtp/avp" },
+            "codec": m.codec.map(|c| c.name()),
+            "srtp": m.srtp,
+            "packets_in": m.packets_in,
+            "packets_out": m.packets_out,
+            "packets_lost": m.packets_lost,
+            "jitter_ms": m.jitter_ms,
+            "rtt_ms": m.rtt_ms,
+            "mos": (m.packets_in > 0).then_some(m.mos),
+        })
+    });
+    json!({
+        "id": p.id.to_string(),
+        "display_name": p.display_name,
+        "uri": p.uri,
+        "role": match p.role { Role::Leader => "leader", Role::Attendee => "attendee" },
+        "state": p.state.as_str(),
+        "disconnect_reason": reason,
+        "muted": p.muted,
+        "deaf": p.deaf,
+        "speaking": p.speaking,
+        "on_hold": p.on_hold,
+        "sip_status": p.sip_status,
+        "media": media,
+    })
+}
+
+/// `p17` -> participant 17.
+fn participant_id(pid: &str) -> Result<ParticipantId, ApiError> {
+    pid.strip_prefix('p')
+        .and_then(|n| n.parse().ok())
+        .map(ParticipantId)
+        .ok_or_else(|| ApiError::not_found(format!("no participant {pid}")))
+}
+
+fn find(
+    state: &AppState,
+    cid: &str,
+    id: ParticipantId,
+) -> Result<(Participant, Option<LegStats>), ApiError> {
+    state
+        .engine
+        .roster_with_media(cid)?
+        .into_iter()
+        .find(|(p, _)| p.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("no participant {id} in conference {cid}")))
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Path(cid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    meeting_id(&cid)?;
+    blocking(move || {
+        let roster = state.engine.roster_with_media(&cid)?;
+        let items: Vec<Value> = roster
+            .iter()
+            .map(|(p, m)| participant_json(p, m.as_ref()))
+            .collect();
+        Ok(Json(json!({ "participants": items })))
+    })
+    .await
+}
+
+pub(super) async fn get(
+    State(state): State<AppState>,
+    Path((cid, pid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    meeting_id(&cid)?;
+    let id = participant_id(&pid)?;
+    blocking(move || {
+        let (p, m) = find(&state, &cid, id)?;
+        Ok(Json(
+            json!({ "participant": participant_json(&p, m.as_ref()) }),
+        ))
+    })
+    .await
+}
+
+/// A participant to add: a number to call, or a leg whose offer a gateway holds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewParticipant {
+    dial: Option<String>,
+    sdp: Option<String>,
+    display_name: Option<String>,
+    uri: Option<String>,
+    role: Option<String>,
+}
+
+pub(super) async fn add(
+    State(state): State<AppState>,
+    Path(cid): Path<String>,
+    Body(new): Body<NewParticipant>,
+) -> Result<Response, ApiError> {
+    meeting_id(&cid)?;
+    if state.draining() {
+        return Err(ApiError::draining());
+    }
+    let role = match new.role.as_deref() {
+        None | Some("attendee") => Role::Attendee,
+        Some("leader") => Role::Leader,
+        Some(_) => return Err(ApiError::invalid("role must be leader or attendee")),
+    };
+    let display_name = new.display_name.unwrap_or_default();
+    if display_name.chars().count() > 128 {
+        return Err(ApiError::invalid(
+            "display_name is longer than 128 characters",
+        ));
+    }
+    match (new.dial, new.sdp) {
+        (Some(target), None) => {
+            if !target.starts_with("sip:") || target.len() > 256 {
+                return Err(ApiError::invalid("dial must be a sip: URI"));
+            }
+            let sip = state.sip.clone().ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_sip",
+                    "SIP is not running",
+                )
+            })?;
+            if state.engine.admission(&cid).is_none() {
+                return Err(ApiError::not_found(format!("no conference {cid}")));
+            }
+            let joiner = Joiner {
+                display_name,
+                uri: target.clone(),
+                role,
+            };
+            let p = sip.dial(&cid, &target, joiner).await.map_err(|e| match e {
+                crate::sip::server::DialError::Engine(e) => ApiError::from(e),
+                crate::sip::server::DialError::BadTarget(t) => {
+                    ApiError::invalid(format!("cannot call {t}"))
+                }
+                other => {
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_sip", other.to_string())
+                }
+            })?;
+            let engine = state.engine.clone();
+            let (participant, media) = blocking(move || find_in(&engine, &cid, p)).await?;
+            let body = json!({ "participant": participant_json(&participant, media.as_ref()) });
+            Ok((StatusCode::CREATED, Json(body)).into_response())
+        }
+        (None, Some(offer)) => {
+            let n = crate::sip::sdp::negotiate(offer.as_bytes(), &state.codecs).map_err(|e| {
+                let (status, _) = e.status();
+                if status == 400 {
+                    ApiError::bad_request(e.to_string())
+                } else {
+                    ApiError::invalid(e.to_string())
+                }
+            })?;
+            let local_key = match n.srtp {
+                Some(_) => {
+                    let mut k = [0u8; 30];
+                    getrandom::fill(&mut k).map_err(|_| ApiError::internal("no randomness"))?;
+                    Some(k)
+                }
+                None => None,
+            };
+            let joiner = Joiner {
+                display_name,
+                uri: new.uri.unwrap_or_else(|| "sdp:gateway".to_owned()),
+                role,
+            };
+            blocking(move || {
+                let spec = n.leg_spec(local_key);
+                let (p, local) = state.engine.add_rtp_leg(&cid, joiner, spec)?;
+                let answer = crate::sip::sdp::answer(&n, local, local_key.as_ref(), p.0, 1);
+                let (participant, media) = find(&state, &cid, p)?;
+                let body = json!({
+                    "participant": participant_json(&participant, media.as_ref()),
+                    "sdp": answer,
+                });
+                Ok((StatusCode::CREATED, Json(body)).into_response())
+            })
+            .await
+        }
+        _ => Err(ApiError::invalid("give exactly one of `dial` and `sdp`")),
+    }
+}
+
+fn find_in(
+    engine: &crate::engine::Engine,
+    cid: &str,
+    id: ParticipantId,
+) -> Result<(Participant, Option<LegStats>), ApiError> {
+    engine
+        .roster_with_media(cid)?
+        .into_iter()
+        .find(|(p, _)| p.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("no participant {id}")))
+}
+
+pub(super) async fn act(
+    State(state): State<AppState>,
+    Path((cid, pid, action)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    meeting_id(&cid)?;
+    let id = participant_id(&pid)?;
+    let control = match action.as_str() {
+        "mute" => Control::Mute(id, true),
+        "unmute" => Control::Mute(id, false),
+        "deaf" => Control::Deaf(id, true),
+        "undeaf" => Control::Deaf(id, false),
+        _ => return Err(ApiError::not_found(format!("no action {action}"))),
+    };
+    blocking(move || {
+        let (p, _) = find(&state, &cid, id)?;
+        if matches!(p.state, PState::Disconnected(_)) {
+            return Err(ApiError::conflict(format!("{id} has left the conference")));
+        }
+        state.engine.control(&cid, control)?;
+        let (p, m) = find(&state, &cid, id)?;
+        Ok(Json(
+            json!({ "participant": participant_json(&p, m.as_ref()) }),
+        ))
+    })
+    .await
+}
+
+pub(super) async fn eject(
+    State(state): State<AppState>,
+    Path((cid, pid)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    meeting_id(&cid)?;
+    let id = participant_id(&pid)?;
+    blocking(move || {
+        let (p, _) = find(&state, &cid, id)?;
+        if matches!(p.state, PState::Disconnected(_)) {
+            return Err(ApiError::conflict(format!("{id} has left the conference")));
+        }
+        state.engine.control(&cid, Control::Eject(id))?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
