@@ -478,6 +478,13 @@ impl Engine {
         })
     }
 
+    /// Every mixer thread's figures for the metrics.
+    pub fn snapshots(&self) -> Vec<crate::mixer::stats::MixerSnapshot> {
+        (0..self.mixers.len())
+            .filter_map(|i| self.call(i, |reply| Command::Metrics { reply }).ok())
+            .collect()
+    }
+
     /// Stops every mixer thread.
     pub fn shutdown(&mut self) {
         for m in &mut self.mixers {

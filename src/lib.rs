@@ -9,6 +9,7 @@ pub mod conference;
 pub mod config;
 pub mod engine;
 pub mod media;
+pub mod metrics;
 pub mod mixer;
 pub mod serve;
 pub mod sip;

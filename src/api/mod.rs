@@ -50,6 +50,7 @@ pub struct AppState {
     pub max_talkers: usize,
     /// Codec preference for legs added by SDP offer.
     pub codecs: Vec<crate::media::codec::Codec>,
+    pub api_metrics: Arc<crate::metrics::ApiMetrics>,
 }
 
 impl AppState {
@@ -71,6 +72,7 @@ impl AppState {
             draining: Arc::new(AtomicBool::new(false)),
             max_talkers,
             codecs,
+            api_metrics: Arc::default(),
         }
     }
 
@@ -118,7 +120,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .merge(authed)
+        .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         .with_state(state)
 }
@@ -179,6 +183,39 @@ async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Re
         )
         .into_response(),
     }
+}
+
+/// Counts requests by route template and status.
+async fn count(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let response = next.run(request).await;
+    state.api_metrics.count(&route, response.status().as_u16());
+    response
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = tokio::task::spawn_blocking(move || {
+        crate::metrics::render(
+            &state.engine,
+            state.sip.as_deref().map(|s| &*s.metrics),
+            &state.api_metrics,
+            state.draining(),
+        )
+    })
+    .await
+    .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn healthz() -> &'static str {

@@ -23,6 +23,7 @@ use crate::conference::{
 use crate::media::codec::{Codec, LegEncoder, MIX_FRAME, MIX_RATE};
 use crate::media::leg::{LegStats, RtpLeg};
 use crate::media::rtp::MAX_PACKET;
+use crate::mixer::stats::{ConferenceSnapshot, LegTotals, MixerSnapshot, codec_index};
 use crate::store::{Record, RecordEvent};
 
 /// A conference id (the meeting ID); cheap to clone into events.
@@ -36,6 +37,9 @@ pub struct ConferenceCounters {
     pub encodes_shared: AtomicU64,
     /// Encodes for one leg alone (talkers' mix-minus, comfort noise for deaf legs).
     pub encodes_own: AtomicU64,
+    /// The same by codec (see `mixer::stats::codec_index`).
+    pub shared_by_codec: [AtomicU64; 4],
+    pub own_by_codec: [AtomicU64; 4],
 }
 
 /// An event of a conference, for the API's event stream.
@@ -82,6 +86,8 @@ pub struct ConferenceMedia {
     pub counters: Arc<ConferenceCounters>,
     /// Where call records go (the storage writer), if anywhere.
     records: Option<std::sync::mpsc::Sender<RecordEvent>>,
+    /// Counters of the legs that have left.
+    closed: LegTotals,
 }
 
 impl std::fmt::Debug for ConferenceMedia {
@@ -117,6 +123,7 @@ impl ConferenceMedia {
             media_timeout,
             counters: Arc::new(ConferenceCounters::default()),
             records: None,
+            closed: LegTotals::default(),
         }
     }
 
@@ -177,6 +184,47 @@ impl ConferenceMedia {
             }
         };
         let _ = records.send(event);
+    }
+
+    /// Adds this conference's figures to a mixer thread's snapshot.
+    pub fn snapshot(&self, into: &mut MixerSnapshot) {
+        let mut participants = [0usize; 3];
+        for p in self.roster.participants() {
+            match p.state {
+                State::Inviting => participants[0] += 1,
+                State::Connecting => participants[1] += 1,
+                State::Connected => participants[2] += 1,
+                State::Disconnected(_) => {}
+            }
+        }
+        into.conferences.push(ConferenceSnapshot {
+            id: self.id.to_string(),
+            participants,
+        });
+        into.legs.merge(&self.closed);
+        for leg in &self.legs {
+            let s = leg.stats();
+            into.legs.add_leg(&s);
+            into.jitter_ms_sum += s.jitter_ms;
+            into.legs_present += 1;
+        }
+        self.add_encodes(into);
+    }
+
+    /// What a conference leaves behind when it is gone: its legs' counters and encodes.
+    pub fn retire(&self, into: &mut MixerSnapshot) {
+        into.legs.merge(&self.closed);
+        for leg in &self.legs {
+            into.legs.add_ended(&leg.stats());
+        }
+        self.add_encodes(into);
+    }
+
+    fn add_encodes(&self, into: &mut MixerSnapshot) {
+        for i in 0..4 {
+            into.encodes_shared[i] += self.counters.shared_by_codec[i].load(Ordering::Relaxed);
+            into.encodes_own[i] += self.counters.own_by_codec[i].load(Ordering::Relaxed);
+        }
     }
 
     /// Legs present (not yet removed).
@@ -261,6 +309,7 @@ impl ConferenceMedia {
             .roster
             .disconnect(participant, DisconnectReason::Transferred);
         self.send_record(false, participant, self.legs.get(i));
+        self.closed.add_leg(&self.legs[i].stats());
         self.leg_groups.swap_remove(i);
         self.dominant.remove(participant);
         Some(self.legs.swap_remove(i))
@@ -305,6 +354,7 @@ impl ConferenceMedia {
                 i += 1;
             } else {
                 self.send_record(false, id, self.legs.get(i));
+                self.closed.add_ended(&self.legs[i].stats());
                 self.legs.swap_remove(i);
                 self.leg_groups.swap_remove(i);
                 self.dominant.remove(id);
@@ -413,6 +463,8 @@ impl ConferenceMedia {
                         *len = n;
                         group.count += 1;
                         self.counters.encodes_shared.fetch_add(1, Ordering::Relaxed);
+                        self.counters.shared_by_codec[codec_index(group.codec)]
+                            .fetch_add(1, Ordering::Relaxed);
                     }
                     None => break,
                 }
@@ -463,9 +515,13 @@ impl ConferenceMedia {
                     leg.send_own(&self.shared, csrcs, levels)
                 }
             };
-            self.counters
-                .encodes_own
-                .fetch_add(u64::from(own), Ordering::Relaxed);
+            if own > 0 {
+                self.counters
+                    .encodes_own
+                    .fetch_add(u64::from(own), Ordering::Relaxed);
+                self.counters.own_by_codec[codec_index(leg.spec().codec)]
+                    .fetch_add(u64::from(own), Ordering::Relaxed);
+            }
         }
 
         while let Some(event) = self.roster.poll_event() {

@@ -3,6 +3,7 @@
 //! a bounded queue (dropped and counted when full). No lock is held across a tick.
 
 pub mod conference;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -122,6 +123,10 @@ pub enum Command {
         op: LegOp,
         reply: Reply<Option<Box<RtpLeg>>>,
     },
+    /// The thread's figures for the metrics.
+    Metrics {
+        reply: Reply<stats::MixerSnapshot>,
+    },
     Shutdown,
 }
 
@@ -135,6 +140,17 @@ pub struct MixerCounters {
     pub last_tick_us: AtomicU64,
     /// Events dropped because the event queue was full.
     pub events_dropped: AtomicU64,
+    /// How long ticks take.
+    pub tick_time: stats::TickHistogram,
+    /// Work time over tick period, smoothed over about a second (f64 bits).
+    pub load_ratio_bits: AtomicU64,
+}
+
+impl MixerCounters {
+    /// The smoothed load ratio.
+    pub fn load_ratio(&self) -> f64 {
+        f64::from_bits(self.load_ratio_bits.load(Ordering::Relaxed))
+    }
 }
 
 /// A running mixer thread.
@@ -192,11 +208,17 @@ fn run(
     counters: Arc<MixerCounters>,
 ) {
     let mut conferences: HashMap<ConferenceId, ConferenceMedia> = HashMap::new();
+    // What conferences that are gone left in the counters.
+    let mut retired = stats::MixerSnapshot::default();
+    let mut load = 0.0f64;
     let mut deadline = Instant::now() + TICK;
     loop {
         for _ in 0..MAX_COMMANDS_PER_TICK {
             match commands.try_recv() {
                 Ok(Command::Shutdown) | Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                Ok(Command::Metrics { reply }) => {
+                    let _ = reply.try_send(Ok(snapshot(&conferences, &retired)));
+                }
                 Ok(command) => handle(command, &mut conferences, &records),
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
             }
@@ -210,13 +232,23 @@ fn run(
             });
         }
         // An ended conference with no legs left is gone.
-        conferences.retain(|_, c| !(c.roster.ended() && c.leg_count() == 0));
+        conferences.retain(|_, c| {
+            let gone = c.roster.ended() && c.leg_count() == 0;
+            if gone {
+                c.retire(&mut retired);
+            }
+            !gone
+        });
         let end = Instant::now();
+        let work_us = end.duration_since(start).as_micros() as u64;
         counters.ticks.fetch_add(1, Ordering::Relaxed);
-        counters.last_tick_us.store(
-            end.duration_since(start).as_micros() as u64,
-            Ordering::Relaxed,
-        );
+        counters.last_tick_us.store(work_us, Ordering::Relaxed);
+        counters.tick_time.observe(work_us);
+        // About a second of ticks (alpha 1/50).
+        load += (work_us as f64 / TICK.as_micros() as f64 - load) / 50.0;
+        counters
+            .load_ratio_bits
+            .store(load.to_bits(), Ordering::Relaxed);
 
         // Absolute deadlines: no drift. After a stall, skip the missed ticks (counted).
         if end > deadline + TICK {
@@ -235,6 +267,10 @@ fn run(
             }
             match commands.recv_timeout(wait) {
                 Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(Command::Metrics { reply }) => {
+                    let _ = reply.try_send(Ok(snapshot(&conferences, &retired)));
+                    handled += 1;
+                }
                 Ok(command) => {
                     handle(command, &mut conferences, &records);
                     handled += 1;
@@ -244,6 +280,24 @@ fn run(
         }
         deadline += TICK;
     }
+}
+
+/// The thread's figures: its conferences now, plus what the ones that are gone left.
+fn snapshot(
+    conferences: &HashMap<ConferenceId, ConferenceMedia>,
+    retired: &stats::MixerSnapshot,
+) -> stats::MixerSnapshot {
+    let mut s = stats::MixerSnapshot {
+        conferences: Vec::with_capacity(conferences.len()),
+        legs: retired.legs,
+        encodes_shared: retired.encodes_shared,
+        encodes_own: retired.encodes_own,
+        ..Default::default()
+    };
+    for c in conferences.values() {
+        c.snapshot(&mut s);
+    }
+    s
 }
 
 fn handle(
@@ -380,7 +434,7 @@ fn handle(
             };
             let _ = reply.try_send(result);
         }
-        Command::Shutdown => {}
+        Command::Metrics { .. } | Command::Shutdown => {}
     }
 }
 

@@ -47,11 +47,47 @@ pub struct AttendantConfig {
     pub max_failures_per_source: u32,
 }
 
+/// SIP requests received by method and responses sent by code, for the metrics.
+#[derive(Debug, Default)]
+pub struct SipMetrics {
+    pub requests: Mutex<std::collections::BTreeMap<String, u64>>,
+    pub responses: Mutex<std::collections::BTreeMap<u16, u64>>,
+}
+
+impl SipMetrics {
+    /// Counts a received message if it is a request (`METHOD sip:...`).
+    fn received(&self, bytes: &[u8]) {
+        let Some(space) = bytes.iter().take(20).position(|b| *b == b' ') else {
+            return;
+        };
+        let method = &bytes[..space];
+        if method.is_empty() || !method.iter().all(u8::is_ascii_uppercase) {
+            return;
+        }
+        if let (Ok(m), Ok(mut map)) = (std::str::from_utf8(method), self.requests.lock()) {
+            *map.entry(m.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Counts a sent message if it is a response.
+    fn sent(&self, bytes: &[u8]) {
+        let code = bytes
+            .strip_prefix(b"SIP/2.0 ")
+            .and_then(|r| r.get(..3))
+            .and_then(|c| std::str::from_utf8(c).ok())
+            .and_then(|c| c.parse::<u16>().ok());
+        if let (Some(code), Ok(mut map)) = (code, self.responses.lock()) {
+            *map.entry(code).or_default() += 1;
+        }
+    }
+}
+
 /// A running SIP server.
 #[derive(Debug)]
 pub struct SipServer {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    pub metrics: Arc<SipMetrics>,
     stop: watch::Sender<bool>,
     draining: watch::Sender<bool>,
     dials: mpsc::Sender<DialCommand>,
@@ -114,6 +150,7 @@ impl SipServer {
         let (stop, stop_rx) = watch::channel(false);
         let (draining, draining_rx) = watch::channel(false);
         let (dials, dials_rx) = mpsc::channel(256);
+        let metrics = Arc::new(SipMetrics::default());
         let task = tokio::spawn(serve(
             settings,
             attendant,
@@ -122,10 +159,12 @@ impl SipServer {
             (udp, tcp),
             dials_rx,
             (stop_rx, draining_rx),
+            Arc::clone(&metrics),
         ));
         Ok(SipServer {
             udp: udp_addr,
             tcp: tcp_addr,
+            metrics,
             stop,
             draining,
             dials,
@@ -225,6 +264,7 @@ async fn serve(
     (udp, tcp): (UdpSocket, TcpListener),
     mut dials: mpsc::Receiver<DialCommand>,
     (mut stop, mut draining): (watch::Receiver<bool>, watch::Receiver<bool>),
+    metrics: Arc<SipMetrics>,
 ) {
     info!(local = %settings.local, "sip listening (udp, tcp)");
     let access_user = settings.access_user.clone();
@@ -264,10 +304,16 @@ async fn serve(
         let mut hang_up = Vec::new();
         tokio::select! {
             r = udp.recv_from(&mut buf) => match r {
-                Ok((n, from)) => uas.handle(Instant::now(), Peer { addr: from, connection: None }, &buf[..n]),
+                Ok((n, from)) => {
+                    metrics.received(&buf[..n]);
+                    uas.handle(Instant::now(), Peer { addr: from, connection: None }, &buf[..n]);
+                }
                 Err(e) => debug!(error = %e, "sip udp receive"),
             },
-            Some((peer, frame)) = frames.recv() => uas.handle(Instant::now(), peer, &frame),
+            Some((peer, frame)) = frames.recv() => {
+                metrics.received(&frame);
+                uas.handle(Instant::now(), peer, &frame);
+            }
             Some(joined) = joins.recv() => {
                 let (call, result) = (joined.call, joined.result.clone());
                 shell.joined(joined);
@@ -317,6 +363,9 @@ async fn serve(
             uas.refer(Instant::now(), p, &target);
         }
         while let Some(action) = uas.poll() {
+            if let Action::Send { bytes, .. } = &action {
+                metrics.sent(bytes);
+            }
             shell.act(action).await;
         }
     }

@@ -1,0 +1,330 @@
+//! Prometheus metrics (`GET /metrics`, OpenMetrics text by prometheus-client). Each scrape
+//! builds a fresh registry from what the mixer threads, SIP and the API report, so a
+//! conference's series disappear with the conference. Counters come from cumulative sources
+//! (legs that left are kept in their mixer's totals) and never go down.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::engine::Engine;
+use crate::mixer::stats::{CODECS, LegTotals, MOS_BUCKETS, TICK_BUCKETS_US};
+use crate::sip::server::SipMetrics;
+
+type Labels = Vec<(String, String)>;
+
+/// API requests by route and status.
+#[derive(Debug, Default)]
+pub struct ApiMetrics {
+    pub requests: Mutex<BTreeMap<(String, u16), u64>>,
+}
+
+impl ApiMetrics {
+    pub fn count(&self, route: &str, status: u16) {
+        if let Ok(mut m) = self.requests.lock() {
+            *m.entry((route.to_owned(), status)).or_default() += 1;
+        }
+    }
+}
+
+/// A histogram whose buckets were counted elsewhere (per bucket, not cumulative; the last is
+/// the overflow).
+#[derive(Debug)]
+struct Counted {
+    sum: f64,
+    count: u64,
+    buckets: Vec<(f64, u64)>,
+}
+
+impl Counted {
+    fn new(bounds: impl IntoIterator<Item = f64>, counts: &[u64], sum: f64) -> Self {
+        let mut buckets: Vec<(f64, u64)> = bounds.into_iter().zip(counts.iter().copied()).collect();
+        buckets.push((f64::MAX, counts.last().copied().unwrap_or(0)));
+        Counted {
+            sum,
+            count: counts.iter().sum(),
+            buckets,
+        }
+    }
+}
+
+impl EncodeMetric for Counted {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn counter(value: u64) -> Counter {
+    let c = Counter::default();
+    c.inc_by(value);
+    c
+}
+
+/// The process: CPU seconds, resident memory, open file descriptors (from /proc).
+fn process(registry: &mut Registry) {
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name (which may hold spaces): utime is 14th, stime 15th.
+        let after = stat.rsplit(')').next().unwrap_or_default();
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+            + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+        // /proc reports USER_HZ, which Linux fixes at 100.
+        let cpu = prometheus_client::metrics::counter::Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        cpu.inc_by(ticks as f64 / 100.0);
+        registry.register("process_cpu_seconds", "CPU time of the process", cpu);
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let kb: i64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        let rss = Gauge::<i64>::default();
+        rss.set(kb * 1024);
+        registry.register("process_resident_memory_bytes", "Resident memory", rss);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        let open = Gauge::<i64>::default();
+        open.set(fds.count() as i64);
+        registry.register("process_open_fds", "Open file descriptors", open);
+    }
+}
+
+/// The exposition.
+pub fn render(
+    engine: &Engine,
+    sip: Option<&SipMetrics>,
+    api: &ApiMetrics,
+    draining: bool,
+) -> String {
+    let mut registry = Registry::default();
+    let snapshots = engine.snapshots();
+    let counters = engine.mixer_counters();
+
+    let mut legs = LegTotals::default();
+    let (mut shared, mut own) = ([0u64; 4], [0u64; 4]);
+    let mut by_state = [0i64; 3];
+    let (mut jitter_sum, mut legs_present) = (0.0, 0usize);
+    let conference_participants = Family::<Labels, Gauge>::default();
+    let mut conferences = 0i64;
+    for s in &snapshots {
+        legs.merge(&s.legs);
+        for i in 0..4 {
+            shared[i] += s.encodes_shared[i];
+            own[i] += s.encodes_own[i];
+        }
+        jitter_sum += s.jitter_ms_sum;
+        legs_present += s.legs_present;
+        for c in &s.conferences {
+            conferences += 1;
+            for (t, n) in by_state.iter_mut().zip(c.participants) {
+                *t += n as i64;
+            }
+            conference_participants
+                .get_or_create(&labels(&[("conference", &c.id)]))
+                .set(c.participants.iter().sum::<usize>() as i64);
+        }
+    }
+
+    let g = Gauge::<i64>::default();
+    g.set(conferences);
+    registry.register("confab_conferences", "Conferences on this node", g);
+    let participants = Family::<Labels, Gauge>::default();
+    for (state, n) in ["inviting", "connecting", "connected"].iter().zip(by_state) {
+        participants
+            .get_or_create(&labels(&[("state", state)]))
+            .set(n);
+    }
+    registry.register("confab_participants", "Participants by state", participants);
+    registry.register(
+        "confab_conference_participants",
+        "Participants present in each conference",
+        conference_participants,
+    );
+
+    let packets = Family::<Labels, Counter>::default();
+    let bytes = Family::<Labels, Counter>::default();
+    for (i, codec) in CODECS.iter().enumerate() {
+        for (direction, p, b) in [
+            ("in", legs.packets_in[i], legs.bytes_in[i]),
+            ("out", legs.packets_out[i], legs.bytes_out[i]),
+        ] {
+            let l = labels(&[("direction", direction), ("codec", codec.name())]);
+            packets.get_or_create(&l).inc_by(p);
+            bytes.get_or_create(&l).inc_by(b);
+        }
+    }
+    registry.register(
+        "confab_rtp_packets",
+        "RTP packets by direction and codec",
+        packets,
+    );
+    registry.register(
+        "confab_rtp_bytes",
+        "RTP bytes by direction and codec",
+        bytes,
+    );
+    registry.register(
+        "confab_rtp_packets_lost",
+        "Packets of participants' streams lost on the way to the bridge",
+        counter(legs.packets_lost),
+    );
+    let jitter = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    jitter.set(if legs_present == 0 {
+        0.0
+    } else {
+        jitter_sum / legs_present as f64
+    });
+    registry.register(
+        "confab_rtp_jitter_ms",
+        "Mean interarrival jitter of the legs present",
+        jitter,
+    );
+    let dropped = Family::<Labels, Counter>::default();
+    for (reason, n) in [
+        ("foreign-source", legs.dropped_foreign_source),
+        ("malformed", legs.dropped_malformed),
+        ("payload-type", legs.dropped_payload_type),
+        ("rtcp", legs.dropped_rtcp),
+        ("srtp-auth", legs.srtp_auth_failures),
+    ] {
+        dropped
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc_by(n);
+    }
+    registry.register(
+        "confab_dropped_packets",
+        "Packets dropped by reason",
+        dropped,
+    );
+    registry.register(
+        "confab_srtp_auth_failures",
+        "SRTP/SRTCP packets that failed authentication",
+        counter(legs.srtp_auth_failures),
+    );
+    registry.register(
+        "confab_mos",
+        "Estimated MOS of legs that ended",
+        Counted::new(MOS_BUCKETS, &legs.mos_buckets, legs.mos_sum),
+    );
+    let encodes = Family::<Labels, Counter>::default();
+    for (i, codec) in CODECS.iter().enumerate() {
+        encodes
+            .get_or_create(&labels(&[("codec", codec.name()), ("kind", "shared")]))
+            .inc_by(shared[i]);
+        encodes
+            .get_or_create(&labels(&[("codec", codec.name()), ("kind", "own")]))
+            .inc_by(own[i]);
+    }
+    registry.register(
+        "confab_encodes",
+        "Encodes by codec: shared by a group, or for one leg",
+        encodes,
+    );
+
+    // Mixer threads: one histogram over all of them, late ticks, the worst load.
+    let mut tick_counts = [0u64; TICK_BUCKETS_US.len() + 1];
+    let (mut tick_sum_us, mut late, mut load) = (0u64, 0u64, 0.0f64);
+    for c in &counters {
+        let (counts, sum) = c.tick_time.read();
+        for (t, n) in tick_counts.iter_mut().zip(counts) {
+            *t += n;
+        }
+        tick_sum_us += sum;
+        late += c.late_ticks.load(std::sync::atomic::Ordering::Relaxed);
+        load = load.max(c.load_ratio());
+    }
+    registry.register(
+        "confab_mixer_tick_duration_seconds",
+        "Work time of a mixer tick",
+        Counted::new(
+            TICK_BUCKETS_US.iter().map(|us| *us as f64 / 1e6),
+            &tick_counts,
+            tick_sum_us as f64 / 1e6,
+        ),
+    );
+    registry.register(
+        "confab_mixer_late_ticks",
+        "Ticks skipped because a mixer thread fell behind",
+        counter(late),
+    );
+    let ratio = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    ratio.set(load);
+    registry.register(
+        "confab_mixer_load_ratio",
+        "Work time over tick period, the busiest mixer thread (the scaling signal)",
+        ratio,
+    );
+
+    if let Some(sip) = sip {
+        let requests = Family::<Labels, Counter>::default();
+        if let Ok(m) = sip.requests.lock() {
+            for (method, n) in m.iter() {
+                requests
+                    .get_or_create(&labels(&[("method", method)]))
+                    .inc_by(*n);
+            }
+        }
+        registry.register(
+            "confab_sip_requests",
+            "SIP requests received by method",
+            requests,
+        );
+        let responses = Family::<Labels, Counter>::default();
+        if let Ok(m) = sip.responses.lock() {
+            for (code, n) in m.iter() {
+                responses
+                    .get_or_create(&labels(&[("code", &code.to_string())]))
+                    .inc_by(*n);
+            }
+        }
+        registry.register(
+            "confab_sip_responses",
+            "SIP responses sent by code",
+            responses,
+        );
+    }
+    let api_requests = Family::<Labels, Counter>::default();
+    if let Ok(m) = api.requests.lock() {
+        for ((route, status), n) in m.iter() {
+            api_requests
+                .get_or_create(&labels(&[
+                    ("route", route),
+                    ("status", &status.to_string()),
+                ]))
+                .inc_by(*n);
+        }
+    }
+    registry.register(
+        "confab_api_requests",
+        "API requests by route and status",
+        api_requests,
+    );
+    let d = Gauge::<i64>::default();
+    d.set(i64::from(draining));
+    registry.register("confab_draining", "1 while the node drains", d);
+    process(&mut registry);
+
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+        out.clear();
+    }
+    out
+}

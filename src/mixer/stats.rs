@@ -1,0 +1,144 @@
+//! What a mixer thread tells the metrics: cumulative leg totals (legs still here plus every leg
+//! that has left, so counters never go down), the conferences it holds, and a tick-time
+//! histogram kept in atomics (the tick takes no lock).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::media::codec::Codec;
+use crate::media::leg::LegStats;
+
+/// Upper bounds of the tick-duration buckets, in microseconds.
+pub const TICK_BUCKETS_US: [u64; 10] =
+    [250, 500, 1000, 2000, 4000, 8000, 12000, 16000, 20000, 40000];
+/// Upper bounds of the MOS buckets.
+pub const MOS_BUCKETS: [f64; 8] = [1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.2, 4.4];
+
+/// Tick durations, lock-free.
+#[derive(Debug, Default)]
+pub struct TickHistogram {
+    /// One per bucket, then the overflow.
+    buckets: [AtomicU64; TICK_BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl TickHistogram {
+    pub fn observe(&self, us: u64) {
+        let i = TICK_BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(TICK_BUCKETS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Per-bucket counts (not cumulative) and the sum in microseconds.
+    pub fn read(&self) -> ([u64; TICK_BUCKETS_US.len() + 1], u64) {
+        let mut out = [0; TICK_BUCKETS_US.len() + 1];
+        for (o, b) in out.iter_mut().zip(&self.buckets) {
+            *o = b.load(Ordering::Relaxed);
+        }
+        (out, self.sum_us.load(Ordering::Relaxed))
+    }
+}
+
+/// Sums over legs.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LegTotals {
+    /// By codec (see [`codec_index`]).
+    pub packets_in: [u64; 4],
+    pub packets_out: [u64; 4],
+    pub bytes_in: [u64; 4],
+    pub bytes_out: [u64; 4],
+    pub dropped_foreign_source: u64,
+    pub dropped_malformed: u64,
+    pub dropped_payload_type: u64,
+    pub dropped_rtcp: u64,
+    pub srtp_auth_failures: u64,
+    pub packets_lost: u64,
+    /// MOS of legs that ended, per bucket (and overflow), with their sum.
+    pub mos_buckets: [u64; MOS_BUCKETS.len() + 1],
+    pub mos_sum: f64,
+}
+
+/// The index of a codec in the per-codec arrays.
+pub fn codec_index(c: Codec) -> usize {
+    match c {
+        Codec::Pcmu => 0,
+        Codec::Pcma => 1,
+        Codec::G722 => 2,
+        Codec::Opus => 3,
+    }
+}
+
+/// The codecs in index order.
+pub const CODECS: [Codec; 4] = [Codec::Pcmu, Codec::Pcma, Codec::G722, Codec::Opus];
+
+impl LegTotals {
+    /// Adds a leg's counters.
+    pub fn add_leg(&mut self, s: &LegStats) {
+        let i = s.codec.map_or(0, codec_index);
+        self.packets_in[i] += s.packets_in;
+        self.packets_out[i] += s.packets_out;
+        self.bytes_in[i] += s.bytes_in;
+        self.bytes_out[i] += s.bytes_out;
+        self.dropped_foreign_source += s.dropped_foreign_source;
+        self.dropped_malformed += s.dropped_malformed;
+        self.dropped_payload_type += s.dropped_payload_type;
+        self.dropped_rtcp += s.dropped_rtcp;
+        self.srtp_auth_failures += s.dropped_srtp_auth;
+        self.packets_lost += s.packets_lost.max(0) as u64;
+    }
+
+    /// A leg that ended: its counters, and its MOS when it carried audio.
+    pub fn add_ended(&mut self, s: &LegStats) {
+        self.add_leg(s);
+        if s.packets_in > 0 {
+            let i = MOS_BUCKETS
+                .iter()
+                .position(|b| s.mos <= *b)
+                .unwrap_or(MOS_BUCKETS.len());
+            self.mos_buckets[i] += 1;
+            self.mos_sum += s.mos;
+        }
+    }
+
+    pub fn merge(&mut self, o: &LegTotals) {
+        for i in 0..4 {
+            self.packets_in[i] += o.packets_in[i];
+            self.packets_out[i] += o.packets_out[i];
+            self.bytes_in[i] += o.bytes_in[i];
+            self.bytes_out[i] += o.bytes_out[i];
+        }
+        self.dropped_foreign_source += o.dropped_foreign_source;
+        self.dropped_malformed += o.dropped_malformed;
+        self.dropped_payload_type += o.dropped_payload_type;
+        self.dropped_rtcp += o.dropped_rtcp;
+        self.srtp_auth_failures += o.srtp_auth_failures;
+        self.packets_lost += o.packets_lost;
+        for (a, b) in self.mos_buckets.iter_mut().zip(&o.mos_buckets) {
+            *a += b;
+        }
+        self.mos_sum += o.mos_sum;
+    }
+}
+
+/// One conference as the metrics see it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConferenceSnapshot {
+    pub id: String,
+    /// Inviting, connecting, connected.
+    pub participants: [usize; 3],
+}
+
+/// One mixer thread's figures.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MixerSnapshot {
+    pub conferences: Vec<ConferenceSnapshot>,
+    pub legs: LegTotals,
+    /// Encodes by codec: shared (one per group) and own (one per leg).
+    pub encodes_shared: [u64; 4],
+    pub encodes_own: [u64; 4],
+    /// Interarrival jitter of the legs present: sum (ms) and count.
+    pub jitter_ms_sum: f64,
+    pub legs_present: usize,
+}

@@ -1,0 +1,152 @@
+//! `/metrics` of a running bridge: values after a scripted call (participants by state, RTP
+//! packets, encodes by kind, SIP and API counters, the process), conference series that go
+//! away with their conference, and a real Prometheus scraping it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use confab::media::codec::Codec;
+use serde_json::json;
+use support::Endpoint;
+use support::server::{Server, http_raw};
+
+/// `name{labels} value` lines of the exposition, by series.
+fn series(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+fn scrape(server: &Server) -> (String, HashMap<String, f64>) {
+    let (status, head, body) = http_raw(server.api, "GET", "/metrics", None, None, &[]);
+    assert_eq!(status, 200);
+    assert!(head.to_lowercase().contains("openmetrics"), "{head}");
+    let s = series(&body);
+    (body, s)
+}
+
+fn offer(e: &Endpoint) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtcp-mux\r\n",
+        e.addr().port()
+    )
+}
+
+#[test]
+fn metrics_after_a_call_and_series_that_go_with_their_conference() {
+    let _turn = support::exclusive();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), None, &[]);
+    assert_eq!(
+        server
+            .call("POST", "/v1/conferences", Some(r#"{"id":"3100"}"#))
+            .0,
+        201
+    );
+    let mut a = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 1);
+    let mut b = Endpoint::new(Codec::Pcmu, 660.0, -20.0, 2);
+    let mut media = Vec::new();
+    for e in [&a, &b] {
+        let body = json!({ "sdp": offer(e) }).to_string();
+        let (s, v) = server.call("POST", "/v1/conferences/3100/participants", Some(&body));
+        assert_eq!(s, 201, "{v}");
+        let answer = v["sdp"].as_str().unwrap();
+        let port: u16 = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap();
+        media.push(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    support::run(
+        &mut [(&mut a, media[0]), (&mut b, media[1])],
+        Duration::from_secs(2),
+        |_| {},
+    );
+    // A SIP request for the SIP counters.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let options = "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKm\r\nFrom: <sip:p@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: m1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    udp.send_to(options.as_bytes(), server.sip).unwrap();
+    let mut buf = [0u8; 2048];
+    udp.recv(&mut buf).unwrap();
+
+    let (text, m) = scrape(&server);
+    let get = |k: &str| {
+        *m.get(k)
+            .unwrap_or_else(|| panic!("no series {k} in\n{text}"))
+    };
+    assert_eq!(get("confab_participants{state=\"connected\"}"), 2.0);
+    assert_eq!(
+        get("confab_conference_participants{conference=\"3100\"}"),
+        2.0
+    );
+    // 2 s of 20 ms packets from each of two endpoints.
+    let rtp_in = get("confab_rtp_packets_total{direction=\"in\",codec=\"PCMU\"}");
+    assert!((150.0..=210.0).contains(&rtp_in), "{rtp_in}");
+    assert!(get("confab_rtp_packets_total{direction=\"out\",codec=\"PCMU\"}") > 150.0);
+    // Two talkers, no other listener: each gets its own mix-minus.
+    assert!(get("confab_encodes_total{codec=\"PCMU\",kind=\"own\"}") > 150.0);
+    assert_eq!(get("confab_sip_requests_total{method=\"OPTIONS\"}"), 1.0);
+    assert_eq!(get("confab_sip_responses_total{code=\"200\"}"), 1.0);
+    assert_eq!(
+        get(
+            "confab_api_requests_total{route=\"/v1/conferences/{cid}/participants\",status=\"201\"}"
+        ),
+        2.0
+    );
+    assert!(get("confab_mixer_tick_duration_seconds_count") > 50.0);
+    let load = get("confab_mixer_load_ratio");
+    assert!((0.0..1.0).contains(&load), "{load}");
+    assert_eq!(get("confab_draining"), 0.0);
+    assert!(get("process_resident_memory_bytes") > 1e6);
+    assert!(get("process_open_fds") > 5.0);
+    assert!(m.contains_key("process_cpu_seconds_total"), "{text}");
+
+    // A thousand conferences made and ended: nothing of them stays in the exposition.
+    let (before, _) = scrape(&server);
+    for i in 0..1000 {
+        let id = format!("{}", 500_000 + i);
+        assert_eq!(
+            server
+                .call(
+                    "POST",
+                    "/v1/conferences",
+                    Some(&json!({ "id": id }).to_string())
+                )
+                .0,
+            201
+        );
+    }
+    let (during, _) = scrape(&server);
+    assert!(during.matches("conference=\"5").count() >= 1000);
+    for i in 0..1000 {
+        let id = 500_000 + i;
+        assert_eq!(
+            server
+                .call("DELETE", &format!("/v1/conferences/{id}"), None)
+                .0,
+            204
+        );
+    }
+    // Ended conferences leave their mixer thread at its next tick.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut after = scrape(&server).0;
+    while after.contains("conference=\"5") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        after = scrape(&server).0;
+    }
+    assert_eq!(after.matches("conference=\"5").count(), 0);
+    // Only a few API counters (a new route and status) may have been added.
+    let (b, a) = (before.lines().count(), after.lines().count());
+    assert!(a <= b + 5, "the exposition grew from {b} to {a} lines");
+    server.stop();
+}
