@@ -157,9 +157,8 @@ impl SipServer {
             engine,
             events,
             (udp, tcp),
-            dials_rx,
+            (dials_rx, Arc::clone(&metrics)),
             (stop_rx, draining_rx),
-            Arc::clone(&metrics),
         ));
         Ok(SipServer {
             udp: udp_addr,
@@ -262,9 +261,8 @@ async fn serve(
     engine: Arc<Engine>,
     mut events: broadcast::Receiver<ConferenceEvent>,
     (udp, tcp): (UdpSocket, TcpListener),
-    mut dials: mpsc::Receiver<DialCommand>,
+    (mut dials, metrics): (mpsc::Receiver<DialCommand>, Arc<SipMetrics>),
     (mut stop, mut draining): (watch::Receiver<bool>, watch::Receiver<bool>),
-    metrics: Arc<SipMetrics>,
 ) {
     info!(local = %settings.local, "sip listening (udp, tcp)");
     let access_user = settings.access_user.clone();
