@@ -150,3 +150,69 @@ fn metrics_after_a_call_and_series_that_go_with_their_conference() {
     assert!(a <= b + 5, "the exposition grew from {b} to {a} lines");
     server.stop();
 }
+
+#[test]
+fn a_real_prometheus_scrapes_the_bridge() {
+    let _turn = support::exclusive();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), None, &[]);
+    assert_eq!(
+        server
+            .call("POST", "/v1/conferences", Some(r#"{"id":"3200"}"#))
+            .0,
+        201
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = data.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: confab\n    static_configs:\n      - targets: ['{}']\n",
+            server.api
+        ),
+    )
+    .unwrap();
+    let mut prometheus = std::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            data.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian package prometheus) is needed for this test");
+    let prom: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let query = |q: &str| -> Option<f64> {
+        let path = format!("/api/v1/query?query={q}");
+        let (status, _, body) =
+            std::panic::catch_unwind(|| http_raw(prom, "GET", &path, None, None, &[])).ok()?;
+        if status != 200 {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut up = None;
+    let mut conferences = None;
+    while Instant::now() < deadline {
+        up = query("up%7Bjob%3D%22confab%22%7D");
+        conferences = query("confab_conferences");
+        if up == Some(1.0) && conferences.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    assert_eq!(up, Some(1.0), "Prometheus never saw the bridge up");
+    // 3200 and the attendant's lobby.
+    assert_eq!(conferences, Some(2.0));
+    server.stop();
+}
