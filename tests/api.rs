@@ -316,6 +316,38 @@ fn a_token_guards_the_api_and_drain_stops_new_work() {
             .0,
         201
     );
+    // The OpenAPI 3.1 document names every route.
+    let (s, doc) = server.call("GET", "/v1/openapi.json", None);
+    assert_eq!(s, 200);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    for route in [
+        "/v1/conferences",
+        "/v1/conferences/{cid}",
+        "/v1/conferences/{cid}/lock",
+        "/v1/conferences/{cid}/unlock",
+        "/v1/conferences/{cid}/mute-all",
+        "/v1/conferences/{cid}/participants",
+        "/v1/conferences/{cid}/participants/{pid}",
+        "/v1/conferences/{cid}/participants/{pid}/{action}",
+        "/v1/conferences/{cid}/events",
+        "/v1/events",
+        "/v1/records",
+        "/v1/admin/drain",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(
+            paths.contains_key(route),
+            "{route} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["schemas"]["ConferenceSettings"].is_object());
 
     // Drain: not ready, no new conferences or participants, SIP OPTIONS 503.
     assert_eq!(server.call("POST", "/v1/admin/drain", None).0, 202);

@@ -33,7 +33,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
 }
 
 /// A new conference, or changes to one.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ConferenceSettings {
     id: Option<String>,
@@ -204,6 +204,10 @@ fn fresh_id(state: &AppState) -> Result<String, ApiError> {
     Err(ApiError::internal("no free meeting ID found"))
 }
 
+#[utoipa::path(post, path = "/v1/conferences", request_body = ConferenceSettings, tag = "conferences",
+    responses((status = 201, description = "Created: the conference and its (empty) roster"),
+        (status = 409, description = "The meeting ID is taken"), (status = 422, description = "Invalid settings"),
+        (status = 503, description = "Draining")))]
 pub(super) async fn create(
     State(state): State<AppState>,
     Body(settings): Body<ConferenceSettings>,
@@ -242,6 +246,8 @@ pub(super) async fn create(
     .await
 }
 
+#[utoipa::path(get, path = "/v1/conferences", tag = "conferences",
+    responses((status = 200, description = "Every conference with its participant count")))]
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     blocking(move || {
         let all = state.store.conferences()?;
@@ -269,6 +275,9 @@ pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, A
     .await
 }
 
+#[utoipa::path(get, path = "/v1/conferences/{cid}", tag = "conferences",
+    params(("cid" = String, Path, description = "Meeting ID")),
+    responses((status = 200, description = "The conference and its roster"), (status = 404, description = "No such conference")))]
 pub(super) async fn get(
     State(state): State<AppState>,
     Path(cid): Path<String>,
@@ -287,6 +296,10 @@ pub(super) async fn get(
     .await
 }
 
+#[utoipa::path(patch, path = "/v1/conferences/{cid}", request_body = ConferenceSettings, tag = "conferences",
+    params(("cid" = String, Path, description = "Meeting ID")),
+    responses((status = 200, description = "The changed conference"), (status = 404, description = "No such conference"),
+        (status = 422, description = "Invalid settings")))]
 pub(super) async fn patch(
     State(state): State<AppState>,
     Path(cid): Path<String>,
@@ -318,6 +331,9 @@ pub(super) async fn patch(
     .await
 }
 
+#[utoipa::path(delete, path = "/v1/conferences/{cid}", tag = "conferences",
+    params(("cid" = String, Path, description = "Meeting ID")),
+    responses((status = 204, description = "Ended: everyone left with `conference-ended`"), (status = 404, description = "No such conference")))]
 pub(super) async fn end(
     State(state): State<AppState>,
     Path(cid): Path<String>,
@@ -346,6 +362,9 @@ async fn set_lock(state: AppState, cid: String, locked: bool) -> Result<Json<Val
     .await
 }
 
+#[utoipa::path(post, path = "/v1/conferences/{cid}/lock", tag = "conferences",
+    params(("cid" = String, Path, description = "Meeting ID")),
+    responses((status = 200, description = "Locked: new joins (but leaders') are refused"), (status = 404, description = "No such conference")))]
 pub(super) async fn lock(
     State(state): State<AppState>,
     Path(cid): Path<String>,
@@ -353,6 +372,9 @@ pub(super) async fn lock(
     set_lock(state, cid, true).await
 }
 
+#[utoipa::path(post, path = "/v1/conferences/{cid}/unlock", tag = "conferences",
+    params(("cid" = String, Path, description = "Meeting ID")),
+    responses((status = 200, description = "Unlocked"), (status = 404, description = "No such conference")))]
 pub(super) async fn unlock(
     State(state): State<AppState>,
     Path(cid): Path<String>,
@@ -360,6 +382,9 @@ pub(super) async fn unlock(
     set_lock(state, cid, false).await
 }
 
+#[utoipa::path(post, path = "/v1/conferences/{cid}/mute-all", tag = "conferences",
+    params(("cid" = String, Path, description = "Meeting ID")),
+    responses((status = 204, description = "Everyone but leaders muted"), (status = 404, description = "No such conference")))]
 pub(super) async fn mute_all(
     State(state): State<AppState>,
     Path(cid): Path<String>,
@@ -372,7 +397,7 @@ pub(super) async fn mute_all(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RecordQuery {
     conference: Option<String>,
@@ -383,6 +408,9 @@ pub(super) struct RecordQuery {
     offset: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/v1/records", tag = "records", params(RecordQuery),
+    responses((status = 200, description = "Call records, newest first, and the next page's offset"),
+        (status = 422, description = "Invalid filter")))]
 pub(super) async fn records(
     State(state): State<AppState>,
     query: Result<Query<RecordQuery>, axum::extract::rejection::QueryRejection>,

@@ -183,6 +183,8 @@ fn keep_alive() -> KeepAlive {
         .text("heartbeat")
 }
 
+#[utoipa::path(get, path = "/v1/events", tag = "events",
+    responses((status = 200, description = "Server-Sent Events of every conference (ids; Last-Event-ID resumes)", content_type = "text/event-stream")))]
 pub(super) async fn all(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -190,6 +192,10 @@ pub(super) async fn all(
     Sse::new(stream_for(&state.events, &headers, None)).keep_alive(keep_alive())
 }
 
+#[utoipa::path(get, path = "/v1/conferences/{cid}/events", tag = "events",
+    params(("cid" = String, Path, description = "Meeting ID")),
+    responses((status = 200, description = "Server-Sent Events of one conference", content_type = "text/event-stream"),
+        (status = 404, description = "No such conference")))]
 pub(super) async fn conference(
     State(state): State<AppState>,
     Path(cid): Path<String>,

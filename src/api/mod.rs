@@ -10,6 +10,21 @@ mod error;
 mod events;
 mod participants;
 
+/// The OpenAPI document, from the handlers' annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Confab control API", description = "Conferences, participants, events, records."),
+    paths(
+        conferences::create, conferences::list, conferences::get, conferences::patch,
+        conferences::end, conferences::lock, conferences::unlock, conferences::mute_all,
+        conferences::records, participants::list, participants::get, participants::add,
+        participants::act, participants::eject, events::all, events::conference,
+        drain, healthz, readyz, metrics
+    ),
+    tags((name = "conferences"), (name = "participants"), (name = "events"), (name = "records"), (name = "operations"))
+)]
+pub struct ApiDoc;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -112,7 +127,8 @@ pub fn router(state: AppState) -> Router {
         .route("/conferences/{cid}/events", get(events::conference))
         .route("/events", get(events::all))
         .route("/records", get(conferences::records))
-        .route("/admin/drain", post(drain));
+        .route("/admin/drain", post(drain))
+        .route("/openapi.json", get(openapi));
     let authed = Router::new()
         .nest("/v1", v1)
         .fallback(not_found)
@@ -197,6 +213,8 @@ async fn count(State(state): State<AppState>, request: Request, next: Next) -> R
     response
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus metrics (OpenMetrics text)")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let text = tokio::task::spawn_blocking(move || {
         crate::metrics::render(
@@ -218,10 +236,25 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+async fn openapi() -> Response {
+    use utoipa::OpenApi;
+    match ApiDoc::openapi().to_json() {
+        Ok(text) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::internal(e.to_string()).into_response(),
+    }
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
 async fn healthz() -> &'static str {
     "ok"
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Ready"), (status = 503, description = "Draining or storage unavailable")))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.store.clone();
     let healthy = tokio::task::spawn_blocking(move || store.healthy())
@@ -236,6 +269,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+#[utoipa::path(post, path = "/v1/admin/drain", tag = "operations",
+    responses((status = 202, description = "Draining: no new conferences or calls, SIP answers 503")))]
 async fn drain(State(state): State<AppState>) -> Response {
     state.draining.store(true, Ordering::Relaxed);
     if let Some(sip) = &state.sip {

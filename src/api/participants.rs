@@ -71,6 +71,9 @@ fn find(
         .ok_or_else(|| ApiError::not_found(format!("no participant {id} in conference {cid}")))
 }
 
+#[utoipa::path(get, path = "/v1/conferences/{cid}/participants", tag = "participants",
+    params(("cid" = String, Path, description = "Meeting ID")),
+    responses((status = 200, description = "The roster, with each present participant's media"), (status = 404, description = "No such conference")))]
 pub(super) async fn list(
     State(state): State<AppState>,
     Path(cid): Path<String>,
@@ -87,6 +90,9 @@ pub(super) async fn list(
     .await
 }
 
+#[utoipa::path(get, path = "/v1/conferences/{cid}/participants/{pid}", tag = "participants",
+    params(("cid" = String, Path, description = "Meeting ID"), ("pid" = String, Path, description = "Participant id (p17)")),
+    responses((status = 200, description = "The participant"), (status = 404, description = "No such participant")))]
 pub(super) async fn get(
     State(state): State<AppState>,
     Path((cid, pid)): Path<(String, String)>,
@@ -103,7 +109,7 @@ pub(super) async fn get(
 }
 
 /// A participant to add: a number to call, or a leg whose offer a gateway holds.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewParticipant {
     dial: Option<String>,
@@ -113,6 +119,11 @@ pub(super) struct NewParticipant {
     role: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/conferences/{cid}/participants", request_body = NewParticipant, tag = "participants",
+    params(("cid" = String, Path, description = "Meeting ID")),
+    responses((status = 201, description = "Added: `inviting` for a dial-out; with `sdp`, the answer"),
+        (status = 400, description = "Malformed SDP"), (status = 403, description = "Locked"), (status = 409, description = "Full"),
+        (status = 422, description = "Invalid request or an offer that cannot be answered"), (status = 503, description = "Draining")))]
 pub(super) async fn add(
     State(state): State<AppState>,
     Path(cid): Path<String>,
@@ -218,6 +229,11 @@ fn find_in(
         .ok_or_else(|| ApiError::not_found(format!("no participant {id}")))
 }
 
+#[utoipa::path(post, path = "/v1/conferences/{cid}/participants/{pid}/{action}", tag = "participants",
+    params(("cid" = String, Path, description = "Meeting ID"), ("pid" = String, Path, description = "Participant id"),
+        ("action" = String, Path, description = "mute, unmute, deaf or undeaf")),
+    responses((status = 200, description = "The participant after the change"), (status = 404, description = "No such participant or action"),
+        (status = 409, description = "The participant has left")))]
 pub(super) async fn act(
     State(state): State<AppState>,
     Path((cid, pid, action)): Path<(String, String, String)>,
@@ -245,6 +261,9 @@ pub(super) async fn act(
     .await
 }
 
+#[utoipa::path(delete, path = "/v1/conferences/{cid}/participants/{pid}", tag = "participants",
+    params(("cid" = String, Path, description = "Meeting ID"), ("pid" = String, Path, description = "Participant id")),
+    responses((status = 204, description = "Ejected"), (status = 404, description = "No such participant"), (status = 409, description = "The participant has left")))]
 pub(super) async fn eject(
     State(state): State<AppState>,
     Path((cid, pid)): Path<(String, String)>,
