@@ -297,3 +297,104 @@ fn serve_says_so_when_the_sip_port_is_taken() {
         "{err}"
     );
 }
+
+#[test]
+fn serve_refuses_a_corrupt_database_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("confab.db"), vec![0x5A; 16_384]).unwrap();
+    let out = confab()
+        .arg("serve")
+        .arg("--sip-listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--api-listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--storage-data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot open the database") && err.contains("confab.db"),
+        "{err}"
+    );
+}
+
+/// A minimal HTTP request; the status code.
+fn http_status(port: u16, method: &str, path: &str, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn sigterm_drains_until_the_last_call_ends_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = free_port();
+    let mut cmd = confab();
+    cmd.arg("serve")
+        .arg("--sip-listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--api-listen")
+        .arg(format!("127.0.0.1:{api}"))
+        .env("CONFAB_STORAGE_DATA_DIR", dir.path().join("d"));
+    let (mut child, rx) = start(cmd);
+    wait_for_line(&rx, "confab started");
+    assert_eq!(
+        http_status(api, "POST", "/v1/conferences", r#"{"id":"7070"}"#),
+        201
+    );
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sdp = format!(
+        "v=0\\r\\no=- 1 1 IN IP4 127.0.0.1\\r\\ns=-\\r\\nc=IN IP4 127.0.0.1\\r\\nt=0 0\\r\\nm=audio {} RTP/AVP 0\\r\\n",
+        peer.local_addr().unwrap().port()
+    );
+    let body = format!(r#"{{"sdp":"{sdp}"}}"#);
+    assert_eq!(
+        http_status(api, "POST", "/v1/conferences/7070/participants", &body),
+        201
+    );
+    let sent = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    wait_for_line(&rx, "draining");
+    // Still up while the call lasts, refusing new work.
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "exited with a call in progress"
+    );
+    assert_eq!(http_status(api, "GET", "/readyz", ""), 503);
+    assert_eq!(
+        http_status(api, "POST", "/v1/conferences", r#"{"id":"8080"}"#),
+        503
+    );
+    // The call ends: the drain is over and the process exits 0.
+    assert_eq!(http_status(api, "DELETE", "/v1/conferences/7070", ""), 204);
+    wait_for_line(&rx, "shutting down");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}

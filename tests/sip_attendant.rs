@@ -76,6 +76,7 @@ fn callers_key_meeting_id_passcode_and_leader_pin() {
             Admission {
                 passcode: Some("4242".into()),
                 leader_pin: Some("9999".into()),
+                ..Admission::default()
             },
         )
         .unwrap();

@@ -37,6 +37,7 @@ fn bridge_with_meeting() -> SipBridge {
             Admission {
                 passcode: Some("1234".into()),
                 leader_pin: None,
+                ..Admission::default()
             },
         )
         .unwrap();

@@ -212,3 +212,45 @@ fn a_source_that_keeps_failing_the_attendant_is_refused() {
     let (code, _) = ua.invite("conference", SDP);
     assert_eq!(code, 403);
 }
+
+#[test]
+fn closed_and_authenticated_conferences_take_only_their_callers() {
+    use confab::conference::{Admission, Gate};
+    let _turn = support::exclusive();
+    let bridge = SipBridge::start();
+    let closed = Admission {
+        gate: Gate::Attendees(vec!["+4930111".into()]),
+        ..Admission::default()
+    };
+    bridge
+        .engine
+        .create_conference_with("9200", Policy::default(), closed)
+        .unwrap();
+    let asserted = Admission {
+        gate: Gate::Asserted,
+        ..Admission::default()
+    };
+    bridge
+        .engine
+        .create_conference_with("9300", Policy::default(), asserted)
+        .unwrap();
+    let sip = bridge.sip_addr();
+    let call = |meeting: &str, id: &str, pai: Option<&str>| {
+        let mut ua = RawUa::new(sip, id);
+        if let Some(p) = pai {
+            ua.extra_headers = format!("P-Asserted-Identity: <{p}>\r\n");
+        }
+        let (code, _) = ua.invite(meeting, SDP);
+        if code == 200 {
+            ua.request("BYE", None, "");
+        }
+        code
+    };
+    // Closed: only the attendee, by the identity the gateway asserts.
+    assert_eq!(call("9200", "g1", None), 403);
+    assert_eq!(call("9200", "g2", Some("sip:+4930222@gw;user=phone")), 403);
+    assert_eq!(call("9200", "g3", Some("sip:+4930111@gw;user=phone")), 200);
+    // Authenticated: any asserted identity, none without one.
+    assert_eq!(call("9300", "g4", None), 403);
+    assert_eq!(call("9300", "g5", Some("sip:+4930333@gw")), 200);
+}

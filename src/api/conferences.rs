@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::participants::participant_json;
 use super::{ApiError, AppState, blocking};
-use crate::conference::{Admission, Policy};
+use crate::conference::{Admission, Gate, Policy};
 use crate::mixer::Control;
 use crate::store::{Access, RecordFilter, StoredConference, unix_ms};
 
@@ -139,6 +139,11 @@ fn admission(c: &StoredConference) -> Admission {
     Admission {
         passcode: c.passcode.clone(),
         leader_pin: c.leader_pin.clone(),
+        gate: match c.access {
+            Access::Anonymous => Gate::Anyone,
+            Access::Authenticated => Gate::Asserted,
+            Access::Closed => Gate::Attendees(c.attendees.clone()),
+        },
     }
 }
 

@@ -15,6 +15,8 @@ use confab_dsp::{Error as DspError, g722};
 pub const MIX_FRAME: usize = 960;
 /// The mix's sample rate.
 pub const MIX_RATE: u32 = 48_000;
+/// The longest Opus frame (60 ms at 48 kHz).
+const OPUS_MAX_FRAME: usize = 2880;
 
 /// The audio codecs Confab speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -203,9 +205,7 @@ impl LegDecoder {
             Ok(n) if n > 0 => {
                 let start = self.native.len;
                 self.native.commit(n);
-                if !matches!(self.kind, DecoderKind::Opus(_)) {
-                    self.concealer.good(&mut self.native.buf[start..start + n]);
-                }
+                self.concealer.good(&mut self.native.buf[start..start + n]);
                 self.last_packet_samples = n;
                 Decoded::Samples(n)
             }
@@ -224,7 +224,17 @@ impl LegDecoder {
         let start = self.native.len;
         let out = &mut self.native.buf[start..start + n];
         let made = match &mut self.kind {
-            DecoderKind::Opus(d) => d.conceal(out).unwrap_or(0),
+            DecoderKind::Opus(d) => {
+                // libopus still runs its own concealment so that its state follows the loss;
+                // what is heard is the pitch repetition, which holds a steady sound's energy
+                // where CELT's concealment fades it.
+                let mut scratch = [0i16; OPUS_MAX_FRAME];
+                let made = d
+                    .conceal(&mut scratch[..n.min(OPUS_MAX_FRAME)])
+                    .unwrap_or(0);
+                self.concealer.conceal(&mut out[..made]);
+                made
+            }
             _ => {
                 self.concealer.conceal(out);
                 n
@@ -235,7 +245,9 @@ impl LegDecoder {
 
     /// Rebuilds a lost packet from the FEC data of the packet after it (Opus), else conceals.
     pub fn recover(&mut self, next_payload: &[u8]) {
-        if let DecoderKind::Opus(d) = &mut self.kind {
+        // Only SILK and hybrid packets (TOC configurations 0-15) can carry in-band FEC.
+        let may_carry_fec = next_payload.first().is_some_and(|toc| toc >> 3 < 16);
+        if may_carry_fec && let DecoderKind::Opus(d) = &mut self.kind {
             let start = self.native.len;
             let n = self.last_packet_samples.min(self.native.buf.len() - start);
             if let Ok(made) = d.recover(next_payload, &mut self.native.buf[start..start + n]) {

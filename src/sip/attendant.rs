@@ -273,10 +273,12 @@ mod tests {
             "5555" => Some(Arc::new(Admission {
                 passcode: Some("4242".into()),
                 leader_pin: Some("9999".into()),
+                ..Admission::default()
             })),
             "7777" => Some(Arc::new(Admission {
                 passcode: None,
                 leader_pin: Some("1111".into()),
+                ..Admission::default()
             })),
             _ => None,
         }

@@ -220,6 +220,7 @@ struct Caller {
     source: std::net::IpAddr,
     display_name: String,
     uri: String,
+    asserted_identity: Option<String>,
 }
 
 struct Shell {
@@ -447,7 +448,23 @@ impl Shell {
             source: request.source,
             display_name: request.display_name.clone(),
             uri: request.uri.clone(),
+            asserted_identity: request.asserted_identity.clone(),
         };
+        let gate_refuses = attendant.is_none()
+            && self.engine.admission(&request.meeting).is_some_and(|a| {
+                !a.gate
+                    .admits(caller.asserted_identity.as_deref(), &caller.uri)
+            });
+        if gate_refuses {
+            let _ = self.joins.try_send(Joined {
+                call: request.call,
+                result: JoinResult::NotAllowed,
+                conference: request.meeting.clone(),
+                attendant: None,
+                caller,
+            });
+            return;
+        }
         let conference = match attendant {
             Some(_) => LOBBY.to_owned(),
             None => request.meeting.clone(),
@@ -652,6 +669,17 @@ impl Shell {
                     let Some((_, caller)) = self.attendants.get(&participant) else {
                         continue;
                     };
+                    let admitted = self.engine.admission(&meeting).is_some_and(|a| {
+                        a.gate
+                            .admits(caller.asserted_identity.as_deref(), &caller.uri)
+                    });
+                    if !admitted {
+                        self.control(
+                            participant,
+                            Control::Remove(participant, DisconnectReason::Rejected),
+                        );
+                        continue;
+                    }
                     let joiner = Joiner {
                         display_name: caller.display_name.clone(),
                         uri: caller.uri.clone(),

@@ -67,6 +67,8 @@ pub struct JoinRequest {
     pub local_key: Option<KeyMaterial>,
     /// The caller's address (the attendant limits failed attempts per source).
     pub source: IpAddr,
+    /// The identity the gateway asserts (P-Asserted-Identity), if any.
+    pub asserted_identity: Option<String>,
 }
 
 /// The engine's answer to a join.
@@ -83,6 +85,8 @@ pub enum JoinResult {
     Unavailable,
     /// Too many failed attendant attempts from this source.
     Forbidden,
+    /// The conference does not take this caller (not authenticated, not an attendee).
+    NotAllowed,
 }
 
 /// What the shell must do.
@@ -563,6 +567,9 @@ impl Uas {
             negotiated,
             local_key,
             source: peer.addr.ip(),
+            asserted_identity: msg
+                .header("P-Asserted-Identity")
+                .map(|v| message::addr_uri(v).to_owned()),
         })));
     }
 
@@ -609,6 +616,7 @@ impl Uas {
             JoinResult::Ended => (404, "Not Found (conference ended)"),
             JoinResult::Unavailable => (503, "Service Unavailable"),
             JoinResult::Forbidden => (403, "Forbidden (too many failed attempts)"),
+            JoinResult::NotAllowed => (403, "Forbidden (not admitted to this conference)"),
         };
         let Some(c) = self.calls.get_mut(&call.0) else {
             return;

@@ -347,6 +347,8 @@ pub struct RawUa {
     to_tag: Option<String>,
     cseq: u32,
     user: String,
+    /// Header lines added to the INVITE (each ending in CRLF).
+    pub extra_headers: String,
 }
 
 impl RawUa {
@@ -363,6 +365,7 @@ impl RawUa {
             to_tag: None,
             cseq: 1,
             user: String::new(),
+            extra_headers: String::new(),
         }
     }
 
@@ -423,8 +426,9 @@ impl RawUa {
         let msg = format!(
             "INVITE sip:{user}@{b} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\n\
              From: <sip:raw@{local}>;tag={tag}\r\nTo: <sip:{user}@{b}>\r\nCall-ID: {cid}\r\n\
-             CSeq: 1 INVITE\r\nContact: <sip:raw@{local}>\r\nMax-Forwards: 70\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:raw@{local}>\r\nMax-Forwards: 70\r\n{extra}\
              Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
+            extra = self.extra_headers,
             b = self.bridge,
             tag = self.from_tag,
             cid = self.call_id,
