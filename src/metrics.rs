@@ -289,15 +289,15 @@ pub fn render(
         );
         let responses = Family::<Labels, Counter>::default();
         if let Ok(m) = sip.responses.lock() {
-            for (code, n) in m.iter() {
+            for ((method, code), n) in m.iter() {
                 responses
-                    .get_or_create(&labels(&[("code", &code.to_string())]))
+                    .get_or_create(&labels(&[("method", method), ("code", &code.to_string())]))
                     .inc_by(*n);
             }
         }
         registry.register(
             "confab_sip_responses",
-            "SIP responses sent by code",
+            "SIP responses sent by method and code",
             responses,
         );
     }

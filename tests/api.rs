@@ -101,8 +101,9 @@ fn conferences_participants_and_events() {
     assert_eq!(server.call("GET", "/v1/conferences/9999", None).0, 404);
     assert_eq!(server.call("GET", "/v1/nothing", None).0, 404);
 
-    // Events from here on.
+    // Events from here on, of this conference and of all.
     let mut events = EventStream::open(server.api, "/v1/conferences/4321/events", None, None);
+    let mut everything = EventStream::open(server.api, "/v1/events", None, None);
 
     // Two RTP endpoints join by SDP offer and hear each other.
     let mut a = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 1);
@@ -183,6 +184,10 @@ fn conferences_participants_and_events() {
             break;
         }
     }
+    let first_of_all = everything.next().unwrap();
+    assert_eq!(first_of_all.1, "participant.state");
+    assert_eq!(first_of_all.2["conference"], "4321");
+    drop(everything);
     let kinds: Vec<&str> = seen.iter().map(|(_, k, _)| k.as_str()).collect();
     assert!(kinds.contains(&"participant.muted"), "{kinds:?}");
     let ejected = seen.last().unwrap();
@@ -380,5 +385,51 @@ fn a_token_guards_the_api_and_drain_stops_new_work() {
         &[],
     );
     assert_eq!(s, 413);
+    server.stop();
+}
+
+#[test]
+fn dial_out_through_the_api() {
+    let _turn = support::exclusive();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), None, &[]);
+    assert_eq!(
+        server
+            .call("POST", "/v1/conferences", Some(r#"{"id":"6600"}"#))
+            .0,
+        201
+    );
+    // A called party that rings and answers 486 (SIPp).
+    let port = support::clients::free_port();
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp/uas_busy.xml");
+    let mut callee = std::process::Command::new("sipp")
+        .args(["-sf", scenario, "-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-m", "1", "-nostdin", "-timeout", "30s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp (Debian package sip-tester) is needed for this test");
+    std::thread::sleep(Duration::from_millis(500));
+    let body =
+        json!({ "dial": format!("sip:busy@127.0.0.1:{port}"), "display_name": "Busy" }).to_string();
+    let (s, v) = server.call("POST", "/v1/conferences/6600/participants", Some(&body));
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["participant"]["state"], "inviting");
+    let pid = v["participant"]["id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let last = loop {
+        let (_, v) = server.call(
+            "GET",
+            &format!("/v1/conferences/6600/participants/{pid}"),
+            None,
+        );
+        if v["participant"]["state"] == "disconnected" || std::time::Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(last["participant"]["disconnect_reason"], "busy", "{last}");
+    assert_eq!(last["participant"]["sip_status"], 486);
+    let _ = callee.wait();
     server.stop();
 }

@@ -96,7 +96,10 @@ fn metrics_after_a_call_and_series_that_go_with_their_conference() {
     // Two talkers, no other listener: each gets its own mix-minus.
     assert!(get("confab_encodes_total{codec=\"PCMU\",kind=\"own\"}") > 150.0);
     assert_eq!(get("confab_sip_requests_total{method=\"OPTIONS\"}"), 1.0);
-    assert_eq!(get("confab_sip_responses_total{code=\"200\"}"), 1.0);
+    assert_eq!(
+        get("confab_sip_responses_total{method=\"OPTIONS\",code=\"200\"}"),
+        1.0
+    );
     assert_eq!(
         get(
             "confab_api_requests_total{route=\"/v1/conferences/{cid}/participants\",status=\"201\"}"

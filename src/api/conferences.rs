@@ -27,6 +27,11 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::bad_request(
                 "the body must be JSON (Content-Type: application/json)",
             )),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the body is larger than 64 KiB",
+            )),
             Err(e) => Err(ApiError::bad_request(e.body_text())),
         }
     }

@@ -51,7 +51,8 @@ pub struct AttendantConfig {
 #[derive(Debug, Default)]
 pub struct SipMetrics {
     pub requests: Mutex<std::collections::BTreeMap<String, u64>>,
-    pub responses: Mutex<std::collections::BTreeMap<u16, u64>>,
+    /// By the method of the request answered (from CSeq) and the code.
+    pub responses: Mutex<std::collections::BTreeMap<(String, u16), u64>>,
 }
 
 impl SipMetrics {
@@ -76,8 +77,18 @@ impl SipMetrics {
             .and_then(|r| r.get(..3))
             .and_then(|c| std::str::from_utf8(c).ok())
             .and_then(|c| c.parse::<u16>().ok());
-        if let (Some(code), Ok(mut map)) = (code, self.responses.lock()) {
-            *map.entry(code).or_default() += 1;
+        let Some(code) = code else { return };
+        let method = std::str::from_utf8(&bytes[..bytes.len().min(2048)])
+            .ok()
+            .and_then(|text| {
+                text.split("\r\n")
+                    .find_map(|l| l.strip_prefix("CSeq: "))
+                    .and_then(|v| v.split_whitespace().nth(1))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        if let Ok(mut map) = self.responses.lock() {
+            *map.entry((method, code)).or_default() += 1;
         }
     }
 }
