@@ -203,14 +203,14 @@ struct Call {
 }
 
 impl Call {
-    /// The dialog of an answered dial-out, held as a confirmed dial-in call.
-    fn confirmed(
+    /// A call in `state` with nothing negotiated, answered or sent yet.
+    fn new(
         call_id: String,
         local_tag: String,
         invite: Message,
         invite_branch: String,
         peer: Peer,
-        participant: ParticipantId,
+        state: CallState,
         now: Instant,
     ) -> Self {
         Call {
@@ -219,8 +219,8 @@ impl Call {
             invite,
             invite_branch,
             peer,
-            state: CallState::Confirmed,
-            participant: Some(participant),
+            state,
+            participant: None,
             negotiated: None,
             local_media: None,
             local_key: None,
@@ -235,6 +235,30 @@ impl Call {
             session_expires: None,
             on_hold: false,
             offerless: false,
+        }
+    }
+
+    /// The dialog of an answered dial-out, held as a confirmed dial-in call.
+    fn confirmed(
+        call_id: String,
+        local_tag: String,
+        invite: Message,
+        invite_branch: String,
+        peer: Peer,
+        participant: ParticipantId,
+        now: Instant,
+    ) -> Self {
+        Call {
+            participant: Some(participant),
+            ..Call::new(
+                call_id,
+                local_tag,
+                invite,
+                invite_branch,
+                peer,
+                CallState::Confirmed,
+                now,
+            )
         }
     }
 }
@@ -533,27 +557,20 @@ impl Uas {
         let display_name = message::display_name(from).unwrap_or_default().to_owned();
         let uri = message::addr_uri(from).to_owned();
         let call = Call {
-            call_id: msg.call_id().to_owned(),
-            local_tag: self.token(8),
-            invite: msg.clone(),
-            invite_branch: branch.clone(),
-            peer,
-            state: CallState::Admitting,
-            participant: None,
             negotiated: Some(negotiated.clone()),
-            local_media: None,
             local_key,
-            sdp_version: 1,
-            final_response: None,
-            retransmit_at: None,
-            interval: T1,
-            deadline: now + TIMEOUT,
-            bye: None,
-            refer: None,
-            local_cseq: 1,
             session_expires: session.map(|d| (d, now + d)),
             on_hold: negotiated.direction.is_hold(),
             offerless,
+            ..Call::new(
+                msg.call_id().to_owned(),
+                self.token(8),
+                msg.clone(),
+                branch.clone(),
+                peer,
+                CallState::Admitting,
+                now,
+            )
         };
         self.by_branch.insert(branch, id);
         self.by_dialog
