@@ -90,6 +90,21 @@ pub(crate) struct ServeArgs {
     /// Milliseconds of silence from the latched source before re-latching.
     #[arg(long, env = "CONFAB_MEDIA_RELATCH_AFTER_MS")]
     media_relatch_after_ms: Option<u64>,
+    /// UDP address shared by every WebRTC peer.
+    #[arg(long, env = "CONFAB_WEBRTC_LISTEN")]
+    webrtc_listen: Option<SocketAddr>,
+    /// Address advertised in WebRTC ICE candidates.
+    #[arg(long, env = "CONFAB_WEBRTC_PUBLIC_IP")]
+    webrtc_public_ip: Option<IpAddr>,
+    /// Secret that signs join tokens.
+    #[arg(long, env = "CONFAB_WEBRTC_TOKEN_SECRET", hide_env_values = true)]
+    webrtc_token_secret: Option<String>,
+    /// WebRTC handshakes one address may have in progress.
+    #[arg(long, env = "CONFAB_WEBRTC_MAX_HANDSHAKES_PER_ADDRESS")]
+    webrtc_max_handshakes_per_address: Option<usize>,
+    /// Seconds without ICE consent before a WebRTC peer is disconnected.
+    #[arg(long, env = "CONFAB_WEBRTC_CONSENT_TIMEOUT_SECS")]
+    webrtc_consent_timeout_secs: Option<u64>,
     /// Mixer threads (0: one per core).
     #[arg(long, env = "CONFAB_MIXER_THREADS")]
     mixer_threads: Option<usize>,
@@ -149,6 +164,21 @@ impl ServeArgs {
         set(&mut c.media.rtp_port_max, &self.media_rtp_port_max);
         set(&mut c.media.timeout_secs, &self.media_timeout_secs);
         set(&mut c.media.relatch_after_ms, &self.media_relatch_after_ms);
+        set(&mut c.webrtc.listen, &self.webrtc_listen);
+        if self.webrtc_public_ip.is_some() {
+            c.webrtc.public_ip = self.webrtc_public_ip;
+        }
+        if self.webrtc_token_secret.is_some() {
+            c.webrtc.token_secret = self.webrtc_token_secret.clone();
+        }
+        set(
+            &mut c.webrtc.max_handshakes_per_address,
+            &self.webrtc_max_handshakes_per_address,
+        );
+        set(
+            &mut c.webrtc.consent_timeout_secs,
+            &self.webrtc_consent_timeout_secs,
+        );
         set(&mut c.mixer.threads, &self.mixer_threads);
         set(&mut c.mixer.max_talkers, &self.mixer_max_talkers);
         set(&mut c.storage.data_dir, &self.storage_data_dir);

@@ -19,6 +19,7 @@ pub struct Config {
     pub sip: SipConfig,
     pub api: ApiConfig,
     pub media: MediaConfig,
+    pub webrtc: WebRtcConfig,
     pub mixer: MixerConfig,
     pub storage: StorageConfig,
     pub log: LogConfig,
@@ -133,6 +134,35 @@ impl Default for MediaConfig {
             rtp_port_max: 29999,
             timeout_secs: 30,
             relatch_after_ms: 2000,
+        }
+    }
+}
+
+/// `[webrtc]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebRtcConfig {
+    /// The one UDP address every WebRTC peer uses (ICE-lite); port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Address put in our ICE candidate (the listen address when unset).
+    pub public_ip: Option<IpAddr>,
+    /// Secret that signs join tokens (hex or text); random per start when unset, so tokens
+    /// do not survive a restart.
+    pub token_secret: Option<String>,
+    /// WebRTC handshakes one client address may have in progress at once.
+    pub max_handshakes_per_address: usize,
+    /// Seconds without ICE consent (STUN from the peer) before it is disconnected.
+    pub consent_timeout_secs: u64,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        WebRtcConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            public_ip: None,
+            token_secret: None,
+            max_handshakes_per_address: 32,
+            consent_timeout_secs: 30,
         }
     }
 }
@@ -390,6 +420,21 @@ impl Config {
             return Err(err(
                 "media.timeout_secs",
                 format!("{} is out of range 1..=3600", self.media.timeout_secs),
+            ));
+        }
+        if self.webrtc.max_handshakes_per_address == 0 {
+            return Err(err(
+                "webrtc.max_handshakes_per_address",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if !(5..=600).contains(&self.webrtc.consent_timeout_secs) {
+            return Err(err(
+                "webrtc.consent_timeout_secs",
+                format!(
+                    "{} is out of range 5..=600",
+                    self.webrtc.consent_timeout_secs
+                ),
             ));
         }
         if self.media.relatch_after_ms > 60_000 {

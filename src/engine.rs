@@ -354,6 +354,41 @@ impl Engine {
         Ok((participant, local))
     }
 
+    /// Adds a WebRTC leg whose packets pass through the driver on `port`; the participant is
+    /// `connecting` until audio arrives.
+    pub fn add_relayed_leg(
+        &self,
+        conference: &str,
+        joiner: Joiner,
+        spec: LegSpec,
+        port: crate::media::relay::RelayPort,
+    ) -> Result<ParticipantId, EngineError> {
+        let (mixer, id) = self.mixer_of(conference)?;
+        let participant = ParticipantId(self.next_participant.fetch_add(1, Ordering::Relaxed));
+        let leg = RtpLeg::relayed(
+            participant,
+            spec,
+            port,
+            Instant::now(),
+            random_ssrc(participant),
+            self.settings.leg_timers,
+        )
+        .map_err(EngineError::Leg)?;
+        let joining = Joining {
+            id: participant,
+            display_name: joiner.display_name,
+            uri: joiner.uri,
+            role: joiner.role,
+        };
+        self.call(mixer, |reply| Command::AddLeg {
+            conference: id,
+            joining,
+            leg: Box::new(leg),
+            reply,
+        })?;
+        Ok(participant)
+    }
+
     fn leg_op(
         &self,
         conference: &str,

@@ -14,3 +14,4 @@ pub mod mixer;
 pub mod serve;
 pub mod sip;
 pub mod store;
+pub mod webrtc;

@@ -84,6 +84,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             config.mixer.max_talkers,
             config.sip.codec_preference(),
         );
+        let webrtc = crate::webrtc::WebRtc::start(crate::webrtc::WebRtcSettings::from_config(
+            &config.webrtc,
+        ))
+        .with_context(|| format!("cannot listen for WebRTC on {}", config.webrtc.listen))?;
+        let tokens = crate::webrtc::token::TokenSigner::new(config.webrtc.token_secret.as_deref())
+            .context("no randomness for the join token secret")?;
+        let state = state.with_webrtc(std::sync::Arc::clone(&webrtc), tokens);
         // Conferences kept from before the restart.
         let stored = store
             .conferences()
@@ -102,6 +109,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         info!(
             sip = %config.sip.listen,
             api = %api_addr,
+            webrtc = %webrtc.local_addr(),
             conferences = stored.len(),
             rtp_ports = %format!("{}-{}", config.media.rtp_port_min, config.media.rtp_port_max),
             data_dir = %config.storage.data_dir.display(),

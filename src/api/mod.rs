@@ -8,7 +8,9 @@
 mod conferences;
 mod error;
 mod events;
+mod pages;
 mod participants;
+mod whip;
 
 /// The OpenAPI document, from the handlers' annotations.
 #[derive(utoipa::OpenApi)]
@@ -19,9 +21,10 @@ mod participants;
         conferences::end, conferences::lock, conferences::unlock, conferences::mute_all,
         conferences::records, participants::list, participants::get, participants::add,
         participants::act, participants::eject, events::all, events::conference,
+        whip::join, whip::leave, whip::token,
         drain, healthz, readyz, metrics
     ),
-    tags((name = "conferences"), (name = "participants"), (name = "events"), (name = "records"), (name = "operations"))
+    tags((name = "conferences"), (name = "participants"), (name = "events"), (name = "records"), (name = "webrtc"), (name = "operations"))
 )]
 pub struct ApiDoc;
 
@@ -66,6 +69,10 @@ pub struct AppState {
     /// Codec preference for legs added by SDP offer.
     pub codecs: Vec<crate::media::codec::Codec>,
     pub api_metrics: Arc<crate::metrics::ApiMetrics>,
+    /// WebRTC (WHIP) joins, when the driver runs.
+    pub webrtc: Option<Arc<crate::webrtc::WebRtc>>,
+    /// Signs and checks join tokens.
+    pub tokens: Arc<crate::webrtc::token::TokenSigner>,
 }
 
 impl AppState {
@@ -88,7 +95,20 @@ impl AppState {
             max_talkers,
             codecs,
             api_metrics: Arc::default(),
+            webrtc: None,
+            tokens: Arc::new(crate::webrtc::token::TokenSigner::random()),
         }
+    }
+
+    /// Takes WHIP joins on `webrtc`, with join tokens signed by `tokens`.
+    pub fn with_webrtc(
+        mut self,
+        webrtc: Arc<crate::webrtc::WebRtc>,
+        tokens: crate::webrtc::token::TokenSigner,
+    ) -> Self {
+        self.webrtc = Some(webrtc);
+        self.tokens = Arc::new(tokens);
+        self
     }
 
     fn draining(&self) -> bool {
@@ -125,6 +145,7 @@ pub fn router(state: AppState) -> Router {
             post(participants::act),
         )
         .route("/conferences/{cid}/events", get(events::conference))
+        .route("/conferences/{cid}/tokens", post(whip::token))
         .route("/events", get(events::all))
         .route("/records", get(conferences::records))
         .route("/admin/drain", post(drain))
@@ -133,7 +154,22 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1", v1)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth));
+    // WHIP takes the conference's own credentials, not the API token, and answers CORS.
+    let whip = Router::new()
+        .route(
+            "/v1/conferences/{cid}/whip",
+            post(whip::join).options(no_content),
+        )
+        .route(
+            "/v1/conferences/{cid}/whip/{session}",
+            axum::routing::delete(whip::leave)
+                .patch(whip::patch)
+                .options(no_content),
+        )
+        .layer(middleware::from_fn(whip::cors));
     Router::new()
+        .merge(whip)
+        .merge(pages::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -153,14 +189,21 @@ pub async fn serve(
     let local = listener.local_addr()?;
     let app = router(state);
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        if let Err(e) = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
         {
             tracing::error!(error = %e, "api server");
         }
     });
     Ok((local, task))
+}
+
+async fn no_content() -> StatusCode {
+    StatusCode::NO_CONTENT
 }
 
 async fn not_found() -> ApiError {

@@ -23,7 +23,11 @@ pub(super) fn participant_json(p: &Participant, media: Option<&LegStats>) -> Val
     };
     let media = media.map(|m| {
         json!({
-            "transport": if m.srtp { "rtp/savp" } else { "rtp/avp" },
+            "transport": match (m.webrtc, m.srtp) {
+                (true, _) => "webrtc",
+                (false, true) => "rtp/savp",
+                (false, false) => "rtp/avp",
+            },
             "codec": m.codec.map(|c| c.name()),
             "srtp": m.srtp,
             "packets_in": m.packets_in,

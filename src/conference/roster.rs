@@ -44,6 +44,10 @@ pub enum DisconnectReason {
     Transferred,
     /// Gave up at the attendant (wrong meeting ID or passcode too often).
     AttendantFailed,
+    /// A WebRTC peer stopped answering ICE consent checks.
+    IceTimeout,
+    /// A WebRTC peer's DTLS handshake failed (or its certificate did not match).
+    DtlsFailed,
 }
 
 impl DisconnectReason {
@@ -62,6 +66,8 @@ impl DisconnectReason {
             DisconnectReason::Declined => "declined",
             DisconnectReason::Transferred => "transferred",
             DisconnectReason::AttendantFailed => "attendant-failed",
+            DisconnectReason::IceTimeout => "ice-timeout",
+            DisconnectReason::DtlsFailed => "dtls-failed",
         }
     }
 }

@@ -26,11 +26,12 @@ use super::codec::{Codec, LegDecoder, LegEncoder, MIX_FRAME, MIX_RATE};
 use super::jitter::{Arrival, JitterBuffer, JitterSettings, Playout};
 use super::ports::PortLease;
 use super::quality;
+use super::relay::{RelayPacket, RelayPort};
 use super::rtcp::{NtpClock, Rtcp, Sent};
 use super::rtp::{self, MAX_PACKET, Outgoing, RtpError};
 use super::srtp::{SrtpKeys, SrtpSession};
 use super::telephone_event::{Dtmf, TelephoneEvents};
-use crate::conference::ParticipantId;
+use crate::conference::{DisconnectReason, ParticipantId};
 
 /// What signalling agreed for a leg.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +134,8 @@ pub struct LegStats {
     pub codec: Option<Codec>,
     pub telephone_event_rate: Option<u32>,
     pub srtp: bool,
+    /// A WebRTC leg (DTLS-SRTP through the shared WebRTC port).
+    pub webrtc: bool,
 }
 
 /// Receive buffer size (see `RtpLeg::buf`).
@@ -156,14 +159,34 @@ const DTMF_QUEUE: usize = 4;
 /// Largest RTCP report we write.
 const RTCP_BUFFER: usize = 256;
 
+/// Where a leg's packets go.
+enum Transport {
+    /// Its own socket (and the odd port without rtcp-mux), from the port pool.
+    Udp {
+        socket: UdpSocket,
+        rtcp: Option<UdpSocket>,
+        _ports: PortLease,
+    },
+    /// Through the WebRTC driver, which does ICE, DTLS-SRTP and RTCP for it.
+    Relay {
+        port: RelayPort,
+        scratch: Box<RelayPacket>,
+    },
+}
+
+/// The source a relayed packet is latched to (the driver has already checked the peer).
+pub const RELAY_SOURCE: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
 /// A participant's RTP leg.
 pub struct RtpLeg {
     pub participant: ParticipantId,
     spec: LegSpec,
-    socket: UdpSocket,
-    /// RTCP socket on the odd port when the peer does not multiplex.
-    rtcp_socket: Option<UdpSocket>,
-    _ports: PortLease,
+    transport: Transport,
+    /// Why the relay let the peer go (WebRTC legs), for the mixer to disconnect it.
+    closed: Option<DisconnectReason>,
     latched: Option<SocketAddr>,
     rtcp_latched: Option<SocketAddr>,
     /// Last RTP or RTCP from the peer (keeps the leg alive, e.g. on hold).
@@ -219,11 +242,44 @@ impl RtpLeg {
         ssrc: u32,
         timers: LegTimers,
     ) -> std::io::Result<Self> {
-        let (socket, rtcp_socket) = sockets;
+        let (socket, rtcp) = sockets;
         socket.set_nonblocking(true)?;
-        if let Some(s) = &rtcp_socket {
+        if let Some(s) = &rtcp {
             s.set_nonblocking(true)?;
         }
+        let transport = Transport::Udp {
+            socket,
+            rtcp,
+            _ports: ports,
+        };
+        Self::build(participant, spec, transport, now, ssrc, timers)
+    }
+
+    /// A WebRTC leg: its packets pass through the driver on `port` (no SRTP of its own).
+    pub fn relayed(
+        participant: ParticipantId,
+        spec: LegSpec,
+        port: RelayPort,
+        now: Instant,
+        ssrc: u32,
+        timers: LegTimers,
+    ) -> std::io::Result<Self> {
+        let spec = LegSpec { srtp: None, ..spec };
+        let transport = Transport::Relay {
+            port,
+            scratch: Box::new(RelayPacket::new(0, 0, 0, 0)),
+        };
+        Self::build(participant, spec, transport, now, ssrc, timers)
+    }
+
+    fn build(
+        participant: ParticipantId,
+        spec: LegSpec,
+        transport: Transport,
+        now: Instant,
+        ssrc: u32,
+        timers: LegTimers,
+    ) -> std::io::Result<Self> {
         let invalid =
             |e: confab_dsp::Error| std::io::Error::new(ErrorKind::InvalidInput, e.to_string());
         let opus = OpusSettings::default();
@@ -238,9 +294,8 @@ impl RtpLeg {
             srtp,
             participant,
             spec,
-            socket,
-            rtcp_socket,
-            _ports: ports,
+            transport,
+            closed: None,
             latched: None,
             rtcp_latched: None,
             last_rx: None,
@@ -279,8 +334,27 @@ impl RtpLeg {
         &self.spec
     }
 
+    /// The leg's own RTP address (relayed legs have none).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.socket.local_addr()
+        match &self.transport {
+            Transport::Udp { socket, .. } => socket.local_addr(),
+            Transport::Relay { .. } => Err(std::io::Error::new(
+                ErrorKind::Unsupported,
+                "a relayed leg has no socket",
+            )),
+        }
+    }
+
+    /// Tells the WebRTC driver this tick's packets are queued (relayed legs only).
+    pub fn flush(&self) {
+        if let Transport::Relay { port, .. } = &self.transport {
+            port.ring();
+        }
+    }
+
+    /// Why the relay let this leg's peer go, once it has.
+    pub fn closed(&self) -> Option<DisconnectReason> {
+        self.closed
     }
 
     /// The leg's counters with its quality figures (RTCP, MOS) filled in.
@@ -308,6 +382,8 @@ impl RtpLeg {
         s.codec = Some(self.spec.codec);
         s.telephone_event_rate = self.spec.telephone_event.map(|t| t.clock_rate);
         s.srtp = self.spec.srtp.is_some();
+        s.webrtc = matches!(self.transport, Transport::Relay { .. });
+        s.srtp |= s.webrtc;
         s
     }
 
@@ -413,8 +489,15 @@ impl RtpLeg {
 
     /// Reads what arrived (non-blocking, bounded) into the jitter buffer.
     pub fn receive(&mut self, now: Instant) {
+        if let Transport::Relay { .. } = self.transport {
+            self.receive_relayed(now);
+            return;
+        }
         for _ in 0..MAX_READS_PER_TICK {
-            let (n, from) = match self.socket.recv_from(&mut self.buf[..]) {
+            let Transport::Udp { socket, .. } = &self.transport else {
+                break;
+            };
+            let (n, from) = match socket.recv_from(&mut self.buf[..]) {
                 Ok(r) => r,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(_) => break,
@@ -422,7 +505,10 @@ impl RtpLeg {
             self.datagram(now, from, n);
         }
         for _ in 0..MAX_READS_PER_TICK {
-            let Some(socket) = &self.rtcp_socket else {
+            let Transport::Udp {
+                rtcp: Some(socket), ..
+            } = &self.transport
+            else {
                 break;
             };
             let (n, from) = match socket.recv_from(&mut self.buf[..]) {
@@ -435,6 +521,40 @@ impl RtpLeg {
             }
             if self.rtcp_datagram(now, n) {
                 self.rtcp_latched = Some(from);
+            }
+        }
+    }
+
+    fn receive_relayed(&mut self, now: Instant) {
+        for _ in 0..MAX_READS_PER_TICK {
+            let Transport::Relay { port, scratch } = &mut self.transport else {
+                return;
+            };
+            match port.receive(scratch) {
+                None => break,
+                Some(Err(reason)) => {
+                    self.closed = Some(reason);
+                    break;
+                }
+                Some(Ok(())) => {}
+            }
+            let p = &**scratch;
+            if p.audio_level.is_some() && p.payload_type == self.spec.payload_type {
+                self.stats.client_level = p.audio_level;
+            }
+            // As plain RTP into the receive buffer: from here on it is any leg's packet.
+            let header = Outgoing {
+                payload_type: p.payload_type,
+                marker: p.marker,
+                sequence: p.sequence,
+                timestamp: p.timestamp,
+                ssrc: p.ssrc,
+                csrcs: &[],
+                csrc_levels: None,
+            };
+            match rtp::write(&mut self.buf[..], header, p.payload()) {
+                Some(n) => self.datagram(now, RELAY_SOURCE, n),
+                None => self.stats.dropped_malformed += 1,
             }
         }
     }
@@ -565,7 +685,8 @@ impl RtpLeg {
         {
             self.queue_dtmf(d);
         }
-        if !self.rtcp.due(now) {
+        if !self.rtcp.due(now) || matches!(self.transport, Transport::Relay { .. }) {
+            // Relayed legs: str0m writes the RTCP of WebRTC peers.
             return;
         }
         let sent = (self.stats.packets_out > 0).then_some(Sent {
@@ -577,14 +698,15 @@ impl RtpLeg {
         let Some(len) = self.rtcp.write_report(now, sent, &self.cname, &mut report) else {
             return;
         };
-        let (socket, to) = match &self.rtcp_socket {
-            Some(s) => (
+        let (socket, to) = match &self.transport {
+            Transport::Udp { rtcp: Some(s), .. } => (
                 s,
                 self.rtcp_latched
                     .or(self.spec.remote_rtcp)
                     .unwrap_or(self.spec.remote),
             ),
-            None => (&self.socket, self.latched.unwrap_or(self.spec.remote)),
+            Transport::Udp { socket, .. } => (socket, self.latched.unwrap_or(self.spec.remote)),
+            Transport::Relay { .. } => return,
         };
         let protected;
         let datagram: &[u8] = match &mut self.srtp {
@@ -695,6 +817,24 @@ impl RtpLeg {
         };
         self.sequence = self.sequence.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(ticks);
+        if let Transport::Relay { port, .. } = &self.transport {
+            let mut packet = RelayPacket::new(
+                header.payload_type,
+                header.sequence,
+                header.timestamp,
+                self.ssrc,
+            );
+            let n = csrcs.len().min(15);
+            packet.csrcs[..n].copy_from_slice(&csrcs[..n]);
+            packet.csrc_count = n as u8;
+            if packet.set_payload(payload) && port.send(packet) {
+                self.stats.packets_out += 1;
+                self.stats.bytes_out += (12 + 4 * n + payload.len()) as u64;
+            } else {
+                self.stats.send_errors += 1;
+            }
+            return;
+        }
         let Some(len) = rtp::write(&mut self.buf[..], header, payload) else {
             self.stats.send_errors += 1;
             return;
@@ -718,7 +858,10 @@ impl RtpLeg {
                 }
             },
         };
-        match self.socket.send_to(datagram, to) {
+        let Transport::Udp { socket, .. } = &self.transport else {
+            return;
+        };
+        match socket.send_to(datagram, to) {
             Ok(_) => {
                 self.stats.packets_out += 1;
                 self.stats.bytes_out += datagram.len() as u64;

@@ -5,6 +5,7 @@ pub mod jitter;
 pub mod leg;
 pub mod ports;
 pub mod quality;
+pub mod relay;
 pub mod rtcp;
 pub mod rtp;
 pub mod srtp;

@@ -146,7 +146,12 @@ impl ConferenceMedia {
                 Role::Leader => "leader".into(),
                 Role::Attendee => "attendee".into(),
             },
-            transport: if srtp { "srtp" } else { "rtp" }.into(),
+            transport: match (stats.is_some_and(|s| s.webrtc), srtp) {
+                (true, _) => "webrtc",
+                (false, true) => "srtp",
+                (false, false) => "rtp",
+            }
+            .into(),
             codec: stats.and_then(|s| s.codec).map(|c| c.name().to_owned()),
             srtp,
             joined_at: crate::store::unix_ms(std::time::SystemTime::now()),
@@ -385,6 +390,11 @@ impl ConferenceMedia {
             if leg.media_seen() && self.roster.participant(id).is_some_and(|p| !p.media_ready) {
                 let _ = self.roster.media_ready(id);
             }
+            if let Some(reason) = leg.closed() {
+                // The WebRTC driver let the peer go (DELETE, ICE timeout, DTLS).
+                let _ = self.roster.disconnect(id, reason);
+                continue;
+            }
             if leg.silent_for(now) >= self.media_timeout {
                 let _ = self.roster.disconnect(id, DisconnectReason::MediaTimeout);
                 continue;
@@ -515,6 +525,7 @@ impl ConferenceMedia {
                     leg.send_own(&self.shared, csrcs, levels)
                 }
             };
+            leg.flush();
             if own > 0 {
                 self.counters
                     .encodes_own

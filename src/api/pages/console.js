@@ -1,0 +1,110 @@
+// The moderator console: conferences, a live roster, and the control API's actions.
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const el = confabApi.el;
+  const status = (text, error) => { $("status").textContent = text; $("status").className = error ? "status error" : "status"; };
+  const view = { cid: null, locked: false, dominant: null, abort: null, names: {} };
+  window.confabConsole = view;
+
+  async function act(what, fn) {
+    try { await fn(); status(what + ": done."); } catch (e) { status(what + " failed: " + e.message, true); }
+    refresh();
+  }
+
+  async function loadConferences() {
+    try {
+      const data = await confabApi.call("GET", "/v1/conferences");
+      const body = $("conferences");
+      body.replaceChildren();
+      for (const c of data.conferences || []) {
+        const open = el("button", { type: "button", class: "secondary", "data-open": c.id, onclick: () => select(c.id) }, "Open");
+        body.append(el("tr", {}, el("td", {}, c.id), el("td", {}, c.name || ""), el("td", {}, c.locked ? "yes" : "no"), el("td", {}, open)));
+      }
+    } catch (e) { status("Cannot list conferences: " + e.message, true); }
+  }
+
+  function select(cid) {
+    view.cid = cid;
+    view.dominant = null;
+    $("cid").textContent = cid;
+    $("conference").classList.remove("hidden");
+    if (view.abort) view.abort.abort();
+    view.abort = new AbortController();
+    confabApi.events(`/v1/conferences/${encodeURIComponent(cid)}/events`, onEvent, view.abort.signal);
+    refresh();
+  }
+
+  function onEvent(name, data) {
+    if (name === "conference.dominant_speaker") view.dominant = data.participant;
+    if (name === "conference.ended") status("The conference has ended.");
+    refresh();
+  }
+
+  let pending = false;
+  function refresh() {
+    if (pending || !view.cid) return;
+    pending = true;
+    setTimeout(async () => {
+      pending = false;
+      try {
+        const data = await confabApi.call("GET", `/v1/conferences/${encodeURIComponent(view.cid)}`);
+        render(data.conference || {}, data.participants || []);
+      } catch (e) { status("Cannot read the conference: " + e.message, true); }
+    }, 150);
+  }
+
+  function render(conf, list) {
+    view.locked = !!conf.locked;
+    $("lock").textContent = view.locked ? "Unlock" : "Lock";
+    $("lock").setAttribute("aria-pressed", String(view.locked));
+    const body = $("roster");
+    body.replaceChildren();
+    for (const p of list) {
+      view.names[p.id] = p.display_name || p.id;
+      const live = p.state !== "disconnected";
+      const path = `/v1/conferences/${encodeURIComponent(view.cid)}/participants/${p.id}`;
+      const who = p.display_name || p.id;
+      const actions = el("td", {});
+      if (live) {
+        actions.append(
+          el("button", { type: "button", class: "secondary", "data-action": p.muted ? "unmute" : "mute", "aria-label": (p.muted ? "Unmute " : "Mute ") + who,
+            onclick: () => act(p.muted ? "Unmute" : "Mute", () => confabApi.call("POST", `${path}/${p.muted ? "unmute" : "mute"}`)) }, p.muted ? "Unmute" : "Mute"),
+          el("button", { type: "button", class: "secondary", "data-action": p.deaf ? "undeaf" : "deaf", "aria-label": (p.deaf ? "Undeafen " : "Deafen ") + who,
+            onclick: () => act(p.deaf ? "Undeafen" : "Deafen", () => confabApi.call("POST", `${path}/${p.deaf ? "undeaf" : "deaf"}`)) }, p.deaf ? "Undeaf" : "Deaf"),
+          el("button", { type: "button", class: "danger", "data-action": "eject", "aria-label": "Eject " + who,
+            onclick: () => act("Eject", () => confabApi.call("DELETE", path)) }, "Eject"));
+      }
+      const state = p.state + (p.disconnect_reason ? ` (${p.disconnect_reason})` : "");
+      const audio = [p.speaking ? "speaking" : "", p.muted ? "muted" : "", p.deaf ? "deaf" : "", p.on_hold ? "on hold" : ""].filter(Boolean).join(", ") || "—";
+      const cls = [p.speaking ? "speaking" : "", view.dominant === p.id ? "dominant" : ""].join(" ");
+      body.append(el("tr", { "data-participant": p.id, "data-name": who },
+        el("td", { class: cls }, who + (p.role === "leader" ? " ★" : "")),
+        el("td", { class: "state-" + p.state }, state), el("td", {}, audio), actions));
+    }
+    $("dominant").textContent = view.dominant ? (view.names[view.dominant] || view.dominant) : "—";
+  }
+
+  $("lock").addEventListener("click", () => act(view.locked ? "Unlock" : "Lock",
+    () => confabApi.call("POST", `/v1/conferences/${encodeURIComponent(view.cid)}/${view.locked ? "unlock" : "lock"}`)));
+  $("mute-all").addEventListener("click", () => act("Mute all",
+    () => confabApi.call("POST", `/v1/conferences/${encodeURIComponent(view.cid)}/mute-all`)));
+  $("end").addEventListener("click", () => {
+    if (confirm("End the conference for everyone?")) act("End", () => confabApi.call("DELETE", `/v1/conferences/${encodeURIComponent(view.cid)}`));
+  });
+  $("dial-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const body = { dial: $("dial-uri").value.trim() };
+    const name = $("dial-name").value.trim();
+    if (name) body.display_name = name;
+    act("Dial", () => confabApi.call("POST", `/v1/conferences/${encodeURIComponent(view.cid)}/participants`, body));
+  });
+  $("save-token").addEventListener("click", () => {
+    sessionStorage.setItem("confab-api-token", $("token").value);
+    loadConferences();
+  });
+  loadConferences();
+  setInterval(loadConferences, 10000);
+  const wanted = new URLSearchParams(location.search).get("conference");
+  if (wanted) select(wanted);
+})();

@@ -1,0 +1,336 @@
+//! WHIP (RFC 9725): a WebRTC peer joins by POSTing its SDP offer, gets the answer and a session
+//! `Location` to DELETE when it leaves. Join tokens let a peer in without the passcode.
+//!
+//! These routes take their own credentials (the conference's passcode or leader PIN, or a join
+//! token) instead of the API token, and answer CORS so that a page from another origin can
+//! join: the preflight, and `Location` exposed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, extract::Request};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::conferences::{Body, meeting_id};
+use super::{ApiError, AppState, blocking};
+use crate::conference::{DisconnectReason, Gate, Role};
+use crate::engine::Joiner;
+use crate::media::relay::relay_pair;
+use crate::mixer::Control;
+use crate::webrtc::token::{Claims, TokenError};
+use crate::webrtc::{AdmitError, OfferError, Session, offer, session_id};
+
+/// Adds the CORS headers WHIP clients in a browser need, and answers preflights.
+pub(super) async fn cors(request: Request, next: Next) -> Response {
+    let preflight = request.method() == Method::OPTIONS;
+    let mut response = if preflight {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        r.headers_mut()
+            .insert("accept-post", HeaderValue::from_static("application/sdp"));
+        r
+    } else {
+        next.run(request).await
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, DELETE, PATCH, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Authorization, Content-Type, If-Match"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Location, ETag, Link, Confab-Participant"),
+    );
+    response
+}
+
+fn unauthorized(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+/// Who the bearer is: a token's claims, the passcode or leader PIN, or nobody.
+fn admit(
+    state: &AppState,
+    cid: &str,
+    headers: &HeaderMap,
+    name: Option<String>,
+) -> Result<Joiner, ApiError> {
+    let admission = state
+        .engine
+        .admission(cid)
+        .ok_or_else(|| ApiError::not_found(format!("no conference {cid}")))?;
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|b| !b.is_empty());
+    let display = |n: Option<String>| n.unwrap_or_else(|| "WebRTC".to_owned());
+    // A join token names the participant and counts as an identity we asserted.
+    if let Some(b) = bearer
+        && b.contains('.')
+    {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        return match state.tokens.verify(b, cid, now) {
+            Ok(c) => Ok(Joiner {
+                role: c.role(),
+                uri: format!("webrtc:{}", c.name),
+                display_name: c.name,
+            }),
+            Err(TokenError::Expired) => Err(unauthorized("the join token has expired")),
+            Err(e) => Err(unauthorized(e.to_string())),
+        };
+    }
+    if admission.gate != Gate::Anyone {
+        return Err(unauthorized(
+            "this conference is not anonymous: a join token is required",
+        ));
+    }
+    let same = |a: &str, b: &str| super::same(a.as_bytes(), b.as_bytes());
+    let role = match (bearer, &admission.passcode, &admission.leader_pin) {
+        (Some(b), _, Some(pin)) if same(b, pin) => Role::Leader,
+        (Some(b), Some(code), _) if same(b, code) => Role::Attendee,
+        (None, None, _) => Role::Attendee,
+        (None, Some(_), _) => {
+            return Err(unauthorized(
+                "this conference has a passcode: send it as a bearer token",
+            ));
+        }
+        (Some(_), _, _) => return Err(unauthorized("wrong passcode or token")),
+    };
+    let display_name = display(name);
+    Ok(Joiner {
+        uri: format!("webrtc:{display_name}"),
+        display_name,
+        role,
+    })
+}
+
+#[derive(Deserialize)]
+pub(super) struct JoinQuery {
+    name: Option<String>,
+}
+
+/// `POST /v1/conferences/{cid}/whip`: the offer in, the answer out.
+#[utoipa::path(post, path = "/v1/conferences/{cid}/whip", tag = "webrtc",
+    params(("cid" = String, Path, description = "Meeting ID"),
+           ("name" = Option<String>, Query, description = "Display name (tokens carry their own)")),
+    request_body(content = String, content_type = "application/sdp",
+        description = "SDP offer with one audio m-line (non-trickle: candidates included)"),
+    responses((status = 201, description = "SDP answer; Location names the session"),
+        (status = 400, description = "Malformed SDP"), (status = 401, description = "Wrong or expired passcode or token"),
+        (status = 403, description = "Locked"), (status = 404, description = "No such conference"),
+        (status = 409, description = "Full"), (status = 415, description = "Not application/sdp"),
+        (status = 422, description = "No audio, or no codec in common"),
+        (status = 429, description = "Too many handshakes from this address"),
+        (status = 503, description = "Draining, or WebRTC not running")))]
+pub(super) async fn join(
+    State(state): State<AppState>,
+    Path(cid): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<JoinQuery>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    meeting_id(&cid)?;
+    let client: IpAddr = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+    let headers = request.headers().clone();
+    let sdp_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("application/sdp"));
+    if !sdp_type {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "WHIP takes Content-Type: application/sdp",
+        ));
+    }
+    if state.draining() {
+        return Err(ApiError::draining());
+    }
+    let webrtc = state.webrtc.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_webrtc",
+            "WebRTC is not running",
+        )
+    })?;
+    let name = query.name.filter(|n| !n.trim().is_empty());
+    if name.as_ref().is_some_and(|n| n.chars().count() > 128) {
+        return Err(ApiError::invalid("name is longer than 128 characters"));
+    }
+    let joiner = admit(&state, &cid, &headers, name)?;
+    let body = axum::body::to_bytes(request.into_body(), super::BODY_LIMIT)
+        .await
+        .map_err(|_| ApiError::bad_request("the offer could not be read"))?;
+    let offer_text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad_request("the offer is not UTF-8"))?;
+    let slot = webrtc.reserve(client).map_err(|e| match e {
+        AdmitError::TooManyHandshakes(_) => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_handshakes",
+            e.to_string(),
+        ),
+        AdmitError::Stopped => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_webrtc", e.to_string())
+        }
+    })?;
+    let candidate = webrtc.candidate();
+    let accepted = blocking(move || {
+        offer::accept(&offer_text, candidate, std::time::Instant::now()).map_err(|e| match e {
+            OfferError::Malformed(_) => ApiError::bad_request(e.to_string()),
+            OfferError::NoAudio | OfferError::NoCodec => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable",
+                e.to_string(),
+            ),
+            OfferError::Internal(_) => ApiError::internal(e.to_string()),
+        })
+    })
+    .await?;
+    let (port, peer) = relay_pair(webrtc.doorbell());
+    let engine = state.engine.clone();
+    let spec = accepted.spec;
+    let c = cid.clone();
+    let participant = blocking(move || Ok(engine.add_relayed_leg(&c, joiner, spec, port)?)).await?;
+    let session = session_id().ok_or_else(|| ApiError::internal("no randomness"))?;
+    let answer = accepted.answer.clone();
+    let info = Session {
+        cid: cid.clone(),
+        participant,
+    };
+    webrtc
+        .add(session.clone(), info, accepted, peer, slot)
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_webrtc", e.to_string()))?;
+    let location = format!("/v1/conferences/{cid}/whip/{session}");
+    let mut response = (StatusCode::CREATED, answer).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{session}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&participant.to_string()) {
+        h.insert("confab-participant", v);
+    }
+    Ok(response)
+}
+
+/// `DELETE /v1/conferences/{cid}/whip/{session}`: the peer leaves.
+#[utoipa::path(delete, path = "/v1/conferences/{cid}/whip/{session}", tag = "webrtc",
+    params(("cid" = String, Path, description = "Meeting ID"), ("session" = String, Path, description = "WHIP session")),
+    responses((status = 200, description = "Left"), (status = 404, description = "No such session")))]
+pub(super) async fn leave(
+    State(state): State<AppState>,
+    Path((cid, session)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let webrtc = state
+        .webrtc
+        .clone()
+        .ok_or_else(|| ApiError::not_found("no such WHIP session"))?;
+    let found = webrtc
+        .session(&session)
+        .filter(|s| s.cid == cid)
+        .ok_or_else(|| ApiError::not_found("no such WHIP session"))?;
+    webrtc.close(&session);
+    let engine = state.engine.clone();
+    // The leg also learns it from the relay; saying it here makes the roster current at once.
+    let _ = blocking(move || {
+        Ok(engine.control(
+            &found.cid,
+            Control::Remove(found.participant, DisconnectReason::Hangup),
+        )?)
+    })
+    .await;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `PATCH` (trickle ICE, ICE restart): not implemented; candidates come in the offer.
+pub(super) async fn patch() -> Response {
+    let mut r = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "trickle ICE is not supported: send all candidates in the offer",
+    )
+    .into_response();
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("DELETE"));
+    r
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewToken {
+    display_name: String,
+    /// `leader` or `attendee` (default).
+    role: Option<String>,
+    /// Lifetime in seconds (default 3600, at most 7 days).
+    ttl_secs: Option<u64>,
+}
+
+/// `POST /v1/conferences/{cid}/tokens`: a signed join token for WHIP.
+#[utoipa::path(post, path = "/v1/conferences/{cid}/tokens", tag = "webrtc",
+    params(("cid" = String, Path, description = "Meeting ID")), request_body = NewToken,
+    responses((status = 201, description = "The token and its expiry"),
+        (status = 404, description = "No such conference"), (status = 422, description = "Invalid")))]
+pub(super) async fn token(
+    State(state): State<AppState>,
+    Path(cid): Path<String>,
+    Body(new): Body<NewToken>,
+) -> Result<Response, ApiError> {
+    meeting_id(&cid)?;
+    if state.engine.admission(&cid).is_none() {
+        return Err(ApiError::not_found(format!("no conference {cid}")));
+    }
+    let name = new.display_name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 128 {
+        return Err(ApiError::invalid(
+            "display_name must be 1 to 128 characters",
+        ));
+    }
+    let role = match new.role.as_deref() {
+        None | Some("attendee") => "attendee",
+        Some("leader") => "leader",
+        Some(_) => return Err(ApiError::invalid("role must be leader or attendee")),
+    };
+    let ttl = new.ttl_secs.unwrap_or(3600);
+    if ttl == 0 || ttl > 7 * 24 * 3600 {
+        return Err(ApiError::invalid("ttl_secs must be 1 to 604800"));
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let claims = Claims {
+        cid,
+        name,
+        role: role.to_owned(),
+        exp: now + ttl,
+    };
+    let token = state.tokens.sign(&claims);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": token, "expires_at": claims.exp, "role": role })),
+    )
+        .into_response())
+}

@@ -1,0 +1,252 @@
+//! A WHIP offer taken by a new str0m `Rtc` (ICE-lite, RTP mode): the answer, and the leg
+//! settings the mixer needs for what was agreed.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use str0m::change::SdpOffer;
+use str0m::format::{Codec as RtcCodec, FormatParams};
+use str0m::media::{Frequency, Mid};
+use str0m::{Candidate, Output, Rtc};
+
+use crate::media::codec::Codec;
+use crate::media::leg::{LegSpec, TelephoneEventSpec};
+
+/// Why an offer was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OfferError {
+    /// Not SDP str0m can read (400).
+    #[error("malformed SDP offer: {0}")]
+    Malformed(String),
+    /// No audio m-line at all (422).
+    #[error("the offer has no audio m-line")]
+    NoAudio,
+    /// Audio, but no codec in common (422).
+    #[error("the offer has no codec in common with Confab (opus, G722, PCMU, PCMA)")]
+    NoCodec,
+    #[error("WebRTC setup failed: {0}")]
+    Internal(String),
+}
+
+/// An accepted offer, ready for the driver.
+pub struct Accepted {
+    pub rtc: Rtc,
+    pub mid: Mid,
+    pub answer: String,
+    pub spec: LegSpec,
+}
+
+/// Payload types we use for telephone-event when the offer does not name them (str0m answers
+/// with the offer's numbers where they match).
+const TELE_48K: u8 = 110;
+const TELE_8K: u8 = 126;
+
+/// Takes `offer` with an ICE-lite `Rtc` whose one host candidate is `candidate`.
+pub fn accept(offer: &str, candidate: SocketAddr, now: Instant) -> Result<Accepted, OfferError> {
+    if offer.len() > 32 * 1024 {
+        return Err(OfferError::Malformed("longer than 32 KiB".into()));
+    }
+    let parsed =
+        SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::Malformed(e.to_string()))?;
+    if !offer
+        .lines()
+        .any(|l| l.trim_start().starts_with("m=audio "))
+    {
+        return Err(OfferError::NoAudio);
+    }
+    let mut config = Rtc::builder()
+        .set_ice_lite(true)
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_g722(true, false)
+        .enable_pcmu(true, false)
+        .enable_pcma(true, false);
+    for (pt, rate) in [
+        (TELE_48K, Frequency::FORTY_EIGHT_KHZ),
+        (TELE_8K, Frequency::EIGHT_KHZ),
+    ] {
+        config.codec_config().add_config(
+            pt.into(),
+            None,
+            RtcCodec::Tele,
+            rate,
+            Some(1),
+            FormatParams::default(),
+        );
+    }
+    let mut rtc = config.build(now);
+    let host =
+        Candidate::host(candidate, "udp").map_err(|e| OfferError::Internal(e.to_string()))?;
+    rtc.add_local_candidate(host);
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(parsed)
+        .map_err(|e| OfferError::Malformed(e.to_string()))?;
+    // Nothing goes on the wire before the peer's first check; drain what str0m queued.
+    loop {
+        match rtc.poll_output() {
+            Ok(Output::Timeout(_)) => break,
+            Ok(_) => {}
+            Err(e) => return Err(OfferError::Internal(e.to_string())),
+        }
+    }
+    let mid = audio_mid(offer).map(Mid::from);
+    let mid = mid.ok_or(OfferError::NoAudio)?;
+    let spec = leg_spec(&rtc, mid)?;
+    Ok(Accepted {
+        rtc,
+        mid,
+        answer: answer.to_sdp_string(),
+        spec,
+    })
+}
+
+/// The `a=mid` of the offer's first audio m-line.
+fn audio_mid(offer: &str) -> Option<&str> {
+    let mut in_audio = false;
+    for line in offer.lines().map(str::trim) {
+        if let Some(m) = line.strip_prefix("m=") {
+            if in_audio {
+                return None;
+            }
+            in_audio = m.starts_with("audio ");
+        } else if in_audio && let Some(mid) = line.strip_prefix("a=mid:") {
+            return Some(mid.trim());
+        }
+    }
+    None
+}
+
+/// What the mixer leg does with the agreed codecs: Opus first, then G.722, PCMU, PCMA.
+fn leg_spec(rtc: &Rtc, mid: Mid) -> Result<LegSpec, OfferError> {
+    let media = rtc.media(mid).ok_or(OfferError::NoAudio)?;
+    let agreed: Vec<_> = rtc
+        .codec_config()
+        .params()
+        .iter()
+        .filter(|p| media.remote_pts().contains(&p.pt()))
+        .collect();
+    let pick = [
+        (RtcCodec::Opus, Codec::Opus),
+        (RtcCodec::G722, Codec::G722),
+        (RtcCodec::PCMU, Codec::Pcmu),
+        (RtcCodec::PCMA, Codec::Pcma),
+    ]
+    .into_iter()
+    .find_map(|(theirs, ours)| {
+        agreed
+            .iter()
+            .find(|p| p.spec().codec == theirs)
+            .map(|p| (ours, *p.pt()))
+    });
+    let (codec, payload_type) = pick.ok_or(OfferError::NoCodec)?;
+    // telephone-event at the audio codec's RTP clock rate, else any.
+    let clock = codec.clock_rate();
+    let tele: Vec<_> = agreed
+        .iter()
+        .filter(|p| p.spec().codec == RtcCodec::Tele)
+        .map(|p| TelephoneEventSpec {
+            payload_type: *p.pt(),
+            clock_rate: p.spec().clock_rate.get(),
+        })
+        .collect();
+    let telephone_event = tele
+        .iter()
+        .find(|t| t.clock_rate == clock)
+        .or(tele.first())
+        .copied();
+    let mut spec = LegSpec::new(codec, crate::media::leg::RELAY_SOURCE);
+    spec.payload_type = payload_type;
+    spec.telephone_event = telephone_event;
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    fn here() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 40000))
+    }
+
+    #[test]
+    fn chromium_offer_gets_opus_and_an_ice_lite_answer() {
+        str0m::crypto::from_feature_flags().install_process_default();
+        let a = accept(&fixture("chromium-156-offer.sdp"), here(), Instant::now()).unwrap();
+        assert_eq!(a.spec.codec, Codec::Opus);
+        assert_eq!(a.spec.payload_type, 111);
+        assert_eq!(
+            a.spec.telephone_event,
+            Some(TelephoneEventSpec {
+                payload_type: 110,
+                clock_rate: 48000
+            })
+        );
+        assert!(a.answer.contains("a=ice-lite"), "{}", a.answer);
+        assert!(
+            a.answer.contains("127.0.0.1 40000 typ host"),
+            "{}",
+            a.answer
+        );
+        assert!(a.answer.contains("a=setup:passive"), "{}", a.answer);
+    }
+
+    #[test]
+    fn aiortc_offer_accepted() {
+        str0m::crypto::from_feature_flags().install_process_default();
+        let a = accept(&fixture("aiortc-1.16-offer.sdp"), here(), Instant::now()).unwrap();
+        assert_eq!(a.spec.codec, Codec::Opus);
+        assert!(a.answer.contains("opus/48000/2"));
+    }
+
+    #[test]
+    fn g722_only_offer_gets_g722() {
+        str0m::crypto::from_feature_flags().install_process_default();
+        let offer = fixture("chromium-156-offer.sdp")
+            .replace(
+                "m=audio 48909 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126",
+                "m=audio 48909 UDP/TLS/RTP/SAVPF 9 126",
+            )
+            .lines()
+            .filter(|l| {
+                !["111", "63", "0", "8", "13", "110"].iter().any(|pt| {
+                    ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
+                        .iter()
+                        .any(|a| l.starts_with(&format!("{a}{pt} ")))
+                })
+            })
+            .collect::<Vec<_>>()
+            .join("\r\n")
+            + "\r\n";
+        let a = accept(&offer, here(), Instant::now()).unwrap();
+        assert_eq!(a.spec.codec, Codec::G722);
+        assert_eq!(a.spec.telephone_event.map(|t| t.clock_rate), Some(8000));
+    }
+
+    #[test]
+    fn bad_offers_are_told_apart() {
+        str0m::crypto::from_feature_flags().install_process_default();
+        assert!(matches!(
+            accept("hello", here(), Instant::now()),
+            Err(OfferError::Malformed(_))
+        ));
+        let video = fixture("chromium-156-offer.sdp").replace("m=audio", "m=video");
+        let r = accept(&video, here(), Instant::now());
+        assert!(
+            matches!(r, Err(OfferError::NoAudio) | Err(OfferError::Malformed(_))),
+            "{:?}",
+            r.err()
+        );
+        let huge = "v=0\r\n".repeat(10_000);
+        assert!(matches!(
+            accept(&huge, here(), Instant::now()),
+            Err(OfferError::Malformed(_))
+        ));
+    }
+}
