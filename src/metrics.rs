@@ -77,6 +77,55 @@ fn counter(value: u64) -> Counter {
     c
 }
 
+/// The WebRTC driver's peers and what ended them.
+fn webrtc_metrics(registry: &mut Registry, w: &crate::webrtc::WebRtcMetrics) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let gauge = |v: u64| {
+        let g = Gauge::<i64>::default();
+        g.set(v as i64);
+        g
+    };
+    registry.register(
+        "confab_webrtc_peers",
+        "WebRTC peers the driver holds",
+        gauge(w.peers.load(Relaxed)),
+    );
+    registry.register(
+        "confab_webrtc_handshakes",
+        "WebRTC peers whose ICE and DTLS are not up yet",
+        gauge(w.handshakes.load(Relaxed)),
+    );
+    for (name, help, value) in [
+        (
+            "confab_webrtc_connected",
+            "WebRTC peers whose ICE and DTLS came up",
+            &w.connected_total,
+        ),
+        (
+            "confab_webrtc_ice_timeouts",
+            "WebRTC peers let go for lack of ICE consent",
+            &w.ice_timeouts_total,
+        ),
+        (
+            "confab_webrtc_dtls_failures",
+            "WebRTC peers whose DTLS failed",
+            &w.dtls_failures_total,
+        ),
+        (
+            "confab_webrtc_unrouted_datagrams",
+            "Datagrams on the WebRTC port that no peer accepted",
+            &w.unrouted_datagrams_total,
+        ),
+        (
+            "confab_webrtc_relay_drops",
+            "Packets dropped between the WebRTC driver and the mixer (queue full)",
+            &w.relay_drops_total,
+        ),
+    ] {
+        registry.register(name, help, counter(value.load(Relaxed)));
+    }
+}
+
 /// The process: CPU seconds, resident memory, open file descriptors (from /proc).
 fn process(registry: &mut Registry) {
     if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
@@ -111,10 +160,14 @@ fn process(registry: &mut Registry) {
 pub fn render(
     engine: &Engine,
     sip: Option<&SipMetrics>,
+    webrtc: Option<&crate::webrtc::WebRtcMetrics>,
     api: &ApiMetrics,
     draining: bool,
 ) -> String {
     let mut registry = Registry::default();
+    if let Some(w) = webrtc {
+        webrtc_metrics(&mut registry, w);
+    }
     let snapshots = engine.snapshots();
     let counters = engine.mixer_counters();
 

@@ -16,6 +16,8 @@ fn confab() -> Command {
             c.env_remove(key);
         }
     }
+    // Several bridges may run at once: none takes the default WebRTC port.
+    c.env("CONFAB_WEBRTC_LISTEN", "127.0.0.1:0");
     c
 }
 

@@ -263,6 +263,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         crate::metrics::render(
             &state.engine,
             state.sip.as_deref().map(|s| &*s.metrics),
+            state.webrtc.as_deref().map(|w| &*w.metrics),
             &state.api_metrics,
             state.draining(),
         )

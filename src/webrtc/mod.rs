@@ -510,10 +510,7 @@ impl Driver {
         let ids: Vec<u64> = self.peers.keys().copied().collect();
         for id in ids {
             let mut gone = None;
-            loop {
-                let Some(peer) = self.peers.get_mut(&id) else {
-                    break;
-                };
+            while let Some(peer) = self.peers.get_mut(&id) {
                 let packet = match peer.relay.outbound.try_recv() {
                     Ok(p) => p,
                     Err(std::sync::mpsc::TryRecvError::Empty) => break,

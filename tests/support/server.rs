@@ -50,6 +50,8 @@ impl Server {
             .arg((max + 40).to_string())
             .arg("--mixer-threads")
             .arg("1")
+            .arg("--webrtc-listen")
+            .arg("127.0.0.1:0")
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -154,10 +156,13 @@ pub fn http_raw(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     if let Some(b) = body {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            b.len()
-        ));
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req.push_str("Content-Type: application/json\r\n");
+        }
+        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
     }
     req.push_str("\r\n");
     if let Some(b) = body {

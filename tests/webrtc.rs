@@ -1,0 +1,494 @@
+//! WebRTC participants of a running `confab serve`, joined by WHIP: real aiortc peers next to a
+//! plain RTP participant (each hears the others and not itself, measured by tone), ten peers
+//! connecting at once, an abrupt disappearance, and every refusal the contract names.
+//!
+//! aiortc runs from tests/webrtc/whip_peers.py (CI installs it from PyPI).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use confab::media::codec::Codec;
+use serde_json::{Value, json};
+use support::Endpoint;
+use support::clients::{absent, describe, present, read_wav, tone_shares};
+use support::server::{Server, http_raw};
+
+const CHROMIUM_OFFER: &str = include_str!("fixtures/chromium-156-offer.sdp");
+
+/// POSTs an SDP offer to the conference's WHIP endpoint: status, headers, body.
+fn whip(
+    server: &Server,
+    cid: &str,
+    offer: &str,
+    bearer: Option<&str>,
+    content_type: &str,
+) -> (u16, String, String) {
+    http_raw(
+        server.api,
+        "POST",
+        &format!("/v1/conferences/{cid}/whip?name=tester"),
+        Some(offer),
+        bearer,
+        &[("Content-Type", content_type)],
+    )
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn participant(server: &Server, cid: &str, pid: &str) -> Value {
+    let (s, v) = server.call(
+        "GET",
+        &format!("/v1/conferences/{cid}/participants/{pid}"),
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    v["participant"].clone()
+}
+
+/// Waits until `pid`'s state is `state`; its JSON.
+fn wait_state(server: &Server, cid: &str, pid: &str, state: &str, limit: Duration) -> Value {
+    let start = Instant::now();
+    loop {
+        let p = participant(server, cid, pid);
+        if p["state"] == state {
+            return p;
+        }
+        assert!(start.elapsed() < limit, "{pid} never became {state}: {p}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn create(server: &Server, body: Value) {
+    let (s, v) = server.call("POST", "/v1/conferences", Some(&body.to_string()));
+    assert_eq!(s, 201, "{v}");
+}
+
+/// Starts the aiortc script; its one JSON line comes out when it ends.
+fn peers(
+    server: &Server,
+    cid: &str,
+    out: &std::path::Path,
+    seconds: f32,
+    freqs: &[f32],
+    extra: &[&str],
+) -> std::process::Child {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/webrtc/whip_peers.py");
+    let url = format!("http://{}/v1/conferences/{cid}/whip", server.api);
+    let mut cmd = Command::new("python3");
+    cmd.arg(script)
+        .arg(url)
+        .arg(out)
+        .arg(seconds.to_string())
+        .args(freqs.iter().map(|f| f.to_string()))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.spawn()
+        .expect("python3 with aiortc (pip install aiortc aiohttp numpy)")
+}
+
+fn results(child: std::process::Child) -> Vec<Value> {
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|_| {
+        panic!(
+            "whip_peers.py printed no result: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    v["peers"].as_array().cloned().unwrap_or_default()
+}
+
+fn rtp_offer(e: &Endpoint) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=rtcp-mux\r\n",
+        e.addr().port()
+    )
+}
+
+fn media_of(answer: &str) -> SocketAddr {
+    let port: u16 = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+#[test]
+fn aiortc_peers_and_an_rtp_participant_hear_each_other_not_themselves() {
+    let _turn = support::exclusive();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), None, &[]);
+    create(&server, json!({ "id": "5150", "name": "Mixed" }));
+
+    // A plain RTP participant (PCMU) with 440 Hz.
+    let mut rtp = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 0x4400);
+    let body = json!({ "sdp": rtp_offer(&rtp), "display_name": "phone" }).to_string();
+    let (s, v) = server.call("POST", "/v1/conferences/5150/participants", Some(&body));
+    assert_eq!(s, 201, "{v}");
+    let to = media_of(v["sdp"].as_str().unwrap());
+    let phone = v["participant"]["id"].as_str().unwrap().to_owned();
+
+    // Two aiortc peers with 660 and 880 Hz, recording 6 s once connected.
+    let out = tempfile::tempdir().unwrap();
+    let mut child = peers(&server, "5150", out.path(), 6.0, &[660.0, 880.0], &[]);
+    // The RTP side runs in real time while they talk; its loudest second of each tone counts.
+    let mut best = [f32::MIN; 3];
+    let mut own_worst = f32::MIN;
+    let start = Instant::now();
+    let mut done = false;
+    while !done && start.elapsed() < Duration::from_secs(40) {
+        support::run(&mut [(&mut rtp, to)], Duration::from_secs(1), |_| {});
+        best[1] = best[1].max(rtp.level_of(660.0, 1.0));
+        best[2] = best[2].max(rtp.level_of(880.0, 1.0));
+        own_worst = own_worst.max(rtp.level_of(440.0, 1.0));
+        done = child.try_wait().unwrap().is_some();
+    }
+    let results = results(child);
+    eprintln!("peers: {results:?}; phone heard {best:?}, itself {own_worst}");
+    assert_eq!(results.len(), 2);
+    for r in &results {
+        assert_eq!(r["status"], 201, "{r}");
+        assert!(r["error"].is_null(), "{r}");
+        assert_eq!(r["delete_status"], 200, "{r}");
+    }
+    assert!(
+        best[1] > -35.0 && best[2] > -35.0,
+        "the phone hears both peers: {best:?}"
+    );
+    assert!(
+        own_worst < -45.0,
+        "the phone does not hear itself: {own_worst}"
+    );
+
+    for r in &results {
+        let own = r["freq"].as_f64().unwrap() as f32;
+        let (rate, samples) = read_wav(std::path::Path::new(r["wav"].as_str().unwrap()));
+        assert_eq!(rate, 48000);
+        assert!(
+            samples.len() > 48000 * 4,
+            "{} samples recorded",
+            samples.len()
+        );
+        // Skip the first second (the mix settles as the others join).
+        let samples = &samples[48000..];
+        for freq in [440.0f32, 660.0, 880.0] {
+            let shares = tone_shares(samples, rate, freq);
+            if freq == own {
+                assert!(
+                    absent(&shares),
+                    "peer {own} hears itself: {}",
+                    describe(&shares)
+                );
+            } else {
+                assert!(
+                    present(&shares),
+                    "peer {own} misses {freq}: {}",
+                    describe(&shares)
+                );
+            }
+        }
+    }
+
+    // Both left by DELETE: disconnected, hangup; the roster showed them as WebRTC legs.
+    let (_, v) = server.call("GET", "/v1/conferences/5150/participants", None);
+    let webrtc: Vec<&Value> = v["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["uri"].as_str().unwrap_or_default().starts_with("webrtc:"))
+        .collect();
+    assert_eq!(webrtc.len(), 2, "{v}");
+    for p in webrtc {
+        assert_eq!(p["state"], "disconnected", "{p}");
+        assert_eq!(p["disconnect_reason"], "hangup", "{p}");
+    }
+    let (s, _) = server.call(
+        "DELETE",
+        &format!("/v1/conferences/5150/participants/{phone}"),
+        None,
+    );
+    assert_eq!(s, 200);
+    server.stop();
+}
+
+#[test]
+fn ten_aiortc_peers_each_connect_in_under_two_seconds() {
+    let _turn = support::exclusive();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), None, &[]);
+    create(&server, json!({ "id": "1010", "passcode": "2468" }));
+    let out = tempfile::tempdir().unwrap();
+    let freqs: Vec<f32> = (0..10).map(|i| 400.0 + 100.0 * i as f32).collect();
+    let child = peers(
+        &server,
+        "1010",
+        out.path(),
+        1.0,
+        &freqs,
+        &["--token", "2468"],
+    );
+    let results = results(child);
+    assert_eq!(results.len(), 10);
+    for r in &results {
+        assert_eq!(r["status"], 201, "{r}");
+        let t = r["connect_s"].as_f64().unwrap_or(f64::MAX);
+        assert!(t < 2.0, "connected in {t} s: {r}");
+    }
+    let (_, _, m) = http_raw(server.api, "GET", "/metrics", None, None, &[]);
+    assert!(m.contains("confab_webrtc_connected_total 10"), "{m}");
+    server.stop();
+}
+
+#[test]
+fn a_vanished_peer_is_disconnected_for_ice_timeout() {
+    let _turn = support::exclusive();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), None, &["--webrtc-consent-timeout-secs", "5"]);
+    create(&server, json!({ "id": "7007" }));
+    let out = tempfile::tempdir().unwrap();
+    let child = peers(&server, "7007", out.path(), 1.0, &[500.0], &["--hang"]);
+    let results = results(child);
+    assert_eq!(results[0]["status"], 201, "{:?}", results);
+    let (_, v) = server.call("GET", "/v1/conferences/7007/participants", None);
+    let pid = v["participants"][0]["id"].as_str().unwrap().to_owned();
+    let p = wait_state(
+        &server,
+        "7007",
+        &pid,
+        "disconnected",
+        Duration::from_secs(20),
+    );
+    assert_eq!(p["disconnect_reason"], "ice-timeout", "{p}");
+    server.stop();
+}
+
+#[test]
+fn refusals_are_the_contracts() {
+    let _turn = support::exclusive();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        data.path(),
+        None,
+        &["--webrtc-max-handshakes-per-address", "3"],
+    );
+    create(
+        &server,
+        json!({ "id": "3030", "passcode": "1357", "leader_pin": "9999" }),
+    );
+
+    // Malformed, not SDP, no audio, unknown conference.
+    let (s, _, b) = whip(
+        &server,
+        "3030",
+        "v=0\r\nnonsense",
+        Some("1357"),
+        "application/sdp",
+    );
+    assert_eq!(s, 400, "{b}");
+    let (s, _, b) = whip(&server, "3030", CHROMIUM_OFFER, Some("1357"), "text/plain");
+    assert_eq!(s, 415, "{b}");
+    let video = CHROMIUM_OFFER.replace("m=audio", "m=video");
+    let (s, _, b) = whip(&server, "3030", &video, Some("1357"), "application/sdp");
+    assert!(s == 422 || s == 400, "{s} {b}");
+    let (s, _, b) = whip(&server, "4040", CHROMIUM_OFFER, None, "application/sdp");
+    assert_eq!(s, 404, "{b}");
+
+    // Credentials: none, wrong, a forged token, an expired one.
+    let (s, head, b) = whip(&server, "3030", CHROMIUM_OFFER, None, "application/sdp");
+    assert_eq!(s, 401, "{b}");
+    assert!(b.contains("passcode"), "{b}");
+    assert!(
+        header(&head, "access-control-allow-origin").is_some(),
+        "{head}"
+    );
+    let (s, _, _) = whip(
+        &server,
+        "3030",
+        CHROMIUM_OFFER,
+        Some("0000"),
+        "application/sdp",
+    );
+    assert_eq!(s, 401);
+    let (s, v) = server.call(
+        "POST",
+        "/v1/conferences/3030/tokens",
+        Some(r#"{"display_name":"Grace","role":"leader","ttl_secs":1}"#),
+    );
+    assert_eq!(s, 201, "{v}");
+    let token = v["token"].as_str().unwrap().to_owned();
+    let mut forged = token.clone();
+    forged.replace_range(0..2, if &token[0..2] == "7b" { "7c" } else { "7b" });
+    let (s, _, _) = whip(
+        &server,
+        "3030",
+        CHROMIUM_OFFER,
+        Some(&forged),
+        "application/sdp",
+    );
+    assert_eq!(s, 401);
+    for (body, code) in [
+        (r#"{"display_name":""}"#, 422),
+        (r#"{"display_name":"x","role":"boss"}"#, 422),
+        (r#"{"display_name":"x","ttl_secs":0}"#, 422),
+        (r#"{"display_name":"x","colour":1}"#, 422),
+    ] {
+        let (s, v) = server.call("POST", "/v1/conferences/3030/tokens", Some(body));
+        assert_eq!(s, code, "{body}: {v}");
+    }
+    // The token works while fresh: Grace joins as leader (connecting: no ICE ever comes).
+    let (s, head, answer) = whip(
+        &server,
+        "3030",
+        CHROMIUM_OFFER,
+        Some(&token),
+        "application/sdp",
+    );
+    assert_eq!(s, 201, "{answer}");
+    assert!(
+        answer.contains("a=ice-lite") && answer.contains("typ host"),
+        "{answer}"
+    );
+    assert_eq!(header(&head, "content-type"), Some("application/sdp"));
+    let location = header(&head, "location").unwrap().to_owned();
+    assert!(
+        location.starts_with("/v1/conferences/3030/whip/"),
+        "{location}"
+    );
+    let exposed = header(&head, "access-control-expose-headers").unwrap_or_default();
+    assert!(exposed.contains("Location"), "{head}");
+    let grace = header(&head, "confab-participant").unwrap().to_owned();
+    let p = participant(&server, "3030", &grace);
+    assert_eq!(
+        (p["display_name"].as_str(), p["role"].as_str()),
+        (Some("Grace"), Some("leader"))
+    );
+    assert_eq!(p["state"], "connecting", "{p}");
+    std::thread::sleep(Duration::from_millis(1200));
+    let (s, _, b) = whip(
+        &server,
+        "3030",
+        CHROMIUM_OFFER,
+        Some(&token),
+        "application/sdp",
+    );
+    assert_eq!(s, 401, "expired: {b}");
+    assert!(b.contains("expired"), "{b}");
+
+    // CORS preflight, trickle PATCH, DELETE (once).
+    let (s, head, _) = http_raw(
+        server.api,
+        "OPTIONS",
+        "/v1/conferences/3030/whip",
+        None,
+        None,
+        &[],
+    );
+    assert_eq!(s, 204, "{head}");
+    assert!(
+        header(&head, "access-control-allow-methods")
+            .unwrap_or_default()
+            .contains("POST")
+    );
+    assert!(
+        header(&head, "access-control-allow-headers")
+            .unwrap_or_default()
+            .contains("Authorization")
+    );
+    let (s, _, _) = http_raw(
+        server.api,
+        "PATCH",
+        &location,
+        Some("a=candidate"),
+        None,
+        &[("Content-Type", "application/trickle-ice-sdpfrag")],
+    );
+    assert_eq!(s, 405);
+    let (s, _, _) = http_raw(server.api, "DELETE", &location, None, None, &[]);
+    assert_eq!(s, 200);
+    let p = wait_state(
+        &server,
+        "3030",
+        &grace,
+        "disconnected",
+        Duration::from_secs(5),
+    );
+    assert_eq!(p["disconnect_reason"], "hangup");
+    let (s, _, _) = http_raw(server.api, "DELETE", &location, None, None, &[]);
+    assert_eq!(s, 404);
+
+    // Handshakes from one address are limited (3 here): two more are in progress, then 429.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let (s, head, b) = whip(
+            &server,
+            "3030",
+            CHROMIUM_OFFER,
+            Some("1357"),
+            "application/sdp",
+        );
+        assert_eq!(s, 201, "{b}");
+        held.push(header(&head, "location").unwrap().to_owned());
+    }
+    let (s, _, b) = whip(
+        &server,
+        "3030",
+        CHROMIUM_OFFER,
+        Some("1357"),
+        "application/sdp",
+    );
+    assert_eq!(s, 429, "{b}");
+    for l in &held {
+        let (s, _, _) = http_raw(server.api, "DELETE", l, None, None, &[]);
+        assert_eq!(s, 200);
+    }
+    // Slots come back once those peers are gone.
+    let (s, head, b) = whip(
+        &server,
+        "3030",
+        CHROMIUM_OFFER,
+        Some("9999"),
+        "application/sdp",
+    );
+    assert_eq!(s, 201, "{b}");
+    let leader = header(&head, "confab-participant").unwrap().to_owned();
+    assert_eq!(participant(&server, "3030", &leader)["role"], "leader");
+
+    // Locked: 403; full: 409; draining: 503.
+    let (s, _) = server.call("POST", "/v1/conferences/3030/lock", None);
+    assert_eq!(s, 200);
+    let (s, _, b) = whip(
+        &server,
+        "3030",
+        CHROMIUM_OFFER,
+        Some("1357"),
+        "application/sdp",
+    );
+    assert_eq!(s, 403, "{b}");
+    create(&server, json!({ "id": "3031", "max_participants": 1 }));
+    let (s, _, _) = whip(&server, "3031", CHROMIUM_OFFER, None, "application/sdp");
+    assert_eq!(s, 201);
+    let (s, _, b) = whip(&server, "3031", CHROMIUM_OFFER, None, "application/sdp");
+    assert_eq!(s, 409, "{b}");
+    // Nothing of this disturbed the API.
+    let (s, _) = server.call("GET", "/v1/conferences/3030", None);
+    assert_eq!(s, 200);
+    let (s, _) = server.call("POST", "/v1/admin/drain", None);
+    assert_eq!(s, 202);
+    let (s, _, b) = whip(&server, "3031", CHROMIUM_OFFER, None, "application/sdp");
+    assert_eq!(s, 503, "{b}");
+    // (Dropped, not stopped: the drain would wait for the peers that never connect.)
+}
