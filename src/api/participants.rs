@@ -30,6 +30,7 @@ pub(super) fn participant_json(p: &Participant, media: Option<&LegStats>) -> Val
             },
             "codec": m.codec.map(|c| c.name()),
             "srtp": m.srtp,
+            "ssrc": m.ssrc,
             "packets_in": m.packets_in,
             "packets_out": m.packets_out,
             "packets_lost": m.packets_lost,

@@ -136,6 +136,9 @@ pub struct LegStats {
     pub srtp: bool,
     /// A WebRTC leg (DTLS-SRTP through the shared WebRTC port).
     pub webrtc: bool,
+    /// The SSRC we send this leg's audio with: it is the CSRC naming this participant in
+    /// what the others receive while it talks (RFC 6465 levels go with it where negotiated).
+    pub ssrc: u32,
 }
 
 /// Receive buffer size (see `RtpLeg::buf`).
@@ -383,6 +386,7 @@ impl RtpLeg {
         s.telephone_event_rate = self.spec.telephone_event.map(|t| t.clock_rate);
         s.srtp = self.spec.srtp.is_some();
         s.webrtc = matches!(self.transport, Transport::Relay { .. });
+        s.ssrc = self.ssrc;
         s.srtp |= s.webrtc;
         s
     }

@@ -10,6 +10,7 @@
   async function act(what, fn) {
     try { await fn(); status(what + ": done."); } catch (e) { status(what + " failed: " + e.message, true); }
     refresh();
+    loadConferences();
   }
 
   async function loadConferences() {

@@ -1,0 +1,237 @@
+//! Headless Chromium (Debian's /usr/bin/chromium, a fake microphone playing a tone file) uses
+//! Confab's own pages: it joins through `/join/{cid}` next to two RTP phones, getStats shows
+//! audio arriving and getContributingSources names the phone that talks; then `/console` mutes
+//! that phone (the API says muted, the other phone stops hearing its tone) and locks the
+//! conference (a new join through the page is refused). Screenshots go under target/.
+//!
+//! playwright-core drives Chromium from tests/browser (scripts/prereqs runs `npm ci` there).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use confab::media::codec::Codec;
+use serde_json::{Value, json};
+use support::Endpoint;
+use support::clients::tone_wav;
+use support::server::{Server, http_raw};
+
+fn rtp_offer(e: &Endpoint) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=rtcp-mux\r\n",
+        e.addr().port()
+    )
+}
+
+/// Adds an RTP phone; its participant JSON and where to send.
+fn add_phone(server: &Server, cid: &str, e: &Endpoint, name: &str) -> (Value, SocketAddr) {
+    let body = json!({ "sdp": rtp_offer(e), "display_name": name }).to_string();
+    let (s, v) = server.call(
+        "POST",
+        &format!("/v1/conferences/{cid}/participants"),
+        Some(&body),
+    );
+    assert_eq!(s, 201, "{v}");
+    let port: u16 = v["sdp"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    (
+        v["participant"].clone(),
+        SocketAddr::from(([127, 0, 0, 1], port)),
+    )
+}
+
+#[test]
+fn chromium_joins_by_the_page_and_the_console_mutes_and_locks() {
+    let _turn = support::exclusive();
+    let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    assert!(
+        std::path::Path::new(browser_dir)
+            .join("node_modules/playwright-core")
+            .is_dir(),
+        "playwright-core is missing: run scripts/prereqs test (npm ci in tests/browser)"
+    );
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), None, &[]);
+    let (s, v) = server.call(
+        "POST",
+        "/v1/conferences",
+        Some(r#"{"id":"6060","name":"Browser","passcode":"2468"}"#),
+    );
+    assert_eq!(s, 201, "{v}");
+
+    // Two phones: "phone" talks 440 Hz, "desk" 880 Hz.
+    let mut phone = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 0x4401);
+    let mut desk = Endpoint::new(Codec::Pcmu, 880.0, -20.0, 0x8801);
+    let (phone_json, phone_to) = add_phone(&server, "6060", &phone, "phone");
+    let (_, desk_to) = add_phone(&server, "6060", &desk, "desk");
+    let phone_id = phone_json["id"].as_str().unwrap().to_owned();
+
+    // Chromium's microphone: 660 Hz.
+    let fake = data.path().join("mic-660.wav");
+    tone_wav(&fake, 48000, 660.0, 60);
+    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let mut node = Command::new("node")
+        .arg(format!("{browser_dir}/join_and_console.mjs"))
+        .arg(format!("http://{}", server.api))
+        .args(["6060", "2468"])
+        .arg(&fake)
+        .arg(&shots)
+        .arg("phone")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node (Node.js) runs the browser script");
+    let mut to_node = node.stdin.take().unwrap();
+    let (tx, steps) = mpsc::channel::<Value>();
+    let stdout = node.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    // The phones run in real time; between rounds the test follows the browser's steps.
+    let mut next_step = |phone: &mut Endpoint, desk: &mut Endpoint, limit: Duration| -> Value {
+        let start = Instant::now();
+        loop {
+            support::run(
+                &mut [(&mut *phone, phone_to), (&mut *desk, desk_to)],
+                Duration::from_millis(200),
+                |_| {},
+            );
+            if let Ok(v) = steps.try_recv() {
+                assert_ne!(v["step"], "error", "{v}");
+                return v;
+            }
+            assert!(start.elapsed() < limit, "the browser script stalled");
+        }
+    };
+    let go = |to: &mut std::process::ChildStdin| {
+        to.write_all(b"go\n").unwrap();
+        to.flush().unwrap();
+    };
+
+    // 1. Joined through the page.
+    let joined = next_step(&mut phone, &mut desk, Duration::from_secs(60));
+    assert_eq!(joined["step"], "joined", "{joined}");
+    assert_eq!(joined["state"], "connected", "{joined}");
+    assert!(
+        joined["packetsReceived"].as_u64().unwrap() > 100,
+        "{joined}"
+    );
+    assert!(joined["audioLevel"].as_f64().unwrap() > 0.01, "{joined}");
+    let phone_ssrc = {
+        let (_, v) = server.call(
+            "GET",
+            &format!("/v1/conferences/6060/participants/{phone_id}"),
+            None,
+        );
+        v["participant"]["media"]["ssrc"].as_u64().unwrap()
+    };
+    let sources: Vec<u64> = joined["csrcs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["source"].as_u64())
+        .collect();
+    assert!(
+        sources.contains(&phone_ssrc),
+        "getContributingSources {sources:?} names the phone ({phone_ssrc}): {joined}"
+    );
+    let roster = joined["roster"].to_string();
+    assert!(
+        roster.contains("phone") && roster.contains("desk") && roster.contains("Chromium (you)"),
+        "{roster}"
+    );
+    let chromium = joined["participant"].as_str().unwrap().to_owned();
+    let (_, v) = server.call(
+        "GET",
+        &format!("/v1/conferences/6060/participants/{chromium}"),
+        None,
+    );
+    assert_eq!(v["participant"]["state"], "connected", "{v}");
+    assert_eq!(v["participant"]["media"]["transport"], "webrtc", "{v}");
+    // The phones hear Chromium's microphone; the desk hears the phone.
+    assert!(
+        phone.level_of(660.0, 1.0) > -45.0,
+        "{}",
+        phone.level_of(660.0, 1.0)
+    );
+    assert!(desk.level_of(660.0, 1.0) > -45.0);
+    assert!(
+        desk.level_of(440.0, 1.0) > -30.0,
+        "{}",
+        desk.level_of(440.0, 1.0)
+    );
+    assert!(shots.join("browser-join.png").is_file());
+    go(&mut to_node);
+
+    // 2. The console mutes the phone: the API says so and the desk stops hearing it.
+    let muted = next_step(&mut phone, &mut desk, Duration::from_secs(40));
+    assert_eq!(muted["step"], "muted", "{muted}");
+    let (_, v) = server.call(
+        "GET",
+        &format!("/v1/conferences/6060/participants/{phone_id}"),
+        None,
+    );
+    assert_eq!(v["participant"]["muted"], true, "{v}");
+    support::run(
+        &mut [(&mut phone, phone_to), (&mut desk, desk_to)],
+        Duration::from_millis(1500),
+        |_| {},
+    );
+    assert!(
+        desk.level_of(440.0, 1.0) < -50.0,
+        "the desk still hears the muted phone: {}",
+        desk.level_of(440.0, 1.0)
+    );
+    assert!(
+        desk.level_of(660.0, 1.0) > -45.0,
+        "the desk still hears Chromium"
+    );
+    go(&mut to_node);
+
+    // 3. The console locks: the API says so, and a join (by WHIP, and by the page) is refused.
+    let locked = next_step(&mut phone, &mut desk, Duration::from_secs(40));
+    assert_eq!(locked["step"], "locked", "{locked}");
+    let (_, v) = server.call("GET", "/v1/conferences/6060", None);
+    assert_eq!(v["conference"]["locked"], true, "{v}");
+    let offer = include_str!("fixtures/chromium-156-offer.sdp");
+    let (s, _, b) = http_raw(
+        server.api,
+        "POST",
+        "/v1/conferences/6060/whip",
+        Some(offer),
+        Some("2468"),
+        &[("Content-Type", "application/sdp")],
+    );
+    assert_eq!(s, 403, "{b}");
+    assert!(shots.join("browser-console.png").is_file());
+    go(&mut to_node);
+    let refused = next_step(&mut phone, &mut desk, Duration::from_secs(40));
+    assert_eq!(refused["step"], "refused", "{refused}");
+    assert!(
+        refused["status"].as_str().unwrap().contains("locked"),
+        "{refused}"
+    );
+    drop(to_node);
+    let _ = node.wait();
+    // Ending the conference lets everyone go, so the drain at stop has nothing to wait for.
+    let (s, _) = server.call("DELETE", "/v1/conferences/6060", None);
+    assert!(s == 200 || s == 204, "{s}");
+    server.stop();
+}
