@@ -165,6 +165,9 @@ fn chromium_joins_by_the_page_and_the_console_mutes_and_locks() {
     );
     assert_eq!(v["participant"]["state"], "connected", "{v}");
     assert_eq!(v["participant"]["media"]["transport"], "webrtc", "{v}");
+    // Chromium sends RFC 6464 levels; the bridge reads them (a 660 Hz tone at about -10 dBov).
+    let level = v["participant"]["media"]["client_level_dbov"].as_f64();
+    assert!(level.is_some_and(|l| l > -40.0), "{v}");
     // The phones hear Chromium's microphone; the desk hears the phone.
     assert!(
         phone.level_of(660.0, 1.0) > -45.0,

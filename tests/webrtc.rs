@@ -277,6 +277,32 @@ fn a_vanished_peer_is_disconnected_for_ice_timeout() {
 }
 
 #[test]
+fn a_peer_closing_dtls_has_hung_up() {
+    let _turn = support::exclusive();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), None, &[]);
+    create(&server, json!({ "id": "7117" }));
+    let out = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let child = peers(&server, "7117", out.path(), 1.5, &[500.0], &["--close"]);
+    let results = results(child);
+    assert_eq!(results[0]["status"], 201, "{:?}", results);
+    let (_, v) = server.call("GET", "/v1/conferences/7117/participants", None);
+    let pid = v["participants"][0]["id"].as_str().unwrap().to_owned();
+    let p = wait_state(
+        &server,
+        "7117",
+        &pid,
+        "disconnected",
+        Duration::from_secs(10),
+    );
+    assert_eq!(p["disconnect_reason"], "hangup", "{p}");
+    // Well before any consent or media timeout (30 s).
+    assert!(started.elapsed() < Duration::from_secs(15));
+    server.stop();
+}
+
+#[test]
 fn refusals_are_the_contracts() {
     let _turn = support::exclusive();
     let data = tempfile::tempdir().unwrap();

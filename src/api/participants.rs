@@ -31,6 +31,7 @@ pub(super) fn participant_json(p: &Participant, media: Option<&LegStats>) -> Val
             "codec": m.codec.map(|c| c.name()),
             "srtp": m.srtp,
             "ssrc": m.ssrc,
+            "client_level_dbov": m.client_level.map(|l| -f64::from(l)),
             "packets_in": m.packets_in,
             "packets_out": m.packets_out,
             "packets_lost": m.packets_lost,

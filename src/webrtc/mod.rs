@@ -341,7 +341,7 @@ impl Driver {
                     Some(DriverCommand::Close(session, reason)) => {
                         let id = self.peers.iter().find(|(_, p)| p.session == session).map(|(k, _)| *k);
                         if let Some(id) = id {
-                            self.remove(id, reason);
+                            self.remove(&socket, id, reason);
                         }
                     }
                 },
@@ -351,7 +351,7 @@ impl Driver {
         }
         let ids: Vec<u64> = self.peers.keys().copied().collect();
         for id in ids {
-            self.remove(id, DisconnectReason::Hangup);
+            self.remove(&socket, id, DisconnectReason::Hangup);
         }
     }
 
@@ -430,7 +430,7 @@ impl Driver {
             },
         };
         if let Drive::Gone(reason) = outcome {
-            self.remove(id, reason);
+            self.remove(socket, id, reason);
         }
     }
 
@@ -462,6 +462,8 @@ impl Driver {
                         self.metrics.connected_total.fetch_add(1, Ordering::Relaxed);
                     }
                 }
+                // The client closed DTLS (its close_notify): it hung up.
+                Output::Event(Event::Closed) => return Drive::Gone(DisconnectReason::Hangup),
                 Output::Event(Event::IceConnectionStateChange(
                     IceConnectionState::Disconnected,
                 )) => {
@@ -549,7 +551,7 @@ impl Driver {
                 }
             }
             if let Some(reason) = gone {
-                self.remove(id, reason);
+                self.remove(socket, id, reason);
             }
         }
     }
@@ -572,7 +574,7 @@ impl Driver {
             .collect();
         for (id, lapsed) in due {
             match lapsed {
-                Some(reason) => self.remove(id, reason),
+                Some(reason) => self.remove(socket, id, reason),
                 None => self.drive_peer(socket, id, Input::Timeout(now)),
             }
         }
@@ -586,11 +588,11 @@ impl Driver {
             .map(|(id, _)| *id)
             .collect();
         for id in stuck {
-            self.remove(id, DisconnectReason::IceTimeout);
+            self.remove(socket, id, DisconnectReason::IceTimeout);
         }
     }
 
-    fn remove(&mut self, id: u64, reason: DisconnectReason) {
+    fn remove(&mut self, socket: &tokio::net::UdpSocket, id: u64, reason: DisconnectReason) {
         let Some(mut peer) = self.peers.remove(&id) else {
             return;
         };
@@ -611,6 +613,18 @@ impl Driver {
         peer.relay.close(reason);
         if let Ok(mut s) = self.sessions.lock() {
             s.remove(&peer.session);
+        }
+        // Say goodbye (RTCP BYE, DTLS close_notify) so the client learns at once; bounded.
+        if reason != DisconnectReason::IceTimeout && peer.rtc.close().is_ok() {
+            for _ in 0..32 {
+                match peer.rtc.poll_output() {
+                    Ok(Output::Transmit(t)) => {
+                        let _ = socket.try_send_to(&t.contents, t.destination);
+                    }
+                    Ok(Output::Event(_)) => {}
+                    Ok(Output::Timeout(_)) | Err(_) => break,
+                }
+            }
         }
         peer.rtc.disconnect();
         for s in &peer.sources {

@@ -2,11 +2,12 @@
 """aiortc peers that join a Confab conference by WHIP, each sending a tone and recording what
 it hears (48 kHz mono WAV), for tests/webrtc.rs to measure.
 
-usage: whip_peers.py URL OUTDIR SECONDS FREQ [FREQ ...] [--token T] [--hang]
+usage: whip_peers.py URL OUTDIR SECONDS FREQ [FREQ ...] [--token T] [--hang | --close]
 
 Prints one JSON line: {"peers": [{"freq", "status", "connect_s", "wav", "error"}]}.
 --hang: once connected, the peers stop answering anything (the process then sleeps until it
-is killed), to test an abrupt disappearance.
+is killed), to test an abrupt disappearance. --close: once connected, talk for SECONDS, then
+close the peer connection (DTLS close_notify) without the WHIP DELETE.
 """
 import asyncio
 import fractions
@@ -78,7 +79,7 @@ async def record(track, path, until):
         w.writeframes(np.concatenate(out).tobytes() if out else b"")
 
 
-async def peer(session, url, outdir, seconds, freq, token, hang, index):
+async def peer(session, url, outdir, seconds, freq, token, hang, index, close=False):
     result = {"freq": freq, "status": 0, "connect_s": None, "wav": None, "error": None}
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTrack(Tone(freq))
@@ -112,6 +113,10 @@ async def peer(session, url, outdir, seconds, freq, token, hang, index):
         result["connect_s"] = time.monotonic() - started
         if hang:
             return result
+        if close:
+            await asyncio.sleep(seconds)
+            await pc.close()
+            return result
         wav = os.path.join(outdir, f"peer{index}-{int(freq)}.wav")
         if tracks:
             await record(tracks[0], wav, time.monotonic() + seconds)
@@ -138,11 +143,14 @@ async def main():
     if "--hang" in args:
         hang = True
         args.remove("--hang")
+    close = "--close" in args
+    if close:
+        args.remove("--close")
     url, outdir, seconds = args[0], args[1], float(args[2])
     freqs = [float(f) for f in args[3:]]
     async with aiohttp.ClientSession() as session:
         results = await asyncio.gather(
-            *(peer(session, url, outdir, seconds, f, token, hang, i) for i, f in enumerate(freqs))
+            *(peer(session, url, outdir, seconds, f, token, hang, i, close) for i, f in enumerate(freqs))
         )
     print(json.dumps({"peers": results}), flush=True)
     if hang:
