@@ -105,7 +105,7 @@ fn chromium_joins_by_the_page_and_the_console_mutes_and_locks() {
         }
     });
     // The phones run in real time; between rounds the test follows the browser's steps.
-    let mut next_step = |phone: &mut Endpoint, desk: &mut Endpoint, limit: Duration| -> Value {
+    let next_step = |phone: &mut Endpoint, desk: &mut Endpoint, limit: Duration| -> Value {
         let start = Instant::now();
         loop {
             support::run(
