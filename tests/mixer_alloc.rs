@@ -15,6 +15,7 @@ use confab::conference::{Joining, ParticipantId, Policy, Role};
 use confab::media::codec::Codec;
 use confab::media::leg::{LegSpec, LegTimers, RtpLeg};
 use confab::media::ports::PortPool;
+use confab::media::relay::{RelayPacket, relay_pair};
 use confab::mixer::conference::ConferenceMedia;
 use support::Endpoint;
 
@@ -93,12 +94,35 @@ fn a_steady_tick_allocates_nothing() {
         sink.send_to(&hello, to).unwrap();
     }
     sink.set_nonblocking(true).unwrap();
+    // A WebRTC leg: its packets come and go through the driver's relay, not a socket.
+    let (port, relay) = relay_pair(Default::default());
+    let webrtc = ParticipantId(1000);
+    let leg = RtpLeg::relayed(
+        webrtc,
+        LegSpec::new(Codec::Pcmu, confab::media::leg::RELAY_SOURCE),
+        port,
+        t0,
+        77,
+        LegTimers::default(),
+    )
+    .unwrap();
+    let joining = Joining {
+        id: webrtc,
+        display_name: String::new(),
+        uri: String::new(),
+        role: Role::Attendee,
+    };
+    conference.add_leg(joining, leg).unwrap();
+    let mut relayed_out = 0;
 
     let mut measured = 0;
     for tick in 0..400u32 {
         for (e, to) in talkers.iter_mut().zip(&targets) {
             e.send_frame(*to);
         }
+        let mut silence = RelayPacket::new(0, tick as u16, 160 * tick, 0x5151);
+        silence.set_payload(&[0xFF; 160]);
+        relay.inbound.try_send(silence).unwrap();
         let now = t0 + Duration::from_millis(20 * u64::from(tick));
         let before = ALLOCATIONS.load(Ordering::SeqCst);
         conference.tick(now, |_| {});
@@ -111,7 +135,14 @@ fn a_steady_tick_allocates_nothing() {
         }
         let mut buf = [0u8; 2048];
         while sink.recv(&mut buf).is_ok() {}
+        while relay.outbound.try_recv().is_ok() {
+            relayed_out += 1;
+        }
     }
+    // The relayed leg heard the mix every tick (all but the first few) and was heard from.
+    assert!(relayed_out > 390, "{relayed_out} packets to the WebRTC leg");
+    let stats = conference.leg_stats(webrtc).unwrap();
+    assert!(stats.packets_in >= 399 && stats.webrtc, "{stats:?}");
     assert_eq!(measured, 0, "allocations in 200 steady ticks");
     // And the conference was really mixing: each talker hears the other two.
     for (e, others) in talkers
