@@ -162,9 +162,35 @@ pub fn render(
     sip: Option<&SipMetrics>,
     webrtc: Option<&crate::webrtc::WebRtcMetrics>,
     api: &ApiMetrics,
+    disconnects: &[(&'static str, u64)],
     draining: bool,
 ) -> String {
     let mut registry = Registry::default();
+    let left = Family::<Labels, Counter>::default();
+    // The common reasons are always there (at 0), so rates and alerts have a series to read.
+    for reason in [
+        "hangup",
+        "ejected",
+        "media-timeout",
+        "ice-timeout",
+        "conference-ended",
+    ] {
+        left.get_or_create(&labels(&[("reason", reason)]));
+    }
+    for (reason, n) in disconnects {
+        left.get_or_create(&labels(&[("reason", reason)]))
+            .inc_by(*n);
+    }
+    registry.register(
+        "confab_participants_disconnected",
+        "Participants that left, by reason (media-timeout, hangup, ejected, ...)",
+        left,
+    );
+    registry.register(
+        "confab_storage_errors",
+        "Failed database operations (conferences, call records)",
+        counter(crate::store::STORAGE_ERRORS.load(std::sync::atomic::Ordering::Relaxed)),
+    );
     if let Some(w) = webrtc {
         webrtc_metrics(&mut registry, w);
     }

@@ -165,6 +165,8 @@ fn aiortc_peers_and_an_rtp_participant_hear_each_other_not_themselves() {
         assert!(r["error"].is_null(), "{r}");
         assert_eq!(r["delete_status"], 200, "{r}");
     }
+    // (aiortc upmixes its mono tone to stereo at -3 dB before Opus: -26 dBov arrives for a
+    // tone of -23 dBov RMS; checked against libopus directly.)
     assert!(
         best[1] > -35.0 && best[2] > -35.0,
         "the phone hears both peers: {best:?}"
@@ -221,7 +223,7 @@ fn aiortc_peers_and_an_rtp_participant_hear_each_other_not_themselves() {
         &format!("/v1/conferences/5150/participants/{phone}"),
         None,
     );
-    assert_eq!(s, 200);
+    assert_eq!(s, 204);
     server.stop();
 }
 

@@ -38,6 +38,8 @@ pub(super) struct Published {
 pub struct EventHub {
     history: Mutex<VecDeque<Published>>,
     live: broadcast::Sender<Published>,
+    /// Participants that left, by reason (for the metrics).
+    disconnects: Mutex<std::collections::HashMap<&'static str, u64>>,
 }
 
 /// The API's name and JSON of an event (`None`: not published).
@@ -93,6 +95,7 @@ impl EventHub {
         let (live, _) = broadcast::channel(4096);
         let hub = Arc::new(EventHub {
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
+            disconnects: Mutex::default(),
             live,
         });
         let h = Arc::clone(&hub);
@@ -107,6 +110,13 @@ impl EventHub {
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 };
+                if let Event::State {
+                    state: PState::Disconnected(reason),
+                    ..
+                } = &e.event
+                {
+                    h.count_disconnect(reason.as_str());
+                }
                 let Some((kind, data)) = describe(&e) else {
                     continue;
                 };
@@ -127,6 +137,20 @@ impl EventHub {
             }
         });
         hub
+    }
+
+    fn count_disconnect(&self, reason: &'static str) {
+        if let Ok(mut d) = self.disconnects.lock() {
+            *d.entry(reason).or_insert(0) += 1;
+        }
+    }
+
+    /// Participants that left, by reason, since start.
+    pub fn disconnects(&self) -> Vec<(&'static str, u64)> {
+        self.disconnects
+            .lock()
+            .map(|d| d.iter().map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default()
     }
 
     /// What came after `last` (oldest first), and the live stream from now.

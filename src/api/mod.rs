@@ -265,6 +265,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             state.sip.as_deref().map(|s| &*s.metrics),
             state.webrtc.as_deref().map(|w| &*w.metrics),
             &state.api_metrics,
+            &state.events.disconnects(),
             state.draining(),
         )
     })

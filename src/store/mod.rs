@@ -130,6 +130,13 @@ const MIGRATIONS: [&str; 1] = ["
     CREATE INDEX records_by_time ON records (joined_at);
 "];
 
+/// Failed database operations since start (for `confab_storage_errors_total`).
+pub static STORAGE_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub(crate) fn count_error() {
+    STORAGE_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The database.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -183,8 +190,14 @@ impl Store {
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
-        Ok(f(&conn)?)
+        let conn = self.conn.lock().map_err(|_| {
+            count_error();
+            StoreError::Poisoned
+        })?;
+        f(&conn).map_err(|e| {
+            count_error();
+            StoreError::from(e)
+        })
     }
 
     /// Whether the database answers (for readiness).

@@ -146,6 +146,7 @@ fn write_loop(conn: Connection, events: Receiver<RecordEvent>) {
             tx.commit()
         })();
         if let Err(e) = result {
+            super::count_error();
             tracing::error!(error = %e, "call records could not be written");
         }
         for done in flushes {

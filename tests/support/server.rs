@@ -17,7 +17,7 @@ pub struct Server {
     pub lines: mpsc::Receiver<String>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -28,8 +28,13 @@ fn free_port() -> u16 {
 impl Server {
     /// Starts `confab serve` with its data in `data` and extra arguments.
     pub fn start(data: &Path, token: Option<&str>, extra: &[&str]) -> Server {
-        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Server::start_on(data, token, sip, extra)
+    }
+
+    /// The same with SIP on `sip` (a node restarted where a proxy expects it).
+    pub fn start_on(data: &Path, token: Option<&str>, sip: SocketAddr, extra: &[&str]) -> Server {
+        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let (min, max) = super::free_port_range();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab"));
         for (key, _) in std::env::vars() {
