@@ -175,7 +175,7 @@ pub fn render(
         "ice-timeout",
         "conference-ended",
     ] {
-        left.get_or_create(&labels(&[("reason", reason)]));
+        left.get_or_create(&labels(&[("reason", reason)])).inc_by(0);
     }
     for (reason, n) in disconnects {
         left.get_or_create(&labels(&[("reason", reason)]))
