@@ -102,6 +102,11 @@ impl Server {
         http(self.api, method, path, body, self.token.as_deref())
     }
 
+    /// The bridge's process id (to measure it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops with SIGTERM and waits for the process.
     pub fn stop(mut self) {
         let _ = Command::new("kill")

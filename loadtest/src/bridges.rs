@@ -1,0 +1,476 @@
+//! The bridges under test and how a simulated participant joins them: Confab through its API
+//! (an SDP offer per leg) or by SIP dial-in (our own small UAC), and Janus AudioBridge as a
+//! plain-RTP participant over Janus' HTTP API.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use serde_json::{Value, json};
+
+use crate::http;
+use crate::leg::{Codec, SimLeg};
+
+/// A bridge the generator can put participants into.
+pub trait Bridge {
+    /// Creates room `room` (0-based); its identifier for `join`.
+    fn create_room(&mut self, room: usize) -> anyhow::Result<String>;
+    /// Joins `leg` to `room` and points it at the bridge's media address.
+    fn join(&mut self, room: &str, leg: &mut SimLeg, name: &str) -> anyhow::Result<()>;
+    /// Ends every room and call this generator made.
+    fn teardown(&mut self);
+    /// Confab's API, for its own metrics.
+    fn confab_api(&self) -> Option<(SocketAddr, Option<String>)> {
+        None
+    }
+}
+
+fn offer(leg: &SimLeg) -> anyhow::Result<String> {
+    let port = leg.local()?.port();
+    let pt = leg.codec.payload_type();
+    Ok(format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=load\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {}\r\na=ptime:20\r\na=rtcp-mux\r\na=sendrecv\r\n",
+        leg.codec.rtpmap()
+    ))
+}
+
+/// The media address and payload type of an SDP answer.
+fn answer_media(sdp: &str) -> anyhow::Result<(SocketAddr, Option<u8>)> {
+    let ip = sdp
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("c=IN IP4 "))
+        .ok_or_else(|| anyhow!("answer without c= line"))?
+        .trim();
+    let m = sdp
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("m=audio "))
+        .ok_or_else(|| anyhow!("answer without m=audio"))?;
+    let mut parts = m.split_whitespace();
+    let port: u16 = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| anyhow!("bad m= port"))?;
+    let pt = parts.nth(1).and_then(|p| p.parse().ok());
+    let addr: SocketAddr = format!("{ip}:{port}")
+        .parse()
+        .context("bad answer address")?;
+    Ok((addr, pt))
+}
+
+/// How participants reach Confab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Way {
+    Api,
+    Sip,
+}
+
+pub struct Confab {
+    api: SocketAddr,
+    token: Option<String>,
+    sip: SocketAddr,
+    way: Way,
+    base_id: u64,
+    rooms: Vec<String>,
+    uac: Option<Uac>,
+}
+
+impl Confab {
+    pub fn new(
+        api_url: &str,
+        token: Option<String>,
+        sip: SocketAddr,
+        way: Way,
+    ) -> anyhow::Result<Self> {
+        let (api, _) = http::parse_base(api_url)?;
+        if !sip.ip().is_loopback() {
+            return Err(anyhow!("{sip}: the load generator only talks to loopback"));
+        }
+        // Meeting IDs of this run: distinct per run so a rerun does not meet old rooms.
+        let base_id = 100_000 + u64::from(std::process::id() % 800) * 1000;
+        Ok(Confab {
+            api,
+            token,
+            sip,
+            way,
+            base_id,
+            rooms: Vec::new(),
+            uac: None,
+        })
+    }
+}
+
+impl Bridge for Confab {
+    fn create_room(&mut self, room: usize) -> anyhow::Result<String> {
+        let id = (self.base_id + room as u64).to_string();
+        http::json(
+            self.api,
+            "POST",
+            "/v1/conferences",
+            Some(&json!({ "id": id, "name": format!("load {room}") })),
+            self.token.as_deref(),
+        )?;
+        self.rooms.push(id.clone());
+        Ok(id)
+    }
+
+    fn join(&mut self, room: &str, leg: &mut SimLeg, name: &str) -> anyhow::Result<()> {
+        match self.way {
+            Way::Api => {
+                let v = http::json(
+                    self.api,
+                    "POST",
+                    &format!("/v1/conferences/{room}/participants"),
+                    Some(&json!({ "sdp": offer(leg)?, "display_name": name })),
+                    self.token.as_deref(),
+                )?;
+                let sdp = v["sdp"].as_str().ok_or_else(|| anyhow!("no answer: {v}"))?;
+                let (addr, pt) = answer_media(sdp)?;
+                leg.bridge = addr;
+                if let Some(pt) = pt {
+                    leg.payload_type = pt;
+                }
+            }
+            Way::Sip => {
+                if self.uac.is_none() {
+                    self.uac = Some(Uac::new(self.sip)?);
+                }
+                let uac = self.uac.as_mut().ok_or_else(|| anyhow!("no UAC"))?;
+                let answer = uac.invite(room, &offer(leg)?)?;
+                let (addr, pt) = answer_media(&answer)?;
+                leg.bridge = addr;
+                if let Some(pt) = pt {
+                    leg.payload_type = pt;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn teardown(&mut self) {
+        if let Some(uac) = &mut self.uac {
+            uac.hang_up_all();
+        }
+        for id in self.rooms.drain(..) {
+            let _ = http::request(
+                self.api,
+                "DELETE",
+                &format!("/v1/conferences/{id}"),
+                None,
+                self.token.as_deref(),
+            );
+        }
+    }
+
+    fn confab_api(&self) -> Option<(SocketAddr, Option<String>)> {
+        Some((self.api, self.token.clone()))
+    }
+}
+
+/// A minimal SIP UAC over UDP: INVITE (retransmitted), ACK, and BYE at the end; one call at a
+/// time while setting up, paced to stay under the bridge's per-source INVITE limit.
+struct Uac {
+    socket: UdpSocket,
+    bridge: SocketAddr,
+    calls: Vec<Dialog>,
+    next: u64,
+    last_invite: Option<Instant>,
+}
+
+struct Dialog {
+    call_id: String,
+    from_tag: String,
+    to: String,
+    target: String,
+}
+
+impl Uac {
+    fn new(bridge: SocketAddr) -> anyhow::Result<Self> {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+        Ok(Uac {
+            socket,
+            bridge,
+            calls: Vec::new(),
+            next: 1,
+            last_invite: None,
+        })
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        uri: &str,
+        d: &Dialog,
+        cseq: u32,
+        body: &str,
+        branch: &str,
+    ) -> anyhow::Result<String> {
+        let me = self.socket.local_addr()?;
+        let ctype = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        Ok(format!(
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{branch};rport\r\nMax-Forwards: 70\r\nFrom: <sip:load@{me}>;tag={}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:load@{me}>\r\n{ctype}Content-Length: {}\r\n\r\n{body}",
+            d.from_tag,
+            d.to,
+            d.call_id,
+            body.len()
+        ))
+    }
+
+    fn invite(&mut self, room: &str, sdp: &str) -> anyhow::Result<String> {
+        // At most 40 INVITEs a second.
+        if let Some(t) = self.last_invite {
+            let gap = Duration::from_millis(25);
+            if t.elapsed() < gap {
+                std::thread::sleep(gap - t.elapsed());
+            }
+        }
+        self.last_invite = Some(Instant::now());
+        let n = self.next;
+        self.next += 1;
+        let uri = format!("sip:{room}@{}", self.bridge);
+        let mut d = Dialog {
+            call_id: format!("load-{}-{n}@127.0.0.1", std::process::id()),
+            from_tag: format!("lt{n}"),
+            to: format!("<{uri}>"),
+            target: uri.clone(),
+        };
+        let branch = format!("inv{n}");
+        let invite = self.request("INVITE", &uri, &d, 1, sdp, &branch)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut resend = Instant::now();
+        let mut buf = [0u8; 8192];
+        loop {
+            if Instant::now() >= resend {
+                self.socket.send_to(invite.as_bytes(), self.bridge)?;
+                resend = Instant::now() + Duration::from_millis(500);
+            }
+            if Instant::now() > deadline {
+                return Err(anyhow!("INVITE to {room}: no final answer"));
+            }
+            let Ok((len, _)) = self.socket.recv_from(&mut buf) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+            if !text.contains(&d.call_id) || !text.starts_with("SIP/2.0 ") {
+                continue;
+            }
+            let code: u16 = text
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            if code < 200 {
+                resend = Instant::now() + Duration::from_secs(30);
+                continue;
+            }
+            let header = |name: &str| {
+                text.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.trim()
+                        .eq_ignore_ascii_case(name)
+                        .then(|| v.trim().to_owned())
+                })
+            };
+            if let Some(to) = header("To") {
+                d.to = to;
+            }
+            if let Some(contact) = header("Contact") {
+                d.target = contact
+                    .trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap_or(&uri)
+                    .to_owned();
+            }
+            // ACK (for a failure too: it ends the transaction).
+            let ack = self.request("ACK", &d.target.clone(), &d, 1, "", &format!("ack{n}"))?;
+            self.socket.send_to(ack.as_bytes(), self.bridge)?;
+            if code != 200 {
+                return Err(anyhow!("INVITE to {room}: {code}"));
+            }
+            let body = text
+                .split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_owned())
+                .unwrap_or_default();
+            self.calls.push(d);
+            return Ok(body);
+        }
+    }
+
+    fn hang_up_all(&mut self) {
+        let calls = std::mem::take(&mut self.calls);
+        for (i, d) in calls.iter().enumerate() {
+            if let Ok(bye) = self.request("BYE", &d.target, d, 2, "", &format!("bye{i}")) {
+                let _ = self.socket.send_to(bye.as_bytes(), self.bridge);
+            }
+            if i % 50 == 49 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Janus AudioBridge: a session, one handle per participant, plain-RTP participants (Janus
+/// `connect()`s to the participant's port, so it sends and receives on that one socket).
+pub struct Janus {
+    addr: SocketAddr,
+    path: String,
+    session: u64,
+    control: u64,
+    base_room: u64,
+    rooms: Vec<u64>,
+    transaction: u64,
+}
+
+impl Janus {
+    pub fn new(url: &str) -> anyhow::Result<Self> {
+        let (addr, path) = http::parse_base(url)?;
+        let mut j = Janus {
+            addr,
+            path,
+            session: 0,
+            control: 0,
+            base_room: 9_000_000 + u64::from(std::process::id() % 1000) * 1000,
+            rooms: Vec::new(),
+            transaction: 0,
+        };
+        let v = j.post(&j.path.clone(), json!({ "janus": "create" }))?;
+        j.session = v["data"]["id"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("janus create: {v}"))?;
+        j.control = j.attach()?;
+        Ok(j)
+    }
+
+    fn post(&mut self, path: &str, mut body: Value) -> anyhow::Result<Value> {
+        self.transaction += 1;
+        body["transaction"] = json!(format!("t{}", self.transaction));
+        let v = http::json(self.addr, "POST", path, Some(&body), None)?;
+        if v["janus"] == "error" {
+            return Err(anyhow!("janus: {v}"));
+        }
+        Ok(v)
+    }
+
+    fn attach(&mut self) -> anyhow::Result<u64> {
+        let path = format!("{}/{}", self.path, self.session);
+        let v = self.post(
+            &path,
+            json!({ "janus": "attach", "plugin": "janus.plugin.audiobridge" }),
+        )?;
+        v["data"]["id"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("janus attach: {v}"))
+    }
+
+    fn message(&mut self, handle: u64, body: Value) -> anyhow::Result<Value> {
+        let path = format!("{}/{}/{handle}", self.path, self.session);
+        self.post(&path, json!({ "janus": "message", "body": body }))
+    }
+
+    /// Long-polls the session for the event of `handle` (a join's answer).
+    fn event_for(&mut self, handle: u64) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let path = format!("{}/{}?maxev=10", self.path, self.session);
+            let (_, text) = http::request(self.addr, "GET", &path, None, None)?;
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let events = match v {
+                Value::Array(a) => a,
+                other => vec![other],
+            };
+            for e in events {
+                if e["sender"].as_u64() == Some(handle) && e["janus"] == "event" {
+                    return Ok(e);
+                }
+            }
+        }
+        Err(anyhow!("janus: no event for handle {handle}"))
+    }
+}
+
+impl Bridge for Janus {
+    fn create_room(&mut self, room: usize) -> anyhow::Result<String> {
+        let id = self.base_room + room as u64;
+        let control = self.control;
+        let v = self.message(
+            control,
+            json!({ "request": "create", "room": id, "sampling_rate": 48000,
+                    "allow_rtp_participants": true, "permanent": false }),
+        )?;
+        let data = &v["plugindata"]["data"];
+        if data["audiobridge"] != "created" {
+            return Err(anyhow!("janus create room: {v}"));
+        }
+        self.rooms.push(id);
+        Ok(id.to_string())
+    }
+
+    fn join(&mut self, room: &str, leg: &mut SimLeg, name: &str) -> anyhow::Result<()> {
+        if leg.codec != Codec::Opus && leg.codec != Codec::Pcmu {
+            return Err(anyhow!("Janus' RTP participants speak opus or pcmu"));
+        }
+        let handle = self.attach()?;
+        let port = leg.local()?.port();
+        let codec = if leg.codec == Codec::Opus {
+            "opus"
+        } else {
+            "pcmu"
+        };
+        let pt = leg.codec.payload_type();
+        let room: u64 = room.parse().context("janus room id")?;
+        self.message(
+            handle,
+            json!({ "request": "join", "room": room, "display": name, "codec": codec,
+                    "rtp": { "ip": "127.0.0.1", "port": port, "payload_type": pt } }),
+        )?;
+        let e = self.event_for(handle)?;
+        let rtp = &e["plugindata"]["data"]["rtp"];
+        let port = rtp["port"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("janus join: {e}"))?;
+        let ip = rtp["ip"].as_str().unwrap_or("127.0.0.1");
+        leg.bridge = format!("{ip}:{port}")
+            .parse()
+            .context("janus rtp address")?;
+        if let Some(pt) = rtp["payload_type"].as_u64() {
+            leg.payload_type = pt as u8;
+        }
+        Ok(())
+    }
+
+    fn teardown(&mut self) {
+        let control = self.control;
+        for id in std::mem::take(&mut self.rooms) {
+            let _ = self.message(control, json!({ "request": "destroy", "room": id }));
+        }
+        let path = format!("{}/{}", self.path, self.session);
+        let _ = self.post(&path, json!({ "janus": "destroy" }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_read() {
+        let sdp = "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 20012 RTP/AVP 0\r\n";
+        assert_eq!(
+            answer_media(sdp).unwrap(),
+            ("127.0.0.1:20012".parse().unwrap(), Some(0))
+        );
+        assert!(answer_media("v=0\r\n").is_err());
+    }
+
+    #[test]
+    fn only_loopback() {
+        assert!(http::parse_base("http://127.0.0.1:8080").is_ok());
+        assert!(http::parse_base("http://192.0.2.1:8080").is_err());
+        assert!(http::parse_base("https://127.0.0.1").is_err());
+    }
+}

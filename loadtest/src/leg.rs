@@ -1,0 +1,374 @@
+//! One simulated participant: a UDP socket that sends encoded audio as RTP every 20 ms (when it
+//! talks) and reads, decodes and checks what the bridge sends back.
+//!
+//! What it checks: packets received against the 50 a second a listener should get, sequence
+//! gaps, and the arrival of marker clicks (a loud 20 ms burst one talker per room sends every
+//! second at a recorded time): the bridge-added latency is the click's arrival in the decoded
+//! audio minus its send time.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use confab_dsp::g711::Law;
+use confab_dsp::opus::{OpusDecoder, OpusEncoder, OpusSettings};
+
+/// Codecs the generator speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    Pcmu,
+    G722,
+    Opus,
+}
+
+impl Codec {
+    pub fn payload_type(self) -> u8 {
+        match self {
+            Codec::Pcmu => 0,
+            Codec::G722 => 9,
+            Codec::Opus => 111,
+        }
+    }
+
+    /// Samples per second of the audio (G.722 is 16 kHz with an 8 kHz RTP clock).
+    pub fn rate(self) -> u32 {
+        match self {
+            Codec::Pcmu => 8000,
+            Codec::G722 => 16000,
+            Codec::Opus => 48000,
+        }
+    }
+
+    /// RTP timestamp ticks per 20 ms.
+    pub fn ticks(self) -> u32 {
+        match self {
+            Codec::Pcmu | Codec::G722 => 160,
+            Codec::Opus => 960,
+        }
+    }
+
+    pub fn rtpmap(self) -> &'static str {
+        match self {
+            Codec::Pcmu => "PCMU/8000",
+            Codec::G722 => "G722/8000",
+            Codec::Opus => "opus/48000/2",
+        }
+    }
+}
+
+/// What a participant sends.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Voice {
+    /// Nothing (a listener).
+    Silent,
+    /// A steady tone at this frequency (Hz), -20 dBov.
+    Tone(f32),
+    /// A speech-like signal: a voiced buzz with a syllable envelope, in talk spurts of 1-3 s
+    /// with pauses (deterministic per seed).
+    Speech(u32),
+}
+
+/// Per-room click bookkeeping, shared by the room's legs.
+#[derive(Debug, Default)]
+pub struct Clicks {
+    /// Nanoseconds since the run's epoch when the last click was sent (0: none yet).
+    pub sent_at: AtomicU64,
+}
+
+/// Peak above which decoded audio counts as the click (the mix of -20 dBov tones stays well
+/// below it).
+const CLICK_PEAK: i16 = 16_000;
+
+enum Encoder {
+    G711,
+    G722(Box<confab_dsp::g722::Encoder>),
+    Opus(Box<OpusEncoder>),
+}
+
+enum Decoder {
+    G711,
+    G722(Box<confab_dsp::g722::Decoder>),
+    Opus(Box<OpusDecoder>),
+    /// Counted, not decoded (a generator with thousands of Opus listeners decodes a sample).
+    None,
+}
+
+/// Counters of one leg.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LegCounts {
+    pub received: u64,
+    pub gaps: u64,
+    pub sent: u64,
+}
+
+pub struct SimLeg {
+    pub socket: UdpSocket,
+    pub bridge: SocketAddr,
+    pub codec: Codec,
+    pub payload_type: u8,
+    voice: Voice,
+    clicker: bool,
+    clicks: Arc<Clicks>,
+    encoder: Encoder,
+    decoder: Decoder,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    phase: f64,
+    frame_index: u64,
+    last_seq: Option<u16>,
+    last_click_seen: Option<u64>,
+    pub counts: LegCounts,
+    /// Counting only after the warm-up.
+    pub measuring: bool,
+    pcm: Vec<i16>,
+    out: Vec<i16>,
+    packet: Vec<u8>,
+    /// A listener's silent payload, encoded once.
+    silence: Vec<u8>,
+}
+
+/// The run's time base for clicks.
+pub fn nanos_since(epoch: Instant) -> u64 {
+    epoch.elapsed().as_nanos() as u64
+}
+
+impl SimLeg {
+    /// A leg bound on loopback; `bridge` is set once signalling says where to send.
+    pub fn new(
+        codec: Codec,
+        voice: Voice,
+        clicker: bool,
+        clicks: Arc<Clicks>,
+        decode: bool,
+        ssrc: u32,
+    ) -> anyhow::Result<Self> {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_nonblocking(true)?;
+        let encoder = match codec {
+            Codec::Pcmu => Encoder::G711,
+            Codec::G722 => Encoder::G722(Box::new(confab_dsp::g722::Encoder::new())),
+            Codec::Opus => Encoder::Opus(Box::new(
+                OpusEncoder::new(OpusSettings {
+                    complexity: 4,
+                    ..OpusSettings::default()
+                })
+                .map_err(|e| anyhow::anyhow!("opus: {e}"))?,
+            )),
+        };
+        let decoder = match (codec, decode) {
+            (_, false) => Decoder::None,
+            (Codec::Pcmu, true) => Decoder::G711,
+            (Codec::G722, true) => Decoder::G722(Box::new(confab_dsp::g722::Decoder::new(
+                confab_dsp::g722::Mode::Kbps64,
+            ))),
+            (Codec::Opus, true) => Decoder::Opus(Box::new(
+                OpusDecoder::new().map_err(|e| anyhow::anyhow!("opus: {e}"))?,
+            )),
+        };
+        Ok(SimLeg {
+            socket,
+            bridge: SocketAddr::from(([127, 0, 0, 1], 9)),
+            codec,
+            payload_type: codec.payload_type(),
+            voice,
+            clicker,
+            clicks,
+            encoder,
+            decoder,
+            ssrc,
+            seq: (ssrc >> 8) as u16,
+            ts: ssrc.rotate_left(7),
+            phase: 0.0,
+            frame_index: 0,
+            last_seq: None,
+            last_click_seen: None,
+            counts: LegCounts::default(),
+            measuring: false,
+            pcm: vec![0; 960],
+            out: vec![0; 5760],
+            packet: vec![0; 1500],
+            silence: Vec::new(),
+        })
+    }
+
+    pub fn local(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    pub fn talks(&self) -> bool {
+        self.voice != Voice::Silent
+    }
+
+    /// The next 20 ms of this leg's voice at the codec's rate into `self.pcm`.
+    fn voice_frame(&mut self, epoch: Instant) -> usize {
+        let rate = self.codec.rate() as f64;
+        let n = (self.codec.rate() / 50) as usize;
+        self.frame_index += 1;
+        // A click every 50 frames from the room's clicker.
+        if self.clicker && self.frame_index % 50 == 0 {
+            for (i, s) in self.pcm[..n].iter_mut().enumerate() {
+                let t = i as f64 / rate;
+                *s = ((2.0 * std::f64::consts::PI * 1000.0 * t).sin() * 30_000.0) as i16;
+            }
+            self.clicks
+                .sent_at
+                .store(nanos_since(epoch).max(1), Ordering::Relaxed);
+            return n;
+        }
+        match self.voice {
+            Voice::Silent => self.pcm[..n].fill(0),
+            Voice::Tone(f) => {
+                let step = 2.0 * std::f64::consts::PI * f64::from(f) / rate;
+                for s in &mut self.pcm[..n] {
+                    *s = (self.phase.sin() * 3277.0) as i16;
+                    self.phase = (self.phase + step) % (2.0 * std::f64::consts::PI);
+                }
+            }
+            Voice::Speech(seed) => {
+                // Talk spurts: 2 s on, 1 s off, shifted per seed so rooms do not align.
+                let t = (self.frame_index + u64::from(seed) * 17) % 150;
+                let on = t < 100;
+                let f0 = 110.0 + f64::from(seed % 7) * 15.0;
+                for (i, s) in self.pcm[..n].iter_mut().enumerate() {
+                    if !on {
+                        *s = 0;
+                        continue;
+                    }
+                    let tt = (self.frame_index as f64 * 0.02) + i as f64 / rate;
+                    // Syllables at ~4 Hz, a few harmonics of the voice's pitch.
+                    let env = (0.5 - 0.5 * (2.0 * std::f64::consts::PI * 4.0 * tt).cos()).powi(2);
+                    let v: f64 = (1..6)
+                        .map(|h| (2.0 * std::f64::consts::PI * f0 * h as f64 * tt).sin() / h as f64)
+                        .sum();
+                    *s = (v * env * 4000.0) as i16;
+                }
+            }
+        }
+        n
+    }
+
+    /// Encodes and sends this tick's packet. Listeners send silence, as phones do (a bridge
+    /// counts a participant as connected once its media flows); their silent payload is
+    /// encoded once and repeated, so thousands of listeners cost the generator little.
+    pub fn send(&mut self, epoch: Instant) {
+        let payload_len = if self.talks() {
+            self.encode_voice(epoch)
+        } else {
+            if self.silence.is_empty() {
+                for _ in 0..3 {
+                    let n = self.voice_frame(epoch);
+                    self.pcm[..n].fill(0);
+                    let len = self.encode_pcm(n);
+                    self.silence = self.packet[12..12 + len].to_vec();
+                }
+            }
+            let len = self.silence.len();
+            self.packet[12..12 + len].copy_from_slice(&self.silence);
+            len
+        };
+        self.send_packet(payload_len);
+    }
+
+    fn encode_voice(&mut self, epoch: Instant) -> usize {
+        let n = self.voice_frame(epoch);
+        self.encode_pcm(n)
+    }
+
+    fn encode_pcm(&mut self, n: usize) -> usize {
+        match &mut self.encoder {
+            Encoder::G711 => Law::Ulaw.encode(&self.pcm[..n], &mut self.packet[12..]),
+            Encoder::G722(e) => e.encode(&self.pcm[..n], &mut self.packet[12..]),
+            Encoder::Opus(e) => {
+                // Opus is fed 48 kHz: our pcm is at 48 kHz already.
+                e.encode(&self.pcm[..n], &mut self.packet[12..])
+                    .unwrap_or(0)
+            }
+        }
+    }
+
+    fn send_packet(&mut self, payload_len: usize) {
+        if payload_len == 0 {
+            return;
+        }
+        let h = &mut self.packet[..12];
+        h[0] = 0x80;
+        h[1] = self.payload_type & 0x7F;
+        h[2..4].copy_from_slice(&self.seq.to_be_bytes());
+        h[4..8].copy_from_slice(&self.ts.to_be_bytes());
+        h[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(self.codec.ticks());
+        if self
+            .socket
+            .send_to(&self.packet[..12 + payload_len], self.bridge)
+            .is_ok()
+            && self.measuring
+        {
+            self.counts.sent += 1;
+        }
+    }
+
+    /// Reads what arrived; returns the click latencies seen (ns), into `latencies`.
+    pub fn receive(&mut self, epoch: Instant, latencies: &mut Vec<u64>) {
+        let mut buf = [0u8; 1600];
+        for _ in 0..64 {
+            let n = match self.socket.recv(&mut buf) {
+                Ok(n) => n,
+                Err(_) => break,
+            };
+            if n < 12 || buf[0] >> 6 != 2 {
+                continue;
+            }
+            let pt = buf[1] & 0x7F;
+            if (72..=76).contains(&(buf[1] & 0x7F)) || pt != self.payload_type {
+                continue; // RTCP, telephone-event, comfort noise
+            }
+            let seq = u16::from_be_bytes([buf[2], buf[3]]);
+            let csrcs = usize::from(buf[0] & 0x0F);
+            let mut start = 12 + 4 * csrcs;
+            if buf[0] & 0x10 != 0 && n >= start + 4 {
+                let words = usize::from(u16::from_be_bytes([buf[start + 2], buf[start + 3]]));
+                start += 4 + 4 * words;
+            }
+            if start > n {
+                continue;
+            }
+            if self.measuring {
+                self.counts.received += 1;
+                if let Some(last) = self.last_seq
+                    && seq.wrapping_sub(last) > 1
+                    && seq.wrapping_sub(last) < 1000
+                {
+                    self.counts.gaps += u64::from(seq.wrapping_sub(last) - 1);
+                }
+            }
+            self.last_seq = Some(seq);
+            let payload = &buf[start..n];
+            let samples = match &mut self.decoder {
+                Decoder::None => continue,
+                Decoder::G711 => Law::Ulaw.decode(payload, &mut self.out),
+                Decoder::G722(d) => d.decode(payload, &mut self.out),
+                Decoder::Opus(d) => d.decode(payload, &mut self.out).unwrap_or(0),
+            };
+            let peak = self.out[..samples]
+                .iter()
+                .map(|s| s.unsigned_abs())
+                .max()
+                .unwrap_or(0);
+            if !self.clicker && peak >= CLICK_PEAK as u16 {
+                let sent = self.clicks.sent_at.load(Ordering::Relaxed);
+                if sent > 0 && self.last_click_seen != Some(sent) {
+                    self.last_click_seen = Some(sent);
+                    let now = nanos_since(epoch);
+                    // Only a click of the last second counts (a late duplicate does not).
+                    if now > sent && now - sent < 1_000_000_000 && self.measuring {
+                        latencies.push(now - sent);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,643 @@
+//! confab-loadtest: simulated participants that send real encoded audio to a conferencing
+//! bridge (Confab, or Janus AudioBridge to compare), receive and check what comes back, and
+//! measure the bridge: packets received against expected, gaps, bridge-added latency (marker
+//! clicks), the bridge process's CPU and memory, and Confab's own late ticks and load.
+//!
+//! Every run is bounded: a duration and a participant cap, loopback only.
+
+pub mod bridges;
+pub mod http;
+pub mod leg;
+pub mod measure;
+pub mod report;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use serde::Serialize;
+
+use bridges::{Bridge, Confab, Janus, Way};
+use leg::{Clicks, Codec, SimLeg, Voice};
+use measure::{BridgeMetrics, percentile, proc_sample};
+
+/// What to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// R rooms of S participants, K of them talking.
+    Meetings,
+    /// One room: 2 talkers and N listeners.
+    Townhall,
+    /// Meetings whose participants dial in by SIP (G.711).
+    Dialin,
+    /// C conferences with nobody in them.
+    Idle,
+    /// Meetings added step by step until the bridge falls behind.
+    Ramp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Confab,
+    Janus,
+}
+
+/// What talkers send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Signal {
+    Tone,
+    Speech,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub target: Target,
+    pub scenario: Scenario,
+    pub api: String,
+    pub token: Option<String>,
+    pub sip: SocketAddr,
+    pub janus: String,
+    /// The bridge process to measure (found by name when not given).
+    pub pid: Option<u32>,
+    pub codec: Codec,
+    pub signal: Signal,
+    pub rooms: usize,
+    pub room_size: usize,
+    pub talkers: usize,
+    pub listeners: usize,
+    pub conferences: usize,
+    /// Measured time, after the warm-up.
+    pub duration: Duration,
+    pub warmup: Duration,
+    /// Hard cap on participants (ramp stops there too).
+    pub max_participants: usize,
+    /// Ramp: rooms added per step, and how long a step is measured.
+    pub step_rooms: usize,
+    pub step_time: Duration,
+    /// Sender/receiver threads.
+    pub threads: usize,
+    /// Decode one listener in this many (Opus decoding is costly for the generator).
+    pub decode_every: usize,
+    pub progress: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            target: Target::Confab,
+            scenario: Scenario::Meetings,
+            api: "http://127.0.0.1:8080".into(),
+            token: None,
+            sip: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            janus: "http://127.0.0.1:8088/janus".into(),
+            pid: None,
+            codec: Codec::Pcmu,
+            signal: Signal::Tone,
+            rooms: 10,
+            room_size: 10,
+            talkers: 3,
+            listeners: 100,
+            conferences: 1000,
+            duration: Duration::from_secs(20),
+            warmup: Duration::from_secs(3),
+            max_participants: 5000,
+            step_rooms: 10,
+            step_time: Duration::from_secs(8),
+            threads: 2,
+            decode_every: 1,
+            progress: false,
+        }
+    }
+}
+
+/// One second of the run, for the report's plots.
+#[derive(Clone, Debug, Serialize)]
+pub struct Sample {
+    pub t_s: f64,
+    pub participants: usize,
+    pub cpu_percent: f64,
+    pub load_ratio: Option<f64>,
+}
+
+/// A ramp step.
+#[derive(Clone, Debug, Serialize)]
+pub struct Step {
+    pub participants: usize,
+    pub bridge_cpu_percent: f64,
+    pub rx_ratio: f64,
+    pub late_ticks: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub ok: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Latency {
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+    pub samples: usize,
+}
+
+/// The figures of a run (what `--json` writes).
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub target: Target,
+    pub scenario: Scenario,
+    pub codec: Codec,
+    pub participants: usize,
+    pub talkers: usize,
+    pub rooms: usize,
+    pub duration_s: f64,
+    pub bridge_pid: Option<u32>,
+    pub bridge_cpu_percent: Option<f64>,
+    pub bridge_rss_mb: Option<f64>,
+    pub rx_ratio: f64,
+    pub gaps: u64,
+    pub late_ticks: Option<f64>,
+    pub max_load_ratio: Option<f64>,
+    pub latency_ms: Latency,
+    /// Ramp: participants at the last step the bridge kept up with.
+    pub capacity: Option<usize>,
+    pub steps: Vec<Step>,
+    pub timeline: Vec<Sample>,
+    /// Latencies (ms), sorted, for the CDF.
+    pub latencies_ms: Vec<f64>,
+}
+
+/// Totals the worker threads keep.
+#[derive(Default)]
+struct Totals {
+    received: AtomicU64,
+    expected: AtomicU64,
+    gaps: AtomicU64,
+    latencies: Mutex<Vec<u64>>,
+}
+
+struct Worker {
+    add: mpsc::Sender<SimLeg>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+/// Runs legs in real time: every 20 ms each talker sends, every 5 ms everyone reads.
+fn worker(
+    epoch: Instant,
+    legs: mpsc::Receiver<SimLeg>,
+    measuring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    totals: Arc<Totals>,
+) {
+    let mut mine: Vec<SimLeg> = Vec::new();
+    let mut next_send = Instant::now();
+    let mut latencies = Vec::new();
+    let mut published = (0u64, 0u64, 0u64);
+    while !stop.load(Ordering::Relaxed) {
+        while let Ok(l) = legs.try_recv() {
+            mine.push(l);
+        }
+        let on = measuring.load(Ordering::Relaxed);
+        let now = Instant::now();
+        if now >= next_send {
+            for l in &mut mine {
+                l.measuring = on;
+                l.send(epoch);
+            }
+            if on {
+                totals
+                    .expected
+                    .fetch_add(mine.len() as u64, Ordering::Relaxed);
+            }
+            next_send += Duration::from_millis(20);
+            if now > next_send + Duration::from_millis(100) {
+                // Fell far behind (an overloaded generator): do not burst to catch up.
+                next_send = now + Duration::from_millis(20);
+            }
+        }
+        for l in &mut mine {
+            l.receive(epoch, &mut latencies);
+        }
+        let (r, g) = mine.iter().fold((0, 0), |(r, g), l| {
+            (r + l.counts.received, g + l.counts.gaps)
+        });
+        totals
+            .received
+            .fetch_add(r - published.0, Ordering::Relaxed);
+        totals.gaps.fetch_add(g - published.1, Ordering::Relaxed);
+        published = (r, g, 0);
+        if !latencies.is_empty()
+            && let Ok(mut all) = totals.latencies.lock()
+        {
+            all.append(&mut latencies);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The legs of one room: `talkers` talking, the first of them clicking.
+fn room_legs(
+    o: &Options,
+    room: usize,
+    size: usize,
+    talkers: usize,
+    base: u32,
+) -> anyhow::Result<Vec<SimLeg>> {
+    let clicks = Arc::new(Clicks::default());
+    let mut legs = Vec::with_capacity(size);
+    for i in 0..size {
+        let voice = if i < talkers {
+            match o.signal {
+                Signal::Tone => Voice::Tone(300.0 + 110.0 * i as f32),
+                Signal::Speech => Voice::Speech((room * 31 + i) as u32),
+            }
+        } else {
+            Voice::Silent
+        };
+        let decode = i < talkers || o.decode_every <= 1 || i % o.decode_every == 0;
+        legs.push(SimLeg::new(
+            o.codec,
+            voice,
+            i == 0 && talkers > 0,
+            clicks.clone(),
+            decode,
+            base + (room * 1000 + i) as u32,
+        )?);
+    }
+    Ok(legs)
+}
+
+struct Run {
+    workers: Vec<Worker>,
+    next_worker: usize,
+    measuring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    totals: Arc<Totals>,
+    participants: usize,
+}
+
+impl Run {
+    fn new(threads: usize) -> Run {
+        let epoch = Instant::now();
+        let measuring = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let totals = Arc::new(Totals::default());
+        let workers = (0..threads.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel();
+                let (m, s, t) = (measuring.clone(), stop.clone(), totals.clone());
+                Worker {
+                    add: tx,
+                    handle: std::thread::spawn(move || worker(epoch, rx, m, s, t)),
+                }
+            })
+            .collect();
+        Run {
+            workers,
+            next_worker: 0,
+            measuring,
+            stop,
+            totals,
+            participants: 0,
+        }
+    }
+
+    fn add(&mut self, leg: SimLeg) {
+        let w = &self.workers[self.next_worker % self.workers.len()];
+        self.next_worker += 1;
+        self.participants += 1;
+        let _ = w.add.send(leg);
+    }
+
+    fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            let _ = w.handle.join();
+        }
+    }
+}
+
+/// Samples the bridge once a second while `f` says to go on.
+struct Monitor {
+    pid: Option<u32>,
+    api: Option<(SocketAddr, Option<String>)>,
+    start: Instant,
+    last: Option<(Instant, f64)>,
+    timeline: Vec<Sample>,
+}
+
+impl Monitor {
+    fn sample(&mut self, participants: usize) -> Option<f64> {
+        let now = Instant::now();
+        let cpu = self.pid.and_then(proc_sample).map(|s| s.cpu_seconds);
+        let percent = match (cpu, self.last) {
+            (Some(c), Some((t, c0))) => {
+                Some((c - c0) / now.duration_since(t).as_secs_f64().max(1e-3) * 100.0)
+            }
+            _ => None,
+        };
+        if let Some(c) = cpu {
+            self.last = Some((now, c));
+        }
+        let load = self.metrics().map(|m| m.load_ratio);
+        if let Some(p) = percent {
+            self.timeline.push(Sample {
+                t_s: now.duration_since(self.start).as_secs_f64(),
+                participants,
+                cpu_percent: p,
+                load_ratio: load,
+            });
+        }
+        percent
+    }
+
+    fn metrics(&self) -> Option<BridgeMetrics> {
+        let (api, token) = self.api.as_ref()?;
+        measure::confab_metrics(*api, token.as_deref())
+    }
+}
+
+fn progress_bar(o: &Options, total: Duration, what: &str) -> indicatif::ProgressBar {
+    if !o.progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total.as_secs());
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} s")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Waits `d` in one-second steps, sampling the bridge; returns the CPU samples.
+fn measure_for(
+    d: Duration,
+    run: &Run,
+    monitor: &mut Monitor,
+    bar: &indicatif::ProgressBar,
+) -> Vec<f64> {
+    let end = Instant::now() + d;
+    let mut cpu = Vec::new();
+    monitor.sample(run.participants);
+    while Instant::now() < end {
+        std::thread::sleep(
+            Duration::from_secs(1).min(end.saturating_duration_since(Instant::now())),
+        );
+        if let Some(p) = monitor.sample(run.participants) {
+            cpu.push(p);
+        }
+        bar.inc(1);
+    }
+    cpu
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+fn window(totals: &Totals) -> (u64, u64, Vec<u64>) {
+    let lat = totals
+        .latencies
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
+    (
+        totals.received.load(Ordering::Relaxed),
+        totals.expected.load(Ordering::Relaxed),
+        lat,
+    )
+}
+
+/// Runs a scenario against the bridge and measures it.
+pub fn run(o: &Options) -> anyhow::Result<Summary> {
+    let mut bridge: Box<dyn Bridge> = match (o.target, o.scenario) {
+        (Target::Janus, Scenario::Dialin) => {
+            return Err(anyhow!(
+                "dial-in is a Confab scenario (Janus has no SIP here)"
+            ));
+        }
+        (Target::Janus, _) => Box::new(Janus::new(&o.janus)?),
+        (Target::Confab, Scenario::Dialin) => {
+            Box::new(Confab::new(&o.api, o.token.clone(), o.sip, Way::Sip)?)
+        }
+        (Target::Confab, _) => Box::new(Confab::new(&o.api, o.token.clone(), o.sip, Way::Api)?),
+    };
+    let mut o = o.clone();
+    if o.scenario == Scenario::Dialin {
+        o.codec = Codec::Pcmu;
+    }
+    let pid = o.pid.or_else(|| match o.target {
+        Target::Confab => measure::find_process(&["confab", "serve"]),
+        Target::Janus => measure::find_process(&["janus"]),
+    });
+    let result = run_with(&o, bridge.as_mut(), pid);
+    bridge.teardown();
+    result
+}
+
+fn run_with(o: &Options, bridge: &mut dyn Bridge, pid: Option<u32>) -> anyhow::Result<Summary> {
+    let mut run = Run::new(o.threads);
+    let mut monitor = Monitor {
+        pid,
+        api: bridge.confab_api(),
+        start: Instant::now(),
+        last: None,
+        timeline: Vec::new(),
+    };
+    let metrics_before = monitor.metrics();
+    let mut rooms = 0usize;
+    let mut talkers = 0usize;
+    let mut add_room =
+        |run: &mut Run, bridge: &mut dyn Bridge, size: usize, k: usize| -> anyhow::Result<()> {
+            let id = bridge.create_room(rooms)?;
+            for (i, mut l) in room_legs(o, rooms, size, k, 0x1000_0000)?
+                .into_iter()
+                .enumerate()
+            {
+                bridge.join(&id, &mut l, &format!("load-{rooms}-{i}"))?;
+                run.add(l);
+            }
+            rooms += 1;
+            talkers += k.min(size);
+            Ok(())
+        };
+    let cap = o.max_participants;
+    let mut steps = Vec::new();
+    let mut capacity = None;
+    let mut cpu_all = Vec::new();
+    let mut latencies_all: Vec<u64> = Vec::new();
+    let (received, expected);
+    match o.scenario {
+        Scenario::Meetings | Scenario::Dialin => {
+            let n = o.rooms.min(cap / o.room_size.max(1));
+            for _ in 0..n {
+                add_room(&mut run, bridge, o.room_size, o.talkers)?;
+            }
+        }
+        Scenario::Townhall => add_room(&mut run, bridge, (o.listeners + 2).min(cap), 2)?,
+        Scenario::Idle => {
+            for _ in 0..o.conferences.min(100_000) {
+                add_room(&mut run, bridge, 0, 0)?;
+            }
+        }
+        Scenario::Ramp => {}
+    }
+    if o.scenario == Scenario::Ramp {
+        let bar = progress_bar(o, o.step_time * 100, "ramp");
+        let mut last_late = monitor.metrics().map(|m| m.late_ticks);
+        loop {
+            if run.participants + o.step_rooms * o.room_size > cap {
+                break;
+            }
+            for _ in 0..o.step_rooms {
+                add_room(&mut run, bridge, o.room_size, o.talkers)?;
+            }
+            bar.set_message(format!("ramp: {} participants", run.participants));
+            // Settle, then measure the step.
+            run.measuring.store(false, Ordering::Relaxed);
+            std::thread::sleep(o.warmup.min(Duration::from_secs(2)));
+            let (r0, e0, _) = window(&run.totals);
+            run.measuring.store(true, Ordering::Relaxed);
+            let cpu = measure_for(o.step_time, &run, &mut monitor, &bar);
+            run.measuring.store(false, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(100));
+            let (r1, e1, lat) = window(&run.totals);
+            let rx = ratio(r1 - r0, e1 - e0);
+            let late_now = monitor.metrics().map(|m| m.late_ticks);
+            let late = match (late_now, last_late) {
+                (Some(a), Some(b)) => Some(a - b),
+                _ => None,
+            };
+            last_late = late_now;
+            let mut sorted: Vec<f64> = lat.iter().map(|n| *n as f64 / 1e6).collect();
+            sorted.sort_by(f64::total_cmp);
+            let p99 = percentile(&sorted, 99.0);
+            let ok = rx >= 0.99 && late.is_none_or(|l| l <= 0.0) && p99.is_none_or(|p| p <= 100.0);
+            cpu_all.extend(&cpu);
+            latencies_all.extend(lat);
+            steps.push(Step {
+                participants: run.participants,
+                bridge_cpu_percent: mean(&cpu).unwrap_or(0.0),
+                rx_ratio: rx,
+                late_ticks: late,
+                latency_p99_ms: p99,
+                ok,
+            });
+            if !ok {
+                break;
+            }
+            capacity = Some(run.participants);
+        }
+        bar.finish_and_clear();
+        let (r, e, _) = window(&run.totals);
+        received = r;
+        expected = e;
+    } else {
+        let bar = progress_bar(o, o.warmup + o.duration, "running");
+        measure_for(o.warmup, &run, &mut monitor, &bar);
+        run.measuring.store(true, Ordering::Relaxed);
+        cpu_all = measure_for(o.duration, &run, &mut monitor, &bar);
+        run.measuring.store(false, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(100));
+        bar.finish_and_clear();
+        let (r, e, lat) = window(&run.totals);
+        received = r;
+        expected = e;
+        latencies_all = lat;
+    }
+    let participants = run.participants;
+    let gaps = run.totals.gaps.load(Ordering::Relaxed);
+    let rss = pid.and_then(proc_sample).map(|s| s.rss_mb);
+    run.finish();
+    let metrics_after = monitor.metrics();
+    let mut latencies_ms: Vec<f64> = latencies_all.iter().map(|n| *n as f64 / 1e6).collect();
+    latencies_ms.sort_by(f64::total_cmp);
+    let max_load = monitor
+        .timeline
+        .iter()
+        .filter_map(|s| s.load_ratio)
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    Ok(Summary {
+        target: o.target,
+        scenario: o.scenario,
+        codec: o.codec,
+        participants,
+        talkers,
+        rooms,
+        duration_s: match o.scenario {
+            Scenario::Ramp => (o.step_time.as_secs_f64()) * steps.len() as f64,
+            _ => o.duration.as_secs_f64(),
+        },
+        bridge_pid: pid,
+        bridge_cpu_percent: mean(&cpu_all),
+        bridge_rss_mb: rss,
+        rx_ratio: if o.scenario == Scenario::Idle {
+            1.0
+        } else {
+            ratio(received, expected)
+        },
+        gaps,
+        late_ticks: match (metrics_after, metrics_before) {
+            (Some(a), Some(b)) => Some(a.late_ticks - b.late_ticks),
+            _ => None,
+        },
+        max_load_ratio: max_load,
+        latency_ms: Latency {
+            p50: percentile(&latencies_ms, 50.0),
+            p99: percentile(&latencies_ms, 99.0),
+            samples: latencies_ms.len(),
+        },
+        capacity,
+        steps,
+        timeline: monitor.timeline,
+        latencies_ms,
+    })
+}
+
+fn ratio(received: u64, expected: u64) -> f64 {
+    if expected == 0 {
+        0.0
+    } else {
+        received as f64 / expected as f64
+    }
+}
+
+/// The end-of-run table.
+pub fn table(s: &Summary) -> String {
+    let f = |v: Option<f64>, unit: &str| v.map_or("-".to_owned(), |v| format!("{v:.1}{unit}"));
+    let mut rows = vec![
+        ("target", format!("{:?}", s.target).to_lowercase()),
+        ("scenario", format!("{:?}", s.scenario).to_lowercase()),
+        ("codec", format!("{:?}", s.codec).to_lowercase()),
+        ("participants", s.participants.to_string()),
+        ("rooms / talkers", format!("{} / {}", s.rooms, s.talkers)),
+        ("measured", format!("{:.0} s", s.duration_s)),
+        ("bridge CPU", f(s.bridge_cpu_percent, " % of a core")),
+        ("bridge RSS", f(s.bridge_rss_mb, " MB")),
+        ("received / expected", format!("{:.4}", s.rx_ratio)),
+        ("sequence gaps", s.gaps.to_string()),
+        ("late ticks", f(s.late_ticks, "")),
+        (
+            "max load ratio",
+            s.max_load_ratio.map_or("-".into(), |v| format!("{v:.3}")),
+        ),
+        (
+            "latency p50 / p99",
+            format!(
+                "{} / {} ({} clicks)",
+                f(s.latency_ms.p50, " ms"),
+                f(s.latency_ms.p99, " ms"),
+                s.latency_ms.samples
+            ),
+        ),
+    ];
+    if let Some(c) = s.capacity {
+        rows.push(("capacity", format!("{c} participants")));
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    rows.iter()
+        .map(|(k, v)| format!("{k:<width$}  {v}\n"))
+        .collect()
+}

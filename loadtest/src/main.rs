@@ -1,0 +1,137 @@
+//! `confab-loadtest`: see the crate documentation (lib.rs) and BENCHMARKS.md.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use confab_loadtest::leg::Codec;
+use confab_loadtest::{Options, Scenario, Signal, Summary, Target, report, run, table};
+
+/// Load generator for Confab and Janus AudioBridge: real encoded audio in, measured audio out.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// What to run.
+    #[arg(long, value_enum, default_value = "meetings")]
+    scenario: Scenario,
+    /// The bridge(s) to run it against, in turn: confab, janus, or both (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "confab")]
+    target: Vec<Target>,
+    /// Confab's API.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    api: String,
+    /// Confab's API token.
+    #[arg(long, env = "CONFAB_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Confab's SIP address (dial-in).
+    #[arg(long, default_value = "127.0.0.1:5060")]
+    sip: SocketAddr,
+    /// Janus' HTTP API.
+    #[arg(long, default_value = "http://127.0.0.1:8088/janus")]
+    janus: String,
+    /// PID of the bridge process to measure (found by its command line otherwise).
+    #[arg(long)]
+    pid: Option<u32>,
+    #[arg(long, value_enum, default_value = "pcmu")]
+    codec: Codec,
+    /// What talkers send: tones, or a synthetic speech-like signal with talk spurts.
+    #[arg(long, value_enum, default_value = "tone")]
+    signal: Signal,
+    /// Meetings: rooms, participants per room, talkers per room.
+    #[arg(long, default_value_t = 10)]
+    rooms: usize,
+    #[arg(long, default_value_t = 10)]
+    room_size: usize,
+    #[arg(long, default_value_t = 3)]
+    talkers: usize,
+    /// Town hall listeners.
+    #[arg(long, default_value_t = 100)]
+    listeners: usize,
+    /// Idle conferences.
+    #[arg(long, default_value_t = 1000)]
+    conferences: usize,
+    /// Seconds measured (after the warm-up).
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+    /// Never more participants than this.
+    #[arg(long, default_value_t = 5000)]
+    max_participants: usize,
+    /// Ramp: rooms added per step, and seconds each step is measured.
+    #[arg(long, default_value_t = 10)]
+    step_rooms: usize,
+    #[arg(long, default_value_t = 8)]
+    step_secs: u64,
+    /// Generator threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Decode one listener in N (all talkers always decode).
+    #[arg(long, default_value_t = 1)]
+    decode_every: usize,
+    /// Write the figures as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write an HTML report with SVG plots into this directory.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    if a.duration == 0 || a.duration > 3600 {
+        anyhow::bail!("--duration must be 1 to 3600 seconds");
+    }
+    if a.max_participants == 0 || a.max_participants > 20_000 {
+        anyhow::bail!("--max-participants must be 1 to 20000");
+    }
+    if a.room_size == 0 || a.talkers > a.room_size {
+        anyhow::bail!("--talkers must not exceed --room-size (at least 1)");
+    }
+    let mut runs: Vec<Summary> = Vec::new();
+    for target in &a.target {
+        let o = Options {
+            target: *target,
+            scenario: a.scenario,
+            api: a.api.clone(),
+            token: a.token.clone(),
+            sip: a.sip,
+            janus: a.janus.clone(),
+            pid: a.pid.filter(|_| a.target.len() == 1),
+            codec: a.codec,
+            signal: a.signal,
+            rooms: a.rooms,
+            room_size: a.room_size,
+            talkers: a.talkers,
+            listeners: a.listeners,
+            conferences: a.conferences,
+            duration: Duration::from_secs(a.duration),
+            warmup: Duration::from_secs(a.warmup),
+            max_participants: a.max_participants,
+            step_rooms: a.step_rooms.max(1),
+            step_time: Duration::from_secs(a.step_secs.max(1)),
+            threads: a.threads.clamp(1, 16),
+            decode_every: a.decode_every.max(1),
+            progress: std::io::stderr().is_terminal(),
+        };
+        let s = run(&o)?;
+        print!("{}", table(&s));
+        println!();
+        runs.push(s);
+    }
+    if let Some(path) = &a.json {
+        let value = if runs.len() == 1 {
+            serde_json::to_value(&runs[0])?
+        } else {
+            serde_json::to_value(&runs)?
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&value)?)?;
+    }
+    if let Some(dir) = &a.report {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("index.html"), report::html(&runs))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! What the generator measures about the bridge: its process's CPU and memory (from /proc), its
+//! own metrics when it is Confab, and percentiles of what the legs saw.
+
+use std::net::SocketAddr;
+
+/// Clock ticks per second of /proc/PID/stat times (USER_HZ: 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// CPU seconds (user + system) and resident memory of a process.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcSample {
+    pub cpu_seconds: f64,
+    pub rss_mb: f64,
+}
+
+pub fn proc_sample(pid: u32) -> Option<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    Some(ProcSample {
+        cpu_seconds: (utime + stime) / USER_HZ,
+        rss_mb: rss_kb / 1024.0,
+    })
+}
+
+/// The first process whose command line contains all of `words` (e.g. a bridge started
+/// elsewhere); none if there is no such process.
+pub fn find_process(words: &[&str]) -> Option<u32> {
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if words.iter().all(|w| cmd.contains(w)) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// Confab's own figures from /metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BridgeMetrics {
+    pub late_ticks: f64,
+    pub load_ratio: f64,
+}
+
+pub fn confab_metrics(api: SocketAddr, token: Option<&str>) -> Option<BridgeMetrics> {
+    let (status, text) = crate::http::request(api, "GET", "/metrics", None, token).ok()?;
+    if status != 200 {
+        return None;
+    }
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    Some(BridgeMetrics {
+        late_ticks: value("confab_mixer_late_ticks_total ").unwrap_or(0.0),
+        load_ratio: value("confab_mixer_load_ratio ").unwrap_or(0.0),
+    })
+}
+
+/// The `p`-th percentile (0-100) of sorted `values`.
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p / 100.0 * (sorted.len() - 1) as f64).round() as usize;
+    sorted.get(rank.min(sorted.len() - 1)).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_a_known_list() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), Some(51.0));
+        assert_eq!(percentile(&v, 99.0), Some(99.0));
+        assert_eq!(percentile(&v, 0.0), Some(1.0));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn our_own_process_is_measured() {
+        let s = proc_sample(std::process::id()).unwrap();
+        assert!(s.rss_mb > 0.5, "{s:?}");
+        assert!(s.cpu_seconds >= 0.0);
+    }
+}

@@ -1,0 +1,87 @@
+//! The load generator keeps working: a short run (30 participants, 10 s) against a real
+//! `confab serve`, through the API and by SIP dial-in, with figures that must make sense.
+//! The full runs are benchmarks (BENCHMARKS.md), not tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod support;
+
+use std::time::Duration;
+
+use confab_loadtest::leg::Codec;
+use confab_loadtest::{Options, Scenario, Target, report, run};
+use support::server::Server;
+
+fn options(server: &Server, scenario: Scenario, pid: u32) -> Options {
+    Options {
+        target: Target::Confab,
+        scenario,
+        api: format!("http://{}", server.api),
+        sip: server.sip,
+        pid: Some(pid),
+        codec: Codec::Pcmu,
+        rooms: 3,
+        room_size: 10,
+        talkers: 3,
+        duration: Duration::from_secs(10),
+        warmup: Duration::from_secs(2),
+        max_participants: 30,
+        threads: 1,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn a_short_run_against_confab_makes_sense() {
+    let _turn = support::exclusive();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), None, &[]);
+    let pid = server.pid();
+
+    let s = run(&options(&server, Scenario::Meetings, pid)).unwrap();
+    assert_eq!((s.participants, s.rooms, s.talkers), (30, 3, 9));
+    assert!(s.rx_ratio > 0.97 && s.rx_ratio <= 1.01, "{s:?}");
+    // Every listener of every room hears each click (3 rooms x 9 x ~10 s).
+    assert!(
+        s.latency_ms.samples > 200,
+        "{} clicks",
+        s.latency_ms.samples
+    );
+    let p99 = s.latency_ms.p99.unwrap();
+    assert!(p99 > 1.0 && p99 < 200.0, "p99 {p99} ms");
+    let cpu = s.bridge_cpu_percent.unwrap();
+    assert!(cpu > 0.1 && cpu < 200.0, "bridge CPU {cpu} %");
+    assert!(s.bridge_rss_mb.unwrap() > 1.0);
+    assert_eq!(s.late_ticks, Some(0.0), "{s:?}");
+    assert!(s.max_load_ratio.unwrap() > 0.0);
+    // The JSON carries the figures the issue names; the report has its three plots.
+    let json = serde_json::to_value(&s).unwrap();
+    for key in [
+        "target",
+        "scenario",
+        "participants",
+        "duration_s",
+        "bridge_cpu_percent",
+        "bridge_rss_mb",
+        "rx_ratio",
+        "late_ticks",
+        "latency_ms",
+        "capacity",
+    ] {
+        assert!(json.get(key).is_some(), "{key} missing");
+    }
+    let html = report::html(std::slice::from_ref(&s));
+    assert_eq!(html.matches("<svg").count(), 3);
+    // The conferences it made are gone.
+    let (_, v) = server.call("GET", "/v1/conferences", None);
+    assert_eq!(v["conferences"].as_array().map(Vec::len), Some(0), "{v}");
+
+    // The same by SIP dial-in.
+    let mut o = options(&server, Scenario::Dialin, pid);
+    o.rooms = 1;
+    let d = run(&o).unwrap();
+    assert_eq!(d.participants, 10);
+    assert!(d.rx_ratio > 0.97, "{d:?}");
+    assert!(d.latency_ms.samples > 50, "{} clicks", d.latency_ms.samples);
+    server.stop();
+}
