@@ -208,7 +208,7 @@ impl SimLeg {
         let n = (self.codec.rate() / 50) as usize;
         self.frame_index += 1;
         // A click every 50 frames from the room's clicker.
-        if self.clicker && self.frame_index % 50 == 0 {
+        if self.clicker && self.frame_index.is_multiple_of(50) {
             for (i, s) in self.pcm[..n].iter_mut().enumerate() {
                 let t = i as f64 / rate;
                 *s = ((2.0 * std::f64::consts::PI * 1000.0 * t).sin() * 30_000.0) as i16;

@@ -4,6 +4,9 @@ use std::fmt::Write as _;
 
 use crate::Summary;
 
+/// A table row: its label and how to show a run's figure.
+type Row = (&'static str, fn(&Summary) -> String);
+
 /// An SVG line plot of `points` (x, y) with axis labels.
 fn plot(title: &str, x_label: &str, y_label: &str, series: &[(&str, Vec<(f64, f64)>)]) -> String {
     let (w, h, m) = (560.0, 300.0, 50.0);
@@ -154,7 +157,7 @@ pub fn html(runs: &[Summary]) -> String {
         let _ = write!(table, "<th>{}</th>", name(s));
     }
     table.push_str("</tr>");
-    let rows: [(&str, fn(&Summary) -> String); 9] = [
+    let rows: [Row; 9] = [
         ("scenario", |s| format!("{:?}", s.scenario).to_lowercase()),
         ("participants", |s| s.participants.to_string()),
         ("bridge CPU (% of a core)", |s| {
