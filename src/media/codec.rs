@@ -140,6 +140,8 @@ pub struct LegDecoder {
     native: Fifo,
     frame: Vec<i16>,
     last_packet_samples: usize,
+    /// Frames of digital silence in a row (a muted phone, a generator's listener).
+    zero_run: u32,
 }
 
 impl std::fmt::Debug for LegDecoder {
@@ -181,6 +183,7 @@ impl LegDecoder {
             native: Fifo::new(rate.samples(140)),
             frame: vec![0; rate.samples(20)],
             last_packet_samples: rate.samples(20),
+            zero_run: 0,
         })
     }
 
@@ -259,10 +262,21 @@ impl LegDecoder {
     }
 
     /// Takes the next 20 ms and writes it at 48 kHz into `out` (960 samples); silence when
-    /// nothing is buffered.
-    pub fn frame(&mut self, out: &mut [i16]) {
+    /// nothing is buffered. Returns true when the frame is digital silence after at least one
+    /// more such frame: then the resampler's history is all zeros too, so skipping it changes
+    /// nothing, and the caller may skip its own analysis of the frame.
+    pub fn frame(&mut self, out: &mut [i16]) -> bool {
         if !self.native.take(&mut self.frame) {
             self.frame.fill(0);
+        }
+        if self.frame.iter().all(|&s| s == 0) {
+            self.zero_run = self.zero_run.saturating_add(1);
+        } else {
+            self.zero_run = 0;
+        }
+        if self.zero_run >= 2 {
+            out.fill(0);
+            return true;
         }
         match &mut self.resampler {
             None => out.copy_from_slice(&self.frame[..out.len().min(self.frame.len())]),
@@ -272,6 +286,7 @@ impl LegDecoder {
                 }
             }
         }
+        false
     }
 }
 

@@ -770,7 +770,9 @@ impl RtpLeg {
         } else {
             self.idle_frames = 0;
         }
-        self.decoder.frame(&mut self.frame);
+        // (Digital silence skips the resampler; the speech and digit detectors still see it:
+        // pauses are part of what tells speech from a steady sound, and end digits.)
+        let _digital_silence = self.decoder.frame(&mut self.frame);
         self.activity = self.speech.process(&self.frame);
         if let Some(detector) = &mut self.inband {
             // 48 kHz to the detector's 8 kHz: the mean of each six samples (a boxcar low-pass

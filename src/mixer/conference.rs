@@ -370,6 +370,17 @@ impl ConferenceMedia {
     /// One 20 ms tick. Events from the roster go to `emit`.
     pub fn tick(&mut self, now: Instant, mut emit: impl FnMut(ConferenceEvent)) {
         self.counters.ticks.fetch_add(1, Ordering::Relaxed);
+        if self.legs.is_empty() {
+            // Nobody to hear or be heard: no comfort noise, no mix, no encode. Roster events
+            // (a lock, an invite) still go out. An idle conference costs this branch alone.
+            while let Some(event) = self.roster.poll_event() {
+                emit(ConferenceEvent {
+                    conference: self.id.clone(),
+                    event,
+                });
+            }
+            return;
+        }
         for leg in &mut self.legs {
             leg.receive(now);
             leg.maintain(now);
