@@ -321,36 +321,17 @@ impl Engine {
         joiner: Joiner,
         spec: LegSpec,
     ) -> Result<(ParticipantId, SocketAddr), EngineError> {
-        let (mixer, id) = self.mixer_of(conference)?;
         let (socket, rtcp, lease) = self
             .ports
             .bind(spec.remote_rtcp.is_some())
             .map_err(|_| EngineError::PortsExhausted)?;
-        let participant = ParticipantId(self.next_participant.fetch_add(1, Ordering::Relaxed));
-        let ssrc = random_ssrc(participant);
-        let leg = RtpLeg::new(
-            participant,
-            spec,
-            (socket, rtcp),
-            lease,
-            Instant::now(),
-            ssrc,
-            self.settings.leg_timers,
-        )
-        .map_err(EngineError::Leg)?;
-        let local = leg.local_addr().map_err(EngineError::Leg)?;
-        let joining = Joining {
-            id: participant,
-            display_name: joiner.display_name,
-            uri: joiner.uri,
-            role: joiner.role,
-        };
-        self.call(mixer, |reply| Command::AddLeg {
-            conference: id,
-            joining,
-            leg: Box::new(leg),
-            reply,
+        let mut local = None;
+        let participant = self.join_leg(conference, joiner, |participant, now, ssrc, timers| {
+            let leg = RtpLeg::new(participant, spec, (socket, rtcp), lease, now, ssrc, timers)?;
+            local = Some(leg.local_addr()?);
+            Ok(leg)
         })?;
+        let local = local.ok_or(EngineError::Leg(std::io::Error::other("no local address")))?;
         Ok((participant, local))
     }
 
@@ -363,12 +344,22 @@ impl Engine {
         spec: LegSpec,
         port: crate::media::relay::RelayPort,
     ) -> Result<ParticipantId, EngineError> {
+        self.join_leg(conference, joiner, |participant, now, ssrc, timers| {
+            RtpLeg::relayed(participant, spec, port, now, ssrc, timers)
+        })
+    }
+
+    /// A new participant in `conference` with the leg `make` builds for it.
+    fn join_leg(
+        &self,
+        conference: &str,
+        joiner: Joiner,
+        make: impl FnOnce(ParticipantId, Instant, u32, LegTimers) -> std::io::Result<RtpLeg>,
+    ) -> Result<ParticipantId, EngineError> {
         let (mixer, id) = self.mixer_of(conference)?;
         let participant = ParticipantId(self.next_participant.fetch_add(1, Ordering::Relaxed));
-        let leg = RtpLeg::relayed(
+        let leg = make(
             participant,
-            spec,
-            port,
             Instant::now(),
             random_ssrc(participant),
             self.settings.leg_timers,

@@ -14,23 +14,6 @@ use serde_json::{Value, json};
 use support::Endpoint;
 use support::server::{EventStream, Server, http, http_raw};
 
-fn offer(e: &Endpoint, pt: u8, name: &str) -> String {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP {pt}\r\na=rtpmap:{pt} {name}\r\na=rtcp-mux\r\n",
-        e.addr().port()
-    )
-}
-
-fn media_of(answer: &str) -> SocketAddr {
-    let port: u16 = answer
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
 fn join(
     server: &Server,
     cid: &str,
@@ -39,7 +22,7 @@ fn join(
     name: &str,
     who: &str,
 ) -> (String, SocketAddr) {
-    let body = json!({ "sdp": offer(e, pt, name), "display_name": who }).to_string();
+    let body = json!({ "sdp": support::offer_for(e, pt, name), "display_name": who }).to_string();
     let (status, v) = server.call(
         "POST",
         &format!("/v1/conferences/{cid}/participants"),
@@ -47,7 +30,7 @@ fn join(
     );
     assert_eq!(status, 201, "{v}");
     let id = v["participant"]["id"].as_str().unwrap().to_owned();
-    (id, media_of(v["sdp"].as_str().unwrap()))
+    (id, support::media_of(v["sdp"].as_str().unwrap()))
 }
 
 #[test]
@@ -210,7 +193,7 @@ fn conferences_participants_and_events() {
         200
     );
     let c = Endpoint::new(Codec::Pcmu, 880.0, -20.0, 3);
-    let body = json!({ "sdp": offer(&c, 0, "PCMU/8000") }).to_string();
+    let body = json!({ "sdp": support::offer_for(&c, 0, "PCMU/8000") }).to_string();
     let (s, v) = server.call("POST", "/v1/conferences/4321/participants", Some(&body));
     assert_eq!((s, v["error"]["code"].as_str()), (403, Some("locked")));
     assert_eq!(
@@ -360,7 +343,7 @@ fn a_token_guards_the_api_and_drain_stops_new_work() {
     let (s, v) = server.call("POST", "/v1/conferences", Some(r#"{"id":"1357"}"#));
     assert_eq!((s, v["error"]["code"].as_str()), (503, Some("draining")));
     let e = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 1);
-    let body = json!({ "sdp": offer(&e, 0, "PCMU/8000") }).to_string();
+    let body = json!({ "sdp": support::offer_for(&e, 0, "PCMU/8000") }).to_string();
     assert_eq!(
         server
             .call("POST", "/v1/conferences/2468/participants", Some(&body))

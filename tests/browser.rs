@@ -22,33 +22,19 @@ use support::Endpoint;
 use support::clients::tone_wav;
 use support::server::{Server, http_raw};
 
-fn rtp_offer(e: &Endpoint) -> String {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=rtcp-mux\r\n",
-        e.addr().port()
-    )
-}
-
 /// Adds an RTP phone; its participant JSON and where to send.
 fn add_phone(server: &Server, cid: &str, e: &Endpoint, name: &str) -> (Value, SocketAddr) {
-    let body = json!({ "sdp": rtp_offer(e), "display_name": name }).to_string();
+    let body =
+        json!({ "sdp": support::offer_for(e, 0, "PCMU/8000"), "display_name": name }).to_string();
     let (s, v) = server.call(
         "POST",
         &format!("/v1/conferences/{cid}/participants"),
         Some(&body),
     );
     assert_eq!(s, 201, "{v}");
-    let port: u16 = v["sdp"]
-        .as_str()
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
     (
         v["participant"].clone(),
-        SocketAddr::from(([127, 0, 0, 1], port)),
+        support::media_of(v["sdp"].as_str().unwrap()),
     )
 }
 

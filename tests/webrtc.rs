@@ -110,23 +110,6 @@ fn results(child: std::process::Child) -> Vec<Value> {
     v["peers"].as_array().cloned().unwrap_or_default()
 }
 
-fn rtp_offer(e: &Endpoint) -> String {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=rtcp-mux\r\n",
-        e.addr().port()
-    )
-}
-
-fn media_of(answer: &str) -> SocketAddr {
-    let port: u16 = answer
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
 #[test]
 fn aiortc_peers_and_an_rtp_participant_hear_each_other_not_themselves() {
     let _turn = support::exclusive();
@@ -136,10 +119,11 @@ fn aiortc_peers_and_an_rtp_participant_hear_each_other_not_themselves() {
 
     // A plain RTP participant (PCMU) with 440 Hz.
     let mut rtp = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 0x4400);
-    let body = json!({ "sdp": rtp_offer(&rtp), "display_name": "phone" }).to_string();
+    let body = json!({ "sdp": support::offer_for(&rtp, 0, "PCMU/8000"), "display_name": "phone" })
+        .to_string();
     let (s, v) = server.call("POST", "/v1/conferences/5150/participants", Some(&body));
     assert_eq!(s, 201, "{v}");
-    let to = media_of(v["sdp"].as_str().unwrap());
+    let to = support::media_of(v["sdp"].as_str().unwrap());
     let phone = v["participant"]["id"].as_str().unwrap().to_owned();
 
     // The shared WebRTC port, from an answer's candidate (that session is let go at once).

@@ -468,3 +468,22 @@ pub fn engine_sized(
     })
     .unwrap()
 }
+
+/// An SDP offer for `e`'s port with one payload type (plain RTP, rtcp-mux).
+pub fn offer_for(e: &Endpoint, pt: u8, rtpmap: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP {pt}\r\na=rtpmap:{pt} {rtpmap}\r\na=rtcp-mux\r\n",
+        e.addr().port()
+    )
+}
+
+/// The loopback media address of an SDP answer's audio m-line.
+pub fn media_of(answer: &str) -> SocketAddr {
+    let port: u16 = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
