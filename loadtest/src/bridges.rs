@@ -57,6 +57,14 @@ fn answer_media(sdp: &str) -> anyhow::Result<(SocketAddr, Option<u8>)> {
     Ok((addr, pt))
 }
 
+static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The first room number of a run: `base` + the process's slot + the run's slot.
+fn run_base(base: u64, per_process: u64, per_run: u64) -> u64 {
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (per_process / per_run);
+    base + u64::from(std::process::id() % 100) * per_process + run * per_run
+}
+
 /// How participants reach Confab.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Way {
@@ -85,8 +93,9 @@ impl Confab {
         if !sip.ip().is_loopback() {
             return Err(anyhow!("{sip}: the load generator only talks to loopback"));
         }
-        // Meeting IDs of this run: distinct per run so a rerun does not meet old rooms.
-        let base_id = 100_000 + u64::from(std::process::id() % 800) * 1000;
+        // Meeting IDs of this run: distinct per process and per run, so that another run
+        // never meets rooms of an earlier one that are still ending.
+        let base_id = run_base(1_000_000_000, 10_000_000, 200_000);
         Ok(Confab {
             api,
             token,
@@ -334,7 +343,7 @@ impl Janus {
             path,
             session: 0,
             control: 0,
-            base_room: 9_000_000 + u64::from(std::process::id() % 1000) * 1000,
+            base_room: run_base(2_000_000_000, 10_000_000, 200_000),
             rooms: Vec::new(),
             transaction: 0,
         };
