@@ -91,11 +91,16 @@ impl SpeechDetector {
     pub fn process(&mut self, frame: &[i16]) -> Activity {
         let mut raw = 0.0f64;
         let mut filtered = 0.0f64;
-        for &s in frame {
-            let x = f32::from(s);
-            raw += f64::from(x * x);
-            let y = self.highpass.run(x);
-            filtered += f64::from(y * y);
+        // Digital silence into a filter at rest leaves it at rest and sums to zero: the loop
+        // would change nothing (a muted phone, a listener that only listens).
+        let idle = self.highpass.at_rest() && frame.iter().all(|&s| s == 0);
+        if !idle {
+            for &s in frame {
+                let x = f32::from(s);
+                raw += f64::from(x * x);
+                let y = self.highpass.run(x);
+                filtered += f64::from(y * y);
+            }
         }
         let n = frame.len().max(1) as f64;
         let level = rfc6464_level(raw / n);
@@ -187,6 +192,21 @@ impl Biquad {
         }
     }
 
+    /// Whether the delay line is (or is now set) at rest: zeros in give zeros out. A state
+    /// below 1e-6 is cleared: in f32 it can circle round tiny values for ever (a limit
+    /// cycle), and what it would add to a frame's power is far below the -127 dBov floor, so
+    /// no decision changes.
+    fn at_rest(&mut self) -> bool {
+        let tiny = |v: &[f32; 2]| v.iter().all(|s| s.abs() < 1e-6);
+        if tiny(&self.x) && tiny(&self.y) {
+            self.x = [0.0; 2];
+            self.y = [0.0; 2];
+            true
+        } else {
+            false
+        }
+    }
+
     #[inline]
     fn run(&mut self, x: f32) -> f32 {
         let y = self.b[0] * x + self.b[1] * self.x[0] + self.b[2] * self.x[1]
@@ -218,6 +238,38 @@ mod tests {
         // A full-scale sine is 3 dB below a full-scale square.
         assert_eq!(d.process(&sine(RATE, 1000.0, -3.0, 160)).level, 3);
         assert_eq!(d.process(&sine(RATE, 1000.0, -40.0, 160)).level, 40);
+    }
+
+    #[test]
+    fn silence_after_speech_settles_and_then_skips_the_filter_exactly() {
+        // Speech, then digital silence: once the high-pass is at rest the shortcut applies, and
+        // what the detector decides is what the full path decides (the same state as a
+        // detector fed the same frames by the loop: the filter stays exactly zero).
+        let mut d = detector();
+        let speech = syllables(-20.0, 40);
+        for f in speech.chunks(160) {
+            d.process(f);
+        }
+        assert!(d.talking());
+        let mut frames = 0;
+        while !d.highpass.at_rest() {
+            d.process(&[0; 160]);
+            frames += 1;
+            assert!(frames < 500, "the filter never settles");
+        }
+        let before = d.clone();
+        let a = d.process(&[0; 160]);
+        // The loop on zeros at rest: nothing moves.
+        let mut by_hand = before.clone();
+        for _ in 0..160 {
+            assert_eq!(by_hand.highpass.run(0.0), 0.0);
+        }
+        assert!(by_hand.highpass.at_rest());
+        assert_eq!(a.level, 127);
+        assert!(!a.active);
+        // Speech comes back at once.
+        let again: Vec<Activity> = speech.chunks(160).take(10).map(|f| d.process(f)).collect();
+        assert!(again.iter().any(|a| a.talking), "{again:?}");
     }
 
     /// Syllable-like bursts: a 150 Hz pulse-rich tone gated on and off.
