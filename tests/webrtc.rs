@@ -275,53 +275,42 @@ fn ten_aiortc_peers_each_connect_in_under_two_seconds() {
     server.stop();
 }
 
-#[test]
-fn a_vanished_peer_is_disconnected_for_ice_timeout() {
-    let _turn = support::exclusive();
+/// One aiortc peer in a fresh conference, run in `mode` (`--hang`, `--close`); the state
+/// its participant ends in, waited for up to `limit`.
+fn one_peer_ends(extra: &[&str], mode: &str, limit: Duration) -> Value {
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path(), None, &["--webrtc-consent-timeout-secs", "5"]);
+    let server = Server::start(data.path(), None, extra);
     create(&server, json!({ "id": "7007" }));
     let out = tempfile::tempdir().unwrap();
-    let child = peers(&server, "7007", out.path(), 1.0, &[500.0], &["--hang"]);
+    let child = peers(&server, "7007", out.path(), 1.5, &[500.0], &[mode]);
     let results = results(child);
     assert_eq!(results[0]["status"], 201, "{:?}", results);
     let (_, v) = server.call("GET", "/v1/conferences/7007/participants", None);
     let pid = v["participants"][0]["id"].as_str().unwrap().to_owned();
-    let p = wait_state(
-        &server,
-        "7007",
-        &pid,
-        "disconnected",
+    let p = wait_state(&server, "7007", &pid, "disconnected", limit);
+    server.stop();
+    p
+}
+
+#[test]
+fn a_vanished_peer_is_disconnected_for_ice_timeout() {
+    let _turn = support::exclusive();
+    let p = one_peer_ends(
+        &["--webrtc-consent-timeout-secs", "5"],
+        "--hang",
         Duration::from_secs(20),
     );
     assert_eq!(p["disconnect_reason"], "ice-timeout", "{p}");
-    server.stop();
 }
 
 #[test]
 fn a_peer_closing_dtls_has_hung_up() {
     let _turn = support::exclusive();
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path(), None, &[]);
-    create(&server, json!({ "id": "7117" }));
-    let out = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let child = peers(&server, "7117", out.path(), 1.5, &[500.0], &["--close"]);
-    let results = results(child);
-    assert_eq!(results[0]["status"], 201, "{:?}", results);
-    let (_, v) = server.call("GET", "/v1/conferences/7117/participants", None);
-    let pid = v["participants"][0]["id"].as_str().unwrap().to_owned();
-    let p = wait_state(
-        &server,
-        "7117",
-        &pid,
-        "disconnected",
-        Duration::from_secs(10),
-    );
-    assert_eq!(p["disconnect_reason"], "hangup", "{p}");
     // Well before any consent or media timeout (30 s).
+    let p = one_peer_ends(&[], "--close", Duration::from_secs(10));
+    assert_eq!(p["disconnect_reason"], "hangup", "{p}");
     assert!(started.elapsed() < Duration::from_secs(15));
-    server.stop();
 }
 
 #[test]

@@ -348,6 +348,11 @@ impl RtpLeg {
         }
     }
 
+    /// Whether this leg's packets go through the WebRTC driver.
+    pub fn is_relayed(&self) -> bool {
+        matches!(self.transport, Transport::Relay { .. })
+    }
+
     /// Tells the WebRTC driver this tick's packets are queued (relayed legs only).
     pub fn flush(&self) {
         if let Transport::Relay { port, .. } = &self.transport {

@@ -536,7 +536,6 @@ impl ConferenceMedia {
                     leg.send_own(&self.shared, csrcs, levels)
                 }
             };
-            leg.flush();
             if own > 0 {
                 self.counters
                     .encodes_own
@@ -546,6 +545,10 @@ impl ConferenceMedia {
             }
         }
 
+        // One ring tells the WebRTC driver this tick's packets wait (its doorbell is shared).
+        if let Some(leg) = self.legs.iter().find(|l| l.is_relayed()) {
+            leg.flush();
+        }
         while let Some(event) = self.roster.poll_event() {
             emit(ConferenceEvent {
                 conference: self.id.clone(),

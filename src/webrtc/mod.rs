@@ -556,39 +556,25 @@ impl Driver {
         }
     }
 
-    /// Timeouts: str0m's own, consent freshness and the handshake limit.
+    /// Timeouts: str0m's own, consent freshness and the handshake limit; one decision a peer.
     fn timers(&mut self, socket: &tokio::net::UdpSocket) {
         let now = Instant::now();
-        let due: Vec<(u64, Option<DisconnectReason>)> = self
+        let due: Vec<(u64, bool)> = self
             .peers
             .iter()
-            .filter(|(_, p)| {
-                p.deadline <= now || now.duration_since(p.last_rx) > self.consent_timeout
-            })
-            .map(|(id, p)| {
+            .filter_map(|(id, p)| {
                 let lapsed = now.duration_since(p.last_rx) > self.consent_timeout
                     || (p.handshaking.is_some()
                         && now.duration_since(p.created) > self.handshake_timeout);
-                (*id, lapsed.then_some(DisconnectReason::IceTimeout))
+                (lapsed || p.deadline <= now).then_some((*id, lapsed))
             })
             .collect();
         for (id, lapsed) in due {
-            match lapsed {
-                Some(reason) => self.remove(socket, id, reason),
-                None => self.drive_peer(socket, id, Input::Timeout(now)),
+            if lapsed {
+                self.remove(socket, id, DisconnectReason::IceTimeout);
+            } else {
+                self.drive_peer(socket, id, Input::Timeout(now));
             }
-        }
-        // Handshakes that never finish are checked here too (their deadline may be far).
-        let stuck: Vec<u64> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| {
-                p.handshaking.is_some() && now.duration_since(p.created) > self.handshake_timeout
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in stuck {
-            self.remove(socket, id, DisconnectReason::IceTimeout);
         }
     }
 
