@@ -8,6 +8,7 @@
 
 use confab_dsp::g711::Law;
 use confab_dsp::g722;
+use confab_dsp::resample::{Rate, Resampler};
 use confab_dsp::signal::{Noise, sine};
 
 fn main() {
@@ -40,8 +41,38 @@ fn main() {
                 checksum += i64::from(out[7]);
             }
         }
+        "resample" => {
+            // The mixer's round trip for a phone: 8 kHz up to the mix and back down.
+            let mut up =
+                Resampler::new(Rate::Hz8000, Rate::Hz48000).unwrap_or_else(|e| panic!("{e}"));
+            let mut down =
+                Resampler::new(Rate::Hz48000, Rate::Hz8000).unwrap_or_else(|e| panic!("{e}"));
+            let mut wide = [0i16; 960];
+            for _ in 0..frames {
+                let _ = up.process(&pcm8, &mut wide);
+                let _ = down.process(&wide, &mut out[..160]);
+                checksum += i64::from(out[7]);
+            }
+        }
+        "upsample" | "downsample" => {
+            let (from, to, input) = if kernel == "upsample" {
+                (Rate::Hz8000, Rate::Hz48000, pcm8.clone())
+            } else {
+                (
+                    Rate::Hz48000,
+                    Rate::Hz8000,
+                    confab_dsp::signal::sine(48000, 310.0, -18.0, 960),
+                )
+            };
+            let mut r = Resampler::new(from, to).unwrap_or_else(|e| panic!("{e}"));
+            let mut output = vec![0i16; to.samples(20)];
+            for _ in 0..frames {
+                let _ = r.process(&input, &mut output);
+                checksum += i64::from(output[7]);
+            }
+        }
         _ => {
-            eprintln!("usage: kernels g722|g711 FRAMES");
+            eprintln!("usage: kernels g722|g711|resample|upsample|downsample FRAMES");
             std::process::exit(2);
         }
     }
