@@ -17,6 +17,7 @@ use confab::media::leg::{LegSpec, LegTimers, RtpLeg};
 use confab::media::ports::PortPool;
 use confab::media::relay::{RelayPacket, relay_pair};
 use confab::mixer::conference::ConferenceMedia;
+use confab::mixer::helper::{LegHelper, PARALLEL_LEGS};
 use support::Endpoint;
 
 struct Counting;
@@ -41,10 +42,23 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+// One test: the allocation counter is global, so a second test in parallel would count here.
 #[test]
 fn a_steady_tick_allocates_nothing() {
+    steady_ticks_allocate_nothing(20, None);
+    // Enough legs that half of them go to the helper thread in both per-leg phases; the
+    // counting allocator sees that thread too.
+    let helper = LegHelper::spawn(0).unwrap();
+    steady_ticks_allocate_nothing(PARALLEL_LEGS + 20, Some(helper));
+}
+
+fn steady_ticks_allocate_nothing(listeners: usize, mut helper: Option<LegHelper>) {
     let (min, max) = support::free_port_range();
-    let pool = PortPool::new(IpAddr::from([127, 0, 0, 1]), min, max + 20);
+    let pool = PortPool::new(
+        IpAddr::from([127, 0, 0, 1]),
+        min,
+        max + 2 * listeners as u16 + 20,
+    );
     let t0 = Instant::now();
     let mut conference =
         ConferenceMedia::new("a".into(), Policy::default(), 3, Duration::from_secs(30));
@@ -86,7 +100,7 @@ fn a_steady_tick_allocates_nothing() {
         talkers.push(e);
     }
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    for _ in 0..20 {
+    for _ in 0..listeners {
         let to = add(&mut conference, Codec::Pcmu, sink.local_addr().unwrap());
         // One packet from the sink makes the listener's media ready (and latches it there).
         let mut hello = vec![0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
@@ -125,7 +139,7 @@ fn a_steady_tick_allocates_nothing() {
         relay.inbound.try_send(silence).unwrap();
         let now = t0 + Duration::from_millis(20 * u64::from(tick));
         let before = ALLOCATIONS.load(Ordering::SeqCst);
-        conference.tick(now, |_| {});
+        conference.tick_with(now, helper.as_mut(), |_| {});
         let made = ALLOCATIONS.load(Ordering::SeqCst) - before;
         if tick >= 200 {
             measured += made;
@@ -144,6 +158,15 @@ fn a_steady_tick_allocates_nothing() {
     let stats = conference.leg_stats(webrtc).unwrap();
     assert!(stats.packets_in >= 399 && stats.webrtc, "{stats:?}");
     assert_eq!(measured, 0, "allocations in 200 steady ticks");
+    let split = conference.counters.split_ticks.load(Ordering::Relaxed);
+    if helper.is_some() {
+        assert!(
+            split >= 399,
+            "the helper took half the legs in {split} ticks"
+        );
+    } else {
+        assert_eq!(split, 0);
+    }
     // And the conference was really mixing: each talker hears the other two.
     for (e, others) in talkers
         .iter()

@@ -7,23 +7,25 @@
 //! still waiting get comfort noise (or silence) from their own encoder; with nobody talking the
 //! shared sum is comfort noise, so carriers do not drop a quiet call.
 
+mod tick;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use confab_dsp::cng::ComfortNoise;
 use confab_dsp::dominant::DominantSpeaker;
-use confab_dsp::mix::{Gain, Mixer};
+use confab_dsp::mix::Mixer;
 use confab_dsp::opus::OpusSettings;
 
-use crate::conference::talkers::{Candidate, Talkers};
+use crate::conference::talkers::Talkers;
 use crate::conference::{
     DisconnectReason, Event, Joining, ParticipantId, Policy, Role, Roster, State,
 };
 use crate::media::codec::{Codec, LegEncoder, MIX_FRAME, MIX_RATE};
 use crate::media::leg::{LegStats, RtpLeg};
-use crate::media::rtp::MAX_PACKET;
-use crate::mixer::stats::{ConferenceSnapshot, LegTotals, MixerSnapshot, codec_index};
+use crate::mixer::helper::{GroupPackets, Outbound};
+use crate::mixer::stats::{ConferenceSnapshot, LegTotals, MixerSnapshot};
 use crate::store::{Record, RecordEvent};
 
 /// A conference id (the meeting ID); cheap to clone into events.
@@ -40,6 +42,8 @@ pub struct ConferenceCounters {
     /// The same by codec (see `mixer::stats::codec_index`).
     pub shared_by_codec: [AtomicU64; 4],
     pub own_by_codec: [AtomicU64; 4],
+    /// Ticks whose per-leg work was split with the mixer thread's helper.
+    pub split_ticks: AtomicU64,
 }
 
 /// An event of a conference, for the API's event stream.
@@ -55,26 +59,34 @@ const NON_SPEECH_GATE: u8 = 45;
 /// Distinct (codec, packet time) groups per conference: 4 codecs × 6 packet times.
 const MAX_GROUPS: usize = 24;
 
-/// Packets a group made this tick (10 ms packets give two per tick).
-const MAX_GROUP_PACKETS: usize = 2;
-
-/// Listeners sharing one encode: same codec and packet time.
+/// Listeners sharing one encode: same codec and packet time (its packets are in `Outbound`).
 struct Group {
     codec: Codec,
     ptime_ms: u32,
     encoder: LegEncoder,
-    packets: [([u8; MAX_PACKET], usize); MAX_GROUP_PACKETS],
-    count: usize,
 }
 
 /// A conference's media state, owned by one mixer thread.
 pub struct ConferenceMedia {
     pub id: ConferenceId,
     pub roster: Roster,
-    legs: Vec<RtpLeg>,
+    /// Boxed, so that half of them can move to the mixer thread's helper and back cheaply
+    /// (a pointer each, not a leg's kilobytes).
+    #[allow(clippy::vec_box)]
+    legs: Vec<Box<RtpLeg>>,
     /// For each leg, the index of its group.
     leg_groups: Vec<usize>,
     groups: Vec<Group>,
+    /// This tick's shared packets, shared with the helper while it sends.
+    outbound: Arc<Outbound>,
+    /// For each leg, the group whose packets it is sent this tick (or `NO_GROUP`).
+    send_plan: Vec<usize>,
+    /// Kept between ticks for their capacity: the half of the legs that goes to the helper,
+    /// their send plan, and who they are (should the helper be lost with them).
+    #[allow(clippy::vec_box)]
+    away_legs: Vec<Box<RtpLeg>>,
+    away_plan: Vec<usize>,
+    away_ids: Vec<ParticipantId>,
     talkers: Talkers,
     dominant: DominantSpeaker<ParticipantId>,
     mixer: Mixer,
@@ -112,6 +124,11 @@ impl ConferenceMedia {
             legs: Vec::new(),
             leg_groups: Vec::new(),
             groups: Vec::new(),
+            outbound: Arc::new(Outbound::default()),
+            send_plan: Vec::new(),
+            away_legs: Vec::new(),
+            away_plan: Vec::new(),
+            away_ids: Vec::new(),
             talkers: Talkers::new(max_talkers),
             dominant: DominantSpeaker::new(),
             mixer: Mixer::new(MIX_FRAME),
@@ -241,7 +258,7 @@ impl ConferenceMedia {
         self.legs
             .iter()
             .find(|l| l.participant == participant)
-            .map(RtpLeg::stats)
+            .map(|l| l.stats())
     }
 
     /// Adds a dial-in leg: joins the roster (`connecting`) and takes the leg into the mix.
@@ -294,13 +311,22 @@ impl ConferenceMedia {
         let group = self.group_for(spec.codec, spec.ptime_ms);
         self.send_record(true, leg.participant, Some(&leg));
         self.dominant.add(leg.participant);
-        self.legs.push(leg);
+        self.legs.push(Box::new(leg));
         self.leg_groups.push(group);
+        // Room for every leg in the tick's own vectors, so that the tick never allocates.
+        let n = self.legs.len();
+        self.send_plan.reserve(n);
+        self.away_plan.reserve(n);
+        self.away_legs.reserve(n);
+        self.away_ids.reserve(n);
     }
 
     /// A leg, to act on it between ticks.
     pub fn leg_mut(&mut self, participant: ParticipantId) -> Option<&mut RtpLeg> {
-        self.legs.iter_mut().find(|l| l.participant == participant)
+        self.legs
+            .iter_mut()
+            .find(|l| l.participant == participant)
+            .map(|l| &mut **l)
     }
 
     /// Takes a leg out (to move it to another conference): the participant is disconnected
@@ -313,11 +339,11 @@ impl ConferenceMedia {
         let _ = self
             .roster
             .disconnect(participant, DisconnectReason::Transferred);
-        self.send_record(false, participant, self.legs.get(i));
+        self.send_record(false, participant, self.legs.get(i).map(|l| &**l));
         self.closed.add_leg(&self.legs[i].stats());
         self.leg_groups.swap_remove(i);
         self.dominant.remove(participant);
-        Some(self.legs.swap_remove(i))
+        Some(*self.legs.swap_remove(i))
     }
 
     /// The shared-encode group of a codec and packet time, made when it is the first.
@@ -331,14 +357,19 @@ impl ConferenceMedia {
         }
         // The leg's own encoder was made from the same settings, so this cannot fail where
         // that one succeeded; if it does, the leg gets its own encodes only.
+        // Between ticks the helper holds no reference to the packets.
+        let Some(outbound) = Arc::get_mut(&mut self.outbound) else {
+            return usize::MAX;
+        };
         match LegEncoder::new(codec, ptime_ms, OpusSettings::default()) {
             Ok(encoder) => {
+                outbound
+                    .groups
+                    .push(GroupPackets::new(encoder.packet_ticks()));
                 self.groups.push(Group {
                     codec,
                     ptime_ms,
                     encoder,
-                    packets: [([0; MAX_PACKET], 0); MAX_GROUP_PACKETS],
-                    count: 0,
                 });
                 self.groups.len() - 1
             }
@@ -358,203 +389,12 @@ impl ConferenceMedia {
             if present {
                 i += 1;
             } else {
-                self.send_record(false, id, self.legs.get(i));
+                self.send_record(false, id, self.legs.get(i).map(|l| &**l));
                 self.closed.add_ended(&self.legs[i].stats());
                 self.legs.swap_remove(i);
                 self.leg_groups.swap_remove(i);
                 self.dominant.remove(id);
             }
         }
-    }
-
-    /// One 20 ms tick. Events from the roster go to `emit`.
-    pub fn tick(&mut self, now: Instant, mut emit: impl FnMut(ConferenceEvent)) {
-        self.counters.ticks.fetch_add(1, Ordering::Relaxed);
-        if self.legs.is_empty() {
-            // Nobody to hear or be heard: no comfort noise, no mix, no encode. Roster events
-            // (a lock, an invite) still go out. An idle conference costs this branch alone.
-            while let Some(event) = self.roster.poll_event() {
-                emit(ConferenceEvent {
-                    conference: self.id.clone(),
-                    event,
-                });
-            }
-            return;
-        }
-        for leg in &mut self.legs {
-            leg.receive(now);
-            leg.maintain(now);
-            while let Some(d) = leg.take_dtmf() {
-                emit(ConferenceEvent {
-                    conference: self.id.clone(),
-                    event: Event::Dtmf {
-                        participant: leg.participant,
-                        digit: d.digit,
-                        duration_ms: d.duration.as_millis() as u32,
-                    },
-                });
-            }
-        }
-        for leg in &mut self.legs {
-            leg.produce_frame();
-            let id = leg.participant;
-            if leg.media_seen() && self.roster.participant(id).is_some_and(|p| !p.media_ready) {
-                let _ = self.roster.media_ready(id);
-            }
-            if let Some(reason) = leg.closed() {
-                // The WebRTC driver let the peer go (DELETE, ICE timeout, DTLS).
-                let _ = self.roster.disconnect(id, reason);
-                continue;
-            }
-            if leg.silent_for(now) >= self.media_timeout {
-                let _ = self.roster.disconnect(id, DisconnectReason::MediaTimeout);
-                continue;
-            }
-            let activity = leg.activity();
-            let _ = self.roster.set_speaking(id, activity.talking);
-            self.dominant
-                .observe(id, activity.active && self.roster.heard(id));
-        }
-        if let Some(d) = self.dominant.decide() {
-            self.roster.dominant_speaker(d);
-        }
-
-        let roster = &self.roster;
-        let legs = &self.legs;
-        // Talkers rank by level; legs that are loud but not speech (music, a tone) may fill
-        // places talkers leave free, ranked below every talker.
-        self.talkers
-            .select(legs.iter().enumerate().filter_map(|(slot, leg)| {
-                let a = leg.activity();
-                if !roster.heard(leg.participant) {
-                    return None;
-                }
-                if a.talking {
-                    Some(Candidate {
-                        slot,
-                        level: a.level,
-                    })
-                } else if a.level <= NON_SPEECH_GATE {
-                    Some(Candidate {
-                        slot,
-                        level: a.level.saturating_add(64).min(126),
-                    })
-                } else {
-                    None
-                }
-            }));
-        self.mixer.clear();
-        // The talkers in the mix, named in every packet (RFC 6465) with their levels.
-        let mut csrcs = [0u32; 16];
-        let mut levels = [0u8; 16];
-        let mut csrc_count = 0;
-        for t in self.talkers.current().iter().take(16) {
-            let leg = &self.legs[t.slot];
-            self.mixer.add(leg.frame(), Gain::UNITY);
-            csrcs[csrc_count] = leg.ssrc();
-            levels[csrc_count] = leg.activity().level;
-            csrc_count += 1;
-        }
-        if self.mixer.inputs() == 0 {
-            self.comfort.fill(&mut self.shared);
-        } else {
-            self.mixer.render(&mut self.shared);
-        }
-        let csrcs = &csrcs[..csrc_count];
-        let levels = &levels[..csrc_count];
-
-        // Shared encodes: once per group that has a listener this tick (one pass over the legs).
-        let mut listening = [false; MAX_GROUPS];
-        for (slot, leg) in self.legs.iter().enumerate() {
-            let g = self.leg_groups[slot];
-            if g < MAX_GROUPS && !self.talkers.contains(slot) && roster.hears(leg.participant) {
-                listening[g] = true;
-            }
-        }
-        for (g, group) in self.groups.iter_mut().enumerate() {
-            group.count = 0;
-            if !listening.get(g).copied().unwrap_or(false) {
-                continue;
-            }
-            group.encoder.push_frame(&self.shared);
-            while group.count < MAX_GROUP_PACKETS {
-                let (buf, len) = &mut group.packets[group.count];
-                match group.encoder.pull_packet(buf) {
-                    Some(n) => {
-                        *len = n;
-                        group.count += 1;
-                        self.counters.encodes_shared.fetch_add(1, Ordering::Relaxed);
-                        self.counters.shared_by_codec[codec_index(group.codec)]
-                            .fetch_add(1, Ordering::Relaxed);
-                    }
-                    None => break,
-                }
-            }
-        }
-
-        for (slot, leg) in self.legs.iter_mut().enumerate() {
-            let id = leg.participant;
-            let Some(p) = self.roster.participant(id) else {
-                continue;
-            };
-            if matches!(p.state, State::Disconnected(_)) {
-                continue;
-            }
-            let own = if leg.prompt_frame(&mut self.scratch) {
-                // The attendant speaks: a prompt instead of the mix.
-                leg.send_own(&self.scratch, &[], &[])
-            } else if !self.roster.hears(id) {
-                if p.deaf && p.state == State::Connected {
-                    // Deaf: nothing but comfort noise.
-                    self.comfort.fill(&mut self.scratch);
-                    leg.send_own(&self.scratch, &[], &[])
-                } else {
-                    // Still connecting (e.g. waiting for the leader): silence.
-                    leg.send_own(&self.silence, &[], &[])
-                }
-            } else if self.talkers.contains(slot) {
-                self.mixer
-                    .render_minus(leg.frame(), Gain::UNITY, &mut self.scratch);
-                let mut others = [0u32; 16];
-                let mut other_levels = [0u8; 16];
-                let mut n = 0;
-                for (&c, &l) in csrcs.iter().zip(levels).filter(|(c, _)| **c != leg.ssrc()) {
-                    others[n] = c;
-                    other_levels[n] = l;
-                    n += 1;
-                }
-                leg.send_own(&self.scratch, &others[..n], &other_levels[..n])
-            } else {
-                let group = self.leg_groups[slot];
-                if let Some(g) = self.groups.get(group) {
-                    let ticks = g.encoder.packet_ticks();
-                    for (buf, len) in &g.packets[..g.count] {
-                        leg.send_payload(&buf[..*len], ticks, csrcs, levels);
-                    }
-                    0
-                } else {
-                    leg.send_own(&self.shared, csrcs, levels)
-                }
-            };
-            if own > 0 {
-                self.counters
-                    .encodes_own
-                    .fetch_add(u64::from(own), Ordering::Relaxed);
-                self.counters.own_by_codec[codec_index(leg.spec().codec)]
-                    .fetch_add(u64::from(own), Ordering::Relaxed);
-            }
-        }
-
-        // One ring tells the WebRTC driver this tick's packets wait (its doorbell is shared).
-        if let Some(leg) = self.legs.iter().find(|l| l.is_relayed()) {
-            leg.flush();
-        }
-        while let Some(event) = self.roster.poll_event() {
-            emit(ConferenceEvent {
-                conference: self.id.clone(),
-                event,
-            });
-        }
-        self.prune();
     }
 }

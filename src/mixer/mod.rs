@@ -1,8 +1,10 @@
 //! The mixer threads. Each owns a set of conferences outright and wakes on absolute 20 ms
 //! deadlines; commands arrive on a bounded queue drained at the start of a tick, events leave on
-//! a bounded queue (dropped and counted when full). No lock is held across a tick.
+//! a bounded queue (dropped and counted when full). No lock is held across a tick. Each has a
+//! helper thread that takes half of a large conference's per-leg work (see `helper`).
 
 pub mod conference;
+pub mod helper;
 pub mod stats;
 
 use std::collections::HashMap;
@@ -178,7 +180,7 @@ impl MixerHandle {
         let c = Arc::clone(&counters);
         let thread = std::thread::Builder::new()
             .name(format!("confab-mixer-{index}"))
-            .spawn(move || run(rx, events, records, c))?;
+            .spawn(move || run(index, rx, events, records, c))?;
         Ok(MixerHandle {
             commands: tx,
             counters,
@@ -202,6 +204,7 @@ impl Drop for MixerHandle {
 }
 
 fn run(
+    index: usize,
     commands: Receiver<Command>,
     events: SyncSender<ConferenceEvent>,
     records: Option<std::sync::mpsc::Sender<crate::store::RecordEvent>>,
@@ -211,6 +214,10 @@ fn run(
     // What conferences that are gone left in the counters.
     let mut retired = stats::MixerSnapshot::default();
     let mut load = 0.0f64;
+    // Without a helper (the thread could not start), large conferences are done alone.
+    let mut helper = helper::LegHelper::spawn(index)
+        .inspect_err(|e| tracing::warn!(error = %e, "mixer helper thread not started"))
+        .ok();
     let mut deadline = Instant::now() + TICK;
     loop {
         for _ in 0..MAX_COMMANDS_PER_TICK {
@@ -225,7 +232,7 @@ fn run(
         }
         let start = Instant::now();
         for conference in conferences.values_mut() {
-            conference.tick(start, |event| {
+            conference.tick_with(start, helper.as_mut(), |event| {
                 if let Err(TrySendError::Full(_)) = events.try_send(event) {
                     counters.events_dropped.fetch_add(1, Ordering::Relaxed);
                 }

@@ -1,0 +1,322 @@
+//! A conference's tick, phase by phase: read every leg and make its frame, follow speech and
+//! the dominant speaker, pick the talkers and mix, encode once per group of listeners, serve the
+//! legs that need their own encode, then send every other listener its group's packets. The two
+//! per-leg phases are split with the mixer thread's helper for a large conference.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use confab_dsp::mix::Gain;
+
+use super::{ConferenceEvent, ConferenceMedia, MAX_GROUPS, NON_SPEECH_GATE};
+use crate::conference::talkers::Candidate;
+use crate::conference::{DisconnectReason, Event, State};
+use crate::mixer::helper::{
+    self, Job, LegHelper, MAX_GROUP_PACKETS, NO_GROUP, PARALLEL_LEGS, Phase,
+};
+use crate::mixer::stats::codec_index;
+
+impl ConferenceMedia {
+    /// One 20 ms tick. Events from the roster go to `emit`.
+    pub fn tick(&mut self, now: Instant, emit: impl FnMut(ConferenceEvent)) {
+        self.tick_with(now, None, emit);
+    }
+
+    /// One 20 ms tick, with the mixer thread's helper for a large conference's per-leg work.
+    pub fn tick_with(
+        &mut self,
+        now: Instant,
+        mut helper: Option<&mut LegHelper>,
+        mut emit: impl FnMut(ConferenceEvent),
+    ) {
+        self.counters.ticks.fetch_add(1, Ordering::Relaxed);
+        if self.legs.is_empty() {
+            // Nobody to hear or be heard: no comfort noise, no mix, no encode. Roster events
+            // (a lock, an invite) still go out. An idle conference costs this branch alone.
+            while let Some(event) = self.roster.poll_event() {
+                emit(ConferenceEvent {
+                    conference: self.id.clone(),
+                    event,
+                });
+            }
+            return;
+        }
+        self.per_leg(Phase::Receive, now, helper.as_deref_mut());
+        for leg in &mut self.legs {
+            while let Some(d) = leg.take_dtmf() {
+                emit(ConferenceEvent {
+                    conference: self.id.clone(),
+                    event: Event::Dtmf {
+                        participant: leg.participant,
+                        digit: d.digit,
+                        duration_ms: d.duration.as_millis() as u32,
+                    },
+                });
+            }
+            let id = leg.participant;
+            if leg.media_seen() && self.roster.participant(id).is_some_and(|p| !p.media_ready) {
+                let _ = self.roster.media_ready(id);
+            }
+            if let Some(reason) = leg.closed() {
+                // The WebRTC driver let the peer go (DELETE, ICE timeout, DTLS).
+                let _ = self.roster.disconnect(id, reason);
+                continue;
+            }
+            if leg.silent_for(now) >= self.media_timeout {
+                let _ = self.roster.disconnect(id, DisconnectReason::MediaTimeout);
+                continue;
+            }
+            let activity = leg.activity();
+            let _ = self.roster.set_speaking(id, activity.talking);
+            self.dominant
+                .observe(id, activity.active && self.roster.heard(id));
+        }
+        if let Some(d) = self.dominant.decide() {
+            self.roster.dominant_speaker(d);
+        }
+
+        self.mix();
+        self.encode_shared();
+        self.send_own();
+        self.per_leg(Phase::Send, now, helper);
+
+        // One ring tells the WebRTC driver this tick's packets wait (its doorbell is shared).
+        if let Some(leg) = self.legs.iter().find(|l| l.is_relayed()) {
+            leg.flush();
+        }
+        while let Some(event) = self.roster.poll_event() {
+            emit(ConferenceEvent {
+                conference: self.id.clone(),
+                event,
+            });
+        }
+        self.prune();
+    }
+
+    /// Picks the talkers and sums them into `shared`; the talkers named go to `outbound`.
+    fn mix(&mut self) {
+        let roster = &self.roster;
+        let legs = &self.legs;
+        // Talkers rank by level; legs that are loud but not speech (music, a tone) may fill
+        // places talkers leave free, ranked below every talker.
+        self.talkers
+            .select(legs.iter().enumerate().filter_map(|(slot, leg)| {
+                let a = leg.activity();
+                if !roster.heard(leg.participant) {
+                    return None;
+                }
+                if a.talking {
+                    Some(Candidate {
+                        slot,
+                        level: a.level,
+                    })
+                } else if a.level <= NON_SPEECH_GATE {
+                    Some(Candidate {
+                        slot,
+                        level: a.level.saturating_add(64).min(126),
+                    })
+                } else {
+                    None
+                }
+            }));
+        self.mixer.clear();
+        // The talkers in the mix, named in every packet (RFC 6465) with their levels.
+        let Some(out) = Arc::get_mut(&mut self.outbound) else {
+            return;
+        };
+        out.csrc_count = 0;
+        for t in self.talkers.current().iter().take(16) {
+            let leg = &self.legs[t.slot];
+            self.mixer.add(leg.frame(), Gain::UNITY);
+            out.csrcs[out.csrc_count] = leg.ssrc();
+            out.levels[out.csrc_count] = leg.activity().level;
+            out.csrc_count += 1;
+        }
+        if self.mixer.inputs() == 0 {
+            self.comfort.fill(&mut self.shared);
+        } else {
+            self.mixer.render(&mut self.shared);
+        }
+    }
+
+    /// Shared encodes: once per group that has a listener this tick (one pass over the legs).
+    fn encode_shared(&mut self) {
+        let mut listening = [false; MAX_GROUPS];
+        for (slot, leg) in self.legs.iter().enumerate() {
+            let g = self.leg_groups[slot];
+            if g < MAX_GROUPS && !self.talkers.contains(slot) && self.roster.hears(leg.participant)
+            {
+                listening[g] = true;
+            }
+        }
+        let Some(out) = Arc::get_mut(&mut self.outbound) else {
+            return;
+        };
+        for (g, (group, packets)) in self.groups.iter_mut().zip(&mut out.groups).enumerate() {
+            packets.count = 0;
+            if !listening.get(g).copied().unwrap_or(false) {
+                continue;
+            }
+            group.encoder.push_frame(&self.shared);
+            while packets.count < MAX_GROUP_PACKETS {
+                let (buf, len) = &mut packets.packets[packets.count];
+                match group.encoder.pull_packet(buf) {
+                    Some(n) => {
+                        *len = n;
+                        packets.count += 1;
+                        self.counters.encodes_shared.fetch_add(1, Ordering::Relaxed);
+                        self.counters.shared_by_codec[codec_index(group.codec)]
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// Legs served on their own this tick (prompts, deaf and waiting legs, talkers' mix-minus);
+    /// every other listener is planned to get its group's packets.
+    fn send_own(&mut self) {
+        self.send_plan.clear();
+        let out = &*self.outbound;
+        let csrcs = &out.csrcs[..out.csrc_count];
+        let levels = &out.levels[..out.csrc_count];
+        for (slot, leg) in self.legs.iter_mut().enumerate() {
+            let id = leg.participant;
+            let mut plan = NO_GROUP;
+            let own = match self.roster.participant(id) {
+                None => 0,
+                Some(p) if matches!(p.state, State::Disconnected(_)) => 0,
+                Some(_) if leg.prompt_frame(&mut self.scratch) => {
+                    // The attendant speaks: a prompt instead of the mix.
+                    leg.send_own(&self.scratch, &[], &[])
+                }
+                Some(p) if !self.roster.hears(id) => {
+                    if p.deaf && p.state == State::Connected {
+                        // Deaf: nothing but comfort noise.
+                        self.comfort.fill(&mut self.scratch);
+                        leg.send_own(&self.scratch, &[], &[])
+                    } else {
+                        // Still connecting (e.g. waiting for the leader): silence.
+                        leg.send_own(&self.silence, &[], &[])
+                    }
+                }
+                Some(_) if self.talkers.contains(slot) => {
+                    self.mixer
+                        .render_minus(leg.frame(), Gain::UNITY, &mut self.scratch);
+                    let mut others = [0u32; 16];
+                    let mut other_levels = [0u8; 16];
+                    let mut n = 0;
+                    for (&c, &l) in csrcs.iter().zip(levels).filter(|(c, _)| **c != leg.ssrc()) {
+                        others[n] = c;
+                        other_levels[n] = l;
+                        n += 1;
+                    }
+                    leg.send_own(&self.scratch, &others[..n], &other_levels[..n])
+                }
+                Some(_) => {
+                    let group = self.leg_groups[slot];
+                    if group < self.groups.len() {
+                        plan = group;
+                        0
+                    } else {
+                        leg.send_own(&self.shared, csrcs, levels)
+                    }
+                }
+            };
+            self.send_plan.push(plan);
+            if own > 0 {
+                self.counters
+                    .encodes_own
+                    .fetch_add(u64::from(own), Ordering::Relaxed);
+                self.counters.own_by_codec[codec_index(leg.spec().codec)]
+                    .fetch_add(u64::from(own), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A phase's per-leg work: with the helper for the second half of a large conference's
+    /// legs, alone otherwise (or if the helper is gone).
+    fn per_leg(&mut self, phase: Phase, now: Instant, helper: Option<&mut LegHelper>) {
+        let n = self.legs.len();
+        let helper = helper.filter(|h| n >= PARALLEL_LEGS && h.available());
+        let Some(helper) = helper else {
+            self.per_leg_here(phase, now, 0..n);
+            return;
+        };
+        let half = n / 2;
+        let mut legs = std::mem::take(&mut self.away_legs);
+        let mut plan = std::mem::take(&mut self.away_plan);
+        legs.extend(self.legs.drain(half..));
+        plan.clear();
+        if phase == Phase::Send {
+            plan.extend_from_slice(&self.send_plan[half..]);
+        }
+        self.away_ids.clear();
+        self.away_ids.extend(legs.iter().map(|l| l.participant));
+        let job = Job {
+            phase,
+            legs,
+            groups: plan,
+            now,
+            outbound: (phase == Phase::Send).then(|| Arc::clone(&self.outbound)),
+        };
+        match helper.start(job) {
+            Ok(()) => {
+                if phase == Phase::Receive {
+                    self.counters.split_ticks.fetch_add(1, Ordering::Relaxed);
+                }
+                self.per_leg_here(phase, now, 0..half);
+                match helper.finish() {
+                    Some(mut done) => {
+                        self.legs.append(&mut done.legs);
+                        self.away_legs = done.legs;
+                        self.away_plan = done.groups;
+                    }
+                    None => self.lost_with_helper(),
+                }
+            }
+            Err(mut job) => {
+                // The helper is gone: the legs come back and this thread does them all.
+                self.legs.append(&mut job.legs);
+                self.away_legs = job.legs;
+                self.away_plan = job.groups;
+                self.per_leg_here(phase, now, 0..n);
+            }
+        }
+    }
+
+    fn per_leg_here(&mut self, phase: Phase, now: Instant, slots: std::ops::Range<usize>) {
+        match phase {
+            Phase::Receive => {
+                for leg in &mut self.legs[slots] {
+                    helper::receive_leg(leg, now);
+                }
+            }
+            Phase::Send => {
+                let out = &*self.outbound;
+                for (leg, &group) in self.legs[slots.clone()]
+                    .iter_mut()
+                    .zip(&self.send_plan[slots])
+                {
+                    helper::send_leg(leg, group, out);
+                }
+            }
+        }
+    }
+
+    /// The helper died (a panic) holding legs: their participants are disconnected and the
+    /// conference goes on with the legs it has. Allocates; it cannot happen but by a bug.
+    fn lost_with_helper(&mut self) {
+        let n = self.legs.len();
+        self.leg_groups.truncate(n);
+        self.send_plan.truncate(n);
+        for &id in &self.away_ids {
+            let _ = self.roster.disconnect(id, DisconnectReason::MediaTimeout);
+            self.dominant.remove(id);
+        }
+        self.away_legs = Vec::with_capacity(n);
+        self.away_plan = Vec::with_capacity(n);
+    }
+}

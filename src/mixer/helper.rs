@@ -1,0 +1,211 @@
+//! A mixer thread's helper: a second pair of hands for the per-leg work of a large conference.
+//!
+//! A conference has two phases per tick whose work is the same for every leg and touches that
+//! leg alone: reading and decoding (`receive_leg`), and sending the shared packets to listeners
+//! (`send_leg`). Most of their cost is the kernel's UDP path, one to three system calls per leg
+//! and tick, so a town hall of thousands of listeners would be bound to one core. From
+//! [`PARALLEL_LEGS`] legs on, the conference hands the second half of its legs to its mixer
+//! thread's helper for each of the two phases, does the first half itself, and takes the half
+//! back before it goes on.
+//!
+//! The legs travel by ownership: boxes moved into a `Vec` kept from tick to tick and sent over a
+//! bounded channel of one slot, so nothing is locked and nothing allocated. The shared packets
+//! travel as an `Arc` that the helper drops before it answers, so the conference can write the
+//! next tick's packets in place. One helper per mixer thread, started with it: the thread count
+//! follows the cores, never the legs.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::media::leg::RtpLeg;
+use crate::media::rtp::MAX_PACKET;
+
+/// Legs from which a conference splits its per-leg work with the helper (below, waking the
+/// helper twice a tick costs more than it saves).
+pub const PARALLEL_LEGS: usize = 128;
+
+/// Packets a group made this tick (10 ms packets give two per tick).
+pub const MAX_GROUP_PACKETS: usize = 2;
+
+/// In a leg's send plan: no shared packets this tick (it was served on its own, or not at all).
+pub const NO_GROUP: usize = usize::MAX;
+
+/// One group's encoded packets of this tick.
+pub struct GroupPackets {
+    pub packets: [([u8; MAX_PACKET], usize); MAX_GROUP_PACKETS],
+    pub count: usize,
+    /// RTP timestamp units per packet.
+    pub ticks: u32,
+}
+
+impl GroupPackets {
+    pub fn new(ticks: u32) -> Self {
+        GroupPackets {
+            packets: [([0; MAX_PACKET], 0); MAX_GROUP_PACKETS],
+            count: 0,
+            ticks,
+        }
+    }
+}
+
+/// What every listener of the shared mix is sent this tick: each group's packets and the
+/// talkers to name in them (RFC 6465).
+#[derive(Default)]
+pub struct Outbound {
+    /// By group index, as the conference numbers its groups.
+    pub groups: Vec<GroupPackets>,
+    pub csrcs: [u32; 16],
+    pub levels: [u8; 16],
+    pub csrc_count: usize,
+}
+
+/// A leg's share of the first phase: read what arrived, run its timers, make this tick's frame.
+pub fn receive_leg(leg: &mut RtpLeg, now: Instant) {
+    leg.receive(now);
+    leg.maintain(now);
+    leg.produce_frame();
+}
+
+/// A listener's share of the second phase: its group's packets, under its own header.
+pub fn send_leg(leg: &mut RtpLeg, group: usize, out: &Outbound) {
+    let Some(g) = out.groups.get(group) else {
+        return;
+    };
+    let count = out.csrc_count;
+    for (buf, len) in &g.packets[..g.count] {
+        leg.send_payload(
+            &buf[..*len],
+            g.ticks,
+            &out.csrcs[..count],
+            &out.levels[..count],
+        );
+    }
+}
+
+/// A phase of the tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Receive,
+    Send,
+}
+
+/// Half a conference's legs, handed over for one phase.
+#[allow(clippy::vec_box)] // boxes move between threads, not the legs' bytes
+pub struct Job {
+    pub phase: Phase,
+    pub legs: Vec<Box<RtpLeg>>,
+    /// Send: each leg's group (or [`NO_GROUP`]); kept for its capacity otherwise.
+    pub groups: Vec<usize>,
+    pub now: Instant,
+    /// Send: the packets to send.
+    pub outbound: Option<Arc<Outbound>>,
+}
+
+/// The legs of a job, handed back.
+#[allow(clippy::vec_box)]
+pub struct Done {
+    pub legs: Vec<Box<RtpLeg>>,
+    pub groups: Vec<usize>,
+}
+
+/// The helper of one mixer thread.
+pub struct LegHelper {
+    jobs: Option<SyncSender<Job>>,
+    done: Receiver<Done>,
+    thread: Option<JoinHandle<()>>,
+    /// Gone (it panicked): the conference works alone from then on.
+    lost: bool,
+}
+
+impl std::fmt::Debug for LegHelper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegHelper")
+            .field("lost", &self.lost)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LegHelper {
+    /// Starts the helper of mixer thread `index`.
+    pub fn spawn(index: usize) -> std::io::Result<Self> {
+        let (jobs, job_rx) = std::sync::mpsc::sync_channel::<Job>(1);
+        let (done_tx, done) = std::sync::mpsc::sync_channel::<Done>(1);
+        let thread = std::thread::Builder::new()
+            .name(format!("confab-mixer-{index}-helper"))
+            .spawn(move || {
+                while let Ok(job) = job_rx.recv() {
+                    let Job {
+                        phase,
+                        mut legs,
+                        groups,
+                        now,
+                        outbound,
+                    } = job;
+                    match (phase, &outbound) {
+                        (Phase::Receive, _) => {
+                            for leg in &mut legs {
+                                receive_leg(leg, now);
+                            }
+                        }
+                        (Phase::Send, Some(out)) => {
+                            for (leg, &group) in legs.iter_mut().zip(&groups) {
+                                send_leg(leg, group, out);
+                            }
+                        }
+                        (Phase::Send, None) => {}
+                    }
+                    // Let go of the packets before answering: the conference writes the next
+                    // tick's into the same buffers once it is the only owner again.
+                    drop(outbound);
+                    if done_tx.send(Done { legs, groups }).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(LegHelper {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+            lost: false,
+        })
+    }
+
+    /// Whether the helper can take work.
+    pub fn available(&self) -> bool {
+        !self.lost && self.jobs.is_some()
+    }
+
+    /// Hands `job` over; it comes back if the helper is gone.
+    pub fn start(&mut self, job: Job) -> Result<(), Job> {
+        let Some(jobs) = &self.jobs else {
+            return Err(job);
+        };
+        jobs.send(job).map_err(|e| {
+            self.lost = true;
+            e.0
+        })
+    }
+
+    /// Waits for the job handed over; `None` if the helper died with it (its legs are lost).
+    pub fn finish(&mut self) -> Option<Done> {
+        match self.done.recv() {
+            Ok(done) => Some(done),
+            Err(_) => {
+                self.lost = true;
+                None
+            }
+        }
+    }
+}
+
+impl Drop for LegHelper {
+    fn drop(&mut self) {
+        // Closing the job channel ends the helper's loop.
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
