@@ -104,7 +104,9 @@ pub struct LegCounts {
 }
 
 pub struct SimLeg {
-    pub socket: UdpSocket,
+    /// Shared with other legs (see `Sockets`): the bridge tells legs apart by its own port, we
+    /// by the address a packet comes from, which is where the leg sends (symmetric RTP).
+    pub socket: Arc<UdpSocket>,
     pub bridge: SocketAddr,
     pub codec: Codec,
     pub payload_type: u8,
@@ -144,9 +146,8 @@ impl SimLeg {
         clicks: Arc<Clicks>,
         decode: bool,
         ssrc: u32,
+        socket: Arc<UdpSocket>,
     ) -> anyhow::Result<Self> {
-        let socket = UdpSocket::bind("127.0.0.1:0")?;
-        socket.set_nonblocking(true)?;
         let encoder = match codec {
             Codec::Pcmu => Encoder::G711,
             Codec::G722 => Encoder::G722(Box::new(confab_dsp::g722::Encoder::new())),
@@ -311,64 +312,93 @@ impl SimLeg {
         }
     }
 
-    /// Reads what arrived; returns the click latencies seen (ns), into `latencies`.
-    pub fn receive(&mut self, epoch: Instant, latencies: &mut Vec<u64>) {
-        let mut buf = [0u8; 1600];
-        for _ in 0..64 {
-            let n = match self.socket.recv(&mut buf) {
-                Ok(n) => n,
-                Err(_) => break,
-            };
-            if n < 12 || buf[0] >> 6 != 2 {
-                continue;
+    /// Takes one datagram from the bridge; click latencies seen (ns) go into `latencies`.
+    pub fn on_packet(&mut self, buf: &[u8], epoch: Instant, latencies: &mut Vec<u64>) {
+        let n = buf.len();
+        if n < 12 || buf[0] >> 6 != 2 {
+            return;
+        }
+        let pt = buf[1] & 0x7F;
+        if (72..=76).contains(&(buf[1] & 0x7F)) || pt != self.payload_type {
+            return; // RTCP, telephone-event, comfort noise
+        }
+        let seq = u16::from_be_bytes([buf[2], buf[3]]);
+        let csrcs = usize::from(buf[0] & 0x0F);
+        let mut start = 12 + 4 * csrcs;
+        if buf[0] & 0x10 != 0 && n >= start + 4 {
+            let words = usize::from(u16::from_be_bytes([buf[start + 2], buf[start + 3]]));
+            start += 4 + 4 * words;
+        }
+        if start > n {
+            return;
+        }
+        if self.measuring {
+            self.counts.received += 1;
+            if let Some(last) = self.last_seq
+                && seq.wrapping_sub(last) > 1
+                && seq.wrapping_sub(last) < 1000
+            {
+                self.counts.gaps += u64::from(seq.wrapping_sub(last) - 1);
             }
-            let pt = buf[1] & 0x7F;
-            if (72..=76).contains(&(buf[1] & 0x7F)) || pt != self.payload_type {
-                continue; // RTCP, telephone-event, comfort noise
-            }
-            let seq = u16::from_be_bytes([buf[2], buf[3]]);
-            let csrcs = usize::from(buf[0] & 0x0F);
-            let mut start = 12 + 4 * csrcs;
-            if buf[0] & 0x10 != 0 && n >= start + 4 {
-                let words = usize::from(u16::from_be_bytes([buf[start + 2], buf[start + 3]]));
-                start += 4 + 4 * words;
-            }
-            if start > n {
-                continue;
-            }
-            if self.measuring {
-                self.counts.received += 1;
-                if let Some(last) = self.last_seq
-                    && seq.wrapping_sub(last) > 1
-                    && seq.wrapping_sub(last) < 1000
-                {
-                    self.counts.gaps += u64::from(seq.wrapping_sub(last) - 1);
-                }
-            }
-            self.last_seq = Some(seq);
-            let payload = &buf[start..n];
-            let samples = match &mut self.decoder {
-                Decoder::None => continue,
-                Decoder::G711 => Law::Ulaw.decode(payload, &mut self.out),
-                Decoder::G722(d) => d.decode(payload, &mut self.out),
-                Decoder::Opus(d) => d.decode(payload, &mut self.out).unwrap_or(0),
-            };
-            let peak = self.out[..samples]
-                .iter()
-                .map(|s| s.unsigned_abs())
-                .max()
-                .unwrap_or(0);
-            if !self.clicker && peak >= CLICK_PEAK as u16 {
-                let sent = self.clicks.sent_at.load(Ordering::Relaxed);
-                if sent > 0 && self.last_click_seen != Some(sent) {
-                    self.last_click_seen = Some(sent);
-                    let now = nanos_since(epoch);
-                    // Only a click of the last second counts (a late duplicate does not).
-                    if now > sent && now - sent < 1_000_000_000 && self.measuring {
-                        latencies.push(now - sent);
-                    }
+        }
+        self.last_seq = Some(seq);
+        let payload = &buf[start..n];
+        let samples = match &mut self.decoder {
+            Decoder::None => return,
+            Decoder::G711 => Law::Ulaw.decode(payload, &mut self.out),
+            Decoder::G722(d) => d.decode(payload, &mut self.out),
+            Decoder::Opus(d) => d.decode(payload, &mut self.out).unwrap_or(0),
+        };
+        let peak = self.out[..samples]
+            .iter()
+            .map(|s| s.unsigned_abs())
+            .max()
+            .unwrap_or(0);
+        if !self.clicker && peak >= CLICK_PEAK as u16 {
+            let sent = self.clicks.sent_at.load(Ordering::Relaxed);
+            if sent > 0 && self.last_click_seen != Some(sent) {
+                self.last_click_seen = Some(sent);
+                let now = nanos_since(epoch);
+                // Only a click of the last second counts (a late duplicate does not).
+                if now > sent && now - sent < 1_000_000_000 && self.measuring {
+                    latencies.push(now - sent);
                 }
             }
         }
+    }
+}
+
+/// Loopback sockets handed out to legs, a new one every `per_socket` legs: the generator's
+/// system calls grow with sockets, not legs (a socket per leg polled every 5 ms cost the
+/// generator as much CPU as the bridge it measures).
+pub struct Sockets {
+    per_socket: usize,
+    current: Option<Arc<UdpSocket>>,
+    handed: usize,
+}
+
+impl Sockets {
+    pub fn new(per_socket: usize) -> Self {
+        Sockets {
+            per_socket: per_socket.max(1),
+            current: None,
+            handed: 0,
+        }
+    }
+
+    /// The socket for the next leg.
+    pub fn take(&mut self) -> anyhow::Result<Arc<UdpSocket>> {
+        if let Some(s) = &self.current
+            && self.handed < self.per_socket
+        {
+            self.handed += 1;
+            return Ok(s.clone());
+        }
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_nonblocking(true)?;
+        let socket = Arc::new(socket);
+        self.current = Some(socket.clone());
+        self.handed = 1;
+        Ok(socket)
     }
 }

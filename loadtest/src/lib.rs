@@ -11,7 +11,8 @@ pub mod leg;
 pub mod measure;
 pub mod report;
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use anyhow::anyhow;
 use serde::Serialize;
 
 use bridges::{Bridge, Confab, Janus, Way};
-use leg::{Clicks, Codec, SimLeg, Voice};
+use leg::{Clicks, Codec, SimLeg, Sockets, Voice};
 use measure::{BridgeMetrics, percentile, proc_sample};
 
 /// What to run.
@@ -189,25 +190,32 @@ fn worker(
     stop: Arc<AtomicBool>,
     totals: Arc<Totals>,
 ) {
-    let mut mine: Vec<SimLeg> = Vec::new();
+    let mut mine: Vec<SocketGroup> = Vec::new();
     let mut next_send = Instant::now();
+    let mut buf = [0u8; 1600];
     let mut latencies = Vec::new();
     let mut published = (0u64, 0u64, 0u64);
     while !stop.load(Ordering::Relaxed) {
         while let Ok(l) = legs.try_recv() {
-            mine.push(l);
+            match mine.iter_mut().find(|g| Arc::ptr_eq(&g.socket, &l.socket)) {
+                Some(g) => g.add(l),
+                None => {
+                    let mut g = SocketGroup::new(l.socket.clone());
+                    g.add(l);
+                    mine.push(g);
+                }
+            }
         }
         let on = measuring.load(Ordering::Relaxed);
         let now = Instant::now();
         if now >= next_send {
-            for l in &mut mine {
+            for l in mine.iter_mut().flat_map(|g| g.legs.iter_mut()) {
                 l.measuring = on;
                 l.send(epoch);
             }
             if on {
-                totals
-                    .expected
-                    .fetch_add(mine.len() as u64, Ordering::Relaxed);
+                let legs: usize = mine.iter().map(|g| g.legs.len()).sum();
+                totals.expected.fetch_add(legs as u64, Ordering::Relaxed);
             }
             next_send += Duration::from_millis(20);
             if now > next_send + Duration::from_millis(100) {
@@ -215,12 +223,15 @@ fn worker(
                 next_send = now + Duration::from_millis(20);
             }
         }
-        for l in &mut mine {
-            l.receive(epoch, &mut latencies);
+        for g in &mut mine {
+            g.receive(&mut buf, epoch, &mut latencies);
         }
-        let (r, g) = mine.iter().fold((0, 0), |(r, g), l| {
-            (r + l.counts.received, g + l.counts.gaps)
-        });
+        let (r, g) = mine
+            .iter()
+            .flat_map(|g| g.legs.iter())
+            .fold((0, 0), |(r, g), l| {
+                (r + l.counts.received, g + l.counts.gaps)
+            });
         totals
             .received
             .fetch_add(r - published.0, Ordering::Relaxed);
@@ -235,9 +246,48 @@ fn worker(
     }
 }
 
+/// Legs that share one socket, told apart by the bridge address a packet comes from.
+struct SocketGroup {
+    socket: Arc<UdpSocket>,
+    legs: Vec<SimLeg>,
+    by_source: HashMap<SocketAddr, usize>,
+}
+
+impl SocketGroup {
+    fn new(socket: Arc<UdpSocket>) -> Self {
+        SocketGroup {
+            socket,
+            legs: Vec::new(),
+            by_source: HashMap::new(),
+        }
+    }
+
+    fn add(&mut self, leg: SimLeg) {
+        self.by_source.insert(leg.bridge, self.legs.len());
+        self.legs.push(leg);
+    }
+
+    /// Reads what arrived for these legs (bounded: a few packets per leg at most).
+    fn receive(&mut self, buf: &mut [u8], epoch: Instant, latencies: &mut Vec<u64>) {
+        for _ in 0..8 * self.legs.len().max(1) {
+            let Ok((n, from)) = self.socket.recv_from(buf) else {
+                break;
+            };
+            // RTCP (the bridge's next port) and strangers match no leg.
+            if let Some(&i) = self.by_source.get(&from) {
+                self.legs[i].on_packet(&buf[..n], epoch, latencies);
+            }
+        }
+    }
+}
+
+/// Legs per generator socket.
+const LEGS_PER_SOCKET: usize = 25;
+
 /// The legs of one room: `talkers` talking, the first of them clicking.
 fn room_legs(
     o: &Options,
+    sockets: &mut Sockets,
     room: usize,
     size: usize,
     talkers: usize,
@@ -262,6 +312,7 @@ fn room_legs(
             clicks.clone(),
             decode,
             base + (room * 1000 + i) as u32,
+            sockets.take()?,
         )?);
     }
     Ok(legs)
@@ -269,7 +320,6 @@ fn room_legs(
 
 struct Run {
     workers: Vec<Worker>,
-    next_worker: usize,
     measuring: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     totals: Arc<Totals>,
@@ -294,7 +344,6 @@ impl Run {
             .collect();
         Run {
             workers,
-            next_worker: 0,
             measuring,
             stop,
             totals,
@@ -303,8 +352,9 @@ impl Run {
     }
 
     fn add(&mut self, leg: SimLeg) {
-        let w = &self.workers[self.next_worker % self.workers.len()];
-        self.next_worker += 1;
+        // The legs of one socket stay together, in one worker.
+        let port = leg.socket.local_addr().map_or(0, |a| usize::from(a.port()));
+        let w = &self.workers[port % self.workers.len()];
         self.participants += 1;
         let _ = w.add.send(leg);
     }
@@ -449,10 +499,11 @@ fn run_with(o: &Options, bridge: &mut dyn Bridge, pid: Option<u32>) -> anyhow::R
     let metrics_before = monitor.metrics();
     let mut rooms = 0usize;
     let mut talkers = 0usize;
+    let mut sockets = Sockets::new(LEGS_PER_SOCKET);
     let mut add_room =
         |run: &mut Run, bridge: &mut dyn Bridge, size: usize, k: usize| -> anyhow::Result<()> {
             let id = bridge.create_room(rooms)?;
-            for (i, mut l) in room_legs(o, rooms, size, k, 0x1000_0000)?
+            for (i, mut l) in room_legs(o, &mut sockets, rooms, size, k, 0x1000_0000)?
                 .into_iter()
                 .enumerate()
             {
