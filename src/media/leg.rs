@@ -31,6 +31,7 @@ use super::rtcp::{NtpClock, Rtcp, Sent};
 use super::rtp::{self, MAX_PACKET, Outgoing, RtpError};
 use super::srtp::{SrtpKeys, SrtpSession};
 use super::telephone_event::{Dtmf, TelephoneEvents};
+use super::udp::{self, RX_BATCH, Received};
 use crate::conference::{DisconnectReason, ParticipantId};
 
 /// What signalling agreed for a leg.
@@ -221,6 +222,9 @@ pub struct RtpLeg {
     /// Larger than any packet we accept, so an oversized datagram is seen whole and refused
     /// rather than read truncated.
     buf: Box<[u8; RECEIVE_BUFFER]>,
+    /// Buffers one batched read fills (swapped with `buf` to be parsed), and what came.
+    rx_bufs: [Box<[u8; RECEIVE_BUFFER]>; RX_BATCH],
+    rx_got: [Received; RX_BATCH],
 }
 
 impl std::fmt::Debug for RtpLeg {
@@ -330,6 +334,8 @@ impl RtpLeg {
             idle_frames: 0,
             stats: LegStats::default(),
             buf: Box::new([0; RECEIVE_BUFFER]),
+            rx_bufs: std::array::from_fn(|_| Box::new([0; RECEIVE_BUFFER])),
+            rx_got: [Received::default(); RX_BATCH],
         })
     }
 
@@ -502,16 +508,25 @@ impl RtpLeg {
             self.receive_relayed(now);
             return;
         }
-        for _ in 0..MAX_READS_PER_TICK {
+        let mut reads = 0;
+        while reads < MAX_READS_PER_TICK {
             let Transport::Udp { socket, .. } = &self.transport else {
                 break;
             };
-            let (n, from) = match socket.recv_from(&mut self.buf[..]) {
-                Ok(r) => r,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => break,
-            };
-            self.datagram(now, from, n);
+            let n = udp::read_batch(socket, &mut self.rx_bufs, &mut self.rx_got);
+            for i in 0..n {
+                let Received { len, from } = self.rx_got[i];
+                // The datagram is parsed from `buf`: trade buffers rather than copy it.
+                std::mem::swap(&mut self.buf, &mut self.rx_bufs[i]);
+                if let Some(from) = from {
+                    self.datagram(now, from, len);
+                }
+            }
+            reads += n;
+            if n < RX_BATCH {
+                // Fewer than asked for: the queue is empty, no second call needed.
+                break;
+            }
         }
         for _ in 0..MAX_READS_PER_TICK {
             let Transport::Udp {

@@ -10,3 +10,4 @@ pub mod rtcp;
 pub mod rtp;
 pub mod srtp;
 pub mod telephone_event;
+pub mod udp;
