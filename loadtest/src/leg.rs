@@ -254,7 +254,9 @@ impl SimLeg {
     /// Encodes and sends this tick's packet. Listeners send silence, as phones do (a bridge
     /// counts a participant as connected once its media flows); their silent payload is
     /// encoded once and repeated, so thousands of listeners cost the generator little.
-    pub fn send(&mut self, epoch: Instant) {
+    /// Makes this tick's packet; returns its length (0: nothing to send). The packet is
+    /// [`SimLeg::packet`], sent by the leg's socket group with those of the other legs.
+    pub fn prepare(&mut self, epoch: Instant) -> usize {
         let payload_len = if self.talks() {
             self.encode_voice(epoch)
         } else {
@@ -270,7 +272,12 @@ impl SimLeg {
             self.packet[12..12 + len].copy_from_slice(&self.silence);
             len
         };
-        self.send_packet(payload_len);
+        self.header(payload_len)
+    }
+
+    /// The packet `prepare` made, `len` bytes.
+    pub fn packet(&self, len: usize) -> &[u8] {
+        &self.packet[..len.min(self.packet.len())]
     }
 
     fn encode_voice(&mut self, epoch: Instant) -> usize {
@@ -290,9 +297,10 @@ impl SimLeg {
         }
     }
 
-    fn send_packet(&mut self, payload_len: usize) {
+    /// Writes the RTP header before `payload_len` bytes of payload; the packet's length.
+    fn header(&mut self, payload_len: usize) -> usize {
         if payload_len == 0 {
-            return;
+            return 0;
         }
         let h = &mut self.packet[..12];
         h[0] = 0x80;
@@ -302,14 +310,7 @@ impl SimLeg {
         h[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
         self.seq = self.seq.wrapping_add(1);
         self.ts = self.ts.wrapping_add(self.codec.ticks());
-        if self
-            .socket
-            .send_to(&self.packet[..12 + payload_len], self.bridge)
-            .is_ok()
-            && self.measuring
-        {
-            self.counts.sent += 1;
-        }
+        12 + payload_len
     }
 
     /// Takes one datagram from the bridge; click latencies seen (ns) go into `latencies`.

@@ -12,7 +12,9 @@ pub mod measure;
 pub mod report;
 
 use std::collections::HashMap;
+use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -21,6 +23,10 @@ use anyhow::anyhow;
 use serde::Serialize;
 
 use bridges::{Bridge, Confab, Janus, Way};
+use nix::sys::socket::{
+    ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg,
+};
+
 use leg::{Clicks, Codec, SimLeg, Sockets, Voice};
 use measure::{BridgeMetrics, percentile, proc_sample};
 
@@ -192,7 +198,6 @@ fn worker(
 ) {
     let mut mine: Vec<SocketGroup> = Vec::new();
     let mut next_send = Instant::now();
-    let mut buf = [0u8; 1600];
     let mut latencies = Vec::new();
     let mut published = (0u64, 0u64, 0u64);
     while !stop.load(Ordering::Relaxed) {
@@ -209,9 +214,8 @@ fn worker(
         let on = measuring.load(Ordering::Relaxed);
         let now = Instant::now();
         if now >= next_send {
-            for l in mine.iter_mut().flat_map(|g| g.legs.iter_mut()) {
-                l.measuring = on;
-                l.send(epoch);
+            for g in &mut mine {
+                g.send(epoch, on);
             }
             if on {
                 let legs: usize = mine.iter().map(|g| g.legs.len()).sum();
@@ -224,7 +228,7 @@ fn worker(
             }
         }
         for g in &mut mine {
-            g.receive(&mut buf, epoch, &mut latencies);
+            g.receive(epoch, &mut latencies);
         }
         let (r, g) = mine
             .iter()
@@ -247,10 +251,13 @@ fn worker(
 }
 
 /// Legs that share one socket, told apart by the bridge address a packet comes from.
+/// Each tick's packets go out in one `sendmmsg`, what comes back is read by `recvmmsg`.
 struct SocketGroup {
     socket: Arc<UdpSocket>,
     legs: Vec<SimLeg>,
     by_source: HashMap<SocketAddr, usize>,
+    rx_headers: MultiHeaders<SockaddrStorage>,
+    rx_bufs: Vec<[u8; 1600]>,
 }
 
 impl SocketGroup {
@@ -259,6 +266,48 @@ impl SocketGroup {
             socket,
             legs: Vec::new(),
             by_source: HashMap::new(),
+            rx_headers: MultiHeaders::preallocate(RX_BATCH, None),
+            rx_bufs: vec![[0; 1600]; RX_BATCH],
+        }
+    }
+
+    /// Every leg's packet of this tick, in one call (or as many as the socket took).
+    fn send(&mut self, epoch: Instant, measuring: bool) {
+        let mut ready = Vec::with_capacity(self.legs.len());
+        for (i, l) in self.legs.iter_mut().enumerate() {
+            l.measuring = measuring;
+            let len = l.prepare(epoch);
+            if len > 0 {
+                ready.push((i, len));
+            }
+        }
+        if ready.is_empty() {
+            return;
+        }
+        let slices: Vec<[IoSlice; 1]> = ready
+            .iter()
+            .map(|&(i, len)| [IoSlice::new(self.legs[i].packet(len))])
+            .collect();
+        let to: Vec<Option<SockaddrStorage>> = ready
+            .iter()
+            .map(|&(i, _)| Some(SockaddrStorage::from(self.legs[i].bridge)))
+            .collect();
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(slices.len(), None);
+        let no_control: [ControlMessage; 0] = [];
+        let sent = sendmmsg(
+            self.socket.as_raw_fd(),
+            &mut headers,
+            slices.iter(),
+            &to,
+            no_control,
+            MsgFlags::MSG_DONTWAIT,
+        )
+        .map_or(0, |r| r.count());
+        drop(slices);
+        if measuring {
+            for &(i, _) in &ready[..sent.min(ready.len())] {
+                self.legs[i].counts.sent += 1;
+            }
         }
     }
 
@@ -268,14 +317,40 @@ impl SocketGroup {
     }
 
     /// Reads what arrived for these legs (bounded: a few packets per leg at most).
-    fn receive(&mut self, buf: &mut [u8], epoch: Instant, latencies: &mut Vec<u64>) {
-        for _ in 0..8 * self.legs.len().max(1) {
-            let Ok((n, from)) = self.socket.recv_from(buf) else {
-                break;
+    fn receive(&mut self, epoch: Instant, latencies: &mut Vec<u64>) {
+        for _ in 0..(8 * self.legs.len()).div_ceil(RX_BATCH).max(1) {
+            let mut got = [(0usize, None::<SocketAddr>); RX_BATCH];
+            let n = {
+                let mut slices: Vec<[IoSliceMut; 1]> = self
+                    .rx_bufs
+                    .iter_mut()
+                    .map(|b| [IoSliceMut::new(&mut b[..])])
+                    .collect();
+                let Ok(results) = recvmmsg(
+                    self.socket.as_raw_fd(),
+                    &mut self.rx_headers,
+                    slices.iter_mut(),
+                    MsgFlags::MSG_DONTWAIT,
+                    None,
+                ) else {
+                    break;
+                };
+                let mut n = 0;
+                for (slot, m) in got.iter_mut().zip(results) {
+                    let from = m.address.as_ref().and_then(|a| a.as_sockaddr_in().copied());
+                    *slot = (m.bytes, from.map(|a| SocketAddr::V4(a.into())));
+                    n += 1;
+                }
+                n
             };
-            // RTCP (the bridge's next port) and strangers match no leg.
-            if let Some(&i) = self.by_source.get(&from) {
-                self.legs[i].on_packet(&buf[..n], epoch, latencies);
+            for (i, &(len, from)) in got[..n].iter().enumerate() {
+                // RTCP (the bridge's next port) and strangers match no leg.
+                if let Some(&leg) = from.and_then(|f| self.by_source.get(&f)) {
+                    self.legs[leg].on_packet(&self.rx_bufs[i][..len], epoch, latencies);
+                }
+            }
+            if n < RX_BATCH {
+                break;
             }
         }
     }
@@ -283,6 +358,8 @@ impl SocketGroup {
 
 /// Legs per generator socket.
 const LEGS_PER_SOCKET: usize = 25;
+/// Datagrams one `recvmmsg` reads at most.
+const RX_BATCH: usize = 32;
 
 /// The legs of one room: `talkers` talking, the first of them clicking.
 fn room_legs(
