@@ -188,7 +188,7 @@ struct Worker {
     handle: std::thread::JoinHandle<()>,
 }
 
-/// Runs legs in real time: every 20 ms each talker sends, every 5 ms everyone reads.
+/// Runs legs in real time: every 20 ms every leg sends, every 5 ms everyone reads.
 fn worker(
     epoch: Instant,
     legs: mpsc::Receiver<SimLeg>,
@@ -246,7 +246,11 @@ fn worker(
         {
             all.append(&mut latencies);
         }
-        std::thread::sleep(Duration::from_millis(5));
+        // Read every 5 ms, but wake for the next send on time: a send late by a poll would be
+        // jitter the bridge's jitter buffer must absorb, i.e. latency we measured ourselves.
+        let now = Instant::now();
+        let wake = (now + Duration::from_millis(5)).min(next_send);
+        std::thread::sleep(wake.saturating_duration_since(now));
     }
 }
 
