@@ -382,7 +382,9 @@ impl Janus {
     }
 
     /// Long-polls the session for the event of `handle` (a join's answer).
-    fn event_for(&mut self, handle: u64) -> anyhow::Result<Value> {
+    /// The "joined" answer to a join on `handle`. Other events for the handle (a participant
+    /// list when an RTP participant's setup completes may come first) are passed over.
+    fn joined_event(&mut self, handle: u64) -> anyhow::Result<Value> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             let path = format!("{}/{}?maxev=10", self.path, self.session);
@@ -393,12 +395,20 @@ impl Janus {
                 other => vec![other],
             };
             for e in events {
-                if e["sender"].as_u64() == Some(handle) && e["janus"] == "event" {
+                if e["sender"].as_u64() == Some(handle)
+                    && e["plugindata"]["data"]["error"].is_string()
+                {
+                    return Err(anyhow!("janus join refused: {e}"));
+                }
+                if e["sender"].as_u64() == Some(handle)
+                    && e["janus"] == "event"
+                    && e["plugindata"]["data"]["audiobridge"] == "joined"
+                {
                     return Ok(e);
                 }
             }
         }
-        Err(anyhow!("janus: no event for handle {handle}"))
+        Err(anyhow!("janus: no joined event for handle {handle}"))
     }
 }
 
@@ -437,7 +447,7 @@ impl Bridge for Janus {
             json!({ "request": "join", "room": room, "display": name, "codec": codec,
                     "rtp": { "ip": "127.0.0.1", "port": port, "payload_type": pt } }),
         )?;
-        let e = self.event_for(handle)?;
+        let e = self.joined_event(handle)?;
         let rtp = &e["plugindata"]["data"]["rtp"];
         let port = rtp["port"]
             .as_u64()
