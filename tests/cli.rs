@@ -121,6 +121,37 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str) -> String {
     panic!("no log line containing {needle:?}");
 }
 
+/// The "confab started" line, or `None` if the process ended first (its stderr closed).
+fn started(rx: &mpsc::Receiver<String>) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("confab started") => return Some(line),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Starts `serve` from `make(sip_port, api_port)` on free ports. A port found free can be
+/// taken by another test's socket before the bridge binds it; then the bridge exits, and new
+/// ports are tried (five times at most).
+fn start_on_free_ports(
+    make: impl Fn(u16, u16) -> Command,
+) -> (Child, mpsc::Receiver<String>, u16, u16, String) {
+    for _ in 0..5 {
+        let (sip, api) = (free_port(), free_port());
+        let (mut child, rx) = start(make(sip, api));
+        if let Some(line) = started(&rx) {
+            return (child, rx, sip, api, line);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("confab did not start on free ports in five tries");
+}
+
 fn stop_with(child: &mut Child, signal: &str) {
     let status = Command::new("kill")
         .arg(format!("-{signal}"))
@@ -147,19 +178,19 @@ fn serve_runs_on_a_config_and_stops_on_signals() {
     for signal in ["TERM", "INT"] {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let (sip, api) = (free_port(), free_port());
-        let file = write(
-            &dir,
-            "confab.toml",
-            &format!(
-                "[sip]\nlisten = \"127.0.0.1:{sip}\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n[storage]\ndata_dir = \"{}\"\n",
-                data.display()
-            ),
-        );
-        let mut cmd = confab();
-        cmd.arg("serve").arg("--config").arg(&file);
-        let (mut child, rx) = start(cmd);
-        let line = wait_for_line(&rx, "confab started");
+        let (mut child, rx, sip, _, line) = start_on_free_ports(|sip, api| {
+            let file = write(
+                &dir,
+                "confab.toml",
+                &format!(
+                    "[sip]\nlisten = \"127.0.0.1:{sip}\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n[storage]\ndata_dir = \"{}\"\n",
+                    data.display()
+                ),
+            );
+            let mut cmd = confab();
+            cmd.arg("serve").arg("--config").arg(&file);
+            cmd
+        });
         assert!(line.contains(&format!("127.0.0.1:{sip}")), "{line}");
         assert!(data.is_dir(), "data directory created");
         stop_with(&mut child, signal);
@@ -175,18 +206,18 @@ fn flags_and_environment_override_the_file() {
         "confab.toml",
         "[sip]\nlisten = \"127.0.0.1:5999\"\n[api]\nlisten = \"127.0.0.1:5998\"\n",
     );
-    let (sip, api) = (free_port(), free_port());
-    let mut cmd = confab();
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(&file)
-        .arg("--sip-listen")
-        .arg(format!("127.0.0.1:{sip}"))
-        .env("CONFAB_API_LISTEN", format!("127.0.0.1:{api}"))
-        .env("CONFAB_STORAGE_DATA_DIR", dir.path().join("d"))
-        .env("CONFAB_LOG_FORMAT", "json");
-    let (mut child, rx) = start(cmd);
-    let line = wait_for_line(&rx, "confab started");
+    let (mut child, _rx, sip, api, line) = start_on_free_ports(|sip, api| {
+        let mut cmd = confab();
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&file)
+            .arg("--sip-listen")
+            .arg(format!("127.0.0.1:{sip}"))
+            .env("CONFAB_API_LISTEN", format!("127.0.0.1:{api}"))
+            .env("CONFAB_STORAGE_DATA_DIR", dir.path().join("d"))
+            .env("CONFAB_LOG_FORMAT", "json");
+        cmd
+    });
     assert!(line.starts_with('{'), "JSON log expected: {line}");
     assert!(
         line.contains(&format!("127.0.0.1:{sip}")) && line.contains(&format!("127.0.0.1:{api}")),
@@ -219,16 +250,16 @@ fn options(branch: &str, transport: &str) -> String {
 fn serve_answers_sip_over_udp_and_tcp() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
-    let sip = free_port();
-    let mut cmd = confab();
-    cmd.arg("serve")
-        .arg("--sip-listen")
-        .arg(format!("127.0.0.1:{sip}"))
-        .arg("--api-listen")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .env("CONFAB_STORAGE_DATA_DIR", dir.path().join("d"));
-    let (mut child, rx) = start(cmd);
-    wait_for_line(&rx, "confab started");
+    let (mut child, rx, sip, _, _) = start_on_free_ports(|sip, api| {
+        let mut cmd = confab();
+        cmd.arg("serve")
+            .arg("--sip-listen")
+            .arg(format!("127.0.0.1:{sip}"))
+            .arg("--api-listen")
+            .arg(format!("127.0.0.1:{api}"))
+            .env("CONFAB_STORAGE_DATA_DIR", dir.path().join("d"));
+        cmd
+    });
 
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -345,16 +376,16 @@ fn http_status(port: u16, method: &str, path: &str, body: &str) -> u16 {
 #[test]
 fn sigterm_drains_until_the_last_call_ends_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let api = free_port();
-    let mut cmd = confab();
-    cmd.arg("serve")
-        .arg("--sip-listen")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("--api-listen")
-        .arg(format!("127.0.0.1:{api}"))
-        .env("CONFAB_STORAGE_DATA_DIR", dir.path().join("d"));
-    let (mut child, rx) = start(cmd);
-    wait_for_line(&rx, "confab started");
+    let (mut child, rx, _, api, _) = start_on_free_ports(|sip, api| {
+        let mut cmd = confab();
+        cmd.arg("serve")
+            .arg("--sip-listen")
+            .arg(format!("127.0.0.1:{sip}"))
+            .arg("--api-listen")
+            .arg(format!("127.0.0.1:{api}"))
+            .env("CONFAB_STORAGE_DATA_DIR", dir.path().join("d"));
+        cmd
+    });
     assert_eq!(
         http_status(api, "POST", "/v1/conferences", r#"{"id":"7070"}"#),
         201
