@@ -84,3 +84,19 @@ fn speech_is_talking_and_quiet_is_not() {
         "onset frame {onset}, sound from frame {first_sound}"
     );
 }
+
+#[test]
+fn known_silence_decides_as_scanned_silence() {
+    // Speech, then digital silence: a detector told the frame is zeros decides exactly as one
+    // that scans it, frame by frame (also while its high-pass is still settling).
+    let speech = common::speech(8000);
+    let mut scanned = SpeechDetector::new(8000, 20, SpeechSettings::default());
+    let mut told = SpeechDetector::new(8000, 20, SpeechSettings::default());
+    let zeros = vec![0i16; 160];
+    for frame in speech.chunks_exact(160).take(100) {
+        assert_eq!(scanned.process(frame), told.process(frame));
+    }
+    for _ in 0..200 {
+        assert_eq!(scanned.process(&zeros), told.process_silence(&zeros));
+    }
+}

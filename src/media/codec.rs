@@ -266,6 +266,12 @@ impl LegDecoder {
     /// more such frame: then the resampler's history is all zeros too, so skipping it changes
     /// nothing, and the caller may skip its own analysis of the frame.
     pub fn frame(&mut self, out: &mut [i16]) -> bool {
+        self.frame_into(out, false)
+    }
+
+    /// [`LegDecoder::frame`] for a caller that knows `out` holds zeros already (the last frame
+    /// was digital silence): digital silence then writes nothing at all.
+    pub fn frame_into(&mut self, out: &mut [i16], out_is_zero: bool) -> bool {
         if !self.native.take(&mut self.frame) {
             self.frame.fill(0);
         }
@@ -275,7 +281,9 @@ impl LegDecoder {
             self.zero_run = 0;
         }
         if self.zero_run >= 2 {
-            out.fill(0);
+            if !out_is_zero {
+                out.fill(0);
+            }
             return true;
         }
         match &mut self.resampler {

@@ -216,6 +216,8 @@ pub struct RtpLeg {
     timestamp: u32,
     /// This tick's decoded audio at 48 kHz.
     frame: Vec<i16>,
+    /// `frame` holds digital silence (so it need not be zeroed or scanned again).
+    frame_is_zero: bool,
     activity: Activity,
     idle_frames: u32,
     stats: LegStats,
@@ -330,6 +332,7 @@ impl RtpLeg {
             sequence: (ssrc >> 16) as u16,
             timestamp: ssrc.rotate_left(11),
             frame: vec![0; MIX_FRAME],
+            frame_is_zero: true,
             activity: SILENT,
             idle_frames: 0,
             stats: LegStats::default(),
@@ -783,6 +786,7 @@ impl RtpLeg {
             } else {
                 if self.activity != SILENT {
                     self.frame.fill(0);
+                    self.frame_is_zero = true;
                     self.activity = SILENT;
                 }
                 return;
@@ -792,8 +796,14 @@ impl RtpLeg {
         }
         // (Digital silence skips the resampler; the speech and digit detectors still see it:
         // pauses are part of what tells speech from a steady sound, and end digits.)
-        let _digital_silence = self.decoder.frame(&mut self.frame);
-        self.activity = self.speech.process(&self.frame);
+        // A frame known to be zeros is neither written again nor scanned again.
+        let zeros = self.decoder.frame_into(&mut self.frame, self.frame_is_zero);
+        self.frame_is_zero = zeros;
+        self.activity = if zeros {
+            self.speech.process_silence(&self.frame)
+        } else {
+            self.speech.process(&self.frame)
+        };
         if let Some(detector) = &mut self.inband {
             // 48 kHz to the detector's 8 kHz: the mean of each six samples (a boxcar low-pass
             // is enough below 1.7 kHz, and no DTMF energy lies above).
