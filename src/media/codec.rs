@@ -269,6 +269,12 @@ impl LegDecoder {
         self.frame_into(out, false)
     }
 
+    /// The 20 ms frame the last [`LegDecoder::frame`] took, at the codec's own rate (what the
+    /// leg's speech detector looks at: a phone's 160 samples rather than their 960 at 48 kHz).
+    pub fn native_frame(&self) -> &[i16] {
+        &self.frame
+    }
+
     /// [`LegDecoder::frame`] for a caller that knows `out` holds zeros already (the last frame
     /// was digital silence): digital silence then writes nothing at all.
     pub fn frame_into(&mut self, out: &mut [i16], out_is_zero: bool) -> bool {

@@ -22,7 +22,7 @@ use confab_dsp::dtmf::{DtmfDetector, DtmfEvent};
 use confab_dsp::opus::OpusSettings;
 use confab_dsp::vad::{Activity, SpeechDetector, SpeechSettings};
 
-use super::codec::{Codec, LegDecoder, LegEncoder, MIX_FRAME, MIX_RATE};
+use super::codec::{Codec, LegDecoder, LegEncoder, MIX_FRAME};
 use super::jitter::{Arrival, JitterBuffer, JitterSettings, Playout};
 use super::ports::PortLease;
 use super::quality;
@@ -326,7 +326,7 @@ impl RtpLeg {
             prompt: None,
             jitter: JitterBuffer::new(JitterSettings::new(spec.codec.clock_rate())),
             decoder: LegDecoder::new(spec.codec).map_err(invalid)?,
-            speech: SpeechDetector::new(MIX_RATE, 20, SpeechSettings::default()),
+            speech: speech_detector(spec.codec),
             own: LegEncoder::new(spec.codec, spec.ptime_ms, opus).map_err(invalid)?,
             ssrc,
             sequence: (ssrc >> 16) as u16,
@@ -425,6 +425,9 @@ impl RtpLeg {
         }
         if spec.codec != self.spec.codec {
             self.jitter = JitterBuffer::new(JitterSettings::new(spec.codec.clock_rate()));
+        }
+        if spec.codec.rate() != self.spec.codec.rate() {
+            self.speech = speech_detector(spec.codec);
         }
         if spec.remote != self.spec.remote {
             self.latched = None;
@@ -799,10 +802,13 @@ impl RtpLeg {
         // A frame known to be zeros is neither written again nor scanned again.
         let zeros = self.decoder.frame_into(&mut self.frame, self.frame_is_zero);
         self.frame_is_zero = zeros;
+        // Speech is judged at the codec's rate: the same audio, a sixth of the samples for a
+        // phone.
+        let native = self.decoder.native_frame();
         self.activity = if zeros {
-            self.speech.process_silence(&self.frame)
+            self.speech.process_silence(native)
         } else {
-            self.speech.process(&self.frame)
+            self.speech.process(native)
         };
         if let Some(detector) = &mut self.inband {
             // 48 kHz to the detector's 8 kHz: the mean of each six samples (a boxcar low-pass
@@ -905,4 +911,9 @@ impl RtpLeg {
             Err(_) => self.stats.send_errors += 1,
         }
     }
+}
+
+/// The speech detector of a leg, at its codec's own rate.
+fn speech_detector(codec: Codec) -> SpeechDetector {
+    SpeechDetector::new(codec.rate().hz(), 20, SpeechSettings::default())
 }
