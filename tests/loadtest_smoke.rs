@@ -38,8 +38,15 @@ fn a_short_run_against_confab_makes_sense() {
     let server = Server::start(data.path(), None, &[]);
     let pid = server.pid();
 
-    let s = run(&options(&server, Scenario::Meetings, pid)).unwrap();
-    assert_eq!((s.participants, s.rooms, s.talkers), (30, 3, 9));
+    // With the quality room: recorded speech through the bridge, scored by PESQ.
+    let mut o = options(&server, Scenario::Meetings, pid);
+    o.pesq = true;
+    let s = run(&o).unwrap();
+    assert_eq!((s.participants, s.rooms, s.talkers), (32, 4, 10));
+    // G.711 alone scores this (synthetic) speech file 3.3 (python's audioop and pesq); the
+    // bridge adds resampling, talker selection and comfort noise in the pauses.
+    let pesq = s.pesq.expect("a PESQ score (python3 with pesq installed)");
+    assert!(pesq > 2.0 && pesq <= 4.5, "PESQ {pesq:.2}");
     assert!(s.rx_ratio > 0.97 && s.rx_ratio <= 1.01, "{s:?}");
     // Every listener of every room hears each click (3 rooms x 9 x ~10 s).
     assert!(
@@ -67,6 +74,7 @@ fn a_short_run_against_confab_makes_sense() {
         "late_ticks",
         "latency_ms",
         "capacity",
+        "pesq",
     ] {
         assert!(json.get(key).is_some(), "{key} missing");
     }

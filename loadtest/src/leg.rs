@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use confab_dsp::g711::Law;
 use confab_dsp::opus::{OpusDecoder, OpusEncoder, OpusSettings};
+use confab_dsp::resample::{Rate, Resampler};
 
 /// Codecs the generator speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -68,7 +69,42 @@ pub enum Voice {
     /// A speech-like signal: a voiced buzz with a syllable envelope, in talk spurts of 1-3 s
     /// with pauses (deterministic per seed).
     Speech(u32),
+    /// Recorded speech (10 s of English, looped), for the quality room's PESQ.
+    Recorded,
 }
+
+/// The speech test file of confab-dsp: 10 s at 16 kHz, s16le (see dsp/tests/data/README.md).
+const SPEECH_16K: &[u8] = include_bytes!("../../dsp/tests/data/speech-16k.s16");
+
+/// The recorded speech at `rate` (8, 16 or 48 kHz).
+pub fn recorded_speech(rate: u32) -> Vec<i16> {
+    let wide: Vec<i16> = SPEECH_16K
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let to = match rate {
+        8000 => Rate::Hz8000,
+        48000 => Rate::Hz48000,
+        _ => return wide,
+    };
+    let Ok(mut r) = Resampler::new(Rate::Hz16000, to) else {
+        return wide;
+    };
+    let chunk = Rate::Hz16000.samples(10);
+    let whole = &wide[..wide.len() / chunk * chunk];
+    let mut out = vec![0i16; whole.len() / chunk * to.samples(10)];
+    match r.process(whole, &mut out) {
+        Ok(n) => {
+            out.truncate(n);
+            out
+        }
+        Err(_) => wide,
+    }
+}
+
+/// Audio a leg keeps while the run is measured: what the quality room's talker sent, or what
+/// its listener decoded (at the codec's rate).
+pub type Recording = Arc<std::sync::Mutex<Vec<i16>>>;
 
 /// Per-room click bookkeeping, shared by the room's legs.
 #[derive(Debug, Default)]
@@ -130,6 +166,11 @@ pub struct SimLeg {
     packet: Vec<u8>,
     /// A listener's silent payload, encoded once.
     silence: Vec<u8>,
+    /// The recorded speech `Voice::Recorded` plays, and where it is.
+    speech: Vec<i16>,
+    speech_at: usize,
+    /// Where this leg's audio goes while measuring (the quality room's two legs).
+    pub recording: Option<Recording>,
 }
 
 /// The run's time base for clicks.
@@ -192,6 +233,13 @@ impl SimLeg {
             out: vec![0; 5760],
             packet: vec![0; 1500],
             silence: Vec::new(),
+            speech: if voice == Voice::Recorded {
+                recorded_speech(codec.rate())
+            } else {
+                Vec::new()
+            },
+            speech_at: 0,
+            recording: None,
         })
     }
 
@@ -226,6 +274,12 @@ impl SimLeg {
                 for s in &mut self.pcm[..n] {
                     *s = (self.phase.sin() * 3277.0) as i16;
                     self.phase = (self.phase + step) % (2.0 * std::f64::consts::PI);
+                }
+            }
+            Voice::Recorded => {
+                for s in &mut self.pcm[..n] {
+                    *s = self.speech.get(self.speech_at).copied().unwrap_or(0);
+                    self.speech_at = (self.speech_at + 1) % self.speech.len().max(1);
                 }
             }
             Voice::Speech(seed) => {
@@ -282,6 +336,12 @@ impl SimLeg {
 
     fn encode_voice(&mut self, epoch: Instant) -> usize {
         let n = self.voice_frame(epoch);
+        if self.measuring
+            && let Some(r) = &self.recording
+            && let Ok(mut r) = r.lock()
+        {
+            r.extend_from_slice(&self.pcm[..n]);
+        }
         self.encode_pcm(n)
     }
 
@@ -350,6 +410,12 @@ impl SimLeg {
             Decoder::G722(d) => d.decode(payload, &mut self.out),
             Decoder::Opus(d) => d.decode(payload, &mut self.out).unwrap_or(0),
         };
+        if self.measuring
+            && let Some(r) = &self.recording
+            && let Ok(mut r) = r.lock()
+        {
+            r.extend_from_slice(&self.out[..samples]);
+        }
         let peak = self.out[..samples]
             .iter()
             .map(|s| s.unsigned_abs())

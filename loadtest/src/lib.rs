@@ -9,6 +9,7 @@ pub mod bridges;
 pub mod http;
 pub mod leg;
 pub mod measure;
+pub mod quality;
 pub mod report;
 
 use std::collections::HashMap;
@@ -89,6 +90,8 @@ pub struct Options {
     pub threads: usize,
     /// Decode one listener in this many (Opus decoding is costly for the generator).
     pub decode_every: usize,
+    /// A quality room scored with PESQ (see `quality`).
+    pub pesq: bool,
     pub progress: bool,
 }
 
@@ -116,6 +119,7 @@ impl Default for Options {
             step_time: Duration::from_secs(8),
             threads: 2,
             decode_every: 1,
+            pesq: false,
             progress: false,
         }
     }
@@ -168,6 +172,8 @@ pub struct Summary {
     pub latency_ms: Latency,
     /// Ramp: participants at the last step the bridge kept up with.
     pub capacity: Option<usize>,
+    /// PESQ (MOS-LQO, ITU-T P.862) of the quality room's listener, with `--pesq`.
+    pub pesq: Option<f64>,
     pub steps: Vec<Step>,
     pub timeline: Vec<Sample>,
     /// Latencies (ms), sorted, for the CDF.
@@ -581,6 +587,21 @@ fn run_with(o: &Options, bridge: &mut dyn Bridge, pid: Option<u32>) -> anyhow::R
     let mut rooms = 0usize;
     let mut talkers = 0usize;
     let mut sockets = Sockets::new(LEGS_PER_SOCKET);
+    // The quality room comes first, so that it is heard through the whole run.
+    let quality = if o.pesq && o.scenario != Scenario::Idle {
+        let id = bridge.create_room(rooms)?;
+        let mut room = quality::Room::new(o.codec, &mut sockets)?;
+        let [mut talker, mut listener] = room.legs()?;
+        bridge.join(&id, &mut talker, &format!("quality-{rooms}-talker"))?;
+        bridge.join(&id, &mut listener, &format!("quality-{rooms}-listener"))?;
+        run.add(talker);
+        run.add(listener);
+        rooms += 1;
+        talkers += 1;
+        Some(room)
+    } else {
+        None
+    };
     let mut add_room =
         |run: &mut Run, bridge: &mut dyn Bridge, size: usize, k: usize| -> anyhow::Result<()> {
             let id = bridge.create_room(rooms)?;
@@ -683,6 +704,7 @@ fn run_with(o: &Options, bridge: &mut dyn Bridge, pid: Option<u32>) -> anyhow::R
     let gaps = run.totals.gaps.load(Ordering::Relaxed);
     let rss = pid.and_then(proc_sample).map(|s| s.rss_mb);
     run.finish();
+    let pesq = quality.and_then(|q| q.score());
     let metrics_after = monitor.metrics();
     let mut latencies_ms: Vec<f64> = latencies_all.iter().map(|n| *n as f64 / 1e6).collect();
     latencies_ms.sort_by(f64::total_cmp);
@@ -716,6 +738,7 @@ fn run_with(o: &Options, bridge: &mut dyn Bridge, pid: Option<u32>) -> anyhow::R
             _ => None,
         },
         max_load_ratio: max_load,
+        pesq,
         latency_ms: Latency {
             p50: percentile(&latencies_ms, 50.0),
             p99: percentile(&latencies_ms, 99.0),
@@ -767,6 +790,9 @@ pub fn table(s: &Summary) -> String {
     ];
     if let Some(c) = s.capacity {
         rows.push(("capacity", format!("{c} participants")));
+    }
+    if let Some(p) = s.pesq {
+        rows.push(("PESQ (quality room)", format!("{p:.2}")));
     }
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.iter()

@@ -71,6 +71,10 @@ struct Args {
     /// Decode one listener in N (all talkers always decode).
     #[arg(long, default_value_t = 1)]
     decode_every: usize,
+    /// Add a quality room (a talker playing recorded speech, a listener recording what it
+    /// hears) and score it with PESQ (python3 with the `pesq` package).
+    #[arg(long)]
+    pesq: bool,
     /// Write the figures as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -114,6 +118,7 @@ fn main() -> anyhow::Result<()> {
             step_time: Duration::from_secs(a.step_secs.max(1)),
             threads: a.threads.clamp(1, 16),
             decode_every: a.decode_every.max(1),
+            pesq: a.pesq,
             progress: std::io::stderr().is_terminal(),
         };
         let s = run(&o)?;
