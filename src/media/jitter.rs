@@ -94,6 +94,13 @@ const MAX_TIMESTAMP_JUMP_SECONDS: u64 = 10;
 const MAX_DRY_FRAMES: u32 = 5;
 /// Frames of consistent surplus or deficit before drift is corrected.
 const DRIFT_PATIENCE: u32 = 25;
+/// Frames above the target by more than [`EXCESS_FRAMES`] before a packet is skipped even
+/// while audio plays: a burst (a stalled sender, a stalled network) must not leave a talker who
+/// never pauses (music, a tone, a monologue) that much later for the rest of the call. One
+/// 20 ms skip a second at most, as PJMEDIA's progressive discard does.
+const EXCESS_PATIENCE: u32 = 50;
+/// Frames of delay beyond the target that count as excess.
+const EXCESS_FRAMES: u64 = 3;
 
 #[derive(Debug)]
 struct Slot {
@@ -121,6 +128,8 @@ pub struct JitterBuffer {
     last_transit: Option<i64>,
     epoch: Option<Instant>,
     surplus_frames: u32,
+    /// Frames in a row the depth has been more than `EXCESS_FRAMES` above the target.
+    excess_frames: u32,
     deficit_frames: u32,
     dry_frames: u32,
     stats: JitterStats,
@@ -147,6 +156,7 @@ impl JitterBuffer {
             last_transit: None,
             epoch: None,
             surplus_frames: 0,
+            excess_frames: 0,
             deficit_frames: 0,
             dry_frames: 0,
             stats: JitterStats::default(),
@@ -223,6 +233,7 @@ impl JitterBuffer {
         self.last_transit = None;
         self.jitter16 = 0;
         self.surplus_frames = 0;
+        self.excess_frames = 0;
         self.deficit_frames = 0;
     }
 
@@ -396,18 +407,27 @@ impl JitterBuffer {
         } else {
             self.surplus_frames = 0;
         }
+        if depth > target + EXCESS_FRAMES * frame {
+            self.excess_frames += 1;
+        } else {
+            self.excess_frames = 0;
+        }
         if depth + frame / 2 < target {
             self.deficit_frames += 1;
         } else {
             self.deficit_frames = 0;
         }
         let mut next = next;
-        if depth > cap || (silent && self.surplus_frames >= DRIFT_PATIENCE) {
+        if depth > cap
+            || (silent && self.surplus_frames >= DRIFT_PATIENCE)
+            || self.excess_frames >= EXCESS_PATIENCE
+        {
             // Skip one packet (the oldest) to bring the depth back.
             self.discard(next);
             next += 1;
             self.stats.skipped += 1;
             self.surplus_frames = 0;
+            self.excess_frames = 0;
         } else if silent && self.deficit_frames >= DRIFT_PATIENCE {
             self.deficit_frames = 0;
             self.stats.stretched += 1;
@@ -669,6 +689,50 @@ mod tests {
         );
         assert!(stats.too_late as f64 <= sent as f64 * 0.03, "{stats:?}");
         assert!(concealed >= missing - stats.skipped, "gaps are concealed");
+    }
+
+    #[test]
+    fn a_burst_does_not_leave_a_talker_who_never_pauses_late() {
+        // A steady tone (never silent) whose packets 50..60 were held up 150 ms and came in a
+        // burst: the buffer grew to hold them. It gives the excess back a frame a second at
+        // most, while audio plays, until it is near the target again.
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterSettings::new(8000));
+        let payload = [0u8; 160];
+        let mut skipped_early = 0;
+        for tick in 0..1500u64 {
+            let now = t0 + Duration::from_millis(20 * tick);
+            let arriving: Vec<u64> = match tick {
+                50..=57 => vec![],
+                58 => (50..=58).collect(),
+                t => vec![t],
+            };
+            for k in arriving {
+                jb.insert(
+                    now,
+                    Arrival {
+                        ssrc: 1,
+                        sequence: k as u16,
+                        timestamp: (k * 160) as u32,
+                        payload: &payload,
+                    },
+                );
+            }
+            let _ = jb.pop(false);
+            if tick == 100 {
+                skipped_early = jb.stats().skipped;
+            }
+        }
+        let stats = jb.stats();
+        let depth = jb.depth();
+        let target = Duration::from_micros(jb.target_ticks() * 1_000_000 / 8000);
+        assert!(
+            depth <= target + Duration::from_millis(60),
+            "depth {depth:?} against a target of {target:?}: {stats:?}"
+        );
+        // Not all at once: no more than one skip a second.
+        assert!(skipped_early <= 2, "{stats:?}");
+        assert!(stats.skipped >= 1 && stats.skipped <= 30, "{stats:?}");
     }
 
     #[test]
