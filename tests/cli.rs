@@ -152,6 +152,18 @@ fn start_on_free_ports(
     panic!("confab did not start on free ports in five tries");
 }
 
+/// `serve` on these SIP and API ports by flags, its data in `dir`.
+fn serve_by_flags(dir: &tempfile::TempDir, sip: u16, api: u16) -> Command {
+    let mut cmd = confab();
+    cmd.arg("serve")
+        .arg("--sip-listen")
+        .arg(format!("127.0.0.1:{sip}"))
+        .arg("--api-listen")
+        .arg(format!("127.0.0.1:{api}"))
+        .env("CONFAB_STORAGE_DATA_DIR", dir.path().join("d"));
+    cmd
+}
+
 fn stop_with(child: &mut Child, signal: &str) {
     let status = Command::new("kill")
         .arg(format!("-{signal}"))
@@ -250,16 +262,7 @@ fn options(branch: &str, transport: &str) -> String {
 fn serve_answers_sip_over_udp_and_tcp() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, rx, sip, _, _) = start_on_free_ports(|sip, api| {
-        let mut cmd = confab();
-        cmd.arg("serve")
-            .arg("--sip-listen")
-            .arg(format!("127.0.0.1:{sip}"))
-            .arg("--api-listen")
-            .arg(format!("127.0.0.1:{api}"))
-            .env("CONFAB_STORAGE_DATA_DIR", dir.path().join("d"));
-        cmd
-    });
+    let (mut child, rx, sip, _, _) = start_on_free_ports(|sip, api| serve_by_flags(&dir, sip, api));
 
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -376,16 +379,7 @@ fn http_status(port: u16, method: &str, path: &str, body: &str) -> u16 {
 #[test]
 fn sigterm_drains_until_the_last_call_ends_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, rx, _, api, _) = start_on_free_ports(|sip, api| {
-        let mut cmd = confab();
-        cmd.arg("serve")
-            .arg("--sip-listen")
-            .arg(format!("127.0.0.1:{sip}"))
-            .arg("--api-listen")
-            .arg(format!("127.0.0.1:{api}"))
-            .env("CONFAB_STORAGE_DATA_DIR", dir.path().join("d"));
-        cmd
-    });
+    let (mut child, rx, _, api, _) = start_on_free_ports(|sip, api| serve_by_flags(&dir, sip, api));
     assert_eq!(
         http_status(api, "POST", "/v1/conferences", r#"{"id":"7070"}"#),
         201
