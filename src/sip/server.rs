@@ -255,6 +255,9 @@ struct Shell {
     dispatcher: Option<SocketAddr>,
     /// Callers to send elsewhere (REFER), taken by the serving loop.
     refers: Vec<(ParticipantId, String)>,
+    /// Controls for the engine, applied in the order they were made by one thread (a 180
+    /// then a 486 then the removal of a busy callee must not overtake each other).
+    controls: Option<std::sync::mpsc::Sender<(String, Control)>>,
 }
 
 /// A dial-out ready to be sent.
@@ -289,6 +292,23 @@ async fn serve(
     let (joins_tx, mut joins) = mpsc::channel(1024);
     let (moves_tx, mut moves) = mpsc::channel(1024);
     let (started_tx, mut started) = mpsc::channel(256);
+    let controls = {
+        let engine = Arc::clone(&engine);
+        let (tx, rx) = std::sync::mpsc::channel::<(String, Control)>();
+        std::thread::Builder::new()
+            .name("confab-sip-controls".into())
+            .spawn(move || {
+                // Ends when the shell (the only sender) is dropped.
+                while let Ok((meeting, control)) = rx.recv() {
+                    if let Err(e) = engine.control(&meeting, control) {
+                        debug!(error = %e, "sip: engine control");
+                    }
+                }
+            })
+            .inspect_err(|e| warn!(error = %e, "sip: no control thread, controls run unordered"))
+            .ok()
+            .map(|_| tx)
+    };
     let mut shell = Shell {
         engine,
         udp: Arc::clone(&udp),
@@ -306,6 +326,7 @@ async fn serve(
         started: started_tx,
         dispatcher,
         refers: Vec::new(),
+        controls,
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -733,6 +754,13 @@ impl Shell {
     fn control(&mut self, participant: ParticipantId, control: Control) {
         let Some(meeting) = self.meetings.get(&participant).cloned() else {
             return;
+        };
+        let control = match &self.controls {
+            Some(tx) => match tx.send((meeting.clone(), control)) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError((_, control))) => control,
+            },
+            None => control,
         };
         let engine = Arc::clone(&self.engine);
         tokio::task::spawn_blocking(move || {
