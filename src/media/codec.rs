@@ -261,23 +261,19 @@ impl LegDecoder {
         self.conceal();
     }
 
-    /// Takes the next 20 ms and writes it at 48 kHz into `out` (960 samples); silence when
-    /// nothing is buffered. Returns true when the frame is digital silence after at least one
-    /// more such frame: then the resampler's history is all zeros too, so skipping it changes
-    /// nothing, and the caller may skip its own analysis of the frame.
-    pub fn frame(&mut self, out: &mut [i16]) -> bool {
-        self.frame_into(out, false)
-    }
-
     /// The 20 ms frame the last [`LegDecoder::frame`] took, at the codec's own rate (what the
     /// leg's speech detector looks at: a phone's 160 samples rather than their 960 at 48 kHz).
     pub fn native_frame(&self) -> &[i16] {
         &self.frame
     }
 
-    /// [`LegDecoder::frame`] for a caller that knows `out` holds zeros already (the last frame
-    /// was digital silence): digital silence then writes nothing at all.
-    pub fn frame_into(&mut self, out: &mut [i16], out_is_zero: bool) -> bool {
+    /// Takes the next 20 ms and writes it at 48 kHz into `out` (960 samples); silence when
+    /// nothing is buffered. Returns true when the frame is digital silence after at least one
+    /// more such frame: then the resampler's history is all zeros too, so skipping it changes
+    /// nothing, and the caller may skip its own analysis of the frame.
+    /// `out_is_zero`: the caller knows `out` holds zeros already (its last frame was digital
+    /// silence), so digital silence writes nothing at all.
+    pub fn frame(&mut self, out: &mut [i16], out_is_zero: bool) -> bool {
         if !self.native.take(&mut self.frame) {
             self.frame.fill(0);
         }
@@ -427,7 +423,7 @@ mod tests {
                     while let Some(n) = enc.pull_packet(&mut payload) {
                         dec.decode(&payload[..n]);
                     }
-                    dec.frame(&mut frame);
+                    dec.frame(&mut frame, false);
                     out.extend_from_slice(&frame);
                 }
                 let level = tone_level_dbov(&out[MIX_FRAME * 10..], MIX_RATE, 1000.0);
@@ -451,6 +447,6 @@ mod tests {
         let mut dec = LegDecoder::new(Codec::Opus).unwrap();
         assert_eq!(dec.decode(&[0xFF, 0xFF, 0xFF]), Decoded::Malformed);
         let mut frame = [0i16; MIX_FRAME];
-        dec.frame(&mut frame);
+        dec.frame(&mut frame, false);
     }
 }

@@ -800,7 +800,7 @@ impl RtpLeg {
         // (Digital silence skips the resampler; the speech and digit detectors still see it:
         // pauses are part of what tells speech from a steady sound, and end digits.)
         // A frame known to be zeros is neither written again nor scanned again.
-        let zeros = self.decoder.frame_into(&mut self.frame, self.frame_is_zero);
+        let zeros = self.decoder.frame(&mut self.frame, self.frame_is_zero);
         self.frame_is_zero = zeros;
         // Speech is judged at the codec's rate: the same audio, a sixth of the samples for a
         // phone.

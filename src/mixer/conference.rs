@@ -82,11 +82,10 @@ pub struct ConferenceMedia {
     /// For each leg, the group whose packets it is sent this tick (or `NO_GROUP`).
     send_plan: Vec<usize>,
     /// Kept between ticks for their capacity: the half of the legs that goes to the helper,
-    /// their send plan, and who they are (should the helper be lost with them).
+    /// and their send plan.
     #[allow(clippy::vec_box)]
     away_legs: Vec<Box<RtpLeg>>,
     away_plan: Vec<usize>,
-    away_ids: Vec<ParticipantId>,
     talkers: Talkers,
     dominant: DominantSpeaker<ParticipantId>,
     mixer: Mixer,
@@ -128,7 +127,6 @@ impl ConferenceMedia {
             send_plan: Vec::new(),
             away_legs: Vec::new(),
             away_plan: Vec::new(),
-            away_ids: Vec::new(),
             talkers: Talkers::new(max_talkers),
             dominant: DominantSpeaker::new(),
             mixer: Mixer::new(MIX_FRAME),
@@ -318,7 +316,6 @@ impl ConferenceMedia {
         self.send_plan.reserve(n);
         self.away_plan.reserve(n);
         self.away_legs.reserve(n);
-        self.away_ids.reserve(n);
     }
 
     /// A leg, to act on it between ticks.

@@ -61,15 +61,32 @@ pub struct Outbound {
     pub csrc_count: usize,
 }
 
+/// One phase's per-leg work on `legs`, the same on either thread; `plan` is each leg's group
+/// when sending (unused when receiving).
+pub fn work(phase: Phase, legs: &mut [Box<RtpLeg>], plan: &[usize], now: Instant, out: &Outbound) {
+    match phase {
+        Phase::Receive => {
+            for leg in legs {
+                receive_leg(leg, now);
+            }
+        }
+        Phase::Send => {
+            for (leg, &group) in legs.iter_mut().zip(plan) {
+                send_leg(leg, group, out);
+            }
+        }
+    }
+}
+
 /// A leg's share of the first phase: read what arrived, run its timers, make this tick's frame.
-pub fn receive_leg(leg: &mut RtpLeg, now: Instant) {
+fn receive_leg(leg: &mut RtpLeg, now: Instant) {
     leg.receive(now);
     leg.maintain(now);
     leg.produce_frame();
 }
 
 /// A listener's share of the second phase: its group's packets, under its own header.
-pub fn send_leg(leg: &mut RtpLeg, group: usize, out: &Outbound) {
+fn send_leg(leg: &mut RtpLeg, group: usize, out: &Outbound) {
     let Some(g) = out.groups.get(group) else {
         return;
     };
@@ -99,8 +116,8 @@ pub struct Job {
     /// Send: each leg's group (or [`NO_GROUP`]); kept for its capacity otherwise.
     pub groups: Vec<usize>,
     pub now: Instant,
-    /// Send: the packets to send.
-    pub outbound: Option<Arc<Outbound>>,
+    /// The packets to send (read when sending).
+    pub outbound: Arc<Outbound>,
 }
 
 /// The legs of a job, handed back.
@@ -143,19 +160,7 @@ impl LegHelper {
                         now,
                         outbound,
                     } = job;
-                    match (phase, &outbound) {
-                        (Phase::Receive, _) => {
-                            for leg in &mut legs {
-                                receive_leg(leg, now);
-                            }
-                        }
-                        (Phase::Send, Some(out)) => {
-                            for (leg, &group) in legs.iter_mut().zip(&groups) {
-                                send_leg(leg, group, out);
-                            }
-                        }
-                        (Phase::Send, None) => {}
-                    }
+                    work(phase, &mut legs, &groups, now, &outbound);
                     // Let go of the packets before answering: the conference writes the next
                     // tick's into the same buffers once it is the only owner again.
                     drop(outbound);

@@ -253,14 +253,12 @@ impl ConferenceMedia {
         if phase == Phase::Send {
             plan.extend_from_slice(&self.send_plan[half..]);
         }
-        self.away_ids.clear();
-        self.away_ids.extend(legs.iter().map(|l| l.participant));
         let job = Job {
             phase,
             legs,
             groups: plan,
             now,
-            outbound: (phase == Phase::Send).then(|| Arc::clone(&self.outbound)),
+            outbound: Arc::clone(&self.outbound),
         };
         match helper.start(job) {
             Ok(()) => {
@@ -288,31 +286,29 @@ impl ConferenceMedia {
     }
 
     fn per_leg_here(&mut self, phase: Phase, now: Instant, slots: std::ops::Range<usize>) {
-        match phase {
-            Phase::Receive => {
-                for leg in &mut self.legs[slots] {
-                    helper::receive_leg(leg, now);
-                }
-            }
-            Phase::Send => {
-                let out = &*self.outbound;
-                for (leg, &group) in self.legs[slots.clone()]
-                    .iter_mut()
-                    .zip(&self.send_plan[slots])
-                {
-                    helper::send_leg(leg, group, out);
-                }
-            }
-        }
+        let plan = match phase {
+            Phase::Receive => &[][..],
+            Phase::Send => &self.send_plan[slots.clone()],
+        };
+        helper::work(phase, &mut self.legs[slots], plan, now, &self.outbound);
     }
 
-    /// The helper died (a panic) holding legs: their participants are disconnected and the
-    /// conference goes on with the legs it has. Allocates; it cannot happen but by a bug.
+    /// The helper died (a panic) holding legs: the participants left without a leg (present
+    /// and past inviting) are disconnected and the conference goes on with the legs it has.
+    /// Allocates; it cannot happen but by a bug.
     fn lost_with_helper(&mut self) {
         let n = self.legs.len();
         self.leg_groups.truncate(n);
         self.send_plan.truncate(n);
-        for &id in &self.away_ids {
+        let lost: Vec<_> = self
+            .roster
+            .participants()
+            .iter()
+            .filter(|p| matches!(p.state, State::Connecting | State::Connected))
+            .map(|p| p.id)
+            .filter(|id| !self.legs.iter().any(|l| l.participant == *id))
+            .collect();
+        for id in lost {
             let _ = self.roster.disconnect(id, DisconnectReason::MediaTimeout);
             self.dominant.remove(id);
         }
