@@ -82,23 +82,28 @@ pub fn recorded_speech(rate: u32) -> Vec<i16> {
         .chunks_exact(2)
         .map(|b| i16::from_le_bytes([b[0], b[1]]))
         .collect();
-    let to = match rate {
-        8000 => Rate::Hz8000,
-        48000 => Rate::Hz48000,
-        _ => return wide,
+    match rate {
+        8000 => resample(&wide, Rate::Hz16000, Rate::Hz8000),
+        48000 => resample(&wide, Rate::Hz16000, Rate::Hz48000),
+        _ => wide,
+    }
+}
+
+/// `audio` from `from` to `to`, whole 10 ms chunks (a partial last chunk is dropped); empty
+/// if the rates cannot be converted.
+pub fn resample(audio: &[i16], from: Rate, to: Rate) -> Vec<i16> {
+    let Ok(mut r) = Resampler::new(from, to) else {
+        return Vec::new();
     };
-    let Ok(mut r) = Resampler::new(Rate::Hz16000, to) else {
-        return wide;
-    };
-    let chunk = Rate::Hz16000.samples(10);
-    let whole = &wide[..wide.len() / chunk * chunk];
+    let chunk = from.samples(10);
+    let whole = &audio[..audio.len() / chunk * chunk];
     let mut out = vec![0i16; whole.len() / chunk * to.samples(10)];
     match r.process(whole, &mut out) {
         Ok(n) => {
             out.truncate(n);
             out
         }
-        Err(_) => wide,
+        Err(_) => Vec::new(),
     }
 }
 

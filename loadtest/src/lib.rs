@@ -268,6 +268,8 @@ struct SocketGroup {
     by_source: HashMap<SocketAddr, usize>,
     rx_headers: MultiHeaders<SockaddrStorage>,
     rx_bufs: Vec<[u8; 1600]>,
+    /// Headers for one packet per leg, made again when a leg joins the group.
+    tx_headers: MultiHeaders<SockaddrStorage>,
 }
 
 impl SocketGroup {
@@ -278,6 +280,7 @@ impl SocketGroup {
             by_source: HashMap::new(),
             rx_headers: MultiHeaders::preallocate(RX_BATCH, None),
             rx_bufs: vec![[0; 1600]; RX_BATCH],
+            tx_headers: MultiHeaders::preallocate(1, None),
         }
     }
 
@@ -302,11 +305,10 @@ impl SocketGroup {
             .iter()
             .map(|&(i, _)| Some(SockaddrStorage::from(self.legs[i].bridge)))
             .collect();
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(slices.len(), None);
         let no_control: [ControlMessage; 0] = [];
         let sent = sendmmsg(
             self.socket.as_raw_fd(),
-            &mut headers,
+            &mut self.tx_headers,
             slices.iter(),
             &to,
             no_control,
@@ -324,6 +326,7 @@ impl SocketGroup {
     fn add(&mut self, leg: SimLeg) {
         self.by_source.insert(leg.bridge, self.legs.len());
         self.legs.push(leg);
+        self.tx_headers = MultiHeaders::preallocate(self.legs.len(), None);
     }
 
     /// Reads what arrived for these legs (bounded: a few packets per leg at most).

@@ -8,9 +8,9 @@
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use confab_dsp::resample::{Rate, Resampler};
+use confab_dsp::resample::Rate;
 
-use crate::leg::{Clicks, Codec, Recording, SimLeg, Sockets, Voice};
+use crate::leg::{Clicks, Codec, Recording, SimLeg, Sockets, Voice, resample};
 
 /// The two legs' recordings.
 pub struct Room {
@@ -74,8 +74,8 @@ impl Room {
             Codec::Pcmu => (8000, "nb"),
             Codec::G722 => (16000, "wb"),
             Codec::Opus => {
-                sent = to_16k(&sent);
-                heard = to_16k(&heard);
+                sent = resample(&sent, Rate::Hz48000, Rate::Hz16000);
+                heard = resample(&heard, Rate::Hz48000, Rate::Hz16000);
                 (16000, "wb")
             }
         };
@@ -91,23 +91,6 @@ impl Room {
                 None
             }
         }
-    }
-}
-
-/// 48 kHz to 16 kHz (whole 10 ms chunks).
-fn to_16k(audio: &[i16]) -> Vec<i16> {
-    let Ok(mut r) = Resampler::new(Rate::Hz48000, Rate::Hz16000) else {
-        return Vec::new();
-    };
-    let chunk = Rate::Hz48000.samples(10);
-    let whole = &audio[..audio.len() / chunk * chunk];
-    let mut out = vec![0i16; whole.len() / 3];
-    match r.process(whole, &mut out) {
-        Ok(n) => {
-            out.truncate(n);
-            out
-        }
-        Err(_) => Vec::new(),
     }
 }
 
