@@ -310,7 +310,9 @@ fn a_peer_closing_dtls_has_hung_up() {
     // Well before any consent or media timeout (30 s).
     let p = one_peer_ends(&[], "--close", Duration::from_secs(10));
     assert_eq!(p["disconnect_reason"], "hangup", "{p}");
-    assert!(started.elapsed() < Duration::from_secs(15));
+    // Before the 30 s consent timeout could have ended it (the reason says so too); the
+    // server's and aiortc's start-up count here, which on a loaded CI machine took over 15 s.
+    assert!(started.elapsed() < Duration::from_secs(30));
 }
 
 #[test]
