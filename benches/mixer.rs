@@ -1,6 +1,7 @@
 //! Cost of one mixer tick against conference size: `cargo bench --bench mixer`.
-//! Three talkers (PCMU, G.722, Opus) and N PCMU listeners on real loopback sockets; a tick
-//! includes reading, decoding, detection, mixing, the encodes and one send per leg.
+//! Three talkers (PCMU, G.722, Opus: a 48 kHz mix; or three PCMU phones: an 8 kHz mix) and N
+//! PCMU listeners on real loopback sockets; a tick includes reading, decoding, detection,
+//! mixing, the encodes and one send per leg.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 use confab::conference::{Joining, ParticipantId, Policy, Role};
-use confab::media::codec::{Codec, LegEncoder, MIX_FRAME, MIX_RATE};
+use confab::media::codec::{Codec, LegEncoder, MIX_FRAME, MIX_RATE, WIDEST_MIX};
 use confab::media::leg::{LegSpec, LegTimers, RtpLeg};
 use confab::media::ports::PortPool;
 use confab::media::rtp::{self, Outgoing};
@@ -24,8 +25,8 @@ struct Talker {
 }
 
 fn talker(codec: Codec, pt: u8, freq: f32, to: SocketAddr, socket: UdpSocket) -> Talker {
-    let mut enc =
-        LegEncoder::new(codec, 20, OpusSettings::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut enc = LegEncoder::new(codec, 20, OpusSettings::default(), WIDEST_MIX)
+        .unwrap_or_else(|e| panic!("{e}"));
     let tone = confab_dsp::signal::sine(MIX_RATE, freq, -20.0, MIX_FRAME * 50);
     let mut packets = Vec::new();
     let mut payload = [0u8; 1500];
@@ -55,7 +56,23 @@ fn talker(codec: Codec, pt: u8, freq: f32, to: SocketAddr, socket: UdpSocket) ->
     }
 }
 
-fn setup(listeners: usize, base: u16) -> (ConferenceMedia, Vec<Talker>, UdpSocket, Instant) {
+/// The talkers of the wideband meeting and of the phones' meeting: (codec, payload type, tone).
+const MIXED: [(Codec, u8, f32); 3] = [
+    (Codec::Pcmu, 0, 440.0),
+    (Codec::G722, 9, 660.0),
+    (Codec::Opus, 111, 880.0),
+];
+const PHONES: [(Codec, u8, f32); 3] = [
+    (Codec::Pcmu, 0, 440.0),
+    (Codec::Pcmu, 0, 660.0),
+    (Codec::Pcmu, 0, 880.0),
+];
+
+fn setup(
+    talking: &[(Codec, u8, f32)],
+    listeners: usize,
+    base: u16,
+) -> (ConferenceMedia, Vec<Talker>, UdpSocket, Instant) {
     let pool = PortPool::new(
         IpAddr::from([127, 0, 0, 1]),
         base,
@@ -100,11 +117,7 @@ fn setup(listeners: usize, base: u16) -> (ConferenceMedia, Vec<Talker>, UdpSocke
         local
     };
     let mut talkers = Vec::new();
-    for (codec, pt, f) in [
-        (Codec::Pcmu, 0, 440.0),
-        (Codec::G722, 9, 660.0),
-        (Codec::Opus, 111, 880.0),
-    ] {
+    for &(codec, pt, f) in talking {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         let _ = socket.set_nonblocking(true);
         let local = socket.local_addr().unwrap_or_else(|e| panic!("{e}"));
@@ -127,12 +140,27 @@ fn setup(listeners: usize, base: u16) -> (ConferenceMedia, Vec<Talker>, UdpSocke
 }
 
 fn tick_cost(c: &mut Criterion) {
-    let mut g = c.benchmark_group("mixer_tick_3_talkers");
-    g.sample_size(20);
     let mut base = 30000;
-    for listeners in [10usize, 100, 1000] {
-        let (mut conference, mut talkers, sink, t0) = setup(listeners, base);
-        base += 2 * (listeners as u16 + 20);
+    for (name, talking, sizes) in [
+        ("mixer_tick_3_talkers", &MIXED, &[10usize, 100, 1000][..]),
+        ("mixer_tick_3_phones", &PHONES, &[10usize, 100][..]),
+    ] {
+        tick_group(c, name, talking, sizes, &mut base);
+    }
+}
+
+fn tick_group(
+    c: &mut Criterion,
+    name: &str,
+    talking: &[(Codec, u8, f32)],
+    sizes: &[usize],
+    base: &mut u16,
+) {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(20);
+    for &listeners in sizes {
+        let (mut conference, mut talkers, sink, t0) = setup(talking, listeners, *base);
+        *base += 2 * (listeners as u16 + 20);
         let mut tick = 0u64;
         g.bench_with_input(
             BenchmarkId::from_parameter(listeners + 3),

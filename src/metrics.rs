@@ -202,6 +202,7 @@ pub fn render(
     let mut by_state = [0i64; 3];
     let (mut jitter_sum, mut legs_present) = (0.0, 0usize);
     let conference_participants = Family::<Labels, Gauge>::default();
+    let conference_mix_rate = Family::<Labels, Gauge>::default();
     let mut conferences = 0i64;
     for s in &snapshots {
         legs.merge(&s.legs);
@@ -219,6 +220,9 @@ pub fn render(
             conference_participants
                 .get_or_create(&labels(&[("conference", &c.id)]))
                 .set(c.participants.iter().sum::<usize>() as i64);
+            conference_mix_rate
+                .get_or_create(&labels(&[("conference", &c.id)]))
+                .set(i64::from(c.mix_rate_hz));
         }
     }
 
@@ -236,6 +240,11 @@ pub fn render(
         "confab_conference_participants",
         "Participants present in each conference",
         conference_participants,
+    );
+    registry.register(
+        "confab_conference_mix_rate_hz",
+        "The rate each conference mixes at (the highest of its legs' codec rates)",
+        conference_mix_rate,
     );
 
     let packets = Family::<Labels, Counter>::default();

@@ -12,6 +12,7 @@ use confab::engine::{Engine, Joiner};
 use confab::media::codec::Codec;
 use confab::media::leg::LegSpec;
 use confab::media::srtp::{SrtpKeys, SrtpSuite};
+use confab::mixer::Control;
 use support::Endpoint;
 
 fn join(engine: &Engine, conference: &str, e: &Endpoint, name: &str) -> std::net::SocketAddr {
@@ -161,4 +162,101 @@ fn three_codecs_over_sdes_srtp_and_forgeries_are_refused() {
     }
     let stats = engine.leg_stats("2000", ids[0]).unwrap();
     assert!(stats.dropped_srtp_auth >= 50, "{stats:?}");
+}
+
+/// The rate conference `id` mixes at, from the mixer threads' figures.
+fn mix_rate(engine: &Engine, id: &str) -> u32 {
+    engine
+        .snapshots()
+        .iter()
+        .flat_map(|s| &s.conferences)
+        .find(|c| c.id == id)
+        .map(|c| c.mix_rate_hz)
+        .unwrap()
+}
+
+#[test]
+fn a_phone_meeting_mixes_at_8k_until_a_wideband_leg_joins() {
+    let _turn = support::exclusive();
+    let engine = support::engine(Duration::from_secs(30));
+    engine.create_conference("1001", Policy::default()).unwrap();
+    let mut a = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 11);
+    let mut b = Endpoint::new(Codec::Pcmu, 660.0, -20.0, 12);
+    let (_, to_a) = join_with(&engine, "1001", &a, "a", None);
+    let (_, to_b) = join_with(&engine, "1001", &b, "b", None);
+    support::run(
+        &mut [(&mut a, to_a), (&mut b, to_b)],
+        Duration::from_secs(2),
+        |_| {},
+    );
+    assert_eq!(mix_rate(&engine, "1001"), 8000);
+    for (e, other) in [(&a, 660.0), (&b, 440.0)] {
+        let level = e.level_of(other, 1.0);
+        assert!(
+            (level + 20.0).abs() <= 1.0,
+            "{:?} at 8 kHz: {level:.2}",
+            e.codec
+        );
+    }
+
+    // An Opus leg widens the mix; everyone goes on hearing everyone else.
+    let mut c = Endpoint::new(Codec::Opus, 3000.0, -20.0, 13);
+    let (c_id, to_c) = join_with(&engine, "1001", &c, "c", None);
+    support::run(
+        &mut [(&mut a, to_a), (&mut b, to_b), (&mut c, to_c)],
+        Duration::from_secs(2),
+        |_| {},
+    );
+    assert_eq!(mix_rate(&engine, "1001"), 48000);
+    for (e, f) in [
+        (&a, 660.0),
+        (&a, 3000.0),
+        (&b, 440.0),
+        (&c, 440.0),
+        (&c, 660.0),
+    ] {
+        let level = e.level_of(f, 1.0);
+        assert!(
+            (level + 20.0).abs() <= 1.0,
+            "{:?} hears {f} Hz at 48 kHz: {level:.2}",
+            e.codec
+        );
+    }
+
+    // It leaves: back to 8 kHz, and the phones still hear each other.
+    engine.control("1001", Control::Hangup(c_id)).unwrap();
+    support::run(
+        &mut [(&mut a, to_a), (&mut b, to_b)],
+        Duration::from_secs(2),
+        |_| {},
+    );
+    assert_eq!(mix_rate(&engine, "1001"), 8000);
+    let level = a.level_of(660.0, 1.0);
+    assert!(
+        (level + 20.0).abs() <= 1.0,
+        "after the Opus leg left: {level:.2}"
+    );
+    let gone = a.level_of(3000.0, 1.0);
+    assert!(gone < -50.0, "the Opus leg is still heard: {gone:.2}");
+}
+
+#[test]
+fn a_prompt_plays_at_its_level_in_a_narrow_mix() {
+    let _turn = support::exclusive();
+    let engine = support::engine(Duration::from_secs(30));
+    engine.create_conference("1002", Policy::default()).unwrap();
+    let mut a = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 21);
+    let (a_id, to_a) = join_with(&engine, "1002", &a, "a", None);
+    support::run(&mut [(&mut a, to_a)], Duration::from_millis(400), |_| {});
+    assert_eq!(mix_rate(&engine, "1002"), 8000);
+    // Prompts are kept at 48 kHz: 3 s of a -15 dBov 1 kHz tone.
+    let prompt: std::sync::Arc<[i16]> =
+        confab_dsp::signal::sine(48_000, 1000.0, -15.0, 48_000 * 3).into();
+    engine.play("1002", a_id, Some(prompt)).unwrap();
+    support::run(&mut [(&mut a, to_a)], Duration::from_secs(2), |_| {});
+    let level = a.level_of(1000.0, 1.0);
+    assert!(
+        (level + 15.0).abs() <= 1.0,
+        "the prompt at 8 kHz: {level:.2}"
+    );
 }

@@ -1,6 +1,7 @@
 //! A conference tick in steady state allocates nothing: a counting global allocator watches
-//! `ConferenceMedia::tick` with three talkers (PCMU, G.722, Opus) and twenty listeners whose
-//! packets arrive over real UDP sockets on 127.0.0.1. Time is stepped explicitly.
+//! `ConferenceMedia::tick` with three talkers (PCMU, G.722, Opus: a 48 kHz mix; or three phones:
+//! an 8 kHz mix) and twenty listeners whose packets arrive over real UDP sockets on 127.0.0.1.
+//! Time is stepped explicitly.
 #![allow(unsafe_code)] // the GlobalAlloc impl below only forwards to the system allocator
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -45,14 +46,20 @@ static GLOBAL: Counting = Counting;
 // One test: the allocation counter is global, so a second test in parallel would count here.
 #[test]
 fn a_steady_tick_allocates_nothing() {
-    steady_ticks_allocate_nothing(20, None);
+    const MIXED: [Codec; 3] = [Codec::Pcmu, Codec::G722, Codec::Opus];
+    steady_ticks_allocate_nothing(MIXED, 20, None);
+    steady_ticks_allocate_nothing([Codec::Pcmu; 3], 20, None);
     // Enough legs that half of them go to the helper thread in both per-leg phases; the
     // counting allocator sees that thread too.
     let helper = LegHelper::spawn(0).unwrap();
-    steady_ticks_allocate_nothing(PARALLEL_LEGS + 20, Some(helper));
+    steady_ticks_allocate_nothing(MIXED, PARALLEL_LEGS + 20, Some(helper));
 }
 
-fn steady_ticks_allocate_nothing(listeners: usize, mut helper: Option<LegHelper>) {
+fn steady_ticks_allocate_nothing(
+    talking: [Codec; 3],
+    listeners: usize,
+    mut helper: Option<LegHelper>,
+) {
     let (min, max) = support::free_port_range();
     let pool = PortPool::new(
         IpAddr::from([127, 0, 0, 1]),
@@ -90,11 +97,7 @@ fn steady_ticks_allocate_nothing(listeners: usize, mut helper: Option<LegHelper>
         conference.add_leg(joining, leg).unwrap();
         local
     };
-    for (codec, f) in [
-        (Codec::Pcmu, 440.0),
-        (Codec::G722, 660.0),
-        (Codec::Opus, 880.0),
-    ] {
+    for (codec, f) in talking.into_iter().zip([440.0, 660.0, 880.0]) {
         let e = Endpoint::new(codec, f, -20.0, f as u32);
         targets.push(add(&mut conference, codec, e.addr()));
         talkers.push(e);
@@ -127,6 +130,8 @@ fn steady_ticks_allocate_nothing(listeners: usize, mut helper: Option<LegHelper>
         role: Role::Attendee,
     };
     conference.add_leg(joining, leg).unwrap();
+    let widest = talking.iter().map(|c| c.rate().hz()).max().unwrap();
+    assert_eq!(conference.mix_rate().hz(), widest, "{talking:?}");
     let mut relayed_out = 0;
 
     let mut measured = 0;

@@ -1,9 +1,12 @@
-//! Codecs of a leg, between RTP payloads and the 48 kHz frames the mixer works on.
+//! Codecs of a leg, between RTP payloads and the frames the mixer works on.
 //!
-//! [`LegDecoder`] turns payloads (or losses) into exactly one 20 ms frame at 48 kHz per tick;
-//! [`LegEncoder`] turns 48 kHz frames into payloads of the negotiated packet time. Resampling
-//! uses confab-dsp's FFT resampler, so G.711 legs get properly band-limited audio and a G.722
-//! or Opus leg hears the whole band. Everything is allocated when the leg is made.
+//! A conference mixes at the highest rate among its legs' codecs (8 kHz for a meeting of
+//! phones, 48 kHz once an Opus leg is in it). [`LegDecoder`] turns payloads (or losses) into
+//! exactly one 20 ms frame at that mix rate per tick; [`LegEncoder`] turns mix-rate frames into
+//! payloads of the negotiated packet time. A leg whose codec runs at the mix rate is not
+//! resampled at all; the others go through confab-dsp's polyphase resampler, so G.711 legs get
+//! properly band-limited audio and a G.722 or Opus leg hears the whole band. Everything is
+//! allocated when the leg is made or the mix rate changes (between ticks).
 
 use confab_dsp::g711::Law;
 use confab_dsp::opus::{OpusDecoder, OpusEncoder, OpusSettings};
@@ -11,10 +14,29 @@ use confab_dsp::plc::Concealer;
 use confab_dsp::resample::{Rate, Resampler};
 use confab_dsp::{Error as DspError, g722};
 
-/// Samples in one 20 ms frame of the mix (48 kHz).
+/// Samples in one 20 ms frame of the widest mix (48 kHz).
 pub const MIX_FRAME: usize = 960;
-/// The mix's sample rate.
+/// The widest mix's sample rate (prompts are kept at it).
 pub const MIX_RATE: u32 = 48_000;
+/// The widest mix's rate.
+pub const WIDEST_MIX: Rate = Rate::Hz48000;
+
+/// A resampler between two rates, none when they are the same.
+fn converter(from: Rate, to: Rate) -> Result<Option<Resampler>, DspError> {
+    if from == to {
+        Ok(None)
+    } else {
+        Resampler::new(from, to).map(Some)
+    }
+}
+
+/// Copies `from` into `to` (the same rate, so the same length; a shorter side leaves the rest
+/// of `to` silent rather than panicking).
+fn copy_frame(from: &[i16], to: &mut [i16]) {
+    let n = from.len().min(to.len());
+    to[..n].copy_from_slice(&from[..n]);
+    to[n..].fill(0);
+}
 /// The longest Opus frame (60 ms at 48 kHz).
 const OPUS_MAX_FRAME: usize = 2880;
 
@@ -131,7 +153,7 @@ enum DecoderKind {
     Opus(OpusDecoder),
 }
 
-/// Payloads in, one 48 kHz frame per tick out.
+/// Payloads in, one mix-rate frame per tick out.
 pub struct LegDecoder {
     codec: Codec,
     kind: DecoderKind,
@@ -162,7 +184,8 @@ pub enum Decoded {
 }
 
 impl LegDecoder {
-    pub fn new(codec: Codec) -> Result<Self, DspError> {
+    /// A decoder whose frames come at `mix`, the conference's mix rate.
+    pub fn new(codec: Codec, mix: Rate) -> Result<Self, DspError> {
         let kind = match codec {
             Codec::Pcmu => DecoderKind::G711(Law::Ulaw),
             Codec::Pcma => DecoderKind::G711(Law::Alaw),
@@ -170,10 +193,7 @@ impl LegDecoder {
             Codec::Opus => DecoderKind::Opus(OpusDecoder::new()?),
         };
         let rate = codec.rate();
-        let resampler = match rate {
-            Rate::Hz48000 => None,
-            _ => Some(Resampler::new(rate, Rate::Hz48000)?),
-        };
+        let resampler = converter(rate, mix)?;
         Ok(LegDecoder {
             codec,
             kind,
@@ -189,6 +209,15 @@ impl LegDecoder {
 
     pub fn codec(&self) -> Codec {
         self.codec
+    }
+
+    /// Frames come at `mix` from now on; what is buffered at the codec's rate stays. Allocates.
+    pub fn set_mix_rate(&mut self, mix: Rate) -> Result<(), DspError> {
+        self.resampler = converter(self.codec.rate(), mix)?;
+        // The new resampler's history is zeros: the skip after digital silence stays exact
+        // only after two more silent frames.
+        self.zero_run = 0;
+        Ok(())
     }
 
     /// Whether a 20 ms frame is ready at the codec's rate.
@@ -267,7 +296,7 @@ impl LegDecoder {
         &self.frame
     }
 
-    /// Takes the next 20 ms and writes it at 48 kHz into `out` (960 samples); silence when
+    /// Takes the next 20 ms and writes it at the mix rate into `out`; silence when
     /// nothing is buffered. Returns true when the frame is digital silence after at least one
     /// more such frame: then the resampler's history is all zeros too, so skipping it changes
     /// nothing, and the caller may skip its own analysis of the frame.
@@ -289,7 +318,7 @@ impl LegDecoder {
             return true;
         }
         match &mut self.resampler {
-            None => out.copy_from_slice(&self.frame[..out.len().min(self.frame.len())]),
+            None => copy_frame(&self.frame, out),
             Some(r) => {
                 if r.process(&self.frame, out).is_err() {
                     out.fill(0);
@@ -307,7 +336,7 @@ enum EncoderKind {
     Opus(Box<OpusEncoder>),
 }
 
-/// 48 kHz frames in, payloads of the leg's packet time out.
+/// Mix-rate frames in, payloads of the leg's packet time out.
 pub struct LegEncoder {
     codec: Codec,
     kind: EncoderKind,
@@ -327,8 +356,14 @@ impl std::fmt::Debug for LegEncoder {
 }
 
 impl LegEncoder {
-    /// An encoder with packet time `ptime_ms` (10 to 60 ms in steps of 10; Opus: 10, 20, 40, 60).
-    pub fn new(codec: Codec, ptime_ms: u32, opus: OpusSettings) -> Result<Self, DspError> {
+    /// An encoder with packet time `ptime_ms` (10 to 60 ms in steps of 10; Opus: 10, 20, 40, 60)
+    /// for frames at `mix`, the conference's mix rate.
+    pub fn new(
+        codec: Codec,
+        ptime_ms: u32,
+        opus: OpusSettings,
+        mix: Rate,
+    ) -> Result<Self, DspError> {
         let valid = match codec {
             Codec::Opus => matches!(ptime_ms, 10 | 20 | 40 | 60),
             _ => ptime_ms.is_multiple_of(10) && (10..=60).contains(&ptime_ms),
@@ -343,10 +378,7 @@ impl LegEncoder {
             Codec::Opus => EncoderKind::Opus(Box::new(OpusEncoder::new(opus)?)),
         };
         let rate = codec.rate();
-        let resampler = match rate {
-            Rate::Hz48000 => None,
-            _ => Some(Resampler::new(Rate::Hz48000, rate)?),
-        };
+        let resampler = converter(mix, rate)?;
         Ok(LegEncoder {
             codec,
             kind,
@@ -365,13 +397,19 @@ impl LegEncoder {
         self.ptime_ms
     }
 
+    /// Frames come at `mix` from now on; what is buffered at the codec's rate stays. Allocates.
+    pub fn set_mix_rate(&mut self, mix: Rate) -> Result<(), DspError> {
+        self.resampler = converter(mix, self.codec.rate())?;
+        Ok(())
+    }
+
     /// RTP timestamp units per packet.
     pub fn packet_ticks(&self) -> u32 {
         let (num, den) = self.codec.ticks_per_sample();
         self.packet.len() as u32 * num / den
     }
 
-    /// Adds one 48 kHz frame (960 samples).
+    /// Adds one 20 ms frame at the mix rate.
     pub fn push_frame(&mut self, frame: &[i16]) {
         let rate_frame = self.codec.rate().samples(20);
         let free = self.native.free();
@@ -379,7 +417,7 @@ impl LegEncoder {
             return;
         }
         match &mut self.resampler {
-            None => free[..rate_frame].copy_from_slice(&frame[..rate_frame.min(frame.len())]),
+            None => copy_frame(frame, &mut free[..rate_frame]),
             Some(r) => {
                 if r.process(frame, &mut free[..rate_frame]).is_err() {
                     free[..rate_frame].fill(0);
@@ -409,42 +447,86 @@ mod tests {
     use confab_dsp::signal::{sine, tone_level_dbov};
 
     #[test]
-    fn every_codec_round_trips_a_tone_at_48k() {
-        for codec in [Codec::Pcmu, Codec::Pcma, Codec::G722, Codec::Opus] {
-            for ptime in [10, 20, 60] {
-                let mut enc = LegEncoder::new(codec, ptime, OpusSettings::default()).unwrap();
-                let mut dec = LegDecoder::new(codec).unwrap();
-                let tone = sine(MIX_RATE, 1000.0, -12.0, MIX_FRAME * 50);
-                let mut out = Vec::new();
-                let mut payload = [0u8; 1500];
-                let mut frame = [0i16; MIX_FRAME];
-                for f in tone.chunks_exact(MIX_FRAME) {
-                    enc.push_frame(f);
-                    while let Some(n) = enc.pull_packet(&mut payload) {
-                        dec.decode(&payload[..n]);
+    fn every_codec_round_trips_a_tone_at_every_mix_rate() {
+        for mix in [Rate::Hz8000, Rate::Hz16000, Rate::Hz48000] {
+            let frame_len = mix.samples(20);
+            for codec in [Codec::Pcmu, Codec::Pcma, Codec::G722, Codec::Opus] {
+                for ptime in [10, 20, 60] {
+                    let mut enc =
+                        LegEncoder::new(codec, ptime, OpusSettings::default(), mix).unwrap();
+                    let mut dec = LegDecoder::new(codec, mix).unwrap();
+                    let tone = sine(mix.hz(), 1000.0, -12.0, frame_len * 50);
+                    let mut out = Vec::new();
+                    let mut payload = [0u8; 1500];
+                    let mut frame = vec![0i16; frame_len];
+                    for f in tone.chunks_exact(frame_len) {
+                        enc.push_frame(f);
+                        while let Some(n) = enc.pull_packet(&mut payload) {
+                            dec.decode(&payload[..n]);
+                        }
+                        dec.frame(&mut frame, false);
+                        out.extend_from_slice(&frame);
                     }
-                    dec.frame(&mut frame, false);
-                    out.extend_from_slice(&frame);
+                    let level = tone_level_dbov(&out[frame_len * 10..], mix.hz(), 1000.0);
+                    assert!(
+                        (level + 12.0).abs() < 1.0,
+                        "{codec:?} {ptime} ms at {} Hz: {level}",
+                        mix.hz()
+                    );
                 }
-                let level = tone_level_dbov(&out[MIX_FRAME * 10..], MIX_RATE, 1000.0);
-                assert!((level + 12.0).abs() < 1.0, "{codec:?} {ptime} ms: {level}");
             }
         }
     }
 
     #[test]
+    fn a_mix_rate_change_keeps_what_is_buffered() {
+        // 8 kHz mix, then 48 kHz: a PCMU stream goes on at the same level, no resampler
+        // before and one after.
+        let mut enc =
+            LegEncoder::new(Codec::Pcmu, 20, OpusSettings::default(), Rate::Hz8000).unwrap();
+        let mut dec = LegDecoder::new(Codec::Pcmu, Rate::Hz8000).unwrap();
+        assert!(dec.resampler.is_none() && enc.resampler.is_none());
+        let narrow = sine(8000, 1000.0, -12.0, 160 * 25);
+        let mut payload = [0u8; 1500];
+        let mut frame = vec![0i16; 160];
+        for f in narrow.chunks_exact(160) {
+            enc.push_frame(f);
+            while let Some(n) = enc.pull_packet(&mut payload) {
+                dec.decode(&payload[..n]);
+            }
+            dec.frame(&mut frame, false);
+        }
+        assert!((tone_level_dbov(&frame, 8000, 1000.0) + 12.0).abs() < 1.0);
+        enc.set_mix_rate(Rate::Hz48000).unwrap();
+        dec.set_mix_rate(Rate::Hz48000).unwrap();
+        assert!(dec.resampler.is_some() && enc.resampler.is_some());
+        let wide = sine(MIX_RATE, 1000.0, -12.0, MIX_FRAME * 25);
+        let mut frame = vec![0i16; MIX_FRAME];
+        let mut out = Vec::new();
+        for f in wide.chunks_exact(MIX_FRAME) {
+            enc.push_frame(f);
+            while let Some(n) = enc.pull_packet(&mut payload) {
+                dec.decode(&payload[..n]);
+            }
+            dec.frame(&mut frame, false);
+            out.extend_from_slice(&frame);
+        }
+        let level = tone_level_dbov(&out[MIX_FRAME * 5..], MIX_RATE, 1000.0);
+        assert!((level + 12.0).abs() < 1.0, "{level}");
+    }
+
+    #[test]
     fn g722_timestamps_run_at_8000() {
-        let enc = LegEncoder::new(Codec::G722, 20, OpusSettings::default()).unwrap();
-        assert_eq!(enc.packet_ticks(), 160);
-        let enc = LegEncoder::new(Codec::Opus, 20, OpusSettings::default()).unwrap();
-        assert_eq!(enc.packet_ticks(), 960);
-        assert!(LegEncoder::new(Codec::Opus, 30, OpusSettings::default()).is_err());
-        assert!(LegEncoder::new(Codec::Pcmu, 25, OpusSettings::default()).is_err());
+        let new = |codec, ptime| LegEncoder::new(codec, ptime, OpusSettings::default(), WIDEST_MIX);
+        assert_eq!(new(Codec::G722, 20).unwrap().packet_ticks(), 160);
+        assert_eq!(new(Codec::Opus, 20).unwrap().packet_ticks(), 960);
+        assert!(new(Codec::Opus, 30).is_err());
+        assert!(new(Codec::Pcmu, 25).is_err());
     }
 
     #[test]
     fn malformed_opus_is_concealed() {
-        let mut dec = LegDecoder::new(Codec::Opus).unwrap();
+        let mut dec = LegDecoder::new(Codec::Opus, WIDEST_MIX).unwrap();
         assert_eq!(dec.decode(&[0xFF, 0xFF, 0xFF]), Decoded::Malformed);
         let mut frame = [0i16; MIX_FRAME];
         dec.frame(&mut frame, false);

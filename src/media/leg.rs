@@ -20,9 +20,10 @@ use std::sync::Arc;
 
 use confab_dsp::dtmf::{DtmfDetector, DtmfEvent};
 use confab_dsp::opus::OpusSettings;
+use confab_dsp::resample::{Rate, Resampler};
 use confab_dsp::vad::{Activity, SpeechDetector, SpeechSettings};
 
-use super::codec::{Codec, LegDecoder, LegEncoder, MIX_FRAME};
+use super::codec::{Codec, LegDecoder, LegEncoder, MIX_FRAME, WIDEST_MIX};
 use super::jitter::{Arrival, JitterBuffer, JitterSettings, Playout};
 use super::ports::PortLease;
 use super::quality;
@@ -204,8 +205,10 @@ pub struct RtpLeg {
     dtmf: [Option<Dtmf>; DTMF_QUEUE],
     /// In-band DTMF detection on the decoded audio (attendant legs only: it costs).
     inband: Option<Box<DtmfDetector>>,
-    /// A prompt being played to this leg instead of the mix (48 kHz), and how far it is.
-    prompt: Option<(Arc<[i16]>, usize)>,
+    /// A prompt being played to this leg instead of the mix.
+    prompt: Option<Prompt>,
+    /// The conference's mix rate: `frame` and what `send_own` takes come at it.
+    mix: Rate,
     jitter: JitterBuffer,
     decoder: LegDecoder,
     speech: SpeechDetector,
@@ -214,7 +217,7 @@ pub struct RtpLeg {
     ssrc: u32,
     sequence: u16,
     timestamp: u32,
-    /// This tick's decoded audio at 48 kHz.
+    /// This tick's decoded audio at the mix rate.
     frame: Vec<i16>,
     /// `frame` holds digital silence (so it need not be zeroed or scanned again).
     frame_is_zero: bool,
@@ -324,10 +327,11 @@ impl RtpLeg {
             dtmf: [None; DTMF_QUEUE],
             inband: None,
             prompt: None,
+            mix: WIDEST_MIX,
             jitter: JitterBuffer::new(JitterSettings::new(spec.codec.clock_rate())),
-            decoder: LegDecoder::new(spec.codec).map_err(invalid)?,
+            decoder: LegDecoder::new(spec.codec, WIDEST_MIX).map_err(invalid)?,
             speech: speech_detector(spec.codec),
-            own: LegEncoder::new(spec.codec, spec.ptime_ms, opus).map_err(invalid)?,
+            own: LegEncoder::new(spec.codec, spec.ptime_ms, opus, WIDEST_MIX).map_err(invalid)?,
             ssrc,
             sequence: (ssrc >> 16) as u16,
             timestamp: ssrc.rotate_left(11),
@@ -411,9 +415,9 @@ impl RtpLeg {
     pub fn respec(&mut self, spec: LegSpec) -> std::io::Result<()> {
         let invalid =
             |e: confab_dsp::Error| std::io::Error::new(ErrorKind::InvalidInput, e.to_string());
-        let decoder = LegDecoder::new(spec.codec).map_err(invalid)?;
-        let own =
-            LegEncoder::new(spec.codec, spec.ptime_ms, OpusSettings::default()).map_err(invalid)?;
+        let decoder = LegDecoder::new(spec.codec, self.mix).map_err(invalid)?;
+        let own = LegEncoder::new(spec.codec, spec.ptime_ms, OpusSettings::default(), self.mix)
+            .map_err(invalid)?;
         if spec.srtp != self.spec.srtp {
             self.srtp = match &spec.srtp {
                 Some(keys) => Some(
@@ -441,9 +445,39 @@ impl RtpLeg {
         Ok(())
     }
 
+    /// The conference's mix rate (legs start at the widest, 48 kHz).
+    pub fn mix_rate(&self) -> Rate {
+        self.mix
+    }
+
+    /// The conference mixes at `mix` from now on: the frame, the resamplers around the codecs
+    /// and a playing prompt's follow; the codecs' own state and what is buffered stay.
+    /// Allocates: between ticks. Fails only for a rate pair the resampler lacks (none of ours).
+    pub fn set_mix_rate(&mut self, mix: Rate) -> std::io::Result<()> {
+        if mix == self.mix {
+            return Ok(());
+        }
+        let invalid =
+            |e: confab_dsp::Error| std::io::Error::new(ErrorKind::InvalidInput, e.to_string());
+        self.decoder.set_mix_rate(mix).map_err(invalid)?;
+        self.own.set_mix_rate(mix).map_err(invalid)?;
+        if let Some(prompt) = &mut self.prompt {
+            prompt.resampler = prompt_resampler(mix);
+        }
+        self.mix = mix;
+        self.frame = vec![0; mix.samples(20)];
+        self.frame_is_zero = true;
+        Ok(())
+    }
+
     /// Plays `audio` (48 kHz) to the leg instead of the mix, or stops the prompt playing.
+    /// Allocates (a resampler to a narrower mix): between ticks.
     pub fn play(&mut self, audio: Option<Arc<[i16]>>) {
-        self.prompt = audio.map(|a| (a, 0));
+        self.prompt = audio.map(|audio| Prompt {
+            audio,
+            at: 0,
+            resampler: prompt_resampler(self.mix),
+        });
     }
 
     /// Whether a prompt is playing.
@@ -451,17 +485,28 @@ impl RtpLeg {
         self.prompt.is_some()
     }
 
-    /// The prompt's next 20 ms into `out` (the rest silence); false when none plays. The
-    /// prompt ends by itself after its last frame.
+    /// The prompt's next 20 ms into `out` at the mix rate (the rest silence); false when none
+    /// plays. The prompt ends by itself after its last frame.
     pub fn prompt_frame(&mut self, out: &mut [i16]) -> bool {
-        let Some((audio, at)) = &mut self.prompt else {
+        let Some(prompt) = &mut self.prompt else {
             return false;
         };
-        let n = out.len().min(audio.len().saturating_sub(*at));
-        out[..n].copy_from_slice(&audio[*at..*at + n]);
-        out[n..].fill(0);
-        *at += out.len();
-        if *at >= audio.len() {
+        let mut wide = [0i16; MIX_FRAME];
+        let n = MIX_FRAME.min(prompt.audio.len().saturating_sub(prompt.at));
+        wide[..n].copy_from_slice(&prompt.audio[prompt.at..prompt.at + n]);
+        let converted = match &mut prompt.resampler {
+            Some(r) => r.process(&wide, out).is_ok(),
+            None if out.len() == MIX_FRAME => {
+                out.copy_from_slice(&wide);
+                true
+            }
+            None => false,
+        };
+        if !converted {
+            out.fill(0);
+        }
+        prompt.at += MIX_FRAME;
+        if prompt.at >= prompt.audio.len() {
             self.prompt = None;
         }
         true
@@ -811,11 +856,12 @@ impl RtpLeg {
             self.speech.process(native)
         };
         if let Some(detector) = &mut self.inband {
-            // 48 kHz to the detector's 8 kHz: the mean of each six samples (a boxcar low-pass
-            // is enough below 1.7 kHz, and no DTMF energy lies above).
-            let mut narrow = [0i16; MIX_FRAME / 6];
-            for (n, chunk) in narrow.iter_mut().zip(self.frame.chunks_exact(6)) {
-                *n = (chunk.iter().map(|&s| i32::from(s)).sum::<i32>() / 6) as i16;
+            // The codec's rate to the detector's 8 kHz: the mean of each `step` samples (a
+            // boxcar low-pass is enough below 1.7 kHz, and no DTMF energy lies above).
+            let step = (native.len() / DTMF_FRAME).max(1);
+            let mut narrow = [0i16; DTMF_FRAME];
+            for (n, chunk) in narrow.iter_mut().zip(native.chunks_exact(step)) {
+                *n = (chunk.iter().map(|&s| i32::from(s)).sum::<i32>() / step as i32) as i16;
             }
             let mut found = None;
             detector.process(&narrow, |e| {
@@ -832,7 +878,7 @@ impl RtpLeg {
         }
     }
 
-    /// Encodes `frame` (48 kHz) with the leg's own encoder and sends what it yields, naming
+    /// Encodes `frame` (at the mix rate) with the leg's own encoder and sends what it yields, naming
     /// the talkers in it (`csrcs`, with their levels in -dBov). Returns the packets encoded.
     pub fn send_own(&mut self, frame: &[i16], csrcs: &[u32], levels: &[u8]) -> u32 {
         self.own.push_frame(frame);
@@ -912,6 +958,25 @@ impl RtpLeg {
         }
     }
 }
+
+/// A prompt playing to a leg: 48 kHz audio, how far it is, and the resampler to a narrower mix.
+struct Prompt {
+    audio: Arc<[i16]>,
+    at: usize,
+    resampler: Option<Resampler>,
+}
+
+/// The resampler from prompts' 48 kHz to `mix` (none at 48 kHz; none either if it cannot be
+/// made, and then the prompt plays as silence).
+fn prompt_resampler(mix: Rate) -> Option<Resampler> {
+    if mix == WIDEST_MIX {
+        return None;
+    }
+    Resampler::new(WIDEST_MIX, mix).ok()
+}
+
+/// Samples in the in-band DTMF detector's 20 ms (8 kHz).
+const DTMF_FRAME: usize = 160;
 
 /// The speech detector of a leg, at its codec's own rate.
 fn speech_detector(codec: Codec) -> SpeechDetector {

@@ -6,6 +6,11 @@
 //! (codec, packet time) group and sent with the leg's own header. Deaf participants and those
 //! still waiting get comfort noise (or silence) from their own encoder; with nobody talking the
 //! shared sum is comfort noise, so carriers do not drop a quiet call.
+//!
+//! The mix runs at the highest rate among the legs' codecs, as Asterisk's ConfBridge does: a
+//! meeting of phones mixes 160 samples a tick at 8 kHz and resamples nothing; once a G.722 or
+//! Opus leg joins, every leg's resamplers follow the wider mix (between ticks, at the join),
+//! and when the last wideband leg has left the mix narrows again.
 
 mod tick;
 
@@ -17,12 +22,13 @@ use confab_dsp::cng::ComfortNoise;
 use confab_dsp::dominant::DominantSpeaker;
 use confab_dsp::mix::Mixer;
 use confab_dsp::opus::OpusSettings;
+use confab_dsp::resample::Rate;
 
 use crate::conference::talkers::Talkers;
 use crate::conference::{
     DisconnectReason, Event, Joining, ParticipantId, Policy, Role, Roster, State,
 };
-use crate::media::codec::{Codec, LegEncoder, MIX_FRAME, MIX_RATE};
+use crate::media::codec::{Codec, LegEncoder, WIDEST_MIX};
 use crate::media::leg::{LegStats, RtpLeg};
 use crate::mixer::helper::{GroupPackets, Outbound};
 use crate::mixer::stats::{ConferenceSnapshot, LegTotals, MixerSnapshot};
@@ -88,6 +94,10 @@ pub struct ConferenceMedia {
     away_plan: Vec<usize>,
     talkers: Talkers,
     dominant: DominantSpeaker<ParticipantId>,
+    /// The mix rate: the highest of the legs' codec rates.
+    rate: Rate,
+    /// A leg left during a tick: the mix may narrow, between ticks.
+    rate_stale: bool,
     mixer: Mixer,
     comfort: ComfortNoise,
     shared: Vec<i16>,
@@ -129,12 +139,13 @@ impl ConferenceMedia {
             away_plan: Vec::new(),
             talkers: Talkers::new(max_talkers),
             dominant: DominantSpeaker::new(),
-            mixer: Mixer::new(MIX_FRAME),
-            // -70 dBov: inaudible but not digital silence.
-            comfort: ComfortNoise::new(MIX_RATE, 70, 0x5EED),
-            shared: vec![0; MIX_FRAME],
-            scratch: vec![0; MIX_FRAME],
-            silence: vec![0; MIX_FRAME],
+            rate: WIDEST_MIX,
+            rate_stale: false,
+            mixer: Mixer::new(WIDEST_MIX.samples(20)),
+            comfort: comfort_noise(WIDEST_MIX),
+            shared: vec![0; WIDEST_MIX.samples(20)],
+            scratch: vec![0; WIDEST_MIX.samples(20)],
+            silence: vec![0; WIDEST_MIX.samples(20)],
             media_timeout,
             counters: Arc::new(ConferenceCounters::default()),
             records: None,
@@ -220,6 +231,7 @@ impl ConferenceMedia {
         into.conferences.push(ConferenceSnapshot {
             id: self.id.to_string(),
             participants,
+            mix_rate_hz: self.rate.hz(),
         });
         into.legs.merge(&self.closed);
         for leg in &self.legs {
@@ -250,6 +262,50 @@ impl ConferenceMedia {
     /// Legs present (not yet removed).
     pub fn leg_count(&self) -> usize {
         self.legs.len()
+    }
+
+    /// The rate the conference mixes at.
+    pub fn mix_rate(&self) -> Rate {
+        self.rate
+    }
+
+    /// What a tick leaves to do between ticks: after a leg left, the mix may narrow.
+    /// Allocates when it does.
+    pub fn settle(&mut self) {
+        if std::mem::take(&mut self.rate_stale) {
+            self.fit_rate();
+        }
+    }
+
+    /// Mixes at the highest rate among the legs' codecs (unchanged with no legs), and brings
+    /// every leg and group encoder to it. Allocates when the rate changes: between ticks.
+    fn fit_rate(&mut self) {
+        let wanted = self
+            .legs
+            .iter()
+            .map(|l| l.spec().codec.rate())
+            .max_by_key(|r| r.hz())
+            .unwrap_or(self.rate);
+        if wanted != self.rate {
+            tracing::debug!(conference = %self.id, from = self.rate.hz(), to = wanted.hz(), "mix rate");
+            self.rate = wanted;
+            let n = wanted.samples(20);
+            self.mixer = Mixer::new(n);
+            self.comfort = comfort_noise(wanted);
+            self.shared = vec![0; n];
+            self.scratch = vec![0; n];
+            self.silence = vec![0; n];
+            for group in &mut self.groups {
+                if let Err(e) = group.encoder.set_mix_rate(wanted) {
+                    tracing::warn!(error = %e, codec = group.codec.name(), "group encoder kept its rate");
+                }
+            }
+        }
+        for leg in &mut self.legs {
+            if let Err(e) = leg.set_mix_rate(wanted) {
+                tracing::warn!(error = %e, participant = %leg.participant, "leg kept its mix rate");
+            }
+        }
     }
 
     pub fn leg_stats(&self, participant: ParticipantId) -> Option<LegStats> {
@@ -291,6 +347,7 @@ impl ConferenceMedia {
             .respec(spec)
             .map_err(|_| crate::mixer::CommandError::NoParticipant)?;
         self.leg_groups[i] = self.group_for(spec.codec, spec.ptime_ms);
+        self.fit_rate();
         Ok(())
     }
 
@@ -316,6 +373,7 @@ impl ConferenceMedia {
         self.send_plan.reserve(n);
         self.away_plan.reserve(n);
         self.away_legs.reserve(n);
+        self.fit_rate();
     }
 
     /// A leg, to act on it between ticks.
@@ -340,7 +398,9 @@ impl ConferenceMedia {
         self.closed.add_leg(&self.legs[i].stats());
         self.leg_groups.swap_remove(i);
         self.dominant.remove(participant);
-        Some(*self.legs.swap_remove(i))
+        let leg = *self.legs.swap_remove(i);
+        self.fit_rate();
+        Some(leg)
     }
 
     /// The shared-encode group of a codec and packet time, made when it is the first.
@@ -358,7 +418,7 @@ impl ConferenceMedia {
         let Some(outbound) = Arc::get_mut(&mut self.outbound) else {
             return usize::MAX;
         };
-        match LegEncoder::new(codec, ptime_ms, OpusSettings::default()) {
+        match LegEncoder::new(codec, ptime_ms, OpusSettings::default(), self.rate) {
             Ok(encoder) => {
                 outbound
                     .groups
@@ -391,7 +451,13 @@ impl ConferenceMedia {
                 self.legs.swap_remove(i);
                 self.leg_groups.swap_remove(i);
                 self.dominant.remove(id);
+                self.rate_stale = true;
             }
         }
     }
+}
+
+/// The conference's comfort noise at `rate`: -70 dBov, inaudible but not digital silence.
+fn comfort_noise(rate: Rate) -> ComfortNoise {
+    ComfortNoise::new(rate.hz(), 70, 0x5EED)
 }

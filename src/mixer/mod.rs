@@ -238,8 +238,10 @@ fn run(
                 }
             });
         }
-        // An ended conference with no legs left is gone.
+        // An ended conference with no legs left is gone; the others do what their tick left
+        // for between ticks.
         conferences.retain(|_, c| {
+            c.settle();
             let gone = c.roster.ended() && c.leg_count() == 0;
             if gone {
                 c.retire(&mut retired);

@@ -128,6 +128,8 @@ pub struct ConferenceSnapshot {
     pub id: String,
     /// Inviting, connecting, connected.
     pub participants: [usize; 3],
+    /// The rate the conference mixes at.
+    pub mix_rate_hz: u32,
 }
 
 /// One mixer thread's figures.
