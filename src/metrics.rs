@@ -303,6 +303,12 @@ pub fn render(
         dropped,
     );
     registry.register(
+        "confab_decodes_skipped",
+        "Opus packets of quiet participants, marked voice-inactive by their encoder, taken as \
+         silence without decoding",
+        counter(legs.decodes_skipped),
+    );
+    registry.register(
         "confab_srtp_auth_failures",
         "SRTP/SRTCP packets that failed authentication",
         counter(legs.srtp_auth_failures),

@@ -260,3 +260,47 @@ fn a_prompt_plays_at_its_level_in_a_narrow_mix() {
         "the prompt at 8 kHz: {level:.2}"
     );
 }
+
+/// Opus packets taken as silence without decoding, over the engine's legs.
+fn decodes_skipped(engine: &Engine) -> u64 {
+    engine
+        .snapshots()
+        .iter()
+        .map(|s| s.legs.decodes_skipped)
+        .sum()
+}
+
+#[test]
+fn a_silent_opus_participant_is_not_decoded_and_is_heard_once_it_speaks() {
+    let _turn = support::exclusive();
+    let engine = support::engine(Duration::from_secs(30));
+    engine.create_conference("1003", Policy::default()).unwrap();
+    let mut a = Endpoint::new(Codec::Opus, 880.0, -20.0, 31);
+    // Digital silence, as a muted browser sends it.
+    let mut b = Endpoint::new(Codec::Opus, 440.0, -300.0, 32);
+    let (_, to_a) = join_with(&engine, "1003", &a, "a", None);
+    let (_, to_b) = join_with(&engine, "1003", &b, "b", None);
+    support::run(
+        &mut [(&mut a, to_a), (&mut b, to_b)],
+        Duration::from_secs(3),
+        |_| {},
+    );
+    // 150 packets from b: the first half second is decoded, then all but the probes are not.
+    let skipped = decodes_skipped(&engine);
+    assert!(
+        (90..=130).contains(&skipped),
+        "{skipped} packets not decoded"
+    );
+    assert!(b.level_of(880.0, 1.0) > -21.0, "b hears a");
+
+    b.tone_dbov = -20.0;
+    support::run(
+        &mut [(&mut a, to_a), (&mut b, to_b)],
+        Duration::from_secs(2),
+        |_| {},
+    );
+    let level = a.level_of(440.0, 1.5);
+    assert!((level + 20.0).abs() <= 1.0, "a hears b at {level:.2} dBov");
+    let more = decodes_skipped(&engine) - skipped;
+    assert!(more <= 2, "{more} packets with voice were not decoded");
+}

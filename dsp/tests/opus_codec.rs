@@ -205,3 +205,71 @@ fn malformed_packets_are_errors_and_harm_nothing() {
         assert_eq!(dec.decode(p, &mut frame).unwrap(), FRAME_20MS);
     }
 }
+
+#[test]
+fn voice_inactivity_is_read_from_the_silk_flags() {
+    use confab_dsp::opus::voice_inactive;
+    use confab_dsp::resample::{Rate, Resampler};
+    // Digital silence: after the encoder's first frames, every packet says "no voice".
+    let silence = encode_all(OpusSettings::default(), &vec![0; FRAME_20MS * 20]);
+    assert!(
+        silence[3..]
+            .iter()
+            .all(|p| voice_inactive(p) == Some(FRAME_20MS))
+    );
+    // A tone's onset is voice to SILK's detector; held steady, SILK takes it for background
+    // (its noise floor adapts): the flags alone cannot tell a quiet leg from a steady one.
+    let tone = common::tone(48000, 440.0, -20.0, 48000);
+    let tone = encode_all(OpusSettings::default(), &tone);
+    assert!(tone[..25].iter().all(|p| voice_inactive(p).is_none()));
+    assert!(tone[40..].iter().all(|p| voice_inactive(p).is_some()));
+
+    // Recorded speech: the packets flagged inactive are the pauses, as libopus' own decoder
+    // (run over every packet) hears them: far quieter than the packets flagged active.
+    let narrow = common::speech(16000);
+    let mut up = Resampler::new(Rate::Hz16000, Rate::Hz48000).unwrap();
+    let mut wide = vec![0i16; narrow.len() / 320 * FRAME_20MS];
+    for (n, w) in narrow
+        .chunks_exact(320)
+        .zip(wide.chunks_exact_mut(FRAME_20MS))
+    {
+        up.process(n, w).unwrap();
+    }
+    let packets = encode_all(OpusSettings::default(), &wide);
+    let mut dec = OpusDecoder::new().unwrap();
+    let mut frame = [0i16; MAX_FRAME];
+    let (mut active, mut inactive) = (Vec::new(), Vec::new());
+    for p in &packets {
+        let n = dec.decode(p, &mut frame).unwrap();
+        match voice_inactive(p) {
+            Some(samples) => {
+                assert_eq!(samples, n);
+                inactive.extend_from_slice(&frame[..n]);
+            }
+            None => active.extend_from_slice(&frame[..n]),
+        }
+    }
+    assert!(
+        active.len() > wide.len() / 3 && inactive.len() > wide.len() / 20,
+        "{} active, {} inactive samples of {}",
+        active.len(),
+        inactive.len(),
+        wide.len()
+    );
+    let (loud, quiet) = (level_dbov(&active), level_dbov(&inactive));
+    assert!(
+        quiet < loud - 20.0,
+        "active {loud:.1} dBov, inactive {quiet:.1} dBov"
+    );
+
+    // What is not one mono SILK or hybrid frame is never called inactive.
+    let celt = [19 << 3, 0x00, 0x00]; // configuration 19: CELT-only, 20 ms
+    let stereo = [0x78 | 0x04, 0x00, 0x00];
+    let two_frames = [0x78 | 0x01, 0x00, 0x00];
+    for p in [&celt[..], &stereo, &two_frames, &[0x78], &[]] {
+        assert_eq!(voice_inactive(p), None, "{p:02x?}");
+    }
+    // 60 ms of SILK is three frames: one active flag among them is voice.
+    assert_eq!(voice_inactive(&[3 << 3, 0x1F]), Some(2880));
+    assert_eq!(voice_inactive(&[3 << 3, 0x20]), None);
+}

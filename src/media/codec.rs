@@ -9,7 +9,7 @@
 //! allocated when the leg is made or the mix rate changes (between ticks).
 
 use confab_dsp::g711::Law;
-use confab_dsp::opus::{OpusDecoder, OpusEncoder, OpusSettings};
+use confab_dsp::opus::{self, OpusDecoder, OpusEncoder, OpusSettings};
 use confab_dsp::plc::Concealer;
 use confab_dsp::resample::{Rate, Resampler};
 use confab_dsp::{Error as DspError, g722};
@@ -30,6 +30,12 @@ fn converter(from: Rate, to: Rate) -> Result<Option<Resampler>, DspError> {
     }
 }
 
+/// The mean of the squared samples.
+fn mean_square(frame: &[i16]) -> i64 {
+    let sum: i64 = frame.iter().map(|&s| i64::from(s) * i64::from(s)).sum();
+    sum / frame.len().max(1) as i64
+}
+
 /// Copies `from` into `to` (the same rate, so the same length; a shorter side leaves the rest
 /// of `to` silent rather than panicking).
 fn copy_frame(from: &[i16], to: &mut [i16]) {
@@ -39,6 +45,16 @@ fn copy_frame(from: &[i16], to: &mut [i16]) {
 }
 /// The longest Opus frame (60 ms at 48 kHz).
 const OPUS_MAX_FRAME: usize = 2880;
+/// Frames an Opus leg must have been quiet (as decoded) before its voice-inactive packets are
+/// no longer decoded: half a second, longer than the pauses within speech.
+const QUIET_BEFORE_SKIP: u32 = 25;
+/// Mean square at or below which a decoded frame is quiet: -60 dBov RMS, below a quiet room
+/// through a microphone and far below the mix's non-speech gate.
+const QUIET_MEAN_SQUARE: i64 = 1074;
+/// While skipping, one packet in this many is decoded anyway, so a leg
+/// whose sound the encoder's detector takes for background (a steady tone, music) is heard
+/// again within this many packets.
+const PROBE_EVERY: u32 = 25;
 
 /// The audio codecs Confab speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -164,6 +180,15 @@ pub struct LegDecoder {
     last_packet_samples: usize,
     /// Frames of digital silence in a row (a muted phone, a generator's listener).
     zero_run: u32,
+    /// Quiet frames in a row (Opus), as decoded.
+    quiet_run: u32,
+    /// Voice-inactive Opus packets in a row taken as silence without decoding (a probe
+    /// decoded among them does not end the run).
+    skipped_run: u32,
+    /// Packets taken as silence without decoding, in all.
+    skipped: u64,
+    /// The last packet was not decoded: a loss now is concealed as silence, without FEC.
+    behind: bool,
 }
 
 impl std::fmt::Debug for LegDecoder {
@@ -204,7 +229,17 @@ impl LegDecoder {
             frame: vec![0; rate.samples(20)],
             last_packet_samples: rate.samples(20),
             zero_run: 0,
+            quiet_run: 0,
+            skipped_run: 0,
+            skipped: 0,
+            behind: false,
         })
+    }
+
+    /// Voice-inactive Opus packets taken as silence without decoding them (a muted or silent
+    /// WebRTC participant costs no decode).
+    pub fn skipped(&self) -> u64 {
+        self.skipped
     }
 
     pub fn codec(&self) -> Codec {
@@ -225,8 +260,34 @@ impl LegDecoder {
         self.native.len >= self.frame.len()
     }
 
-    /// Decodes one payload into the FIFO.
+    /// Decodes one payload into the FIFO. An Opus leg that has been quiet for a while (muted,
+    /// listening) and whose packets its encoder marks voice-inactive is not decoded: its
+    /// packets are taken as digital silence, but for one in `PROBE_EVERY`, and the first one
+    /// with voice is decoded again.
     pub fn decode(&mut self, payload: &[u8]) -> Decoded {
+        if let DecoderKind::Opus(_) = &self.kind {
+            let probe = self.skipped_run % PROBE_EVERY == PROBE_EVERY - 1;
+            if self.quiet_run >= QUIET_BEFORE_SKIP
+                && !probe
+                && let Some(n) = opus::voice_inactive(payload)
+                && let Some(free) = self.native.free().get_mut(..n)
+            {
+                free.fill(0);
+                // What a loss is concealed from: this silence, not older audio.
+                self.concealer.good(free);
+                self.native.commit(n);
+                self.last_packet_samples = n;
+                self.skipped_run += 1;
+                self.skipped += 1;
+                self.behind = true;
+                return Decoded::Samples(n);
+            }
+            // The decoder did not see the packets skipped; its history is of the quiet packets
+            // before them, as close to what they would have left as a reset, and a reset is
+            // dear (libopus probes the CPU again: a trap to the hypervisor in a VM).
+            self.behind = false;
+            self.skipped_run = if probe { self.skipped_run + 1 } else { 0 };
+        }
         let free = self.native.free();
         let result = match &mut self.kind {
             DecoderKind::G711(law) => Ok(law.decode(payload, free)),
@@ -256,6 +317,11 @@ impl LegDecoder {
         let start = self.native.len;
         let out = &mut self.native.buf[start..start + n];
         let made = match &mut self.kind {
+            DecoderKind::Opus(_) if self.behind => {
+                // A loss among packets not decoded: more of the same silence.
+                out.fill(0);
+                n
+            }
             DecoderKind::Opus(d) => {
                 // libopus still runs its own concealment so that its state follows the loss;
                 // what is heard is the pitch repetition, which holds a steady sound's energy
@@ -279,7 +345,10 @@ impl LegDecoder {
     pub fn recover(&mut self, next_payload: &[u8]) {
         // Only SILK and hybrid packets (TOC configurations 0-15) can carry in-band FEC.
         let may_carry_fec = next_payload.first().is_some_and(|toc| toc >> 3 < 16);
-        if may_carry_fec && let DecoderKind::Opus(d) = &mut self.kind {
+        if may_carry_fec
+            && !self.behind
+            && let DecoderKind::Opus(d) = &mut self.kind
+        {
             let start = self.native.len;
             let n = self.last_packet_samples.min(self.native.buf.len() - start);
             if let Ok(made) = d.recover(next_payload, &mut self.native.buf[start..start + n]) {
@@ -310,6 +379,14 @@ impl LegDecoder {
             self.zero_run = self.zero_run.saturating_add(1);
         } else {
             self.zero_run = 0;
+        }
+        if matches!(self.kind, DecoderKind::Opus(_)) {
+            let quiet = self.zero_run > 0 || mean_square(&self.frame) <= QUIET_MEAN_SQUARE;
+            self.quiet_run = if quiet {
+                self.quiet_run.saturating_add(1)
+            } else {
+                0
+            };
         }
         if self.zero_run >= 2 {
             if !out_is_zero {
@@ -513,6 +590,74 @@ mod tests {
         }
         let level = tone_level_dbov(&out[MIX_FRAME * 5..], MIX_RATE, 1000.0);
         assert!((level + 12.0).abs() < 1.0, "{level}");
+    }
+
+    /// Opus packets of `pcm`, 20 ms each.
+    fn opus_packets(pcm: &[i16]) -> Vec<Vec<u8>> {
+        let mut enc =
+            LegEncoder::new(Codec::Opus, 20, OpusSettings::default(), WIDEST_MIX).unwrap();
+        let mut out = Vec::new();
+        let mut payload = [0u8; 1500];
+        for f in pcm.chunks_exact(MIX_FRAME) {
+            enc.push_frame(f);
+            while let Some(n) = enc.pull_packet(&mut payload) {
+                out.push(payload[..n].to_vec());
+            }
+        }
+        out
+    }
+
+    /// Decodes `packets` one per tick; the frames heard.
+    fn hear(dec: &mut LegDecoder, packets: &[Vec<u8>]) -> Vec<i16> {
+        let mut out = Vec::new();
+        let mut frame = [0i16; MIX_FRAME];
+        for p in packets {
+            dec.decode(p);
+            dec.frame(&mut frame, false);
+            out.extend_from_slice(&frame);
+        }
+        out
+    }
+
+    #[test]
+    fn a_quiet_opus_leg_is_not_decoded_until_it_has_voice() {
+        let mut dec = LegDecoder::new(Codec::Opus, WIDEST_MIX).unwrap();
+        let silence = opus_packets(&[0; MIX_FRAME * 100]);
+        let heard = hear(&mut dec, &silence);
+        // Half a second decoded, then all but one in PROBE_EVERY skipped.
+        let skipped = dec.skipped();
+        assert!((65..=74).contains(&skipped), "{skipped} of 100 skipped");
+        assert!(heard[MIX_FRAME * 30..].iter().all(|&s| s.abs() < 8));
+        // Speech (a tone's onset is voice to the encoder) is decoded at once, at its level.
+        let tone = opus_packets(&sine(MIX_RATE, 1000.0, -20.0, MIX_FRAME * 20));
+        let heard = hear(&mut dec, &tone);
+        assert_eq!(dec.skipped(), skipped);
+        let level = tone_level_dbov(&heard[MIX_FRAME * 3..], MIX_RATE, 1000.0);
+        assert!((level + 20.0).abs() < 1.0, "{level}");
+    }
+
+    #[test]
+    fn a_loud_sound_marked_inactive_is_heard_at_the_next_probe() {
+        // A steady tone: after its onset libopus' detector calls it background.
+        let tone = opus_packets(&sine(MIX_RATE, 1000.0, -20.0, MIX_FRAME * 120));
+        let steady: Vec<_> = tone[50..]
+            .iter()
+            .filter(|p| confab_dsp::opus::voice_inactive(p).is_some())
+            .cloned()
+            .collect();
+        assert!(steady.len() >= 60, "{} inactive tone packets", steady.len());
+        let mut dec = LegDecoder::new(Codec::Opus, WIDEST_MIX).unwrap();
+        hear(&mut dec, &opus_packets(&[0; MIX_FRAME * 60]));
+        let before = dec.skipped();
+        assert!(before > 0);
+        let heard = hear(&mut dec, &steady);
+        let unheard = dec.skipped() - before;
+        assert!(
+            unheard < u64::from(PROBE_EVERY),
+            "{unheard} loud packets skipped"
+        );
+        let level = tone_level_dbov(&heard[MIX_FRAME * 30..], MIX_RATE, 1000.0);
+        assert!((level + 20.0).abs() < 1.5, "{level}");
     }
 
     #[test]

@@ -119,6 +119,8 @@ pub struct LegStats {
     pub rtcp_out: u64,
     /// DTMF digits received by RFC 4733.
     pub dtmf_in: u64,
+    /// Voice-inactive Opus packets of a quiet leg taken as silence without decoding.
+    pub decodes_skipped: u64,
     /// The last RFC 6464 level (-dBov) the client reported, if it sends them.
     pub client_level: Option<u8>,
     /// Packets of the peer's stream lost (RFC 3550 cumulative count).
@@ -381,6 +383,7 @@ impl RtpLeg {
     /// The leg's counters with its quality figures (RTCP, MOS) filled in.
     pub fn stats(&self) -> LegStats {
         let mut s = self.stats;
+        s.decodes_skipped += self.decoder.skipped();
         s.packets_lost = self.rtcp.packets_lost();
         s.packets_expected = self.rtcp.packets_expected();
         s.jitter_ms = self.rtcp.jitter().as_secs_f64() * 1000.0;
@@ -436,6 +439,7 @@ impl RtpLeg {
         if spec.remote != self.spec.remote {
             self.latched = None;
         }
+        self.stats.decodes_skipped += self.decoder.skipped();
         self.decoder = decoder;
         self.own = own;
         self.telephone_events = spec

@@ -55,6 +55,7 @@ pub struct LegTotals {
     pub dropped_rtcp: u64,
     pub srtp_auth_failures: u64,
     pub packets_lost: u64,
+    pub decodes_skipped: u64,
     /// MOS of legs that ended, per bucket (and overflow), with their sum.
     pub mos_buckets: [u64; MOS_BUCKETS.len() + 1],
     pub mos_sum: f64,
@@ -87,6 +88,7 @@ impl LegTotals {
         self.dropped_rtcp += s.dropped_rtcp;
         self.srtp_auth_failures += s.dropped_srtp_auth;
         self.packets_lost += s.packets_lost.max(0) as u64;
+        self.decodes_skipped += s.decodes_skipped;
     }
 
     /// A leg that ended: its counters, and its MOS when it carried audio.
@@ -115,6 +117,7 @@ impl LegTotals {
         self.dropped_rtcp += o.dropped_rtcp;
         self.srtp_auth_failures += o.srtp_auth_failures;
         self.packets_lost += o.packets_lost;
+        self.decodes_skipped += o.decodes_skipped;
         for (a, b) in self.mos_buckets.iter_mut().zip(&o.mos_buckets) {
             *a += b;
         }
