@@ -99,8 +99,11 @@ const DRIFT_PATIENCE: u32 = 25;
 /// never pauses (music, a tone, a monologue) that much later for the rest of the call. One
 /// 20 ms skip a second at most, as PJMEDIA's progressive discard does.
 const EXCESS_PATIENCE: u32 = 50;
-/// Frames of delay beyond the target that count as excess.
-const EXCESS_FRAMES: u64 = 3;
+/// Frames of delay beyond the target that count as excess: one frame more than the target,
+/// held for a second, is no jitter (the target has three times the jitter in it already).
+/// With three, a talker who never pauses kept up to 60 ms more than it needed (load tests:
+/// dial-in p99 57-143 ms against 37-46 ms with one).
+const EXCESS_FRAMES: u64 = 1;
 
 #[derive(Debug)]
 struct Slot {
@@ -726,8 +729,9 @@ mod tests {
         let stats = jb.stats();
         let depth = jb.depth();
         let target = Duration::from_micros(jb.target_ticks() * 1_000_000 / 8000);
+        // Within a frame of it (with three frames tolerated, it stayed 40 ms above).
         assert!(
-            depth <= target + Duration::from_millis(60),
+            depth <= target + Duration::from_millis(20),
             "depth {depth:?} against a target of {target:?}: {stats:?}"
         );
         // Not all at once: no more than one skip a second.
