@@ -1,5 +1,6 @@
 //! The load generator keeps working: a short run (30 participants, 10 s) against a real
-//! `confab serve`, through the API and by SIP dial-in, with figures that must make sense.
+//! `confab serve`, through the API and by SIP dial-in (over SRTP), with figures that must make
+//! sense.
 //! The full runs are benchmarks (BENCHMARKS.md), not tests.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
@@ -84,9 +85,11 @@ fn a_short_run_against_confab_makes_sense() {
     let (_, v) = server.call("GET", "/v1/conferences", None);
     assert_eq!(v["conferences"].as_array().map(Vec::len), Some(0), "{v}");
 
-    // The same by SIP dial-in.
+    // The same by SIP dial-in, with SDES-SRTP: a packet that failed to authenticate would
+    // not count as received.
     let mut o = options(&server, Scenario::Dialin, pid);
     o.rooms = 1;
+    o.srtp = true;
     let d = run(&o).unwrap();
     assert_eq!(d.participants, 10);
     assert!(d.rx_ratio > 0.97, "{d:?}");

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 
+use confab::media::srtp::KeyMaterial;
+use confab::sip::sdp::{base64_decode, base64_encode};
+
 use crate::http;
 use crate::leg::{Codec, SimLeg};
 
@@ -28,10 +31,53 @@ pub trait Bridge {
 fn offer(leg: &SimLeg) -> anyhow::Result<String> {
     let port = leg.local()?.port();
     let pt = leg.codec.payload_type();
+    let (proto, crypto) = match &leg.srtp_key {
+        None => ("RTP/AVP", String::new()),
+        Some(key) => (
+            "RTP/SAVP",
+            format!("a=crypto:1 {SRTP_SUITE} inline:{}\r\n", base64_encode(key)),
+        ),
+    };
     Ok(format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=load\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {}\r\na=ptime:20\r\na=rtcp-mux\r\na=sendrecv\r\n",
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=load\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} {proto} {pt}\r\na=rtpmap:{pt} {}\r\na=ptime:20\r\na=rtcp-mux\r\na=sendrecv\r\n{crypto}",
         leg.codec.rtpmap()
     ))
+}
+
+/// The one suite the generator offers.
+const SRTP_SUITE: &str = "AES_CM_128_HMAC_SHA1_80";
+
+/// The bridge's SRTP key from an answer to an SRTP offer.
+fn answer_key(sdp: &str) -> anyhow::Result<KeyMaterial> {
+    let line = sdp
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("a=crypto:"))
+        .ok_or_else(|| anyhow!("SRTP offered, answered without a=crypto"))?;
+    let mut parts = line.split_whitespace().skip(1);
+    if parts.next() != Some(SRTP_SUITE) {
+        return Err(anyhow!("answer's crypto suite is not {SRTP_SUITE}: {line}"));
+    }
+    let key = parts
+        .next()
+        .and_then(|k| k.strip_prefix("inline:"))
+        .and_then(|k| k.split('|').next())
+        .and_then(base64_decode)
+        .ok_or_else(|| anyhow!("answer's crypto key is not base64: {line}"))?;
+    key.try_into()
+        .map_err(|_| anyhow!("answer's crypto key is not 30 bytes: {line}"))
+}
+
+/// Points `leg` at the media of `answer` (and its SRTP key, when it offered one).
+fn take_answer(leg: &mut SimLeg, answer: &str) -> anyhow::Result<()> {
+    let (addr, pt) = answer_media(answer)?;
+    leg.bridge = addr;
+    if let Some(pt) = pt {
+        leg.payload_type = pt;
+    }
+    if leg.srtp_key.is_some() {
+        leg.secure(answer_key(answer)?)?;
+    }
+    Ok(())
 }
 
 /// The media address and payload type of an SDP answer.
@@ -80,6 +126,8 @@ pub struct Confab {
     base_id: u64,
     rooms: Vec<String>,
     uac: Option<Uac>,
+    /// Legs offer SDES-SRTP.
+    srtp: bool,
 }
 
 impl Confab {
@@ -104,7 +152,14 @@ impl Confab {
             base_id,
             rooms: Vec::new(),
             uac: None,
+            srtp: false,
         })
+    }
+
+    /// Every leg offers SDES-SRTP (AES_CM_128_HMAC_SHA1_80) and protects its packets.
+    pub fn with_srtp(mut self, srtp: bool) -> Self {
+        self.srtp = srtp;
+        self
     }
 }
 
@@ -123,6 +178,9 @@ impl Bridge for Confab {
     }
 
     fn join(&mut self, room: &str, leg: &mut SimLeg, name: &str) -> anyhow::Result<()> {
+        if self.srtp {
+            leg.offer_srtp();
+        }
         match self.way {
             Way::Api => {
                 let v = http::json(
@@ -133,11 +191,7 @@ impl Bridge for Confab {
                     self.token.as_deref(),
                 )?;
                 let sdp = v["sdp"].as_str().ok_or_else(|| anyhow!("no answer: {v}"))?;
-                let (addr, pt) = answer_media(sdp)?;
-                leg.bridge = addr;
-                if let Some(pt) = pt {
-                    leg.payload_type = pt;
-                }
+                take_answer(leg, sdp)?;
             }
             Way::Sip => {
                 if self.uac.is_none() {
@@ -145,11 +199,7 @@ impl Bridge for Confab {
                 }
                 let uac = self.uac.as_mut().ok_or_else(|| anyhow!("no UAC"))?;
                 let answer = uac.invite(room, &offer(leg)?)?;
-                let (addr, pt) = answer_media(&answer)?;
-                leg.bridge = addr;
-                if let Some(pt) = pt {
-                    leg.payload_type = pt;
-                }
+                take_answer(leg, &answer)?;
             }
         }
         Ok(())
@@ -484,6 +534,27 @@ mod tests {
             ("127.0.0.1:20012".parse().unwrap(), Some(0))
         );
         assert!(answer_media("v=0\r\n").is_err());
+    }
+
+    #[test]
+    fn srtp_keys_are_offered_and_read_from_the_answer() {
+        let key: KeyMaterial = std::array::from_fn(|i| i as u8);
+        let answer = format!(
+            "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 20012 RTP/SAVP 0\r\na=crypto:1 {SRTP_SUITE} inline:{}\r\n",
+            base64_encode(&key)
+        );
+        assert_eq!(answer_key(&answer).unwrap(), key);
+        for bad in [
+            "m=audio 1 RTP/AVP 0\r\n".to_owned(),
+            answer.replace(SRTP_SUITE, "AES_CM_128_HMAC_SHA1_32"),
+            answer.replace("inline:", "inline:!"),
+            format!(
+                "a=crypto:1 {SRTP_SUITE} inline:{}\r\n",
+                base64_encode(&key[..20])
+            ),
+        ] {
+            assert!(answer_key(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,11 +6,14 @@
 //! second at a recorded time): the bridge-added latency is the click's arrival in the decoded
 //! audio minus its send time.
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use confab::media::srtp::{KeyMaterial, SrtpKeys, SrtpSession, SrtpSuite};
 use confab_dsp::g711::Law;
 use confab_dsp::opus::{OpusDecoder, OpusEncoder, OpusSettings};
 use confab_dsp::resample::{Rate, Resampler};
@@ -142,6 +145,8 @@ pub struct LegCounts {
     pub received: u64,
     pub gaps: u64,
     pub sent: u64,
+    /// Packets that failed SRTP authentication.
+    pub srtp_failures: u64,
 }
 
 pub struct SimLeg {
@@ -176,6 +181,9 @@ pub struct SimLeg {
     speech_at: usize,
     /// Where this leg's audio goes while measuring (the quality room's two legs).
     pub recording: Option<Recording>,
+    /// SDES-SRTP: the key this leg offers (it encrypts with it) and, once answered, the session.
+    pub srtp_key: Option<KeyMaterial>,
+    srtp: Option<SrtpSession>,
 }
 
 /// The run's time base for clicks.
@@ -245,7 +253,36 @@ impl SimLeg {
             },
             speech_at: 0,
             recording: None,
+            srtp_key: None,
+            srtp: None,
         })
+    }
+
+    /// Offers SDES-SRTP with a fresh key (a load generator's key: random, not secret).
+    pub fn offer_srtp(&mut self) {
+        let mut key = [0u8; 30];
+        for (i, chunk) in key.chunks_mut(8).enumerate() {
+            let mut h = RandomState::new().build_hasher();
+            h.write_usize(i);
+            h.write_u32(self.ssrc);
+            let bytes = h.finish().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        self.srtp_key = Some(key);
+    }
+
+    /// The bridge answered with its key: packets are protected from now on.
+    pub fn secure(&mut self, bridge_key: KeyMaterial) -> anyhow::Result<()> {
+        let local = self
+            .srtp_key
+            .ok_or_else(|| anyhow::anyhow!("SRTP answered but not offered"))?;
+        let keys = SrtpKeys {
+            suite: SrtpSuite::AesCm128HmacSha1_80,
+            local,
+            remote: bridge_key,
+        };
+        self.srtp = Some(SrtpSession::new(&keys).map_err(|e| anyhow::anyhow!("{e}"))?);
+        Ok(())
     }
 
     pub fn local(&self) -> std::io::Result<SocketAddr> {
@@ -331,7 +368,20 @@ impl SimLeg {
             self.packet[12..12 + len].copy_from_slice(&self.silence);
             len
         };
-        self.header(payload_len)
+        let len = self.header(payload_len);
+        let Some(srtp) = &mut self.srtp else {
+            return len;
+        };
+        if len == 0 {
+            return 0;
+        }
+        match srtp.protect_rtp(&self.packet[..len]) {
+            Ok(protected) if protected.len() <= self.packet.len() => {
+                self.packet[..protected.len()].copy_from_slice(&protected);
+                protected.len()
+            }
+            _ => 0,
+        }
     }
 
     /// The packet `prepare` made, `len` bytes.
@@ -388,6 +438,21 @@ impl SimLeg {
         if (72..=76).contains(&(buf[1] & 0x7F)) || pt != self.payload_type {
             return; // RTCP, telephone-event, comfort noise
         }
+        let plain;
+        let buf = match &mut self.srtp {
+            None => buf,
+            Some(srtp) => match srtp.unprotect_rtp(buf) {
+                Ok(p) => {
+                    plain = p;
+                    &plain[..]
+                }
+                Err(_) => {
+                    self.counts.srtp_failures += 1;
+                    return;
+                }
+            },
+        };
+        let n = buf.len();
         let seq = u16::from_be_bytes([buf[2], buf[3]]);
         let csrcs = usize::from(buf[0] & 0x0F);
         let mut start = 12 + 4 * csrcs;

@@ -92,6 +92,8 @@ pub struct Options {
     pub decode_every: usize,
     /// A quality room scored with PESQ (see `quality`).
     pub pesq: bool,
+    /// SDES-SRTP on every leg (Confab only: Janus' plain-RTP participants here are plain).
+    pub srtp: bool,
     pub progress: bool,
 }
 
@@ -120,6 +122,7 @@ impl Default for Options {
             threads: 2,
             decode_every: 1,
             pesq: false,
+            srtp: false,
             progress: false,
         }
     }
@@ -558,11 +561,18 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
                 "dial-in is a Confab scenario (Janus has no SIP here)"
             ));
         }
+        (Target::Janus, _) if o.srtp => {
+            return Err(anyhow!(
+                "--srtp is for Confab (its API and SIP ways); Janus' participants here are plain RTP"
+            ));
+        }
         (Target::Janus, _) => Box::new(Janus::new(&o.janus)?),
         (Target::Confab, Scenario::Dialin) => {
-            Box::new(Confab::new(&o.api, o.token.clone(), o.sip, Way::Sip)?)
+            Box::new(Confab::new(&o.api, o.token.clone(), o.sip, Way::Sip)?.with_srtp(o.srtp))
         }
-        (Target::Confab, _) => Box::new(Confab::new(&o.api, o.token.clone(), o.sip, Way::Api)?),
+        (Target::Confab, _) => {
+            Box::new(Confab::new(&o.api, o.token.clone(), o.sip, Way::Api)?.with_srtp(o.srtp))
+        }
     };
     let mut o = o.clone();
     if o.scenario == Scenario::Dialin {

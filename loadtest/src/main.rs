@@ -75,6 +75,9 @@ struct Args {
     /// hears) and score it with PESQ (python3 with the `pesq` package).
     #[arg(long)]
     pesq: bool,
+    /// SDES-SRTP (AES_CM_128_HMAC_SHA1_80) on every leg: Confab only, by its API or SIP.
+    #[arg(long)]
+    srtp: bool,
     /// Write the figures as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -119,6 +122,7 @@ fn main() -> anyhow::Result<()> {
             threads: a.threads.clamp(1, 16),
             decode_every: a.decode_every.max(1),
             pesq: a.pesq,
+            srtp: a.srtp,
             progress: std::io::stderr().is_terminal(),
         };
         let s = run(&o)?;
