@@ -175,20 +175,28 @@ fn mix_rate(engine: &Engine, id: &str) -> u32 {
         .unwrap()
 }
 
+/// Conference `id` with `a` and `b` in it, run for `first`; where each sends.
+fn two_in(
+    engine: &Engine,
+    id: &str,
+    a: &mut Endpoint,
+    b: &mut Endpoint,
+    first: Duration,
+) -> (std::net::SocketAddr, std::net::SocketAddr) {
+    engine.create_conference(id, Policy::default()).unwrap();
+    let to_a = join(engine, id, a, "a");
+    let to_b = join(engine, id, b, "b");
+    support::run(&mut [(a, to_a), (b, to_b)], first, |_| {});
+    (to_a, to_b)
+}
+
 #[test]
 fn a_phone_meeting_mixes_at_8k_until_a_wideband_leg_joins() {
     let _turn = support::exclusive();
     let engine = support::engine(Duration::from_secs(30));
-    engine.create_conference("1001", Policy::default()).unwrap();
     let mut a = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 11);
     let mut b = Endpoint::new(Codec::Pcmu, 660.0, -20.0, 12);
-    let (_, to_a) = join_with(&engine, "1001", &a, "a", None);
-    let (_, to_b) = join_with(&engine, "1001", &b, "b", None);
-    support::run(
-        &mut [(&mut a, to_a), (&mut b, to_b)],
-        Duration::from_secs(2),
-        |_| {},
-    );
+    let (to_a, to_b) = two_in(&engine, "1001", &mut a, &mut b, Duration::from_secs(2));
     assert_eq!(mix_rate(&engine, "1001"), 8000);
     for (e, other) in [(&a, 660.0), (&b, 440.0)] {
         let level = e.level_of(other, 1.0);
@@ -274,17 +282,10 @@ fn decodes_skipped(engine: &Engine) -> u64 {
 fn a_silent_opus_participant_is_not_decoded_and_is_heard_once_it_speaks() {
     let _turn = support::exclusive();
     let engine = support::engine(Duration::from_secs(30));
-    engine.create_conference("1003", Policy::default()).unwrap();
     let mut a = Endpoint::new(Codec::Opus, 880.0, -20.0, 31);
     // Digital silence, as a muted browser sends it.
     let mut b = Endpoint::new(Codec::Opus, 440.0, -300.0, 32);
-    let (_, to_a) = join_with(&engine, "1003", &a, "a", None);
-    let (_, to_b) = join_with(&engine, "1003", &b, "b", None);
-    support::run(
-        &mut [(&mut a, to_a), (&mut b, to_b)],
-        Duration::from_secs(3),
-        |_| {},
-    );
+    let (to_a, to_b) = two_in(&engine, "1003", &mut a, &mut b, Duration::from_secs(3));
     // 150 packets from b: the first half second is decoded, then all but the probes are not.
     let skipped = decodes_skipped(&engine);
     assert!(

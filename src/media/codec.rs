@@ -523,6 +523,27 @@ mod tests {
     use super::*;
     use confab_dsp::signal::{sine, tone_level_dbov};
 
+    /// `pcm` through `enc` and `dec`, a frame of `frame_len` a tick; what the decoder gave.
+    fn round_trip(
+        enc: &mut LegEncoder,
+        dec: &mut LegDecoder,
+        pcm: &[i16],
+        frame_len: usize,
+    ) -> Vec<i16> {
+        let mut out = Vec::new();
+        let mut payload = [0u8; 1500];
+        let mut frame = vec![0i16; frame_len];
+        for f in pcm.chunks_exact(frame_len) {
+            enc.push_frame(f);
+            while let Some(n) = enc.pull_packet(&mut payload) {
+                dec.decode(&payload[..n]);
+            }
+            dec.frame(&mut frame, false);
+            out.extend_from_slice(&frame);
+        }
+        out
+    }
+
     #[test]
     fn every_codec_round_trips_a_tone_at_every_mix_rate() {
         for mix in [Rate::Hz8000, Rate::Hz16000, Rate::Hz48000] {
@@ -533,17 +554,7 @@ mod tests {
                         LegEncoder::new(codec, ptime, OpusSettings::default(), mix).unwrap();
                     let mut dec = LegDecoder::new(codec, mix).unwrap();
                     let tone = sine(mix.hz(), 1000.0, -12.0, frame_len * 50);
-                    let mut out = Vec::new();
-                    let mut payload = [0u8; 1500];
-                    let mut frame = vec![0i16; frame_len];
-                    for f in tone.chunks_exact(frame_len) {
-                        enc.push_frame(f);
-                        while let Some(n) = enc.pull_packet(&mut payload) {
-                            dec.decode(&payload[..n]);
-                        }
-                        dec.frame(&mut frame, false);
-                        out.extend_from_slice(&frame);
-                    }
+                    let out = round_trip(&mut enc, &mut dec, &tone, frame_len);
                     let level = tone_level_dbov(&out[frame_len * 10..], mix.hz(), 1000.0);
                     assert!(
                         (level + 12.0).abs() < 1.0,
@@ -564,30 +575,14 @@ mod tests {
         let mut dec = LegDecoder::new(Codec::Pcmu, Rate::Hz8000).unwrap();
         assert!(dec.resampler.is_none() && enc.resampler.is_none());
         let narrow = sine(8000, 1000.0, -12.0, 160 * 25);
-        let mut payload = [0u8; 1500];
-        let mut frame = vec![0i16; 160];
-        for f in narrow.chunks_exact(160) {
-            enc.push_frame(f);
-            while let Some(n) = enc.pull_packet(&mut payload) {
-                dec.decode(&payload[..n]);
-            }
-            dec.frame(&mut frame, false);
-        }
-        assert!((tone_level_dbov(&frame, 8000, 1000.0) + 12.0).abs() < 1.0);
+        let out = round_trip(&mut enc, &mut dec, &narrow, 160);
+        let last = &out[out.len() - 160..];
+        assert!((tone_level_dbov(last, 8000, 1000.0) + 12.0).abs() < 1.0);
         enc.set_mix_rate(Rate::Hz48000).unwrap();
         dec.set_mix_rate(Rate::Hz48000).unwrap();
         assert!(dec.resampler.is_some() && enc.resampler.is_some());
         let wide = sine(MIX_RATE, 1000.0, -12.0, MIX_FRAME * 25);
-        let mut frame = vec![0i16; MIX_FRAME];
-        let mut out = Vec::new();
-        for f in wide.chunks_exact(MIX_FRAME) {
-            enc.push_frame(f);
-            while let Some(n) = enc.pull_packet(&mut payload) {
-                dec.decode(&payload[..n]);
-            }
-            dec.frame(&mut frame, false);
-            out.extend_from_slice(&frame);
-        }
+        let out = round_trip(&mut enc, &mut dec, &wide, MIX_FRAME);
         let level = tone_level_dbov(&out[MIX_FRAME * 5..], MIX_RATE, 1000.0);
         assert!((level + 12.0).abs() < 1.0, "{level}");
     }

@@ -209,7 +209,8 @@ pub struct RtpLeg {
     inband: Option<Box<DtmfDetector>>,
     /// A prompt being played to this leg instead of the mix.
     prompt: Option<Prompt>,
-    /// The conference's mix rate: `frame` and what `send_own` takes come at it.
+    /// The conference's mix rate (the widest until the conference says): `frame` and what
+    /// `send_own` takes come at it.
     mix: Rate,
     jitter: JitterBuffer,
     decoder: LegDecoder,
@@ -447,11 +448,6 @@ impl RtpLeg {
             .map(|t| TelephoneEvents::new(t.clock_rate));
         self.spec = spec;
         Ok(())
-    }
-
-    /// The conference's mix rate (legs start at the widest, 48 kHz).
-    pub fn mix_rate(&self) -> Rate {
-        self.mix
     }
 
     /// The conference mixes at `mix` from now on: the frame, the resamplers around the codecs

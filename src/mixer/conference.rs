@@ -98,11 +98,8 @@ pub struct ConferenceMedia {
     rate: Rate,
     /// A leg left during a tick: the mix may narrow, between ticks.
     rate_stale: bool,
-    mixer: Mixer,
-    comfort: ComfortNoise,
-    shared: Vec<i16>,
-    scratch: Vec<i16>,
-    silence: Vec<i16>,
+    /// The mixer and the frames of one tick, at `rate`.
+    mix: MixFrames,
     media_timeout: Duration,
     pub counters: Arc<ConferenceCounters>,
     /// Where call records go (the storage writer), if anywhere.
@@ -141,11 +138,7 @@ impl ConferenceMedia {
             dominant: DominantSpeaker::new(),
             rate: WIDEST_MIX,
             rate_stale: false,
-            mixer: Mixer::new(WIDEST_MIX.samples(20)),
-            comfort: comfort_noise(WIDEST_MIX),
-            shared: vec![0; WIDEST_MIX.samples(20)],
-            scratch: vec![0; WIDEST_MIX.samples(20)],
-            silence: vec![0; WIDEST_MIX.samples(20)],
+            mix: MixFrames::new(WIDEST_MIX),
             media_timeout,
             counters: Arc::new(ConferenceCounters::default()),
             records: None,
@@ -289,12 +282,7 @@ impl ConferenceMedia {
         if wanted != self.rate {
             tracing::debug!(conference = %self.id, from = self.rate.hz(), to = wanted.hz(), "mix rate");
             self.rate = wanted;
-            let n = wanted.samples(20);
-            self.mixer = Mixer::new(n);
-            self.comfort = comfort_noise(wanted);
-            self.shared = vec![0; n];
-            self.scratch = vec![0; n];
-            self.silence = vec![0; n];
+            self.mix = MixFrames::new(wanted);
             for group in &mut self.groups {
                 if let Err(e) = group.encoder.set_mix_rate(wanted) {
                     tracing::warn!(error = %e, codec = group.codec.name(), "group encoder kept its rate");
@@ -457,7 +445,27 @@ impl ConferenceMedia {
     }
 }
 
-/// The conference's comfort noise at `rate`: -70 dBov, inaudible but not digital silence.
-fn comfort_noise(rate: Rate) -> ComfortNoise {
-    ComfortNoise::new(rate.hz(), 70, 0x5EED)
+/// What the tick mixes with, sized for one 20 ms frame at the mix rate.
+struct MixFrames {
+    mixer: Mixer,
+    comfort: ComfortNoise,
+    /// The sum every listener hears.
+    shared: Vec<i16>,
+    /// A talker's mix-minus, a prompt, a deaf leg's comfort noise.
+    scratch: Vec<i16>,
+    silence: Vec<i16>,
+}
+
+impl MixFrames {
+    fn new(rate: Rate) -> Self {
+        let n = rate.samples(20);
+        MixFrames {
+            mixer: Mixer::new(n),
+            // -70 dBov: inaudible but not digital silence.
+            comfort: ComfortNoise::new(rate.hz(), 70, 0x5EED),
+            shared: vec![0; n],
+            scratch: vec![0; n],
+            silence: vec![0; n],
+        }
+    }
 }

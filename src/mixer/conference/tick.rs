@@ -120,7 +120,7 @@ impl ConferenceMedia {
                     None
                 }
             }));
-        self.mixer.clear();
+        self.mix.mixer.clear();
         // The talkers in the mix, named in every packet (RFC 6465) with their levels.
         let Some(out) = Arc::get_mut(&mut self.outbound) else {
             return;
@@ -128,15 +128,15 @@ impl ConferenceMedia {
         out.csrc_count = 0;
         for t in self.talkers.current().iter().take(16) {
             let leg = &self.legs[t.slot];
-            self.mixer.add(leg.frame(), Gain::UNITY);
+            self.mix.mixer.add(leg.frame(), Gain::UNITY);
             out.csrcs[out.csrc_count] = leg.ssrc();
             out.levels[out.csrc_count] = leg.activity().level;
             out.csrc_count += 1;
         }
-        if self.mixer.inputs() == 0 {
-            self.comfort.fill(&mut self.shared);
+        if self.mix.mixer.inputs() == 0 {
+            self.mix.comfort.fill(&mut self.mix.shared);
         } else {
-            self.mixer.render(&mut self.shared);
+            self.mix.mixer.render(&mut self.mix.shared);
         }
     }
 
@@ -158,7 +158,7 @@ impl ConferenceMedia {
             if !listening.get(g).copied().unwrap_or(false) {
                 continue;
             }
-            group.encoder.push_frame(&self.shared);
+            group.encoder.push_frame(&self.mix.shared);
             while packets.count < MAX_GROUP_PACKETS {
                 let (buf, len) = &mut packets.packets[packets.count];
                 match group.encoder.pull_packet(buf) {
@@ -188,23 +188,24 @@ impl ConferenceMedia {
             let own = match self.roster.participant(id) {
                 None => 0,
                 Some(p) if matches!(p.state, State::Disconnected(_)) => 0,
-                Some(_) if leg.prompt_frame(&mut self.scratch) => {
+                Some(_) if leg.prompt_frame(&mut self.mix.scratch) => {
                     // The attendant speaks: a prompt instead of the mix.
-                    leg.send_own(&self.scratch, &[], &[])
+                    leg.send_own(&self.mix.scratch, &[], &[])
                 }
                 Some(p) if !self.roster.hears(id) => {
                     if p.deaf && p.state == State::Connected {
                         // Deaf: nothing but comfort noise.
-                        self.comfort.fill(&mut self.scratch);
-                        leg.send_own(&self.scratch, &[], &[])
+                        self.mix.comfort.fill(&mut self.mix.scratch);
+                        leg.send_own(&self.mix.scratch, &[], &[])
                     } else {
                         // Still connecting (e.g. waiting for the leader): silence.
-                        leg.send_own(&self.silence, &[], &[])
+                        leg.send_own(&self.mix.silence, &[], &[])
                     }
                 }
                 Some(_) if self.talkers.contains(slot) => {
-                    self.mixer
-                        .render_minus(leg.frame(), Gain::UNITY, &mut self.scratch);
+                    self.mix
+                        .mixer
+                        .render_minus(leg.frame(), Gain::UNITY, &mut self.mix.scratch);
                     let mut others = [0u32; 16];
                     let mut other_levels = [0u8; 16];
                     let mut n = 0;
@@ -213,7 +214,7 @@ impl ConferenceMedia {
                         other_levels[n] = l;
                         n += 1;
                     }
-                    leg.send_own(&self.scratch, &others[..n], &other_levels[..n])
+                    leg.send_own(&self.mix.scratch, &others[..n], &other_levels[..n])
                 }
                 Some(_) => {
                     let group = self.leg_groups[slot];
@@ -221,7 +222,7 @@ impl ConferenceMedia {
                         plan = group;
                         0
                     } else {
-                        leg.send_own(&self.shared, csrcs, levels)
+                        leg.send_own(&self.mix.shared, csrcs, levels)
                     }
                 }
             };
