@@ -89,6 +89,12 @@ pub struct JitterStats {
 const SLOTS: usize = 128;
 /// Sequence or timestamp jumps beyond these restart the buffer.
 const MAX_SEQUENCE_JUMP: u64 = 100;
+/// The longest packet a sender may send, in milliseconds (Opus's longest; G.711 phones send
+/// 10-60 ms). Two consecutive packets whose timestamps are further apart are not one long
+/// packet but a pause: silence suppression and DTX keep sequence numbers contiguous while the
+/// timestamp jumps by the length of the silence. Learning such a gap as the packet duration
+/// once made the target exceed its own cap (a panic in `clamp`).
+const MAX_PACKET_MS: u64 = 120;
 const MAX_TIMESTAMP_JUMP_SECONDS: u64 = 10;
 /// Frames concealed after running dry before the buffer waits for the sender again.
 const MAX_DRY_FRAMES: u32 = 5;
@@ -183,8 +189,10 @@ impl JitterBuffer {
     /// at least one frame (and one packet), at most the cap.
     pub fn target_ticks(&self) -> u64 {
         let frame = self.ticks(self.settings.frame).max(self.packet_ticks);
-        let wanted = frame + 3 * (self.jitter16 >> 4);
-        wanted.clamp(frame, self.ticks(self.settings.max_delay))
+        let wanted = frame.saturating_add(3u64.saturating_mul(self.jitter16 >> 4));
+        // The cap never falls below one frame, whatever the settings and the packets were.
+        let cap = self.ticks(self.settings.max_delay).max(frame);
+        wanted.clamp(frame, cap)
     }
 
     /// Audio buffered ahead of the playout point, in timestamp units.
@@ -336,7 +344,11 @@ impl JitterBuffer {
             Some(h) if sequence <= h => {}
             Some(h) => {
                 // Learn the packet duration from consecutive packets.
-                if sequence == h + 1 && timestamp > self.highest_timestamp {
+                let longest = MAX_PACKET_MS * u64::from(self.settings.clock_rate) / 1000;
+                if sequence == h + 1
+                    && timestamp > self.highest_timestamp
+                    && timestamp - self.highest_timestamp <= longest
+                {
                     self.packet_ticks = timestamp - self.highest_timestamp;
                 }
                 self.highest = Some(sequence);
@@ -361,8 +373,11 @@ impl JitterBuffer {
         let transit = arrival - timestamp as i64;
         if let Some(last) = self.last_transit {
             let d = (transit - last).unsigned_abs();
-            // J += (|D| - J) / 16, kept scaled by 16.
-            self.jitter16 = self.jitter16 + d - ((self.jitter16 + 8) >> 4);
+            // J += (|D| - J) / 16, kept scaled by 16 (saturating: D is the sender's word).
+            self.jitter16 = self
+                .jitter16
+                .saturating_add(d)
+                .saturating_sub((self.jitter16 + 8) >> 4);
         }
         self.last_transit = Some(transit);
     }
@@ -404,7 +419,7 @@ impl JitterBuffer {
         let depth = self.depth_ticks();
         let target = self.target_ticks();
         let frame = self.ticks(self.settings.frame).max(self.packet_ticks);
-        let cap = self.ticks(self.settings.max_delay) + frame;
+        let cap = self.ticks(self.settings.max_delay).saturating_add(frame);
         if depth > target + frame {
             self.surplus_frames += 1;
         } else {
@@ -466,6 +481,10 @@ impl JitterBuffer {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "jitter_hostile_tests.rs"]
+mod hostile_tests;
 
 #[cfg(test)]
 mod tests {

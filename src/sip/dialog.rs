@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{Action, Call, CallState, MIN_SE, Peer, T1, TIMEOUT, Uas};
+use super::{Action, Call, CallState, MAX_SE, MIN_SE, Peer, T1, TIMEOUT, Uas};
 use crate::conference::ParticipantId;
 use crate::sip::message::{self, Message, Method, StartLine};
 use crate::sip::sdp;
@@ -91,10 +91,12 @@ impl Uas {
 
     pub(super) fn refresh_session(&mut self, now: Instant, id: u64, msg: &Message) {
         if let Some(c) = self.calls.get_mut(&id) {
+            // Any digits the peer sends, up to u64::MAX: kept within [MIN_SE, MAX_SE] so the
+            // expiry below cannot overflow.
             let asked = msg
                 .header("Session-Expires")
                 .and_then(|v| v.split(';').next()?.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+                .map(|s| Duration::from_secs(s.min(u64::from(MAX_SE))));
             if let Some((d, expiry)) = &mut c.session_expires {
                 if let Some(a) = asked.filter(|a| a.as_secs() >= u64::from(MIN_SE)) {
                     *d = a;

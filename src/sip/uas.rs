@@ -26,6 +26,9 @@ const T2: Duration = Duration::from_secs(4);
 const TIMEOUT: Duration = Duration::from_secs(32);
 /// RFC 4028's floor for Session-Expires.
 pub const MIN_SE: u32 = 90;
+/// The longest session interval we keep: a peer asking for more is given this (RFC 4028 lets
+/// the UAS lower it). Bounds every `now + interval` taken from the wire.
+pub const MAX_SE: u32 = 86_400;
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
 
 #[path = "dialog.rs"]
@@ -432,7 +435,14 @@ impl Uas {
             Method::Update => match self.dialog_of(msg) {
                 Some(id) => {
                     self.refresh_session(now, id, msg);
-                    self.reply(now, peer, msg, 200, "OK");
+                    // A refresh is answered with the interval granted (RFC 4028).
+                    let mut r = msg.response(200, "OK", Some("confab"));
+                    r.push_header("Server", "confab");
+                    if let Some((d, _)) = self.calls.get(&id).and_then(|c| c.session_expires) {
+                        r.push_header("Session-Expires", format!("{};refresher=uac", d.as_secs()));
+                    }
+                    let bytes = self.send(peer, &r);
+                    self.remember(now, msg, bytes);
                 }
                 None => self.reply(now, peer, msg, 481, "Call/Transaction Does Not Exist"),
             },
@@ -518,7 +528,7 @@ impl Uas {
                     self.send(peer, &r);
                     return;
                 }
-                Some(s) => Some(Duration::from_secs(u64::from(s))),
+                Some(s) => Some(Duration::from_secs(u64::from(s.min(MAX_SE)))),
                 None => return self.reply(now, peer, msg, 400, "Bad Request (Session-Expires)"),
             },
         };

@@ -1077,3 +1077,72 @@ fn a_reinvite_changes_the_codec() {
     let (_, actions) = drain(&mut uas);
     assert!(actions.is_empty(), "{actions:?}");
 }
+
+#[test]
+fn a_session_interval_of_any_size_is_capped_and_kills_nothing() {
+    // u64::MAX seconds once overflowed `Instant + Duration` and ended the SIP task.
+    let t0 = Instant::now();
+    let mut uas = Uas::new(settings(), counter_random);
+    uas.handle(
+        t0,
+        peer(),
+        &invite(
+            "huge",
+            "z9hG4bKhuge",
+            "Supported: timer\r\nSession-Expires: 4294967295\r\n",
+            OFFER,
+        ),
+    );
+    let (_, actions) = drain(&mut uas);
+    let Some(Action::Join(j)) = actions.first() else {
+        panic!("no join: {actions:?}")
+    };
+    uas.joined(
+        t0,
+        j.call,
+        JoinResult::Joined {
+            participant: ParticipantId(1),
+            local: "127.0.0.1:1".parse().unwrap(),
+        },
+    );
+    let (sent, _) = drain(&mut uas);
+    assert_eq!(
+        sent[0].header("Session-Expires"),
+        Some(format!("{MAX_SE};refresher=uac").as_str())
+    );
+    let tag = sent[0].to_tag().unwrap().to_owned();
+    uas.handle(
+        t0,
+        peer(),
+        &in_dialog("ACK", "huge", &tag, 1, "z9hG4bKa", "", ""),
+    );
+    for (cseq, method) in [(2, "UPDATE"), (3, "INVITE")] {
+        let request = in_dialog(
+            method,
+            "huge",
+            &tag,
+            cseq,
+            &format!("z9hG4bKhuge{cseq}"),
+            "Session-Expires: 18446744073709551615\r\n",
+            "",
+        );
+        uas.handle(t0 + Duration::from_secs(60), peer(), &request);
+        let (sent, _) = drain(&mut uas);
+        assert_eq!(statuses(&sent), [200], "{method}");
+        assert_eq!(
+            sent[0].header("Session-Expires"),
+            Some(format!("{MAX_SE};refresher=uac").as_str()),
+            "{method}"
+        );
+    }
+    // The capped interval still runs out: the call is ended, not kept forever.
+    uas.tick(t0 + Duration::from_secs(60 + u64::from(MAX_SE) + 1));
+    let (sent, actions) = drain(&mut uas);
+    assert_eq!(
+        actions,
+        [Action::Leave {
+            participant: ParticipantId(1)
+        }]
+    );
+    assert_eq!(sent[0].method(), Some(&Method::Bye));
+}
