@@ -48,6 +48,8 @@ pub enum DisconnectReason {
     IceTimeout,
     /// A WebRTC peer's DTLS handshake failed (or its certificate did not match).
     DtlsFailed,
+    /// A bug in the bridge ended the call (a panic in the conference's tick).
+    InternalError,
 }
 
 impl DisconnectReason {
@@ -68,6 +70,7 @@ impl DisconnectReason {
             DisconnectReason::AttendantFailed => "attendant-failed",
             DisconnectReason::IceTimeout => "ice-timeout",
             DisconnectReason::DtlsFailed => "dtls-failed",
+            DisconnectReason::InternalError => "internal-error",
         }
     }
 }
@@ -91,7 +94,7 @@ impl State {
         }
     }
 
-    fn is_present(self) -> bool {
+    pub fn is_present(self) -> bool {
         !matches!(self, State::Disconnected(_))
     }
 }

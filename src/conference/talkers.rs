@@ -38,6 +38,11 @@ impl Talkers {
         }
     }
 
+    /// How many talkers it selects at most.
+    pub fn limit(&self) -> usize {
+        self.k
+    }
+
     /// The selected talkers, loudest first.
     pub fn current(&self) -> &[Candidate] {
         &self.current[..self.count]

@@ -111,11 +111,12 @@ pub fn relay_pair(doorbell: Doorbell) -> (RelayPort, RelayPeer) {
 }
 
 /// Close reasons as they cross the atomic (0 is "open").
-const CLOSE_REASONS: [DisconnectReason; 4] = [
+const CLOSE_REASONS: [DisconnectReason; 5] = [
     DisconnectReason::Hangup,
     DisconnectReason::IceTimeout,
     DisconnectReason::DtlsFailed,
     DisconnectReason::MediaTimeout,
+    DisconnectReason::InternalError,
 ];
 
 impl RelayPort {

@@ -179,7 +179,9 @@ struct Reception {
     ssrc: u32,
     base_seq: u16,
     max_seq: u16,
-    cycles: u32,
+    /// Sequence cycles seen, times 2^16. 64 bits: a sender stepping its sequence by ~3,000 a
+    /// packet wraps 32 bits of cycles within a quarter of an hour, and `expected()` with it.
+    cycles: u64,
     bad_seq: Option<u16>,
     received: u64,
     expected_prior: u64,
@@ -205,12 +207,17 @@ impl Reception {
         }
     }
 
+    /// The extended highest sequence number as a report carries it (modulo 2^32).
     fn extended_max(&self) -> u32 {
-        self.cycles | u32::from(self.max_seq)
+        self.extended_max_wide() as u32
+    }
+
+    fn extended_max_wide(&self) -> u64 {
+        self.cycles | u64::from(self.max_seq)
     }
 
     fn expected(&self) -> u64 {
-        u64::from(self.extended_max()) + 1 - u64::from(self.base_seq)
+        (self.extended_max_wide() + 1).saturating_sub(u64::from(self.base_seq))
     }
 
     fn lost(&self) -> i64 {
@@ -222,7 +229,7 @@ impl Reception {
         let delta = seq.wrapping_sub(self.max_seq);
         if delta < MAX_DROPOUT {
             if seq < self.max_seq {
-                self.cycles = self.cycles.wrapping_add(1 << 16);
+                self.cycles = self.cycles.saturating_add(1 << 16);
             }
             self.max_seq = seq;
         } else if delta <= u16::MAX - MAX_MISORDER {

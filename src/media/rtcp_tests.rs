@@ -278,3 +278,27 @@ fn hostile_rtcp_is_refused_not_panicked_on() {
         .unwrap();
     assert_eq!(info.receiver_reports, 1);
 }
+
+#[test]
+fn a_sender_wrapping_32_bits_of_cycles_keeps_the_figures_sane() {
+    // Steps of 2,999 (just under the dropout limit) wrap the 16-bit sequence every 22 packets;
+    // 1.5 million packets wrap 2^16 cycles, where a 32-bit cycle count (and `expected()` with
+    // it) once wrapped below the base sequence and underflowed.
+    let t0 = Instant::now();
+    let mut rtcp = Rtcp::new(1, 8000, clock(t0), Duration::from_secs(5));
+    let mut sequence = 65_535u16;
+    let packets = 1_500_000u32;
+    for i in 0..packets {
+        rtcp.on_rtp(t0, 5, sequence, i.wrapping_mul(160));
+        sequence = sequence.wrapping_add(2999);
+    }
+    let expected = rtcp.packets_expected();
+    assert!(expected >= u64::from(packets), "{expected}");
+    assert!(expected < 2 * 2999 * u64::from(packets), "{expected}");
+    assert!(rtcp.packets_lost() > 0);
+    let mut report = [0u8; 1500];
+    assert!(
+        rtcp.write_report(t0 + Duration::from_secs(10), None, "x", &mut report)
+            .is_some()
+    );
+}

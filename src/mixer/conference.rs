@@ -50,6 +50,9 @@ pub struct ConferenceCounters {
     pub own_by_codec: [AtomicU64; 4],
     /// Ticks whose per-leg work was split with the mixer thread's helper.
     pub split_ticks: AtomicU64,
+    /// Test-only: the next tick panics (the mixer thread must contain it).
+    #[cfg(test)]
+    pub panic_next_tick: std::sync::atomic::AtomicBool,
 }
 
 /// An event of a conference, for the API's event stream.
@@ -250,6 +253,53 @@ impl ConferenceMedia {
             into.encodes_shared[i] += self.counters.shared_by_codec[i].load(Ordering::Relaxed);
             into.encodes_own[i] += self.counters.own_by_codec[i].load(Ordering::Relaxed);
         }
+    }
+
+    /// After a panic in this conference's tick (a bug): every participant present is
+    /// disconnected as `internal-error`, with its record closed and its events emitted (SIP
+    /// hangs up, WebRTC peers are let go), and the media state starts anew, empty. The roster
+    /// stays as history, and the meeting can be joined again. Allocates: it happens only by a
+    /// bug, between ticks.
+    pub fn recover(&mut self, mut emit: impl FnMut(ConferenceEvent)) {
+        let mut fresh = ConferenceMedia::new(
+            Arc::clone(&self.id),
+            self.roster.policy(),
+            self.talkers.limit(),
+            self.media_timeout,
+        );
+        fresh.counters = Arc::clone(&self.counters);
+        fresh.records = self.records.clone();
+        let mut old = std::mem::replace(self, fresh);
+        // The old state may be what broke: if ending its calls panics too, the roster is
+        // given up and the legs are dropped all the same (their sockets close).
+        let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let present: Vec<ParticipantId> = old
+                .roster
+                .participants()
+                .iter()
+                .filter(|p| p.state.is_present())
+                .map(|p| p.id)
+                .collect();
+            for id in present {
+                let _ = old.roster.disconnect(id, DisconnectReason::InternalError);
+                old.dominant.remove(id);
+                let leg = old.legs.iter().find(|l| l.participant == id).map(|l| &**l);
+                old.send_record(false, id, leg);
+            }
+            while let Some(event) = old.roster.poll_event() {
+                emit(ConferenceEvent {
+                    conference: old.id.clone(),
+                    event,
+                });
+            }
+            for leg in &old.legs {
+                old.closed.add_ended(&leg.stats());
+            }
+        }));
+        if ended.is_ok() {
+            self.roster = std::mem::take(&mut old.roster);
+        }
+        self.closed.merge(&old.closed);
     }
 
     /// Legs present (not yet removed).

@@ -125,6 +125,9 @@ pub struct Job {
 pub struct Done {
     pub legs: Vec<Box<RtpLeg>>,
     pub groups: Vec<usize>,
+    /// The work panicked: the conference resumes the panic on its own thread (with its legs
+    /// back), where the mixer thread contains it; the helper itself goes on.
+    pub panic: Option<Box<dyn std::any::Any + Send>>,
 }
 
 /// The helper of one mixer thread.
@@ -132,8 +135,10 @@ pub struct LegHelper {
     jobs: Option<SyncSender<Job>>,
     done: Receiver<Done>,
     thread: Option<JoinHandle<()>>,
-    /// Gone (it panicked): the conference works alone from then on.
+    /// Gone (its thread ended): the conference works alone from then on.
     lost: bool,
+    /// A job was handed over and not yet taken back.
+    outstanding: bool,
 }
 
 impl std::fmt::Debug for LegHelper {
@@ -160,11 +165,23 @@ impl LegHelper {
                         now,
                         outbound,
                     } = job;
-                    work(phase, &mut legs, &groups, now, &outbound);
+                    // A panic in a leg's work is handed back to the conference it came from,
+                    // not allowed to end the helper of every conference on the thread.
+                    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        work(phase, &mut legs, &groups, now, &outbound);
+                    }))
+                    .err();
                     // Let go of the packets before answering: the conference writes the next
                     // tick's into the same buffers once it is the only owner again.
                     drop(outbound);
-                    if done_tx.send(Done { legs, groups }).is_err() {
+                    if done_tx
+                        .send(Done {
+                            legs,
+                            groups,
+                            panic,
+                        })
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -174,6 +191,7 @@ impl LegHelper {
             done,
             thread: Some(thread),
             lost: false,
+            outstanding: false,
         })
     }
 
@@ -190,17 +208,30 @@ impl LegHelper {
         jobs.send(job).map_err(|e| {
             self.lost = true;
             e.0
-        })
+        })?;
+        self.outstanding = true;
+        Ok(())
     }
 
     /// Waits for the job handed over; `None` if the helper died with it (its legs are lost).
     pub fn finish(&mut self) -> Option<Done> {
+        self.outstanding = false;
         match self.done.recv() {
             Ok(done) => Some(done),
             Err(_) => {
                 self.lost = true;
                 None
             }
+        }
+    }
+}
+
+impl LegHelper {
+    /// After a conference's tick panicked: a job it handed over and never took back is taken
+    /// now and dropped (its legs close), so the next conference does not receive it.
+    pub fn settle(&mut self) {
+        if self.outstanding {
+            drop(self.finish());
         }
     }
 }

@@ -7,7 +7,12 @@ pub mod conference;
 pub mod helper;
 pub mod stats;
 
+#[cfg(test)]
+#[path = "containment_tests.rs"]
+mod containment_tests;
+
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -146,6 +151,8 @@ pub struct MixerCounters {
     pub tick_time: stats::TickHistogram,
     /// Work time over tick period, smoothed over about a second (f64 bits).
     pub load_ratio_bits: AtomicU64,
+    /// Panics contained: a conference's tick or a command's handling (each a bug).
+    pub panics: AtomicU64,
 }
 
 impl MixerCounters {
@@ -188,6 +195,12 @@ impl MixerHandle {
         })
     }
 
+    /// Whether the thread still runs (it ends only on shutdown, or by a bug its containment
+    /// missed).
+    pub fn alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// Stops the thread and waits for it.
     pub fn stop(&mut self) {
         let _ = self.commands.send(Command::Shutdown);
@@ -226,17 +239,30 @@ fn run(
                 Ok(Command::Metrics { reply }) => {
                     let _ = reply.try_send(Ok(snapshot(&conferences, &retired)));
                 }
-                Ok(command) => handle(command, &mut conferences, &records),
+                Ok(command) => handle_contained(command, &mut conferences, &records, &counters),
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
             }
         }
         let start = Instant::now();
+        let emit = |event| {
+            if let Err(TrySendError::Full(_)) = events.try_send(event) {
+                counters.events_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        };
         for conference in conferences.values_mut() {
-            conference.tick_with(start, helper.as_mut(), |event| {
-                if let Err(TrySendError::Full(_)) = events.try_send(event) {
-                    counters.events_dropped.fetch_add(1, Ordering::Relaxed);
+            // No panic crosses a conference's boundary: the one whose tick panicked ends its
+            // calls and starts anew; the thread goes on with the others.
+            let ticked = catch_unwind(AssertUnwindSafe(|| {
+                conference.tick_with(start, helper.as_mut(), emit);
+            }));
+            if ticked.is_err() {
+                counters.panics.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(conference = %conference.id, "a conference's tick panicked: its calls end as internal-error");
+                if let Some(h) = helper.as_mut() {
+                    h.settle();
                 }
-            });
+                conference.recover(emit);
+            }
         }
         // An ended conference with no legs left is gone; the others do what their tick left
         // for between ticks.
@@ -281,7 +307,7 @@ fn run(
                     handled += 1;
                 }
                 Ok(command) => {
-                    handle(command, &mut conferences, &records);
+                    handle_contained(command, &mut conferences, &records, &counters);
                     handled += 1;
                 }
                 Err(RecvTimeoutError::Timeout) => break,
@@ -307,6 +333,20 @@ fn snapshot(
         c.snapshot(&mut s);
     }
     s
+}
+
+/// A command, with a panic in its handling contained: its reply is dropped (the caller hears
+/// the engine failed) and the thread goes on.
+fn handle_contained(
+    command: Command,
+    conferences: &mut HashMap<ConferenceId, ConferenceMedia>,
+    records: &Option<std::sync::mpsc::Sender<crate::store::RecordEvent>>,
+    counters: &MixerCounters,
+) {
+    if catch_unwind(AssertUnwindSafe(|| handle(command, conferences, records))).is_err() {
+        counters.panics.fetch_add(1, Ordering::Relaxed);
+        tracing::error!("a mixer command panicked");
+    }
 }
 
 fn handle(

@@ -31,6 +31,10 @@ impl ConferenceMedia {
         mut emit: impl FnMut(ConferenceEvent),
     ) {
         self.counters.ticks.fetch_add(1, Ordering::Relaxed);
+        #[cfg(test)]
+        if self.counters.panic_next_tick.swap(false, Ordering::Relaxed) {
+            panic!("injected by a test");
+        }
         if self.legs.is_empty() {
             // Nobody to hear or be heard: no comfort noise, no mix, no encode. Roster events
             // (a lock, an invite) still go out. An idle conference costs this branch alone.
@@ -272,6 +276,10 @@ impl ConferenceMedia {
                         self.legs.append(&mut done.legs);
                         self.away_legs = done.legs;
                         self.away_plan = done.groups;
+                        if let Some(panic) = done.panic {
+                            // The helper's half panicked: this conference's tick did.
+                            std::panic::resume_unwind(panic);
+                        }
                     }
                     None => self.lost_with_helper(),
                 }
