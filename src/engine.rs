@@ -189,6 +189,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether every mixer thread runs (`/readyz` is not ready while one is down).
+    pub fn mixers_alive(&self) -> bool {
+        self.mixers.iter().all(MixerHandle::alive)
+    }
+
+    /// Panics contained by the mixer threads (each a bug; the conference it hit was restarted).
+    pub fn mixer_panics(&self) -> u64 {
+        self.mixers
+            .iter()
+            .map(|m| m.counters.panics.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// The running conferences' ids.
     pub fn conference_ids(&self) -> Vec<String> {
         self.placement
@@ -237,7 +250,14 @@ impl Engine {
                 return Err(CommandError::ConferenceExists.into());
             }
         }
-        let mixer = self.next_mixer.fetch_add(1, Ordering::Relaxed) % self.mixers.len().max(1);
+        // Round-robin over the threads that still run: a thread that ended (by a bug its
+        // containment missed) takes no new conference.
+        let n = self.mixers.len().max(1);
+        let first = self.next_mixer.fetch_add(1, Ordering::Relaxed);
+        let mixer = (0..n)
+            .map(|k| (first + k) % n)
+            .find(|&i| self.mixers.get(i).is_some_and(MixerHandle::alive))
+            .ok_or(EngineError::Stopped)?;
         let counters = self.call(mixer, |reply| Command::CreateConference {
             id: Arc::clone(&id),
             policy,

@@ -63,6 +63,8 @@ pub struct WebRtcMetrics {
     pub dtls_failures_total: AtomicU64,
     pub unrouted_datagrams_total: AtomicU64,
     pub relay_drops_total: AtomicU64,
+    /// Panics contained while driving a peer (each a bug; that peer was let go).
+    pub panics_total: AtomicU64,
 }
 
 /// Why a new peer was refused before its offer was looked at.
@@ -104,6 +106,7 @@ pub struct WebRtc {
     doorbell: Doorbell,
     handshakes: Arc<Mutex<HashMap<IpAddr, usize>>>,
     pub metrics: Arc<WebRtcMetrics>,
+    driver: std::thread::JoinHandle<()>,
 }
 
 /// A handshake slot held for a client address (freed when dropped unless handed on).
@@ -158,7 +161,7 @@ impl WebRtc {
             metrics: metrics.clone(),
         };
         let bell = doorbell.clone();
-        std::thread::Builder::new()
+        let driver = std::thread::Builder::new()
             .name("confab-webrtc".into())
             .spawn(move || {
                 let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -182,7 +185,13 @@ impl WebRtc {
             doorbell,
             handshakes,
             metrics,
+            driver,
         }))
+    }
+
+    /// Whether the driver thread runs (`/readyz` is not ready once it has ended).
+    pub fn running(&self) -> bool {
+        !self.driver.is_finished()
     }
 
     /// The shared UDP address.
@@ -332,7 +341,15 @@ impl Driver {
             tokio::select! {
                 r = socket.recv_from(&mut buf) => {
                     if let Ok((n, from)) = r {
-                        self.datagram(&socket, from, &buf[..n]);
+                        // Routing a stranger's datagram asks every peer's str0m whether it is
+                        // theirs; a panic there is contained like one while driving a peer.
+                        let routed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            self.datagram(&socket, from, &buf[..n]);
+                        }));
+                        if routed.is_err() {
+                            self.metrics.panics_total.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(%from, "webrtc: routing a datagram panicked");
+                        }
                     }
                 }
                 cmd = commands.recv() => match cmd {
@@ -419,18 +436,36 @@ impl Driver {
 
     /// Feeds one input to a peer and drains what it has to say; lets it go if it is done.
     fn drive_peer(&mut self, socket: &tokio::net::UdpSocket, id: u64, input: Input<'_>) {
-        let outcome = match self.peers.get_mut(&id) {
-            None => return,
-            Some(peer) => match peer.rtc.handle_input(input) {
-                Ok(()) => self.drain(socket, id),
-                Err(e) => {
-                    tracing::debug!(error = %e, "webrtc input refused");
-                    Drive::Gone(DisconnectReason::DtlsFailed)
-                }
-            },
-        };
+        // No panic crosses a peer's boundary: the peer whose input panicked is let go as
+        // internal-error and the driver goes on with the others.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            match self.peers.get_mut(&id) {
+                None => Drive::Alive,
+                Some(peer) => match peer.rtc.handle_input(input) {
+                    Ok(()) => self.drain(socket, id),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "webrtc input refused");
+                        Drive::Gone(DisconnectReason::DtlsFailed)
+                    }
+                },
+            }
+        }))
+        .unwrap_or_else(|_| {
+            self.metrics.panics_total.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(peer = id, "webrtc: driving a peer panicked");
+            Drive::Gone(DisconnectReason::InternalError)
+        });
         if let Drive::Gone(reason) = outcome {
-            self.remove(socket, id, reason);
+            let removed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.remove(socket, id, reason);
+            }));
+            if removed.is_err() {
+                // Its goodbye panicked too: forget it without one.
+                self.metrics.panics_total.fetch_add(1, Ordering::Relaxed);
+                if let Some(peer) = self.peers.remove(&id) {
+                    peer.relay.close(DisconnectReason::InternalError);
+                }
+            }
         }
     }
 

@@ -57,6 +57,9 @@ pub struct Endpoint {
     /// The tone is on for `.0` frames, then off for `.1` (speech-like bursts the detector
     /// takes for talking; a steady tone is not speech).
     pub bursts: Option<(u64, u64)>,
+    /// Between bursts nothing is sent (silence suppression, DTX): the sequence number goes on
+    /// where it stopped while the timestamp jumps by the length of the pause.
+    pub silence_suppression: bool,
     frames_sent: u64,
     /// CSRCs and RFC 6465 levels (extension `csrc_level_id`) of the last packet heard.
     pub csrc_level_id: Option<u8>,
@@ -116,6 +119,7 @@ impl Endpoint {
             audio_level_ext: None,
             drop_every: None,
             bursts: None,
+            silence_suppression: false,
             frames_sent: 0,
             csrc_level_id: None,
             last_csrcs: Vec::new(),
@@ -197,6 +201,12 @@ impl Endpoint {
             0.0
         };
         self.frames_sent += 1;
+        if !on && self.silence_suppression {
+            let ticks = if self.codec == Codec::Opus { 960 } else { 160 };
+            self.phase += u64::from(self.rate / 50);
+            self.timestamp = self.timestamp.wrapping_add(ticks);
+            return;
+        }
         let step = 2.0 * std::f64::consts::PI * f64::from(self.tone_hz) / f64::from(self.rate);
         let step2 = self.second_tone_hz.map_or(0.0, |f| {
             2.0 * std::f64::consts::PI * f64::from(f) / f64::from(self.rate)
