@@ -156,9 +156,20 @@ fn process(registry: &mut Registry) {
     }
 }
 
+/// What the exposition shows beyond the engine's, SIP's and the API's own figures.
+#[derive(Debug, Default)]
+pub struct Options<'a> {
+    /// Label per-conference series with the conference ID (`metrics.conference_labels`); off,
+    /// they are not shown (the endpoint is not authenticated, and IDs are what callers dial).
+    pub conference_labels: bool,
+    /// Failed credential attempts and lockouts (SIP attendant and WHIP).
+    pub auth: Option<&'a crate::conference::limiter::LimitCounters>,
+}
+
 /// The exposition.
 pub fn render(
     engine: &Engine,
+    options: &Options<'_>,
     sip: Option<&SipMetrics>,
     webrtc: Option<&crate::webrtc::WebRtcMetrics>,
     api: &ApiMetrics,
@@ -217,12 +228,14 @@ pub fn render(
             for (t, n) in by_state.iter_mut().zip(c.participants) {
                 *t += n as i64;
             }
-            conference_participants
-                .get_or_create(&labels(&[("conference", &c.id)]))
-                .set(c.participants.iter().sum::<usize>() as i64);
-            conference_mix_rate
-                .get_or_create(&labels(&[("conference", &c.id)]))
-                .set(i64::from(c.mix_rate_hz));
+            if options.conference_labels {
+                conference_participants
+                    .get_or_create(&labels(&[("conference", &c.id)]))
+                    .set(c.participants.iter().sum::<usize>() as i64);
+                conference_mix_rate
+                    .get_or_create(&labels(&[("conference", &c.id)]))
+                    .set(i64::from(c.mix_rate_hz));
+            }
         }
     }
 
@@ -236,16 +249,18 @@ pub fn render(
             .set(n);
     }
     registry.register("confab_participants", "Participants by state", participants);
-    registry.register(
-        "confab_conference_participants",
-        "Participants present in each conference",
-        conference_participants,
-    );
-    registry.register(
-        "confab_conference_mix_rate_hz",
-        "The rate each conference mixes at (the highest of its legs' codec rates)",
-        conference_mix_rate,
-    );
+    if options.conference_labels {
+        registry.register(
+            "confab_conference_participants",
+            "Participants present in each conference",
+            conference_participants,
+        );
+        registry.register(
+            "confab_conference_mix_rate_hz",
+            "The rate each conference mixes at (the highest of its legs' codec rates)",
+            conference_mix_rate,
+        );
+    }
 
     let packets = Family::<Labels, Counter>::default();
     let bytes = Family::<Labels, Counter>::default();
@@ -393,6 +408,26 @@ pub fn render(
             "confab_sip_responses",
             "SIP responses sent by method and code",
             responses,
+        );
+    }
+    if let Some(auth) = options.auth {
+        use crate::conference::limiter::Transport;
+        use std::sync::atomic::Ordering::Relaxed;
+        let failures = Family::<Labels, Counter>::default();
+        for (t, n) in Transport::ALL.iter().zip(&auth.failures) {
+            failures
+                .get_or_create(&labels(&[("transport", t.name())]))
+                .inc_by(n.load(Relaxed));
+        }
+        registry.register(
+            "confab_auth_failures",
+            "Failed credential attempts (meeting ID, passcode, leader PIN, join token) by transport",
+            failures,
+        );
+        registry.register(
+            "confab_auth_lockouts",
+            "Callers and conferences locked out after too many failed attempts",
+            counter(auth.lockouts.load(Relaxed)),
         );
     }
     let api_requests = Family::<Labels, Counter>::default();

@@ -70,14 +70,30 @@ pub(super) fn meeting_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
+/// A name a client chooses (conference, participant, join token): at most 128 characters and
+/// no control characters (they would reach the roster, the records, the pages and the logs);
+/// surrounding spaces are dropped. None is an empty name.
+pub(super) fn name(field: &str, value: Option<String>) -> Result<String, ApiError> {
+    let value = value.unwrap_or_default();
+    let value = value.trim();
+    if value.chars().count() > crate::conference::MAX_NAME {
+        return Err(ApiError::invalid(format!(
+            "{field} is longer than 128 characters"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
 impl ConferenceSettings {
     /// Applies the settings to `c`, checking each.
     fn apply(self, c: &mut StoredConference) -> Result<(), ApiError> {
-        if let Some(name) = self.name {
-            if name.chars().count() > 128 {
-                return Err(ApiError::invalid("name is longer than 128 characters"));
-            }
-            c.name = name;
+        if self.name.is_some() {
+            c.name = name("name", self.name)?;
         }
         if let Some(access) = self.access {
             c.access = Access::parse(&access).ok_or_else(|| {

@@ -73,6 +73,10 @@ pub struct AppState {
     pub webrtc: Option<Arc<crate::webrtc::WebRtc>>,
     /// Signs and checks join tokens.
     pub tokens: Arc<crate::webrtc::token::TokenSigner>,
+    /// Failed credential attempts (WHIP), shared with SIP's attendant when SIP runs.
+    pub limiter: crate::sip::server::SharedLimiter,
+    /// Whether `/metrics` labels series with conference IDs (`metrics.conference_labels`).
+    pub conference_labels: bool,
 }
 
 impl AppState {
@@ -85,7 +89,15 @@ impl AppState {
         max_talkers: usize,
         codecs: Vec<crate::media::codec::Codec>,
     ) -> Self {
+        let limiter = match &sip {
+            Some(sip) => Arc::clone(&sip.limiter),
+            None => Arc::new(std::sync::Mutex::new(
+                crate::conference::limiter::FailureLimiter::new(Default::default()),
+            )),
+        };
         AppState {
+            limiter,
+            conference_labels: false,
             engine,
             sip,
             store,
@@ -108,6 +120,13 @@ impl AppState {
     ) -> Self {
         self.webrtc = Some(webrtc);
         self.tokens = Arc::new(tokens);
+        self
+    }
+
+    /// Lets `/metrics` label series with conference IDs (off by default: the endpoint is not
+    /// authenticated, and the IDs are what callers dial).
+    pub fn with_conference_labels(mut self, on: bool) -> Self {
+        self.conference_labels = on;
         self
     }
 
@@ -260,8 +279,13 @@ async fn count(State(state): State<AppState>, request: Request, next: Next) -> R
     responses((status = 200, description = "Prometheus metrics (OpenMetrics text)")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let text = tokio::task::spawn_blocking(move || {
+        let auth = state.limiter.lock().ok().map(|l| Arc::clone(&l.counters));
         crate::metrics::render(
             &state.engine,
+            &crate::metrics::Options {
+                conference_labels: state.conference_labels,
+                auth: auth.as_deref(),
+            },
             state.sip.as_deref().map(|s| &*s.metrics),
             state.webrtc.as_deref().map(|w| &*w.metrics),
             &state.api_metrics,
@@ -299,7 +323,7 @@ async fn healthz() -> &'static str {
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Ready"), (status = 503, description = "Draining or storage unavailable")))]
+    responses((status = 200, description = "Ready"), (status = 503, description = "Draining, storage unavailable, or a part (mixer, SIP, WebRTC) down")))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.store.clone();
     let healthy = tokio::task::spawn_blocking(move || store.healthy())
@@ -309,8 +333,23 @@ async fn readyz(State(state): State<AppState>) -> Response {
         (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
     } else if !healthy {
         (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable").into_response()
+    } else if let Some(part) = part_down(&state) {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("{part} down")).into_response()
     } else {
         "ready".into_response()
+    }
+}
+
+/// The first part of the bridge whose thread or task has ended, if any.
+fn part_down(state: &AppState) -> Option<&'static str> {
+    if !state.engine.mixers_alive() {
+        Some("mixer")
+    } else if state.sip.as_ref().is_some_and(|s| !s.running()) {
+        Some("sip")
+    } else if state.webrtc.as_ref().is_some_and(|w| !w.running()) {
+        Some("webrtc")
+    } else {
+        None
     }
 }
 

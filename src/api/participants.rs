@@ -144,16 +144,14 @@ pub(super) async fn add(
         Some("leader") => Role::Leader,
         Some(_) => return Err(ApiError::invalid("role must be leader or attendee")),
     };
-    let display_name = new.display_name.unwrap_or_default();
-    if display_name.chars().count() > 128 {
-        return Err(ApiError::invalid(
-            "display_name is longer than 128 characters",
-        ));
-    }
+    let display_name = super::conferences::name("display_name", new.display_name)?;
     match (new.dial, new.sdp) {
         (Some(target), None) => {
-            if !target.starts_with("sip:") || target.len() > 256 {
-                return Err(ApiError::invalid("dial must be a sip: URI"));
+            if !crate::sip::uas::safe_uri(&target) {
+                return Err(ApiError::invalid(
+                    "dial must be a sip: URI of at most 256 printable characters \
+                     (no spaces, quotes, angle brackets or line breaks)",
+                ));
             }
             let sip = state.sip.clone().ok_or_else(|| {
                 ApiError::new(

@@ -18,7 +18,8 @@ use serde_json::json;
 
 use super::conferences::{Body, meeting_id};
 use super::{ApiError, AppState, blocking};
-use crate::conference::{DisconnectReason, Gate, Role};
+use crate::conference::limiter::{Lockout, Transport, caller_key};
+use crate::conference::{DisconnectReason, Gate, MAX_NAME, Role, clean_text};
 use crate::engine::Joiner;
 use crate::media::relay::relay_pair;
 use crate::mixer::Control;
@@ -56,21 +57,23 @@ pub(super) async fn cors(request: Request, next: Next) -> Response {
     response
 }
 
-fn unauthorized(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+/// The one refusal for an unknown meeting ID, missing or wrong credentials and a bad token:
+/// the same status and body, so that the answer does not tell whether the meeting exists.
+pub(super) const REFUSED: &str = "a valid passcode or join token is required for this meeting ID";
+
+fn refused() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", REFUSED)
 }
 
-/// Who the bearer is: a token's claims, the passcode or leader PIN, or nobody.
+/// Who the bearer is: a token's claims, the passcode or leader PIN, or nobody. Every refusal
+/// is [`refused`] but an expired token's (its holder was given the meeting ID by the API).
 fn admit(
     state: &AppState,
     cid: &str,
     headers: &HeaderMap,
     name: Option<String>,
 ) -> Result<Joiner, ApiError> {
-    let admission = state
-        .engine
-        .admission(cid)
-        .ok_or_else(|| ApiError::not_found(format!("no conference {cid}")))?;
+    let admission = state.engine.admission(cid);
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -85,32 +88,35 @@ fn admit(
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        return match state.tokens.verify(b, cid, now) {
-            Ok(c) => Ok(Joiner {
-                role: c.role(),
-                uri: format!("webrtc:{}", c.name),
-                display_name: c.name,
-            }),
-            Err(TokenError::Expired) => Err(unauthorized("the join token has expired")),
-            Err(e) => Err(unauthorized(e.to_string())),
+        return match (state.tokens.verify(b, cid, now), admission) {
+            (Ok(c), Some(_)) => {
+                let name = clean_text(&c.name, MAX_NAME);
+                Ok(Joiner {
+                    role: c.role(),
+                    uri: format!("webrtc:{name}"),
+                    display_name: name,
+                })
+            }
+            (Err(TokenError::Expired), Some(_)) => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the join token has expired",
+            )),
+            _ => Err(refused()),
         };
     }
+    let Some(admission) = admission else {
+        return Err(refused());
+    };
     if admission.gate != Gate::Anyone {
-        return Err(unauthorized(
-            "this conference is not anonymous: a join token is required",
-        ));
+        return Err(refused());
     }
     let same = |a: &str, b: &str| super::same(a.as_bytes(), b.as_bytes());
     let role = match (bearer, &admission.passcode, &admission.leader_pin) {
         (Some(b), _, Some(pin)) if same(b, pin) => Role::Leader,
         (Some(b), Some(code), _) if same(b, code) => Role::Attendee,
         (None, None, _) => Role::Attendee,
-        (None, Some(_), _) => {
-            return Err(unauthorized(
-                "this conference has a passcode: send it as a bearer token",
-            ));
-        }
-        (Some(_), _, _) => return Err(unauthorized("wrong passcode or token")),
+        _ => return Err(refused()),
     };
     let display_name = display(name);
     Ok(Joiner {
@@ -118,6 +124,21 @@ fn admit(
         display_name,
         role,
     })
+}
+
+/// 429 with Retry-After for a client address or conference locked out by failures.
+fn locked_out(lockout: Lockout) -> Response {
+    let secs = lockout.remaining().as_secs().max(1);
+    let mut r = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_failures",
+        format!("too many failed attempts: try again in {secs} s"),
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 #[derive(Deserialize)]
@@ -132,11 +153,12 @@ pub(super) struct JoinQuery {
     request_body(content = String, content_type = "application/sdp",
         description = "SDP offer with one audio m-line (non-trickle: candidates included)"),
     responses((status = 201, description = "SDP answer; Location names the session"),
-        (status = 400, description = "Malformed SDP"), (status = 401, description = "Wrong or expired passcode or token"),
-        (status = 403, description = "Locked"), (status = 404, description = "No such conference"),
+        (status = 400, description = "Malformed SDP"),
+        (status = 401, description = "Unknown meeting ID, or missing, wrong or expired passcode or token (one answer for all but an expired token)"),
+        (status = 403, description = "Locked"),
         (status = 409, description = "Full"), (status = 415, description = "Not application/sdp"),
         (status = 422, description = "No audio, or no codec in common"),
-        (status = 429, description = "Too many handshakes from this address"),
+        (status = 429, description = "Too many handshakes from this address, or too many failed attempts from it or on this meeting ID (Retry-After)"),
         (status = 503, description = "Draining, or WebRTC not running")))]
 pub(super) async fn join(
     State(state): State<AppState>,
@@ -171,14 +193,32 @@ pub(super) async fn join(
             "WebRTC is not running",
         )
     })?;
-    let name = query.name.filter(|n| !n.trim().is_empty());
-    if name.as_ref().is_some_and(|n| n.chars().count() > 128) {
-        return Err(ApiError::invalid("name is longer than 128 characters"));
+    let name = Some(super::conferences::name("name", query.name)?).filter(|n| !n.is_empty());
+    // Failures are limited per client address and per meeting ID (known or not, alike).
+    let caller = caller_key(client, None);
+    let now = std::time::Instant::now();
+    let lockout = state
+        .limiter
+        .lock()
+        .map_err(|_| ApiError::internal("the failure limiter is unavailable"))?
+        .locked(now, &caller, Some(&cid));
+    if let Some(l) = lockout {
+        return Ok(locked_out(l));
     }
-    let joiner = admit(&state, &cid, &headers, name)?;
     let body = axum::body::to_bytes(request.into_body(), super::BODY_LIMIT)
         .await
         .map_err(|_| ApiError::bad_request("the offer could not be read"))?;
+    let joiner = match admit(&state, &cid, &headers, name) {
+        Ok(j) => j,
+        Err(e) => {
+            if e.status() == StatusCode::UNAUTHORIZED
+                && let Ok(mut l) = state.limiter.lock()
+            {
+                l.failure(now, Transport::Whip, &caller, Some(&cid));
+            }
+            return Err(e);
+        }
+    };
     let offer_text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("the offer is not UTF-8"))?;
     let slot = webrtc.reserve(client).map_err(|e| match e {
@@ -303,8 +343,8 @@ pub(super) async fn token(
     if state.engine.admission(&cid).is_none() {
         return Err(ApiError::not_found(format!("no conference {cid}")));
     }
-    let name = new.display_name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 128 {
+    let name = super::conferences::name("display_name", Some(new.display_name))?;
+    if name.is_empty() {
         return Err(ApiError::invalid(
             "display_name must be 1 to 128 characters",
         ));

@@ -4,7 +4,10 @@
 //! instead); the leader PIN then `#`. A wrong entry is a try; after `max_tries` the caller hears
 //! goodbye and is hung up. `inter_digit` without a key ends the entry as `#` would. Digits come
 //! from RFC 4733, SIP INFO or in-band detection; the shell feeds them with `now` and carries out
-//! what comes back: prompts to play, a join, a hang-up.
+//! what comes back: prompts to play, a join, a hang-up, and each failed attempt, which the
+//! shell counts at once (a caller who hangs up before the goodbye has still failed). While the
+//! directory says a caller or meeting is locked out (too many failures), an entry is wrong
+//! without being compared, and is not counted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,6 +52,30 @@ pub enum Outcome {
     Redirect {
         meeting: String,
     },
+    /// A wrong entry (not an empty one): a meeting ID that is not here (`meeting` none), or a
+    /// wrong passcode or leader PIN of `meeting`.
+    Failed {
+        meeting: Option<String>,
+    },
+}
+
+/// What the attendant asks of the bridge.
+pub trait Directory {
+    /// Whether a meeting exists here and what it asks for.
+    fn admission(&self, meeting: &str) -> Option<Arc<Admission>>;
+    /// Whether this caller, or its entries for `meeting` (when given), are refused now.
+    fn locked_out(&self, meeting: Option<&str>) -> bool;
+}
+
+/// A plain lookup is a directory that locks nobody out.
+impl<F: Fn(&str) -> Option<Arc<Admission>>> Directory for F {
+    fn admission(&self, meeting: &str) -> Option<Arc<Admission>> {
+        self(meeting)
+    }
+
+    fn locked_out(&self, _: Option<&str>) -> bool {
+        false
+    }
 }
 
 /// Longest entry taken (more digits are a wrong entry).
@@ -119,12 +146,7 @@ impl Attendant {
     }
 
     /// A key. `directory` tells whether a meeting exists here and what it asks for.
-    pub fn digit(
-        &mut self,
-        now: Instant,
-        digit: char,
-        directory: &dyn Fn(&str) -> Option<Arc<Admission>>,
-    ) -> Vec<Outcome> {
+    pub fn digit(&mut self, now: Instant, digit: char, directory: &dyn Directory) -> Vec<Outcome> {
         if matches!(self.step, Step::Leaving { .. } | Step::Done) {
             return Vec::new();
         }
@@ -156,11 +178,7 @@ impl Attendant {
     }
 
     /// Time passing: the inter-digit timeout ends an entry, the goodbye ends the call.
-    pub fn tick(
-        &mut self,
-        now: Instant,
-        directory: &dyn Fn(&str) -> Option<Arc<Admission>>,
-    ) -> Vec<Outcome> {
+    pub fn tick(&mut self, now: Instant, directory: &dyn Directory) -> Vec<Outcome> {
         match self.step {
             Step::Leaving { at } if now >= at => {
                 self.step = Step::Done;
@@ -175,17 +193,21 @@ impl Attendant {
         }
     }
 
-    fn wrong(&mut self, now: Instant, again: Prompt) -> Vec<Outcome> {
+    /// A wrong entry: `failed` is what to count (none: an empty entry, or one refused
+    /// unread during a lockout).
+    fn wrong(&mut self, now: Instant, again: Prompt, failed: Option<Outcome>) -> Vec<Outcome> {
         self.tries += 1;
         self.digits.clear();
+        let mut out: Vec<Outcome> = failed.into_iter().collect();
         if self.tries >= self.settings.max_tries {
             self.step = Step::Leaving {
                 at: now + self.settings.goodbye,
             };
-            vec![Outcome::Play(Prompt::Goodbye)]
+            out.push(Outcome::Play(Prompt::Goodbye));
         } else {
-            vec![Outcome::Play(again)]
+            out.push(Outcome::Play(again));
         }
+        out
     }
 
     fn join(&mut self, meeting: String, role: Role) -> Vec<Outcome> {
@@ -197,25 +219,28 @@ impl Attendant {
         ]
     }
 
-    fn submit(
-        &mut self,
-        now: Instant,
-        directory: &dyn Fn(&str) -> Option<Arc<Admission>>,
-    ) -> Vec<Outcome> {
+    fn submit(&mut self, now: Instant, directory: &dyn Directory) -> Vec<Outcome> {
         let entry = std::mem::take(&mut self.digits);
         let step = std::mem::replace(&mut self.step, Step::Done);
         match step {
             Step::MeetingId => {
                 self.step = Step::MeetingId;
-                if entry.is_empty() || entry.len() > MAX_DIGITS {
-                    return self.wrong(now, Prompt::Welcome);
+                if entry.is_empty() || directory.locked_out(None) {
+                    return self.wrong(now, Prompt::Welcome, None);
                 }
-                match directory(&entry) {
+                if entry.len() > MAX_DIGITS {
+                    let failed = Outcome::Failed { meeting: None };
+                    return self.wrong(now, Prompt::Welcome, Some(failed));
+                }
+                match directory.admission(&entry) {
                     None if self.settings.redirect => {
                         self.step = Step::Done;
                         vec![Outcome::Redirect { meeting: entry }]
                     }
-                    None => self.wrong(now, Prompt::UnknownMeeting),
+                    None => {
+                        let failed = Outcome::Failed { meeting: None };
+                        self.wrong(now, Prompt::UnknownMeeting, Some(failed))
+                    }
                     Some(admission)
                         if admission.passcode.is_none() && admission.leader_pin.is_none() =>
                     {
@@ -231,6 +256,10 @@ impl Attendant {
                 }
             }
             Step::Passcode { meeting, admission } => {
+                if directory.locked_out(Some(&meeting)) {
+                    self.step = Step::Passcode { meeting, admission };
+                    return self.wrong(now, Prompt::Invalid, None);
+                }
                 let ok = match &admission.passcode {
                     Some(code) => same(&entry, code),
                     // No passcode (a leader PIN only): `#` alone joins as an attendee.
@@ -239,11 +268,18 @@ impl Attendant {
                 if ok {
                     self.join(meeting, Role::Attendee)
                 } else {
+                    let failed = (!entry.is_empty()).then(|| Outcome::Failed {
+                        meeting: Some(meeting.clone()),
+                    });
                     self.step = Step::Passcode { meeting, admission };
-                    self.wrong(now, Prompt::Invalid)
+                    self.wrong(now, Prompt::Invalid, failed)
                 }
             }
             Step::LeaderPin { meeting, admission } => {
+                if directory.locked_out(Some(&meeting)) {
+                    self.step = Step::LeaderPin { meeting, admission };
+                    return self.wrong(now, Prompt::Invalid, None);
+                }
                 let ok = admission
                     .leader_pin
                     .as_deref()
@@ -251,8 +287,11 @@ impl Attendant {
                 if ok {
                     self.join(meeting, Role::Leader)
                 } else {
+                    let failed = (!entry.is_empty()).then(|| Outcome::Failed {
+                        meeting: Some(meeting.clone()),
+                    });
                     self.step = Step::LeaderPin { meeting, admission };
-                    self.wrong(now, Prompt::Invalid)
+                    self.wrong(now, Prompt::Invalid, failed)
                 }
             }
             other => {
@@ -288,6 +327,49 @@ mod tests {
         s.chars()
             .flat_map(|c| a.digit(now, c, &directory))
             .collect()
+    }
+
+    fn failed(meeting: &str) -> Outcome {
+        Outcome::Failed {
+            meeting: Some(meeting.into()),
+        }
+    }
+
+    /// A directory whose meetings and callers are all locked out.
+    struct Locked;
+
+    impl Directory for Locked {
+        fn admission(&self, meeting: &str) -> Option<Arc<Admission>> {
+            directory(meeting)
+        }
+
+        fn locked_out(&self, _: Option<&str>) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_locked_out_caller_or_meeting_gets_nowhere_and_learns_nothing() {
+        let t = Instant::now();
+        let m = Some(("5555".to_owned(), directory("5555").unwrap()));
+        let (mut a, _) = Attendant::new(t, AttendantSettings::default(), m);
+        // The right passcode is refused exactly as a wrong one, unread and uncounted.
+        let right: Vec<Outcome> = "4242#"
+            .chars()
+            .flat_map(|c| a.digit(t, c, &Locked))
+            .collect();
+        assert_eq!(right, [Outcome::Play(Prompt::Invalid)]);
+        let wrong: Vec<Outcome> = "4243#"
+            .chars()
+            .flat_map(|c| a.digit(t, c, &Locked))
+            .collect();
+        assert_eq!(wrong, [Outcome::Play(Prompt::Invalid)]);
+        let (mut b, _) = Attendant::new(t, AttendantSettings::default(), None);
+        let id: Vec<Outcome> = "1234#"
+            .chars()
+            .flat_map(|c| b.digit(t, c, &Locked))
+            .collect();
+        assert_eq!(id, [Outcome::Play(Prompt::Welcome)]);
     }
 
     fn joined(meeting: &str, role: Role) -> Vec<Outcome> {
@@ -340,11 +422,22 @@ mod tests {
         let (mut a, _) = Attendant::new(t, AttendantSettings::default(), None);
         assert_eq!(
             keys(&mut a, t, "9#"),
-            [Outcome::Play(Prompt::UnknownMeeting)]
+            [
+                Outcome::Failed { meeting: None },
+                Outcome::Play(Prompt::UnknownMeeting)
+            ]
         );
         assert_eq!(keys(&mut a, t, "5555#"), [Outcome::Play(Prompt::Passcode)]);
-        assert_eq!(keys(&mut a, t, "1#"), [Outcome::Play(Prompt::Invalid)]);
-        assert_eq!(keys(&mut a, t, "4243#"), [Outcome::Play(Prompt::Goodbye)]);
+        assert_eq!(
+            keys(&mut a, t, "1#"),
+            [failed("5555"), Outcome::Play(Prompt::Invalid)]
+        );
+        // The failure is told with the entry, before the goodbye: a caller who hangs up while
+        // it plays has failed all the same.
+        assert_eq!(
+            keys(&mut a, t, "4243#"),
+            [failed("5555"), Outcome::Play(Prompt::Goodbye)]
+        );
         // Keys after goodbye change nothing; the hang-up comes when the prompt has played.
         assert!(keys(&mut a, t, "4242#").is_empty());
         assert!(a.tick(t + Duration::from_secs(1), &directory).is_empty());
@@ -357,7 +450,10 @@ mod tests {
         let (mut b, _) = Attendant::new(t, AttendantSettings::default(), None);
         keys(&mut b, t, "5555#*");
         assert_eq!(keys(&mut b, t, "#"), [Outcome::Play(Prompt::Invalid)]);
-        assert_eq!(keys(&mut b, t, "4242#"), [Outcome::Play(Prompt::Invalid)]);
+        assert_eq!(
+            keys(&mut b, t, "4242#"),
+            [failed("5555"), Outcome::Play(Prompt::Invalid)]
+        );
         assert_eq!(keys(&mut b, t, "9999#"), joined("5555", Role::Leader));
     }
 
@@ -411,7 +507,13 @@ mod tests {
         let t = Instant::now();
         let (mut a, _) = Attendant::new(t, AttendantSettings::default(), None);
         let long = "1".repeat(40) + "#";
-        assert_eq!(keys(&mut a, t, &long), [Outcome::Play(Prompt::Welcome)]);
+        assert_eq!(
+            keys(&mut a, t, &long),
+            [
+                Outcome::Failed { meeting: None },
+                Outcome::Play(Prompt::Welcome)
+            ]
+        );
         assert!(keys(&mut a, t, "ABCD*").is_empty());
         assert_eq!(keys(&mut a, t, "1234#"), joined("1234", Role::Attendee));
         assert!(same("4242", "4242") && !same("4242", "424") && !same("", "1"));

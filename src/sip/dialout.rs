@@ -40,6 +40,17 @@ pub(super) struct OutCall {
     cancelled: bool,
 }
 
+/// Whether `uri` is a `sip:` URI that can be written into a request line and a header as it
+/// is: printable ASCII without spaces, quotes or angle brackets, at most 256 bytes.
+pub fn safe_uri(uri: &str) -> bool {
+    uri.starts_with("sip:")
+        && uri.len() > 4
+        && uri.len() <= 256
+        && uri
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'<' | b'>' | b'"'))
+}
+
 impl Uas {
     /// Calls `target` (a SIP URI) for `participant`, sending to `to` (the outbound proxy or
     /// the target's address) with `offer` as the SDP offer.
@@ -51,6 +62,15 @@ impl Uas {
         to: Peer,
         offer: String,
     ) {
+        // The target goes into the request line and To: nothing that could end or split
+        // them (the API refuses such targets too; this is the last line of defence).
+        if !safe_uri(target) {
+            self.actions.push_back(Action::Failed {
+                participant,
+                code: 400,
+            });
+            return;
+        }
         let local = self.settings.local;
         let branch = format!("z9hG4bK{}", self.token(8));
         let from_tag = self.token(8);

@@ -18,10 +18,11 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::attendant::{Attendant, AttendantSettings, Outcome};
+use super::attendant::{Attendant, AttendantSettings, Directory, Outcome};
 use super::message::{MAX_MESSAGE, StreamFramer};
 use super::prompts::Prompts;
 use super::uas::{Action, CallRef, JoinRequest, JoinResult, Peer, Uas, UasSettings};
+use crate::conference::limiter::{FailureLimiter, LimitSettings, Transport, caller_key};
 use crate::conference::{
     Admission, DisconnectReason, Event, JoinError, ParticipantId, Policy, Role, State,
 };
@@ -31,42 +32,103 @@ use crate::mixer::{CommandError, Control};
 
 /// Concurrent TCP connections at most.
 const MAX_CONNECTIONS: usize = 1024;
+/// Concurrent TCP connections from one source address at most (one source cannot take all).
+const MAX_CONNECTIONS_PER_SOURCE: usize = 32;
+/// A TCP connection must bring its first complete message within this...
+const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(32);
+/// ...and each further one within this of the last (otherwise it is closed).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(900);
 /// How often the state machine's timers are looked at.
 const TICK: Duration = Duration::from_millis(20);
 /// The conference where callers wait for the attendant (not a meeting ID: those are digits).
 pub const LOBBY: &str = "attendant";
-/// Failed attendant calls from one source within `FAILURE_WINDOW` after which it is refused.
-const FAILURE_WINDOW: Duration = Duration::from_secs(600);
 
 /// What the attendant says and how it counts.
 #[derive(Clone, Debug)]
 pub struct AttendantConfig {
     pub prompts: Arc<Prompts>,
     pub settings: AttendantSettings,
-    /// Failed attendant calls per source (in ten minutes) before its calls are refused.
+    /// Wrong entries (meeting ID, passcode, leader PIN) per caller in ten minutes before the
+    /// caller is locked out (see [`crate::conference::limiter`]).
     pub max_failures_per_source: u32,
 }
+
+impl AttendantConfig {
+    /// The failure limits these settings ask for.
+    pub fn limits(&self) -> LimitSettings {
+        LimitSettings {
+            per_caller: self.max_failures_per_source.max(1),
+            ..LimitSettings::default()
+        }
+    }
+}
+
+/// The failure limiter SIP and WHIP share.
+pub type SharedLimiter = Arc<Mutex<FailureLimiter>>;
 
 /// SIP requests received by method and responses sent by code, for the metrics.
 #[derive(Debug, Default)]
 pub struct SipMetrics {
+    /// By method: one of [`METHODS`] or `other`. Bound: `METHODS.len() + 1` keys.
     pub requests: Mutex<std::collections::BTreeMap<String, u64>>,
-    /// By the method of the request answered (from CSeq) and the code.
+    /// By the method of the request answered (from CSeq; one of [`METHODS`] or `other`) and
+    /// the code (ours: a few dozen). Bound: `(METHODS.len() + 1)` times the codes we send.
     pub responses: Mutex<std::collections::BTreeMap<(String, u16), u64>>,
+    /// Failed credential attempts and lockouts (shared with WHIP).
+    pub auth: Arc<crate::conference::limiter::LimitCounters>,
+}
+
+/// The methods counted under their own name; any other is `other`, so a stranger inventing
+/// method names cannot grow the metrics.
+pub const METHODS: [&str; 14] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "INFO",
+    "UPDATE",
+    "NOTIFY",
+    "REGISTER",
+    "SUBSCRIBE",
+    "REFER",
+    "MESSAGE",
+    "PRACK",
+    "PUBLISH",
+];
+
+/// A method's label: its name when it is one of [`METHODS`], else `other`.
+fn method_label(method: &str) -> &'static str {
+    METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
 }
 
 impl SipMetrics {
-    /// Counts a received message if it is a request (`METHOD sip:...`).
+    /// Counts a received message if its first line parses as a request line
+    /// (`METHOD Request-URI SIP/2.0`).
     fn received(&self, bytes: &[u8]) {
-        let Some(space) = bytes.iter().take(20).position(|b| *b == b' ') else {
+        let line_end = bytes
+            .iter()
+            .take(1024)
+            .position(|b| *b == b'\r' || *b == b'\n')
+            .unwrap_or(bytes.len().min(1024));
+        let Ok(line) = std::str::from_utf8(&bytes[..line_end]) else {
             return;
         };
-        let method = &bytes[..space];
-        if method.is_empty() || !method.iter().all(u8::is_ascii_uppercase) {
+        let mut parts = line.split(' ');
+        let (Some(method), Some(uri), Some("SIP/2.0"), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        if method.is_empty() || uri.is_empty() {
             return;
         }
-        if let (Ok(m), Ok(mut map)) = (std::str::from_utf8(method), self.requests.lock()) {
-            *map.entry(m.to_owned()).or_default() += 1;
+        if let Ok(mut map) = self.requests.lock() {
+            *map.entry(method_label(method).to_owned()).or_default() += 1;
         }
     }
 
@@ -84,9 +146,9 @@ impl SipMetrics {
                 text.split("\r\n")
                     .find_map(|l| l.strip_prefix("CSeq: "))
                     .and_then(|v| v.split_whitespace().nth(1))
-                    .map(str::to_owned)
+                    .map(|m| method_label(m).to_owned())
             })
-            .unwrap_or_default();
+            .unwrap_or_else(|| "other".to_owned());
         if let Ok(mut map) = self.responses.lock() {
             *map.entry((method, code)).or_default() += 1;
         }
@@ -99,6 +161,8 @@ pub struct SipServer {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
     pub metrics: Arc<SipMetrics>,
+    /// Failed credential attempts per caller and conference (WHIP uses it too).
+    pub limiter: SharedLimiter,
     stop: watch::Sender<bool>,
     draining: watch::Sender<bool>,
     dials: mpsc::Sender<DialCommand>,
@@ -161,20 +225,26 @@ impl SipServer {
         let (stop, stop_rx) = watch::channel(false);
         let (draining, draining_rx) = watch::channel(false);
         let (dials, dials_rx) = mpsc::channel(256);
-        let metrics = Arc::new(SipMetrics::default());
+        let limiter = FailureLimiter::new(attendant.limits());
+        let metrics = Arc::new(SipMetrics {
+            auth: Arc::clone(&limiter.counters),
+            ..SipMetrics::default()
+        });
+        let limiter = Arc::new(Mutex::new(limiter));
         let task = tokio::spawn(serve(
             settings,
             attendant,
             engine,
             events,
             (udp, tcp),
-            (dials_rx, Arc::clone(&metrics)),
+            (dials_rx, Arc::clone(&metrics), Arc::clone(&limiter)),
             (stop_rx, draining_rx),
         ));
         Ok(SipServer {
             udp: udp_addr,
             tcp: tcp_addr,
             metrics,
+            limiter,
             stop,
             draining,
             dials,
@@ -203,6 +273,11 @@ impl SipServer {
         answer.await.map_err(|_| DialError::Stopped)?
     }
 
+    /// Whether the SIP task runs (`/readyz` is not ready once it has ended).
+    pub fn running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
     /// While draining, new calls and OPTIONS get 503; calls in progress go on.
     pub fn set_draining(&self, on: bool) {
         let _ = self.draining.send(on);
@@ -228,7 +303,8 @@ struct Joined {
 
 #[derive(Clone, Debug)]
 struct Caller {
-    source: std::net::IpAddr,
+    /// Whose failures these are (see [`caller_key`]).
+    key: String,
     display_name: String,
     uri: String,
     asserted_identity: Option<String>,
@@ -246,7 +322,7 @@ struct Shell {
     access_user: String,
     config: AttendantConfig,
     attendants: HashMap<ParticipantId, (Attendant, Caller)>,
-    failures: HashMap<std::net::IpAddr, (Instant, u32)>,
+    limiter: SharedLimiter,
     codecs: Vec<crate::media::codec::Codec>,
     outbound_proxy: Option<String>,
     dialing: HashMap<ParticipantId, PendingDial>,
@@ -276,7 +352,7 @@ async fn serve(
     engine: Arc<Engine>,
     mut events: broadcast::Receiver<ConferenceEvent>,
     (udp, tcp): (UdpSocket, TcpListener),
-    (mut dials, metrics): (mpsc::Receiver<DialCommand>, Arc<SipMetrics>),
+    (mut dials, metrics, limiter): (mpsc::Receiver<DialCommand>, Arc<SipMetrics>, SharedLimiter),
     (mut stop, mut draining): (watch::Receiver<bool>, watch::Receiver<bool>),
 ) {
     info!(local = %settings.local, "sip listening (udp, tcp)");
@@ -288,7 +364,12 @@ async fn serve(
     let udp = Arc::new(udp);
     let connections: Connections = Arc::default();
     let (frames_tx, mut frames) = mpsc::channel::<(Peer, Vec<u8>)>(1024);
-    let accept = tokio::spawn(accept_loop(tcp, frames_tx, Arc::clone(&connections)));
+    let accept = tokio::spawn(accept_loop(
+        tcp,
+        frames_tx,
+        Arc::clone(&connections),
+        TcpLimits::default(),
+    ));
     let (joins_tx, mut joins) = mpsc::channel(1024);
     let (moves_tx, mut moves) = mpsc::channel(1024);
     let (started_tx, mut started) = mpsc::channel(256);
@@ -319,7 +400,7 @@ async fn serve(
         access_user,
         config,
         attendants: HashMap::new(),
-        failures: HashMap::new(),
+        limiter,
         codecs,
         outbound_proxy,
         dialing: HashMap::new(),
@@ -331,6 +412,7 @@ async fn serve(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut buf = vec![0u8; MAX_MESSAGE + 1];
+    let mut next_prune = Instant::now();
     loop {
         let mut hang_up = Vec::new();
         tokio::select! {
@@ -383,6 +465,12 @@ async fn serve(
                 let now = Instant::now();
                 uas.tick(now);
                 shell.tick_attendants(now);
+                if now >= next_prune {
+                    next_prune = now + Duration::from_secs(1);
+                    if let Ok(mut l) = shell.limiter.lock() {
+                        l.prune(now);
+                    }
+                }
             }
             _ = draining.changed() => uas.set_draining(*draining.borrow()),
             _ = stop.changed() => break,
@@ -476,17 +564,23 @@ impl Shell {
                 _ => None,
             }
         };
+        // Every SIP request that gets here came from a trusted source (a gateway or proxy):
+        // the caller is who it says is calling (the asserted identity, else From).
+        let identity = request
+            .asserted_identity
+            .as_deref()
+            .or(Some(request.uri.as_str()));
         let caller = Caller {
-            source: request.source,
+            key: caller_key(request.source, identity),
             display_name: request.display_name.clone(),
             uri: request.uri.clone(),
             asserted_identity: request.asserted_identity.clone(),
         };
         let gate_refuses = attendant.is_none()
-            && self.engine.admission(&request.meeting).is_some_and(|a| {
-                !a.gate
-                    .admits(caller.asserted_identity.as_deref(), &caller.uri)
-            });
+            && self
+                .engine
+                .admission(&request.meeting)
+                .is_some_and(|a| !a.gate.admits(caller.asserted_identity.as_deref()));
         if gate_refuses {
             let _ = self.joins.try_send(Joined {
                 call: request.call,
@@ -501,7 +595,15 @@ impl Shell {
             Some(_) => LOBBY.to_owned(),
             None => request.meeting.clone(),
         };
-        if attendant.is_some() && self.failed_too_often(request.source, Instant::now()) {
+        // A caller (or a meeting) with too many failed entries is refused before the attendant.
+        let meeting = attendant
+            .as_ref()
+            .and_then(|a| a.as_ref().map(|(m, _)| m.as_str()));
+        let locked_out = attendant.is_some()
+            && self.limiter.lock().map_or(true, |l| {
+                l.locked(Instant::now(), &caller.key, meeting).is_some()
+            });
+        if locked_out {
             let _ = self.joins.try_send(Joined {
                 call: request.call,
                 result: JoinResult::Forbidden,
@@ -572,7 +674,7 @@ impl Shell {
             Some(proxy) => sip_host(proxy),
             None => sip_host(&target),
         };
-        let Some(host) = host.filter(|_| target.starts_with("sip:")) else {
+        let Some(host) = host.filter(|_| super::uas::safe_uri(&target)) else {
             let _ = reply.send(Err(DialError::BadTarget(target)));
             return;
         };
@@ -639,48 +741,40 @@ impl Shell {
         });
     }
 
-    fn failed_too_often(&mut self, source: std::net::IpAddr, now: Instant) -> bool {
-        self.failures
-            .retain(|_, (since, _)| now.saturating_duration_since(*since) < FAILURE_WINDOW);
-        self.failures
-            .get(&source)
-            .is_some_and(|(_, n)| *n >= self.config.max_failures_per_source)
-    }
-
     /// A digit from a participant: the attendant's, if it is at the attendant.
     fn digit(&mut self, participant: ParticipantId, digit: char) {
-        let engine = Arc::clone(&self.engine);
-        let directory = move |m: &str| {
-            // The lobby is no meeting; neither is the access user.
-            if m == LOBBY {
-                None
-            } else {
-                engine.admission(m)
-            }
-        };
-        let Some((attendant, _)) = self.attendants.get_mut(&participant) else {
+        let now = Instant::now();
+        let Some((attendant, caller)) = self.attendants.get_mut(&participant) else {
             return;
         };
-        let outcomes = attendant.digit(Instant::now(), digit, &directory);
+        let limiter = self.limiter.lock().ok();
+        let directory = ShellDirectory {
+            engine: &self.engine,
+            limiter: limiter.as_deref(),
+            caller: &caller.key,
+            now,
+        };
+        let outcomes = attendant.digit(now, digit, &directory);
+        drop(limiter);
         self.carry_out(participant, outcomes);
     }
 
     fn tick_attendants(&mut self, now: Instant) {
-        let engine = Arc::clone(&self.engine);
-        let directory = move |m: &str| {
-            if m == LOBBY {
-                None
-            } else {
-                engine.admission(m)
-            }
-        };
+        let limiter = self.limiter.lock().ok();
         let mut all = Vec::new();
-        for (p, (attendant, _)) in &mut self.attendants {
+        for (p, (attendant, caller)) in &mut self.attendants {
+            let directory = ShellDirectory {
+                engine: &self.engine,
+                limiter: limiter.as_deref(),
+                caller: &caller.key,
+                now,
+            };
             let outcomes = attendant.tick(now, &directory);
             if !outcomes.is_empty() {
                 all.push((*p, outcomes));
             }
         }
+        drop(limiter);
         for (p, outcomes) in all {
             self.carry_out(p, outcomes);
         }
@@ -701,10 +795,10 @@ impl Shell {
                     let Some((_, caller)) = self.attendants.get(&participant) else {
                         continue;
                     };
-                    let admitted = self.engine.admission(&meeting).is_some_and(|a| {
-                        a.gate
-                            .admits(caller.asserted_identity.as_deref(), &caller.uri)
-                    });
+                    let admitted = self
+                        .engine
+                        .admission(&meeting)
+                        .is_some_and(|a| a.gate.admits(caller.asserted_identity.as_deref()));
                     if !admitted {
                         self.control(
                             participant,
@@ -736,12 +830,20 @@ impl Shell {
                         Control::Remove(participant, DisconnectReason::AttendantFailed),
                     ),
                 },
-                Outcome::Hangup => {
-                    if let Some((_, caller)) = self.attendants.get(&participant) {
-                        let now = Instant::now();
-                        let entry = self.failures.entry(caller.source).or_insert((now, 0));
-                        entry.1 += 1;
+                Outcome::Failed { meeting } => {
+                    // Counted at the entry: hanging up during the goodbye changes nothing.
+                    if let (Some((_, caller)), Ok(mut limiter)) =
+                        (self.attendants.get(&participant), self.limiter.lock())
+                    {
+                        limiter.failure(
+                            Instant::now(),
+                            Transport::Sip,
+                            &caller.key,
+                            meeting.as_deref(),
+                        );
                     }
+                }
+                Outcome::Hangup => {
                     self.control(
                         participant,
                         Control::Remove(participant, DisconnectReason::AttendantFailed),
@@ -771,20 +873,91 @@ impl Shell {
     }
 }
 
+/// The attendant's view of the bridge: the engine's meetings (the lobby is none) and the
+/// failure limiter, for one caller.
+struct ShellDirectory<'a> {
+    engine: &'a Engine,
+    limiter: Option<&'a FailureLimiter>,
+    caller: &'a str,
+    now: Instant,
+}
+
+impl Directory for ShellDirectory<'_> {
+    fn admission(&self, meeting: &str) -> Option<Arc<Admission>> {
+        // The lobby is no meeting; neither is the access user.
+        if meeting == LOBBY {
+            None
+        } else {
+            self.engine.admission(meeting)
+        }
+    }
+
+    fn locked_out(&self, meeting: Option<&str>) -> bool {
+        // Without the limiter (a poisoned lock) nothing is let through unchecked.
+        self.limiter
+            .is_none_or(|l| l.locked(self.now, self.caller, meeting).is_some())
+    }
+}
+
+/// What a TCP connection may hold.
+#[derive(Clone, Copy, Debug)]
+struct TcpLimits {
+    total: usize,
+    per_source: usize,
+    first_message: Duration,
+    idle: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            total: MAX_CONNECTIONS,
+            per_source: MAX_CONNECTIONS_PER_SOURCE,
+            first_message: FIRST_MESSAGE_TIMEOUT,
+            idle: IDLE_TIMEOUT,
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     frames: mpsc::Sender<(Peer, Vec<u8>)>,
     connections: Connections,
+    limits: TcpLimits,
 ) {
     let mut next_id = 1u64;
+    // Open connections per source address. Bound: `limits.total` keys (a connection is counted
+    // only once accepted under the caps); a key goes when its last connection closes.
+    let per_source: Arc<Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
+    let mut backoff = Duration::ZERO;
     loop {
-        let Ok((stream, addr)) = listener.accept().await else {
-            continue;
+        let (stream, addr) = match listener.accept().await {
+            Ok(accepted) => {
+                backoff = Duration::ZERO;
+                accepted
+            }
+            Err(e) => {
+                // Out of descriptors (EMFILE) and the like: wait before trying again instead
+                // of spinning, longer each time it fails in a row (up to a second).
+                backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "sip tcp accept");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
         };
-        let full = connections
-            .lock()
-            .map_or(true, |c| c.len() >= MAX_CONNECTIONS);
-        if full {
+        let full = connections.lock().map_or(true, |c| c.len() >= limits.total);
+        let admitted = !full
+            && per_source.lock().is_ok_and(|mut m| {
+                let n = m.entry(addr.ip()).or_insert(0);
+                if *n >= limits.per_source {
+                    false
+                } else {
+                    *n += 1;
+                    true
+                }
+            });
+        if !admitted {
+            debug!(%addr, "sip tcp connection refused (connection limit)");
             drop(stream);
             continue;
         }
@@ -796,6 +969,7 @@ async fn accept_loop(
         }
         let frames = frames.clone();
         let connections = Arc::clone(&connections);
+        let per_source = Arc::clone(&per_source);
         tokio::spawn(async move {
             let (mut read, mut write) = stream.into_split();
             let writer = tokio::spawn(async move {
@@ -811,15 +985,23 @@ async fn accept_loop(
             };
             let mut framer = StreamFramer::default();
             let mut buf = vec![0u8; 8192];
+            // A complete message is due by then: the first soon, each further one within
+            // the idle timeout (keep-alives and partial messages do not count).
+            let mut deadline = tokio::time::Instant::now() + limits.first_message;
             'read: loop {
-                let n = match read.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
+                let n = match tokio::time::timeout_at(deadline, read.read(&mut buf)).await {
+                    Err(_) => {
+                        debug!(%addr, "sip tcp connection closed: no complete message in time");
+                        break;
+                    }
+                    Ok(Ok(0) | Err(_)) => break,
+                    Ok(Ok(n)) => n,
                 };
                 framer.push(&buf[..n]);
                 loop {
                     match framer.next_message() {
                         Ok(Some(frame)) => {
+                            deadline = tokio::time::Instant::now() + limits.idle;
                             if frames.send((peer, frame)).await.is_err() {
                                 break 'read;
                             }
@@ -832,6 +1014,14 @@ async fn accept_loop(
             }
             if let Ok(mut c) = connections.lock() {
                 c.remove(&id);
+            }
+            if let Ok(mut m) = per_source.lock()
+                && let Some(n) = m.get_mut(&addr.ip())
+            {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&addr.ip());
+                }
             }
             writer.abort();
         });

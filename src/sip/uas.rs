@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::message::{self, Malformed, Message, Method, StartLine};
 use super::sdp::{self, Negotiated};
-use crate::conference::ParticipantId;
+use crate::conference::{ParticipantId, clean_text};
 use crate::media::codec::Codec;
 use crate::media::srtp::KeyMaterial;
 
@@ -29,6 +29,10 @@ pub const MIN_SE: u32 = 90;
 /// The longest session interval we keep: a peer asking for more is given this (RFC 4028 lets
 /// the UAS lower it). Bounds every `now + interval` taken from the wire.
 pub const MAX_SE: u32 = 86_400;
+/// The longest caller URI or asserted identity kept (bytes).
+const MAX_URI: usize = 256;
+/// Cached responses to non-INVITE requests at most (see `Uas::cache`).
+const MAX_CACHED: usize = 65_536;
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
 
 #[path = "dialog.rs"]
@@ -38,7 +42,7 @@ mod dialout;
 #[path = "transfer.rs"]
 mod transfer;
 use dialog::in_dialog_request;
-pub use dialout::RING_TIMEOUT;
+pub use dialout::{RING_TIMEOUT, safe_uri};
 
 /// Where a message came from or goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -70,7 +74,7 @@ pub struct JoinRequest {
     pub local_key: Option<KeyMaterial>,
     /// The caller's address (the attendant limits failed attempts per source).
     pub source: IpAddr,
-    /// The identity the gateway asserts (P-Asserted-Identity), if any.
+    /// The identity the gateway asserts (P-Asserted-Identity), if any (an empty one is none).
     pub asserted_identity: Option<String>,
 }
 
@@ -273,12 +277,22 @@ pub struct Uas {
     random: fn(&mut [u8]),
     next_call: u64,
     calls: HashMap<u64, Call>,
-    by_branch: HashMap<String, u64>,
+    /// INVITE transactions by branch and source address: another source reusing a branch is
+    /// another transaction, and never gets this one's answer (which may carry our SDES key).
+    /// Bound: one per call (`calls` is capped by `max_calls`); pruned with the call.
+    by_branch: HashMap<(String, SocketAddr), u64>,
     by_dialog: HashMap<(String, String), u64>,
     by_participant: HashMap<ParticipantId, u64>,
-    /// Final responses to non-INVITE requests, for their retransmissions.
-    cache: HashMap<(String, String), (Vec<u8>, Instant)>,
+    /// Final responses to trusted sources' non-INVITE requests, for their retransmissions, by
+    /// branch, method and source address. Bound: [`MAX_CACHED`] entries (more are answered
+    /// without being cached); each is pruned by `tick` 64*T1 after it was made. Untrusted
+    /// sources' requests are never cached.
+    cache: HashMap<(String, String, SocketAddr), (Vec<u8>, Instant)>,
+    /// New INVITEs per trusted source address in the current second. Bound: the trusted
+    /// addresses that sent an INVITE in the last 2 s; pruned by `tick` after 2 s.
     flood: HashMap<IpAddr, (Instant, u32)>,
+    /// The address of the request being handled (the cache keys its answer by it).
+    source: Option<SocketAddr>,
     /// Dial-outs by the branch of their INVITE, and which participant has which.
     outcalls: HashMap<String, dialout::OutCall>,
     by_participant_out: HashMap<ParticipantId, String>,
@@ -300,6 +314,7 @@ impl Uas {
             by_participant: HashMap::new(),
             cache: HashMap::new(),
             flood: HashMap::new(),
+            source: None,
             outcalls: HashMap::new(),
             by_participant_out: HashMap::new(),
             draining: false,
@@ -356,12 +371,14 @@ impl Uas {
     }
 
     fn remember(&mut self, now: Instant, req: &Message, bytes: Vec<u8>) {
-        if let (Some(branch), Some(method)) = (req.branch(), req.method())
+        if let (Some(branch), Some(method), Some(source)) =
+            (req.branch(), req.method(), self.source)
             && *method != Method::Invite
             && *method != Method::Ack
+            && self.cache.len() < MAX_CACHED
         {
             self.cache.insert(
-                (branch.to_owned(), method.as_str().to_owned()),
+                (branch.to_owned(), method.as_str().to_owned(), source),
                 (bytes, now + TIMEOUT),
             );
         }
@@ -404,15 +421,19 @@ impl Uas {
         if !self.trusted(peer.addr.ip()) {
             self.stats.untrusted += 1;
             if *method != Method::Ack {
-                self.reply(now, peer, msg, 403, "Forbidden");
+                // Answered, never cached: a stranger's retransmission is simply answered again.
+                let mut r = msg.response(403, "Forbidden", Some("confab"));
+                r.push_header("Server", "confab");
+                self.send(peer, &r);
             }
             return;
         }
+        self.source = Some(peer.addr);
         // A retransmitted non-INVITE request: the same answer again.
         if let Some(branch) = msg.branch()
-            && let Some((bytes, _)) = self
-                .cache
-                .get(&(branch.to_owned(), method.as_str().to_owned()))
+            && let Some((bytes, _)) =
+                self.cache
+                    .get(&(branch.to_owned(), method.as_str().to_owned(), peer.addr))
         {
             let bytes = bytes.clone();
             self.actions.push_back(Action::Send { to: peer, bytes });
@@ -421,7 +442,7 @@ impl Uas {
         match method {
             Method::Invite if msg.to_tag().is_some() => self.reinvite(now, peer, msg),
             Method::Invite => self.invite(now, peer, msg),
-            Method::Ack => self.ack(now, msg),
+            Method::Ack => self.ack(now, peer, msg),
             Method::Cancel => self.cancel(now, peer, msg),
             Method::Bye => self.bye(now, peer, msg),
             Method::Options => {
@@ -477,7 +498,7 @@ impl Uas {
         let Some(branch) = msg.branch().map(str::to_owned) else {
             return self.reply(now, peer, msg, 400, "Bad Request (no branch)");
         };
-        if let Some(&id) = self.by_branch.get(&branch) {
+        if let Some(&id) = self.by_branch.get(&(branch.clone(), peer.addr)) {
             // A retransmission: the last answer again (or Trying while we decide).
             let resend = self.calls.get(&id).and_then(|c| c.final_response.clone());
             match resend {
@@ -564,8 +585,12 @@ impl Uas {
             k
         });
         let from = msg.header("From").unwrap_or_default();
-        let display_name = message::display_name(from).unwrap_or_default().to_owned();
-        let uri = message::addr_uri(from).to_owned();
+        // Both land in the roster and the records: no control characters, a bounded length.
+        let display_name = clean_text(
+            message::display_name(from).unwrap_or_default(),
+            crate::conference::MAX_NAME,
+        );
+        let uri = clean_text(message::addr_uri(from), MAX_URI);
         let call = Call {
             negotiated: Some(negotiated.clone()),
             local_key,
@@ -582,7 +607,7 @@ impl Uas {
                 now,
             )
         };
-        self.by_branch.insert(branch, id);
+        self.by_branch.insert((branch, peer.addr), id);
         self.by_dialog
             .insert((call.call_id.clone(), call.local_tag.clone()), id);
         self.calls.insert(id, call);
@@ -594,9 +619,14 @@ impl Uas {
             negotiated,
             local_key,
             source: peer.addr.ip(),
+            // An empty or user-less assertion asserts nobody.
             asserted_identity: msg
                 .header("P-Asserted-Identity")
-                .map(|v| message::addr_uri(v).to_owned()),
+                .map(|v| clean_text(message::addr_uri(v), MAX_URI))
+                .filter(|uri| {
+                    let rest = uri.split_once(':').map_or(uri.as_str(), |(_, r)| r);
+                    !rest.is_empty() && !rest.starts_with('@')
+                }),
         })));
     }
 
@@ -686,10 +716,11 @@ impl Uas {
         self.actions.push_back(Action::Send { to, bytes });
     }
 
-    fn ack(&mut self, now: Instant, msg: &Message) {
-        let id = self
-            .dialog_of(msg)
-            .or_else(|| msg.branch().and_then(|b| self.by_branch.get(b).copied()));
+    fn ack(&mut self, now: Instant, peer: Peer, msg: &Message) {
+        let id = self.dialog_of(msg).or_else(|| {
+            msg.branch()
+                .and_then(|b| self.by_branch.get(&(b.to_owned(), peer.addr)).copied())
+        });
         let Some(id) = id else { return };
         let codecs = self.settings.codecs.clone();
         let Some(c) = self.calls.get_mut(&id) else {
@@ -729,7 +760,9 @@ impl Uas {
     }
 
     fn cancel(&mut self, now: Instant, peer: Peer, msg: &Message) {
-        let id = msg.branch().and_then(|b| self.by_branch.get(b).copied());
+        let id = msg
+            .branch()
+            .and_then(|b| self.by_branch.get(&(b.to_owned(), peer.addr)).copied());
         let Some(id) = id else {
             return self.reply(now, peer, msg, 481, "Call/Transaction Does Not Exist");
         };
@@ -850,7 +883,7 @@ impl Uas {
 
     fn remove(&mut self, id: u64) {
         if let Some(c) = self.calls.remove(&id) {
-            self.by_branch.remove(&c.invite_branch);
+            self.by_branch.remove(&(c.invite_branch, c.peer.addr));
             self.by_dialog.remove(&(c.call_id, c.local_tag));
             if let Some(p) = c.participant {
                 self.by_participant.remove(&p);
@@ -862,3 +895,7 @@ impl Uas {
 #[cfg(test)]
 #[path = "uas_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "uas_hostile_tests.rs"]
+mod hostile_tests;
