@@ -372,3 +372,67 @@ fn a_muted_talker_is_reported_speaking_while_muted_and_not_heard() {
     );
     assert!(b.level_of(440.0, 1.5) > -30.0, "unmuted A not heard");
 }
+
+#[test]
+fn a_stranger_can_neither_take_over_a_quiet_leg_nor_keep_it_alive() {
+    let _turn = support::exclusive();
+    let timers = LegTimers {
+        relatch_after: Duration::from_millis(400),
+        ..LegTimers::default()
+    };
+    // A short media timeout: a leg that hears nothing from its peer for 2 s is gone.
+    let engine: Engine = support::engine_with(Duration::from_secs(2), timers);
+    engine.create_conference("36", Policy::default()).unwrap();
+    let mut a = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 61);
+    let mut b = Endpoint::new(Codec::Pcmu, 660.0, -20.0, 62);
+    let (a_id, a_addr) = engine
+        .add_rtp_leg("36", joiner("a"), LegSpec::new(Codec::Pcmu, a.addr()))
+        .unwrap();
+    let (_, b_addr) = engine
+        .add_rtp_leg("36", joiner("b"), LegSpec::new(Codec::Pcmu, b.addr()))
+        .unwrap();
+    support::run(
+        &mut [(&mut a, a_addr), (&mut b, b_addr)],
+        Duration::from_secs(1),
+        |_| {},
+    );
+    assert!(a.level_of(660.0, 0.5) > -22.0);
+
+    // A falls quiet (hold, DTX). A stranger sprays its port with another SSRC, and RTCP from
+    // the stranger's address arrives every 100 ms.
+    let mut stranger = Endpoint::new(Codec::Pcmu, 300.0, -20.0, 666);
+    let rr = ReceiverReport {
+        ssrc: 666,
+        reports: vec![],
+        profile_extensions: Bytes::new(),
+    };
+    let rtcp = rtc_rtcp::packet::marshal(&[Box::new(rr) as Box<dyn Packet>]).unwrap();
+    let stranger_rtcp = stranger.socket.try_clone().unwrap();
+    support::run(
+        &mut [(&mut b, b_addr), (&mut stranger, a_addr)],
+        Duration::from_secs(3),
+        |tick| {
+            if tick % 5 == 0 {
+                let _ = stranger_rtcp.send_to(&rtcp, a_addr);
+            }
+        },
+    );
+    // Never answered, never mixed.
+    assert!(
+        stranger.heard.is_empty(),
+        "the stranger was sent the conference's mix"
+    );
+    assert!(b.level_of(300.0, 1.0) < -50.0, "B hears the stranger");
+    let a_state = engine
+        .roster("36")
+        .unwrap()
+        .into_iter()
+        .find(|p| p.id == a_id)
+        .unwrap()
+        .state;
+    // And the stranger's packets did not keep A's silent leg alive past the media timeout.
+    assert_eq!(
+        a_state,
+        confab::conference::State::Disconnected(confab::conference::DisconnectReason::MediaTimeout)
+    );
+}

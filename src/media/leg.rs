@@ -195,6 +195,10 @@ pub struct RtpLeg {
     /// Why the relay let the peer go (WebRTC legs), for the mixer to disconnect it.
     closed: Option<DisconnectReason>,
     latched: Option<SocketAddr>,
+    /// The SSRC of the last packet from the latched source: after `relatch_after` of silence
+    /// (hold, DTX, a NAT rebinding) another source may take over a plain-RTP leg only with
+    /// this SSRC, so that spraying the port range does not capture a quiet call's mix.
+    latched_ssrc: Option<u32>,
     rtcp_latched: Option<SocketAddr>,
     /// Last RTP or RTCP from the peer (keeps the leg alive, e.g. on hold).
     last_rx: Option<Instant>,
@@ -312,6 +316,7 @@ impl RtpLeg {
             transport,
             closed: None,
             latched: None,
+            latched_ssrc: None,
             rtcp_latched: None,
             last_rx: None,
             rtp_seen: false,
@@ -439,6 +444,7 @@ impl RtpLeg {
         }
         if spec.remote != self.spec.remote {
             self.latched = None;
+            self.latched_ssrc = None;
         }
         self.stats.decodes_skipped += self.decoder.skipped();
         self.decoder = decoder;
@@ -594,7 +600,10 @@ impl RtpLeg {
                 self.stats.dropped_foreign_source += 1;
                 continue;
             }
-            if self.rtcp_datagram(now, n) {
+            // Only RTCP from the host the RTP comes from keeps the leg alive: anyone may send
+            // RTCP, and a call kept up by a stranger's reports would never time out.
+            let from_peer = self.latched.is_some_and(|l| l.ip() == from.ip());
+            if self.rtcp_datagram(now, n, from_peer) {
                 self.rtcp_latched = Some(from);
             }
         }
@@ -640,8 +649,9 @@ impl RtpLeg {
             .is_none_or(|t| now.saturating_duration_since(t) >= self.timers.relatch_after)
     }
 
-    /// An RTCP datagram of `len` bytes in `buf`; true if it was accepted.
-    fn rtcp_datagram(&mut self, now: Instant, len: usize) -> bool {
+    /// An RTCP datagram of `len` bytes in `buf`; true if it was accepted. It keeps the leg
+    /// alive only when it came `from_peer` (the latched RTP source's host).
+    fn rtcp_datagram(&mut self, now: Instant, len: usize, from_peer: bool) -> bool {
         let decrypted;
         let datagram: &[u8] = match &mut self.srtp {
             None => &self.buf[..len],
@@ -659,7 +669,9 @@ impl RtpLeg {
         match self.rtcp.on_rtcp(now, datagram) {
             Ok(_) => {
                 self.stats.rtcp_in += 1;
-                self.last_rx = Some(now);
+                if from_peer {
+                    self.last_rx = Some(now);
+                }
                 true
             }
             Err(_) => {
@@ -670,17 +682,31 @@ impl RtpLeg {
     }
 
     fn datagram(&mut self, now: Instant, from: SocketAddr, len: usize) {
-        if self.latched.is_some_and(|l| l != from) && !self.stale(now) {
+        let foreign = self.latched.is_some_and(|l| l != from);
+        if foreign && !self.stale(now) {
             self.stats.dropped_foreign_source += 1;
             return;
         }
         if rtp::is_rtcp(&self.buf[..len]) {
-            // rtcp-mux (or a peer that sends RTCP to the RTP port anyway). Only RTP latches.
-            if self.latched.is_some() {
-                self.rtcp_datagram(now, len);
+            // rtcp-mux (or a peer that sends RTCP to the RTP port anyway). Only RTP latches,
+            // and only the latched source's RTCP keeps the leg alive.
+            if foreign {
+                self.stats.dropped_foreign_source += 1;
+            } else if self.latched.is_some() {
+                self.rtcp_datagram(now, len, true);
             } else {
                 self.stats.dropped_rtcp += 1;
             }
+            return;
+        }
+        // A new source for a quiet plain-RTP leg: only the same stream (its SSRC) from a new
+        // address takes over. Under SRTP a packet that authenticates may (it has the key).
+        if foreign
+            && self.srtp.is_none()
+            && self.latched_ssrc.is_some()
+            && rtp::ssrc_of(&self.buf[..len]) != self.latched_ssrc
+        {
+            self.stats.dropped_foreign_source += 1;
             return;
         }
         let decrypted;
@@ -743,6 +769,7 @@ impl RtpLeg {
         self.rtcp
             .on_rtp(now, packet.ssrc, packet.sequence, packet.timestamp);
         self.latched = Some(from);
+        self.latched_ssrc = Some(packet.ssrc);
         self.last_rx = Some(now);
         self.rtp_seen = true;
         self.stats.packets_in += 1;

@@ -91,6 +91,12 @@ pub fn is_rtcp(datagram: &[u8]) -> bool {
     datagram.len() >= 2 && (192..=223).contains(&datagram[1])
 }
 
+/// The SSRC of an RTP datagram (bytes 8-11), read before anything else is trusted.
+pub fn ssrc_of(datagram: &[u8]) -> Option<u32> {
+    let bytes: [u8; 4] = datagram.get(8..12)?.try_into().ok()?;
+    Some(u32::from_be_bytes(bytes))
+}
+
 /// Parses an RTP datagram.
 pub fn parse(datagram: &[u8]) -> Result<RtpView<'_>, RtpError> {
     if datagram.len() > MAX_PACKET {
