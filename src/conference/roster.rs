@@ -4,7 +4,8 @@
 //!
 //! Participant states: `inviting` (a dial-out without an answer) -> `connecting` (answered or
 //! accepted; media, passcode or the leader still awaited) -> `connected` (in the mix) ->
-//! `disconnected(reason)`. Disconnected participants stay in the roster as history.
+//! `disconnected(reason)`. Disconnected participants stay in the roster as history, the most
+//! recent [`MAX_HISTORY`] of them at least and twice that at most (the oldest go first).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -191,12 +192,24 @@ impl JoinError {
 #[error("no such participant: {0}")]
 pub struct UnknownParticipant(pub ParticipantId);
 
+/// Disconnected participants a roster keeps as history. Anyone who can call can add one (a
+/// refused join is history too, and the attendant's lobby never ends): past twice this many,
+/// the oldest are dropped down to this many.
+pub const MAX_HISTORY: usize = 256;
+
 /// The roster of one conference.
 #[derive(Debug, Default)]
 pub struct Roster {
+    /// Bound: the present participants (the conference's limit) plus at most
+    /// 2 × [`MAX_HISTORY`] disconnected ones, pruned in `add`.
     participants: Vec<Participant>,
     /// Where each participant is in `participants` (the mixer asks every tick, for every leg).
+    /// Same bound and pruning as `participants`, rebuilt when they are pruned.
     index: HashMap<ParticipantId, usize>,
+    /// Participants present (not disconnected), and leaders connected: kept as states change,
+    /// so that admission does not scan the history.
+    present: usize,
+    leaders_connected: usize,
     policy: Policy,
     ended: bool,
     events: VecDeque<Event>,
@@ -241,16 +254,51 @@ impl Roster {
     }
 
     fn present_count(&self) -> usize {
-        self.participants
-            .iter()
-            .filter(|p| p.state.is_present())
-            .count()
+        self.present
     }
 
     fn leader_connected(&self) -> bool {
-        self.participants
-            .iter()
-            .any(|p| p.role == Role::Leader && p.state == State::Connected)
+        self.leaders_connected > 0
+    }
+
+    /// Keeps the counts of present participants and connected leaders as one changes state.
+    fn count(&mut self, role: Role, from: Option<State>, to: State) {
+        let leader_connected = |s: State| role == Role::Leader && s == State::Connected;
+        if let Some(from) = from {
+            self.present -= usize::from(from.is_present());
+            self.leaders_connected -= usize::from(leader_connected(from));
+        }
+        self.present += usize::from(to.is_present());
+        self.leaders_connected += usize::from(leader_connected(to));
+    }
+
+    /// Drops the oldest history once there is twice [`MAX_HISTORY`] of it. Allocates (the
+    /// index is rebuilt), once per [`MAX_HISTORY`] departures: between ticks.
+    fn prune_history(&mut self) {
+        let history = self.participants.len() - self.present;
+        if history <= 2 * MAX_HISTORY {
+            return;
+        }
+        let mut drop = history - MAX_HISTORY;
+        self.participants.retain(|p| {
+            if drop > 0 && !p.state.is_present() {
+                drop -= 1;
+                false
+            } else {
+                true
+            }
+        });
+        self.index.clear();
+        for (i, p) in self.participants.iter().enumerate() {
+            // A present entry wins over history under the same id (a refused rejoin).
+            let present_there = self
+                .index
+                .get(&p.id)
+                .is_some_and(|&j| self.participants[j].state.is_present());
+            if !present_there {
+                self.index.insert(p.id, i);
+            }
+        }
     }
 
     fn admit(&self, role: Role) -> Result<(), JoinError> {
@@ -268,6 +316,8 @@ impl Roster {
     }
 
     fn add(&mut self, joining: Joining, state: State) {
+        self.prune_history();
+        self.count(joining.role, None, state);
         // A refused rejoin under the same id keeps the present entry reachable.
         if !self
             .participant(joining.id)
@@ -327,10 +377,12 @@ impl Roster {
     fn set_state(&mut self, id: ParticipantId, state: State) -> Result<(), UnknownParticipant> {
         let p = self.find_mut(id)?;
         if p.state != state {
+            let (role, from) = (p.role, p.state);
             p.state = state;
             if !state.is_present() {
                 p.speaking = false;
             }
+            self.count(role, Some(from), state);
             self.events.push_back(Event::State {
                 participant: id,
                 state,
@@ -519,159 +571,5 @@ impl Roster {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn joining(id: u64, role: Role) -> Joining {
-        Joining {
-            id: ParticipantId(id),
-            display_name: format!("P{id}"),
-            uri: format!("sip:{id}@test"),
-            role,
-        }
-    }
-
-    fn drain(r: &mut Roster) -> Vec<Event> {
-        std::iter::from_fn(|| r.poll_event()).collect()
-    }
-
-    fn pid(id: u64) -> ParticipantId {
-        ParticipantId(id)
-    }
-
-    #[test]
-    fn dial_out_goes_through_every_state() {
-        let mut r = Roster::new(Policy::default());
-        r.invite(joining(1, Role::Attendee)).unwrap();
-        assert_eq!(r.participant(pid(1)).unwrap().state, State::Inviting);
-        r.answered(pid(1)).unwrap();
-        r.media_ready(pid(1)).unwrap();
-        r.disconnect(pid(1), DisconnectReason::Hangup).unwrap();
-        let states: Vec<State> = drain(&mut r)
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::State { state, .. } => Some(state),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(
-            states,
-            [
-                State::Inviting,
-                State::Connecting,
-                State::Connected,
-                State::Disconnected(DisconnectReason::Hangup)
-            ]
-        );
-        // History stays; a disconnected participant cannot be changed.
-        assert_eq!(r.participants().len(), 1);
-        assert_eq!(r.set_muted(pid(1), true), Err(UnknownParticipant(pid(1))));
-    }
-
-    #[test]
-    fn lock_refuses_attendees_but_not_leaders() {
-        let mut r = Roster::new(Policy::default());
-        r.set_locked(true);
-        assert_eq!(r.join(joining(1, Role::Attendee)), Err(JoinError::Locked));
-        assert_eq!(
-            r.participant(pid(1)).unwrap().state,
-            State::Disconnected(DisconnectReason::Locked)
-        );
-        r.join(joining(2, Role::Leader)).unwrap();
-        r.set_locked(false);
-        r.join(joining(3, Role::Attendee)).unwrap();
-        let events = drain(&mut r);
-        assert!(events.contains(&Event::Locked { locked: true }));
-        assert!(events.contains(&Event::Locked { locked: false }));
-    }
-
-    #[test]
-    fn full_conference_refuses() {
-        let mut r = Roster::new(Policy {
-            max_participants: 2,
-            ..Policy::default()
-        });
-        r.join(joining(1, Role::Attendee)).unwrap();
-        r.join(joining(2, Role::Attendee)).unwrap();
-        assert_eq!(r.join(joining(3, Role::Leader)), Err(JoinError::Full));
-        r.disconnect(pid(1), DisconnectReason::Hangup).unwrap();
-        r.join(joining(4, Role::Attendee)).unwrap();
-    }
-
-    #[test]
-    fn attendees_wait_for_the_leader() {
-        let mut r = Roster::new(Policy {
-            wait_for_leader: true,
-            ..Policy::default()
-        });
-        r.join(joining(1, Role::Attendee)).unwrap();
-        r.media_ready(pid(1)).unwrap();
-        assert_eq!(r.participant(pid(1)).unwrap().state, State::Connecting);
-        assert!(!r.hears(pid(1)));
-        r.join(joining(2, Role::Leader)).unwrap();
-        r.media_ready(pid(2)).unwrap();
-        assert_eq!(r.participant(pid(1)).unwrap().state, State::Connected);
-        assert!(r.hears(pid(1)) && r.heard(pid(1)));
-    }
-
-    #[test]
-    fn mute_deaf_mute_all_and_speaking_while_muted() {
-        let mut r = Roster::new(Policy::default());
-        for (id, role) in [(1, Role::Leader), (2, Role::Attendee), (3, Role::Attendee)] {
-            r.join(joining(id, role)).unwrap();
-            r.media_ready(pid(id)).unwrap();
-        }
-        drain(&mut r);
-        r.mute_all();
-        assert!(r.heard(pid(1)) && !r.heard(pid(2)) && !r.heard(pid(3)));
-        r.set_speaking(pid(2), true).unwrap();
-        r.set_speaking(pid(2), true).unwrap();
-        r.set_deaf(pid(3), true).unwrap();
-        assert!(!r.hears(pid(3)));
-        let events = drain(&mut r);
-        assert_eq!(
-            events,
-            [
-                Event::Muted {
-                    participant: pid(2),
-                    muted: true
-                },
-                Event::Muted {
-                    participant: pid(3),
-                    muted: true
-                },
-                Event::Speaking {
-                    participant: pid(2),
-                    speaking: true
-                },
-                Event::SpeakingWhileMuted {
-                    participant: pid(2)
-                },
-                Event::Deaf {
-                    participant: pid(3),
-                    deaf: true
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn end_disconnects_everyone_and_refuses_joins() {
-        let mut r = Roster::new(Policy::default());
-        r.join(joining(1, Role::Attendee)).unwrap();
-        r.invite(joining(2, Role::Attendee)).unwrap();
-        r.eject(pid(1)).unwrap();
-        r.end();
-        assert!(r.ended());
-        assert_eq!(
-            r.participant(pid(1)).unwrap().state,
-            State::Disconnected(DisconnectReason::Ejected)
-        );
-        assert_eq!(
-            r.participant(pid(2)).unwrap().state,
-            State::Disconnected(DisconnectReason::ConferenceEnded)
-        );
-        assert_eq!(r.join(joining(3, Role::Leader)), Err(JoinError::Ended));
-        assert!(drain(&mut r).contains(&Event::Ended));
-    }
-}
+#[path = "roster_tests.rs"]
+mod tests;
