@@ -1,5 +1,7 @@
 //! The RTP port pool: even ports from the configured range, handed out as leases that go back
-//! to the pool when the leg ends.
+//! to the pool when the leg ends. Each port is drawn at random from the free ones, so that the
+//! next call's port cannot be told from the last one's (a stranger who could would be waiting
+//! on it with packets before the caller sends any).
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -64,7 +66,10 @@ impl PortPool {
             return Err(PortsExhausted);
         };
         for _ in 0..free.len() {
-            let Some(port) = free.pop_front() else { break };
+            let pick = random_below(free.len());
+            let Some(port) = free.swap_remove_back(pick) else {
+                break;
+            };
             let rtp = UdpSocket::bind(SocketAddr::new(self.bind, port));
             let rtcp_socket = match (&rtp, rtcp) {
                 (Ok(_), true) => UdpSocket::bind(SocketAddr::new(self.bind, port + 1)).map(Some),
@@ -89,6 +94,15 @@ impl PortPool {
     }
 }
 
+/// A random index below `n` (0 without randomness: the pool still works, in order).
+fn random_below(n: usize) -> usize {
+    let mut b = [0u8; 8];
+    if n == 0 || getrandom::fill(&mut b).is_err() {
+        return 0;
+    }
+    (u64::from_le_bytes(b) % n as u64) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +122,24 @@ mod tests {
         assert_eq!(pool.available(), 1);
         drop((_a, la));
         assert_eq!(pool.available(), 2);
+    }
+
+    #[test]
+    fn the_next_port_cannot_be_told_from_the_last() {
+        let pool = PortPool::new(IpAddr::from([127, 0, 0, 1]), 42000, 42400);
+        let mut held = Vec::new();
+        let mut ports = Vec::new();
+        for _ in 0..16 {
+            let (socket, _, lease) = pool.bind(false).unwrap();
+            ports.push(lease.port());
+            held.push((socket, lease));
+        }
+        // In order, every port would be the last plus two; drawn from 200, hardly any are.
+        let in_order = ports.windows(2).filter(|w| w[1] == w[0] + 2).count();
+        assert!(in_order <= 3, "{ports:?}");
+        let mut distinct = ports.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), ports.len());
     }
 }
