@@ -63,10 +63,24 @@ pub struct SrtpError(String);
 /// Replay window, in packets.
 const REPLAY_WINDOW: usize = 128;
 
+/// SSRCs the inbound context may hold state for. rtc-srtp makes per-SSRC state (a replay
+/// window) for any SSRC it is handed, before the packet authenticates, and never drops it:
+/// a stranger spraying forged packets with random SSRCs would grow it without end.
+const MAX_INBOUND_SSRCS: usize = 16;
+
 /// Both directions of a leg's SRTP.
 pub struct SrtpSession {
     inbound: Context,
     outbound: Context,
+    /// What the inbound context is rebuilt from.
+    suite: SrtpSuite,
+    remote: KeyMaterial,
+    /// The SSRCs (RTP and RTCP) handed to the inbound context since it was made. Bound:
+    /// [`MAX_INBOUND_SSRCS`]; one more rebuilds the context, which drops every SSRC's state
+    /// (the peer's own stream starts a new replay window).
+    inbound_ssrcs: Vec<u32>,
+    /// Times the inbound context was rebuilt for too many SSRCs.
+    pub rebuilds: u64,
 }
 
 impl std::fmt::Debug for SrtpSession {
@@ -92,11 +106,36 @@ impl SrtpSession {
         Ok(SrtpSession {
             inbound: context(keys.suite, &keys.remote)?,
             outbound: context(keys.suite, &keys.local)?,
+            suite: keys.suite,
+            remote: keys.remote,
+            inbound_ssrcs: Vec::with_capacity(MAX_INBOUND_SSRCS),
+            rebuilds: 0,
         })
+    }
+
+    /// Makes room in the inbound context for the SSRC at `at` in `datagram` (its per-SSRC
+    /// state is made before the packet is authenticated).
+    fn admit_ssrc(&mut self, datagram: &[u8], at: usize) -> Result<(), SrtpError> {
+        let ssrc = datagram
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(|| SrtpError("packet too short".into()))?;
+        if self.inbound_ssrcs.contains(&ssrc) {
+            return Ok(());
+        }
+        if self.inbound_ssrcs.len() >= MAX_INBOUND_SSRCS {
+            self.inbound = context(self.suite, &self.remote)?;
+            self.inbound_ssrcs.clear();
+            self.rebuilds += 1;
+        }
+        self.inbound_ssrcs.push(ssrc);
+        Ok(())
     }
 
     /// Authenticates and decrypts an SRTP packet; forged, replayed or truncated packets fail.
     pub fn unprotect_rtp(&mut self, datagram: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        self.admit_ssrc(datagram, 8)?;
         self.inbound
             .decrypt_rtp(datagram)
             .map(|b| b.to_vec())
@@ -113,6 +152,7 @@ impl SrtpSession {
 
     /// Authenticates and decrypts an SRTCP packet.
     pub fn unprotect_rtcp(&mut self, datagram: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        self.admit_ssrc(datagram, 4)?;
         self.inbound
             .decrypt_rtcp(datagram)
             .map(|b| b.to_vec())
@@ -190,5 +230,45 @@ mod tests {
             // Our own key cannot decrypt what we sent (keys are per direction).
             assert!(us.unprotect_rtp(&protected).is_err());
         }
+    }
+
+    #[test]
+    fn forged_packets_with_random_ssrcs_leave_bounded_state() {
+        let (ours, theirs) = keys(SrtpSuite::AesCm128HmacSha1_80);
+        let mut us = SrtpSession::new(&ours).unwrap();
+        let mut them = SrtpSession::new(&theirs).unwrap();
+        let mut buf = [0u8; 200];
+        let mut send = |us: &mut SrtpSession, sequence: u16| {
+            let header = Outgoing {
+                payload_type: 0,
+                marker: false,
+                sequence,
+                timestamp: u32::from(sequence) * 160,
+                ssrc: 5,
+                csrcs: &[],
+                csrc_levels: None,
+            };
+            let n = rtp::write(&mut buf, header, &[7; 160]).unwrap();
+            us.protect_rtp(&buf[..n]).unwrap()
+        };
+        let genuine = send(&mut us, 1);
+        assert!(them.unprotect_rtp(&genuine).is_ok());
+        // 10,000 forgeries, each with a new SSRC, RTP and RTCP.
+        let mut forged = genuine.clone();
+        for k in 0..10_000u32 {
+            forged[8..12].copy_from_slice(&k.wrapping_mul(2_654_435_761).to_be_bytes());
+            assert!(them.unprotect_rtp(&forged).is_err());
+            let mut rtcp = [
+                0x80u8, 201, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 1, 1, 2, 3, 4,
+            ];
+            rtcp[4..8].copy_from_slice(&k.to_be_bytes());
+            assert!(them.unprotect_rtcp(&rtcp).is_err());
+            assert!(them.inbound_ssrcs.len() <= MAX_INBOUND_SSRCS);
+        }
+        assert!(them.rebuilds >= 1000, "{}", them.rebuilds);
+        // The peer's stream still authenticates after the flood, and a replay is refused.
+        let next = send(&mut us, 2);
+        assert!(them.unprotect_rtp(&next).is_ok());
+        assert!(them.unprotect_rtp(&next).is_err());
     }
 }
