@@ -60,7 +60,7 @@ pub(crate) struct ServeArgs {
     /// The attendant's language.
     #[arg(long, env = "CONFAB_SIP_LANGUAGE")]
     sip_language: Option<String>,
-    /// Failed attendant calls per source before it is refused.
+    /// Wrong entries per caller in ten minutes before it is locked out.
     #[arg(long, env = "CONFAB_SIP_MAX_FAILURES_PER_SOURCE")]
     sip_max_failures_per_source: Option<u32>,
     /// The SIP dispatcher (IP:port) that callers of other nodes' meetings are sent to.
@@ -120,6 +120,9 @@ pub(crate) struct ServeArgs {
     /// Log format.
     #[arg(long, env = "CONFAB_LOG_FORMAT")]
     log_format: Option<LogFormat>,
+    /// Label per-conference metrics with meeting IDs (true or false).
+    #[arg(long, env = "CONFAB_METRICS_CONFERENCE_LABELS")]
+    metrics_conference_labels: Option<bool>,
 }
 
 impl ServeArgs {
@@ -184,6 +187,10 @@ impl ServeArgs {
         set(&mut c.storage.data_dir, &self.storage_data_dir);
         set(&mut c.log.level, &self.log_level);
         set(&mut c.log.format, &self.log_format);
+        set(
+            &mut c.metrics.conference_labels,
+            &self.metrics_conference_labels,
+        );
         c.validate()?;
         Ok(c)
     }

@@ -23,6 +23,17 @@ pub struct Config {
     pub mixer: MixerConfig,
     pub storage: StorageConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Label per-conference series (`confab_conference_participants`, `…_mix_rate_hz`) with
+    /// the meeting ID. Off by default: `/metrics` is not authenticated, and meeting IDs are
+    /// what callers dial.
+    pub conference_labels: bool,
 }
 
 /// `[sip]`
@@ -47,7 +58,8 @@ pub struct SipConfig {
     pub prompts_dir: Option<PathBuf>,
     /// The attendant's language (a folder under `prompts_dir`).
     pub language: String,
-    /// Failed attendant calls from one source (in ten minutes) before it is refused.
+    /// Wrong entries (meeting ID, passcode, leader PIN) of one caller in ten minutes before it
+    /// is locked out (a caller: the identity a trusted gateway passes on; the address for WHIP).
     pub max_failures_per_source: u32,
     /// The SIP dispatcher in front of the nodes (`IP:port`): callers of a meeting this node
     /// does not have are sent there (302, or REFER from the attendant).
@@ -379,7 +391,8 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks what the types cannot: ranges, and that a non-loopback API has a token.
+    /// Checks what the types cannot: ranges, that a non-loopback API has a token, and that no
+    /// secret is still a sample's placeholder.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |key: &str, message: String| ConfigError {
             file: None,
@@ -387,6 +400,25 @@ impl Config {
             key: Some(key.to_owned()),
             message,
         };
+        for (key, value) in [
+            ("api.token", &self.api.token),
+            ("webrtc.token_secret", &self.webrtc.token_secret),
+        ] {
+            if value.as_deref().is_some_and(placeholder) {
+                return Err(err(
+                    key,
+                    "is still the sample's placeholder (`change-me…`): set a long random secret \
+                     (e.g. `openssl rand -hex 32`)"
+                        .to_owned(),
+                ));
+            }
+        }
+        if self.sip.max_failures_per_source == 0 {
+            return Err(err(
+                "sip.max_failures_per_source",
+                "must be at least 1".to_owned(),
+            ));
+        }
         if self.media.rtp_port_min == 0 || self.media.rtp_port_min >= self.media.rtp_port_max {
             return Err(err(
                 "media.rtp_port_min",
@@ -482,6 +514,14 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Whether a secret is a placeholder from the samples (`change-me…`, `changeme`, `change_me`).
+fn placeholder(secret: &str) -> bool {
+    let s = secret.trim().to_ascii_lowercase();
+    ["change-me", "changeme", "change_me"]
+        .iter()
+        .any(|p| s.contains(p))
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -635,6 +675,34 @@ format = "json"
         assert!(Config::from_toml("[mixer]\nmax_talkers = 0\n").is_err());
         assert!(Config::from_toml("[sip]\noutbound_proxy = \"gw:5060\"\n").is_err());
         assert!(Config::from_toml("[sip]\naccess_user = \"a b\"\n").is_err());
+    }
+
+    #[test]
+    fn sample_placeholders_are_refused() {
+        for (text, key) in [
+            (
+                "[api]\nlisten = \"0.0.0.0:8080\"\ntoken = \"change-me-to-a-long-random-string\"\n",
+                "api.token",
+            ),
+            (
+                "[webrtc]\ntoken_secret = \"change-me-too\"\n",
+                "webrtc.token_secret",
+            ),
+            ("[api]\ntoken = \"CHANGEME\"\n", "api.token"),
+        ] {
+            let e = Config::from_toml(text).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{e}");
+            assert!(e.message.contains("placeholder"), "{e}");
+            assert!(e.line.is_some(), "{e}");
+        }
+        assert!(Config::from_toml("[webrtc]\ntoken_secret = \"9f2c41d7e0b5a3c8\"\n").is_ok());
+    }
+
+    #[test]
+    fn conference_labels_are_off_unless_asked_for() {
+        assert!(!Config::default().metrics.conference_labels);
+        let c = Config::from_toml("[metrics]\nconference_labels = true\n").unwrap();
+        assert!(c.metrics.conference_labels);
     }
 
     #[test]

@@ -85,10 +85,9 @@ fn metrics_after_a_call_and_series_that_go_with_their_conference() {
             .unwrap_or_else(|| panic!("no series {k} in\n{text}"))
     };
     assert_eq!(get("confab_participants{state=\"connected\"}"), 2.0);
-    assert_eq!(
-        get("confab_conference_participants{conference=\"3100\"}"),
-        2.0
-    );
+    // Meeting IDs are not labels unless `metrics.conference_labels` says so (the endpoint is
+    // not authenticated).
+    assert!(!text.contains("conference=\""), "{text}");
     // 2 s of 20 ms packets from each of two endpoints.
     let rtp_in = get("confab_rtp_packets_total{direction=\"in\",codec=\"PCMU\"}");
     assert!((150.0..=210.0).contains(&rtp_in), "{rtp_in}");
@@ -130,7 +129,7 @@ fn metrics_after_a_call_and_series_that_go_with_their_conference() {
         );
     }
     let (during, _) = scrape(&server);
-    assert!(during.matches("conference=\"5").count() >= 1000);
+    assert_eq!(during.matches("conference=\"").count(), 0);
     for i in 0..1000 {
         let id = 500_000 + i;
         assert_eq!(

@@ -397,7 +397,8 @@ fn kubernetes_manifests_match_the_schemas() {
 }
 
 /// `confab check-config` on a sample; those that take the API token from the environment get
-/// one added here, since check-config reads the file alone.
+/// one added here, since check-config reads the file alone. A sample's placeholder secrets
+/// (`change-me…`) are refused, naming the key, until they are replaced.
 fn check_config(text: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("confab.toml");
@@ -406,6 +407,21 @@ fn check_config(text: &str) {
     } else {
         text.replace("[api]\n", "[api]\ntoken = \"from-the-environment\"\n")
     };
+    if text.contains("change-me") {
+        std::fs::write(&file, &text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_confab"))
+            .arg("check-config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "a placeholder secret was accepted");
+        assert!(err.contains("placeholder"), "{err}");
+        assert!(err.contains("token"), "{err}");
+    }
+    let text = text
+        .replace("change-me-to-a-long-random-string", "4c1f0e9a7b2d35e8")
+        .replace("change-me-too", "9d3a6b0c2e8f1475");
     std::fs::write(&file, text).unwrap();
     run_ok(
         Command::new(env!("CARGO_BIN_EXE_confab"))

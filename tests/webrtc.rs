@@ -343,13 +343,16 @@ fn refusals_are_the_contracts() {
     let video = CHROMIUM_OFFER.replace("m=audio", "m=video");
     let (s, _, b) = whip(&server, "3030", &video, Some("1357"), "application/sdp");
     assert!(s == 422 || s == 400, "{s} {b}");
-    let (s, _, b) = whip(&server, "4040", CHROMIUM_OFFER, None, "application/sdp");
-    assert_eq!(s, 404, "{b}");
+    // An unknown meeting ID is refused exactly as missing credentials are (nothing tells
+    // whether a meeting exists).
+    let (s, _, unknown) = whip(&server, "4040", CHROMIUM_OFFER, None, "application/sdp");
+    assert_eq!(s, 401, "{unknown}");
 
     // Credentials: none, wrong, a forged token, an expired one.
     let (s, head, b) = whip(&server, "3030", CHROMIUM_OFFER, None, "application/sdp");
     assert_eq!(s, 401, "{b}");
     assert!(b.contains("passcode"), "{b}");
+    assert_eq!(b, unknown);
     assert!(
         header(&head, "access-control-allow-origin").is_some(),
         "{head}"

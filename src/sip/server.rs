@@ -1064,3 +1064,7 @@ fn os_random(buf: &mut [u8]) {
         chunk.copy_from_slice(&v[..chunk.len()]);
     }
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

@@ -1,0 +1,116 @@
+//! Strangers against the running bridge (loopback only, bounded in count and time): invented
+//! SIP methods cannot grow `/metrics`; WHIP tells an unknown meeting from a known one by
+//! nothing and locks a guesser out; `/metrics` names no meeting by default.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::server::{Server, http_raw};
+
+const CHROMIUM_OFFER: &str = include_str!("fixtures/chromium-156-offer.sdp");
+
+fn whip(server: &Server, cid: &str, bearer: Option<&str>) -> (u16, String, String) {
+    http_raw(
+        server.api,
+        "POST",
+        &format!("/v1/conferences/{cid}/whip?name=guesser"),
+        Some(CHROMIUM_OFFER),
+        bearer,
+        &[("Content-Type", "application/sdp")],
+    )
+}
+
+fn metrics(server: &Server) -> String {
+    http_raw(server.api, "GET", "/metrics", None, None, &[]).2
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn invented_sip_methods_leave_the_metrics_bounded() {
+    let _turn = support::exclusive();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), None, &[]);
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let lines_before = metrics(&server).lines().count();
+    let mut answered = 0;
+    let mut buf = [0u8; 4096];
+    for i in 0..1000 {
+        let method = format!("XMETHOD{i}");
+        let msg = format!(
+            "{method} sip:1234@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKinv{i}\r\nFrom: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:1234@127.0.0.1>\r\nCall-ID: inv{i}\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+        );
+        udp.send_to(msg.as_bytes(), server.sip).unwrap();
+        // Paced by the answers (501), so that none is lost to a full socket buffer.
+        if udp.recv(&mut buf).is_ok() {
+            answered += 1;
+        }
+    }
+    assert!(answered > 900, "only {answered} answers");
+    let text = metrics(&server);
+    assert!(
+        !text.contains("XMETHOD"),
+        "an invented method became a label"
+    );
+    let other = text
+        .lines()
+        .find(|l| l.starts_with("confab_sip_requests_total{method=\"other\"}"))
+        .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok());
+    assert!(other.is_some_and(|n| n >= answered as f64), "{text}");
+    let lines_after = text.lines().count();
+    assert!(
+        lines_after <= lines_before + 10,
+        "the exposition grew from {lines_before} to {lines_after} lines"
+    );
+    server.stop();
+}
+
+#[test]
+fn whip_refuses_alike_and_locks_out_a_guesser() {
+    let _turn = support::exclusive();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), None, &[]);
+    let (s, v) = server.call(
+        "POST",
+        "/v1/conferences",
+        Some(&json!({ "id": "7070", "passcode": "2468" }).to_string()),
+    );
+    assert_eq!(s, 201, "{v}");
+    // An unknown meeting and a wrong passcode: one status, one body.
+    let (s1, _, unknown) = whip(&server, "7171", Some("2468"));
+    let (s2, _, wrong) = whip(&server, "7070", Some("0000"));
+    assert_eq!((s1, s2), (401, 401));
+    assert_eq!(unknown, wrong);
+    // Ten failures from this address (the default limit): from then on 429 with Retry-After,
+    // for any meeting ID and even for the right passcode.
+    for i in 0..8 {
+        let (s, _, b) = whip(&server, "7070", Some(&format!("{i:04}")));
+        assert_eq!((s, b.as_str()), (401, wrong.as_str()));
+    }
+    for cid in ["7070", "7171"] {
+        let (s, head, b) = whip(&server, cid, Some("2468"));
+        assert_eq!(s, 429, "{cid}: {b}");
+        let retry: u64 = header(&head, "retry-after").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+    }
+    let text = metrics(&server);
+    assert!(
+        text.contains("confab_auth_failures_total{transport=\"whip\"} 10"),
+        "{text}"
+    );
+    assert!(text.contains("confab_auth_lockouts_total 1"), "{text}");
+    // `/metrics` names no meeting by default.
+    assert!(!text.contains("conference=\""), "{text}");
+    server.stop();
+}
