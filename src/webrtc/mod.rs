@@ -11,6 +11,7 @@
 //! conference ended): the relay carries the reason to the leg, or the driver sees the leg gone.
 
 pub mod offer;
+pub mod stun;
 pub mod token;
 
 use std::collections::HashMap;
@@ -157,6 +158,7 @@ impl WebRtc {
             handshake_timeout: settings.handshake_timeout,
             peers: HashMap::new(),
             routes: HashMap::new(),
+            by_ufrag: HashMap::new(),
             handshakes: handshakes.clone(),
             metrics: metrics.clone(),
         };
@@ -292,6 +294,8 @@ struct Peer {
     /// Our outgoing sequence number, extended over wraps for SRTP's rollover counter.
     out_seq: Option<(u16, u64)>,
     sources: Vec<SocketAddr>,
+    /// Our ICE ufrag in its answer (the key of `Driver::by_ufrag`).
+    ufrag: Option<String>,
 }
 
 struct Driver {
@@ -300,8 +304,12 @@ struct Driver {
     consent_timeout: Duration,
     handshake_timeout: Duration,
     peers: HashMap<u64, Peer>,
-    /// Source address -> peer, learnt from the first datagram a peer accepted.
+    /// Source address -> peer, learnt from the first datagram a peer accepted. Bound: 8 per
+    /// peer (`Peer::sources`), removed with the peer.
     routes: HashMap<SocketAddr, u64>,
+    /// Our ICE ufrag -> peer: a datagram from an unknown source is asked of the one peer its
+    /// STUN USERNAME names, never of every peer. Bound: one per peer, removed with the peer.
+    by_ufrag: HashMap<String, u64>,
     handshakes: Arc<Mutex<HashMap<IpAddr, usize>>>,
     metrics: Arc<WebRtcMetrics>,
 }
@@ -375,7 +383,12 @@ impl Driver {
     fn add(&mut self, socket: &tokio::net::UdpSocket, p: NewPeer) {
         let now = Instant::now();
         let id = NEXT_PEER.fetch_add(1, Ordering::Relaxed);
+        let ufrag = stun::answer_ufrag(&p.accepted.answer).map(str::to_owned);
+        if let Some(u) = &ufrag {
+            self.by_ufrag.insert(u.clone(), id);
+        }
         let peer = Peer {
+            ufrag,
             session: p.session,
             rtc: p.accepted.rtc,
             mid: p.accepted.mid,
@@ -410,13 +423,15 @@ impl Driver {
                 contents,
             },
         );
+        // A known source goes to its peer; a new one must be a STUN binding request whose
+        // USERNAME names a peer (ICE checks come first from every new address), and only that
+        // peer is asked. Junk from strangers costs a lookup, not a scan of every peer.
         let id = match self.routes.get(&from) {
             Some(id) if self.peers.get(id).is_some_and(|p| p.rtc.accepts(&input)) => Some(*id),
-            _ => self
-                .peers
-                .iter()
-                .find(|(_, p)| p.rtc.accepts(&input))
-                .map(|(id, _)| *id),
+            _ => stun::local_ufrag(data)
+                .and_then(|u| self.by_ufrag.get(u))
+                .copied()
+                .filter(|id| self.peers.get(id).is_some_and(|p| p.rtc.accepts(&input))),
         };
         let Some(id) = id else {
             self.metrics
@@ -650,6 +665,9 @@ impl Driver {
         peer.rtc.disconnect();
         for s in &peer.sources {
             self.routes.remove(s);
+        }
+        if let Some(u) = &peer.ufrag {
+            self.by_ufrag.remove(u);
         }
         if let Some(client) = peer.handshaking.take() {
             release(&self.handshakes, client);
