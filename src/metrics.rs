@@ -22,6 +22,8 @@ type Labels = Vec<(String, String)>;
 /// API requests by route and status.
 #[derive(Debug, Default)]
 pub struct ApiMetrics {
+    /// By route template (the router's, or `unmatched`: never the requested path) and status.
+    /// Bound: the routes times the statuses the API answers; never pruned (counters).
     pub requests: Mutex<BTreeMap<(String, u16), u64>>,
 }
 

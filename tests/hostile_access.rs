@@ -114,3 +114,86 @@ fn whip_refuses_alike_and_locks_out_a_guesser() {
     assert!(!text.contains("conference=\""), "{text}");
     server.stop();
 }
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit(')').next().unwrap();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn accept_errors_back_off_instead_of_spinning() {
+    use std::io::{Read, Write};
+    let _turn = support::exclusive();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), None, &[]);
+    let pid = server.pid();
+    // Leave the bridge 16 descriptors more than it has: SIP over TCP soon runs out (EMFILE).
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let limit = open + 16;
+    let ok = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .expect("prlimit (util-linux) is needed for this test")
+        .success();
+    assert!(ok, "prlimit failed");
+    // 4 sources x 20 connections (under the per-source cap): more than the descriptors left.
+    let mut held = Vec::new();
+    for source in 1..=4u8 {
+        for _ in 0..20 {
+            let s = connect_from([127, 0, 0, source], server.sip);
+            held.push(s);
+        }
+    }
+    // Out of descriptors, with connections waiting: the accept loop must not spin.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(pid) - before;
+    assert!(
+        used < 40,
+        "{used} ticks of CPU in 2 s while out of descriptors"
+    );
+    // It did run out (and said so).
+    let said = server.wait_for("sip tcp accept");
+    assert!(
+        said.to_lowercase().contains("too many open files"),
+        "{said}"
+    );
+    // Once the connections are gone, SIP over TCP works again.
+    drop(held);
+    let mut answered = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !answered && std::time::Instant::now() < deadline {
+        let mut s = std::net::TcpStream::connect(server.sip).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        let options = "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKemfile\r\nFrom: <sip:p@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: emfile\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        let _ = s.write_all(options.as_bytes());
+        let mut buf = [0u8; 512];
+        answered = matches!(s.read(&mut buf), Ok(n) if n > 0 && buf.starts_with(b"SIP/2.0 200"));
+    }
+    assert!(answered, "SIP over TCP did not recover");
+    server.stop();
+}
+
+/// A TCP connection to `to` from the loopback address `from`.
+fn connect_from(from: [u8; 4], to: std::net::SocketAddr) -> std::net::TcpStream {
+    // std has no bind-before-connect: a tokio socket does it, then becomes a std stream.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+        s.connect(to).await.unwrap().into_std().unwrap()
+    })
+}

@@ -194,14 +194,19 @@ pub(super) async fn join(
         )
     })?;
     let name = Some(super::conferences::name("name", query.name)?).filter(|n| !n.is_empty());
-    // Failures are limited per client address and per meeting ID (known or not, alike).
+    // Failures are limited per client address and per meeting ID (known or not, alike). A
+    // join token cannot be guessed, so a meeting's lockout does not stop its holders.
     let caller = caller_key(client, None);
     let now = std::time::Instant::now();
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains('.'));
     let lockout = state
         .limiter
         .lock()
         .map_err(|_| ApiError::internal("the failure limiter is unavailable"))?
-        .locked(now, &caller, Some(&cid));
+        .locked(now, &caller, (!token).then_some(cid.as_str()));
     if let Some(l) = lockout {
         return Ok(locked_out(l));
     }

@@ -289,6 +289,8 @@ impl SipServer {
     }
 }
 
+/// Open TCP connections by our id. Bound: `MAX_CONNECTIONS` (more are closed at accept), at
+/// most `MAX_CONNECTIONS_PER_SOURCE` of one address; an entry goes when its connection closes.
 type Connections = Arc<Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>>;
 
 /// A join's outcome as the shell needs it.
@@ -317,10 +319,13 @@ struct Shell {
     joins: mpsc::Sender<Joined>,
     /// Moves out of the lobby that finished: into which meeting, or failed.
     moves: mpsc::Sender<(ParticipantId, Option<String>)>,
-    /// Which conference each SIP participant is in.
+    /// Which conference each SIP participant is in. Bound: one per call the Uas holds (itself
+    /// capped by `sip.max_calls`) or dial-out; removed when the participant is disconnected.
     meetings: HashMap<ParticipantId, String>,
     access_user: String,
     config: AttendantConfig,
+    /// Callers at the attendant. Bound: calls admitted to the lobby (capped by `sip.max_calls`);
+    /// removed when they join, are hung up (after at most `max_tries` entries of 10 s) or leave.
     attendants: HashMap<ParticipantId, (Attendant, Caller)>,
     limiter: SharedLimiter,
     codecs: Vec<crate::media::codec::Codec>,

@@ -276,11 +276,15 @@ pub struct Uas {
     settings: UasSettings,
     random: fn(&mut [u8]),
     next_call: u64,
+    /// Calls by our id. Bound: `max_calls` (more INVITEs get 503); a call goes when it ends,
+    /// is refused and acknowledged, or 64*T1 after its last unanswered message.
     calls: HashMap<u64, Call>,
     /// INVITE transactions by branch and source address: another source reusing a branch is
     /// another transaction, and never gets this one's answer (which may carry our SDES key).
     /// Bound: one per call (`calls` is capped by `max_calls`); pruned with the call.
     by_branch: HashMap<(String, SocketAddr), u64>,
+    /// Calls by Call-ID and our tag; `by_participant` by participant. Bound and pruning: one
+    /// each per call, removed with it.
     by_dialog: HashMap<(String, String), u64>,
     by_participant: HashMap<ParticipantId, u64>,
     /// Final responses to trusted sources' non-INVITE requests, for their retransmissions, by
@@ -293,7 +297,9 @@ pub struct Uas {
     flood: HashMap<IpAddr, (Instant, u32)>,
     /// The address of the request being handled (the cache keys its answer by it).
     source: Option<SocketAddr>,
-    /// Dial-outs by the branch of their INVITE, and which participant has which.
+    /// Dial-outs by the branch of their INVITE (ours, random), and which participant has which.
+    /// Bound: the dial-outs the API started (each a participant the engine admitted); removed
+    /// when the dial-out is answered, fails or its ring timeout passes.
     outcalls: HashMap<String, dialout::OutCall>,
     by_participant_out: HashMap<ParticipantId, String>,
     draining: bool,
