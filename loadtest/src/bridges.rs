@@ -161,6 +161,92 @@ impl Confab {
         self.srtp = srtp;
         self
     }
+
+    /// Joins `leg` to `room` by `way`, offering SDES-SRTP when `srtp`; what `leave` needs to
+    /// end this leg alone (the soak's churn mixes both ways and both transports in one run).
+    pub fn join_leg(
+        &mut self,
+        room: &str,
+        leg: &mut SimLeg,
+        name: &str,
+        way: Way,
+        srtp: bool,
+    ) -> anyhow::Result<Joined> {
+        if srtp {
+            leg.offer_srtp();
+        }
+        match way {
+            Way::Api => {
+                let v = http::json(
+                    self.api,
+                    "POST",
+                    &format!("/v1/conferences/{room}/participants"),
+                    Some(&json!({ "sdp": offer(leg)?, "display_name": name })),
+                    self.token.as_deref(),
+                )?;
+                let sdp = v["sdp"].as_str().ok_or_else(|| anyhow!("no answer: {v}"))?;
+                take_answer(leg, sdp)?;
+                let participant = v["participant"]["id"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("no participant id: {v}"))?
+                    .to_owned();
+                Ok(Joined::Api {
+                    conference: room.to_owned(),
+                    participant,
+                })
+            }
+            Way::Sip => {
+                if self.uac.is_none() {
+                    self.uac = Some(Uac::new(self.sip)?);
+                }
+                let uac = self.uac.as_mut().ok_or_else(|| anyhow!("no UAC"))?;
+                let (answer, call_id) = uac.invite(room, &offer(leg)?)?;
+                if let Err(e) = take_answer(leg, &answer) {
+                    // Answered with something we cannot use: do not leave the call up.
+                    let _ = uac.hang_up(&call_id);
+                    return Err(e);
+                }
+                Ok(Joined::Sip { call_id })
+            }
+        }
+    }
+
+    /// Ends one leg that `join_leg` joined: the API ejects it, or our UAC sends BYE (and waits
+    /// for the answer, at most a few seconds).
+    pub fn leave(&mut self, joined: &Joined) -> anyhow::Result<()> {
+        match joined {
+            Joined::Api {
+                conference,
+                participant,
+            } => {
+                http::json(
+                    self.api,
+                    "DELETE",
+                    &format!("/v1/conferences/{conference}/participants/{participant}"),
+                    None,
+                    self.token.as_deref(),
+                )?;
+                Ok(())
+            }
+            Joined::Sip { call_id } => self
+                .uac
+                .as_mut()
+                .ok_or_else(|| anyhow!("no UAC"))?
+                .hang_up(call_id),
+        }
+    }
+}
+
+/// How a leg joined Confab, to end it alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Joined {
+    Api {
+        conference: String,
+        participant: String,
+    },
+    Sip {
+        call_id: String,
+    },
 }
 
 impl Bridge for Confab {
@@ -178,31 +264,8 @@ impl Bridge for Confab {
     }
 
     fn join(&mut self, room: &str, leg: &mut SimLeg, name: &str) -> anyhow::Result<()> {
-        if self.srtp {
-            leg.offer_srtp();
-        }
-        match self.way {
-            Way::Api => {
-                let v = http::json(
-                    self.api,
-                    "POST",
-                    &format!("/v1/conferences/{room}/participants"),
-                    Some(&json!({ "sdp": offer(leg)?, "display_name": name })),
-                    self.token.as_deref(),
-                )?;
-                let sdp = v["sdp"].as_str().ok_or_else(|| anyhow!("no answer: {v}"))?;
-                take_answer(leg, sdp)?;
-            }
-            Way::Sip => {
-                if self.uac.is_none() {
-                    self.uac = Some(Uac::new(self.sip)?);
-                }
-                let uac = self.uac.as_mut().ok_or_else(|| anyhow!("no UAC"))?;
-                let answer = uac.invite(room, &offer(leg)?)?;
-                take_answer(leg, &answer)?;
-            }
-        }
-        Ok(())
+        self.join_leg(room, leg, name, self.way, self.srtp)
+            .map(|_| ())
     }
 
     fn teardown(&mut self) {
@@ -279,7 +342,8 @@ impl Uac {
         ))
     }
 
-    fn invite(&mut self, room: &str, sdp: &str) -> anyhow::Result<String> {
+    /// INVITEs `room`; the answer's SDP and the call's Call-ID.
+    fn invite(&mut self, room: &str, sdp: &str) -> anyhow::Result<(String, String)> {
         // At most 40 INVITEs a second.
         if let Some(t) = self.last_invite {
             let gap = Duration::from_millis(25);
@@ -355,8 +419,52 @@ impl Uac {
                 .split_once("\r\n\r\n")
                 .map(|(_, b)| b.to_owned())
                 .unwrap_or_default();
+            let call_id = d.call_id.clone();
             self.calls.push(d);
-            return Ok(body);
+            return Ok((body, call_id));
+        }
+    }
+
+    /// Sends BYE on the call `call_id` (retransmitted) and waits for its final answer: at most
+    /// 4 s. The call is forgotten whatever the answer.
+    fn hang_up(&mut self, call_id: &str) -> anyhow::Result<()> {
+        let i = self
+            .calls
+            .iter()
+            .position(|d| d.call_id == call_id)
+            .ok_or_else(|| anyhow!("no call {call_id}"))?;
+        let d = self.calls.swap_remove(i);
+        let n = self.next;
+        self.next += 1;
+        let bye = self.request("BYE", &d.target, &d, 2, "", &format!("bye{n}"))?;
+        let deadline = Instant::now() + Duration::from_secs(4);
+        let mut resend = Instant::now();
+        let mut buf = [0u8; 8192];
+        loop {
+            if Instant::now() >= resend {
+                self.socket.send_to(bye.as_bytes(), self.bridge)?;
+                resend = Instant::now() + Duration::from_millis(500);
+            }
+            if Instant::now() > deadline {
+                return Err(anyhow!("BYE {call_id}: no final answer"));
+            }
+            let Ok((len, _)) = self.socket.recv_from(&mut buf) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&buf[..len]);
+            if !text.starts_with("SIP/2.0 ") || !text.contains(call_id) || !text.contains(" BYE") {
+                continue;
+            }
+            let code: u16 = text
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            return match code {
+                0..200 => continue,
+                200..300 => Ok(()),
+                _ => Err(anyhow!("BYE {call_id}: {code}")),
+            };
         }
     }
 

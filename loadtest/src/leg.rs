@@ -283,6 +283,11 @@ impl SimLeg {
         Ok(())
     }
 
+    /// The SSRC this leg sends with (unique in a run: the generator's handle on the leg).
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
     pub fn local(&self) -> std::io::Result<SocketAddr> {
         self.socket.local_addr()
     }

@@ -11,6 +11,7 @@ pub mod leg;
 pub mod measure;
 pub mod quality;
 pub mod report;
+pub mod soak;
 
 use std::collections::HashMap;
 use std::io::{IoSlice, IoSliceMut};
@@ -45,6 +46,9 @@ pub enum Scenario {
     Idle,
     /// Meetings added step by step until the bridge falls behind.
     Ramp,
+    /// Hundreds of legs for half an hour with churn (SIP and API, plain and SRTP), the
+    /// bridge's memory, descriptors, threads and late ticks sampled: a leak shows as drift.
+    Soak,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -94,6 +98,11 @@ pub struct Options {
     pub pesq: bool,
     /// SDES-SRTP on every leg (Confab only: Janus' plain-RTP participants here are plain).
     pub srtp: bool,
+    /// Soak: legs kept up, the share of them replaced every second (%), and how often the
+    /// bridge is sampled.
+    pub legs: usize,
+    pub churn_percent: f64,
+    pub sample_every: Duration,
     pub progress: bool,
 }
 
@@ -123,6 +132,9 @@ impl Default for Options {
             decode_every: 1,
             pesq: false,
             srtp: false,
+            legs: 500,
+            churn_percent: 1.5,
+            sample_every: Duration::from_secs(5),
             progress: false,
         }
     }
@@ -181,6 +193,8 @@ pub struct Summary {
     pub timeline: Vec<Sample>,
     /// Latencies (ms), sorted, for the CDF.
     pub latencies_ms: Vec<f64>,
+    /// The soak's figures and verdict (soak only).
+    pub soak: Option<soak::Soak>,
 }
 
 /// Totals the worker threads keep.
@@ -193,14 +207,21 @@ struct Totals {
 }
 
 struct Worker {
-    add: mpsc::Sender<SimLeg>,
+    add: mpsc::Sender<Cmd>,
     handle: std::thread::JoinHandle<()>,
+}
+
+/// What a worker is told between ticks.
+enum Cmd {
+    Add(Box<SimLeg>),
+    /// The leg with this SSRC leaves (the soak's churn).
+    Remove(u32),
 }
 
 /// Runs legs in real time: every 20 ms every leg sends, every 5 ms everyone reads.
 fn worker(
     epoch: Instant,
-    legs: mpsc::Receiver<SimLeg>,
+    legs: mpsc::Receiver<Cmd>,
     measuring: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     totals: Arc<Totals>,
@@ -210,13 +231,29 @@ fn worker(
     let mut latencies = Vec::new();
     let mut published = (0u64, 0u64, 0u64);
     while !stop.load(Ordering::Relaxed) {
-        while let Ok(l) = legs.try_recv() {
-            match mine.iter_mut().find(|g| Arc::ptr_eq(&g.socket, &l.socket)) {
-                Some(g) => g.add(l),
-                None => {
-                    let mut g = SocketGroup::new(l.socket.clone());
-                    g.add(l);
-                    mine.push(g);
+        while let Ok(cmd) = legs.try_recv() {
+            match cmd {
+                Cmd::Add(l) => {
+                    let l = *l;
+                    match mine.iter_mut().find(|g| Arc::ptr_eq(&g.socket, &l.socket)) {
+                        Some(g) => g.add(l),
+                        None => {
+                            let mut g = SocketGroup::new(l.socket.clone());
+                            g.add(l);
+                            mine.push(g);
+                        }
+                    }
+                }
+                Cmd::Remove(ssrc) => {
+                    for g in &mut mine {
+                        if let Some(gone) = g.remove(ssrc) {
+                            // Its counts were published: the sums below no longer hold them.
+                            published.0 = published.0.saturating_sub(gone.counts.received);
+                            published.1 = published.1.saturating_sub(gone.counts.gaps);
+                        }
+                    }
+                    // A socket whose legs have all left is closed with its group.
+                    mine.retain(|g| !g.legs.is_empty());
                 }
             }
         }
@@ -332,6 +369,20 @@ impl SocketGroup {
         self.tx_headers = MultiHeaders::preallocate(self.legs.len(), None);
     }
 
+    /// Takes the leg with `ssrc` out of the group, if it is here.
+    fn remove(&mut self, ssrc: u32) -> Option<SimLeg> {
+        let i = self.legs.iter().position(|l| l.ssrc() == ssrc)?;
+        let gone = self.legs.swap_remove(i);
+        self.by_source = self
+            .legs
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.bridge, i))
+            .collect();
+        self.tx_headers = MultiHeaders::preallocate(self.legs.len().max(1), None);
+        Some(gone)
+    }
+
     /// Reads what arrived for these legs (bounded: a few packets per leg at most).
     fn receive(&mut self, epoch: Instant, latencies: &mut Vec<u64>) {
         for _ in 0..(8 * self.legs.len()).div_ceil(RX_BATCH).max(1) {
@@ -444,12 +495,22 @@ impl Run {
         }
     }
 
-    fn add(&mut self, leg: SimLeg) {
+    /// Hands `leg` to a worker; which one (for `remove`).
+    fn add(&mut self, leg: SimLeg) -> usize {
         // The legs of one socket stay together, in one worker.
         let port = leg.socket.local_addr().map_or(0, |a| usize::from(a.port()));
-        let w = &self.workers[port % self.workers.len()];
+        let w = port % self.workers.len();
         self.participants += 1;
-        let _ = w.add.send(leg);
+        let _ = self.workers[w].add.send(Cmd::Add(Box::new(leg)));
+        w
+    }
+
+    /// The leg with `ssrc`, in worker `w`, stops sending and is dropped.
+    fn remove(&mut self, w: usize, ssrc: u32) {
+        if let Some(worker) = self.workers.get(w) {
+            self.participants = self.participants.saturating_sub(1);
+            let _ = worker.add.send(Cmd::Remove(ssrc));
+        }
     }
 
     fn finish(self) {
@@ -566,7 +627,19 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
                 "--srtp is for Confab (its API and SIP ways); Janus' participants here are plain RTP"
             ));
         }
+        (Target::Janus, Scenario::Soak) => {
+            return Err(anyhow!(
+                "the soak is a Confab scenario (its churn mixes SIP and API legs)"
+            ));
+        }
         (Target::Janus, _) => Box::new(Janus::new(&o.janus)?),
+        (Target::Confab, Scenario::Soak) => {
+            let mut confab = Confab::new(&o.api, o.token.clone(), o.sip, Way::Api)?;
+            let pid = o.pid.or_else(|| confab_pid(&confab));
+            let result = soak::run(o, &mut confab, pid);
+            confab.teardown();
+            return result;
+        }
         (Target::Confab, Scenario::Dialin) => {
             Box::new(Confab::new(&o.api, o.token.clone(), o.sip, Way::Sip)?.with_srtp(o.srtp))
         }
@@ -579,12 +652,24 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
         o.codec = Codec::Pcmu;
     }
     let pid = o.pid.or_else(|| match o.target {
-        Target::Confab => measure::find_process(&["confab", "serve"]),
+        Target::Confab => bridge
+            .confab_api()
+            .and_then(|(api, _)| measure::pid_listening_on(api))
+            .or_else(|| measure::find_process(&["confab", "serve"])),
         Target::Janus => measure::find_process(&["janus"]),
     });
     let result = run_with(&o, bridge.as_mut(), pid);
     bridge.teardown();
     result
+}
+
+/// The process that listens on Confab's API address (exact, whatever else runs), or else the
+/// first `confab serve` found.
+fn confab_pid(confab: &Confab) -> Option<u32> {
+    confab
+        .confab_api()
+        .and_then(|(api, _)| measure::pid_listening_on(api))
+        .or_else(|| measure::find_process(&["confab", "serve"]))
 }
 
 fn run_with(o: &Options, bridge: &mut dyn Bridge, pid: Option<u32>) -> anyhow::Result<Summary> {
@@ -648,7 +733,8 @@ fn run_with(o: &Options, bridge: &mut dyn Bridge, pid: Option<u32>) -> anyhow::R
                 add_room(&mut run, bridge, 0, 0)?;
             }
         }
-        Scenario::Ramp => {}
+        // The soak runs apart (`soak::run`), never here.
+        Scenario::Ramp | Scenario::Soak => {}
     }
     if o.scenario == Scenario::Ramp {
         let bar = progress_bar(o, o.step_time * 100, "ramp");
@@ -761,6 +847,7 @@ fn run_with(o: &Options, bridge: &mut dyn Bridge, pid: Option<u32>) -> anyhow::R
         steps,
         timeline: monitor.timeline,
         latencies_ms,
+        soak: None,
     })
 }
 
@@ -806,6 +893,9 @@ pub fn table(s: &Summary) -> String {
     }
     if let Some(p) = s.pesq {
         rows.push(("PESQ (quality room)", format!("{p:.2}")));
+    }
+    if let Some(k) = &s.soak {
+        rows.extend(soak::rows(k));
     }
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.iter()

@@ -31,8 +31,9 @@ struct Args {
     /// Janus' HTTP API.
     #[arg(long, default_value = "http://127.0.0.1:8088/janus")]
     janus: String,
-    /// PID of the bridge process to measure (found by its command line otherwise).
-    #[arg(long)]
+    /// PID of the bridge process to measure (otherwise the process listening on the API's
+    /// port, or one found by its command line).
+    #[arg(long, alias = "bridge-pid")]
     pid: Option<u32>,
     #[arg(long, value_enum, default_value = "pcmu")]
     codec: Codec,
@@ -52,9 +53,9 @@ struct Args {
     /// Idle conferences.
     #[arg(long, default_value_t = 1000)]
     conferences: usize,
-    /// Seconds measured (after the warm-up).
-    #[arg(long, default_value_t = 20)]
-    duration: u64,
+    /// Seconds measured (after the warm-up); 20 by default, 1800 for the soak.
+    #[arg(long)]
+    duration: Option<u64>,
     #[arg(long, default_value_t = 3)]
     warmup: u64,
     /// Never more participants than this.
@@ -76,8 +77,18 @@ struct Args {
     #[arg(long)]
     pesq: bool,
     /// SDES-SRTP (AES_CM_128_HMAC_SHA1_80) on every leg: Confab only, by its API or SIP.
+    /// (The soak makes half its legs SRTP without it, all with it.)
     #[arg(long)]
     srtp: bool,
+    /// Soak: legs kept up (spread over --rooms conferences, --talkers of each talking).
+    #[arg(long, default_value_t = 500)]
+    legs: usize,
+    /// Soak: % of the legs that leave every second, replaced by as many new ones.
+    #[arg(long, default_value_t = 1.5)]
+    churn: f64,
+    /// Soak: seconds between looks at the bridge (RSS, fds, threads, late ticks).
+    #[arg(long, default_value_t = 5)]
+    sample_secs: u64,
     /// Write the figures as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -88,8 +99,19 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    if a.duration == 0 || a.duration > 3600 {
+    let duration = a.duration.unwrap_or(if a.scenario == Scenario::Soak {
+        1800
+    } else {
+        20
+    });
+    if duration == 0 || duration > 3600 {
         anyhow::bail!("--duration must be 1 to 3600 seconds");
+    }
+    if a.scenario == Scenario::Soak && (a.legs == 0 || a.legs > a.max_participants) {
+        anyhow::bail!("--legs must be 1 to --max-participants");
+    }
+    if !(0.0..=50.0).contains(&a.churn) {
+        anyhow::bail!("--churn must be 0 to 50 (% of the legs a second)");
     }
     if a.max_participants == 0 || a.max_participants > 20_000 {
         anyhow::bail!("--max-participants must be 1 to 20000");
@@ -114,7 +136,7 @@ fn main() -> anyhow::Result<()> {
             talkers: a.talkers,
             listeners: a.listeners,
             conferences: a.conferences,
-            duration: Duration::from_secs(a.duration),
+            duration: Duration::from_secs(duration),
             warmup: Duration::from_secs(a.warmup),
             max_participants: a.max_participants,
             step_rooms: a.step_rooms.max(1),
@@ -123,6 +145,9 @@ fn main() -> anyhow::Result<()> {
             decode_every: a.decode_every.max(1),
             pesq: a.pesq,
             srtp: a.srtp,
+            legs: a.legs,
+            churn_percent: a.churn,
+            sample_every: Duration::from_secs(a.sample_secs.clamp(1, 60)),
             progress: std::io::stderr().is_terminal(),
         };
         let s = run(&o)?;
@@ -141,6 +166,12 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = &a.report {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("index.html"), report::html(&runs))?;
+    }
+    if runs
+        .iter()
+        .any(|s| s.soak.as_ref().is_some_and(|k| !k.pass))
+    {
+        anyhow::bail!("the soak failed its targets (see the verdict above)");
     }
     Ok(())
 }

@@ -59,11 +59,93 @@ pub fn find_process(words: &[&str]) -> Option<u32> {
     None
 }
 
+/// Threads of a process (/proc/PID/status), if it can be read.
+pub fn threads(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Open file descriptors of a process (/proc/PID/fd), if they can be listed.
+pub fn open_fds(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
+/// The process with a TCP socket listening on `addr`'s port (at `addr` or any address):
+/// found from the socket's inode in /proc/net/tcp{,6} and the process's /proc/PID/fd links,
+/// so it is the bridge we talk to even with other bridges running. None when it cannot be
+/// told (another user's process, no /proc).
+pub fn pid_listening_on(addr: SocketAddr) -> Option<u32> {
+    let port = format!("{:04X}", addr.port());
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let Some((ip, p)) = local.split_once(':') else {
+                continue;
+            };
+            let ip_ok = match addr.ip() {
+                std::net::IpAddr::V4(v4) => {
+                    u32::from_str_radix(ip, 16).is_ok_and(|raw| {
+                        let bytes = raw.to_ne_bytes();
+                        bytes == v4.octets() || bytes == [0; 4]
+                    }) || ip.len() == 32
+                }
+                std::net::IpAddr::V6(_) => true,
+            };
+            // 0A: LISTEN.
+            if p == port && *state == "0A" && ip_ok && *inode != "0" {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && inodes.iter().any(|i| target.as_os_str() == i.as_str())
+            {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
 /// Confab's own figures from /metrics.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BridgeMetrics {
     pub late_ticks: f64,
     pub load_ratio: f64,
+    /// The process's own figures (`process_*`), when the exposition has them.
+    pub rss_bytes: Option<f64>,
+    pub open_fds: Option<f64>,
+    pub cpu_seconds: Option<f64>,
 }
 
 pub fn confab_metrics(api: SocketAddr, token: Option<&str>) -> Option<BridgeMetrics> {
@@ -80,6 +162,9 @@ pub fn confab_metrics(api: SocketAddr, token: Option<&str>) -> Option<BridgeMetr
     Some(BridgeMetrics {
         late_ticks: value("confab_mixer_late_ticks_total ").unwrap_or(0.0),
         load_ratio: value("confab_mixer_load_ratio ").unwrap_or(0.0),
+        rss_bytes: value("process_resident_memory_bytes "),
+        open_fds: value("process_open_fds "),
+        cpu_seconds: value("process_cpu_seconds_total "),
     })
 }
 
@@ -103,6 +188,19 @@ mod tests {
         assert_eq!(percentile(&v, 99.0), Some(99.0));
         assert_eq!(percentile(&v, 0.0), Some(1.0));
         assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn the_process_listening_on_a_port_is_found() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Our own process is skipped (the generator is never the bridge): a child that holds
+        // the listening socket would be found; here, only that we are not.
+        assert_ne!(pid_listening_on(addr), Some(std::process::id()));
+        drop(listener);
+        assert_eq!(pid_listening_on(addr), None);
+        assert!(threads(std::process::id()).unwrap() >= 1);
+        assert!(open_fds(std::process::id()).unwrap() >= 3);
     }
 
     #[test]
