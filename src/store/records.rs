@@ -1,11 +1,14 @@
 //! Call records: one row per participant leg. The mixer threads send [`RecordEvent`]s down an
 //! unbounded channel (a send never blocks a tick, and none is lost); one writer thread owns its
-//! own connection and writes them in transactions of whatever has queued up.
+//! own connection and writes them in transactions of whatever has queued up. When the database
+//! refuses (disk full, locked by another process), the calls go on, the failure is counted, and
+//! the events are kept (up to a bound) and written once it takes them again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
 
@@ -52,6 +55,9 @@ pub enum RecordEvent {
     },
     /// Answer once everything sent before is written.
     Flush(Sender<()>),
+    /// Test-only: run SQL on the writer's own connection (to fill its disk, or free it).
+    #[cfg(test)]
+    Sql(String),
 }
 
 /// Which records to list.
@@ -73,17 +79,46 @@ pub struct RecordWriter {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Events kept while the database refuses them (disk full, database locked), to be written
+/// once it takes them again. Bound: this many; past it the oldest are dropped (counted as
+/// storage errors), so a disk that never comes back cannot take the bridge's memory.
+const MAX_BACKLOG: usize = 100_000;
+
+/// How the writer waits for a database that refuses writes.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Patience {
+    /// How long one write waits for a lock held elsewhere.
+    pub busy: Duration,
+    /// The first pause before writing the backlog again; it doubles up to `max_retry`.
+    pub retry: Duration,
+    pub max_retry: Duration,
+}
+
+impl Default for Patience {
+    fn default() -> Self {
+        Patience {
+            busy: Duration::from_secs(5),
+            retry: Duration::from_millis(500),
+            max_retry: Duration::from_secs(30),
+        }
+    }
+}
+
 impl RecordWriter {
     pub(super) fn start(path: &Path) -> Result<RecordWriter, StoreError> {
+        Self::start_with(path, Patience::default())
+    }
+
+    pub(super) fn start_with(path: &Path, patience: Patience) -> Result<RecordWriter, StoreError> {
         let conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.to_owned(),
             source,
         })?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(patience.busy)?;
         let (sender, receiver) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("confab-records".into())
-            .spawn(move || write_loop(conn, receiver))
+            .spawn(move || write_loop(conn, receiver, patience))
             .map_err(|e| StoreError::Directory {
                 path: path.to_owned(),
                 source: e,
@@ -94,7 +129,9 @@ impl RecordWriter {
         })
     }
 
-    /// Waits until everything sent so far is written.
+    /// Waits until everything sent so far is written, or one attempt to write it failed (a
+    /// full disk does not hold up a shutdown; what is kept is tried again while the writer
+    /// runs, and a record left open is closed as `abandoned` at the next start).
     pub fn flush(&self) {
         let (tx, rx) = std::sync::mpsc::channel();
         if self.sender.send(RecordEvent::Flush(tx)).is_ok() {
@@ -112,47 +149,131 @@ impl Drop for RecordWriter {
     }
 }
 
-fn write_loop(conn: Connection, events: Receiver<RecordEvent>) {
+fn write_loop(conn: Connection, events: Receiver<RecordEvent>, patience: Patience) {
+    // Records open in the database, by participant. Bound: the participants present (each
+    // record closes when its leg leaves).
     let mut open: HashMap<ParticipantId, i64> = HashMap::new();
-    while let Ok(first) = events.recv() {
-        let mut batch = vec![first];
-        batch.extend(events.try_iter().take(4096));
-        let mut flushes = Vec::new();
-        let result = (|| -> rusqlite::Result<()> {
-            let tx = conn.unchecked_transaction()?;
-            for event in batch {
-                match event {
-                    RecordEvent::Open {
-                        participant,
-                        record,
-                    } => {
-                        let id = insert(&tx, &record)?;
-                        open.insert(participant, id);
-                    }
-                    RecordEvent::Close {
-                        participant,
-                        record,
-                    } => match open.remove(&participant) {
-                        Some(id) => close(&tx, id, &record)?,
-                        // Never opened (a refused join): one closed row.
-                        None => {
-                            let id = insert(&tx, &record)?;
-                            close(&tx, id, &record)?;
+    let mut backlog: VecDeque<RecordEvent> = VecDeque::new();
+    let mut flushes = Vec::new();
+    let mut retry = patience.retry;
+    // After a failure, when to try again (events keep queueing meanwhile).
+    let mut next_attempt: Option<Instant> = None;
+    loop {
+        // With nothing kept, wait for the next event; with a backlog, wait no longer than
+        // the pause before trying it again.
+        let next = match next_attempt {
+            None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(t) => events.recv_timeout(t.saturating_duration_since(Instant::now())),
+        };
+        let last = match next {
+            Ok(event) => {
+                for event in std::iter::once(event).chain(events.try_iter().take(4096)) {
+                    #[cfg(test)]
+                    let event = match event {
+                        RecordEvent::Sql(sql) => {
+                            let _ = conn.execute_batch(&sql);
+                            continue;
                         }
-                    },
-                    RecordEvent::Flush(done) => flushes.push(done),
+                        event => event,
+                    };
+                    take(event, &mut backlog, &mut flushes);
+                }
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        let due = next_attempt.is_none_or(|t| Instant::now() >= t);
+        if !backlog.is_empty() && (due || last) {
+            match write(&conn, &mut open, &backlog) {
+                Ok(()) => {
+                    if next_attempt.is_some() {
+                        tracing::info!(events = backlog.len(), "call records written again");
+                    }
+                    backlog.clear();
+                    retry = patience.retry;
+                    next_attempt = None;
+                }
+                Err(e) => {
+                    super::count_error();
+                    tracing::error!(error = %e, kept = backlog.len(), "call records could not be written; kept to try again");
+                    next_attempt = Some(Instant::now() + retry);
+                    retry = (retry * 2).min(patience.max_retry);
                 }
             }
-            tx.commit()
-        })();
-        if let Err(e) = result {
-            super::count_error();
-            tracing::error!(error = %e, "call records could not be written");
         }
-        for done in flushes {
+        for done in flushes.drain(..) {
             let _ = done.send(());
         }
+        if last {
+            return;
+        }
     }
+}
+
+/// Queues an event for the next write (a flush is answered after it).
+fn take(event: RecordEvent, backlog: &mut VecDeque<RecordEvent>, flushes: &mut Vec<Sender<()>>) {
+    match event {
+        RecordEvent::Flush(done) => flushes.push(done),
+        event => {
+            if backlog.len() >= MAX_BACKLOG {
+                backlog.pop_front();
+                super::count_error();
+            }
+            backlog.push_back(event);
+        }
+    }
+}
+
+/// Writes the backlog in one transaction; `open` follows only if it commits.
+fn write(
+    conn: &Connection,
+    open: &mut HashMap<ParticipantId, i64>,
+    backlog: &VecDeque<RecordEvent>,
+) -> rusqlite::Result<()> {
+    // What this transaction opened (Some) and closed (None), over `open`.
+    let mut changed: HashMap<ParticipantId, Option<i64>> = HashMap::new();
+    let tx = conn.unchecked_transaction()?;
+    for event in backlog {
+        match event {
+            RecordEvent::Open {
+                participant,
+                record,
+            } => {
+                let id = insert(&tx, record)?;
+                changed.insert(*participant, Some(id));
+            }
+            RecordEvent::Close {
+                participant,
+                record,
+            } => {
+                let id = match changed.get(participant) {
+                    Some(known) => *known,
+                    None => open.get(participant).copied(),
+                };
+                match id {
+                    Some(id) => close(&tx, id, record)?,
+                    // Never opened (a refused join): one closed row.
+                    None => {
+                        let id = insert(&tx, record)?;
+                        close(&tx, id, record)?;
+                    }
+                }
+                changed.insert(*participant, None);
+            }
+            RecordEvent::Flush(_) => {}
+            #[cfg(test)]
+            RecordEvent::Sql(_) => {}
+        }
+    }
+    tx.commit()?;
+    for (participant, id) in changed {
+        match id {
+            Some(id) => open.insert(participant, id),
+            None => open.remove(&participant),
+        };
+    }
+    Ok(())
 }
 
 fn insert(conn: &Connection, r: &Record) -> rusqlite::Result<i64> {

@@ -174,3 +174,101 @@ fn a_corrupt_or_unwritable_database_is_a_clear_error() {
     let e = Store::open(&file).unwrap_err().to_string();
     assert!(e.contains("plain-file"), "{e}");
 }
+
+fn impatient() -> records::Patience {
+    records::Patience {
+        busy: std::time::Duration::from_millis(20),
+        retry: std::time::Duration::from_millis(50),
+        max_retry: std::time::Duration::from_millis(200),
+    }
+}
+
+/// Polls until the store lists `n` closed records (or five seconds pass).
+fn closed_records(store: &Store, n: usize) -> Vec<Record> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let all = store
+            .records(&RecordFilter {
+                limit: 1000,
+                ..RecordFilter::default()
+            })
+            .unwrap_or_default();
+        let closed: Vec<Record> = all.into_iter().filter(|r| r.left_at.is_some()).collect();
+        if closed.len() >= n || std::time::Instant::now() > deadline {
+            return closed;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn one_call(writer: &records::RecordWriter, p: u64) {
+    writer
+        .sender
+        .send(RecordEvent::Open {
+            participant: ParticipantId(p),
+            record: Box::new(record("1234", p, 10)),
+        })
+        .unwrap();
+    writer
+        .sender
+        .send(RecordEvent::Close {
+            participant: ParticipantId(p),
+            record: Box::new(Record {
+                left_at: Some(20),
+                reason: Some("hangup".into()),
+                ..record("1234", p, 10)
+            }),
+        })
+        .unwrap();
+}
+
+#[test]
+fn records_wait_out_a_locked_database_and_are_written_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let writer = records::RecordWriter::start_with(store.path(), impatient()).unwrap();
+    // Another process holds the database.
+    let other = rusqlite::Connection::open(store.path()).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let errors = STORAGE_ERRORS.load(std::sync::atomic::Ordering::Relaxed);
+    one_call(&writer, 1);
+    one_call(&writer, 2);
+    // The flush answers after a failed attempt instead of hanging.
+    writer.flush();
+    assert!(STORAGE_ERRORS.load(std::sync::atomic::Ordering::Relaxed) > errors);
+    other.execute_batch("ROLLBACK").unwrap();
+    // Released: what was kept is written, each record opened and closed once.
+    let closed = closed_records(&store, 2);
+    assert_eq!(closed.len(), 2, "{closed:?}");
+    assert!(closed.iter().all(|r| r.reason.as_deref() == Some("hangup")));
+}
+
+#[test]
+fn records_wait_out_a_full_disk_and_are_written_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let writer = records::RecordWriter::start_with(store.path(), impatient()).unwrap();
+    // The writer's disk is full: its database may not grow by a page.
+    let pages: i64 = store
+        .with(|c| Ok(c.query_row("PRAGMA page_count", [], |r| r.get(0))?))
+        .unwrap();
+    writer
+        .sender
+        .send(RecordEvent::Sql(format!("PRAGMA max_page_count = {pages}")))
+        .unwrap();
+    let errors = STORAGE_ERRORS.load(std::sync::atomic::Ordering::Relaxed);
+    // More than any free room in the pages it has.
+    for p in 1..=500 {
+        one_call(&writer, p);
+    }
+    writer.flush();
+    assert!(STORAGE_ERRORS.load(std::sync::atomic::Ordering::Relaxed) > errors);
+    assert!(closed_records(&store, 0).is_empty());
+    // Space comes back: every call's record is written.
+    writer
+        .sender
+        .send(RecordEvent::Sql("PRAGMA max_page_count = 1000000".into()))
+        .unwrap();
+    let closed = closed_records(&store, 500);
+    assert_eq!(closed.len(), 500);
+}
