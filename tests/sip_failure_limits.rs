@@ -10,7 +10,7 @@ mod support;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use confab::conference::{Admission, Policy};
+use confab::conference::{Admission, Gate, Policy};
 use support::clients::SipBridge;
 
 const MEETING: &str = "5555";
@@ -21,6 +21,10 @@ struct Call {
     bridge: SocketAddr,
     call_id: String,
     who: String,
+    /// The meeting called, the From URI and the P-Asserted-Identity header line (if any).
+    meeting: String,
+    from: String,
+    asserted: String,
     to_tag: Option<String>,
     cseq: u32,
 }
@@ -46,6 +50,9 @@ impl Call {
             bridge,
             call_id: format!("limits-{who}-{n}"),
             who: who.to_owned(),
+            meeting: MEETING.to_owned(),
+            from: "sip:anonymous@gw.invalid".to_owned(),
+            asserted: format!("P-Asserted-Identity: <sip:{who}@gw.invalid>\r\n"),
             to_tag: None,
             cseq: 1,
         }
@@ -79,10 +86,12 @@ impl Call {
             "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\n",
             local.port() + 2
         );
-        let who = &self.who;
         self.send(&format!(
-            "INVITE sip:{MEETING}@{b} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{c}i\r\nFrom: <sip:anonymous@gw.invalid>;tag=f{c}\r\nTo: <sip:{MEETING}@{b}>\r\nCall-ID: {c}\r\nCSeq: 1 INVITE\r\nP-Asserted-Identity: <sip:{who}@gw.invalid>\r\nContact: <sip:{who}@{local}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            "INVITE sip:{m}@{b} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{c}i\r\nFrom: <{f}>;tag=f{c}\r\nTo: <sip:{m}@{b}>\r\nCall-ID: {c}\r\nCSeq: 1 INVITE\r\n{a}Contact: <sip:caller@{local}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
             sdp.len(),
+            m = self.meeting,
+            f = self.from,
+            a = self.asserted,
             b = self.bridge,
             c = self.call_id,
         ));
@@ -107,8 +116,10 @@ impl Call {
             format!("{}{cseq}", self.call_id)
         };
         self.send(&format!(
-            "{method} sip:confab@{b} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{branch}\r\nFrom: <sip:anonymous@gw.invalid>;tag=f{c}\r\nTo: <sip:{MEETING}@{b}>;tag={t}\r\nCall-ID: {c}\r\nCSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            "{method} sip:confab@{b} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{branch}\r\nFrom: <{f}>;tag=f{c}\r\nTo: <sip:{m}@{b}>;tag={t}\r\nCall-ID: {c}\r\nCSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
             body.len(),
+            m = self.meeting,
+            f = self.from,
             b = self.bridge,
             c = self.call_id,
             t = self.to_tag.as_deref().unwrap_or_default(),
@@ -174,4 +185,97 @@ fn failures_are_the_callers_own_and_hanging_up_does_not_erase_them() {
     });
     assert!(joined, "the other caller did not reach the meeting");
     other.in_dialog("BYE", "", "");
+}
+
+#[test]
+fn closed_and_authenticated_meetings_take_only_identities_the_gateway_asserts() {
+    let _turn = support::exclusive();
+    let bridge = SipBridge::start();
+    for (id, gate) in [
+        ("6001", Gate::Asserted),
+        (
+            "6002",
+            Gate::Attendees(vec!["sip:ann@gw.invalid".into(), "+4930333".into()]),
+        ),
+    ] {
+        let admission = Admission {
+            gate,
+            ..Admission::default()
+        };
+        bridge
+            .engine
+            .create_conference_with(id, Policy::default(), admission)
+            .unwrap();
+    }
+    let sip = bridge.sip_addr();
+    let call = |n: u32, meeting: &str, from: &str, asserted: &str| {
+        let mut c = Call::new(sip, "id", n);
+        c.meeting = meeting.to_owned();
+        c.from = from.to_owned();
+        c.asserted = asserted.to_owned();
+        let status = c.invite();
+        if status == 200 {
+            c.in_dialog("BYE", "", "");
+        }
+        status
+    };
+    // `authenticated`: an empty assertion asserts nobody.
+    assert_eq!(call(1, "6001", "sip:ann@gw.invalid", ""), 403);
+    assert_eq!(
+        call(
+            2,
+            "6001",
+            "sip:ann@gw.invalid",
+            "P-Asserted-Identity: <>\r\n"
+        ),
+        403
+    );
+    assert_eq!(
+        call(
+            3,
+            "6001",
+            "sip:x@gw.invalid",
+            "P-Asserted-Identity: <sip:+4930999@gw.invalid>\r\n"
+        ),
+        200
+    );
+    // `closed`: the caller's own From never counts, user parts do not match loosely, and a bare
+    // number matches the asserted user part exactly.
+    assert_eq!(call(4, "6002", "sip:ann@gw.invalid", ""), 403);
+    assert_eq!(
+        call(
+            5,
+            "6002",
+            "sip:ann@gw.invalid",
+            "P-Asserted-Identity: <sip:ann@elsewhere.invalid>\r\n"
+        ),
+        403
+    );
+    assert_eq!(
+        call(
+            6,
+            "6002",
+            "sip:x@gw.invalid",
+            "P-Asserted-Identity: <sip:+49303331@gw.invalid>\r\n"
+        ),
+        403
+    );
+    assert_eq!(
+        call(
+            7,
+            "6002",
+            "sip:x@gw.invalid",
+            "P-Asserted-Identity: <sip:ann@gw.invalid>\r\n"
+        ),
+        200
+    );
+    assert_eq!(
+        call(
+            8,
+            "6002",
+            "sip:x@gw.invalid",
+            "P-Asserted-Identity: <sip:+4930333@gw.invalid;user=phone>\r\n"
+        ),
+        200
+    );
 }
