@@ -114,9 +114,24 @@ pub struct FailureLimiter {
     pub counters: std::sync::Arc<LimitCounters>,
 }
 
+/// The source an address counts as: an IPv4 address, or the /64 of an IPv6 one (a single host
+/// usually has a whole /64 to pick addresses from); IPv4-mapped IPv6 is IPv4.
+pub fn source_of(ip: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+        v4 => v4,
+    }
+}
+
 /// The key of a caller: the identity a trusted gateway passes on (P-Asserted-Identity, else the
-/// From URI) together with the gateway's address; the address alone when there is none.
+/// From URI) together with the gateway's address; the address (its /64 for IPv6) alone when
+/// there is none.
 pub fn caller_key(source: std::net::IpAddr, identity: Option<&str>) -> String {
+    let source = source_of(source);
     match identity.map(str::trim).filter(|i| !i.is_empty()) {
         Some(id) => {
             // Identities are short; a long one is cut (at a char boundary) so a key stays small.
@@ -347,5 +362,9 @@ mod tests {
         assert_eq!(caller_key(gw, Some("  ")), "10.0.0.1");
         assert_eq!(caller_key(gw, None), "10.0.0.1");
         assert!(caller_key(gw, Some(&"x".repeat(10_000))).len() < 300);
+        // An IPv6 client is its /64: it cannot dodge the limit by changing address.
+        let a = caller_key("2001:db8:1:2:aaaa::1".parse().unwrap(), None);
+        let b = caller_key("2001:db8:1:2:bbbb::7".parse().unwrap(), None);
+        assert_eq!(a, b);
     }
 }

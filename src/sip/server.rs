@@ -22,7 +22,7 @@ use super::attendant::{Attendant, AttendantSettings, Directory, Outcome};
 use super::message::{MAX_MESSAGE, StreamFramer};
 use super::prompts::Prompts;
 use super::uas::{Action, CallRef, JoinRequest, JoinResult, Peer, Uas, UasSettings};
-use crate::conference::limiter::{FailureLimiter, LimitSettings, Transport, caller_key};
+use crate::conference::limiter::{FailureLimiter, LimitSettings, Transport, caller_key, source_of};
 use crate::conference::{
     Admission, DisconnectReason, Event, JoinError, ParticipantId, Policy, Role, State,
 };
@@ -953,7 +953,7 @@ async fn accept_loop(
         let full = connections.lock().map_or(true, |c| c.len() >= limits.total);
         let admitted = !full
             && per_source.lock().is_ok_and(|mut m| {
-                let n = m.entry(addr.ip()).or_insert(0);
+                let n = m.entry(source_of(addr.ip())).or_insert(0);
                 if *n >= limits.per_source {
                     false
                 } else {
@@ -1021,11 +1021,11 @@ async fn accept_loop(
                 c.remove(&id);
             }
             if let Ok(mut m) = per_source.lock()
-                && let Some(n) = m.get_mut(&addr.ip())
+                && let Some(n) = m.get_mut(&source_of(addr.ip()))
             {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
-                    m.remove(&addr.ip());
+                    m.remove(&source_of(addr.ip()));
                 }
             }
             writer.abort();

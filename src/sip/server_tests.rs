@@ -2,6 +2,7 @@
 //! 127.0.0.1 with short timeouts (every loop bounded in count and time).
 
 use super::*;
+use crate::conference::limiter::source_of;
 
 #[test]
 fn a_thousand_invented_methods_make_one_label() {
@@ -134,4 +135,21 @@ fn one_source_cannot_take_every_connection() {
         assert!(!closed_within(&mut again, Duration::from_millis(300)).await);
         task.abort();
     });
+}
+
+#[test]
+fn an_ipv6_host_counts_as_its_slash_64() {
+    let a = source_of("2001:db8:1:2:aaaa::1".parse().unwrap());
+    let b = source_of("2001:db8:1:2:bbbb::7".parse().unwrap());
+    let c = source_of("2001:db8:1:3::1".parse().unwrap());
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert_eq!(
+        source_of("::ffff:192.0.2.1".parse().unwrap()),
+        "192.0.2.1".parse::<std::net::IpAddr>().unwrap()
+    );
+    assert_eq!(
+        source_of("192.0.2.1".parse().unwrap()),
+        "192.0.2.1".parse::<std::net::IpAddr>().unwrap()
+    );
 }
