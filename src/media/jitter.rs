@@ -100,6 +100,11 @@ const MAX_TIMESTAMP_JUMP_SECONDS: u64 = 10;
 const MAX_DRY_FRAMES: u32 = 5;
 /// Frames of consistent surplus or deficit before drift is corrected.
 const DRIFT_PATIENCE: u32 = 25;
+/// Frames of surplus of more than two frames, in silence, before one is skipped. A stalled
+/// node or network hands the buffer a burst it does not need; skipping silence is inaudible,
+/// so the delay is given back in the next pause instead of at one frame a second (a 500 ms
+/// stall left 80 ms of extra delay five seconds later).
+const SILENT_EXCESS_PATIENCE: u32 = 3;
 /// Frames above the target by more than [`EXCESS_FRAMES`] before a packet is skipped even
 /// while audio plays: a burst (a stalled sender, a stalled network) must not leave a talker who
 /// never pauses (music, a tone, a monologue) that much later for the rest of the call. One
@@ -436,8 +441,13 @@ impl JitterBuffer {
             self.deficit_frames = 0;
         }
         let mut next = next;
+        let silent_patience = if depth > target + 2 * frame {
+            SILENT_EXCESS_PATIENCE
+        } else {
+            DRIFT_PATIENCE
+        };
         if depth > cap
-            || (silent && self.surplus_frames >= DRIFT_PATIENCE)
+            || (silent && self.surplus_frames >= silent_patience)
             || self.excess_frames >= EXCESS_PATIENCE
         {
             // Skip one packet (the oldest) to bring the depth back.

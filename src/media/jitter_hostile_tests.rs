@@ -170,3 +170,51 @@ fn arbitrary_sequences_keep_the_buffer_within_its_bounds() {
         }
     }
 }
+
+#[test]
+fn a_stalled_node_gives_back_the_delay_in_the_next_pauses() {
+    // Speech in bursts (400 ms on, 400 ms off); the node stalls for 500 ms: nothing is read
+    // or played, then the 25 packets the kernel queued arrive at once.
+    let t0 = Instant::now();
+    let mut jb = JitterBuffer::new(JitterSettings::new(8000));
+    let mut now = t0;
+    let mut silent = true;
+    let mut k: u32 = 0;
+    let mut step = |jb: &mut JitterBuffer, now: Instant, play: bool, k: &mut u32| {
+        let on = (*k / 20) % 2 == 0;
+        let payload = [u8::from(on); 160];
+        jb.insert(
+            now,
+            Arrival {
+                ssrc: 3,
+                sequence: *k as u16,
+                timestamp: *k * 160,
+                payload: &payload,
+            },
+        );
+        *k += 1;
+        if play {
+            silent = !matches!(jb.pop(silent), Playout::Packet { payload, .. } if payload[0] == 1);
+        }
+    };
+    for _ in 0..100 {
+        step(&mut jb, now, true, &mut k);
+        now += Duration::from_millis(20);
+    }
+    let settled = jb.depth();
+    now += Duration::from_millis(500);
+    for _ in 0..25 {
+        step(&mut jb, now, false, &mut k);
+    }
+    assert!(jb.depth() >= settled + Duration::from_millis(400));
+    for _ in 0..250 {
+        step(&mut jb, now, true, &mut k);
+        now += Duration::from_millis(20);
+    }
+    assert!(
+        jb.depth() <= settled + Duration::from_millis(20),
+        "depth {:?} five seconds after the stall, {settled:?} before: {:?}",
+        jb.depth(),
+        jb.stats()
+    );
+}

@@ -61,6 +61,10 @@ pub struct Endpoint {
     /// where it stopped while the timestamp jumps by the length of the pause.
     pub silence_suppression: bool,
     frames_sent: u64,
+    /// When each frame was sent (or would have been), and whether its tone was on.
+    pub sent_at: Vec<(Instant, bool)>,
+    /// When each packet was heard, with the end of its samples in `heard`.
+    pub heard_at: Vec<(Instant, usize)>,
     /// CSRCs and RFC 6465 levels (extension `csrc_level_id`) of the last packet heard.
     pub csrc_level_id: Option<u8>,
     pub last_csrcs: Vec<u32>,
@@ -120,6 +124,8 @@ impl Endpoint {
             drop_every: None,
             bursts: None,
             silence_suppression: false,
+            sent_at: Vec::new(),
+            heard_at: Vec::new(),
             frames_sent: 0,
             csrc_level_id: None,
             last_csrcs: Vec::new(),
@@ -201,6 +207,7 @@ impl Endpoint {
             0.0
         };
         self.frames_sent += 1;
+        self.sent_at.push((Instant::now(), on));
         if !on && self.silence_suppression {
             let ticks = if self.codec == Codec::Opus { 960 } else { 160 };
             self.phase += u64::from(self.rate / 50);
@@ -326,7 +333,37 @@ impl Endpoint {
                     self.heard.extend_from_slice(&out[..k]);
                 }
             }
+            self.heard_at.push((Instant::now(), self.heard.len()));
         }
+    }
+
+    /// Mouth-to-ear delay through the bridge of each tone onset `talker` sent after `since`:
+    /// from the frame where its tone came on to the first packet this endpoint heard after it
+    /// that is loud (above -35 dBov). Needs the talker's `bursts`.
+    pub fn onset_delays(&self, talker: &Endpoint, since: Instant) -> Vec<Duration> {
+        let mut delays = Vec::new();
+        for w in talker.sent_at.windows(2) {
+            let ((_, was_on), (at, on)) = (w[0], w[1]);
+            if !on || was_on || at < since {
+                continue;
+            }
+            let mut start = 0;
+            for &(heard, end) in &self.heard_at {
+                let samples = &self.heard[start..end];
+                start = end;
+                if heard < at || samples.is_empty() {
+                    continue;
+                }
+                let power = samples.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>()
+                    / samples.len() as f64;
+                let dbov = 10.0 * (power / (32768.0f64 * 32768.0 / 2.0)).log10();
+                if dbov > -35.0 {
+                    delays.push(heard.duration_since(at));
+                    break;
+                }
+            }
+        }
+        delays
     }
 
     /// Level in dBov of `freq` in the last `seconds` heard.
