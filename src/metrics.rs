@@ -376,6 +376,22 @@ pub fn render(
         "Ticks skipped because a mixer thread fell behind",
         counter(late),
     );
+    // Contained panics by part: each a bug that ended one conference's calls (mixer), one
+    // SIP message (sip) or one WebRTC peer (webrtc), while everything else went on.
+    let panics = Family::<Labels, Counter>::default();
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    for (part, n) in [
+        ("mixer", engine.mixer_panics()),
+        ("sip", sip.map_or(0, |s| s.panics.load(relaxed))),
+        ("webrtc", webrtc.map_or(0, |w| w.panics_total.load(relaxed))),
+    ] {
+        panics.get_or_create(&labels(&[("part", part)])).inc_by(n);
+    }
+    registry.register(
+        "confab_panics",
+        "Panics contained, by part (mixer, sip, webrtc); each is a bug",
+        panics,
+    );
     let ratio = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
     ratio.set(load);
     registry.register(

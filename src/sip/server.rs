@@ -76,6 +76,19 @@ pub struct SipMetrics {
     pub responses: Mutex<std::collections::BTreeMap<(String, u16), u64>>,
     /// Failed credential attempts and lockouts (shared with WHIP).
     pub auth: Arc<crate::conference::limiter::LimitCounters>,
+    /// Panics contained in the call core (each a bug; the message that caused it is lost).
+    pub panics: std::sync::atomic::AtomicU64,
+}
+
+/// Runs one input of the call core with a panic in it contained: that input is lost (nobody
+/// answers it), every call goes on, and the panic is counted.
+fn contained(metrics: &SipMetrics, what: &str, f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        metrics
+            .panics
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::error!(input = what, "sip: the call core panicked");
+    }
 }
 
 /// The methods counted under their own name; any other is `other`, so a stranger inventing
@@ -424,13 +437,15 @@ async fn serve(
             r = udp.recv_from(&mut buf) => match r {
                 Ok((n, from)) => {
                     metrics.received(&buf[..n]);
-                    uas.handle(Instant::now(), Peer { addr: from, connection: None }, &buf[..n]);
+                    contained(&metrics, "udp", || {
+                        uas.handle(Instant::now(), Peer { addr: from, connection: None }, &buf[..n]);
+                    });
                 }
                 Err(e) => debug!(error = %e, "sip udp receive"),
             },
             Some((peer, frame)) = frames.recv() => {
                 metrics.received(&frame);
-                uas.handle(Instant::now(), peer, &frame);
+                contained(&metrics, "tcp", || uas.handle(Instant::now(), peer, &frame));
             }
             Some(joined) = joins.recv() => {
                 let (call, result) = (joined.call, joined.result.clone());
@@ -468,7 +483,7 @@ async fn serve(
             },
             _ = tick.tick() => {
                 let now = Instant::now();
-                uas.tick(now);
+                contained(&metrics, "tick", || uas.tick(now));
                 shell.tick_attendants(now);
                 if now >= next_prune {
                     next_prune = now + Duration::from_secs(1);
