@@ -152,6 +152,32 @@ pub fn html(runs: &[Summary]) -> String {
         "load ratio",
         &load,
     ));
+    // The soak: memory and descriptors over the run (a leak is a line that climbs).
+    for s in runs {
+        let Some(k) = &s.soak else { continue };
+        let rss: Vec<(f64, f64)> = k
+            .samples
+            .iter()
+            .filter_map(|x| Some((x.t_s, x.rss_mb?)))
+            .collect();
+        let fds: Vec<(f64, f64)> = k
+            .samples
+            .iter()
+            .filter_map(|x| Some((x.t_s, x.open_fds?)))
+            .collect();
+        body.push_str(&plot(
+            "Soak: bridge resident memory",
+            "time (s)",
+            "RSS (MB)",
+            &[("rss", rss)],
+        ));
+        body.push_str(&plot(
+            "Soak: bridge open file descriptors",
+            "time (s)",
+            "open fds",
+            &[("fds", fds)],
+        ));
+    }
     let mut table = String::from("<table><tr><th>figure</th>");
     for s in runs {
         let _ = write!(table, "<th>{}</th>", name(s));
