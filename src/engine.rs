@@ -194,6 +194,14 @@ impl Engine {
         self.mixers.iter().all(MixerHandle::alive)
     }
 
+    /// Test-only: ends mixer thread `index` as a bug its containment missed would.
+    #[cfg(test)]
+    pub(crate) fn end_mixer_thread(&self, index: usize) {
+        if let Some(m) = self.mixers.get(index) {
+            let _ = m.commands.send(Command::Shutdown);
+        }
+    }
+
     /// Panics contained by the mixer threads (each a bug; the conference it hit was restarted).
     pub fn mixer_panics(&self) -> u64 {
         self.mixers

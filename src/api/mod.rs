@@ -377,6 +377,10 @@ async fn blocking<T: Send + 'static>(
 }
 
 #[cfg(test)]
+#[path = "readiness_tests.rs"]
+mod readiness_tests;
+
+#[cfg(test)]
 mod tests {
     #[test]
     fn constant_time_comparison() {
