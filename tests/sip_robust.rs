@@ -184,13 +184,17 @@ fn hostile_messages_then_a_normal_call() {
 }
 
 #[test]
-fn a_source_that_keeps_failing_the_attendant_is_refused() {
+fn a_caller_that_keeps_failing_the_attendant_is_refused() {
     let _turn = support::exclusive();
-    // The test bridge allows 3 failed attendant calls per source.
+    // The test bridge allows 3 wrong entries per caller: the identity the gateway (this test,
+    // on loopback) asserts, whatever port or From its calls come with. One call of three
+    // wrong meeting IDs uses them up.
     let bridge = SipBridge::start();
     let sip = bridge.sip_addr();
-    for call in 0..3 {
+    let caller = "P-Asserted-Identity: <sip:+4930999@gw>\r\n";
+    for call in 0..1 {
         let mut ua = RawUa::new(sip, &format!("fail{call}"));
+        ua.extra_headers = caller.to_owned();
         let (code, _) = ua.invite("conference", SDP);
         assert_eq!(code, 200);
         for _ in 0..3 {
@@ -209,8 +213,14 @@ fn a_source_that_keeps_failing_the_attendant_is_refused() {
         assert!(bye, "call {call} was not hung up");
     }
     let mut ua = RawUa::new(sip, "fail-again");
+    ua.extra_headers = caller.to_owned();
     let (code, _) = ua.invite("conference", SDP);
     assert_eq!(code, 403);
+    // Another caller behind the same gateway is still let in.
+    let mut ua = RawUa::new(sip, "someone-else");
+    ua.extra_headers = "P-Asserted-Identity: <sip:+4930888@gw>\r\n".to_owned();
+    let (code, _) = ua.invite("conference", SDP);
+    assert_eq!(code, 200);
 }
 
 #[test]
