@@ -2,10 +2,12 @@
 //! replay protection on. One context per direction: we decrypt with the peer's key and
 //! encrypt with ours.
 
+use rtc_rtp::header::Header;
 use rtc_srtp::context::Context;
 use rtc_srtp::crypto::providers::AwsLcRsCrypto;
 use rtc_srtp::option::{srtcp_replay_protection, srtp_replay_protection};
 use rtc_srtp::protection_profile::ProtectionProfile;
+use shared::marshal::{MarshalSize, Unmarshal};
 
 /// The SDES crypto suites we offer and accept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -62,6 +64,10 @@ pub struct SrtpError(String);
 
 /// Replay window, in packets.
 const REPLAY_WINDOW: usize = 128;
+
+/// What ends every SRTCP packet: the E flag and SRTCP index (4 bytes), then the tag, 80 bits
+/// for both suites (RFC 4568 6.2.1: the _32 suite shortens only SRTP's).
+const SRTCP_TRAILER: usize = 4 + 10;
 
 /// SSRCs the inbound context may hold state for. rtc-srtp makes per-SSRC state (a replay
 /// window) for any SSRC it is handed, before the packet authenticates, and never drops it:
@@ -142,16 +148,34 @@ impl SrtpSession {
             .map_err(|e| SrtpError(e.to_string()))
     }
 
-    /// Encrypts and authenticates an RTP packet.
+    /// Encrypts and authenticates an RTP packet. A packet whose header rtc-rtp would write
+    /// longer than it is (an odd extension) is refused: rtc-srtp would index past its end and
+    /// panic (found by fuzz/srtp; what `rtp::write` makes is never such a packet).
     pub fn protect_rtp(&mut self, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        let header = Header::unmarshal(&mut &packet[..]).map_err(|e| SrtpError(e.to_string()))?;
+        if header.marshal_size() > packet.len() {
+            return Err(SrtpError("RTP header longer than the packet".into()));
+        }
         self.outbound
-            .encrypt_rtp(packet)
+            .encrypt_rtp_with_header(packet, &header)
             .map(|b| b.to_vec())
             .map_err(|e| SrtpError(e.to_string()))
     }
 
-    /// Authenticates and decrypts an SRTCP packet.
+    /// Authenticates and decrypts an SRTCP packet. A packet whose E flag is clear is refused:
+    /// rtc-srtp would hand it back as it came without checking its tag, and we never agree to
+    /// unencrypted SRTCP, so anyone could forge RTCP that way (found by fuzz/srtp).
     pub fn unprotect_rtcp(&mut self, datagram: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        let encrypted = datagram
+            .len()
+            .checked_sub(SRTCP_TRAILER)
+            .and_then(|at| datagram.get(at))
+            .is_some_and(|e| e & 0x80 != 0);
+        if !encrypted {
+            return Err(SrtpError(
+                "SRTCP packet without the E flag (unencrypted SRTCP is not agreed)".into(),
+            ));
+        }
         self.admit_ssrc(datagram, 4)?;
         self.inbound
             .decrypt_rtcp(datagram)
@@ -233,6 +257,62 @@ mod tests {
     }
 
     #[test]
+    fn a_header_longer_than_its_packet_is_refused_not_a_panic() {
+        // The RTP packet fuzz/srtp found: version bits 3, padding, an extension and 15 CSRCs
+        // whose header rtc-rtp reads but would write 2 bytes longer than the packet.
+        let packet = hex(
+            "ffffffffd9cdff0001ffe0c61122334401000000000000ffffffff000000040000000000000000000000000000000000550bfa81c800000000000000040000000000000000000000100000040000100000046bffffffffffffff31c7c7c7c7c7c7c7c7c7c7c7c7c5c7c7c7c7c7c7cfc7c7c7c7c7c7c700c7c7c7020000800003e80002710000001234000200ac0080000300003c3d3e3f000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223244025",
+        );
+        for suite in [
+            SrtpSuite::AesCm128HmacSha1_80,
+            SrtpSuite::AesCm128HmacSha1_32,
+        ] {
+            let (ours, _) = keys(suite);
+            let mut us = SrtpSession::new(&ours).unwrap();
+            assert!(us.protect_rtp(&packet).is_err());
+        }
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn srtcp_without_the_e_flag_is_refused() {
+        for suite in [
+            SrtpSuite::AesCm128HmacSha1_80,
+            SrtpSuite::AesCm128HmacSha1_32,
+        ] {
+            let (ours, theirs) = keys(suite);
+            let mut us = SrtpSession::new(&ours).unwrap();
+            let mut them = SrtpSession::new(&theirs).unwrap();
+            // A receiver report with one block and a BYE, as a peer sends them.
+            let mut rtcp = vec![0x81, 201, 0, 7, 0, 0, 0, 5];
+            rtcp.extend_from_slice(&[0x11; 24]);
+            rtcp.extend_from_slice(&[0x81, 203, 0, 1, 0, 0, 0, 5]);
+            let protected = us.protect_rtcp(&rtcp).unwrap();
+            assert_eq!(them.unprotect_rtcp(&protected).unwrap(), rtcp);
+            // The same packet again with the E flag cleared (the input fuzz/srtp found).
+            let mut cleared = us.protect_rtcp(&rtcp).unwrap();
+            let at = cleared.len() - SRTCP_TRAILER;
+            cleared[at] &= 0x7F;
+            assert!(them.unprotect_rtcp(&cleared).is_err());
+            // Plain RTCP with an index of E = 0 and any tag: a forgery, refused.
+            let mut forged = rtcp.clone();
+            forged.extend_from_slice(&[0, 0, 0, 9]);
+            forged.extend_from_slice(&[0xAB; 10]);
+            assert!(them.unprotect_rtcp(&forged).is_err());
+            assert!(them.unprotect_rtcp(&forged[..SRTCP_TRAILER - 1]).is_err());
+            // The peer's next genuine packet still passes.
+            let next = us.protect_rtcp(&rtcp).unwrap();
+            assert_eq!(them.unprotect_rtcp(&next).unwrap(), rtcp);
+        }
+    }
+
+    #[test]
     fn forged_packets_with_random_ssrcs_leave_bounded_state() {
         let (ours, theirs) = keys(SrtpSuite::AesCm128HmacSha1_80);
         let mut us = SrtpSession::new(&ours).unwrap();
@@ -258,8 +338,9 @@ mod tests {
         for k in 0..10_000u32 {
             forged[8..12].copy_from_slice(&k.wrapping_mul(2_654_435_761).to_be_bytes());
             assert!(them.unprotect_rtp(&forged).is_err());
+            // E flag set and an 80-bit tag: the forgery gets as far as the SSRC's state.
             let mut rtcp = [
-                0x80u8, 201, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 1, 1, 2, 3, 4,
+                0x80u8, 201, 0, 1, 0, 0, 0, 0, 0x80, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
             ];
             rtcp[4..8].copy_from_slice(&k.to_be_bytes());
             assert!(them.unprotect_rtcp(&rtcp).is_err());

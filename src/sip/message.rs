@@ -464,6 +464,10 @@ pub fn uri_user(uri: &str) -> Option<&str> {
 #[derive(Debug, Default)]
 pub struct StreamFramer {
     buf: Vec<u8>,
+    /// How much of `buf` is known to hold no end of the header section: each read searches
+    /// only what it added (a header sent a byte at a time once cost a scan of the whole
+    /// buffer per byte, ~10^8 comparisons for 16 KB; found by fuzz/sip_message).
+    searched: usize,
 }
 
 impl StreamFramer {
@@ -482,12 +486,17 @@ impl StreamFramer {
             .take_while(|b| **b == b'\r' || **b == b'\n')
             .count();
         self.buf.drain(..skip);
-        let Some(end) = find(&self.buf, b"\r\n\r\n") else {
+        self.searched = self.searched.saturating_sub(skip);
+        // The end may straddle what was searched and what came since.
+        let from = self.searched.saturating_sub(3);
+        let Some(end) = find(&self.buf[from..], b"\r\n\r\n").map(|i| from + i) else {
+            self.searched = self.buf.len();
             if self.buf.len() > MAX_MESSAGE {
                 return Err(ParseError::TooLarge);
             }
             return Ok(None);
         };
+        self.searched = end;
         let head = std::str::from_utf8(&self.buf[..end]).map_err(|_| ParseError::Encoding)?;
         let length = head
             .split("\r\n")
@@ -513,6 +522,7 @@ impl StreamFramer {
             return Ok(None);
         }
         let rest = self.buf.split_off(total);
+        self.searched = 0;
         Ok(Some(std::mem::replace(&mut self.buf, rest)))
     }
 }

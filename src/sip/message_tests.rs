@@ -180,6 +180,40 @@ fn tcp_frames_by_content_length() {
 }
 
 #[test]
+fn tcp_framing_does_not_depend_on_read_sizes() {
+    // A header section whose end arrives split over reads, after a body and keep-alives.
+    let a = request("Content-Length: 6\r\n", "\r\n\r\nab");
+    let b = request("Content-Length: 0\r\n", "");
+    let mut stream = a.clone();
+    stream.extend_from_slice(b"\r\n\r\n\r\n");
+    stream.extend_from_slice(&b);
+    for size in 1..=7 {
+        let mut f = StreamFramer::default();
+        let mut frames = Vec::new();
+        for chunk in stream.chunks(size) {
+            f.push(chunk);
+            while let Some(frame) = f.next_message().unwrap() {
+                frames.push(frame);
+            }
+        }
+        assert_eq!(frames, vec![a.clone(), b.clone()], "reads of {size} bytes");
+    }
+    // A 16 KB header section a byte at a time (a slow sender): still refused as too large,
+    // after one pass over it rather than one per byte.
+    let mut f = StreamFramer::default();
+    let mut refused = false;
+    for _ in 0..=MAX_MESSAGE {
+        f.push(b"x");
+        if f.next_message() == Err(ParseError::TooLarge) {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused);
+    assert!(f.searched <= MAX_MESSAGE + 1);
+}
+
+#[test]
 fn uri_helpers() {
     assert_eq!(
         uri_user("sip:1234@10.0.0.1:5060;transport=udp"),
