@@ -436,3 +436,43 @@ fn a_stranger_can_neither_take_over_a_quiet_leg_nor_keep_it_alive() {
         confab::conference::State::Disconnected(confab::conference::DisconnectReason::MediaTimeout)
     );
 }
+
+#[test]
+fn a_stranger_on_another_host_is_never_latched_even_before_the_peer_speaks() {
+    let _turn = support::exclusive();
+    let engine: Engine = support::engine(Duration::from_secs(30));
+    engine.create_conference("37", Policy::default()).unwrap();
+    let mut a = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 71);
+    let mut b = Endpoint::new(Codec::Pcmu, 660.0, -20.0, 72);
+    // A's offer names 127.0.0.1, a routable host: only that host's packets are A's.
+    let (a_id, a_addr) = engine
+        .add_rtp_leg("37", joiner("a"), LegSpec::new(Codec::Pcmu, a.addr()))
+        .unwrap();
+    let (_, b_addr) = engine
+        .add_rtp_leg("37", joiner("b"), LegSpec::new(Codec::Pcmu, b.addr()))
+        .unwrap();
+    // Another host (127.0.0.2 is a second address of the loopback) sprays A's port first.
+    let mut stranger = Endpoint::new(Codec::Pcmu, 300.0, -20.0, 71);
+    stranger.socket = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    stranger.socket.set_nonblocking(true).unwrap();
+    support::run(
+        &mut [(&mut b, b_addr), (&mut stranger, a_addr)],
+        Duration::from_secs(1),
+        |_| {},
+    );
+    // Then A speaks: A is the one latched and heard.
+    support::run(
+        &mut [(&mut a, a_addr), (&mut b, b_addr), (&mut stranger, a_addr)],
+        Duration::from_secs(2),
+        |_| {},
+    );
+    assert!(
+        stranger.heard.is_empty(),
+        "the stranger was sent the conference's mix"
+    );
+    assert!(b.level_of(300.0, 1.0) < -50.0, "B hears the stranger");
+    assert!(b.level_of(440.0, 1.0) > -22.0, "B does not hear A");
+    assert!(a.level_of(660.0, 1.0) > -22.0, "A does not hear B");
+    let dropped = engine.leg_stats("37", a_id).unwrap().dropped_foreign_source;
+    assert!(dropped >= 100, "foreign packets dropped: {dropped}");
+}

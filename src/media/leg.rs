@@ -55,6 +55,11 @@ pub struct LegSpec {
     pub csrc_audio_level_id: Option<u8>,
     /// SDES-SRTP keys; `None` is plain RTP.
     pub srtp: Option<SrtpKeys>,
+    /// The peer may send from another host than `remote` names (it is behind a NAT that
+    /// signalling did not see through): the leg latches to whoever sends first. Otherwise it
+    /// takes media only from `remote`'s host, so a stranger spraying the port range is never
+    /// latched, even before the peer's first packet.
+    pub latch_any_source: bool,
 }
 
 /// The negotiated telephone-event format.
@@ -78,6 +83,7 @@ impl LegSpec {
             audio_level_id: None,
             csrc_audio_level_id: None,
             srtp: None,
+            latch_any_source: false,
         }
     }
 }
@@ -682,6 +688,11 @@ impl RtpLeg {
     }
 
     fn datagram(&mut self, now: Instant, from: SocketAddr, len: usize) {
+        let signalled = self.spec.remote.ip();
+        if !self.spec.latch_any_source && !signalled.is_unspecified() && from.ip() != signalled {
+            self.stats.dropped_foreign_source += 1;
+            return;
+        }
         let foreign = self.latched.is_some_and(|l| l != from);
         if foreign && !self.stale(now) {
             self.stats.dropped_foreign_source += 1;

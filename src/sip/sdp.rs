@@ -133,6 +133,30 @@ impl Negotiated {
                 }),
                 _ => None,
             },
+            latch_any_source: behind_nat(self.remote.ip()),
+        }
+    }
+}
+
+/// Whether an offer's connection address says the peer is behind a NAT nobody rewrote (a
+/// private, shared, link-local or unspecified address cannot be where its media comes from):
+/// then its leg latches to the first source; otherwise only the named host is heard.
+pub fn behind_nat(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                // 100.64.0.0/10, carrier-grade NAT (RFC 6598).
+                || (a == 100 && (64..128).contains(&b))
+        }
+        std::net::IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_unspecified()
+                // fc00::/7 unique local, fe80::/10 link-local.
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
         }
     }
 }

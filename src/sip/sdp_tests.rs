@@ -229,3 +229,23 @@ fn our_offer_answered_by_ourselves() {
     assert_eq!(n.remote_rtcp, Some("127.0.0.1:20001".parse().unwrap()));
     assert_eq!(n.telephone_event.map(|t| t.payload_type), Some(101));
 }
+
+#[test]
+fn a_private_connection_address_means_a_nat_and_latching_to_the_first_source() {
+    for (ip, nat) in [
+        ("10.1.2.3", true),
+        ("192.168.0.10", true),
+        ("172.20.0.1", true),
+        ("100.64.1.1", true),
+        ("169.254.3.3", true),
+        ("0.0.0.0", true),
+        ("fd00::1", true),
+        ("fe80::1", true),
+        ("127.0.0.1", false),
+        ("198.51.100.7", false),
+        ("2001:db8::1", false),
+        ("100.128.0.1", false),
+    ] {
+        assert_eq!(behind_nat(ip.parse().unwrap()), nat, "{ip}");
+    }
+}
