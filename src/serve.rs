@@ -90,7 +90,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for WebRTC on {}", config.webrtc.listen))?;
         let tokens = crate::webrtc::token::TokenSigner::new(config.webrtc.token_secret.as_deref())
             .context("no randomness for the join token secret")?;
-        let state = state.with_webrtc(std::sync::Arc::clone(&webrtc), tokens);
+        let state = state
+            .with_webrtc(std::sync::Arc::clone(&webrtc), tokens)
+            .with_conference_labels(config.metrics.conference_labels);
         // Conferences kept from before the restart.
         let stored = store
             .conferences()

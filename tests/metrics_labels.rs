@@ -75,3 +75,21 @@ fn conference_ids_are_labels_only_when_configured() {
         "{on}"
     );
 }
+
+#[test]
+fn confab_serve_takes_the_setting_from_its_flag() {
+    let _turn = support::exclusive();
+    for (flag, labelled) in [("false", false), ("true", true)] {
+        let data = tempfile::tempdir().unwrap();
+        let server = support::server::Server::start(
+            data.path(),
+            None,
+            &["--metrics-conference-labels", flag],
+        );
+        let (s, v) = server.call("POST", "/v1/conferences", Some(r#"{"id":"8082"}"#));
+        assert_eq!(s, 201, "{v}");
+        let (_, _, text) = http_raw(server.api, "GET", "/metrics", None, None, &[]);
+        assert_eq!(text.contains("8082"), labelled, "{flag}: {text}");
+        drop(server);
+    }
+}
