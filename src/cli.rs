@@ -90,6 +90,9 @@ pub(crate) struct ServeArgs {
     /// Milliseconds of silence from the latched source before re-latching.
     #[arg(long, env = "CONFAB_MEDIA_RELATCH_AFTER_MS")]
     media_relatch_after_ms: Option<u64>,
+    /// Latch every leg to the first source, not only to the host its offer names.
+    #[arg(long, env = "CONFAB_MEDIA_LATCH_ANY_SOURCE")]
+    media_latch_any_source: Option<bool>,
     /// UDP address shared by every WebRTC peer.
     #[arg(long, env = "CONFAB_WEBRTC_LISTEN")]
     webrtc_listen: Option<SocketAddr>,
@@ -167,6 +170,7 @@ impl ServeArgs {
         set(&mut c.media.rtp_port_max, &self.media_rtp_port_max);
         set(&mut c.media.timeout_secs, &self.media_timeout_secs);
         set(&mut c.media.relatch_after_ms, &self.media_relatch_after_ms);
+        set(&mut c.media.latch_any_source, &self.media_latch_any_source);
         set(&mut c.webrtc.listen, &self.webrtc_listen);
         if self.webrtc_public_ip.is_some() {
             c.webrtc.public_ip = self.webrtc_public_ip;

@@ -136,6 +136,9 @@ pub struct MediaConfig {
     pub timeout_secs: u64,
     /// Milliseconds the latched RTP source must be silent before another may take over.
     pub relatch_after_ms: u64,
+    /// Latch every leg to whoever sends first, not only to the host its offer names (for a
+    /// gateway whose media comes from another address than its SDP says).
+    pub latch_any_source: bool,
 }
 
 impl Default for MediaConfig {
@@ -146,6 +149,7 @@ impl Default for MediaConfig {
             rtp_port_max: 29999,
             timeout_secs: 30,
             relatch_after_ms: 2000,
+            latch_any_source: false,
         }
     }
 }

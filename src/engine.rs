@@ -41,6 +41,7 @@ impl EngineSettings {
             media_timeout: Duration::from_secs(c.media.timeout_secs),
             leg_timers: LegTimers {
                 relatch_after: Duration::from_millis(c.media.relatch_after_ms),
+                latch_any_source: c.media.latch_any_source,
                 ..LegTimers::default()
             },
             records: None,

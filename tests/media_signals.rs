@@ -476,3 +476,36 @@ fn a_stranger_on_another_host_is_never_latched_even_before_the_peer_speaks() {
     let dropped = engine.leg_stats("37", a_id).unwrap().dropped_foreign_source;
     assert!(dropped >= 100, "foreign packets dropped: {dropped}");
 }
+
+#[test]
+fn with_media_latch_any_source_the_first_source_is_latched() {
+    let _turn = support::exclusive();
+    let timers = LegTimers {
+        latch_any_source: true,
+        ..LegTimers::default()
+    };
+    let engine: Engine = support::engine_with(Duration::from_secs(30), timers);
+    engine.create_conference("38", Policy::default()).unwrap();
+    let a = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 81);
+    let mut b = Endpoint::new(Codec::Pcmu, 660.0, -20.0, 82);
+    let (_, a_addr) = engine
+        .add_rtp_leg("38", joiner("a"), LegSpec::new(Codec::Pcmu, a.addr()))
+        .unwrap();
+    let (_, b_addr) = engine
+        .add_rtp_leg("38", joiner("b"), LegSpec::new(Codec::Pcmu, b.addr()))
+        .unwrap();
+    // A gateway whose media comes from another host than its SDP names.
+    let mut elsewhere = Endpoint::new(Codec::Pcmu, 300.0, -20.0, 81);
+    elsewhere.socket = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    elsewhere.socket.set_nonblocking(true).unwrap();
+    support::run(
+        &mut [(&mut b, b_addr), (&mut elsewhere, a_addr)],
+        Duration::from_secs(1),
+        |_| {},
+    );
+    assert!(b.level_of(300.0, 0.5) > -22.0, "B does not hear A's media");
+    assert!(
+        elsewhere.level_of(660.0, 0.5) > -22.0,
+        "A's media gets nothing"
+    );
+}

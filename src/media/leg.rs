@@ -95,6 +95,8 @@ pub struct LegTimers {
     pub relatch_after: Duration,
     /// RFC 3550 T_min of the RTCP report interval.
     pub rtcp_interval: Duration,
+    /// Every leg latches to the first source, whatever its offer said (`media.latch_any_source`).
+    pub latch_any_source: bool,
 }
 
 impl Default for LegTimers {
@@ -102,6 +104,7 @@ impl Default for LegTimers {
         LegTimers {
             relatch_after: Duration::from_secs(2),
             rtcp_interval: Duration::from_secs(5),
+            latch_any_source: false,
         }
     }
 }
@@ -688,8 +691,13 @@ impl RtpLeg {
     }
 
     fn datagram(&mut self, now: Instant, from: SocketAddr, len: usize) {
-        let signalled = self.spec.remote.ip();
-        if !self.spec.latch_any_source && !signalled.is_unspecified() && from.ip() != signalled {
+        // Canonical: a dual-stack socket sees an IPv4 peer as ::ffff:a.b.c.d.
+        let signalled = self.spec.remote.ip().to_canonical();
+        if !self.spec.latch_any_source
+            && !self.timers.latch_any_source
+            && !signalled.is_unspecified()
+            && from.ip().to_canonical() != signalled
+        {
             self.stats.dropped_foreign_source += 1;
             return;
         }
