@@ -76,8 +76,11 @@ pub struct SipMetrics {
     pub responses: Mutex<std::collections::BTreeMap<(String, u16), u64>>,
     /// Failed credential attempts and lockouts (shared with WHIP).
     pub auth: Arc<crate::conference::limiter::LimitCounters>,
-    /// Panics contained in the call core (each a bug; the message that caused it is lost).
+    /// Panics contained in the call core (each a bug; the message that caused it is lost),
+    /// and in the SIP task itself.
     pub panics: std::sync::atomic::AtomicU64,
+    /// Times the SIP task was started again after a panic.
+    pub restarts: std::sync::atomic::AtomicU64,
 }
 
 /// Runs one input of the call core with a panic in it contained: that input is lost (nobody
@@ -244,13 +247,17 @@ impl SipServer {
             ..SipMetrics::default()
         });
         let limiter = Arc::new(Mutex::new(limiter));
-        let task = tokio::spawn(serve(
+        let task = tokio::spawn(supervise(
             settings,
             attendant,
             engine,
             events,
-            (udp, tcp),
-            (dials_rx, Arc::clone(&metrics), Arc::clone(&limiter)),
+            (Arc::new(udp), Arc::new(tcp)),
+            (
+                Arc::new(tokio::sync::Mutex::new(dials_rx)),
+                Arc::clone(&metrics),
+                Arc::clone(&limiter),
+            ),
             (stop_rx, draining_rx),
         ));
         Ok(SipServer {
@@ -364,30 +371,96 @@ struct Started {
     offer: String,
 }
 
+type Dials = Arc<tokio::sync::Mutex<mpsc::Receiver<DialCommand>>>;
+
+/// Test-only: a datagram that panics the SIP task outside the call core's containment.
+#[cfg(test)]
+const PANIC_FOR_TEST: &[u8] = b"confab-test: panic the sip task";
+
+/// Runs the SIP task, and runs it again on the same sockets if it panics outside the parts
+/// that contain their own panics (a bug in the shell): the calls it knew are lost (their media
+/// times out, their records close), new calls are taken at once, and the restart is counted.
+/// `SipServer::running` stays true; a panic loop is slowed to one restart a second.
+#[allow(clippy::too_many_arguments)]
+async fn supervise(
+    settings: UasSettings,
+    config: AttendantConfig,
+    engine: Arc<Engine>,
+    events: broadcast::Receiver<ConferenceEvent>,
+    (udp, tcp): (Arc<UdpSocket>, Arc<TcpListener>),
+    (dials, metrics, limiter): (Dials, Arc<SipMetrics>, SharedLimiter),
+    (stop, draining): (watch::Receiver<bool>, watch::Receiver<bool>),
+) {
+    loop {
+        let run = tokio::spawn(serve(
+            settings.clone(),
+            config.clone(),
+            Arc::clone(&engine),
+            events.resubscribe(),
+            (Arc::clone(&udp), Arc::clone(&tcp)),
+            (
+                Arc::clone(&dials),
+                Arc::clone(&metrics),
+                Arc::clone(&limiter),
+            ),
+            (stop.clone(), draining.clone()),
+        ));
+        match run.await {
+            Err(e) if e.is_panic() => {
+                metrics
+                    .panics
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metrics
+                    .restarts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(
+                    "sip: the SIP task panicked; starting it again (its calls are lost)"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Aborts a task when dropped (also while a panic unwinds the task that owns it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn serve(
     settings: UasSettings,
     config: AttendantConfig,
     engine: Arc<Engine>,
     mut events: broadcast::Receiver<ConferenceEvent>,
-    (udp, tcp): (UdpSocket, TcpListener),
-    (mut dials, metrics, limiter): (mpsc::Receiver<DialCommand>, Arc<SipMetrics>, SharedLimiter),
+    (udp, tcp): (Arc<UdpSocket>, Arc<TcpListener>),
+    (dials, metrics, limiter): (Dials, Arc<SipMetrics>, SharedLimiter),
     (mut stop, mut draining): (watch::Receiver<bool>, watch::Receiver<bool>),
 ) {
+    if *stop.borrow() {
+        return;
+    }
+    // Held for the task's life; a panic drops it and a restarted task takes it again.
+    let mut dials = dials.lock().await;
     info!(local = %settings.local, "sip listening (udp, tcp)");
     let access_user = settings.access_user.clone();
     let codecs = settings.codecs.clone();
     let outbound_proxy = settings.outbound_proxy.clone();
     let dispatcher = settings.dispatcher;
     let mut uas = Uas::new(settings, os_random);
-    let udp = Arc::new(udp);
+    uas.set_draining(*draining.borrow());
     let connections: Connections = Arc::default();
     let (frames_tx, mut frames) = mpsc::channel::<(Peer, Vec<u8>)>(1024);
-    let accept = tokio::spawn(accept_loop(
+    let _accept = AbortOnDrop(tokio::spawn(accept_loop(
         tcp,
         frames_tx,
         Arc::clone(&connections),
         TcpLimits::default(),
-    ));
+    )));
     let (joins_tx, mut joins) = mpsc::channel(1024);
     let (moves_tx, mut moves) = mpsc::channel(1024);
     let (started_tx, mut started) = mpsc::channel(256);
@@ -436,6 +509,10 @@ async fn serve(
         tokio::select! {
             r = udp.recv_from(&mut buf) => match r {
                 Ok((n, from)) => {
+                    #[cfg(test)]
+                    if buf[..n] == *PANIC_FOR_TEST {
+                        panic!("injected by a test");
+                    }
                     metrics.received(&buf[..n]);
                     contained(&metrics, "udp", || {
                         uas.handle(Instant::now(), Peer { addr: from, connection: None }, &buf[..n]);
@@ -508,7 +585,6 @@ async fn serve(
             shell.act(action).await;
         }
     }
-    accept.abort();
 }
 
 impl Shell {
@@ -940,7 +1016,7 @@ impl Default for TcpLimits {
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     frames: mpsc::Sender<(Peer, Vec<u8>)>,
     connections: Connections,
     limits: TcpLimits,

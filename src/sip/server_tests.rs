@@ -45,7 +45,12 @@ async fn listen(
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::channel(64);
     let connections: Connections = Arc::default();
-    let task = tokio::spawn(accept_loop(listener, tx, Arc::clone(&connections), limits));
+    let task = tokio::spawn(accept_loop(
+        Arc::new(listener),
+        tx,
+        Arc::clone(&connections),
+        limits,
+    ));
     (addr, rx, connections, task)
 }
 
@@ -152,4 +157,87 @@ fn an_ipv6_host_counts_as_its_slash_64() {
         source_of("192.0.2.1".parse().unwrap()),
         "192.0.2.1".parse::<std::net::IpAddr>().unwrap()
     );
+}
+
+/// An OPTIONS from `client` to `to` and whether a 200 came back within two seconds.
+async fn options_answered(client: &tokio::net::UdpSocket, to: SocketAddr, branch: &str) -> bool {
+    let me = client.local_addr().unwrap();
+    let options = format!(
+        "OPTIONS sip:x@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{branch}\r\nFrom: <sip:a@{me}>;tag=1\r\nTo: <sip:x@{to}>\r\nCall-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    client.send_to(options.as_bytes(), to).await.unwrap();
+    let mut buf = [0u8; 4096];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), client.recv_from(&mut buf)).await,
+        Ok(Ok((n, _))) if buf[..n].starts_with(b"SIP/2.0 200")
+    )
+}
+
+#[test]
+fn a_panicking_sip_task_is_started_again_on_the_same_sockets() {
+    runtime().block_on(async {
+        let engine = Arc::new(
+            Engine::start(crate::engine::EngineSettings {
+                mixer_threads: 1,
+                max_talkers: 3,
+                media_bind: std::net::IpAddr::from([127, 0, 0, 1]),
+                rtp_port_min: 45_100,
+                rtp_port_max: 45_110,
+                media_timeout: Duration::from_secs(30),
+                leg_timers: Default::default(),
+                records: None,
+            })
+            .unwrap(),
+        );
+        let events = engine.broadcast_events().unwrap();
+        let settings = UasSettings {
+            local: "127.0.0.1:0".parse().unwrap(),
+            trusted: vec![crate::config::Network::loopback_v4()],
+            access_user: "conference".into(),
+            codecs: vec![crate::media::codec::Codec::Pcmu],
+            outbound_proxy: None,
+            dispatcher: None,
+            max_calls: 100,
+            invites_per_second: 100,
+        };
+        let attendant = AttendantConfig {
+            prompts: Arc::new(Prompts::embedded().unwrap()),
+            settings: Default::default(),
+            max_failures_per_source: 10,
+        };
+        let sip = SipServer::start(settings, attendant, engine, events.subscribe())
+            .await
+            .unwrap();
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        assert!(options_answered(&client, sip.udp, "before").await);
+        // A bug outside the call core's own containment ends the SIP task.
+        client.send_to(PANIC_FOR_TEST, sip.udp).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while sip
+            .metrics
+            .restarts
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            sip.metrics
+                .restarts
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        // It is started again on the same sockets and answers as before.
+        let mut answered = false;
+        for k in 0..5 {
+            if options_answered(&client, sip.udp, &format!("after{k}")).await {
+                answered = true;
+                break;
+            }
+        }
+        assert!(answered, "no answer after the restart");
+        assert!(sip.running());
+        sip.stop().await;
+    });
 }
