@@ -82,9 +82,13 @@ pub struct SrtpSession {
     suite: SrtpSuite,
     remote: KeyMaterial,
     /// The SSRCs (RTP and RTCP) handed to the inbound context since it was made. Bound:
-    /// [`MAX_INBOUND_SSRCS`]; one more rebuilds the context, which drops every SSRC's state
-    /// (the peer's own stream starts a new replay window).
+    /// [`MAX_INBOUND_SSRCS`]. Full, a new SSRC is refused before it reaches the context once
+    /// any SSRC has authenticated (rebuilding would drop that stream's rollover counter and
+    /// replay window: after its first sequence wrap the peer could never authenticate again);
+    /// while none has, the context is rebuilt (there is nothing of the peer's to lose).
     inbound_ssrcs: Vec<u32>,
+    /// Whether any SSRC has authenticated on this context.
+    authenticated: bool,
     /// Times the inbound context was rebuilt for too many SSRCs.
     pub rebuilds: u64,
 }
@@ -115,6 +119,7 @@ impl SrtpSession {
             suite: keys.suite,
             remote: keys.remote,
             inbound_ssrcs: Vec::with_capacity(MAX_INBOUND_SSRCS),
+            authenticated: false,
             rebuilds: 0,
         })
     }
@@ -131,6 +136,9 @@ impl SrtpSession {
             return Ok(());
         }
         if self.inbound_ssrcs.len() >= MAX_INBOUND_SSRCS {
+            if self.authenticated {
+                return Err(SrtpError("too many SSRCs on this leg".into()));
+            }
             self.inbound = context(self.suite, &self.remote)?;
             self.inbound_ssrcs.clear();
             self.rebuilds += 1;
@@ -142,10 +150,13 @@ impl SrtpSession {
     /// Authenticates and decrypts an SRTP packet; forged, replayed or truncated packets fail.
     pub fn unprotect_rtp(&mut self, datagram: &[u8]) -> Result<Vec<u8>, SrtpError> {
         self.admit_ssrc(datagram, 8)?;
-        self.inbound
+        let plain = self
+            .inbound
             .decrypt_rtp(datagram)
             .map(|b| b.to_vec())
-            .map_err(|e| SrtpError(e.to_string()))
+            .map_err(|e| SrtpError(e.to_string()))?;
+        self.authenticated = true;
+        Ok(plain)
     }
 
     /// Encrypts and authenticates an RTP packet. A packet whose header rtc-rtp would write
@@ -177,10 +188,13 @@ impl SrtpSession {
             ));
         }
         self.admit_ssrc(datagram, 4)?;
-        self.inbound
+        let plain = self
+            .inbound
             .decrypt_rtcp(datagram)
             .map(|b| b.to_vec())
-            .map_err(|e| SrtpError(e.to_string()))
+            .map_err(|e| SrtpError(e.to_string()))?;
+        self.authenticated = true;
+        Ok(plain)
     }
 
     /// Encrypts and authenticates an RTCP packet.
@@ -331,24 +345,38 @@ mod tests {
             let n = rtp::write(&mut buf, header, &[7; 160]).unwrap();
             us.protect_rtp(&buf[..n]).unwrap()
         };
-        let genuine = send(&mut us, 1);
-        assert!(them.unprotect_rtp(&genuine).is_ok());
-        // 10,000 forgeries, each with a new SSRC, RTP and RTCP.
-        let mut forged = genuine.clone();
-        for k in 0..10_000u32 {
-            forged[8..12].copy_from_slice(&k.wrapping_mul(2_654_435_761).to_be_bytes());
-            assert!(them.unprotect_rtp(&forged).is_err());
-            // E flag set and an 80-bit tag: the forgery gets as far as the SSRC's state.
-            let mut rtcp = [
-                0x80u8, 201, 0, 1, 0, 0, 0, 0, 0x80, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
-            ];
-            rtcp[4..8].copy_from_slice(&k.to_be_bytes());
-            assert!(them.unprotect_rtcp(&rtcp).is_err());
-            assert!(them.inbound_ssrcs.len() <= MAX_INBOUND_SSRCS);
+        let forge = |them: &mut SrtpSession, template: &[u8], count: u32| {
+            let mut forged = template.to_vec();
+            for k in 0..count {
+                forged[8..12].copy_from_slice(&k.wrapping_mul(2_654_435_761).to_be_bytes());
+                assert!(them.unprotect_rtp(&forged).is_err());
+                let mut rtcp = [
+                    0x80u8, 201, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 1, 1, 2, 3, 4,
+                ];
+                rtcp[4..8].copy_from_slice(&k.to_be_bytes());
+                assert!(them.unprotect_rtcp(&rtcp).is_err());
+                assert!(them.inbound_ssrcs.len() <= MAX_INBOUND_SSRCS);
+            }
+        };
+        // Before the peer's first packet, a flood rebuilds the context (nothing to lose)...
+        let first = send(&mut us, 65_000);
+        forge(&mut them, &first, 5_000);
+        assert!(them.rebuilds >= 100, "{}", them.rebuilds);
+        // ...and the peer still gets in.
+        assert!(them.unprotect_rtp(&first).is_ok());
+        // The peer's stream wraps its sequence (its rollover counter becomes 1).
+        for sequence in 65_001..=65_535u16 {
+            assert!(them.unprotect_rtp(&send(&mut us, sequence)).is_ok());
         }
-        assert!(them.rebuilds >= 1000, "{}", them.rebuilds);
-        // The peer's stream still authenticates after the flood, and a replay is refused.
-        let next = send(&mut us, 2);
+        for sequence in 0..100u16 {
+            assert!(them.unprotect_rtp(&send(&mut us, sequence)).is_ok());
+        }
+        // A flood now is refused before the context: the peer's state (its rollover counter)
+        // is kept, it still authenticates, and a replay is refused.
+        let rebuilds = them.rebuilds;
+        forge(&mut them, &first, 5_000);
+        assert_eq!(them.rebuilds, rebuilds);
+        let next = send(&mut us, 100);
         assert!(them.unprotect_rtp(&next).is_ok());
         assert!(them.unprotect_rtp(&next).is_err());
     }
