@@ -61,6 +61,10 @@ pub struct Soak {
     pub rss_warm_mb: Option<f64>,
     pub rss_end_mb: Option<f64>,
     pub rss_drift_percent: Option<f64>,
+    /// The same from the middle of the run (warm-up to end) to the end: a bridge whose bounded
+    /// caches and histories fill slowly drifts in the first half and not in the second, a leak
+    /// in both. Shown, not judged.
+    pub rss_drift_second_half_percent: Option<f64>,
     pub rss_mb: Option<Span>,
     pub open_fds: Option<Span>,
     pub threads: Option<Span>,
@@ -521,6 +525,7 @@ fn judge(samples: &[SoakSample], warmup_s: f64, setup: Setup, counts: Counts) ->
         _ => None,
     };
     let (mut rate, mut first_half, mut second_half) = (None, None, None);
+    let mut rss_drift_second_half_percent = None;
     if let (Some(w), Some(l)) = (warm, last) {
         rate = late_rate(w, l);
         let mid_t = (w.t_s + l.t_s) / 2.0;
@@ -530,6 +535,11 @@ fn judge(samples: &[SoakSample], warmup_s: f64, setup: Setup, counts: Counts) ->
         {
             first_half = late_rate(w, mid);
             second_half = late_rate(mid, l);
+            if let (Some(a), Some(b)) = (mid.rss_mb, l.rss_mb)
+                && a > 0.0
+            {
+                rss_drift_second_half_percent = Some((b - a) / a * 100.0);
+            }
         }
     }
     let open_fds = span(after, |s| s.open_fds);
@@ -589,6 +599,7 @@ fn judge(samples: &[SoakSample], warmup_s: f64, setup: Setup, counts: Counts) ->
         rss_warm_mb,
         rss_end_mb,
         rss_drift_percent,
+        rss_drift_second_half_percent,
         rss_mb: span(after, |s| s.rss_mb),
         open_fds,
         threads,
@@ -646,7 +657,14 @@ pub fn rows(k: &Soak) -> Vec<(&'static str, String)> {
                 f(k.rss_mb.map(|s| s.max), " MB")
             ),
         ),
-        ("RSS drift", f(k.rss_drift_percent, " %")),
+        (
+            "RSS drift",
+            format!(
+                "{} (second half {})",
+                f(k.rss_drift_percent, " %"),
+                f(k.rss_drift_second_half_percent, " %")
+            ),
+        ),
         ("open fds first/last/max", span(k.open_fds)),
         ("threads first/last/max", span(k.threads)),
         (
@@ -721,6 +739,7 @@ mod tests {
         assert_eq!(k.rss_warm_mb, Some(100.0));
         assert_eq!(k.rss_end_mb, Some(102.0));
         assert!((k.rss_drift_percent.unwrap() - 2.0).abs() < 1e-9);
+        assert!((k.rss_drift_second_half_percent.unwrap() - 1.0 / 1.01).abs() < 1e-9);
         let fds = k.open_fds.unwrap();
         assert_eq!((fds.first, fds.last, fds.max), (120.0, 119.0, 121.0));
         assert!((k.late_ticks_per_min.unwrap() - 1.0).abs() < 1e-9);
