@@ -197,3 +197,46 @@ fn connect_from(from: [u8; 4], to: std::net::SocketAddr) -> std::net::TcpStream 
         s.connect(to).await.unwrap().into_std().unwrap()
     })
 }
+
+#[test]
+fn guesses_held_back_and_released_at_once_are_limited_all_the_same() {
+    use std::io::{Read, Write};
+    let _turn = support::exclusive();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), None, &[]);
+    let (s, v) = server.call(
+        "POST",
+        "/v1/conferences",
+        Some(&json!({ "id": "7272", "passcode": "2468" }).to_string()),
+    );
+    assert_eq!(s, 201, "{v}");
+    // 40 guesses whose headers arrive first, every body held back, then all released.
+    let mut held = Vec::new();
+    for i in 0..40 {
+        let mut s = std::net::TcpStream::connect(server.api).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let head = format!(
+            "POST /v1/conferences/7272/whip HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {:04}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n",
+            1000 + i,
+            CHROMIUM_OFFER.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        held.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for s in &mut held {
+        s.write_all(CHROMIUM_OFFER.as_bytes()).unwrap();
+    }
+    let mut statuses = Vec::new();
+    for mut s in held {
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        statuses.push(answer.get(9..12).unwrap_or("").to_owned());
+    }
+    let compared = statuses.iter().filter(|s| *s == "401").count();
+    let refused = statuses.iter().filter(|s| *s == "429").count();
+    // The default limit is ten failures: no more guesses than that were compared.
+    assert_eq!(compared, 10, "{statuses:?}");
+    assert_eq!(refused, 30, "{statuses:?}");
+    drop(server);
+}

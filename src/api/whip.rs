@@ -197,31 +197,33 @@ pub(super) async fn join(
     // Failures are limited per client address and per meeting ID (known or not, alike). A
     // join token cannot be guessed, so a meeting's lockout does not stop its holders.
     let caller = caller_key(client, None);
-    let now = std::time::Instant::now();
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains('.'));
-    let lockout = state
-        .limiter
-        .lock()
-        .map_err(|_| ApiError::internal("the failure limiter is unavailable"))?
-        .locked(now, &caller, (!token).then_some(cid.as_str()));
-    if let Some(l) = lockout {
-        return Ok(locked_out(l));
-    }
+    // The body is read before the credentials are looked at, and the lockout check, the
+    // comparison and the failure are one step under the limiter's lock: a guesser who holds
+    // back the bodies of many requests cannot have them all pass the check before any fails.
     let body = axum::body::to_bytes(request.into_body(), super::BODY_LIMIT)
         .await
         .map_err(|_| ApiError::bad_request("the offer could not be read"))?;
-    let joiner = match admit(&state, &cid, &headers, name) {
-        Ok(j) => j,
-        Err(e) => {
-            if e.status() == StatusCode::UNAUTHORIZED
-                && let Ok(mut l) = state.limiter.lock()
-            {
-                l.failure(now, Transport::Whip, &caller, Some(&cid));
+    let joiner = {
+        let mut limiter = state
+            .limiter
+            .lock()
+            .map_err(|_| ApiError::internal("the failure limiter is unavailable"))?;
+        let now = std::time::Instant::now();
+        if let Some(l) = limiter.locked(now, &caller, (!token).then_some(cid.as_str())) {
+            return Ok(locked_out(l));
+        }
+        match admit(&state, &cid, &headers, name) {
+            Ok(j) => j,
+            Err(e) => {
+                if e.status() == StatusCode::UNAUTHORIZED {
+                    limiter.failure(now, Transport::Whip, &caller, Some(&cid));
+                }
+                return Err(e);
             }
-            return Err(e);
         }
     };
     let offer_text = String::from_utf8(body.to_vec())
