@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use confab_loadtest::leg::Codec;
-use confab_loadtest::{Options, Scenario, Target, run, table};
+use confab_loadtest::{Options, Scenario, Target, report, run, table};
 use support::server::{free_port, http};
 
 /// `confab serve` as `support::server::Server` starts it, but with an RTP range of 1,000 ports
@@ -181,6 +181,10 @@ fn a_short_soak_churns_and_leaves_the_bridge_flat() {
     ] {
         assert!(json["soak"].get(key).is_some(), "{key} missing");
     }
+
+    // The report plots memory and descriptors over the run.
+    let html = report::html(std::slice::from_ref(&s));
+    assert!(html.contains("Soak: bridge resident memory") && html.contains("open fds"));
 
     // Afterwards the conferences are gone and every leg's socket with them (a few files the
     // bridge opens on first use, its storage's, stay: 21 at start, 26 after a run here).
