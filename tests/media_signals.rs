@@ -509,3 +509,75 @@ fn with_media_latch_any_source_the_first_source_is_latched() {
         "A's media gets nothing"
     );
 }
+
+#[test]
+fn a_strangers_rtcp_takes_neither_the_rtcp_latch_nor_the_reports() {
+    let _turn = support::exclusive();
+    let engine: Engine = support::engine(Duration::from_secs(30));
+    engine.create_conference("39", Policy::default()).unwrap();
+    let mut a = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 91);
+    let a_rtcp = a.separate_rtcp();
+    let spec = LegSpec {
+        remote_rtcp: Some(a_rtcp),
+        ..LegSpec::new(Codec::Pcmu, a.addr())
+    };
+    let (a_id, a_addr) = engine.add_rtp_leg("39", joiner("a"), spec).unwrap();
+    let bridge_rtcp = SocketAddr::new(a_addr.ip(), a_addr.port() + 1);
+    // A stranger on another host reports to A's RTCP port before A's first report.
+    let stranger = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    let rr = ReceiverReport {
+        ssrc: 666,
+        reports: vec![],
+        profile_extensions: Bytes::new(),
+    };
+    let report = rtc_rtcp::packet::marshal(&[Box::new(rr) as Box<dyn Packet>]).unwrap();
+    for _ in 0..20 {
+        stranger.send_to(&report, bridge_rtcp).unwrap();
+    }
+    // Then A talks and reports from its own RTCP port.
+    support::run(&mut [(&mut a, a_addr)], Duration::from_millis(500), |_| {});
+    a.send_rtcp(bridge_rtcp, &report);
+    std::thread::sleep(Duration::from_millis(100));
+    let stats = engine.leg_stats("39", a_id).unwrap();
+    assert_eq!(stats.rtcp_in, 1, "{stats:?}");
+    assert!(stats.dropped_foreign_source >= 20, "{stats:?}");
+}
+
+#[test]
+fn a_phone_back_from_hold_may_come_with_a_new_stream() {
+    let _turn = support::exclusive();
+    let timers = LegTimers {
+        relatch_after: Duration::from_millis(400),
+        ..LegTimers::default()
+    };
+    let engine: Engine = support::engine_with(Duration::from_secs(30), timers);
+    engine.create_conference("40", Policy::default()).unwrap();
+    let mut a = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 101);
+    let mut b = Endpoint::new(Codec::Pcmu, 660.0, -20.0, 102);
+    let (a_id, a_addr) = engine
+        .add_rtp_leg("40", joiner("a"), LegSpec::new(Codec::Pcmu, a.addr()))
+        .unwrap();
+    let (_, b_addr) = engine
+        .add_rtp_leg("40", joiner("b"), LegSpec::new(Codec::Pcmu, b.addr()))
+        .unwrap();
+    support::run(
+        &mut [(&mut a, a_addr), (&mut b, b_addr)],
+        Duration::from_secs(1),
+        |_| {},
+    );
+    // Hold, quiet, resume: the phone comes back from a new port with a new SSRC.
+    engine.control("40", Control::Hold(a_id, true)).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    engine.control("40", Control::Hold(a_id, false)).unwrap();
+    let mut resumed = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 777);
+    support::run(
+        &mut [(&mut b, b_addr), (&mut resumed, a_addr)],
+        Duration::from_millis(1500),
+        |_| {},
+    );
+    assert!(b.level_of(440.0, 0.5) > -22.0, "B does not hear A back");
+    assert!(
+        resumed.level_of(660.0, 0.5) > -22.0,
+        "A back does not hear B"
+    );
+}

@@ -363,6 +363,12 @@ impl RtpLeg {
         })
     }
 
+    /// The peer was taken off hold: it may come back with a new stream (many phones start a
+    /// new SSRC on resume), so the next source after a quiet spell may bring any SSRC.
+    pub fn forget_ssrc(&mut self) {
+        self.latched_ssrc = None;
+    }
+
     pub fn spec(&self) -> &LegSpec {
         &self.spec
     }
@@ -451,7 +457,10 @@ impl RtpLeg {
         if spec.codec.rate() != self.spec.codec.rate() {
             self.speech = speech_detector(spec.codec);
         }
-        if spec.remote != self.spec.remote {
+        // A new address is a new source to latch to. An unspecified one (hold the old way,
+        // c=0.0.0.0) is no address: the latch stays, so the peer's RTCP keeps the held call
+        // alive and a stranger cannot take it over while it is quiet.
+        if spec.remote != self.spec.remote && !spec.remote.ip().is_unspecified() {
             self.latched = None;
             self.latched_ssrc = None;
         }
@@ -609,10 +618,25 @@ impl RtpLeg {
                 self.stats.dropped_foreign_source += 1;
                 continue;
             }
-            // Only RTCP from the host the RTP comes from keeps the leg alive: anyone may send
-            // RTCP, and a call kept up by a stranger's reports would never time out.
-            let from_peer = self.latched.is_some_and(|l| l.ip() == from.ip());
-            if self.rtcp_datagram(now, n, from_peer) {
+            // RTCP is taken from the peer's host only: the latched RTP source's, or before
+            // that the signalled one (any, for a peer behind a NAT). A stranger's reports would
+            // take the RTCP latch, and keep a dead call alive.
+            let host = from.ip().to_canonical();
+            let from_peer = match self.latched {
+                Some(l) => l.ip().to_canonical() == host,
+                None => {
+                    let signalled = self.spec.remote.ip().to_canonical();
+                    self.spec.latch_any_source
+                        || self.timers.latch_any_source
+                        || signalled.is_unspecified()
+                        || signalled == host
+                }
+            };
+            if !from_peer {
+                self.stats.dropped_foreign_source += 1;
+                continue;
+            }
+            if self.rtcp_datagram(now, n, self.latched.is_some()) {
                 self.rtcp_latched = Some(from);
             }
         }

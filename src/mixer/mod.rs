@@ -493,7 +493,13 @@ fn apply(c: &mut ConferenceMedia, control: Control) -> Result<(), CommandError> 
     match control {
         Control::Mute(p, on) => r.set_muted(p, on).map_err(unknown),
         Control::Deaf(p, on) => r.set_deaf(p, on).map_err(unknown),
-        Control::Hold(p, on) => r.set_hold(p, on).map_err(unknown),
+        Control::Hold(p, on) => {
+            r.set_hold(p, on).map_err(unknown)?;
+            if !on && let Some(leg) = c.leg_mut(p) {
+                leg.forget_ssrc();
+            }
+            Ok(())
+        }
         Control::SipStatus(p, code) => r.set_sip_status(p, code).map_err(unknown),
         Control::Eject(p) => r.eject(p).map_err(unknown),
         Control::Hangup(p) => r
