@@ -65,10 +65,16 @@ impl PortPool {
         let Ok(mut free) = self.inner.lock() else {
             return Err(PortsExhausted);
         };
-        for _ in 0..free.len() {
+        // Ports busy elsewhere are set aside until the search ends, so that every free port
+        // is tried once (drawn again, a busy one could hide the last free one).
+        let mut busy = Vec::new();
+        let found = loop {
+            if free.is_empty() {
+                break None;
+            }
             let pick = random_below(free.len());
             let Some(port) = free.swap_remove_back(pick) else {
-                break;
+                break None;
             };
             let rtp = UdpSocket::bind(SocketAddr::new(self.bind, port));
             let rtcp_socket = match (&rtp, rtcp) {
@@ -77,7 +83,7 @@ impl PortPool {
             };
             match (rtp, rtcp_socket) {
                 (Ok(socket), Ok(rtcp_socket)) => {
-                    return Ok((
+                    break Some((
                         socket,
                         rtcp_socket,
                         PortLease {
@@ -86,11 +92,12 @@ impl PortPool {
                         },
                     ));
                 }
-                // Busy elsewhere: keep it in the pool for later and try the next one.
-                _ => free.push_back(port),
+                // Busy elsewhere: back in the pool for later, after this search.
+                _ => busy.push(port),
             }
-        }
-        Err(PortsExhausted)
+        };
+        free.extend(busy);
+        found.ok_or(PortsExhausted)
     }
 }
 
@@ -141,5 +148,25 @@ mod tests {
         distinct.sort_unstable();
         distinct.dedup();
         assert_eq!(distinct.len(), ports.len());
+    }
+
+    #[test]
+    fn the_one_free_port_among_busy_ones_is_found() {
+        let pool = PortPool::new(IpAddr::from([127, 0, 0, 1]), 43000, 43200);
+        // Every port but one is taken by someone else.
+        let mut taken = Vec::new();
+        let free_one = 43000 + 2 * 37;
+        for port in (43000..43200).step_by(2) {
+            if port != free_one
+                && let Ok(s) = UdpSocket::bind(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port))
+            {
+                taken.push(s);
+            }
+        }
+        for _ in 0..20 {
+            let (_socket, _, lease) = pool.bind(false).unwrap();
+            assert_eq!(lease.port(), free_one);
+        }
+        assert_eq!(pool.available(), 100);
     }
 }
