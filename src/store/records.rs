@@ -183,7 +183,8 @@ fn write_loop(conn: Connection, events: Receiver<RecordEvent>, patience: Patienc
             Err(RecvTimeoutError::Timeout) => false,
             Err(RecvTimeoutError::Disconnected) => true,
         };
-        let due = next_attempt.is_none_or(|t| Instant::now() >= t);
+        // A flush (shutdown among others) tries at once, whatever the back-off.
+        let due = next_attempt.is_none_or(|t| Instant::now() >= t) || !flushes.is_empty();
         if !backlog.is_empty() && (due || last) {
             match write(&conn, &mut open, &backlog) {
                 Ok(()) => {
@@ -193,6 +194,18 @@ fn write_loop(conn: Connection, events: Receiver<RecordEvent>, patience: Patienc
                     backlog.clear();
                     retry = patience.retry;
                     next_attempt = None;
+                }
+                Err(e) if !passing(&e) => {
+                    // Not the disk or a lock: an event the database will never take. Each is
+                    // written on its own and the ones refused are dropped (counted), so one
+                    // bad record cannot hold back every later one.
+                    tracing::error!(error = %e, "a call record was refused; writing one by one");
+                    for event in backlog.drain(..) {
+                        let one = VecDeque::from([event]);
+                        if write(&conn, &mut open, &one).is_err() {
+                            super::count_error();
+                        }
+                    }
                 }
                 Err(e) => {
                     super::count_error();
@@ -209,6 +222,18 @@ fn write_loop(conn: Connection, events: Receiver<RecordEvent>, patience: Patienc
             return;
         }
     }
+}
+
+/// Whether a failed write may succeed later as it is: the disk is full, the database is
+/// locked or busy, or the file could not be read or written.
+fn passing(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{
+        CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, OutOfMemory, SystemIoFailure,
+    };
+    matches!(
+        e.sqlite_error_code(),
+        Some(DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen | OutOfMemory)
+    )
 }
 
 /// Queues an event for the next write (a flush is answered after it).

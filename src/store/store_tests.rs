@@ -272,3 +272,27 @@ fn records_wait_out_a_full_disk_and_are_written_after() {
     let closed = closed_records(&store, 500);
     assert_eq!(closed.len(), 500);
 }
+
+#[test]
+fn a_record_the_database_refuses_does_not_hold_back_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let writer = records::RecordWriter::start_with(store.path(), impatient()).unwrap();
+    // One record the database will never take (a constraint, not the disk or a lock).
+    writer
+        .sender
+        .send(RecordEvent::Sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON records WHEN NEW.participant = 'p666'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                .into(),
+        ))
+        .unwrap();
+    one_call(&writer, 1);
+    one_call(&writer, 666);
+    one_call(&writer, 2);
+    writer.flush();
+    let closed = closed_records(&store, 2);
+    let mut who: Vec<_> = closed.iter().map(|r| r.participant.clone()).collect();
+    who.sort();
+    assert_eq!(who, ["p1", "p2"]);
+}
