@@ -262,11 +262,7 @@ impl Harness {
                     };
                     self.learn(msg, to);
                 }
-                Action::Join(join) => {
-                    if self.pending.len() < 16 {
-                        self.pending.push(join.call);
-                    }
-                }
+                Action::Join(join) if self.pending.len() < 16 => self.pending.push(join.call),
                 _ => {}
             }
         }
