@@ -210,6 +210,10 @@ pub struct Roster {
     /// so that admission does not scan the history.
     present: usize,
     leaders_connected: usize,
+    /// The disconnected participants, oldest departure first: history is dropped in the
+    /// order people left (one who has just left keeps its entry until its leg is gone and its
+    /// record closed, whenever it joined). Bound: one per disconnected entry.
+    departures: VecDeque<ParticipantId>,
     policy: Policy,
     ended: bool,
     events: VecDeque<Event>,
@@ -261,8 +265,12 @@ impl Roster {
         self.leaders_connected > 0
     }
 
-    /// Keeps the counts of present participants and connected leaders as one changes state.
-    fn count(&mut self, role: Role, from: Option<State>, to: State) {
+    /// Keeps the counts of present participants and connected leaders, and the order of
+    /// departures, as one changes state.
+    fn count(&mut self, id: ParticipantId, role: Role, from: Option<State>, to: State) {
+        if !to.is_present() && from.is_none_or(State::is_present) {
+            self.departures.push_back(id);
+        }
         let leader_connected = |s: State| role == Role::Leader && s == State::Connected;
         if let Some(from) = from {
             self.present -= usize::from(from.is_present());
@@ -279,15 +287,13 @@ impl Roster {
         if history <= 2 * MAX_HISTORY {
             return;
         }
-        let mut drop = history - MAX_HISTORY;
-        self.participants.retain(|p| {
-            if drop > 0 && !p.state.is_present() {
-                drop -= 1;
-                false
-            } else {
-                true
-            }
-        });
+        let drop = history - MAX_HISTORY;
+        let gone: std::collections::HashSet<ParticipantId> = self
+            .departures
+            .drain(..drop.min(self.departures.len()))
+            .collect();
+        self.participants
+            .retain(|p| p.state.is_present() || !gone.contains(&p.id));
         self.index.clear();
         for (i, p) in self.participants.iter().enumerate() {
             // A present entry wins over history under the same id (a refused rejoin).
@@ -317,7 +323,7 @@ impl Roster {
 
     fn add(&mut self, joining: Joining, state: State) {
         self.prune_history();
-        self.count(joining.role, None, state);
+        self.count(joining.id, joining.role, None, state);
         // A refused rejoin under the same id keeps the present entry reachable.
         if !self
             .participant(joining.id)
@@ -382,7 +388,7 @@ impl Roster {
             if !state.is_present() {
                 p.speaking = false;
             }
-            self.count(role, Some(from), state);
+            self.count(id, role, Some(from), state);
             self.events.push_back(Event::State {
                 participant: id,
                 state,

@@ -218,3 +218,28 @@ fn history_is_bounded_and_counts_follow_every_state() {
     r.disconnect(pid(1), DisconnectReason::Hangup).unwrap();
     assert!(!r.leader_connected());
 }
+
+#[test]
+fn history_goes_in_the_order_people_left_not_joined() {
+    let mut r = Roster::new(Policy::default());
+    // The first to join stays for the whole run and leaves last.
+    r.join(joining(1, Role::Attendee)).unwrap();
+    for k in 0..2 * MAX_HISTORY as u64 {
+        r.join(joining(100 + k, Role::Attendee)).unwrap();
+        r.disconnect(pid(100 + k), DisconnectReason::Hangup)
+            .unwrap();
+    }
+    r.disconnect(pid(1), DisconnectReason::Hangup).unwrap();
+    // The next join prunes: the one who just left is kept, the earliest departures go.
+    r.join(joining(9, Role::Attendee)).unwrap();
+    assert_eq!(
+        r.participant(pid(1)).unwrap().state,
+        State::Disconnected(DisconnectReason::Hangup)
+    );
+    assert!(r.participant(pid(100)).is_none());
+    assert!(
+        r.participant(pid(100 + 2 * MAX_HISTORY as u64 - 1))
+            .is_some()
+    );
+    assert!(r.participants().len() <= MAX_HISTORY + 1);
+}

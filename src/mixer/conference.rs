@@ -298,6 +298,27 @@ impl ConferenceMedia {
         }));
         if ended.is_ok() {
             self.roster = std::mem::take(&mut old.roster);
+        } else {
+            // Ending them properly panicked too: say at least that they are gone, so that
+            // signalling hangs up (read-only, and given up if even that panics).
+            let present = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                old.roster
+                    .participants()
+                    .iter()
+                    .filter(|p| p.state.is_present())
+                    .map(|p| p.id)
+                    .collect::<Vec<_>>()
+            }))
+            .unwrap_or_default();
+            for participant in present {
+                emit(ConferenceEvent {
+                    conference: Arc::clone(&self.id),
+                    event: Event::State {
+                        participant,
+                        state: State::Disconnected(DisconnectReason::InternalError),
+                    },
+                });
+            }
         }
         self.closed.merge(&old.closed);
     }
