@@ -451,6 +451,7 @@ async fn serve(
     let codecs = settings.codecs.clone();
     let outbound_proxy = settings.outbound_proxy.clone();
     let dispatcher = settings.dispatcher;
+    let trusted = settings.trusted.clone();
     let mut uas = Uas::new(settings, os_random);
     uas.set_draining(*draining.borrow());
     let connections: Connections = Arc::default();
@@ -459,7 +460,10 @@ async fn serve(
         tcp,
         frames_tx,
         Arc::clone(&connections),
-        TcpLimits::default(),
+        TcpLimits {
+            trusted: Some(trusted),
+            ..TcpLimits::default()
+        },
     )));
     let (joins_tx, mut joins) = mpsc::channel(1024);
     let (moves_tx, mut moves) = mpsc::channel(1024);
@@ -996,12 +1000,15 @@ impl Directory for ShellDirectory<'_> {
 }
 
 /// What a TCP connection may hold.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct TcpLimits {
     total: usize,
     per_source: usize,
     first_message: Duration,
     idle: Duration,
+    /// Where connections may come from (`sip.trusted`; none: anywhere). Every request from
+    /// elsewhere is refused 403 anyway; a stranger's connection would only hold a slot.
+    trusted: Option<Vec<crate::config::Network>>,
 }
 
 impl Default for TcpLimits {
@@ -1011,6 +1018,7 @@ impl Default for TcpLimits {
             per_source: MAX_CONNECTIONS_PER_SOURCE,
             first_message: FIRST_MESSAGE_TIMEOUT,
             idle: IDLE_TIMEOUT,
+            trusted: None,
         }
     }
 }
@@ -1041,8 +1049,13 @@ async fn accept_loop(
                 continue;
             }
         };
+        let stranger = limits
+            .trusted
+            .as_ref()
+            .is_some_and(|t| !t.iter().any(|n| n.contains(addr.ip())));
         let full = connections.lock().map_or(true, |c| c.len() >= limits.total);
-        let admitted = !full
+        let admitted = !stranger
+            && !full
             && per_source.lock().is_ok_and(|mut m| {
                 let n = m.entry(source_of(addr.ip())).or_insert(0);
                 if *n >= limits.per_source {
@@ -1053,7 +1066,7 @@ async fn accept_loop(
                 }
             });
         if !admitted {
-            debug!(%addr, "sip tcp connection refused (connection limit)");
+            debug!(%addr, stranger, "sip tcp connection refused (untrusted source or connection limit)");
             drop(stream);
             continue;
         }

@@ -241,3 +241,27 @@ fn a_panicking_sip_task_is_started_again_on_the_same_sockets() {
         sip.stop().await;
     });
 }
+
+#[test]
+fn a_stranger_gets_no_tcp_connection_at_all() {
+    runtime().block_on(async {
+        let limits = TcpLimits {
+            trusted: Some(vec!["127.0.0.1/32".parse().unwrap()]),
+            ..TcpLimits::default()
+        };
+        let (addr, _frames, connections, task) = listen(limits).await;
+        // 127.0.0.2 is not trusted: closed at once, holding no slot.
+        for _ in 0..5 {
+            let stranger = tokio::net::TcpSocket::new_v4().unwrap();
+            stranger.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            let mut stranger = stranger.connect(addr).await.unwrap();
+            assert!(closed_within(&mut stranger, Duration::from_millis(500)).await);
+        }
+        assert_eq!(connections.lock().unwrap().len(), 0);
+        // The gateway at 127.0.0.1 gets in.
+        let mut gateway = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(!closed_within(&mut gateway, Duration::from_millis(300)).await);
+        assert_eq!(connections.lock().unwrap().len(), 1);
+        task.abort();
+    });
+}
