@@ -147,7 +147,7 @@ fn arbitrary_sequences_keep_the_buffer_within_its_bounds() {
                 _ => timestamp.wrapping_add(clock_rate / 50),
             };
             now += Duration::from_millis((r >> 40) % 45);
-            let ssrc = if (r >> 48) % 500 == 0 { 2 } else { 1 };
+            let ssrc = if (r >> 48).is_multiple_of(500) { 2 } else { 1 };
             let len = ((r >> 52) % 161) as usize;
             jb.insert(
                 now,
@@ -158,8 +158,8 @@ fn arbitrary_sequences_keep_the_buffer_within_its_bounds() {
                     payload: &payload[..len],
                 },
             );
-            if (r >> 60) % 2 == 0 {
-                let _ = jb.pop((r >> 62) % 2 == 0);
+            if (r >> 60).is_multiple_of(2) {
+                let _ = jb.pop((r >> 62).is_multiple_of(2));
             }
             let target = jb.target_ticks();
             assert!(target >= u64::from(clock_rate) / 50);
@@ -181,7 +181,7 @@ fn a_stalled_node_gives_back_the_delay_in_the_next_pauses() {
     let mut silent = true;
     let mut k: u32 = 0;
     let mut step = |jb: &mut JitterBuffer, now: Instant, play: bool, k: &mut u32| {
-        let on = (*k / 20) % 2 == 0;
+        let on = (*k / 20).is_multiple_of(2);
         let payload = [u8::from(on); 160];
         jb.insert(
             now,

@@ -137,9 +137,9 @@ fn a_panicking_conference_ends_its_calls_and_the_thread_mixes_on() {
     // The record of the call that ended says why.
     let closed = records.try_iter().find_map(|r| match r {
         RecordEvent::Close {
-            participant,
+            participant: ParticipantId(2),
             record,
-        } if participant == ParticipantId(2) => Some(record),
+        } => Some(record),
         _ => None,
     });
     assert_eq!(

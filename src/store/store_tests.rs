@@ -250,7 +250,7 @@ fn records_wait_out_a_full_disk_and_are_written_after() {
     let writer = records::RecordWriter::start_with(store.path(), impatient()).unwrap();
     // The writer's disk is full: its database may not grow by a page.
     let pages: i64 = store
-        .with(|c| Ok(c.query_row("PRAGMA page_count", [], |r| r.get(0))?))
+        .with(|c| c.query_row("PRAGMA page_count", [], |r| r.get(0)))
         .unwrap();
     writer
         .sender
