@@ -214,6 +214,20 @@ fn tcp_framing_does_not_depend_on_read_sizes() {
 }
 
 #[test]
+fn tcp_content_length_near_usize_max_is_too_large() {
+    // What fuzz/sip_message found: the length wrapped `end + 4 + length`.
+    for length in [
+        u64::MAX.to_string(),
+        format!("000{}", u64::MAX - 3),
+        "17000".into(),
+    ] {
+        let mut f = StreamFramer::default();
+        f.push(&request(&format!("Content-Length: {length}\r\n"), "body"));
+        assert_eq!(f.next_message(), Err(ParseError::TooLarge), "{length}");
+    }
+}
+
+#[test]
 fn uri_helpers() {
     assert_eq!(
         uri_user("sip:1234@10.0.0.1:5060;transport=udp"),
