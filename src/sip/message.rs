@@ -501,6 +501,9 @@ impl StreamFramer {
         let length = head
             .split("\r\n")
             .skip(1)
+            // A folded line continues the header above it (as the parser reads it): a
+            // " Content-Length:" there is no length, or the two would frame differently.
+            .filter(|l| !l.starts_with([' ', '\t']))
             .find_map(|l| {
                 let (n, v) = l.split_once(':')?;
                 matches!(

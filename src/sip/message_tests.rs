@@ -241,3 +241,18 @@ fn uri_helpers() {
     assert_eq!(display_name("\"Alice A\" <sip:a@b>"), Some("Alice A"));
     assert_eq!(display_name("<sip:a@b>"), None);
 }
+
+#[test]
+fn a_folded_content_length_frames_as_the_parser_reads_it() {
+    // " Content-Length: 0" continues the Subject above it: the framer must not take it as the
+    // length (a smuggled second message would hide in the first one's body otherwise).
+    let smuggled = request(
+        "Subject: hi\r\n Content-Length: 0\r\nContent-Length: 4\r\n",
+        "abcd",
+    );
+    let mut f = StreamFramer::default();
+    f.push(&smuggled);
+    let frame = f.next_message().unwrap().unwrap();
+    assert_eq!(frame, smuggled);
+    assert_eq!(Message::parse(&frame).unwrap().body, b"abcd");
+}
