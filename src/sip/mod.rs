@@ -7,7 +7,7 @@
 //!   `prompts`: what it says.
 //! - `server`: the tokio shell: UDP and TCP listeners, the engine, the bridge's own hang-ups.
 //!
-//! Why not rsipstack (../shared/DEPENDENCIES.md): its transports drop a malformed request
+//! Why not the rsipstack crate: its transports drop a malformed request
 //! silently where we must answer 400, log every raw message (with callers' numbers) at INFO,
 //! and run transactions in tasks of their own; the call logic here is a state machine fed
 //! with bytes and `now`, so every timer and hostile input is tested without sockets.

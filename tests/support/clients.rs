@@ -1,6 +1,6 @@
 //! Real SIP clients (baresip) driven headlessly on loopback, a bridge with SIP to call, and the
-//! audio checks of ../shared/INTEROP.md: a tone's share of the power in 0.5 s Hann-windowed
-//! blocks, measured here (not with Confab's own DSP).
+//! audio checks: a tone's share of the power in 0.5 s Hann-windowed blocks, measured here (not
+//! with Confab's own DSP).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
