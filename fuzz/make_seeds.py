@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
 """Writes the hand-made seed inputs of the fuzz targets into fuzz/seeds/TARGET/.
 
-The SIP and SDP seeds are the real clients' messages in shared/fixtures (pass its path);
+The SIP and SDP seeds are the real clients' messages in tests/fixtures (or a folder given);
 the RTP, RTCP, RFC 4733 and SRTP seeds are built here. Each target's input layout is
 described at the top of its file in fuzz/fuzz_targets/. Run from the repository root:
-    python3 fuzz/make_seeds.py ../shared/fixtures
+    python3 fuzz/make_seeds.py tests/fixtures
 """
 import os
 import struct
 import sys
 
-FIXTURES = sys.argv[1] if len(sys.argv) > 1 else "../shared/fixtures"
+FIXTURES = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seeds")
 
 
