@@ -117,6 +117,9 @@ pub(crate) struct ServeArgs {
     /// Data directory (SQLite).
     #[arg(long, env = "CONFAB_STORAGE_DATA_DIR")]
     storage_data_dir: Option<PathBuf>,
+    /// Days closed call records are kept (0: forever).
+    #[arg(long, env = "CONFAB_STORAGE_RECORDS_RETENTION_DAYS")]
+    storage_records_retention_days: Option<u32>,
     /// Log filter (`info`, `confab=debug`, …).
     #[arg(long, env = "CONFAB_LOG_LEVEL")]
     log_level: Option<String>,
@@ -189,6 +192,10 @@ impl ServeArgs {
         set(&mut c.mixer.threads, &self.mixer_threads);
         set(&mut c.mixer.max_talkers, &self.mixer_max_talkers);
         set(&mut c.storage.data_dir, &self.storage_data_dir);
+        set(
+            &mut c.storage.records_retention_days,
+            &self.storage_records_retention_days,
+        );
         set(&mut c.log.level, &self.log_level);
         set(&mut c.log.format, &self.log_format);
         set(

@@ -208,12 +208,15 @@ impl Default for MixerConfig {
 pub struct StorageConfig {
     /// Directory of the SQLite database.
     pub data_dir: PathBuf,
+    /// Days a closed call record is kept (every join attempt writes one); 0 keeps them all.
+    pub records_retention_days: u32,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: PathBuf::from("./confab-data"),
+            records_retention_days: 365,
         }
     }
 }
@@ -470,6 +473,15 @@ impl Config {
                 format!(
                     "{} is out of range 5..=600",
                     self.webrtc.consent_timeout_secs
+                ),
+            ));
+        }
+        if self.storage.records_retention_days > 36_500 {
+            return Err(err(
+                "storage.records_retention_days",
+                format!(
+                    "{} is out of range 0..=36500",
+                    self.storage.records_retention_days
                 ),
             ));
         }

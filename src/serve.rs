@@ -29,6 +29,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let records = store
         .record_writer()
         .context("cannot start the call record writer")?;
+    prune_records(&store, config.storage.records_retention_days);
     let engine = std::sync::Arc::new(
         crate::engine::Engine::start(crate::engine::EngineSettings {
             records: Some(records.sender.clone()),
@@ -158,6 +159,38 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     records.flush();
     info!("stopped");
     Ok(())
+}
+
+/// Deletes closed call records older than the retention (none when it is 0): at start, and
+/// every hour from a thread of its own (it ends with the process).
+fn prune_records(store: &crate::store::Store, days: u32) {
+    if days == 0 {
+        return;
+    }
+    let keep = std::time::Duration::from_secs(u64::from(days) * 86_400);
+    let once = move |store: &crate::store::Store| {
+        let before = std::time::SystemTime::now()
+            .checked_sub(keep)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        match store.prune_records(crate::store::unix_ms(before)) {
+            Ok(0) => {}
+            Ok(n) => info!(records = n, days, "old call records deleted"),
+            Err(e) => tracing::warn!(error = %e, "old call records not deleted"),
+        }
+    };
+    once(store);
+    let store = store.clone();
+    let started = std::thread::Builder::new()
+        .name("confab-retention".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                once(&store);
+            }
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "no thread to delete old call records");
+    }
 }
 
 /// Participants present in any conference (the attendant's lobby included).

@@ -262,6 +262,17 @@ impl Store {
         RecordWriter::start(&self.path)
     }
 
+    /// Deletes the closed call records of calls that began before `before` (ms since the
+    /// epoch); returns how many. Records still open are kept.
+    pub fn prune_records(&self, before: i64) -> Result<usize, StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "DELETE FROM records WHERE left_at IS NOT NULL AND joined_at < ?1",
+                params![before],
+            )
+        })
+    }
+
     /// Call records, newest first.
     pub fn records(&self, filter: &RecordFilter) -> Result<Vec<Record>, StoreError> {
         self.with(|conn| records::query(conn, filter))

@@ -296,3 +296,44 @@ fn a_record_the_database_refuses_does_not_hold_back_the_others() {
     who.sort();
     assert_eq!(who, ["p1", "p2"]);
 }
+
+#[test]
+fn old_closed_records_are_pruned_and_open_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let writer = store.record_writer().unwrap();
+    // Two calls long ago (one still open), one recent.
+    for (p, joined) in [(1u64, 1_000i64), (3, 5_000_000)] {
+        writer
+            .sender
+            .send(RecordEvent::Close {
+                participant: ParticipantId(p),
+                record: Box::new(Record {
+                    left_at: Some(joined + 10),
+                    reason: Some("hangup".into()),
+                    ..record("1234", p, joined)
+                }),
+            })
+            .unwrap();
+    }
+    writer
+        .sender
+        .send(RecordEvent::Open {
+            participant: ParticipantId(2),
+            record: Box::new(record("1234", 2, 2_000)),
+        })
+        .unwrap();
+    writer.flush();
+    assert_eq!(store.prune_records(1_000_000).unwrap(), 1);
+    let mut left: Vec<_> = store
+        .records(&RecordFilter {
+            limit: 10,
+            ..RecordFilter::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|r| r.participant)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["p2", "p3"]);
+}
