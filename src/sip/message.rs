@@ -173,8 +173,13 @@ impl Message {
                 // A folded continuation of the previous header.
                 match headers.last_mut() {
                     Some((_, v)) => {
-                        v.push(' ');
-                        v.push_str(line.trim());
+                        // Folded onto an empty value (`Supported:` then ` x`), no space first:
+                        // the value reads the same once written back and parsed again.
+                        let more = line.trim();
+                        if !v.is_empty() && !more.is_empty() {
+                            v.push(' ');
+                        }
+                        v.push_str(more);
                     }
                     None => header_error = Some(ParseError::HeaderLine),
                 }

@@ -256,3 +256,13 @@ fn a_folded_content_length_frames_as_the_parser_reads_it() {
     assert_eq!(frame, smuggled);
     assert_eq!(Message::parse(&frame).unwrap().body, b"abcd");
 }
+
+#[test]
+fn a_value_folded_onto_an_empty_header_reads_the_same_when_written_back() {
+    // Found by fuzz/sip_message: ` +0` folded onto `Supported:` kept a leading space that a
+    // second parse of what we wrote trimmed.
+    let m = Message::parse(&request("Supported:\r\n +0\r\n", "")).unwrap();
+    assert_eq!(m.header("Supported"), Some("+0"));
+    let again = Message::parse(&m.to_bytes()).unwrap();
+    assert_eq!(again.header("Supported"), Some("+0"));
+}
