@@ -14,4 +14,6 @@ pub mod mixer;
 pub mod serve;
 pub mod sip;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod webrtc;

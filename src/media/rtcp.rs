@@ -389,6 +389,11 @@ impl Rtcp {
         now >= self.next_report
     }
 
+    /// When our next report is due.
+    pub fn next_report(&self) -> Instant {
+        self.next_report
+    }
+
     /// Writes our compound report (SR when we have sent, else RR; with SDES CNAME) into `buf`
     /// and schedules the next. Returns the length, or `None` if `buf` is too small.
     pub fn write_report(

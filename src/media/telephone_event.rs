@@ -127,6 +127,18 @@ impl TelephoneEvents {
         self.take_finished(now)
     }
 
+    /// When a digit whose end packets never come is taken as ended, if one is playing.
+    pub fn deadline(&self) -> Option<Instant> {
+        let c = self.current.as_ref()?;
+        // An end already seen is reported at the next poll.
+        let wait = if c.end_seen {
+            Duration::ZERO
+        } else {
+            END_TIMEOUT
+        };
+        (!c.reported).then(|| c.last_packet + wait)
+    }
+
     fn take_finished(&mut self, now: Instant) -> Option<Dtmf> {
         let c = self.current.as_mut()?;
         let timed_out = now.saturating_duration_since(c.last_packet) >= END_TIMEOUT;

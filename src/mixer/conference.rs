@@ -157,7 +157,7 @@ impl ConferenceMedia {
     /// A record of `participant`'s leg as it stands (its figures when it ends).
     fn record_of(&self, participant: ParticipantId, leg: Option<&RtpLeg>) -> Option<Record> {
         let p = self.roster.participant(participant)?;
-        let stats = leg.map(RtpLeg::stats);
+        let stats = leg.map(|l| l.stats());
         let srtp = stats.is_some_and(|s| s.srtp);
         Some(Record {
             conference: self.id.to_string(),
