@@ -12,6 +12,8 @@
 //! Opus leg joins, every leg's resamplers follow the wider mix (between ticks, at the join),
 //! and when the last wideband leg has left the mix narrows again.
 
+#[cfg(test)]
+mod sim_tests;
 mod tick;
 
 use std::sync::Arc;

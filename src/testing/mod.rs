@@ -12,3 +12,4 @@ pub(crate) mod call;
 pub(crate) mod net;
 pub(crate) mod phone;
 pub(crate) mod rng;
+pub(crate) mod room;

@@ -54,6 +54,14 @@ enum Transport {
         rx_bufs: Box<[Box<[u8; RECEIVE_BUFFER]>; RX_BATCH]>,
         rx_got: [Received; RX_BATCH],
     },
+    /// Test-only: datagrams handed in and taken out by the test (a simulated network).
+    #[cfg(test)]
+    Memory {
+        /// What arrived: source, whether on the RTCP port, bytes.
+        inbox: std::collections::VecDeque<(SocketAddr, bool, Vec<u8>)>,
+        /// What the leg sent: destination, whether from the RTCP port, bytes.
+        sent: Vec<(SocketAddr, bool, Vec<u8>)>,
+    },
     /// Through the WebRTC driver, which does ICE, DTLS-SRTP and RTCP for it.
     Relay {
         port: RelayPort,
@@ -150,11 +158,51 @@ impl RtpLeg {
         })
     }
 
+    /// Test-only: a direct leg whose datagrams travel through the test, not a socket.
+    #[cfg(test)]
+    pub(crate) fn in_memory(
+        participant: ParticipantId,
+        spec: LegSpec,
+        now: Instant,
+        ssrc: u32,
+        timers: LegTimers,
+    ) -> std::io::Result<Self> {
+        let route = Route::Direct {
+            separate_rtcp: spec.remote_rtcp.is_some(),
+        };
+        let core = LegCore::new(spec, route, now, SystemTime::UNIX_EPOCH, ssrc, timers)?;
+        Ok(RtpLeg {
+            participant,
+            core,
+            transport: Transport::Memory {
+                inbox: Default::default(),
+                sent: Vec::new(),
+            },
+        })
+    }
+
+    /// Test-only: a datagram arrives (read at the next `receive`).
+    #[cfg(test)]
+    pub(crate) fn deliver(&mut self, from: SocketAddr, rtcp_port: bool, data: Vec<u8>) {
+        if let Transport::Memory { inbox, .. } = &mut self.transport {
+            inbox.push_back((from, rtcp_port, data));
+        }
+    }
+
+    /// Test-only: what the leg sent since the last call.
+    #[cfg(test)]
+    pub(crate) fn take_sent(&mut self) -> Vec<(SocketAddr, bool, Vec<u8>)> {
+        match &mut self.transport {
+            Transport::Memory { sent, .. } => std::mem::take(sent),
+            _ => Vec::new(),
+        }
+    }
+
     /// The leg's own RTP address (relayed legs have none).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         match &self.transport {
             Transport::Udp { socket, .. } => socket.local_addr(),
-            Transport::Relay { .. } => Err(std::io::Error::new(
+            _ => Err(std::io::Error::new(
                 std::io::ErrorKind::Unsupported,
                 "a relayed leg has no socket",
             )),
@@ -177,7 +225,7 @@ impl RtpLeg {
     pub fn closed(&self) -> Option<DisconnectReason> {
         match &self.transport {
             Transport::Relay { closed, .. } => *closed,
-            Transport::Udp { .. } => None,
+            _ => None,
         }
     }
 
@@ -185,6 +233,16 @@ impl RtpLeg {
     pub fn receive(&mut self, now: Instant) {
         let core = &mut self.core;
         match &mut self.transport {
+            #[cfg(test)]
+            Transport::Memory { inbox, .. } => {
+                for (from, rtcp_port, data) in inbox.drain(..) {
+                    if rtcp_port {
+                        core.handle_rtcp_datagram(now, from, &data);
+                    } else {
+                        core.handle_datagram(now, from, &data);
+                    }
+                }
+            }
             Transport::Relay {
                 port,
                 scratch,
@@ -279,6 +337,21 @@ impl RtpLeg {
                     socket.send_to(data, to).is_ok()
                 }
                 (Transmit::Relay(packet), Transport::Relay { port, .. }) => port.send(*packet),
+                #[cfg(test)]
+                (
+                    Transmit::Datagram {
+                        to,
+                        rtcp_port,
+                        data,
+                    },
+                    Transport::Memory { .. },
+                ) => {
+                    let data = data.to_vec();
+                    if let Transport::Memory { sent, .. } = &mut self.transport {
+                        sent.push((to, rtcp_port, data));
+                    }
+                    true
+                }
                 _ => false,
             };
             self.core.transmitted(ok);
