@@ -7,22 +7,25 @@
 //! Callers of the access user, and of meetings with a passcode, first join the lobby (a
 //! conference of its own where everyone waits, hearing only prompts); the attendant collects
 //! their digits, and their leg moves into the meeting once they got them right.
+//!
+//! This file holds the server's handle and the serving loop; beside it: `tcp` (the TCP
+//! listener and what a connection may hold), `dial` (dial-out), `lobby` (callers at the
+//! attendant), `supervisor` (panics, and the restart of the serving task) and `metrics`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::attendant::{Attendant, AttendantSettings, Directory, Outcome};
-use super::message::{MAX_MESSAGE, StreamFramer};
+use super::attendant::{Attendant, AttendantSettings};
+use super::message::MAX_MESSAGE;
 use super::prompts::Prompts;
 use super::uas::{Action, CallRef, JoinRequest, JoinResult, Peer, Uas, UasSettings};
-use crate::conference::limiter::{FailureLimiter, LimitSettings, Transport, caller_key, source_of};
+use crate::conference::limiter::{FailureLimiter, LimitSettings, caller_key};
 use crate::conference::{
     Admission, DisconnectReason, Event, JoinError, ParticipantId, Policy, Role, State,
 };
@@ -30,14 +33,24 @@ use crate::engine::{Engine, EngineError, Joiner};
 use crate::mixer::conference::ConferenceEvent;
 use crate::mixer::{CommandError, Control};
 
-/// Concurrent TCP connections at most.
-const MAX_CONNECTIONS: usize = 1024;
-/// Concurrent TCP connections from one source address at most (one source cannot take all).
-const MAX_CONNECTIONS_PER_SOURCE: usize = 32;
-/// A TCP connection must bring its first complete message within this...
-const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(32);
-/// ...and each further one within this of the last (otherwise it is closed).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(900);
+#[path = "dial.rs"]
+mod dial;
+#[path = "lobby.rs"]
+mod lobby;
+#[path = "metrics.rs"]
+mod metrics;
+#[path = "supervisor.rs"]
+mod supervisor;
+#[path = "tcp.rs"]
+mod tcp;
+pub use dial::DialError;
+use dial::{DialCommand, Dials, PendingDial, Started};
+pub use metrics::{METHODS, SipMetrics};
+#[cfg(test)]
+use supervisor::PANIC_FOR_TEST;
+use supervisor::{AbortOnDrop, contained, supervise};
+use tcp::{Connections, TcpLimits, accept_loop};
+
 /// How often the state machine's timers are looked at.
 const TICK: Duration = Duration::from_millis(20);
 /// The conference where callers wait for the attendant (not a meeting ID: those are digits).
@@ -66,111 +79,6 @@ impl AttendantConfig {
 /// The failure limiter SIP and WHIP share.
 pub type SharedLimiter = Arc<Mutex<FailureLimiter>>;
 
-/// SIP requests received by method and responses sent by code, for the metrics.
-#[derive(Debug, Default)]
-pub struct SipMetrics {
-    /// By method: one of [`METHODS`] or `other`. Bound: `METHODS.len() + 1` keys.
-    pub requests: Mutex<std::collections::BTreeMap<String, u64>>,
-    /// By the method of the request answered (from CSeq; one of [`METHODS`] or `other`) and
-    /// the code (ours: a few dozen). Bound: `(METHODS.len() + 1)` times the codes we send.
-    pub responses: Mutex<std::collections::BTreeMap<(String, u16), u64>>,
-    /// Failed credential attempts and lockouts (shared with WHIP).
-    pub auth: Arc<crate::conference::limiter::LimitCounters>,
-    /// Panics contained in the call core (each a bug; the message that caused it is lost),
-    /// and in the SIP task itself.
-    pub panics: std::sync::atomic::AtomicU64,
-    /// Times the SIP task was started again after a panic.
-    pub restarts: std::sync::atomic::AtomicU64,
-}
-
-/// Runs one input of the call core with a panic in it contained: that input is lost (nobody
-/// answers it), every call goes on, and the panic is counted.
-fn contained(metrics: &SipMetrics, what: &str, f: impl FnOnce()) {
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
-        metrics
-            .panics
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::error!(input = what, "sip: the call core panicked");
-    }
-}
-
-/// The methods counted under their own name; any other is `other`, so a stranger inventing
-/// method names cannot grow the metrics.
-pub const METHODS: [&str; 14] = [
-    "INVITE",
-    "ACK",
-    "BYE",
-    "CANCEL",
-    "OPTIONS",
-    "INFO",
-    "UPDATE",
-    "NOTIFY",
-    "REGISTER",
-    "SUBSCRIBE",
-    "REFER",
-    "MESSAGE",
-    "PRACK",
-    "PUBLISH",
-];
-
-/// A method's label: its name when it is one of [`METHODS`], else `other`.
-fn method_label(method: &str) -> &'static str {
-    METHODS
-        .iter()
-        .find(|m| **m == method)
-        .copied()
-        .unwrap_or("other")
-}
-
-impl SipMetrics {
-    /// Counts a received message if its first line parses as a request line
-    /// (`METHOD Request-URI SIP/2.0`).
-    fn received(&self, bytes: &[u8]) {
-        let line_end = bytes
-            .iter()
-            .take(1024)
-            .position(|b| *b == b'\r' || *b == b'\n')
-            .unwrap_or(bytes.len().min(1024));
-        let Ok(line) = std::str::from_utf8(&bytes[..line_end]) else {
-            return;
-        };
-        let mut parts = line.split(' ');
-        let (Some(method), Some(uri), Some("SIP/2.0"), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return;
-        };
-        if method.is_empty() || uri.is_empty() {
-            return;
-        }
-        if let Ok(mut map) = self.requests.lock() {
-            *map.entry(method_label(method).to_owned()).or_default() += 1;
-        }
-    }
-
-    /// Counts a sent message if it is a response.
-    fn sent(&self, bytes: &[u8]) {
-        let code = bytes
-            .strip_prefix(b"SIP/2.0 ")
-            .and_then(|r| r.get(..3))
-            .and_then(|c| std::str::from_utf8(c).ok())
-            .and_then(|c| c.parse::<u16>().ok());
-        let Some(code) = code else { return };
-        let method = std::str::from_utf8(&bytes[..bytes.len().min(2048)])
-            .ok()
-            .and_then(|text| {
-                text.split("\r\n")
-                    .find_map(|l| l.strip_prefix("CSeq: "))
-                    .and_then(|v| v.split_whitespace().nth(1))
-                    .map(|m| method_label(m).to_owned())
-            })
-            .unwrap_or_else(|| "other".to_owned());
-        if let Ok(mut map) = self.responses.lock() {
-            *map.entry((method, code)).or_default() += 1;
-        }
-    }
-}
-
 /// A running SIP server.
 #[derive(Debug)]
 pub struct SipServer {
@@ -183,31 +91,6 @@ pub struct SipServer {
     draining: watch::Sender<bool>,
     dials: mpsc::Sender<DialCommand>,
     task: tokio::task::JoinHandle<()>,
-}
-
-/// Why a dial-out could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum DialError {
-    #[error("`{0}` is not a SIP URI with a reachable host")]
-    BadTarget(String),
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error("the SIP server is not running")]
-    Stopped,
-}
-
-/// A dial-out asked of the serving task.
-#[derive(Debug)]
-struct DialCommand {
-    meeting: String,
-    target: String,
-    joiner: Joiner,
-    reply: tokio::sync::oneshot::Sender<Result<ParticipantId, DialError>>,
-}
-
-/// A dial-out whose leg waits for the answer.
-struct PendingDial {
-    ports: crate::engine::ReservedPorts,
 }
 
 impl SipServer {
@@ -309,10 +192,6 @@ impl SipServer {
     }
 }
 
-/// Open TCP connections by our id. Bound: `MAX_CONNECTIONS` (more are closed at accept), at
-/// most `MAX_CONNECTIONS_PER_SOURCE` of one address; an entry goes when its connection closes.
-type Connections = Arc<Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>>;
-
 /// A join's outcome as the shell needs it.
 struct Joined {
     call: CallRef,
@@ -359,77 +238,6 @@ struct Shell {
     /// Controls for the engine, applied in the order they were made by one thread (a 180
     /// then a 486 then the removal of a busy callee must not overtake each other).
     controls: Option<std::sync::mpsc::Sender<(String, Control)>>,
-}
-
-/// A dial-out ready to be sent.
-struct Started {
-    participant: ParticipantId,
-    meeting: String,
-    pending: PendingDial,
-    target: String,
-    to: SocketAddr,
-    offer: String,
-}
-
-type Dials = Arc<tokio::sync::Mutex<mpsc::Receiver<DialCommand>>>;
-
-/// Test-only: a datagram that panics the SIP task outside the call core's containment.
-#[cfg(test)]
-const PANIC_FOR_TEST: &[u8] = b"confab-test: panic the sip task";
-
-/// Runs the SIP task, and runs it again on the same sockets if it panics outside the parts
-/// that contain their own panics (a bug in the shell): the calls it knew are lost (their media
-/// times out, their records close), new calls are taken at once, and the restart is counted.
-/// `SipServer::running` stays true; a panic loop is slowed to one restart a second.
-#[allow(clippy::too_many_arguments)]
-async fn supervise(
-    settings: UasSettings,
-    config: AttendantConfig,
-    engine: Arc<Engine>,
-    events: broadcast::Receiver<ConferenceEvent>,
-    (udp, tcp): (Arc<UdpSocket>, Arc<TcpListener>),
-    (dials, metrics, limiter): (Dials, Arc<SipMetrics>, SharedLimiter),
-    (stop, draining): (watch::Receiver<bool>, watch::Receiver<bool>),
-) {
-    loop {
-        let run = tokio::spawn(serve(
-            settings.clone(),
-            config.clone(),
-            Arc::clone(&engine),
-            events.resubscribe(),
-            (Arc::clone(&udp), Arc::clone(&tcp)),
-            (
-                Arc::clone(&dials),
-                Arc::clone(&metrics),
-                Arc::clone(&limiter),
-            ),
-            (stop.clone(), draining.clone()),
-        ));
-        match run.await {
-            Err(e) if e.is_panic() => {
-                metrics
-                    .panics
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                metrics
-                    .restarts
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::error!(
-                    "sip: the SIP task panicked; starting it again (its calls are lost)"
-                );
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            _ => return,
-        }
-    }
-}
-
-/// Aborts a task when dropped (also while a panic unwinds the task that owns it).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 async fn serve(
@@ -763,196 +571,6 @@ impl Shell {
         }
     }
 
-    fn dial(&mut self, command: DialCommand) {
-        let DialCommand {
-            meeting,
-            target,
-            joiner,
-            reply,
-        } = command;
-        let host = match &self.outbound_proxy {
-            Some(proxy) => sip_host(proxy),
-            None => sip_host(&target),
-        };
-        let Some(host) = host.filter(|_| super::uas::safe_uri(&target)) else {
-            let _ = reply.send(Err(DialError::BadTarget(target)));
-            return;
-        };
-        let engine = Arc::clone(&self.engine);
-        let started = self.started.clone();
-        let codecs = self.codecs.clone();
-        tokio::spawn(async move {
-            let Ok(Some(to)) = tokio::net::lookup_host(host.as_str())
-                .await
-                .map(|mut a| a.next())
-            else {
-                let _ = reply.send(Err(DialError::BadTarget(target)));
-                return;
-            };
-            let m = meeting.clone();
-            let invited = tokio::task::spawn_blocking(move || engine.invite(&m, joiner)).await;
-            match invited {
-                Ok(Ok((participant, ports))) => {
-                    let offer = super::sdp::offer(ports.local, &codecs, participant.0);
-                    let ready = Started {
-                        participant,
-                        meeting,
-                        pending: PendingDial { ports },
-                        target,
-                        to,
-                        offer,
-                    };
-                    let _ = started.send(ready).await;
-                    let _ = reply.send(Ok(participant));
-                }
-                Ok(Err(e)) => {
-                    let _ = reply.send(Err(DialError::Engine(e)));
-                }
-                Err(_) => {
-                    let _ = reply.send(Err(DialError::Stopped));
-                }
-            }
-        });
-    }
-
-    fn answered(&mut self, participant: ParticipantId, answer: &[u8]) {
-        let Some(pending) = self.dialing.remove(&participant) else {
-            return;
-        };
-        let Some(meeting) = self.meetings.get(&participant).cloned() else {
-            return;
-        };
-        let spec = match super::sdp::negotiate(answer, &self.codecs) {
-            Ok(n) => n.leg_spec(None),
-            Err(e) => {
-                debug!(error = %e, "dial-out answer not usable");
-                let _ = self.moves.try_send((participant, None));
-                return;
-            }
-        };
-        self.control(participant, Control::SipStatus(participant, 200));
-        let engine = Arc::clone(&self.engine);
-        let moves = self.moves.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = engine.answered(&meeting, participant, pending.ports, spec) {
-                debug!(error = %e, "dial-out answered but its leg could not join");
-                let _ = moves.blocking_send((participant, None));
-            }
-        });
-    }
-
-    /// A digit from a participant: the attendant's, if it is at the attendant.
-    fn digit(&mut self, participant: ParticipantId, digit: char) {
-        let now = Instant::now();
-        let Some((attendant, caller)) = self.attendants.get_mut(&participant) else {
-            return;
-        };
-        let limiter = self.limiter.lock().ok();
-        let directory = ShellDirectory {
-            engine: &self.engine,
-            limiter: limiter.as_deref(),
-            caller: &caller.key,
-            now,
-        };
-        let outcomes = attendant.digit(now, digit, &directory);
-        drop(limiter);
-        self.carry_out(participant, outcomes);
-    }
-
-    fn tick_attendants(&mut self, now: Instant) {
-        let limiter = self.limiter.lock().ok();
-        let mut all = Vec::new();
-        for (p, (attendant, caller)) in &mut self.attendants {
-            let directory = ShellDirectory {
-                engine: &self.engine,
-                limiter: limiter.as_deref(),
-                caller: &caller.key,
-                now,
-            };
-            let outcomes = attendant.tick(now, &directory);
-            if !outcomes.is_empty() {
-                all.push((*p, outcomes));
-            }
-        }
-        drop(limiter);
-        for (p, outcomes) in all {
-            self.carry_out(p, outcomes);
-        }
-        self.attendants.retain(|_, (a, _)| !a.finished());
-    }
-
-    fn carry_out(&mut self, participant: ParticipantId, outcomes: Vec<Outcome>) {
-        for outcome in outcomes {
-            let engine = Arc::clone(&self.engine);
-            match outcome {
-                Outcome::Play(prompt) => {
-                    let audio = self.config.prompts.audio(prompt);
-                    tokio::task::spawn_blocking(move || {
-                        let _ = engine.play(LOBBY, participant, Some(audio));
-                    });
-                }
-                Outcome::Join { meeting, role } => {
-                    let Some((_, caller)) = self.attendants.get(&participant) else {
-                        continue;
-                    };
-                    let admitted = self
-                        .engine
-                        .admission(&meeting)
-                        .is_some_and(|a| a.gate.admits(caller.asserted_identity.as_deref()));
-                    if !admitted {
-                        self.control(
-                            participant,
-                            Control::Remove(participant, DisconnectReason::Rejected),
-                        );
-                        continue;
-                    }
-                    let joiner = Joiner {
-                        display_name: caller.display_name.clone(),
-                        uri: caller.uri.clone(),
-                        role,
-                    };
-                    let moves = self.moves.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let _ = engine.detect_dtmf(LOBBY, participant, false);
-                        let moved = engine.move_leg(LOBBY, participant, &meeting, joiner);
-                        if let Err(e) = &moved {
-                            debug!(error = %e, %meeting, "attendant: could not move the caller");
-                        }
-                        let _ = moves.blocking_send((participant, moved.ok().map(|()| meeting)));
-                    });
-                }
-                Outcome::Redirect { meeting } => match self.dispatcher {
-                    Some(d) => self
-                        .refers
-                        .push((participant, format!("sip:{meeting}@{d}"))),
-                    None => self.control(
-                        participant,
-                        Control::Remove(participant, DisconnectReason::AttendantFailed),
-                    ),
-                },
-                Outcome::Failed { meeting } => {
-                    // Counted at the entry: hanging up during the goodbye changes nothing.
-                    if let (Some((_, caller)), Ok(mut limiter)) =
-                        (self.attendants.get(&participant), self.limiter.lock())
-                    {
-                        limiter.failure(
-                            Instant::now(),
-                            Transport::Sip,
-                            &caller.key,
-                            meeting.as_deref(),
-                        );
-                    }
-                }
-                Outcome::Hangup => {
-                    self.control(
-                        participant,
-                        Control::Remove(participant, DisconnectReason::AttendantFailed),
-                    );
-                }
-            }
-        }
-    }
-
     fn control(&mut self, participant: ParticipantId, control: Control) {
         let Some(meeting) = self.meetings.get(&participant).cloned() else {
             return;
@@ -971,184 +589,6 @@ impl Shell {
             }
         });
     }
-}
-
-/// The attendant's view of the bridge: the engine's meetings (the lobby is none) and the
-/// failure limiter, for one caller.
-struct ShellDirectory<'a> {
-    engine: &'a Engine,
-    limiter: Option<&'a FailureLimiter>,
-    caller: &'a str,
-    now: Instant,
-}
-
-impl Directory for ShellDirectory<'_> {
-    fn admission(&self, meeting: &str) -> Option<Arc<Admission>> {
-        // The lobby is no meeting; neither is the access user.
-        if meeting == LOBBY {
-            None
-        } else {
-            self.engine.admission(meeting)
-        }
-    }
-
-    fn locked_out(&self, meeting: Option<&str>) -> bool {
-        // Without the limiter (a poisoned lock) nothing is let through unchecked.
-        self.limiter
-            .is_none_or(|l| l.locked(self.now, self.caller, meeting).is_some())
-    }
-}
-
-/// What a TCP connection may hold.
-#[derive(Clone, Debug)]
-struct TcpLimits {
-    total: usize,
-    per_source: usize,
-    first_message: Duration,
-    idle: Duration,
-    /// Where connections may come from (`sip.trusted`; none: anywhere). Every request from
-    /// elsewhere is refused 403 anyway; a stranger's connection would only hold a slot.
-    trusted: Option<Vec<crate::config::Network>>,
-}
-
-impl Default for TcpLimits {
-    fn default() -> Self {
-        TcpLimits {
-            total: MAX_CONNECTIONS,
-            per_source: MAX_CONNECTIONS_PER_SOURCE,
-            first_message: FIRST_MESSAGE_TIMEOUT,
-            idle: IDLE_TIMEOUT,
-            trusted: None,
-        }
-    }
-}
-
-async fn accept_loop(
-    listener: Arc<TcpListener>,
-    frames: mpsc::Sender<(Peer, Vec<u8>)>,
-    connections: Connections,
-    limits: TcpLimits,
-) {
-    let mut next_id = 1u64;
-    // Open connections per source address. Bound: `limits.total` keys (a connection is counted
-    // only once accepted under the caps); a key goes when its last connection closes.
-    let per_source: Arc<Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
-    let mut backoff = Duration::ZERO;
-    loop {
-        let (stream, addr) = match listener.accept().await {
-            Ok(accepted) => {
-                backoff = Duration::ZERO;
-                accepted
-            }
-            Err(e) => {
-                // Out of descriptors (EMFILE) and the like: wait before trying again instead
-                // of spinning, longer each time it fails in a row (up to a second).
-                backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
-                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "sip tcp accept");
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
-        };
-        let stranger = limits
-            .trusted
-            .as_ref()
-            .is_some_and(|t| !t.iter().any(|n| n.contains(addr.ip())));
-        let full = connections.lock().map_or(true, |c| c.len() >= limits.total);
-        let admitted = !stranger
-            && !full
-            && per_source.lock().is_ok_and(|mut m| {
-                let n = m.entry(source_of(addr.ip())).or_insert(0);
-                if *n >= limits.per_source {
-                    false
-                } else {
-                    *n += 1;
-                    true
-                }
-            });
-        if !admitted {
-            debug!(%addr, stranger, "sip tcp connection refused (untrusted source or connection limit)");
-            drop(stream);
-            continue;
-        }
-        let id = next_id;
-        next_id += 1;
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
-        if let Ok(mut c) = connections.lock() {
-            c.insert(id, tx);
-        }
-        let frames = frames.clone();
-        let connections = Arc::clone(&connections);
-        let per_source = Arc::clone(&per_source);
-        tokio::spawn(async move {
-            let (mut read, mut write) = stream.into_split();
-            let writer = tokio::spawn(async move {
-                while let Some(bytes) = rx.recv().await {
-                    if write.write_all(&bytes).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            let peer = Peer {
-                addr,
-                connection: Some(id),
-            };
-            let mut framer = StreamFramer::default();
-            let mut buf = vec![0u8; 8192];
-            // A complete message is due by then: the first soon, each further one within
-            // the idle timeout (keep-alives and partial messages do not count).
-            let mut deadline = tokio::time::Instant::now() + limits.first_message;
-            'read: loop {
-                let n = match tokio::time::timeout_at(deadline, read.read(&mut buf)).await {
-                    Err(_) => {
-                        debug!(%addr, "sip tcp connection closed: no complete message in time");
-                        break;
-                    }
-                    Ok(Ok(0) | Err(_)) => break,
-                    Ok(Ok(n)) => n,
-                };
-                framer.push(&buf[..n]);
-                loop {
-                    match framer.next_message() {
-                        Ok(Some(frame)) => {
-                            deadline = tokio::time::Instant::now() + limits.idle;
-                            if frames.send((peer, frame)).await.is_err() {
-                                break 'read;
-                            }
-                        }
-                        Ok(None) => break,
-                        // The stream cannot be framed any more: close it.
-                        Err(_) => break 'read,
-                    }
-                }
-            }
-            if let Ok(mut c) = connections.lock() {
-                c.remove(&id);
-            }
-            if let Ok(mut m) = per_source.lock()
-                && let Some(n) = m.get_mut(&source_of(addr.ip()))
-            {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    m.remove(&source_of(addr.ip()));
-                }
-            }
-            writer.abort();
-        });
-    }
-}
-
-/// `host:port` of a SIP URI (`sip:user@host:port;params`), port 5060 when none is given.
-fn sip_host(uri: &str) -> Option<String> {
-    let rest = uri.strip_prefix("sip:")?;
-    let host_port = rest.rsplit('@').next()?.split([';', '?']).next()?;
-    if host_port.is_empty() {
-        return None;
-    }
-    Some(if host_port.contains(':') && !host_port.ends_with(']') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:5060")
-    })
 }
 
 /// Unpredictable bytes from the operating system. Should it fail (it does not on Linux), a

@@ -1,6 +1,8 @@
 //! The shell's own defences: bounded metrics labels and the TCP listener's limits, on
 //! 127.0.0.1 with short timeouts (every loop bounded in count and time).
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use super::*;
 use crate::conference::limiter::source_of;
 
