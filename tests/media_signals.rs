@@ -33,6 +33,56 @@ fn joiner(name: &str) -> Joiner {
     }
 }
 
+/// A and B on PCMU legs of a new conference `conference`: each leg's participant and the
+/// bridge's address for it.
+fn join_pcmu_pair(
+    engine: &Engine,
+    conference: &str,
+    a: &Endpoint,
+    b: &Endpoint,
+) -> [(ParticipantId, SocketAddr); 2] {
+    engine
+        .create_conference(conference, Policy::default())
+        .unwrap();
+    let join = |name: &str, e: &Endpoint| {
+        engine
+            .add_rtp_leg(
+                conference,
+                joiner(name),
+                LegSpec::new(Codec::Pcmu, e.addr()),
+            )
+            .unwrap()
+    };
+    [join("a", a), join("b", b)]
+}
+
+/// An engine whose legs latch a new source once the old one has been silent for 400 ms.
+fn engine_relatching(media_timeout: Duration) -> Engine {
+    let timers = LegTimers {
+        relatch_after: Duration::from_millis(400),
+        ..LegTimers::default()
+    };
+    support::engine_with(media_timeout, timers)
+}
+
+/// A PCMU endpoint on another host (127.0.0.2 is a second address of the loopback).
+fn on_another_host(tone_hz: f32, ssrc: u32) -> Endpoint {
+    let mut e = Endpoint::new(Codec::Pcmu, tone_hz, -20.0, ssrc);
+    e.socket = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    e.socket.set_nonblocking(true).unwrap();
+    e
+}
+
+/// An RR with no report blocks from `ssrc`, on the wire.
+fn empty_receiver_report(ssrc: u32) -> bytes::BytesMut {
+    let rr = ReceiverReport {
+        ssrc,
+        reports: vec![],
+        profile_extensions: Bytes::new(),
+    };
+    rtc_rtcp::packet::marshal(&[Box::new(rr) as Box<dyn Packet>]).unwrap()
+}
+
 /// The SR or RR of a compound RTCP packet (read by rtc-rtcp), with its report blocks.
 fn report_of(bytes: &[u8]) -> Option<(u32, Option<u64>, Vec<ReceptionReport>)> {
     let mut b = Bytes::copy_from_slice(bytes);
@@ -288,20 +338,10 @@ fn talkers_are_named_with_levels_and_client_levels_are_read() {
 #[test]
 fn a_rebound_source_is_latched_after_the_old_one_falls_silent() {
     let _turn = support::exclusive();
-    let timers = LegTimers {
-        relatch_after: Duration::from_millis(400),
-        ..LegTimers::default()
-    };
-    let engine: Engine = support::engine_with(Duration::from_secs(30), timers);
-    engine.create_conference("34", Policy::default()).unwrap();
+    let engine = engine_relatching(Duration::from_secs(30));
     let mut a = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 41);
     let mut b = Endpoint::new(Codec::Pcmu, 660.0, -20.0, 42);
-    let (a_id, a_addr) = engine
-        .add_rtp_leg("34", joiner("a"), LegSpec::new(Codec::Pcmu, a.addr()))
-        .unwrap();
-    let (_, b_addr) = engine
-        .add_rtp_leg("34", joiner("b"), LegSpec::new(Codec::Pcmu, b.addr()))
-        .unwrap();
+    let [(a_id, a_addr), (_, b_addr)] = join_pcmu_pair(&engine, "34", &a, &b);
     support::run(
         &mut [(&mut a, a_addr), (&mut b, b_addr)],
         Duration::from_secs(1),
@@ -340,17 +380,11 @@ fn a_muted_talker_is_reported_speaking_while_muted_and_not_heard() {
     let _turn = support::exclusive();
     let engine = support::engine(Duration::from_secs(30));
     let events = engine.take_events().unwrap();
-    engine.create_conference("35", Policy::default()).unwrap();
     // Bursts of tone read as speech: 300 ms on, 200 ms off.
     let mut a = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 51);
     a.bursts = Some((15, 10));
     let mut b = Endpoint::new(Codec::Pcmu, 660.0, -80.0, 52);
-    let (a_id, a_addr) = engine
-        .add_rtp_leg("35", joiner("a"), LegSpec::new(Codec::Pcmu, a.addr()))
-        .unwrap();
-    let (_, b_addr) = engine
-        .add_rtp_leg("35", joiner("b"), LegSpec::new(Codec::Pcmu, b.addr()))
-        .unwrap();
+    let [(a_id, a_addr), (_, b_addr)] = join_pcmu_pair(&engine, "35", &a, &b);
     engine.control("35", Control::Mute(a_id, true)).unwrap();
     support::run(
         &mut [(&mut a, a_addr), (&mut b, b_addr)],
@@ -376,21 +410,11 @@ fn a_muted_talker_is_reported_speaking_while_muted_and_not_heard() {
 #[test]
 fn a_stranger_can_neither_take_over_a_quiet_leg_nor_keep_it_alive() {
     let _turn = support::exclusive();
-    let timers = LegTimers {
-        relatch_after: Duration::from_millis(400),
-        ..LegTimers::default()
-    };
     // A short media timeout: a leg that hears nothing from its peer for 2 s is gone.
-    let engine: Engine = support::engine_with(Duration::from_secs(2), timers);
-    engine.create_conference("36", Policy::default()).unwrap();
+    let engine = engine_relatching(Duration::from_secs(2));
     let mut a = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 61);
     let mut b = Endpoint::new(Codec::Pcmu, 660.0, -20.0, 62);
-    let (a_id, a_addr) = engine
-        .add_rtp_leg("36", joiner("a"), LegSpec::new(Codec::Pcmu, a.addr()))
-        .unwrap();
-    let (_, b_addr) = engine
-        .add_rtp_leg("36", joiner("b"), LegSpec::new(Codec::Pcmu, b.addr()))
-        .unwrap();
+    let [(a_id, a_addr), (_, b_addr)] = join_pcmu_pair(&engine, "36", &a, &b);
     support::run(
         &mut [(&mut a, a_addr), (&mut b, b_addr)],
         Duration::from_secs(1),
@@ -401,12 +425,7 @@ fn a_stranger_can_neither_take_over_a_quiet_leg_nor_keep_it_alive() {
     // A falls quiet (hold, DTX). A stranger sprays its port with another SSRC, and RTCP from
     // the stranger's address arrives every 100 ms.
     let mut stranger = Endpoint::new(Codec::Pcmu, 300.0, -20.0, 666);
-    let rr = ReceiverReport {
-        ssrc: 666,
-        reports: vec![],
-        profile_extensions: Bytes::new(),
-    };
-    let rtcp = rtc_rtcp::packet::marshal(&[Box::new(rr) as Box<dyn Packet>]).unwrap();
+    let rtcp = empty_receiver_report(666);
     let stranger_rtcp = stranger.socket.try_clone().unwrap();
     support::run(
         &mut [(&mut b, b_addr), (&mut stranger, a_addr)],
@@ -441,20 +460,12 @@ fn a_stranger_can_neither_take_over_a_quiet_leg_nor_keep_it_alive() {
 fn a_stranger_on_another_host_is_never_latched_even_before_the_peer_speaks() {
     let _turn = support::exclusive();
     let engine: Engine = support::engine(Duration::from_secs(30));
-    engine.create_conference("37", Policy::default()).unwrap();
     let mut a = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 71);
     let mut b = Endpoint::new(Codec::Pcmu, 660.0, -20.0, 72);
     // A's offer names 127.0.0.1, a routable host: only that host's packets are A's.
-    let (a_id, a_addr) = engine
-        .add_rtp_leg("37", joiner("a"), LegSpec::new(Codec::Pcmu, a.addr()))
-        .unwrap();
-    let (_, b_addr) = engine
-        .add_rtp_leg("37", joiner("b"), LegSpec::new(Codec::Pcmu, b.addr()))
-        .unwrap();
-    // Another host (127.0.0.2 is a second address of the loopback) sprays A's port first.
-    let mut stranger = Endpoint::new(Codec::Pcmu, 300.0, -20.0, 71);
-    stranger.socket = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
-    stranger.socket.set_nonblocking(true).unwrap();
+    let [(a_id, a_addr), (_, b_addr)] = join_pcmu_pair(&engine, "37", &a, &b);
+    // Another host sprays A's port first.
+    let mut stranger = on_another_host(300.0, 71);
     support::run(
         &mut [(&mut b, b_addr), (&mut stranger, a_addr)],
         Duration::from_secs(1),
@@ -485,19 +496,11 @@ fn with_media_latch_any_source_the_first_source_is_latched() {
         ..LegTimers::default()
     };
     let engine: Engine = support::engine_with(Duration::from_secs(30), timers);
-    engine.create_conference("38", Policy::default()).unwrap();
     let a = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 81);
     let mut b = Endpoint::new(Codec::Pcmu, 660.0, -20.0, 82);
-    let (_, a_addr) = engine
-        .add_rtp_leg("38", joiner("a"), LegSpec::new(Codec::Pcmu, a.addr()))
-        .unwrap();
-    let (_, b_addr) = engine
-        .add_rtp_leg("38", joiner("b"), LegSpec::new(Codec::Pcmu, b.addr()))
-        .unwrap();
+    let [(_, a_addr), (_, b_addr)] = join_pcmu_pair(&engine, "38", &a, &b);
     // A gateway whose media comes from another host than its SDP names.
-    let mut elsewhere = Endpoint::new(Codec::Pcmu, 300.0, -20.0, 81);
-    elsewhere.socket = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
-    elsewhere.socket.set_nonblocking(true).unwrap();
+    let mut elsewhere = on_another_host(300.0, 81);
     support::run(
         &mut [(&mut b, b_addr), (&mut elsewhere, a_addr)],
         Duration::from_secs(1),
@@ -525,12 +528,7 @@ fn a_strangers_rtcp_takes_neither_the_rtcp_latch_nor_the_reports() {
     let bridge_rtcp = SocketAddr::new(a_addr.ip(), a_addr.port() + 1);
     // A stranger on another host reports to A's RTCP port before A's first report.
     let stranger = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
-    let rr = ReceiverReport {
-        ssrc: 666,
-        reports: vec![],
-        profile_extensions: Bytes::new(),
-    };
-    let report = rtc_rtcp::packet::marshal(&[Box::new(rr) as Box<dyn Packet>]).unwrap();
+    let report = empty_receiver_report(666);
     for _ in 0..20 {
         stranger.send_to(&report, bridge_rtcp).unwrap();
     }
@@ -546,20 +544,10 @@ fn a_strangers_rtcp_takes_neither_the_rtcp_latch_nor_the_reports() {
 #[test]
 fn a_phone_back_from_hold_may_come_with_a_new_stream() {
     let _turn = support::exclusive();
-    let timers = LegTimers {
-        relatch_after: Duration::from_millis(400),
-        ..LegTimers::default()
-    };
-    let engine: Engine = support::engine_with(Duration::from_secs(30), timers);
-    engine.create_conference("40", Policy::default()).unwrap();
+    let engine = engine_relatching(Duration::from_secs(30));
     let mut a = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 101);
     let mut b = Endpoint::new(Codec::Pcmu, 660.0, -20.0, 102);
-    let (a_id, a_addr) = engine
-        .add_rtp_leg("40", joiner("a"), LegSpec::new(Codec::Pcmu, a.addr()))
-        .unwrap();
-    let (_, b_addr) = engine
-        .add_rtp_leg("40", joiner("b"), LegSpec::new(Codec::Pcmu, b.addr()))
-        .unwrap();
+    let [(a_id, a_addr), (_, b_addr)] = join_pcmu_pair(&engine, "40", &a, &b);
     support::run(
         &mut [(&mut a, a_addr), (&mut b, b_addr)],
         Duration::from_secs(1),
