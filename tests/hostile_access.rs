@@ -13,6 +13,23 @@ use support::server::{Server, http_raw};
 
 const CHROMIUM_OFFER: &str = include_str!("fixtures/chromium-156-offer.sdp");
 
+/// A bridge on free loopback ports, and its data directory (to be kept while it runs).
+fn start_bridge() -> (tempfile::TempDir, Server) {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), None, &[]);
+    (data, server)
+}
+
+/// Creates meeting `id` with passcode 2468.
+fn create_meeting(server: &Server, id: &str) {
+    let (s, v) = server.call(
+        "POST",
+        "/v1/conferences",
+        Some(&json!({ "id": id, "passcode": "2468" }).to_string()),
+    );
+    assert_eq!(s, 201, "{v}");
+}
+
 fn whip(server: &Server, cid: &str, bearer: Option<&str>) -> (u16, String, String) {
     http_raw(
         server.api,
@@ -38,8 +55,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 #[test]
 fn invented_sip_methods_leave_the_metrics_bounded() {
     let _turn = support::exclusive();
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path(), None, &[]);
+    let (_data, server) = start_bridge();
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
@@ -79,14 +95,8 @@ fn invented_sip_methods_leave_the_metrics_bounded() {
 #[test]
 fn whip_refuses_alike_and_locks_out_a_guesser() {
     let _turn = support::exclusive();
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path(), None, &[]);
-    let (s, v) = server.call(
-        "POST",
-        "/v1/conferences",
-        Some(&json!({ "id": "7070", "passcode": "2468" }).to_string()),
-    );
-    assert_eq!(s, 201, "{v}");
+    let (_data, server) = start_bridge();
+    create_meeting(&server, "7070");
     // An unknown meeting and a wrong passcode: one status, one body.
     let (s1, _, unknown) = whip(&server, "7171", Some("2468"));
     let (s2, _, wrong) = whip(&server, "7070", Some("0000"));
@@ -126,8 +136,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 fn accept_errors_back_off_instead_of_spinning() {
     use std::io::{Read, Write};
     let _turn = support::exclusive();
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path(), None, &[]);
+    let (_data, server) = start_bridge();
     let pid = server.pid();
     // Leave the bridge 16 descriptors more than it has: SIP over TCP soon runs out (EMFILE).
     let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -202,14 +211,8 @@ fn connect_from(from: [u8; 4], to: std::net::SocketAddr) -> std::net::TcpStream 
 fn guesses_held_back_and_released_at_once_are_limited_all_the_same() {
     use std::io::{Read, Write};
     let _turn = support::exclusive();
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path(), None, &[]);
-    let (s, v) = server.call(
-        "POST",
-        "/v1/conferences",
-        Some(&json!({ "id": "7272", "passcode": "2468" }).to_string()),
-    );
-    assert_eq!(s, 201, "{v}");
+    let (_data, server) = start_bridge();
+    create_meeting(&server, "7272");
     // 40 guesses whose headers arrive first, every body held back, then all released.
     let mut held = Vec::new();
     for i in 0..40 {
