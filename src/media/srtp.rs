@@ -228,34 +228,51 @@ mod tests {
         )
     }
 
+    /// Both suites we offer.
+    const SUITES: [SrtpSuite; 2] = [
+        SrtpSuite::AesCm128HmacSha1_80,
+        SrtpSuite::AesCm128HmacSha1_32,
+    ];
+
+    /// Our session and the peer's for `suite`, each keyed with the other's keys reversed.
+    fn sessions(suite: SrtpSuite) -> (SrtpSession, SrtpSession) {
+        let (ours, theirs) = keys(suite);
+        (
+            SrtpSession::new(&ours).unwrap(),
+            SrtpSession::new(&theirs).unwrap(),
+        )
+    }
+
+    /// A plain RTP packet from SSRC 5 with 160 bytes of payload: `sequence`, and a timestamp
+    /// 160 ticks a packet.
+    fn rtp_packet(sequence: u16) -> Vec<u8> {
+        let mut buf = [0u8; 200];
+        let header = Outgoing {
+            payload_type: 0,
+            marker: false,
+            sequence,
+            timestamp: u32::from(sequence) * 160,
+            ssrc: 5,
+            csrcs: &[],
+            csrc_levels: None,
+        };
+        let n = rtp::write(&mut buf, header, &[7; 160]).unwrap();
+        buf[..n].to_vec()
+    }
+
     #[test]
     fn round_trip_and_forgeries() {
-        for suite in [
-            SrtpSuite::AesCm128HmacSha1_80,
-            SrtpSuite::AesCm128HmacSha1_32,
-        ] {
-            let (ours, theirs) = keys(suite);
-            let mut us = SrtpSession::new(&ours).unwrap();
-            let mut them = SrtpSession::new(&theirs).unwrap();
-            let mut buf = [0u8; 200];
-            let header = Outgoing {
-                payload_type: 0,
-                marker: false,
-                sequence: 1,
-                timestamp: 160,
-                ssrc: 5,
-                csrcs: &[],
-                csrc_levels: None,
-            };
-            let n = rtp::write(&mut buf, header, &[7; 160]).unwrap();
-            let protected = us.protect_rtp(&buf[..n]).unwrap();
+        for suite in SUITES {
+            let (mut us, mut them) = sessions(suite);
+            let packet = rtp_packet(1);
+            let protected = us.protect_rtp(&packet).unwrap();
             let tag = if suite == SrtpSuite::AesCm128HmacSha1_80 {
                 10
             } else {
                 4
             };
-            assert_eq!(protected.len(), n + tag);
-            assert_eq!(them.unprotect_rtp(&protected).unwrap(), &buf[..n]);
+            assert_eq!(protected.len(), packet.len() + tag);
+            assert_eq!(them.unprotect_rtp(&protected).unwrap(), packet);
             // Replayed: refused.
             assert!(them.unprotect_rtp(&protected).is_err());
             // Tampered payload or tag: refused.
@@ -277,12 +294,8 @@ mod tests {
         let packet = hex(
             "ffffffffd9cdff0001ffe0c61122334401000000000000ffffffff000000040000000000000000000000000000000000550bfa81c800000000000000040000000000000000000000100000040000100000046bffffffffffffff31c7c7c7c7c7c7c7c7c7c7c7c7c5c7c7c7c7c7c7cfc7c7c7c7c7c7c700c7c7c7020000800003e80002710000001234000200ac0080000300003c3d3e3f000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223244025",
         );
-        for suite in [
-            SrtpSuite::AesCm128HmacSha1_80,
-            SrtpSuite::AesCm128HmacSha1_32,
-        ] {
-            let (ours, _) = keys(suite);
-            let mut us = SrtpSession::new(&ours).unwrap();
+        for suite in SUITES {
+            let (mut us, _) = sessions(suite);
             assert!(us.protect_rtp(&packet).is_err());
         }
     }
@@ -296,13 +309,8 @@ mod tests {
 
     #[test]
     fn srtcp_without_the_e_flag_is_refused() {
-        for suite in [
-            SrtpSuite::AesCm128HmacSha1_80,
-            SrtpSuite::AesCm128HmacSha1_32,
-        ] {
-            let (ours, theirs) = keys(suite);
-            let mut us = SrtpSession::new(&ours).unwrap();
-            let mut them = SrtpSession::new(&theirs).unwrap();
+        for suite in SUITES {
+            let (mut us, mut them) = sessions(suite);
             // A receiver report with one block and a BYE, as a peer sends them.
             let mut rtcp = vec![0x81, 201, 0, 7, 0, 0, 0, 5];
             rtcp.extend_from_slice(&[0x11; 24]);
@@ -328,23 +336,9 @@ mod tests {
 
     #[test]
     fn forged_packets_with_random_ssrcs_leave_bounded_state() {
-        let (ours, theirs) = keys(SrtpSuite::AesCm128HmacSha1_80);
-        let mut us = SrtpSession::new(&ours).unwrap();
-        let mut them = SrtpSession::new(&theirs).unwrap();
-        let mut buf = [0u8; 200];
-        let mut send = |us: &mut SrtpSession, sequence: u16| {
-            let header = Outgoing {
-                payload_type: 0,
-                marker: false,
-                sequence,
-                timestamp: u32::from(sequence) * 160,
-                ssrc: 5,
-                csrcs: &[],
-                csrc_levels: None,
-            };
-            let n = rtp::write(&mut buf, header, &[7; 160]).unwrap();
-            us.protect_rtp(&buf[..n]).unwrap()
-        };
+        let (mut us, mut them) = sessions(SrtpSuite::AesCm128HmacSha1_80);
+        let send =
+            |us: &mut SrtpSession, sequence: u16| us.protect_rtp(&rtp_packet(sequence)).unwrap();
         let forge = |them: &mut SrtpSession, template: &[u8], count: u32| {
             let mut forged = template.to_vec();
             for k in 0..count {
