@@ -112,7 +112,7 @@ fn setup(
             role: Role::Attendee,
         };
         conference
-            .add_leg(joining, leg)
+            .add_leg(joining, leg, t0)
             .unwrap_or_else(|e| panic!("{e}"));
         local
     };

@@ -94,7 +94,7 @@ fn steady_ticks_allocate_nothing(
             uri: String::new(),
             role: Role::Attendee,
         };
-        conference.add_leg(joining, leg).unwrap();
+        conference.add_leg(joining, leg, t0).unwrap();
         local
     };
     for (codec, f) in talking.into_iter().zip([440.0, 660.0, 880.0]) {
@@ -129,7 +129,7 @@ fn steady_ticks_allocate_nothing(
         uri: String::new(),
         role: Role::Attendee,
     };
-    conference.add_leg(joining, leg).unwrap();
+    conference.add_leg(joining, leg, t0).unwrap();
     let widest = talking.iter().map(|c| c.rate().hz()).max().unwrap();
     assert_eq!(conference.mix_rate().hz(), widest, "{talking:?}");
     let mut relayed_out = 0;

@@ -18,7 +18,7 @@ mod tick;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use confab_dsp::cng::ComfortNoise;
 use confab_dsp::dominant::DominantSpeaker;
@@ -27,14 +27,12 @@ use confab_dsp::opus::OpusSettings;
 use confab_dsp::resample::Rate;
 
 use crate::conference::talkers::Talkers;
-use crate::conference::{
-    DisconnectReason, Event, Joining, ParticipantId, Policy, Role, Roster, State,
-};
+use crate::conference::{DisconnectReason, Event, Joining, ParticipantId, Policy, Roster, State};
 use crate::media::codec::{Codec, LegEncoder, WIDEST_MIX};
 use crate::media::leg::{LegStats, RtpLeg};
 use crate::mixer::helper::{GroupPackets, Outbound};
 use crate::mixer::stats::{ConferenceSnapshot, LegTotals, MixerSnapshot};
-use crate::store::{Record, RecordEvent};
+use crate::store::{LegFacts, RecordEvent};
 
 /// A conference id (the meeting ID); cheap to clone into events.
 pub type ConferenceId = Arc<str>;
@@ -156,63 +154,46 @@ impl ConferenceMedia {
         self.records = records;
     }
 
-    /// A record of `participant`'s leg as it stands (its figures when it ends).
-    fn record_of(&self, participant: ParticipantId, leg: Option<&RtpLeg>) -> Option<Record> {
+    /// What is known of `participant`'s leg at `now` (its figures when it ends).
+    fn facts_of(
+        &self,
+        participant: ParticipantId,
+        leg: Option<&RtpLeg>,
+        now: Instant,
+    ) -> Option<LegFacts> {
         let p = self.roster.participant(participant)?;
-        let stats = leg.map(|l| l.stats());
-        let srtp = stats.is_some_and(|s| s.srtp);
-        Some(Record {
+        Some(LegFacts {
             conference: self.id.to_string(),
-            participant: participant.to_string(),
             display_name: p.display_name.clone(),
             uri: p.uri.clone(),
-            role: match p.role {
-                Role::Leader => "leader".into(),
-                Role::Attendee => "attendee".into(),
-            },
-            transport: match (stats.is_some_and(|s| s.webrtc), srtp) {
-                (true, _) => "webrtc",
-                (false, true) => "srtp",
-                (false, false) => "rtp",
-            }
-            .into(),
-            codec: stats.and_then(|s| s.codec).map(|c| c.name().to_owned()),
-            srtp,
-            joined_at: crate::store::unix_ms(std::time::SystemTime::now()),
-            left_at: None,
+            role: p.role,
+            stats: leg.map(|l| l.stats()),
             reason: match p.state {
-                State::Disconnected(r) => Some(r.as_str().to_owned()),
+                State::Disconnected(r) => Some(r),
                 _ => None,
             },
             sip_status: p.sip_status,
-            packets_in: stats.map_or(0, |s| s.packets_in),
-            packets_out: stats.map_or(0, |s| s.packets_out),
-            packets_lost: stats.map_or(0, |s| s.packets_lost),
-            jitter_ms: stats.map(|s| s.jitter_ms),
-            rtt_ms: stats.and_then(|s| s.rtt_ms),
-            mos: stats.filter(|s| s.packets_in > 0).map(|s| s.mos),
-            id: 0,
+            at: now,
         })
     }
 
-    fn send_record(&self, open: bool, participant: ParticipantId, leg: Option<&RtpLeg>) {
+    /// Tells the record writer a leg joined (`open`) or left.
+    fn send_record(
+        &self,
+        open: bool,
+        participant: ParticipantId,
+        leg: Option<&RtpLeg>,
+        now: Instant,
+    ) {
         let Some(records) = &self.records else { return };
-        let Some(mut record) = self.record_of(participant, leg) else {
+        let Some(facts) = self.facts_of(participant, leg, now) else {
             return;
         };
-        let event = if open {
-            RecordEvent::Open {
-                participant,
-                record: Box::new(record),
-            }
-        } else {
-            record.left_at = Some(record.joined_at);
-            RecordEvent::Close {
-                participant,
-                record: Box::new(record),
-            }
-        };
-        let _ = records.send(event);
+        let _ = records.send(RecordEvent::Leg {
+            participant,
+            open,
+            facts: Box::new(facts),
+        });
     }
 
     /// Adds this conference's figures to a mixer thread's snapshot.
@@ -262,7 +243,7 @@ impl ConferenceMedia {
     /// hangs up, WebRTC peers are let go), and the media state starts anew, empty. The roster
     /// stays as history, and the meeting can be joined again. Allocates: it happens only by a
     /// bug, between ticks.
-    pub fn recover(&mut self, mut emit: impl FnMut(ConferenceEvent)) {
+    pub fn recover(&mut self, now: Instant, mut emit: impl FnMut(ConferenceEvent)) {
         let mut fresh = ConferenceMedia::new(
             Arc::clone(&self.id),
             self.roster.policy(),
@@ -286,7 +267,7 @@ impl ConferenceMedia {
                 let _ = old.roster.disconnect(id, DisconnectReason::InternalError);
                 old.dominant.remove(id);
                 let leg = old.legs.iter().find(|l| l.participant == id).map(|l| &**l);
-                old.send_record(false, id, leg);
+                old.send_record(false, id, leg, now);
             }
             while let Some(event) = old.roster.poll_event() {
                 emit(ConferenceEvent {
@@ -382,14 +363,15 @@ impl ConferenceMedia {
         &mut self,
         joining: Joining,
         leg: RtpLeg,
+        now: Instant,
     ) -> Result<(), crate::conference::JoinError> {
         let id = joining.id;
         if let Err(e) = self.roster.join(joining) {
             // The refusal is kept as a record too.
-            self.send_record(false, id, None);
+            self.send_record(false, id, None, now);
             return Err(e);
         }
-        self.take_in(leg);
+        self.take_in(leg, now);
         Ok(())
     }
 
@@ -413,19 +395,23 @@ impl ConferenceMedia {
     }
 
     /// The leg of an answered dial-out (the participant is in the roster, `inviting`).
-    pub fn attach_leg(&mut self, leg: RtpLeg) -> Result<(), crate::mixer::CommandError> {
+    pub fn attach_leg(
+        &mut self,
+        leg: RtpLeg,
+        now: Instant,
+    ) -> Result<(), crate::mixer::CommandError> {
         self.roster
             .answered(leg.participant)
             .map_err(|_| crate::mixer::CommandError::NoParticipant)?;
-        self.take_in(leg);
+        self.take_in(leg, now);
         Ok(())
     }
 
     /// Takes a leg into the mix. Allocates (a group encoder for a new codec and packet time).
-    fn take_in(&mut self, leg: RtpLeg) {
+    fn take_in(&mut self, leg: RtpLeg, now: Instant) {
         let spec = *leg.spec();
         let group = self.group_for(spec.codec, spec.ptime_ms);
-        self.send_record(true, leg.participant, Some(&leg));
+        self.send_record(true, leg.participant, Some(&leg), now);
         self.dominant.add(leg.participant);
         self.legs.push(Box::new(leg));
         self.leg_groups.push(group);
@@ -447,7 +433,7 @@ impl ConferenceMedia {
 
     /// Takes a leg out (to move it to another conference): the participant is disconnected
     /// here as `transferred`, the leg keeps its socket, codecs and SRTP.
-    pub fn take_leg(&mut self, participant: ParticipantId) -> Option<RtpLeg> {
+    pub fn take_leg(&mut self, participant: ParticipantId, now: Instant) -> Option<RtpLeg> {
         let i = self
             .legs
             .iter()
@@ -455,7 +441,7 @@ impl ConferenceMedia {
         let _ = self
             .roster
             .disconnect(participant, DisconnectReason::Transferred);
-        self.send_record(false, participant, self.legs.get(i).map(|l| &**l));
+        self.send_record(false, participant, self.legs.get(i).map(|l| &**l), now);
         self.closed.add_leg(&self.legs[i].stats());
         self.leg_groups.swap_remove(i);
         self.dominant.remove(participant);
@@ -496,7 +482,7 @@ impl ConferenceMedia {
     }
 
     /// Removes legs of participants no longer present (their ports go back to the pool).
-    fn prune(&mut self) {
+    fn prune(&mut self, now: Instant) {
         let mut i = 0;
         while i < self.legs.len() {
             let id = self.legs[i].participant;
@@ -507,7 +493,7 @@ impl ConferenceMedia {
             if present {
                 i += 1;
             } else {
-                self.send_record(false, id, self.legs.get(i).map(|l| &**l));
+                self.send_record(false, id, self.legs.get(i).map(|l| &**l), now);
                 self.closed.add_ended(&self.legs[i].stats());
                 self.legs.swap_remove(i);
                 self.leg_groups.swap_remove(i);

@@ -136,15 +136,16 @@ fn a_panicking_conference_ends_its_calls_and_the_thread_mixes_on() {
 
     // The record of the call that ended says why.
     let closed = records.try_iter().find_map(|r| match r {
-        RecordEvent::Close {
+        RecordEvent::Leg {
             participant: ParticipantId(2),
-            record,
-        } => Some(record),
+            open: false,
+            facts,
+        } => Some(facts),
         _ => None,
     });
     assert_eq!(
-        closed.and_then(|r| r.reason).as_deref(),
-        Some("internal-error")
+        closed.and_then(|f| f.reason),
+        Some(DisconnectReason::InternalError)
     );
     mixer.stop();
 }

@@ -261,7 +261,7 @@ fn run(
                 if let Some(h) = helper.as_mut() {
                     h.settle();
                 }
-                conference.recover(emit);
+                conference.recover(start, emit);
             }
         }
         // An ended conference with no legs left is gone; the others do what their tick left
@@ -383,7 +383,9 @@ fn handle(
         } => {
             let result = match conferences.get_mut(&conference) {
                 None => Err(CommandError::NoConference),
-                Some(c) => c.add_leg(joining, *leg).map_err(CommandError::from),
+                Some(c) => c
+                    .add_leg(joining, *leg, Instant::now())
+                    .map_err(CommandError::from),
             };
             let _ = reply.try_send(result);
         }
@@ -405,7 +407,7 @@ fn handle(
         } => {
             let result = match conferences.get_mut(&conference) {
                 None => Err(CommandError::NoConference),
-                Some(c) => c.attach_leg(*leg),
+                Some(c) => c.attach_leg(*leg, Instant::now()),
             };
             let _ = reply.try_send(result);
         }
@@ -461,7 +463,7 @@ fn handle(
                 None => Err(CommandError::NoConference),
                 Some(c) => match op {
                     LegOp::Take => c
-                        .take_leg(participant)
+                        .take_leg(participant, Instant::now())
                         .map(|l| Some(Box::new(l)))
                         .ok_or(CommandError::NoParticipant),
                     LegOp::Play(audio) => c

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub use records::{Record, RecordEvent, RecordFilter, RecordWriter};
+pub use records::{LegFacts, Record, RecordEvent, RecordFilter, RecordWriter};
 
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]

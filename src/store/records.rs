@@ -8,12 +8,13 @@ use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{Connection, params};
 
 use super::StoreError;
-use crate::conference::ParticipantId;
+use crate::conference::{DisconnectReason, ParticipantId, Role};
+use crate::media::leg::LegStats;
 
 /// A call record as stored and as the API shows it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -40,9 +41,94 @@ pub struct Record {
     pub mos: Option<f64>,
 }
 
+/// What a conference knows of a leg when it joins or leaves: the writer makes the row of it
+/// (so the mixer's tick neither builds rows nor reads the wall clock).
+#[derive(Clone, Debug)]
+pub struct LegFacts {
+    pub conference: String,
+    pub display_name: String,
+    pub uri: String,
+    pub role: Role,
+    /// The leg's figures (none for a join refused before it had a leg).
+    pub stats: Option<LegStats>,
+    /// Why it left, once it has.
+    pub reason: Option<DisconnectReason>,
+    pub sip_status: Option<u16>,
+    /// When, on the mixer's clock.
+    pub at: Instant,
+}
+
+impl LegFacts {
+    /// The row of these facts, stamped `at_ms` (ms since the Unix epoch) as the time of
+    /// joining (and of leaving, for a closing row).
+    pub fn row(&self, at_ms: i64, closing: bool) -> Record {
+        let stats = self.stats;
+        let srtp = stats.is_some_and(|s| s.srtp);
+        Record {
+            conference: self.conference.clone(),
+            participant: String::new(),
+            display_name: self.display_name.clone(),
+            uri: self.uri.clone(),
+            role: match self.role {
+                Role::Leader => "leader".into(),
+                Role::Attendee => "attendee".into(),
+            },
+            transport: match (stats.is_some_and(|s| s.webrtc), srtp) {
+                (true, _) => "webrtc",
+                (false, true) => "srtp",
+                (false, false) => "rtp",
+            }
+            .into(),
+            codec: stats.and_then(|s| s.codec).map(|c| c.name().to_owned()),
+            srtp,
+            joined_at: at_ms,
+            left_at: closing.then_some(at_ms),
+            reason: self.reason.map(|r| r.as_str().to_owned()),
+            sip_status: self.sip_status,
+            packets_in: stats.map_or(0, |s| s.packets_in),
+            packets_out: stats.map_or(0, |s| s.packets_out),
+            packets_lost: stats.map_or(0, |s| s.packets_lost),
+            jitter_ms: stats.map(|s| s.jitter_ms),
+            rtt_ms: stats.and_then(|s| s.rtt_ms),
+            mos: stats.filter(|s| s.packets_in > 0).map(|s| s.mos),
+            id: 0,
+        }
+    }
+}
+
+/// The wall-clock time of an instant on the mixers' clock, from one reading of both clocks.
+#[derive(Clone, Copy, Debug)]
+struct Anchor {
+    instant: Instant,
+    wall: SystemTime,
+}
+
+impl Anchor {
+    fn now() -> Self {
+        Anchor {
+            instant: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    fn unix_ms(&self, at: Instant) -> i64 {
+        let wall = match at.checked_duration_since(self.instant) {
+            Some(after) => self.wall + after,
+            None => self.wall - self.instant.saturating_duration_since(at),
+        };
+        super::unix_ms(wall)
+    }
+}
+
 /// What happened to a leg, for its record.
 #[derive(Clone, Debug)]
 pub enum RecordEvent {
+    /// A leg joined (`open`) or left: the facts the writer makes its row of.
+    Leg {
+        participant: ParticipantId,
+        open: bool,
+        facts: Box<LegFacts>,
+    },
     /// A leg joined: its record opens (`id`, `left_at` and the figures are not used).
     Open {
         participant: ParticipantId,
@@ -154,6 +240,7 @@ fn write_loop(conn: Connection, events: Receiver<RecordEvent>, patience: Patienc
     // record closes when its leg leaves).
     let mut open: HashMap<ParticipantId, i64> = HashMap::new();
     let mut backlog: VecDeque<RecordEvent> = VecDeque::new();
+    let anchor = Anchor::now();
     let mut flushes = Vec::new();
     let mut retry = patience.retry;
     // After a failure, when to try again (events keep queueing meanwhile).
@@ -176,7 +263,7 @@ fn write_loop(conn: Connection, events: Receiver<RecordEvent>, patience: Patienc
                         }
                         event => event,
                     };
-                    take(event, &mut backlog, &mut flushes);
+                    take(event, anchor, &mut backlog, &mut flushes);
                 }
                 false
             }
@@ -236,8 +323,36 @@ fn passing(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// Queues an event for the next write (a flush is answered after it).
-fn take(event: RecordEvent, backlog: &mut VecDeque<RecordEvent>, flushes: &mut Vec<Sender<()>>) {
+/// Queues an event for the next write (a flush is answered after it); a leg's facts become
+/// its row here, stamped with the wall-clock time of when they happened.
+fn take(
+    event: RecordEvent,
+    anchor: Anchor,
+    backlog: &mut VecDeque<RecordEvent>,
+    flushes: &mut Vec<Sender<()>>,
+) {
+    let event = match event {
+        RecordEvent::Leg {
+            participant,
+            open,
+            facts,
+        } => {
+            let mut record = Box::new(facts.row(anchor.unix_ms(facts.at), !open));
+            record.participant = participant.to_string();
+            if open {
+                RecordEvent::Open {
+                    participant,
+                    record,
+                }
+            } else {
+                RecordEvent::Close {
+                    participant,
+                    record,
+                }
+            }
+        }
+        event => event,
+    };
     match event {
         RecordEvent::Flush(done) => flushes.push(done),
         event => {
@@ -286,7 +401,7 @@ fn write(
                 }
                 changed.insert(*participant, None);
             }
-            RecordEvent::Flush(_) => {}
+            RecordEvent::Flush(_) | RecordEvent::Leg { .. } => {}
             #[cfg(test)]
             RecordEvent::Sql(_) => {}
         }

@@ -337,3 +337,80 @@ fn old_closed_records_are_pruned_and_open_ones_kept() {
     left.sort();
     assert_eq!(left, ["p2", "p3"]);
 }
+
+#[test]
+fn a_legs_facts_become_its_row_stamped_when_they_happened() {
+    use crate::conference::{DisconnectReason, Role};
+    use crate::media::codec::Codec;
+    use crate::media::leg::LegStats;
+    use std::time::{Duration, Instant, SystemTime};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let writer = store.record_writer().unwrap();
+    let now = Instant::now();
+    let wall_now = unix_ms(SystemTime::now());
+    let mut facts = LegFacts {
+        conference: "4321".into(),
+        display_name: "Bea".into(),
+        uri: "sip:bea@x".into(),
+        role: Role::Leader,
+        stats: Some(LegStats {
+            codec: Some(Codec::G722),
+            srtp: true,
+            packets_in: 900,
+            packets_out: 950,
+            packets_lost: 12,
+            mos: 4.1,
+            ..LegStats::default()
+        }),
+        reason: None,
+        sip_status: None,
+        // Joined ten minutes before the writer heard of it.
+        at: now.checked_sub(Duration::from_secs(600)).unwrap(),
+    };
+    let p = ParticipantId(7);
+    let send = |open, facts: &LegFacts| {
+        writer
+            .sender
+            .send(RecordEvent::Leg {
+                participant: p,
+                open,
+                facts: Box::new(facts.clone()),
+            })
+            .unwrap();
+    };
+    send(true, &facts);
+    facts.at = now;
+    facts.reason = Some(DisconnectReason::Hangup);
+    send(false, &facts);
+    writer.flush();
+    let all = RecordFilter {
+        limit: 10,
+        ..RecordFilter::default()
+    };
+    let rows = store.records(&all).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(
+        (
+            r.conference.as_str(),
+            r.participant.as_str(),
+            r.role.as_str()
+        ),
+        ("4321", p.to_string().as_str(), "leader")
+    );
+    assert_eq!(
+        (r.transport.as_str(), r.codec.as_deref()),
+        ("srtp", Some("G722"))
+    );
+    assert_eq!(
+        (r.packets_in, r.packets_out, r.packets_lost),
+        (900, 950, 12)
+    );
+    assert_eq!(r.reason.as_deref(), Some("hangup"));
+    let joined_ago = wall_now - r.joined_at;
+    assert!((599_000..=601_000).contains(&joined_ago), "{joined_ago} ms");
+    let left = r.left_at.unwrap();
+    assert!((left - wall_now).abs() <= 1_000, "{left} vs {wall_now}");
+}

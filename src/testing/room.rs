@@ -13,6 +13,7 @@ use crate::conference::{Joining, ParticipantId, Policy, Role};
 use crate::media::codec::Codec;
 use crate::media::leg::{LegSpec, LegTimers, RtpLeg};
 use crate::mixer::conference::{ConferenceEvent, ConferenceMedia};
+use crate::store::RecordEvent;
 
 /// One participant: its phone, its path each way, and where its packets come from.
 pub(crate) struct Member {
@@ -30,22 +31,24 @@ pub(crate) struct Room {
     pub(crate) members: Vec<Member>,
     /// Every event the conference emitted.
     pub(crate) events: Vec<ConferenceEvent>,
+    /// What the conference told the record writer.
+    pub(crate) records: std::sync::mpsc::Receiver<RecordEvent>,
     next_tick: Instant,
 }
 
 impl Room {
     pub(crate) fn new(max_talkers: usize, media_timeout: Duration) -> Self {
         let now = Instant::now();
+        let mut conference =
+            ConferenceMedia::new("sim".into(), Policy::default(), max_talkers, media_timeout);
+        let (records, from_conference) = std::sync::mpsc::channel();
+        conference.set_records(Some(records));
         Room {
             now,
-            conference: ConferenceMedia::new(
-                "sim".into(),
-                Policy::default(),
-                max_talkers,
-                media_timeout,
-            ),
+            conference,
             members: Vec::new(),
             events: Vec::new(),
+            records: from_conference,
             next_tick: now + TICK,
         }
     }
@@ -78,7 +81,7 @@ impl Room {
             uri: String::new(),
             role: Role::Attendee,
         };
-        self.conference.add_leg(joining, leg).unwrap();
+        self.conference.add_leg(joining, leg, self.now).unwrap();
         self.members.push(Member {
             id,
             phone,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::conference::{DisconnectReason, Event, State};
 use crate::media::codec::Codec;
+use crate::store::RecordEvent;
 use crate::testing::room::Room;
 
 #[test]
@@ -126,4 +127,17 @@ fn a_participant_whose_media_stops_is_disconnected_for_media_timeout() {
     room.run(Duration::from_millis(400));
     assert!(gone(&room), "{:?}", room.events);
     assert_eq!(room.conference.leg_count(), 1);
+    // The record writer is told the facts, on the tick's clock: when it went, and why.
+    let left = room.records.try_iter().find_map(|r| match r {
+        RecordEvent::Leg {
+            participant,
+            open: false,
+            facts,
+        } if participant == id => Some(facts),
+        _ => None,
+    });
+    let left = left.expect("the leg's closing facts");
+    assert_eq!(left.reason, Some(DisconnectReason::MediaTimeout));
+    assert!(left.at <= room.now && room.now - left.at <= Duration::from_millis(400));
+    assert!(left.stats.is_some_and(|s| s.packets_in > 90));
 }

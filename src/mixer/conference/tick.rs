@@ -95,7 +95,7 @@ impl ConferenceMedia {
                 event,
             });
         }
-        self.prune();
+        self.prune(now);
     }
 
     /// Picks the talkers and sums them into `shared`; the talkers named go to `outbound`.
