@@ -66,6 +66,10 @@ pub(crate) struct ServeArgs {
     /// The SIP dispatcher (IP:port) that callers of other nodes' meetings are sent to.
     #[arg(long, env = "CONFAB_SIP_DISPATCHER")]
     sip_dispatcher: Option<SocketAddr>,
+    /// Address put in Via and Contact (default: the listen address, or the interface towards
+    /// each peer).
+    #[arg(long, env = "CONFAB_SIP_ADVERTISE")]
+    sip_advertise: Option<IpAddr>,
     /// HTTP API address.
     #[arg(long, env = "CONFAB_API_LISTEN")]
     api_listen: Option<SocketAddr>,
@@ -93,12 +97,18 @@ pub(crate) struct ServeArgs {
     /// Latch every leg to the first source, not only to the host its offer names.
     #[arg(long, env = "CONFAB_MEDIA_LATCH_ANY_SOURCE")]
     media_latch_any_source: Option<bool>,
+    /// Address put in SDP (default: the bind address, or the interface towards each peer).
+    #[arg(long, env = "CONFAB_MEDIA_ADVERTISE")]
+    media_advertise: Option<IpAddr>,
     /// UDP address shared by every WebRTC peer.
     #[arg(long, env = "CONFAB_WEBRTC_LISTEN")]
     webrtc_listen: Option<SocketAddr>,
-    /// Address advertised in WebRTC ICE candidates.
-    #[arg(long, env = "CONFAB_WEBRTC_PUBLIC_IP")]
-    webrtc_public_ip: Option<IpAddr>,
+    /// Address advertised in WebRTC ICE candidates (`--webrtc-public-ip` is its older name).
+    #[arg(long, alias = "webrtc-public-ip", env = "CONFAB_WEBRTC_ADVERTISE")]
+    webrtc_advertise: Option<IpAddr>,
+    /// The older environment name of `--webrtc-advertise`, still read.
+    #[arg(long, hide = true, env = "CONFAB_WEBRTC_PUBLIC_IP")]
+    webrtc_public_ip_env: Option<IpAddr>,
     /// Secret that signs join tokens.
     #[arg(long, env = "CONFAB_WEBRTC_TOKEN_SECRET", hide_env_values = true)]
     webrtc_token_secret: Option<String>,
@@ -175,8 +185,14 @@ impl ServeArgs {
         set(&mut c.media.relatch_after_ms, &self.media_relatch_after_ms);
         set(&mut c.media.latch_any_source, &self.media_latch_any_source);
         set(&mut c.webrtc.listen, &self.webrtc_listen);
-        if self.webrtc_public_ip.is_some() {
-            c.webrtc.public_ip = self.webrtc_public_ip;
+        if let Some(ip) = self.webrtc_advertise.or(self.webrtc_public_ip_env) {
+            c.webrtc.advertise = Some(ip);
+        }
+        if self.sip_advertise.is_some() {
+            c.sip.advertise = self.sip_advertise;
+        }
+        if self.media_advertise.is_some() {
+            c.media.advertise = self.media_advertise;
         }
         if self.webrtc_token_secret.is_some() {
             c.webrtc.token_secret = self.webrtc_token_secret.clone();

@@ -64,6 +64,10 @@ pub struct SipConfig {
     /// The SIP dispatcher in front of the nodes (`IP:port`): callers of a meeting this node
     /// does not have are sent there (302, or REFER from the attendant).
     pub dispatcher: Option<SocketAddr>,
+    /// The address put in our Via and Contact headers (a public address in front of a NAT);
+    /// unset: the listen address, or with a wildcard listen address the address of the
+    /// interface that routes to each peer.
+    pub advertise: Option<IpAddr>,
 }
 
 impl SipConfig {
@@ -90,6 +94,7 @@ impl Default for SipConfig {
             language: "en".to_owned(),
             max_failures_per_source: 10,
             dispatcher: None,
+            advertise: None,
         }
     }
 }
@@ -139,6 +144,9 @@ pub struct MediaConfig {
     /// Latch every leg to whoever sends first, not only to the host its offer names (for a
     /// gateway whose media comes from another address than its SDP says).
     pub latch_any_source: bool,
+    /// The address put in SDP (`o=`, `c=`); unset: the bind address, or with a wildcard bind
+    /// the address of the interface that routes to each peer.
+    pub advertise: Option<IpAddr>,
 }
 
 impl Default for MediaConfig {
@@ -150,6 +158,7 @@ impl Default for MediaConfig {
             timeout_secs: 30,
             relatch_after_ms: 2000,
             latch_any_source: false,
+            advertise: None,
         }
     }
 }
@@ -160,8 +169,11 @@ impl Default for MediaConfig {
 pub struct WebRtcConfig {
     /// The one UDP address every WebRTC peer uses (ICE-lite); port 0 picks a free one.
     pub listen: SocketAddr,
-    /// Address put in our ICE candidate (the listen address when unset).
-    pub public_ip: Option<IpAddr>,
+    /// The address put in our ICE candidate; unset: the listen address, or with a wildcard
+    /// listen address the address of the interface that routes to each browser. (`public_ip`
+    /// is the older name of this key, still read.)
+    #[serde(alias = "public_ip")]
+    pub advertise: Option<IpAddr>,
     /// Secret that signs join tokens (hex or text); random per start when unset, so tokens
     /// do not survive a restart.
     pub token_secret: Option<String>,
@@ -175,7 +187,7 @@ impl Default for WebRtcConfig {
     fn default() -> Self {
         WebRtcConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
-            public_ip: None,
+            advertise: None,
             token_secret: None,
             max_handshakes_per_address: 32,
             consent_timeout_secs: 30,
@@ -417,6 +429,20 @@ impl Config {
                     "is still the sample's placeholder (`change-me…`): set a long random secret \
                      (e.g. `openssl rand -hex 32`)"
                         .to_owned(),
+                ));
+            }
+        }
+        for (key, value) in [
+            ("sip.advertise", self.sip.advertise),
+            ("media.advertise", self.media.advertise),
+            ("webrtc.advertise", self.webrtc.advertise),
+        ] {
+            if let Some(ip) = value.filter(|ip| !crate::addr::advertisable(*ip)) {
+                return Err(err(
+                    key,
+                    format!(
+                        "{ip} cannot be advertised: give the unicast address peers reach this                          node at (or leave it unset to use the interface towards each peer)"
+                    ),
                 ));
             }
         }
@@ -719,6 +745,31 @@ format = "json"
         assert!(!Config::default().metrics.conference_labels);
         let c = Config::from_toml("[metrics]\nconference_labels = true\n").unwrap();
         assert!(c.metrics.conference_labels);
+    }
+
+    #[test]
+    fn advertised_addresses_are_one_vocabulary_and_must_be_unicast() {
+        let c = Config::from_toml(
+            "[sip]\nadvertise = \"203.0.113.10\"\n[media]\nadvertise = \"2001:db8::10\"\n[webrtc]\nadvertise = \"203.0.113.11\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.sip.advertise, Some("203.0.113.10".parse().unwrap()));
+        assert_eq!(c.media.advertise, Some("2001:db8::10".parse().unwrap()));
+        assert_eq!(c.webrtc.advertise, Some("203.0.113.11".parse().unwrap()));
+        // The older name of the WebRTC key is still read.
+        let c = Config::from_toml("[webrtc]\npublic_ip = \"203.0.113.12\"\n").unwrap();
+        assert_eq!(c.webrtc.advertise, Some("203.0.113.12".parse().unwrap()));
+        for (section, bad) in [("sip", "0.0.0.0"), ("media", "::"), ("webrtc", "224.0.0.1")] {
+            let e =
+                Config::from_toml(&format!("[{section}]\nadvertise = \"{bad}\"\n")).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("{section}.advertise"))
+                    && text.contains("cannot be advertised"),
+                "{text}"
+            );
+        }
+        assert!(Config::from_toml("[sip]\nadvertise = \"not an address\"\n").is_err());
     }
 
     #[test]

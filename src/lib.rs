@@ -4,6 +4,7 @@
 //! `tests/` drive the same pieces.
 #![forbid(unsafe_code)]
 
+pub mod addr;
 pub mod api;
 pub mod conference;
 pub mod config;

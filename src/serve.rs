@@ -68,6 +68,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 dispatcher: config.sip.dispatcher,
                 max_calls: config.sip.max_calls,
                 invites_per_second: config.sip.invites_per_second,
+                advertise: config.sip.advertise,
+                media_advertise: config.media.advertise,
+                route: crate::addr::route_source,
             },
             attendant,
             std::sync::Arc::clone(&engine),
@@ -91,9 +94,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for WebRTC on {}", config.webrtc.listen))?;
         let tokens = crate::webrtc::token::TokenSigner::new(config.webrtc.token_secret.as_deref())
             .context("no randomness for the join token secret")?;
-        let state = state
+        let mut state = state
             .with_webrtc(std::sync::Arc::clone(&webrtc), tokens)
             .with_conference_labels(config.metrics.conference_labels);
+        state.media_advertise = config.media.advertise;
         // Conferences kept from before the restart.
         let stored = store
             .conferences()

@@ -497,6 +497,9 @@ fuzz_target!(|input: Input| {
         dispatcher: input.dispatcher.then(|| addr("127.0.0.9:5060")),
         max_calls: usize::from(input.max_calls % 16) + 1,
         invites_per_second: u32::from(input.invites_per_second % 8) + 1,
+        advertise: None,
+        media_advertise: None,
+        route: confab::addr::route_source,
     };
     let mut h = Harness {
         uas: Uas::new(settings, counter_random),

@@ -77,6 +77,8 @@ pub struct AppState {
     pub limiter: crate::sip::server::SharedLimiter,
     /// Whether `/metrics` labels series with conference IDs (`metrics.conference_labels`).
     pub conference_labels: bool,
+    /// The address put in the SDP answers of API legs (`media.advertise`).
+    pub media_advertise: Option<std::net::IpAddr>,
 }
 
 impl AppState {
@@ -98,6 +100,7 @@ impl AppState {
         AppState {
             limiter,
             conference_labels: false,
+            media_advertise: None,
             engine,
             sip,
             store,

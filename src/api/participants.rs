@@ -204,9 +204,14 @@ pub(super) async fn add(
                 uri: new.uri.unwrap_or_else(|| "sdp:gateway".to_owned()),
                 role,
             };
+            let media_advertise = state.media_advertise;
             blocking(move || {
                 let spec = n.leg_spec(local_key);
-                let (p, local) = state.engine.add_rtp_leg(&cid, joiner, spec)?;
+                let (p, bound) = state.engine.add_rtp_leg(&cid, joiner, spec)?;
+                // The client's media address decides which of ours it is given (the API
+                // caller may be elsewhere).
+                let local = crate::addr::Advertise::new(media_advertise, bound.ip())
+                    .socket_for_peer(bound, n.remote.ip());
                 let answer = crate::sip::sdp::answer(&n, local, local_key.as_ref(), p.0, 1);
                 let (participant, media) = find(&state, &cid, p)?;
                 let body = json!({

@@ -238,7 +238,7 @@ pub(super) async fn join(
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_webrtc", e.to_string())
         }
     })?;
-    let candidate = webrtc.candidate();
+    let candidate = webrtc.candidate(client);
     let accepted = blocking(move || {
         offer::accept(&offer_text, candidate, std::time::Instant::now()).map_err(|e| match e {
             OfferError::Malformed(_) => ApiError::bad_request(e.to_string()),

@@ -72,6 +72,7 @@ impl Shell {
         let engine = Arc::clone(&self.engine);
         let started = self.started.clone();
         let codecs = self.codecs.clone();
+        let media_advertise = self.media_advertise;
         tokio::spawn(async move {
             let Ok(Some(to)) = tokio::net::lookup_host(host.as_str())
                 .await
@@ -84,7 +85,10 @@ impl Shell {
             let invited = tokio::task::spawn_blocking(move || engine.invite(&m, joiner)).await;
             match invited {
                 Ok(Ok((participant, ports))) => {
-                    let offer = crate::sip::sdp::offer(ports.local, &codecs, participant.0);
+                    // Our media address as the callee will see it (never a wildcard bind).
+                    let local = crate::addr::Advertise::new(media_advertise, ports.local.ip())
+                        .socket_for_peer(ports.local, to.ip());
+                    let offer = crate::sip::sdp::offer(local, &codecs, participant.0);
                     let ready = Started {
                         participant,
                         meeting,

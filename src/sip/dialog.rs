@@ -69,11 +69,13 @@ impl Uas {
         }
         c.sdp_version += 1;
         let mut r = msg.response(200, "OK", None);
-        r.push_header("Contact", format!("<sip:confab@{}>", self.settings.local));
+        let contact = self.settings.sip_addr(peer.addr.ip());
+        r.push_header("Contact", format!("<sip:confab@{contact}>"));
         if let Some((d, _)) = c.session_expires {
             r.push_header("Session-Expires", format!("{};refresher=uac", d.as_secs()));
         }
         if let (Some(n), Some(local)) = (&c.negotiated, c.local_media) {
+            let local = self.settings.media_addr(local, n.remote, peer.addr.ip());
             r.push_header("Content-Type", "application/sdp");
             r.body = sdp::answer(n, local, c.local_key.as_ref(), id, c.sdp_version).into_bytes();
         }
@@ -151,11 +153,11 @@ impl Uas {
         let Some(&id) = self.by_participant.get(&participant) else {
             return;
         };
-        let local = self.settings.local;
         let branch = format!("z9hG4bK{}", self.token(8));
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
+        let local = self.settings.sip_addr(c.peer.addr.ip());
         match c.state {
             CallState::Answered | CallState::Confirmed => {}
             _ => return,

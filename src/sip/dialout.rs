@@ -71,7 +71,7 @@ impl Uas {
             });
             return;
         }
-        let local = self.settings.local;
+        let local = self.settings.sip_addr(to.addr.ip());
         let branch = format!("z9hG4bK{}", self.token(8));
         let from_tag = self.token(8);
         let call_id = format!("{}@confab", self.token(12));
@@ -136,10 +136,10 @@ impl Uas {
             return false;
         }
         let new_branch = self.token(8);
-        let local = self.settings.local;
         let Some(out) = self.outcalls.get_mut(&branch) else {
             return false;
         };
+        let local = self.settings.sip_addr(out.to.addr.ip());
         if method == Method::Cancel {
             return true;
         }

@@ -213,13 +213,15 @@ impl Uas {
         let mut r = c.invite.response(code, reason, Some(&c.local_tag));
         r.push_header("Server", "confab");
         if code == 200 {
-            r.push_header("Contact", format!("<sip:confab@{}>", self.settings.local));
+            let contact = self.settings.sip_addr(c.peer.addr.ip());
+            r.push_header("Contact", format!("<sip:confab@{contact}>"));
             r.push_header("Allow", ALLOW);
             if let Some((d, _)) = c.session_expires {
                 r.push_header("Session-Expires", format!("{};refresher=uac", d.as_secs()));
                 r.push_header("Require", "timer");
             }
             if let (Some(n), Some(local)) = (&c.negotiated, c.local_media) {
+                let local = self.settings.media_addr(local, n.remote, c.peer.addr.ip());
                 r.push_header("Content-Type", "application/sdp");
                 r.body = if c.offerless {
                     sdp::offer(local, &self.settings.codecs, call.0)

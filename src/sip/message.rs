@@ -8,6 +8,7 @@
 //! caller), since no response to it could be matched.
 
 use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
 
 /// Largest SIP message accepted (UDP datagram or TCP frame).
 pub const MAX_MESSAGE: usize = 16 * 1024;
@@ -145,6 +146,49 @@ fn long_name(name: &str) -> String {
 }
 
 impl Message {
+    /// Stamps a request's top Via with where it came from (RFC 3261 18.2.1, RFC 3581):
+    /// `received` when its sent-by host is not `source`'s address, and `rport` filled in (with
+    /// `received` always) when the client asked for it, so that our responses say where it
+    /// was seen and it can keep a NAT binding. Any `received` or `rport` value it sent itself is
+    /// replaced. Responses copy the Via, so stamp before answering.
+    pub fn stamp_received(&mut self, source: SocketAddr) {
+        let Some((_, value)) = self.headers.iter_mut().find(|(n, _)| n == "Via") else {
+            return;
+        };
+        let (top, rest) = match value.find(',') {
+            Some(i) => value.split_at(i),
+            None => (value.as_str(), ""),
+        };
+        let mut parts = top.split(';');
+        let Some(sent) = parts.next() else {
+            return;
+        };
+        let ip = source.ip().to_canonical();
+        let mut rport = false;
+        let mut params = Vec::new();
+        for p in parts {
+            let key = p.split('=').next().unwrap_or_default().trim();
+            if key.eq_ignore_ascii_case("rport") {
+                rport = true;
+            } else if !key.eq_ignore_ascii_case("received") {
+                params.push(p);
+            }
+        }
+        let mut stamped = sent.to_owned();
+        for p in params {
+            stamped.push(';');
+            stamped.push_str(p);
+        }
+        if rport {
+            let _ = write!(stamped, ";rport={}", source.port());
+        }
+        if rport || sent_by_host(sent) != Some(ip) {
+            let _ = write!(stamped, ";received={ip}");
+        }
+        stamped.push_str(rest);
+        *value = stamped;
+    }
+
     /// Parses one message. `datagram`: the body runs to the end when Content-Length is
     /// absent (UDP); a stream framer passes exactly one frame.
     pub fn parse(bytes: &[u8]) -> Result<Message, Malformed> {
@@ -438,6 +482,16 @@ pub fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
         let (k, v) = p.split_once('=').unwrap_or((p, ""));
         k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
+}
+
+/// The host of a Via's `SIP/2.0/UDP host[:port]`, if it is an IP address.
+fn sent_by_host(sent: &str) -> Option<IpAddr> {
+    let hostport = sent.split_whitespace().nth(1)?;
+    let host = match hostport.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => hostport.split(':').next()?,
+    };
+    host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
 }
 
 /// The URI inside a name-addr (`"Bob" <sip:bob@host>;tag=x` -> `sip:bob@host`).

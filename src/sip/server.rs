@@ -238,6 +238,8 @@ struct Shell {
     /// Controls for the engine, applied in the order they were made by one thread (a 180
     /// then a 486 then the removal of a busy callee must not overtake each other).
     controls: Option<std::sync::mpsc::Sender<(String, Control)>>,
+    /// The address put in our dial-out offers (`media.advertise`).
+    media_advertise: Option<std::net::IpAddr>,
 }
 
 async fn serve(
@@ -259,6 +261,7 @@ async fn serve(
     let codecs = settings.codecs.clone();
     let outbound_proxy = settings.outbound_proxy.clone();
     let dispatcher = settings.dispatcher;
+    let media_advertise = settings.media_advertise;
     let trusted = settings.trusted.clone();
     let mut uas = Uas::new(settings, os_random);
     uas.set_draining(*draining.borrow());
@@ -311,6 +314,7 @@ async fn serve(
         dispatcher,
         refers: Vec::new(),
         controls,
+        media_advertise,
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

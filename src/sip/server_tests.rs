@@ -201,6 +201,9 @@ fn a_panicking_sip_task_is_started_again_on_the_same_sockets() {
             dispatcher: None,
             max_calls: 100,
             invites_per_second: 100,
+            advertise: None,
+            media_advertise: None,
+            route: crate::addr::route_source,
         };
         let attendant = AttendantConfig {
             prompts: Arc::new(Prompts::embedded().unwrap()),

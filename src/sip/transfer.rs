@@ -15,11 +15,11 @@ impl Uas {
         let Some(&id) = self.by_participant.get(&participant) else {
             return;
         };
-        let local = self.settings.local;
         let branch = format!("z9hG4bK{}", self.token(8));
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
+        let local = self.settings.sip_addr(c.peer.addr.ip());
         if !matches!(c.state, CallState::Answered | CallState::Confirmed) {
             return;
         }

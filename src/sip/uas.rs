@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::message::{Malformed, Message, Method, StartLine};
 use super::sdp::Negotiated;
+use crate::addr::Advertise;
 use crate::conference::ParticipantId;
 use crate::media::codec::Codec;
 use crate::media::srtp::KeyMaterial;
@@ -161,6 +162,46 @@ pub struct UasSettings {
     pub max_calls: usize,
     /// New INVITEs accepted per source address and second; more get 503.
     pub invites_per_second: u32,
+    /// The address put in our Via and Contact (`sip.advertise`); unset: the bound address, or
+    /// with a wildcard bind the interface's towards the peer (see `crate::addr`).
+    pub advertise: Option<IpAddr>,
+    /// The same for SDP's `o=` and `c=` (`media.advertise`).
+    pub media_advertise: Option<IpAddr>,
+    /// The route lookup behind both (the kernel's; a table in tests).
+    pub route: fn(IpAddr) -> Option<IpAddr>,
+}
+
+impl UasSettings {
+    /// Our SIP address as `peer` should see it (Via, Contact): never a wildcard.
+    pub(crate) fn sip_addr(&self, peer: IpAddr) -> SocketAddr {
+        Advertise {
+            fixed: self.advertise,
+            bound: self.local.ip(),
+            route: self.route,
+        }
+        .socket_for_peer(self.local, peer)
+    }
+
+    /// Our media socket `bound` as a peer should see it in SDP: routed towards the peer's media
+    /// address `remote`, or its signalling address `signalling` while it has given none.
+    pub(crate) fn media_addr(
+        &self,
+        bound: SocketAddr,
+        remote: SocketAddr,
+        signalling: IpAddr,
+    ) -> SocketAddr {
+        let peer = if remote.ip().is_unspecified() {
+            signalling
+        } else {
+            remote.ip()
+        };
+        Advertise {
+            fixed: self.media_advertise,
+            bound: bound.ip(),
+            route: self.route,
+        }
+        .socket_for_peer(bound, peer)
+    }
 }
 
 /// What the core has counted.
@@ -398,14 +439,15 @@ impl Uas {
 
     /// A datagram or TCP frame from `peer`.
     pub fn handle(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
-        let msg = match Message::parse(bytes) {
+        let mut msg = match Message::parse(bytes) {
             Ok(m) => m,
             Err(Malformed { error, partial }) => {
                 self.stats.malformed += 1;
-                if let Some(req) = partial
+                if let Some(mut req) = partial
                     && req.method() != Some(&Method::Ack)
                     && req.header("Via").is_some_and(|v| !v.is_empty())
                 {
+                    req.stamp_received(peer.addr);
                     let reason = format!("Bad Request ({error})");
                     let mut r = req.response(400, &reason, Some("confab"));
                     r.push_header("Server", "confab");
@@ -420,6 +462,7 @@ impl Uas {
             StartLine::Response { .. } => self.response(now, peer, &msg),
             StartLine::Request { method, .. } => {
                 let method = method.clone();
+                msg.stamp_received(peer.addr);
                 self.request(now, peer, &msg, &method);
             }
         }

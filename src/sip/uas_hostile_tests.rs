@@ -14,6 +14,9 @@ fn settings() -> UasSettings {
         dispatcher: None,
         max_calls: 10_000,
         invites_per_second: 10_000,
+        advertise: None,
+        media_advertise: None,
+        route: crate::addr::route_source,
     }
 }
 

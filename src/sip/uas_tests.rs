@@ -15,6 +15,9 @@ fn settings() -> UasSettings {
         dispatcher: None,
         max_calls: 10_000,
         invites_per_second: 100,
+        advertise: None,
+        media_advertise: None,
+        route: crate::addr::route_source,
     }
 }
 
@@ -548,6 +551,8 @@ fn an_offerless_invite_gets_our_offer_and_answers_in_the_ack() {
 
 // Two themes apart, on the helpers above: requests inside a dialog, and calls the bridge
 // places or hands elsewhere.
+#[path = "uas_address_tests.rs"]
+mod address;
 #[path = "uas_dialog_tests.rs"]
 mod dialog;
 #[path = "uas_dialout_tests.rs"]

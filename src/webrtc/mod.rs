@@ -35,7 +35,7 @@ pub use offer::{Accepted, OfferError};
 #[derive(Clone, Debug)]
 pub struct WebRtcSettings {
     pub listen: SocketAddr,
-    pub public_ip: Option<IpAddr>,
+    pub advertise: Option<IpAddr>,
     pub consent_timeout: Duration,
     pub max_handshakes_per_address: usize,
     /// Longest a peer may take from its offer to ICE and DTLS being up.
@@ -46,7 +46,7 @@ impl WebRtcSettings {
     pub fn from_config(c: &crate::config::WebRtcConfig) -> Self {
         WebRtcSettings {
             listen: c.listen,
-            public_ip: c.public_ip,
+            advertise: c.advertise,
             consent_timeout: Duration::from_secs(c.consent_timeout_secs),
             max_handshakes_per_address: c.max_handshakes_per_address,
             handshake_timeout: Duration::from_secs(20),
@@ -201,12 +201,10 @@ impl WebRtc {
         self.local
     }
 
-    /// The address our ICE candidate names.
-    pub fn candidate(&self) -> SocketAddr {
-        SocketAddr::new(
-            self.settings.public_ip.unwrap_or(self.local.ip()),
-            self.local.port(),
-        )
+    /// The address our ICE candidate names for a browser at `peer` (never a wildcard).
+    pub fn candidate(&self, peer: IpAddr) -> SocketAddr {
+        crate::addr::Advertise::new(self.settings.advertise, self.local.ip())
+            .socket_for_peer(self.local, peer)
     }
 
     pub fn doorbell(&self) -> Doorbell {

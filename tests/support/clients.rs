@@ -50,6 +50,9 @@ impl SipBridge {
             dispatcher: None,
             max_calls: 1000,
             invites_per_second: 50,
+            advertise: None,
+            media_advertise: None,
+            route: confab::addr::route_source,
         };
         let sip = runtime
             .block_on(SipServer::start(
