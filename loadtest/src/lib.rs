@@ -5,6 +5,7 @@
 //!
 //! Every run is bounded: a duration and a participant cap, loopback only.
 
+pub mod about;
 pub mod bridges;
 pub mod http;
 pub mod leg;
@@ -195,6 +196,8 @@ pub struct Summary {
     pub latencies_ms: Vec<f64>,
     /// The soak's figures and verdict (soak only).
     pub soak: Option<soak::Soak>,
+    /// The command, versions, build, machine and date of the run.
+    pub about: about::About,
 }
 
 /// Totals the worker threads keep.
@@ -673,6 +676,7 @@ fn confab_pid(confab: &Confab) -> Option<u32> {
 }
 
 fn run_with(o: &Options, bridge: &mut dyn Bridge, pid: Option<u32>) -> anyhow::Result<Summary> {
+    let about = about::About::here();
     let mut run = Run::new(o.threads);
     let mut monitor = Monitor {
         pid,
@@ -848,6 +852,7 @@ fn run_with(o: &Options, bridge: &mut dyn Bridge, pid: Option<u32>) -> anyhow::R
         timeline: monitor.timeline,
         latencies_ms,
         soak: None,
+        about,
     })
 }
 

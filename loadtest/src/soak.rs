@@ -241,6 +241,7 @@ impl Legs<'_> {
 
 /// Runs the soak against Confab; `pid` (when known) gives the bridge's threads.
 pub(crate) fn run(o: &Options, bridge: &mut Confab, pid: Option<u32>) -> anyhow::Result<Summary> {
+    let about = crate::about::About::here();
     let api = bridge.confab_api();
     let metrics = || {
         api.as_ref()
@@ -471,6 +472,7 @@ pub(crate) fn run(o: &Options, bridge: &mut Confab, pid: Option<u32>) -> anyhow:
         timeline,
         latencies_ms: Vec::new(),
         soak: Some(soak),
+        about,
     })
 }
 
