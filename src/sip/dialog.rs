@@ -29,7 +29,10 @@ impl Uas {
             None
         } else {
             match sdp::negotiate(&msg.body, &self.settings.codecs) {
-                Ok(n) => Some(n),
+                Ok(mut n) => {
+                    n.through_nat(Self::lone_via_host(msg), peer.addr.ip());
+                    Some(n)
+                }
                 Err(e) => {
                     let (code, warning) = e.status();
                     let mut r = msg.response(code, "Not Acceptable Here", None);

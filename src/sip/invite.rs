@@ -93,7 +93,10 @@ impl Uas {
         let first_choice = self.settings.codecs.first().copied().unwrap_or(Codec::Pcmu);
         let negotiated = match sdp::negotiate(&msg.body, &self.settings.codecs) {
             _ if offerless => Negotiated::unanswered(first_choice),
-            Ok(n) => n,
+            Ok(mut n) => {
+                n.through_nat(Self::lone_via_host(msg), peer.addr.ip());
+                n
+            }
             Err(e) => {
                 let (code, warning) = e.status();
                 let reason = if code == 400 {
@@ -272,7 +275,8 @@ impl Uas {
                     return;
                 };
                 match sdp::negotiate(&msg.body, &codecs) {
-                    Ok(n) => {
+                    Ok(mut n) => {
+                        n.through_nat(Self::lone_via_host(msg), peer.addr.ip());
                         let spec = n.leg_spec(None);
                         c.on_hold = n.direction.is_hold();
                         c.negotiated = Some(n);

@@ -485,7 +485,7 @@ pub fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// The host of a Via's `SIP/2.0/UDP host[:port]`, if it is an IP address.
-fn sent_by_host(sent: &str) -> Option<IpAddr> {
+pub(crate) fn sent_by_host(sent: &str) -> Option<IpAddr> {
     let hostport = sent.split_whitespace().nth(1)?;
     let host = match hostport.strip_prefix('[') {
         Some(v6) => v6.split(']').next()?,

@@ -138,6 +138,34 @@ impl Negotiated {
     }
 }
 
+impl Negotiated {
+    /// The caller sent this offer straight to us (one Via) from `source`, but named another
+    /// address as its own in both its Via and its SDP: a NAT nobody rewrote is in between.
+    /// Its media will come from the NAT too, so we send to (and latch only from) the NAT's
+    /// address at the ports the caller gave; a hold (no address) is left as it is. Behind a
+    /// proxy the Via is the proxy's and nothing is inferred.
+    pub fn through_nat(
+        &mut self,
+        lone_via_host: Option<std::net::IpAddr>,
+        source: std::net::IpAddr,
+    ) {
+        let source = source.to_canonical();
+        let Some(said) = lone_via_host else {
+            return;
+        };
+        let media = self.remote.ip().to_canonical();
+        if said == source || media != said || media.is_unspecified() {
+            return;
+        }
+        self.remote.set_ip(source);
+        if let Some(rtcp) = &mut self.remote_rtcp
+            && rtcp.ip().to_canonical() == said
+        {
+            rtcp.set_ip(source);
+        }
+    }
+}
+
 /// Whether an offer's connection address says the peer is behind a NAT nobody rewrote (a
 /// private, shared, link-local or unspecified address cannot be where its media comes from):
 /// then its leg latches to the first source; otherwise only the named host is heard.

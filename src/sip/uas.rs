@@ -468,6 +468,16 @@ impl Uas {
         }
     }
 
+    /// The sent-by host of a request's only Via, if it came straight from its client.
+    fn lone_via_host(msg: &Message) -> Option<IpAddr> {
+        let mut vias = msg.header_values("Via");
+        let only = vias.next()?;
+        if vias.next().is_some() || only.contains(',') {
+            return None;
+        }
+        super::message::sent_by_host(only.split(';').next()?)
+    }
+
     fn trusted(&self, ip: IpAddr) -> bool {
         self.settings.trusted.iter().any(|n| n.contains(ip))
     }

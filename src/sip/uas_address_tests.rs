@@ -67,10 +67,10 @@ fn a_wildcard_bind_gives_each_caller_the_interface_towards_it() {
     let ok = call(&mut uas, "w1");
     assert_eq!(ok.header("Contact"), Some("<sip:confab@198.51.100.7:5060>"));
     let body = String::from_utf8(ok.body.clone()).unwrap();
-    // The caller's media address is private: the route towards it is the default one.
-    assert!(body.contains("c=IN IP4 203.0.113.7\r\n"), "{body}");
+    // Its media will come through the NAT: our media address is the one towards the NAT.
+    assert!(body.contains("c=IN IP4 198.51.100.7\r\n"), "{body}");
     assert!(
-        body.contains("o=confab 1 1 IN IP4 203.0.113.7\r\n"),
+        body.contains("o=confab 1 1 IN IP4 198.51.100.7\r\n"),
         "{body}"
     );
     assert!(body.contains("m=audio 20002 "), "{body}");
@@ -152,4 +152,62 @@ fn vias_are_stamped_with_where_the_request_came_from() {
         m.stamp_received(from);
         assert_eq!(m.header("Via"), Some(stamped), "{via} twice");
     }
+}
+
+/// The offer of a caller that names itself `own` (Via sent-by, Contact, SDP), through `proxy`
+/// (a second Via) if any.
+fn offer_naming(call: &str, own: &str, proxy: Option<&str>) -> Vec<u8> {
+    let body = format!(
+        "v=0\r\no=- 1 1 IN IP4 {own}\r\ns=-\r\nc=IN IP4 {own}\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0\r\na=rtcp:30001\r\n"
+    );
+    let top = proxy.map_or(String::new(), |p| {
+        format!("Via: SIP/2.0/UDP {p};branch=z9hG4bKp{call}\r\n")
+    });
+    format!(
+        "INVITE sip:1234@203.0.113.10 SIP/2.0\r\n{top}Via: SIP/2.0/UDP {own}:5060;branch=z9hG4bK{call};rport\r\nFrom: <sip:ann@{own}>;tag=f{call}\r\nTo: <sip:1234@203.0.113.10>\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:ann@{own}:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn joined_spec(uas: &mut Uas, from: &str, bytes: &[u8]) -> crate::media::leg::LegSpec {
+    let peer = Peer {
+        addr: from.parse().unwrap(),
+        connection: None,
+    };
+    uas.handle(Instant::now(), peer, bytes);
+    let (_, actions) = drain(uas);
+    let Some(Action::Join(join)) = actions.first() else {
+        panic!("{actions:?}")
+    };
+    join.negotiated.leg_spec(None)
+}
+
+#[test]
+fn a_caller_behind_an_unrewritten_nat_gets_its_media_sent_to_the_nat() {
+    let mut uas = Uas::new(wildcard(), counter_random);
+    // It says 198.51.100.50 everywhere and its packets come from the NAT's 203.0.113.1: media
+    // goes to (and is taken only from) the NAT's address, at the caller's ports.
+    let spec = joined_spec(
+        &mut uas,
+        "203.0.113.1:40000",
+        &offer_naming("n1", "198.51.100.50", None),
+    );
+    assert_eq!(spec.remote, "203.0.113.1:30000".parse().unwrap());
+    assert_eq!(spec.remote_rtcp, Some("203.0.113.1:30001".parse().unwrap()));
+    assert!(!spec.latch_any_source);
+    // Seen where it said it is: nothing changes.
+    let spec = joined_spec(
+        &mut uas,
+        "198.51.100.50:5060",
+        &offer_naming("n2", "198.51.100.50", None),
+    );
+    assert_eq!(spec.remote, "198.51.100.50:30000".parse().unwrap());
+    // Through a proxy (two Vias), the source is the proxy's: nothing is inferred.
+    let spec = joined_spec(
+        &mut uas,
+        "192.0.2.9:5060",
+        &offer_naming("n3", "198.51.100.50", Some("192.0.2.9:5060")),
+    );
+    assert_eq!(spec.remote, "198.51.100.50:30000".parse().unwrap());
 }
