@@ -1,6 +1,9 @@
-//! The media engine under a hostile or bad network: forged and malformed packets are dropped
-//! and counted without disturbing anyone; 10 % loss with 40 ms of jitter and reordering is
-//! concealed (Opus FEC, PLC) so the tones still arrive at their level.
+//! The media engine under a hostile network, end to end over real UDP on 127.0.0.1: forged and
+//! malformed datagrams (empty, oversized for RTP, not RTP) sprayed at a leg's real socket are
+//! dropped and counted without disturbing anyone. Real time: about 2.3 s.
+//!
+//! Loss, jitter and reordering, and the rest of what a hostile network does, are tested in
+//! fake time beside the code: `src/mixer/conference/sim_network_tests.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -13,7 +16,7 @@ use confab::conference::{ParticipantId, Policy, Role};
 use confab::engine::{Engine, Joiner};
 use confab::media::codec::Codec;
 use confab::media::leg::LegSpec;
-use support::{Endpoint, Relay};
+use support::Endpoint;
 
 fn join(
     engine: &Engine,
@@ -84,65 +87,4 @@ fn forged_and_malformed_packets_are_dropped_and_counted() {
         (total - level).abs() < 0.5,
         "B hears more than A: {total:.2} dBov in all"
     );
-}
-
-#[test]
-fn loss_jitter_and_reordering_are_concealed() {
-    let _turn = support::exclusive();
-    let engine = support::engine(Duration::from_secs(30));
-    engine.create_conference("10", Policy::default()).unwrap();
-    let mut pcmu = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 1);
-    let mut g722 = Endpoint::new(Codec::G722, 660.0, -20.0, 2);
-    let mut opus = Endpoint::new(Codec::Opus, 880.0, -20.0, 3);
-    opus.enable_fec(10);
-    let lifetime = Duration::from_millis(4500);
-    let mut relays = Vec::new();
-    let mut targets = Vec::new();
-    for (i, e) in [&pcmu, &g722, &opus].into_iter().enumerate() {
-        let (_, bridge) = join(&engine, "10", e.codec, e.addr(), &format!("e{i}"));
-        let relay = Relay::start(
-            e.addr(),
-            bridge,
-            0.10,
-            Duration::from_millis(40),
-            17 + i as u64,
-            lifetime,
-        );
-        targets.push(relay.addr);
-        relays.push(relay);
-    }
-    support::run(
-        &mut [
-            (&mut pcmu, targets[0]),
-            (&mut g722, targets[1]),
-            (&mut opus, targets[2]),
-        ],
-        Duration::from_secs(4),
-        |_| {},
-    );
-    for (e, others) in [
-        (&pcmu, [660.0, 880.0]),
-        (&g722, [440.0, 880.0]),
-        (&opus, [440.0, 660.0]),
-    ] {
-        for f in others {
-            // Concealment repeats and fades audio, so a lossy stream loses a little energy:
-            // typically 0.3-1 dB here, depending on where the losses fall.
-            let level = e.level_of(f, 1.5);
-            eprintln!("LEVEL {:?} {f} {level:.2}", e.codec);
-            assert!(
-                (level + 20.0).abs() <= 1.5,
-                "{:?} hears {f} Hz at {level:.2} dBov",
-                e.codec
-            );
-        }
-    }
-    // The relays really did drop about 10 % (200 packets sent by each).
-    for relay in relays {
-        let dropped = relay.finish();
-        assert!(
-            (10..=35).contains(&dropped),
-            "relay dropped {dropped} of 200"
-        );
-    }
 }

@@ -13,6 +13,14 @@
 //! and when the last wideband leg has left the mix narrows again.
 
 #[cfg(test)]
+mod sim_control_tests;
+#[cfg(test)]
+mod sim_mix_tests;
+#[cfg(test)]
+mod sim_network_tests;
+#[cfg(test)]
+mod sim_signal_tests;
+#[cfg(test)]
 mod sim_tests;
 mod tick;
 

@@ -3,6 +3,7 @@
 //! as a mixer thread would (receive, keep time, produce a frame, send), and the phone sends
 //! whenever its own clock says.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -37,8 +38,12 @@ pub(crate) struct Call {
     pub(crate) downlink_frame: Option<Vec<i16>>,
     /// Where the bridge's RTCP went (the port and whether it was the separate RTCP socket).
     pub(crate) rtcp_sent_to: Vec<(SocketAddr, bool)>,
-    /// Where the bridge's RTP went, the last time.
+    /// Where the bridge's RTP went, the last time, and every address it ever went to.
     pub(crate) rtp_sent_to: Option<SocketAddr>,
+    pub(crate) rtp_destinations: BTreeSet<SocketAddr>,
+    /// The phone sends its RTCP from the port above its RTP port to the bridge's RTCP port
+    /// (no rtcp-mux), or beside its RTP.
+    separate_rtcp: bool,
     /// Ticks run, and of them the ticks whose frame was sound (not the idle leg's silence).
     pub(crate) ticks: u64,
     pub(crate) ticks_with_audio: u64,
@@ -59,9 +64,8 @@ impl Call {
         public: SocketAddr,
         now: Instant,
     ) -> Self {
-        let route = Route::Direct {
-            separate_rtcp: spec.remote_rtcp.is_some(),
-        };
+        let separate_rtcp = spec.remote_rtcp.is_some();
+        let route = Route::Direct { separate_rtcp };
         let core = LegCore::new(
             spec,
             route,
@@ -81,6 +85,8 @@ impl Call {
             downlink_frame: None,
             rtcp_sent_to: Vec::new(),
             rtp_sent_to: None,
+            rtp_destinations: BTreeSet::new(),
+            separate_rtcp,
             ticks: 0,
             ticks_with_audio: 0,
             next_tick: now + TICK,
@@ -94,8 +100,18 @@ impl Call {
         while let Some(p) = self.phone.poll_send(now) {
             self.up.send(now, self.nat.public, addr(BRIDGE), &p);
         }
+        while let Some(p) = self.phone.poll_rtcp(now) {
+            let (from, to) = if self.separate_rtcp {
+                let public = self.nat.public;
+                let from = SocketAddr::new(public.ip(), public.port() + 1);
+                (from, addr(BRIDGE_RTCP))
+            } else {
+                (self.nat.public, addr(BRIDGE))
+            };
+            self.up.send(now, from, to, &p);
+        }
         while let Some(d) = self.down.poll(now) {
-            self.phone.receive(&d.data);
+            self.phone.receive(now, d.from, d.to, &d.data);
         }
         if now >= self.next_tick {
             self.next_tick += TICK;
@@ -143,6 +159,7 @@ impl Call {
                 self.rtcp_sent_to.push((to, rtcp_port));
             } else {
                 self.rtp_sent_to = Some(to);
+                self.rtp_destinations.insert(to);
             }
             // Only what is sent to the phone's public address reaches it.
             if to.ip() == self.nat.public.ip() {

@@ -4,9 +4,15 @@
 //! rtc-rtp's, so measuring what it heard checks the bridge against someone else's code.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use audio_codec::{Decoder as _, Encoder as _};
+use bytes::Bytes;
+use rtc_rtcp::packet::Packet;
+use rtc_rtcp::receiver_report::ReceiverReport;
+use rtc_rtcp::reception_report::ReceptionReport;
+use rtc_rtcp::sender_report::SenderReport;
 use shared::marshal::Unmarshal as _;
 
 use crate::media::codec::Codec;
@@ -41,8 +47,8 @@ pub(crate) struct SimPhone {
     pub(crate) ssrc: u32,
     sequence: u16,
     timestamp: u32,
-    tone_hz: f32,
-    tone_dbov: f32,
+    pub(crate) tone_hz: f32,
+    pub(crate) tone_dbov: f32,
     phase: u64,
     /// Its clock runs fast (positive) or slow by this many parts per million: it sends a
     /// frame every 20 ms of its own time.
@@ -63,13 +69,66 @@ pub(crate) struct SimPhone {
     /// Payload type of telephone-event and the packets of digits waiting to go.
     pub(crate) telephone_event: Option<u8>,
     digit_packets: VecDeque<Vec<u8>>,
+    /// While false the phone's frames come due but nothing is sent (a phone that has not
+    /// started yet, or has gone quiet: on hold, unplugged, behind a dead NAT binding).
+    pub(crate) sending: bool,
+    /// RFC 6464 level (-dBov, with the voice bit) sent in every audio packet under this
+    /// one-byte header extension id.
+    pub(crate) audio_level_ext: Option<(u8, u8)>,
+    /// Extension id under which the bridge's RFC 6465 levels of the talkers are read.
+    pub(crate) csrc_level_id: Option<u8>,
     /// Decoded audio heard, at `rate`.
     pub(crate) heard: Vec<i16>,
     pub(crate) heard_packets: u64,
-    /// CSRCs of the last packet heard.
+    /// CSRCs of the last packet heard, and its RFC 6465 levels (under `csrc_level_id`).
     pub(crate) last_csrcs: Vec<u32>,
+    pub(crate) last_csrc_levels: Option<Vec<u8>>,
+    /// SSRC of the bridge's stream to this phone.
+    pub(crate) bridge_ssrc: Option<u32>,
     pub(crate) srtp_failures: u64,
     pub(crate) rtcp_heard: u64,
+    /// RTCP heard (after SRTCP), where from and to, and when.
+    pub(crate) rtcp_in: Vec<RtcpIn>,
+    /// Answer every sender report with a receiver report about the bridge's stream that
+    /// claims this fraction lost (in 256ths), as a phone's RTCP stack does.
+    pub(crate) answer_reports: Option<u8>,
+    /// `rtcp_in` entries already answered.
+    answered: usize,
+}
+
+/// An RTCP packet a phone heard.
+#[derive(Clone, Debug)]
+pub(crate) struct RtcpIn {
+    pub(crate) from: SocketAddr,
+    pub(crate) to: SocketAddr,
+    pub(crate) at: Instant,
+    /// The packet in the clear.
+    pub(crate) plain: Vec<u8>,
+}
+
+/// The SR or RR at the head of a compound RTCP packet (read by rtc-rtcp): its sender's SSRC,
+/// the SR's NTP time, and its report blocks.
+pub(crate) fn report_of(bytes: &[u8]) -> Option<(u32, Option<u64>, Vec<ReceptionReport>)> {
+    let mut b = Bytes::copy_from_slice(bytes);
+    let packets = rtc_rtcp::packet::unmarshal(&mut b).ok()?;
+    let first = packets.first()?;
+    if let Some(sr) = first.as_any().downcast_ref::<SenderReport>() {
+        return Some((sr.ssrc, Some(sr.ntp_time), sr.reports.clone()));
+    }
+    let rr = first.as_any().downcast_ref::<ReceiverReport>()?;
+    Some((rr.ssrc, None, rr.reports.clone()))
+}
+
+/// A receiver report from `ssrc` with `reports`, on the wire (written by rtc-rtcp).
+pub(crate) fn receiver_report(ssrc: u32, reports: Vec<ReceptionReport>) -> Vec<u8> {
+    let rr = ReceiverReport {
+        ssrc,
+        reports,
+        profile_extensions: Bytes::new(),
+    };
+    rtc_rtcp::packet::marshal(&[Box::new(rr) as Box<dyn Packet>])
+        .unwrap()
+        .to_vec()
 }
 
 impl SimPhone {
@@ -126,11 +185,19 @@ impl SimPhone {
             srtp: None,
             telephone_event: None,
             digit_packets: VecDeque::new(),
+            sending: true,
+            audio_level_ext: None,
+            csrc_level_id: None,
             heard: Vec::new(),
             heard_packets: 0,
             last_csrcs: Vec::new(),
+            last_csrc_levels: None,
+            bridge_ssrc: None,
             srtp_failures: 0,
             rtcp_heard: 0,
+            rtcp_in: Vec::new(),
+            answer_reports: None,
+            answered: 0,
         }
     }
 
@@ -151,6 +218,14 @@ impl SimPhone {
         self.srtp = Some(SrtpSession::new(&mine).unwrap());
     }
 
+    /// Opus only: carry in-band FEC for an expected loss rate.
+    pub(crate) fn enable_fec(&mut self, loss_percent: i32) {
+        if let Codecs::Opus(e, _) = &mut self.codecs {
+            e.set_inband_fec(true).unwrap();
+            e.set_packet_loss_perc(loss_percent).unwrap();
+        }
+    }
+
     /// RTP timestamp units per 20 ms.
     fn ticks(&self) -> u32 {
         self.codec.ticks(20)
@@ -168,6 +243,13 @@ impl SimPhone {
         if now < self.next_frame_at() {
             return None;
         }
+        if !self.sending {
+            // Time goes on for a quiet phone: its next packet, if it comes back, says so.
+            self.frames += 1;
+            self.phase += u64::from(self.rate / 50);
+            self.timestamp = self.timestamp.wrapping_add(self.ticks());
+            return self.poll_send(now);
+        }
         self.frames += 1;
         if let Some(p) = self.digit_packets.pop_front() {
             self.phase += u64::from(self.rate / 50);
@@ -183,7 +265,14 @@ impl SimPhone {
             return self.poll_send(now);
         }
         let payload = self.encode_frame(on);
-        let packet = self.rtp(self.payload_type, false, self.timestamp, &payload);
+        let mut packet = self.rtp(self.payload_type, false, self.timestamp, &payload);
+        if let Some((id, level)) = self.audio_level_ext {
+            // X bit, and a one-byte-header extension (RFC 8285) of one element before the
+            // payload.
+            packet[0] |= 0x10;
+            let ext = [0xBE, 0xDE, 0, 1, id << 4, level, 0, 0];
+            packet.splice(12..12, ext);
+        }
         self.timestamp = self.timestamp.wrapping_add(self.ticks());
         Some(self.seal(packet))
     }
@@ -240,6 +329,40 @@ impl SimPhone {
         }
     }
 
+    /// An RTCP packet to send, as SRTCP when the phone is secured.
+    pub(crate) fn seal_rtcp(&mut self, packet: &[u8]) -> Vec<u8> {
+        match &mut self.srtp {
+            Some(srtp) => srtp.protect_rtcp(packet).unwrap(),
+            None => packet.to_vec(),
+        }
+    }
+
+    /// The next RTCP packet the phone sends by `now`: with `answer_reports`, a receiver report
+    /// for each sender report heard, its DLSR the time the phone held the SR.
+    pub(crate) fn poll_rtcp(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let fraction_lost = self.answer_reports?;
+        while self.answered < self.rtcp_in.len() {
+            let heard = &self.rtcp_in[self.answered];
+            self.answered += 1;
+            let Some((bridge_ssrc, Some(ntp), _)) = report_of(&heard.plain) else {
+                continue;
+            };
+            let held = now.duration_since(heard.at);
+            let block = ReceptionReport {
+                ssrc: bridge_ssrc,
+                fraction_lost,
+                total_lost: 3,
+                last_sequence_number: 100,
+                jitter: 16,
+                last_sender_report: (ntp >> 16) as u32,
+                delay: (held.as_micros() * 65_536 / 1_000_000) as u32,
+            };
+            let rr = receiver_report(self.ssrc, vec![block]);
+            return Some(self.seal_rtcp(&rr));
+        }
+        None
+    }
+
     /// Queues RFC 4733 packets for `event` (0-9 digits, 10 `*`, 11 `#`) lasting `frames`
     /// frames, with its three end packets unless `without_end` (they were lost).
     pub(crate) fn press(&mut self, event: u8, frames: u16, without_end: bool) {
@@ -265,17 +388,31 @@ impl SimPhone {
         }
     }
 
-    /// A datagram from the bridge: RTP is decoded into `heard`; RTCP is counted.
-    pub(crate) fn receive(&mut self, datagram: &[u8]) {
+    /// A datagram from the bridge at `now`, from `from` to the phone's `to`: RTP is decoded
+    /// into `heard`; RTCP is kept in `rtcp_in`.
+    pub(crate) fn receive(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        to: SocketAddr,
+        datagram: &[u8],
+    ) {
         if datagram.len() >= 2 && (192..=223).contains(&datagram[1]) {
-            let ok = match &mut self.srtp {
-                Some(srtp) => srtp.unprotect_rtcp(datagram).is_ok(),
-                None => true,
+            let plain = match &mut self.srtp {
+                Some(srtp) => srtp.unprotect_rtcp(datagram).ok(),
+                None => Some(datagram.to_vec()),
             };
-            if ok {
-                self.rtcp_heard += 1;
-            } else {
-                self.srtp_failures += 1;
+            match plain {
+                Some(plain) => {
+                    self.rtcp_heard += 1;
+                    self.rtcp_in.push(RtcpIn {
+                        from,
+                        to,
+                        at: now,
+                        plain,
+                    });
+                }
+                None => self.srtp_failures += 1,
             }
             return;
         }
@@ -295,7 +432,12 @@ impl SimPhone {
         };
         let payload = reader;
         self.heard_packets += 1;
+        self.bridge_ssrc = Some(header.ssrc);
         self.last_csrcs = header.csrc.clone();
+        self.last_csrc_levels = self
+            .csrc_level_id
+            .and_then(|id| header.get_extension(id))
+            .map(|b| b.to_vec());
         let mut out = vec![0i16; 5760];
         let n = match &mut self.codecs {
             Codecs::Pcmu(_, d) => d.decode_into(payload, &mut out).unwrap(),

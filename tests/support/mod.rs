@@ -146,14 +146,6 @@ impl Endpoint {
         self.srtp = Some(SrtpSession::new(&mine).unwrap());
     }
 
-    /// Opus only: carry in-band FEC for an expected loss rate.
-    pub fn enable_fec(&mut self, loss_percent: i32) {
-        if let Codecs::Opus(e, _) = &mut self.codecs {
-            e.set_inband_fec(true).unwrap();
-            e.set_packet_loss_perc(loss_percent).unwrap();
-        }
-    }
-
     pub fn addr(&self) -> SocketAddr {
         self.socket.local_addr().unwrap()
     }
@@ -405,74 +397,6 @@ pub fn free_port_range() -> (u16, u16) {
     let port = probe.local_addr().unwrap().port();
     let start = port.saturating_sub(port % 2).clamp(20000, 60000);
     (start, start + 40)
-}
-
-/// A UDP relay between an endpoint and the bridge that impairs the endpoint's packets (loss,
-/// uniform extra delay, hence reordering) from a seeded generator and passes the bridge's
-/// packets back untouched. Stops by itself after `lifetime`.
-pub struct Relay {
-    pub addr: SocketAddr,
-    thread: Option<std::thread::JoinHandle<u64>>,
-}
-
-impl Relay {
-    pub fn start(
-        endpoint: SocketAddr,
-        bridge: SocketAddr,
-        loss: f64,
-        max_delay: Duration,
-        seed: u64,
-        lifetime: Duration,
-    ) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(1)))
-            .unwrap();
-        let addr = socket.local_addr().unwrap();
-        let thread = std::thread::spawn(move || {
-            let mut rng = seed | 1;
-            let mut random = move || {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                (rng >> 11) as f64 / (1u64 << 53) as f64
-            };
-            let started = Instant::now();
-            let mut queue: Vec<(Instant, Vec<u8>)> = Vec::new();
-            let mut dropped = 0u64;
-            let mut buf = [0u8; 2048];
-            while started.elapsed() < lifetime {
-                if let Ok((n, from)) = socket.recv_from(&mut buf) {
-                    if from == endpoint {
-                        if random() < loss {
-                            dropped += 1;
-                        } else {
-                            let due = Instant::now() + max_delay.mul_f64(random());
-                            queue.push((due, buf[..n].to_vec()));
-                        }
-                    } else if from == bridge {
-                        let _ = socket.send_to(&buf[..n], endpoint);
-                    }
-                }
-                let now = Instant::now();
-                queue.sort_by_key(|(due, _)| *due);
-                while queue.first().is_some_and(|(due, _)| *due <= now) {
-                    let (_, packet) = queue.remove(0);
-                    let _ = socket.send_to(&packet, bridge);
-                }
-            }
-            dropped
-        });
-        Relay {
-            addr,
-            thread: Some(thread),
-        }
-    }
-
-    /// Waits for the relay to stop; returns how many packets it dropped.
-    pub fn finish(mut self) -> u64 {
-        self.thread.take().map(|t| t.join().unwrap()).unwrap_or(0)
-    }
 }
 
 /// Real-time tests in one binary take turns: on a 2-core machine two of them at once would

@@ -356,4 +356,6 @@ fn speech_detector(codec: Codec) -> SpeechDetector {
 }
 
 #[cfg(test)]
+mod latch_tests;
+#[cfg(test)]
 mod tests;
