@@ -13,6 +13,7 @@ use confab::sip::sdp::{base64_decode, base64_encode};
 
 use crate::http;
 use crate::leg::{Codec, SimLeg};
+use crate::measure::{self, BridgeMetrics};
 
 /// A bridge the generator can put participants into.
 pub trait Bridge {
@@ -24,6 +25,16 @@ pub trait Bridge {
     fn teardown(&mut self);
     /// Confab's API, for its own metrics.
     fn confab_api(&self) -> Option<(SocketAddr, Option<String>)> {
+        None
+    }
+    /// The bridge's own figures (late ticks, load), when it has them.
+    fn metrics(&self) -> Option<BridgeMetrics> {
+        let (api, token) = self.confab_api()?;
+        measure::confab_metrics(api, token.as_deref())
+    }
+    /// Threads of this process that are the bridge (one that runs inside the generator):
+    /// its CPU is theirs.
+    fn threads(&self) -> Option<Vec<u32>> {
         None
     }
 }

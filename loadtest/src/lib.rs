@@ -7,31 +7,29 @@
 
 pub mod about;
 pub mod bridges;
+pub mod floor;
 pub mod http;
 pub mod leg;
 pub mod measure;
 pub mod quality;
 pub mod report;
 pub mod soak;
+mod worker;
 
-use std::collections::HashMap;
-use std::io::{IoSlice, IoSliceMut};
-use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use serde::Serialize;
 
 use bridges::{Bridge, Confab, Janus, Way};
-use nix::sys::socket::{
-    ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg,
-};
+use floor::Floor;
+use worker::{LEGS_PER_SOCKET, Run, Totals};
 
 use leg::{Clicks, Codec, SimLeg, Sockets, Voice};
-use measure::{BridgeMetrics, percentile, proc_sample};
+use measure::{CpuOf, percentile, proc_sample};
 
 /// What to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -57,6 +55,9 @@ pub enum Scenario {
 pub enum Target {
     Confab,
     Janus,
+    /// A reflector inside the generator that moves the packets and does nothing else: what
+    /// the machine's kernel alone costs, to compare a bridge with.
+    Floor,
 }
 
 /// What talkers send.
@@ -200,237 +201,6 @@ pub struct Summary {
     pub about: about::About,
 }
 
-/// Totals the worker threads keep.
-#[derive(Default)]
-struct Totals {
-    received: AtomicU64,
-    expected: AtomicU64,
-    gaps: AtomicU64,
-    latencies: Mutex<Vec<u64>>,
-}
-
-struct Worker {
-    add: mpsc::Sender<Cmd>,
-    handle: std::thread::JoinHandle<()>,
-}
-
-/// What a worker is told between ticks.
-enum Cmd {
-    Add(Box<SimLeg>),
-    /// The leg with this SSRC leaves (the soak's churn).
-    Remove(u32),
-}
-
-/// Runs legs in real time: every 20 ms every leg sends, every 5 ms everyone reads.
-fn worker(
-    epoch: Instant,
-    legs: mpsc::Receiver<Cmd>,
-    measuring: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    totals: Arc<Totals>,
-) {
-    let mut mine: Vec<SocketGroup> = Vec::new();
-    let mut next_send = Instant::now();
-    let mut latencies = Vec::new();
-    let mut published = (0u64, 0u64, 0u64);
-    while !stop.load(Ordering::Relaxed) {
-        while let Ok(cmd) = legs.try_recv() {
-            match cmd {
-                Cmd::Add(l) => {
-                    let l = *l;
-                    match mine.iter_mut().find(|g| Arc::ptr_eq(&g.socket, &l.socket)) {
-                        Some(g) => g.add(l),
-                        None => {
-                            let mut g = SocketGroup::new(l.socket.clone());
-                            g.add(l);
-                            mine.push(g);
-                        }
-                    }
-                }
-                Cmd::Remove(ssrc) => {
-                    for g in &mut mine {
-                        if let Some(gone) = g.remove(ssrc) {
-                            // Its counts were published: the sums below no longer hold them.
-                            published.0 = published.0.saturating_sub(gone.counts.received);
-                            published.1 = published.1.saturating_sub(gone.counts.gaps);
-                        }
-                    }
-                    // A socket whose legs have all left is closed with its group.
-                    mine.retain(|g| !g.legs.is_empty());
-                }
-            }
-        }
-        let on = measuring.load(Ordering::Relaxed);
-        let now = Instant::now();
-        if now >= next_send {
-            for g in &mut mine {
-                g.send(epoch, on);
-            }
-            if on {
-                let legs: usize = mine.iter().map(|g| g.legs.len()).sum();
-                totals.expected.fetch_add(legs as u64, Ordering::Relaxed);
-            }
-            next_send += Duration::from_millis(20);
-            if now > next_send + Duration::from_millis(100) {
-                // Fell far behind (an overloaded generator): do not burst to catch up.
-                next_send = now + Duration::from_millis(20);
-            }
-        }
-        for g in &mut mine {
-            g.receive(epoch, &mut latencies);
-        }
-        let (r, g) = mine
-            .iter()
-            .flat_map(|g| g.legs.iter())
-            .fold((0, 0), |(r, g), l| {
-                (r + l.counts.received, g + l.counts.gaps)
-            });
-        totals
-            .received
-            .fetch_add(r - published.0, Ordering::Relaxed);
-        totals.gaps.fetch_add(g - published.1, Ordering::Relaxed);
-        published = (r, g, 0);
-        if !latencies.is_empty()
-            && let Ok(mut all) = totals.latencies.lock()
-        {
-            all.append(&mut latencies);
-        }
-        // Read every 5 ms, but wake for the next send on time: a send late by a poll would be
-        // jitter the bridge's jitter buffer must absorb, i.e. latency we measured ourselves.
-        let now = Instant::now();
-        let wake = (now + Duration::from_millis(5)).min(next_send);
-        std::thread::sleep(wake.saturating_duration_since(now));
-    }
-}
-
-/// Legs that share one socket, told apart by the bridge address a packet comes from.
-/// Each tick's packets go out in one `sendmmsg`, what comes back is read by `recvmmsg`.
-struct SocketGroup {
-    socket: Arc<UdpSocket>,
-    legs: Vec<SimLeg>,
-    by_source: HashMap<SocketAddr, usize>,
-    rx_headers: MultiHeaders<SockaddrStorage>,
-    rx_bufs: Vec<[u8; 1600]>,
-    /// Headers for one packet per leg, made again when a leg joins the group.
-    tx_headers: MultiHeaders<SockaddrStorage>,
-}
-
-impl SocketGroup {
-    fn new(socket: Arc<UdpSocket>) -> Self {
-        SocketGroup {
-            socket,
-            legs: Vec::new(),
-            by_source: HashMap::new(),
-            rx_headers: MultiHeaders::preallocate(RX_BATCH, None),
-            rx_bufs: vec![[0; 1600]; RX_BATCH],
-            tx_headers: MultiHeaders::preallocate(1, None),
-        }
-    }
-
-    /// Every leg's packet of this tick, in one call (or as many as the socket took).
-    fn send(&mut self, epoch: Instant, measuring: bool) {
-        let mut ready = Vec::with_capacity(self.legs.len());
-        for (i, l) in self.legs.iter_mut().enumerate() {
-            l.measuring = measuring;
-            let len = l.prepare(epoch);
-            if len > 0 {
-                ready.push((i, len));
-            }
-        }
-        if ready.is_empty() {
-            return;
-        }
-        let slices: Vec<[IoSlice; 1]> = ready
-            .iter()
-            .map(|&(i, len)| [IoSlice::new(self.legs[i].packet(len))])
-            .collect();
-        let to: Vec<Option<SockaddrStorage>> = ready
-            .iter()
-            .map(|&(i, _)| Some(SockaddrStorage::from(self.legs[i].bridge)))
-            .collect();
-        let no_control: [ControlMessage; 0] = [];
-        let sent = sendmmsg(
-            self.socket.as_raw_fd(),
-            &mut self.tx_headers,
-            slices.iter(),
-            &to,
-            no_control,
-            MsgFlags::MSG_DONTWAIT,
-        )
-        .map_or(0, |r| r.count());
-        drop(slices);
-        if measuring {
-            for &(i, _) in &ready[..sent.min(ready.len())] {
-                self.legs[i].counts.sent += 1;
-            }
-        }
-    }
-
-    fn add(&mut self, leg: SimLeg) {
-        self.by_source.insert(leg.bridge, self.legs.len());
-        self.legs.push(leg);
-        self.tx_headers = MultiHeaders::preallocate(self.legs.len(), None);
-    }
-
-    /// Takes the leg with `ssrc` out of the group, if it is here.
-    fn remove(&mut self, ssrc: u32) -> Option<SimLeg> {
-        let i = self.legs.iter().position(|l| l.ssrc() == ssrc)?;
-        let gone = self.legs.swap_remove(i);
-        self.by_source = self
-            .legs
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.bridge, i))
-            .collect();
-        self.tx_headers = MultiHeaders::preallocate(self.legs.len().max(1), None);
-        Some(gone)
-    }
-
-    /// Reads what arrived for these legs (bounded: a few packets per leg at most).
-    fn receive(&mut self, epoch: Instant, latencies: &mut Vec<u64>) {
-        for _ in 0..(8 * self.legs.len()).div_ceil(RX_BATCH).max(1) {
-            let mut got = [(0usize, None::<SocketAddr>); RX_BATCH];
-            let n = {
-                let mut slices: Vec<[IoSliceMut; 1]> = self
-                    .rx_bufs
-                    .iter_mut()
-                    .map(|b| [IoSliceMut::new(&mut b[..])])
-                    .collect();
-                let Ok(results) = recvmmsg(
-                    self.socket.as_raw_fd(),
-                    &mut self.rx_headers,
-                    slices.iter_mut(),
-                    MsgFlags::MSG_DONTWAIT,
-                    None,
-                ) else {
-                    break;
-                };
-                let mut n = 0;
-                for (slot, m) in got.iter_mut().zip(results) {
-                    let from = m.address.as_ref().and_then(|a| a.as_sockaddr_in().copied());
-                    *slot = (m.bytes, from.map(|a| SocketAddr::V4(a.into())));
-                    n += 1;
-                }
-                n
-            };
-            for (i, &(len, from)) in got[..n].iter().enumerate() {
-                // RTCP (the bridge's next port) and strangers match no leg.
-                if let Some(&leg) = from.and_then(|f| self.by_source.get(&f)) {
-                    self.legs[leg].on_packet(&self.rx_bufs[i][..len], epoch, latencies);
-                }
-            }
-            if n < RX_BATCH {
-                break;
-            }
-        }
-    }
-}
-
-/// Legs per generator socket.
-const LEGS_PER_SOCKET: usize = 25;
-/// Datagrams one `recvmmsg` reads at most.
-const RX_BATCH: usize = 32;
-
 /// The legs of one room: `talkers` talking, the first of them clicking.
 fn room_legs(
     o: &Options,
@@ -465,78 +235,26 @@ fn room_legs(
     Ok(legs)
 }
 
-struct Run {
-    workers: Vec<Worker>,
-    measuring: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    totals: Arc<Totals>,
-    participants: usize,
-}
-
-impl Run {
-    fn new(threads: usize) -> Run {
-        let epoch = Instant::now();
-        let measuring = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let totals = Arc::new(Totals::default());
-        let workers = (0..threads.max(1))
-            .map(|_| {
-                let (tx, rx) = mpsc::channel();
-                let (m, s, t) = (measuring.clone(), stop.clone(), totals.clone());
-                Worker {
-                    add: tx,
-                    handle: std::thread::spawn(move || worker(epoch, rx, m, s, t)),
-                }
-            })
-            .collect();
-        Run {
-            workers,
-            measuring,
-            stop,
-            totals,
-            participants: 0,
-        }
-    }
-
-    /// Hands `leg` to a worker; which one (for `remove`).
-    fn add(&mut self, leg: SimLeg) -> usize {
-        // The legs of one socket stay together, in one worker.
-        let port = leg.socket.local_addr().map_or(0, |a| usize::from(a.port()));
-        let w = port % self.workers.len();
-        self.participants += 1;
-        let _ = self.workers[w].add.send(Cmd::Add(Box::new(leg)));
-        w
-    }
-
-    /// The leg with `ssrc`, in worker `w`, stops sending and is dropped.
-    fn remove(&mut self, w: usize, ssrc: u32) {
-        if let Some(worker) = self.workers.get(w) {
-            self.participants = self.participants.saturating_sub(1);
-            let _ = worker.add.send(Cmd::Remove(ssrc));
-        }
-    }
-
-    fn finish(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for w in self.workers {
-            let _ = w.handle.join();
-        }
-    }
-}
-
 /// Samples the bridge once a second while `f` says to go on.
 struct Monitor {
-    pid: Option<u32>,
-    api: Option<(SocketAddr, Option<String>)>,
+    cpu: Option<CpuOf>,
     start: Instant,
     last: Option<(Instant, f64)>,
     timeline: Vec<Sample>,
 }
 
 impl Monitor {
-    fn sample(&mut self, participants: usize) -> Option<f64> {
+    fn sample(&mut self, participants: usize, bridge: &dyn Bridge) -> Option<f64> {
         let now = Instant::now();
-        let cpu = self.pid.and_then(proc_sample).map(|s| s.cpu_seconds);
+        // A look right after the last one (the warm-up's last and the run's first) would be
+        // a few ms of 10 ms clock ticks: 0 % or twice the truth. The next look spans both.
+        if self
+            .last
+            .is_some_and(|(t, _)| now.duration_since(t) < Duration::from_millis(500))
+        {
+            return None;
+        }
+        let cpu = self.cpu.as_ref().and_then(CpuOf::seconds);
         let percent = match (cpu, self.last) {
             (Some(c), Some((t, c0))) => {
                 Some((c - c0) / now.duration_since(t).as_secs_f64().max(1e-3) * 100.0)
@@ -546,7 +264,7 @@ impl Monitor {
         if let Some(c) = cpu {
             self.last = Some((now, c));
         }
-        let load = self.metrics().map(|m| m.load_ratio);
+        let load = bridge.metrics().map(|m| m.load_ratio);
         if let Some(p) = percent {
             self.timeline.push(Sample {
                 t_s: now.duration_since(self.start).as_secs_f64(),
@@ -556,11 +274,6 @@ impl Monitor {
             });
         }
         percent
-    }
-
-    fn metrics(&self) -> Option<BridgeMetrics> {
-        let (api, token) = self.api.as_ref()?;
-        measure::confab_metrics(*api, token.as_deref())
     }
 }
 
@@ -583,16 +296,17 @@ fn measure_for(
     d: Duration,
     run: &Run,
     monitor: &mut Monitor,
+    bridge: &dyn Bridge,
     bar: &indicatif::ProgressBar,
 ) -> Vec<f64> {
     let end = Instant::now() + d;
     let mut cpu = Vec::new();
-    monitor.sample(run.participants);
+    monitor.sample(run.participants, bridge);
     while Instant::now() < end {
         std::thread::sleep(
             Duration::from_secs(1).min(end.saturating_duration_since(Instant::now())),
         );
-        if let Some(p) = monitor.sample(run.participants) {
+        if let Some(p) = monitor.sample(run.participants, bridge) {
             cpu.push(p);
         }
         bar.inc(1);
@@ -649,6 +363,15 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
         (Target::Confab, _) => {
             Box::new(Confab::new(&o.api, o.token.clone(), o.sip, Way::Api)?.with_srtp(o.srtp))
         }
+        (Target::Floor, Scenario::Dialin | Scenario::Soak) => {
+            return Err(anyhow!(
+                "the floor relays RTP only (no SIP, no API): run meetings, townhall, idle or ramp"
+            ));
+        }
+        (Target::Floor, _) if o.srtp => {
+            return Err(anyhow!("the floor relays plain RTP: --srtp is for Confab"));
+        }
+        (Target::Floor, _) => Box::new(Floor::start(floor::lifetime(o))?),
     };
     let mut o = o.clone();
     if o.scenario == Scenario::Dialin {
@@ -660,6 +383,8 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
             .and_then(|(api, _)| measure::pid_listening_on(api))
             .or_else(|| measure::find_process(&["confab", "serve"])),
         Target::Janus => measure::find_process(&["janus"]),
+        // In this process: its threads are measured (`Bridge::threads`).
+        Target::Floor => None,
     });
     let result = run_with(&o, bridge.as_mut(), pid);
     bridge.teardown();
@@ -679,13 +404,15 @@ fn run_with(o: &Options, bridge: &mut dyn Bridge, pid: Option<u32>) -> anyhow::R
     let about = about::About::here();
     let mut run = Run::new(o.threads);
     let mut monitor = Monitor {
-        pid,
-        api: bridge.confab_api(),
+        cpu: bridge
+            .threads()
+            .map(CpuOf::Threads)
+            .or(pid.map(CpuOf::Process)),
         start: Instant::now(),
         last: None,
         timeline: Vec::new(),
     };
-    let metrics_before = monitor.metrics();
+    let metrics_before = bridge.metrics();
     let mut rooms = 0usize;
     let mut talkers = 0usize;
     let mut sockets = Sockets::new(LEGS_PER_SOCKET);
@@ -742,7 +469,7 @@ fn run_with(o: &Options, bridge: &mut dyn Bridge, pid: Option<u32>) -> anyhow::R
     }
     if o.scenario == Scenario::Ramp {
         let bar = progress_bar(o, o.step_time * 100, "ramp");
-        let mut last_late = monitor.metrics().map(|m| m.late_ticks);
+        let mut last_late = bridge.metrics().map(|m| m.late_ticks);
         loop {
             if run.participants + o.step_rooms * o.room_size > cap {
                 break;
@@ -756,12 +483,12 @@ fn run_with(o: &Options, bridge: &mut dyn Bridge, pid: Option<u32>) -> anyhow::R
             std::thread::sleep(o.warmup.min(Duration::from_secs(2)));
             let (r0, e0, _) = window(&run.totals);
             run.measuring.store(true, Ordering::Relaxed);
-            let cpu = measure_for(o.step_time, &run, &mut monitor, &bar);
+            let cpu = measure_for(o.step_time, &run, &mut monitor, bridge, &bar);
             run.measuring.store(false, Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(100));
             let (r1, e1, lat) = window(&run.totals);
             let rx = ratio(r1 - r0, e1 - e0);
-            let late_now = monitor.metrics().map(|m| m.late_ticks);
+            let late_now = bridge.metrics().map(|m| m.late_ticks);
             let late = match (late_now, last_late) {
                 (Some(a), Some(b)) => Some(a - b),
                 _ => None,
@@ -792,9 +519,9 @@ fn run_with(o: &Options, bridge: &mut dyn Bridge, pid: Option<u32>) -> anyhow::R
         expected = e;
     } else {
         let bar = progress_bar(o, o.warmup + o.duration, "running");
-        measure_for(o.warmup, &run, &mut monitor, &bar);
+        measure_for(o.warmup, &run, &mut monitor, bridge, &bar);
         run.measuring.store(true, Ordering::Relaxed);
-        cpu_all = measure_for(o.duration, &run, &mut monitor, &bar);
+        cpu_all = measure_for(o.duration, &run, &mut monitor, bridge, &bar);
         run.measuring.store(false, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(100));
         bar.finish_and_clear();
@@ -808,7 +535,7 @@ fn run_with(o: &Options, bridge: &mut dyn Bridge, pid: Option<u32>) -> anyhow::R
     let rss = pid.and_then(proc_sample).map(|s| s.rss_mb);
     run.finish();
     let pesq = quality.and_then(|q| q.score());
-    let metrics_after = monitor.metrics();
+    let metrics_after = bridge.metrics();
     let mut latencies_ms: Vec<f64> = latencies_all.iter().map(|n| *n as f64 / 1e6).collect();
     latencies_ms.sort_by(f64::total_cmp);
     let max_load = monitor

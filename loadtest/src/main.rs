@@ -16,7 +16,8 @@ struct Args {
     /// What to run.
     #[arg(long, value_enum, default_value = "meetings")]
     scenario: Scenario,
-    /// The bridge(s) to run it against, in turn: confab, janus, or both (comma-separated).
+    /// The bridge(s) to run it against, in turn, comma-separated: confab, janus, or floor (a
+    /// reflector inside the generator that only moves the packets, to compare a bridge with).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "confab")]
     target: Vec<Target>,
     /// Confab's API.
@@ -128,7 +129,10 @@ fn main() -> anyhow::Result<()> {
             token: a.token.clone(),
             sip: a.sip,
             janus: a.janus.clone(),
-            pid: a.pid.filter(|_| a.target.len() == 1),
+            // One PID names one bridge process (the floor has none of its own).
+            pid: a
+                .pid
+                .filter(|_| a.target.iter().filter(|t| **t != Target::Floor).count() == 1),
             codec: a.codec,
             signal: a.signal,
             rooms: a.rooms,
@@ -155,6 +159,7 @@ fn main() -> anyhow::Result<()> {
         println!();
         runs.push(s);
     }
+    print!("{}", report::floor_comparison(&runs));
     if let Some(path) = &a.json {
         let value = if runs.len() == 1 {
             serde_json::to_value(&runs[0])?

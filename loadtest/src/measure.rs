@@ -13,13 +13,53 @@ pub struct ProcSample {
     pub rss_mb: f64,
 }
 
-pub fn proc_sample(pid: u32) -> Option<ProcSample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// User + system CPU seconds from the text of a /proc/.../stat file.
+fn stat_cpu_seconds(stat: &str) -> Option<f64> {
     // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = &stat[stat.rfind(')')? + 2..];
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / USER_HZ)
+}
+
+/// CPU seconds one thread of this process has used (/proc/self/task/TID/stat), measured the
+/// same way as a bridge process's.
+pub fn thread_cpu_seconds(tid: u32) -> Option<f64> {
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?)
+}
+
+/// The calling thread's id (from /proc/thread-self, which links to PID/task/TID).
+pub fn current_tid() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+/// Whose CPU time a run measures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CpuOf {
+    /// A bridge process (Confab, Janus).
+    Process(u32),
+    /// Threads of this process (the floor, which runs inside the generator): theirs alone,
+    /// not the generator's own.
+    Threads(Vec<u32>),
+}
+
+impl CpuOf {
+    /// CPU seconds used so far; none if it cannot be read (a thread that has ended counts
+    /// as unreadable, so a sum never silently drops one).
+    pub fn seconds(&self) -> Option<f64> {
+        match self {
+            CpuOf::Process(pid) => proc_sample(*pid).map(|s| s.cpu_seconds),
+            CpuOf::Threads(tids) if tids.is_empty() => None,
+            CpuOf::Threads(tids) => tids.iter().map(|t| thread_cpu_seconds(*t)).sum(),
+        }
+    }
+}
+
+pub fn proc_sample(pid: u32) -> Option<ProcSample> {
+    let cpu_seconds =
+        stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss_kb: f64 = status
         .lines()
@@ -28,7 +68,7 @@ pub fn proc_sample(pid: u32) -> Option<ProcSample> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     Some(ProcSample {
-        cpu_seconds: (utime + stime) / USER_HZ,
+        cpu_seconds,
         rss_mb: rss_kb / 1024.0,
     })
 }
@@ -201,6 +241,35 @@ mod tests {
         assert_eq!(pid_listening_on(addr), None);
         assert!(threads(std::process::id()).unwrap() >= 1);
         assert!(open_fds(std::process::id()).unwrap() >= 3);
+    }
+
+    #[test]
+    fn a_thread_of_ours_is_measured_alone() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let busy = std::thread::spawn(move || {
+            let _ = tx.send(current_tid());
+            // Half a second of work for this thread only.
+            let end = std::time::Instant::now() + std::time::Duration::from_millis(500);
+            let mut x = 0u64;
+            while std::time::Instant::now() < end {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        });
+        let tid = rx.recv().unwrap().unwrap();
+        assert_ne!(tid, std::process::id(), "a thread's id, not the process's");
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        let cpu = CpuOf::Threads(vec![tid]).seconds().unwrap();
+        assert!((0.3..=0.7).contains(&cpu), "{cpu} s");
+        busy.join().unwrap();
+        // Gone: unreadable rather than zero.
+        assert_eq!(CpuOf::Threads(vec![tid]).seconds(), None);
+        assert_eq!(CpuOf::Threads(Vec::new()).seconds(), None);
+        assert_eq!(
+            stat_cpu_seconds("1 (a) b) R 1 2 3 4 5 6 7 8 9 10 150 50 0"),
+            Some(2.0)
+        );
+        assert_eq!(stat_cpu_seconds("garbage"), None);
     }
 
     #[test]

@@ -12,9 +12,6 @@ use plotters::prelude::{RGBColor, SeriesLabelPosition};
 use crate::{Scenario, Summary, Target};
 use plots::{Bar, Line, LineChart};
 
-/// A table row: its label and how to show a run's figure.
-type Row = (&'static str, fn(&Summary) -> String);
-
 /// The mixer's tick: what a participant's CPU is counted against.
 const TICK_US: f64 = 20_000.0;
 
@@ -29,6 +26,7 @@ fn target_name(t: Target) -> &'static str {
     match t {
         Target::Confab => "confab",
         Target::Janus => "janus",
+        Target::Floor => "floor",
     }
 }
 
@@ -41,6 +39,7 @@ fn colour(t: Target) -> RGBColor {
     match t {
         Target::Confab => RGBColor(0x0b, 0x5c, 0xad),
         Target::Janus => RGBColor(0xcf, 0x22, 0x2e),
+        Target::Floor => RGBColor(0x6e, 0x77, 0x81),
     }
 }
 
@@ -63,6 +62,35 @@ pub fn cpu_per_participant_us(s: &Summary) -> Option<f64> {
     };
     let cpu = cpu?;
     (participants > 0).then(|| cpu / 100.0 * TICK_US / participants as f64)
+}
+
+/// A bridge's CPU per participant as a multiple of the floor's in the same scenario and codec
+/// (a floor run of the same invocation); none for the floor itself, or without one.
+pub fn floor_multiple(s: &Summary, runs: &[Summary]) -> Option<f64> {
+    if s.target == Target::Floor {
+        return None;
+    }
+    let floor = runs
+        .iter()
+        .find(|r| r.target == Target::Floor && r.scenario == s.scenario && r.codec == s.codec)?;
+    let (mine, base) = (cpu_per_participant_us(s)?, cpu_per_participant_us(floor)?);
+    // A floor too small to register (0 % of a core over the run) is no yardstick.
+    (base > 0.0).then(|| mine / base)
+}
+
+/// "6.2x the floor" lines, one per bridge that has a floor run to compare with.
+pub fn floor_comparison(runs: &[Summary]) -> String {
+    runs.iter()
+        .filter_map(|s| {
+            let m = floor_multiple(s, runs)?;
+            Some(format!(
+                "{}: CPU per participant {}x the floor's ({} scenario)\n",
+                target_name(s.target),
+                sig3(m),
+                scenario_name(s.scenario)
+            ))
+        })
+        .collect()
 }
 
 /// A figure with three significant digits at most ("118", "8.43", "0.914", "34").
@@ -100,7 +128,10 @@ fn cpu_chart(runs: &[Summary]) -> String {
                 series: target_name(s.target).to_owned(),
                 colour: colour(s.target),
                 value: us,
-                note: format!("{} µs", sig3(us)),
+                note: match floor_multiple(s, runs) {
+                    Some(m) => format!("{} µs, {}× floor", sig3(us), sig3(m)),
+                    None => format!("{} µs", sig3(us)),
+                },
             })
         })
         .collect();
@@ -119,7 +150,9 @@ fn cpu_chart(runs: &[Summary]) -> String {
             &bars,
         ),
         "The bridge's CPU time over the measured run divided by its participants and by the \
-         number of 20 ms ticks (a ramp: at the last step it kept up with). Lower is better.",
+         number of 20 ms ticks (a ramp: at the last step it kept up with). Lower is better. The \
+         floor is a reflector in the generator that only moves the packets: a bridge's multiple \
+         of it is what its own work costs on this machine.",
     )
 }
 
@@ -242,20 +275,25 @@ fn load_chart(runs: &[Summary]) -> String {
             .collect();
         ("participants", lines)
     });
+    // Room above the lines for the legend, which lists up to two lines per run.
+    let highest = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .fold(0.0, f64::max);
     let chart = LineChart {
         title: "Load over time",
         x_label: "time since the run started (s)",
         y_label: "percent",
         lines,
         x_max: None,
-        y_max: None,
+        y_max: Some(plots::round_up(highest * (1.3 + 0.1 * runs.len() as f64))),
         right,
         legend: SeriesLabelPosition::UpperLeft,
     };
     figure(
         plots::line_chart(&chart),
-        "The bridge's CPU each second (100 % is one core) and, dashed, Confab's mixer load: the \
-         share of the 20 ms tick its mixer spent working.",
+        "The bridge's CPU each second (100 % is one core) and, dashed, its load: the share of \
+         the time Confab's mixer (or the floor's reflector) spent working.",
     )
 }
 
@@ -388,66 +426,92 @@ fn one_decimal(v: Option<f64>) -> String {
 }
 
 fn table(runs: &[Summary]) -> String {
+    let each = |f: &dyn Fn(&Summary) -> String| runs.iter().map(f).collect::<Vec<String>>();
+    let mut rows: Vec<(&str, Vec<String>)> = vec![
+        ("scenario", each(&|s| scenario_name(s.scenario))),
+        ("codec", each(&|s| format!("{:?}", s.codec).to_lowercase())),
+        ("participants", each(&|s| s.participants.to_string())),
+        (
+            "rooms / talkers",
+            each(&|s| format!("{} / {}", s.rooms, s.talkers)),
+        ),
+        ("measured (s)", each(&|s| format!("{:.0}", s.duration_s))),
+        (
+            "bridge CPU (% of a core)",
+            each(&|s| one_decimal(s.bridge_cpu_percent)),
+        ),
+        (
+            "CPU per participant (µs per tick)",
+            each(&|s| cpu_per_participant_us(s).map_or("-".into(), sig3)),
+        ),
+    ];
+    if runs.iter().any(|s| s.target == Target::Floor)
+        && runs.iter().any(|s| s.target != Target::Floor)
+    {
+        rows.push((
+            "CPU per participant against the floor",
+            each(&|s| match (s.target, floor_multiple(s, runs)) {
+                (Target::Floor, _) => "1× (the floor)".to_owned(),
+                (_, Some(m)) => format!("{}×", sig3(m)),
+                (_, None) => "-".to_owned(),
+            }),
+        ));
+    }
+    rows.extend([
+        ("bridge RSS (MB)", each(&|s| one_decimal(s.bridge_rss_mb))),
+        (
+            "received / expected",
+            each(&|s| format!("{:.4}", s.rx_ratio)),
+        ),
+        ("sequence gaps", each(&|s| s.gaps.to_string())),
+        (
+            "late ticks",
+            each(&|s| s.late_ticks.map_or("-".into(), |v| format!("{v:.0}"))),
+        ),
+        (
+            "max load ratio",
+            each(&|s| s.max_load_ratio.map_or("-".into(), |v| format!("{v:.2}"))),
+        ),
+        ("latency p50 (ms)", each(&|s| one_decimal(s.latency_ms.p50))),
+        ("latency p99 (ms)", each(&|s| one_decimal(s.latency_ms.p99))),
+        (
+            "clicks measured",
+            each(&|s| s.latency_ms.samples.to_string()),
+        ),
+    ]);
+    if runs
+        .iter()
+        .any(|s| s.capacity.is_some() || !s.steps.is_empty())
+    {
+        rows.push((
+            "capacity",
+            each(&|s| s.capacity.map_or("-".into(), |v| v.to_string())),
+        ));
+    }
+    if runs.iter().any(|s| s.pesq.is_some()) {
+        rows.push((
+            "PESQ (quality room, MOS-LQO)",
+            each(&|s| s.pesq.map_or("-".into(), |v| format!("{v:.2}"))),
+        ));
+    }
+    rows.extend([
+        ("command", each(&|s| s.about.command.clone())),
+        (
+            "build",
+            each(&|s| format!("{}; {}", s.about.versions(), s.about.build)),
+        ),
+        ("machine", each(&|s| s.about.machine())),
+        ("date", each(&|s| s.about.date.clone())),
+    ]);
     let mut table = String::from("<table><tr><th>figure</th>");
     for s in runs {
         let _ = write!(table, "<th>{}</th>", escape(&series_name(s, runs)));
     }
     table.push_str("</tr>");
-    let mut rows: Vec<Row> = vec![
-        ("scenario", |s| scenario_name(s.scenario)),
-        ("codec", |s| format!("{:?}", s.codec).to_lowercase()),
-        ("participants", |s| s.participants.to_string()),
-        ("rooms / talkers", |s| {
-            format!("{} / {}", s.rooms, s.talkers)
-        }),
-        ("measured (s)", |s| format!("{:.0}", s.duration_s)),
-        ("bridge CPU (% of a core)", |s| {
-            one_decimal(s.bridge_cpu_percent)
-        }),
-        ("CPU per participant (µs per tick)", |s| {
-            cpu_per_participant_us(s).map_or("-".into(), sig3)
-        }),
-        ("bridge RSS (MB)", |s| one_decimal(s.bridge_rss_mb)),
-        ("received / expected", |s| format!("{:.4}", s.rx_ratio)),
-        ("sequence gaps", |s| s.gaps.to_string()),
-        ("late ticks", |s| {
-            s.late_ticks.map_or("-".into(), |v| format!("{v:.0}"))
-        }),
-        ("max load ratio", |s| {
-            s.max_load_ratio.map_or("-".into(), |v| format!("{v:.2}"))
-        }),
-        ("latency p50 (ms)", |s| one_decimal(s.latency_ms.p50)),
-        ("latency p99 (ms)", |s| one_decimal(s.latency_ms.p99)),
-        ("clicks measured", |s| s.latency_ms.samples.to_string()),
-    ];
-    if runs
-        .iter()
-        .any(|s| s.capacity.is_some() || !s.steps.is_empty())
-    {
-        rows.push(("capacity", |s| {
-            s.capacity.map_or("-".into(), |v| v.to_string())
-        }));
-    }
-    if runs.iter().any(|s| s.pesq.is_some()) {
-        rows.push(("PESQ (quality room, MOS-LQO)", |s| {
-            s.pesq.map_or("-".into(), |v| format!("{v:.2}"))
-        }));
-    }
-    rows.extend([
-        (
-            "command",
-            (|s| s.about.command.clone()) as fn(&Summary) -> String,
-        ),
-        ("build", |s| {
-            format!("{}; {}", s.about.versions(), s.about.build)
-        }),
-        ("machine", |s| s.about.machine()),
-        ("date", |s| s.about.date.clone()),
-    ]);
-    for (label, f) in rows {
+    for (label, cells) in rows {
         let _ = write!(table, "<tr><td>{label}</td>");
-        for s in runs {
-            let _ = write!(table, "<td>{}</td>", escape(&f(s)));
+        for c in cells {
+            let _ = write!(table, "<td>{}</td>", escape(&c));
         }
         table.push_str("</tr>");
     }

@@ -19,7 +19,8 @@ use serde::Serialize;
 use crate::bridges::{Bridge, Confab, Joined, Way};
 use crate::leg::{Clicks, Codec, SimLeg, Sockets, Voice};
 use crate::measure::{self, BridgeMetrics};
-use crate::{LEGS_PER_SOCKET, Latency, Options, Run, Sample, Signal, Summary, progress_bar, ratio};
+use crate::worker::{LEGS_PER_SOCKET, Run};
+use crate::{Latency, Options, Sample, Signal, Summary, progress_bar, ratio};
 
 /// RSS drift (end against after the warm-up) the soak accepts, in %.
 pub const MAX_RSS_DRIFT_PERCENT: f64 = 5.0;

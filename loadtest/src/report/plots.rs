@@ -63,13 +63,14 @@ pub(super) struct Bar {
     pub(super) note: String,
 }
 
-/// The smallest of 1, 2, 2.5, 5 times a power of ten that is at least `v` (1 for nothing).
+/// The smallest of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of ten that is at least
+/// `v` (1 for nothing): an axis end near the data, whose ticks are still round.
 pub(super) fn round_up(v: f64) -> f64 {
     if !v.is_finite() || v <= 0.0 {
         return 1.0;
     }
     let scale = 10f64.powf(v.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
+    [1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
         .iter()
         .map(|m| m * scale)
         .find(|c| *c >= v * (1.0 - 1e-9))
@@ -340,6 +341,7 @@ mod tests {
         assert_eq!(round_up(0.437), 0.5);
         assert_eq!(round_up(1.0), 1.0);
         assert_eq!(round_up(2.1), 2.5);
+        assert_eq!(round_up(28.9), 30.0);
         assert_eq!(round_up(0.0), 1.0);
         assert_eq!(tick(0.30000000000000004, 1), "0.3");
         assert_eq!(tick(1.0, 1), "1");
