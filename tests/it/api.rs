@@ -2,9 +2,7 @@
 //! and heard by RTP endpoints, controls, events over SSE with resume, persistence and records
 //! across a restart, auth, and drain as seen from the API and from SIP.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -373,6 +371,9 @@ fn a_token_guards_the_api_and_drain_stops_new_work() {
 
 #[test]
 fn dial_out_through_the_api() {
+    if !support::require(&["sipp"]) {
+        return;
+    }
     let _turn = support::exclusive();
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), None, &[]);

@@ -1,9 +1,7 @@
 //! linphonec (a second, independent SIP client) joins with Opus and telephone-event/48000 only,
 //! plays a tone into the conference and hears the other participant's.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -18,6 +16,9 @@ use support::clients::{self, SipBridge, free_port};
 
 #[test]
 fn linphone_joins_with_opus_and_telephone_event_48000() {
+    if !support::require(&["linphonec", "sox"]) {
+        return;
+    }
     let _turn = support::exclusive();
     let bridge = SipBridge::start();
     bridge

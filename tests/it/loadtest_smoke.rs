@@ -3,9 +3,7 @@
 //! sense.
 //! The full runs are benchmarks (BENCHMARKS.md), not tests.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,9 +1,7 @@
 //! `metrics.conference_labels`: off, `/metrics` names no meeting; on, each conference has its
 //! series. An API served in-process on 127.0.0.1 (AppState built as `confab serve` builds it).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

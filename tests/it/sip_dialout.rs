@@ -2,9 +2,7 @@
 //! connecting -> connected, events in that order, and baresip hears the conference; ejecting
 //! it sends a BYE. A called party that answers 486 (SIPp) ends as `busy` with the status kept.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -48,6 +46,9 @@ fn joiner(name: &str) -> Joiner {
 
 #[test]
 fn dial_out_to_a_phone_that_answers() {
+    if !support::require(&["baresip", "sox"]) {
+        return;
+    }
     let _turn = support::exclusive();
     let bridge = SipBridge::start();
     let mut events = bridge.events.subscribe();
@@ -146,6 +147,9 @@ fn dial_out_to_a_phone_that_answers() {
 
 #[test]
 fn dial_out_to_a_busy_phone() {
+    if !support::require(&["sipp"]) {
+        return;
+    }
     let _turn = support::exclusive();
     let bridge = SipBridge::start();
     bridge
@@ -192,6 +196,9 @@ fn dial_out_to_a_busy_phone() {
 
 #[test]
 fn ejecting_a_ringing_dial_out_cancels_it() {
+    if !support::require(&["baresip", "sox"]) {
+        return;
+    }
     let _turn = support::exclusive();
     let bridge = SipBridge::start();
     bridge

@@ -2,9 +2,7 @@
 //! packets, encodes by kind, SIP and API counters, the process), conference series that go
 //! away with their conference, and a real Prometheus scraping it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -155,6 +153,9 @@ fn metrics_after_a_call_and_series_that_go_with_their_conference() {
 
 #[test]
 fn a_real_prometheus_scrapes_the_bridge() {
+    if !support::require(&["prometheus"]) {
+        return;
+    }
     let _turn = support::exclusive();
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), None, &[]);

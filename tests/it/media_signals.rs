@@ -7,9 +7,7 @@
 //! fake time beside the code: `src/mixer/conference/sim_signal_tests.rs`,
 //! `sim_control_tests.rs` and `src/media/leg/leg_core/latch_tests.rs`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -2,9 +2,7 @@
 //! the caller's answer in the ACK) and a re-INVITE that changes the codec and the address. In
 //! both, audio flows both ways afterwards, measured on what test endpoints decode.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

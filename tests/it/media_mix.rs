@@ -6,9 +6,7 @@
 //! prompts, quiet Opus legs left undecoded, SRTP forgeries) is tested in fake time beside the
 //! code: `src/mixer/conference/sim_mix_tests.rs`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,9 +1,7 @@
 //! Faults a node meets in the field, on a real `confab serve`: killed with SIGKILL mid-call,
 //! and stalled (SIGSTOP) for half a second while calls run.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

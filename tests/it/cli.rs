@@ -1,8 +1,7 @@
 //! The binary from the outside: `check-config` answers with line and key, `serve` starts on a
 //! config, logs, and stops cleanly on SIGTERM and SIGINT.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
+use crate::support;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -37,6 +36,7 @@ fn free_port() -> u16 {
 
 #[test]
 fn check_config_accepts_a_good_file() {
+    let _turn = support::shared();
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         &dir,
@@ -54,6 +54,7 @@ fn check_config_accepts_a_good_file() {
 
 #[test]
 fn check_config_names_line_and_key() {
+    let _turn = support::shared();
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (
@@ -187,6 +188,7 @@ fn stop_with(child: &mut Child, signal: &str) {
 
 #[test]
 fn serve_runs_on_a_config_and_stops_on_signals() {
+    let _turn = support::shared();
     for signal in ["TERM", "INT"] {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -212,6 +214,7 @@ fn serve_runs_on_a_config_and_stops_on_signals() {
 
 #[test]
 fn flags_and_environment_override_the_file() {
+    let _turn = support::shared();
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         &dir,
@@ -240,6 +243,7 @@ fn flags_and_environment_override_the_file() {
 
 #[test]
 fn serve_refuses_an_exposed_api_without_token() {
+    let _turn = support::shared();
     let out = confab()
         .args(["serve", "--api-listen", "0.0.0.0:18080"])
         .env(
@@ -260,6 +264,7 @@ fn options(branch: &str, transport: &str) -> String {
 
 #[test]
 fn serve_answers_sip_over_udp_and_tcp() {
+    let _turn = support::shared();
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let (mut child, rx, sip, _, _) = start_on_free_ports(|sip, api| serve_by_flags(&dir, sip, api));
@@ -314,6 +319,7 @@ fn serve_answers_sip_over_udp_and_tcp() {
 
 #[test]
 fn serve_says_so_when_the_sip_port_is_taken() {
+    let _turn = support::shared();
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
@@ -336,6 +342,7 @@ fn serve_says_so_when_the_sip_port_is_taken() {
 
 #[test]
 fn serve_refuses_a_corrupt_database_with_its_path() {
+    let _turn = support::shared();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -378,6 +385,7 @@ fn http_status(port: u16, method: &str, path: &str, body: &str) -> u16 {
 
 #[test]
 fn sigterm_drains_until_the_last_call_ends_and_exits_0() {
+    let _turn = support::shared();
     let dir = tempfile::tempdir().unwrap();
     let (mut child, rx, _, api, _) = start_on_free_ports(|sip, api| serve_by_flags(&dir, sip, api));
     assert_eq!(

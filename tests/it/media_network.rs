@@ -5,9 +5,7 @@
 //! Loss, jitter and reordering, and the rest of what a hostile network does, are tested in
 //! fake time beside the code: `src/mixer/conference/sim_network_tests.rs`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;

@@ -3,9 +3,7 @@
 //! when the caller hangs up during the goodbye, and a locked-out caller does not lock out the
 //! other callers behind the same gateway. Bounded: a handful of calls, 5 s waits at most.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};

@@ -9,8 +9,7 @@
 //! Needs root (namespaces), iproute2, nftables and baresip. Without them it says what is
 //! missing and skips, unless `CONFAB_REQUIRE_NETNS=1` (then a skip is a failure).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
+use crate::support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -406,6 +405,7 @@ fn phones_behind_a_nat_talk_through_the_bridge_for_every_bind_and_advertise_comb
         eprintln!("SKIP: {why}");
         return;
     }
+    let _turn = support::exclusive();
     for (name, sip, media, advertise) in COMBINATIONS {
         let ns = Namespaces::new();
         let dir = tempfile::tempdir().unwrap();

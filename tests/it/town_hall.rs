@@ -1,9 +1,7 @@
 //! A town hall over real UDP: 1,000 listeners and 2 talkers in one conference. Encodes per tick
 //! are talkers + shared groups, not one per listener, and the listeners hear both talkers.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -20,6 +18,7 @@ const LISTENERS: usize = 1000;
 
 #[test]
 fn a_thousand_listeners_cost_one_shared_encode() {
+    let _turn = support::exclusive();
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
     let base = probe.local_addr().unwrap().port().clamp(20000, 50000);
     drop(probe);

@@ -4,9 +4,7 @@
 //!
 //! aiortc runs from tests/webrtc/whip_peers.py (CI installs it from PyPI).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -18,7 +16,7 @@ use support::Endpoint;
 use support::clients::{absent, describe, present, read_wav, tone_shares};
 use support::server::{Server, http_raw};
 
-const CHROMIUM_OFFER: &str = include_str!("fixtures/chromium-156-offer.sdp");
+const CHROMIUM_OFFER: &str = include_str!("../fixtures/chromium-156-offer.sdp");
 
 /// POSTs an SDP offer to the conference's WHIP endpoint: status, headers, body.
 fn whip(
@@ -112,6 +110,9 @@ fn results(child: std::process::Child) -> Vec<Value> {
 
 #[test]
 fn aiortc_peers_and_an_rtp_participant_hear_each_other_not_themselves() {
+    if !support::require_python(&["aiortc", "aiohttp", "av", "numpy"]) {
+        return;
+    }
     let _turn = support::exclusive();
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), None, &[]);
@@ -249,6 +250,9 @@ fn aiortc_peers_and_an_rtp_participant_hear_each_other_not_themselves() {
 
 #[test]
 fn ten_aiortc_peers_each_connect_in_under_two_seconds() {
+    if !support::require_python(&["aiortc", "aiohttp", "av", "numpy"]) {
+        return;
+    }
     let _turn = support::exclusive();
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), None, &[]);
@@ -294,6 +298,9 @@ fn one_peer_ends(extra: &[&str], mode: &str, limit: Duration) -> Value {
 
 #[test]
 fn a_vanished_peer_is_disconnected_for_ice_timeout() {
+    if !support::require_python(&["aiortc", "aiohttp", "av", "numpy"]) {
+        return;
+    }
     let _turn = support::exclusive();
     let p = one_peer_ends(
         &["--webrtc-consent-timeout-secs", "5"],
@@ -305,6 +312,9 @@ fn a_vanished_peer_is_disconnected_for_ice_timeout() {
 
 #[test]
 fn a_peer_closing_dtls_has_hung_up() {
+    if !support::require_python(&["aiortc", "aiohttp", "av", "numpy"]) {
+        return;
+    }
     let _turn = support::exclusive();
     let started = Instant::now();
     // Well before any consent or media timeout (30 s).

@@ -4,9 +4,7 @@
 //! do not grow with the joins, memory that does not grow by megabytes, every leg's sockets
 //! closed once the run has ended. The half-hour run is a benchmark (BENCHMARKS.md, "Soak").
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

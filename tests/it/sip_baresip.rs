@@ -3,9 +3,7 @@
 //! SDES-SRTP, and mixed codecs. Each must hear the other two and not itself, judged on what
 //! baresip itself decoded (its sndfile recording), per 0.5 s block.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -15,6 +13,9 @@ use support::clients::{self, Baresip, BaresipOptions, SipBridge};
 const TONES: [f32; 3] = [440.0, 660.0, 880.0];
 
 fn conference_call(codecs: [&str; 3], srtp: bool, meeting: &str) {
+    if !support::require(&["baresip", "sox"]) {
+        return;
+    }
     let _turn = support::exclusive();
     let bridge = SipBridge::start();
     bridge

@@ -399,11 +399,100 @@ pub fn free_port_range() -> (u16, u16) {
     (start, start + 40)
 }
 
-/// Real-time tests in one binary take turns: on a 2-core machine two of them at once would
-/// measure each other's scheduling, not the bridge.
-pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
-    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Whose turn it is: real-time tests (media, real clients) hold it alone, other tests share it.
+static TURN: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Real-time tests take turns, and no other test runs beside one: on a 2-core machine two at
+/// once would measure each other's scheduling, not the bridge. (When each test file was a binary
+/// of its own, a real-time test never ran beside another file's tests.) Not reentrant: a test
+/// takes it once, at its start, and no helper takes it.
+pub fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    // A test that failed while holding it poisons it; the next test's turn is still its own.
+    TURN.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// For tests without real-time media (configuration checks, a binary's flags and signals):
+/// they run beside each other, never beside an `exclusive` test.
+pub fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    TURN.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Whether `program` is an executable file in a directory of `PATH`.
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path).any(|dir| {
+        std::fs::metadata(dir.join(program))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+/// Whether the programs a test needs from outside the repository are installed. When one is
+/// missing the test says which and should return at once (a skip); in CI (`CI` set, as .ci/run
+/// runs), which installs them all with scripts/prereqs, a missing one fails the test instead,
+/// so CI never passes by skipping.
+pub fn require(programs: &[&str]) -> bool {
+    let missing: Vec<String> = programs
+        .iter()
+        .filter(|p| !on_path(p))
+        .map(|p| format!("{p} is not installed"))
+        .collect();
+    skip_unless_empty(&missing)
+}
+
+/// Whether python3 can import `modules` (the test's Python clients: aiortc, kubernetes-validate).
+pub fn require_python(modules: &[&str]) -> bool {
+    if !require(&["python3"]) {
+        return false;
+    }
+    let imports = format!("import {}", modules.join(", "));
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &imports])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let missing = if ok {
+        Vec::new()
+    } else {
+        vec![format!("python3 cannot import {}", modules.join(", "))]
+    };
+    skip_unless_empty(&missing)
+}
+
+/// Whether `what` (a file or folder the prerequisites install, named from the repository's
+/// root) is there.
+pub fn require_path(what: &str) -> bool {
+    let there = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(what)
+        .exists();
+    let missing = if there {
+        Vec::new()
+    } else {
+        vec![format!("{what} is missing")]
+    };
+    skip_unless_empty(&missing)
+}
+
+fn skip_unless_empty(missing: &[String]) -> bool {
+    if missing.is_empty() {
+        return true;
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_owned();
+    let why = missing.join("; ");
+    let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    assert!(
+        !in_ci,
+        "{test}: {why} (CI installs it: .ci/run runs scripts/prereqs test)"
+    );
+    eprintln!("SKIP {test}: {why} (scripts/prereqs test installs it)");
+    false
 }
 
 /// A media engine with one mixer thread on a free loopback port range.

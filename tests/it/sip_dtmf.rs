@@ -2,9 +2,7 @@
 //! gateway sends them) and SIP INFO. A caller written in the test dials the access user, keys
 //! the meeting ID and passcode, and lands in the meeting.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

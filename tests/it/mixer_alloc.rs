@@ -2,14 +2,17 @@
 //! `ConferenceMedia::tick` with three talkers (PCMU, G.722, Opus: a 48 kHz mix; or three phones:
 //! an 8 kHz mix) and twenty listeners whose packets arrive over real UDP sockets on 127.0.0.1.
 //! Time is stepped explicitly.
+//!
+//! The allocator is the whole test binary's, and other tests allocate: it counts only once
+//! armed, and only the test's own process arms it. The test runs itself again as a process of
+//! its own that runs nothing else (`counted_in_a_process_of_its_own`), and checks its verdict.
 #![allow(unsafe_code)] // the GlobalAlloc impl below only forwards to the system allocator
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-mod support;
+use crate::support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, UdpSocket};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use confab::conference::{Joining, ParticipantId, Policy, Role};
@@ -24,18 +27,26 @@ use support::Endpoint;
 struct Counting;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+/// Set only in the process of its own that `a_steady_tick_allocates_nothing` starts.
+static ARMED: AtomicBool = AtomicBool::new(false);
+
+fn count() {
+    if ARMED.load(Ordering::Relaxed) {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+    }
+}
 
 // SAFETY: every method forwards to `System` unchanged; the counter has no effect on memory.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        count();
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        count();
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -43,9 +54,47 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-// One test: the allocation counter is global, so a second test in parallel would count here.
+/// Tells the test run by `a_steady_tick_allocates_nothing` that it is in its own process.
+const CHILD: &str = "CONFAB_IT_MIXER_ALLOC_CHILD";
+
 #[test]
 fn a_steady_tick_allocates_nothing() {
+    // Nothing real-time here (time is stepped), but its 20 ms ticks of three codecs would
+    // slow a real-time test beside it.
+    let _turn = support::exclusive();
+    // This very executable, even if a build has replaced its file since it started (the
+    // target directory is shared): /proc/self/exe still names what is running.
+    let out = std::process::Command::new("/proc/self/exe")
+        .args([
+            "mixer_alloc::counted_in_a_process_of_its_own",
+            "--exact",
+            "--include-ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the counted run failed or did not run:\n{stdout}\n{stderr}"
+    );
+}
+
+/// The allocation counts, in a process that runs this test alone (started by
+/// `a_steady_tick_allocates_nothing`); run any other way, it only says so.
+#[test]
+#[ignore = "run by a_steady_tick_allocates_nothing in a process of its own"]
+fn counted_in_a_process_of_its_own() {
+    if std::env::var_os(CHILD).is_none() {
+        eprintln!(
+            "SKIP: counts allocations only in a process of its own (see a_steady_tick_allocates_nothing)"
+        );
+        return;
+    }
+    ARMED.store(true, Ordering::SeqCst);
     const MIXED: [Codec; 3] = [Codec::Pcmu, Codec::G722, Codec::Opus];
     steady_ticks_allocate_nothing(MIXED, 20, None);
     steady_ticks_allocate_nothing([Codec::Pcmu; 3], 20, None);

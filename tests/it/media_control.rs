@@ -5,9 +5,7 @@
 //! The same controls, and the media timeout, are tested in fake time beside the code:
 //! `src/mixer/conference/sim_control_tests.rs` and `sim_tests.rs`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -3,9 +3,7 @@
 //! INVITE flood from one source gets 503, and a normal call placed right after still works.
 //! A source that fails the attendant again and again is refused.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
-
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};

@@ -1,0 +1,45 @@
+//! Confab's integration tests, one binary: the crate and `support` are compiled and linked once
+//! instead of once per file. Each module was a test file of its own; run one with
+//! `cargo test --test it media_mix::` (or a single test by its full path).
+//!
+//! Tests share the process, so what a file once had to itself is shared here:
+//! - `support::exclusive()` (real-time media and real clients) and `support::shared()`
+//!   (everything else) keep real-time tests from running beside any other test, as they never did
+//!   when each file was a binary run after the others;
+//! - `mixer_alloc` counts allocations with this binary's global allocator, only while armed, in
+//!   a process of its own it starts (no other test may allocate meanwhile);
+//! - a test that needs a program from outside (baresip, SIPp, linphonec, Chromium, ...) says
+//!   which is missing and skips (`support::require`), except in CI (`CI` set), which installs
+//!   them all (.ci/run, scripts/prereqs) and fails instead.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod support;
+
+mod api;
+mod api_metrics;
+mod browser;
+mod cli;
+mod deploy;
+mod faults;
+mod hostile_access;
+mod loadtest_smoke;
+mod loadtest_soak;
+mod media_control;
+mod media_mix;
+mod media_network;
+mod media_signals;
+mod metrics_labels;
+mod mixer_alloc;
+mod netns_nat;
+mod sip_attendant;
+mod sip_baresip;
+mod sip_dialout;
+mod sip_dtmf;
+mod sip_failure_limits;
+mod sip_linphone;
+mod sip_load;
+mod sip_renegotiation;
+mod sip_robust;
+mod town_hall;
+mod webrtc;
