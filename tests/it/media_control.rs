@@ -1,6 +1,6 @@
 //! Controls end to end through the engine over real UDP on 127.0.0.1: wait-for-leader, mute,
 //! deaf, eject, lock and end, sent as `engine.control` commands, as endpoints hear them and as
-//! the engine's event stream says. Real time: about 7 s.
+//! the engine's event stream says. Real time: about 5 s.
 //!
 //! The same controls, and the media timeout, are tested in fake time beside the code:
 //! `src/mixer/conference/sim_control_tests.rs` and `sim_tests.rs`.
