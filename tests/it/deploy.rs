@@ -12,6 +12,7 @@ use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,6 +48,8 @@ impl Kamailio {
         std::fs::write(&list, lines).unwrap();
         let port = free_port();
         let child = Command::new("kamailio")
+            // Its own process group: stopping it stops its worker processes too.
+            .process_group(0)
             .arg("-f")
             .arg(deploy("kamailio/kamailio.cfg"))
             .args(["-DD", "-E", "-m", "64", "-M", "8"])
@@ -72,8 +75,35 @@ impl Kamailio {
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_group(&mut self.child);
+    }
+}
+
+/// Stops a child started in its own process group, with the whole group (Kamailio's workers
+/// outlive a kill of its main process): SIGTERM, a few seconds' grace, then SIGKILL.
+fn stop_group(child: &mut Child) {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    let group = Pid::from_raw(child.id() as i32);
+    let _ = killpg(group, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Workers may still be there after the main process went: the group, not the child.
+    let _ = killpg(group, Signal::SIGKILL);
+    let _ = child.wait();
+}
+
+/// A process (and its group) stopped on drop, pass or fail.
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        stop_group(&mut self.0);
     }
 }
 
@@ -297,7 +327,8 @@ fn two_nodes_behind_kamailio() {
     let prom_yml = work.path().join("prometheus.yml");
     std::fs::write(&prom_yml, config).unwrap();
     let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut prometheus = Command::new("prometheus")
+    let prometheus = Command::new("prometheus")
+        .process_group(0)
         .arg(format!("--config.file={}", prom_yml.display()))
         .arg(format!(
             "--storage.tsdb.path={}",
@@ -308,6 +339,7 @@ fn two_nodes_behind_kamailio() {
         .stderr(Stdio::null())
         .spawn()
         .expect("prometheus (Debian package prometheus)");
+    let prometheus = Group(prometheus);
     let start = Instant::now();
     while std::net::TcpStream::connect(web).is_err() {
         assert!(
@@ -333,8 +365,7 @@ fn two_nodes_behind_kamailio() {
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
+    drop(prometheus);
     assert_eq!(up, 2, "Prometheus scrapes both nodes");
     drop(kamailio);
 }
