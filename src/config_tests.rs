@@ -1,0 +1,163 @@
+use super::*;
+
+#[test]
+fn defaults_match_the_contract() {
+    let c = Config::default();
+    assert_eq!(c.sip.listen.to_string(), "127.0.0.1:5060");
+    assert_eq!(c.api.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!((c.media.rtp_port_min, c.media.rtp_port_max), (20000, 29999));
+    assert_eq!(c.storage.data_dir, PathBuf::from("./confab-data"));
+    assert_eq!(c.sip.access_user, "conference");
+    assert!(c.validate().is_ok());
+    assert_eq!(Config::from_toml("").unwrap(), c);
+}
+
+#[test]
+fn a_full_file_parses() {
+    let c = Config::from_toml(
+        r#"
+[sip]
+listen = "0.0.0.0:5070"
+trusted = ["10.0.0.0/8", "192.168.1.7"]
+access_user = "meet"
+outbound_proxy = "sip:gw.example.net:5060"
+
+[api]
+listen = "0.0.0.0:9000"
+token = "s3cret"
+
+[media]
+rtp_port_min = 30000
+rtp_port_max = 30999
+
+[mixer]
+threads = 2
+max_talkers = 4
+
+[log]
+format = "json"
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.sip.listen.port(), 5070);
+    assert!(c.sip.trusted[0].contains("10.1.2.3".parse().unwrap()));
+    assert!(!c.sip.trusted[1].contains("192.168.1.8".parse().unwrap()));
+    assert_eq!(c.log.format, LogFormat::Json);
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_line() {
+    let e = Config::from_toml("[sip]\nlisten = \"127.0.0.1:5060\"\nlisen = \"x\"\n").unwrap_err();
+    assert_eq!(e.line, Some(3), "{e}");
+    assert_eq!(e.key.as_deref(), Some("sip.lisen"), "{e}");
+    assert!(e.message.contains("unknown field"), "{e}");
+    let e = Config::from_toml("[sipp]\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("sipp")), "{e}");
+}
+
+#[test]
+fn bad_values_are_named_with_their_line() {
+    let e = Config::from_toml("\n[api]\nlisten = \"nowhere\"\n").unwrap_err();
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(3), Some("api.listen")),
+        "{e}"
+    );
+    let e = Config::from_toml("[sip]\ntrusted = [\"10.0.0.0/33\"]\n").unwrap_err();
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(2), Some("sip.trusted")),
+        "{e}"
+    );
+    assert!(e.message.contains("prefix"), "{e}");
+}
+
+#[test]
+fn exposed_api_needs_a_token() {
+    let e = Config::from_toml("[api]\nlisten = \"0.0.0.0:8080\"\n").unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("api.token"));
+    assert!(Config::from_toml("[api]\nlisten = \"0.0.0.0:8080\"\ntoken = \"t\"\n").is_ok());
+    assert!(Config::from_toml("[api]\nlisten = \"[::1]:8080\"\n").is_ok());
+}
+
+#[test]
+fn ranges_are_checked() {
+    let e = Config::from_toml("[media]\nrtp_port_min = 3000\nrtp_port_max = 2000\n").unwrap_err();
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(2), Some("media.rtp_port_min")),
+        "{e}"
+    );
+    assert!(Config::from_toml("[mixer]\nmax_talkers = 0\n").is_err());
+    assert!(Config::from_toml("[sip]\noutbound_proxy = \"gw:5060\"\n").is_err());
+    assert!(Config::from_toml("[sip]\naccess_user = \"a b\"\n").is_err());
+}
+
+#[test]
+fn sample_placeholders_are_refused() {
+    for (text, key) in [
+        (
+            "[api]\nlisten = \"0.0.0.0:8080\"\ntoken = \"change-me-to-a-long-random-string\"\n",
+            "api.token",
+        ),
+        (
+            "[webrtc]\ntoken_secret = \"change-me-too\"\n",
+            "webrtc.token_secret",
+        ),
+        ("[api]\ntoken = \"CHANGEME\"\n", "api.token"),
+    ] {
+        let e = Config::from_toml(text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert!(e.message.contains("placeholder"), "{e}");
+        assert!(e.line.is_some(), "{e}");
+    }
+    assert!(Config::from_toml("[webrtc]\ntoken_secret = \"9f2c41d7e0b5a3c8\"\n").is_ok());
+}
+
+#[test]
+fn conference_labels_are_off_unless_asked_for() {
+    assert!(!Config::default().metrics.conference_labels);
+    let c = Config::from_toml("[metrics]\nconference_labels = true\n").unwrap();
+    assert!(c.metrics.conference_labels);
+}
+
+#[test]
+fn advertised_addresses_are_one_vocabulary_and_must_be_unicast() {
+    let c = Config::from_toml(
+        "[sip]\nadvertise = \"203.0.113.10\"\n[media]\nadvertise = \"2001:db8::10\"\n[webrtc]\nadvertise = \"203.0.113.11\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.sip.advertise, Some("203.0.113.10".parse().unwrap()));
+    assert_eq!(c.media.advertise, Some("2001:db8::10".parse().unwrap()));
+    assert_eq!(c.webrtc.advertise, Some("203.0.113.11".parse().unwrap()));
+    // The older name of the WebRTC key is still read.
+    let c = Config::from_toml("[webrtc]\npublic_ip = \"203.0.113.12\"\n").unwrap();
+    assert_eq!(c.webrtc.advertise, Some("203.0.113.12".parse().unwrap()));
+    for (section, bad) in [("sip", "0.0.0.0"), ("media", "::"), ("webrtc", "224.0.0.1")] {
+        let e = Config::from_toml(&format!("[{section}]\nadvertise = \"{bad}\"\n")).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("{section}.advertise")) && text.contains("cannot be advertised"),
+            "{text}"
+        );
+    }
+    assert!(Config::from_toml("[sip]\nadvertise = \"not an address\"\n").is_err());
+}
+
+#[test]
+fn networks() {
+    let n: Network = "127.0.0.0/8".parse().unwrap();
+    assert!(n.contains("127.9.9.9".parse().unwrap()));
+    assert!(!n.contains("128.0.0.1".parse().unwrap()));
+    assert!(!n.contains("::1".parse().unwrap()));
+    let all: Network = "0.0.0.0/0".parse().unwrap();
+    assert!(all.contains("8.8.8.8".parse().unwrap()));
+    assert!(
+        "fe80::/10"
+            .parse::<Network>()
+            .unwrap()
+            .contains("fe80::1".parse().unwrap())
+    );
+    assert!("x/8".parse::<Network>().is_err());
+    assert!("::/129".parse::<Network>().is_err());
+}
