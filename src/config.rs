@@ -68,9 +68,28 @@ pub struct SipConfig {
     /// unset: the listen address, or with a wildcard listen address the address of the
     /// interface that routes to each peer.
     pub advertise: Option<IpAddr>,
+    /// Address for SIP over TLS; unset with `tls_cert` and `tls_key` given: the `listen`
+    /// address on port 5061.
+    pub tls_listen: Option<SocketAddr>,
+    /// The certificate chain (PEM, leaf first) presented on SIP over TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificates (PEM) that TLS peers we dial must chain to; unset: the system's
+    /// bundle (`/etc/ssl/certs/ca-certificates.crt`).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl SipConfig {
+    /// Where SIP over TLS listens, when it is on (a certificate and key are configured).
+    pub fn tls_address(&self) -> Option<SocketAddr> {
+        self.tls_cert.as_ref().and(self.tls_key.as_ref())?;
+        Some(
+            self.tls_listen
+                .unwrap_or(SocketAddr::new(self.listen.ip(), 5061)),
+        )
+    }
+
     /// The codec preference, most preferred first (names checked by `validate`).
     pub fn codec_preference(&self) -> Vec<Codec> {
         self.codecs
@@ -95,6 +114,10 @@ impl Default for SipConfig {
             max_failures_per_source: 10,
             dispatcher: None,
             advertise: None,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 }
@@ -109,6 +132,14 @@ pub struct ApiConfig {
     pub token: Option<String>,
     /// Seconds a SIGTERM waits for calls in progress to end before stopping.
     pub drain_timeout_secs: u64,
+    /// The certificate chain (PEM, leaf first) for HTTPS; with `tls_key`, the API and pages
+    /// are served over HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Send `Strict-Transport-Security` on HTTPS responses (off by default: once a browser
+    /// has seen it, the host cannot go back to plain HTTP for its max-age).
+    pub hsts: bool,
 }
 
 impl ApiConfig {
@@ -123,6 +154,9 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
             drain_timeout_secs: 300,
+            tls_cert: None,
+            tls_key: None,
+            hsts: false,
         }
     }
 }
@@ -147,6 +181,22 @@ pub struct MediaConfig {
     /// The address put in SDP (`o=`, `c=`); unset: the bind address, or with a wildcard bind
     /// the address of the interface that routes to each peer.
     pub advertise: Option<IpAddr>,
+    /// SDES-SRTP on SIP legs: `off` (plain RTP only; an offer that insists on SRTP gets 488),
+    /// `optional` (SRTP when the caller offers it) or `required` (an offer without it gets 488).
+    pub srtp: SrtpPolicy,
+    /// Offer and accept SDES keys over SIP on UDP or TCP, where anyone who can read the
+    /// signalling reads the keys (off: only over TLS).
+    pub sdes_over_cleartext: bool,
+}
+
+/// `media.srtp`: whether SIP legs use SDES-SRTP.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtpPolicy {
+    Off,
+    #[default]
+    Optional,
+    Required,
 }
 
 impl Default for MediaConfig {
@@ -159,6 +209,8 @@ impl Default for MediaConfig {
             relatch_after_ms: 2000,
             latch_any_source: false,
             advertise: None,
+            srtp: SrtpPolicy::Optional,
+            sdes_over_cleartext: false,
         }
     }
 }
@@ -441,10 +493,40 @@ impl Config {
                 return Err(err(
                     key,
                     format!(
-                        "{ip} cannot be advertised: give the unicast address peers reach this                          node at (or leave it unset to use the interface towards each peer)"
+                        "{ip} cannot be advertised: give the unicast address peers reach this \
+                         node at (or leave it unset to use the interface towards each peer)"
                     ),
                 ));
             }
+        }
+        for (key, cert, tls_key) in [
+            ("sip.tls_cert", &self.sip.tls_cert, &self.sip.tls_key),
+            ("api.tls_cert", &self.api.tls_cert, &self.api.tls_key),
+        ] {
+            if cert.is_some() != tls_key.is_some() {
+                return Err(err(
+                    key,
+                    format!(
+                        "{key} and {} go together: give both or neither",
+                        key.replace("cert", "key")
+                    ),
+                ));
+            }
+        }
+        if self.sip.tls_listen.is_some() && self.sip.tls_cert.is_none() {
+            return Err(err(
+                "sip.tls_listen",
+                "needs sip.tls_cert and sip.tls_key".to_owned(),
+            ));
+        }
+        if let Some(tls) = self.sip.tls_address()
+            && tls.port() != 0
+            && tls == self.sip.listen
+        {
+            return Err(err(
+                "sip.tls_listen",
+                format!("{tls} is also sip.listen: TLS needs a port of its own"),
+            ));
         }
         if self.sip.max_failures_per_source == 0 {
             return Err(err(

@@ -17,4 +17,5 @@ pub mod sip;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod tls;
 pub mod webrtc;
