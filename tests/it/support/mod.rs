@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod clients;
+pub mod pki;
 pub mod server;
 
 use std::net::{SocketAddr, UdpSocket};
