@@ -55,6 +55,24 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         },
         max_failures_per_source: config.sip.max_failures_per_source,
     };
+    let sip_tls = match (
+        config.sip.tls_address(),
+        &config.sip.tls_cert,
+        &config.sip.tls_key,
+    ) {
+        (Some(listen), Some(cert), Some(key)) => Some(crate::sip::uas::TlsListener {
+            listen,
+            config: crate::tls::server_config(cert, key, &[])
+                .context("cannot use sip.tls_cert / sip.tls_key")?,
+        }),
+        _ => None,
+    };
+    if config.media.sdes_over_cleartext {
+        tracing::warn!(
+            "media.sdes_over_cleartext is on: SRTP keys travel in SIP over UDP and TCP, where \
+             anyone who can read the signalling can decrypt the media"
+        );
+    }
     runtime.block_on(async {
         // Watch the signals before saying we started, so a signal sent on that news is caught.
         let signals = Signals::watch()?;
@@ -71,13 +89,23 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 advertise: config.sip.advertise,
                 media_advertise: config.media.advertise,
                 route: crate::addr::route_source,
+                tls: sip_tls,
+                srtp: config.media.srtp,
+                sdes_over_cleartext: config.media.sdes_over_cleartext,
             },
             attendant,
             std::sync::Arc::clone(&engine),
             events.subscribe(),
         )
         .await
-        .with_context(|| format!("cannot listen for SIP on {}", config.sip.listen))?;
+        .with_context(|| {
+            let tls = config
+                .sip
+                .tls_address()
+                .map(|a| format!(" (and TLS on {a})"))
+                .unwrap_or_default();
+            format!("cannot listen for SIP on {}{tls}", config.sip.listen)
+        })?;
         let sip = std::sync::Arc::new(sip);
         let state = crate::api::AppState::new(
             std::sync::Arc::clone(&engine),
@@ -107,15 +135,25 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 tracing::warn!(conference = %c.id, error = ?e, "stored conference not started");
             }
         }
+        let api_tls = match (&config.api.tls_cert, &config.api.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::api::ApiTls {
+                config: crate::tls::server_config(cert, key, &crate::api::ALPN)
+                    .context("cannot use api.tls_cert / api.tls_key")?,
+                hsts: config.api.hsts,
+            }),
+            _ => None,
+        };
+        let api_scheme = if api_tls.is_some() { "https" } else { "http" };
         let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
-        let (api_addr, api_task) = crate::api::serve(config.api.listen, state.clone(), async {
-            let _ = api_stopped.await;
-        })
-        .await
-        .with_context(|| format!("cannot listen for the API on {}", config.api.listen))?;
+        let (api_addr, api_task) =
+            crate::api::serve(config.api.listen, state.clone(), api_tls, async {
+                let _ = api_stopped.await;
+            })
+            .await
+            .with_context(|| format!("cannot listen for the API on {}", config.api.listen))?;
         info!(
             sip = %config.sip.listen,
-            api = %api_addr,
+            api = %format!("{api_scheme}://{api_addr}"),
             webrtc = %webrtc.local_addr(),
             conferences = stored.len(),
             rtp_ports = %format!("{}-{}", config.media.rtp_port_min, config.media.rtp_port_max),

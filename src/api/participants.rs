@@ -183,7 +183,12 @@ pub(super) async fn add(
             Ok((StatusCode::CREATED, Json(body)).into_response())
         }
         (None, Some(offer)) => {
-            let n = crate::sip::sdp::negotiate(offer.as_bytes(), &state.codecs).map_err(|e| {
+            let n = crate::sip::sdp::negotiate(
+                offer.as_bytes(),
+                &state.codecs,
+                crate::sip::sdp::SrtpRule::IF_OFFERED,
+            )
+            .map_err(|e| {
                 let (status, _) = e.status();
                 if status == 400 {
                     ApiError::bad_request(e.to_string())

@@ -117,7 +117,11 @@ impl Shell {
         let Some(meeting) = self.meetings.get(&participant).cloned() else {
             return;
         };
-        let spec = match crate::sip::sdp::negotiate(answer, &self.codecs) {
+        let spec = match crate::sip::sdp::negotiate(
+            answer,
+            &self.codecs,
+            crate::sip::sdp::SrtpRule::IF_OFFERED,
+        ) {
             Ok(n) => n.leg_spec(None),
             Err(e) => {
                 debug!(error = %e, "dial-out answer not usable");

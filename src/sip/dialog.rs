@@ -28,7 +28,11 @@ impl Uas {
         let negotiated = if msg.body.is_empty() {
             None
         } else {
-            match sdp::negotiate(&msg.body, &self.settings.codecs) {
+            match sdp::negotiate(
+                &msg.body,
+                &self.settings.codecs,
+                self.settings.srtp_rule(&peer),
+            ) {
                 Ok(mut n) => {
                     n.through_nat(Self::lone_via_host(msg), peer.addr.ip());
                     Some(n)
@@ -72,8 +76,7 @@ impl Uas {
         }
         c.sdp_version += 1;
         let mut r = msg.response(200, "OK", None);
-        let contact = self.settings.sip_addr(peer.addr.ip());
-        r.push_header("Contact", format!("<sip:confab@{contact}>"));
+        r.push_header("Contact", self.settings.contact(&peer, msg.is_sips()));
         if let Some((d, _)) = c.session_expires {
             r.push_header("Session-Expires", format!("{};refresher=uac", d.as_secs()));
         }
@@ -160,7 +163,7 @@ impl Uas {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
-        let local = self.settings.sip_addr(c.peer.addr.ip());
+        let local = self.settings.sip_addr(&c.peer);
         match c.state {
             CallState::Answered | CallState::Confirmed => {}
             _ => return,
@@ -200,7 +203,7 @@ pub(super) fn in_dialog_request(
         c.local_tag
     );
     c.local_cseq += 1;
-    let transport = if c.peer.reliable() { "TCP" } else { "UDP" };
+    let transport = c.peer.via_transport();
     let cseq = format!("{} {}", c.local_cseq, method.as_str());
     let mut m = Message {
         start: StartLine::Request {

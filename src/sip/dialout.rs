@@ -71,11 +71,14 @@ impl Uas {
             });
             return;
         }
-        let local = self.settings.sip_addr(to.addr.ip());
+        let local = self.settings.sip_addr(&to);
+        let target_is_sips = target
+            .get(..5)
+            .is_some_and(|s| s.eq_ignore_ascii_case("sips:"));
         let branch = format!("z9hG4bK{}", self.token(8));
         let from_tag = self.token(8);
         let call_id = format!("{}@confab", self.token(12));
-        let transport = if to.reliable() { "TCP" } else { "UDP" };
+        let transport = to.via_transport();
         let mut invite = Message {
             start: StartLine::Request {
                 method: Method::Invite,
@@ -96,7 +99,7 @@ impl Uas {
         invite.push_header("To", format!("<{target}>"));
         invite.push_header("Call-ID", call_id);
         invite.push_header("CSeq", "1 INVITE");
-        invite.push_header("Contact", format!("<sip:confab@{local}>"));
+        invite.push_header("Contact", self.settings.contact(&to, target_is_sips));
         invite.push_header("Allow", super::ALLOW);
         invite.push_header("User-Agent", "confab");
         invite.push_header("Content-Type", "application/sdp");
@@ -139,7 +142,7 @@ impl Uas {
         let Some(out) = self.outcalls.get_mut(&branch) else {
             return false;
         };
-        let local = self.settings.sip_addr(out.to.addr.ip());
+        let local = self.settings.sip_addr(&out.to);
         if method == Method::Cancel {
             return true;
         }

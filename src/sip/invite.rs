@@ -91,7 +91,11 @@ impl Uas {
         // An INVITE without an offer: ours goes in the 200, the answer comes in the ACK.
         let offerless = msg.body.is_empty();
         let first_choice = self.settings.codecs.first().copied().unwrap_or(Codec::Pcmu);
-        let negotiated = match sdp::negotiate(&msg.body, &self.settings.codecs) {
+        let negotiated = match sdp::negotiate(
+            &msg.body,
+            &self.settings.codecs,
+            self.settings.srtp_rule(&peer),
+        ) {
             _ if offerless => Negotiated::unanswered(first_choice),
             Ok(mut n) => {
                 n.through_nat(Self::lone_via_host(msg), peer.addr.ip());
@@ -216,8 +220,10 @@ impl Uas {
         let mut r = c.invite.response(code, reason, Some(&c.local_tag));
         r.push_header("Server", "confab");
         if code == 200 {
-            let contact = self.settings.sip_addr(c.peer.addr.ip());
-            r.push_header("Contact", format!("<sip:confab@{contact}>"));
+            r.push_header(
+                "Contact",
+                self.settings.contact(&c.peer, c.invite.is_sips()),
+            );
             r.push_header("Allow", ALLOW);
             if let Some((d, _)) = c.session_expires {
                 r.push_header("Session-Expires", format!("{};refresher=uac", d.as_secs()));
@@ -260,6 +266,7 @@ impl Uas {
         });
         let Some(id) = id else { return };
         let codecs = self.settings.codecs.clone();
+        let srtp = self.settings.srtp_rule(&peer);
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
@@ -274,7 +281,7 @@ impl Uas {
                 let Some(participant) = c.participant else {
                     return;
                 };
-                match sdp::negotiate(&msg.body, &codecs) {
+                match sdp::negotiate(&msg.body, &codecs, srtp) {
                     Ok(mut n) => {
                         n.through_nat(Self::lone_via_host(msg), peer.addr.ip());
                         let spec = n.leg_spec(None);

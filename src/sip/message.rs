@@ -354,6 +354,12 @@ impl Message {
         }
     }
 
+    /// Whether a request is for a `sips:` URI (TLS to the end, RFC 5630).
+    pub fn is_sips(&self) -> bool {
+        matches!(&self.start, StartLine::Request { uri, .. }
+            if uri.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("sips:")))
+    }
+
     /// Writes the message with a Content-Length that matches its body.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut s = String::new();

@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use sdp_types::Session;
 
+use crate::config::SrtpPolicy;
 use crate::media::codec::Codec;
 use crate::media::leg::{LegSpec, TelephoneEventSpec};
 use crate::media::srtp::{KeyMaterial, SrtpKeys, SrtpSuite};
@@ -32,6 +33,12 @@ pub enum SdpError {
     UnsupportedCrypto,
     #[error("unsupported transport {0}")]
     UnsupportedTransport(String),
+    #[error("SRTP is off on this bridge (media.srtp = off)")]
+    SrtpOff,
+    #[error("SDES keys are exchanged only over SIP on TLS (sips: or transport=tls)")]
+    SdesOverCleartext,
+    #[error("this bridge requires SRTP: offer RTP/SAVP with an SDES crypto line over TLS")]
+    SrtpRequired,
 }
 
 impl SdpError {
@@ -43,6 +50,7 @@ impl SdpError {
             SdpError::NoCommonCodec => (488, 305),
             SdpError::UnsupportedCrypto => (488, 306),
             SdpError::UnsupportedTransport(_) => (488, 302),
+            SdpError::SrtpOff | SdpError::SdesOverCleartext | SdpError::SrtpRequired => (488, 399),
         }
     }
 }
@@ -208,8 +216,49 @@ fn rtpmap(v: &str) -> Option<(u8, String, u32)> {
     Some((pt.parse().ok()?, name, clock))
 }
 
-/// Answers `offer` with the first codec of `preference` it carries.
-pub fn negotiate(offer: &[u8], preference: &[Codec]) -> Result<Negotiated, SdpError> {
+/// When an answer may use SDES-SRTP: the configured policy, and whether the keys may travel
+/// on the signalling the offer came by (TLS, or cleartext allowed by the operator).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SrtpRule {
+    pub policy: SrtpPolicy,
+    pub keys_may_travel: bool,
+}
+
+impl SrtpRule {
+    /// Takes SRTP whenever it is offered (the API's legs, whose channel the operator chose).
+    pub const IF_OFFERED: SrtpRule = SrtpRule {
+        policy: SrtpPolicy::Optional,
+        keys_may_travel: true,
+    };
+
+    /// Whether the answer uses the offer's crypto line `found`; an offer this rule cannot
+    /// answer is an error.
+    fn decide(
+        self,
+        savp: bool,
+        found: Option<(u32, SrtpSuite, KeyMaterial)>,
+    ) -> Result<Option<(u32, SrtpSuite, KeyMaterial)>, SdpError> {
+        let allowed = self.policy != SrtpPolicy::Off && self.keys_may_travel;
+        match (found, allowed) {
+            (Some(keys), true) => Ok(Some(keys)),
+            // RTP/SAVP cannot be answered with plain RTP.
+            (_, false) if savp && self.policy == SrtpPolicy::Off => Err(SdpError::SrtpOff),
+            (_, false) if savp => Err(SdpError::SdesOverCleartext),
+            (None, true) if savp => Err(SdpError::UnsupportedCrypto),
+            _ if self.policy == SrtpPolicy::Required => Err(SdpError::SrtpRequired),
+            // A best-effort offer (RTP/AVP with a crypto line) answered in the clear.
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Answers `offer` with the first codec of `preference` it carries, taking SRTP as `srtp`
+/// allows (SAVP offers, and AVP offers with a crypto line as RFC 4568's best effort).
+pub fn negotiate(
+    offer: &[u8],
+    preference: &[Codec],
+    srtp: SrtpRule,
+) -> Result<Negotiated, SdpError> {
     let session = Session::parse(offer).map_err(|e| SdpError::Malformed(e.to_string()))?;
     let audio_index = session
         .medias
@@ -324,15 +373,11 @@ pub fn negotiate(offer: &[u8], preference: &[Codec]) -> Result<Negotiated, SdpEr
             (rest.split_whitespace().next() == Some(uri) && (1..=14).contains(&id)).then_some(id)
         })
     };
-    let srtp = if secure {
-        let found = media
-            .get_attribute_values("crypto")
-            .filter_map(|v| v.and_then(crypto))
-            .next();
-        Some(found.ok_or(SdpError::UnsupportedCrypto)?)
-    } else {
-        None
-    };
+    let found = media
+        .get_attribute_values("crypto")
+        .filter_map(|v| v.and_then(crypto))
+        .next();
+    let srtp = srtp.decide(secure, found)?;
     let other_media = session
         .medias
         .iter()

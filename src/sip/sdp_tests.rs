@@ -4,6 +4,8 @@
 use super::*;
 use crate::sip::message::Message;
 
+const IF_OFFERED: SrtpRule = SrtpRule::IF_OFFERED;
+
 const PREFERENCE: [Codec; 4] = [Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma];
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -21,7 +23,12 @@ fn local() -> SocketAddr {
 
 #[test]
 fn baresip_pcmu_offer() {
-    let n = negotiate(&body_of("baresip-1.0.0-invite-pcmu.sip"), &PREFERENCE).unwrap();
+    let n = negotiate(
+        &body_of("baresip-1.0.0-invite-pcmu.sip"),
+        &PREFERENCE,
+        IF_OFFERED,
+    )
+    .unwrap();
     assert_eq!((n.codec, n.payload_type, n.ptime_ms), (Codec::Pcmu, 0, 20));
     assert_eq!(n.remote, "127.0.0.1:25242".parse().unwrap());
     // No rtcp-mux offered: RTCP on the port above.
@@ -47,7 +54,12 @@ fn baresip_pcmu_offer() {
 
 #[test]
 fn baresip_opus_srtp_offer() {
-    let n = negotiate(&body_of("baresip-1.0.0-invite-opus-srtp.sip"), &PREFERENCE).unwrap();
+    let n = negotiate(
+        &body_of("baresip-1.0.0-invite-opus-srtp.sip"),
+        &PREFERENCE,
+        IF_OFFERED,
+    )
+    .unwrap();
     assert_eq!((n.codec, n.payload_type), (Codec::Opus, 96));
     let (tag, suite, key) = n.srtp.unwrap();
     assert_eq!((tag, suite), (1, SrtpSuite::AesCm128HmacSha1_80));
@@ -77,7 +89,12 @@ fn baresip_opus_srtp_offer() {
 
 #[test]
 fn linphone_opus_with_telephone_event_at_48000() {
-    let n = negotiate(&body_of("linphone-5.1-invite-opus.sip"), &PREFERENCE).unwrap();
+    let n = negotiate(
+        &body_of("linphone-5.1-invite-opus.sip"),
+        &PREFERENCE,
+        IF_OFFERED,
+    )
+    .unwrap();
     assert_eq!((n.codec, n.payload_type), (Codec::Opus, 96));
     assert_eq!(
         n.telephone_event,
@@ -88,7 +105,11 @@ fn linphone_opus_with_telephone_event_at_48000() {
     );
     // Preferring G.711, which linphone did not offer here: no common codec.
     assert_eq!(
-        negotiate(&body_of("linphone-5.1-invite-opus.sip"), &[Codec::Pcmu]),
+        negotiate(
+            &body_of("linphone-5.1-invite-opus.sip"),
+            &[Codec::Pcmu],
+            IF_OFFERED
+        ),
         Err(SdpError::NoCommonCodec)
     );
 }
@@ -97,7 +118,7 @@ fn linphone_opus_with_telephone_event_at_48000() {
 fn webrtc_offers_are_not_for_sip_legs() {
     // DTLS-SRTP offers belong to the WHIP endpoint.
     for f in ["chromium-156-offer.sdp", "aiortc-1.16-offer.sdp"] {
-        let e = negotiate(&fixture(f), &PREFERENCE);
+        let e = negotiate(&fixture(f), &PREFERENCE, IF_OFFERED);
         assert!(
             matches!(
                 e,
@@ -120,7 +141,7 @@ fn preference_ptime_mux_extensions_direction_and_other_media() {
          a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
          a=extmap:3/recvonly urn:ietf:params:rtp-hdrext:csrc-audio-level\r\n",
     );
-    let n = negotiate(o.as_bytes(), &PREFERENCE).unwrap();
+    let n = negotiate(o.as_bytes(), &PREFERENCE, IF_OFFERED).unwrap();
     // Static payload types without rtpmap; G.722 preferred over the offer's order.
     assert_eq!((n.codec, n.payload_type, n.ptime_ms), (Codec::G722, 9, 30));
     assert_eq!(n.remote_rtcp, None);
@@ -140,11 +161,18 @@ fn preference_ptime_mux_extensions_direction_and_other_media() {
     assert_eq!(m.get_first_attribute_value("ptime"), Some(Some("30")));
     // Opus only at packet times Opus has.
     let o = offer("m=audio 4000 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\na=ptime:30\r\n");
-    assert_eq!(negotiate(o.as_bytes(), &PREFERENCE).unwrap().ptime_ms, 20);
+    assert_eq!(
+        negotiate(o.as_bytes(), &PREFERENCE, IF_OFFERED)
+            .unwrap()
+            .ptime_ms,
+        20
+    );
     // An explicit a=rtcp port and address.
     let o = offer("m=audio 4000 RTP/AVP 0\r\na=rtcp:4009 IN IP4 10.0.0.9\r\n");
     assert_eq!(
-        negotiate(o.as_bytes(), &PREFERENCE).unwrap().remote_rtcp,
+        negotiate(o.as_bytes(), &PREFERENCE, IF_OFFERED)
+            .unwrap()
+            .remote_rtcp,
         Some("10.0.0.9:4009".parse().unwrap())
     );
 }
@@ -170,7 +198,7 @@ fn offers_we_cannot_answer() {
     ];
     for (media, want) in cases {
         assert_eq!(
-            negotiate(offer(media).as_bytes(), &PREFERENCE),
+            negotiate(offer(media).as_bytes(), &PREFERENCE, IF_OFFERED),
             Err(want.clone()),
             "{media}"
         );
@@ -179,12 +207,12 @@ fn offers_we_cannot_answer() {
     // A key with an MKI, or of the wrong length, is not taken.
     let mki = "m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:q9X4vqHDWpozQKDFv1TRGR365nuarNkLDbvXz9Fg|2^20|1:4\r\n";
     assert_eq!(
-        negotiate(offer(mki).as_bytes(), &PREFERENCE),
+        negotiate(offer(mki).as_bytes(), &PREFERENCE, IF_OFFERED),
         Err(SdpError::UnsupportedCrypto)
     );
     let short = "m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:AAAA\r\n";
     assert_eq!(
-        negotiate(offer(short).as_bytes(), &PREFERENCE),
+        negotiate(offer(short).as_bytes(), &PREFERENCE, IF_OFFERED),
         Err(SdpError::UnsupportedCrypto)
     );
     for junk in [
@@ -193,7 +221,7 @@ fn offers_we_cannot_answer() {
         b"v=0\r\nm=audio x RTP/AVP 0\r\n",
         b"\xff\xfe",
     ] {
-        let e = negotiate(junk, &PREFERENCE).unwrap_err();
+        let e = negotiate(junk, &PREFERENCE, IF_OFFERED).unwrap_err();
         assert!(
             matches!(e, SdpError::Malformed(_) | SdpError::NoAudio),
             "{e:?}"
@@ -202,7 +230,7 @@ fn offers_we_cannot_answer() {
     // No connection address anywhere.
     let no_c = "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
     assert!(matches!(
-        negotiate(no_c.as_bytes(), &PREFERENCE),
+        negotiate(no_c.as_bytes(), &PREFERENCE, IF_OFFERED),
         Err(SdpError::Malformed(_))
     ));
 }
@@ -224,7 +252,7 @@ fn our_offer_answered_by_ourselves() {
     let parsed = Session::parse(text.as_bytes()).unwrap();
     assert_eq!(parsed.medias[0].fmt, "111 9 0 8 101");
     // Answering our own offer with G.711 only picks PCMU and our RTCP port.
-    let n = negotiate(text.as_bytes(), &[Codec::Pcmu]).unwrap();
+    let n = negotiate(text.as_bytes(), &[Codec::Pcmu], IF_OFFERED).unwrap();
     assert_eq!((n.codec, n.payload_type), (Codec::Pcmu, 0));
     assert_eq!(n.remote_rtcp, Some("127.0.0.1:20001".parse().unwrap()));
     assert_eq!(n.telephone_event.map(|t| t.payload_type), Some(101));
@@ -248,4 +276,78 @@ fn a_private_connection_address_means_a_nat_and_latching_to_the_first_source() {
     ] {
         assert_eq!(behind_nat(ip.parse().unwrap()), nat, "{ip}");
     }
+}
+
+/// `media.srtp` and where the keys may travel, over the three kinds of offer: SRTP only
+/// (SAVP), SRTP if you like (AVP with a crypto line, RFC 4568's best effort) and plain.
+#[test]
+fn the_srtp_policy_decides_each_kind_of_offer() {
+    let key =
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:q9X4vqHDWpozQKDFv1TRGR365nuarNkLDbvXz9Fg\r\n";
+    let savp = offer(&format!("m=audio 4000 RTP/SAVP 0\r\n{key}"));
+    let best_effort = offer(&format!("m=audio 4000 RTP/AVP 0\r\n{key}"));
+    let plain = offer("m=audio 4000 RTP/AVP 0\r\n");
+    let rule = |policy, keys_may_travel| SrtpRule {
+        policy,
+        keys_may_travel,
+    };
+    let srtp = |o: &str, r| negotiate(o.as_bytes(), &PREFERENCE, r).map(|n| n.srtp.is_some());
+    use SrtpPolicy::*;
+    // Over TLS (or with cleartext allowed).
+    for (policy, want_savp, want_best_effort, want_plain) in [
+        (Off, Err(SdpError::SrtpOff), Ok(false), Ok(false)),
+        (Optional, Ok(true), Ok(true), Ok(false)),
+        (Required, Ok(true), Ok(true), Err(SdpError::SrtpRequired)),
+    ] {
+        let r = rule(policy, true);
+        assert_eq!(srtp(&savp, r), want_savp, "{policy:?} savp");
+        assert_eq!(
+            srtp(&best_effort, r),
+            want_best_effort,
+            "{policy:?} avp+crypto"
+        );
+        assert_eq!(srtp(&plain, r), want_plain, "{policy:?} plain");
+    }
+    // Over cleartext SIP, keys are never taken: SAVP is refused, a best-effort offer is
+    // answered in the clear, and a bridge that requires SRTP takes nothing.
+    for (policy, want_savp, want_best_effort, want_plain) in [
+        (Off, Err(SdpError::SrtpOff), Ok(false), Ok(false)),
+        (
+            Optional,
+            Err(SdpError::SdesOverCleartext),
+            Ok(false),
+            Ok(false),
+        ),
+        (
+            Required,
+            Err(SdpError::SdesOverCleartext),
+            Err(SdpError::SrtpRequired),
+            Err(SdpError::SrtpRequired),
+        ),
+    ] {
+        let r = rule(policy, false);
+        assert_eq!(srtp(&savp, r), want_savp, "{policy:?} savp, cleartext");
+        assert_eq!(
+            srtp(&best_effort, r),
+            want_best_effort,
+            "{policy:?} avp+crypto, cleartext"
+        );
+        assert_eq!(srtp(&plain, r), want_plain, "{policy:?} plain, cleartext");
+    }
+    for e in [
+        SdpError::SrtpOff,
+        SdpError::SdesOverCleartext,
+        SdpError::SrtpRequired,
+    ] {
+        assert_eq!(e.status(), (488, 399));
+    }
+    // A best-effort answer keeps the offer's profile and carries our key.
+    let n = negotiate(best_effort.as_bytes(), &PREFERENCE, rule(Optional, true)).unwrap();
+    let ours = [7u8; 30];
+    let text = answer(&n, local(), Some(&ours), 1, 1);
+    assert!(text.contains("m=audio 20000 RTP/AVP 0"), "{text}");
+    assert!(
+        text.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+        "{text}"
+    );
 }

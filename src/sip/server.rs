@@ -84,6 +84,8 @@ pub type SharedLimiter = Arc<Mutex<FailureLimiter>>;
 pub struct SipServer {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    /// SIP over TLS, when it is on.
+    pub tls: Option<SocketAddr>,
     pub metrics: Arc<SipMetrics>,
     /// Failed credential attempts per caller and conference (WHIP uses it too).
     pub limiter: SharedLimiter,
@@ -121,6 +123,18 @@ impl SipServer {
         };
         let tcp_addr = tcp.local_addr()?;
         settings.local = udp_addr;
+        let tls = match &mut settings.tls {
+            Some(tls) => {
+                let listener = TcpListener::bind(tls.listen).await?;
+                tls.listen = listener.local_addr()?;
+                Some((
+                    Arc::new(listener),
+                    tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config)),
+                ))
+            }
+            None => None,
+        };
+        let tls_addr = settings.tls.as_ref().map(|t| t.listen);
         let (stop, stop_rx) = watch::channel(false);
         let (draining, draining_rx) = watch::channel(false);
         let (dials, dials_rx) = mpsc::channel(256);
@@ -135,7 +149,11 @@ impl SipServer {
             attendant,
             engine,
             events,
-            (Arc::new(udp), Arc::new(tcp)),
+            Listeners {
+                udp: Arc::new(udp),
+                tcp: Arc::new(tcp),
+                tls,
+            },
             (
                 Arc::new(tokio::sync::Mutex::new(dials_rx)),
                 Arc::clone(&metrics),
@@ -146,6 +164,7 @@ impl SipServer {
         Ok(SipServer {
             udp: udp_addr,
             tcp: tcp_addr,
+            tls: tls_addr,
             metrics,
             limiter,
             stop,
@@ -190,6 +209,14 @@ impl SipServer {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
+}
+
+/// The sockets SIP is served on; a restarted serving task takes them again.
+#[derive(Clone)]
+pub(crate) struct Listeners {
+    udp: Arc<UdpSocket>,
+    tcp: Arc<TcpListener>,
+    tls: Option<(Arc<TcpListener>, tokio_rustls::TlsAcceptor)>,
 }
 
 /// A join's outcome as the shell needs it.
@@ -247,7 +274,7 @@ async fn serve(
     config: AttendantConfig,
     engine: Arc<Engine>,
     mut events: broadcast::Receiver<ConferenceEvent>,
-    (udp, tcp): (Arc<UdpSocket>, Arc<TcpListener>),
+    Listeners { udp, tcp, tls }: Listeners,
     (dials, metrics, limiter): (Dials, Arc<SipMetrics>, SharedLimiter),
     (mut stop, mut draining): (watch::Receiver<bool>, watch::Receiver<bool>),
 ) {
@@ -256,7 +283,10 @@ async fn serve(
     }
     // Held for the task's life; a panic drops it and a restarted task takes it again.
     let mut dials = dials.lock().await;
-    info!(local = %settings.local, "sip listening (udp, tcp)");
+    match &settings.tls {
+        Some(t) => info!(local = %settings.local, tls = %t.listen, "sip listening (udp, tcp, tls)"),
+        None => info!(local = %settings.local, "sip listening (udp, tcp)"),
+    }
     let access_user = settings.access_user.clone();
     let codecs = settings.codecs.clone();
     let outbound_proxy = settings.outbound_proxy.clone();
@@ -267,14 +297,25 @@ async fn serve(
     uas.set_draining(*draining.borrow());
     let connections: Connections = Arc::default();
     let (frames_tx, mut frames) = mpsc::channel::<(Peer, Vec<u8>)>(1024);
+    let limits = TcpLimits {
+        trusted: Some(trusted),
+        ..TcpLimits::default()
+    };
+    let _accept_tls = tls.map(|(listener, acceptor)| {
+        AbortOnDrop(tokio::spawn(accept_loop(
+            listener,
+            Some(acceptor),
+            frames_tx.clone(),
+            Arc::clone(&connections),
+            limits.clone(),
+        )))
+    });
     let _accept = AbortOnDrop(tokio::spawn(accept_loop(
         tcp,
+        None,
         frames_tx,
         Arc::clone(&connections),
-        TcpLimits {
-            trusted: Some(trusted),
-            ..TcpLimits::default()
-        },
+        limits,
     )));
     let (joins_tx, mut joins) = mpsc::channel(1024);
     let (moves_tx, mut moves) = mpsc::channel(1024);

@@ -49,6 +49,7 @@ async fn listen(
     let connections: Connections = Arc::default();
     let task = tokio::spawn(accept_loop(
         Arc::new(listener),
+        None,
         tx,
         Arc::clone(&connections),
         limits,
@@ -204,6 +205,9 @@ fn a_panicking_sip_task_is_started_again_on_the_same_sockets() {
             advertise: None,
             media_advertise: None,
             route: crate::addr::route_source,
+            tls: None,
+            srtp: crate::config::SrtpPolicy::Optional,
+            sdes_over_cleartext: true,
         };
         let attendant = AttendantConfig {
             prompts: Arc::new(Prompts::embedded().unwrap()),

@@ -5,12 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, watch};
 
 use super::dial::Dials;
 use super::metrics::SipMetrics;
-use super::{AttendantConfig, SharedLimiter, serve};
+use super::{AttendantConfig, Listeners, SharedLimiter, serve};
 use crate::engine::Engine;
 use crate::mixer::conference::ConferenceEvent;
 use crate::sip::uas::UasSettings;
@@ -40,7 +39,7 @@ pub(crate) async fn supervise(
     config: AttendantConfig,
     engine: Arc<Engine>,
     events: broadcast::Receiver<ConferenceEvent>,
-    (udp, tcp): (Arc<UdpSocket>, Arc<TcpListener>),
+    listeners: Listeners,
     (dials, metrics, limiter): (Dials, Arc<SipMetrics>, SharedLimiter),
     (stop, draining): (watch::Receiver<bool>, watch::Receiver<bool>),
 ) {
@@ -50,7 +49,7 @@ pub(crate) async fn supervise(
             config.clone(),
             Arc::clone(&engine),
             events.resubscribe(),
-            (Arc::clone(&udp), Arc::clone(&tcp)),
+            listeners.clone(),
             (
                 Arc::clone(&dials),
                 Arc::clone(&metrics),

@@ -1,4 +1,4 @@
-//! SIP over TCP: the accept loop, and a task per connection that frames the stream into
+//! SIP over TCP and TLS: the accept loop, and a task per connection that frames the stream into
 //! messages for the serving task and writes back what it sends there. A connection is held
 //! only within limits (how many in all and per source, from where, how long it may stay
 //! silent): each one holds a descriptor and buffers, which strangers must not be able to
@@ -8,14 +8,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::conference::limiter::source_of;
 use crate::sip::message::StreamFramer;
 use crate::sip::uas::Peer;
+
+use super::supervisor::AbortOnDrop;
 
 /// Concurrent TCP connections at most.
 const MAX_CONNECTIONS: usize = 1024;
@@ -25,6 +28,8 @@ const MAX_CONNECTIONS_PER_SOURCE: usize = 32;
 const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(32);
 /// ...and each further one within this of the last (otherwise it is closed).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(900);
+/// A TLS client must finish its handshake within this.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Open TCP connections by our id. Bound: `MAX_CONNECTIONS` (more are closed at accept), at
 /// most `MAX_CONNECTIONS_PER_SOURCE` of one address; an entry goes when its connection closes.
@@ -54,8 +59,11 @@ impl Default for TcpLimits {
     }
 }
 
+/// Accepts SIP connections on `listener`, over TLS with `tls`. The caps on connections in all
+/// are shared with the other listener (one map); the per-source caps are this listener's.
 pub(crate) async fn accept_loop(
     listener: Arc<TcpListener>,
+    tls: Option<TlsAcceptor>,
     frames: mpsc::Sender<(Peer, Vec<u8>)>,
     connections: Connections,
     limits: TcpLimits,
@@ -101,54 +109,37 @@ pub(crate) async fn accept_loop(
             drop(stream);
             continue;
         }
-        let id = next_id;
+        // TLS connections' ids carry the bit that tells the core the peer is on TLS.
+        let id = if tls.is_some() {
+            next_id | Peer::TLS
+        } else {
+            next_id
+        };
         next_id += 1;
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(64);
         if let Ok(mut c) = connections.lock() {
             c.insert(id, tx);
         }
         let frames = frames.clone();
         let connections = Arc::clone(&connections);
         let per_source = Arc::clone(&per_source);
+        let tls = tls.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
-            let (mut read, mut write) = stream.into_split();
-            let writer = tokio::spawn(async move {
-                while let Some(bytes) = rx.recv().await {
-                    if write.write_all(&bytes).await.is_err() {
-                        break;
-                    }
-                }
-            });
             let peer = Peer {
                 addr,
                 connection: Some(id),
             };
-            let mut framer = StreamFramer::default();
-            let mut buf = vec![0u8; 8192];
-            // A complete message is due by then: the first soon, each further one within
-            // the idle timeout (keep-alives and partial messages do not count).
-            let mut deadline = tokio::time::Instant::now() + limits.first_message;
-            'read: loop {
-                let n = match tokio::time::timeout_at(deadline, read.read(&mut buf)).await {
-                    Err(_) => {
-                        debug!(%addr, "sip tcp connection closed: no complete message in time");
-                        break;
-                    }
-                    Ok(Ok(0) | Err(_)) => break,
-                    Ok(Ok(n)) => n,
-                };
-                framer.push(&buf[..n]);
-                loop {
-                    match framer.next_message() {
-                        Ok(Some(frame)) => {
-                            deadline = tokio::time::Instant::now() + limits.idle;
-                            if frames.send((peer, frame)).await.is_err() {
-                                break 'read;
-                            }
-                        }
-                        Ok(None) => break,
-                        // The stream cannot be framed any more: close it.
-                        Err(_) => break 'read,
+            match tls {
+                None => carry(stream, peer, frames, rx, &limits).await,
+                // The handshake has its own short deadline: a stranger that opens a connection
+                // and says nothing must not hold a slot for the first-message timeout.
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => carry(stream, peer, frames, rx, &limits).await,
+                        Ok(Err(e)) => debug!(%addr, error = %e, "sip tls handshake failed"),
+                        Err(_) => debug!(%addr, "sip tls handshake timed out"),
                     }
                 }
             }
@@ -163,7 +154,58 @@ pub(crate) async fn accept_loop(
                     m.remove(&source_of(addr.ip()));
                 }
             }
-            writer.abort();
         });
     }
+}
+
+/// Frames what `stream` brings into messages for the serving task, and writes back what the
+/// serving task sends on `rx`, until either side ends or the stream falls silent too long.
+async fn carry<S>(
+    stream: S,
+    peer: Peer,
+    frames: mpsc::Sender<(Peer, Vec<u8>)>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    limits: &TcpLimits,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let addr = peer.addr;
+    let (mut read, mut write) = tokio::io::split(stream);
+    let writer = AbortOnDrop(tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if write.write_all(&bytes).await.is_err() || write.flush().await.is_err() {
+                break;
+            }
+        }
+    }));
+    let mut framer = StreamFramer::default();
+    let mut buf = vec![0u8; 8192];
+    // A complete message is due by then: the first soon, each further one within the idle
+    // timeout (keep-alives and partial messages do not count).
+    let mut deadline = tokio::time::Instant::now() + limits.first_message;
+    'read: loop {
+        let n = match tokio::time::timeout_at(deadline, read.read(&mut buf)).await {
+            Err(_) => {
+                debug!(%addr, "sip connection closed: no complete message in time");
+                break;
+            }
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => n,
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.next_message() {
+                Ok(Some(frame)) => {
+                    deadline = tokio::time::Instant::now() + limits.idle;
+                    if frames.send((peer, frame)).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Ok(None) => break,
+                // The stream cannot be framed any more: close it.
+                Err(_) => break 'read,
+            }
+        }
+    }
+    drop(writer);
 }

@@ -19,14 +19,17 @@ impl Uas {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
-        let local = self.settings.sip_addr(c.peer.addr.ip());
+        let local = self.settings.sip_addr(&c.peer);
         if !matches!(c.state, CallState::Answered | CallState::Confirmed) {
             return;
         }
         let mut refer = in_dialog_request(c, Method::Refer, local, &branch);
         refer.push_header("Refer-To", format!("<{target}>"));
         refer.push_header("Referred-By", format!("<sip:confab@{local}>"));
-        refer.push_header("Contact", format!("<sip:confab@{local}>"));
+        refer.push_header(
+            "Contact",
+            self.settings.contact(&c.peer, c.invite.is_sips()),
+        );
         let bytes = refer.to_bytes();
         c.refer = Some((branch, now + TIMEOUT));
         let to = c.peer;

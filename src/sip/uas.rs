@@ -19,9 +19,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::message::{Malformed, Message, Method, StartLine};
-use super::sdp::Negotiated;
+use super::sdp::{Negotiated, SrtpRule};
 use crate::addr::Advertise;
 use crate::conference::ParticipantId;
+use crate::config::SrtpPolicy;
 use crate::media::codec::Codec;
 use crate::media::srtp::KeyMaterial;
 
@@ -55,13 +56,30 @@ pub use dialout::{RING_TIMEOUT, safe_uri};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Peer {
     pub addr: SocketAddr,
-    /// `None`: UDP; `Some(n)`: TCP connection `n`.
+    /// `None`: UDP; `Some(n)`: connection `n`, over TLS when `n` has [`Peer::TLS`] set.
     pub connection: Option<u64>,
 }
 
 impl Peer {
+    /// The bit that marks a connection id as a TLS connection's (TCP ids never reach it).
+    pub const TLS: u64 = 1 << 63;
+
     fn reliable(&self) -> bool {
         self.connection.is_some()
+    }
+
+    /// Whether what is said to this peer is secret from the network (SIP over TLS).
+    pub(crate) fn secure(&self) -> bool {
+        self.connection.is_some_and(|id| id & Self::TLS != 0)
+    }
+
+    /// The transport's name in a Via header.
+    pub(crate) fn via_transport(&self) -> &'static str {
+        match self.connection {
+            None => "UDP",
+            Some(_) if self.secure() => "TLS",
+            Some(_) => "TCP",
+        }
     }
 }
 
@@ -169,17 +187,62 @@ pub struct UasSettings {
     pub media_advertise: Option<IpAddr>,
     /// The route lookup behind both (the kernel's; a table in tests).
     pub route: fn(IpAddr) -> Option<IpAddr>,
+    /// SIP over TLS, when it is on (the shell binds it and puts the bound address here).
+    pub tls: Option<TlsListener>,
+    /// `media.srtp`.
+    pub srtp: SrtpPolicy,
+    /// `media.sdes_over_cleartext`: SDES keys may travel over SIP on UDP or TCP.
+    pub sdes_over_cleartext: bool,
+}
+
+/// Where SIP over TLS listens, and with what certificate.
+#[derive(Clone, Debug)]
+pub struct TlsListener {
+    pub listen: SocketAddr,
+    pub config: std::sync::Arc<rustls::ServerConfig>,
 }
 
 impl UasSettings {
-    /// Our SIP address as `peer` should see it (Via, Contact): never a wildcard.
-    pub(crate) fn sip_addr(&self, peer: IpAddr) -> SocketAddr {
+    /// Our SIP address as `peer` should see it (Via, Contact): never a wildcard; the TLS
+    /// listener's for a peer on TLS.
+    pub(crate) fn sip_addr(&self, peer: &Peer) -> SocketAddr {
+        match &self.tls {
+            Some(tls) if peer.secure() => self.advertised(tls.listen, peer.addr.ip()),
+            _ => self.advertised(self.local, peer.addr.ip()),
+        }
+    }
+
+    /// Our listening socket `bound` as `peer` should see it.
+    fn advertised(&self, bound: SocketAddr, peer: IpAddr) -> SocketAddr {
         Advertise {
             fixed: self.advertise,
-            bound: self.local.ip(),
+            bound: bound.ip(),
             route: self.route,
         }
-        .socket_for_peer(self.local, peer)
+        .socket_for_peer(bound, peer)
+    }
+
+    /// Our Contact for a dialog with `peer`, on the transport it came by (RFC 3261 8.1.1.8):
+    /// over TLS the TLS port with `transport=tls` (a `sips:` URI when the request was one),
+    /// over TCP `transport=tcp`, so the far end's requests come back the same way.
+    pub(crate) fn contact(&self, peer: &Peer, sips: bool) -> String {
+        let addr = self.sip_addr(peer);
+        match peer.connection {
+            Some(_) if peer.secure() => {
+                let scheme = if sips { "sips" } else { "sip" };
+                format!("<{scheme}:confab@{addr};transport=tls>")
+            }
+            Some(_) => format!("<sip:confab@{addr};transport=tcp>"),
+            None => format!("<sip:confab@{addr}>"),
+        }
+    }
+
+    /// What SDES-SRTP answers may do for an offer from `peer`.
+    pub(crate) fn srtp_rule(&self, peer: &Peer) -> SrtpRule {
+        SrtpRule {
+            policy: self.srtp,
+            keys_may_travel: peer.secure() || self.sdes_over_cleartext,
+        }
     }
 
     /// Our media socket `bound` as a peer should see it in SDP: routed towards the peer's media

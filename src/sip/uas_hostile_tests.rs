@@ -17,6 +17,9 @@ fn settings() -> UasSettings {
         advertise: None,
         media_advertise: None,
         route: crate::addr::route_source,
+        tls: None,
+        srtp: crate::config::SrtpPolicy::Optional,
+        sdes_over_cleartext: true,
     }
 }
 

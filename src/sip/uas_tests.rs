@@ -18,6 +18,9 @@ fn settings() -> UasSettings {
         advertise: None,
         media_advertise: None,
         route: crate::addr::route_source,
+        tls: None,
+        srtp: crate::config::SrtpPolicy::Optional,
+        sdes_over_cleartext: true,
     }
 }
 
@@ -120,7 +123,7 @@ fn a_call_from_invite_to_bye() {
     let mut uas = Uas::new(settings(), counter_random);
     let ok = answered(&mut uas, t0, "c1", 7);
     let tag = ok.to_tag().unwrap().to_owned();
-    let answer = sdp::negotiate(&ok.body, &[Codec::Pcmu]).unwrap();
+    let answer = sdp::negotiate(&ok.body, &[Codec::Pcmu], sdp::SrtpRule::IF_OFFERED).unwrap();
     assert_eq!(answer.remote, "127.0.0.1:20000".parse().unwrap());
     assert_eq!(ok.header("Contact"), Some("<sip:confab@127.0.0.1:5060>"));
     // The INVITE retransmitted: the same 200.
@@ -494,7 +497,7 @@ fn an_offerless_invite_gets_our_offer_and_answers_in_the_ack() {
     );
     let (sent, _) = drain(&mut uas);
     let ok = &sent[0];
-    let offer = sdp::negotiate(&ok.body, &[Codec::G722])
+    let offer = sdp::negotiate(&ok.body, &[Codec::G722], sdp::SrtpRule::IF_OFFERED)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&ok.body)));
     assert_eq!(offer.codec, Codec::G722, "our offer carries every codec");
     let tag = ok.to_tag().unwrap().to_owned();
@@ -557,3 +560,5 @@ mod address;
 mod dialog;
 #[path = "uas_dialout_tests.rs"]
 mod dialout;
+#[path = "uas_tls_tests.rs"]
+mod tls;

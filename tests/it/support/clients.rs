@@ -53,6 +53,9 @@ impl SipBridge {
             advertise: None,
             media_advertise: None,
             route: confab::addr::route_source,
+            tls: None,
+            srtp: confab::config::SrtpPolicy::Optional,
+            sdes_over_cleartext: true,
         };
         let sip = runtime
             .block_on(SipServer::start(
