@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use confab::config::{Config, ConfigError, LogFormat, Network};
+use confab::config::{Config, ConfigError, LogFormat, Network, SrtpPolicy};
 
 /// Confab: a headless audio conferencing bridge.
 #[derive(Debug, Parser)]
@@ -70,6 +70,18 @@ pub(crate) struct ServeArgs {
     /// each peer).
     #[arg(long, env = "CONFAB_SIP_ADVERTISE")]
     sip_advertise: Option<IpAddr>,
+    /// Address for SIP over TLS (default with a certificate: the listen address, port 5061).
+    #[arg(long, env = "CONFAB_SIP_TLS_LISTEN")]
+    sip_tls_listen: Option<SocketAddr>,
+    /// Certificate chain (PEM) for SIP over TLS.
+    #[arg(long, env = "CONFAB_SIP_TLS_CERT")]
+    sip_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `--sip-tls-cert`.
+    #[arg(long, env = "CONFAB_SIP_TLS_KEY")]
+    sip_tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that TLS peers we dial must chain to (default: the system's).
+    #[arg(long, env = "CONFAB_SIP_TLS_CA")]
+    sip_tls_ca: Option<PathBuf>,
     /// HTTP API address.
     #[arg(long, env = "CONFAB_API_LISTEN")]
     api_listen: Option<SocketAddr>,
@@ -79,6 +91,15 @@ pub(crate) struct ServeArgs {
     /// Seconds SIGTERM waits for calls to end.
     #[arg(long, env = "CONFAB_API_DRAIN_TIMEOUT_SECS")]
     api_drain_timeout_secs: Option<u64>,
+    /// Certificate chain (PEM) for HTTPS; with `--api-tls-key` the API is HTTPS only.
+    #[arg(long, env = "CONFAB_API_TLS_CERT")]
+    api_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `--api-tls-cert`.
+    #[arg(long, env = "CONFAB_API_TLS_KEY")]
+    api_tls_key: Option<PathBuf>,
+    /// Send Strict-Transport-Security on HTTPS responses (true or false).
+    #[arg(long, env = "CONFAB_API_HSTS")]
+    api_hsts: Option<bool>,
     /// Address RTP sockets bind to.
     #[arg(long, env = "CONFAB_MEDIA_BIND")]
     media_bind: Option<IpAddr>,
@@ -100,6 +121,12 @@ pub(crate) struct ServeArgs {
     /// Address put in SDP (default: the bind address, or the interface towards each peer).
     #[arg(long, env = "CONFAB_MEDIA_ADVERTISE")]
     media_advertise: Option<IpAddr>,
+    /// SDES-SRTP on SIP legs: off, optional or required.
+    #[arg(long, env = "CONFAB_MEDIA_SRTP")]
+    media_srtp: Option<SrtpPolicy>,
+    /// Exchange SDES keys over SIP on UDP/TCP too (true or false; default false: TLS only).
+    #[arg(long, env = "CONFAB_MEDIA_SDES_OVER_CLEARTEXT")]
+    media_sdes_over_cleartext: Option<bool>,
     /// UDP address shared by every WebRTC peer.
     #[arg(long, env = "CONFAB_WEBRTC_LISTEN")]
     webrtc_listen: Option<SocketAddr>,
@@ -178,6 +205,13 @@ impl ServeArgs {
             c.api.token = self.api_token.clone();
         }
         set(&mut c.api.drain_timeout_secs, &self.api_drain_timeout_secs);
+        if self.api_tls_cert.is_some() {
+            c.api.tls_cert = self.api_tls_cert.clone();
+        }
+        if self.api_tls_key.is_some() {
+            c.api.tls_key = self.api_tls_key.clone();
+        }
+        set(&mut c.api.hsts, &self.api_hsts);
         set(&mut c.media.bind, &self.media_bind);
         set(&mut c.media.rtp_port_min, &self.media_rtp_port_min);
         set(&mut c.media.rtp_port_max, &self.media_rtp_port_max);
@@ -191,6 +225,23 @@ impl ServeArgs {
         if self.sip_advertise.is_some() {
             c.sip.advertise = self.sip_advertise;
         }
+        if self.sip_tls_listen.is_some() {
+            c.sip.tls_listen = self.sip_tls_listen;
+        }
+        for (flag, field) in [
+            (&self.sip_tls_cert, &mut c.sip.tls_cert),
+            (&self.sip_tls_key, &mut c.sip.tls_key),
+            (&self.sip_tls_ca, &mut c.sip.tls_ca),
+        ] {
+            if flag.is_some() {
+                field.clone_from(flag);
+            }
+        }
+        set(&mut c.media.srtp, &self.media_srtp);
+        set(
+            &mut c.media.sdes_over_cleartext,
+            &self.media_sdes_over_cleartext,
+        );
         if self.media_advertise.is_some() {
             c.media.advertise = self.media_advertise;
         }

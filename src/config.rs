@@ -199,6 +199,19 @@ pub enum SrtpPolicy {
     Required,
 }
 
+impl std::str::FromStr for SrtpPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(SrtpPolicy::Off),
+            "optional" => Ok(SrtpPolicy::Optional),
+            "required" => Ok(SrtpPolicy::Required),
+            other => Err(format!("`{other}` is not one of off, optional, required")),
+        }
+    }
+}
+
 impl Default for MediaConfig {
     fn default() -> Self {
         MediaConfig {

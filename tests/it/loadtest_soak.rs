@@ -45,6 +45,8 @@ impl Bridge {
             .args(["--media-rtp-port-max", &(min + 999).to_string()])
             .args(["--mixer-threads", "1"])
             .args(["--webrtc-listen", "127.0.0.1:0"])
+            // The generator's SIP is cleartext on loopback: its SRTP joins need SDES there.
+            .args(["--media-sdes-over-cleartext", "true"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -41,5 +41,6 @@ mod sip_linphone;
 mod sip_load;
 mod sip_renegotiation;
 mod sip_robust;
+mod sip_tls;
 mod town_hall;
 mod webrtc;

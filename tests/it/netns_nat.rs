@@ -12,10 +12,10 @@
 use crate::support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::process::Guarded;
 
 const BRIDGE_IP: &str = "203.0.113.10";
 const CLIENT_IP: &str = "198.51.100.2";
@@ -170,37 +170,6 @@ impl Drop for Namespaces {
         for name in [&self.client, &self.nat, &self.bridge] {
             let _ = Command::new("ip").args(["netns", "del", name]).status();
         }
-    }
-}
-
-/// A process in its own process group, stopped with its whole group on drop.
-struct Guarded(Child);
-
-impl Guarded {
-    fn spawn(command: &mut Command) -> Self {
-        Guarded(command.process_group(0).spawn().unwrap())
-    }
-
-    fn exited(&mut self) -> bool {
-        matches!(self.0.try_wait(), Ok(Some(_)))
-    }
-}
-
-impl Drop for Guarded {
-    fn drop(&mut self) {
-        use nix::sys::signal::{Signal, killpg};
-        use nix::unistd::Pid;
-        let group = Pid::from_raw(self.0.id() as i32);
-        let _ = killpg(group, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if self.exited() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = self.0.wait();
     }
 }
 

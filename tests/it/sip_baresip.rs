@@ -1,6 +1,6 @@
 //! Real SIP clients: three baresip instances with tones (440, 660, 880 Hz) dial one meeting ID
 //! through Confab's SIP server on 127.0.0.1 — all PCMU, all G.722, all Opus with mandatory
-//! SDES-SRTP, and mixed codecs. Each must hear the other two and not itself, judged on what
+//! SDES-SRTP over SIP on TLS, and mixed codecs; and SDES offered over cleartext SIP is refused. Each must hear the other two and not itself, judged on what
 //! baresip itself decoded (its sndfile recording), per 0.5 s block.
 
 use crate::support;
@@ -17,13 +17,24 @@ fn conference_call(codecs: [&str; 3], srtp: bool, meeting: &str) {
         return;
     }
     let _turn = support::exclusive();
-    let bridge = SipBridge::start();
+    // SDES keys travel only over TLS: SRTP calls come that way (a certificate of a test CA;
+    // baresip does not check it, `sip_tls` proves the checks with clients that do).
+    let pki = support::pki::TestPki::new(&["127.0.0.1"]);
+    let bridge = if srtp {
+        SipBridge::with_tls(&pki)
+    } else {
+        SipBridge::start()
+    };
     bridge
         .engine
         .create_conference(meeting, Policy::default())
         .unwrap();
     let root = tempfile::tempdir().unwrap();
-    let target = format!("sip:{meeting}@{}", bridge.sip_addr());
+    let target = if srtp {
+        format!("sip:{meeting}@{};transport=tls", bridge.tls_addr())
+    } else {
+        format!("sip:{meeting}@{}", bridge.sip_addr())
+    };
     let seconds = 8;
     let mut clients: Vec<Baresip> = codecs
         .iter()
@@ -111,7 +122,7 @@ fn three_baresip_on_g722() {
 }
 
 #[test]
-fn three_baresip_on_opus_with_srtp() {
+fn three_baresip_on_opus_with_srtp_over_tls() {
     conference_call(
         ["opus/48000/2", "opus/48000/2", "opus/48000/2"],
         true,
@@ -122,4 +133,37 @@ fn three_baresip_on_opus_with_srtp() {
 #[test]
 fn three_baresip_on_mixed_codecs() {
     conference_call(["pcmu", "g722/16000/1", "opus/48000/2"], false, "1004");
+}
+
+/// baresip insisting on SRTP over SIP on UDP: the bridge's default policy keeps SDES keys off
+/// cleartext signalling, so the call is refused with 488 and says why.
+#[test]
+fn sdes_over_cleartext_sip_is_refused() {
+    if !support::require(&["baresip", "sox"]) {
+        return;
+    }
+    let _turn = support::shared();
+    let pki = support::pki::TestPki::new(&["127.0.0.1"]);
+    let bridge = SipBridge::with_tls(&pki);
+    bridge
+        .engine
+        .create_conference("1005", Policy::default())
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut c = Baresip::dial(
+        root.path(),
+        BaresipOptions {
+            name: "cleartext",
+            codec: "pcmu",
+            srtp: true,
+            tone_hz: 440.0,
+            target: format!("sip:1005@{}", bridge.sip_addr()),
+            seconds: 3,
+            interactive: false,
+        },
+    );
+    c.wait(Duration::from_secs(15));
+    let log = c.log();
+    assert!(log.contains("488"), "{log}");
+    assert!(bridge.engine.roster("1005").unwrap().is_empty());
 }

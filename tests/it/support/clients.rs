@@ -30,6 +30,24 @@ impl SipBridge {
 
     /// A bridge whose engine has room for `legs` legs.
     pub fn with_room(legs: u16) -> Self {
+        Self::configured(legs, |_| {})
+    }
+
+    /// A bridge that also takes SIP over TLS (on a free port) with the test PKI's
+    /// certificate, and exchanges SDES keys only there (the default policy).
+    pub fn with_tls(pki: &super::pki::TestPki) -> Self {
+        let config = confab::tls::server_config(&pki.cert, &pki.key, &[]).unwrap();
+        Self::configured(20, |s| {
+            s.tls = Some(confab::sip::uas::TlsListener {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                config,
+            });
+            s.sdes_over_cleartext = false;
+        })
+    }
+
+    /// A bridge with room for `legs` legs and its SIP settings changed by `adjust`.
+    pub fn configured(legs: u16, adjust: impl FnOnce(&mut UasSettings)) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -41,7 +59,7 @@ impl SipBridge {
             legs,
         ));
         let events = engine.broadcast_events().unwrap();
-        let settings = UasSettings {
+        let mut settings = UasSettings {
             local: "127.0.0.1:0".parse().unwrap(),
             trusted: vec![confab::config::Network::loopback_v4()],
             access_user: "conference".into(),
@@ -57,6 +75,7 @@ impl SipBridge {
             srtp: confab::config::SrtpPolicy::Optional,
             sdes_over_cleartext: true,
         };
+        adjust(&mut settings);
         let sip = runtime
             .block_on(SipServer::start(
                 settings,
@@ -79,6 +98,11 @@ impl SipBridge {
 
     pub fn sip_addr(&self) -> std::net::SocketAddr {
         self.sip.as_ref().unwrap().udp
+    }
+
+    /// Where SIP over TLS is taken (a bridge made `with_tls`).
+    pub fn tls_addr(&self) -> std::net::SocketAddr {
+        self.sip.as_ref().unwrap().tls.expect("a bridge with TLS")
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod clients;
 pub mod pki;
+pub mod process;
 pub mod server;
 
 use std::net::{SocketAddr, UdpSocket};
