@@ -161,3 +161,22 @@ fn networks() {
     assert!("x/8".parse::<Network>().is_err());
     assert!("::/129".parse::<Network>().is_err());
 }
+
+#[test]
+fn api_https_wants_both_certificate_and_key() {
+    for text in [
+        "[api]\ntls_cert = \"/etc/confab/api.crt\"\n",
+        "[api]\ntls_key = \"/etc/confab/api.key\"\n",
+    ] {
+        let e = Config::from_toml(text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("api.tls_cert"), "{e}");
+        assert!(e.message.contains("go together"), "{e}");
+    }
+    let c = Config::from_toml(
+        "[api]\ntls_cert = \"/etc/confab/api.crt\"\ntls_key = \"/etc/confab/api.key\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.api.tls_cert, Some(PathBuf::from("/etc/confab/api.crt")));
+    assert!(!c.api.hsts, "HSTS is only sent when asked for");
+    assert!(Config::from_toml("[api]\nhsts = true\n").unwrap().api.hsts);
+}

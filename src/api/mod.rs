@@ -8,6 +8,7 @@
 mod conferences;
 mod error;
 mod events;
+mod https;
 mod pages;
 mod participants;
 mod whip;
@@ -44,6 +45,7 @@ use tokio::sync::broadcast;
 pub use conferences::start as start_conference;
 pub use error::ApiError;
 pub use events::EventHub;
+pub use https::{ALPN, ApiTls};
 
 use crate::engine::Engine;
 use crate::mixer::conference::ConferenceEvent;
@@ -201,26 +203,40 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listen` until `shutdown` resolves.
+/// Serves the API on `listen` until `shutdown` resolves: over HTTPS only when `tls` is given
+/// (HTTP/2 or HTTP/1.1 by ALPN), else over plain HTTP.
 pub async fn serve(
     listen: SocketAddr,
     state: AppState,
+    tls: Option<ApiTls>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let local = listener.local_addr()?;
     let app = router(state);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        {
-            tracing::error!(error = %e, "api server");
+    let task = match tls {
+        Some(tls) => {
+            let app = if tls.hsts { https::with_hsts(app) } else { app };
+            tokio::spawn(https::serve(
+                listener,
+                app,
+                tls.config,
+                https::Limits::default(),
+                shutdown,
+            ))
         }
-    });
+        None => tokio::spawn(async move {
+            if let Err(e) = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+            {
+                tracing::error!(error = %e, "api server");
+            }
+        }),
+    };
     Ok((local, task))
 }
 

@@ -37,6 +37,7 @@ fn scrape_with(labels: bool) -> String {
         .block_on(confab::api::serve(
             "127.0.0.1:0".parse().unwrap(),
             state,
+            None,
             async {
                 let _ = stopped.await;
             },
