@@ -64,6 +64,19 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             listen,
             config: crate::tls::server_config(cert, key, &[])
                 .context("cannot use sip.tls_cert / sip.tls_key")?,
+            // A CA bundle named in the config must be usable; the system's may be absent, and
+            // then only dial-out over TLS is off.
+            client: match (
+                &config.sip.tls_ca,
+                crate::tls::client_config(config.sip.tls_ca.as_deref()),
+            ) {
+                (_, Ok(client)) => Some(client),
+                (Some(_), Err(e)) => return Err(e).context("cannot use sip.tls_ca"),
+                (None, Err(e)) => {
+                    tracing::warn!(error = %e, "no CA bundle: dial-out over TLS is off (set sip.tls_ca)");
+                    None
+                }
+            },
         }),
         _ => None,
     };

@@ -24,6 +24,8 @@ pub enum DialError {
     Engine(#[from] EngineError),
     #[error("the SIP server is not running")]
     Stopped,
+    #[error("cannot reach {0}")]
+    Unreachable(String),
 }
 
 /// A dial-out asked of the serving task.
@@ -47,6 +49,8 @@ pub(crate) struct Started {
     pub(crate) pending: PendingDial,
     pub(crate) target: String,
     pub(crate) to: SocketAddr,
+    /// The TLS connection opened for it (none: UDP).
+    pub(crate) connection: Option<u64>,
     pub(crate) offer: String,
 }
 
@@ -61,25 +65,51 @@ impl Shell {
             joiner,
             reply,
         } = command;
-        let host = match &self.outbound_proxy {
-            Some(proxy) => sip_host(proxy),
-            None => sip_host(&target),
+        let next_hop = match &self.outbound_proxy {
+            Some(proxy) => dial_target(proxy),
+            None => dial_target(&target),
         };
-        let Some(host) = host.filter(|_| crate::sip::uas::safe_uri(&target)) else {
+        let Some(next_hop) = next_hop.filter(|_| crate::sip::uas::safe_uri(&target)) else {
             let _ = reply.send(Err(DialError::BadTarget(target)));
             return;
         };
+        let tls = match (next_hop.tls, &self.tls_client) {
+            (false, _) => None,
+            (true, Some(client)) => Some(Arc::clone(client)),
+            (true, None) => {
+                let _ = reply.send(Err(DialError::Unreachable(format!(
+                    "{target}: dialling over TLS needs sip.tls_cert, sip.tls_key and a CA bundle"
+                ))));
+                return;
+            }
+        };
+        let connector = self.connector.clone();
         let engine = Arc::clone(&self.engine);
         let started = self.started.clone();
         let codecs = self.codecs.clone();
         let media_advertise = self.media_advertise;
         tokio::spawn(async move {
-            let Ok(Some(to)) = tokio::net::lookup_host(host.as_str())
+            let Ok(Some(to)) = tokio::net::lookup_host(next_hop.host_port.as_str())
                 .await
                 .map(|mut a| a.next())
             else {
                 let _ = reply.send(Err(DialError::BadTarget(target)));
                 return;
+            };
+            // Over TLS the connection comes first: a peer whose certificate does not check
+            // out is an error of the request, before any participant exists.
+            let connection = match tls {
+                None => None,
+                Some(client) => match connector.open_tls(to, &next_hop.host, client).await {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        let _ = reply.send(Err(DialError::Unreachable(format!(
+                            "{} over TLS: {e}",
+                            next_hop.host_port
+                        ))));
+                        return;
+                    }
+                },
             };
             let m = meeting.clone();
             let invited = tokio::task::spawn_blocking(move || engine.invite(&m, joiner)).await;
@@ -95,6 +125,7 @@ impl Shell {
                         pending: PendingDial { ports },
                         target,
                         to,
+                        connection,
                         offer,
                     };
                     let _ = started.send(ready).await;
@@ -141,16 +172,91 @@ impl Shell {
     }
 }
 
-/// `host:port` of a SIP URI (`sip:user@host:port;params`), port 5060 when none is given.
-fn sip_host(uri: &str) -> Option<String> {
-    let rest = uri.strip_prefix("sip:")?;
-    let host_port = rest.rsplit('@').next()?.split([';', '?']).next()?;
-    if host_port.is_empty() {
+/// Where a dial-out goes: `host:port` to look up, the host as a certificate must name it, and
+/// whether over TLS.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct DialTarget {
+    pub(crate) host_port: String,
+    pub(crate) host: String,
+    pub(crate) tls: bool,
+}
+
+/// The target of a SIP URI (`sip:user@host:port;params`): over TLS for `sips:` or
+/// `transport=tls`, on port 5061 then (5060 otherwise) when none is given.
+pub(crate) fn dial_target(uri: &str) -> Option<DialTarget> {
+    let (scheme, rest) = uri.split_once(':')?;
+    let sips = scheme.eq_ignore_ascii_case("sips");
+    if !sips && !scheme.eq_ignore_ascii_case("sip") {
         return None;
     }
-    Some(if host_port.contains(':') && !host_port.ends_with(']') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:5060")
+    let after_user = rest.rsplit('@').next()?;
+    let mut parts = after_user.split([';', '?']);
+    let host_port = parts.next()?;
+    let tls = sips
+        || parts.any(|p| {
+            p.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("transport") && v.trim().eq_ignore_ascii_case("tls")
+            })
+        });
+    let (host, port) = match host_port.rsplit_once(':') {
+        // `[v6]` alone has colons but no port; `[v6]:port` and `host:port` have one.
+        Some((h, p)) if !host_port.ends_with(']') => (h, Some(p.parse::<u16>().ok()?)),
+        _ => (host_port, None),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = port.unwrap_or(if tls { 5061 } else { 5060 });
+    Some(DialTarget {
+        host_port: format!("{host}:{port}"),
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        tls,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_say_where_and_whether_over_tls() {
+        let t = |uri: &str| dial_target(uri).map(|d| (d.host_port, d.host, d.tls));
+        let owned = |hp: &str, h: &str, tls| Some((hp.to_owned(), h.to_owned(), tls));
+        assert_eq!(
+            t("sip:ann@192.0.2.1"),
+            owned("192.0.2.1:5060", "192.0.2.1", false)
+        );
+        assert_eq!(
+            t("sip:ann@gw.example:5070;user=phone"),
+            owned("gw.example:5070", "gw.example", false)
+        );
+        assert_eq!(
+            t("sips:ann@gw.example"),
+            owned("gw.example:5061", "gw.example", true)
+        );
+        assert_eq!(
+            t("SIP:ann@gw.example;Transport=TLS"),
+            owned("gw.example:5061", "gw.example", true)
+        );
+        assert_eq!(
+            t("sip:ann@[2001:db8::1]"),
+            owned("[2001:db8::1]:5060", "2001:db8::1", false)
+        );
+        assert_eq!(
+            t("sip:ann@[2001:db8::1]:5080;transport=tls"),
+            owned("[2001:db8::1]:5080", "2001:db8::1", true)
+        );
+        for bad in [
+            "tel:+4930123",
+            "sip:ann@",
+            "sip:ann@host:99999",
+            "sip:ann@host:x",
+            "http://x",
+        ] {
+            assert_eq!(t(bad), None, "{bad}");
+        }
+    }
 }

@@ -49,7 +49,7 @@ pub use metrics::{METHODS, SipMetrics};
 #[cfg(test)]
 use supervisor::PANIC_FOR_TEST;
 use supervisor::{AbortOnDrop, contained, supervise};
-use tcp::{Connections, TcpLimits, accept_loop};
+use tcp::{Connections, Connector, TcpLimits, accept_loop};
 
 /// How often the state machine's timers are looked at.
 const TICK: Duration = Duration::from_millis(20);
@@ -267,6 +267,10 @@ struct Shell {
     controls: Option<std::sync::mpsc::Sender<(String, Control)>>,
     /// The address put in our dial-out offers (`media.advertise`).
     media_advertise: Option<std::net::IpAddr>,
+    /// Opens the TLS connections of dial-outs over TLS.
+    connector: Connector,
+    /// Checks the certificates of peers dialled over TLS (none: such dial-outs are refused).
+    tls_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 async fn serve(
@@ -293,6 +297,7 @@ async fn serve(
     let dispatcher = settings.dispatcher;
     let media_advertise = settings.media_advertise;
     let trusted = settings.trusted.clone();
+    let tls_client = settings.tls.as_ref().and_then(|t| t.client.clone());
     let mut uas = Uas::new(settings, os_random);
     uas.set_draining(*draining.borrow());
     let connections: Connections = Arc::default();
@@ -301,6 +306,7 @@ async fn serve(
         trusted: Some(trusted),
         ..TcpLimits::default()
     };
+    let connector = Connector::new(frames_tx.clone(), Arc::clone(&connections), limits.clone());
     let _accept_tls = tls.map(|(listener, acceptor)| {
         AbortOnDrop(tokio::spawn(accept_loop(
             listener,
@@ -356,6 +362,8 @@ async fn serve(
         refers: Vec::new(),
         controls,
         media_advertise,
+        connector,
+        tls_client,
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -390,7 +398,7 @@ async fn serve(
             Some(s) = started.recv() => {
                 shell.meetings.insert(s.participant, s.meeting);
                 shell.dialing.insert(s.participant, s.pending);
-                uas.dial(Instant::now(), s.participant, &s.target, Peer { addr: s.to, connection: None }, s.offer);
+                uas.dial(Instant::now(), s.participant, &s.target, Peer { addr: s.to, connection: s.connection }, s.offer);
             }
             Some((participant, meeting)) = moves.recv() => match meeting {
                 Some(m) => { shell.meetings.insert(participant, m); }

@@ -209,3 +209,83 @@ async fn carry<S>(
     }
     drop(writer);
 }
+
+/// How long opening a connection to a peer we dial may take (TCP and TLS handshakes).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens SIP connections to peers we dial, carried like accepted ones (the same map, the
+/// same cap in all, the same frames channel to the serving task).
+#[derive(Clone)]
+pub(crate) struct Connector {
+    pub(crate) frames: mpsc::Sender<(Peer, Vec<u8>)>,
+    pub(crate) connections: Connections,
+    pub(crate) limits: TcpLimits,
+    /// Ids of connections we open: from 2^62 up, apart from the accept loops' (from 1).
+    pub(crate) next_id: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Connector {
+    pub(crate) fn new(
+        frames: mpsc::Sender<(Peer, Vec<u8>)>,
+        connections: Connections,
+        limits: TcpLimits,
+    ) -> Connector {
+        Connector {
+            frames,
+            connections,
+            limits,
+            next_id: Arc::new(std::sync::atomic::AtomicU64::new(1 << 62)),
+        }
+    }
+
+    /// A TLS connection to `to` whose certificate must name `host` and chain to `client`'s
+    /// CAs; its id (with [`Peer::TLS`]) for the call core.
+    pub(crate) async fn open_tls(
+        &self,
+        to: std::net::SocketAddr,
+        host: &str,
+        client: Arc<rustls::ClientConfig>,
+    ) -> std::io::Result<u64> {
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| std::io::Error::other(format!("`{host}` is not a server name: {e}")))?;
+        let full = self
+            .connections
+            .lock()
+            .map_or(true, |c| c.len() >= self.limits.total);
+        if full {
+            return Err(std::io::Error::other("too many SIP connections"));
+        }
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let tcp = tokio::net::TcpStream::connect(to).await?;
+            tokio_rustls::TlsConnector::from(client)
+                .connect(name, tcp)
+                .await
+        })
+        .await
+        .map_err(|_| std::io::Error::other("timed out"))??;
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            | Peer::TLS;
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(64);
+        if let Ok(mut c) = self.connections.lock() {
+            c.insert(id, tx);
+        }
+        let peer = Peer {
+            addr: to,
+            connection: Some(id),
+        };
+        let (frames, connections, limits) = (
+            self.frames.clone(),
+            Arc::clone(&self.connections),
+            self.limits.clone(),
+        );
+        tokio::spawn(async move {
+            carry(stream, peer, frames, rx, &limits).await;
+            if let Ok(mut c) = connections.lock() {
+                c.remove(&id);
+            }
+        });
+        Ok(id)
+    }
+}

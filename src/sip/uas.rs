@@ -200,6 +200,8 @@ pub struct UasSettings {
 pub struct TlsListener {
     pub listen: SocketAddr,
     pub config: std::sync::Arc<rustls::ServerConfig>,
+    /// What peers we dial over TLS must prove (`sip.tls_ca`); none: no dial-out over TLS.
+    pub client: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl UasSettings {

@@ -21,6 +21,7 @@ fn tls_settings() -> UasSettings {
         tls: Some(TlsListener {
             listen: "127.0.0.1:5061".parse().unwrap(),
             config: test_server_config(),
+            client: None,
         }),
         sdes_over_cleartext: false,
         ..settings()

@@ -177,3 +177,96 @@ fn sipp_calls_and_hangs_up_through_a_verifying_tls_wrapper() {
     assert!(!ok, "{trace}");
     assert_eq!(bridge.engine.roster("7001").unwrap().len(), roster.len());
 }
+
+/// A callee over TLS: a socat TLS front (with `cert`/`key`) for a SIPp UAS over TCP that rings
+/// and answers 486. The front's port; both stop with their guards.
+fn busy_callee_over_tls(cert: &std::path::Path, key: &std::path::Path) -> (u16, Guarded, Guarded) {
+    let uas = free_port();
+    let front = free_port();
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp/uas_busy.xml");
+    let sipp = Guarded::spawn(
+        std::process::Command::new("sipp")
+            .args(["-sf", scenario, "-t", "t1", "-i", "127.0.0.1"])
+            .args(["-p", &uas.to_string()])
+            .args(["-mp", &free_port().to_string()])
+            .args(["-cp", &free_port().to_string()])
+            .args(["-m", "1", "-nostdin", "-timeout", "30s"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    let socat = Guarded::spawn(
+        std::process::Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{front},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
+                cert.display(),
+                key.display()
+            ))
+            .arg(format!("TCP:127.0.0.1:{uas}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    // Both listen once they have started (SIPp's TCP port, socat's front).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for port in [uas, front] {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "port {port} did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    (front, sipp, socat)
+}
+
+#[test]
+fn dial_out_over_tls_checks_the_callee_and_hears_its_answer() {
+    if !support::require(&["sipp", "socat"]) {
+        return;
+    }
+    let _turn = support::shared();
+    let pki = TestPki::new(&["127.0.0.1"]);
+    let bridge = SipBridge::with_tls(&pki);
+    bridge
+        .engine
+        .create_conference("7002", Policy::default())
+        .unwrap();
+    let joiner = || confab::engine::Joiner {
+        display_name: "Busy".into(),
+        uri: "sip:busy@127.0.0.1".into(),
+        role: confab::conference::Role::Attendee,
+    };
+    let sip = bridge.sip.as_ref().unwrap();
+
+    // A callee whose certificate chains to our CA: the call goes over TLS, rings, is busy.
+    let (front, _sipp, _socat) = busy_callee_over_tls(&pki.cert, &pki.key);
+    let target = format!("sip:busy@127.0.0.1:{front};transport=tls");
+    let p = bridge
+        .runtime
+        .block_on(sip.dial("7002", &target, joiner()))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let last = loop {
+        let roster = bridge.engine.roster("7002").unwrap();
+        let me = roster.into_iter().find(|x| x.id == p).unwrap();
+        if matches!(me.state, State::Disconnected(_)) || Instant::now() > deadline {
+            break me;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(last.sip_status, Some(486), "{last:?}");
+    assert_eq!(
+        last.state,
+        State::Disconnected(confab::conference::DisconnectReason::Busy),
+        "{last:?}"
+    );
+
+    // A callee with a certificate of another CA: refused before any participant exists.
+    let impostor = TestPki::new(&["127.0.0.1"]);
+    let (front, _sipp, _socat) = busy_callee_over_tls(&impostor.cert, &impostor.key);
+    let target = format!("sip:busy@127.0.0.1:{front};transport=tls");
+    let before = bridge.engine.roster("7002").unwrap().len();
+    let e = bridge
+        .runtime
+        .block_on(sip.dial("7002", &target, joiner()))
+        .unwrap_err();
+    assert!(e.to_string().contains("certificate"), "{e}");
+    assert_eq!(bridge.engine.roster("7002").unwrap().len(), before);
+}

@@ -37,10 +37,12 @@ impl SipBridge {
     /// certificate, and exchanges SDES keys only there (the default policy).
     pub fn with_tls(pki: &super::pki::TestPki) -> Self {
         let config = confab::tls::server_config(&pki.cert, &pki.key, &[]).unwrap();
+        let client = confab::tls::client_config(Some(&pki.ca)).unwrap();
         Self::configured(20, |s| {
             s.tls = Some(confab::sip::uas::TlsListener {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 config,
+                client: Some(client),
             });
             s.sdes_over_cleartext = false;
         })
