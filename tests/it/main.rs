@@ -23,6 +23,7 @@ mod cli;
 mod deploy;
 mod faults;
 mod hostile_access;
+mod https;
 mod loadtest_smoke;
 mod loadtest_soak;
 mod media_control;

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod clients;
+pub mod https;
 pub mod pki;
 pub mod process;
 pub mod server;
