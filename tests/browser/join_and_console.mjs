@@ -4,14 +4,17 @@
 // a new join through the page is refused. Prints one JSON object a line as it goes; waits for
 // "go" on stdin between steps so the test can measure in between.
 //
-// usage: node join_and_console.mjs BASE CID PASSCODE FAKE_WAV SHOT_DIR PHONE
+// BASE is https://; SPKI is the base64 SHA-256 of the server certificate's public key, which
+// Chromium is told to trust (the test's CA is in no store Chromium reads).
+//
+// usage: node join_and_console.mjs BASE CID PASSCODE FAKE_WAV SHOT_DIR PHONE SPKI
 import { chromium } from "playwright-core";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 
-const [base, cid, passcode, wav, shots, phone] = process.argv.slice(2);
+const [base, cid, passcode, wav, shots, phone, spki] = process.argv.slice(2);
 const out = (o) => console.log(JSON.stringify(o));
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const go = async () => { await lines.next(); };
@@ -22,6 +25,7 @@ const args = [
   "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
   `--use-file-for-fake-audio-capture=${wav}`, "--allow-loopback-in-peer-connection",
   "--disable-features=WebRtcHideLocalIpsWithMdns", "--autoplay-policy=no-user-gesture-required",
+  `--ignore-certificate-errors-spki-list=${spki}`,
 ];
 
 async function stats(page) {
@@ -59,8 +63,9 @@ try {
   await page.waitForSelector(`#roster tr[data-participant]`, { timeout: 10000 });
   const roster = await page.$$eval("#roster tr", (rows) => rows.map((r) => r.textContent));
   const participant = await page.evaluate(() => window.confab.participant);
+  const origin = await page.evaluate(() => ({ protocol: location.protocol, secure: window.isSecureContext }));
   await page.screenshot({ path: join(shots, "browser-join.png"), fullPage: true });
-  out({ step: "joined", participant, roster, ...s });
+  out({ step: "joined", participant, roster, origin, ...s });
   await go();
 
   const con = await ctx.newPage();

@@ -4,6 +4,10 @@
 //! that phone (the API says muted, the other phone stops hearing its tone) and locks the
 //! conference (a new join through the page is refused). Screenshots go under target/.
 //!
+//! All of it over HTTPS (`api.tls_cert` from a test CA): Chromium is told to trust the
+//! server's public key (`--ignore-certificate-errors-spki-list`, the SHA-256 of its
+//! SubjectPublicKeyInfo, computed here), and the test's own API calls verify the CA.
+//!
 //! playwright-core drives Chromium from tests/browser (scripts/prereqs runs `npm ci` there).
 
 use crate::support;
@@ -18,13 +22,57 @@ use confab::media::codec::Codec;
 use serde_json::{Value, json};
 use support::Endpoint;
 use support::clients::tone_wav;
-use support::server::{Server, http_raw};
+use support::https::{https, https_raw};
+use support::pki::TestPki;
+use support::process::Guarded;
+use support::server::Server;
+
+/// The bridge's API over HTTPS, verified against the test CA.
+struct Api<'a> {
+    server: &'a Server,
+    pki: &'a TestPki,
+}
+
+impl Api<'_> {
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        https(self.server.api, &self.pki.ca, method, path, body, None)
+    }
+}
+
+/// What Chromium's `--ignore-certificate-errors-spki-list` takes for the server's certificate:
+/// base64 of the SHA-256 of its SubjectPublicKeyInfo.
+fn spki_hash(pki: &TestPki) -> String {
+    use rcgen::PublicKeyData as _;
+    let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(&pki.key).unwrap()).unwrap();
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &key.subject_public_key_info());
+    base64(digest.as_ref())
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ABC[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
 
 /// Adds an RTP phone; its participant JSON and where to send.
-fn add_phone(server: &Server, cid: &str, e: &Endpoint, name: &str) -> (Value, SocketAddr) {
+fn add_phone(api: &Api, cid: &str, e: &Endpoint, name: &str) -> (Value, SocketAddr) {
     let body =
         json!({ "sdp": support::offer_for(e, 0, "PCMU/8000"), "display_name": name }).to_string();
-    let (s, v) = server.call(
+    let (s, v) = api.call(
         "POST",
         &format!("/v1/conferences/{cid}/participants"),
         Some(&body),
@@ -46,8 +94,19 @@ fn chromium_joins_by_the_page_and_the_console_mutes_and_locks() {
     let _turn = support::exclusive();
     let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path(), None, &[]);
-    let (s, v) = server.call(
+    let pki = TestPki::new(&["127.0.0.1", "localhost"]);
+    let tls = [
+        "--api-tls-cert",
+        pki.cert.to_str().unwrap(),
+        "--api-tls-key",
+        pki.key.to_str().unwrap(),
+    ];
+    let server = Server::start(data.path(), None, &tls);
+    let api = Api {
+        server: &server,
+        pki: &pki,
+    };
+    let (s, v) = api.call(
         "POST",
         "/v1/conferences",
         Some(r#"{"id":"6060","name":"Browser","passcode":"2468"}"#),
@@ -57,29 +116,31 @@ fn chromium_joins_by_the_page_and_the_console_mutes_and_locks() {
     // Two phones: "phone" talks 440 Hz, "desk" 880 Hz.
     let mut phone = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 0x4401);
     let mut desk = Endpoint::new(Codec::Pcmu, 880.0, -20.0, 0x8801);
-    let (phone_json, phone_to) = add_phone(&server, "6060", &phone, "phone");
-    let (_, desk_to) = add_phone(&server, "6060", &desk, "desk");
+    let (phone_json, phone_to) = add_phone(&api, "6060", &phone, "phone");
+    let (_, desk_to) = add_phone(&api, "6060", &desk, "desk");
     let phone_id = phone_json["id"].as_str().unwrap().to_owned();
 
     // Chromium's microphone: 660 Hz.
     let fake = data.path().join("mic-660.wav");
     tone_wav(&fake, 48000, 660.0, 60);
     let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let mut node = Command::new("node")
-        .arg(format!("{browser_dir}/join_and_console.mjs"))
-        .arg(format!("http://{}", server.api))
-        .args(["6060", "2468"])
-        .arg(&fake)
-        .arg(&shots)
-        .arg("phone")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node (Node.js) runs the browser script");
-    let mut to_node = node.stdin.take().unwrap();
+    // In its own process group, so Chromium goes with node when the guard drops (pass or fail).
+    let mut node = Guarded::spawn(
+        Command::new("node")
+            .arg(format!("{browser_dir}/join_and_console.mjs"))
+            .arg(format!("https://{}", server.api))
+            .args(["6060", "2468"])
+            .arg(&fake)
+            .arg(&shots)
+            .arg("phone")
+            .arg(spki_hash(&pki))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    );
+    let mut to_node = node.0.stdin.take().unwrap();
     let (tx, steps) = mpsc::channel::<Value>();
-    let stdout = node.stdout.take().unwrap();
+    let stdout = node.0.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Ok(v) = serde_json::from_str::<Value>(&line) {
@@ -112,13 +173,15 @@ fn chromium_joins_by_the_page_and_the_console_mutes_and_locks() {
     let joined = next_step(&mut phone, &mut desk, Duration::from_secs(60));
     assert_eq!(joined["step"], "joined", "{joined}");
     assert_eq!(joined["state"], "connected", "{joined}");
+    assert_eq!(joined["origin"]["protocol"], "https:", "{joined}");
+    assert_eq!(joined["origin"]["secure"], true, "{joined}");
     assert!(
         joined["packetsReceived"].as_u64().unwrap() > 100,
         "{joined}"
     );
     assert!(joined["audioLevel"].as_f64().unwrap() > 0.01, "{joined}");
     let phone_ssrc = {
-        let (_, v) = server.call(
+        let (_, v) = api.call(
             "GET",
             &format!("/v1/conferences/6060/participants/{phone_id}"),
             None,
@@ -141,7 +204,7 @@ fn chromium_joins_by_the_page_and_the_console_mutes_and_locks() {
         "{roster}"
     );
     let chromium = joined["participant"].as_str().unwrap().to_owned();
-    let (_, v) = server.call(
+    let (_, v) = api.call(
         "GET",
         &format!("/v1/conferences/6060/participants/{chromium}"),
         None,
@@ -169,7 +232,7 @@ fn chromium_joins_by_the_page_and_the_console_mutes_and_locks() {
     // 2. The console mutes the phone: the API says so and the desk stops hearing it.
     let muted = next_step(&mut phone, &mut desk, Duration::from_secs(40));
     assert_eq!(muted["step"], "muted", "{muted}");
-    let (_, v) = server.call(
+    let (_, v) = api.call(
         "GET",
         &format!("/v1/conferences/6060/participants/{phone_id}"),
         None,
@@ -194,11 +257,12 @@ fn chromium_joins_by_the_page_and_the_console_mutes_and_locks() {
     // 3. The console locks: the API says so, and a join (by WHIP, and by the page) is refused.
     let locked = next_step(&mut phone, &mut desk, Duration::from_secs(40));
     assert_eq!(locked["step"], "locked", "{locked}");
-    let (_, v) = server.call("GET", "/v1/conferences/6060", None);
+    let (_, v) = api.call("GET", "/v1/conferences/6060", None);
     assert_eq!(v["conference"]["locked"], true, "{v}");
     let offer = include_str!("../fixtures/chromium-156-offer.sdp");
-    let (s, _, b) = http_raw(
+    let (s, _, b) = https_raw(
         server.api,
+        &pki.ca,
         "POST",
         "/v1/conferences/6060/whip",
         Some(offer),
@@ -215,9 +279,9 @@ fn chromium_joins_by_the_page_and_the_console_mutes_and_locks() {
         "{refused}"
     );
     drop(to_node);
-    let _ = node.wait();
+    let _ = node.0.wait();
     // Ending the conference lets everyone go, so the drain at stop has nothing to wait for.
-    let (s, _) = server.call("DELETE", "/v1/conferences/6060", None);
+    let (s, _) = api.call("DELETE", "/v1/conferences/6060", None);
     assert!(s == 200 || s == 204, "{s}");
     server.stop();
 }
