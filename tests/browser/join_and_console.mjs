@@ -1,5 +1,8 @@
 // Headless Chromium (Debian's) through Confab's pages, for tests/browser.rs: joins by
-// /join/{cid} with a fake microphone, reports getStats and the contributing sources, then
+// /join/{cid} with a fake microphone, reports what the page asked of the microphone (processing
+// on by default, then off by its checkbox, on a new track sent in place of the first), the
+// microphones it lists, and "you are muted" shown while muted with the tone playing and gone
+// once unmuted; then getStats and the contributing sources, then
 // opens /console, mutes the participant named PHONE and locks the conference, and shows that
 // a new join through the page is refused. Prints one JSON object a line as it goes; waits for
 // "go" on stdin between steps so the test can measure in between.
@@ -28,6 +31,21 @@ const args = [
   `--ignore-certificate-errors-spki-list=${spki}`,
 ];
 
+// The microphone processing the sent track really has, and whether it is the one sent.
+async function processing(page) {
+  return page.evaluate(() => {
+    const track = window.confab.stream.getAudioTracks()[0];
+    const s = track.getSettings();
+    const sent = window.confab.pc.getSenders().some((x) => x.track === track);
+    return {
+      echoCancellation: s.echoCancellation, noiseSuppression: s.noiseSuppression,
+      autoGainControl: s.autoGainControl, checkbox: document.querySelector("#processing").checked, sent,
+    };
+  });
+}
+
+const hidden = (sel) => document.querySelector(sel).classList.contains("hidden");
+
 async function stats(page) {
   return page.evaluate(async () => {
     const pc = window.confab.pc;
@@ -55,6 +73,30 @@ try {
   await page.fill("#passcode", passcode);
   await page.click("#join");
   await page.waitForFunction(() => window.confab.pc && window.confab.pc.connectionState === "connected", null, { timeout: 20000 });
+  const defaults = await processing(page);
+  await page.waitForFunction(() => document.querySelectorAll("#microphone option").length > 1, null, { timeout: 5000 }).catch(() => {});
+  const microphones = await page.$$eval("#microphone option", (os) => os.map((o) => ({ value: o.value, label: o.textContent })));
+  const meter = await page.evaluate(() => document.querySelector("#level").value);
+  // Muted with the tone still playing: the notice shows; unmuted, it goes.
+  await page.click("#mute");
+  await page.waitForFunction(() => !document.querySelector("#muted-notice").classList.contains("hidden"), null, { timeout: 5000 });
+  const mutedNotice = { shown: true, text: await page.textContent("#muted-notice") };
+  await page.click("#mute");
+  await page.waitForFunction(hidden, "#muted-notice", { timeout: 5000 });
+  mutedNotice.goneWhenUnmuted = true;
+  // Processing off (a headset, music): a new track without it, sent in place of the first.
+  await page.uncheck("#processing");
+  await page.waitForFunction(() => window.confab.stream.getAudioTracks()[0].getSettings().echoCancellation === false, null, { timeout: 10000 });
+  const off = await processing(page);
+  // Another microphone from the picker: its track replaces the one sent.
+  const other = microphones.map((m) => m.value).filter(Boolean).pop();
+  let picked = null;
+  if (other) {
+    await page.selectOption("#microphone", other);
+    await page.waitForFunction((id) => window.confab.stream.getAudioTracks()[0].getSettings().deviceId === id, other, { timeout: 10000 });
+    picked = { device: other, ...(await processing(page)) };
+  }
+  await page.waitForTimeout(1500);
   let s = await stats(page);
   for (let i = 0; i < 60 && !(s.packetsReceived > 100 && s.audioLevel > 0.01 && s.csrcs.length > 0); i++) {
     await page.waitForTimeout(250);
@@ -65,7 +107,7 @@ try {
   const participant = await page.evaluate(() => window.confab.participant);
   const origin = await page.evaluate(() => ({ protocol: location.protocol, secure: window.isSecureContext }));
   await page.screenshot({ path: join(shots, "browser-join.png"), fullPage: true });
-  out({ step: "joined", participant, roster, origin, ...s });
+  out({ step: "joined", participant, roster, origin, defaults, off, picked, microphones, meter, mutedNotice, ...s });
   await go();
 
   const con = await ctx.newPage();
@@ -73,7 +115,20 @@ try {
   const row = `#roster tr[data-name="${phone}"]`;
   await con.click(`${row} button[data-action="mute"]`, { timeout: 15000 });
   await con.waitForSelector(`${row} button[data-action="unmute"]`, { timeout: 10000 });
-  out({ step: "muted" });
+  // The console mutes Chromium: its page turns the microphone off and, the tone still playing,
+  // says so; the console's unmute turns it back on.
+  const me = `#roster tr[data-name="Chromium"]`;
+  await con.click(`${me} button[data-action="mute"]`, { timeout: 15000 });
+  await page.waitForFunction(() => !document.querySelector("#muted-notice").classList.contains("hidden"), null, { timeout: 10000 });
+  const byModerator = await page.evaluate(() => ({
+    button: document.querySelector("#mute").textContent,
+    trackEnabled: window.confab.stream.getAudioTracks()[0].enabled,
+  }));
+  await con.click(`${me} button[data-action="unmute"]`, { timeout: 15000 });
+  await page.waitForFunction(() => window.confab.stream.getAudioTracks()[0].enabled, null, { timeout: 10000 });
+  await page.waitForFunction(hidden, "#muted-notice", { timeout: 5000 });
+  const unmuted = await page.evaluate(() => document.querySelector("#mute").textContent);
+  out({ step: "muted", byModerator, unmuted });
   await go();
 
   await con.click("#lock");

@@ -1,5 +1,8 @@
 //! Headless Chromium (Debian's /usr/bin/chromium, a fake microphone playing a tone file) uses
-//! Confab's own pages: it joins through `/join/{cid}` next to two RTP phones, getStats shows
+//! Confab's own pages: it joins through `/join/{cid}` next to two RTP phones (the page asks for
+//! echo cancellation, noise suppression and automatic gain and gets them, lists the
+//! microphones, meters the level, says "you are muted" while muted with the tone on, and sends
+//! an unprocessed track in place of the first when its checkbox is unticked), getStats shows
 //! audio arriving and getContributingSources names the phone that talks; then `/console` mutes
 //! that phone (the API says muted, the other phone stops hearing its tone) and locks the
 //! conference (a new join through the page is refused). Screenshots go under target/.
@@ -175,6 +178,36 @@ fn chromium_joins_by_the_page_and_the_console_mutes_and_locks() {
     assert_eq!(joined["state"], "connected", "{joined}");
     assert_eq!(joined["origin"]["protocol"], "https:", "{joined}");
     assert_eq!(joined["origin"]["secure"], true, "{joined}");
+    // The page asked for echo cancellation, noise suppression and automatic gain by default,
+    // and the track Chromium gave it has them; unticked, a track without them is sent instead.
+    for key in ["echoCancellation", "noiseSuppression", "autoGainControl"] {
+        assert_eq!(joined["defaults"][key], true, "{key} by default: {joined}");
+        assert_eq!(joined["off"][key], false, "{key} turned off: {joined}");
+    }
+    assert_eq!(joined["defaults"]["checkbox"], true, "{joined}");
+    assert_eq!(joined["defaults"]["sent"], true, "{joined}");
+    assert_eq!(joined["off"]["checkbox"], false, "{joined}");
+    assert_eq!(
+        joined["off"]["sent"], true,
+        "the new track is the one sent: {joined}"
+    );
+    // The microphone picker lists Chromium's (fake) microphones by name.
+    let microphones = joined["microphones"].as_array().unwrap();
+    assert!(
+        microphones
+            .iter()
+            .any(|m| m["value"] != "" && !m["label"].as_str().unwrap().is_empty()),
+        "{joined}"
+    );
+    // Another one picked during the call is sent instead, still without processing.
+    assert_eq!(joined["picked"]["sent"], true, "{joined}");
+    assert_eq!(joined["picked"]["echoCancellation"], false, "{joined}");
+    assert!(
+        joined["meter"].as_f64().unwrap() > 0.05,
+        "the level meter: {joined}"
+    );
+    assert_eq!(joined["mutedNotice"]["shown"], true, "{joined}");
+    assert_eq!(joined["mutedNotice"]["goneWhenUnmuted"], true, "{joined}");
     assert!(
         joined["packetsReceived"].as_u64().unwrap() > 100,
         "{joined}"
@@ -210,6 +243,10 @@ fn chromium_joins_by_the_page_and_the_console_mutes_and_locks() {
         None,
     );
     assert_eq!(v["participant"]["state"], "connected", "{v}");
+    assert_eq!(
+        v["participant"]["muted"], false,
+        "unmuted by the page again: {v}"
+    );
     assert_eq!(v["participant"]["media"]["transport"], "webrtc", "{v}");
     // Chromium sends RFC 6464 levels; the bridge reads them (a 660 Hz tone at about -10 dBov).
     let level = v["participant"]["media"]["client_level_dbov"].as_f64();
@@ -229,9 +266,14 @@ fn chromium_joins_by_the_page_and_the_console_mutes_and_locks() {
     assert!(shots.join("browser-join.png").is_file());
     go(&mut to_node);
 
-    // 2. The console mutes the phone: the API says so and the desk stops hearing it.
+    // 2. The console mutes the phone: the API says so and the desk stops hearing it. (It also
+    // mutes and unmutes Chromium, whose page follows; the desk hears Chromium again after.)
     let muted = next_step(&mut phone, &mut desk, Duration::from_secs(40));
     assert_eq!(muted["step"], "muted", "{muted}");
+    // Chromium muted and unmuted by the console in between: its page followed both.
+    assert_eq!(muted["byModerator"]["button"], "Unmute me", "{muted}");
+    assert_eq!(muted["byModerator"]["trackEnabled"], false, "{muted}");
+    assert_eq!(muted["unmuted"], "Mute me", "{muted}");
     let (_, v) = api.call(
         "GET",
         &format!("/v1/conferences/6060/participants/{phone_id}"),
