@@ -1,5 +1,6 @@
 //! SDP offer/answer for SIP legs: `sdp::negotiate` with the default codec list (and a
-//! phones-only one), then `sdp::answer` for what was agreed.
+//! phones-only one) under each SRTP rule (policy off, optional, required; keys over TLS or
+//! over cleartext), then `sdp::answer` for what was agreed.
 //!
 //! Properties: no panic; an error maps to a SIP status; the agreed codec is one we asked for;
 //! our answer is SDP that we read back (as an offer) to the same codec, payload type, packet
@@ -8,8 +9,9 @@
 
 use std::net::SocketAddr;
 
+use confab::config::SrtpPolicy;
 use confab::media::codec::Codec;
-use confab::sip::sdp::{self, Direction, Negotiated};
+use confab::sip::sdp::{self, Direction, Negotiated, SrtpRule};
 use libfuzzer_sys::fuzz_target;
 
 /// `[sip] codecs`'s default, and a bridge for phones only.
@@ -20,10 +22,37 @@ const PREFERENCES: [&[Codec]; 2] = [
 
 const OUR_KEY: [u8; 30] = [0x5A; 30];
 
+const RULES: [SrtpRule; 4] = [
+    SrtpRule::IF_OFFERED,
+    SrtpRule {
+        policy: SrtpPolicy::Off,
+        keys_may_travel: true,
+    },
+    SrtpRule {
+        policy: SrtpPolicy::Required,
+        keys_may_travel: true,
+    },
+    SrtpRule {
+        policy: SrtpPolicy::Optional,
+        keys_may_travel: false,
+    },
+];
+
 fuzz_target!(|data: &[u8]| {
-    for preference in PREFERENCES {
-        match sdp::negotiate(data, preference) {
-            Ok(n) => agreed(&n, preference),
+    for (preference, rule) in PREFERENCES
+        .iter()
+        .flat_map(|p| RULES.iter().map(move |r| (*p, *r)))
+    {
+        match sdp::negotiate(data, preference, rule) {
+            Ok(n) => {
+                // Keys are taken only where the rule lets them travel, and always where
+                // SRTP is required.
+                assert!(
+                    n.srtp.is_none() || (rule.keys_may_travel && rule.policy != SrtpPolicy::Off)
+                );
+                assert!(n.srtp.is_some() || rule.policy != SrtpPolicy::Required);
+                agreed(&n, preference)
+            }
             Err(e) => {
                 let (code, warning) = e.status();
                 assert!(matches!(code, 400 | 488), "{e}: {code}");
@@ -44,7 +73,7 @@ fn agreed(n: &Negotiated, preference: &[Codec]) {
     let key = n.srtp.map(|_| &OUR_KEY);
     let _ = n.leg_spec(key.copied());
     let answer = sdp::answer(n, local, key, 7, 2);
-    let back = match sdp::negotiate(answer.as_bytes(), &[n.codec]) {
+    let back = match sdp::negotiate(answer.as_bytes(), &[n.codec], SrtpRule::IF_OFFERED) {
         Ok(b) => b,
         Err(e) => panic!("our answer does not read back: {e}\n{answer}"),
     };

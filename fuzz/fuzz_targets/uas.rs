@@ -500,6 +500,9 @@ fuzz_target!(|input: Input| {
         advertise: None,
         media_advertise: None,
         route: confab::addr::route_source,
+        tls: None,
+        srtp: confab::config::SrtpPolicy::Optional,
+        sdes_over_cleartext: true,
     };
     let mut h = Harness {
         uas: Uas::new(settings, counter_random),
