@@ -30,22 +30,8 @@ fn tls_settings() -> UasSettings {
 
 /// Any server configuration: the core only reads the listener's address.
 fn test_server_config() -> std::sync::Arc<rustls::ServerConfig> {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-    std::sync::Arc::new(
-        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], key)
-        .unwrap(),
-    )
+    let pki = crate::testing::pki::pki(&["127.0.0.1"]);
+    crate::tls::server_config(&pki.cert, &pki.key, &[]).unwrap()
 }
 
 fn invite_over(transport: &str, uri: &str, call: &str, body: &str) -> Vec<u8> {

@@ -11,5 +11,6 @@
 pub(crate) mod call;
 pub(crate) mod net;
 pub(crate) mod phone;
+pub(crate) mod pki;
 pub(crate) mod rng;
 pub(crate) mod room;

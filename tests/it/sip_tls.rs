@@ -115,11 +115,7 @@ fn sipp_through_tls_wrapper(
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null()),
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::net::TcpStream::connect(("127.0.0.1", wrapper)).is_err() {
-        assert!(Instant::now() < deadline, "socat did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_listener(wrapper);
     let mut sipp = Guarded::spawn(
         std::process::Command::new("sipp")
             .args(["-sn", "uac", "-t", "t1", "-i", "127.0.0.1"])
@@ -206,13 +202,8 @@ fn busy_callee_over_tls(cert: &std::path::Path, key: &std::path::Path) -> (u16, 
             .stderr(std::process::Stdio::null()),
     );
     // Both listen once they have started (SIPp's TCP port, socat's front).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for port in [uas, front] {
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "port {port} did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    wait_for_listener(uas);
+    wait_for_listener(front);
     (front, sipp, socat)
 }
 
@@ -269,4 +260,13 @@ fn dial_out_over_tls_checks_the_callee_and_hears_its_answer() {
         .unwrap_err();
     assert!(e.to_string().contains("certificate"), "{e}");
     assert_eq!(bridge.engine.roster("7002").unwrap().len(), before);
+}
+
+/// Waits (at most 5 s) until something accepts TCP connections on 127.0.0.1:`port`.
+fn wait_for_listener(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
