@@ -19,11 +19,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::message::{Malformed, Message, Method, StartLine};
-use super::sdp::{Negotiated, SrtpRule};
-use crate::addr::Advertise;
+use super::sdp::Negotiated;
 use crate::conference::ParticipantId;
-use crate::config::SrtpPolicy;
-use crate::media::codec::Codec;
 use crate::media::srtp::KeyMaterial;
 
 /// RFC 3261 timers.
@@ -164,110 +161,9 @@ pub enum Action {
     },
 }
 
-/// Settings of the dial-in side.
-#[derive(Clone, Debug)]
-pub struct UasSettings {
-    /// Our SIP address (Contact, Via of our requests).
-    pub local: SocketAddr,
-    pub trusted: Vec<crate::config::Network>,
-    pub access_user: String,
-    pub codecs: Vec<Codec>,
-    /// Where dial-outs go (`sip:host:port`); none: straight to the target.
-    pub outbound_proxy: Option<String>,
-    /// The SIP dispatcher in front of the nodes: a meeting this node does not have is sent
-    /// there (302, or REFER from the attendant); none: 404.
-    pub dispatcher: Option<SocketAddr>,
-    pub max_calls: usize,
-    /// New INVITEs accepted per source address and second; more get 503.
-    pub invites_per_second: u32,
-    /// The address put in our Via and Contact (`sip.advertise`); unset: the bound address, or
-    /// with a wildcard bind the interface's towards the peer (see `crate::addr`).
-    pub advertise: Option<IpAddr>,
-    /// The same for SDP's `o=` and `c=` (`media.advertise`).
-    pub media_advertise: Option<IpAddr>,
-    /// The route lookup behind both (the kernel's; a table in tests).
-    pub route: fn(IpAddr) -> Option<IpAddr>,
-    /// SIP over TLS, when it is on (the shell binds it and puts the bound address here).
-    pub tls: Option<TlsListener>,
-    /// `media.srtp`.
-    pub srtp: SrtpPolicy,
-    /// `media.sdes_over_cleartext`: SDES keys may travel over SIP on UDP or TCP.
-    pub sdes_over_cleartext: bool,
-}
-
-/// Where SIP over TLS listens, and with what certificate.
-#[derive(Clone, Debug)]
-pub struct TlsListener {
-    pub listen: SocketAddr,
-    pub config: std::sync::Arc<rustls::ServerConfig>,
-    /// What peers we dial over TLS must prove (`sip.tls_ca`); none: no dial-out over TLS.
-    pub client: Option<std::sync::Arc<rustls::ClientConfig>>,
-}
-
-impl UasSettings {
-    /// Our SIP address as `peer` should see it (Via, Contact): never a wildcard; the TLS
-    /// listener's for a peer on TLS.
-    pub(crate) fn sip_addr(&self, peer: &Peer) -> SocketAddr {
-        match &self.tls {
-            Some(tls) if peer.secure() => self.advertised(tls.listen, peer.addr.ip()),
-            _ => self.advertised(self.local, peer.addr.ip()),
-        }
-    }
-
-    /// Our listening socket `bound` as `peer` should see it.
-    fn advertised(&self, bound: SocketAddr, peer: IpAddr) -> SocketAddr {
-        Advertise {
-            fixed: self.advertise,
-            bound: bound.ip(),
-            route: self.route,
-        }
-        .socket_for_peer(bound, peer)
-    }
-
-    /// Our Contact for a dialog with `peer`, on the transport it came by (RFC 3261 8.1.1.8):
-    /// over TLS the TLS port with `transport=tls` (a `sips:` URI when the request was one),
-    /// over TCP `transport=tcp`, so the far end's requests come back the same way.
-    pub(crate) fn contact(&self, peer: &Peer, sips: bool) -> String {
-        let addr = self.sip_addr(peer);
-        match peer.connection {
-            Some(_) if peer.secure() => {
-                let scheme = if sips { "sips" } else { "sip" };
-                format!("<{scheme}:confab@{addr};transport=tls>")
-            }
-            Some(_) => format!("<sip:confab@{addr};transport=tcp>"),
-            None => format!("<sip:confab@{addr}>"),
-        }
-    }
-
-    /// What SDES-SRTP answers may do for an offer from `peer`.
-    pub(crate) fn srtp_rule(&self, peer: &Peer) -> SrtpRule {
-        SrtpRule {
-            policy: self.srtp,
-            keys_may_travel: peer.secure() || self.sdes_over_cleartext,
-        }
-    }
-
-    /// Our media socket `bound` as a peer should see it in SDP: routed towards the peer's media
-    /// address `remote`, or its signalling address `signalling` while it has given none.
-    pub(crate) fn media_addr(
-        &self,
-        bound: SocketAddr,
-        remote: SocketAddr,
-        signalling: IpAddr,
-    ) -> SocketAddr {
-        let peer = if remote.ip().is_unspecified() {
-            signalling
-        } else {
-            remote.ip()
-        };
-        Advertise {
-            fixed: self.media_advertise,
-            bound: bound.ip(),
-            route: self.route,
-        }
-        .socket_for_peer(bound, peer)
-    }
-}
+#[path = "uas_settings.rs"]
+mod settings;
+pub use settings::{TlsListener, UasSettings};
 
 /// What the core has counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::config::Network;
+use crate::media::codec::Codec;
 
 fn settings() -> UasSettings {
     UasSettings {

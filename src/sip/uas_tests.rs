@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::Network;
+use crate::media::codec::Codec;
 use crate::sip::sdp;
 use std::net::SocketAddr;
 

@@ -3,6 +3,7 @@
 //! back on the caller's connection, and SDES keys are taken only where they travel in secret.
 
 use super::*;
+use crate::config::SrtpPolicy;
 
 const TLS_PEER: Peer = Peer {
     addr: SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 40123),
