@@ -32,8 +32,26 @@ impl Server {
         Server::start_on(data, token, sip, extra)
     }
 
-    /// The same with SIP on `sip` (a node restarted where a proxy expects it).
+    /// The same with SIP on `sip` (a node restarted where a proxy expects it). A port picked
+    /// free can be taken by another test before the bridge binds it: a start that fails to
+    /// listen is tried again (three times at most) on a fresh API port.
     pub fn start_on(data: &Path, token: Option<&str>, sip: SocketAddr, extra: &[&str]) -> Server {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            match Server::try_start_on(data, token, sip, extra) {
+                Ok(server) => return server,
+                Err(lines) => seen = lines,
+            }
+        }
+        panic!("confab did not start; its last words:\n{}", seen.join("\n"));
+    }
+
+    fn try_start_on(
+        data: &Path,
+        token: Option<&str>,
+        sip: SocketAddr,
+        extra: &[&str],
+    ) -> Result<Server, Vec<String>> {
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let (min, max) = super::free_port_range();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab"));
@@ -79,8 +97,17 @@ impl Server {
             token: token.map(str::to_owned),
             lines: rx,
         };
-        server.wait_for("confab started");
-        server
+        // Up to 20 s for the line; the lines before it tell why when it does not come.
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match server.lines.recv_timeout(left) {
+                Ok(line) if line.contains("confab started") => return Ok(server),
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        Err(seen)
     }
 
     /// Waits (at most 20 s) for a log line containing `text`.
