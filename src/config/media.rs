@@ -1,0 +1,72 @@
+//! `[media]`: RTP ports, latching, advertised address, the SRTP policy.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+/// `[media]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Address RTP sockets bind to.
+    pub bind: IpAddr,
+    /// Lowest RTP port.
+    pub rtp_port_min: u16,
+    /// Highest RTP port.
+    pub rtp_port_max: u16,
+    /// Seconds without RTP or RTCP after which a participant is disconnected (`media-timeout`).
+    pub timeout_secs: u64,
+    /// Milliseconds the latched RTP source must be silent before another may take over.
+    pub relatch_after_ms: u64,
+    /// Latch every leg to whoever sends first, not only to the host its offer names (for a
+    /// gateway whose media comes from another address than its SDP says).
+    pub latch_any_source: bool,
+    /// The address put in SDP (`o=`, `c=`); unset: the bind address, or with a wildcard bind
+    /// the address of the interface that routes to each peer.
+    pub advertise: Option<IpAddr>,
+    /// SDES-SRTP on SIP legs: `off` (plain RTP only; an offer that insists on SRTP gets 488),
+    /// `optional` (SRTP when the caller offers it) or `required` (an offer without it gets 488).
+    pub srtp: SrtpPolicy,
+    /// Offer and accept SDES keys over SIP on UDP or TCP, where anyone who can read the
+    /// signalling reads the keys (off: only over TLS).
+    pub sdes_over_cleartext: bool,
+}
+
+/// `media.srtp`: whether SIP legs use SDES-SRTP.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtpPolicy {
+    Off,
+    #[default]
+    Optional,
+    Required,
+}
+
+impl std::str::FromStr for SrtpPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(SrtpPolicy::Off),
+            "optional" => Ok(SrtpPolicy::Optional),
+            "required" => Ok(SrtpPolicy::Required),
+            other => Err(format!("`{other}` is not one of off, optional, required")),
+        }
+    }
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            rtp_port_min: 20000,
+            rtp_port_max: 29999,
+            timeout_secs: 30,
+            relatch_after_ms: 2000,
+            latch_any_source: false,
+            advertise: None,
+            srtp: SrtpPolicy::Optional,
+            sdes_over_cleartext: false,
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! `[sip]`: listening, trust, dial-out, TLS.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::Network;
+use crate::media::codec::Codec;
+
+/// `[sip]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// Address for SIP over UDP and TCP.
+    pub listen: SocketAddr,
+    /// Networks (CIDR) whose SIP requests are accepted; others get 403.
+    pub trusted: Vec<Network>,
+    /// The user part that reaches the attendant (`sip:conference@…`).
+    pub access_user: String,
+    /// Where dial-outs are sent (`sip:host:port`); none means dial-out is refused.
+    pub outbound_proxy: Option<String>,
+    /// Codecs offered and accepted, most preferred first (`opus`, `G722`, `PCMU`, `PCMA`).
+    pub codecs: Vec<String>,
+    /// Concurrent SIP calls at most; more get 503.
+    pub max_calls: usize,
+    /// New INVITEs accepted per source address and second; more get 503.
+    pub invites_per_second: u32,
+    /// A folder of prompt languages (`<dir>/<language>/<name>.wav`); none: the built-in English.
+    pub prompts_dir: Option<PathBuf>,
+    /// The attendant's language (a folder under `prompts_dir`).
+    pub language: String,
+    /// Wrong entries (meeting ID, passcode, leader PIN) of one caller in ten minutes before it
+    /// is locked out (a caller: the identity a trusted gateway passes on; the address for WHIP).
+    pub max_failures_per_source: u32,
+    /// The SIP dispatcher in front of the nodes (`IP:port`): callers of a meeting this node
+    /// does not have are sent there (302, or REFER from the attendant).
+    pub dispatcher: Option<SocketAddr>,
+    /// The address put in our Via and Contact headers (a public address in front of a NAT);
+    /// unset: the listen address, or with a wildcard listen address the address of the
+    /// interface that routes to each peer.
+    pub advertise: Option<IpAddr>,
+    /// Address for SIP over TLS; unset with `tls_cert` and `tls_key` given: the `listen`
+    /// address on port 5061.
+    pub tls_listen: Option<SocketAddr>,
+    /// The certificate chain (PEM, leaf first) presented on SIP over TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificates (PEM) that TLS peers we dial must chain to; unset: the system's
+    /// bundle (`/etc/ssl/certs/ca-certificates.crt`).
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl SipConfig {
+    /// Where SIP over TLS listens, when it is on (a certificate and key are configured).
+    pub fn tls_address(&self) -> Option<SocketAddr> {
+        self.tls_cert.as_ref().and(self.tls_key.as_ref())?;
+        Some(
+            self.tls_listen
+                .unwrap_or(SocketAddr::new(self.listen.ip(), 5061)),
+        )
+    }
+
+    /// The codec preference, most preferred first (names checked by `validate`).
+    pub fn codec_preference(&self) -> Vec<Codec> {
+        self.codecs
+            .iter()
+            .filter_map(|c| Codec::from_name(c))
+            .collect()
+    }
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            trusted: vec![Network::loopback_v4(), Network::loopback_v6()],
+            access_user: "conference".to_owned(),
+            outbound_proxy: None,
+            codecs: ["opus", "G722", "PCMU", "PCMA"].map(String::from).to_vec(),
+            max_calls: 10_000,
+            invites_per_second: 100,
+            prompts_dir: None,
+            language: "en".to_owned(),
+            max_failures_per_source: 10,
+            dispatcher: None,
+            advertise: None,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+        }
+    }
+}
