@@ -444,8 +444,11 @@ async fn serve(
             uas.refer(Instant::now(), p, &target);
         }
         while let Some(action) = uas.poll() {
-            if let Action::Send { bytes, .. } = &action {
+            if let Action::Send { bytes, to } = &action {
                 metrics.sent(bytes);
+                // Every message we send, whole, for operators and the test suite's address scan
+                // (`RUST_LOG=info,confab::sip::wire=trace`); fields are only made when enabled.
+                tracing::trace!(target: "confab::sip::wire", local = ?udp.local_addr().ok(), to = %to.addr, sip = ?String::from_utf8_lossy(bytes), "sent");
             }
             shell.act(action).await;
         }
