@@ -3,6 +3,7 @@
 //! - `message`: parsing and writing SIP messages, TCP framing.
 //! - `sdp`: offer/answer for RTP/AVP and RTP/SAVP (SDES) legs.
 //! - `uas`: the sans-I/O call logic (transactions and dialogs of dial-in calls).
+//! - `digest`: digest authentication (challenges, credentials, responses).
 //! - `attendant`: the sans-I/O digit collection (meeting ID, passcode, leader PIN);
 //!   `prompts`: what it says.
 //! - `server`: the tokio shell: UDP and TCP listeners, the engine, the bridge's own hang-ups.
@@ -13,6 +14,7 @@
 //! with bytes and `now`, so every timer and hostile input is tested without sockets.
 
 pub mod attendant;
+pub(crate) mod digest;
 pub mod message;
 pub mod prompts;
 pub mod sdp;
