@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::FutureExt;
 use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -224,10 +225,35 @@ pub(super) async fn conference(
     State(state): State<AppState>,
     Path(cid): Path<String>,
     headers: HeaderMap,
+    view: Option<axum::Extension<super::view::ParticipantView>>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     meeting_id(&cid)?;
     if state.engine.admission(&cid).is_none() {
         return Err(ApiError::not_found(format!("no conference {cid}")));
     }
-    Ok(Sse::new(stream_for(&state.events, &headers, Some(cid))).keep_alive(keep_alive()))
+    let stream = stream_for(&state.events, &headers, Some(cid));
+    // A participant's stream lasts as long as its session (and roster token), not longer.
+    let ended = match view {
+        Some(axum::Extension(view)) => session_ended(state.webrtc.clone(), view.token).boxed(),
+        None => std::future::pending().boxed(),
+    };
+    Ok(Sse::new(stream.take_until(ended)).keep_alive(keep_alive()))
+}
+
+/// How often a participant's event stream looks whether its session still lives.
+const SESSION_CHECK: Duration = Duration::from_secs(1);
+
+/// Resolves once the session of roster token `token` has ended.
+async fn session_ended(webrtc: Option<Arc<crate::webrtc::WebRtc>>, token: String) {
+    let mut tick = tokio::time::interval(SESSION_CHECK);
+    loop {
+        tick.tick().await;
+        if webrtc
+            .as_ref()
+            .and_then(|w| w.roster_session(&token))
+            .is_none()
+        {
+            return;
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //! tick; handlers make them on blocking threads. Errors are `{"error":{"code","message"}}`.
 //!
 //! Auth: with `api.token` set, every route but `/healthz`, `/readyz` and `/metrics` wants
-//! `Authorization: Bearer <token>` (compared in constant time).
+//! `Authorization: Bearer <token>` (compared in constant time). A WHIP session's roster token
+//! reads its own conference's roster and events and nothing else (`view.rs`).
 
 mod conferences;
 mod error;
@@ -11,6 +12,7 @@ mod events;
 mod https;
 mod pages;
 mod participants;
+mod view;
 mod whip;
 
 /// The OpenAPI document, from the handlers' annotations.
@@ -253,15 +255,30 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if let Some(token) = &state.token {
-        let given = request
-            .headers()
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if !same(given.as_bytes(), token.as_bytes()) {
+async fn auth(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    let operator = state
+        .token
+        .as_ref()
+        .is_some_and(|t| same(given.as_bytes(), t.as_bytes()));
+    // A participant's page: judged as a roster token whether or not the API has a token, so
+    // that it sees the same (smaller) view either way.
+    if !operator && view::is_roster_token(&given) {
+        let session = state.webrtc.as_ref().and_then(|w| w.roster_session(&given));
+        if let Err(e) = view::check(session.as_ref(), request.method(), request.uri().path()) {
+            return e.into_response();
+        }
+        request
+            .extensions_mut()
+            .insert(view::ParticipantView { token: given });
+    } else if state.token.is_some() {
+        if !operator {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

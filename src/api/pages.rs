@@ -3,7 +3,7 @@
 //! only (WHIP, the roster, the control actions and the event stream).
 
 use axum::Router;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -41,7 +41,23 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/join/{cid}", get(join))
         .route("/console", get(console))
+        .route("/pages/ice-servers.json", get(ice_servers))
         .route("/pages/{file}", get(asset))
+}
+
+/// `webrtc.ice_servers` for the join page's `RTCPeerConnection`. Public like the page itself:
+/// TURN credentials given here are visible to anyone who can open the join page.
+async fn ice_servers(State(state): State<AppState>) -> Response {
+    let list = state.webrtc.as_ref().map_or("[]", |w| w.ice_servers_json());
+    let mut r = format!("{{\"iceServers\":{list}}}").into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    // Credentials from a TURN REST service change: never keep an old answer.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 fn page(html: &'static str) -> Response {

@@ -83,9 +83,14 @@ fn find(
 pub(super) async fn list(
     State(state): State<AppState>,
     Path(cid): Path<String>,
+    view: Option<axum::Extension<super::view::ParticipantView>>,
 ) -> Result<Json<Value>, ApiError> {
     meeting_id(&cid)?;
     blocking(move || {
+        if view.is_some() {
+            let roster = state.engine.roster(&cid)?;
+            return Ok(Json(super::view::roster_json(roster.iter())));
+        }
         let roster = state.engine.roster_with_media(&cid)?;
         let items: Vec<Value> = roster
             .iter()

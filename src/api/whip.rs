@@ -24,7 +24,7 @@ use crate::engine::Joiner;
 use crate::media::relay::relay_pair;
 use crate::mixer::Control;
 use crate::webrtc::token::{Claims, TokenError};
-use crate::webrtc::{AdmitError, OfferError, Session, offer, session_id};
+use crate::webrtc::{AdmitError, OfferError, RosterToken, Session, offer, session_id};
 
 /// Adds the CORS headers WHIP clients in a browser need, and answers preflights.
 pub(super) async fn cors(request: Request, next: Next) -> Response {
@@ -52,7 +52,7 @@ pub(super) async fn cors(request: Request, next: Next) -> Response {
     );
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Location, ETag, Link, Confab-Participant"),
+        HeaderValue::from_static("Location, ETag, Link, Confab-Participant, Confab-Roster-Token"),
     );
     response
 }
@@ -152,7 +152,7 @@ pub(super) struct JoinQuery {
            ("name" = Option<String>, Query, description = "Display name (tokens carry their own)")),
     request_body(content = String, content_type = "application/sdp",
         description = "SDP offer with one audio m-line (non-trickle: candidates included)"),
-    responses((status = 201, description = "SDP answer; Location names the session"),
+    responses((status = 201, description = "SDP answer; Location names the session, Confab-Participant the participant, Confab-Roster-Token a bearer token that reads this conference's participants and events (GET only) while the session lives"),
         (status = 400, description = "Malformed SDP"),
         (status = 401, description = "Unknown meeting ID, or missing, wrong or expired passcode or token (one answer for all but an expired token)"),
         (status = 403, description = "Locked"),
@@ -257,13 +257,15 @@ pub(super) async fn join(
     let c = cid.clone();
     let participant = blocking(move || Ok(engine.add_relayed_leg(&c, joiner, spec, port)?)).await?;
     let session = session_id().ok_or_else(|| ApiError::internal("no randomness"))?;
+    let roster = RosterToken::random().ok_or_else(|| ApiError::internal("no randomness"))?;
+    let roster_text = roster.text();
     let answer = accepted.answer.clone();
     let info = Session {
         cid: cid.clone(),
         participant,
     };
     webrtc
-        .add(session.clone(), info, accepted, peer, slot)
+        .add(session.clone(), info, roster, accepted, peer, slot)
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_webrtc", e.to_string()))?;
     let location = format!("/v1/conferences/{cid}/whip/{session}");
     let mut response = (StatusCode::CREATED, answer).into_response();
@@ -280,6 +282,10 @@ pub(super) async fn join(
     }
     if let Ok(v) = HeaderValue::from_str(&participant.to_string()) {
         h.insert("confab-participant", v);
+    }
+    // Reads this conference's roster and events while the session lives (api::view).
+    if let Ok(v) = HeaderValue::from_str(&roster_text) {
+        h.insert("confab-roster-token", v);
     }
     Ok(response)
 }

@@ -11,6 +11,7 @@
 //! conference ended): the relay carries the reason to the leg, or the driver sees the leg gone.
 
 pub mod offer;
+pub mod sessions;
 pub mod stun;
 pub mod token;
 
@@ -30,6 +31,8 @@ use crate::conference::DisconnectReason;
 use crate::media::relay::{Doorbell, RelayPacket, RelayPeer};
 
 pub use offer::{Accepted, OfferError};
+use sessions::SessionTable;
+pub use sessions::{RosterToken, Session};
 
 /// Settings of the WebRTC side (from `[webrtc]`).
 #[derive(Clone, Debug)]
@@ -40,6 +43,9 @@ pub struct WebRtcSettings {
     pub max_handshakes_per_address: usize,
     /// Longest a peer may take from its offer to ICE and DTLS being up.
     pub handshake_timeout: Duration,
+    /// STUN/TURN servers for the join page (`webrtc.ice_servers`), as the JSON array of
+    /// `RTCIceServer`s the page is given.
+    pub ice_servers_json: String,
 }
 
 impl WebRtcSettings {
@@ -50,6 +56,9 @@ impl WebRtcSettings {
             consent_timeout: Duration::from_secs(c.consent_timeout_secs),
             max_handshakes_per_address: c.max_handshakes_per_address,
             handshake_timeout: Duration::from_secs(20),
+            // Checked text and lists of it: writing them as JSON cannot fail.
+            ice_servers_json: serde_json::to_string(&c.ice_servers)
+                .unwrap_or_else(|_| "[]".to_owned()),
         }
     }
 }
@@ -89,14 +98,7 @@ struct NewPeer {
     client: IpAddr,
 }
 
-/// A live WHIP session: which conference and participant it is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Session {
-    pub cid: String,
-    pub participant: crate::conference::ParticipantId,
-}
-
-type Sessions = Arc<Mutex<HashMap<String, Session>>>;
+type Sessions = Arc<Mutex<SessionTable>>;
 
 /// The API's handle on the driver.
 pub struct WebRtc {
@@ -226,17 +228,19 @@ impl WebRtc {
         })
     }
 
-    /// Hands an accepted peer to the driver; its handshake slot goes with it.
+    /// Hands an accepted peer to the driver; its handshake slot goes with it. `roster` is the
+    /// session's roster token, valid while the session lives.
     pub fn add(
         &self,
         session: String,
         info: Session,
+        roster: RosterToken,
         accepted: Accepted,
         relay: RelayPeer,
         mut slot: HandshakeSlot,
     ) -> Result<(), AdmitError> {
         if let Ok(mut s) = self.sessions.lock() {
-            s.insert(session.clone(), info);
+            s.insert(session.clone(), info, roster);
         }
         let peer = NewPeer {
             session,
@@ -255,6 +259,16 @@ impl WebRtc {
     /// A live session.
     pub fn session(&self, session: &str) -> Option<Session> {
         self.sessions.lock().ok()?.get(session).cloned()
+    }
+
+    /// The live session whose roster token this is (forged, malformed or ended: `None`).
+    pub fn roster_session(&self, token: &str) -> Option<Session> {
+        self.sessions.lock().ok()?.by_roster_token(token).cloned()
+    }
+
+    /// The STUN/TURN servers the join page gives its browser, as a JSON array.
+    pub fn ice_servers_json(&self) -> &str {
+        &self.settings.ice_servers_json
     }
 
     /// Ends a session (WHIP DELETE); false if the driver is gone.
@@ -630,6 +644,10 @@ impl Driver {
         let Some(mut peer) = self.peers.remove(&id) else {
             return;
         };
+        // First, so that the session and its roster token go even if the goodbye panics.
+        if let Ok(mut s) = self.sessions.lock() {
+            s.remove(&peer.session);
+        }
         match reason {
             DisconnectReason::IceTimeout => {
                 self.metrics
@@ -645,9 +663,6 @@ impl Driver {
         }
         tracing::info!(session = %peer.session, reason = reason.as_str(), "webrtc peer closed");
         peer.relay.close(reason);
-        if let Ok(mut s) = self.sessions.lock() {
-            s.remove(&peer.session);
-        }
         // Say goodbye (RTCP BYE, DTLS close_notify) so the client learns at once; bounded.
         if reason != DisconnectReason::IceTimeout && peer.rtc.close().is_ok() {
             for _ in 0..32 {

@@ -1,16 +1,17 @@
-// Shared by the Confab pages: API calls with the optional API token, and server-sent events
-// read through fetch (EventSource cannot send an Authorization header).
+// Shared by the Confab pages: API calls with the optional API token (or, on the join page, the
+// WHIP session's roster token), and server-sent events read through fetch (EventSource cannot
+// send an Authorization header).
 "use strict";
 const confabApi = {
   token() { return sessionStorage.getItem("confab-api-token") || ""; },
-  headers(extra) {
+  headers(extra, token) {
     const h = Object.assign({}, extra || {});
-    const t = confabApi.token();
+    const t = token || confabApi.token();
     if (t) h["Authorization"] = "Bearer " + t;
     return h;
   },
-  async call(method, path, body) {
-    const init = { method, headers: confabApi.headers(body ? { "Content-Type": "application/json" } : {}) };
+  async call(method, path, body, token) {
+    const init = { method, headers: confabApi.headers(body ? { "Content-Type": "application/json" } : {}, token) };
     if (body) init.body = JSON.stringify(body);
     const r = await fetch(path, init);
     let data = null;
@@ -21,13 +22,15 @@ const confabApi = {
     }
     return data;
   },
-  // Calls onEvent(name, data) for each event of `path` until `signal` aborts; reconnects.
-  async events(path, onEvent, signal) {
+  // Calls onEvent(name, data) for each event of `path` until `signal` aborts; reconnects. With
+  // a `token` (a roster token), a refusal ends it: that token will not be let in again.
+  async events(path, onEvent, signal, token) {
     let lastId = null;
     while (!signal.aborted) {
       try {
-        const headers = confabApi.headers(lastId ? { "Last-Event-ID": lastId } : {});
+        const headers = confabApi.headers(lastId ? { "Last-Event-ID": lastId } : {}, token);
         const r = await fetch(path, { headers, signal });
+        if (token && (r.status === 401 || r.status === 403)) return;
         if (!r.ok || !r.body) throw new Error("events: " + r.status);
         const reader = r.body.getReader();
         const decoder = new TextDecoder();

@@ -3,6 +3,13 @@
 // participant turns that off; the device can be changed during the call (the sender's track is
 // replaced, the call goes on); a meter shows the level, and "you are muted" shows while the
 // participant speaks muted, muted by themselves or by a moderator.
+//
+// The browser is given the bridge's STUN/TURN servers (`webrtc.ice_servers`). When the
+// connection fails (a network change, the bridge letting the session go), the page joins again
+// under the same name with a new WHIP session, a few times with growing pauses, and tears the
+// old session down; never after the participant left, was ejected or the conference ended.
+// The roster and events are read with the session's roster token, not the operator's API
+// token, which a participant does not have.
 "use strict";
 (() => {
   const cid = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
@@ -12,6 +19,9 @@
   const call = {
     pc: null, stream: null, sender: null, location: null, participant: null, abort: null, speaking: new Set(),
     muted: false, mutedBy: null, meter: null,
+    // The WHIP session's roster token; the STUN/TURN servers; why the call is over (null while
+    // it is not: "left", "ejected", "ended", "failed"), and the reconnection's progress.
+    roster: null, iceServers: [], over: null, reconnecting: false, attempts: 0, connectedAt: 0, sessions: 0,
   };
   window.confab = call; // for tests and the curious: getStats() lives on call.pc
 
@@ -19,6 +29,14 @@
   const TALKING = 0.02;
   // How long "you are muted" stays after the last loud moment, not to blink between words.
   const NOTICE_MS = 1500;
+  // Pauses before each attempt to join again; after the last one the page gives up.
+  const RETRY_MS = [1000, 2000, 4000, 8000, 15000];
+  // "disconnected" may heal by itself (a short loss); longer than this, the page joins again.
+  const DISCONNECTED_MS = 4000;
+  // Connected this long, a later failure starts with a fresh set of attempts.
+  const STABLE_MS = 30000;
+  // WHIP answers that another attempt would only repeat (wrong passcode, locked, full, …).
+  const FINAL = [400, 401, 403, 409, 415, 422];
 
   // The constraints asked of the microphone: the chosen device and whether to process it.
   function constraints() {
@@ -95,28 +113,28 @@
     });
   }
 
-  async function join(ev) {
-    ev.preventDefault();
-    $("join").disabled = true;
-    status("Asking for the microphone…");
+  // The bridge's STUN/TURN servers (none unless configured; the bridge is ICE-lite).
+  async function loadIceServers() {
     try {
-      call.stream = await navigator.mediaDevices.getUserMedia(constraints());
-      const track = call.stream.getAudioTracks()[0];
-      startMeter(track);
-      listMicrophones().catch(() => {});
-      // The bridge is ICE-lite with a reachable address of its own: no STUN or TURN needed.
-      const pc = new RTCPeerConnection({ iceServers: [] });
-      call.pc = pc;
-      const transceiver = pc.addTransceiver(track, { direction: "sendrecv", streams: [call.stream] });
+      const r = await fetch("/pages/ice-servers.json", { cache: "no-store" });
+      const data = r.ok ? await r.json() : null;
+      if (data && Array.isArray(data.iceServers)) return data.iceServers;
+    } catch (_) { /* none then */ }
+    return [];
+  }
+
+  // One WHIP session: a peer connection sending the microphone's track, the offer, the answer,
+  // then the roster and events with the session's roster token.
+  async function connect() {
+    const pc = new RTCPeerConnection({ iceServers: call.iceServers });
+    call.pc = pc;
+    try {
+      const transceiver = pc.addTransceiver(call.stream.getAudioTracks()[0], { direction: "sendrecv", streams: [call.stream] });
       call.sender = transceiver.sender;
       pc.ontrack = (e) => { $("remote").srcObject = e.streams[0] || new MediaStream([e.track]); };
-      pc.onconnectionstatechange = () => {
-        if (pc.connectionState === "connected") status("Connected.");
-        if (pc.connectionState === "failed") status("The connection failed.", true);
-      };
+      watch(pc);
       await pc.setLocalDescription(await pc.createOffer());
       await gathered(pc);
-      status("Joining…");
       const name = $("name").value.trim();
       const headers = { "Content-Type": "application/sdp" };
       const passcode = $("passcode").value.trim();
@@ -127,21 +145,117 @@
       if (r.status !== 201) {
         let msg = r.status + " " + r.statusText;
         try { const e = await r.json(); msg = e.error.message; } catch (_) { /* not JSON */ }
-        throw new Error(msg);
+        throw Object.assign(new Error(msg), { status: r.status });
       }
       call.location = r.headers.get("Location");
       call.participant = r.headers.get("Confab-Participant");
+      call.roster = r.headers.get("Confab-Roster-Token");
+      call.sessions += 1;
       await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
+    } catch (e) {
+      pc.close();
+      throw e;
+    }
+    if (call.abort) call.abort.abort();
+    call.abort = new AbortController();
+    call.speaking.clear();
+    refresh();
+    confabApi.events(`/v1/conferences/${encodeURIComponent(cid)}/events`, onEvent, call.abort.signal, call.roster);
+  }
+
+  // Joins again when this peer connection fails, or stays disconnected for a while.
+  function watch(pc) {
+    let timer = null;
+    const states = () => [pc.connectionState, pc.iceConnectionState];
+    const check = () => {
+      if (pc !== call.pc || call.over) { clearTimeout(timer); return; }
+      if (states().includes("failed")) { clearTimeout(timer); reconnect(); return; }
+      if (states().includes("disconnected")) {
+        if (!timer) {
+          timer = setTimeout(() => {
+            timer = null;
+            if (pc === call.pc && states().includes("disconnected")) reconnect();
+          }, DISCONNECTED_MS);
+        }
+        return;
+      }
+      clearTimeout(timer);
+      timer = null;
+      if (pc.connectionState === "connected") { call.connectedAt = performance.now(); status("Connected."); }
+    };
+    pc.addEventListener("connectionstatechange", check);
+    pc.addEventListener("iceconnectionstatechange", check);
+  }
+
+  const pause = (ms) => new Promise((done) => setTimeout(done, ms));
+
+  // A new WHIP session under the same name in place of one that failed: the old one is torn
+  // down (DELETE, if the bridge can be reached), then a few attempts with growing pauses. The
+  // first pause also lets an eject or the conference's end, which come by the event stream,
+  // arrive before anything is tried.
+  async function reconnect() {
+    if (call.over || call.reconnecting) return;
+    call.reconnecting = true;
+    status("Reconnecting…");
+    if (performance.now() - call.connectedAt > STABLE_MS) call.attempts = 0;
+    if (call.pc) call.pc.close();
+    if (call.location) fetch(call.location, { method: "DELETE" }).catch(() => {});
+    call.location = null;
+    try {
+      while (!call.over) {
+        if (call.attempts >= RETRY_MS.length) {
+          giveUp("Could not reconnect. Join again to retry.");
+          return;
+        }
+        await pause(RETRY_MS[call.attempts++]);
+        if (call.over) return;
+        status("Reconnecting…");
+        try {
+          await connect();
+          // A moderator's mute was the old participant's; the microphone stays off here until
+          // the participant turns it on.
+          if (call.muted) call.mutedBy = "self";
+          status("Connecting…");
+          return;
+        } catch (e) {
+          if (FINAL.includes(e.status)) { giveUp("Could not reconnect: " + e.message); return; }
+        }
+      }
+    } finally {
+      call.reconnecting = false;
+    }
+  }
+
+  // The call is over for good: the form comes back for a new join.
+  function giveUp(text) {
+    hangUp("failed");
+    status(text, true);
+    $("in-call").classList.add("hidden");
+    $("join-form").classList.remove("hidden");
+    $("join-actions").classList.remove("hidden");
+    $("join").disabled = false;
+  }
+
+  async function join(ev) {
+    ev.preventDefault();
+    $("join").disabled = true;
+    call.over = null;
+    call.attempts = 0;
+    status("Asking for the microphone…");
+    try {
+      call.stream = await navigator.mediaDevices.getUserMedia(constraints());
+      startMeter(call.stream.getAudioTracks()[0]);
+      listMicrophones().catch(() => {});
+      call.iceServers = await loadIceServers();
+      status("Joining…");
+      await connect();
       $("join-form").classList.add("hidden");
       $("join-actions").classList.add("hidden");
       $("in-call").classList.remove("hidden");
       status("Connecting…");
-      call.abort = new AbortController();
-      refresh();
-      confabApi.events(`/v1/conferences/${encodeURIComponent(cid)}/events`, onEvent, call.abort.signal);
     } catch (e) {
       status("Could not join: " + e.message, true);
-      hangUp();
+      hangUp("failed");
       $("join").disabled = false;
     }
   }
@@ -179,8 +293,21 @@
       if (data.muted && !call.muted) setMuted(true, "server");
       if (!data.muted && call.muted && call.mutedBy === "server") setMuted(false, null);
     }
-    if (name === "conference.ended") { status("The conference has ended."); hangUp(); }
+    // The bridge let this participant go: for good when ejected or the conference ended,
+    // otherwise (its ICE or DTLS failed, its session was deleted) the page joins again.
+    if (name === "participant.state" && data.participant === call.participant && data.state === "disconnected") {
+      if (data.disconnect_reason === "ejected") return finish("You were removed from the conference.", "ejected");
+      if (data.disconnect_reason === "conference-ended") return finish("The conference has ended.", "ended");
+      reconnect();
+    }
+    if (name === "conference.ended") return finish("The conference has ended.", "ended");
     refresh();
+  }
+
+  function finish(text, why) {
+    hangUp(why);
+    $("in-call").classList.add("hidden");
+    status(text);
   }
 
   let pending = false;
@@ -190,9 +317,10 @@
     setTimeout(async () => {
       pending = false;
       try {
-        const data = await confabApi.call("GET", `/v1/conferences/${encodeURIComponent(cid)}/participants`);
+        if (!call.roster) return;
+        const data = await confabApi.call("GET", `/v1/conferences/${encodeURIComponent(cid)}/participants`, null, call.roster);
         render(data.participants || []);
-      } catch (_) { /* the roster needs the API; the call goes on without it */ }
+      } catch (_) { /* no roster for now (the session is being replaced); the call goes on */ }
     }, 150);
   }
 
@@ -207,7 +335,6 @@
       const audio = [speaking ? "speaking" : "", p.muted ? "muted" : ""].filter(Boolean).join(", ") || "—";
       body.append(confabApi.el("tr", { "data-participant": p.id },
         name, confabApi.el("td", { class: "state-" + p.state }, p.state), confabApi.el("td", {}, audio)));
-      if (me && p.state === "disconnected") status("You left: " + (p.disconnect_reason || ""));
     }
   }
 
@@ -232,7 +359,9 @@
     }
   }
 
-  function hangUp() {
+  // Ends the call here; `why` says why, and that the page must not join again by itself.
+  function hangUp(why) {
+    call.over = why || "left";
     if (call.abort) call.abort.abort();
     if (call.location) fetch(call.location, { method: "DELETE" }).catch(() => {});
     call.location = null;
@@ -251,9 +380,9 @@
     listMicrophones().catch(() => {});
   }
   $("leave").addEventListener("click", () => {
-    hangUp();
+    hangUp("left");
     $("in-call").classList.add("hidden");
     status("You left the conference.");
   });
-  window.addEventListener("pagehide", hangUp);
+  window.addEventListener("pagehide", () => hangUp("left"));
 })();
