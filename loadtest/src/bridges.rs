@@ -2,7 +2,7 @@
 //! (an SDP offer per leg) or by SIP dial-in (our own small UAC), and Janus AudioBridge as a
 //! plain-RTP participant over Janus' HTTP API.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
@@ -11,9 +11,11 @@ use serde_json::{Value, json};
 use confab::media::srtp::KeyMaterial;
 use confab::sip::sdp::{base64_decode, base64_encode};
 
-use crate::http;
+use crate::http::{self, Endpoint};
 use crate::leg::{Codec, SimLeg};
 use crate::measure::{self, BridgeMetrics};
+use crate::net::Local;
+use crate::sip_uac::Uac;
 
 /// A bridge the generator can put participants into.
 pub trait Bridge {
@@ -24,13 +26,13 @@ pub trait Bridge {
     /// Ends every room and call this generator made.
     fn teardown(&mut self);
     /// Confab's API, for its own metrics.
-    fn confab_api(&self) -> Option<(SocketAddr, Option<String>)> {
+    fn confab_api(&self) -> Option<(Endpoint, Option<String>)> {
         None
     }
     /// The bridge's own figures (late ticks, load), when it has them.
     fn metrics(&self) -> Option<BridgeMetrics> {
         let (api, token) = self.confab_api()?;
-        measure::confab_metrics(api, token.as_deref())
+        measure::confab_metrics(&api, token.as_deref())
     }
     /// Threads of this process that are the bridge (one that runs inside the generator):
     /// its CPU is theirs.
@@ -39,7 +41,8 @@ pub trait Bridge {
     }
 }
 
-fn offer(leg: &SimLeg) -> anyhow::Result<String> {
+/// The SDP offer of `leg`, naming `media` as its address.
+fn offer(leg: &SimLeg, media: IpAddr) -> anyhow::Result<String> {
     let port = leg.local()?.port();
     let pt = leg.codec.payload_type();
     let (proto, crypto) = match &leg.srtp_key {
@@ -49,8 +52,9 @@ fn offer(leg: &SimLeg) -> anyhow::Result<String> {
             format!("a=crypto:1 {SRTP_SUITE} inline:{}\r\n", base64_encode(key)),
         ),
     };
+    let family = if media.is_ipv4() { "IP4" } else { "IP6" };
     Ok(format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=load\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} {proto} {pt}\r\na=rtpmap:{pt} {}\r\na=ptime:20\r\na=rtcp-mux\r\na=sendrecv\r\n{crypto}",
+        "v=0\r\no=- 1 1 IN {family} {media}\r\ns=load\r\nc=IN {family} {media}\r\nt=0 0\r\nm=audio {port} {proto} {pt}\r\na=rtpmap:{pt} {}\r\na=ptime:20\r\na=rtcp-mux\r\na=sendrecv\r\n{crypto}",
         leg.codec.rtpmap()
     ))
 }
@@ -78,10 +82,11 @@ fn answer_key(sdp: &str) -> anyhow::Result<KeyMaterial> {
         .map_err(|_| anyhow!("answer's crypto key is not 30 bytes: {line}"))
 }
 
-/// Points `leg` at the media of `answer` (and its SRTP key, when it offered one).
-fn take_answer(leg: &mut SimLeg, answer: &str) -> anyhow::Result<()> {
+/// Points `leg` at the media of `answer` (at `local`'s replacement host for the bridge's
+/// media, if it has one), and its SRTP key when it offered one.
+fn take_answer(leg: &mut SimLeg, answer: &str, local: &Local) -> anyhow::Result<()> {
     let (addr, pt) = answer_media(answer)?;
-    leg.bridge = addr;
+    leg.bridge = local.bridge_media(addr);
     if let Some(pt) = pt {
         leg.payload_type = pt;
     }
@@ -93,11 +98,17 @@ fn take_answer(leg: &mut SimLeg, answer: &str) -> anyhow::Result<()> {
 
 /// The media address and payload type of an SDP answer.
 fn answer_media(sdp: &str) -> anyhow::Result<(SocketAddr, Option<u8>)> {
-    let ip = sdp
+    let ip: IpAddr = sdp
         .lines()
-        .find_map(|l| l.trim().strip_prefix("c=IN IP4 "))
+        .find_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("c=IN IP4 ")
+                .or_else(|| l.strip_prefix("c=IN IP6 "))
+        })
         .ok_or_else(|| anyhow!("answer without c= line"))?
-        .trim();
+        .trim()
+        .parse()
+        .context("bad answer address")?;
     let m = sdp
         .lines()
         .find_map(|l| l.trim().strip_prefix("m=audio "))
@@ -108,10 +119,7 @@ fn answer_media(sdp: &str) -> anyhow::Result<(SocketAddr, Option<u8>)> {
         .and_then(|p| p.parse().ok())
         .ok_or_else(|| anyhow!("bad m= port"))?;
     let pt = parts.nth(1).and_then(|p| p.parse().ok());
-    let addr: SocketAddr = format!("{ip}:{port}")
-        .parse()
-        .context("bad answer address")?;
-    Ok((addr, pt))
+    Ok((SocketAddr::new(ip, port), pt))
 }
 
 static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -130,7 +138,7 @@ pub enum Way {
 }
 
 pub struct Confab {
-    api: SocketAddr,
+    api: Endpoint,
     token: Option<String>,
     sip: SocketAddr,
     way: Way,
@@ -139,18 +147,23 @@ pub struct Confab {
     uac: Option<Uac>,
     /// Legs offer SDES-SRTP.
     srtp: bool,
+    local: Local,
 }
 
 impl Confab {
+    /// Confab with its API at `api` and SIP at `sip`; our legs on `local`'s addresses.
     pub fn new(
-        api_url: &str,
+        api: Endpoint,
         token: Option<String>,
         sip: SocketAddr,
         way: Way,
+        local: Local,
     ) -> anyhow::Result<Self> {
-        let (api, _) = http::parse_base(api_url)?;
-        if !sip.ip().is_loopback() {
-            return Err(anyhow!("{sip}: the load generator only talks to loopback"));
+        if api.addr.ip().is_unspecified() || sip.ip().is_unspecified() {
+            return Err(anyhow!(
+                "the bridge's API ({}) and SIP ({sip}) need addresses to reach them at",
+                api.addr
+            ));
         }
         // Meeting IDs of this run: distinct per process and per run, so that another run
         // never meets rooms of an earlier one that are still ending.
@@ -164,6 +177,7 @@ impl Confab {
             rooms: Vec::new(),
             uac: None,
             srtp: false,
+            local,
         })
     }
 
@@ -189,14 +203,14 @@ impl Confab {
         match way {
             Way::Api => {
                 let v = http::json(
-                    self.api,
+                    &self.api,
                     "POST",
                     &format!("/v1/conferences/{room}/participants"),
-                    Some(&json!({ "sdp": offer(leg)?, "display_name": name })),
+                    Some(&json!({ "sdp": offer(leg, self.local.media)?, "display_name": name })),
                     self.token.as_deref(),
                 )?;
                 let sdp = v["sdp"].as_str().ok_or_else(|| anyhow!("no answer: {v}"))?;
-                take_answer(leg, sdp)?;
+                take_answer(leg, sdp, &self.local)?;
                 let participant = v["participant"]["id"]
                     .as_str()
                     .ok_or_else(|| anyhow!("no participant id: {v}"))?
@@ -208,11 +222,11 @@ impl Confab {
             }
             Way::Sip => {
                 if self.uac.is_none() {
-                    self.uac = Some(Uac::new(self.sip)?);
+                    self.uac = Some(Uac::new(self.sip, &self.local)?);
                 }
                 let uac = self.uac.as_mut().ok_or_else(|| anyhow!("no UAC"))?;
-                let (answer, call_id) = uac.invite(room, &offer(leg)?)?;
-                if let Err(e) = take_answer(leg, &answer) {
+                let (answer, call_id) = uac.invite(room, &offer(leg, self.local.media)?)?;
+                if let Err(e) = take_answer(leg, &answer, &self.local) {
                     // Answered with something we cannot use: do not leave the call up.
                     let _ = uac.hang_up(&call_id);
                     return Err(e);
@@ -231,7 +245,7 @@ impl Confab {
                 participant,
             } => {
                 http::json(
-                    self.api,
+                    &self.api,
                     "DELETE",
                     &format!("/v1/conferences/{conference}/participants/{participant}"),
                     None,
@@ -264,7 +278,7 @@ impl Bridge for Confab {
     fn create_room(&mut self, room: usize) -> anyhow::Result<String> {
         let id = (self.base_id + room as u64).to_string();
         http::json(
-            self.api,
+            &self.api,
             "POST",
             "/v1/conferences",
             Some(&json!({ "id": id, "name": format!("load {room}") })),
@@ -285,7 +299,7 @@ impl Bridge for Confab {
         }
         for id in self.rooms.drain(..) {
             let _ = http::request(
-                self.api,
+                &self.api,
                 "DELETE",
                 &format!("/v1/conferences/{id}"),
                 None,
@@ -294,227 +308,36 @@ impl Bridge for Confab {
         }
     }
 
-    fn confab_api(&self) -> Option<(SocketAddr, Option<String>)> {
-        Some((self.api, self.token.clone()))
-    }
-}
-
-/// A minimal SIP UAC over UDP: INVITE (retransmitted), ACK, and BYE at the end; one call at a
-/// time while setting up, paced to stay under the bridge's per-source INVITE limit.
-struct Uac {
-    socket: UdpSocket,
-    bridge: SocketAddr,
-    calls: Vec<Dialog>,
-    next: u64,
-    last_invite: Option<Instant>,
-}
-
-struct Dialog {
-    call_id: String,
-    from_tag: String,
-    to: String,
-    target: String,
-}
-
-impl Uac {
-    fn new(bridge: SocketAddr) -> anyhow::Result<Self> {
-        let socket = UdpSocket::bind("127.0.0.1:0")?;
-        socket.set_read_timeout(Some(Duration::from_millis(200)))?;
-        Ok(Uac {
-            socket,
-            bridge,
-            calls: Vec::new(),
-            next: 1,
-            last_invite: None,
-        })
-    }
-
-    fn request(
-        &self,
-        method: &str,
-        uri: &str,
-        d: &Dialog,
-        cseq: u32,
-        body: &str,
-        branch: &str,
-    ) -> anyhow::Result<String> {
-        let me = self.socket.local_addr()?;
-        let ctype = if body.is_empty() {
-            ""
-        } else {
-            "Content-Type: application/sdp\r\n"
-        };
-        Ok(format!(
-            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{branch};rport\r\nMax-Forwards: 70\r\nFrom: <sip:load@{me}>;tag={}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:load@{me}>\r\n{ctype}Content-Length: {}\r\n\r\n{body}",
-            d.from_tag,
-            d.to,
-            d.call_id,
-            body.len()
-        ))
-    }
-
-    /// INVITEs `room`; the answer's SDP and the call's Call-ID.
-    fn invite(&mut self, room: &str, sdp: &str) -> anyhow::Result<(String, String)> {
-        // At most 40 INVITEs a second.
-        if let Some(t) = self.last_invite {
-            let gap = Duration::from_millis(25);
-            if t.elapsed() < gap {
-                std::thread::sleep(gap - t.elapsed());
-            }
-        }
-        self.last_invite = Some(Instant::now());
-        let n = self.next;
-        self.next += 1;
-        let uri = format!("sip:{room}@{}", self.bridge);
-        let mut d = Dialog {
-            call_id: format!("load-{}-{n}@127.0.0.1", std::process::id()),
-            from_tag: format!("lt{n}"),
-            to: format!("<{uri}>"),
-            target: uri.clone(),
-        };
-        let branch = format!("inv{n}");
-        let invite = self.request("INVITE", &uri, &d, 1, sdp, &branch)?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut resend = Instant::now();
-        let mut buf = [0u8; 8192];
-        loop {
-            if Instant::now() >= resend {
-                self.socket.send_to(invite.as_bytes(), self.bridge)?;
-                resend = Instant::now() + Duration::from_millis(500);
-            }
-            if Instant::now() > deadline {
-                return Err(anyhow!("INVITE to {room}: no final answer"));
-            }
-            let Ok((len, _)) = self.socket.recv_from(&mut buf) else {
-                continue;
-            };
-            let text = String::from_utf8_lossy(&buf[..len]).into_owned();
-            if !text.contains(&d.call_id) || !text.starts_with("SIP/2.0 ") {
-                continue;
-            }
-            let code: u16 = text
-                .split_whitespace()
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
-            if code < 200 {
-                resend = Instant::now() + Duration::from_secs(30);
-                continue;
-            }
-            let header = |name: &str| {
-                text.lines().find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.trim()
-                        .eq_ignore_ascii_case(name)
-                        .then(|| v.trim().to_owned())
-                })
-            };
-            if let Some(to) = header("To") {
-                d.to = to;
-            }
-            if let Some(contact) = header("Contact") {
-                d.target = contact
-                    .trim_start_matches('<')
-                    .split('>')
-                    .next()
-                    .unwrap_or(&uri)
-                    .to_owned();
-            }
-            // ACK (for a failure too: it ends the transaction).
-            let ack = self.request("ACK", &d.target.clone(), &d, 1, "", &format!("ack{n}"))?;
-            self.socket.send_to(ack.as_bytes(), self.bridge)?;
-            if code != 200 {
-                return Err(anyhow!("INVITE to {room}: {code}"));
-            }
-            let body = text
-                .split_once("\r\n\r\n")
-                .map(|(_, b)| b.to_owned())
-                .unwrap_or_default();
-            let call_id = d.call_id.clone();
-            self.calls.push(d);
-            return Ok((body, call_id));
-        }
-    }
-
-    /// Sends BYE on the call `call_id` (retransmitted) and waits for its final answer: at most
-    /// 4 s. The call is forgotten whatever the answer.
-    fn hang_up(&mut self, call_id: &str) -> anyhow::Result<()> {
-        let i = self
-            .calls
-            .iter()
-            .position(|d| d.call_id == call_id)
-            .ok_or_else(|| anyhow!("no call {call_id}"))?;
-        let d = self.calls.swap_remove(i);
-        let n = self.next;
-        self.next += 1;
-        let bye = self.request("BYE", &d.target, &d, 2, "", &format!("bye{n}"))?;
-        let deadline = Instant::now() + Duration::from_secs(4);
-        let mut resend = Instant::now();
-        let mut buf = [0u8; 8192];
-        loop {
-            if Instant::now() >= resend {
-                self.socket.send_to(bye.as_bytes(), self.bridge)?;
-                resend = Instant::now() + Duration::from_millis(500);
-            }
-            if Instant::now() > deadline {
-                return Err(anyhow!("BYE {call_id}: no final answer"));
-            }
-            let Ok((len, _)) = self.socket.recv_from(&mut buf) else {
-                continue;
-            };
-            let text = String::from_utf8_lossy(&buf[..len]);
-            if !text.starts_with("SIP/2.0 ") || !text.contains(call_id) || !text.contains(" BYE") {
-                continue;
-            }
-            let code: u16 = text
-                .split_whitespace()
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
-            return match code {
-                0..200 => continue,
-                200..300 => Ok(()),
-                _ => Err(anyhow!("BYE {call_id}: {code}")),
-            };
-        }
-    }
-
-    fn hang_up_all(&mut self) {
-        let calls = std::mem::take(&mut self.calls);
-        for (i, d) in calls.iter().enumerate() {
-            if let Ok(bye) = self.request("BYE", &d.target, d, 2, "", &format!("bye{i}")) {
-                let _ = self.socket.send_to(bye.as_bytes(), self.bridge);
-            }
-            if i % 50 == 49 {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+    fn confab_api(&self) -> Option<(Endpoint, Option<String>)> {
+        Some((self.api.clone(), self.token.clone()))
     }
 }
 
 /// Janus AudioBridge: a session, one handle per participant, plain-RTP participants (Janus
 /// `connect()`s to the participant's port, so it sends and receives on that one socket).
 pub struct Janus {
-    addr: SocketAddr,
+    api: Endpoint,
     path: String,
     session: u64,
     control: u64,
     base_room: u64,
     rooms: Vec<u64>,
     transaction: u64,
+    local: Local,
 }
 
 impl Janus {
-    pub fn new(url: &str) -> anyhow::Result<Self> {
-        let (addr, path) = http::parse_base(url)?;
+    /// Janus with its HTTP API at `api` (under `path`); our legs on `local`'s addresses.
+    pub fn new(api: Endpoint, path: String, local: Local) -> anyhow::Result<Self> {
         let mut j = Janus {
-            addr,
+            api,
             path,
             session: 0,
             control: 0,
             base_room: run_base(2_000_000_000, 10_000_000, 200_000),
             rooms: Vec::new(),
             transaction: 0,
+            local,
         };
         let v = j.post(&j.path.clone(), json!({ "janus": "create" }))?;
         j.session = v["data"]["id"]
@@ -527,7 +350,7 @@ impl Janus {
     fn post(&mut self, path: &str, mut body: Value) -> anyhow::Result<Value> {
         self.transaction += 1;
         body["transaction"] = json!(format!("t{}", self.transaction));
-        let v = http::json(self.addr, "POST", path, Some(&body), None)?;
+        let v = http::json(&self.api, "POST", path, Some(&body), None)?;
         if v["janus"] == "error" {
             return Err(anyhow!("janus: {v}"));
         }
@@ -557,7 +380,7 @@ impl Janus {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             let path = format!("{}/{}?maxev=10", self.path, self.session);
-            let (_, text) = http::request(self.addr, "GET", &path, None, None)?;
+            let (_, text) = http::request(&self.api, "GET", &path, None, None)?;
             let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             let events = match v {
                 Value::Array(a) => a,
@@ -614,17 +437,19 @@ impl Bridge for Janus {
         self.message(
             handle,
             json!({ "request": "join", "room": room, "display": name, "codec": codec,
-                    "rtp": { "ip": "127.0.0.1", "port": port, "payload_type": pt } }),
+                    "rtp": { "ip": self.local.media.to_string(), "port": port, "payload_type": pt } }),
         )?;
         let e = self.joined_event(handle)?;
         let rtp = &e["plugindata"]["data"]["rtp"];
         let port = rtp["port"]
             .as_u64()
             .ok_or_else(|| anyhow!("janus join: {e}"))?;
-        let ip = rtp["ip"].as_str().unwrap_or("127.0.0.1");
-        leg.bridge = format!("{ip}:{port}")
-            .parse()
-            .context("janus rtp address")?;
+        let ip: IpAddr = match rtp["ip"].as_str() {
+            Some(ip) => ip.parse().context("janus rtp address")?,
+            None => self.api.addr.ip(),
+        };
+        let port = u16::try_from(port).context("janus rtp port")?;
+        leg.bridge = self.local.bridge_media(SocketAddr::new(ip, port));
         if let Some(pt) = rtp["payload_type"].as_u64() {
             leg.payload_type = pt as u8;
         }

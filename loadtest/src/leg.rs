@@ -190,7 +190,7 @@ pub fn nanos_since(epoch: Instant) -> u64 {
 }
 
 impl SimLeg {
-    /// A leg bound on loopback; `bridge` is set once signalling says where to send.
+    /// A leg on `socket`; `bridge` is set once signalling says where to send.
     pub fn new(
         codec: Codec,
         voice: Voice,
@@ -506,11 +506,12 @@ impl SimLeg {
     }
 }
 
-/// Loopback sockets handed out to legs, a new one every `per_socket` legs: the generator's
+/// Sockets handed out to legs (on loopback unless `bound`), a new one every `per_socket` legs: the generator's
 /// system calls grow with sockets, not legs (a socket per leg polled every 5 ms cost the
 /// generator as much CPU as the bridge it measures).
 pub struct Sockets {
     per_socket: usize,
+    bind: std::net::IpAddr,
     current: Option<Arc<UdpSocket>>,
     handed: usize,
 }
@@ -519,9 +520,16 @@ impl Sockets {
     pub fn new(per_socket: usize) -> Self {
         Sockets {
             per_socket: per_socket.max(1),
+            bind: std::net::Ipv4Addr::LOCALHOST.into(),
             current: None,
             handed: 0,
         }
+    }
+
+    /// Sockets bound to `ip` (the generator's address towards a bridge on another host).
+    pub fn bound(mut self, ip: std::net::IpAddr) -> Self {
+        self.bind = ip;
+        self
     }
 
     /// The socket for the next leg.
@@ -532,7 +540,7 @@ impl Sockets {
             self.handed += 1;
             return Ok(s.clone());
         }
-        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        let socket = UdpSocket::bind(SocketAddr::new(self.bind, 0))?;
         socket.set_nonblocking(true)?;
         let socket = Arc::new(socket);
         self.current = Some(socket.clone());

@@ -3,7 +3,8 @@
 //! measure the bridge: packets received against expected, gaps, bridge-added latency (marker
 //! clicks), the bridge process's CPU and memory, and Confab's own late ticks and load.
 //!
-//! Every run is bounded: a duration and a participant cap, loopback only.
+//! Every run is bounded: a duration and a participant cap. The bridge may be on another host
+//! (`net`): its API over http:// or https://, our legs bound where the options say.
 
 pub mod about;
 pub mod bridges;
@@ -11,12 +12,15 @@ pub mod floor;
 pub mod http;
 pub mod leg;
 pub mod measure;
+pub mod net;
 pub mod quality;
 pub mod report;
+mod sip_uac;
 pub mod soak;
 mod worker;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -71,10 +75,22 @@ pub enum Signal {
 pub struct Options {
     pub target: Target,
     pub scenario: Scenario,
+    /// Confab's API: `http://` or `https://host:port`.
     pub api: String,
+    /// The CA (PEM) an https:// API's certificate must chain to (none: the system's bundle).
+    pub api_ca: Option<PathBuf>,
     pub token: Option<String>,
     pub sip: SocketAddr,
     pub janus: String,
+    /// The generator's own address for its legs and SIP (none: the one that routes to the
+    /// bridge's API host; loopback for a bridge on loopback).
+    pub bind: Option<IpAddr>,
+    /// The address our SDP offers name for our media (none: our own): the public address of
+    /// a NAT in front of the generator, say.
+    pub media_advertise: Option<IpAddr>,
+    /// Send to this host instead of the one the bridge's answers name (the port stays): for
+    /// a bridge whose answers name an address the generator cannot reach.
+    pub bridge_media: Option<IpAddr>,
     /// The bridge process to measure (found by name when not given).
     pub pid: Option<u32>,
     pub codec: Codec,
@@ -114,9 +130,13 @@ impl Default for Options {
             target: Target::Confab,
             scenario: Scenario::Meetings,
             api: "http://127.0.0.1:8080".into(),
+            api_ca: None,
             token: None,
             sip: SocketAddr::from(([127, 0, 0, 1], 5060)),
             janus: "http://127.0.0.1:8088/janus".into(),
+            bind: None,
+            media_advertise: None,
+            bridge_media: None,
             pid: None,
             codec: Codec::Pcmu,
             signal: Signal::Tone,
@@ -333,6 +353,17 @@ fn window(totals: &Totals) -> (u64, u64, Vec<u64>) {
 
 /// Runs a scenario against the bridge and measures it.
 pub fn run(o: &Options) -> anyhow::Result<Summary> {
+    let confab_api = || http::endpoint(&o.api, o.api_ca.as_deref());
+    // Where our legs live: towards the bridge's API host (the floor is in this process).
+    let towards = match o.target {
+        Target::Confab => confab_api()?.0.addr.ip(),
+        Target::Janus => http::parse_base(&o.janus)?.0.addr.ip(),
+        Target::Floor => IpAddr::from([127, 0, 0, 1]),
+    };
+    let local = net::Local::resolve(towards, o.bind, o.media_advertise, o.bridge_media)?;
+    let confab = |way: Way| -> anyhow::Result<Confab> {
+        Confab::new(confab_api()?.0, o.token.clone(), o.sip, way, local)
+    };
     let mut bridge: Box<dyn Bridge> = match (o.target, o.scenario) {
         (Target::Janus, Scenario::Dialin) => {
             return Err(anyhow!(
@@ -349,20 +380,21 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
                 "the soak is a Confab scenario (its churn mixes SIP and API legs)"
             ));
         }
-        (Target::Janus, _) => Box::new(Janus::new(&o.janus)?),
+        (Target::Janus, _) => {
+            let (api, path) = http::parse_base(&o.janus)?;
+            Box::new(Janus::new(api, path, local)?)
+        }
         (Target::Confab, Scenario::Soak) => {
-            let mut confab = Confab::new(&o.api, o.token.clone(), o.sip, Way::Api)?;
+            let mut confab = confab(Way::Api)?;
             let pid = o.pid.or_else(|| confab_pid(&confab));
-            let result = soak::run(o, &mut confab, pid);
+            let mut o = o.clone();
+            o.bind = Some(local.bind);
+            let result = soak::run(&o, &mut confab, pid);
             confab.teardown();
             return result;
         }
-        (Target::Confab, Scenario::Dialin) => {
-            Box::new(Confab::new(&o.api, o.token.clone(), o.sip, Way::Sip)?.with_srtp(o.srtp))
-        }
-        (Target::Confab, _) => {
-            Box::new(Confab::new(&o.api, o.token.clone(), o.sip, Way::Api)?.with_srtp(o.srtp))
-        }
+        (Target::Confab, Scenario::Dialin) => Box::new(confab(Way::Sip)?.with_srtp(o.srtp)),
+        (Target::Confab, _) => Box::new(confab(Way::Api)?.with_srtp(o.srtp)),
         (Target::Floor, Scenario::Dialin | Scenario::Soak) => {
             return Err(anyhow!(
                 "the floor relays RTP only (no SIP, no API): run meetings, townhall, idle or ramp"
@@ -374,14 +406,16 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
         (Target::Floor, _) => Box::new(Floor::start(floor::lifetime(o))?),
     };
     let mut o = o.clone();
+    o.bind = Some(local.bind);
     if o.scenario == Scenario::Dialin {
         o.codec = Codec::Pcmu;
     }
     let pid = o.pid.or_else(|| match o.target {
         Target::Confab => bridge
             .confab_api()
-            .and_then(|(api, _)| measure::pid_listening_on(api))
-            .or_else(|| measure::find_process(&["confab", "serve"])),
+            .and_then(|(api, _)| local_bridge_pid(&api)),
+        // Janus on another host is measured by its process only with --pid.
+        Target::Janus if !towards.is_loopback() => None,
         Target::Janus => measure::find_process(&["janus"]),
         // In this process: its threads are measured (`Bridge::threads`).
         Target::Floor => None,
@@ -396,8 +430,16 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
 fn confab_pid(confab: &Confab) -> Option<u32> {
     confab
         .confab_api()
-        .and_then(|(api, _)| measure::pid_listening_on(api))
-        .or_else(|| measure::find_process(&["confab", "serve"]))
+        .and_then(|(api, _)| local_bridge_pid(&api))
+}
+
+/// A bridge on loopback is this host's: the process listening on its API port, or else the
+/// first `confab serve`. One on another host is measured only when `--pid` names it.
+fn local_bridge_pid(api: &http::Endpoint) -> Option<u32> {
+    if !api.addr.ip().is_loopback() {
+        return None;
+    }
+    measure::pid_listening_on(api.addr).or_else(|| measure::find_process(&["confab", "serve"]))
 }
 
 fn run_with(o: &Options, bridge: &mut dyn Bridge, pid: Option<u32>) -> anyhow::Result<Summary> {
@@ -415,7 +457,7 @@ fn run_with(o: &Options, bridge: &mut dyn Bridge, pid: Option<u32>) -> anyhow::R
     let metrics_before = bridge.metrics();
     let mut rooms = 0usize;
     let mut talkers = 0usize;
-    let mut sockets = Sockets::new(LEGS_PER_SOCKET);
+    let mut sockets = Sockets::new(LEGS_PER_SOCKET).bound(o.bind.unwrap_or(LOOPBACK));
     // The quality room comes first, so that it is heard through the whole run.
     let quality = if o.pesq && o.scenario != Scenario::Idle {
         let id = bridge.create_room(rooms)?;
@@ -582,6 +624,9 @@ fn run_with(o: &Options, bridge: &mut dyn Bridge, pid: Option<u32>) -> anyhow::R
         about,
     })
 }
+
+/// Where legs are bound when nothing else is said.
+const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 fn ratio(received: u64, expected: u64) -> f64 {
     if expected == 0 {

@@ -1,7 +1,7 @@
 //! `confab-loadtest`: see the crate documentation (lib.rs) and BENCHMARKS.md.
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,9 +20,13 @@ struct Args {
     /// reflector inside the generator that only moves the packets, to compare a bridge with).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "confab")]
     target: Vec<Target>,
-    /// Confab's API.
+    /// Confab's API: http:// or https://, on this host or another.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     api: String,
+    /// CA certificates (PEM) an https:// API's certificate must chain to (default: the
+    /// system's bundle).
+    #[arg(long, value_name = "FILE")]
+    api_ca: Option<PathBuf>,
     /// Confab's API token.
     #[arg(long, env = "CONFAB_API_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -32,8 +36,21 @@ struct Args {
     /// Janus' HTTP API.
     #[arg(long, default_value = "http://127.0.0.1:8088/janus")]
     janus: String,
-    /// PID of the bridge process to measure (otherwise the process listening on the API's
-    /// port, or one found by its command line).
+    /// The generator's own address for its legs and SIP (default: the one that routes to the
+    /// bridge's API host, so loopback for a bridge on loopback). 0.0.0.0 binds every address.
+    #[arg(long, value_name = "IP")]
+    bind: Option<IpAddr>,
+    /// The address our SDP offers name for our media (default: our own): a NAT's public
+    /// address when the generator is behind one and joins through the API.
+    #[arg(long, value_name = "IP")]
+    media_advertise: Option<IpAddr>,
+    /// Send media to this host instead of the one the bridge's answers name (their port is
+    /// kept): for a bridge whose answers name an address this host cannot reach.
+    #[arg(long, value_name = "IP")]
+    bridge_media: Option<IpAddr>,
+    /// PID of the bridge process to measure (otherwise, for a bridge on loopback, the process
+    /// listening on the API's port, or one found by its command line; a bridge on another host
+    /// is measured by its /metrics only).
     #[arg(long, alias = "bridge-pid")]
     pid: Option<u32>,
     #[arg(long, value_enum, default_value = "pcmu")]
@@ -126,9 +143,13 @@ fn main() -> anyhow::Result<()> {
             target: *target,
             scenario: a.scenario,
             api: a.api.clone(),
+            api_ca: a.api_ca.clone(),
             token: a.token.clone(),
             sip: a.sip,
             janus: a.janus.clone(),
+            bind: a.bind,
+            media_advertise: a.media_advertise,
+            bridge_media: a.bridge_media,
             // One PID names one bridge process (the floor has none of its own).
             pid: a
                 .pid

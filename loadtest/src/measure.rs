@@ -188,7 +188,7 @@ pub struct BridgeMetrics {
     pub cpu_seconds: Option<f64>,
 }
 
-pub fn confab_metrics(api: SocketAddr, token: Option<&str>) -> Option<BridgeMetrics> {
+pub fn confab_metrics(api: &crate::http::Endpoint, token: Option<&str>) -> Option<BridgeMetrics> {
     let (status, text) = crate::http::request(api, "GET", "/metrics", None, token).ok()?;
     if status != 200 {
         return None;
