@@ -78,6 +78,7 @@ impl SipBridge {
             sdes_over_cleartext: true,
         };
         adjust(&mut settings);
+        super::wire_scan::install_in_process();
         let sip = runtime
             .block_on(SipServer::start(
                 settings,
@@ -111,7 +112,9 @@ impl SipBridge {
 impl Drop for SipBridge {
     fn drop(&mut self) {
         if let Some(sip) = self.sip.take() {
+            let local = sip.udp;
             self.runtime.block_on(sip.stop());
+            super::wire_scan::check_in_process(local);
         }
     }
 }

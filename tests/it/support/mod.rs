@@ -8,6 +8,7 @@ pub mod https;
 pub mod pki;
 pub mod process;
 pub mod server;
+pub mod wire_scan;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};

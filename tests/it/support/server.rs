@@ -1,12 +1,17 @@
 //! `confab serve` as a child process on free loopback ports, and a small HTTP/1.1 client for
 //! its API (written here, so the test does not trust our own server code to read responses).
+//! Every bridge started here logs each SIP message it sends, and its guard fails the test on
+//! drop when one names an unspecified address; every SDP the API answers with is checked as it
+//! is read (`wire_scan`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
+
+use super::wire_scan::{self, WireLog};
 
 /// A running bridge.
 pub struct Server {
@@ -14,7 +19,10 @@ pub struct Server {
     pub api: SocketAddr,
     pub sip: SocketAddr,
     pub token: Option<String>,
+    /// The bridge's log lines, without the SIP messages it sent (those go to the scan).
     pub lines: mpsc::Receiver<String>,
+    wire: Arc<WireLog>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 pub fn free_port() -> u16 {
@@ -60,6 +68,8 @@ impl Server {
                 cmd.env_remove(key);
             }
         }
+        // Every SIP message the bridge sends, for the scan on drop.
+        cmd.env("CONFAB_LOG_LEVEL", wire_scan::TRACE_FILTER);
         cmd.arg("serve")
             .arg("--api-listen")
             .arg(api.to_string())
@@ -85,9 +95,13 @@ impl Server {
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
+        let wire = Arc::new(WireLog::default());
+        let scan = Arc::clone(&wire);
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
+                if !scan.feed_line(&line) {
+                    let _ = tx.send(line);
+                }
             }
         });
         let server = Server {
@@ -96,6 +110,8 @@ impl Server {
             sip,
             token: token.map(str::to_owned),
             lines: rx,
+            wire,
+            reader: Some(reader),
         };
         // Up to 20 s for the line; the lines before it tell why when it does not come.
         let mut seen = Vec::new();
@@ -154,6 +170,12 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The pipe is closed with the process: the reader has seen every line once it ends.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.wire
+            .check(&format!("the bridge with its API on {}", self.api));
     }
 }
 
@@ -223,6 +245,14 @@ pub fn http_raw(
     } else {
         body.to_owned()
     };
+    // API-leg and WHIP answers: the bridge's SDP never names an unspecified address.
+    if (200..300).contains(&status) {
+        let problems = wire_scan::scan_http_body(&body);
+        assert!(
+            problems.is_empty(),
+            "{method} {path} answered with an unspecified address: {problems:?}\n{body}"
+        );
+    }
     (status, head.to_owned(), body)
 }
 
