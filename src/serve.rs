@@ -105,6 +105,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 tls: sip_tls,
                 srtp: config.media.srtp,
                 sdes_over_cleartext: config.media.sdes_over_cleartext,
+                auth: crate::sip::uas::AuthSettings {
+                    realm: config.sip.realm.clone(),
+                    users: config.sip.users.clone(),
+                    max_failures: config.sip.max_failures_per_source,
+                },
+                credentials: config.sip.credentials.clone(),
             },
             attendant,
             std::sync::Arc::clone(&engine),

@@ -503,6 +503,8 @@ fuzz_target!(|input: Input| {
         tls: None,
         srtp: confab::config::SrtpPolicy::Optional,
         sdes_over_cleartext: true,
+        auth: Default::default(),
+        credentials: Vec::new(),
     };
     let mut h = Harness {
         uas: Uas::new(settings, counter_random),

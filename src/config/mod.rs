@@ -21,7 +21,7 @@ pub use api::ApiConfig;
 pub use media::{MediaConfig, SrtpPolicy};
 pub use network::Network;
 pub use sections::{LogConfig, LogFormat, MetricsConfig, MixerConfig, StorageConfig};
-pub use sip::SipConfig;
+pub use sip::{SipConfig, SipUser, TrunkCredentials};
 pub use webrtc::WebRtcConfig;
 
 /// The whole configuration of a Confab node.

@@ -50,6 +50,56 @@ pub struct SipConfig {
     /// The CA certificates (PEM) that TLS peers we dial must chain to; unset: the system's
     /// bundle (`/etc/ssl/certs/ca-certificates.crt`).
     pub tls_ca: Option<PathBuf>,
+    /// The realm of our digest challenges (`[[sip.users]]`).
+    pub realm: String,
+    /// Softclients that may call from outside `trusted` after a digest challenge (RFC 7616:
+    /// SHA-256 and MD5); none: such callers get 403 as before.
+    pub users: Vec<SipUser>,
+    /// What a trunk's 401/407 challenge on our dial-outs is answered with, by the host the
+    /// INVITE goes to (the outbound proxy's, or the target's when there is none).
+    pub credentials: Vec<TrunkCredentials>,
+}
+
+/// `[[sip.users]]`: a softclient's digest account.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SipUser {
+    pub username: String,
+    pub password: String,
+}
+
+/// `[[sip.credentials]]`: our account on a trunk or proxy.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkCredentials {
+    /// The host (name or address, as in the URI we dial) these credentials are for; they are
+    /// never sent anywhere else.
+    pub host: String,
+    /// Only challenges of this realm are answered; unset: any realm of that host.
+    pub realm: Option<String>,
+    pub username: String,
+    pub password: String,
+}
+
+// Passwords stay out of logs and `--check` output.
+impl std::fmt::Debug for SipUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipUser")
+            .field("username", &self.username)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TrunkCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrunkCredentials")
+            .field("host", &self.host)
+            .field("realm", &self.realm)
+            .field("username", &self.username)
+            .field("password", &"<hidden>")
+            .finish()
+    }
 }
 
 impl SipConfig {
@@ -90,6 +140,9 @@ impl Default for SipConfig {
             tls_cert: None,
             tls_key: None,
             tls_ca: None,
+            realm: "confab".to_owned(),
+            users: Vec::new(),
+            credentials: Vec::new(),
         }
     }
 }

@@ -180,3 +180,67 @@ fn api_https_wants_both_certificate_and_key() {
     assert!(!c.api.hsts, "HSTS is only sent when asked for");
     assert!(Config::from_toml("[api]\nhsts = true\n").unwrap().api.hsts);
 }
+
+#[test]
+fn digest_accounts_and_trunk_credentials() {
+    let c = Config::from_toml(
+        r#"
+[sip]
+realm = "bridge.example"
+
+[[sip.users]]
+username = "alice"
+password = "correct horse"
+
+[[sip.credentials]]
+host = "trunk.example.net"
+realm = "trunk"
+username = "confab"
+password = "battery staple"
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.sip.realm, "bridge.example");
+    assert_eq!(c.sip.users[0].username, "alice");
+    assert_eq!(c.sip.credentials[0].realm.as_deref(), Some("trunk"));
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("correct horse") && !shown.contains("battery staple"),
+        "passwords stay out of debug output"
+    );
+    assert_eq!(Config::default().sip.realm, "confab");
+    for (text, key, says) in [
+        (
+            "[[sip.users]]\nusername = \"a\"\npassword = \"change-me\"\n",
+            "sip.users",
+            "placeholder",
+        ),
+        (
+            "[[sip.users]]\nusername = \"a\"\npassword = \"\"\n",
+            "sip.users",
+            "1-128",
+        ),
+        (
+            "[[sip.users]]\nusername = \"a\\\"b\"\npassword = \"pw\"\n",
+            "sip.users",
+            "quotes",
+        ),
+        (
+            "[[sip.users]]\nusername = \"a\"\npassword = \"pw\"\n[[sip.users]]\nusername = \"a\"\npassword = \"pw2\"\n",
+            "sip.users",
+            "twice",
+        ),
+        (
+            "[[sip.credentials]]\nhost = \"\"\nusername = \"a\"\npassword = \"pw\"\n",
+            "sip.credentials",
+            "host",
+        ),
+        ("[sip]\nrealm = \"\"\n", "sip.realm", "1-128"),
+    ] {
+        let e = Config::from_toml(text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+        assert!(e.message.contains(says), "{text}: {e}");
+    }
+    let e = Config::from_toml("[[sip.users]]\nusername = \"a\"\n").unwrap_err();
+    assert!(e.message.contains("password"), "{e}");
+}

@@ -170,6 +170,8 @@ impl Config {
                 format!("`{}` is not a valid SIP user", self.sip.access_user),
             ));
         }
+        self.validate_digest()
+            .map_err(|(key, message)| err(key, message))?;
         if let Some(proxy) = &self.sip.outbound_proxy
             && !(proxy.starts_with("sip:") || proxy.starts_with("sips:"))
         {
@@ -177,6 +179,74 @@ impl Config {
                 "sip.outbound_proxy",
                 format!("`{proxy}` is not a SIP URI (sip:host:port)"),
             ));
+        }
+        Ok(())
+    }
+
+    /// `sip.realm`, `[[sip.users]]` and `[[sip.credentials]]`: names that fit in a quoted
+    /// string of a SIP header, passwords that are set and not a sample's placeholder.
+    fn validate_digest(&self) -> Result<(), (&'static str, String)> {
+        let header_safe = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.chars().all(|c| !c.is_control() && c != '"' && c != '\\')
+        };
+        if !header_safe(&self.sip.realm) {
+            return Err((
+                "sip.realm",
+                "must be 1-128 characters without quotes, backslashes or control characters"
+                    .to_owned(),
+            ));
+        }
+        let password_ok = |p: &str| !p.is_empty() && p.len() <= 128 && !placeholder(p);
+        for (i, user) in self.sip.users.iter().enumerate() {
+            if !header_safe(&user.username) {
+                return Err((
+                    "sip.users",
+                    format!(
+                        "entry {}: username must be 1-128 characters without quotes, backslashes or control characters",
+                        i + 1
+                    ),
+                ));
+            }
+            if !password_ok(&user.password) {
+                return Err((
+                    "sip.users",
+                    format!(
+                        "`{}`: the password must be 1-128 characters and not a sample's placeholder",
+                        user.username
+                    ),
+                ));
+            }
+            if self.sip.users[..i]
+                .iter()
+                .any(|u| u.username == user.username)
+            {
+                return Err(("sip.users", format!("`{}` is listed twice", user.username)));
+            }
+        }
+        for (i, c) in self.sip.credentials.iter().enumerate() {
+            if !header_safe(&c.host)
+                || !header_safe(&c.username)
+                || c.realm.as_deref().is_some_and(|r| !header_safe(r))
+            {
+                return Err((
+                    "sip.credentials",
+                    format!(
+                        "entry {}: host, username and realm must be 1-128 characters without quotes, backslashes or control characters",
+                        i + 1
+                    ),
+                ));
+            }
+            if !password_ok(&c.password) {
+                return Err((
+                    "sip.credentials",
+                    format!(
+                        "`{}@{}`: the password must be 1-128 characters and not a sample's placeholder",
+                        c.username, c.host
+                    ),
+                ));
+            }
         }
         Ok(())
     }

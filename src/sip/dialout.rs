@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 
 use super::{Action, Call, Peer, T1, TIMEOUT, Uas};
 use crate::conference::ParticipantId;
+use crate::sip::digest::{Algorithm, Challenge};
 use crate::sip::message::{self, Message, Method, StartLine};
 
 /// How long a dial-out may ring before it is cancelled (and counted as not answered).
 pub const RING_TIMEOUT: Duration = Duration::from_secs(60);
+/// Digest challenges one dial-out answers at most.
+const MAX_AUTH_TRIES: u8 = 4;
 
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum OutState {
@@ -38,6 +41,16 @@ pub(super) struct OutCall {
     /// Cancelled because it rang too long: report "no answer" whatever the final response.
     timed_out: bool,
     cancelled: bool,
+    /// The INVITE's CSeq number (1, then one more for each answered challenge).
+    cseq: u32,
+    /// Challenges answered so far: at most [`MAX_AUTH_TRIES`] (a proxy's and the callee's,
+    /// each once more when its nonce was only stale).
+    auth_tries: u8,
+    /// The challenges answered: whether a proxy's (407), and the realm. Bound: `auth_tries`.
+    answered: Vec<(bool, String)>,
+    /// The host the INVITE goes to (the outbound proxy's or the target's): only credentials
+    /// for this host are ever sent.
+    host: String,
 }
 
 /// Whether `uri` is a `sip:` URI that can be written into a request line and a header as it
@@ -108,6 +121,14 @@ impl Uas {
             to,
             bytes: bytes.clone(),
         });
+        let host = self
+            .settings
+            .outbound_proxy
+            .as_deref()
+            .or(Some(target))
+            .and_then(crate::sip::server::dial_target)
+            .map(|t| t.host)
+            .unwrap_or_default();
         self.by_participant_out.insert(participant, branch.clone());
         self.outcalls.insert(
             branch,
@@ -123,6 +144,10 @@ impl Uas {
                 ring_deadline: now + RING_TIMEOUT,
                 timed_out: false,
                 cancelled: false,
+                cseq: 1,
+                auth_tries: 0,
+                answered: Vec::new(),
+                host,
             },
         );
     }
@@ -162,6 +187,12 @@ impl Uas {
             }
             return true;
         }
+        if matches!(code, 401 | 407) && self.answer_challenge(now, &branch, msg, code) {
+            return true;
+        }
+        let Some(out) = self.outcalls.get_mut(&branch) else {
+            return false;
+        };
         let to = out.to;
         let timed_out = out.timed_out;
         let ack = ack_for(&out.invite, msg, code, &branch, local, &new_branch);
@@ -226,9 +257,10 @@ impl Uas {
         {
             as_dialin.push_header("Record-Route", route);
         }
+        let cseq = out.cseq;
         let id = self.next_call;
         self.next_call += 1;
-        let call = Call::confirmed(
+        let mut call = Call::confirmed(
             ok.call_id().to_owned(),
             local_tag,
             as_dialin,
@@ -237,6 +269,8 @@ impl Uas {
             participant,
             now,
         );
+        // Our next request in the dialog counts on from the INVITE's number (RFC 3261 12.2.1.1).
+        call.local_cseq = cseq;
         self.by_dialog
             .insert((call.call_id.clone(), call.local_tag.clone()), id);
         self.by_participant.insert(participant, id);
@@ -325,7 +359,7 @@ fn send_cancel(actions: &mut std::collections::VecDeque<Action>, out: &mut OutCa
             cancel.push_header(name, v);
         }
     }
-    cancel.push_header("CSeq", "1 CANCEL");
+    cancel.push_header("CSeq", format!("{} CANCEL", out.cseq));
     actions.push_back(Action::Send {
         to: out.to,
         bytes: cancel.to_bytes(),
@@ -376,6 +410,119 @@ fn ack_for(
         }
     }
     ack.push_header("To", response.header("To").unwrap_or_default());
-    ack.push_header("CSeq", "1 ACK");
+    let number = invite.cseq().map_or(1, |(n, _)| n);
+    ack.push_header("CSeq", format!("{number} ACK"));
     ack
+}
+
+impl Uas {
+    /// A 401/407 to our INVITE, answered when we hold credentials for the host it went to
+    /// (and the challenge's realm): the challenge is acknowledged and the INVITE sent again
+    /// with `Authorization`/`Proxy-Authorization`, CSeq one up, on a new branch. False when
+    /// it cannot be answered (no credentials, or they were already refused): the call fails.
+    fn answer_challenge(&mut self, now: Instant, branch: &str, msg: &Message, code: u16) -> bool {
+        let (challenge_header, answer_header) = if code == 407 {
+            ("Proxy-Authenticate", "Proxy-Authorization")
+        } else {
+            ("WWW-Authenticate", "Authorization")
+        };
+        let Some(out) = self.outcalls.get(branch) else {
+            return false;
+        };
+        if out.cancelled || out.timed_out {
+            return false;
+        }
+        // SHA-256 before MD5 (RFC 8760), and only for a realm we have credentials for.
+        let mut challenges: Vec<Challenge> = msg
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(challenge_header))
+            .filter_map(|(_, v)| Challenge::parse(v))
+            .collect();
+        challenges.sort_by_key(|c| c.algorithm != Algorithm::Sha256);
+        let chosen = challenges.into_iter().find_map(|ch| {
+            let creds = self.settings.credentials.iter().find(|c| {
+                c.host.eq_ignore_ascii_case(&out.host)
+                    && c.realm.as_ref().is_none_or(|r| *r == ch.realm)
+            })?;
+            Some((ch, creds.username.clone(), creds.password.clone()))
+        });
+        let Some((challenge, username, password)) = chosen else {
+            return false;
+        };
+        // Once answered, the same challenger's new challenge means the credentials were
+        // refused, unless it only says the nonce was stale.
+        let key = (code == 407, challenge.realm.clone());
+        let again = out.answered.contains(&key);
+        if out.auth_tries >= MAX_AUTH_TRIES || (again && !challenge.stale) {
+            return false;
+        }
+        let new_branch = format!("z9hG4bK{}", self.token(8));
+        let ack_branch = self.token(8);
+        let cnonce = self.token(12);
+        let Some(out) = self.outcalls.get_mut(branch) else {
+            return false;
+        };
+        let local = self.settings.sip_addr(&out.to);
+        let ack = ack_for(&out.invite, msg, code, branch, local, &ack_branch).to_bytes();
+        let uri = match &out.invite.start {
+            StartLine::Request { uri, .. } => uri.clone(),
+            StartLine::Response { .. } => return false,
+        };
+        let cseq = out.cseq.saturating_add(1);
+        let mut invite = out.invite.clone();
+        let transport = out.to.via_transport();
+        invite.headers.retain(|(n, _)| {
+            !n.eq_ignore_ascii_case("Via")
+                && !n.eq_ignore_ascii_case("CSeq")
+                && !n.eq_ignore_ascii_case(answer_header)
+        });
+        invite.headers.insert(
+            0,
+            (
+                "Via".to_owned(),
+                format!("SIP/2.0/{transport} {local};branch={new_branch};rport"),
+            ),
+        );
+        invite.push_header("CSeq", format!("{cseq} INVITE"));
+        invite.push_header(
+            answer_header,
+            challenge.answer("INVITE", &uri, &username, &password, &cnonce, 1),
+        );
+        let bytes = invite.to_bytes();
+        let retry = OutCall {
+            participant: out.participant,
+            invite,
+            bytes: bytes.clone(),
+            to: out.to,
+            state: OutState::Calling,
+            retransmit_at: (!out.to.reliable()).then_some(now + T1),
+            interval: T1,
+            deadline: now + TIMEOUT,
+            ring_deadline: out.ring_deadline,
+            timed_out: false,
+            cancelled: false,
+            cseq,
+            auth_tries: out.auth_tries + 1,
+            answered: {
+                let mut answered = out.answered.clone();
+                if !again {
+                    answered.push(key);
+                }
+                answered
+            },
+            host: out.host.clone(),
+        };
+        // The challenged transaction stays a while to acknowledge its retransmissions.
+        out.state = OutState::Done { ack: ack.clone() };
+        out.retransmit_at = None;
+        out.deadline = now + TIMEOUT;
+        let to = out.to;
+        self.actions.push_back(Action::Send { to, bytes: ack });
+        self.actions.push_back(Action::Send { to, bytes });
+        self.by_participant_out
+            .insert(retry.participant, new_branch.clone());
+        self.outcalls.insert(new_branch, retry);
+        true
+    }
 }

@@ -26,7 +26,14 @@ impl Uas {
         entry.1 > self.settings.invites_per_second
     }
 
-    pub(crate) fn invite(&mut self, now: Instant, peer: Peer, msg: &Message) {
+    /// A new INVITE from a trusted source, or from a `[[sip.users]]` account that `signed_in`.
+    pub(crate) fn invite(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        msg: &Message,
+        signed_in: Option<String>,
+    ) {
         let Some(branch) = msg.branch().map(str::to_owned) else {
             return self.reply(now, peer, msg, 400, "Bad Request (no branch)");
         };
@@ -158,14 +165,21 @@ impl Uas {
             negotiated,
             local_key,
             source: peer.addr.ip(),
-            // An empty or user-less assertion asserts nobody.
-            asserted_identity: msg
-                .header("P-Asserted-Identity")
-                .map(|v| clean_text(message::addr_uri(v), MAX_URI))
-                .filter(|uri| {
-                    let rest = uri.split_once(':').map_or(uri.as_str(), |(_, r)| r);
-                    !rest.is_empty() && !rest.starts_with('@')
-                }),
+            // A signed-in caller is who its account says, whatever it asserts; a trusted
+            // gateway's assertion counts, but an empty or user-less one asserts nobody.
+            asserted_identity: match signed_in {
+                Some(user) => Some(clean_text(
+                    &format!("sip:{user}@{}", self.settings.auth.realm),
+                    MAX_URI,
+                )),
+                None => msg
+                    .header("P-Asserted-Identity")
+                    .map(|v| clean_text(message::addr_uri(v), MAX_URI))
+                    .filter(|uri| {
+                        let rest = uri.split_once(':').map_or(uri.as_str(), |(_, r)| r);
+                        !rest.is_empty() && !rest.starts_with('@')
+                    }),
+            },
         })));
     }
 

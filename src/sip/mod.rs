@@ -14,6 +14,7 @@
 //! with bytes and `now`, so every timer and hostile input is tested without sockets.
 
 pub mod attendant;
+pub(crate) mod auth;
 pub(crate) mod digest;
 pub mod message;
 pub mod prompts;

@@ -44,6 +44,7 @@ mod supervisor;
 #[path = "tcp.rs"]
 mod tcp;
 pub use dial::DialError;
+pub(crate) use dial::dial_target;
 use dial::{DialCommand, Dials, PendingDial, Started};
 pub use metrics::{METHODS, SipMetrics};
 #[cfg(test)]

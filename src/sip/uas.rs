@@ -46,8 +46,11 @@ mod dialout;
 mod invite;
 #[path = "transfer.rs"]
 mod transfer;
+#[path = "untrusted.rs"]
+mod untrusted;
 use dialog::in_dialog_request;
 pub use dialout::{RING_TIMEOUT, safe_uri};
+use untrusted::Untrusted;
 
 /// Where a message came from or goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -163,6 +166,7 @@ pub enum Action {
 
 #[path = "uas_settings.rs"]
 mod settings;
+pub use crate::sip::auth::AuthSettings;
 pub use settings::{TlsListener, UasSettings};
 
 /// What the core has counted.
@@ -172,6 +176,8 @@ pub struct UasStats {
     pub dropped: u64,
     pub untrusted: u64,
     pub flood: u64,
+    /// Wrong digest answers (and replays) from untrusted callers.
+    pub auth_failures: u64,
 }
 
 #[derive(Debug)]
@@ -300,8 +306,9 @@ pub struct Uas {
     /// without being cached); each is pruned by `tick` 64*T1 after it was made. Untrusted
     /// sources' requests are never cached.
     cache: HashMap<(String, String, SocketAddr), (Vec<u8>, Instant)>,
-    /// New INVITEs per trusted source address in the current second. Bound: the trusted
-    /// addresses that sent an INVITE in the last 2 s; pruned by `tick` after 2 s.
+    /// New INVITEs per source address in the current second. Bound: the trusted addresses
+    /// (and signed-in callers' addresses) that sent an INVITE in the last 2 s; pruned by
+    /// `tick` after 2 s.
     flood: HashMap<IpAddr, (Instant, u32)>,
     /// The address of the request being handled (the cache keys its answer by it).
     source: Option<SocketAddr>,
@@ -311,6 +318,8 @@ pub struct Uas {
     outcalls: HashMap<String, dialout::OutCall>,
     by_participant_out: HashMap<ParticipantId, String>,
     draining: bool,
+    /// Digest sign-in of untrusted callers (its state is bounded, see `auth.rs`).
+    auth: crate::sip::auth::AuthGate,
     actions: VecDeque<Action>,
     pub stats: UasStats,
 }
@@ -318,7 +327,11 @@ pub struct Uas {
 impl Uas {
     /// `random` fills buffers with unpredictable bytes (tags, branches, SRTP keys).
     pub fn new(settings: UasSettings, random: fn(&mut [u8])) -> Self {
+        let mut secret = [0u8; 32];
+        random(&mut secret);
+        let auth = crate::sip::auth::AuthGate::new(settings.auth.clone(), secret);
         Uas {
+            auth,
             settings,
             random,
             next_call: 1,
@@ -354,6 +367,7 @@ impl Uas {
             + self.cache.len()
             + self.outcalls.len()
             + self.by_participant_out.len()
+            + self.auth.state_size()
     }
 
     fn token(&self, bytes: usize) -> String {
@@ -444,15 +458,13 @@ impl Uas {
     }
 
     fn request(&mut self, now: Instant, peer: Peer, msg: &Message, method: &Method) {
+        let mut signed_in = None;
         if !self.trusted(peer.addr.ip()) {
-            self.stats.untrusted += 1;
-            if *method != Method::Ack {
-                // Answered, never cached: a stranger's retransmission is simply answered again.
-                let mut r = msg.response(403, "Forbidden", Some("confab"));
-                r.push_header("Server", "confab");
-                self.send(peer, &r);
+            match self.untrusted(now, peer, msg, method) {
+                Untrusted::Refused => return,
+                Untrusted::InDialog => {}
+                Untrusted::SignedIn(user) => signed_in = Some(user),
             }
-            return;
         }
         self.source = Some(peer.addr);
         // A retransmitted non-INVITE request: the same answer again.
@@ -467,7 +479,7 @@ impl Uas {
         }
         match method {
             Method::Invite if msg.to_tag().is_some() => self.reinvite(now, peer, msg),
-            Method::Invite => self.invite(now, peer, msg),
+            Method::Invite => self.invite(now, peer, msg, signed_in),
             Method::Ack => self.ack(now, peer, msg),
             Method::Cancel => self.cancel(now, peer, msg),
             Method::Bye => self.bye(now, peer, msg),
@@ -532,6 +544,7 @@ impl Uas {
     /// Retransmissions, timeouts and expiry; call it every few tens of milliseconds.
     pub fn tick(&mut self, now: Instant) {
         self.tick_dials(now);
+        self.auth.prune(now);
         self.tick_transfers(now);
         self.cache.retain(|_, (_, expires)| *expires > now);
         self.flood

@@ -21,6 +21,8 @@ fn settings() -> UasSettings {
         tls: None,
         srtp: crate::config::SrtpPolicy::Optional,
         sdes_over_cleartext: true,
+        auth: Default::default(),
+        credentials: Vec::new(),
     }
 }
 

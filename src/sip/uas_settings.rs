@@ -38,6 +38,10 @@ pub struct UasSettings {
     pub srtp: SrtpPolicy,
     /// `media.sdes_over_cleartext`: SDES keys may travel over SIP on UDP or TCP.
     pub sdes_over_cleartext: bool,
+    /// Digest sign-in of callers from outside `trusted` (`[[sip.users]]`; none: 403).
+    pub auth: super::AuthSettings,
+    /// Our answers to trunks' digest challenges on dial-outs (`[[sip.credentials]]`).
+    pub credentials: Vec<crate::config::TrunkCredentials>,
 }
 
 /// Where SIP over TLS listens, and with what certificate.

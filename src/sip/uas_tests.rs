@@ -22,6 +22,8 @@ fn settings() -> UasSettings {
         tls: None,
         srtp: crate::config::SrtpPolicy::Optional,
         sdes_over_cleartext: true,
+        auth: Default::default(),
+        credentials: Vec::new(),
     }
 }
 
@@ -557,6 +559,8 @@ fn an_offerless_invite_gets_our_offer_and_answers_in_the_ack() {
 // places or hands elsewhere.
 #[path = "uas_address_tests.rs"]
 mod address;
+#[path = "uas_auth_tests.rs"]
+mod auth;
 #[path = "uas_dialog_tests.rs"]
 mod dialog;
 #[path = "uas_dialout_tests.rs"]

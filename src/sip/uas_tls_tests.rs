@@ -25,6 +25,8 @@ fn tls_settings() -> UasSettings {
             client: None,
         }),
         sdes_over_cleartext: false,
+        auth: Default::default(),
+        credentials: Vec::new(),
         ..settings()
     }
 }
@@ -160,6 +162,8 @@ fn sdes_over_cleartext_is_refused_by_default_and_taken_when_allowed() {
     let mut uas = Uas::new(
         UasSettings {
             sdes_over_cleartext: true,
+            auth: Default::default(),
+            credentials: Vec::new(),
             ..tls_settings()
         },
         counter_random,

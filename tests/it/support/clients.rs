@@ -76,6 +76,8 @@ impl SipBridge {
             tls: None,
             srtp: confab::config::SrtpPolicy::Optional,
             sdes_over_cleartext: true,
+            auth: Default::default(),
+            credentials: Vec::new(),
         };
         adjust(&mut settings);
         super::wire_scan::install_in_process();
