@@ -97,9 +97,34 @@ pub fn accept(offer: &str, candidate: SocketAddr, now: Instant) -> Result<Accept
     Ok(Accepted {
         rtc,
         mid,
-        answer: answer.to_sdp_string(),
+        answer: name_our_address(&answer.to_sdp_string(), candidate),
         spec,
     })
+}
+
+/// str0m writes `0.0.0.0` in the answer's `o=` and `c=` lines (ICE makes them meaningless);
+/// the bridge never names an unspecified address in what it sends, so they get the address of
+/// our one candidate.
+fn name_our_address(answer: &str, candidate: SocketAddr) -> String {
+    let (family, ip) = match candidate.ip() {
+        std::net::IpAddr::V4(ip) => ("IP4", ip.to_string()),
+        std::net::IpAddr::V6(ip) => ("IP6", ip.to_string()),
+    };
+    answer
+        .split_inclusive('\n')
+        .map(|line| {
+            let unspecified = ["IN IP4 0.0.0.0", "IN IP6 ::"]
+                .iter()
+                .find(|u| line.trim_end().ends_with(*u));
+            match unspecified {
+                Some(u) if line.starts_with("o=") || line.starts_with("c=") => {
+                    let kept = &line.trim_end()[..line.trim_end().len() - u.len()];
+                    format!("{kept}IN {family} {ip}\r\n")
+                }
+                _ => line.to_owned(),
+            }
+        })
+        .collect()
 }
 
 /// The `a=mid` of the offer's first audio m-line.
@@ -189,6 +214,14 @@ mod tests {
             })
         );
         assert!(a.answer.contains("a=ice-lite"), "{}", a.answer);
+        // Our address in o= and c=, never 0.0.0.0.
+        assert!(!a.answer.contains("0.0.0.0"), "{}", a.answer);
+        assert!(a.answer.contains("\r\nc=IN IP4 127.0.0.1\r\n"), "{}", a.answer);
+        assert!(
+            a.answer.lines().any(|l| l.starts_with("o=") && l.ends_with(" IN IP4 127.0.0.1")),
+            "{}",
+            a.answer
+        );
         assert!(
             a.answer.contains("127.0.0.1 40000 typ host"),
             "{}",
