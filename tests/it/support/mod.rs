@@ -5,6 +5,7 @@
 
 pub mod clients;
 pub mod https;
+pub mod netns;
 pub mod pki;
 pub mod process;
 pub mod server;
