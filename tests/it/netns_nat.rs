@@ -1,20 +1,28 @@
-//! Real hosts and a real NAT, in network namespaces this test makes itself: two baresip phones
-//! in a "client" namespace (198.51.100.2) call a meeting on a bridge in a "bridge" namespace
+//! Real hosts and a real NAT, in network namespaces this test makes itself: baresip phones in
+//! a "client" namespace (198.51.100.2) call a meeting on a bridge in a "bridge" namespace
 //! (203.0.113.10) through a "nat" namespace that masquerades them as 203.0.113.1. The phones
 //! name their private address everywhere (Via, Contact, SDP) and nothing rewrites it, as with a
-//! home router. Each phone must hear the other (two-way audio through the NAT, measured on what
-//! baresip decoded), one call ends by the bridge's BYE (eject) and the other by the phone's,
-//! for each way of binding and advertising the bridge's addresses in `COMBINATIONS`.
+//! home router.
 //!
-//! Needs root (namespaces), iproute2, nftables and baresip. Without them it says what is
+//! - Two phones must hear each other (two-way audio through the NAT, measured on what baresip
+//!   decoded); one call ends by the bridge's BYE (eject) and the other by the phone's; for each
+//!   way of binding and advertising the bridge's addresses in `COMBINATIONS`.
+//! - The same over SIP on TLS with SDES-SRTP (the bridge's certificate from a test CA).
+//! - Hold and resume: a phone puts its call on hold (`/hold`, a sendonly re-INVITE through the
+//!   NAT) and takes it back (`/resume`); both directions carry the other's audio before and
+//!   after, and neither while it is held (what reaches the held phone is read off the wire in
+//!   its namespace: baresip stops recording after a re-INVITE).
+//!
+//! Needs root (namespaces), iproute2, nftables, baresip and sox. Without them it says what is
 //! missing and skips, unless `CONFAB_REQUIRE_NETNS=1` (then a skip is a failure).
 
 use crate::support;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::clients::{absent, describe, present, tone_shares};
+use support::netns::{self, Namespaces, Plan, Tap};
+use support::pki::TestPki;
 use support::process::Guarded;
 
 const BRIDGE_IP: &str = "203.0.113.10";
@@ -44,225 +52,54 @@ const COMBINATIONS: [(&str, &str, &str, Option<&str>); 3] = [
     ),
 ];
 
-fn missing_prerequisite() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("not root (network namespaces need it)".into());
-    }
-    for (program, package) in [
-        ("ip", "iproute2"),
-        ("nft", "nftables"),
-        ("baresip", "baresip-core"),
-    ] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {program}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            return Some(format!("{program} is missing (Debian package {package})"));
-        }
-    }
-    None
+const PLAN: Plan = Plan {
+    tag: "cf",
+    client: "198.51.100.2/24",
+    nat_inside: "198.51.100.1/24",
+    nat_outside: "203.0.113.1/24",
+    bridge: "203.0.113.10/24",
+    masquerade: true,
+};
+
+/// Skips (or fails, with `CONFAB_REQUIRE_NETNS`) without root, iproute2, nftables, baresip.
+fn skip() -> bool {
+    netns::skip(&[("baresip", "baresip-core"), ("sox", "sox")])
 }
 
-fn run(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Three namespaces and their links; deleted on drop (pass or fail), which also removes their
-/// interfaces and rules.
-struct Namespaces {
-    client: String,
-    nat: String,
-    bridge: String,
-}
-
-impl Namespaces {
-    fn new() -> Self {
-        let id = std::process::id();
-        let ns = Namespaces {
-            client: format!("cfc{id}"),
-            nat: format!("cfn{id}"),
-            bridge: format!("cfb{id}"),
-        };
-        // The guard exists before anything is made, so a failed set-up is cleaned up too.
-        for name in [&ns.client, &ns.nat, &ns.bridge] {
-            run(&["ip", "netns", "add", name]);
-            run(&["ip", "-n", name, "link", "set", "lo", "up"]);
-        }
-        let (a, b, c, d) = (
-            format!("vc{id}"),
-            format!("vi{id}"),
-            format!("vo{id}"),
-            format!("vb{id}"),
-        );
-        run(&[
-            "ip", "link", "add", &a, "netns", &ns.client, "type", "veth", "peer", "name", &b,
-            "netns", &ns.nat,
-        ]);
-        run(&[
-            "ip", "link", "add", &c, "netns", &ns.nat, "type", "veth", "peer", "name", &d, "netns",
-            &ns.bridge,
-        ]);
-        for (name, dev, addr) in [
-            (&ns.client, &a, "198.51.100.2/24"),
-            (&ns.nat, &b, "198.51.100.1/24"),
-            (&ns.nat, &c, "203.0.113.1/24"),
-            (&ns.bridge, &d, "203.0.113.10/24"),
-        ] {
-            run(&["ip", "-n", name, "addr", "add", addr, "dev", dev]);
-            run(&["ip", "-n", name, "link", "set", dev, "up"]);
-        }
-        run(&[
-            "ip",
-            "-n",
-            &ns.client,
-            "route",
-            "add",
-            "default",
-            "via",
-            "198.51.100.1",
-        ]);
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &ns.nat,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ]);
-        let nft = |args: &[&str]| {
-            let mut all = vec!["ip", "netns", "exec", &ns.nat, "nft"];
-            all.extend_from_slice(args);
-            run(&all);
-        };
-        nft(&["add", "table", "ip", "nat"]);
-        nft(&[
-            "add",
-            "chain",
-            "ip",
-            "nat",
-            "postrouting",
-            "{ type nat hook postrouting priority srcnat; policy accept; }",
-        ]);
-        nft(&[
-            "add",
-            "rule",
-            "ip",
-            "nat",
-            "postrouting",
-            "oifname",
-            &c,
-            "masquerade",
-        ]);
-        ns
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for name in [&self.client, &self.nat, &self.bridge] {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
-    }
-}
-
-/// An HTTP request to the bridge's API on 127.0.0.1:8080 inside its namespace: the connection
-/// is made from a thread that entered the namespace (the socket keeps it).
+/// An HTTP request to the bridge's API on 127.0.0.1:8080 inside its namespace.
 fn api(ns: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let ns_file = PathBuf::from("/run/netns").join(ns);
-    let stream = std::thread::spawn(move || {
-        let file = std::fs::File::open(ns_file).unwrap();
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        TcpStream::connect("127.0.0.1:8080")
-    })
-    .join()
-    .unwrap();
-    let mut stream = stream.unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: bridge\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    netns::http(ns, "127.0.0.1:8080".parse().unwrap(), method, path, body)
 }
 
+/// The bridge in its namespace: SIP on `sip`, media on `media`, advertising `advertise`, with
+/// `extra` arguments.
 fn start_bridge(
     ns: &Namespaces,
     data: &Path,
     sip: &str,
     media: &str,
     advertise: Option<&str>,
+    extra: &[&str],
 ) -> Guarded {
-    let log = std::fs::File::create(data.join("confab.log")).unwrap();
-    let mut command = Command::new("ip");
-    command
-        .args([
-            "netns",
-            "exec",
-            &ns.bridge,
-            env!("CARGO_BIN_EXE_confab"),
-            "serve",
-        ])
-        .args(["--sip-listen", sip, "--media-bind", media])
-        .args(["--sip-trusted", "203.0.113.0/24"])
-        .args([
-            "--api-listen",
-            "127.0.0.1:8080",
-            "--webrtc-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--mixer-threads", "1"])
-        .arg("--storage-data-dir")
-        .arg(data);
+    let mut args = vec![
+        "--sip-listen",
+        sip,
+        "--media-bind",
+        media,
+        "--sip-trusted",
+        "203.0.113.0/24",
+        "--api-listen",
+        "127.0.0.1:8080",
+        "--webrtc-listen",
+        "127.0.0.1:0",
+        "--mixer-threads",
+        "1",
+    ];
     if let Some(ip) = advertise {
-        command.args(["--sip-advertise", ip, "--media-advertise", ip]);
+        args.extend(["--sip-advertise", ip, "--media-advertise", ip]);
     }
-    for (key, _) in std::env::vars() {
-        if key.starts_with("CONFAB_") {
-            command.env_remove(key);
-        }
-    }
-    let bridge = Guarded::spawn(
-        command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if std::fs::read_to_string(data.join("confab.log"))
-            .is_ok_and(|l| l.contains("confab started"))
-        {
-            return bridge;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "the bridge did not start:\n{}",
-        std::fs::read_to_string(data.join("confab.log")).unwrap_or_default()
-    );
+    args.extend_from_slice(extra);
+    netns::start_bridge(&ns.bridge, data, &args)
 }
 
 /// A tone file for baresip to send.
@@ -277,29 +114,59 @@ fn tone_wav(path: &Path, freq: f32) {
     assert!(ok);
 }
 
+/// How a phone calls.
+#[derive(Clone, Copy, Default)]
+struct Way<'a> {
+    /// Commands can be typed on its stdin (`/hold`, `/resume`).
+    interactive: bool,
+    /// SIP over TLS with SDES-SRTP (mandatory), trusting this CA.
+    tls_ca: Option<&'a Path>,
+}
+
 /// baresip in the client namespace, dialling the meeting and quitting after `seconds`.
-fn phone(ns: &Namespaces, dir: &Path, index: usize, target: &str, seconds: u32) -> Guarded {
+fn phone(
+    ns: &Namespaces,
+    dir: &Path,
+    index: usize,
+    target: &str,
+    seconds: u32,
+    way: Way<'_>,
+) -> Guarded {
     std::fs::create_dir_all(dir.join("rec")).unwrap();
     let wav = dir.join("tone.wav");
     tone_wav(&wav, TONES[index]);
+    // baresip takes TLS on the SIP port + 1.
     let sip_port = 5070 + 2 * index;
     let rtp = 30000 + 20 * index;
+    let tls = way.tls_ca.map_or(String::new(), |ca| {
+        format!("sip_cafile {}\nmodule srtp.so\n", ca.display())
+    });
     let config = format!(
-        "sip_listen {CLIENT_IP}:{sip_port}\nnet_interface {CLIENT_IP}\n\
+        "sip_listen {CLIENT_IP}:{sip_port}\nnet_interface {CLIENT_IP}\n{tls}\
          audio_source aufile,{wav}\nausrc_srate 48000\nausrc_channels 1\n\
          audio_player aubridge,null-p{index}\nrtp_ports {rtp}-{end}\n\
          snd_path {rec}\nmodule_path /usr/lib/baresip/modules\n\
-         module g711.so\nmodule aufile.so\nmodule aubridge.so\nmodule sndfile.so\n\
+         module g711.so\nmodule aufile.so\nmodule aubridge.so\nmodule sndfile.so\n{stdio}\
          module_tmp account.so\nmodule_app menu.so\n",
         wav = wav.display(),
         end = rtp + 9,
         rec = dir.join("rec").display(),
+        stdio = if way.interactive {
+            "module stdio.so\n"
+        } else {
+            ""
+        },
     );
     std::fs::write(dir.join("config"), config).unwrap();
+    let enc = if way.tls_ca.is_some() {
+        ";mediaenc=srtp-mand"
+    } else {
+        ""
+    };
     std::fs::write(
         dir.join("accounts"),
         format!(
-            "<sip:p{index}@{CLIENT_IP}:{sip_port}>;regint=0;answermode=manual;audio_codecs=pcmu\n"
+            "<sip:p{index}@{CLIENT_IP}:{sip_port}>;regint=0;answermode=manual;audio_codecs=pcmu{enc}\n"
         ),
     )
     .unwrap();
@@ -309,10 +176,23 @@ fn phone(ns: &Namespaces, dir: &Path, index: usize, target: &str, seconds: u32) 
             .args(["netns", "exec", &ns.client, "baresip", "-f"])
             .arg(dir)
             .args(["-e", &format!("/dial {target}"), "-t", &seconds.to_string()])
-            .stdin(Stdio::null())
+            .stdin(if way.interactive {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(log.try_clone().unwrap())
             .stderr(log),
     )
+}
+
+/// Types a command at an interactive phone's prompt.
+fn type_command(phone: &mut Guarded, command: &str) {
+    use std::io::Write;
+    let stdin = phone.0.stdin.as_mut().expect("an interactive phone");
+    stdin.write_all(command.as_bytes()).unwrap();
+    stdin.write_all(b"\n").unwrap();
+    stdin.flush().unwrap();
 }
 
 /// What baresip decoded (its sndfile `*-dec.wav`), as 16-bit samples at its rate.
@@ -342,7 +222,8 @@ fn heard(dir: &Path) -> (u32, Vec<i16>) {
     (rate, samples)
 }
 
-fn participants(ns: &Namespaces) -> Vec<(String, String, String)> {
+/// The meeting's roster: (id, state, disconnect reason, on hold, SRTP).
+fn participants(ns: &Namespaces) -> Vec<(String, String, String, bool, bool)> {
     let (status, body) = api(&ns.bridge, "GET", &format!("/v1/conferences/{MEETING}"), "");
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -359,121 +240,329 @@ fn participants(ns: &Namespaces) -> Vec<(String, String, String)> {
                     .as_str()
                     .unwrap_or_default()
                     .to_owned(),
+                p["on_hold"].as_bool().unwrap_or(false),
+                p["media"]["srtp"].as_bool().unwrap_or(false),
             )
         })
         .collect()
 }
 
+/// Waits (at most `limit`) until the roster satisfies `ok`; the last roster seen.
+fn wait_for(
+    ns: &Namespaces,
+    limit: Duration,
+    ok: impl Fn(&[(String, String, String, bool, bool)]) -> bool,
+) -> Vec<(String, String, String, bool, bool)> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let roster = participants(ns);
+        if ok(&roster) || Instant::now() > deadline {
+            return roster;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A meeting on a fresh bridge behind `ns`'s NAT: the bridge's guard.
+fn bridge_with_meeting(
+    ns: &Namespaces,
+    data: &Path,
+    (sip, media, advertise): (&str, &str, Option<&str>),
+    extra: &[&str],
+) -> Guarded {
+    let bridge = start_bridge(ns, data, sip, media, advertise, extra);
+    let (status, body) = api(
+        &ns.bridge,
+        "POST",
+        "/v1/conferences",
+        &format!("{{\"id\":\"{MEETING}\"}}"),
+    );
+    assert_eq!(status, 201, "{body}");
+    bridge
+}
+
+/// Two phones call through the NAT (over `way`); each must hear the other; phone 0 hangs up
+/// by itself and the bridge ejects phone 1 (its BYE must reach the phone through the NAT).
+fn two_phones_talk(
+    name: &str,
+    ns: &Namespaces,
+    dir: &Path,
+    data: &Path,
+    target: &str,
+    way: Way<'_>,
+) {
+    let dirs: Vec<PathBuf> = (0..2).map(|i| dir.join(format!("p{i}"))).collect();
+    // Phone 1 stays on until the bridge ejects it; phone 0 hangs up by itself first.
+    let mut phones: Vec<Guarded> = vec![
+        phone(ns, &dirs[0], 0, target, 8, way),
+        phone(ns, &dirs[1], 1, target, 30, way),
+    ];
+    let logs = || {
+        format!(
+            "bridge:\n{}\nphones:\n{}\n----\n{}",
+            std::fs::read_to_string(data.join("confab.log")).unwrap_or_default(),
+            std::fs::read_to_string(dirs[0].join("baresip.log")).unwrap_or_default(),
+            std::fs::read_to_string(dirs[1].join("baresip.log")).unwrap_or_default()
+        )
+    };
+    std::thread::sleep(Duration::from_secs(5));
+    let roster = participants(ns);
+    assert_eq!(
+        roster.iter().filter(|p| p.1 == "connected").count(),
+        2,
+        "{name}: {roster:?}\n{}",
+        logs()
+    );
+    if way.tls_ca.is_some() {
+        assert!(
+            roster.iter().all(|p| p.4),
+            "{name}: not every leg is SRTP: {roster:?}"
+        );
+    }
+    // Phone 0 quits after 8 s with a BYE from behind the NAT.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !phones[0].exited() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let roster = wait_for(ns, Duration::from_secs(3), |r| {
+        r.iter().filter(|p| p.2 == "hangup").count() == 1
+    });
+    assert_eq!(
+        roster.iter().filter(|p| p.2 == "hangup").count(),
+        1,
+        "{name}: phone 0's BYE: {roster:?}\n{}",
+        logs()
+    );
+    // The bridge ejects phone 1: its BYE must reach the phone through the NAT.
+    let (id, ..) = roster
+        .iter()
+        .find(|p| p.1 == "connected")
+        .cloned()
+        .unwrap_or_else(|| panic!("{name}: {roster:?}"));
+    let (status, body) = api(
+        &ns.bridge,
+        "DELETE",
+        &format!("/v1/conferences/{MEETING}/participants/{id}"),
+        "",
+    );
+    assert!(
+        status == 200 || status == 204,
+        "{name}: eject: {status} {body}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let closed = loop {
+        let log = std::fs::read_to_string(dirs[1].join("baresip.log")).unwrap_or_default();
+        if log.contains("session closed") || log.contains("terminated") {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        closed,
+        "{name}: the bridge's BYE did not reach phone 1\n{}",
+        logs()
+    );
+    drop(phones.drain(..));
+    // Two-way audio through the NAT: each heard the other's tone, measured on what baresip
+    // decoded, over the seconds both were in the call.
+    for (i, d) in dirs.iter().enumerate() {
+        let (rate, samples) = heard(d);
+        let from = rate as usize;
+        let to = (6 * rate as usize).min(samples.len());
+        assert!(
+            to > from + rate as usize,
+            "{name}: phone {i} recorded {} samples",
+            samples.len()
+        );
+        let window = &samples[from..to];
+        let other = confab_dsp::signal::tone_level_dbov(window, rate, TONES[1 - i]);
+        let own = confab_dsp::signal::tone_level_dbov(window, rate, TONES[i]);
+        assert!(
+            other > -30.0 && own < other - 20.0,
+            "{name}: phone {i} heard the other at {other:.1} dBov and itself at {own:.1}\n{}",
+            logs()
+        );
+    }
+}
+
 #[test]
 fn phones_behind_a_nat_talk_through_the_bridge_for_every_bind_and_advertise_combination() {
-    if let Some(why) = missing_prerequisite() {
-        assert!(
-            std::env::var("CONFAB_REQUIRE_NETNS").is_err(),
-            "CONFAB_REQUIRE_NETNS is set but: {why}"
-        );
-        eprintln!("SKIP: {why}");
+    if skip() {
         return;
     }
     let _turn = support::exclusive();
     for (name, sip, media, advertise) in COMBINATIONS {
-        let ns = Namespaces::new();
+        let ns = Namespaces::new(&PLAN);
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
-        let _bridge = start_bridge(&ns, &data, sip, media, advertise);
-        let (status, body) = api(
-            &ns.bridge,
-            "POST",
-            "/v1/conferences",
-            &format!("{{\"id\":\"{MEETING}\"}}"),
-        );
-        assert_eq!(status, 201, "{name}: {body}");
+        let _bridge = bridge_with_meeting(&ns, &data, (sip, media, advertise), &[]);
         let target = format!("sip:{MEETING}@{BRIDGE_IP}:5060");
-        let dirs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("p{i}"))).collect();
-        // Phone 1 stays on until the bridge ejects it; phone 0 hangs up by itself first.
-        let mut phones: Vec<Guarded> = vec![
-            phone(&ns, &dirs[0], 0, &target, 8),
-            phone(&ns, &dirs[1], 1, &target, 30),
-        ];
-        std::thread::sleep(Duration::from_secs(5));
-        let roster = participants(&ns);
-        let logs = || {
-            format!(
-                "bridge:\n{}\nphones:\n{}\n----\n{}",
-                std::fs::read_to_string(data.join("confab.log")).unwrap_or_default(),
-                std::fs::read_to_string(dirs[0].join("baresip.log")).unwrap_or_default(),
-                std::fs::read_to_string(dirs[1].join("baresip.log")).unwrap_or_default()
-            )
-        };
-        assert_eq!(
-            roster.iter().filter(|p| p.1 == "connected").count(),
-            2,
-            "{name}: {roster:?}\n{}",
-            logs()
-        );
-        // Phone 0 quits after 8 s with a BYE from behind the NAT.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !phones[0].exited() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        let roster = participants(&ns);
-        assert_eq!(
-            roster.iter().filter(|p| p.2 == "hangup").count(),
-            1,
-            "{name}: phone 0's BYE: {roster:?}\n{}",
-            logs()
-        );
-        // The bridge ejects phone 1: its BYE must reach the phone through the NAT.
-        let (id, ..) = roster
-            .iter()
-            .find(|p| p.1 == "connected")
-            .cloned()
-            .unwrap_or_else(|| panic!("{name}: {roster:?}"));
-        let (status, body) = api(
-            &ns.bridge,
-            "DELETE",
-            &format!("/v1/conferences/{MEETING}/participants/{id}"),
-            "",
-        );
+        two_phones_talk(name, &ns, dir.path(), &data, &target, Way::default());
+    }
+}
+
+#[test]
+fn phones_behind_a_nat_talk_over_sip_on_tls_with_srtp() {
+    if skip() {
+        return;
+    }
+    let _turn = support::exclusive();
+    let pki = TestPki::new(&[BRIDGE_IP]);
+    let ns = Namespaces::new(&PLAN);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let (cert, key) = (pki.cert.to_str().unwrap(), pki.key.to_str().unwrap());
+    let _bridge = bridge_with_meeting(
+        &ns,
+        &data,
+        (COMBINATIONS[0].1, COMBINATIONS[0].2, COMBINATIONS[0].3),
+        &["--sip-tls-cert", cert, "--sip-tls-key", key],
+    );
+    let target = format!("sip:{MEETING}@{BRIDGE_IP}:5061;transport=tls");
+    let way = Way {
+        interactive: false,
+        tls_ca: Some(&pki.ca),
+    };
+    two_phones_talk("TLS and SRTP", &ns, dir.path(), &data, &target, way);
+    let log = std::fs::read_to_string(data.join("confab.log")).unwrap_or_default();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// The samples of `packets` that arrived between `from` and `to`.
+fn arrived(packets: &[(Instant, Vec<i16>)], from: Instant, to: Instant) -> Vec<i16> {
+    packets
+        .iter()
+        .filter(|(t, _)| *t >= from && *t < to)
+        .flat_map(|(_, s)| s.iter().copied())
+        .collect()
+}
+
+#[test]
+fn a_phone_behind_a_nat_holds_and_resumes() {
+    if skip() {
+        return;
+    }
+    let _turn = support::exclusive();
+    let ns = Namespaces::new(&PLAN);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let (_, sip, media, advertise) = COMBINATIONS[0];
+    let _bridge = bridge_with_meeting(&ns, &data, (sip, media, advertise), &[]);
+    let target = format!("sip:{MEETING}@{BRIDGE_IP}:5060");
+    // What reaches phone 0 (its RTP ports), read off the wire in the client namespace.
+    let tap = Tap::start(&ns.client, 30000..30010);
+    let dirs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("p{i}"))).collect();
+    let interactive = Way {
+        interactive: true,
+        tls_ca: None,
+    };
+    let mut phones = [
+        phone(&ns, &dirs[0], 0, &target, 40, interactive),
+        phone(&ns, &dirs[1], 1, &target, 40, Way::default()),
+    ];
+    let logs = || {
+        format!(
+            "bridge:\n{}\nphones:\n{}\n----\n{}",
+            std::fs::read_to_string(data.join("confab.log")).unwrap_or_default(),
+            std::fs::read_to_string(dirs[0].join("baresip.log")).unwrap_or_default(),
+            std::fs::read_to_string(dirs[1].join("baresip.log")).unwrap_or_default()
+        )
+    };
+    let connected = |r: &[(String, String, String, bool, bool)]| {
+        r.iter().filter(|p| p.1 == "connected").count() == 2
+    };
+    let roster = wait_for(&ns, Duration::from_secs(10), connected);
+    assert!(connected(&roster), "{roster:?}\n{}", logs());
+    // Phone 1's recording starts about when it is connected.
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(4));
+    type_command(&mut phones[0], "/hold");
+    let held = |r: &[(String, String, String, bool, bool)]| r.iter().filter(|p| p.3).count() == 1;
+    let roster = wait_for(&ns, Duration::from_secs(5), held);
+    assert!(held(&roster), "not on hold: {roster:?}\n{}", logs());
+    let hold = Instant::now();
+    std::thread::sleep(Duration::from_secs(4));
+    type_command(&mut phones[0], "/resume");
+    let resumed =
+        |r: &[(String, String, String, bool, bool)]| connected(r) && r.iter().all(|p| !p.3);
+    let roster = wait_for(&ns, Duration::from_secs(5), resumed);
+    assert!(resumed(&roster), "not resumed: {roster:?}\n{}", logs());
+    let resume = Instant::now();
+    std::thread::sleep(Duration::from_secs(4));
+    let end = Instant::now();
+    let packets = tap.stop();
+    let roster = participants(&ns);
+    assert!(connected(&roster), "a call ended: {roster:?}\n{}", logs());
+    drop(phones);
+
+    let margin = Duration::from_millis(1200);
+    let windows = [
+        ("before the hold", start + margin, hold),
+        ("on hold", hold + margin, resume),
+        (
+            "after the resume",
+            resume + margin + Duration::from_millis(500),
+            end,
+        ),
+    ];
+    // Phone 1 (never held; baresip records it throughout): phone 0's tone, then none, then
+    // the tone again.
+    let (rate, samples) = heard(&dirs[1]);
+    let at = |t: Instant| ((t - start).as_secs_f64() * f64::from(rate)) as usize;
+    for (i, (what, from, to)) in windows.iter().enumerate() {
+        let window = &samples[at(*from).min(samples.len())..at(*to).min(samples.len())];
         assert!(
-            status == 200 || status == 204,
-            "{name}: eject: {status} {body}"
-        );
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let closed = loop {
-            let log = std::fs::read_to_string(dirs[1].join("baresip.log")).unwrap_or_default();
-            if log.contains("session closed") || log.contains("terminated") {
-                break true;
-            }
-            if Instant::now() > deadline {
-                break false;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        assert!(
-            closed,
-            "{name}: the bridge's BYE did not reach phone 1\n{}",
+            window.len() >= rate as usize,
+            "phone 1 recorded {} samples in all\n{}",
+            samples.len(),
             logs()
         );
-        drop(phones.drain(..));
-        // Two-way audio through the NAT: each heard the other's tone, measured on what baresip
-        // decoded, over the seconds both were in the call.
-        for (i, d) in dirs.iter().enumerate() {
-            let (rate, samples) = heard(d);
-            let from = rate as usize;
-            let to = (6 * rate as usize).min(samples.len());
+        let shares = tone_shares(window, rate, TONES[0]);
+        eprintln!("phone 1 {what}: phone 0's tone {}", describe(&shares));
+        let ok = if i == 1 {
+            absent(&shares)
+        } else {
+            present(&shares)
+        };
+        assert!(
+            ok,
+            "phone 1, {what}: phone 0's tone {}\n{}",
+            describe(&shares),
+            logs()
+        );
+    }
+    // Phone 0 (what reached it through the NAT): phone 1's tone, then none, then the tone
+    // again; never its own.
+    for (i, (what, from, to)) in windows.iter().enumerate() {
+        let window = arrived(&packets, *from, *to);
+        let other = tone_shares(&window, 8000, TONES[1]);
+        let own = tone_shares(&window, 8000, TONES[0]);
+        eprintln!(
+            "phone 0 {what}: {} samples, phone 1's tone {}, its own {}",
+            window.len(),
+            describe(&other),
+            describe(&own)
+        );
+        if i == 1 {
             assert!(
-                to > from + rate as usize,
-                "{name}: phone {i} recorded {} samples",
-                samples.len()
+                absent(&other),
+                "phone 0 on hold was sent phone 1's tone: {}\n{}",
+                describe(&other),
+                logs()
             );
-            let window = &samples[from..to];
-            let other = confab_dsp::signal::tone_level_dbov(window, rate, TONES[1 - i]);
-            let own = confab_dsp::signal::tone_level_dbov(window, rate, TONES[i]);
+        } else {
             assert!(
-                other > -30.0 && own < other - 20.0,
-                "{name}: phone {i} heard the other at {other:.1} dBov and itself at {own:.1}\n{}",
+                window.len() >= 8000 && present(&other) && absent(&own),
+                "phone 0, {what}: {} samples, phone 1's tone {}, its own {}\n{}",
+                window.len(),
+                describe(&other),
+                describe(&own),
                 logs()
             );
         }
