@@ -327,3 +327,245 @@ fn chromium_joins_by_the_page_and_the_console_mutes_and_locks() {
     assert!(s == 200 || s == 204, "{s}");
     server.stop();
 }
+
+/// A STUN server that answers Binding requests (RFC 8489: XOR-MAPPED-ADDRESS of the sender,
+/// IPv4) and counts them; it stops when `stop` is set.
+fn stun_server(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (
+    SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::sync::atomic::Ordering;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let addr = socket.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&seen);
+    let thread = std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((n, SocketAddr::V4(from))) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            // A Binding request with the magic cookie; anything else is not answered.
+            if n < 20 || buf[..2] != [0, 1] || buf[4..8] != [0x21, 0x12, 0xa4, 0x42] {
+                continue;
+            }
+            count.fetch_add(1, Ordering::Relaxed);
+            let mut reply = vec![0x01, 0x01, 0, 12];
+            reply.extend_from_slice(&buf[4..20]);
+            let port = from.port() ^ 0x2112;
+            let ip = u32::from(*from.ip()) ^ 0x2112_a442;
+            reply.extend_from_slice(&[0x00, 0x20, 0, 8, 0, 1]);
+            reply.extend_from_slice(&port.to_be_bytes());
+            reply.extend_from_slice(&ip.to_be_bytes());
+            let _ = socket.send_to(&reply, from);
+        }
+    });
+    (addr, seen, thread)
+}
+
+/// The join page on a bridge with an API token and STUN/TURN servers: Chromium is given the
+/// servers (its `getConfiguration()` has them, and it asks the STUN server), the roster shows
+/// without the API token (the page never has it: it reads with its WHIP session's roster
+/// token); when the bridge lets the session go (deleted here, with the page's event stream
+/// stopped first so that only the connection can tell it), the page joins again as a new
+/// participant of the same name; once ejected, it does not.
+#[test]
+fn chromium_rejoins_after_losing_its_session_with_the_configured_ice_servers() {
+    if !support::require(&["node", "chromium", "sox"])
+        || !support::require_path("tests/browser/node_modules/playwright-core")
+    {
+        return;
+    }
+    let _turn = support::exclusive();
+    let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    let data = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(&["127.0.0.1", "localhost"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stun, stun_seen, stun_thread) = stun_server(std::sync::Arc::clone(&stop));
+    // A TURN server over TCP where nothing listens: refused at once, so gathering is not held up.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = data.path().join("confab.toml");
+    let ice = json!([
+        { "urls": [format!("stun:{stun}")] },
+        { "urls": [format!("turn:127.0.0.1:{closed}?transport=tcp")],
+          "username": "1733400000:chromium", "credential": "dHVybi1zZWNyZXQ=" },
+    ]);
+    std::fs::write(
+        &config,
+        format!(
+            "[webrtc]\nice_servers = [\n  {{ urls = [\"stun:{stun}\"] }},\n  \
+             {{ urls = [\"turn:127.0.0.1:{closed}?transport=tcp\"], \
+             username = \"1733400000:chromium\", credential = \"dHVybi1zZWNyZXQ=\" }},\n]\n"
+        ),
+    )
+    .unwrap();
+    let token = "operator-only-5e3d";
+    let server = Server::start(
+        data.path(),
+        Some(token),
+        &[
+            "--api-tls-cert",
+            pki.cert.to_str().unwrap(),
+            "--api-tls-key",
+            pki.key.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--media-timeout-secs",
+            "300",
+        ],
+    );
+    let call = |method: &str, path: &str, body: Option<&str>| {
+        https(server.api, &pki.ca, method, path, body, Some(token))
+    };
+    let (s, v) = call(
+        "POST",
+        "/v1/conferences",
+        Some(r#"{"id":"6161","name":"Rejoin","passcode":"8642"}"#),
+    );
+    assert_eq!(s, 201, "{v}");
+    let phone = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 0x6161);
+    let body = json!({ "sdp": support::offer_for(&phone, 0, "PCMU/8000"), "display_name": "phone",
+                       "uri": "sip:+4930765432@gw.example.net" })
+    .to_string();
+    let (s, v) = call("POST", "/v1/conferences/6161/participants", Some(&body));
+    assert_eq!(s, 201, "{v}");
+
+    let fake = data.path().join("mic-660.wav");
+    tone_wav(&fake, 48000, 660.0, 60);
+    let mut node = Guarded::spawn(
+        Command::new("node")
+            .arg(format!("{browser_dir}/rejoin.mjs"))
+            .arg(format!("https://{}", server.api))
+            .args(["6161", "8642"])
+            .arg(&fake)
+            .arg(spki_hash(&pki))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    );
+    let mut to_node = node.0.stdin.take().unwrap();
+    let (tx, steps) = mpsc::channel::<Value>();
+    let stdout = node.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let next_step = |limit: Duration| -> Value {
+        let v = steps.recv_timeout(limit).expect("the browser script stalled");
+        assert_ne!(v["step"], "error", "{v}");
+        v
+    };
+    let mut go = || {
+        to_node.write_all(b"go\n").unwrap();
+        to_node.flush().unwrap();
+    };
+    let chromiums = || -> Vec<Value> {
+        let (s, v) = call("GET", "/v1/conferences/6161/participants", None);
+        assert_eq!(s, 200, "{v}");
+        v["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["display_name"] == "Chromium")
+            .cloned()
+            .collect()
+    };
+
+    // 1. Joined: the configured servers, asked; the roster without the API token.
+    let joined = next_step(Duration::from_secs(60));
+    assert_eq!(joined["step"], "joined", "{joined}");
+    // (Chromium fills in empty strings for what an entry leaves out.)
+    let mut given = joined["iceServers"].clone();
+    for server in given.as_array_mut().unwrap() {
+        server.as_object_mut().unwrap().retain(|_, v| v != "");
+    }
+    assert_eq!(given, ice, "{joined}");
+    assert!(
+        stun_seen.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "Chromium never asked the configured STUN server"
+    );
+    assert_eq!(joined["apiToken"], Value::Null, "{joined}");
+    let rows = joined["roster"].to_string();
+    assert!(
+        rows.contains("phone") && rows.contains("Chromium (you)"),
+        "{rows}"
+    );
+    assert!(!rows.contains("4930765432"), "{rows}");
+    let first = joined["participant"].as_str().unwrap().to_owned();
+    go();
+
+    // 2. The bridge lets the session go; the page only sees its connection fail.
+    let cut = next_step(Duration::from_secs(20));
+    assert_eq!(cut["step"], "cut", "{cut}");
+    let location = joined["location"].as_str().unwrap();
+    let (s, _, b) = https_raw(server.api, &pki.ca, "DELETE", location, None, None, &[]);
+    assert_eq!(s, 200, "{b}");
+    let lost = Instant::now();
+    go();
+    let rejoined = next_step(Duration::from_secs(60));
+    assert_eq!(rejoined["step"], "rejoined", "{rejoined}");
+    let second = rejoined["participant"].as_str().unwrap().to_owned();
+    assert_ne!(first, second, "{rejoined}");
+    assert!(
+        rejoined["statusLog"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "Reconnecting…"),
+        "{rejoined}"
+    );
+    assert!(
+        rejoined["roster"].to_string().contains("Chromium (you)"),
+        "{rejoined}"
+    );
+    eprintln!("rejoined {:?} after the session was deleted", lost.elapsed());
+    let present = chromiums();
+    let state = |id: &str| {
+        present
+            .iter()
+            .find(|p| p["id"] == id)
+            .map(|p| p["state"].clone())
+    };
+    assert_eq!(state(&first), Some(json!("disconnected")), "{present:?}");
+    assert_eq!(state(&second), Some(json!("connected")), "{present:?}");
+
+    // 3. Ejected: the page says so and does not join again.
+    let (s, v) = call(
+        "DELETE",
+        &format!("/v1/conferences/6161/participants/{second}"),
+        None,
+    );
+    assert!(s == 200 || s == 204, "{s} {v}");
+    go();
+    let ejected = next_step(Duration::from_secs(60));
+    assert_eq!(ejected["step"], "ejected", "{ejected}");
+    assert_eq!(ejected["sessions"], 2, "{ejected}");
+    assert_eq!(ejected["over"], "ejected", "{ejected}");
+    let after = chromiums();
+    assert_eq!(after.len(), 2, "no third join: {after:?}");
+    assert!(
+        after.iter().all(|p| p["state"] == "disconnected"),
+        "{after:?}"
+    );
+
+    drop(go);
+    let _ = node.0.wait();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = stun_thread.join();
+    let (s, _) = call("DELETE", "/v1/conferences/6161", None);
+    assert!(s == 200 || s == 204, "{s}");
+    server.stop();
+}

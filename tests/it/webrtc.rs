@@ -18,6 +18,10 @@ use support::server::{Server, http_raw};
 
 const CHROMIUM_OFFER: &str = include_str!("../fixtures/chromium-156-offer.sdp");
 
+// The roster token of a WHIP session: tests/it/webrtc_roster.rs.
+#[path = "webrtc_roster.rs"]
+mod roster;
+
 /// POSTs an SDP offer to the conference's WHIP endpoint: status, headers, body.
 fn whip(
     server: &Server,

@@ -152,6 +152,14 @@
       call.roster = r.headers.get("Confab-Roster-Token");
       call.sessions += 1;
       await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
+      // The bridge closing DTLS (it let this session go) fails the call at once, without
+      // waiting for ICE to notice.
+      const dtls = call.sender.transport;
+      if (dtls) {
+        dtls.addEventListener("statechange", () => {
+          if (pc === call.pc && !call.over && (dtls.state === "closed" || dtls.state === "failed")) reconnect();
+        });
+      }
     } catch (e) {
       pc.close();
       throw e;
