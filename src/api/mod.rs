@@ -277,15 +277,13 @@ async fn auth(State(state): State<AppState>, mut request: Request, next: Next) -
         request
             .extensions_mut()
             .insert(view::ParticipantView { token: given });
-    } else if state.token.is_some() {
-        if !operator {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a valid bearer token is required",
-            )
-            .into_response();
-        }
+    } else if state.token.is_some() && !operator {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        )
+        .into_response();
     }
     let response = tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await;
     match response {

@@ -248,7 +248,7 @@ ice_servers = [
                 "unknown field `password`",
             ),
             (
-                format!("ice_servers = [{}]", vec![r#"{ urls = ["stun:a"] }"#; 9].join(", ")),
+                format!("ice_servers = [{}]", [r#"{ urls = ["stun:a"] }"#; 9].join(", ")),
                 "webrtc.ice_servers has 9 entries; at most 8 are allowed",
             ),
         ];

@@ -216,9 +216,15 @@ mod tests {
         assert!(a.answer.contains("a=ice-lite"), "{}", a.answer);
         // Our address in o= and c=, never 0.0.0.0.
         assert!(!a.answer.contains("0.0.0.0"), "{}", a.answer);
-        assert!(a.answer.contains("\r\nc=IN IP4 127.0.0.1\r\n"), "{}", a.answer);
         assert!(
-            a.answer.lines().any(|l| l.starts_with("o=") && l.ends_with(" IN IP4 127.0.0.1")),
+            a.answer.contains("\r\nc=IN IP4 127.0.0.1\r\n"),
+            "{}",
+            a.answer
+        );
+        assert!(
+            a.answer
+                .lines()
+                .any(|l| l.starts_with("o=") && l.ends_with(" IN IP4 127.0.0.1")),
             "{}",
             a.answer
         );

@@ -464,7 +464,9 @@ fn chromium_rejoins_after_losing_its_session_with_the_configured_ice_servers() {
         }
     });
     let next_step = |limit: Duration| -> Value {
-        let v = steps.recv_timeout(limit).expect("the browser script stalled");
+        let v = steps
+            .recv_timeout(limit)
+            .expect("the browser script stalled");
         assert_ne!(v["step"], "error", "{v}");
         v
     };
@@ -531,7 +533,10 @@ fn chromium_rejoins_after_losing_its_session_with_the_configured_ice_servers() {
         rejoined["roster"].to_string().contains("Chromium (you)"),
         "{rejoined}"
     );
-    eprintln!("rejoined {:?} after the session was deleted", lost.elapsed());
+    eprintln!(
+        "rejoined {:?} after the session was deleted",
+        lost.elapsed()
+    );
     let present = chromiums();
     let state = |id: &str| {
         present
@@ -561,7 +566,6 @@ fn chromium_rejoins_after_losing_its_session_with_the_configured_ice_servers() {
         "{after:?}"
     );
 
-    drop(go);
     let _ = node.0.wait();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = stun_thread.join();

@@ -132,10 +132,7 @@ fn a_roster_token_reads_its_own_conference_and_nothing_else() {
         .iter()
         .filter_map(|p| p["display_name"].as_str())
         .collect();
-    assert!(
-        names.contains(&"phone") && names.contains(&"tester"),
-        "{v}"
-    );
+    assert!(names.contains(&"phone") && names.contains(&"tester"), "{v}");
     for p in list {
         let mut keys: Vec<&str> = p.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort_unstable();
@@ -184,9 +181,18 @@ fn a_roster_token_reads_its_own_conference_and_nothing_else() {
     }
     // No write: not its own mute, not an eject, not a new conference, not a token, not an end.
     let writes = [
-        ("POST", format!("/v1/conferences/7070/participants/{me}/mute")),
-        ("POST", format!("/v1/conferences/7070/participants/{phone_id}/mute")),
-        ("DELETE", format!("/v1/conferences/7070/participants/{phone_id}")),
+        (
+            "POST",
+            format!("/v1/conferences/7070/participants/{me}/mute"),
+        ),
+        (
+            "POST",
+            format!("/v1/conferences/7070/participants/{phone_id}/mute"),
+        ),
+        (
+            "DELETE",
+            format!("/v1/conferences/7070/participants/{phone_id}"),
+        ),
         ("POST", "/v1/conferences/7070/participants".to_owned()),
         ("POST", "/v1/conferences/7070/lock".to_owned()),
         ("POST", "/v1/conferences/7070/tokens".to_owned()),
@@ -203,7 +209,10 @@ fn a_roster_token_reads_its_own_conference_and_nothing_else() {
         &format!("/v1/conferences/7070/participants/{phone_id}"),
         None,
     );
-    assert_ne!(v["participant"]["state"], "disconnected", "still there: {v}");
+    assert_ne!(
+        v["participant"]["state"], "disconnected",
+        "still there: {v}"
+    );
     let (_, v) = server.call("GET", "/v1/conferences/7070", None);
     assert_eq!(v["conference"]["locked"], false, "{v}");
 
