@@ -86,14 +86,16 @@ impl TryFrom<Vec<RawIceServer>> for IceServers {
     fn try_from(raw: Vec<RawIceServer>) -> Result<Self, String> {
         if raw.len() > MAX_ICE_SERVERS {
             return Err(format!(
-                "webrtc.ice_servers has {} entries; at most {MAX_ICE_SERVERS} are allowed",
+                "{} entries; at most {MAX_ICE_SERVERS} are allowed",
                 raw.len()
             ));
         }
         raw.into_iter()
             .enumerate()
             .map(|(i, r)| {
-                check(&r).map_err(|e| format!("webrtc.ice_servers[{i}]: {e}"))?;
+                // Counted from 1, as a reader of the file counts them; the key comes first
+                // (ConfigError names it from the line).
+                check(&r).map_err(|e| format!("entry {}: {e}", i + 1))?;
                 Ok(IceServer {
                     urls: r.urls,
                     username: r.username,
@@ -218,11 +220,11 @@ ice_servers = [
         let cases = [
             (
                 r#"ice_servers = [{ urls = ["stun:a"] }, { urls = ["http://turn.example.net"] }]"#.to_owned(),
-                "webrtc.ice_servers[1]: `http://turn.example.net` is not a stun:, stuns:, turn: or turns: URL",
+                "webrtc.ice_servers: entry 2: `http://turn.example.net` is not a stun:, stuns:, turn: or turns: URL",
             ),
             (
                 r#"ice_servers = [{ urls = ["turn:turn.example.net"] }]"#.to_owned(),
-                "webrtc.ice_servers[0]: a TURN server needs a username and a credential; username is missing",
+                "webrtc.ice_servers: entry 1: a TURN server needs a username and a credential; username is missing",
             ),
             (
                 r#"ice_servers = [{ urls = ["turns:t.example.net"], username = "u" }]"#.to_owned(),
@@ -249,7 +251,7 @@ ice_servers = [
             ),
             (
                 format!("ice_servers = [{}]", [r#"{ urls = ["stun:a"] }"#; 9].join(", ")),
-                "webrtc.ice_servers has 9 entries; at most 8 are allowed",
+                "webrtc.ice_servers: 9 entries; at most 8 are allowed",
             ),
         ];
         for (line, want) in cases {
@@ -259,5 +261,12 @@ ice_servers = [
             assert!(e.contains(want), "{line}\n  gave: {e}\n  want: {want}");
             assert!(e.starts_with("webrtc.ice_servers"), "names the key: {e}");
         }
+        // The table-array spelling is named the same way.
+        let e = error("[webrtc]\n[[webrtc.ice_servers]]\nurls = [\"turn:t\"]\n");
+        assert!(
+            e.to_string()
+                .starts_with("webrtc.ice_servers: entry 1: a TURN server needs"),
+            "{e}"
+        );
     }
 }
