@@ -133,12 +133,13 @@ impl AuthGate {
         Some(Duration::from_secs(age))
     }
 
-    /// The `WWW-Authenticate` values of a 401 for `ip`: SHA-256 first, as RFC 8760 asks, then
-    /// MD5 for the clients that know only it.
+    /// The `WWW-Authenticate` values of a 401 for `ip`: MD5, then SHA-256. RFC 8760 would put
+    /// SHA-256 first, but SIPp 3.6 and baresip 1.0 answer only the first challenge and know
+    /// only MD5 (they fail the call on a SHA-256 first); clients that know both pick SHA-256.
     pub(crate) fn challenges(&mut self, now: Instant, ip: IpAddr, stale: bool) -> Vec<String> {
         let nonce = self.nonce(now, ip);
         let stale = if stale { ", stale=true" } else { "" };
-        [Algorithm::Sha256, Algorithm::Md5]
+        [Algorithm::Md5, Algorithm::Sha256]
             .into_iter()
             .map(|a| {
                 format!(

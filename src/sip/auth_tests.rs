@@ -38,7 +38,7 @@ fn a_right_answer_signs_in_with_either_hash_and_is_not_replayed() {
     );
     let challenges = g.challenges(t0, ip(1), false);
     assert_eq!(challenges.len(), 2);
-    assert!(challenges[0].contains("algorithm=SHA-256") && challenges[1].contains("algorithm=MD5"));
+    assert!(challenges[0].contains("algorithm=MD5") && challenges[1].contains("algorithm=SHA-256"));
     for (i, challenge) in challenges.iter().enumerate() {
         let a = answer(challenge, "s3cret", 1);
         let verdict = g.check(t0, ip(1), "INVITE", URI, [a.as_str()].into_iter());

@@ -72,7 +72,7 @@ fn an_untrusted_softclient_is_challenged_signs_in_and_hangs_up() {
     uas.handle(t0, me, &invite_from(me, "a1", 1, ""));
     let (sent, actions) = drain(&mut uas);
     let values = challenges(&sent);
-    assert!(values[0].contains("algorithm=SHA-256") && values[0].contains("qop=\"auth\""));
+    assert!(values[1].contains("algorithm=SHA-256") && values[0].contains("qop=\"auth\""));
     assert!(actions.is_empty(), "nothing joins before signing in");
     assert_eq!(uas.state_size(), 0, "a challenge keeps no state");
     // The ACK of the 401 is a stranger's ACK: dropped quietly.

@@ -35,7 +35,6 @@ mod metrics_labels;
 mod mixer_alloc;
 mod netns_nat;
 mod quickstart;
-mod quickstart;
 mod sip_attendant;
 mod sip_baresip;
 mod sip_dialout;

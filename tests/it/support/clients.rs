@@ -171,6 +171,11 @@ impl Baresip {
     /// Starts baresip, which dials `target` at once (none: it waits for calls and answers
     /// them itself) and quits after `seconds` (with a BYE).
     pub fn dial(root: &Path, o: BaresipOptions<'_>) -> Self {
+        Self::dial_as(root, o, None)
+    }
+
+    /// The same with a digest account (`auth_user`, `auth_pass`) for the challenges it meets.
+    pub fn dial_as(root: &Path, o: BaresipOptions<'_>, account: Option<(&str, &str)>) -> Self {
         let dir = root.join(o.name);
         std::fs::create_dir_all(dir.join("rec")).unwrap();
         let wav = dir.join("tone.wav");
@@ -197,10 +202,13 @@ impl Baresip {
         );
         std::fs::write(dir.join("config"), config).unwrap();
         let enc = if o.srtp { ";mediaenc=srtp-mand" } else { "" };
+        let auth = account
+            .map(|(user, pass)| format!(";auth_user={user};auth_pass={pass}"))
+            .unwrap_or_default();
         std::fs::write(
             dir.join("accounts"),
             format!(
-                "<sip:{name}@127.0.0.1:{sip_port}>;regint=0;answermode={mode};audio_codecs={codec}{enc}\n",
+                "<sip:{name}@127.0.0.1:{sip_port}>;regint=0;answermode={mode};audio_codecs={codec}{enc}{auth}\n",
                 name = o.name,
                 codec = o.codec,
                 // Waiting for calls: answered at once, unless commands are to be typed.
