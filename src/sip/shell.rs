@@ -1,0 +1,201 @@
+//! What the serving loop asks of the shell: sending the call core's messages, joins through
+//! the engine (the gate, the lobby, lockouts), and the engine controls a SIP status brings.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::debug;
+
+use super::*;
+
+impl Shell {
+    pub(super) async fn act(&mut self, action: Action) {
+        match action {
+            Action::Send { to, bytes } => match to.connection {
+                None => {
+                    if let Err(e) = self.udp.send_to(&bytes, to.addr).await {
+                        debug!(error = %e, "sip udp send");
+                    }
+                }
+                Some(id) => {
+                    let tx = self
+                        .connections
+                        .lock()
+                        .ok()
+                        .and_then(|c| c.get(&id).cloned());
+                    if let Some(tx) = tx {
+                        let _ = tx.try_send(bytes);
+                    }
+                }
+            },
+            Action::Join(request) => self.join(*request),
+            Action::Leave { participant } => {
+                self.control(participant, Control::Hangup(participant))
+            }
+            Action::Hold { participant, on } => {
+                self.control(participant, Control::Hold(participant, on))
+            }
+            Action::Dtmf { participant, digit } => self.digit(participant, digit),
+            Action::Progress { participant, code } => {
+                self.control(participant, Control::SipStatus(participant, code));
+            }
+            Action::Answered {
+                participant,
+                answer,
+            } => self.answered(participant, &answer),
+            Action::Renegotiated { participant, spec } => {
+                let Some(meeting) = self.meetings.get(&participant).cloned() else {
+                    return;
+                };
+                let engine = Arc::clone(&self.engine);
+                let moves = self.moves.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = engine.respec(&meeting, participant, *spec) {
+                        debug!(error = %e, "sip: the leg could not take the new settings");
+                        let _ = moves.blocking_send((participant, None));
+                    }
+                });
+            }
+            Action::Failed { participant, code } => {
+                self.dialing.remove(&participant);
+                let reason = match code {
+                    486 | 600 => DisconnectReason::Busy,
+                    408 | 480 | 487 => DisconnectReason::NoAnswer,
+                    603 => DisconnectReason::Declined,
+                    _ => DisconnectReason::Rejected,
+                };
+                self.control(participant, Control::SipStatus(participant, code));
+                self.control(participant, Control::Remove(participant, reason));
+                // The call is over on both sides: no BYE when the roster says so.
+                self.meetings.remove(&participant);
+            }
+        }
+    }
+
+    pub(super) fn join(&mut self, request: JoinRequest) {
+        let attendant = if request.meeting == self.access_user {
+            Some(None)
+        } else {
+            match self.engine.admission(&request.meeting) {
+                Some(a) if a.passcode.is_some() => Some(Some((request.meeting.clone(), a))),
+                _ => None,
+            }
+        };
+        // Every SIP request that gets here came from a trusted source (a gateway or proxy):
+        // the caller is who it says is calling (the asserted identity, else From).
+        let identity = request
+            .asserted_identity
+            .as_deref()
+            .or(Some(request.uri.as_str()));
+        let caller = Caller {
+            key: caller_key(request.source, identity),
+            display_name: request.display_name.clone(),
+            uri: request.uri.clone(),
+            asserted_identity: request.asserted_identity.clone(),
+        };
+        let gate_refuses = attendant.is_none()
+            && self
+                .engine
+                .admission(&request.meeting)
+                .is_some_and(|a| !a.gate.admits(caller.asserted_identity.as_deref()));
+        if gate_refuses {
+            let _ = self.joins.try_send(Joined {
+                call: request.call,
+                result: JoinResult::NotAllowed,
+                conference: request.meeting.clone(),
+                attendant: None,
+                caller,
+            });
+            return;
+        }
+        let conference = match attendant {
+            Some(_) => LOBBY.to_owned(),
+            None => request.meeting.clone(),
+        };
+        // A caller (or a meeting) with too many failed entries is refused before the attendant.
+        let meeting = attendant
+            .as_ref()
+            .and_then(|a| a.as_ref().map(|(m, _)| m.as_str()));
+        let locked_out = attendant.is_some()
+            && self.limiter.lock().map_or(true, |l| {
+                l.locked(Instant::now(), &caller.key, meeting).is_some()
+            });
+        if locked_out {
+            let _ = self.joins.try_send(Joined {
+                call: request.call,
+                result: JoinResult::Forbidden,
+                conference,
+                attendant: None,
+                caller,
+            });
+            return;
+        }
+        let engine = Arc::clone(&self.engine);
+        let joins = self.joins.clone();
+        tokio::task::spawn_blocking(move || {
+            let spec = request.negotiated.leg_spec(request.local_key);
+            let joiner = Joiner {
+                display_name: request.display_name,
+                uri: request.uri,
+                role: Role::Attendee,
+            };
+            let result = match engine.add_rtp_leg(&conference, joiner, spec) {
+                Ok((participant, local)) => {
+                    if attendant.is_some() {
+                        // Gateways often send digits as tones in the audio.
+                        let _ = engine.detect_dtmf(&conference, participant, true);
+                    }
+                    JoinResult::Joined { participant, local }
+                }
+                Err(EngineError::Command(CommandError::NoConference)) => JoinResult::NoConference,
+                Err(EngineError::Command(CommandError::Join(JoinError::Locked))) => {
+                    JoinResult::Locked
+                }
+                Err(EngineError::Command(CommandError::Join(JoinError::Full))) => JoinResult::Full,
+                Err(EngineError::Command(CommandError::Join(JoinError::Ended))) => {
+                    JoinResult::Ended
+                }
+                Err(_) => JoinResult::Unavailable,
+            };
+            let _ = joins.blocking_send(Joined {
+                call: request.call,
+                result,
+                conference,
+                attendant,
+                caller,
+            });
+        });
+    }
+
+    pub(super) fn joined(&mut self, joined: Joined) {
+        let JoinResult::Joined { participant, .. } = joined.result else {
+            return;
+        };
+        self.meetings.insert(participant, joined.conference);
+        if let Some(meeting) = joined.attendant {
+            let (attendant, first) = Attendant::new(Instant::now(), self.config.settings, meeting);
+            self.attendants
+                .insert(participant, (attendant, joined.caller));
+            self.carry_out(participant, first);
+        }
+    }
+
+    pub(super) fn control(&mut self, participant: ParticipantId, control: Control) {
+        let Some(meeting) = self.meetings.get(&participant).cloned() else {
+            return;
+        };
+        let control = match &self.controls {
+            Some(tx) => match tx.send((meeting.clone(), control)) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError((_, control))) => control,
+            },
+            None => control,
+        };
+        let engine = Arc::clone(&self.engine);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = engine.control(&meeting, control) {
+                debug!(error = %e, "sip: engine control");
+            }
+        });
+    }
+}
