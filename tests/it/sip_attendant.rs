@@ -3,25 +3,15 @@
 //! with a wrong passcode three times is told goodbye and hung up; a leader PIN makes a leader.
 
 use crate::support;
+use support::wait_for;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use confab::conference::{Admission, DisconnectReason, Participant, Policy, Role, State};
 use confab::sip::server::LOBBY;
 use support::clients::{Baresip, BaresipOptions, SipBridge};
 
 const MEETING: &str = "5555";
-
-fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
 
 fn find(bridge: &SipBridge, conference: &str, name: &str) -> Option<Participant> {
     bridge

@@ -3,6 +3,7 @@
 //! it sends a BYE. A called party that answers 486 (SIPp) ends as `busy` with the status kept.
 
 use crate::support;
+use support::wait_for;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,17 +15,6 @@ use confab::media::leg::LegSpec;
 use confab::mixer::Control;
 use support::Endpoint;
 use support::clients::{self, Baresip, SipBridge, free_port};
-
-fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
 
 fn state(bridge: &SipBridge, meeting: &str, p: ParticipantId) -> Option<State> {
     bridge

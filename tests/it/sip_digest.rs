@@ -4,6 +4,7 @@
 //! Ignored for now: against baresip 1.0 and SIPp 3.6 the calls do not get through yet.
 
 use crate::support;
+use support::wait_for;
 
 use std::time::{Duration, Instant};
 
@@ -35,17 +36,6 @@ fn strict_bridge(trunk_password: &str) -> SipBridge {
             password: trunk_password,
         }];
     })
-}
-
-fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 fn caller(name: &str, target: String) -> BaresipOptions<'_> {

@@ -552,3 +552,15 @@ pub fn media_of(answer: &str) -> SocketAddr {
         .unwrap();
     SocketAddr::from(([127, 0, 0, 1], port))
 }
+
+/// Polls `f` every 50 ms until it holds or `limit` has passed; whether it held.
+pub fn wait_for(limit: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
