@@ -1,12 +1,13 @@
 //! The inbound digest gate, sans-I/O: a new INVITE from outside `sip.trusted` is challenged
-//! (401, SHA-256 then MD5) when `[[sip.users]]` are configured, and let in with the right
-//! credentials.
+//! (401, MD5 with `qop=auth`, see [`AuthGate::challenges`]) when `[[sip.users]]` are
+//! configured, and let in with the right credentials.
 //!
 //! Nonces are stateless: the issue time and an HMAC of it and the caller's address under a
 //! secret made at start, so a challenge costs no memory. What is kept is bounded:
 //! the highest nonce count seen per nonce that authenticated (a replay with the same count is
 //! refused) and failed attempts per source address. A source with `max_failures` wrong answers
-//! in ten minutes is refused (403) until the window passes, and the bridge as a whole checks at
+//! in ten minutes is refused (403) until the window passes (an attempt is an answer: the same
+//! wrong answer retransmitted over UDP counts once), and the bridge as a whole checks at
 //! most [`GLOBAL_FAILURES_PER_MINUTE`] wrong answers a minute (more wait with 503), so no
 //! password can be guessed faster than that from any number of addresses.
 
@@ -50,6 +51,14 @@ pub(crate) enum Verdict {
     Busy,
 }
 
+/// One source's failed answers in the current window.
+#[derive(Debug)]
+struct Failures {
+    since: Instant,
+    count: u32,
+    last_response: String,
+}
+
 #[derive(Debug)]
 pub(crate) struct AuthGate {
     settings: AuthSettings,
@@ -60,10 +69,11 @@ pub(crate) struct AuthGate {
     /// [`MAX_TRACKED`] (a full table refuses further sign-ins with 503 until `prune` frees
     /// expired nonces); entries go when their nonce expires. Only a right answer adds one.
     counts: HashMap<String, (u32, Instant)>,
-    /// Failed answers per source: the window's start and the count. Bound: [`MAX_TRACKED`]
-    /// (and in practice the global limit: at most 600 sources can fail in one window);
-    /// entries go when their window has passed.
-    failures: HashMap<IpAddr, (Instant, u32)>,
+    /// Failed answers per source: the window's start, the count and the last wrong
+    /// `response` (its retransmissions are not counted again). Bound: [`MAX_TRACKED`] (and in
+    /// practice the global limit: at most 600 sources can fail in one window); entries go when
+    /// their window has passed. The response is at most a parameter's length (`digest.rs`).
+    failures: HashMap<IpAddr, Failures>,
     /// Failed answers bridge-wide: the minute's start and the count.
     global: Option<(Instant, u32)>,
     pub(crate) failed: u64,
@@ -133,33 +143,44 @@ impl AuthGate {
         Some(Duration::from_secs(age))
     }
 
-    /// The `WWW-Authenticate` values of a 401 for `ip`: MD5, then SHA-256. RFC 8760 would put
-    /// SHA-256 first, but SIPp 3.6 and baresip 1.0 answer only the first challenge and know
-    /// only MD5 (they fail the call on a SHA-256 first); clients that know both pick SHA-256.
+    /// The `WWW-Authenticate` values of a 401 for `ip`: one MD5 challenge with `qop=auth`.
+    ///
+    /// No SHA-256 challenge (RFC 8760) beside it: libre before 2.x (baresip 1.0, as Debian
+    /// ships it) reads every challenge of a 401 and abandons the call (ENOSYS) if any of them
+    /// names an algorithm other than MD5, whatever the order, so a second challenge locks those
+    /// clients out. Offering MD5 at all already lets an active attacker strip a SHA-256 one, so
+    /// the pair never raised the floor above MD5; what protects the password is its strength,
+    /// the lock-outs and the global limit below. SHA-256 answers are still verified.
     pub(crate) fn challenges(&mut self, now: Instant, ip: IpAddr, stale: bool) -> Vec<String> {
         let nonce = self.nonce(now, ip);
         let stale = if stale { ", stale=true" } else { "" };
-        [Algorithm::Md5, Algorithm::Sha256]
-            .into_iter()
-            .map(|a| {
-                format!(
-                    "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{stale}",
-                    self.settings.realm,
-                    a.name(false)
-                )
-            })
-            .collect()
+        vec![format!(
+            "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{stale}",
+            self.settings.realm,
+            Algorithm::Md5.name(false)
+        )]
     }
 
     fn locked(&self, now: Instant, ip: IpAddr) -> bool {
-        self.failures.get(&ip).is_some_and(|(since, n)| {
-            now.saturating_duration_since(*since) < FAILURE_WINDOW
-                && *n >= self.settings.max_failures
+        self.failures.get(&ip).is_some_and(|f| {
+            now.saturating_duration_since(f.since) < FAILURE_WINDOW
+                && f.count >= self.settings.max_failures
         })
     }
 
-    /// Counts a wrong answer; the verdict that follows it.
-    fn fail(&mut self, now: Instant, ip: IpAddr) -> Verdict {
+    /// Counts a wrong answer (`response`, its value); the verdict that follows it. The same
+    /// wrong answer again from the same source in the window (a UDP retransmission of the
+    /// INVITE, which carries it unchanged) is challenged again but not counted: it guesses
+    /// nothing new. A replayed right answer is counted (`response` none).
+    fn fail(&mut self, now: Instant, ip: IpAddr, response: Option<&str>) -> Verdict {
+        let repeated = response.filter(|r| !r.is_empty()).is_some_and(|r| {
+            self.failures.get(&ip).is_some_and(|f| {
+                now.saturating_duration_since(f.since) < FAILURE_WINDOW && f.last_response == r
+            })
+        });
+        if repeated {
+            return Verdict::Challenge { stale: false };
+        }
         self.failed += 1;
         if let Some((_, n)) = &mut self.global {
             *n = n.saturating_add(1);
@@ -167,11 +188,18 @@ impl AuthGate {
         if !self.failures.contains_key(&ip) && self.failures.len() >= MAX_TRACKED {
             return Verdict::Busy;
         }
-        let entry = self.failures.entry(ip).or_insert((now, 0));
-        if now.saturating_duration_since(entry.0) >= FAILURE_WINDOW {
-            *entry = (now, 0);
+        let entry = self.failures.entry(ip).or_insert(Failures {
+            since: now,
+            count: 0,
+            last_response: String::new(),
+        });
+        if now.saturating_duration_since(entry.since) >= FAILURE_WINDOW {
+            entry.since = now;
+            entry.count = 0;
         }
-        entry.1 = entry.1.saturating_add(1);
+        entry.count = entry.count.saturating_add(1);
+        entry.last_response.clear();
+        entry.last_response.push_str(response.unwrap_or_default());
         if self.locked(now, ip) {
             Verdict::LockedOut
         } else {
@@ -220,7 +248,7 @@ impl AuthGate {
         let password = user.map_or("\u{0}no such user", |u| u.password.as_str());
         let right = creds.verify(method, password) && user.is_some() && creds.uri == uri;
         if !right {
-            return self.fail(now, ip);
+            return self.fail(now, ip, Some(&creds.response));
         }
         if age > NONCE_LIFE {
             return Verdict::Challenge { stale: true };
@@ -228,7 +256,7 @@ impl AuthGate {
         let nc = creds.nc.as_ref().map_or(0, |n| n.1);
         let full = self.counts.len() >= MAX_TRACKED;
         match self.counts.get_mut(&creds.nonce) {
-            Some((seen, _)) if nc <= *seen => return self.fail(now, ip),
+            Some((seen, _)) if nc <= *seen => return self.fail(now, ip, None),
             Some((seen, _)) => *seen = nc,
             None if full => return Verdict::Busy,
             None => {
@@ -243,7 +271,7 @@ impl AuthGate {
     pub(crate) fn prune(&mut self, now: Instant) {
         self.counts.retain(|_, (_, expires)| *expires > now);
         self.failures
-            .retain(|_, (since, _)| now.saturating_duration_since(*since) < FAILURE_WINDOW);
+            .retain(|_, f| now.saturating_duration_since(f.since) < FAILURE_WINDOW);
     }
 }
 
