@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use crate::conference::{Admission, Joining, Participant, ParticipantId, Policy, 
 use crate::media::leg::{LegSpec, LegStats, LegTimers, RtpLeg};
 use crate::media::ports::PortPool;
 use crate::mixer::conference::{ConferenceCounters, ConferenceEvent, ConferenceId};
-use crate::mixer::{Command, CommandError, Control, LegOp, MixerCounters, MixerHandle};
+use crate::mixer::{Command, CommandError, Control, EventSinks, LegOp, MixerCounters, MixerHandle};
 
 /// Settings of the media engine.
 #[derive(Clone, Debug)]
@@ -89,6 +89,9 @@ pub struct Engine {
     next_mixer: AtomicUsize,
     next_participant: AtomicU64,
     events: Mutex<Option<Receiver<ConferenceEvent>>>,
+    /// The control stream's queue from the mixer threads, until its consumer takes it.
+    control: Mutex<Option<Receiver<ConferenceEvent>>>,
+    control_wanted: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -107,8 +110,16 @@ impl Engine {
             n => n,
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(4096);
+        let (control_tx, control_rx) =
+            std::sync::mpsc::sync_channel(crate::mixer::control_events::QUEUE);
+        let control_wanted = Arc::new(AtomicBool::new(false));
+        let sinks = EventSinks {
+            ui: tx,
+            control: control_tx,
+            control_wanted: Arc::clone(&control_wanted),
+        };
         let mixers = (0..threads)
-            .map(|i| MixerHandle::spawn(i, SyncSender::clone(&tx), settings.records.clone()))
+            .map(|i| MixerHandle::spawn(i, sinks.clone(), settings.records.clone()))
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Engine {
             mixers,
@@ -122,6 +133,8 @@ impl Engine {
             next_mixer: AtomicUsize::new(0),
             next_participant: AtomicU64::new(1),
             events: Mutex::new(Some(rx)),
+            control: Mutex::new(Some(control_rx)),
+            control_wanted,
         })
     }
 
@@ -147,6 +160,28 @@ impl Engine {
             })
             .ok()?;
         Some(tx)
+    }
+
+    /// The control stream: the events signalling acts on (participants' state changes, digits,
+    /// locks, ends), in order, none dropped while this is read (the mixers hold them back
+    /// instead). Taken once; the stream is fed only from then on.
+    pub fn control_events(&self) -> Option<tokio::sync::mpsc::Receiver<ConferenceEvent>> {
+        let rx = self.control.lock().ok()?.take()?;
+        let (tx, out) = tokio::sync::mpsc::channel(1024);
+        std::thread::Builder::new()
+            .name("confab-control-events".into())
+            .spawn(move || {
+                // Waits for room rather than dropping: back-pressure reaches the mixers'
+                // backlogs. Ends when the engine or the consumer is gone.
+                while let Ok(event) = rx.recv() {
+                    if tx.blocking_send(event).is_err() {
+                        return;
+                    }
+                }
+            })
+            .ok()?;
+        self.control_wanted.store(true, Ordering::Relaxed);
+        Some(out)
     }
 
     /// Counters of each mixer thread.
@@ -507,6 +542,15 @@ impl Engine {
     ) -> Result<Vec<(Participant, Option<LegStats>)>, EngineError> {
         let (mixer, id) = self.mixer_of(conference)?;
         self.call(mixer, |reply| Command::RosterWithMedia {
+            conference: id,
+            reply,
+        })
+    }
+
+    /// Who may join the conference now: its lock and limits as the mixer has them.
+    pub fn policy(&self, conference: &str) -> Result<Policy, EngineError> {
+        let (mixer, id) = self.mixer_of(conference)?;
+        self.call(mixer, |reply| Command::Policy {
             conference: id,
             reply,
         })

@@ -6,6 +6,7 @@
 
 pub mod addr;
 pub mod api;
+pub mod call;
 pub mod conference;
 pub mod config;
 pub mod engine;

@@ -54,6 +54,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             ..Default::default()
         },
         max_failures_per_source: config.sip.max_failures_per_source,
+        keypad: config
+            .keypad
+            .key_map()
+            .context("keypad: the configuration was checked, yet its keys are wrong")?,
     };
     let sip_tls = match (
         config.sip.tls_address(),
@@ -114,7 +118,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             },
             attendant,
             std::sync::Arc::clone(&engine),
-            events.subscribe(),
         )
         .await
         .with_context(|| {

@@ -86,6 +86,15 @@ fn describe(e: &ConferenceEvent) -> Option<(&'static str, Value)> {
             json!({ "conference": c, "locked": locked }),
         ),
         Event::Ended => ("conference.ended", json!({ "conference": c })),
+        Event::Keypad {
+            participant,
+            action,
+            done,
+        } => (
+            "participant.keypad",
+            json!({ "conference": c, "participant": participant.to_string(),
+                    "action": action, "done": done }),
+        ),
         Event::Dtmf { .. } => return None,
     })
 }

@@ -157,6 +157,13 @@ pub enum Event {
         locked: bool,
     },
     Ended,
+    /// A participant used a keypad control (`done`: false when it was refused, a leader's
+    /// control keyed by an attendee).
+    Keypad {
+        participant: ParticipantId,
+        action: &'static str,
+        done: bool,
+    },
     /// A DTMF digit from a participant (emitted by the conference tick, not the roster).
     Dtmf {
         participant: ParticipantId,
@@ -479,6 +486,22 @@ impl Roster {
         for id in ids {
             let _ = self.set_muted(id, true);
         }
+    }
+
+    /// Tells the world that `id` used a keypad control.
+    pub fn keyed(
+        &mut self,
+        id: ParticipantId,
+        action: &'static str,
+        done: bool,
+    ) -> Result<(), UnknownParticipant> {
+        self.find_mut(id)?;
+        self.events.push_back(Event::Keypad {
+            participant: id,
+            action,
+            done,
+        });
+        Ok(())
     }
 
     pub fn set_locked(&mut self, locked: bool) {

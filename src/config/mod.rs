@@ -5,6 +5,7 @@
 //! can fix it without guessing.
 
 mod api;
+mod keypad;
 mod media;
 mod network;
 mod sections;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use api::ApiConfig;
+pub use keypad::KeypadConfig;
 pub use media::{MediaConfig, SrtpPolicy};
 pub use network::Network;
 pub use sections::{LogConfig, LogFormat, MetricsConfig, MixerConfig, StorageConfig};
@@ -29,6 +31,7 @@ pub use webrtc::WebRtcConfig;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub sip: SipConfig,
+    pub keypad: KeypadConfig,
     pub api: ApiConfig,
     pub media: MediaConfig,
     pub webrtc: WebRtcConfig,

@@ -244,3 +244,18 @@ password = "battery staple"
     let e = Config::from_toml("[[sip.users]]\nusername = \"a\"\n").unwrap_err();
     assert!(e.message.contains("password"), "{e}");
 }
+
+#[test]
+fn keypad_sequences_are_checked_and_named_with_their_line() {
+    let c = Config::from_toml("[keypad]\nmute = \"##6\"\nend = \"\"\n").unwrap();
+    let map = c.keypad.key_map().unwrap();
+    assert_eq!(map.keys(crate::call::keypad::KeyAction::Mute), Some("##6"));
+    assert_eq!(map.keys(crate::call::keypad::KeyAction::End), None);
+    assert_eq!(map.keys(crate::call::keypad::KeyAction::Lock), Some("*5"));
+    let e = Config::from_toml("[keypad]\n\nmute = \"*6x\"\n").unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("keypad.mute"), "{e}");
+    assert_eq!(e.line, Some(3), "{e}");
+    // `*` alone would swallow every other sequence.
+    let e = Config::from_toml("[keypad]\nhelp = \"*\"\n").unwrap_err();
+    assert!(e.to_string().contains("start of the other"), "{e}");
+}

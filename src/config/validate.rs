@@ -70,6 +70,9 @@ impl Config {
                 format!("{tls} is also sip.listen: TLS needs a port of its own"),
             ));
         }
+        if let Err(e) = self.keypad.key_map() {
+            return Err(err(&format!("keypad.{}", e.action()), e.to_string()));
+        }
         if self.sip.max_failures_per_source == 0 {
             return Err(err(
                 "sip.max_failures_per_source",

@@ -69,7 +69,13 @@ fn exchange(peer: &RelayPeer, n: u16) -> bool {
 fn a_panicking_conference_ends_its_calls_and_the_thread_mixes_on() {
     let (events_tx, events) = std::sync::mpsc::sync_channel(1024);
     let (records_tx, records) = std::sync::mpsc::channel();
-    let mut mixer = MixerHandle::spawn(99, events_tx, Some(records_tx)).unwrap();
+    let (control, _control_rx) = std::sync::mpsc::sync_channel(16);
+    let sinks = super::EventSinks {
+        ui: events_tx,
+        control,
+        control_wanted: Default::default(),
+    };
+    let mut mixer = MixerHandle::spawn(99, sinks, Some(records_tx)).unwrap();
     let _calm = create(&mixer, "calm");
     let broken = create(&mixer, "broken");
     let calm_peer = join(&mixer, "calm", 1);

@@ -1,9 +1,11 @@
 //! The mixer threads. Each owns a set of conferences outright and wakes on absolute 20 ms
 //! deadlines; commands arrive on a bounded queue drained at the start of a tick, events leave on
-//! a bounded queue (dropped and counted when full). No lock is held across a tick. Each has a
+//! a bounded queue (dropped and counted when full), and those signalling acts on also on the
+//! control stream, which does not drop (see `control_events`). No lock is held across a tick. Each has a
 //! helper thread that takes half of a large conference's per-leg work (see `helper`).
 
 pub mod conference;
+pub(crate) mod control_events;
 pub mod helper;
 pub mod stats;
 
@@ -35,6 +37,10 @@ pub enum Control {
     Mute(ParticipantId, bool),
     Deaf(ParticipantId, bool),
     Hold(ParticipantId, bool),
+    /// The participant used a keypad control (its name), done or refused: an event.
+    Keyed(ParticipantId, &'static str, bool),
+    /// How loud the participant hears the conference.
+    ListenGain(ParticipantId, confab_dsp::mix::Gain),
     /// The last SIP status of the participant's call.
     SipStatus(ParticipantId, u16),
     Eject(ParticipantId),
@@ -114,6 +120,11 @@ pub enum Command {
         conference: ConferenceId,
         reply: Reply<Vec<Participant>>,
     },
+    /// Who may join now (locked, limits).
+    Policy {
+        conference: ConferenceId,
+        reply: Reply<Policy>,
+    },
     RosterWithMedia {
         conference: ConferenceId,
         reply: Reply<Vec<(Participant, Option<LegStats>)>>,
@@ -147,6 +158,8 @@ pub struct MixerCounters {
     pub last_tick_us: AtomicU64,
     /// Events dropped because the event queue was full.
     pub events_dropped: AtomicU64,
+    /// Control events dropped because their consumer took none for a whole backlog.
+    pub control_events_dropped: AtomicU64,
     /// How long ticks take.
     pub tick_time: stats::TickHistogram,
     /// Work time over tick period, smoothed over about a second (f64 bits).
@@ -160,6 +173,17 @@ impl MixerCounters {
     pub fn load_ratio(&self) -> f64 {
         f64::from_bits(self.load_ratio_bits.load(Ordering::Relaxed))
     }
+}
+
+/// Where a mixer thread's events go.
+#[derive(Clone)]
+pub struct EventSinks {
+    /// Every event, for the API's streams; dropped and counted when full.
+    pub ui: SyncSender<ConferenceEvent>,
+    /// The events signalling acts on, again; held back rather than dropped when full.
+    pub control: SyncSender<ConferenceEvent>,
+    /// Whether anyone takes the control stream (nobody: it is not fed).
+    pub control_wanted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A running mixer thread.
@@ -179,7 +203,7 @@ impl MixerHandle {
     /// Starts mixer thread `index`, sending events to `events`.
     pub fn spawn(
         index: usize,
-        events: SyncSender<ConferenceEvent>,
+        events: EventSinks,
         records: Option<std::sync::mpsc::Sender<crate::store::RecordEvent>>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1024);
@@ -219,10 +243,15 @@ impl Drop for MixerHandle {
 fn run(
     index: usize,
     commands: Receiver<Command>,
-    events: SyncSender<ConferenceEvent>,
+    EventSinks {
+        ui: events,
+        control,
+        control_wanted,
+    }: EventSinks,
     records: Option<std::sync::mpsc::Sender<crate::store::RecordEvent>>,
     counters: Arc<MixerCounters>,
 ) {
+    let mut control = control_events::ControlOutbox::new(control, control_wanted);
     let mut conferences: HashMap<ConferenceId, ConferenceMedia> = HashMap::new();
     // What conferences that are gone left in the counters.
     let mut retired = stats::MixerSnapshot::default();
@@ -244,7 +273,9 @@ fn run(
             }
         }
         let start = Instant::now();
-        let emit = |event| {
+        control.flush();
+        let mut emit = |event: ConferenceEvent| {
+            control.offer(&event, &counters);
             if let Err(TrySendError::Full(_)) = events.try_send(event) {
                 counters.events_dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -253,7 +284,7 @@ fn run(
             // No panic crosses a conference's boundary: the one whose tick panicked ends its
             // calls and starts anew; the thread goes on with the others.
             let ticked = catch_unwind(AssertUnwindSafe(|| {
-                conference.tick_with(start, helper.as_mut(), emit);
+                conference.tick_with(start, helper.as_mut(), &mut emit);
             }));
             if ticked.is_err() {
                 counters.panics.fetch_add(1, Ordering::Relaxed);
@@ -261,7 +292,7 @@ fn run(
                 if let Some(h) = helper.as_mut() {
                     h.settle();
                 }
-                conference.recover(start, emit);
+                conference.recover(start, &mut emit);
             }
         }
         // An ended conference with no legs left is gone; the others do what their tick left
@@ -429,6 +460,13 @@ fn handle(
                 .ok_or(CommandError::NoConference);
             let _ = reply.try_send(result);
         }
+        Command::Policy { conference, reply } => {
+            let result = conferences
+                .get(&conference)
+                .map(|c| c.roster.policy())
+                .ok_or(CommandError::NoConference);
+            let _ = reply.try_send(result);
+        }
         Command::RosterWithMedia { conference, reply } => {
             let result = conferences
                 .get(&conference)
@@ -500,6 +538,12 @@ fn apply(c: &mut ConferenceMedia, control: Control) -> Result<(), CommandError> 
             if !on && let Some(leg) = c.leg_mut(p) {
                 leg.forget_ssrc();
             }
+            Ok(())
+        }
+        Control::Keyed(p, action, done) => r.keyed(p, action, done).map_err(unknown),
+        Control::ListenGain(p, gain) => {
+            let leg = c.leg_mut(p).ok_or(CommandError::NoParticipant)?;
+            leg.set_listen_gain(gain);
             Ok(())
         }
         Control::SipStatus(p, code) => r.set_sip_status(p, code).map_err(unknown),

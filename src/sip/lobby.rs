@@ -16,10 +16,12 @@ use crate::mixer::Control;
 use crate::sip::attendant::{Directory, Outcome};
 
 impl Shell {
-    /// A digit from a participant: the attendant's, if it is at the attendant.
+    /// A digit from a participant: the attendant's, if it is at the attendant, else a keypad
+    /// control's.
     pub(crate) fn digit(&mut self, participant: ParticipantId, digit: char) {
         let now = Instant::now();
         let Some((attendant, caller)) = self.attendants.get_mut(&participant) else {
+            self.keypad_digit(now, participant, digit);
             return;
         };
         let limiter = self.limiter.lock().ok();

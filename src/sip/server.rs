@@ -2,7 +2,7 @@
 //! machine ([`Uas`]) and the attendants, drives them with what arrives, and makes the engine
 //! calls their actions ask for (on blocking threads: the engine answers within a tick). The
 //! bridge's own hang-ups (eject, media timeout, conference end) and RFC 4733 / in-band digits
-//! come from the engine's event stream.
+//! come from the engine's control stream, which loses none of them (unlike the UI's events).
 //!
 //! Callers of the access user, and of meetings with a passcode, first join the lobby (a
 //! conference of its own where everyone waits, hearing only prompts); the attendant collects
@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::attendant::{Attendant, AttendantSettings};
@@ -36,6 +36,8 @@ use crate::mixer::{CommandError, Control};
 
 #[path = "dial.rs"]
 mod dial;
+#[path = "keys.rs"]
+mod keys;
 #[path = "lobby.rs"]
 mod lobby;
 #[path = "metrics.rs"]
@@ -68,6 +70,8 @@ pub struct AttendantConfig {
     /// Wrong entries (meeting ID, passcode, leader PIN) per caller in ten minutes before the
     /// caller is locked out (see [`crate::conference::limiter`]).
     pub max_failures_per_source: u32,
+    /// The keypad controls of callers in a meeting.
+    pub keypad: crate::call::keypad::KeyMap,
 }
 
 impl AttendantConfig {
@@ -79,6 +83,9 @@ impl AttendantConfig {
         }
     }
 }
+
+/// The engine's control stream, held by the serving task (a restarted one takes it again).
+pub(crate) type ControlEvents = Arc<tokio::sync::Mutex<mpsc::Receiver<ConferenceEvent>>>;
 
 /// The failure limiter SIP and WHIP share.
 pub type SharedLimiter = Arc<Mutex<FailureLimiter>>;
@@ -106,8 +113,11 @@ impl SipServer {
         mut settings: UasSettings,
         attendant: AttendantConfig,
         engine: Arc<Engine>,
-        events: broadcast::Receiver<ConferenceEvent>,
     ) -> std::io::Result<SipServer> {
+        let control = engine
+            .control_events()
+            .ok_or_else(|| std::io::Error::other("the engine's control stream is taken"))?;
+        let control: ControlEvents = Arc::new(tokio::sync::Mutex::new(control));
         let lobby = Policy {
             wait_for_leader: true,
             ..Policy::default()
@@ -152,7 +162,7 @@ impl SipServer {
             settings,
             attendant,
             engine,
-            events,
+            control,
             Listeners {
                 udp: Arc::new(udp),
                 tcp: Arc::new(tcp),
@@ -252,6 +262,8 @@ struct Shell {
     /// Which conference each SIP participant is in. Bound: one per call the Uas holds (itself
     /// capped by `sip.max_calls`) or dial-out; removed when the participant is disconnected.
     meetings: HashMap<ParticipantId, String>,
+    /// Callers' keypad state. Bound and pruning: those of `meetings`.
+    in_meeting: HashMap<ParticipantId, keys::InMeeting>,
     access_user: String,
     config: AttendantConfig,
     /// Callers at the attendant. Bound: calls admitted to the lobby (capped by `sip.max_calls`);
@@ -281,7 +293,7 @@ async fn serve(
     settings: UasSettings,
     config: AttendantConfig,
     engine: Arc<Engine>,
-    mut events: broadcast::Receiver<ConferenceEvent>,
+    control: ControlEvents,
     Listeners { udp, tcp, tls }: Listeners,
     (dials, metrics, limiter): (Dials, Arc<SipMetrics>, SharedLimiter),
     (mut stop, mut draining): (watch::Receiver<bool>, watch::Receiver<bool>),
@@ -289,8 +301,9 @@ async fn serve(
     if *stop.borrow() {
         return;
     }
-    // Held for the task's life; a panic drops it and a restarted task takes it again.
+    // Held for the task's life; a panic drops them and a restarted task takes them again.
     let mut dials = dials.lock().await;
+    let mut control = control.lock().await;
     match &settings.tls {
         Some(t) => info!(local = %settings.local, tls = %t.listen, "sip listening (udp, tcp, tls)"),
         None => info!(local = %settings.local, "sip listening (udp, tcp)"),
@@ -354,6 +367,7 @@ async fn serve(
         joins: joins_tx,
         moves: moves_tx,
         meetings: HashMap::new(),
+        in_meeting: HashMap::new(),
         access_user,
         config,
         attendants: HashMap::new(),
@@ -408,10 +422,11 @@ async fn serve(
                 Some(m) => { shell.meetings.insert(participant, m); }
                 None => hang_up.push(participant),
             },
-            event = events.recv() => match event {
-                Ok(ConferenceEvent { event: Event::State { participant, state: State::Disconnected(reason) }, .. }) => {
+            event = control.recv() => match event {
+                Some(ConferenceEvent { event: Event::State { participant, state: State::Disconnected(reason) }, .. }) => {
                     shell.attendants.remove(&participant);
                     shell.dialing.remove(&participant);
+                    shell.in_meeting.remove(&participant);
                     // A move out of the lobby is not the end of the call.
                     if reason != DisconnectReason::Transferred
                         && shell.meetings.remove(&participant).is_some()
@@ -420,12 +435,11 @@ async fn serve(
                         hang_up.push(participant);
                     }
                 }
-                Ok(ConferenceEvent { event: Event::Dtmf { participant, digit, .. }, .. }) => {
+                Some(ConferenceEvent { event: Event::Dtmf { participant, digit, .. }, .. }) => {
                     shell.digit(participant, digit);
                 }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(n)) => warn!(lost = n, "sip fell behind the engine's events"),
-                Err(broadcast::error::RecvError::Closed) => break,
+                Some(_) => {}
+                None => break,
             },
             _ = tick.tick() => {
                 let now = Instant::now();

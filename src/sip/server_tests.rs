@@ -192,7 +192,6 @@ fn a_panicking_sip_task_is_started_again_on_the_same_sockets() {
             })
             .unwrap(),
         );
-        let events = engine.broadcast_events().unwrap();
         let settings = UasSettings {
             local: "127.0.0.1:0".parse().unwrap(),
             trusted: vec![crate::config::Network::loopback_v4()],
@@ -215,10 +214,9 @@ fn a_panicking_sip_task_is_started_again_on_the_same_sockets() {
             prompts: Arc::new(Prompts::embedded().unwrap()),
             settings: Default::default(),
             max_failures_per_source: 10,
+            keypad: Default::default(),
         };
-        let sip = SipServer::start(settings, attendant, engine, events.subscribe())
-            .await
-            .unwrap();
+        let sip = SipServer::start(settings, attendant, engine).await.unwrap();
         let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         assert!(options_answered(&client, sip.udp, "before").await);
         // A bug outside the call core's own containment ends the SIP task.

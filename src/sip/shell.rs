@@ -68,6 +68,7 @@ impl Shell {
                 self.control(participant, Control::Remove(participant, reason));
                 // The call is over on both sides: no BYE when the roster says so.
                 self.meetings.remove(&participant);
+                self.in_meeting.remove(&participant);
             }
         }
     }

@@ -5,13 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use super::dial::Dials;
 use super::metrics::SipMetrics;
-use super::{AttendantConfig, Listeners, SharedLimiter, serve};
+use super::{AttendantConfig, ControlEvents, Listeners, SharedLimiter, serve};
 use crate::engine::Engine;
-use crate::mixer::conference::ConferenceEvent;
 use crate::sip::uas::UasSettings;
 
 /// Runs one input of the call core with a panic in it contained: that input is lost (nobody
@@ -38,7 +37,7 @@ pub(crate) async fn supervise(
     settings: UasSettings,
     config: AttendantConfig,
     engine: Arc<Engine>,
-    events: broadcast::Receiver<ConferenceEvent>,
+    control: ControlEvents,
     listeners: Listeners,
     (dials, metrics, limiter): (Dials, Arc<SipMetrics>, SharedLimiter),
     (stop, draining): (watch::Receiver<bool>, watch::Receiver<bool>),
@@ -48,7 +47,7 @@ pub(crate) async fn supervise(
             settings.clone(),
             config.clone(),
             Arc::clone(&engine),
-            events.resubscribe(),
+            Arc::clone(&control),
             listeners.clone(),
             (
                 Arc::clone(&dials),

@@ -149,7 +149,10 @@ impl ConferenceMedia {
         let mut listening = [false; MAX_GROUPS];
         for (slot, leg) in self.legs.iter().enumerate() {
             let g = self.leg_groups[slot];
-            if g < MAX_GROUPS && !self.talkers.contains(slot) && self.roster.hears(leg.participant)
+            if g < MAX_GROUPS
+                && !self.talkers.contains(slot)
+                && leg.listen_gain() == Gain::UNITY
+                && self.roster.hears(leg.participant)
             {
                 listening[g] = true;
             }
@@ -210,6 +213,7 @@ impl ConferenceMedia {
                     self.mix
                         .mixer
                         .render_minus(leg.frame(), Gain::UNITY, &mut self.mix.scratch);
+                    scale(&mut self.mix.scratch, leg.listen_gain());
                     let mut others = [0u32; 16];
                     let mut other_levels = [0u8; 16];
                     let mut n = 0;
@@ -219,6 +223,12 @@ impl ConferenceMedia {
                         n += 1;
                     }
                     leg.send_own(&self.mix.scratch, &others[..n], &other_levels[..n])
+                }
+                Some(_) if leg.listen_gain() != Gain::UNITY => {
+                    // Its own listening volume: its own encode.
+                    self.mix.scratch.copy_from_slice(&self.mix.shared);
+                    scale(&mut self.mix.scratch, leg.listen_gain());
+                    leg.send_own(&self.mix.scratch, csrcs, levels)
                 }
                 Some(_) => {
                     let group = self.leg_groups[slot];
@@ -323,5 +333,14 @@ impl ConferenceMedia {
         }
         self.away_legs = Vec::with_capacity(n);
         self.away_plan = Vec::with_capacity(n);
+    }
+}
+
+/// `frame` at `gain` (unity leaves it as it is).
+fn scale(frame: &mut [i16], gain: Gain) {
+    if gain != Gain::UNITY {
+        for s in frame.iter_mut() {
+            *s = confab_dsp::mix::soft_limit(gain.apply(*s));
+        }
     }
 }

@@ -88,9 +88,9 @@ impl SipBridge {
                     prompts: Arc::new(Prompts::embedded().unwrap()),
                     settings: AttendantSettings::default(),
                     max_failures_per_source: 3,
+                    keypad: Default::default(),
                 },
                 Arc::clone(&engine),
-                events.subscribe(),
             ))
             .unwrap();
         SipBridge {

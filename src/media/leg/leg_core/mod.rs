@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use confab_dsp::dtmf::DtmfDetector;
+use confab_dsp::mix::Gain;
 use confab_dsp::opus::OpusSettings;
 use confab_dsp::resample::Rate;
 use confab_dsp::vad::{Activity, SpeechDetector, SpeechSettings};
@@ -75,6 +76,8 @@ pub struct LegCore {
     inband: Option<Box<DtmfDetector>>,
     /// A prompt being played to this leg instead of the mix.
     prompt: Option<Prompt>,
+    /// How loud the participant hears the conference (its own keypad volume).
+    listen_gain: Gain,
     /// The conference's mix rate (the widest until the conference says): `frame` and what
     /// `encode_own` takes come at it.
     mix: Rate,
@@ -151,6 +154,7 @@ impl LegCore {
             dtmf: [None; DTMF_QUEUE],
             inband: None,
             prompt: None,
+            listen_gain: Gain::UNITY,
             mix: WIDEST_MIX,
             jitter: JitterBuffer::new(JitterSettings::new(spec.codec.clock_rate())),
             decoder: LegDecoder::new(spec.codec, WIDEST_MIX).map_err(invalid)?,
@@ -286,6 +290,15 @@ impl LegCore {
     /// Allocates (a resampler to a narrower mix): between ticks.
     pub fn play(&mut self, audio: Option<Arc<[i16]>>) {
         self.prompt = audio.map(|audio| Prompt::new(audio, self.mix));
+    }
+
+    /// How loud the participant hears the conference.
+    pub fn listen_gain(&self) -> Gain {
+        self.listen_gain
+    }
+
+    pub fn set_listen_gain(&mut self, gain: Gain) {
+        self.listen_gain = gain;
     }
 
     /// Whether a prompt is playing.

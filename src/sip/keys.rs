@@ -1,0 +1,121 @@
+//! The shell's side of keypad controls: a digit from a caller in a meeting goes to its
+//! [`KeyEntry`]; a finished sequence is decided by [`decide`] on the roster as the mixer has it,
+//! carried out through the engine, announced to the caller and published as an event.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI8, Ordering};
+use std::time::{Duration, Instant};
+
+use confab_dsp::mix::Gain;
+use tracing::debug;
+
+use super::{LOBBY, Shell};
+use crate::call::keypad::{Effect, KeyAction, KeyEntry, Situation, VOLUME_STEP_DB, decide};
+use crate::conference::ParticipantId;
+use crate::engine::{Engine, EngineError};
+use crate::media::codec::MIX_RATE;
+use crate::mixer::Control;
+use crate::sip::prompts::{Prompt, Prompts};
+
+/// A caller in a meeting, as the keypad knows it. Bound: one per entry of the shell's
+/// `meetings` (itself bounded by the calls the call core holds); removed with it.
+#[derive(Debug, Default)]
+pub(crate) struct InMeeting {
+    keys: KeyEntry,
+    /// Listening volume in steps (shared with the blocking task that changes it).
+    volume: Arc<AtomicI8>,
+}
+
+impl Shell {
+    /// A digit from a caller in a meeting (not at the attendant).
+    pub(crate) fn keypad_digit(&mut self, now: Instant, participant: ParticipantId, digit: char) {
+        let Some(meeting) = self.meetings.get(&participant).cloned() else {
+            return;
+        };
+        if meeting == LOBBY {
+            return;
+        }
+        let call = self.in_meeting.entry(participant).or_default();
+        let Some(action) = call.keys.key(now, digit, &self.config.keypad) else {
+            return;
+        };
+        let volume = Arc::clone(&call.volume);
+        let engine = Arc::clone(&self.engine);
+        let prompts = Arc::clone(&self.config.prompts);
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            match carry_out(&engine, &prompts, &meeting, participant, action, &volume) {
+                Err(e) => debug!(error = %e, %meeting, action = action.as_str(), "keypad control"),
+                Ok(None) => {}
+                // The goodbye plays out before everyone is hung up.
+                Ok(Some(after)) => {
+                    runtime.spawn(async move {
+                        tokio::time::sleep(after).await;
+                        let _ = tokio::task::spawn_blocking(move || {
+                            engine.control(&meeting, Control::End)
+                        })
+                        .await;
+                    });
+                }
+            }
+        });
+    }
+}
+
+/// Decides `action` on the conference as it is now, does it and tells the caller; ending the
+/// conference is left to the caller of this, after the time returned.
+fn carry_out(
+    engine: &Engine,
+    prompts: &Prompts,
+    meeting: &str,
+    participant: ParticipantId,
+    action: KeyAction,
+    volume: &AtomicI8,
+) -> Result<Option<Duration>, EngineError> {
+    let roster = engine.roster(meeting)?;
+    let Some(me) = roster.iter().find(|p| p.id == participant) else {
+        return Ok(None);
+    };
+    let situation = Situation {
+        role: me.role,
+        muted: me.muted,
+        locked: engine.policy(meeting)?.locked,
+        present: roster.iter().filter(|p| p.state.is_present()).count(),
+        volume: volume.load(Ordering::Relaxed),
+    };
+    let decision = decide(action, situation);
+    engine.control(
+        meeting,
+        Control::Keyed(participant, action.as_str(), decision.effect.is_some()),
+    )?;
+    let say = spoken(prompts, &decision.say);
+    let said = Duration::from_micros(
+        u64::try_from(say.len())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(1_000_000)
+            / u64::from(MIX_RATE),
+    );
+    engine.play(meeting, participant, Some(say))?;
+    match decision.effect {
+        None => {}
+        Some(Effect::Mute(on)) => engine.control(meeting, Control::Mute(participant, on))?,
+        Some(Effect::Volume(steps)) => {
+            volume.store(steps, Ordering::Relaxed);
+            let gain = Gain::from_db(f32::from(steps) * f32::from(VOLUME_STEP_DB));
+            engine.control(meeting, Control::ListenGain(participant, gain))?;
+        }
+        Some(Effect::Lock(on)) => engine.control(meeting, Control::Lock(on))?,
+        Some(Effect::MuteAll) => engine.control(meeting, Control::MuteAll)?,
+        Some(Effect::End) => return Ok(Some(said)),
+    }
+    Ok(None)
+}
+
+/// Prompts one after the other, as one piece of audio.
+pub(crate) fn spoken(prompts: &Prompts, say: &[Prompt]) -> Arc<[i16]> {
+    let parts: Vec<Arc<[i16]>> = say.iter().map(|p| prompts.audio(*p)).collect();
+    if let [one] = parts.as_slice() {
+        return Arc::clone(one);
+    }
+    parts.iter().flat_map(|p| p.iter().copied()).collect()
+}
