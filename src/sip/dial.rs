@@ -156,7 +156,7 @@ impl Shell {
             Ok(n) => n.leg_spec(None),
             Err(e) => {
                 debug!(error = %e, "dial-out answer not usable");
-                let _ = self.moves.try_send((participant, None));
+                let _ = self.moves.try_send((participant, Err(None)));
                 return;
             }
         };
@@ -166,7 +166,7 @@ impl Shell {
         tokio::task::spawn_blocking(move || {
             if let Err(e) = engine.answered(&meeting, participant, pending.ports, spec) {
                 debug!(error = %e, "dial-out answered but its leg could not join");
-                let _ = moves.blocking_send((participant, None));
+                let _ = moves.blocking_send((participant, Err(None)));
             }
         });
     }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use tracing::debug;
 
+use super::refusal::would_refuse;
 use super::{LOBBY, Shell};
 use crate::conference::limiter::{FailureLimiter, Transport};
 use crate::conference::{Admission, DisconnectReason, ParticipantId};
@@ -90,12 +91,20 @@ impl Shell {
                     };
                     let moves = self.moves.clone();
                     tokio::task::spawn_blocking(move || {
+                        // A move the meeting refuses loses the leg: the caller is told first.
+                        if let Some(refusal) = would_refuse(&engine, &meeting, role) {
+                            let _ = moves.blocking_send((participant, Err(Some(refusal))));
+                            return;
+                        }
                         let _ = engine.detect_dtmf(LOBBY, participant, false);
                         let moved = engine.move_leg(LOBBY, participant, &meeting, joiner);
                         if let Err(e) = &moved {
                             debug!(error = %e, %meeting, "attendant: could not move the caller");
                         }
-                        let _ = moves.blocking_send((participant, moved.ok().map(|()| meeting)));
+                        let _ = moves.blocking_send((
+                            participant,
+                            moved.map(|()| meeting).map_err(|_| None),
+                        ));
                     });
                 }
                 Outcome::Redirect { meeting } => match self.dispatcher {

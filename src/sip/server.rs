@@ -42,6 +42,8 @@ mod keys;
 mod lobby;
 #[path = "metrics.rs"]
 mod metrics;
+#[path = "refusal.rs"]
+mod refusal;
 #[path = "shell.rs"]
 mod shell;
 #[path = "supervisor.rs"]
@@ -241,6 +243,8 @@ struct Joined {
     /// The caller goes through the attendant (for this meeting, if it is known).
     attendant: Option<Option<(String, Arc<Admission>)>>,
     caller: Caller,
+    /// Answered in the lobby only to be told why the meeting turned it away.
+    refused: Option<refusal::Refusal>,
 }
 
 #[derive(Clone, Debug)]
@@ -257,8 +261,9 @@ struct Shell {
     udp: Arc<UdpSocket>,
     connections: Connections,
     joins: mpsc::Sender<Joined>,
-    /// Moves out of the lobby that finished: into which meeting, or failed.
-    moves: mpsc::Sender<(ParticipantId, Option<String>)>,
+    /// Moves out of the lobby that finished: into which meeting, or failed (to be hung up,
+    /// or told why first).
+    moves: mpsc::Sender<(ParticipantId, Result<String, Option<refusal::Refusal>>)>,
     /// Which conference each SIP participant is in. Bound: one per call the Uas holds (itself
     /// capped by `sip.max_calls`) or dial-out; removed when the participant is disconnected.
     meetings: HashMap<ParticipantId, String>,
@@ -419,8 +424,9 @@ async fn serve(
                 uas.dial(Instant::now(), s.participant, &s.target, Peer { addr: s.to, connection: s.connection }, s.offer);
             }
             Some((participant, meeting)) = moves.recv() => match meeting {
-                Some(m) => { shell.meetings.insert(participant, m); }
-                None => hang_up.push(participant),
+                Ok(m) => { shell.meetings.insert(participant, m); }
+                Err(Some(refusal)) => shell.refuse(participant, refusal),
+                Err(None) => hang_up.push(participant),
             },
             event = control.recv() => match event {
                 Some(ConferenceEvent { event: Event::State { participant, state: State::Disconnected(reason) }, .. }) => {

@@ -52,7 +52,7 @@ impl Shell {
                 tokio::task::spawn_blocking(move || {
                     if let Err(e) = engine.respec(&meeting, participant, *spec) {
                         debug!(error = %e, "sip: the leg could not take the new settings");
-                        let _ = moves.blocking_send((participant, None));
+                        let _ = moves.blocking_send((participant, Err(None)));
                     }
                 });
             }
@@ -106,6 +106,7 @@ impl Shell {
                 conference: request.meeting.clone(),
                 attendant: None,
                 caller,
+                refused: None,
             });
             return;
         }
@@ -128,6 +129,7 @@ impl Shell {
                 conference,
                 attendant: None,
                 caller,
+                refused: None,
             });
             return;
         }
@@ -140,12 +142,24 @@ impl Shell {
                 uri: request.uri,
                 role: Role::Attendee,
             };
-            let result = match engine.add_rtp_leg(&conference, joiner, spec) {
+            let mut conference = conference;
+            let mut refused = None;
+            let result = match engine.add_rtp_leg(&conference, joiner.clone(), spec) {
                 Ok((participant, local)) => {
                     if attendant.is_some() {
                         // Gateways often send digits as tones in the audio.
                         let _ = engine.detect_dtmf(&conference, participant, true);
                     }
+                    JoinResult::Joined { participant, local }
+                }
+                // Told why in the lobby, then hung up.
+                Err(EngineError::Command(CommandError::Join(e)))
+                    if refusal::Refusal::of(e).is_some()
+                        && let Ok((participant, local)) =
+                            engine.add_rtp_leg(LOBBY, joiner, spec) =>
+                {
+                    conference = LOBBY.to_owned();
+                    refused = refusal::Refusal::of(e);
                     JoinResult::Joined { participant, local }
                 }
                 Err(EngineError::Command(CommandError::NoConference)) => JoinResult::NoConference,
@@ -164,6 +178,7 @@ impl Shell {
                 conference,
                 attendant,
                 caller,
+                refused,
             });
         });
     }
@@ -173,6 +188,10 @@ impl Shell {
             return;
         };
         self.meetings.insert(participant, joined.conference);
+        if let Some(refusal) = joined.refused {
+            self.refuse(participant, refusal);
+            return;
+        }
         if let Some(meeting) = joined.attendant {
             let (attendant, first) = Attendant::new(Instant::now(), self.config.settings, meeting);
             self.attendants

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use confab::conference::{Admission, DisconnectReason, Participant, Policy, Role, State};
 use confab::sip::server::LOBBY;
-use support::clients::{Baresip, BaresipOptions, SipBridge};
+use support::clients::{Baresip, BaresipOptions, RawUa, SipBridge, answer_port};
 
 const MEETING: &str = "5555";
 
@@ -135,4 +135,143 @@ fn callers_key_meeting_id_passcode_and_leader_pin() {
         first.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / first.len().max(1) as f64;
     let dbov = 10.0 * (power / (32768.0f64 * 32768.0)).log10();
     assert!(dbov > -40.0, "ann heard no prompt: {dbov:.1} dBov");
+}
+
+/// Calls `meeting` directly with a caller written in the test (PCMU, sending silence), and
+/// returns once the bridge hangs up (or `limit` passes): whether a BYE came, what the caller
+/// heard and after how long the BYE came.
+fn call_until_bye(bridge: &SipBridge, meeting: &str, call_id: &str, limit: Duration) -> Refused {
+    use confab::media::codec::Codec;
+    let mut caller = support::Endpoint::new(Codec::Pcmu, 440.0, -120.0, 21);
+    let mut ua = RawUa::new(bridge.sip_addr(), call_id);
+    let offer = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        caller.addr().port()
+    );
+    let (code, answer) = ua.invite(meeting, &offer);
+    let media: std::net::SocketAddr = format!("127.0.0.1:{}", answer_port(&answer))
+        .parse()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut bye = None;
+    while code == 200 && bye.is_none() && start.elapsed() < limit {
+        caller.send_frame(media);
+        caller.receive();
+        if ua
+            .poll(Duration::from_millis(20))
+            .is_some_and(|m| m.starts_with("BYE "))
+        {
+            bye = Some(start.elapsed());
+        }
+    }
+    caller.receive();
+    Refused {
+        code,
+        bye,
+        heard: std::mem::take(&mut caller.heard),
+    }
+}
+
+struct Refused {
+    code: u16,
+    bye: Option<Duration>,
+    /// Decoded at 8 kHz.
+    heard: Vec<i16>,
+}
+
+/// Seconds of 20 ms frames of `heard` (8 kHz) above -45 dBov: speech, not silence.
+fn spoken_seconds(heard: &[i16]) -> f64 {
+    let loud = heard
+        .chunks(160)
+        .filter(|f| {
+            let power = f.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / f.len() as f64;
+            10.0 * (power / (32768.0f64 * 32768.0)).log10() > -45.0
+        })
+        .count();
+    loud as f64 * 0.02
+}
+
+fn prompt_seconds(p: confab::sip::prompts::Prompt) -> f64 {
+    let prompts = confab::sip::prompts::Prompts::embedded().unwrap();
+    prompts.audio(p).len() as f64 / f64::from(confab::media::codec::MIX_RATE)
+}
+
+/// A direct caller of a locked meeting, and one of a full meeting, is answered, hears why (as
+/// much speech as the prompt holds) and gets the bridge's BYE once it has been said; the meeting
+/// never has it, and the lobby's roster says why it left.
+#[test]
+fn a_refused_caller_is_told_why_before_the_bye() {
+    use confab::mixer::Control;
+    use confab::sip::prompts::Prompt;
+    let _turn = support::exclusive();
+    let bridge = SipBridge::start();
+    bridge
+        .engine
+        .create_conference_with("6001", Policy::default(), Admission::default())
+        .unwrap();
+    bridge.engine.control("6001", Control::Lock(true)).unwrap();
+    let full = Policy {
+        max_participants: 1,
+        ..Policy::default()
+    };
+    bridge
+        .engine
+        .create_conference_with("6002", full, Admission::default())
+        .unwrap();
+    // The one who fills 6002.
+    let _first = call_until_bye(&bridge, "6002", "fills1", Duration::from_millis(1500));
+    assert!(wait_for(Duration::from_secs(5), || bridge
+        .engine
+        .roster("6002")
+        .unwrap()
+        .iter()
+        .any(|p| p.state == State::Connected)));
+
+    for (meeting, call_id, prompt, reason) in [
+        (
+            "6001",
+            "locked1",
+            Prompt::ConferenceLocked,
+            DisconnectReason::Locked,
+        ),
+        (
+            "6002",
+            "full1",
+            Prompt::ConferenceFull,
+            DisconnectReason::Full,
+        ),
+    ] {
+        let said = prompt_seconds(prompt);
+        let r = call_until_bye(&bridge, meeting, call_id, Duration::from_secs(15));
+        assert_eq!(r.code, 200, "{meeting}: not answered");
+        let bye = r
+            .bye
+            .unwrap_or_else(|| panic!("{meeting}: no BYE within 15 s"));
+        let spoken = spoken_seconds(&r.heard);
+        eprintln!(
+            "{meeting}: {spoken:.2} s of speech heard, prompt {said:.2} s, BYE after {bye:?}"
+        );
+        assert!(
+            spoken > said * 0.6 && spoken < said + 1.0,
+            "{meeting}: heard {spoken:.2} s of speech, the prompt is {said:.2} s"
+        );
+        assert!(
+            bye.as_secs_f64() >= said && bye.as_secs_f64() < said + 4.0,
+            "{meeting}: BYE after {bye:?}, the prompt is {said:.2} s"
+        );
+        // Only 6002's first caller is in a meeting.
+        let roster = bridge.engine.roster(meeting).unwrap();
+        let connected = roster
+            .iter()
+            .filter(|p| p.state == State::Connected)
+            .count();
+        assert_eq!(connected, usize::from(meeting == "6002"), "{roster:?}");
+        let lobby = bridge.engine.roster(LOBBY).unwrap();
+        assert!(
+            lobby
+                .iter()
+                .any(|p| p.uri.contains("sip:raw@") && p.state == State::Disconnected(reason)),
+            "{meeting}: lobby has {lobby:?}"
+        );
+    }
 }

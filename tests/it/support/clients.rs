@@ -447,6 +447,14 @@ impl RawUa {
         Some(text)
     }
 
+    /// The next message from the bridge if one comes within `wait` (a BYE is answered 200).
+    pub fn poll(&self, wait: Duration) -> Option<String> {
+        self.socket.set_read_timeout(Some(wait)).ok()?;
+        let message = self.recv();
+        let _ = self.socket.set_read_timeout(Some(Duration::from_secs(5)));
+        message
+    }
+
     fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
         msg.split("\r\n")
             .find_map(|l| l.strip_prefix(&format!("{name}: ")))
