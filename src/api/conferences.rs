@@ -10,9 +10,14 @@ use serde_json::{Value, json};
 
 use super::participants::participant_json;
 use super::{ApiError, AppState, blocking};
+use crate::conference::roster::EntryExit;
 use crate::conference::{Admission, Gate, Policy};
 use crate::mixer::Control;
 use crate::store::{Access, RecordFilter, StoredConference, unix_ms};
+
+#[cfg(test)]
+#[path = "conferences_tests.rs"]
+mod tests;
 
 /// JSON bodies whose rejections are API errors: malformed JSON 400, wrong shape 422.
 pub(super) struct Body<T>(pub T);
@@ -52,6 +57,26 @@ pub(super) struct ConferenceSettings {
     max_participants: Option<usize>,
     wait_for_leader: Option<bool>,
     max_talkers: Option<usize>,
+    /// What those in the mix hear when a participant enters or leaves it: `off` (the default)
+    /// or `tones` (a rising tone for an entry, a falling one for an exit).
+    entry_exit: Option<EntryExitSetting>,
+}
+
+/// The API's names for [`EntryExit`].
+#[derive(Clone, Copy, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum EntryExitSetting {
+    Off,
+    Tones,
+}
+
+impl From<EntryExitSetting> for EntryExit {
+    fn from(s: EntryExitSetting) -> Self {
+        match s {
+            EntryExitSetting::Off => EntryExit::Off,
+            EntryExitSetting::Tones => EntryExit::Tones,
+        }
+    }
 }
 
 fn digits(s: &str, min: usize, max: usize) -> bool {
@@ -153,6 +178,10 @@ fn policy(c: &StoredConference) -> Policy {
         locked: c.locked,
         max_participants: c.max_participants,
         wait_for_leader: c.wait_for_leader,
+        // A meeting's callers waiting for the leader hear music (the attendant's do not).
+        hold_music: true,
+        // Not stored yet: a restart starts the meeting with the default.
+        entry_exit: EntryExit::default(),
     }
 }
 
@@ -170,9 +199,22 @@ fn admission(c: &StoredConference) -> Admission {
 
 /// Starts a stored conference in the engine (at creation and at start-up).
 pub fn start(state: &AppState, c: &StoredConference) -> Result<(), ApiError> {
+    start_with(state, c, EntryExit::default())
+}
+
+/// Starts a conference with what it plays when people enter and leave.
+fn start_with(
+    state: &AppState,
+    c: &StoredConference,
+    entry_exit: EntryExit,
+) -> Result<(), ApiError> {
+    let policy = Policy {
+        entry_exit,
+        ..policy(c)
+    };
     state
         .engine
-        .create_conference_full(&c.id, policy(c), admission(c), c.max_talkers)?;
+        .create_conference_full(&c.id, policy, admission(c), c.max_talkers)?;
     Ok(())
 }
 
@@ -188,6 +230,7 @@ struct ConferenceView<'a> {
     max_participants: usize,
     wait_for_leader: bool,
     max_talkers: usize,
+    entry_exit: &'static str,
     created_at: i64,
 }
 
@@ -203,6 +246,13 @@ fn view(state: &AppState, c: &StoredConference) -> Value {
         max_participants: c.max_participants,
         wait_for_leader: c.wait_for_leader,
         max_talkers: c.max_talkers.unwrap_or(state.max_talkers),
+        // As the running conference has it (the setting is not stored).
+        entry_exit: state
+            .engine
+            .policy(&c.id)
+            .map(|p| p.entry_exit)
+            .unwrap_or_default()
+            .as_str(),
         created_at: c.created_at,
     };
     serde_json::to_value(v).unwrap_or(Value::Null)
@@ -260,8 +310,9 @@ pub(super) async fn create(
             created_at: unix_ms(std::time::SystemTime::now()),
             ..StoredConference::default()
         };
+        let entry_exit = settings.entry_exit.map(EntryExit::from).unwrap_or_default();
         settings.apply(&mut c)?;
-        start(&state, &c)?;
+        start_with(&state, &c, entry_exit)?;
         if let Err(e) = state.store.save_conference(&c) {
             let _ = state.engine.control(&id, Control::End);
             return Err(e.into());
@@ -337,6 +388,7 @@ pub(super) async fn patch(
             return Err(ApiError::invalid("a conference's id cannot change"));
         }
         let talkers_before = c.max_talkers;
+        let entry_exit = settings.entry_exit.map(EntryExit::from);
         settings.apply(&mut c)?;
         state.store.save_conference(&c)?;
         state.engine.set_admission(&cid, admission(&c))?;
@@ -348,6 +400,9 @@ pub(super) async fn patch(
                 wait_for_leader: c.wait_for_leader,
             },
         )?;
+        if let Some(e) = entry_exit {
+            state.engine.control(&cid, Control::EntryExit(e))?;
+        }
         let mut v = view(&state, &c);
         if c.max_talkers != talkers_before {
             v["max_talkers_applies"] = json!("when the conference next starts");

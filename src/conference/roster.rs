@@ -10,6 +10,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
+#[path = "policy.rs"]
+mod policy;
+pub use policy::{EntryExit, Policy};
+
 /// A participant's id, unique within the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ParticipantId(pub u64);
@@ -117,15 +121,6 @@ pub struct Participant {
     pub on_hold: bool,
     /// The last SIP status of the participant's call (a dial-out's 180, 200 or 486, say).
     pub sip_status: Option<u16>,
-}
-
-/// Who may join and how.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Policy {
-    pub locked: bool,
-    /// Present (not disconnected) participants allowed; 0 means no limit.
-    pub max_participants: usize,
-    pub wait_for_leader: bool,
 }
 
 /// What the roster tells the world.
@@ -568,6 +563,11 @@ impl Roster {
     pub fn set_limits(&mut self, max_participants: usize, wait_for_leader: bool) {
         self.policy.max_participants = max_participants;
         self.policy.wait_for_leader = wait_for_leader;
+    }
+
+    /// What the conference plays when someone enters or leaves the mix, from now on.
+    pub fn set_entry_exit(&mut self, entry_exit: EntryExit) {
+        self.policy.entry_exit = entry_exit;
     }
 
     /// Records the last SIP status of a participant's call.

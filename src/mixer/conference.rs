@@ -21,7 +21,10 @@ mod sim_network_tests;
 #[cfg(test)]
 mod sim_signal_tests;
 #[cfg(test)]
+mod sim_sound_tests;
+#[cfg(test)]
 mod sim_tests;
+mod sounds;
 mod tick;
 
 use std::sync::Arc;
@@ -39,6 +42,7 @@ use crate::conference::{DisconnectReason, Event, Joining, ParticipantId, Policy,
 use crate::media::codec::{Codec, LegEncoder, WIDEST_MIX};
 use crate::media::leg::{LegStats, RtpLeg};
 use crate::mixer::helper::{GroupPackets, Outbound};
+use crate::mixer::room_sounds::RoomSounds;
 use crate::mixer::stats::{ConferenceSnapshot, LegTotals, MixerSnapshot};
 use crate::store::{LegFacts, RecordEvent};
 
@@ -93,6 +97,12 @@ pub struct ConferenceMedia {
     legs: Vec<Box<RtpLeg>>,
     /// For each leg, the index of its group.
     leg_groups: Vec<usize>,
+    /// For each leg, its part in the conference's own sounds (music, tones).
+    leg_sounds: Vec<sounds::LegSound>,
+    /// Music on hold and the enter and exit tones, at every mix rate (shared).
+    sounds: Arc<RoomSounds>,
+    /// The enter and exit tones playing.
+    chimes: sounds::Chimes,
     groups: Vec<Group>,
     /// This tick's shared packets, shared with the helper while it sends.
     outbound: Arc<Outbound>,
@@ -140,6 +150,9 @@ impl ConferenceMedia {
             roster: Roster::new(policy),
             legs: Vec::new(),
             leg_groups: Vec::new(),
+            leg_sounds: Vec::new(),
+            sounds: RoomSounds::builtin(),
+            chimes: sounds::Chimes::default(),
             groups: Vec::new(),
             outbound: Arc::new(Outbound::default()),
             send_plan: Vec::new(),
@@ -155,6 +168,11 @@ impl ConferenceMedia {
             records: None,
             closed: LegTotals::default(),
         }
+    }
+
+    /// Plays `sounds` (music on hold, tones) from now on instead of the built-in ones.
+    pub fn set_sounds(&mut self, sounds: Arc<RoomSounds>) {
+        self.sounds = sounds;
     }
 
     /// Sends call records to `records` from now on.
@@ -260,6 +278,7 @@ impl ConferenceMedia {
         );
         fresh.counters = Arc::clone(&self.counters);
         fresh.records = self.records.clone();
+        fresh.sounds = Arc::clone(&self.sounds);
         let mut old = std::mem::replace(self, fresh);
         // The old state may be what broke: if ending its calls panics too, the roster is
         // given up and the legs are dropped all the same (their sockets close).
@@ -343,6 +362,11 @@ impl ConferenceMedia {
             .unwrap_or(self.rate);
         if wanted != self.rate {
             tracing::debug!(conference = %self.id, from = self.rate.hz(), to = wanted.hz(), "mix rate");
+            // The music and tones go on from the same moment in the copy at the new rate.
+            for s in &mut self.leg_sounds {
+                s.music_at = sounds::rescale(s.music_at, self.rate, wanted);
+            }
+            self.chimes.rescale(self.rate, wanted);
             self.rate = wanted;
             self.mix = MixFrames::new(wanted);
             for group in &mut self.groups {
@@ -423,6 +447,7 @@ impl ConferenceMedia {
         self.dominant.add(leg.participant);
         self.legs.push(Box::new(leg));
         self.leg_groups.push(group);
+        self.leg_sounds.push(sounds::LegSound::default());
         // Room for every leg in the tick's own vectors, so that the tick never allocates.
         let n = self.legs.len();
         self.send_plan.reserve(n);
@@ -452,6 +477,7 @@ impl ConferenceMedia {
         self.send_record(false, participant, self.legs.get(i).map(|l| &**l), now);
         self.closed.add_leg(&self.legs[i].stats());
         self.leg_groups.swap_remove(i);
+        self.forget_leg_sound(i);
         self.dominant.remove(participant);
         let leg = *self.legs.swap_remove(i);
         self.fit_rate();
@@ -505,6 +531,7 @@ impl ConferenceMedia {
                 self.closed.add_ended(&self.legs[i].stats());
                 self.legs.swap_remove(i);
                 self.leg_groups.swap_remove(i);
+                self.forget_leg_sound(i);
                 self.dominant.remove(id);
                 self.rate_stale = true;
             }
@@ -518,9 +545,12 @@ struct MixFrames {
     comfort: ComfortNoise,
     /// The sum every listener hears.
     shared: Vec<i16>,
-    /// A talker's mix-minus, a prompt, a deaf leg's comfort noise.
+    /// A talker's mix-minus, a prompt, a deaf leg's comfort noise, music on hold.
     scratch: Vec<i16>,
     silence: Vec<i16>,
+    /// This tick's frame of the enter tone, and whether it plays (it is in the sum).
+    enter: Vec<i16>,
+    enter_on: bool,
 }
 
 impl MixFrames {
@@ -533,6 +563,8 @@ impl MixFrames {
             shared: vec![0; n],
             scratch: vec![0; n],
             silence: vec![0; n],
+            enter: vec![0; n],
+            enter_on: false,
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod conference;
 pub(crate) mod control_events;
 pub mod helper;
+pub mod room_sounds;
 pub mod stats;
 
 #[cfg(test)]
@@ -54,6 +55,8 @@ pub enum Control {
         max_participants: usize,
         wait_for_leader: bool,
     },
+    /// What the conference plays when someone enters or leaves the mix.
+    EntryExit(crate::conference::roster::EntryExit),
     End,
 }
 
@@ -207,6 +210,9 @@ impl MixerHandle {
         records: Option<std::sync::mpsc::Sender<crate::store::RecordEvent>>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+        // Made once per process, here rather than in the thread's first conference's creation,
+        // which would hold up its ticks.
+        let _ = room_sounds::RoomSounds::builtin();
         let counters = Arc::new(MixerCounters::default());
         let c = Arc::clone(&counters);
         let thread = std::thread::Builder::new()
@@ -561,6 +567,10 @@ fn apply(c: &mut ConferenceMedia, control: Control) -> Result<(), CommandError> 
             wait_for_leader,
         } => {
             r.set_limits(max_participants, wait_for_leader);
+            Ok(())
+        }
+        Control::EntryExit(e) => {
+            r.set_entry_exit(e);
             Ok(())
         }
         Control::Lock(on) => {

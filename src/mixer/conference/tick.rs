@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use confab_dsp::mix::Gain;
 
+use super::sounds::{music_frame, render_without};
 use super::{ConferenceEvent, ConferenceMedia, MAX_GROUPS, NON_SPEECH_GATE};
 use crate::conference::talkers::Candidate;
 use crate::conference::{DisconnectReason, Event, State};
@@ -38,6 +39,7 @@ impl ConferenceMedia {
         if self.legs.is_empty() {
             // Nobody to hear or be heard: no comfort noise, no mix, no encode. Roster events
             // (a lock, an invite) still go out. An idle conference costs this branch alone.
+            self.silence_chimes();
             while let Some(event) = self.roster.poll_event() {
                 emit(ConferenceEvent {
                     conference: self.id.clone(),
@@ -80,6 +82,7 @@ impl ConferenceMedia {
             self.roster.dominant_speaker(d);
         }
 
+        self.follow_presence();
         self.mix();
         self.encode_shared();
         self.send_own();
@@ -137,6 +140,7 @@ impl ConferenceMedia {
             out.levels[out.csrc_count] = leg.activity().level;
             out.csrc_count += 1;
         }
+        self.mix_chimes();
         if self.mix.mixer.inputs() == 0 {
             self.mix.comfort.fill(&mut self.mix.shared);
         } else {
@@ -147,10 +151,13 @@ impl ConferenceMedia {
     /// Shared encodes: once per group that has a listener this tick (one pass over the legs).
     fn encode_shared(&mut self) {
         let mut listening = [false; MAX_GROUPS];
+        let enter_on = self.mix.enter_on;
         for (slot, leg) in self.legs.iter().enumerate() {
             let g = self.leg_groups[slot];
+            let skips_enter = enter_on && self.leg_sounds.get(slot).is_some_and(|s| s.skip_enter);
             if g < MAX_GROUPS
                 && !self.talkers.contains(slot)
+                && !skips_enter
                 && leg.listen_gain() == Gain::UNITY
                 && self.roster.hears(leg.participant)
             {
@@ -189,9 +196,15 @@ impl ConferenceMedia {
         let out = &*self.outbound;
         let csrcs = &out.csrcs[..out.csrc_count];
         let levels = &out.levels[..out.csrc_count];
+        let sounds = self.sounds.at(self.rate);
+        let policy = self.roster.policy();
+        // Only the enter tone in the sum: one who does not hear it hears comfort noise.
+        let only_enter = self.mix.enter_on && self.mix.mixer.inputs() == 1;
         for (slot, leg) in self.legs.iter_mut().enumerate() {
             let id = leg.participant;
             let mut plan = NO_GROUP;
+            let skips_enter =
+                self.mix.enter_on && self.leg_sounds.get(slot).is_some_and(|s| s.skip_enter);
             let own = match self.roster.participant(id) {
                 None => 0,
                 Some(p) if matches!(p.state, State::Disconnected(_)) => 0,
@@ -204,15 +217,39 @@ impl ConferenceMedia {
                         // Deaf: nothing but comfort noise.
                         self.mix.comfort.fill(&mut self.mix.scratch);
                         leg.send_own(&self.mix.scratch, &[], &[])
+                    } else if policy.hold_music
+                        && p.state == State::Connecting
+                        && p.media_ready
+                        && !p.on_hold
+                        && !p.deaf
+                        && let Some(s) = self.leg_sounds.get_mut(slot)
+                    {
+                        // Waiting for the leader (media up, yet held in `connecting`): music on
+                        // hold from where this leg left it. A prompt above takes its place and
+                        // the music goes on after, where it stopped.
+                        music_frame(&sounds.music, &mut s.music_at, &mut self.mix.scratch);
+                        scale(&mut self.mix.scratch, leg.listen_gain());
+                        leg.send_own(&self.mix.scratch, &[], &[])
                     } else {
-                        // Still connecting (e.g. waiting for the leader): silence.
+                        // Still connecting (no media yet, or waiting without music): silence.
                         leg.send_own(&self.mix.silence, &[], &[])
                     }
                 }
                 Some(_) if self.talkers.contains(slot) => {
-                    self.mix
-                        .mixer
-                        .render_minus(leg.frame(), Gain::UNITY, &mut self.mix.scratch);
+                    if skips_enter {
+                        render_without(
+                            &self.mix.mixer,
+                            leg.frame(),
+                            &self.mix.enter,
+                            &mut self.mix.scratch,
+                        );
+                    } else {
+                        self.mix.mixer.render_minus(
+                            leg.frame(),
+                            Gain::UNITY,
+                            &mut self.mix.scratch,
+                        );
+                    }
                     scale(&mut self.mix.scratch, leg.listen_gain());
                     let mut others = [0u32; 16];
                     let mut other_levels = [0u8; 16];
@@ -224,9 +261,20 @@ impl ConferenceMedia {
                     }
                     leg.send_own(&self.mix.scratch, &others[..n], &other_levels[..n])
                 }
-                Some(_) if leg.listen_gain() != Gain::UNITY => {
-                    // Its own listening volume: its own encode.
-                    self.mix.scratch.copy_from_slice(&self.mix.shared);
+                Some(_) if leg.listen_gain() != Gain::UNITY || skips_enter => {
+                    // Its own listening volume, or it has just entered and does not hear the
+                    // tone that says so: its own encode.
+                    if !skips_enter {
+                        self.mix.scratch.copy_from_slice(&self.mix.shared);
+                    } else if only_enter {
+                        self.mix.comfort.fill(&mut self.mix.scratch);
+                    } else {
+                        self.mix.mixer.render_minus(
+                            &self.mix.enter,
+                            Gain::UNITY,
+                            &mut self.mix.scratch,
+                        );
+                    }
                     scale(&mut self.mix.scratch, leg.listen_gain());
                     leg.send_own(&self.mix.scratch, csrcs, levels)
                 }
@@ -318,6 +366,7 @@ impl ConferenceMedia {
     fn lost_with_helper(&mut self) {
         let n = self.legs.len();
         self.leg_groups.truncate(n);
+        self.leg_sounds.truncate(n);
         self.send_plan.truncate(n);
         let lost: Vec<_> = self
             .roster

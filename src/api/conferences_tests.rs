@@ -1,0 +1,130 @@
+//! The conference settings as the API takes them: `entry_exit` reaches the running conference
+//! (created and changed), is shown back, and is in the OpenAPI document with its values.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use super::{Body, ConferenceSettings, create, patch};
+use crate::api::AppState;
+use crate::conference::roster::EntryExit;
+use crate::engine::{Engine, EngineSettings};
+use crate::store::Store;
+
+fn state(dir: &std::path::Path) -> AppState {
+    let engine = Arc::new(
+        Engine::start(EngineSettings {
+            mixer_threads: 1,
+            max_talkers: 3,
+            media_bind: std::net::IpAddr::from([127, 0, 0, 1]),
+            rtp_port_min: 45_200,
+            rtp_port_max: 45_210,
+            media_timeout: Duration::from_secs(30),
+            leg_timers: Default::default(),
+            records: None,
+        })
+        .unwrap(),
+    );
+    let events = engine.broadcast_events().unwrap();
+    let store = Store::open(dir).unwrap();
+    AppState::new(engine, None, store, events.subscribe(), None, 3, Vec::new())
+}
+
+fn settings(json: &str) -> Body<ConferenceSettings> {
+    Body(serde_json::from_str(json).unwrap())
+}
+
+async fn json_of(r: axum::response::Response) -> (StatusCode, Value) {
+    let status = r.status();
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn entry_exit_reaches_the_running_conference_and_is_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+
+    let made = create(State(state.clone()), settings(r#"{"id":"4001"}"#))
+        .await
+        .unwrap();
+    let (status, body) = json_of(made).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body["conference"]["entry_exit"], "off", "{body}");
+    let policy = state.engine.policy("4001").unwrap();
+    assert_eq!(policy.entry_exit, EntryExit::Off);
+    // A meeting's waiting callers hear music.
+    assert!(policy.hold_music);
+
+    let made = create(
+        State(state.clone()),
+        settings(r#"{"id":"4002","entry_exit":"tones","wait_for_leader":true}"#),
+    )
+    .await
+    .unwrap();
+    let (_, body) = json_of(made).await;
+    assert_eq!(body["conference"]["entry_exit"], "tones", "{body}");
+    assert_eq!(
+        state.engine.policy("4002").unwrap().entry_exit,
+        EntryExit::Tones
+    );
+
+    // Changed: the running conference follows; other changes leave it as it is.
+    let changed = patch(
+        State(state.clone()),
+        Path("4002".into()),
+        settings(r#"{"entry_exit":"off"}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(changed.0["conference"]["entry_exit"], "off");
+    assert_eq!(
+        state.engine.policy("4002").unwrap().entry_exit,
+        EntryExit::Off
+    );
+    let _ = patch(
+        State(state.clone()),
+        Path("4001".into()),
+        settings(r#"{"entry_exit":"tones"}"#),
+    )
+    .await
+    .unwrap();
+    let changed = patch(
+        State(state.clone()),
+        Path("4001".into()),
+        settings(r#"{"max_participants":5}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(changed.0["conference"]["entry_exit"], "tones");
+}
+
+#[test]
+fn only_known_entry_exit_values_are_taken() {
+    for bad in [r#""names""#, r#""Tones""#, "true", "1"] {
+        let body = format!(r#"{{"entry_exit":{bad}}}"#);
+        assert!(
+            serde_json::from_str::<ConferenceSettings>(&body).is_err(),
+            "{bad}"
+        );
+    }
+    // The refusal (a 422 by `Body`) names the values there are.
+    let e = serde_json::from_str::<ConferenceSettings>(r#"{"entry_exit":"names"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`off`") && e.contains("`tones`"), "{e}");
+}
+
+#[test]
+fn the_openapi_document_lists_entry_exit_values() {
+    use utoipa::OpenApi;
+    let doc = serde_json::to_value(crate::api::ApiDoc::openapi()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let field = &schemas["ConferenceSettings"]["properties"]["entry_exit"];
+    assert!(!field.is_null(), "{}", schemas["ConferenceSettings"]);
+    let values = schemas["EntryExitSetting"]["enum"].clone();
+    assert_eq!(values, serde_json::json!(["off", "tones"]), "{schemas}");
+}

@@ -1,0 +1,177 @@
+//! What a conference plays by itself, in the tick: music on hold to each leg waiting for the
+//! leader (from where that leg left it; a prompt to the leg plays instead, and the music goes
+//! on after), and with `entry_exit: tones` the enter and exit tones, mixed into the sum as one
+//! more input so that every listener's mix carries them: the shared encodes, talkers'
+//! mix-minus, own-volume listeners. Nothing here allocates: the sounds are the shared
+//! [`RoomSounds`] at the mix rate, the positions are counters.
+
+use confab_dsp::mix::{Gain, Mixer, soft_limit};
+use confab_dsp::resample::Rate;
+
+use super::ConferenceMedia;
+use crate::conference::State;
+use crate::conference::roster::EntryExit;
+
+/// A leg's part in the conference's own sounds, kept beside the leg (in `leg_sounds`, in the
+/// order of `legs`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct LegSound {
+    /// In the mix (connected) at the last look: its leaving is heard.
+    connected: bool,
+    /// Where it is in the music while it waits (samples at the mix rate).
+    pub(super) music_at: usize,
+    /// It entered while the enter tone plays: it does not hear the tone that announces it.
+    pub(super) skip_enter: bool,
+}
+
+/// The enter and exit tones playing to the conference (positions at the mix rate).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Chimes {
+    enter: Option<usize>,
+    exit: Option<usize>,
+    /// Someone in the mix left between looks (its leg taken out or pruned): the exit tone is due.
+    pub(super) left: bool,
+}
+
+impl Chimes {
+    /// Positions carried to a new mix rate (between ticks).
+    pub(super) fn rescale(&mut self, from: Rate, to: Rate) {
+        for at in [&mut self.enter, &mut self.exit].into_iter().flatten() {
+            *at = rescale(*at, from, to);
+        }
+    }
+}
+
+/// A position in a sound at `from`, at `to`.
+pub(super) fn rescale(at: usize, from: Rate, to: Rate) -> usize {
+    at * to.hz() as usize / from.hz() as usize
+}
+
+impl ConferenceMedia {
+    /// Who entered the mix and who left it since the last look, and the tones that says: a
+    /// tone already playing covers another entry (or exit) rather than starting over. Before
+    /// the mix, every tick with legs; bounded by the legs.
+    pub(super) fn follow_presence(&mut self) {
+        let tones = self.roster.policy().entry_exit == EntryExit::Tones;
+        let mut entered = false;
+        let mut left = std::mem::take(&mut self.chimes.left);
+        if self.chimes.enter.is_none() {
+            for s in &mut self.leg_sounds {
+                s.skip_enter = false;
+            }
+        }
+        for (leg, s) in self.legs.iter().zip(&mut self.leg_sounds) {
+            let connected = self
+                .roster
+                .participant(leg.participant)
+                .is_some_and(|p| p.state == State::Connected);
+            if connected && !s.connected {
+                entered = true;
+                s.skip_enter = tones;
+                s.music_at = 0;
+            }
+            left |= s.connected && !connected;
+            s.connected = connected;
+        }
+        if !tones {
+            self.chimes = Chimes::default();
+            return;
+        }
+        if entered && self.chimes.enter.is_none() {
+            self.chimes.enter = Some(0);
+        }
+        if left && self.chimes.exit.is_none() {
+            self.chimes.exit = Some(0);
+        }
+    }
+
+    /// A leg leaves `leg_sounds` (it is taken out or pruned): if it was in the mix, the exit
+    /// tone is due.
+    pub(super) fn forget_leg_sound(&mut self, slot: usize) {
+        if slot < self.leg_sounds.len() && self.leg_sounds.swap_remove(slot).connected {
+            self.chimes.left = true;
+        }
+    }
+
+    /// Adds this tick's frames of the tones playing to the mixer, as inputs at unity, and moves
+    /// them on. The enter tone's frame stays in `mix.enter` for those who must not hear it.
+    pub(super) fn mix_chimes(&mut self) {
+        let sounds = self.sounds.at(self.rate);
+        let n = self.mix.enter.len();
+        self.mix.enter_on = false;
+        if let Some(at) = self.chimes.enter {
+            let part = sounds.enter.get(at..).unwrap_or(&[]);
+            let take = part.len().min(n);
+            self.mix.enter[..take].copy_from_slice(&part[..take]);
+            self.mix.enter[take..].fill(0);
+            self.mix.mixer.add(&self.mix.enter, Gain::UNITY);
+            self.mix.enter_on = true;
+            self.chimes.enter = (at + n < sounds.enter.len()).then_some(at + n);
+        }
+        if let Some(at) = self.chimes.exit {
+            let part = sounds.exit.get(at..).unwrap_or(&[]);
+            self.mix.mixer.add(&part[..part.len().min(n)], Gain::UNITY);
+            self.chimes.exit = (at + n < sounds.exit.len()).then_some(at + n);
+        }
+    }
+
+    /// The tones are off and nothing plays (nobody is left to hear them).
+    pub(super) fn silence_chimes(&mut self) {
+        self.chimes = Chimes::default();
+        self.mix.enter_on = false;
+    }
+}
+
+/// The next frame of `music` from `at` into `out`, looping; `at` moves on.
+pub(super) fn music_frame(music: &[i16], at: &mut usize, out: &mut [i16]) {
+    if music.is_empty() {
+        out.fill(0);
+        return;
+    }
+    let mut filled = 0;
+    while filled < out.len() {
+        let from = *at % music.len();
+        let take = (music.len() - from).min(out.len() - filled);
+        out[filled..filled + take].copy_from_slice(&music[from..from + take]);
+        filled += take;
+        *at = (from + take) % music.len();
+    }
+}
+
+/// The mix without `own` and `tone` (each added at unity), limited into `out`: a talker who
+/// has just entered hears neither itself nor the tone that announces it.
+pub(super) fn render_without(mixer: &Mixer, own: &[i16], tone: &[i16], out: &mut [i16]) {
+    for (i, (o, &s)) in out.iter_mut().zip(mixer.sum()).enumerate() {
+        let a = own.get(i).map_or(0, |&x| i32::from(x));
+        let b = tone.get(i).map_or(0, |&x| i32::from(x));
+        *o = soft_limit(s - a - b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn music_loops_across_frames() {
+        let music: Vec<i16> = (0..5).collect();
+        let mut at = 3;
+        let mut out = [0i16; 7];
+        music_frame(&music, &mut at, &mut out);
+        assert_eq!(out, [3, 4, 0, 1, 2, 3, 4]);
+        assert_eq!(at, 0);
+        music_frame(&[], &mut at, &mut out);
+        assert_eq!(out, [0; 7]);
+    }
+
+    #[test]
+    fn without_is_the_sum_less_both_parts() {
+        let mut m = Mixer::new(3);
+        m.add(&[100, 200, 300], Gain::UNITY);
+        m.add(&[10, 20, 30], Gain::UNITY);
+        m.add(&[1, 2, 3], Gain::UNITY);
+        let mut out = [0i16; 3];
+        render_without(&m, &[10, 20, 30], &[1, 2], &mut out);
+        assert_eq!(out, [100, 200, 303]);
+    }
+}
