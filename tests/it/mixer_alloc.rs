@@ -15,6 +15,7 @@ use std::net::{IpAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use confab::conference::roster::EntryExit;
 use confab::conference::{Joining, ParticipantId, Policy, Role};
 use confab::media::codec::Codec;
 use confab::media::leg::{LegSpec, LegTimers, RtpLeg};
@@ -102,6 +103,104 @@ fn counted_in_a_process_of_its_own() {
     // counting allocator sees that thread too.
     let helper = LegHelper::spawn(0).unwrap();
     steady_ticks_allocate_nothing(MIXED, PARALLEL_LEGS + 20, Some(helper));
+    music_and_tones_allocate_nothing();
+}
+
+/// Attendees waiting for the leader hear music on hold (each its own encode, from its own
+/// place in the music), then the leader comes (the enter tone) and one leaves (the exit tone):
+/// none of those ticks allocates. The tick in which the leader connects is not counted: the
+/// roster's release of those waiting collects them (a roster matter, not the sounds').
+fn music_and_tones_allocate_nothing() {
+    let (min, max) = support::free_port_range();
+    let pool = PortPool::new(IpAddr::from([127, 0, 0, 1]), min, max + 20);
+    let t0 = Instant::now();
+    let policy = Policy {
+        wait_for_leader: true,
+        hold_music: true,
+        entry_exit: EntryExit::Tones,
+        ..Policy::default()
+    };
+    let mut conference = ConferenceMedia::new("m".into(), policy, 3, Duration::from_secs(30));
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let add = |conference: &mut ConferenceMedia, id: u64, role: Role| {
+        let (socket, rtcp, lease) = pool.bind(false).unwrap();
+        let spec = LegSpec::new(Codec::Pcmu, sink.local_addr().unwrap());
+        let leg = RtpLeg::new(
+            ParticipantId(id),
+            spec,
+            (socket, rtcp),
+            lease,
+            t0,
+            id as u32,
+            LegTimers::default(),
+        )
+        .unwrap();
+        let to = leg.local_addr().unwrap();
+        let joining = Joining {
+            id: ParticipantId(id),
+            display_name: String::new(),
+            uri: String::new(),
+            role,
+        };
+        conference.add_leg(joining, leg, t0).unwrap();
+        // One packet makes the leg's media ready.
+        let mut hello = vec![0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, id as u8];
+        hello.extend_from_slice(&[0xFF; 160]);
+        sink.send_to(&hello, to).unwrap();
+    };
+    for id in 1..=3 {
+        add(&mut conference, id, Role::Attendee);
+    }
+    sink.set_nonblocking(true).unwrap();
+    let mut tick = 0u64;
+    let mut run = |conference: &mut ConferenceMedia, ticks: u64| {
+        let mut made = 0;
+        for _ in 0..ticks {
+            let now = t0 + Duration::from_millis(20 * tick);
+            tick += 1;
+            let before = ALLOCATIONS.load(Ordering::SeqCst);
+            conference.tick(now, |_| {});
+            made += ALLOCATIONS.load(Ordering::SeqCst) - before;
+            let mut buf = [0u8; 2048];
+            while sink.recv(&mut buf).is_ok() {}
+        }
+        made
+    };
+    let connected = |c: &ConferenceMedia, id: u64| {
+        c.roster.participant(ParticipantId(id)).unwrap().state
+            == confab::conference::State::Connected
+    };
+    run(&mut conference, 50);
+    let own = conference.counters.encodes_own.load(Ordering::Relaxed);
+    let waiting = run(&mut conference, 100);
+    // Every waiting leg had its own encode of the music each tick.
+    let music_encodes = conference.counters.encodes_own.load(Ordering::Relaxed) - own;
+    assert_eq!(music_encodes, 300, "music encodes in 100 ticks");
+    assert!(!connected(&conference, 1));
+    assert_eq!(waiting, 0, "allocations in 100 ticks of music on hold");
+
+    add(&mut conference, 4, Role::Leader);
+    let mut waited = 0;
+    while !connected(&conference, 4) {
+        run(&mut conference, 1);
+        waited += 1;
+        assert!(waited < 10, "the leader did not connect");
+    }
+    // The enter tone lasts about 0.4 s: these ticks mix it.
+    let entering = run(&mut conference, 15);
+    assert!(connected(&conference, 1));
+    assert_eq!(entering, 0, "allocations in 15 ticks of the enter tone");
+    run(&mut conference, 30);
+    conference
+        .roster
+        .disconnect(
+            ParticipantId(2),
+            confab::conference::DisconnectReason::Hangup,
+        )
+        .unwrap();
+    let leaving = run(&mut conference, 15);
+    assert_eq!(conference.leg_count(), 3);
+    assert_eq!(leaving, 0, "allocations in 15 ticks of the exit tone");
 }
 
 fn steady_ticks_allocate_nothing(
