@@ -3,6 +3,7 @@
 //! own encoder or decoder.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod audio;
 pub mod clients;
 pub mod https;
 pub mod netns;
