@@ -350,9 +350,11 @@ pub fn render(
         encodes,
     );
 
-    // Mixer threads: one histogram over all of them, late ticks, the worst load.
+    // Mixer threads: one histogram over all of them, late ticks, lost control events, the
+    // worst load.
     let mut tick_counts = [0u64; TICK_BUCKETS_US.len() + 1];
     let (mut tick_sum_us, mut late, mut load) = (0u64, 0u64, 0.0f64);
+    let mut control_dropped = 0u64;
     for c in &counters {
         let (counts, sum) = c.tick_time.read();
         for (t, n) in tick_counts.iter_mut().zip(counts) {
@@ -360,6 +362,9 @@ pub fn render(
         }
         tick_sum_us += sum;
         late += c.late_ticks.load(std::sync::atomic::Ordering::Relaxed);
+        control_dropped += c
+            .control_events_dropped
+            .load(std::sync::atomic::Ordering::Relaxed);
         load = load.max(c.load_ratio());
     }
     registry.register(
@@ -375,6 +380,13 @@ pub fn render(
         "confab_mixer_late_ticks",
         "Ticks skipped because a mixer thread fell behind",
         counter(late),
+    );
+    registry.register(
+        "confab_control_events_dropped",
+        "Control events (participant state, DTMF, locked, ended) the mixer threads dropped \
+         because their consumer, the SIP shell, took none for a whole backlog; each may be a \
+         hang-up never signalled (should stay 0)",
+        counter(control_dropped),
     );
     // Contained panics by part: each a bug that ended one conference's calls (mixer), one
     // SIP message (sip) or one WebRTC peer (webrtc), while everything else went on.
@@ -474,4 +486,59 @@ pub fn render(
         out.clear();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    #[test]
+    fn control_events_dropped_is_summed_over_the_mixer_threads() {
+        let engine = Engine::start(crate::engine::EngineSettings {
+            mixer_threads: 2,
+            max_talkers: 3,
+            media_bind: std::net::IpAddr::from([127, 0, 0, 1]),
+            rtp_port_min: 45_100,
+            rtp_port_max: 45_110,
+            media_timeout: std::time::Duration::from_secs(30),
+            leg_timers: Default::default(),
+            records: None,
+        })
+        .unwrap();
+        let render = || {
+            render(
+                &engine,
+                &Options::default(),
+                None,
+                None,
+                &ApiMetrics::default(),
+                &[],
+                false,
+            )
+        };
+        let text = render();
+        // There at zero, so alerts have a series to read.
+        assert!(
+            text.contains("# TYPE confab_control_events_dropped counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP confab_control_events_dropped Control events"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nconfab_control_events_dropped_total 0\n"),
+            "{text}"
+        );
+        let counters = engine.mixer_counters();
+        assert_eq!(counters.len(), 2);
+        counters[0].control_events_dropped.fetch_add(3, Relaxed);
+        counters[1].control_events_dropped.fetch_add(4, Relaxed);
+        let text = render();
+        assert!(
+            text.contains("\nconfab_control_events_dropped_total 7\n"),
+            "{text}"
+        );
+    }
 }

@@ -20,6 +20,7 @@ mod api;
 mod api_metrics;
 mod browser;
 mod cli;
+mod control_path;
 mod deploy;
 mod faults;
 mod hostile_access;
