@@ -40,15 +40,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let events = engine
         .broadcast_events()
         .context("cannot start the engine's event stream")?;
-    let prompts = match &config.sip.prompts_dir {
-        Some(dir) => crate::sip::prompts::Prompts::load(dir, &config.sip.language)
-            .context("cannot load the attendant's prompts")?,
-        None => {
-            crate::sip::prompts::Prompts::embedded().context("cannot load the built-in prompts")?
-        }
-    };
+    let prompts = crate::sip::prompts::PromptBook::load(
+        config.sip.prompts_dir.as_deref(),
+        &config.sip.prompt_languages(),
+    )
+    .context("cannot load the attendant's prompts")?;
     let attendant = crate::sip::server::AttendantConfig {
         prompts: std::sync::Arc::new(prompts),
+        menu_languages: config.sip.menu_languages.clone(),
+        access_users: config
+            .sip
+            .access_users
+            .iter()
+            .map(|a| (a.user.clone(), a.language.clone()))
+            .collect(),
         settings: crate::sip::attendant::AttendantSettings {
             redirect: config.sip.dispatcher.is_some(),
             ..Default::default()

@@ -3,3 +3,4 @@
 //! decides; nothing here touches a socket or reads a clock.
 
 pub mod keypad;
+pub(crate) mod language_menu;

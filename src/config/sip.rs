@@ -28,8 +28,14 @@ pub struct SipConfig {
     pub invites_per_second: u32,
     /// A folder of prompt languages (`<dir>/<language>/<name>.wav`); none: the built-in English.
     pub prompts_dir: Option<PathBuf>,
-    /// The attendant's language (a folder under `prompts_dir`).
+    /// The attendant's language (a folder under `prompts_dir`), and the default one.
     pub language: String,
+    /// Languages offered by a menu to callers of `access_user` before the attendant ("for
+    /// English press 1, für Deutsch drücken Sie die 2, …"), the key being the position; fewer
+    /// than two: no menu, the callers hear `language`.
+    pub menu_languages: Vec<String>,
+    /// More access numbers, each with the language its callers hear (no menu).
+    pub access_users: Vec<AccessUser>,
     /// Wrong entries (meeting ID, passcode, leader PIN) of one caller in ten minutes before it
     /// is locked out (a caller: the identity a trusted gateway passes on; the address for WHIP).
     pub max_failures_per_source: u32,
@@ -52,12 +58,105 @@ pub struct SipConfig {
     pub tls_ca: Option<PathBuf>,
     /// The realm of our digest challenges (`[[sip.users]]`).
     pub realm: String,
-    /// Softclients that may call from outside `trusted` after a digest challenge (RFC 7616:
-    /// SHA-256 and MD5); none: such callers get 403 as before.
+    /// Softclients that may call from outside `trusted` after a digest challenge (one, MD5
+    /// with `qop=auth`, as baresip 1.x takes no other; SHA-256 answers (RFC 7616) are verified
+    /// too); none: such callers get 403 as before.
     pub users: Vec<SipUser>,
     /// What a trunk's 401/407 challenge on our dial-outs is answered with, by the host the
     /// INVITE goes to (the outbound proxy's, or the target's when there is none).
     pub credentials: Vec<TrunkCredentials>,
+}
+
+/// `[[sip.access_users]]`: an access number in a language.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessUser {
+    pub user: String,
+    pub language: String,
+}
+
+/// Languages at most: one key each on the menu.
+pub(crate) const MAX_MENU_LANGUAGES: usize = 9;
+
+impl SipConfig {
+    /// Every language the bridge speaks, the default first, each once.
+    pub fn prompt_languages(&self) -> Vec<String> {
+        let mut all = vec![self.language.clone()];
+        let more = self.menu_languages.iter();
+        for l in more.chain(self.access_users.iter().map(|a| &a.language)) {
+            if !all.contains(l) {
+                all.push(l.clone());
+            }
+        }
+        all
+    }
+
+    /// The languages and access users, checked: a language is a tag (`fr`, `pt-BR`), one of the
+    /// built-in ones unless `prompts_dir` is set; a menu has at most nine and none twice; an
+    /// access user is a SIP user, none twice nor the attendant's `access_user`.
+    pub(super) fn validate_languages(&self) -> Result<(), (&'static str, String)> {
+        let check = |key: &'static str, l: &str| {
+            let tag = !l.is_empty()
+                && l.len() <= 16
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !tag {
+                return Err((
+                    key,
+                    format!("`{l}` is not a language tag (like `fr` or `pt-BR`)"),
+                ));
+            }
+            let built_in = crate::sip::prompts::LANGUAGES;
+            if self.prompts_dir.is_none() && !built_in.contains(&l) {
+                return Err((
+                    key,
+                    format!(
+                        "`{l}` has no built-in prompts (built in: {}); set sip.prompts_dir",
+                        built_in.join(", ")
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        check("sip.language", &self.language)?;
+        if self.menu_languages.len() > MAX_MENU_LANGUAGES {
+            return Err((
+                "sip.menu_languages",
+                format!(
+                    "{} languages; a menu offers at most {MAX_MENU_LANGUAGES} (keys 1-9)",
+                    self.menu_languages.len()
+                ),
+            ));
+        }
+        for (i, l) in self.menu_languages.iter().enumerate() {
+            check("sip.menu_languages", l)?;
+            if self.menu_languages[..i].contains(l) {
+                return Err(("sip.menu_languages", format!("`{l}` is offered twice")));
+            }
+        }
+        for (i, a) in self.access_users.iter().enumerate() {
+            let user = !a.user.is_empty()
+                && a.user.len() <= 64
+                && a.user
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !user {
+                return Err((
+                    "sip.access_users",
+                    format!("entry {}: `{}` is not a valid SIP user", i + 1, a.user),
+                ));
+            }
+            if a.user == self.access_user || self.access_users[..i].iter().any(|b| b.user == a.user)
+            {
+                return Err((
+                    "sip.access_users",
+                    format!("entry {}: `{}` is already an access user", i + 1, a.user),
+                ));
+            }
+            check("sip.access_users", &a.language)?;
+        }
+        Ok(())
+    }
 }
 
 /// `[[sip.users]]`: a softclient's digest account.
@@ -133,6 +232,8 @@ impl Default for SipConfig {
             invites_per_second: 100,
             prompts_dir: None,
             language: "en".to_owned(),
+            menu_languages: Vec::new(),
+            access_users: Vec::new(),
             max_failures_per_source: 10,
             dispatcher: None,
             advertise: None,

@@ -259,3 +259,59 @@ fn keypad_sequences_are_checked_and_named_with_their_line() {
     let e = Config::from_toml("[keypad]\nhelp = \"*\"\n").unwrap_err();
     assert!(e.to_string().contains("start of the other"), "{e}");
 }
+
+#[test]
+fn languages_menu_and_access_users_are_checked() {
+    let c = Config::from_toml(
+        "[sip]\nlanguage = \"de\"\nmenu_languages = [\"en\", \"fr\", \"de\"]\n\
+         [[sip.access_users]]\nuser = \"conferencia\"\nlanguage = \"es\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.sip.prompt_languages(), ["de", "en", "fr", "es"]);
+    assert_eq!(c.sip.access_users[0].user, "conferencia");
+    for (text, key, says) in [
+        (
+            "[sip]\nlanguage = \"xx\"\n",
+            "sip.language",
+            "no built-in prompts",
+        ),
+        (
+            "[sip]\nmenu_languages = [\"en\", \"fr\", \"en\"]\n",
+            "sip.menu_languages",
+            "offered twice",
+        ),
+        (
+            "[sip]\nmenu_languages = [\"en\", \"fr fr\"]\n",
+            "sip.menu_languages",
+            "not a language tag",
+        ),
+        (
+            "[sip]\nmenu_languages = [\"en\",\"de\",\"fr\",\"es\",\"en\",\"de\",\"fr\",\"es\",\"en\",\"de\"]\n",
+            "sip.menu_languages",
+            "at most 9",
+        ),
+        (
+            "[[sip.access_users]]\nuser = \"conference\"\nlanguage = \"fr\"\n",
+            "sip.access_users",
+            "already an access user",
+        ),
+        (
+            "[[sip.access_users]]\nuser = \"a\\r\\nb\"\nlanguage = \"fr\"\n",
+            "sip.access_users",
+            "not a valid SIP user",
+        ),
+        (
+            "[[sip.access_users]]\nuser = \"konferenz\"\nlanguage = \"tlh\"\n",
+            "sip.access_users",
+            "no built-in prompts",
+        ),
+    ] {
+        let e = Config::from_toml(text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+        assert!(e.to_string().contains(says), "{text}: {e}");
+    }
+    // A folder of prompts may hold any language; it is read at start.
+    let c = Config::from_toml("[sip]\nprompts_dir = \"/p\"\nmenu_languages = [\"en\", \"tlh\"]\n")
+        .unwrap();
+    assert_eq!(c.sip.prompt_languages(), ["en", "tlh"]);
+}

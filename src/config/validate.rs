@@ -175,6 +175,9 @@ impl Config {
         }
         self.validate_digest()
             .map_err(|(key, message)| err(key, message))?;
+        self.sip
+            .validate_languages()
+            .map_err(|(key, message)| err(key, message))?;
         if let Some(proxy) = &self.sip.outbound_proxy
             && !(proxy.starts_with("sip:") || proxy.starts_with("sips:"))
         {

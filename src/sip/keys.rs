@@ -24,6 +24,33 @@ pub(crate) struct InMeeting {
     keys: KeyEntry,
     /// Listening volume in steps (shared with the blocking task that changes it).
     volume: Arc<AtomicI8>,
+    /// The language it hears (empty: the default).
+    language: String,
+}
+
+impl InMeeting {
+    /// A caller who hears `language`.
+    pub(crate) fn speaking(language: String) -> Self {
+        InMeeting {
+            language,
+            ..InMeeting::default()
+        }
+    }
+}
+
+impl Shell {
+    /// The language `participant` hears: chosen at the lobby, or the default.
+    pub(crate) fn language_of(&self, participant: ParticipantId) -> String {
+        self.attendants
+            .get(&participant)
+            .map(|(_, caller)| caller.language.clone())
+            .or_else(|| {
+                self.in_meeting
+                    .get(&participant)
+                    .map(|m| m.language.clone())
+            })
+            .unwrap_or_default()
+    }
 }
 
 impl Shell {
@@ -42,9 +69,11 @@ impl Shell {
         let volume = Arc::clone(&call.volume);
         let engine = Arc::clone(&self.engine);
         let prompts = Arc::clone(&self.config.prompts);
+        let language = call.language.clone();
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            match carry_out(&engine, &prompts, &meeting, participant, action, &volume) {
+            let prompts = prompts.get(&language);
+            match carry_out(&engine, prompts, &meeting, participant, action, &volume) {
                 Err(e) => debug!(error = %e, %meeting, action = action.as_str(), "keypad control"),
                 Ok(None) => {}
                 // The goodbye plays out before everyone is hung up.

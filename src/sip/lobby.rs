@@ -9,21 +9,108 @@ use std::time::Instant;
 use tracing::debug;
 
 use super::refusal::would_refuse;
-use super::{LOBBY, Shell};
+use super::{Caller, LOBBY, Shell};
+use crate::call::language_menu::{self, LanguageMenu, MenuOutcome, Said};
 use crate::conference::limiter::{FailureLimiter, Transport};
 use crate::conference::{Admission, DisconnectReason, ParticipantId};
 use crate::engine::{Engine, Joiner};
 use crate::mixer::Control;
-use crate::sip::attendant::{Directory, Outcome};
+use crate::sip::attendant::{Attendant, Directory, Outcome};
+
+/// Where a caller in the lobby is: choosing its language, or at the attendant.
+#[derive(Debug)]
+pub(crate) enum AtLobby {
+    Menu {
+        menu: LanguageMenu,
+        /// The meeting it called, if it called one (then no ID is asked for).
+        meeting: Option<(String, Arc<Admission>)>,
+    },
+    Attendant(Attendant),
+}
 
 impl Shell {
-    /// A digit from a participant: the attendant's, if it is at the attendant, else a keypad
-    /// control's.
+    /// A caller answered in the lobby: the language menu first if it is offered one, else
+    /// the attendant.
+    pub(crate) fn at_lobby(
+        &mut self,
+        participant: ParticipantId,
+        meeting: Option<(String, Arc<Admission>)>,
+        caller: Caller,
+    ) {
+        let now = Instant::now();
+        if caller.menu {
+            let offered = self.config.menu_languages.len();
+            let audio = self.menu_audio(&language_menu::offers(offered));
+            let length = super::refusal::playing_time(audio.len());
+            let (menu, _) = LanguageMenu::new(now, offered, length);
+            self.attendants
+                .insert(participant, (AtLobby::Menu { menu, meeting }, caller));
+            self.play_in_lobby(participant, audio);
+            return;
+        }
+        let (attendant, first) = Attendant::new(now, self.config.settings, meeting);
+        self.attendants
+            .insert(participant, (AtLobby::Attendant(attendant), caller));
+        self.carry_out(participant, first);
+    }
+
+    /// The menu's offers as one piece of audio, each in its language.
+    fn menu_audio(&self, offers: &[Said]) -> Arc<[i16]> {
+        let languages = &self.config.menu_languages;
+        offers
+            .iter()
+            .filter_map(|s| {
+                let language = languages.get(s.language)?;
+                Some(self.config.prompts_in(language).audio(s.prompt))
+            })
+            .flat_map(|a| a.iter().copied().collect::<Vec<_>>())
+            .collect()
+    }
+
+    fn play_in_lobby(&self, participant: ParticipantId, audio: Arc<[i16]>) {
+        let engine = Arc::clone(&self.engine);
+        tokio::task::spawn_blocking(move || {
+            let _ = engine.play(LOBBY, participant, Some(audio));
+        });
+    }
+
+    /// What the menu decided: say it again, or the caller's language and on to the attendant.
+    fn menu_outcome(&mut self, participant: ParticipantId, outcome: MenuOutcome) {
+        match outcome {
+            MenuOutcome::Say(offers) => {
+                let audio = self.menu_audio(&offers);
+                self.play_in_lobby(participant, audio);
+            }
+            MenuOutcome::Chosen(i) => {
+                let Some((AtLobby::Menu { meeting, .. }, mut caller)) =
+                    self.attendants.remove(&participant)
+                else {
+                    return;
+                };
+                if let Some(language) = self.config.menu_languages.get(i) {
+                    caller.language = language.clone();
+                }
+                caller.menu = false;
+                self.at_lobby(participant, meeting, caller);
+            }
+        }
+    }
+
+    /// A digit from a participant: the menu's or the attendant's, if it is in the lobby, else
+    /// a keypad control's.
     pub(crate) fn digit(&mut self, participant: ParticipantId, digit: char) {
         let now = Instant::now();
-        let Some((attendant, caller)) = self.attendants.get_mut(&participant) else {
+        let Some((at, caller)) = self.attendants.get_mut(&participant) else {
             self.keypad_digit(now, participant, digit);
             return;
+        };
+        let attendant = match at {
+            AtLobby::Menu { menu, .. } => {
+                let outcome = menu.digit(now, digit);
+                self.menu_outcome(participant, outcome);
+                return;
+            }
+            AtLobby::Attendant(attendant) => attendant,
         };
         let limiter = self.limiter.lock().ok();
         let directory = ShellDirectory {
@@ -40,7 +127,15 @@ impl Shell {
     pub(crate) fn tick_attendants(&mut self, now: Instant) {
         let limiter = self.limiter.lock().ok();
         let mut all = Vec::new();
-        for (p, (attendant, caller)) in &mut self.attendants {
+        let mut menus = Vec::new();
+        for (p, (at, caller)) in &mut self.attendants {
+            let attendant = match at {
+                AtLobby::Menu { menu, .. } => {
+                    menus.extend(menu.tick(now).map(|o| (*p, o)));
+                    continue;
+                }
+                AtLobby::Attendant(attendant) => attendant,
+            };
             let directory = ShellDirectory {
                 engine: &self.engine,
                 limiter: limiter.as_deref(),
@@ -56,7 +151,11 @@ impl Shell {
         for (p, outcomes) in all {
             self.carry_out(p, outcomes);
         }
-        self.attendants.retain(|_, (a, _)| !a.finished());
+        for (p, outcome) in menus {
+            self.menu_outcome(p, outcome);
+        }
+        self.attendants
+            .retain(|_, (at, _)| !matches!(at, AtLobby::Attendant(a) if a.finished()));
     }
 
     pub(crate) fn carry_out(&mut self, participant: ParticipantId, outcomes: Vec<Outcome>) {
@@ -64,10 +163,9 @@ impl Shell {
             let engine = Arc::clone(&self.engine);
             match outcome {
                 Outcome::Play(prompt) => {
-                    let audio = self.config.prompts.audio(prompt);
-                    tokio::task::spawn_blocking(move || {
-                        let _ = engine.play(LOBBY, participant, Some(audio));
-                    });
+                    let language = self.language_of(participant);
+                    let audio = self.config.prompts_in(&language).audio(prompt);
+                    self.play_in_lobby(participant, audio);
                 }
                 Outcome::Join { meeting, role } => {
                     let Some((_, caller)) = self.attendants.get(&participant) else {
@@ -89,6 +187,10 @@ impl Shell {
                         uri: caller.uri.clone(),
                         role,
                     };
+                    // Its language goes with it into the meeting.
+                    let language = caller.language.clone();
+                    self.in_meeting
+                        .insert(participant, super::keys::InMeeting::speaking(language));
                     let moves = self.moves.clone();
                     tokio::task::spawn_blocking(move || {
                         // A move the meeting refuses loses the leg: the caller is told first.

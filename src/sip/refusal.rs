@@ -84,8 +84,9 @@ pub(crate) fn playing_time(samples: usize) -> Duration {
 impl Shell {
     /// Tells `participant`, a caller in the lobby, why it is refused, and hangs up after.
     pub(crate) fn refuse(&mut self, participant: ParticipantId, refusal: Refusal) {
+        let language = self.language_of(participant);
         self.attendants.remove(&participant);
-        let prompts: &Prompts = &self.config.prompts;
+        let prompts: &Prompts = self.config.prompts_in(&language);
         let audio = prompts.audio(refusal.prompt());
         let after = ANSWER_MARGIN + playing_time(audio.len());
         let engine = Arc::clone(&self.engine);

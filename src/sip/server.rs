@@ -22,9 +22,9 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::attendant::{Attendant, AttendantSettings};
+use super::attendant::AttendantSettings;
 use super::message::MAX_MESSAGE;
-use super::prompts::Prompts;
+use super::prompts::{PromptBook, Prompts};
 use super::uas::{Action, CallRef, JoinRequest, JoinResult, Peer, Uas, UasSettings};
 use crate::conference::limiter::{FailureLimiter, LimitSettings, caller_key};
 use crate::conference::{
@@ -67,7 +67,13 @@ pub const LOBBY: &str = "attendant";
 /// What the attendant says and how it counts.
 #[derive(Clone, Debug)]
 pub struct AttendantConfig {
-    pub prompts: Arc<Prompts>,
+    /// Every language's prompts; the first is the default.
+    pub prompts: Arc<PromptBook>,
+    /// Offered by a menu to callers of the access user (see [`crate::call::language_menu`]);
+    /// fewer than two: no menu.
+    pub menu_languages: Vec<String>,
+    /// More access users, each with its callers' language: (user, language).
+    pub access_users: Vec<(String, String)>,
     pub settings: AttendantSettings,
     /// Wrong entries (meeting ID, passcode, leader PIN) per caller in ten minutes before the
     /// caller is locked out (see [`crate::conference::limiter`]).
@@ -77,6 +83,11 @@ pub struct AttendantConfig {
 }
 
 impl AttendantConfig {
+    /// The prompts of `language` (the default's if it has none).
+    pub(crate) fn prompts_in(&self, language: &str) -> &Prompts {
+        self.prompts.get(language)
+    }
+
     /// The failure limits these settings ask for.
     pub fn limits(&self) -> LimitSettings {
         LimitSettings {
@@ -254,6 +265,10 @@ struct Caller {
     display_name: String,
     uri: String,
     asserted_identity: Option<String>,
+    /// The language it hears (one of the prompt book's, or the default's).
+    language: String,
+    /// Offered the language menu before the attendant.
+    menu: bool,
 }
 
 struct Shell {
@@ -273,7 +288,7 @@ struct Shell {
     config: AttendantConfig,
     /// Callers at the attendant. Bound: calls admitted to the lobby (capped by `sip.max_calls`);
     /// removed when they join, are hung up (after at most `max_tries` entries of 10 s) or leave.
-    attendants: HashMap<ParticipantId, (Attendant, Caller)>,
+    attendants: HashMap<ParticipantId, (lobby::AtLobby, Caller)>,
     limiter: SharedLimiter,
     codecs: Vec<crate::media::codec::Codec>,
     outbound_proxy: Option<String>,
@@ -430,15 +445,16 @@ async fn serve(
             },
             event = control.recv() => match event {
                 Some(ConferenceEvent { event: Event::State { participant, state: State::Disconnected(reason) }, .. }) => {
-                    shell.attendants.remove(&participant);
-                    shell.dialing.remove(&participant);
-                    shell.in_meeting.remove(&participant);
                     // A move out of the lobby is not the end of the call.
-                    if reason != DisconnectReason::Transferred
-                        && shell.meetings.remove(&participant).is_some()
-                        && reason != DisconnectReason::Hangup
-                    {
-                        hang_up.push(participant);
+                    if reason != DisconnectReason::Transferred {
+                        shell.attendants.remove(&participant);
+                        shell.dialing.remove(&participant);
+                        shell.in_meeting.remove(&participant);
+                        if shell.meetings.remove(&participant).is_some()
+                            && reason != DisconnectReason::Hangup
+                        {
+                            hang_up.push(participant);
+                        }
                     }
                 }
                 Some(ConferenceEvent { event: Event::Dtmf { participant, digit, .. }, .. }) => {

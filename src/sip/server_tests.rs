@@ -5,6 +5,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 use crate::conference::limiter::source_of;
+use crate::sip::prompts::PromptBook;
 
 #[test]
 fn a_thousand_invented_methods_make_one_label() {
@@ -211,7 +212,9 @@ fn a_panicking_sip_task_is_started_again_on_the_same_sockets() {
             credentials: Vec::new(),
         };
         let attendant = AttendantConfig {
-            prompts: Arc::new(Prompts::embedded().unwrap()),
+            prompts: Arc::new(PromptBook::embedded(&["en".to_owned()]).unwrap()),
+            menu_languages: Vec::new(),
+            access_users: Vec::new(),
             settings: Default::default(),
             max_failures_per_source: 10,
             keypad: Default::default(),

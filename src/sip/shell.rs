@@ -74,7 +74,18 @@ impl Shell {
     }
 
     pub(super) fn join(&mut self, request: JoinRequest) {
-        let attendant = if request.meeting == self.access_user {
+        // The access users: the attendant's number (with the language menu, if there is one)
+        // and those with a language of their own.
+        let access_language = if request.meeting == self.access_user {
+            Some(None)
+        } else {
+            self.config
+                .access_users
+                .iter()
+                .find(|(user, _)| *user == request.meeting)
+                .map(|(_, language)| Some(language.clone()))
+        };
+        let attendant = if access_language.is_some() {
             Some(None)
         } else {
             match self.engine.admission(&request.meeting) {
@@ -93,6 +104,11 @@ impl Shell {
             display_name: request.display_name.clone(),
             uri: request.uri.clone(),
             asserted_identity: request.asserted_identity.clone(),
+            language: access_language
+                .clone()
+                .flatten()
+                .unwrap_or_else(|| self.config.prompts.default_language().to_owned()),
+            menu: access_language == Some(None) && self.config.menu_languages.len() >= 2,
         };
         let gate_refuses = attendant.is_none()
             && self
@@ -193,10 +209,7 @@ impl Shell {
             return;
         }
         if let Some(meeting) = joined.attendant {
-            let (attendant, first) = Attendant::new(Instant::now(), self.config.settings, meeting);
-            self.attendants
-                .insert(participant, (attendant, joined.caller));
-            self.carry_out(participant, first);
+            self.at_lobby(participant, meeting, joined.caller);
         }
     }
 

@@ -275,3 +275,161 @@ fn a_refused_caller_is_told_why_before_the_bye() {
         );
     }
 }
+
+/// Where `prompt` in `language` is best found in `heard` (8 kHz) from `from` on.
+fn found(heard: &[i16], from: usize, language: &str, prompt: confab::sip::prompts::Prompt) -> f64 {
+    let prompts = confab::sip::prompts::Prompts::embedded_language(language).unwrap();
+    let template =
+        support::audio::decimate(&prompts.audio(prompt), confab::media::codec::MIX_RATE, 8000);
+    support::audio::find(&template, &heard[from.min(heard.len())..]).peak
+}
+
+/// Sends `digits` by SIP INFO (dtmf-relay) while keeping the caller's media going.
+fn info_keys(
+    ua: &mut RawUa,
+    caller: &mut support::Endpoint,
+    media: std::net::SocketAddr,
+    digits: &str,
+) {
+    for digit in digits.chars() {
+        let body = format!("Signal={digit}\r\nDuration=160\r\n");
+        assert_eq!(
+            ua.request("INFO", Some("application/dtmf-relay"), &body),
+            200
+        );
+        talk(caller, media, Duration::from_millis(200));
+    }
+}
+
+/// Keeps sending silence and decoding what comes for `time`.
+fn talk(caller: &mut support::Endpoint, media: std::net::SocketAddr, time: Duration) {
+    let start = std::time::Instant::now();
+    let mut next = start;
+    while start.elapsed() < time {
+        caller.send_frame(media);
+        caller.receive();
+        next += Duration::from_millis(20);
+        if let Some(w) = next.checked_duration_since(std::time::Instant::now()) {
+            std::thread::sleep(w);
+        }
+    }
+}
+
+/// With a menu of English, German and French, a caller of the access number hears each offer
+/// in its own language, keys 3, and hears the attendant in French (the French welcome is in
+/// what it decoded, the English and German ones are not), keys the meeting ID and lands in the
+/// meeting, where the keypad answers in French too. A caller of the German access user hears
+/// no menu and the German welcome.
+#[test]
+fn a_caller_picks_french_at_the_menu_and_hears_french() {
+    use confab::media::codec::Codec;
+    use confab::sip::prompts::{Prompt, PromptBook};
+    let _turn = support::exclusive();
+    let languages = ["en", "de", "fr"].map(String::from);
+    let bridge = SipBridge::with_attendant(|a| {
+        let mut all = languages.to_vec();
+        all.push("es".into());
+        a.prompts = std::sync::Arc::new(PromptBook::embedded(&all).unwrap());
+        a.menu_languages = languages.to_vec();
+        a.access_users = vec![("conferencia".into(), "es".into())];
+    });
+    bridge
+        .engine
+        .create_conference_with(MEETING, Policy::default(), Admission::default())
+        .unwrap();
+    let offer = |e: &support::Endpoint| {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+            e.addr().port()
+        )
+    };
+    let media_of = |answer: &str| -> std::net::SocketAddr {
+        format!("127.0.0.1:{}", answer_port(answer))
+            .parse()
+            .unwrap()
+    };
+
+    let mut caller = support::Endpoint::new(Codec::Pcmu, 440.0, -120.0, 31);
+    let mut ua = RawUa::new(bridge.sip_addr(), "menu1");
+    let (code, answer) = ua.invite("conference", &offer(&caller));
+    assert_eq!(code, 200);
+    let media = media_of(&answer);
+    // The whole menu: each offer in its own language.
+    let prompts = PromptBook::embedded(&languages).unwrap();
+    let menu_seconds: f64 = languages
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let p = prompts.get(l);
+            (p.audio(Prompt::LanguageSelect).len() + p.audio(Prompt::number(i + 1).unwrap()).len())
+                as f64
+        })
+        .sum::<f64>()
+        / f64::from(confab::media::codec::MIX_RATE);
+    talk(
+        &mut caller,
+        media,
+        Duration::from_secs_f64(menu_seconds + 1.0),
+    );
+    for language in &languages {
+        let peak = found(&caller.heard, 0, language, Prompt::LanguageSelect);
+        eprintln!("menu: the {language} offer found at r = {peak:.2}");
+        assert!(
+            peak > 0.6,
+            "the {language} offer is not in the menu: r = {peak:.2}"
+        );
+    }
+    let keyed_at = caller.heard.len();
+    info_keys(&mut ua, &mut caller, media, "3");
+    // The longest welcome (German, about 5 s) must fit in what is heard to be looked for.
+    talk(&mut caller, media, Duration::from_secs(7));
+    let (fr, en, de) = (
+        found(&caller.heard, keyed_at, "fr", Prompt::Welcome),
+        found(&caller.heard, keyed_at, "en", Prompt::Welcome),
+        found(&caller.heard, keyed_at, "de", Prompt::Welcome),
+    );
+    eprintln!("after 3: welcome fr r = {fr:.2}, en r = {en:.2}, de r = {de:.2}");
+    assert!(
+        fr > 0.6 && en < 0.4 && de < 0.4,
+        "fr {fr:.2} en {en:.2} de {de:.2}"
+    );
+    info_keys(&mut ua, &mut caller, media, &format!("{MEETING}#"));
+    let joined = wait_for(Duration::from_secs(10), || {
+        bridge
+            .engine
+            .roster(MEETING)
+            .unwrap()
+            .iter()
+            .any(|p| p.state == State::Connected)
+    });
+    assert!(joined, "{:?}", bridge.engine.roster(LOBBY));
+    // In the meeting, `*6` is answered in French.
+    let muted_at = caller.heard.len();
+    info_keys(&mut ua, &mut caller, media, "*6");
+    talk(&mut caller, media, Duration::from_secs(3));
+    let (fr, en) = (
+        found(&caller.heard, muted_at, "fr", Prompt::Muted),
+        found(&caller.heard, muted_at, "en", Prompt::Muted),
+    );
+    eprintln!("after *6: muted fr r = {fr:.2}, en r = {en:.2}");
+    assert!(fr > 0.6 && en < 0.4, "fr {fr:.2} en {en:.2}");
+    assert_eq!(ua.request("BYE", None, ""), 200);
+
+    // The Spanish access user: no menu, the Spanish welcome.
+    let mut caller = support::Endpoint::new(Codec::Pcmu, 440.0, -120.0, 32);
+    let mut ua = RawUa::new(bridge.sip_addr(), "menu2");
+    let (code, answer) = ua.invite("conferencia", &offer(&caller));
+    assert_eq!(code, 200);
+    talk(&mut caller, media_of(&answer), Duration::from_secs(7));
+    let (es, en, select) = (
+        found(&caller.heard, 0, "es", Prompt::Welcome),
+        found(&caller.heard, 0, "en", Prompt::Welcome),
+        found(&caller.heard, 0, "es", Prompt::LanguageSelect),
+    );
+    eprintln!("conferencia: welcome es r = {es:.2}, en r = {en:.2}; menu r = {select:.2}");
+    assert!(
+        es > 0.6 && en < 0.4 && select < 0.4,
+        "es {es:.2} en {en:.2} menu {select:.2}"
+    );
+    assert_eq!(ua.request("BYE", None, ""), 200);
+}

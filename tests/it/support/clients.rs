@@ -10,7 +10,7 @@ use std::time::Duration;
 use confab::engine::Engine;
 use confab::media::codec::Codec;
 use confab::sip::attendant::AttendantSettings;
-use confab::sip::prompts::Prompts;
+use confab::sip::prompts::PromptBook;
 use confab::sip::server::{AttendantConfig, SipServer};
 use confab::sip::uas::UasSettings;
 
@@ -50,6 +50,19 @@ impl SipBridge {
 
     /// A bridge with room for `legs` legs and its SIP settings changed by `adjust`.
     pub fn configured(legs: u16, adjust: impl FnOnce(&mut UasSettings)) -> Self {
+        Self::configured_with(legs, adjust, |_| {})
+    }
+
+    /// A bridge whose attendant (prompts, languages, keypad) is changed by `adjust`.
+    pub fn with_attendant(adjust: impl FnOnce(&mut AttendantConfig)) -> Self {
+        Self::configured_with(20, |_| {}, adjust)
+    }
+
+    fn configured_with(
+        legs: u16,
+        adjust: impl FnOnce(&mut UasSettings),
+        adjust_attendant: impl FnOnce(&mut AttendantConfig),
+    ) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -80,18 +93,18 @@ impl SipBridge {
             credentials: Vec::new(),
         };
         adjust(&mut settings);
+        let mut attendant = AttendantConfig {
+            prompts: Arc::new(PromptBook::embedded(&["en".to_owned()]).unwrap()),
+            menu_languages: Vec::new(),
+            access_users: Vec::new(),
+            settings: AttendantSettings::default(),
+            max_failures_per_source: 3,
+            keypad: Default::default(),
+        };
+        adjust_attendant(&mut attendant);
         super::wire_scan::install_in_process();
         let sip = runtime
-            .block_on(SipServer::start(
-                settings,
-                AttendantConfig {
-                    prompts: Arc::new(Prompts::embedded().unwrap()),
-                    settings: AttendantSettings::default(),
-                    max_failures_per_source: 3,
-                    keypad: Default::default(),
-                },
-                Arc::clone(&engine),
-            ))
+            .block_on(SipServer::start(settings, attendant, Arc::clone(&engine)))
             .unwrap();
         SipBridge {
             runtime,

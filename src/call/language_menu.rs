@@ -1,0 +1,163 @@
+//! The attendant's language menu, sans-I/O: before the attendant asks for the meeting ID, a
+//! caller of the access number hears "for English press 1, für Deutsch drücken Sie die 2, …",
+//! each offer in its own language, and keys a digit. A key that offers nothing repeats the
+//! menu; a caller who keys nothing gets the menu again after a pause and then, after
+//! [`ROUNDS`] rounds, the first (default) language.
+
+use std::time::{Duration, Instant};
+
+use crate::sip::prompts::Prompt;
+
+/// Languages a menu can offer: one key each, `1` to `9`.
+pub(crate) const MAX_LANGUAGES: usize = 9;
+/// Times the menu is said before the default language is taken.
+pub(crate) const ROUNDS: u32 = 2;
+/// Silence after the menu before it is said again (counted from when it was asked for, plus
+/// the time it takes to say, which the shell passes in).
+pub(crate) const PAUSE: Duration = Duration::from_secs(5);
+
+/// One piece of the menu: `prompt` in the menu's `language`-th language.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Said {
+    pub language: usize,
+    pub prompt: Prompt,
+}
+
+/// What the shell is to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum MenuOutcome {
+    /// Play these, in order.
+    Say(Vec<Said>),
+    /// The caller's language (an index into the menu's languages).
+    Chosen(usize),
+}
+
+/// One caller at the menu.
+#[derive(Debug)]
+pub(crate) struct LanguageMenu {
+    languages: usize,
+    /// When the menu is said again (or, after the last round, the default taken).
+    next: Instant,
+    rounds: u32,
+    /// How long the menu takes to say.
+    length: Duration,
+}
+
+impl LanguageMenu {
+    /// A menu of `languages` entries (at most [`MAX_LANGUAGES`] are offered), which takes
+    /// `length` to say; returns it and what to say first.
+    pub(crate) fn new(now: Instant, languages: usize, length: Duration) -> (Self, Vec<Said>) {
+        let mut menu = LanguageMenu {
+            languages: languages.clamp(1, MAX_LANGUAGES),
+            next: now,
+            rounds: 0,
+            length,
+        };
+        let said = menu.say(now);
+        (menu, said)
+    }
+
+    /// A key from the caller.
+    pub(crate) fn digit(&mut self, now: Instant, digit: char) -> MenuOutcome {
+        match digit.to_digit(10).and_then(|d| usize::try_from(d).ok()) {
+            Some(d @ 1..) if d <= self.languages => MenuOutcome::Chosen(d - 1),
+            _ => {
+                // A key that offers nothing starts the rounds again.
+                self.rounds = 0;
+                MenuOutcome::Say(self.say(now))
+            }
+        }
+    }
+
+    /// Time passing without a key.
+    pub(crate) fn tick(&mut self, now: Instant) -> Option<MenuOutcome> {
+        if now < self.next {
+            return None;
+        }
+        if self.rounds >= ROUNDS {
+            return Some(MenuOutcome::Chosen(0));
+        }
+        Some(MenuOutcome::Say(self.say(now)))
+    }
+
+    fn say(&mut self, now: Instant) -> Vec<Said> {
+        self.rounds += 1;
+        self.next = now + self.length + PAUSE;
+        offers(self.languages)
+    }
+}
+
+/// What a menu of `languages` says: each language's offer in itself, and its key.
+pub(crate) fn offers(languages: usize) -> Vec<Said> {
+    (0..languages.clamp(1, MAX_LANGUAGES))
+        .flat_map(|language| {
+            let key = Prompt::number(language + 1);
+            std::iter::once(Prompt::LanguageSelect)
+                .chain(key)
+                .map(move |prompt| Said { language, prompt })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LENGTH: Duration = Duration::from_secs(6);
+
+    #[test]
+    fn each_language_is_offered_in_itself_with_its_key() {
+        let now = Instant::now();
+        let (_, said) = LanguageMenu::new(now, 3, LENGTH);
+        let expected: Vec<Said> = (0..3)
+            .flat_map(|language| {
+                [
+                    Said {
+                        language,
+                        prompt: Prompt::LanguageSelect,
+                    },
+                    Said {
+                        language,
+                        prompt: Prompt::number(language + 1).unwrap(),
+                    },
+                ]
+            })
+            .collect();
+        assert_eq!(said, expected);
+    }
+
+    #[test]
+    fn a_key_chooses_and_a_key_that_offers_nothing_repeats() {
+        let now = Instant::now();
+        let (mut menu, first) = LanguageMenu::new(now, 4, LENGTH);
+        assert_eq!(menu.digit(now, '3'), MenuOutcome::Chosen(2));
+        for wrong in ['0', '5', '9', '*', '#', 'A'] {
+            assert_eq!(menu.digit(now, wrong), MenuOutcome::Say(first.clone()));
+        }
+        assert_eq!(menu.digit(now, '1'), MenuOutcome::Chosen(0));
+        assert_eq!(menu.digit(now, '4'), MenuOutcome::Chosen(3));
+    }
+
+    #[test]
+    fn silence_repeats_the_menu_then_takes_the_default() {
+        let t0 = Instant::now();
+        let (mut menu, first) = LanguageMenu::new(t0, 2, LENGTH);
+        let again = t0 + LENGTH + PAUSE;
+        assert_eq!(menu.tick(again - Duration::from_millis(1)), None);
+        assert_eq!(menu.tick(again), Some(MenuOutcome::Say(first)));
+        let last = again + LENGTH + PAUSE;
+        assert_eq!(menu.tick(last - Duration::from_millis(1)), None);
+        assert_eq!(menu.tick(last), Some(MenuOutcome::Chosen(0)));
+    }
+
+    #[test]
+    fn a_menu_is_bounded_to_the_keys_there_are() {
+        let now = Instant::now();
+        let (mut menu, said) = LanguageMenu::new(now, 40, LENGTH);
+        assert_eq!(said.len(), 2 * MAX_LANGUAGES);
+        assert_eq!(menu.digit(now, '9'), MenuOutcome::Chosen(8));
+        let (mut none, said) = LanguageMenu::new(now, 0, LENGTH);
+        assert_eq!(said.len(), 2);
+        assert_eq!(none.digit(now, '1'), MenuOutcome::Chosen(0));
+    }
+}
