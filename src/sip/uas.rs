@@ -10,9 +10,10 @@
 //! sources, 503 for a flood from one source. Retransmitted requests get the same answer from a
 //! response cache; every call, dialog and cache entry is removed after at most 64*T1.
 //!
-//! This file holds the types, the dispatch of what arrives and the timers; beside it: `invite`
-//! (a new call, up to its ACK or CANCEL), `dialog` (requests inside a call), `dialout` (calls
-//! the bridge places) and `transfer` (302 and REFER).
+//! This file holds the types and the dispatch of what arrives; beside it: `invite` (a new
+//! call, up to its ACK or CANCEL), `dialog` (requests inside a call), `dialout` (calls the
+//! bridge places), `transfer` (302 and REFER) and `timers` (`Uas::tick`: retransmissions,
+//! timeouts and expiry).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -44,6 +45,8 @@ mod dialog;
 mod dialout;
 #[path = "invite.rs"]
 mod invite;
+#[path = "uas_timers.rs"]
+mod timers;
 #[path = "transfer.rs"]
 mod transfer;
 #[path = "untrusted.rs"]
@@ -538,82 +541,6 @@ impl Uas {
             Some(id) if msg.status().is_some_and(|s| s >= 200) => self.remove(id),
             Some(_) => {}
             None => self.stats.dropped += 1,
-        }
-    }
-
-    /// Retransmissions, timeouts and expiry; call it every few tens of milliseconds.
-    pub fn tick(&mut self, now: Instant) {
-        self.tick_dials(now);
-        self.auth.prune(now);
-        self.tick_transfers(now);
-        self.cache.retain(|_, (_, expires)| *expires > now);
-        self.flood
-            .retain(|_, (since, _)| now.saturating_duration_since(*since) < Duration::from_secs(2));
-        let mut expired = Vec::new();
-        let mut stale_sessions = Vec::new();
-        for (&id, c) in &mut self.calls {
-            if let Some((_, expiry)) = c.session_expires
-                && now >= expiry
-                && matches!(c.state, CallState::Confirmed)
-            {
-                stale_sessions.push(id);
-                continue;
-            }
-            let waiting = matches!(
-                c.state,
-                CallState::Answered | CallState::Rejected | CallState::Closing
-            );
-            if !waiting {
-                continue;
-            }
-            if now >= c.deadline {
-                expired.push(id);
-                continue;
-            }
-            if let Some(at) = c.retransmit_at
-                && now >= at
-            {
-                let bytes = match c.state {
-                    CallState::Closing => c.bye.as_ref().map(|(_, b)| b.clone()),
-                    _ => c.final_response.clone(),
-                };
-                if let Some(bytes) = bytes {
-                    self.actions.push_back(Action::Send { to: c.peer, bytes });
-                }
-                c.interval = (c.interval * 2).min(T2);
-                c.retransmit_at = Some(now + c.interval);
-            }
-        }
-        for id in stale_sessions {
-            // Nobody refreshed the session (RFC 4028 10): end it.
-            if let Some(p) = self.calls.get(&id).and_then(|c| c.participant) {
-                self.actions.push_back(Action::Leave { participant: p });
-                self.hangup(now, p);
-            }
-        }
-        for id in expired {
-            let Some(c) = self.calls.get(&id) else {
-                continue;
-            };
-            if matches!(c.state, CallState::Answered) {
-                // The 200 was never acknowledged (RFC 3261 13.3.1.4): end the call.
-                if let Some(p) = c.participant {
-                    self.actions.push_back(Action::Leave { participant: p });
-                    self.hangup(now, p);
-                    continue;
-                }
-            }
-            self.remove(id);
-        }
-        // A call still admitting for too long (the engine did not answer) is refused.
-        let stuck: Vec<u64> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| matches!(c.state, CallState::Admitting) && now >= c.deadline)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in stuck {
-            self.joined(now, CallRef(id), JoinResult::Unavailable);
         }
     }
 
