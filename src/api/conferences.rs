@@ -1,14 +1,17 @@
 //! `/v1/conferences` and `/v1/records`.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::Deserialize;
 
-use super::participants::participant_json;
+use super::error::ErrorBody;
+use super::extract::{Path, Query};
+use super::replies::{
+    ConferenceList, ConferenceOnly, ConferenceReply, ConferenceSummary, ConferenceView,
+    ParticipantInfo, RecordItem, RecordPage,
+};
 use super::{ApiError, AppState, blocking};
 use crate::conference::roster::EntryExit;
 use crate::conference::{Admission, Gate, Policy};
@@ -19,28 +22,7 @@ use crate::store::{Access, RecordFilter, StoredConference, unix_ms};
 #[path = "conferences_tests.rs"]
 mod tests;
 
-/// JSON bodies whose rejections are API errors: malformed JSON 400, wrong shape 422.
-pub(super) struct Body<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Body(v)),
-            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::invalid(e.body_text())),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::bad_request(
-                "the body must be JSON (Content-Type: application/json)",
-            )),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "the body is larger than 64 KiB",
-            )),
-            Err(e) => Err(ApiError::bad_request(e.body_text())),
-        }
-    }
-}
+pub(super) use super::extract::Body;
 
 /// A new conference, or changes to one.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -218,30 +200,14 @@ fn start_with(
     Ok(())
 }
 
-#[derive(Serialize)]
-struct ConferenceView<'a> {
-    id: &'a str,
-    name: &'a str,
-    access: &'static str,
-    passcode: &'a Option<String>,
-    leader_pin: &'a Option<String>,
-    attendees: &'a [String],
-    locked: bool,
-    max_participants: usize,
-    wait_for_leader: bool,
-    max_talkers: usize,
-    entry_exit: &'static str,
-    created_at: i64,
-}
-
-fn view(state: &AppState, c: &StoredConference) -> Value {
-    let v = ConferenceView {
-        id: &c.id,
-        name: &c.name,
-        access: c.access.as_str(),
-        passcode: &c.passcode,
-        leader_pin: &c.leader_pin,
-        attendees: &c.attendees,
+fn view(state: &AppState, c: &StoredConference) -> ConferenceView {
+    ConferenceView {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        access: c.access.into(),
+        passcode: c.passcode.clone(),
+        leader_pin: c.leader_pin.clone(),
+        attendees: c.attendees.clone(),
         locked: c.locked,
         max_participants: c.max_participants,
         wait_for_leader: c.wait_for_leader,
@@ -252,10 +218,10 @@ fn view(state: &AppState, c: &StoredConference) -> Value {
             .policy(&c.id)
             .map(|p| p.entry_exit)
             .unwrap_or_default()
-            .as_str(),
+            .into(),
         created_at: c.created_at,
-    };
-    serde_json::to_value(v).unwrap_or(Value::Null)
+        max_talkers_applies: None,
+    }
 }
 
 fn stored(state: &AppState, id: &str) -> Result<StoredConference, ApiError> {
@@ -281,9 +247,16 @@ fn fresh_id(state: &AppState) -> Result<String, ApiError> {
 }
 
 #[utoipa::path(post, path = "/v1/conferences", request_body = ConferenceSettings, tag = "conferences",
-    responses((status = 201, description = "Created: the conference and its (empty) roster"),
-        (status = 409, description = "The meeting ID is taken"), (status = 422, description = "Invalid settings"),
-        (status = 503, description = "Draining")))]
+    security(("bearer" = [])),
+    responses((status = 201, description = "Created: the conference and its (empty) roster", body = ConferenceReply),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "A roster token", body = ErrorBody),
+        (status = 409, description = "The meeting ID is taken", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid settings", body = ErrorBody),
+        (status = 503, description = "Draining, storage or a mixer thread unavailable", body = ErrorBody)))]
 pub(super) async fn create(
     State(state): State<AppState>,
     Body(settings): Body<ConferenceSettings>,
@@ -317,18 +290,24 @@ pub(super) async fn create(
             let _ = state.engine.control(&id, Control::End);
             return Err(e.into());
         }
-        let body = json!({ "conference": view(&state, &c), "participants": [] });
+        let body = ConferenceReply {
+            conference: view(&state, &c),
+            participants: Vec::new(),
+        };
         Ok((StatusCode::CREATED, Json(body)).into_response())
     })
     .await
 }
 
-#[utoipa::path(get, path = "/v1/conferences", tag = "conferences",
-    responses((status = 200, description = "Every conference with its participant count")))]
-pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/v1/conferences", tag = "conferences", security(("bearer" = [])),
+    responses((status = 200, description = "Every conference with its participant count", body = ConferenceList),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "A roster token", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody)))]
+pub(super) async fn list(State(state): State<AppState>) -> Result<Json<ConferenceList>, ApiError> {
     blocking(move || {
         let all = state.store.conferences()?;
-        let items: Vec<Value> = all
+        let conferences = all
             .iter()
             .map(|c| {
                 let present = state
@@ -342,46 +321,62 @@ pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, A
                             .count()
                     })
                     .unwrap_or(0);
-                let mut v = view(&state, c);
-                v["participant_count"] = json!(present);
-                v
+                ConferenceSummary {
+                    conference: view(&state, c),
+                    participant_count: present,
+                }
             })
             .collect();
-        Ok(Json(json!({ "conferences": items })))
+        Ok(Json(ConferenceList { conferences }))
     })
     .await
 }
 
-#[utoipa::path(get, path = "/v1/conferences/{cid}", tag = "conferences",
-    params(("cid" = String, Path, description = "Meeting ID")),
-    responses((status = 200, description = "The conference and its roster"), (status = 404, description = "No such conference")))]
+#[utoipa::path(get, path = "/v1/conferences/{cid}", tag = "conferences", security(("bearer" = [])),
+    params(("cid" = String, Path, description = "Meeting ID (4 to 12 digits)", pattern = "^[0-9]{4,12}$")),
+    responses((status = 200, description = "The conference and its roster", body = ConferenceReply),
+        (status = 400, description = "A path parameter that cannot be read", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "A roster token", body = ErrorBody),
+        (status = 404, description = "No such conference", body = ErrorBody),
+        (status = 422, description = "Not a meeting ID", body = ErrorBody),
+        (status = 503, description = "Storage or its mixer thread unavailable", body = ErrorBody)))]
 pub(super) async fn get(
     State(state): State<AppState>,
     Path(cid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConferenceReply>, ApiError> {
     blocking(move || {
         let c = stored(&state, &cid)?;
         let roster = state.engine.roster_with_media(&cid)?;
-        let participants: Vec<Value> = roster
+        let participants = roster
             .iter()
-            .map(|(p, media)| participant_json(p, media.as_ref()))
+            .map(|(p, media)| ParticipantInfo::of(p, media.as_ref()))
             .collect();
-        Ok(Json(
-            json!({ "conference": view(&state, &c), "participants": participants }),
-        ))
+        Ok(Json(ConferenceReply {
+            conference: view(&state, &c),
+            participants,
+        }))
     })
     .await
 }
 
 #[utoipa::path(patch, path = "/v1/conferences/{cid}", request_body = ConferenceSettings, tag = "conferences",
-    params(("cid" = String, Path, description = "Meeting ID")),
-    responses((status = 200, description = "The changed conference"), (status = 404, description = "No such conference"),
-        (status = 422, description = "Invalid settings")))]
+    security(("bearer" = [])),
+    params(("cid" = String, Path, description = "Meeting ID (4 to 12 digits)", pattern = "^[0-9]{4,12}$")),
+    responses((status = 200, description = "The changed conference", body = ConferenceOnly),
+        (status = 400, description = "Malformed JSON or a path parameter that cannot be read", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "A roster token", body = ErrorBody),
+        (status = 404, description = "No such conference", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Not a meeting ID, or invalid settings", body = ErrorBody),
+        (status = 503, description = "Storage or its mixer thread unavailable", body = ErrorBody)))]
 pub(super) async fn patch(
     State(state): State<AppState>,
     Path(cid): Path<String>,
     Body(settings): Body<ConferenceSettings>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConferenceOnly>, ApiError> {
     blocking(move || {
         let mut c = stored(&state, &cid)?;
         if settings.id.as_deref().is_some_and(|id| id != cid) {
@@ -403,18 +398,24 @@ pub(super) async fn patch(
         if let Some(e) = entry_exit {
             state.engine.control(&cid, Control::EntryExit(e))?;
         }
-        let mut v = view(&state, &c);
+        let mut conference = view(&state, &c);
         if c.max_talkers != talkers_before {
-            v["max_talkers_applies"] = json!("when the conference next starts");
+            conference.max_talkers_applies = Some("when the conference next starts");
         }
-        Ok(Json(json!({ "conference": v })))
+        Ok(Json(ConferenceOnly { conference }))
     })
     .await
 }
 
-#[utoipa::path(delete, path = "/v1/conferences/{cid}", tag = "conferences",
-    params(("cid" = String, Path, description = "Meeting ID")),
-    responses((status = 204, description = "Ended: everyone left with `conference-ended`"), (status = 404, description = "No such conference")))]
+#[utoipa::path(delete, path = "/v1/conferences/{cid}", tag = "conferences", security(("bearer" = [])),
+    params(("cid" = String, Path, description = "Meeting ID (4 to 12 digits)", pattern = "^[0-9]{4,12}$")),
+    responses((status = 204, description = "Ended: everyone left with `conference-ended`"),
+        (status = 400, description = "A path parameter that cannot be read", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "A roster token", body = ErrorBody),
+        (status = 404, description = "No such conference", body = ErrorBody),
+        (status = 422, description = "Not a meeting ID", body = ErrorBody),
+        (status = 503, description = "Storage or its mixer thread unavailable", body = ErrorBody)))]
 pub(super) async fn end(
     State(state): State<AppState>,
     Path(cid): Path<String>,
@@ -432,40 +433,64 @@ pub(super) async fn end(
     .await
 }
 
-async fn set_lock(state: AppState, cid: String, locked: bool) -> Result<Json<Value>, ApiError> {
+async fn set_lock(
+    state: AppState,
+    cid: String,
+    locked: bool,
+) -> Result<Json<ConferenceOnly>, ApiError> {
     blocking(move || {
         let mut c = stored(&state, &cid)?;
         state.engine.control(&cid, Control::Lock(locked))?;
         c.locked = locked;
         state.store.save_conference(&c)?;
-        Ok(Json(json!({ "conference": view(&state, &c) })))
+        Ok(Json(ConferenceOnly {
+            conference: view(&state, &c),
+        }))
     })
     .await
 }
 
-#[utoipa::path(post, path = "/v1/conferences/{cid}/lock", tag = "conferences",
-    params(("cid" = String, Path, description = "Meeting ID")),
-    responses((status = 200, description = "Locked: new joins (but leaders') are refused"), (status = 404, description = "No such conference")))]
+#[utoipa::path(post, path = "/v1/conferences/{cid}/lock", tag = "conferences", security(("bearer" = [])),
+    params(("cid" = String, Path, description = "Meeting ID (4 to 12 digits)", pattern = "^[0-9]{4,12}$")),
+    responses((status = 200, description = "Locked: new joins (but leaders') are refused", body = ConferenceOnly),
+        (status = 400, description = "A path parameter that cannot be read", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "A roster token", body = ErrorBody),
+        (status = 404, description = "No such conference", body = ErrorBody),
+        (status = 422, description = "Not a meeting ID", body = ErrorBody),
+        (status = 503, description = "Storage or its mixer thread unavailable", body = ErrorBody)))]
 pub(super) async fn lock(
     State(state): State<AppState>,
     Path(cid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConferenceOnly>, ApiError> {
     set_lock(state, cid, true).await
 }
 
-#[utoipa::path(post, path = "/v1/conferences/{cid}/unlock", tag = "conferences",
-    params(("cid" = String, Path, description = "Meeting ID")),
-    responses((status = 200, description = "Unlocked"), (status = 404, description = "No such conference")))]
+#[utoipa::path(post, path = "/v1/conferences/{cid}/unlock", tag = "conferences", security(("bearer" = [])),
+    params(("cid" = String, Path, description = "Meeting ID (4 to 12 digits)", pattern = "^[0-9]{4,12}$")),
+    responses((status = 200, description = "Unlocked", body = ConferenceOnly),
+        (status = 400, description = "A path parameter that cannot be read", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "A roster token", body = ErrorBody),
+        (status = 404, description = "No such conference", body = ErrorBody),
+        (status = 422, description = "Not a meeting ID", body = ErrorBody),
+        (status = 503, description = "Storage or its mixer thread unavailable", body = ErrorBody)))]
 pub(super) async fn unlock(
     State(state): State<AppState>,
     Path(cid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConferenceOnly>, ApiError> {
     set_lock(state, cid, false).await
 }
 
-#[utoipa::path(post, path = "/v1/conferences/{cid}/mute-all", tag = "conferences",
-    params(("cid" = String, Path, description = "Meeting ID")),
-    responses((status = 204, description = "Everyone but leaders muted"), (status = 404, description = "No such conference")))]
+#[utoipa::path(post, path = "/v1/conferences/{cid}/mute-all", tag = "conferences", security(("bearer" = [])),
+    params(("cid" = String, Path, description = "Meeting ID (4 to 12 digits)", pattern = "^[0-9]{4,12}$")),
+    responses((status = 204, description = "Everyone but leaders muted"),
+        (status = 400, description = "A path parameter that cannot be read", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "A roster token", body = ErrorBody),
+        (status = 404, description = "No such conference", body = ErrorBody),
+        (status = 422, description = "Not a meeting ID", body = ErrorBody),
+        (status = 503, description = "Storage or its mixer thread unavailable", body = ErrorBody)))]
 pub(super) async fn mute_all(
     State(state): State<AppState>,
     Path(cid): Path<String>,
@@ -484,49 +509,50 @@ pub(super) struct RecordQuery {
     conference: Option<String>,
     /// Joined at or after, milliseconds since the Unix epoch.
     since: Option<i64>,
+    /// Joined before, milliseconds since the Unix epoch.
     until: Option<i64>,
+    /// Records per page: 1 to 1000 (100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// Records to skip (0).
+    #[param(maximum = 9_223_372_036_854_775_807_u64)]
     offset: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/v1/records", tag = "records", params(RecordQuery),
-    responses((status = 200, description = "Call records, newest first, and the next page's offset"),
-        (status = 422, description = "Invalid filter")))]
+#[utoipa::path(get, path = "/v1/records", tag = "records", params(RecordQuery), security(("bearer" = [])),
+    responses((status = 200, description = "Call records, newest first, and the next page's offset", body = RecordPage),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "A roster token", body = ErrorBody),
+        (status = 422, description = "Invalid filter", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody)))]
 pub(super) async fn records(
     State(state): State<AppState>,
-    query: Result<Query<RecordQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    Query(q): Query<RecordQuery>,
+) -> Result<Json<RecordPage>, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit must be 1 to 1000"));
+    }
+    let offset = q.offset.unwrap_or(0);
+    if i64::try_from(offset).is_err() {
+        return Err(ApiError::invalid("offset is too large"));
     }
     let filter = RecordFilter {
         conference: q.conference,
         since: q.since,
         until: q.until,
         limit,
-        offset: q.offset.unwrap_or(0),
+        offset,
     };
     blocking(move || {
         let rows = state.store.records(&filter)?;
-        let items: Vec<Value> = rows
-            .iter()
-            .map(|r| {
-                json!({
-                    "id": r.id, "conference": r.conference, "participant": r.participant,
-                    "display_name": r.display_name, "uri": r.uri, "role": r.role,
-                    "transport": r.transport, "codec": r.codec, "srtp": r.srtp,
-                    "joined_at": r.joined_at, "left_at": r.left_at,
-                    "disconnect_reason": r.reason, "sip_status": r.sip_status,
-                    "packets_in": r.packets_in, "packets_out": r.packets_out,
-                    "packets_lost": r.packets_lost, "jitter_ms": r.jitter_ms,
-                    "rtt_ms": r.rtt_ms, "mos": r.mos,
-                })
-            })
-            .collect();
-        let next = (items.len() == filter.limit).then_some(filter.offset + filter.limit);
-        Ok(Json(json!({ "records": items, "next_offset": next })))
+        let records: Vec<RecordItem> = rows.into_iter().map(RecordItem::from).collect();
+        let next_offset =
+            (records.len() == filter.limit).then_some(filter.offset.saturating_add(filter.limit));
+        Ok(Json(RecordPage {
+            records,
+            next_offset,
+        }))
     })
     .await
 }

@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::{Body, ConferenceSettings, create, patch};
 use crate::api::AppState;
+use crate::api::extract::Path;
 use crate::conference::roster::EntryExit;
 use crate::engine::{Engine, EngineSettings};
 use crate::store::Store;
@@ -80,7 +81,10 @@ async fn entry_exit_reaches_the_running_conference_and_is_shown() {
     )
     .await
     .unwrap();
-    assert_eq!(changed.0["conference"]["entry_exit"], "off");
+    assert_eq!(
+        serde_json::to_value(&changed.0).unwrap()["conference"]["entry_exit"],
+        "off"
+    );
     assert_eq!(
         state.engine.policy("4002").unwrap().entry_exit,
         EntryExit::Off
@@ -99,7 +103,10 @@ async fn entry_exit_reaches_the_running_conference_and_is_shown() {
     )
     .await
     .unwrap();
-    assert_eq!(changed.0["conference"]["entry_exit"], "tones");
+    assert_eq!(
+        serde_json::to_value(&changed.0).unwrap()["conference"]["entry_exit"],
+        "tones"
+    );
 }
 
 #[test]

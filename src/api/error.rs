@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 
 use crate::conference::JoinError;
 use crate::engine::EngineError;
@@ -59,9 +60,30 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer: `{"error":{"code","message"}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct ErrorBody {
+    pub(super) error: ErrorDetail,
+}
+
+/// What went wrong: a stable code for programs, a message for people.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct ErrorDetail {
+    /// E.g. `bad_request`, `invalid`, `unauthorized`, `forbidden`, `locked`, `not_found`,
+    /// `conflict`, `too_large`, `unsupported_media_type`, `too_many_failures`, `draining`,
+    /// `unavailable`, `storage`, `timeout`.
+    pub(super) code: String,
+    pub(super) message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }

@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::FutureExt;
@@ -18,6 +18,8 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::conferences::meeting_id;
+use super::error::ErrorBody;
+use super::extract::Path;
 use super::{ApiError, AppState};
 use crate::conference::{Event, State as PState};
 use crate::mixer::conference::ConferenceEvent;
@@ -217,8 +219,11 @@ fn keep_alive() -> KeepAlive {
         .text("heartbeat")
 }
 
-#[utoipa::path(get, path = "/v1/events", tag = "events",
-    responses((status = 200, description = "Server-Sent Events of every conference (ids; Last-Event-ID resumes)", content_type = "text/event-stream")))]
+#[utoipa::path(get, path = "/v1/events", tag = "events", security(("bearer" = [])),
+    responses((status = 200, description = "Server-Sent Events of every conference (ids; Last-Event-ID resumes)",
+            body = String, content_type = "text/event-stream"),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "A roster token", body = ErrorBody)))]
 pub(super) async fn all(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -227,9 +232,14 @@ pub(super) async fn all(
 }
 
 #[utoipa::path(get, path = "/v1/conferences/{cid}/events", tag = "events",
-    params(("cid" = String, Path, description = "Meeting ID")),
-    responses((status = 200, description = "Server-Sent Events of one conference", content_type = "text/event-stream"),
-        (status = 404, description = "No such conference")))]
+    security(("bearer" = [])),
+    params(("cid" = String, Path, description = "Meeting ID (4 to 12 digits)", pattern = "^[0-9]{4,12}$")),
+    responses((status = 200, description = "Server-Sent Events of one conference", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "A path parameter that cannot be read", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "A roster token of another conference", body = ErrorBody),
+        (status = 404, description = "No such conference", body = ErrorBody),
+        (status = 422, description = "Not a meeting ID", body = ErrorBody)))]
 pub(super) async fn conference(
     State(state): State<AppState>,
     Path(cid): Path<String>,

@@ -9,9 +9,11 @@
 mod conferences;
 mod error;
 mod events;
+mod extract;
 mod https;
 mod pages;
 mod participants;
+mod replies;
 mod view;
 mod whip;
 
@@ -27,9 +29,38 @@ mod whip;
         whip::join, whip::leave, whip::token,
         drain, healthz, readyz, metrics
     ),
-    tags((name = "conferences"), (name = "participants"), (name = "events"), (name = "records"), (name = "webrtc"), (name = "operations"))
+    tags((name = "conferences"), (name = "participants"), (name = "events"), (name = "records"), (name = "webrtc"), (name = "operations")),
+    modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;
+
+/// The document's security schemes: `bearer` is the API token (`api.token`; a WHIP session's
+/// roster token on the two routes it may read), `whip` a conference's passcode or leader PIN or
+/// a join token, on WHIP's routes.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = |description: &str| {
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(description))
+                    .build(),
+            )
+        };
+        components.add_security_scheme(
+            "bearer",
+            bearer("The API token (`api.token`), or a WHIP session's roster token for its own conference's participants and events"),
+        );
+        components.add_security_scheme(
+            "whip",
+            bearer("The conference's passcode or leader PIN, or a join token (`POST /v1/conferences/{cid}/tokens`)"),
+        );
+    }
+}
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -310,7 +341,8 @@ async fn count(State(state): State<AppState>, request: Request, next: Next) -> R
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus metrics (OpenMetrics text)")))]
+    responses((status = 200, description = "Prometheus metrics (OpenMetrics text)", body = String,
+        content_type = "application/openmetrics-text")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let text = tokio::task::spawn_blocking(move || {
         let auth = state.limiter.lock().ok().map(|l| Arc::clone(&l.counters));
@@ -351,13 +383,16 @@ async fn openapi() -> Response {
     }
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive: `ok`", body = String, content_type = "text/plain")))]
 async fn healthz() -> &'static str {
     "ok"
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Ready"), (status = 503, description = "Draining, storage unavailable, or a part (mixer, SIP, WebRTC) down")))]
+    responses((status = 200, description = "Ready: `ready`", body = String, content_type = "text/plain"),
+        (status = 503, description = "Draining, storage unavailable, or a part (mixer, SIP, WebRTC) down: `draining`, `storage unavailable`, `mixer down`…",
+            body = String, content_type = "text/plain")))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.store.clone();
     let healthy = tokio::task::spawn_blocking(move || store.healthy())
@@ -387,8 +422,10 @@ fn part_down(state: &AppState) -> Option<&'static str> {
     }
 }
 
-#[utoipa::path(post, path = "/v1/admin/drain", tag = "operations",
-    responses((status = 202, description = "Draining: no new conferences or calls, SIP answers 503")))]
+#[utoipa::path(post, path = "/v1/admin/drain", tag = "operations", security(("bearer" = [])),
+    responses((status = 202, description = "Draining: no new conferences or calls, SIP answers 503", body = replies::DrainReply),
+        (status = 401, description = "No valid bearer token", body = error::ErrorBody),
+        (status = 403, description = "A roster token", body = error::ErrorBody)))]
 async fn drain(State(state): State<AppState>) -> Response {
     state.draining.store(true, Ordering::Relaxed);
     if let Some(sip) = &state.sip {
@@ -396,7 +433,7 @@ async fn drain(State(state): State<AppState>) -> Response {
     }
     (
         StatusCode::ACCEPTED,
-        axum::Json(serde_json::json!({ "draining": true })),
+        axum::Json(replies::DrainReply { draining: true }),
     )
         .into_response()
 }
@@ -413,6 +450,10 @@ async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 #[path = "readiness_tests.rs"]
 mod readiness_tests;
+
+#[cfg(test)]
+#[path = "openapi_tests.rs"]
+mod openapi_tests;
 
 #[cfg(test)]
 mod tests {

@@ -2,13 +2,18 @@
 //! the per-participant controls.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::conferences::{Body, meeting_id};
+use super::error::ErrorBody;
+use super::extract::Path;
+use super::replies::{
+    AddedParticipant, ParticipantInfo, ParticipantList, ParticipantReply, ParticipantsReply,
+    RoleName,
+};
 use super::{ApiError, AppState, blocking};
 use crate::conference::{Participant, ParticipantId, Role, State as PState};
 use crate::engine::Joiner;
@@ -16,44 +21,8 @@ use crate::media::leg::LegStats;
 use crate::mixer::Control;
 
 /// A participant as the API shows it.
-pub(super) fn participant_json(p: &Participant, media: Option<&LegStats>) -> Value {
-    let reason = match p.state {
-        PState::Disconnected(r) => Some(r.as_str()),
-        _ => None,
-    };
-    let media = media.map(|m| {
-        json!({
-            "transport": match (m.webrtc, m.srtp) {
-                (true, _) => "webrtc",
-                (false, true) => "rtp/savp",
-                (false, false) => "rtp/avp",
-            },
-            "codec": m.codec.map(|c| c.name()),
-            "srtp": m.srtp,
-            "ssrc": m.ssrc,
-            "client_level_dbov": m.client_level.map(|l| -f64::from(l)),
-            "packets_in": m.packets_in,
-            "packets_out": m.packets_out,
-            "packets_lost": m.packets_lost,
-            "jitter_ms": m.jitter_ms,
-            "rtt_ms": m.rtt_ms,
-            "mos": (m.packets_in > 0).then_some(m.mos),
-        })
-    });
-    json!({
-        "id": p.id.to_string(),
-        "display_name": p.display_name,
-        "uri": p.uri,
-        "role": match p.role { Role::Leader => "leader", Role::Attendee => "attendee" },
-        "state": p.state.as_str(),
-        "disconnect_reason": reason,
-        "muted": p.muted,
-        "deaf": p.deaf,
-        "speaking": p.speaking,
-        "on_hold": p.on_hold,
-        "sip_status": p.sip_status,
-        "media": media,
-    })
+pub(super) fn participant_json(p: &Participant, media: Option<&LegStats>) -> ParticipantInfo {
+    ParticipantInfo::of(p, media)
 }
 
 /// `p17` -> participant 17.
@@ -78,43 +47,61 @@ fn find(
 }
 
 #[utoipa::path(get, path = "/v1/conferences/{cid}/participants", tag = "participants",
-    params(("cid" = String, Path, description = "Meeting ID")),
-    responses((status = 200, description = "The roster, with each present participant's media"), (status = 404, description = "No such conference")))]
+    security(("bearer" = [])),
+    params(("cid" = String, Path, description = "Meeting ID (4 to 12 digits)", pattern = "^[0-9]{4,12}$")),
+    responses((status = 200, description = "The roster, with each present participant's media (a roster token: those present, without identities or media)", body = ParticipantsReply),
+        (status = 400, description = "A path parameter that cannot be read", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "A roster token of another conference", body = ErrorBody),
+        (status = 404, description = "No such conference", body = ErrorBody),
+        (status = 422, description = "Not a meeting ID", body = ErrorBody),
+        (status = 503, description = "Its mixer thread unavailable", body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<AppState>,
     Path(cid): Path<String>,
     view: Option<axum::Extension<super::view::ParticipantView>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ParticipantsReply>, ApiError> {
     meeting_id(&cid)?;
     blocking(move || {
         if view.is_some() {
             let roster = state.engine.roster(&cid)?;
-            return Ok(Json(super::view::roster_json(roster.iter())));
+            return Ok(Json(ParticipantsReply::Participant(
+                super::view::roster_json(roster.iter()),
+            )));
         }
         let roster = state.engine.roster_with_media(&cid)?;
-        let items: Vec<Value> = roster
+        let participants = roster
             .iter()
             .map(|(p, m)| participant_json(p, m.as_ref()))
             .collect();
-        Ok(Json(json!({ "participants": items })))
+        Ok(Json(ParticipantsReply::Operator(ParticipantList {
+            participants,
+        })))
     })
     .await
 }
 
 #[utoipa::path(get, path = "/v1/conferences/{cid}/participants/{pid}", tag = "participants",
-    params(("cid" = String, Path, description = "Meeting ID"), ("pid" = String, Path, description = "Participant id (p17)")),
-    responses((status = 200, description = "The participant"), (status = 404, description = "No such participant")))]
+    security(("bearer" = [])),
+    params(("cid" = String, Path, description = "Meeting ID (4 to 12 digits)", pattern = "^[0-9]{4,12}$"), ("pid" = String, Path, description = "Participant id (p17)", pattern = "^p[0-9]{1,19}$")),
+    responses((status = 200, description = "The participant", body = ParticipantReply),
+        (status = 400, description = "A path parameter that cannot be read", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "A roster token", body = ErrorBody),
+        (status = 404, description = "No such conference or participant", body = ErrorBody),
+        (status = 422, description = "Not a meeting ID", body = ErrorBody),
+        (status = 503, description = "Its mixer thread unavailable", body = ErrorBody)))]
 pub(super) async fn get(
     State(state): State<AppState>,
     Path((cid, pid)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ParticipantReply>, ApiError> {
     meeting_id(&cid)?;
     let id = participant_id(&pid)?;
     blocking(move || {
         let (p, m) = find(&state, &cid, id)?;
-        Ok(Json(
-            json!({ "participant": participant_json(&p, m.as_ref()) }),
-        ))
+        Ok(Json(ParticipantReply {
+            participant: participant_json(&p, m.as_ref()),
+        }))
     })
     .await
 }
@@ -127,14 +114,23 @@ pub(super) struct NewParticipant {
     sdp: Option<String>,
     display_name: Option<String>,
     uri: Option<String>,
-    role: Option<String>,
+    /// `leader` or `attendee` (default).
+    role: Option<RoleName>,
 }
 
 #[utoipa::path(post, path = "/v1/conferences/{cid}/participants", request_body = NewParticipant, tag = "participants",
-    params(("cid" = String, Path, description = "Meeting ID")),
-    responses((status = 201, description = "Added: `inviting` for a dial-out; with `sdp`, the answer"),
-        (status = 400, description = "Malformed SDP"), (status = 403, description = "Locked"), (status = 409, description = "Full"),
-        (status = 422, description = "Invalid request or an offer that cannot be answered"), (status = 503, description = "Draining")))]
+    security(("bearer" = [])),
+    params(("cid" = String, Path, description = "Meeting ID (4 to 12 digits)", pattern = "^[0-9]{4,12}$")),
+    responses((status = 201, description = "Added: `inviting` for a dial-out (`participant` only); with `sdp`, the answer too", body = AddedParticipant),
+        (status = 400, description = "Malformed JSON or SDP, or a path parameter that cannot be read", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "Locked, or a roster token", body = ErrorBody),
+        (status = 404, description = "No such conference", body = ErrorBody),
+        (status = 409, description = "Full", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Not a meeting ID, an invalid request or an offer that cannot be answered", body = ErrorBody),
+        (status = 503, description = "Draining, SIP not running, no free RTP port, or its mixer thread unavailable", body = ErrorBody)))]
 pub(super) async fn add(
     State(state): State<AppState>,
     Path(cid): Path<String>,
@@ -144,10 +140,9 @@ pub(super) async fn add(
     if state.draining() {
         return Err(ApiError::draining());
     }
-    let role = match new.role.as_deref() {
-        None | Some("attendee") => Role::Attendee,
-        Some("leader") => Role::Leader,
-        Some(_) => return Err(ApiError::invalid("role must be leader or attendee")),
+    let role = match new.role {
+        None | Some(RoleName::Attendee) => Role::Attendee,
+        Some(RoleName::Leader) => Role::Leader,
     };
     let display_name = super::conferences::name("display_name", new.display_name)?;
     match (new.dial, new.sdp) {
@@ -184,7 +179,10 @@ pub(super) async fn add(
             })?;
             let engine = state.engine.clone();
             let (participant, media) = blocking(move || find_in(&engine, &cid, p)).await?;
-            let body = json!({ "participant": participant_json(&participant, media.as_ref()) });
+            let body = AddedParticipant {
+                participant: participant_json(&participant, media.as_ref()),
+                sdp: None,
+            };
             Ok((StatusCode::CREATED, Json(body)).into_response())
         }
         (None, Some(offer)) => {
@@ -224,10 +222,10 @@ pub(super) async fn add(
                     .socket_for_peer(bound, n.remote.ip());
                 let answer = crate::sip::sdp::answer(&n, local, local_key.as_ref(), p.0, 1);
                 let (participant, media) = find(&state, &cid, p)?;
-                let body = json!({
-                    "participant": participant_json(&participant, media.as_ref()),
-                    "sdp": answer,
-                });
+                let body = AddedParticipant {
+                    participant: participant_json(&participant, media.as_ref()),
+                    sdp: Some(answer),
+                };
                 Ok((StatusCode::CREATED, Json(body)).into_response())
             })
             .await
@@ -249,14 +247,21 @@ fn find_in(
 }
 
 #[utoipa::path(post, path = "/v1/conferences/{cid}/participants/{pid}/{action}", tag = "participants",
-    params(("cid" = String, Path, description = "Meeting ID"), ("pid" = String, Path, description = "Participant id"),
+    security(("bearer" = [])),
+    params(("cid" = String, Path, description = "Meeting ID (4 to 12 digits)", pattern = "^[0-9]{4,12}$"), ("pid" = String, Path, description = "Participant id (p17)", pattern = "^p[0-9]{1,19}$"),
         ("action" = String, Path, description = "mute, unmute, deaf or undeaf")),
-    responses((status = 200, description = "The participant after the change"), (status = 404, description = "No such participant or action"),
-        (status = 409, description = "The participant has left")))]
+    responses((status = 200, description = "The participant after the change", body = ParticipantReply),
+        (status = 400, description = "A path parameter that cannot be read", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "A roster token", body = ErrorBody),
+        (status = 404, description = "No such conference, participant or action", body = ErrorBody),
+        (status = 409, description = "The participant has left", body = ErrorBody),
+        (status = 422, description = "Not a meeting ID", body = ErrorBody),
+        (status = 503, description = "Its mixer thread unavailable", body = ErrorBody)))]
 pub(super) async fn act(
     State(state): State<AppState>,
     Path((cid, pid, action)): Path<(String, String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ParticipantReply>, ApiError> {
     meeting_id(&cid)?;
     let id = participant_id(&pid)?;
     let control = match action.as_str() {
@@ -273,16 +278,24 @@ pub(super) async fn act(
         }
         state.engine.control(&cid, control)?;
         let (p, m) = find(&state, &cid, id)?;
-        Ok(Json(
-            json!({ "participant": participant_json(&p, m.as_ref()) }),
-        ))
+        Ok(Json(ParticipantReply {
+            participant: participant_json(&p, m.as_ref()),
+        }))
     })
     .await
 }
 
 #[utoipa::path(delete, path = "/v1/conferences/{cid}/participants/{pid}", tag = "participants",
-    params(("cid" = String, Path, description = "Meeting ID"), ("pid" = String, Path, description = "Participant id")),
-    responses((status = 204, description = "Ejected"), (status = 404, description = "No such participant"), (status = 409, description = "The participant has left")))]
+    security(("bearer" = [])),
+    params(("cid" = String, Path, description = "Meeting ID (4 to 12 digits)", pattern = "^[0-9]{4,12}$"), ("pid" = String, Path, description = "Participant id (p17)", pattern = "^p[0-9]{1,19}$")),
+    responses((status = 204, description = "Ejected"),
+        (status = 400, description = "A path parameter that cannot be read", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "A roster token", body = ErrorBody),
+        (status = 404, description = "No such conference or participant", body = ErrorBody),
+        (status = 409, description = "The participant has left", body = ErrorBody),
+        (status = 422, description = "Not a meeting ID", body = ErrorBody),
+        (status = 503, description = "Its mixer thread unavailable", body = ErrorBody)))]
 pub(super) async fn eject(
     State(state): State<AppState>,
     Path((cid, pid)): Path<(String, String)>,

@@ -5,9 +5,9 @@
 //! Everything else — another conference, any other route, any other method — is refused.
 
 use axum::http::{Method, StatusCode};
-use serde_json::{Value, json};
 
 use super::ApiError;
+use super::replies::{Roster, RosterEntry};
 use crate::conference::{Participant, State as PState};
 use crate::webrtc::Session;
 use crate::webrtc::sessions::ROSTER_TOKEN_PREFIX;
@@ -74,29 +74,24 @@ pub(super) fn check(
 }
 
 /// A participant as another participant sees it: who, whether present, muted and talking.
-pub(super) fn participant_json(p: &Participant) -> Value {
-    json!({
-        "id": p.id.to_string(),
-        "display_name": p.display_name,
-        "state": p.state.as_str(),
-        "muted": p.muted,
-        "speaking": p.speaking,
-    })
+pub(super) fn participant_json(p: &Participant) -> RosterEntry {
+    RosterEntry::of(p)
 }
 
 /// The roster a participant sees: those present (the history of who left is the operator's).
-pub(super) fn roster_json<'a>(roster: impl Iterator<Item = &'a Participant>) -> Value {
-    let items: Vec<Value> = roster
+pub(super) fn roster_json<'a>(roster: impl Iterator<Item = &'a Participant>) -> Roster {
+    let participants = roster
         .filter(|p| !matches!(p.state, PState::Disconnected(_)))
         .map(participant_json)
         .collect();
-    json!({ "participants": items })
+    Roster { participants }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::conference::ParticipantId;
+    use serde_json::json;
 
     fn session() -> Session {
         Session {
@@ -197,7 +192,7 @@ mod tests {
             on_hold: false,
             sip_status: Some(200),
         };
-        let v = participant_json(&p);
+        let v = serde_json::to_value(participant_json(&p)).unwrap();
         assert_eq!(
             v,
             json!({ "id": "p7", "display_name": "Ann", "state": "connected", "muted": true, "speaking": false })
@@ -206,6 +201,6 @@ mod tests {
         let mut gone = p.clone();
         gone.state = PState::Disconnected(crate::conference::DisconnectReason::Hangup);
         let roster = roster_json([&p, &gone].into_iter());
-        assert_eq!(roster["participants"].as_array().map(Vec::len), Some(1));
+        assert_eq!(roster.participants.len(), 1);
     }
 }

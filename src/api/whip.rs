@@ -8,15 +8,17 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, extract::Request};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::conferences::{Body, meeting_id};
+use super::error::ErrorBody;
+use super::extract::{Path, Query};
+use super::replies::{RoleName, TokenReply};
 use super::{ApiError, AppState, blocking};
 use crate::conference::limiter::{Lockout, Transport, caller_key};
 use crate::conference::{DisconnectReason, Gate, MAX_NAME, Role, clean_text};
@@ -148,22 +150,26 @@ pub(super) struct JoinQuery {
 
 /// `POST /v1/conferences/{cid}/whip`: the offer in, the answer out.
 #[utoipa::path(post, path = "/v1/conferences/{cid}/whip", tag = "webrtc",
-    params(("cid" = String, Path, description = "Meeting ID"),
+    params(("cid" = String, Path, description = "Meeting ID (4 to 12 digits)", pattern = "^[0-9]{4,12}$"),
            ("name" = Option<String>, Query, description = "Display name (tokens carry their own)")),
     request_body(content = String, content_type = "application/sdp",
         description = "SDP offer with one audio m-line (non-trickle: candidates included)"),
-    responses((status = 201, description = "SDP answer; Location names the session, Confab-Participant the participant, Confab-Roster-Token a bearer token that reads this conference's participants and events (GET only) while the session lives"),
-        (status = 400, description = "Malformed SDP"),
-        (status = 401, description = "Unknown meeting ID, or missing, wrong or expired passcode or token (one answer for all but an expired token)"),
-        (status = 403, description = "Locked"),
-        (status = 409, description = "Full"), (status = 415, description = "Not application/sdp"),
-        (status = 422, description = "No audio, or no codec in common"),
-        (status = 429, description = "Too many handshakes from this address, or too many failed attempts from it or on this meeting ID (Retry-After)"),
-        (status = 503, description = "Draining, or WebRTC not running")))]
+    security((), ("whip" = [])),
+    responses((status = 201, description = "SDP answer; Location names the session, Confab-Participant the participant, Confab-Roster-Token a bearer token that reads this conference's participants and events (GET only) while the session lives",
+            body = String, content_type = "application/sdp"),
+        (status = 400, description = "Malformed SDP, a body that cannot be read or a path parameter that cannot be", body = ErrorBody),
+        (status = 401, description = "Unknown meeting ID, or missing, wrong or expired passcode or token (one answer for all but an expired token)", body = ErrorBody),
+        (status = 403, description = "Locked", body = ErrorBody),
+        (status = 404, description = "The conference ended meanwhile", body = ErrorBody),
+        (status = 409, description = "Full", body = ErrorBody),
+        (status = 415, description = "Not application/sdp", body = ErrorBody),
+        (status = 422, description = "Not a meeting ID, an invalid name, no audio, or no codec in common", body = ErrorBody),
+        (status = 429, description = "Too many handshakes from this address, or too many failed attempts from it or on this meeting ID (Retry-After)", body = ErrorBody),
+        (status = 503, description = "Draining, WebRTC not running, or its mixer thread unavailable", body = ErrorBody)))]
 pub(super) async fn join(
     State(state): State<AppState>,
     Path(cid): Path<String>,
-    axum::extract::Query(query): axum::extract::Query<JoinQuery>,
+    Query(query): Query<JoinQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
     meeting_id(&cid)?;
@@ -292,8 +298,10 @@ pub(super) async fn join(
 
 /// `DELETE /v1/conferences/{cid}/whip/{session}`: the peer leaves.
 #[utoipa::path(delete, path = "/v1/conferences/{cid}/whip/{session}", tag = "webrtc",
-    params(("cid" = String, Path, description = "Meeting ID"), ("session" = String, Path, description = "WHIP session")),
-    responses((status = 200, description = "Left"), (status = 404, description = "No such session")))]
+    params(("cid" = String, Path, description = "Meeting ID (4 to 12 digits)", pattern = "^[0-9]{4,12}$"), ("session" = String, Path, description = "WHIP session")),
+    responses((status = 200, description = "Left (no body)"),
+        (status = 400, description = "A path parameter that cannot be read", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody)))]
 pub(super) async fn leave(
     State(state): State<AppState>,
     Path((cid, session)): Path<(String, String)>,
@@ -335,18 +343,26 @@ pub(super) async fn patch() -> Response {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewToken {
+    /// 1 to 128 characters, no control characters.
     display_name: String,
     /// `leader` or `attendee` (default).
-    role: Option<String>,
+    role: Option<RoleName>,
     /// Lifetime in seconds (default 3600, at most 7 days).
     ttl_secs: Option<u64>,
 }
 
 /// `POST /v1/conferences/{cid}/tokens`: a signed join token for WHIP.
 #[utoipa::path(post, path = "/v1/conferences/{cid}/tokens", tag = "webrtc",
-    params(("cid" = String, Path, description = "Meeting ID")), request_body = NewToken,
-    responses((status = 201, description = "The token and its expiry"),
-        (status = 404, description = "No such conference"), (status = 422, description = "Invalid")))]
+    params(("cid" = String, Path, description = "Meeting ID (4 to 12 digits)", pattern = "^[0-9]{4,12}$")), request_body = NewToken,
+    security(("bearer" = [])),
+    responses((status = 201, description = "The token and its expiry", body = TokenReply),
+        (status = 400, description = "Malformed JSON or a path parameter that cannot be read", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "A roster token", body = ErrorBody),
+        (status = 404, description = "No such conference", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Not a meeting ID, or an invalid name, role or lifetime", body = ErrorBody)))]
 pub(super) async fn token(
     State(state): State<AppState>,
     Path(cid): Path<String>,
@@ -362,11 +378,7 @@ pub(super) async fn token(
             "display_name must be 1 to 128 characters",
         ));
     }
-    let role = match new.role.as_deref() {
-        None | Some("attendee") => "attendee",
-        Some("leader") => "leader",
-        Some(_) => return Err(ApiError::invalid("role must be leader or attendee")),
-    };
+    let role = new.role.unwrap_or(RoleName::Attendee);
     let ttl = new.ttl_secs.unwrap_or(3600);
     if ttl == 0 || ttl > 7 * 24 * 3600 {
         return Err(ApiError::invalid("ttl_secs must be 1 to 604800"));
@@ -377,13 +389,14 @@ pub(super) async fn token(
     let claims = Claims {
         cid,
         name,
-        role: role.to_owned(),
+        role: role.as_str().to_owned(),
         exp: now + ttl,
     };
     let token = state.tokens.sign(&claims);
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "token": token, "expires_at": claims.exp, "role": role })),
-    )
-        .into_response())
+    let reply = TokenReply {
+        token,
+        expires_at: claims.exp,
+        role,
+    };
+    Ok((StatusCode::CREATED, Json(reply)).into_response())
 }
