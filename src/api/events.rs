@@ -97,6 +97,20 @@ fn describe(e: &ConferenceEvent) -> Option<(&'static str, Value)> {
             json!({ "conference": c, "participant": participant.to_string(),
                     "action": action, "done": done }),
         ),
+        Event::Gain {
+            participant,
+            input_db,
+            output_db,
+        } => (
+            "participant.gain",
+            json!({ "conference": c, "participant": participant.to_string(),
+                    "input_db": input_db, "output_db": output_db }),
+        ),
+        Event::Role { participant, role } => (
+            "participant.role",
+            json!({ "conference": c, "participant": participant.to_string(),
+                    "role": role.as_str() }),
+        ),
         Event::Dtmf { .. } => return None,
     })
 }

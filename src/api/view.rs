@@ -191,6 +191,8 @@ mod tests {
             media_ready: true,
             on_hold: false,
             sip_status: Some(200),
+            input_gain_db: 0.0,
+            output_gain_db: 0.0,
         };
         let v = serde_json::to_value(participant_json(&p)).unwrap();
         assert_eq!(

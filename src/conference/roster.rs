@@ -10,8 +10,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
+#[path = "roster_controls.rs"]
+mod controls;
 #[path = "policy.rs"]
 mod policy;
+pub use controls::{MAX_GAIN_DB, MIN_GAIN_DB, gain_db};
 pub use policy::{EntryExit, Policy};
 
 /// A participant's id, unique within the process.
@@ -105,7 +108,7 @@ impl State {
 }
 
 /// One roster entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Participant {
     pub id: ParticipantId,
     pub display_name: String,
@@ -121,10 +124,13 @@ pub struct Participant {
     pub on_hold: bool,
     /// The last SIP status of the participant's call (a dial-out's 180, 200 or 486, say).
     pub sip_status: Option<u16>,
+    /// How loud the others hear the participant, and how loud it hears them (dB, 0: as is).
+    pub input_gain_db: f32,
+    pub output_gain_db: f32,
 }
 
 /// What the roster tells the world.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     State {
         participant: ParticipantId,
@@ -158,6 +164,17 @@ pub enum Event {
         participant: ParticipantId,
         action: &'static str,
         done: bool,
+    },
+    /// A participant's gains changed (dB).
+    Gain {
+        participant: ParticipantId,
+        input_db: f32,
+        output_db: f32,
+    },
+    /// A participant was made a leader or an attendee.
+    Role {
+        participant: ParticipantId,
+        role: Role,
     },
     /// A DTMF digit from a participant (emitted by the conference tick, not the roster).
     Dtmf {
@@ -345,6 +362,8 @@ impl Roster {
             media_ready: false,
             on_hold: false,
             sip_status: None,
+            input_gain_db: 0.0,
+            output_gain_db: 0.0,
         });
         self.events.push_back(Event::State {
             participant: joining.id,

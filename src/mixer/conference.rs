@@ -68,7 +68,7 @@ pub struct ConferenceCounters {
 }
 
 /// An event of a conference, for the API's event stream.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ConferenceEvent {
     pub conference: ConferenceId,
     pub event: Event,
@@ -435,6 +435,12 @@ impl ConferenceMedia {
         self.roster
             .answered(leg.participant)
             .map_err(|_| crate::mixer::CommandError::NoParticipant)?;
+        let mut leg = leg;
+        if let Some(p) = self.roster.participant(leg.participant) {
+            // Gains set while it was ringing.
+            leg.set_talk_gain(confab_dsp::mix::Gain::from_db(p.input_gain_db));
+            leg.set_listen_gain(confab_dsp::mix::Gain::from_db(p.output_gain_db));
+        }
         self.take_in(leg, now);
         Ok(())
     }

@@ -42,6 +42,10 @@ pub enum Control {
     Keyed(ParticipantId, &'static str, bool),
     /// How loud the participant hears the conference.
     ListenGain(ParticipantId, confab_dsp::mix::Gain),
+    /// How loud the others hear the participant (its frame enters the mix at this gain).
+    TalkGain(ParticipantId, confab_dsp::mix::Gain),
+    /// Makes the participant a leader or an attendee.
+    SetRole(ParticipantId, crate::conference::Role),
     /// The last SIP status of the participant's call.
     SipStatus(ParticipantId, u16),
     Eject(ParticipantId),
@@ -548,10 +552,21 @@ fn apply(c: &mut ConferenceMedia, control: Control) -> Result<(), CommandError> 
         }
         Control::Keyed(p, action, done) => r.keyed(p, action, done).map_err(unknown),
         Control::ListenGain(p, gain) => {
-            let leg = c.leg_mut(p).ok_or(CommandError::NoParticipant)?;
-            leg.set_listen_gain(gain);
+            r.set_gains(p, None, Some(gain)).map_err(unknown)?;
+            // A dial-out not answered yet has no leg: it gets the gain with it.
+            if let Some(leg) = c.leg_mut(p) {
+                leg.set_listen_gain(gain);
+            }
             Ok(())
         }
+        Control::TalkGain(p, gain) => {
+            r.set_gains(p, Some(gain), None).map_err(unknown)?;
+            if let Some(leg) = c.leg_mut(p) {
+                leg.set_talk_gain(gain);
+            }
+            Ok(())
+        }
+        Control::SetRole(p, role) => r.set_role(p, role).map_err(unknown),
         Control::SipStatus(p, code) => r.set_sip_status(p, code).map_err(unknown),
         Control::Eject(p) => r.eject(p).map_err(unknown),
         Control::Hangup(p) => r

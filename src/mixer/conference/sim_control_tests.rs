@@ -206,3 +206,106 @@ fn a_phone_back_from_hold_may_come_with_a_new_stream() {
     let hears = room.heard(a, 660.0, 0.5);
     assert!(hears > -22.0, "A back does not hear B: {hears:.2}");
 }
+
+/// A talker's input gain, set as the mixer thread sets it: every listener hears it that much
+/// quieter (a plain listener from the shared encode, a talker in its mix-minus), the others as
+/// before, and it does not hear itself (its own voice leaves its mix-minus at the same gain).
+#[test]
+fn a_talkers_input_gain_is_what_the_others_hear() {
+    use confab_dsp::mix::Gain;
+
+    use crate::mixer::{Control, apply};
+
+    let mut room = Room::new(3, Duration::from_secs(30));
+    let a = room.join(Codec::Pcmu, Some((A, -20.0)));
+    let b = room.join(Codec::Pcmu, Some((B, -20.0)));
+    let c = room.join(Codec::Pcmu, None);
+    room.run(Duration::from_millis(1500));
+    let before = [room.heard(c, A, 0.5), room.heard(b, A, 0.5)];
+    for level in before {
+        assert!((level + 20.0).abs() < 1.0, "A heard at {level:.2} at unity");
+    }
+
+    let a_id = room.members[a].id;
+    apply(
+        &mut room.conference,
+        Control::TalkGain(a_id, Gain::from_db(-12.0)),
+    )
+    .unwrap();
+    room.run(Duration::from_millis(1200));
+    let after = [room.heard(c, A, 0.5), room.heard(b, A, 0.5)];
+    for (who, (was, is)) in ["listener C", "talker B"]
+        .iter()
+        .zip(before.iter().zip(after))
+    {
+        eprintln!("{who} hears A at {was:.2} dBov, then at {is:.2} dBov with -12 dB");
+        assert!((was - is - 12.0).abs() < 0.5, "{who}: {was:.2} -> {is:.2}");
+    }
+    let b_at = room.heard(c, B, 0.5);
+    assert!((b_at + 20.0).abs() < 1.0, "B is heard at {b_at:.2}");
+    let own = room.heard(a, A, 0.5);
+    assert!(own < -50.0, "A hears itself at {own:.2}");
+    let p = room.conference.roster.participant(a_id).unwrap();
+    assert_eq!((p.input_gain_db, p.output_gain_db), (-12.0, 0.0));
+    assert!(room.events.iter().any(|e| e.event
+        == Event::Gain {
+            participant: a_id,
+            input_db: -12.0,
+            output_db: 0.0
+        }));
+
+    // Its output gain: A hears B 6 dB down, the others unchanged.
+    apply(
+        &mut room.conference,
+        Control::ListenGain(a_id, Gain::from_db(-6.0)),
+    )
+    .unwrap();
+    room.run(Duration::from_millis(1200));
+    let quieter = room.heard(a, B, 0.5);
+    assert!((quieter + 26.0).abs() < 1.0, "A hears B at {quieter:.2}");
+    assert_eq!(
+        room.conference
+            .roster
+            .participant(a_id)
+            .unwrap()
+            .output_gain_db,
+        -6.0
+    );
+}
+
+/// Attendees waiting for a leader come in when one of them is made leader (as the mixer
+/// thread does it), and hear each other.
+#[test]
+fn making_a_waiting_attendee_leader_lets_the_waiting_in() {
+    use crate::mixer::{Control, apply};
+
+    let policy = Policy {
+        wait_for_leader: true,
+        ..Policy::default()
+    };
+    let mut room = Room::with_policy(policy, 3, Duration::from_secs(30));
+    let b = room.join(Codec::Pcmu, Some((B, -20.0)));
+    let c = room.join(Codec::Pcmu, Some((C, -20.0)));
+    let (b_id, c_id) = (room.members[b].id, room.members[c].id);
+    room.run(Duration::from_millis(1200));
+    assert_eq!(state_of(&room, c_id), State::Connecting);
+
+    apply(&mut room.conference, Control::SetRole(b_id, Role::Leader)).unwrap();
+    room.run(Duration::from_millis(1200));
+    assert_eq!(state_of(&room, b_id), State::Connected);
+    assert_eq!(state_of(&room, c_id), State::Connected);
+    let heard = room.heard(c, B, 0.5);
+    assert!((heard + 20.0).abs() < 1.0, "C hears B at {heard:.2}");
+    assert!(room.events.iter().any(|e| e.event
+        == Event::Role {
+            participant: b_id,
+            role: Role::Leader
+        }));
+    assert_eq!(
+        apply(
+            &mut room.conference,
+            Control::SetRole(ParticipantId(999), Role::Leader)
+        ),
+        Err(crate::mixer::CommandError::NoParticipant)
+    );
+}

@@ -135,7 +135,7 @@ impl ConferenceMedia {
         out.csrc_count = 0;
         for t in self.talkers.current().iter().take(16) {
             let leg = &self.legs[t.slot];
-            self.mix.mixer.add(leg.frame(), Gain::UNITY);
+            self.mix.mixer.add(leg.frame(), leg.talk_gain());
             out.csrcs[out.csrc_count] = leg.ssrc();
             out.levels[out.csrc_count] = leg.activity().level;
             out.csrc_count += 1;
@@ -236,19 +236,27 @@ impl ConferenceMedia {
                     }
                 }
                 Some(_) if self.talkers.contains(slot) => {
-                    if skips_enter {
+                    // Its own voice comes out at the gain it went in at.
+                    let talk = leg.talk_gain();
+                    if skips_enter && talk == Gain::UNITY {
                         render_without(
                             &self.mix.mixer,
                             leg.frame(),
                             &self.mix.enter,
                             &mut self.mix.scratch,
                         );
-                    } else {
-                        self.mix.mixer.render_minus(
+                    } else if skips_enter {
+                        render_without_at(
+                            &self.mix.mixer,
                             leg.frame(),
-                            Gain::UNITY,
+                            talk,
+                            &self.mix.enter,
                             &mut self.mix.scratch,
                         );
+                    } else {
+                        self.mix
+                            .mixer
+                            .render_minus(leg.frame(), talk, &mut self.mix.scratch);
                     }
                     scale(&mut self.mix.scratch, leg.listen_gain());
                     let mut others = [0u32; 16];
@@ -382,6 +390,21 @@ impl ConferenceMedia {
         }
         self.away_legs = Vec::with_capacity(n);
         self.away_plan = Vec::with_capacity(n);
+    }
+}
+
+/// The mix without `own` (at `gain`, as it went in) and without `tone`.
+fn render_without_at(
+    mixer: &confab_dsp::mix::Mixer,
+    own: &[i16],
+    gain: Gain,
+    tone: &[i16],
+    out: &mut [i16],
+) {
+    for (i, (o, &s)) in out.iter_mut().zip(mixer.sum()).enumerate() {
+        let a = own.get(i).map_or(0, |&x| gain.apply(x));
+        let b = tone.get(i).map_or(0, |&x| i32::from(x));
+        *o = confab_dsp::mix::soft_limit(s - a - b);
     }
 }
 

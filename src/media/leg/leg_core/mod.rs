@@ -78,6 +78,8 @@ pub struct LegCore {
     prompt: Option<Prompt>,
     /// How loud the participant hears the conference (its own keypad volume).
     listen_gain: Gain,
+    /// How loud the others hear the participant (the gain its frame enters the mix at).
+    talk_gain: Gain,
     /// The conference's mix rate (the widest until the conference says): `frame` and what
     /// `encode_own` takes come at it.
     mix: Rate,
@@ -155,6 +157,7 @@ impl LegCore {
             inband: None,
             prompt: None,
             listen_gain: Gain::UNITY,
+            talk_gain: Gain::UNITY,
             mix: WIDEST_MIX,
             jitter: JitterBuffer::new(JitterSettings::new(spec.codec.clock_rate())),
             decoder: LegDecoder::new(spec.codec, WIDEST_MIX).map_err(invalid)?,
@@ -299,6 +302,15 @@ impl LegCore {
 
     pub fn set_listen_gain(&mut self, gain: Gain) {
         self.listen_gain = gain;
+    }
+
+    /// How loud the others hear the participant.
+    pub fn talk_gain(&self) -> Gain {
+        self.talk_gain
+    }
+
+    pub fn set_talk_gain(&mut self, gain: Gain) {
+        self.talk_gain = gain;
     }
 
     /// Whether a prompt is playing.
