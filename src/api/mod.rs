@@ -7,6 +7,7 @@
 //! reads its own conference's roster and events and nothing else (`view.rs`).
 
 mod conferences;
+mod controls;
 mod error;
 mod events;
 mod extract;
@@ -27,6 +28,7 @@ mod whip;
         conferences::records, participants::list, participants::get, participants::add,
         participants::act, participants::eject, events::all, events::conference,
         whip::join, whip::leave, whip::token,
+        controls::role, controls::gains, controls::whoami, controls::moderate,
         drain, healthz, readyz, metrics
     ),
     tags((name = "conferences"), (name = "participants"), (name = "events"), (name = "records"), (name = "webrtc"), (name = "operations")),
@@ -201,6 +203,18 @@ pub fn router(state: AppState) -> Router {
             "/conferences/{cid}/participants/{pid}/{action}",
             post(participants::act),
         )
+        .route(
+            "/conferences/{cid}/participants/{pid}/role",
+            post(controls::role),
+        )
+        .route(
+            "/conferences/{cid}/participants/{pid}/gain",
+            post(controls::gains),
+        )
+        .route(
+            "/conferences/{cid}/moderation",
+            get(controls::whoami).post(controls::moderate),
+        )
         .route("/conferences/{cid}/events", get(events::conference))
         .route("/conferences/{cid}/tokens", post(whip::token))
         .route("/events", get(events::all))
@@ -302,7 +316,15 @@ async fn auth(State(state): State<AppState>, mut request: Request, next: Next) -
     // that it sees the same (smaller) view either way.
     if !operator && view::is_roster_token(&given) {
         let session = state.webrtc.as_ref().and_then(|w| w.roster_session(&given));
-        if let Err(e) = view::check(session.as_ref(), request.method(), request.uri().path()) {
+        // A leader's page moderates its own conference (the handler checks the role).
+        let moderation = session
+            .as_ref()
+            .and_then(|s| controls::allows(&s.cid, request.method(), request.uri().path()));
+        let verdict = match moderation {
+            Some(verdict) => verdict,
+            None => view::check(session.as_ref(), request.method(), request.uri().path()),
+        };
+        if let Err(e) = verdict {
             return e.into_response();
         }
         request

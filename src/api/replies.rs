@@ -142,6 +142,10 @@ pub(super) struct ParticipantInfo {
     /// The last SIP status of its call (a dial-out's 180, 200 or 486, say).
     #[schema(required = true)]
     pub sip_status: Option<u16>,
+    /// How loud the others hear it, in dB (0: as it comes; -30 to +12, to a tenth).
+    pub input_gain_db: f32,
+    /// How loud it hears the others, in dB (its keypad volume keys change it too).
+    pub output_gain_db: f32,
     /// None once it has left.
     #[schema(required = true)]
     pub media: Option<MediaStats>,
@@ -164,6 +168,8 @@ impl ParticipantInfo {
             speaking: p.speaking,
             on_hold: p.on_hold,
             sip_status: p.sip_status,
+            input_gain_db: p.input_gain_db,
+            output_gain_db: p.output_gain_db,
             media: media.map(MediaStats::of),
         }
     }

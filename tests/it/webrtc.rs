@@ -22,6 +22,10 @@ const CHROMIUM_OFFER: &str = include_str!("../fixtures/chromium-156-offer.sdp");
 #[path = "webrtc_roster.rs"]
 mod roster;
 
+// Leader rights on the join page, promotion and gains: tests/it/webrtc_leader.rs.
+#[path = "webrtc_leader.rs"]
+mod leader;
+
 /// POSTs an SDP offer to the conference's WHIP endpoint: status, headers, body.
 fn whip(
     server: &Server,

@@ -73,15 +73,39 @@
             onclick: () => act(p.muted ? "Unmute" : "Mute", () => confabApi.call("POST", `${path}/${p.muted ? "unmute" : "mute"}`)) }, p.muted ? "Unmute" : "Mute"),
           el("button", { type: "button", class: "secondary", "data-action": p.deaf ? "undeaf" : "deaf", "aria-label": (p.deaf ? "Undeafen " : "Deafen ") + who,
             onclick: () => act(p.deaf ? "Undeafen" : "Deafen", () => confabApi.call("POST", `${path}/${p.deaf ? "undeaf" : "deaf"}`)) }, p.deaf ? "Undeaf" : "Deaf"),
+          el("button", { type: "button", class: "secondary", "data-action": p.role === "leader" ? "demote" : "promote",
+            "aria-label": (p.role === "leader" ? "Make an attendee: " : "Make a leader: ") + who,
+            onclick: () => act(p.role === "leader" ? "Demote" : "Promote",
+              () => confabApi.call("POST", `${path}/role`, { role: p.role === "leader" ? "attendee" : "leader" })) },
+            p.role === "leader" ? "Demote" : "Promote"),
           el("button", { type: "button", class: "danger", "data-action": "eject", "aria-label": "Eject " + who,
             onclick: () => act("Eject", () => confabApi.call("DELETE", path)) }, "Eject"));
+      }
+      // Gains in 3 dB steps (-30 to +12): how loud the others hear this participant (in) and
+      // how loud it hears them (out). Buttons, so that a re-render never takes a half-typed value.
+      const gains = el("td", { class: "gains" });
+      if (live) {
+        for (const [key, field, label] of [["input_db", "input_gain_db", "In"], ["output_db", "output_gain_db", "Out"]]) {
+          const db = Number(p[field]) || 0;
+          const step = (by) => {
+            const next = Math.max(-30, Math.min(12, Math.round((db + by) / 3) * 3));
+            act(`${label} gain ${next} dB`, () => confabApi.call("POST", `${path}/gain`, { [key]: next }));
+          };
+          const down = el("button", { type: "button", class: "secondary", "data-gain-step": key + "-down",
+            "aria-label": `${label} gain down for ${who}`, onclick: () => step(-3) }, "−");
+          const up = el("button", { type: "button", class: "secondary", "data-gain-step": key + "-up",
+            "aria-label": `${label} gain up for ${who}`, onclick: () => step(3) }, "+");
+          down.disabled = db <= -30;
+          up.disabled = db >= 12;
+          gains.append(el("span", { class: "gain", "data-gain": key }, `${label} ${db > 0 ? "+" : ""}${db} dB `, down, up));
+        }
       }
       const state = p.state + (p.disconnect_reason ? ` (${p.disconnect_reason})` : "");
       const audio = [p.speaking ? "speaking" : "", p.muted ? "muted" : "", p.deaf ? "deaf" : "", p.on_hold ? "on hold" : ""].filter(Boolean).join(", ") || "—";
       const cls = [p.speaking ? "speaking" : "", view.dominant === p.id ? "dominant" : ""].join(" ");
       body.append(el("tr", { "data-participant": p.id, "data-name": who },
         el("td", { class: cls }, who + (p.role === "leader" ? " ★" : "")),
-        el("td", { class: "state-" + p.state }, state), el("td", {}, audio), actions));
+        el("td", { class: "state-" + p.state }, state), el("td", {}, audio), gains, actions));
     }
     $("dominant").textContent = view.dominant ? (view.names[view.dominant] || view.dominant) : "—";
   }

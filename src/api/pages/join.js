@@ -22,6 +22,8 @@
     // The WHIP session's roster token; the STUN/TURN servers; why the call is over (null while
     // it is not: "left", "ejected", "ended", "failed"), and the reconnection's progress.
     roster: null, iceServers: [], over: null, reconnecting: false, attempts: 0, connectedAt: 0, sessions: 0,
+    // Leader rights (the bridge's word, from /moderation) and the conference's lock.
+    leader: false, locked: false,
   };
   window.confab = call; // for tests and the curious: getStats() lives on call.pc
 
@@ -167,7 +169,7 @@
     if (call.abort) call.abort.abort();
     call.abort = new AbortController();
     call.speaking.clear();
-    refresh();
+    loadModeration();
     confabApi.events(`/v1/conferences/${encodeURIComponent(cid)}/events`, onEvent, call.abort.signal, call.roster);
   }
 
@@ -309,6 +311,9 @@
       reconnect();
     }
     if (name === "conference.ended") return finish("The conference has ended.", "ended");
+    if ((name === "participant.role" && data.participant === call.participant) || name === "conference.locked") {
+      return loadModeration();
+    }
     refresh();
   }
 
@@ -332,6 +337,32 @@
     }, 150);
   }
 
+  // Leader rights: what this session may do, asked of the bridge with the roster token (the
+  // bridge decides: an attendee's moderation is refused). A role change or a lock comes by the
+  // event stream and is asked again.
+  const moderationPath = () => `/v1/conferences/${encodeURIComponent(cid)}/moderation`;
+  async function loadModeration() {
+    if (!call.roster) return;
+    try {
+      const m = await confabApi.call("GET", moderationPath(), null, call.roster);
+      call.leader = m.role === "leader";
+      call.locked = !!m.locked;
+    } catch (_) { call.leader = false; }
+    $("leader-controls").classList.toggle("hidden", !call.leader);
+    $("roster-actions").classList.toggle("hidden", !call.leader);
+    $("lock").textContent = call.locked ? "Unlock conference" : "Lock conference";
+    $("lock").setAttribute("aria-pressed", String(call.locked));
+    refresh();
+  }
+
+  async function moderate(what, body) {
+    try {
+      await confabApi.call("POST", moderationPath(), body, call.roster);
+      status(what + ": done.");
+    } catch (e) { status(what + " failed: " + e.message, true); }
+    loadModeration();
+  }
+
   function render(list) {
     const body = $("roster");
     body.replaceChildren();
@@ -341,8 +372,21 @@
       const speaking = p.speaking || call.speaking.has(p.id);
       const name = confabApi.el("td", { class: speaking ? "speaking" : "" }, (p.display_name || p.id) + (me ? " (you)" : ""));
       const audio = [speaking ? "speaking" : "", p.muted ? "muted" : ""].filter(Boolean).join(", ") || "—";
-      body.append(confabApi.el("tr", { "data-participant": p.id },
-        name, confabApi.el("td", { class: "state-" + p.state }, p.state), confabApi.el("td", {}, audio)));
+      const row = confabApi.el("tr", { "data-participant": p.id },
+        name, confabApi.el("td", { class: "state-" + p.state }, p.state), confabApi.el("td", {}, audio));
+      if (call.leader) {
+        const actions = confabApi.el("td", {});
+        const who = p.display_name || p.id;
+        if (!me) {
+          actions.append(
+            confabApi.el("button", { type: "button", class: "secondary", "data-action": p.muted ? "unmute" : "mute", "aria-label": (p.muted ? "Unmute " : "Mute ") + who,
+              onclick: () => moderate(p.muted ? "Unmute" : "Mute", { action: p.muted ? "unmute" : "mute", participant: p.id }) }, p.muted ? "Unmute" : "Mute"),
+            confabApi.el("button", { type: "button", class: "danger", "data-action": "eject", "aria-label": "Remove " + who,
+              onclick: () => { if (confirm(`Remove ${who} from the conference?`)) moderate("Remove", { action: "eject", participant: p.id }); } }, "Remove"));
+        }
+        row.append(actions);
+      }
+      body.append(row);
     }
   }
 
@@ -362,7 +406,11 @@
     setMuted(muted, "self");
     if (call.participant) {
       try {
-        await confabApi.call("POST", `/v1/conferences/${encodeURIComponent(cid)}/participants/${call.participant}/${muted ? "mute" : "unmute"}`);
+        if (call.leader) {
+          await confabApi.call("POST", moderationPath(), { action: muted ? "mute" : "unmute", participant: call.participant }, call.roster);
+        } else {
+          await confabApi.call("POST", `/v1/conferences/${encodeURIComponent(cid)}/participants/${call.participant}/${muted ? "mute" : "unmute"}`);
+        }
       } catch (_) { /* the microphone is off either way */ }
     }
   }
@@ -381,6 +429,7 @@
 
   $("join-form").addEventListener("submit", join);
   $("mute").addEventListener("click", toggleMute);
+  $("lock").addEventListener("click", () => moderate(call.locked ? "Unlock" : "Lock", { action: call.locked ? "unlock" : "lock" }));
   $("microphone").addEventListener("change", changeMicrophone);
   $("processing").addEventListener("change", changeMicrophone);
   if (navigator.mediaDevices) {
