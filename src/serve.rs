@@ -45,8 +45,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         &config.sip.prompt_languages(),
     )
     .context("cannot load the attendant's prompts")?;
+    let prompts = std::sync::Arc::new(prompts);
+    // Said to everyone still in a call when the drain's time is up.
+    let restarting = prompts
+        .get(prompts.default_language())
+        .audio(crate::sip::prompts::Prompt::Restarting);
     let attendant = crate::sip::server::AttendantConfig {
-        prompts: std::sync::Arc::new(prompts),
+        prompts: std::sync::Arc::clone(&prompts),
         menu_languages: config.sip.menu_languages.clone(),
         access_users: config
             .sip
@@ -198,6 +203,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             sip.set_draining(true);
             let deadline = tokio::time::Instant::now() + config.api.drain_timeout();
+            let mut at_once = false;
             loop {
                 let engine = std::sync::Arc::clone(&engine);
                 let busy = tokio::task::spawn_blocking(move || present(&engine))
@@ -209,9 +215,31 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 tokio::select! {
                     s = signals.recv() => {
                         info!(signal = s, "stopping at once");
+                        at_once = true;
                         break;
                     }
                     _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                }
+            }
+            if !at_once {
+                // Those still in a call are told why it ends before it does.
+                let told = {
+                    let (engine, audio) = (std::sync::Arc::clone(&engine), restarting.clone());
+                    tokio::task::spawn_blocking(move || tell_everyone(&engine, &audio))
+                        .await
+                        .unwrap_or(0)
+                };
+                if told > 0 {
+                    info!(
+                        participants = told,
+                        "telling the callers left that the bridge restarts"
+                    );
+                    let said = crate::call::playing_time(restarting.len())
+                        + std::time::Duration::from_millis(800);
+                    tokio::select! {
+                        _ = signals.recv() => info!("stopping at once"),
+                        _ = tokio::time::sleep(said) => {}
+                    }
                 }
             }
         }
@@ -271,6 +299,25 @@ fn present(engine: &crate::engine::Engine) -> usize {
         .flatten()
         .filter(|p| !matches!(p.state, crate::conference::State::Disconnected(_)))
         .count()
+}
+
+/// Plays `audio` to every participant present in any conference; how many.
+fn tell_everyone(engine: &crate::engine::Engine, audio: &std::sync::Arc<[i16]>) -> usize {
+    let mut told = 0;
+    for conference in engine.conference_ids() {
+        let Ok(roster) = engine.roster(&conference) else {
+            continue;
+        };
+        for p in roster.iter().filter(|p| p.state.is_present()) {
+            if engine
+                .play(&conference, p.id, Some(std::sync::Arc::clone(audio)))
+                .is_ok()
+            {
+                told += 1;
+            }
+        }
+    }
+    told
 }
 
 fn init_logging(config: &Config) -> anyhow::Result<()> {

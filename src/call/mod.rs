@@ -4,3 +4,15 @@
 
 pub mod keypad;
 pub(crate) mod language_menu;
+
+use std::time::Duration;
+
+/// How long `samples` at the mix rate (prompts' rate) take to play.
+pub(crate) fn playing_time(samples: usize) -> Duration {
+    Duration::from_micros(
+        u64::try_from(samples)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(1_000_000)
+            / u64::from(crate::media::codec::MIX_RATE),
+    )
+}

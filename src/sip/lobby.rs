@@ -41,7 +41,7 @@ impl Shell {
         if caller.menu {
             let offered = self.config.menu_languages.len();
             let audio = self.menu_audio(&language_menu::offers(offered));
-            let length = super::refusal::playing_time(audio.len());
+            let length = crate::call::playing_time(audio.len());
             let (menu, _) = LanguageMenu::new(now, offered, length);
             self.attendants
                 .insert(participant, (AtLobby::Menu { menu, meeting }, caller));
@@ -101,6 +101,7 @@ impl Shell {
     pub(crate) fn digit(&mut self, participant: ParticipantId, digit: char) {
         let now = Instant::now();
         let Some((at, caller)) = self.attendants.get_mut(&participant) else {
+            self.forget_greeting(participant);
             self.keypad_digit(now, participant, digit);
             return;
         };

@@ -8,9 +8,9 @@ use std::time::Duration;
 use tracing::debug;
 
 use super::{LOBBY, Shell};
+use crate::call::playing_time;
 use crate::conference::{DisconnectReason, JoinError, ParticipantId, Role};
 use crate::engine::Engine;
-use crate::media::codec::MIX_RATE;
 use crate::mixer::Control;
 use crate::sip::prompts::{Prompt, Prompts};
 
@@ -69,16 +69,6 @@ pub(crate) fn would_refuse(engine: &Engine, meeting: &str, role: Role) -> Option
         }
     }
     None
-}
-
-/// How long `samples` at the mix rate play.
-pub(crate) fn playing_time(samples: usize) -> Duration {
-    Duration::from_micros(
-        u64::try_from(samples)
-            .unwrap_or(u64::MAX)
-            .saturating_mul(1_000_000)
-            / u64::from(MIX_RATE),
-    )
 }
 
 impl Shell {

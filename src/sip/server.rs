@@ -36,6 +36,8 @@ use crate::mixer::{CommandError, Control};
 
 #[path = "dial.rs"]
 mod dial;
+#[path = "greeting.rs"]
+mod greeting;
 #[path = "keys.rs"]
 mod keys;
 #[path = "lobby.rs"]
@@ -284,6 +286,10 @@ struct Shell {
     meetings: HashMap<ParticipantId, String>,
     /// Callers' keypad state. Bound and pruning: those of `meetings`.
     in_meeting: HashMap<ParticipantId, keys::InMeeting>,
+    /// Greetings to play. Bound: one per participant that entered a meeting in the last
+    /// second (itself bound by the calls); each goes when it is played, or when its
+    /// participant keys something or leaves.
+    greetings: Vec<greeting::Due>,
     access_user: String,
     config: AttendantConfig,
     /// Callers at the attendant. Bound: calls admitted to the lobby (capped by `sip.max_calls`);
@@ -388,6 +394,7 @@ async fn serve(
         moves: moves_tx,
         meetings: HashMap::new(),
         in_meeting: HashMap::new(),
+        greetings: Vec::new(),
         access_user,
         config,
         attendants: HashMap::new(),
@@ -439,7 +446,10 @@ async fn serve(
                 uas.dial(Instant::now(), s.participant, &s.target, Peer { addr: s.to, connection: s.connection }, s.offer);
             }
             Some((participant, meeting)) = moves.recv() => match meeting {
-                Ok(m) => { shell.meetings.insert(participant, m); }
+                Ok(m) => {
+                    shell.meetings.insert(participant, m.clone());
+                    shell.greet(participant, m, greeting::AFTER_MOVE);
+                }
                 Err(Some(refusal)) => shell.refuse(participant, refusal),
                 Err(None) => hang_up.push(participant),
             },
@@ -450,6 +460,7 @@ async fn serve(
                         shell.attendants.remove(&participant);
                         shell.dialing.remove(&participant);
                         shell.in_meeting.remove(&participant);
+                        shell.forget_greeting(participant);
                         if shell.meetings.remove(&participant).is_some()
                             && reason != DisconnectReason::Hangup
                         {
@@ -467,6 +478,7 @@ async fn serve(
                 let now = Instant::now();
                 contained(&metrics, "tick", || uas.tick(now));
                 shell.tick_attendants(now);
+                shell.tick_greetings(now);
                 if now >= next_prune {
                     next_prune = now + Duration::from_secs(1);
                     if let Ok(mut l) = shell.limiter.lock() {

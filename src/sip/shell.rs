@@ -203,13 +203,14 @@ impl Shell {
         let JoinResult::Joined { participant, .. } = joined.result else {
             return;
         };
-        self.meetings.insert(participant, joined.conference);
+        self.meetings.insert(participant, joined.conference.clone());
         if let Some(refusal) = joined.refused {
             self.refuse(participant, refusal);
             return;
         }
-        if let Some(meeting) = joined.attendant {
-            self.at_lobby(participant, meeting, joined.caller);
+        match joined.attendant {
+            Some(meeting) => self.at_lobby(participant, meeting, joined.caller),
+            None => self.greet(participant, joined.conference, greeting::AFTER_ANSWER),
         }
     }
 

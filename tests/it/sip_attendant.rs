@@ -3,6 +3,7 @@
 //! with a wrong passcode three times is told goodbye and hung up; a leader PIN makes a leader.
 
 use crate::support;
+use support::audio::{found, talk};
 use support::wait_for;
 
 use std::time::Duration;
@@ -276,14 +277,6 @@ fn a_refused_caller_is_told_why_before_the_bye() {
     }
 }
 
-/// Where `prompt` in `language` is best found in `heard` (8 kHz) from `from` on.
-fn found(heard: &[i16], from: usize, language: &str, prompt: confab::sip::prompts::Prompt) -> f64 {
-    let prompts = confab::sip::prompts::Prompts::embedded_language(language).unwrap();
-    let template =
-        support::audio::decimate(&prompts.audio(prompt), confab::media::codec::MIX_RATE, 8000);
-    support::audio::find(&template, &heard[from.min(heard.len())..]).peak
-}
-
 /// Sends `digits` by SIP INFO (dtmf-relay) while keeping the caller's media going.
 fn info_keys(
     ua: &mut RawUa,
@@ -298,20 +291,6 @@ fn info_keys(
             200
         );
         talk(caller, media, Duration::from_millis(200));
-    }
-}
-
-/// Keeps sending silence and decoding what comes for `time`.
-fn talk(caller: &mut support::Endpoint, media: std::net::SocketAddr, time: Duration) {
-    let start = std::time::Instant::now();
-    let mut next = start;
-    while start.elapsed() < time {
-        caller.send_frame(media);
-        caller.receive();
-        next += Duration::from_millis(20);
-        if let Some(w) = next.checked_duration_since(std::time::Instant::now()) {
-            std::thread::sleep(w);
-        }
     }
 }
 

@@ -215,6 +215,33 @@ pub fn find(template: &[f64], heard: &[i16]) -> Match {
     best
 }
 
+/// Where `prompt` in `language` (the built-in prompts) is best found in `heard` (8 kHz) from
+/// sample `from` on: the peak of the normalized cross-correlation.
+pub fn found(
+    heard: &[i16],
+    from: usize,
+    language: &str,
+    prompt: confab::sip::prompts::Prompt,
+) -> f64 {
+    let prompts = confab::sip::prompts::Prompts::embedded_language(language).unwrap();
+    let template = decimate(&prompts.audio(prompt), confab::media::codec::MIX_RATE, 8000);
+    find(&template, &heard[from.min(heard.len())..]).peak
+}
+
+/// Keeps `caller` sending its frames to `media` every 20 ms and decoding what comes, for `time`.
+pub fn talk(caller: &mut super::Endpoint, media: std::net::SocketAddr, time: std::time::Duration) {
+    let start = std::time::Instant::now();
+    let mut next = start;
+    while start.elapsed() < time {
+        caller.send_frame(media);
+        caller.receive();
+        next += std::time::Duration::from_millis(20);
+        if let Some(w) = next.checked_duration_since(std::time::Instant::now()) {
+            std::thread::sleep(w);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
