@@ -489,42 +489,6 @@ impl Roster {
         Ok(())
     }
 
-    /// Mutes everyone present but the leaders.
-    pub fn mute_all(&mut self) {
-        let ids: Vec<ParticipantId> = self
-            .participants
-            .iter()
-            .filter(|p| p.state.is_present() && p.role != Role::Leader)
-            .map(|p| p.id)
-            .collect();
-        for id in ids {
-            let _ = self.set_muted(id, true);
-        }
-    }
-
-    /// Tells the world that `id` used a keypad control.
-    pub fn keyed(
-        &mut self,
-        id: ParticipantId,
-        action: &'static str,
-        done: bool,
-    ) -> Result<(), UnknownParticipant> {
-        self.find_mut(id)?;
-        self.events.push_back(Event::Keypad {
-            participant: id,
-            action,
-            done,
-        });
-        Ok(())
-    }
-
-    pub fn set_locked(&mut self, locked: bool) {
-        if self.policy.locked != locked {
-            self.policy.locked = locked;
-            self.events.push_back(Event::Locked { locked });
-        }
-    }
-
     /// Ejects a participant.
     pub fn eject(&mut self, id: ParticipantId) -> Result<(), UnknownParticipant> {
         self.disconnect(id, DisconnectReason::Ejected)
@@ -576,33 +540,6 @@ impl Roster {
     pub fn dominant_speaker(&mut self, id: ParticipantId) {
         self.events
             .push_back(Event::DominantSpeaker { participant: id });
-    }
-
-    /// New participant limit and leader rule (those already waiting connect with a leader).
-    pub fn set_limits(&mut self, max_participants: usize, wait_for_leader: bool) {
-        self.policy.max_participants = max_participants;
-        self.policy.wait_for_leader = wait_for_leader;
-    }
-
-    /// What the conference plays when someone enters or leaves the mix, from now on.
-    pub fn set_entry_exit(&mut self, entry_exit: EntryExit) {
-        self.policy.entry_exit = entry_exit;
-    }
-
-    /// Records the last SIP status of a participant's call.
-    pub fn set_sip_status(
-        &mut self,
-        id: ParticipantId,
-        code: u16,
-    ) -> Result<(), UnknownParticipant> {
-        self.find_mut(id)?.sip_status = Some(code);
-        Ok(())
-    }
-
-    /// Puts a participant on hold or takes it off (no event: the state does not change).
-    pub fn set_hold(&mut self, id: ParticipantId, on: bool) -> Result<(), UnknownParticipant> {
-        self.find_mut(id)?.on_hold = on;
-        Ok(())
     }
 
     /// Whether a participant's audio enters the mix.

@@ -1,9 +1,10 @@
-//! What a leader or the operator changes about a participant beyond mute and deaf: its role
-//! and its gains. A child of the roster (it keeps the roster's counts).
+//! What a leader, a caller's keys or the operator change beyond joining and leaving: the lock,
+//! mute all, limits, hold and SIP status, and a participant's role and gains. A child of the
+//! roster (it keeps the roster's counts).
 
 use confab_dsp::mix::Gain;
 
-use super::{Event, ParticipantId, Role, Roster, State, UnknownParticipant};
+use super::{EntryExit, Event, ParticipantId, Role, Roster, State, UnknownParticipant};
 
 /// The gains the API accepts (dB): as quiet as -30, as loud as +12.
 pub const MIN_GAIN_DB: f32 = -30.0;
@@ -27,6 +28,72 @@ impl Role {
             Role::Leader => "leader",
             Role::Attendee => "attendee",
         }
+    }
+}
+
+/// The roster's other controls: mute all, keypad, lock, limits, SIP status, hold.
+impl Roster {
+    /// Mutes everyone present but the leaders.
+    pub fn mute_all(&mut self) {
+        let ids: Vec<ParticipantId> = self
+            .participants
+            .iter()
+            .filter(|p| p.state.is_present() && p.role != Role::Leader)
+            .map(|p| p.id)
+            .collect();
+        for id in ids {
+            let _ = self.set_muted(id, true);
+        }
+    }
+
+    /// Tells the world that `id` used a keypad control.
+    pub fn keyed(
+        &mut self,
+        id: ParticipantId,
+        action: &'static str,
+        done: bool,
+    ) -> Result<(), UnknownParticipant> {
+        self.find_mut(id)?;
+        self.events.push_back(Event::Keypad {
+            participant: id,
+            action,
+            done,
+        });
+        Ok(())
+    }
+
+    pub fn set_locked(&mut self, locked: bool) {
+        if self.policy.locked != locked {
+            self.policy.locked = locked;
+            self.events.push_back(Event::Locked { locked });
+        }
+    }
+
+    /// New participant limit and leader rule (those already waiting connect with a leader).
+    pub fn set_limits(&mut self, max_participants: usize, wait_for_leader: bool) {
+        self.policy.max_participants = max_participants;
+        self.policy.wait_for_leader = wait_for_leader;
+    }
+
+    /// What the conference plays when someone enters or leaves the mix, from now on.
+    pub fn set_entry_exit(&mut self, entry_exit: EntryExit) {
+        self.policy.entry_exit = entry_exit;
+    }
+
+    /// Records the last SIP status of a participant's call.
+    pub fn set_sip_status(
+        &mut self,
+        id: ParticipantId,
+        code: u16,
+    ) -> Result<(), UnknownParticipant> {
+        self.find_mut(id)?.sip_status = Some(code);
+        Ok(())
+    }
+
+    /// Puts a participant on hold or takes it off (no event: the state does not change).
+    pub fn set_hold(&mut self, id: ParticipantId, on: bool) -> Result<(), UnknownParticipant> {
+        self.find_mut(id)?.on_hold = on;
+        Ok(())
     }
 }
 
