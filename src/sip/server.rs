@@ -22,11 +22,9 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::attendant::AttendantSettings;
 use super::message::MAX_MESSAGE;
-use super::prompts::{PromptBook, Prompts};
 use super::uas::{Action, CallRef, JoinRequest, JoinResult, Peer, Uas, UasSettings};
-use crate::conference::limiter::{FailureLimiter, LimitSettings, caller_key};
+use crate::conference::limiter::{FailureLimiter, caller_key};
 use crate::conference::{
     Admission, DisconnectReason, Event, JoinError, ParticipantId, Policy, Role, State,
 };
@@ -34,6 +32,8 @@ use crate::engine::{Engine, EngineError, Joiner};
 use crate::mixer::conference::ConferenceEvent;
 use crate::mixer::{CommandError, Control};
 
+#[path = "attendant_config.rs"]
+mod attendant_config;
 #[path = "dial.rs"]
 mod dial;
 #[path = "greeting.rs"]
@@ -44,6 +44,8 @@ mod keys;
 mod lobby;
 #[path = "metrics.rs"]
 mod metrics;
+#[path = "random.rs"]
+mod random;
 #[path = "refusal.rs"]
 mod refusal;
 #[path = "shell.rs"]
@@ -52,10 +54,13 @@ mod shell;
 mod supervisor;
 #[path = "tcp.rs"]
 mod tcp;
+pub use attendant_config::AttendantConfig;
 pub use dial::DialError;
 pub(crate) use dial::dial_target;
 use dial::{DialCommand, Dials, PendingDial, Started};
 pub use metrics::{METHODS, SipMetrics};
+use random::os_random;
+use shell::{Caller, Shell};
 #[cfg(test)]
 use supervisor::PANIC_FOR_TEST;
 use supervisor::{AbortOnDrop, contained, supervise};
@@ -65,39 +70,6 @@ use tcp::{Connections, Connector, TcpLimits, accept_loop};
 const TICK: Duration = Duration::from_millis(20);
 /// The conference where callers wait for the attendant (not a meeting ID: those are digits).
 pub const LOBBY: &str = "attendant";
-
-/// What the attendant says and how it counts.
-#[derive(Clone, Debug)]
-pub struct AttendantConfig {
-    /// Every language's prompts; the first is the default.
-    pub prompts: Arc<PromptBook>,
-    /// Offered by a menu to callers of the access user (see [`crate::call::language_menu`]);
-    /// fewer than two: no menu.
-    pub menu_languages: Vec<String>,
-    /// More access users, each with its callers' language: (user, language).
-    pub access_users: Vec<(String, String)>,
-    pub settings: AttendantSettings,
-    /// Wrong entries (meeting ID, passcode, leader PIN) per caller in ten minutes before the
-    /// caller is locked out (see [`crate::conference::limiter`]).
-    pub max_failures_per_source: u32,
-    /// The keypad controls of callers in a meeting.
-    pub keypad: crate::call::keypad::KeyMap,
-}
-
-impl AttendantConfig {
-    /// The prompts of `language` (the default's if it has none).
-    pub(crate) fn prompts_in(&self, language: &str) -> &Prompts {
-        self.prompts.get(language)
-    }
-
-    /// The failure limits these settings ask for.
-    pub fn limits(&self) -> LimitSettings {
-        LimitSettings {
-            per_caller: self.max_failures_per_source.max(1),
-            ..LimitSettings::default()
-        }
-    }
-}
 
 /// The engine's control stream, held by the serving task (a restarted one takes it again).
 pub(crate) type ControlEvents = Arc<tokio::sync::Mutex<mpsc::Receiver<ConferenceEvent>>>;
@@ -248,73 +220,6 @@ pub(crate) struct Listeners {
     tls: Option<(Arc<TcpListener>, tokio_rustls::TlsAcceptor)>,
 }
 
-/// A join's outcome as the shell needs it.
-struct Joined {
-    call: CallRef,
-    result: JoinResult,
-    conference: String,
-    /// The caller goes through the attendant (for this meeting, if it is known).
-    attendant: Option<Option<(String, Arc<Admission>)>>,
-    caller: Caller,
-    /// Answered in the lobby only to be told why the meeting turned it away.
-    refused: Option<refusal::Refusal>,
-}
-
-#[derive(Clone, Debug)]
-struct Caller {
-    /// Whose failures these are (see [`caller_key`]).
-    key: String,
-    display_name: String,
-    uri: String,
-    asserted_identity: Option<String>,
-    /// The language it hears (one of the prompt book's, or the default's).
-    language: String,
-    /// Offered the language menu before the attendant.
-    menu: bool,
-}
-
-struct Shell {
-    engine: Arc<Engine>,
-    udp: Arc<UdpSocket>,
-    connections: Connections,
-    joins: mpsc::Sender<Joined>,
-    /// Moves out of the lobby that finished: into which meeting, or failed (to be hung up,
-    /// or told why first).
-    moves: mpsc::Sender<(ParticipantId, Result<String, Option<refusal::Refusal>>)>,
-    /// Which conference each SIP participant is in. Bound: one per call the Uas holds (itself
-    /// capped by `sip.max_calls`) or dial-out; removed when the participant is disconnected.
-    meetings: HashMap<ParticipantId, String>,
-    /// Callers' keypad state. Bound and pruning: those of `meetings`.
-    in_meeting: HashMap<ParticipantId, keys::InMeeting>,
-    /// Greetings to play. Bound: one per participant that entered a meeting in the last
-    /// second (itself bound by the calls); each goes when it is played, or when its
-    /// participant keys something or leaves.
-    greetings: Vec<greeting::Due>,
-    access_user: String,
-    config: AttendantConfig,
-    /// Callers at the attendant. Bound: calls admitted to the lobby (capped by `sip.max_calls`);
-    /// removed when they join, are hung up (after at most `max_tries` entries of 10 s) or leave.
-    attendants: HashMap<ParticipantId, (lobby::AtLobby, Caller)>,
-    limiter: SharedLimiter,
-    codecs: Vec<crate::media::codec::Codec>,
-    outbound_proxy: Option<String>,
-    dialing: HashMap<ParticipantId, PendingDial>,
-    /// Dial-outs whose participant and ports are ready: their INVITE is to be sent.
-    started: mpsc::Sender<Started>,
-    dispatcher: Option<SocketAddr>,
-    /// Callers to send elsewhere (REFER), taken by the serving loop.
-    refers: Vec<(ParticipantId, String)>,
-    /// Controls for the engine, applied in the order they were made by one thread (a 180
-    /// then a 486 then the removal of a busy callee must not overtake each other).
-    controls: Option<std::sync::mpsc::Sender<(String, Control)>>,
-    /// The address put in our dial-out offers (`media.advertise`).
-    media_advertise: Option<std::net::IpAddr>,
-    /// Opens the TLS connections of dial-outs over TLS.
-    connector: Connector,
-    /// Checks the certificates of peers dialled over TLS (none: such dial-outs are refused).
-    tls_client: Option<Arc<rustls::ClientConfig>>,
-}
-
 async fn serve(
     settings: UasSettings,
     config: AttendantConfig,
@@ -445,33 +350,9 @@ async fn serve(
                 shell.dialing.insert(s.participant, s.pending);
                 uas.dial(Instant::now(), s.participant, &s.target, Peer { addr: s.to, connection: s.connection }, s.offer);
             }
-            Some((participant, meeting)) = moves.recv() => match meeting {
-                Ok(m) => {
-                    shell.meetings.insert(participant, m.clone());
-                    shell.greet(participant, m, greeting::AFTER_MOVE);
-                }
-                Err(Some(refusal)) => shell.refuse(participant, refusal),
-                Err(None) => hang_up.push(participant),
-            },
+            Some((participant, meeting)) = moves.recv() => shell.moved(participant, meeting, &mut hang_up),
             event = control.recv() => match event {
-                Some(ConferenceEvent { event: Event::State { participant, state: State::Disconnected(reason) }, .. }) => {
-                    // A move out of the lobby is not the end of the call.
-                    if reason != DisconnectReason::Transferred {
-                        shell.attendants.remove(&participant);
-                        shell.dialing.remove(&participant);
-                        shell.in_meeting.remove(&participant);
-                        shell.forget_greeting(participant);
-                        if shell.meetings.remove(&participant).is_some()
-                            && reason != DisconnectReason::Hangup
-                        {
-                            hang_up.push(participant);
-                        }
-                    }
-                }
-                Some(ConferenceEvent { event: Event::Dtmf { participant, digit, .. }, .. }) => {
-                    shell.digit(participant, digit);
-                }
-                Some(_) => {}
+                Some(event) => shell.control_event(event, &mut hang_up),
                 None => break,
             },
             _ = tick.tick() => {
@@ -504,29 +385,6 @@ async fn serve(
             }
             shell.act(action).await;
         }
-    }
-}
-
-/// Unpredictable bytes from the operating system. Should it fail (it does not on Linux), a
-/// per-process keyed hash of a counter and the time still gives distinct values.
-fn os_random(buf: &mut [u8]) {
-    if getrandom::fill(buf).is_ok() {
-        return;
-    }
-    use std::hash::{BuildHasher, Hasher};
-    static STATE: std::sync::OnceLock<std::collections::hash_map::RandomState> =
-        std::sync::OnceLock::new();
-    let state = STATE.get_or_init(std::collections::hash_map::RandomState::new);
-    for (i, chunk) in buf.chunks_mut(8).enumerate() {
-        let mut h = state.build_hasher();
-        h.write_usize(i);
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        let v = h.finish().to_le_bytes();
-        chunk.copy_from_slice(&v[..chunk.len()]);
     }
 }
 

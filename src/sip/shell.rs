@@ -8,6 +8,73 @@ use tracing::debug;
 
 use super::*;
 
+/// A join's outcome as the shell needs it.
+pub(super) struct Joined {
+    pub(super) call: CallRef,
+    pub(super) result: JoinResult,
+    pub(super) conference: String,
+    /// The caller goes through the attendant (for this meeting, if it is known).
+    pub(super) attendant: Option<Option<(String, Arc<Admission>)>>,
+    pub(super) caller: Caller,
+    /// Answered in the lobby only to be told why the meeting turned it away.
+    pub(super) refused: Option<refusal::Refusal>,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Caller {
+    /// Whose failures these are (see [`caller_key`]).
+    pub(super) key: String,
+    pub(super) display_name: String,
+    pub(super) uri: String,
+    pub(super) asserted_identity: Option<String>,
+    /// The language it hears (one of the prompt book's, or the default's).
+    pub(super) language: String,
+    /// Offered the language menu before the attendant.
+    pub(super) menu: bool,
+}
+
+pub(super) struct Shell {
+    pub(super) engine: Arc<Engine>,
+    pub(super) udp: Arc<UdpSocket>,
+    pub(super) connections: Connections,
+    pub(super) joins: mpsc::Sender<Joined>,
+    /// Moves out of the lobby that finished: into which meeting, or failed (to be hung up,
+    /// or told why first).
+    pub(super) moves: mpsc::Sender<(ParticipantId, Result<String, Option<refusal::Refusal>>)>,
+    /// Which conference each SIP participant is in. Bound: one per call the Uas holds (itself
+    /// capped by `sip.max_calls`) or dial-out; removed when the participant is disconnected.
+    pub(super) meetings: HashMap<ParticipantId, String>,
+    /// Callers' keypad state. Bound and pruning: those of `meetings`.
+    pub(super) in_meeting: HashMap<ParticipantId, keys::InMeeting>,
+    /// Greetings to play. Bound: one per participant that entered a meeting in the last
+    /// second (itself bound by the calls); each goes when it is played, or when its
+    /// participant keys something or leaves.
+    pub(super) greetings: Vec<greeting::Due>,
+    pub(super) access_user: String,
+    pub(super) config: AttendantConfig,
+    /// Callers at the attendant. Bound: calls admitted to the lobby (capped by `sip.max_calls`);
+    /// removed when they join, are hung up (after at most `max_tries` entries of 10 s) or leave.
+    pub(super) attendants: HashMap<ParticipantId, (lobby::AtLobby, Caller)>,
+    pub(super) limiter: SharedLimiter,
+    pub(super) codecs: Vec<crate::media::codec::Codec>,
+    pub(super) outbound_proxy: Option<String>,
+    pub(super) dialing: HashMap<ParticipantId, PendingDial>,
+    /// Dial-outs whose participant and ports are ready: their INVITE is to be sent.
+    pub(super) started: mpsc::Sender<Started>,
+    pub(super) dispatcher: Option<SocketAddr>,
+    /// Callers to send elsewhere (REFER), taken by the serving loop.
+    pub(super) refers: Vec<(ParticipantId, String)>,
+    /// Controls for the engine, applied in the order they were made by one thread (a 180
+    /// then a 486 then the removal of a busy callee must not overtake each other).
+    pub(super) controls: Option<std::sync::mpsc::Sender<(String, Control)>>,
+    /// The address put in our dial-out offers (`media.advertise`).
+    pub(super) media_advertise: Option<std::net::IpAddr>,
+    /// Opens the TLS connections of dial-outs over TLS.
+    pub(super) connector: Connector,
+    /// Checks the certificates of peers dialled over TLS (none: such dial-outs are refused).
+    pub(super) tls_client: Option<Arc<rustls::ClientConfig>>,
+}
+
 impl Shell {
     pub(super) async fn act(&mut self, action: Action) {
         match action {
@@ -231,5 +298,58 @@ impl Shell {
                 debug!(error = %e, "sip: engine control");
             }
         });
+    }
+}
+
+impl Shell {
+    /// A move out of the lobby finished: the caller is in `meeting` (and greeted), is told why
+    /// the meeting refused it, or is hung up.
+    pub(super) fn moved(
+        &mut self,
+        participant: ParticipantId,
+        meeting: Result<String, Option<refusal::Refusal>>,
+        hang_up: &mut Vec<ParticipantId>,
+    ) {
+        match meeting {
+            Ok(m) => {
+                self.meetings.insert(participant, m.clone());
+                self.greet(participant, m, greeting::AFTER_MOVE);
+            }
+            Err(Some(refusal)) => self.refuse(participant, refusal),
+            Err(None) => hang_up.push(participant),
+        }
+    }
+
+    /// An event from the control stream: a participant that left (its call to be hung up
+    /// unless it hung up itself), or a key.
+    pub(super) fn control_event(
+        &mut self,
+        event: ConferenceEvent,
+        hang_up: &mut Vec<ParticipantId>,
+    ) {
+        match event.event {
+            Event::State {
+                participant,
+                state: State::Disconnected(reason),
+            } => {
+                // A move out of the lobby is not the end of the call.
+                if reason == DisconnectReason::Transferred {
+                    return;
+                }
+                self.attendants.remove(&participant);
+                self.dialing.remove(&participant);
+                self.in_meeting.remove(&participant);
+                self.forget_greeting(participant);
+                if self.meetings.remove(&participant).is_some()
+                    && reason != DisconnectReason::Hangup
+                {
+                    hang_up.push(participant);
+                }
+            }
+            Event::Dtmf {
+                participant, digit, ..
+            } => self.digit(participant, digit),
+            _ => {}
+        }
     }
 }

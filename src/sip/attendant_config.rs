@@ -1,0 +1,41 @@
+//! What the attendant says and how it counts: the prompts of each language, the language menu
+//! and access users, the attendant's settings, failure limits and the keypad map.
+
+use std::sync::Arc;
+
+use crate::conference::limiter::LimitSettings;
+use crate::sip::attendant::AttendantSettings;
+use crate::sip::prompts::{PromptBook, Prompts};
+
+/// What the attendant says and how it counts.
+#[derive(Clone, Debug)]
+pub struct AttendantConfig {
+    /// Every language's prompts; the first is the default.
+    pub prompts: Arc<PromptBook>,
+    /// Offered by a menu to callers of the access user (see [`crate::call::language_menu`]);
+    /// fewer than two: no menu.
+    pub menu_languages: Vec<String>,
+    /// More access users, each with its callers' language: (user, language).
+    pub access_users: Vec<(String, String)>,
+    pub settings: AttendantSettings,
+    /// Wrong entries (meeting ID, passcode, leader PIN) per caller in ten minutes before the
+    /// caller is locked out (see [`crate::conference::limiter`]).
+    pub max_failures_per_source: u32,
+    /// The keypad controls of callers in a meeting.
+    pub keypad: crate::call::keypad::KeyMap,
+}
+
+impl AttendantConfig {
+    /// The prompts of `language` (the default's if it has none).
+    pub(crate) fn prompts_in(&self, language: &str) -> &Prompts {
+        self.prompts.get(language)
+    }
+
+    /// The failure limits these settings ask for.
+    pub fn limits(&self) -> LimitSettings {
+        LimitSettings {
+            per_caller: self.max_failures_per_source.max(1),
+            ..LimitSettings::default()
+        }
+    }
+}
