@@ -28,6 +28,15 @@ pub enum EntryExit {
 }
 
 impl EntryExit {
+    /// From the name used in the API and the store.
+    pub fn parse(name: &str) -> Option<EntryExit> {
+        match name {
+            "off" => Some(EntryExit::Off),
+            "tones" => Some(EntryExit::Tones),
+            _ => None,
+        }
+    }
+
     /// The name used in the API.
     pub fn as_str(self) -> &'static str {
         match self {

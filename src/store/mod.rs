@@ -80,6 +80,8 @@ pub struct StoredConference {
     pub max_participants: usize,
     pub wait_for_leader: bool,
     pub max_talkers: Option<usize>,
+    /// What the meeting plays when people enter and leave.
+    pub entry_exit: crate::conference::roster::EntryExit,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
 }
@@ -91,7 +93,8 @@ pub fn unix_ms(t: SystemTime) -> i64 {
 }
 
 /// The schema, one migration per version.
-const MIGRATIONS: [&str; 1] = ["
+const MIGRATIONS: [&str; 2] = [
+    "
     CREATE TABLE conferences (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
@@ -128,7 +131,11 @@ const MIGRATIONS: [&str; 1] = ["
     );
     CREATE INDEX records_by_conference ON records (conference, joined_at);
     CREATE INDEX records_by_time ON records (joined_at);
-"];
+",
+    "
+    ALTER TABLE conferences ADD COLUMN entry_exit TEXT NOT NULL DEFAULT 'off';
+",
+];
 
 /// Failed database operations since start (for `confab_storage_errors_total`).
 pub static STORAGE_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -211,8 +218,9 @@ impl Store {
         self.with(|conn| {
             conn.execute(
                 "INSERT OR REPLACE INTO conferences (id, name, access, passcode, leader_pin,
-                 attendees, locked, max_participants, wait_for_leader, max_talkers, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 attendees, locked, max_participants, wait_for_leader, max_talkers, created_at,
+                 entry_exit)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     c.id,
                     c.name,
@@ -225,6 +233,7 @@ impl Store {
                     c.wait_for_leader,
                     c.max_talkers.map(|t| t as i64),
                     c.created_at,
+                    c.entry_exit.as_str(),
                 ],
             )
             .map(drop)
@@ -280,7 +289,7 @@ impl Store {
 }
 
 const SELECT_CONFERENCE: &str = "SELECT id, name, access, passcode, leader_pin, attendees, locked,
-    max_participants, wait_for_leader, max_talkers, created_at FROM conferences";
+    max_participants, wait_for_leader, max_talkers, created_at, entry_exit FROM conferences";
 
 fn conference_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConference> {
     let access: String = r.get(2)?;
@@ -301,6 +310,9 @@ fn conference_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConference> {
         wait_for_leader: r.get(8)?,
         max_talkers: r.get::<_, Option<i64>>(9)?.map(|t| t.max(0) as usize),
         created_at: r.get(10)?,
+        // A value this version does not know (written by a newer one) plays nothing.
+        entry_exit: crate::conference::roster::EntryExit::parse(&r.get::<_, String>(11)?)
+            .unwrap_or_default(),
     })
 }
 

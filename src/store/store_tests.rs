@@ -15,6 +15,7 @@ fn conference(id: &str) -> StoredConference {
         max_participants: 12,
         wait_for_leader: true,
         max_talkers: Some(4),
+        entry_exit: crate::conference::roster::EntryExit::Tones,
         created_at: 1_700_000_000_000,
     }
 }
@@ -42,6 +43,7 @@ fn conferences_survive_a_reopen() {
     other.passcode = None;
     other.attendees.clear();
     other.created_at += 1;
+    other.entry_exit = crate::conference::roster::EntryExit::Off;
     store.save_conference(&other).unwrap();
     drop(store);
     let store = Store::open(dir.path()).unwrap();
@@ -413,4 +415,34 @@ fn a_legs_facts_become_its_row_stamped_when_they_happened() {
     assert!((599_000..=601_000).contains(&joined_ago), "{joined_ago} ms");
     let left = r.left_at.unwrap();
     assert!((left - wall_now).abs() <= 1_000, "{left} vs {wall_now}");
+}
+
+/// A data directory written before `entry_exit` was stored (schema version 1) opens, keeps
+/// its conferences, and gives them `off`.
+#[test]
+fn a_version_one_database_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = Connection::open(dir.path().join("confab.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version (version) VALUES (1);",
+        )
+        .unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute(
+            "INSERT INTO conferences (id, name, access, attendees, locked, max_participants,
+             wait_for_leader, created_at) VALUES ('4321', 'Old', 'anonymous', '', 0, 0, 1, 5)",
+            [],
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let old = store.conference("4321").unwrap().unwrap();
+    assert_eq!(old.entry_exit, crate::conference::roster::EntryExit::Off);
+    assert!(old.wait_for_leader);
+    let mut now = old.clone();
+    now.entry_exit = crate::conference::roster::EntryExit::Tones;
+    store.save_conference(&now).unwrap();
+    assert_eq!(store.conference("4321").unwrap(), Some(now));
 }

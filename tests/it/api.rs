@@ -226,7 +226,7 @@ fn conferences_participants_and_events() {
     let (s, v) = server.call(
         "PATCH",
         "/v1/conferences/4321",
-        Some(r#"{"name":"Retro","leader_pin":"9999","max_participants":5}"#),
+        Some(r#"{"name":"Retro","leader_pin":"9999","max_participants":5,"entry_exit":"tones"}"#),
     );
     assert_eq!(s, 200, "{v}");
     assert_eq!(
@@ -252,6 +252,7 @@ fn conferences_participants_and_events() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["conference"]["name"], "Retro");
     assert_eq!(v["conference"]["passcode"], "777");
+    assert_eq!(v["conference"]["entry_exit"], "tones");
     let (s, v) = server.call("GET", "/v1/records?conference=4321", None);
     assert_eq!(s, 200, "{v}");
     let records = v["records"].as_array().unwrap();
