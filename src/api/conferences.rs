@@ -145,6 +145,9 @@ impl ConferenceSettings {
         if let Some(w) = self.wait_for_leader {
             c.wait_for_leader = w;
         }
+        if let Some(e) = self.entry_exit {
+            c.entry_exit = e.into();
+        }
         if let Some(t) = self.max_talkers {
             if !(1..=16).contains(&t) {
                 return Err(ApiError::invalid("max_talkers must be 1 to 16"));
@@ -162,8 +165,7 @@ fn policy(c: &StoredConference) -> Policy {
         wait_for_leader: c.wait_for_leader,
         // A meeting's callers waiting for the leader hear music (the attendant's do not).
         hold_music: true,
-        // Not stored yet: a restart starts the meeting with the default.
-        entry_exit: EntryExit::default(),
+        entry_exit: c.entry_exit,
     }
 }
 
@@ -181,22 +183,9 @@ fn admission(c: &StoredConference) -> Admission {
 
 /// Starts a stored conference in the engine (at creation and at start-up).
 pub fn start(state: &AppState, c: &StoredConference) -> Result<(), ApiError> {
-    start_with(state, c, EntryExit::default())
-}
-
-/// Starts a conference with what it plays when people enter and leave.
-fn start_with(
-    state: &AppState,
-    c: &StoredConference,
-    entry_exit: EntryExit,
-) -> Result<(), ApiError> {
-    let policy = Policy {
-        entry_exit,
-        ..policy(c)
-    };
     state
         .engine
-        .create_conference_full(&c.id, policy, admission(c), c.max_talkers)?;
+        .create_conference_full(&c.id, policy(c), admission(c), c.max_talkers)?;
     Ok(())
 }
 
@@ -212,13 +201,7 @@ fn view(state: &AppState, c: &StoredConference) -> ConferenceView {
         max_participants: c.max_participants,
         wait_for_leader: c.wait_for_leader,
         max_talkers: c.max_talkers.unwrap_or(state.max_talkers),
-        // As the running conference has it (the setting is not stored).
-        entry_exit: state
-            .engine
-            .policy(&c.id)
-            .map(|p| p.entry_exit)
-            .unwrap_or_default()
-            .into(),
+        entry_exit: c.entry_exit.into(),
         created_at: c.created_at,
         max_talkers_applies: None,
     }
@@ -283,9 +266,8 @@ pub(super) async fn create(
             created_at: unix_ms(std::time::SystemTime::now()),
             ..StoredConference::default()
         };
-        let entry_exit = settings.entry_exit.map(EntryExit::from).unwrap_or_default();
         settings.apply(&mut c)?;
-        start_with(&state, &c, entry_exit)?;
+        start(&state, &c)?;
         if let Err(e) = state.store.save_conference(&c) {
             let _ = state.engine.control(&id, Control::End);
             return Err(e.into());
@@ -383,11 +365,15 @@ pub(super) async fn patch(
             return Err(ApiError::invalid("a conference's id cannot change"));
         }
         let talkers_before = c.max_talkers;
-        let entry_exit = settings.entry_exit.map(EntryExit::from);
+        let entry_exit_before = c.entry_exit;
+        // The lock only when asked: a leader's keypad lock is the mixer's, not the store's.
+        let lock = settings.locked;
         settings.apply(&mut c)?;
         state.store.save_conference(&c)?;
         state.engine.set_admission(&cid, admission(&c))?;
-        state.engine.control(&cid, Control::Lock(c.locked))?;
+        if lock.is_some() {
+            state.engine.control(&cid, Control::Lock(c.locked))?;
+        }
         state.engine.control(
             &cid,
             Control::Limits {
@@ -395,8 +381,10 @@ pub(super) async fn patch(
                 wait_for_leader: c.wait_for_leader,
             },
         )?;
-        if let Some(e) = entry_exit {
-            state.engine.control(&cid, Control::EntryExit(e))?;
+        if c.entry_exit != entry_exit_before {
+            state
+                .engine
+                .control(&cid, Control::EntryExit(c.entry_exit))?;
         }
         let mut conference = view(&state, &c);
         if c.max_talkers != talkers_before {

@@ -1,8 +1,10 @@
 //! The attendant's language menu, sans-I/O: before the attendant asks for the meeting ID, a
 //! caller of the access number hears "for English press 1, für Deutsch drücken Sie die 2, …",
 //! each offer in its own language, and keys a digit. A key that offers nothing repeats the
-//! menu; a caller who keys nothing gets the menu again after a pause and then, after
-//! [`ROUNDS`] rounds, the first (default) language.
+//! menu (once it has been said: keys while it is being said do not restart it); a caller who
+//! keys nothing gets the menu again after a pause and then, after [`ROUNDS`] rounds, the first
+//! (default) language, as does a caller who keys [`MAX_WRONG_KEYS`] keys that offer nothing.
+//! So nobody stays at the menu longer than its rounds, and keys cannot make it say more.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +14,8 @@ use crate::sip::prompts::Prompt;
 pub(crate) const MAX_LANGUAGES: usize = 9;
 /// Times the menu is said before the default language is taken.
 pub(crate) const ROUNDS: u32 = 2;
+/// Keys that offer nothing before the first language is taken.
+pub(crate) const MAX_WRONG_KEYS: u32 = 3;
 /// Silence after the menu before it is said again (counted from when it was asked for, plus
 /// the time it takes to say, which the shell passes in).
 pub(crate) const PAUSE: Duration = Duration::from_secs(5);
@@ -28,6 +32,8 @@ pub(crate) struct Said {
 pub(crate) enum MenuOutcome {
     /// Play these, in order.
     Say(Vec<Said>),
+    /// Nothing now (a wrong key while the menu is being said).
+    Wait,
     /// The caller's language (an index into the menu's languages).
     Chosen(usize),
 }
@@ -39,6 +45,10 @@ pub(crate) struct LanguageMenu {
     /// When the menu is said again (or, after the last round, the default taken).
     next: Instant,
     rounds: u32,
+    /// Keys that offered nothing.
+    wrong: u32,
+    /// Until when the menu is being said.
+    saying_until: Instant,
     /// How long the menu takes to say.
     length: Duration,
 }
@@ -51,6 +61,8 @@ impl LanguageMenu {
             languages: languages.clamp(1, MAX_LANGUAGES),
             next: now,
             rounds: 0,
+            wrong: 0,
+            saying_until: now,
             length,
         };
         let said = menu.say(now);
@@ -62,7 +74,14 @@ impl LanguageMenu {
         match digit.to_digit(10).and_then(|d| usize::try_from(d).ok()) {
             Some(d @ 1..) if d <= self.languages => MenuOutcome::Chosen(d - 1),
             _ => {
-                // A key that offers nothing starts the rounds again.
+                self.wrong += 1;
+                if self.wrong >= MAX_WRONG_KEYS {
+                    return MenuOutcome::Chosen(0);
+                }
+                if now < self.saying_until {
+                    return MenuOutcome::Wait;
+                }
+                // A key that offers nothing, after the menu: the rounds start again.
                 self.rounds = 0;
                 MenuOutcome::Say(self.say(now))
             }
@@ -82,7 +101,8 @@ impl LanguageMenu {
 
     fn say(&mut self, now: Instant) -> Vec<Said> {
         self.rounds += 1;
-        self.next = now + self.length + PAUSE;
+        self.saying_until = now + self.length;
+        self.next = self.saying_until + PAUSE;
         offers(self.languages)
     }
 }
@@ -131,11 +151,39 @@ mod tests {
         let now = Instant::now();
         let (mut menu, first) = LanguageMenu::new(now, 4, LENGTH);
         assert_eq!(menu.digit(now, '3'), MenuOutcome::Chosen(2));
-        for wrong in ['0', '5', '9', '*', '#', 'A'] {
-            assert_eq!(menu.digit(now, wrong), MenuOutcome::Say(first.clone()));
-        }
         assert_eq!(menu.digit(now, '1'), MenuOutcome::Chosen(0));
         assert_eq!(menu.digit(now, '4'), MenuOutcome::Chosen(3));
+        // While the menu is said a wrong key is only counted; after it, the menu is said again.
+        assert_eq!(menu.digit(now, '0'), MenuOutcome::Wait);
+        let after = now + LENGTH;
+        assert_eq!(menu.digit(after, '5'), MenuOutcome::Say(first.clone()));
+        assert_eq!(
+            menu.tick(after + LENGTH),
+            None,
+            "said again: the pause starts anew"
+        );
+        for wrong in ['0', '5', '9', '*', '#', 'A'] {
+            let (mut menu, _) = LanguageMenu::new(now, 4, LENGTH);
+            assert_eq!(menu.digit(after, wrong), MenuOutcome::Say(first.clone()));
+        }
+    }
+
+    #[test]
+    fn keying_wrong_keys_fast_ends_at_the_default_not_in_an_endless_menu() {
+        let now = Instant::now();
+        let (mut menu, _) = LanguageMenu::new(now, 3, LENGTH);
+        let mut outcomes = Vec::new();
+        for i in 0..100u32 {
+            let at = now + Duration::from_millis(u64::from(i) * 10);
+            let o = menu.digit(at, '#');
+            outcomes.push(o.clone());
+            if matches!(o, MenuOutcome::Chosen(_)) {
+                break;
+            }
+        }
+        assert_eq!(outcomes.len(), MAX_WRONG_KEYS as usize);
+        assert_eq!(outcomes.last(), Some(&MenuOutcome::Chosen(0)));
+        assert!(!outcomes.iter().any(|o| matches!(o, MenuOutcome::Say(_))));
     }
 
     #[test]

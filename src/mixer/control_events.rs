@@ -78,7 +78,11 @@ impl ControlOutbox {
                 Err(TrySendError::Full(_)) => {}
             }
         }
-        if self.backlog.len() < BACKLOG {
+        // Digits are shed first: a caller keying as fast as RFC 4733 allows must not crowd
+        // out a hang-up. They may fill half the backlog; state changes and ends the rest.
+        let digit = matches!(event.event, Event::Dtmf { .. });
+        let room = if digit { BACKLOG / 2 } else { BACKLOG };
+        if self.backlog.len() < room {
             self.backlog.push_back(event.clone());
         } else {
             counters
@@ -156,6 +160,34 @@ mod tests {
         }
         assert_eq!(outbox.waiting(), BACKLOG);
         assert_eq!(counters.control_events_dropped.load(Ordering::Relaxed), 9);
+    }
+
+    #[test]
+    fn a_flood_of_digits_leaves_room_for_hang_ups() {
+        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+        let counters = MixerCounters::default();
+        let mut outbox = ControlOutbox::new(tx, Arc::new(AtomicBool::new(true)));
+        let digit = ConferenceEvent {
+            conference: Arc::from("c"),
+            event: Event::Dtmf {
+                participant: ParticipantId(7),
+                digit: '5',
+                duration_ms: 100,
+            },
+        };
+        for _ in 0..BACKLOG * 2 {
+            outbox.offer(&digit, &counters);
+        }
+        let shed = counters.control_events_dropped.load(Ordering::Relaxed);
+        assert_eq!(outbox.waiting(), BACKLOG / 2);
+        for p in 0..(BACKLOG / 2) as u64 {
+            outbox.offer(&hangup(p), &counters);
+        }
+        assert_eq!(outbox.waiting(), BACKLOG);
+        assert_eq!(
+            counters.control_events_dropped.load(Ordering::Relaxed),
+            shed
+        );
     }
 
     #[test]

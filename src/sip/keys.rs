@@ -3,7 +3,6 @@
 //! carried out through the engine, announced to the caller and published as an event.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI8, Ordering};
 use std::time::{Duration, Instant};
 
 use confab_dsp::mix::Gain;
@@ -22,8 +21,6 @@ use crate::sip::prompts::{Prompt, Prompts};
 #[derive(Debug, Default)]
 pub(crate) struct InMeeting {
     keys: KeyEntry,
-    /// Listening volume in steps (shared with the blocking task that changes it).
-    volume: Arc<AtomicI8>,
     /// The language it hears (empty: the default).
     language: String,
 }
@@ -66,24 +63,22 @@ impl Shell {
         let Some(action) = call.keys.key(now, digit, &self.config.keypad) else {
             return;
         };
-        let volume = Arc::clone(&call.volume);
         let engine = Arc::clone(&self.engine);
         let prompts = Arc::clone(&self.config.prompts);
         let language = call.language.clone();
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let prompts = prompts.get(&language);
-            match carry_out(&engine, prompts, &meeting, participant, action, &volume) {
+            match carry_out(&engine, prompts, &meeting, participant, action) {
                 Err(e) => debug!(error = %e, %meeting, action = action.as_str(), "keypad control"),
                 Ok(None) => {}
-                // The goodbye plays out before everyone is hung up.
+                // The goodbye plays out before everyone is hung up. The meeting itself stays
+                // (its ID can be called again), as when the last caller leaves.
                 Ok(Some(after)) => {
                     runtime.spawn(async move {
                         tokio::time::sleep(after).await;
-                        let _ = tokio::task::spawn_blocking(move || {
-                            engine.control(&meeting, Control::End)
-                        })
-                        .await;
+                        let _ =
+                            tokio::task::spawn_blocking(move || end_calls(&engine, &meeting)).await;
                     });
                 }
             }
@@ -99,7 +94,6 @@ fn carry_out(
     meeting: &str,
     participant: ParticipantId,
     action: KeyAction,
-    volume: &AtomicI8,
 ) -> Result<Option<Duration>, EngineError> {
     let roster = engine.roster(meeting)?;
     let Some(me) = roster.iter().find(|p| p.id == participant) else {
@@ -110,7 +104,8 @@ fn carry_out(
         muted: me.muted,
         locked: engine.policy(meeting)?.locked,
         present: roster.iter().filter(|p| p.state.is_present()).count(),
-        volume: volume.load(Ordering::Relaxed),
+        // Steps from the gain the roster shows, which the API may have set too.
+        volume: volume_steps(me.output_gain_db),
     };
     let decision = decide(action, situation);
     engine.control(
@@ -129,7 +124,6 @@ fn carry_out(
         None => {}
         Some(Effect::Mute(on)) => engine.control(meeting, Control::Mute(participant, on))?,
         Some(Effect::Volume(steps)) => {
-            volume.store(steps, Ordering::Relaxed);
             let gain = Gain::from_db(f32::from(steps) * f32::from(VOLUME_STEP_DB));
             engine.control(meeting, Control::ListenGain(participant, gain))?;
         }
@@ -147,4 +141,45 @@ pub(crate) fn spoken(prompts: &Prompts, say: &[Prompt]) -> Arc<[i16]> {
         return Arc::clone(one);
     }
     parts.iter().flat_map(|p| p.iter().copied()).collect()
+}
+
+/// Everyone present in `meeting` leaves it as `conference-ended` (SIP callers get a BYE).
+fn end_calls(engine: &Engine, meeting: &str) {
+    let Ok(roster) = engine.roster(meeting) else {
+        return;
+    };
+    for p in roster.iter().filter(|p| p.state.is_present()) {
+        let reason = crate::conference::DisconnectReason::ConferenceEnded;
+        if let Err(e) = engine.control(meeting, Control::Remove(p.id, reason)) {
+            debug!(error = %e, %meeting, "keypad: end");
+        }
+    }
+}
+
+/// A listening gain in dB as whole keypad steps (rounded, within the keypad's range).
+fn volume_steps(db: f32) -> i8 {
+    let steps = (db / f32::from(VOLUME_STEP_DB)).round();
+    let max = f32::from(crate::call::keypad::MAX_VOLUME_STEPS);
+    if steps.is_nan() {
+        return 0;
+    }
+    // Within -max..=max, so the cast cannot wrap.
+    steps.clamp(-max, max) as i8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::volume_steps;
+
+    #[test]
+    fn a_gain_set_elsewhere_is_where_the_keys_step_from() {
+        assert_eq!(volume_steps(0.0), 0);
+        assert_eq!(volume_steps(-6.0), -2);
+        assert_eq!(volume_steps(4.4), 1);
+        assert_eq!(volume_steps(12.0), 4);
+        // The API allows down to -30 dB: the keys take it as their lowest step.
+        assert_eq!(volume_steps(-30.0), -4);
+        assert_eq!(volume_steps(f32::NAN), 0);
+        assert_eq!(volume_steps(f32::INFINITY), 4);
+    }
 }

@@ -10,7 +10,7 @@ use tracing::debug;
 
 use super::refusal::would_refuse;
 use super::{Caller, LOBBY, Shell};
-use crate::call::language_menu::{self, LanguageMenu, MenuOutcome, Said};
+use crate::call::language_menu::{self, LanguageMenu, MenuOutcome};
 use crate::conference::limiter::{FailureLimiter, Transport};
 use crate::conference::{Admission, DisconnectReason, ParticipantId};
 use crate::engine::{Engine, Joiner};
@@ -40,7 +40,7 @@ impl Shell {
         let now = Instant::now();
         if caller.menu {
             let offered = self.config.menu_languages.len();
-            let audio = self.menu_audio(&language_menu::offers(offered));
+            let audio = self.menu_audio();
             let length = crate::call::playing_time(audio.len());
             let (menu, _) = LanguageMenu::new(now, offered, length);
             self.attendants
@@ -54,17 +54,23 @@ impl Shell {
         self.carry_out(participant, first);
     }
 
-    /// The menu's offers as one piece of audio, each in its language.
-    fn menu_audio(&self, offers: &[Said]) -> Arc<[i16]> {
+    /// The menu's offers as one piece of audio, each in its language: made once, then shared
+    /// (a key that repeats the menu costs no copy of it).
+    fn menu_audio(&mut self) -> Arc<[i16]> {
+        if let Some(audio) = &self.menu_audio {
+            return Arc::clone(audio);
+        }
         let languages = &self.config.menu_languages;
-        offers
+        let audio: Arc<[i16]> = language_menu::offers(languages.len())
             .iter()
             .filter_map(|s| {
                 let language = languages.get(s.language)?;
                 Some(self.config.prompts_in(language).audio(s.prompt))
             })
             .flat_map(|a| a.iter().copied().collect::<Vec<_>>())
-            .collect()
+            .collect();
+        self.menu_audio = Some(Arc::clone(&audio));
+        audio
     }
 
     fn play_in_lobby(&self, participant: ParticipantId, audio: Arc<[i16]>) {
@@ -77,10 +83,12 @@ impl Shell {
     /// What the menu decided: say it again, or the caller's language and on to the attendant.
     fn menu_outcome(&mut self, participant: ParticipantId, outcome: MenuOutcome) {
         match outcome {
-            MenuOutcome::Say(offers) => {
-                let audio = self.menu_audio(&offers);
+            // The offers are always the whole menu: the audio made once says them.
+            MenuOutcome::Say(_) => {
+                let audio = self.menu_audio();
                 self.play_in_lobby(participant, audio);
             }
+            MenuOutcome::Wait => {}
             MenuOutcome::Chosen(i) => {
                 let Some((AtLobby::Menu { meeting, .. }, mut caller)) =
                     self.attendants.remove(&participant)

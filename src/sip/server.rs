@@ -300,6 +300,8 @@ async fn serve(
         meetings: HashMap::new(),
         in_meeting: HashMap::new(),
         greetings: Vec::new(),
+        menu_audio: None,
+        left_in_move: Vec::new(),
         access_user,
         config,
         attendants: HashMap::new(),

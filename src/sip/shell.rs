@@ -50,6 +50,11 @@ pub(super) struct Shell {
     /// second (itself bound by the calls); each goes when it is played, or when its
     /// participant keys something or leaves.
     pub(super) greetings: Vec<greeting::Due>,
+    /// The language menu as one piece of audio, made at its first use.
+    pub(super) menu_audio: Option<Arc<[i16]>>,
+    /// Callers that hung up while their leg moved out of the lobby. Bound: moves under way
+    /// (each ends with a message on `moves`, which takes its entry out).
+    pub(super) left_in_move: Vec<ParticipantId>,
     pub(super) access_user: String,
     pub(super) config: AttendantConfig,
     /// Callers at the attendant. Bound: calls admitted to the lobby (capped by `sip.max_calls`);
@@ -97,6 +102,12 @@ impl Shell {
             },
             Action::Join(request) => self.join(*request),
             Action::Leave { participant } => {
+                // Hung up while its leg moves out of the lobby: the hang-up must follow it.
+                let moving = self.meetings.get(&participant).is_some_and(|m| m == LOBBY)
+                    && !self.attendants.contains_key(&participant);
+                if moving {
+                    self.left_in_move.push(participant);
+                }
                 self.control(participant, Control::Hangup(participant))
             }
             Action::Hold { participant, on } => {
@@ -310,10 +321,20 @@ impl Shell {
         meeting: Result<String, Option<refusal::Refusal>>,
         hang_up: &mut Vec<ParticipantId>,
     ) {
+        let left = self.left_in_move.iter().position(|p| *p == participant);
+        let left = left.map(|i| self.left_in_move.swap_remove(i)).is_some();
         match meeting {
+            Ok(m) if left => {
+                self.meetings.insert(participant, m);
+                self.control(participant, Control::Hangup(participant));
+            }
+            // Only a caller still known (in the lobby): one that left during the move is not
+            // put back, so the map keeps its bound.
             Ok(m) => {
-                self.meetings.insert(participant, m.clone());
-                self.greet(participant, m, greeting::AFTER_MOVE);
+                if let Some(at) = self.meetings.get_mut(&participant) {
+                    *at = m.clone();
+                    self.greet(participant, m, greeting::AFTER_MOVE);
+                }
             }
             Err(Some(refusal)) => self.refuse(participant, refusal),
             Err(None) => hang_up.push(participant),
