@@ -11,25 +11,25 @@ use std::time::{Duration, Instant};
 use crate::sip::prompts::Prompt;
 
 /// Languages a menu can offer: one key each, `1` to `9`.
-pub(crate) const MAX_LANGUAGES: usize = 9;
+pub const MAX_LANGUAGES: usize = 9;
 /// Times the menu is said before the default language is taken.
-pub(crate) const ROUNDS: u32 = 2;
+pub const ROUNDS: u32 = 2;
 /// Keys that offer nothing before the first language is taken.
-pub(crate) const MAX_WRONG_KEYS: u32 = 3;
+pub const MAX_WRONG_KEYS: u32 = 3;
 /// Silence after the menu before it is said again (counted from when it was asked for, plus
 /// the time it takes to say, which the shell passes in).
-pub(crate) const PAUSE: Duration = Duration::from_secs(5);
+pub const PAUSE: Duration = Duration::from_secs(5);
 
 /// One piece of the menu: `prompt` in the menu's `language`-th language.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Said {
+pub struct Said {
     pub language: usize,
     pub prompt: Prompt,
 }
 
 /// What the shell is to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum MenuOutcome {
+pub enum MenuOutcome {
     /// Play these, in order.
     Say(Vec<Said>),
     /// Nothing now (a wrong key while the menu is being said).
@@ -40,7 +40,7 @@ pub(crate) enum MenuOutcome {
 
 /// One caller at the menu.
 #[derive(Debug)]
-pub(crate) struct LanguageMenu {
+pub struct LanguageMenu {
     languages: usize,
     /// When the menu is said again (or, after the last round, the default taken).
     next: Instant,
@@ -56,7 +56,7 @@ pub(crate) struct LanguageMenu {
 impl LanguageMenu {
     /// A menu of `languages` entries (at most [`MAX_LANGUAGES`] are offered), which takes
     /// `length` to say; returns it and what to say first.
-    pub(crate) fn new(now: Instant, languages: usize, length: Duration) -> (Self, Vec<Said>) {
+    pub fn new(now: Instant, languages: usize, length: Duration) -> (Self, Vec<Said>) {
         let mut menu = LanguageMenu {
             languages: languages.clamp(1, MAX_LANGUAGES),
             next: now,
@@ -70,7 +70,7 @@ impl LanguageMenu {
     }
 
     /// A key from the caller.
-    pub(crate) fn digit(&mut self, now: Instant, digit: char) -> MenuOutcome {
+    pub fn digit(&mut self, now: Instant, digit: char) -> MenuOutcome {
         match digit.to_digit(10).and_then(|d| usize::try_from(d).ok()) {
             Some(d @ 1..) if d <= self.languages => MenuOutcome::Chosen(d - 1),
             _ => {
@@ -89,7 +89,7 @@ impl LanguageMenu {
     }
 
     /// Time passing without a key.
-    pub(crate) fn tick(&mut self, now: Instant) -> Option<MenuOutcome> {
+    pub fn tick(&mut self, now: Instant) -> Option<MenuOutcome> {
         if now < self.next {
             return None;
         }
@@ -108,7 +108,7 @@ impl LanguageMenu {
 }
 
 /// What a menu of `languages` says: each language's offer in itself, and its key.
-pub(crate) fn offers(languages: usize) -> Vec<Said> {
+pub fn offers(languages: usize) -> Vec<Said> {
     (0..languages.clamp(1, MAX_LANGUAGES))
         .flat_map(|language| {
             let key = Prompt::number(language + 1);

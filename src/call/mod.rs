@@ -3,7 +3,7 @@
 //! decides; nothing here touches a socket or reads a clock.
 
 pub mod keypad;
-pub(crate) mod language_menu;
+pub mod language_menu;
 
 use std::time::Duration;
 
