@@ -12,7 +12,6 @@ use super::{LOBBY, Shell};
 use crate::call::keypad::{Effect, KeyAction, KeyEntry, Situation, VOLUME_STEP_DB, decide};
 use crate::conference::ParticipantId;
 use crate::engine::{Engine, EngineError};
-use crate::media::codec::MIX_RATE;
 use crate::mixer::Control;
 use crate::sip::prompts::{Prompt, Prompts};
 
@@ -113,12 +112,7 @@ fn carry_out(
         Control::Keyed(participant, action.as_str(), decision.effect.is_some()),
     )?;
     let say = spoken(prompts, &decision.say);
-    let said = Duration::from_micros(
-        u64::try_from(say.len())
-            .unwrap_or(u64::MAX)
-            .saturating_mul(1_000_000)
-            / u64::from(MIX_RATE),
-    );
+    let said = crate::call::playing_time(say.len());
     engine.play(meeting, participant, Some(say))?;
     match decision.effect {
         None => {}
