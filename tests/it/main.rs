@@ -34,6 +34,7 @@ mod media_network;
 mod media_signals;
 mod metrics_labels;
 mod mixer_alloc;
+mod netns_latch;
 mod netns_nat;
 mod quickstart;
 mod sip_attendant;

@@ -376,3 +376,169 @@ pub fn start_bridge(ns: &str, data: &Path, args: &[&str]) -> Guarded {
         std::fs::read_to_string(data.join("confab.log")).unwrap_or_default()
     );
 }
+
+/// Another host on the client's link: a namespace of its own with an address of the client's
+/// network, reaching the bridge through the same router as the client (masqueraded as the
+/// same public address, when the router masquerades). Its namespace is deleted on drop.
+pub struct Neighbour {
+    pub ns: String,
+}
+
+impl Drop for Neighbour {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+impl Namespaces {
+    /// Puts a host at `cidr` (in the client's network) beside the client: the router's inside
+    /// interface becomes a port of a switch in the router's namespace, the router's address
+    /// moves to the switch, and the new host's link is another port. Call it before the client
+    /// sends anything (the client's neighbour cache would hold the router's old interface).
+    pub fn neighbour(&self, plan: &Plan, cidr: &str) -> Neighbour {
+        let (id, t) = (std::process::id(), plan.tag);
+        let host = Neighbour {
+            ns: format!("{t}h{id}"),
+        };
+        // `host` exists before its namespace: a failed step drops it, which deletes it.
+        run(&["ip", "netns", "add", &host.ns]);
+        run(&["ip", "-n", &host.ns, "link", "set", "lo", "up"]);
+        let (inside, switch, port, link) = (
+            format!("{t}vi{id}"),
+            format!("{t}sw{id}"),
+            format!("{t}vs{id}"),
+            format!("{t}vh{id}"),
+        );
+        let nat = &self.nat;
+        run(&["ip", "-n", nat, "link", "add", &switch, "type", "bridge"]);
+        // A fixed address: a switch otherwise takes the lowest of its ports', which changes as
+        // ports join.
+        run(&[
+            "ip",
+            "-n",
+            nat,
+            "link",
+            "set",
+            &switch,
+            "address",
+            "02:00:00:00:5e:01",
+        ]);
+        run(&["ip", "-n", nat, "link", "set", &switch, "up"]);
+        run(&[
+            "ip",
+            "-n",
+            nat,
+            "addr",
+            "del",
+            plan.nat_inside,
+            "dev",
+            &inside,
+        ]);
+        run(&["ip", "-n", nat, "link", "set", &inside, "master", &switch]);
+        run(&[
+            "ip",
+            "-n",
+            nat,
+            "addr",
+            "add",
+            plan.nat_inside,
+            "dev",
+            &switch,
+        ]);
+        run(&[
+            "ip", "link", "add", &link, "netns", &host.ns, "type", "veth", "peer", "name", &port,
+            "netns", nat,
+        ]);
+        run(&["ip", "-n", nat, "link", "set", &port, "master", &switch]);
+        run(&["ip", "-n", nat, "link", "set", &port, "up"]);
+        run(&["ip", "-n", &host.ns, "addr", "add", cidr, "dev", &link]);
+        run(&["ip", "-n", &host.ns, "link", "set", &link, "up"]);
+        run(&[
+            "ip",
+            "-n",
+            &host.ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            Plan::ip(plan.nat_inside),
+        ]);
+        host
+    }
+}
+
+/// Counts the UDP datagrams from `from` that arrive in namespace `ns`, on any port (open or
+/// not), with a raw socket: whether a host was sent anything at all. Stopped on drop or by
+/// `stop`.
+pub struct UdpCount {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(u64, u64)>>,
+}
+
+impl UdpCount {
+    pub fn start(ns: &str, from: std::net::Ipv4Addr) -> UdpCount {
+        use nix::sys::socket::{
+            AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, setsockopt, socket,
+            sockopt,
+        };
+        use std::os::fd::AsRawFd;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ns, flag) = (ns.to_owned(), stop.clone());
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            enter(&ns);
+            let fd = socket(
+                AddressFamily::Inet,
+                SockType::Raw,
+                SockFlag::empty(),
+                SockProtocol::Udp,
+            )
+            .unwrap();
+            setsockopt(
+                &fd,
+                sockopt::ReceiveTimeout,
+                &nix::sys::time::TimeVal::new(0, 100_000),
+            )
+            .unwrap();
+            ready_tx.send(()).unwrap();
+            let (mut datagrams, mut bytes) = (0u64, 0u64);
+            let mut buf = [0u8; 2048];
+            // Bounded by the caller's stop (and the guard's drop); two minutes at most.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                let Ok(n) = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) else {
+                    continue;
+                };
+                let ihl = usize::from(buf[0] & 0x0f) * 4;
+                if n >= ihl + 8 && buf[12..16] == from.octets() {
+                    datagrams += 1;
+                    bytes += (n - ihl - 8) as u64;
+                }
+            }
+            (datagrams, bytes)
+        });
+        ready.recv_timeout(Duration::from_secs(5)).unwrap();
+        UdpCount {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops and gives what arrived from the host: (datagrams, bytes of UDP payload).
+    pub fn stop(mut self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .take()
+            .map(|t| t.join().unwrap())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for UdpCount {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
