@@ -123,9 +123,27 @@ fn webrtc_metrics(registry: &mut Registry, w: &crate::webrtc::WebRtcMetrics) {
             "Packets dropped between the WebRTC driver and the mixer (queue full)",
             &w.relay_drops_total,
         ),
+        (
+            "confab_webrtc_driver_restarts",
+            "Times the WebRTC driver died (its peers let go as internal-error) and was started \
+             again; each is a bug",
+            &w.driver_restarts_total,
+        ),
     ] {
         registry.register(name, help, counter(value.load(Relaxed)));
     }
+    let refused = Family::<Labels, Counter>::default();
+    for (reason, n) in w.handshakes_refused() {
+        refused
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc_by(n);
+    }
+    registry.register(
+        "confab_webrtc_handshakes_refused",
+        "WHIP joins refused (429) for too many handshakes in progress, by the cap met: \
+         address, conference or total",
+        refused,
+    );
 }
 
 /// The process: CPU seconds, resident memory, open file descriptors (from /proc).

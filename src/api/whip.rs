@@ -143,6 +143,23 @@ fn locked_out(lockout: Lockout) -> Response {
     r
 }
 
+/// How long a client refused for too many handshakes is asked to wait: most handshakes end
+/// (connected or failed) within a second or two; a stalled one holds its slot for 20 s.
+const HANDSHAKE_RETRY_SECS: u64 = 2;
+
+/// 429 with Retry-After for a join over a handshake cap (per address, per meeting, in all).
+fn too_many_handshakes(e: &AdmitError) -> Response {
+    let mut r = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_handshakes",
+        e.to_string(),
+    )
+    .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(HANDSHAKE_RETRY_SECS));
+    r
+}
+
 #[derive(Deserialize)]
 pub(super) struct JoinQuery {
     name: Option<String>,
@@ -164,7 +181,7 @@ pub(super) struct JoinQuery {
         (status = 409, description = "Full", body = ErrorBody),
         (status = 415, description = "Not application/sdp", body = ErrorBody),
         (status = 422, description = "Not a meeting ID, an invalid name, no audio, or no codec in common", body = ErrorBody),
-        (status = 429, description = "Too many handshakes from this address, or too many failed attempts from it or on this meeting ID (Retry-After)", body = ErrorBody),
+        (status = 429, description = "Too many handshakes in progress from this address, on this meeting or on the bridge, or too many failed attempts from this address or on this meeting ID (Retry-After)", body = ErrorBody),
         (status = 503, description = "Draining, WebRTC not running, or its mixer thread unavailable", body = ErrorBody)))]
 pub(super) async fn join(
     State(state): State<AppState>,
@@ -234,16 +251,17 @@ pub(super) async fn join(
     };
     let offer_text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("the offer is not UTF-8"))?;
-    let slot = webrtc.reserve(client).map_err(|e| match e {
-        AdmitError::TooManyHandshakes(_) => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_handshakes",
-            e.to_string(),
-        ),
-        AdmitError::Stopped => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_webrtc", e.to_string())
+    let slot = match webrtc.reserve(client, &cid) {
+        Ok(slot) => slot,
+        Err(AdmitError::Stopped) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_webrtc",
+                AdmitError::Stopped.to_string(),
+            ));
         }
-    })?;
+        Err(e) => return Ok(too_many_handshakes(&e)),
+    };
     let candidate = webrtc.candidate(client);
     let accepted = blocking(move || {
         offer::accept(&offer_text, candidate, std::time::Instant::now()).map_err(|e| match e {

@@ -3,6 +3,9 @@
 use super::{Config, ConfigError, placeholder};
 use crate::media::codec::Codec;
 
+/// The largest value of a `webrtc.max_handshakes*` key.
+const MAX_HANDSHAKES: usize = 65_536;
+
 impl Config {
     /// Checks what the types cannot: ranges, that a non-loopback API has a token, and that no
     /// secret is still a sample's placeholder.
@@ -114,11 +117,25 @@ impl Config {
                 format!("{} is out of range 1..=3600", self.media.timeout_secs),
             ));
         }
-        if self.webrtc.max_handshakes_per_address == 0 {
-            return Err(err(
+        for (key, value) in [
+            (
                 "webrtc.max_handshakes_per_address",
-                "must be at least 1".to_owned(),
-            ));
+                self.webrtc.max_handshakes_per_address,
+            ),
+            (
+                "webrtc.max_handshakes_per_conference",
+                self.webrtc.max_handshakes_per_conference,
+            ),
+            ("webrtc.max_handshakes", self.webrtc.max_handshakes),
+        ] {
+            // Each handshake holds a str0m state and a mixer leg for up to 20 s: a cap in the
+            // hundreds of thousands is no cap.
+            if !(1..=MAX_HANDSHAKES).contains(&value) {
+                return Err(err(
+                    key,
+                    format!("{value} is out of range 1..={MAX_HANDSHAKES}"),
+                ));
+            }
         }
         if !(5..=600).contains(&self.webrtc.consent_timeout_secs) {
             return Err(err(

@@ -21,6 +21,10 @@ pub struct WebRtcConfig {
     pub token_secret: Option<String>,
     /// WebRTC handshakes one client address may have in progress at once.
     pub max_handshakes_per_address: usize,
+    /// WebRTC handshakes one meeting may have in progress at once (whoever joins it).
+    pub max_handshakes_per_conference: usize,
+    /// WebRTC handshakes the bridge may have in progress at once.
+    pub max_handshakes: usize,
     /// Seconds without ICE consent (STUN from the peer) before it is disconnected.
     pub consent_timeout_secs: u64,
     /// STUN and TURN servers for the join page's `RTCPeerConnection` (none by default: the
@@ -36,6 +40,8 @@ impl Default for WebRtcConfig {
             advertise: None,
             token_secret: None,
             max_handshakes_per_address: 32,
+            max_handshakes_per_conference: 64,
+            max_handshakes: 256,
             consent_timeout_secs: 30,
             ice_servers: IceServers::default(),
         }
@@ -212,6 +218,40 @@ ice_servers = [
         )
         .unwrap();
         assert_eq!(c.webrtc.ice_servers.as_slice().len(), 2);
+    }
+
+    #[test]
+    fn handshake_caps_have_defaults_and_are_checked() {
+        let c = Config::default().webrtc;
+        assert_eq!(
+            (
+                c.max_handshakes,
+                c.max_handshakes_per_conference,
+                c.max_handshakes_per_address
+            ),
+            (256, 64, 32)
+        );
+        let c = Config::from_toml(
+            "[webrtc]\nmax_handshakes = 1000\nmax_handshakes_per_conference = 100\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.webrtc.max_handshakes,
+                c.webrtc.max_handshakes_per_conference
+            ),
+            (1000, 100)
+        );
+        for (key, value) in [
+            ("max_handshakes", "0"),
+            ("max_handshakes", "65537"),
+            ("max_handshakes_per_conference", "0"),
+            ("max_handshakes_per_address", "0"),
+        ] {
+            let e = error(&format!("[webrtc]\n{key} = {value}\n")).to_string();
+            assert!(e.starts_with(&format!("webrtc.{key}")), "{e}");
+            assert!(e.contains("out of range 1..=65536"), "{e}");
+        }
     }
 
     #[test]

@@ -8,8 +8,8 @@ pub(super) struct Peer {
     rtc: Rtc,
     mid: Mid,
     relay: RelayPeer,
-    /// The client address while the handshake is in progress (its slot is held).
-    handshaking: Option<IpAddr>,
+    /// Who holds the handshake slot while the handshake is in progress.
+    handshaking: Option<HandshakeKey>,
     created: Instant,
     /// Last datagram from the peer (STUN consent, DTLS, SRTP).
     last_rx: Instant,
@@ -27,22 +27,35 @@ enum Drive {
     Gone(DisconnectReason),
 }
 
+/// How a driver's run ended (a panic ends it too, see `supervisor`).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Ended {
+    /// Its handle was dropped: the bridge is stopping.
+    Stopped,
+    /// It could not run (the socket could not be registered with its runtime).
+    Failed,
+}
+
 static NEXT_PEER: AtomicU64 = AtomicU64::new(1);
 
 impl Driver {
+    /// Serves peers until the handle is dropped. Borrows the driver so that, if this panics,
+    /// the supervisor still holds the peers and can let them go (`abandon`).
     pub(super) async fn run(
-        mut self,
+        &mut self,
         socket: std::net::UdpSocket,
         mut commands: mpsc::Receiver<DriverCommand>,
         doorbell: Doorbell,
-    ) {
+        up: &AtomicBool,
+    ) -> Ended {
         let socket = match tokio::net::UdpSocket::from_std(socket) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "webrtc socket");
-                return;
+                return Ended::Failed;
             }
         };
+        up.store(true, Ordering::Release);
         let mut buf = vec![0u8; 2048];
         loop {
             let now = Instant::now();
@@ -76,6 +89,8 @@ impl Driver {
                             self.remove(&socket, id, reason);
                         }
                     }
+                    #[cfg(test)]
+                    Some(DriverCommand::PanicForTest) => panic!("webrtc driver: panic injected by a test"),
                 },
                 _ = doorbell.notified() => self.forward_all(&socket),
                 _ = tokio::time::sleep_until(next.into()) => self.timers(&socket),
@@ -85,6 +100,24 @@ impl Driver {
         for id in ids {
             self.remove(&socket, id, DisconnectReason::Hangup);
         }
+        Ended::Stopped
+    }
+
+    /// After the driver died: every peer it held is let go as internal-error (the relay's
+    /// reason, then its end dropped, so the leg leaves the mix) and its handshake slot given
+    /// back. No goodbye is sent: a peer's state may be half-changed by the panic.
+    pub(super) fn abandon(&mut self) {
+        for (_, peer) in self.peers.drain() {
+            peer.relay.close(DisconnectReason::InternalError);
+            if let Some(key) = &peer.handshaking {
+                release(&self.handshakes, key);
+            }
+        }
+        self.routes.clear();
+        self.by_ufrag.clear();
+        // The next driver starts with none (a peer half-removed by the panic counted here).
+        self.metrics.peers.store(0, Ordering::Relaxed);
+        self.metrics.handshakes.store(0, Ordering::Relaxed);
     }
 
     fn add(&mut self, socket: &tokio::net::UdpSocket, p: NewPeer) {
@@ -100,7 +133,7 @@ impl Driver {
             rtc: p.accepted.rtc,
             mid: p.accepted.mid,
             relay: p.relay,
-            handshaking: Some(p.client),
+            handshaking: Some(p.handshake),
             created: now,
             last_rx: now,
             deadline: now,
@@ -213,8 +246,8 @@ impl Driver {
                     let _ = socket.try_send_to(&t.contents, t.destination);
                 }
                 Output::Event(Event::Connected) => {
-                    if let Some(client) = peer.handshaking.take() {
-                        release(&self.handshakes, client);
+                    if let Some(key) = peer.handshaking.take() {
+                        release(&self.handshakes, &key);
                         self.metrics.handshakes.fetch_sub(1, Ordering::Relaxed);
                         self.metrics.connected_total.fetch_add(1, Ordering::Relaxed);
                     }
@@ -377,8 +410,8 @@ impl Driver {
         if let Some(u) = &peer.ufrag {
             self.by_ufrag.remove(u);
         }
-        if let Some(client) = peer.handshaking.take() {
-            release(&self.handshakes, client);
+        if let Some(key) = peer.handshaking.take() {
+            release(&self.handshakes, &key);
             self.metrics.handshakes.fetch_sub(1, Ordering::Relaxed);
         }
         self.metrics.peers.fetch_sub(1, Ordering::Relaxed);

@@ -9,16 +9,21 @@
 //! A peer is let go on DELETE (WHIP), when ICE consent lapses (no STUN for
 //! `consent_timeout`), when DTLS fails or closes, or when its leg leaves the mix (ejected,
 //! conference ended): the relay carries the reason to the leg, or the driver sees the leg gone.
+//!
+//! The driver thread is supervised (`supervisor`): if the driver itself panics, its peers are
+//! let go as internal-error and a new driver takes the same socket after a back-off.
 
 mod driver;
+pub mod handshakes;
 pub mod offer;
 pub mod sessions;
 pub mod stun;
+mod supervisor;
 pub mod token;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +37,8 @@ use crate::conference::DisconnectReason;
 use crate::media::relay::{Doorbell, RelayPacket, RelayPeer};
 
 use driver::Peer;
+pub use handshakes::{HandshakeCap, HandshakeLimits};
+use handshakes::{HandshakeKey, SharedHandshakes, release};
 pub use offer::{Accepted, OfferError};
 use sessions::SessionTable;
 pub use sessions::{RosterToken, Session};
@@ -42,12 +49,15 @@ pub struct WebRtcSettings {
     pub listen: SocketAddr,
     pub advertise: Option<IpAddr>,
     pub consent_timeout: Duration,
-    pub max_handshakes_per_address: usize,
+    /// Handshakes in progress allowed: in all, per meeting, per client address.
+    pub handshake_limits: HandshakeLimits,
     /// Longest a peer may take from its offer to ICE and DTLS being up.
     pub handshake_timeout: Duration,
     /// STUN/TURN servers for the join page (`webrtc.ice_servers`), as the JSON array of
     /// `RTCIceServer`s the page is given.
     pub ice_servers_json: String,
+    /// The first wait before a dead driver is started again (doubling to `MAX_RESTART_WAIT`).
+    pub restart_wait: Duration,
 }
 
 impl WebRtcSettings {
@@ -56,11 +66,16 @@ impl WebRtcSettings {
             listen: c.listen,
             advertise: c.advertise,
             consent_timeout: Duration::from_secs(c.consent_timeout_secs),
-            max_handshakes_per_address: c.max_handshakes_per_address,
+            handshake_limits: HandshakeLimits {
+                total: c.max_handshakes,
+                per_conference: c.max_handshakes_per_conference,
+                per_address: c.max_handshakes_per_address,
+            },
             handshake_timeout: Duration::from_secs(20),
             // Checked text and lists of it: writing them as JSON cannot fail.
             ice_servers_json: serde_json::to_string(&c.ice_servers)
                 .unwrap_or_else(|_| "[]".to_owned()),
+            restart_wait: supervisor::FIRST_RESTART_WAIT,
         }
     }
 }
@@ -75,8 +90,30 @@ pub struct WebRtcMetrics {
     pub dtls_failures_total: AtomicU64,
     pub unrouted_datagrams_total: AtomicU64,
     pub relay_drops_total: AtomicU64,
-    /// Panics contained while driving a peer (each a bug; that peer was let go).
+    /// Panics contained while driving a peer (each a bug; that peer was let go), and panics
+    /// of the driver itself (each a bug; every peer was let go and the driver restarted).
     pub panics_total: AtomicU64,
+    /// Times the driver ended without being asked and was started again.
+    pub driver_restarts_total: AtomicU64,
+    /// WHIP joins refused for too many handshakes in progress, by the cap they met
+    /// (`HandshakeCap`: address, conference, total).
+    pub handshakes_refused_total: [AtomicU64; 3],
+}
+
+impl WebRtcMetrics {
+    fn refused(&self, cap: HandshakeCap) -> &AtomicU64 {
+        &self.handshakes_refused_total[cap as usize]
+    }
+
+    /// Refused handshakes by cap, labelled for `/metrics`.
+    pub fn handshakes_refused(&self) -> [(&'static str, u64); 3] {
+        [
+            HandshakeCap::Address,
+            HandshakeCap::Conference,
+            HandshakeCap::Total,
+        ]
+        .map(|c| (c.as_str(), self.refused(c).load(Ordering::Relaxed)))
+    }
 }
 
 /// Why a new peer was refused before its offer was looked at.
@@ -84,6 +121,10 @@ pub struct WebRtcMetrics {
 pub enum AdmitError {
     #[error("too many WebRTC handshakes in progress from {0}")]
     TooManyHandshakes(IpAddr),
+    #[error("too many WebRTC handshakes in progress for meeting {0}")]
+    TooManyForConference(String),
+    #[error("too many WebRTC handshakes in progress on this bridge")]
+    TooManyInAll,
     #[error("the WebRTC driver is not running")]
     Stopped,
 }
@@ -91,57 +132,59 @@ pub enum AdmitError {
 enum DriverCommand {
     Add(Box<NewPeer>),
     Close(String, DisconnectReason),
+    /// Test-only: panics the driver's loop itself, outside every peer's containment.
+    #[cfg(test)]
+    PanicForTest,
 }
 
 struct NewPeer {
     session: String,
     accepted: Accepted,
     relay: RelayPeer,
-    client: IpAddr,
+    handshake: HandshakeKey,
 }
 
 type Sessions = Arc<Mutex<SessionTable>>;
+
+/// Commands queued for the driver (joins and DELETEs); a full queue refuses the join (503).
+const COMMAND_QUEUE: usize = 256;
+
+/// The running driver's command channel. The supervisor puts a new one here at each restart
+/// (holding it weakly: once the handle is dropped, the channel closes and the driver stops).
+type Commands = Arc<Mutex<mpsc::Sender<DriverCommand>>>;
 
 /// The API's handle on the driver.
 pub struct WebRtc {
     sessions: Sessions,
     settings: WebRtcSettings,
     local: SocketAddr,
-    commands: mpsc::Sender<DriverCommand>,
+    commands: Commands,
     doorbell: Doorbell,
-    handshakes: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    handshakes: SharedHandshakes,
     pub metrics: Arc<WebRtcMetrics>,
-    driver: std::thread::JoinHandle<()>,
+    /// Whether a driver runs now (false from its death until its successor runs).
+    up: Arc<AtomicBool>,
+    supervisor: std::thread::JoinHandle<()>,
 }
 
-/// A handshake slot held for a client address (freed when dropped unless handed on).
+/// A handshake slot held for a client address and meeting (freed when dropped unless handed
+/// on).
 pub struct HandshakeSlot {
-    client: IpAddr,
-    table: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    key: HandshakeKey,
+    table: SharedHandshakes,
     armed: bool,
 }
 
 impl Drop for HandshakeSlot {
     fn drop(&mut self) {
         if self.armed {
-            release(&self.table, self.client);
-        }
-    }
-}
-
-fn release(table: &Mutex<HashMap<IpAddr, usize>>, client: IpAddr) {
-    if let Ok(mut t) = table.lock()
-        && let Some(n) = t.get_mut(&client)
-    {
-        *n = n.saturating_sub(1);
-        if *n == 0 {
-            t.remove(&client);
+            release(&self.table, &self.key);
         }
     }
 }
 
 impl WebRtc {
-    /// Binds the shared port and starts the driver thread.
+    /// Binds the shared port and starts the driver thread (under its supervisor).
     pub fn start(settings: WebRtcSettings) -> std::io::Result<Arc<WebRtc>> {
         // Both may already be installed (tests start several bridges in one process).
         let _ = std::panic::catch_unwind(|| {
@@ -150,54 +193,47 @@ impl WebRtc {
         let socket = std::net::UdpSocket::bind(settings.listen)?;
         socket.set_nonblocking(true)?;
         let local = socket.local_addr()?;
-        let (tx, rx) = mpsc::channel(256);
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let commands: Commands = Arc::new(Mutex::new(tx));
         let doorbell: Doorbell = Arc::default();
-        let handshakes = Arc::new(Mutex::new(HashMap::new()));
+        let handshakes = SharedHandshakes::default();
         let metrics = Arc::new(WebRtcMetrics::default());
         let sessions: Sessions = Arc::default();
-        let driver = Driver {
+        let up = Arc::new(AtomicBool::new(true));
+        let supervisor = supervisor::Supervisor {
+            socket,
+            commands: Arc::downgrade(&commands),
             sessions: sessions.clone(),
+            handshakes: handshakes.clone(),
+            metrics: metrics.clone(),
+            doorbell: doorbell.clone(),
+            up: up.clone(),
             local,
             consent_timeout: settings.consent_timeout,
             handshake_timeout: settings.handshake_timeout,
-            peers: HashMap::new(),
-            routes: HashMap::new(),
-            by_ufrag: HashMap::new(),
-            handshakes: handshakes.clone(),
-            metrics: metrics.clone(),
+            restart_wait: settings.restart_wait,
         };
-        let bell = doorbell.clone();
-        let driver = std::thread::Builder::new()
+        let supervisor = std::thread::Builder::new()
             .name("confab-webrtc".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(error = %e, "webrtc driver runtime");
-                        return;
-                    }
-                };
-                runtime.block_on(driver.run(socket, rx, bell));
-            })?;
+            .spawn(move || supervisor.run(rx))?;
         tracing::info!(%local, "webrtc listening");
         Ok(Arc::new(WebRtc {
             sessions,
             settings,
             local,
-            commands: tx,
+            commands,
             doorbell,
             handshakes,
             metrics,
-            driver,
+            up,
+            supervisor,
         }))
     }
 
-    /// Whether the driver thread runs (`/readyz` is not ready once it has ended).
+    /// Whether a driver runs (`/readyz` is not ready while a dead one waits to restart, or
+    /// if the supervisor itself has ended).
     pub fn running(&self) -> bool {
-        !self.driver.is_finished()
+        self.up.load(Ordering::Acquire) && !self.supervisor.is_finished()
     }
 
     /// The shared UDP address.
@@ -215,16 +251,28 @@ impl WebRtc {
         self.doorbell.clone()
     }
 
-    /// Reserves a handshake for `client`, or refuses when it has too many in progress.
-    pub fn reserve(&self, client: IpAddr) -> Result<HandshakeSlot, AdmitError> {
-        let mut t = self.handshakes.lock().map_err(|_| AdmitError::Stopped)?;
-        let n = t.entry(client).or_insert(0);
-        if *n >= self.settings.max_handshakes_per_address {
-            return Err(AdmitError::TooManyHandshakes(client));
-        }
-        *n += 1;
-        Ok(HandshakeSlot {
+    /// Reserves a handshake for `client` joining meeting `cid`, or refuses when the client,
+    /// the meeting or the bridge has too many in progress (counted by the cap met).
+    pub fn reserve(&self, client: IpAddr, cid: &str) -> Result<HandshakeSlot, AdmitError> {
+        let key = HandshakeKey {
             client,
+            cid: cid.to_owned(),
+        };
+        let taken = self
+            .handshakes
+            .lock()
+            .map_err(|_| AdmitError::Stopped)?
+            .take(&key, self.settings.handshake_limits);
+        if let Err(cap) = taken {
+            self.metrics.refused(cap).fetch_add(1, Ordering::Relaxed);
+            return Err(match cap {
+                HandshakeCap::Address => AdmitError::TooManyHandshakes(client),
+                HandshakeCap::Conference => AdmitError::TooManyForConference(key.cid),
+                HandshakeCap::Total => AdmitError::TooManyInAll,
+            });
+        }
+        Ok(HandshakeSlot {
+            key,
             table: self.handshakes.clone(),
             armed: true,
         })
@@ -241,19 +289,33 @@ impl WebRtc {
         relay: RelayPeer,
         mut slot: HandshakeSlot,
     ) -> Result<(), AdmitError> {
+        // The session is entered and the peer sent under the channel's lock: a supervisor
+        // emptying the table after a driver's death does so before or after both, never
+        // between (no session outlives its peer).
+        let commands = self
+            .commands
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Ok(mut s) = self.sessions.lock() {
             s.insert(session.clone(), info, roster);
         }
         let peer = NewPeer {
-            session,
+            session: session.clone(),
             accepted,
             relay,
-            client: slot.client,
+            handshake: slot.key.clone(),
         };
-        self.commands
+        if commands
             .try_send(DriverCommand::Add(Box::new(peer)))
-            .map_err(|_| AdmitError::Stopped)?;
-        // (If the driver refused it, the relay's end is dropped and the leg leaves.)
+            .is_err()
+        {
+            // The driver is dead or swamped: the relay's end is dropped (the leg leaves) and
+            // the slot with it.
+            if let Ok(mut s) = self.sessions.lock() {
+                s.remove(&session);
+            }
+            return Err(AdmitError::Stopped);
+        }
         slot.armed = false;
         Ok(())
     }
@@ -278,12 +340,24 @@ impl WebRtc {
         if let Ok(mut s) = self.sessions.lock() {
             s.remove(session);
         }
-        self.commands
-            .try_send(DriverCommand::Close(
-                session.to_owned(),
-                DisconnectReason::Hangup,
-            ))
-            .is_ok()
+        self.send(DriverCommand::Close(
+            session.to_owned(),
+            DisconnectReason::Hangup,
+        ))
+    }
+
+    fn send(&self, command: DriverCommand) -> bool {
+        let commands = self
+            .commands
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        commands.try_send(command).is_ok()
+    }
+
+    /// Test-only: panics the driver's loop (as a bug outside every peer's containment would).
+    #[cfg(test)]
+    pub(crate) fn panic_driver_for_test(&self) -> bool {
+        self.send(DriverCommand::PanicForTest)
     }
 }
 
@@ -306,6 +380,10 @@ struct Driver {
     /// Our ICE ufrag -> peer: a datagram from an unknown source is asked of the one peer its
     /// STUN USERNAME names, never of every peer. Bound: one per peer, removed with the peer.
     by_ufrag: HashMap<String, u64>,
-    handshakes: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    handshakes: SharedHandshakes,
     metrics: Arc<WebRtcMetrics>,
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -88,6 +88,12 @@ impl SessionTable {
         }
     }
 
+    /// Forgets every session (their driver died with their peers).
+    pub(crate) fn clear(&mut self) {
+        self.by_id.clear();
+        self.by_lookup.clear();
+    }
+
     /// The live session a roster token belongs to (a forged, malformed or dead one: `None`).
     pub(crate) fn by_roster_token(&self, text: &str) -> Option<&Session> {
         let (lookup, secret) = RosterToken::parse(text)?;
