@@ -418,3 +418,7 @@ pub(super) async fn token(
     };
     Ok((StatusCode::CREATED, Json(reply)).into_response())
 }
+
+#[cfg(test)]
+#[path = "whip_tests.rs"]
+mod tests;

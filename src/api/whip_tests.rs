@@ -1,0 +1,216 @@
+//! WHIP joins against a running WebRTC driver (Chromium's offer; no ICE ever comes, so each
+//! join holds its handshake): the per-meeting cap answers 429 with Retry-After and is counted,
+//! and a driver that dies lets its participants go as internal-error, ends their sessions, is
+//! not ready while down, and takes joins again once restarted.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body as HttpBody;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{JoinQuery, join, leave};
+use crate::api::AppState;
+use crate::api::extract::{Path, Query};
+use crate::conference::{DisconnectReason, Policy, State as PState};
+use crate::engine::{Engine, EngineSettings};
+use crate::store::Store;
+use crate::webrtc::{HandshakeLimits, WebRtc, WebRtcSettings};
+
+const CHROMIUM_OFFER: &str = include_str!("../../tests/fixtures/chromium-156-offer.sdp");
+
+fn state(dir: &std::path::Path, webrtc: Arc<WebRtc>) -> AppState {
+    let engine = Arc::new(
+        Engine::start(EngineSettings {
+            mixer_threads: 1,
+            max_talkers: 3,
+            media_bind: std::net::IpAddr::from([127, 0, 0, 1]),
+            rtp_port_min: 45_300,
+            rtp_port_max: 45_310,
+            media_timeout: Duration::from_secs(30),
+            leg_timers: Default::default(),
+            records: None,
+        })
+        .unwrap(),
+    );
+    let events = engine.broadcast_events().unwrap();
+    let store = Store::open(dir).unwrap();
+    AppState::new(engine, None, store, events.subscribe(), None, 3, Vec::new())
+        .with_webrtc(webrtc, crate::webrtc::token::TokenSigner::random())
+}
+
+fn webrtc(limits: HandshakeLimits, restart_wait: Duration) -> Arc<WebRtc> {
+    let config = crate::config::WebRtcConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..Default::default()
+    };
+    WebRtc::start(WebRtcSettings {
+        handshake_limits: limits,
+        restart_wait,
+        ..WebRtcSettings::from_config(&config)
+    })
+    .unwrap()
+}
+
+/// POSTs Chromium's offer to `cid`'s WHIP endpoint from `client`.
+async fn whip(state: &AppState, cid: &str, client: [u8; 4]) -> Response {
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri(format!("/v1/conferences/{cid}/whip"))
+        .header(header::CONTENT_TYPE, "application/sdp")
+        .extension(ConnectInfo(SocketAddr::from((client, 50_000))))
+        .body(HttpBody::from(CHROMIUM_OFFER))
+        .unwrap();
+    join(
+        State(state.clone()),
+        Path(cid.to_owned()),
+        Query(JoinQuery { name: None }),
+        request,
+    )
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+fn header_of<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+    r.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The session id in a 201's Location.
+fn session_of(r: &Response) -> String {
+    let location = header_of(r, "location").unwrap();
+    location.rsplit('/').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_65th_handshake_on_one_meeting_is_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = HandshakeLimits {
+        total: 256,
+        per_conference: 64,
+        per_address: 256,
+    };
+    let state = state(dir.path(), webrtc(limits, Duration::from_millis(100)));
+    for cid in ["5050", "6060"] {
+        state
+            .engine
+            .create_conference(cid, Policy::default())
+            .unwrap();
+    }
+    let mut sessions = Vec::new();
+    for i in 0..64u8 {
+        let r = whip(&state, "5050", [10, 0, 1, i]).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "join {i}");
+        sessions.push(session_of(&r));
+    }
+    let r = whip(&state, "5050", [10, 0, 2, 1]).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        r.headers().get(header::RETRY_AFTER),
+        Some(&HeaderValue::from_static("2"))
+    );
+    let webrtc = state.webrtc.clone().unwrap();
+    assert_eq!(
+        webrtc.metrics.handshakes_refused(),
+        [("address", 0), ("conference", 1), ("total", 0)]
+    );
+    // Another meeting is not held up by this one's.
+    let r = whip(&state, "6060", [10, 0, 2, 1]).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // One of the 64 leaves: its slot is free again.
+    let first = sessions.remove(0);
+    let left = leave(State(state.clone()), Path(("5050".into(), first)))
+        .await
+        .unwrap();
+    assert_eq!(left.status(), StatusCode::OK);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = whip(&state, "5050", [10, 0, 2, 2]).await;
+        if r.status() == StatusCode::CREATED {
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn ready(state: &AppState) -> (StatusCode, String) {
+    let r = crate::api::readyz(State(state.clone())).await;
+    let status = r.status();
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn a_dead_driver_ends_its_participants_and_is_not_ready_until_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = HandshakeLimits {
+        total: 16,
+        per_conference: 16,
+        per_address: 16,
+    };
+    // A wait long enough for the test to see the driver down.
+    let state = state(dir.path(), webrtc(limits, Duration::from_secs(1)));
+    state
+        .engine
+        .create_conference("7070", Policy::default())
+        .unwrap();
+    let r = whip(&state, "7070", [10, 0, 3, 1]).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let session = session_of(&r);
+    let roster_token = header_of(&r, "confab-roster-token").unwrap().to_owned();
+    let pid = header_of(&r, "confab-participant").unwrap().to_owned();
+    let webrtc = state.webrtc.clone().unwrap();
+    assert!(webrtc.roster_session(&roster_token).is_some());
+    assert_eq!(ready(&state).await, (StatusCode::OK, "ready".into()));
+
+    assert!(webrtc.panic_driver_for_test());
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while webrtc.metrics.driver_restarts_total.load(relaxed) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the driver never died"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        ready(&state).await,
+        (StatusCode::SERVICE_UNAVAILABLE, "webrtc down".into())
+    );
+    let r = whip(&state, "7070", [10, 0, 3, 2]).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    while !webrtc.running() {
+        assert!(std::time::Instant::now() < deadline, "never restarted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(ready(&state).await, (StatusCode::OK, "ready".into()));
+    assert_eq!(webrtc.metrics.panics_total.load(relaxed), 1);
+
+    // The participant left the mix as internal-error; its session and roster token ended.
+    let left = loop {
+        let roster = state.engine.roster("7070").unwrap();
+        let p = roster.iter().find(|p| p.id.to_string() == pid).unwrap();
+        if let PState::Disconnected(reason) = p.state {
+            break reason;
+        }
+        assert!(std::time::Instant::now() < deadline, "{p:?} never left");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(left, DisconnectReason::InternalError);
+    assert!(webrtc.roster_session(&roster_token).is_none());
+    let gone = leave(State(state.clone()), Path(("7070".into(), session)))
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+
+    // Joins are taken again.
+    let r = whip(&state, "7070", [10, 0, 3, 3]).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
