@@ -2,11 +2,39 @@
 //! per caller and per conference with exponential back-off; shared by the SIP attendant and
 //! WHIP. Sans-I/O: every call takes `now`, so tests drive it in fake time.
 //!
-//! Rule: `limit` failures of one key within `window` lock it for `base_lockout`; every further
-//! failure after a lockout, before the key is forgotten, locks it again for twice as long (up
-//! to `max_lockout`). A key is forgotten `window` after its last failure or the end of its last
-//! lockout, whichever is later. Attempts refused because of a lockout are not failures (they
-//! learn nothing), so they neither extend nor escalate it.
+//! Rule for a caller: `per_caller` failures lock it for `base_lockout`; every further failure
+//! after a lockout, before the caller is forgotten, locks it again for twice as long (up to
+//! `max_lockout`). A caller is forgotten `window` after its last failure or the end of its last
+//! lockout, whichever is later.
+//!
+//! Rule for a conference (a meeting key): `per_conference` failures, from anyone, lock its
+//! credentials for `base_lockout`; after a lockout a *fresh* `per_conference` failures are
+//! needed to lock it again (a stranger failing once must not lock a meeting for everybody). The
+//! count is forgotten `window` after the last failure or lockout end; the escalation (twice as
+//! long each time, up to `max_lockout`) only after `max(window, max_lockout)`, so waiting out a
+//! window does not reset it.
+//!
+//! Callers who gave a meeting's correct credentials in the last [`KNOWN_GOOD_FOR`]
+//! ([`FailureLimiter::success`]) are not refused by that meeting's lockout (their own lockout
+//! still applies); a wrong entry of theirs for that meeting forgets it again. Attempts refused
+//! because of a lockout are not failures (they learn nothing), so they neither extend nor
+//! escalate it.
+//!
+//! What this costs, with the defaults (10 per caller, 50 per conference, a 10 min window,
+//! 1 min to 1 h lockouts):
+//! - Guessing one meeting's credentials from any number of callers: at most 50 guesses per
+//!   lockout. Keeping on, the lockouts grow (1, 2, 4, 8, 16, 32 min, then 1 h): 300 guesses in
+//!   the first hour, 50 an hour after. Resetting the escalation takes a 1 h pause after the
+//!   last lockout: k lockouts and a pause give 50 k guesses per 60 s * (2^k - 1) + 3600 s, at
+//!   best 250 per 91 min (k = 5), under 170 an hour. One caller (an address, an IPv6 /64, or
+//!   an identity behind a trusted gateway) gets 10 guesses, then one per lockout of its own, or
+//!   10 again after its lockout and a 10 min pause: about 55 an hour. So with N callers:
+//!   at most min(55 N, 300) guesses in the first hour, min(55 N, 170) an hour after. A caller
+//!   known good gets one guess past a meeting lockout per success.
+//! - Keeping a meeting locked: 50 failures after every lockout, 50 an hour at the very least,
+//!   with no 10 min gap between them; one caller gets at most 14 of them in before its own
+//!   lockouts outlast the window, so that is 4 or more callers an hour. And callers who gave
+//!   the meeting's credentials in the last day get in regardless: only new callers are kept out.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +44,14 @@ use std::time::{Duration, Instant};
 /// caller's identity, an unknown meeting ID), so both are bounded: when one is full, expired
 /// entries are pruned, and if it is still full the entry idle the longest goes.
 pub const MAX_KEYS: usize = 4096;
+
+/// Callers and meetings remembered as known good at most. Bound: only a correct credential
+/// adds one; when full, those older than [`KNOWN_GOOD_FOR`] are pruned, and if it is still full
+/// the one that succeeded least recently goes.
+pub const MAX_KNOWN_GOOD: usize = 4096;
+
+/// How long a caller who gave a meeting's credentials passes that meeting's lockout.
+pub const KNOWN_GOOD_FOR: Duration = Duration::from_secs(24 * 3600);
 
 /// How failures are limited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,14 +83,58 @@ struct Entry {
     /// Lockouts so far (the next lasts `base_lockout * 2^lockouts`).
     lockouts: u32,
     locked_until: Option<Instant>,
-    /// The last failure, or the end of the last lockout: `window` after it the entry goes.
+    /// The last failure, or the end of the last lockout: the failures are forgotten `window`
+    /// after it, the whole entry `memory` after it.
     last: Instant,
 }
 
 impl Entry {
-    fn expired(&self, now: Instant, window: Duration) -> bool {
-        now.saturating_duration_since(self.last) >= window
+    fn fresh(now: Instant) -> Self {
+        Entry {
+            failures: 0,
+            lockouts: 0,
+            locked_until: None,
+            last: now,
+        }
+    }
+
+    /// Whether `span` has passed since `last`, outside a lockout.
+    fn idle(&self, now: Instant, span: Duration) -> bool {
+        now.saturating_duration_since(self.last) >= span
             && self.locked_until.is_none_or(|u| now >= u)
+    }
+}
+
+/// How one map counts (callers and conferences differ after a lockout).
+#[derive(Clone, Copy, Debug)]
+struct Rule {
+    limit: u32,
+    /// Failures still counted when a lockout begins: `limit - 1` (one more locks again) or 0.
+    kept: u32,
+    /// Failures are forgotten this long after `Entry::last`.
+    window: Duration,
+    /// The escalation is forgotten (the entry goes) this long after `Entry::last`.
+    memory: Duration,
+}
+
+impl Rule {
+    fn caller(s: &LimitSettings) -> Self {
+        let limit = s.per_caller.max(1);
+        Rule {
+            limit,
+            kept: limit - 1,
+            window: s.window,
+            memory: s.window,
+        }
+    }
+
+    fn conference(s: &LimitSettings) -> Self {
+        Rule {
+            limit: s.per_conference.max(1),
+            kept: 0,
+            window: s.window,
+            memory: s.window.max(s.max_lockout),
+        }
     }
 }
 
@@ -110,6 +190,10 @@ pub struct FailureLimiter {
     /// By meeting ID, known or not (an unknown one must look like a known one). Bound:
     /// [`MAX_KEYS`]; pruning: see the module docs.
     conferences: HashMap<String, Entry>,
+    /// When each (caller key, meeting) last gave the meeting's correct credentials. Bound:
+    /// [`MAX_KNOWN_GOOD`]; pruned [`KNOWN_GOOD_FOR`] after the success, least recent first
+    /// when full, and on a wrong entry of that caller for that meeting.
+    known_good: HashMap<(String, String), Instant>,
     /// Shared with the metrics.
     pub counters: std::sync::Arc<LimitCounters>,
 }
@@ -157,11 +241,11 @@ fn remaining(map: &HashMap<String, Entry>, key: &str, now: Instant) -> Option<Du
         .map(|u| u.saturating_duration_since(now))
 }
 
-/// Counts a failure of `key`; true when it begins a lockout.
+/// Counts a failure of `key` under `rule`; true when it begins a lockout.
 fn fail(
     map: &mut HashMap<String, Entry>,
     settings: &LimitSettings,
-    limit: u32,
+    rule: Rule,
     key: &str,
     now: Instant,
 ) -> bool {
@@ -169,7 +253,7 @@ fn fail(
         return false;
     }
     if !map.contains_key(key) && map.len() >= MAX_KEYS {
-        map.retain(|_, e| !e.expired(now, settings.window));
+        map.retain(|_, e| !e.idle(now, rule.memory));
         if map.len() >= MAX_KEYS
             && let Some(oldest) = map
                 .iter()
@@ -179,29 +263,22 @@ fn fail(
             map.remove(&oldest);
         }
     }
-    let entry = map.entry(key.to_owned()).or_insert(Entry {
-        failures: 0,
-        lockouts: 0,
-        locked_until: None,
-        last: now,
-    });
-    if entry.expired(now, settings.window) {
-        *entry = Entry {
-            failures: 0,
-            lockouts: 0,
-            locked_until: None,
-            last: now,
-        };
+    let entry = map
+        .entry(key.to_owned())
+        .or_insert_with(|| Entry::fresh(now));
+    if entry.idle(now, rule.memory) {
+        *entry = Entry::fresh(now);
+    } else if entry.idle(now, rule.window) {
+        entry.failures = 0;
     }
     entry.failures += 1;
     entry.last = now;
-    if entry.failures < limit.max(1) {
+    if entry.failures < rule.limit {
         return false;
     }
     let lasts = lockout_of(settings, entry.lockouts);
     entry.lockouts = entry.lockouts.saturating_add(1);
-    // After a lockout one more failure locks again (for twice as long).
-    entry.failures = limit.max(1) - 1;
+    entry.failures = rule.kept;
     let until = now + lasts;
     entry.locked_until = Some(until);
     entry.last = until;
@@ -214,6 +291,7 @@ impl FailureLimiter {
             settings,
             callers: HashMap::new(),
             conferences: HashMap::new(),
+            known_good: HashMap::new(),
             counters: std::sync::Arc::default(),
         }
     }
@@ -222,14 +300,41 @@ impl FailureLimiter {
         self.settings
     }
 
-    /// Whether `caller` (or, when given, `conference`) is locked out now.
+    /// Whether `caller` (or, when given, `conference`) is locked out now. A conference's
+    /// lockout does not refuse a caller who recently gave its credentials.
     pub fn locked(&self, now: Instant, caller: &str, conference: Option<&str>) -> Option<Lockout> {
         if let Some(d) = remaining(&self.callers, caller, now) {
             return Some(Lockout::Caller(d));
         }
-        conference
-            .and_then(|c| remaining(&self.conferences, c, now))
-            .map(Lockout::Conference)
+        let conference = conference.filter(|c| !self.known_good(now, caller, c))?;
+        remaining(&self.conferences, conference, now).map(Lockout::Conference)
+    }
+
+    /// Whether `caller` gave `conference`'s correct credentials in the last [`KNOWN_GOOD_FOR`].
+    fn known_good(&self, now: Instant, caller: &str, conference: &str) -> bool {
+        self.known_good
+            .get(&(caller.to_owned(), conference.to_owned()))
+            .is_some_and(|at| now.saturating_duration_since(*at) < KNOWN_GOOD_FOR)
+    }
+
+    /// `caller` gave `conference`'s correct credentials (a passcode, leader PIN or join token):
+    /// that conference's lockouts do not refuse it for [`KNOWN_GOOD_FOR`].
+    pub fn success(&mut self, now: Instant, caller: &str, conference: &str) {
+        let key = (caller.to_owned(), conference.to_owned());
+        if !self.known_good.contains_key(&key) && self.known_good.len() >= MAX_KNOWN_GOOD {
+            self.known_good
+                .retain(|_, at| now.saturating_duration_since(*at) < KNOWN_GOOD_FOR);
+            if self.known_good.len() >= MAX_KNOWN_GOOD
+                && let Some(oldest) = self
+                    .known_good
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(k, _)| k.clone())
+            {
+                self.known_good.remove(&oldest);
+            }
+        }
+        self.known_good.insert(key, now);
     }
 
     /// A failed attempt by `caller`, on `conference` when one was named.
@@ -246,125 +351,41 @@ impl FailureLimiter {
             .unwrap_or(0);
         self.counters.failures[i].fetch_add(1, Ordering::Relaxed);
         let s = self.settings;
-        let mut began = fail(&mut self.callers, &s, s.per_caller, caller, now);
+        let mut began = fail(&mut self.callers, &s, Rule::caller(&s), caller, now);
         if let Some(c) = conference {
-            began |= fail(&mut self.conferences, &s, s.per_conference, c, now);
+            // A wrong entry is no proof of knowing the credentials: one guess per success at
+            // most gets past the meeting's lockout under a caller's name.
+            self.known_good.remove(&(caller.to_owned(), c.to_owned()));
+            began |= fail(&mut self.conferences, &s, Rule::conference(&s), c, now);
         }
         if began {
             self.counters.lockouts.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Drops what has expired (call it now and then; `failure` also prunes a full map).
+    /// Drops what has expired (call it now and then; `failure` and `success` also prune a
+    /// full map).
     pub fn prune(&mut self, now: Instant) {
-        let window = self.settings.window;
-        self.callers.retain(|_, e| !e.expired(now, window));
-        self.conferences.retain(|_, e| !e.expired(now, window));
+        let s = self.settings;
+        let (caller, conference) = (Rule::caller(&s), Rule::conference(&s));
+        self.callers.retain(|_, e| !e.idle(now, caller.memory));
+        self.conferences
+            .retain(|_, e| !e.idle(now, conference.memory));
+        self.known_good
+            .retain(|_, at| now.saturating_duration_since(*at) < KNOWN_GOOD_FOR);
     }
 
     /// Entries held (callers, conferences).
     pub fn len(&self) -> (usize, usize) {
         (self.callers.len(), self.conferences.len())
     }
+
+    /// Callers remembered as knowing a meeting's credentials.
+    pub fn known_good_len(&self) -> usize {
+        self.known_good.len()
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limiter() -> FailureLimiter {
-        FailureLimiter::new(LimitSettings {
-            per_caller: 3,
-            per_conference: 5,
-            ..LimitSettings::default()
-        })
-    }
-
-    #[test]
-    fn a_caller_is_locked_out_with_exponential_back_off() {
-        let t0 = Instant::now();
-        let mut l = limiter();
-        for _ in 0..2 {
-            l.failure(t0, Transport::Sip, "a", Some("1234"));
-        }
-        assert_eq!(l.locked(t0, "a", Some("1234")), None);
-        l.failure(t0, Transport::Sip, "a", Some("1234"));
-        assert_eq!(
-            l.locked(t0, "a", None),
-            Some(Lockout::Caller(Duration::from_secs(60)))
-        );
-        // Refused attempts while locked do not extend it.
-        l.failure(t0 + Duration::from_secs(30), Transport::Sip, "a", None);
-        let t1 = t0 + Duration::from_secs(60);
-        assert_eq!(l.locked(t1, "a", None), None);
-        // One more failure locks it again, twice as long; then four times.
-        l.failure(t1, Transport::Sip, "a", None);
-        assert_eq!(
-            l.locked(t1, "a", None),
-            Some(Lockout::Caller(Duration::from_secs(120)))
-        );
-        let t2 = t1 + Duration::from_secs(120);
-        l.failure(t2, Transport::Whip, "a", None);
-        assert_eq!(
-            l.locked(t2, "a", None).map(|l| l.remaining()),
-            Some(Duration::from_secs(240))
-        );
-        assert_eq!(l.counters.lockouts.load(Ordering::Relaxed), 3);
-        // Another caller is not affected; a window after the lockout ends, it is forgotten.
-        assert_eq!(l.locked(t2, "b", None), None);
-        let later = t2 + Duration::from_secs(240) + Duration::from_secs(600);
-        l.prune(later);
-        assert_eq!(l.len().0, 0);
-    }
-
-    #[test]
-    fn many_callers_lock_a_conference_but_not_others() {
-        let t0 = Instant::now();
-        let mut l = limiter();
-        for i in 0..5 {
-            l.failure(t0, Transport::Whip, &format!("caller{i}"), Some("1234"));
-        }
-        assert_eq!(
-            l.locked(t0, "someone-new", Some("1234")),
-            Some(Lockout::Conference(Duration::from_secs(60)))
-        );
-        assert_eq!(l.locked(t0, "someone-new", Some("5678")), None);
-    }
-
-    #[test]
-    fn invented_keys_cannot_grow_the_maps() {
-        let t0 = Instant::now();
-        let mut l = limiter();
-        for i in 0..(MAX_KEYS * 3) {
-            let t = t0 + Duration::from_millis(i as u64);
-            l.failure(t, Transport::Sip, &format!("c{i}"), Some(&format!("{i}")));
-        }
-        let (callers, conferences) = l.len();
-        assert!(callers <= MAX_KEYS && conferences <= MAX_KEYS);
-        // A caller locked recently survives the churn of one-off strangers.
-        let t = t0 + Duration::from_secs(1000);
-        for _ in 0..3 {
-            l.failure(t, Transport::Sip, "persistent", None);
-        }
-        for i in 0..100 {
-            l.failure(t, Transport::Sip, &format!("x{i}"), None);
-        }
-        assert!(l.locked(t, "persistent", None).is_some());
-    }
-
-    #[test]
-    fn keys_name_the_real_caller_behind_a_gateway() {
-        let gw: std::net::IpAddr = "10.0.0.1".parse().unwrap();
-        assert_ne!(
-            caller_key(gw, Some("sip:+4930111@gw")),
-            caller_key(gw, Some("sip:+4930222@gw"))
-        );
-        assert_eq!(caller_key(gw, Some("  ")), "10.0.0.1");
-        assert_eq!(caller_key(gw, None), "10.0.0.1");
-        assert!(caller_key(gw, Some(&"x".repeat(10_000))).len() < 300);
-        // An IPv6 client is its /64: it cannot dodge the limit by changing address.
-        let a = caller_key("2001:db8:1:2:aaaa::1".parse().unwrap(), None);
-        let b = caller_key("2001:db8:1:2:bbbb::7".parse().unwrap(), None);
-        assert_eq!(a, b);
-    }
-}
+#[path = "limiter_tests.rs"]
+mod tests;

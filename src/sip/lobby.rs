@@ -1,7 +1,8 @@
 //! The shell's side of the attendant: callers in the lobby hear its prompts and key their
 //! digits, which reach it here; once they got them right their leg moves into the meeting (or,
 //! for a meeting another node has, they are referred to the dispatcher). Wrong entries count
-//! in the failure limiter, which also turns away a caller or meeting with too many.
+//! in the failure limiter, which also turns away a caller or meeting with too many; right ones
+//! are remembered there, so a meeting's lockout does not turn away callers who knew it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -180,9 +181,9 @@ impl Shell {
                     let Some((_, caller)) = self.attendants.get(&participant) else {
                         continue;
                     };
-                    let admitted = self
-                        .engine
-                        .admission(&meeting)
+                    let admission = self.engine.admission(&meeting);
+                    let admitted = admission
+                        .as_ref()
                         .is_some_and(|a| a.gate.admits(caller.asserted_identity.as_deref()));
                     if !admitted {
                         self.control(
@@ -190,6 +191,15 @@ impl Shell {
                             Control::Remove(participant, DisconnectReason::Rejected),
                         );
                         continue;
+                    }
+                    // It gave the meeting's passcode or leader PIN: that meeting's lockout
+                    // (a stranger's guessing) no longer keeps it out. An open meeting proves
+                    // nothing and is not remembered.
+                    let proven = admission
+                        .as_ref()
+                        .is_some_and(|a| a.passcode.is_some() || a.leader_pin.is_some());
+                    if proven && let Ok(mut limiter) = self.limiter.lock() {
+                        limiter.success(Instant::now(), &caller.key, &meeting);
                     }
                     let joiner = Joiner {
                         display_name: caller.display_name.clone(),
