@@ -24,7 +24,8 @@ pub struct SipConfig {
     pub codecs: Vec<String>,
     /// Concurrent SIP calls at most; more get 503.
     pub max_calls: usize,
-    /// New INVITEs accepted per source address and second; more get 503.
+    /// New INVITEs accepted per second from one caller behind a trusted source (ten times
+    /// that from the trusted source as a whole), or from one address outside; more get 503.
     pub invites_per_second: u32,
     /// A folder of prompt languages (`<dir>/<language>/<name>.wav`); none: the built-in English.
     pub prompts_dir: Option<PathBuf>,

@@ -264,7 +264,6 @@ impl Uas {
             ok.call_id().to_owned(),
             local_tag,
             as_dialin,
-            branch.to_owned(),
             peer,
             participant,
             now,

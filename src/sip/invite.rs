@@ -4,26 +4,77 @@
 //! CANCEL while the engine decides -> 487. What is refused before a join: a flood from one
 //! source, a full or draining bridge, extensions and offers we cannot take.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::{
-    ALLOW, Action, Call, CallRef, CallState, JoinRequest, JoinResult, MAX_SE, MAX_URI, MIN_SE,
-    Peer, T1, TIMEOUT, Uas,
+    ALLOW, Action, Call, CallRef, CallState, JoinRequest, JoinResult, MAX_FLOOD_CALLERS,
+    MAX_FLOOD_SOURCES, MAX_SE, MAX_URI, MIN_SE, Peer, T1, TIMEOUT, TransactionKey, Uas,
 };
 use crate::conference::clean_text;
+use crate::conference::limiter::source_of;
 use crate::media::codec::Codec;
 use crate::sip::message::{self, Message};
 use crate::sip::sdp::{self, Negotiated};
 
-impl Uas {
-    fn flooding(&mut self, now: Instant, ip: IpAddr) -> bool {
-        let entry = self.flood.entry(ip).or_insert((now, 0));
-        if now.saturating_duration_since(entry.0) >= Duration::from_secs(1) {
-            *entry = (now, 0);
+/// Whether a count begun at `since` is over (each counts one second).
+pub(super) fn counted_out(now: Instant, since: Instant) -> bool {
+    now.saturating_duration_since(since) >= Duration::from_secs(1)
+}
+
+/// The INVITEs counted for `key` in its current second.
+fn current<K: Hash + Eq>(map: &HashMap<K, (Instant, u32)>, key: &K, now: Instant) -> u32 {
+    map.get(key)
+        .filter(|(since, _)| !counted_out(now, *since))
+        .map_or(0, |(_, n)| *n)
+}
+
+/// Counts one INVITE of `key`; its count this second, or none when the map is full of others
+/// counting (those whose second is over are pruned first).
+fn count<K: Hash + Eq>(
+    map: &mut HashMap<K, (Instant, u32)>,
+    key: K,
+    now: Instant,
+    bound: usize,
+) -> Option<u32> {
+    if !map.contains_key(&key) && map.len() >= bound {
+        map.retain(|_, (since, _)| !counted_out(now, *since));
+        if map.len() >= bound {
+            return None;
         }
-        entry.1 += 1;
-        entry.1 > self.settings.invites_per_second
+    }
+    let entry = map.entry(key).or_insert((now, 0));
+    if counted_out(now, entry.0) {
+        *entry = (now, 0);
+    }
+    entry.1 += 1;
+    Some(entry.1)
+}
+
+impl Uas {
+    /// Whether a new INVITE from `ip` is one too many this second. `caller` (a trusted
+    /// source's caller, see [`super::caller_of`]) has `invites_per_second` of its own and its
+    /// source [`super::GATEWAY_FACTOR`] times that; any other source `invites_per_second`.
+    /// INVITEs refused here do not count against the source.
+    pub(super) fn flooding(&mut self, now: Instant, ip: IpAddr, caller: Option<String>) -> bool {
+        let rate = self.settings.invites_per_second;
+        let source = source_of(ip);
+        let source_rate = match caller {
+            Some(_) => rate.saturating_mul(super::GATEWAY_FACTOR),
+            None => rate,
+        };
+        if current(&self.flood_sources, &source, now) >= source_rate {
+            return true;
+        }
+        if let Some(caller) = caller
+            && count(&mut self.flood_callers, caller, now, MAX_FLOOD_CALLERS)
+                .is_some_and(|n| n > rate)
+        {
+            return true;
+        }
+        count(&mut self.flood_sources, source, now, MAX_FLOOD_SOURCES).is_none()
     }
 
     /// A new INVITE from a trusted source, or from a `[[sip.users]]` account that `signed_in`.
@@ -34,10 +85,10 @@ impl Uas {
         msg: &Message,
         signed_in: Option<String>,
     ) {
-        let Some(branch) = msg.branch().map(str::to_owned) else {
+        let Some(transaction) = TransactionKey::of(msg, peer) else {
             return self.reply(now, peer, msg, 400, "Bad Request (no branch)");
         };
-        if let Some(&id) = self.by_branch.get(&(branch.clone(), peer.addr)) {
+        if let Some(id) = self.transaction_of(msg, peer) {
             // A retransmission: the last answer again (or Trying while we decide).
             let resend = self.calls.get(&id).and_then(|c| c.final_response.clone());
             match resend {
@@ -49,7 +100,28 @@ impl Uas {
             }
             return;
         }
-        if self.flooding(now, peer.addr.ip()) {
+        let from = msg.header("From").unwrap_or_default();
+        let uri = clean_text(message::addr_uri(from), MAX_URI);
+        // A signed-in caller is who its account says, whatever it asserts; a trusted
+        // gateway's assertion counts, but an empty or user-less one asserts nobody.
+        let asserted_identity = match signed_in {
+            Some(user) => Some(clean_text(
+                &format!("sip:{user}@{}", self.settings.auth.realm),
+                MAX_URI,
+            )),
+            None => msg
+                .header("P-Asserted-Identity")
+                .map(|v| clean_text(message::addr_uri(v), MAX_URI))
+                .filter(|uri| {
+                    let rest = uri.split_once(':').map_or(uri.as_str(), |(_, r)| r);
+                    !rest.is_empty() && !rest.starts_with('@')
+                }),
+        };
+        // Behind a trusted source, each caller is limited on its own; elsewhere the address.
+        let caller = self
+            .trusted(peer.addr.ip())
+            .then(|| super::caller_of(peer.addr.ip(), asserted_identity.as_deref(), &uri));
+        if self.flooding(now, peer.addr.ip(), caller) {
             self.stats.flood += 1;
             return self.reply(
                 now,
@@ -130,13 +202,11 @@ impl Uas {
             (self.random)(&mut k);
             k
         });
-        let from = msg.header("From").unwrap_or_default();
         // Both land in the roster and the records: no control characters, a bounded length.
         let display_name = clean_text(
             message::display_name(from).unwrap_or_default(),
             crate::conference::MAX_NAME,
         );
-        let uri = clean_text(message::addr_uri(from), MAX_URI);
         let call = Call {
             negotiated: Some(negotiated.clone()),
             local_key,
@@ -147,13 +217,13 @@ impl Uas {
                 msg.call_id().to_owned(),
                 self.token(8),
                 msg.clone(),
-                branch.clone(),
+                Some(transaction.clone()),
                 peer,
                 CallState::Admitting,
                 now,
             )
         };
-        self.by_branch.insert((branch, peer.addr), id);
+        self.by_branch.insert(transaction, id);
         self.by_dialog
             .insert((call.call_id.clone(), call.local_tag.clone()), id);
         self.calls.insert(id, call);
@@ -165,21 +235,7 @@ impl Uas {
             negotiated,
             local_key,
             source: peer.addr.ip(),
-            // A signed-in caller is who its account says, whatever it asserts; a trusted
-            // gateway's assertion counts, but an empty or user-less one asserts nobody.
-            asserted_identity: match signed_in {
-                Some(user) => Some(clean_text(
-                    &format!("sip:{user}@{}", self.settings.auth.realm),
-                    MAX_URI,
-                )),
-                None => msg
-                    .header("P-Asserted-Identity")
-                    .map(|v| clean_text(message::addr_uri(v), MAX_URI))
-                    .filter(|uri| {
-                        let rest = uri.split_once(':').map_or(uri.as_str(), |(_, r)| r);
-                        !rest.is_empty() && !rest.starts_with('@')
-                    }),
-            },
+            asserted_identity,
         })));
     }
 
@@ -274,10 +330,9 @@ impl Uas {
     }
 
     pub(crate) fn ack(&mut self, now: Instant, peer: Peer, msg: &Message) {
-        let id = self.dialog_of(msg).or_else(|| {
-            msg.branch()
-                .and_then(|b| self.by_branch.get(&(b.to_owned(), peer.addr)).copied())
-        });
+        let id = self
+            .dialog_of(msg)
+            .or_else(|| self.transaction_of(msg, peer));
         let Some(id) = id else { return };
         let codecs = self.settings.codecs.clone();
         let srtp = self.settings.srtp_rule(&peer);
@@ -319,10 +374,7 @@ impl Uas {
     }
 
     pub(crate) fn cancel(&mut self, now: Instant, peer: Peer, msg: &Message) {
-        let id = msg
-            .branch()
-            .and_then(|b| self.by_branch.get(&(b.to_owned(), peer.addr)).copied());
-        let Some(id) = id else {
+        let Some(id) = self.transaction_of(msg, peer) else {
             return self.reply(now, peer, msg, 481, "Call/Transaction Does Not Exist");
         };
         self.reply(now, peer, msg, 200, "OK");

@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use super::message::MAX_MESSAGE;
 use super::uas::{Action, CallRef, JoinRequest, JoinResult, Peer, Uas, UasSettings};
-use crate::conference::limiter::{FailureLimiter, caller_key};
+use crate::conference::limiter::FailureLimiter;
 use crate::conference::{
     Admission, DisconnectReason, Event, JoinError, ParticipantId, Policy, Role, State,
 };

@@ -22,7 +22,7 @@ pub(super) struct Joined {
 
 #[derive(Clone, Debug)]
 pub(super) struct Caller {
-    /// Whose failures these are (see [`caller_key`]).
+    /// Whose failures these are (see [`JoinRequest::caller_key`]).
     pub(super) key: String,
     pub(super) display_name: String,
     pub(super) uri: String,
@@ -171,14 +171,10 @@ impl Shell {
                 _ => None,
             }
         };
-        // Every SIP request that gets here came from a trusted source (a gateway or proxy):
-        // the caller is who it says is calling (the asserted identity, else From).
-        let identity = request
-            .asserted_identity
-            .as_deref()
-            .or(Some(request.uri.as_str()));
+        // Every SIP request that gets here came from a trusted source (a gateway or proxy) or
+        // a signed-in account: the caller is who it says is calling.
         let caller = Caller {
-            key: caller_key(request.source, identity),
+            key: request.caller_key(),
             display_name: request.display_name.clone(),
             uri: request.uri.clone(),
             asserted_identity: request.asserted_identity.clone(),

@@ -7,8 +7,9 @@
 //! (retransmitted until ACK, 17.2.1). BYE both ways, CANCEL (487), OPTIONS (503 while draining),
 //! re-INVITE and UPDATE in a dialog (hold, session refresh), INFO with DTMF, session timers
 //! (RFC 4028), 405/501 for what we do not serve, 400 for malformed requests, 403 for untrusted
-//! sources, 503 for a flood from one source. Retransmitted requests get the same answer from a
-//! response cache; every call, dialog and cache entry is removed after at most 64*T1.
+//! sources, 503 for a flood from one caller or source. Retransmitted requests get the same
+//! answer from a response cache; every call, dialog and cache entry is removed after at most
+//! 64*T1.
 //!
 //! This file holds the types and the dispatch of what arrives; beside it: `invite` (a new
 //! call, up to its ACK or CANCEL), `dialog` (requests inside a call), `dialout` (calls the
@@ -37,6 +38,15 @@ pub const MAX_SE: u32 = 86_400;
 const MAX_URI: usize = 256;
 /// Cached responses to non-INVITE requests at most (see `Uas::cache`).
 const MAX_CACHED: usize = 65_536;
+/// Sources (and callers behind trusted sources) whose INVITEs are counted at most (see
+/// `Uas::flood_sources` and `Uas::flood_callers`).
+const MAX_FLOOD_SOURCES: usize = 65_536;
+const MAX_FLOOD_CALLERS: usize = 16_384;
+/// A trusted source (a gateway or proxy) may send this many times `invites_per_second`: it
+/// carries many callers, each limited to `invites_per_second` on its own, so one noisy caller
+/// cannot get everyone behind it refused; ten of them at full rate still fit, while what one
+/// address can make the bridge do stays capped.
+const GATEWAY_FACTOR: u32 = 10;
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
 
 #[path = "dialog.rs"]
@@ -86,6 +96,10 @@ impl Peer {
     }
 }
 
+#[path = "transaction.rs"]
+mod transaction;
+pub(crate) use transaction::TransactionKey;
+
 /// A call's handle in join requests and results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CallRef(pub u64);
@@ -104,6 +118,19 @@ pub struct JoinRequest {
     pub source: IpAddr,
     /// The identity the gateway asserts (P-Asserted-Identity), if any (an empty one is none).
     pub asserted_identity: Option<String>,
+}
+
+impl JoinRequest {
+    /// Who is calling, as the failure limiter and the INVITE flood limit count callers.
+    pub(crate) fn caller_key(&self) -> String {
+        caller_of(self.source, self.asserted_identity.as_deref(), &self.uri)
+    }
+}
+
+/// The key of a caller from a trusted source (a gateway or proxy): the caller is who it says is
+/// calling, the asserted identity, else the From URI.
+fn caller_of(source: IpAddr, asserted_identity: Option<&str>, uri: &str) -> String {
+    crate::conference::limiter::caller_key(source, asserted_identity.or(Some(uri)))
 }
 
 /// The engine's answer to a join.
@@ -201,7 +228,8 @@ struct Call {
     call_id: String,
     local_tag: String,
     invite: Message,
-    invite_branch: String,
+    /// The INVITE's transaction, for a dial-in (a dial-out's is ours, in `outcalls`).
+    transaction: Option<TransactionKey>,
     peer: Peer,
     state: CallState,
     participant: Option<ParticipantId>,
@@ -232,7 +260,7 @@ impl Call {
         call_id: String,
         local_tag: String,
         invite: Message,
-        invite_branch: String,
+        transaction: Option<TransactionKey>,
         peer: Peer,
         state: CallState,
         now: Instant,
@@ -241,7 +269,7 @@ impl Call {
             call_id,
             local_tag,
             invite,
-            invite_branch,
+            transaction,
             peer,
             state,
             participant: None,
@@ -267,7 +295,6 @@ impl Call {
         call_id: String,
         local_tag: String,
         invite: Message,
-        invite_branch: String,
         peer: Peer,
         participant: ParticipantId,
         now: Instant,
@@ -278,7 +305,7 @@ impl Call {
                 call_id,
                 local_tag,
                 invite,
-                invite_branch,
+                None,
                 peer,
                 CallState::Confirmed,
                 now,
@@ -296,25 +323,30 @@ pub struct Uas {
     /// Calls by our id. Bound: `max_calls` (more INVITEs get 503); a call goes when it ends,
     /// is refused and acknowledged, or 64*T1 after its last unanswered message.
     calls: HashMap<u64, Call>,
-    /// INVITE transactions by branch and source address: another source reusing a branch is
-    /// another transaction, and never gets this one's answer (which may carry our SDES key).
-    /// Bound: one per call (`calls` is capped by `max_calls`); pruned with the call.
-    by_branch: HashMap<(String, SocketAddr), u64>,
+    /// INVITE transactions (see [`TransactionKey`]: another host reusing a branch is another
+    /// transaction, and never gets this one's answer). Bound: one per call (`calls` is capped
+    /// by `max_calls`); pruned with the call.
+    by_branch: HashMap<TransactionKey, u64>,
     /// Calls by Call-ID and our tag; `by_participant` by participant. Bound and pruning: one
     /// each per call, removed with it.
     by_dialog: HashMap<(String, String), u64>,
     by_participant: HashMap<ParticipantId, u64>,
     /// Final responses to trusted sources' non-INVITE requests, for their retransmissions, by
-    /// branch, method and source address. Bound: [`MAX_CACHED`] entries (more are answered
-    /// without being cached); each is pruned by `tick` 64*T1 after it was made. Untrusted
-    /// sources' requests are never cached.
-    cache: HashMap<(String, String, SocketAddr), (Vec<u8>, Instant)>,
-    /// New INVITEs per source address in the current second. Bound: the trusted addresses
-    /// (and signed-in callers' addresses) that sent an INVITE in the last 2 s; pruned by
-    /// `tick` after 2 s.
-    flood: HashMap<IpAddr, (Instant, u32)>,
-    /// The address of the request being handled (the cache keys its answer by it).
-    source: Option<SocketAddr>,
+    /// transaction and method. Bound: [`MAX_CACHED`] entries (more are answered without being
+    /// cached); each is pruned by `tick` 64*T1 after it was made. Untrusted sources' requests
+    /// are never cached.
+    cache: HashMap<(TransactionKey, String), (Vec<u8>, Instant)>,
+    /// New INVITEs taken per source (an address, an IPv6 /64: `limiter::source_of`) in its
+    /// current second. Bound: [`MAX_FLOOD_SOURCES`]; an entry counts for a second and `tick`
+    /// prunes it after that; when the map is full of live entries, a new source gets 503.
+    flood_sources: HashMap<IpAddr, (Instant, u32)>,
+    /// New INVITEs per caller behind a trusted source (`limiter::caller_key`, as the failure
+    /// limiter counts it) in its current second. Bound: [`MAX_FLOOD_CALLERS`], and only callers
+    /// whose source is within its own limit are added; pruned as `flood_sources`; when full of
+    /// live entries, a new caller is limited by its source's count alone.
+    flood_callers: HashMap<String, (Instant, u32)>,
+    /// Where the request being handled came from (the cache keys its answer by it).
+    source: Option<Peer>,
     /// Dial-outs by the branch of their INVITE (ours, random), and which participant has which.
     /// Bound: the dial-outs the API started (each a participant the engine admitted); removed
     /// when the dial-out is answered, fails or its ring timeout passes.
@@ -343,7 +375,8 @@ impl Uas {
             by_dialog: HashMap::new(),
             by_participant: HashMap::new(),
             cache: HashMap::new(),
-            flood: HashMap::new(),
+            flood_sources: HashMap::new(),
+            flood_callers: HashMap::new(),
             source: None,
             outcalls: HashMap::new(),
             by_participant_out: HashMap::new(),
@@ -402,16 +435,14 @@ impl Uas {
     }
 
     fn remember(&mut self, now: Instant, req: &Message, bytes: Vec<u8>) {
-        if let (Some(branch), Some(method), Some(source)) =
-            (req.branch(), req.method(), self.source)
+        if let (Some(method), Some(source)) = (req.method(), self.source)
             && *method != Method::Invite
             && *method != Method::Ack
             && self.cache.len() < MAX_CACHED
+            && let Some(key) = TransactionKey::of(req, source)
         {
-            self.cache.insert(
-                (branch.to_owned(), method.as_str().to_owned(), source),
-                (bytes, now + TIMEOUT),
-            );
+            self.cache
+                .insert((key, method.as_str().to_owned()), (bytes, now + TIMEOUT));
         }
     }
 
@@ -469,12 +500,10 @@ impl Uas {
                 Untrusted::SignedIn(user) => signed_in = Some(user),
             }
         }
-        self.source = Some(peer.addr);
+        self.source = Some(peer);
         // A retransmitted non-INVITE request: the same answer again.
-        if let Some(branch) = msg.branch()
-            && let Some((bytes, _)) =
-                self.cache
-                    .get(&(branch.to_owned(), method.as_str().to_owned(), peer.addr))
+        if let Some(key) = TransactionKey::of(msg, peer)
+            && let Some((bytes, _)) = self.cache.get(&(key, method.as_str().to_owned()))
         {
             let bytes = bytes.clone();
             self.actions.push_back(Action::Send { to: peer, bytes });
@@ -519,6 +548,19 @@ impl Uas {
         }
     }
 
+    /// The dial-in call whose INVITE transaction `msg` (a retransmission, its CANCEL or the
+    /// ACK of a refusal) belongs to. A client that sent it on a new connection (its old one
+    /// closed) is answered on the new one from now on.
+    fn transaction_of(&mut self, msg: &Message, peer: Peer) -> Option<u64> {
+        let id = *self.by_branch.get(&TransactionKey::of(msg, peer)?)?;
+        if let Some(c) = self.calls.get_mut(&id)
+            && c.peer != peer
+        {
+            c.peer = peer;
+        }
+        Some(id)
+    }
+
     fn dialog_of(&self, msg: &Message) -> Option<u64> {
         let tag = msg.to_tag()?;
         self.by_dialog
@@ -546,7 +588,9 @@ impl Uas {
 
     fn remove(&mut self, id: u64) {
         if let Some(c) = self.calls.remove(&id) {
-            self.by_branch.remove(&(c.invite_branch, c.peer.addr));
+            if let Some(key) = c.transaction {
+                self.by_branch.remove(&key);
+            }
             self.by_dialog.remove(&(c.call_id, c.local_tag));
             if let Some(p) = c.participant {
                 self.by_participant.remove(&p);
@@ -562,3 +606,7 @@ mod tests;
 #[cfg(test)]
 #[path = "uas_hostile_tests.rs"]
 mod hostile_tests;
+
+#[cfg(test)]
+#[path = "uas_transaction_tests.rs"]
+mod transaction_tests;

@@ -23,7 +23,8 @@ pub struct UasSettings {
     /// there (302, or REFER from the attendant); none: 404.
     pub dispatcher: Option<SocketAddr>,
     pub max_calls: usize,
-    /// New INVITEs accepted per source address and second; more get 503.
+    /// New INVITEs accepted per second from one caller behind a trusted source (ten times that
+    /// from the source), or from one address outside `trusted`; more get 503.
     pub invites_per_second: u32,
     /// The address put in our Via and Contact (`sip.advertise`); unset: the bound address, or
     /// with a wildcard bind the interface's towards the peer (see `crate::addr`).

@@ -3,7 +3,7 @@
 //! joins the engine never answered, and pruning what is held for a while (the response cache,
 //! flood counts, sign-in state, dial-outs, transfers).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::{Action, CallRef, CallState, JoinResult, T2, Uas};
 
@@ -14,8 +14,10 @@ impl Uas {
         self.auth.prune(now);
         self.tick_transfers(now);
         self.cache.retain(|_, (_, expires)| *expires > now);
-        self.flood
-            .retain(|_, (since, _)| now.saturating_duration_since(*since) < Duration::from_secs(2));
+        self.flood_sources
+            .retain(|_, (since, _)| !super::invite::counted_out(now, *since));
+        self.flood_callers
+            .retain(|_, (since, _)| !super::invite::counted_out(now, *since));
         let mut expired = Vec::new();
         let mut stale_sessions = Vec::new();
         for (&id, c) in &mut self.calls {

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use super::{Peer, Uas};
+use super::{Peer, TransactionKey, Uas};
 use crate::sip::auth::Verdict;
 use crate::sip::message::{Message, Method};
 
@@ -34,9 +34,7 @@ impl Uas {
                 .and_then(|id| self.calls.get(&id))
                 .is_some_and(|c| c.peer.addr.ip() == ip),
             // A retransmitted INVITE or its CANCEL: the transaction is keyed by the address.
-            None => msg
-                .branch()
-                .is_some_and(|b| self.by_branch.contains_key(&(b.to_owned(), peer.addr))),
+            None => TransactionKey::of(msg, peer).is_some_and(|k| self.by_branch.contains_key(&k)),
         };
         if known {
             return Untrusted::InDialog;

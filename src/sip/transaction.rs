@@ -1,0 +1,36 @@
+//! What tells one server transaction from another (RFC 3261 17.2.3), made safe for answers
+//! that carry secrets.
+
+use std::net::IpAddr;
+
+use super::Peer;
+use crate::sip::message::Message;
+
+/// An INVITE (or other) server transaction, told apart as RFC 3261 17.2.3 does and made safe:
+/// by the branch and the top Via's sent-by as the client wrote them, and by the source's IP
+/// but not its port, so the same client's CANCEL or retransmission on a new TCP or TLS
+/// connection finds its transaction, and another host reusing the branch never does (the
+/// answer may carry our SDES key). What came over TLS matches only over TLS, so an answer
+/// given in secret is never repeated in the clear.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct TransactionKey {
+    branch: String,
+    /// `host[:port]` of the top Via, its case folded (hosts compare without case).
+    sent_by: String,
+    source: IpAddr,
+    secure: bool,
+}
+
+impl TransactionKey {
+    /// The key of a request from `peer`; none without a branch or a Via.
+    pub(crate) fn of(msg: &Message, peer: Peer) -> Option<Self> {
+        let via = msg.header_values("Via").next()?;
+        let sent_by = via.split(';').next()?.split_whitespace().last()?;
+        Some(TransactionKey {
+            branch: msg.branch()?.to_owned(),
+            sent_by: sent_by.to_ascii_lowercase(),
+            source: peer.addr.ip().to_canonical(),
+            secure: peer.secure(),
+        })
+    }
+}
