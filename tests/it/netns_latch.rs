@@ -34,6 +34,9 @@ use support::clients::{absent, describe, present, tone_shares};
 use support::netns::{self, Namespaces, Neighbour, Plan, UdpCount};
 use support::process::Guarded;
 
+/// A roster as (participant, state, reason) rows.
+type RosterRows = Vec<(String, String, String)>;
+
 const BRIDGE_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const MEETING: &str = "5150";
 /// The bridge's RTP port range: 32 even ports and their odd RTCP ports, all sprayed.
@@ -160,7 +163,7 @@ impl Site {
     }
 
     /// The roster: (id, state, disconnect reason).
-    fn roster(&self) -> Vec<(String, String, String)> {
+    fn roster(&self) -> RosterRows {
         let (status, body) = self.api("GET", &format!("/v1/conferences/{MEETING}"), "");
         assert_eq!(status, 200, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -562,7 +565,7 @@ fn rtcp_from_an_attacker_does_not_keep_a_silent_callers_leg_alive() {
     let talk = 75u32;
     let limit = Duration::from_millis(20 * u64::from(talk)) + TIMEOUT + Duration::from_secs(3);
     let start = Instant::now();
-    let mut gone: Option<(Instant, Vec<(String, String, String)>)> = None;
+    let mut gone: Option<(Instant, RosterRows)> = None;
     every_20ms(limit, |round| {
         victim.sending = round < talk;
         control.sending = round < talk;

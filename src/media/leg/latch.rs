@@ -155,6 +155,15 @@ impl Latch {
         }
     }
 
+    /// Whether a plain report that passed [`Latch::rtcp_port_source`] may be the peer's: from
+    /// the RTCP source already taken, or naming the latched stream's SSRC as its sender. The
+    /// peer's host may be a NAT that others share (a home's, a carrier's): one of them
+    /// reporting from another port must neither keep a dead call alive nor be sent our
+    /// reports.
+    pub(crate) fn rtcp_sender_ok(&self, from: SocketAddr, sender_ssrc: Option<u32>) -> bool {
+        self.rtcp_latched == Some(from) || self.takeover_ssrc_ok(sender_ssrc)
+    }
+
     /// RTCP from `from` on the RTCP port was accepted.
     pub(crate) fn on_rtcp_port(&mut self, from: SocketAddr) {
         self.rtcp_latched = Some(from);
@@ -245,5 +254,22 @@ mod tests {
         assert!(latch.rtcp_port_source(t0 + RELATCH, addr("192.0.2.10:4003")));
         // A dual-stack socket's view of the same IPv4 host is the same host.
         assert!(latch.rtcp_port_source(t0 + RELATCH, addr("[::ffff:192.0.2.10]:4003")));
+    }
+
+    #[test]
+    fn a_new_rtcp_source_must_name_the_latched_stream() {
+        let t0 = Instant::now();
+        let mut latch = Latch::new(addr("10.0.0.5:4000"), true, RELATCH);
+        latch.on_rtp(t0, addr("203.0.113.9:31000"), 7);
+        // Another port of the NAT's address, another stream: not the peer's reports.
+        assert!(!latch.rtcp_sender_ok(addr("203.0.113.9:40001"), Some(8)));
+        assert!(!latch.rtcp_sender_ok(addr("203.0.113.9:40001"), None));
+        assert!(latch.rtcp_sender_ok(addr("203.0.113.9:31001"), Some(7)));
+        latch.on_rtcp_port(addr("203.0.113.9:31001"));
+        // The RTCP source taken may report about anything (a new stream after a hold).
+        assert!(latch.rtcp_sender_ok(addr("203.0.113.9:31001"), Some(9)));
+        // Off hold, a new stream may come from anywhere the latch allows.
+        latch.forget_ssrc();
+        assert!(latch.rtcp_sender_ok(addr("203.0.113.9:40001"), Some(8)));
     }
 }

@@ -164,8 +164,53 @@ fn a_strangers_rtcp_takes_neither_the_rtcp_latch_nor_the_reports() {
     }
     call.run(Duration::from_millis(500));
     call.core
-        .handle_rtcp_datagram(call.now, phone_rtcp, &report);
+        .handle_rtcp_datagram(call.now, phone_rtcp, &receiver_report(91, vec![]));
     let s = call.core.stats();
     assert_eq!(s.rtcp_in, 1, "{s:?}");
     assert!(s.dropped_foreign_source >= 20, "{s:?}");
+}
+
+/// Behind a NAT (a private address offered: the first source is latched), a stranger sharing
+/// the NAT's public address reports to the RTCP port from another port of it, with a stream of
+/// its own, while the peer is silent: its reports neither keep the leg alive nor take our
+/// reports. The peer's own report from a new binding (its SSRC) still does.
+#[test]
+fn a_stranger_behind_the_same_nat_cannot_keep_a_silent_leg_alive_with_rtcp() {
+    let spec = LegSpec {
+        remote_rtcp: Some(addr("10.0.0.5:4001")),
+        latch_any_source: true,
+        ..LegSpec::new(Codec::Pcmu, addr("10.0.0.5:4000"))
+    };
+    let nat = "198.51.100.7:31000";
+    let mut call = call_with(spec, LegTimers::default(), TONE_HZ, 93, nat);
+    call.run(Duration::from_secs(1));
+    assert_eq!(call.core.latched(), Some(addr(nat)));
+    call.phone.sending = false;
+    // Let the packets already on the way arrive: the leg is silent from then on.
+    call.run(Duration::from_millis(100));
+    let stranger = addr("198.51.100.7:40001");
+    let report = receiver_report(666, vec![]);
+    let quiet_since = call.now;
+    for step in 0..500 {
+        if step % 10 == 0 {
+            call.core.handle_rtcp_datagram(call.now, stranger, &report);
+        }
+        call.step();
+    }
+    let s = call.core.stats();
+    assert_eq!(s.rtcp_in, 0, "{s:?}");
+    assert!(s.dropped_foreign_source >= 40, "{s:?}");
+    assert!(call.core.silent_for(call.now) >= call.now - quiet_since);
+    assert!(
+        call.rtcp_sent_to.iter().all(|&(to, _)| to != stranger),
+        "our reports went to the stranger"
+    );
+    // The peer's report from a new binding of the NAT, naming its stream: taken.
+    call.core.handle_rtcp_datagram(
+        call.now,
+        addr("198.51.100.7:31003"),
+        &receiver_report(93, vec![]),
+    );
+    assert_eq!(call.core.stats().rtcp_in, 1);
+    assert_eq!(call.core.silent_for(call.now), Duration::ZERO);
 }

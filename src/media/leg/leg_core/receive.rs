@@ -100,6 +100,12 @@ impl LegCore {
             self.stats.dropped_foreign_source += 1;
             return;
         }
+        // A new RTCP source of a plain leg must name the peer's stream: the peer's host may be
+        // a NAT others share. Under SRTP a report that authenticates may (it has the key).
+        if !self.secure.is_secured() && !self.latch.rtcp_sender_ok(from, rtcp_sender(datagram)) {
+            self.stats.dropped_foreign_source += 1;
+            return;
+        }
         let from_peer = self.latch.latched().is_some();
         if self.rtcp_datagram(now, datagram, from_peer) {
             self.latch.on_rtcp_port(from);
@@ -192,4 +198,11 @@ impl LegCore {
         }
         true
     }
+}
+
+/// The sender SSRC of an RTCP datagram's first packet (bytes 4-7: SR, RR, SDES and BYE alike),
+/// read before anything else is trusted.
+fn rtcp_sender(datagram: &[u8]) -> Option<u32> {
+    let bytes: [u8; 4] = datagram.get(4..8)?.try_into().ok()?;
+    Some(u32::from_be_bytes(bytes))
 }
