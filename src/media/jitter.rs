@@ -87,6 +87,12 @@ pub struct JitterStats {
 }
 
 const SLOTS: usize = 128;
+/// Payload bytes each slot holds in the buffer's one shared block (20 ms of G.711 is 160, of
+/// G.722 160, of Opus usually far less); a longer payload goes to the slot's own overflow.
+/// One block per leg instead of one buffer per slot: the soak's heap profile showed the 128
+/// small buffers of every leg, made on whichever thread took the join and freed on the mixer
+/// thread, as most of what the allocator kept after legs left (fragments in many arenas).
+const SLOT_BYTES: usize = 320;
 /// Sequence or timestamp jumps beyond these restart the buffer.
 const MAX_SEQUENCE_JUMP: u64 = 100;
 /// The longest packet a sender may send, in milliseconds (Opus's longest; G.711 phones send
@@ -121,7 +127,11 @@ struct Slot {
     /// Extended sequence number held, if any.
     sequence: Option<u64>,
     timestamp: u64,
-    payload: Vec<u8>,
+    /// Payload length: up to [`SLOT_BYTES`] it is the slot's part of the shared block,
+    /// beyond that in `overflow`.
+    len: usize,
+    /// Empty (no allocation) until a payload longer than [`SLOT_BYTES`] comes.
+    overflow: Vec<u8>,
 }
 
 /// A leg's jitter buffer.
@@ -129,6 +139,8 @@ struct Slot {
 pub struct JitterBuffer {
     settings: JitterSettings,
     slots: Vec<Slot>,
+    /// [`SLOTS`] × [`SLOT_BYTES`]: every slot's payload up to [`SLOT_BYTES`], allocated once.
+    payloads: Box<[u8]>,
     ssrc: Option<u32>,
     /// Highest extended sequence number received.
     highest: Option<u64>,
@@ -155,12 +167,14 @@ impl JitterBuffer {
             .map(|_| Slot {
                 sequence: None,
                 timestamp: 0,
-                payload: Vec::with_capacity(320),
+                len: 0,
+                overflow: Vec::new(),
             })
             .collect();
         JitterBuffer {
             settings,
             slots,
+            payloads: vec![0; SLOTS * SLOT_BYTES].into_boxed_slice(),
             ssrc: None,
             highest: None,
             highest_timestamp: 0,
@@ -230,6 +244,16 @@ impl JitterBuffer {
     fn slot(&self, sequence: u64) -> Option<&Slot> {
         let slot = &self.slots[(sequence % SLOTS as u64) as usize];
         (slot.sequence == Some(sequence)).then_some(slot)
+    }
+
+    /// The payload held in slot `index`.
+    fn payload(&self, index: usize) -> &[u8] {
+        let slot = &self.slots[index];
+        if slot.len <= SLOT_BYTES {
+            &self.payloads[index * SLOT_BYTES..][..slot.len]
+        } else {
+            &slot.overflow
+        }
     }
 
     fn oldest_timestamp(&self) -> Option<u64> {
@@ -364,11 +388,17 @@ impl JitterBuffer {
                 self.highest_timestamp = timestamp;
             }
         }
-        let slot = &mut self.slots[(sequence % SLOTS as u64) as usize];
+        let index = (sequence % SLOTS as u64) as usize;
+        let slot = &mut self.slots[index];
         slot.sequence = Some(sequence);
         slot.timestamp = timestamp;
-        slot.payload.clear();
-        slot.payload.extend_from_slice(payload);
+        slot.len = payload.len();
+        if payload.len() <= SLOT_BYTES {
+            self.payloads[index * SLOT_BYTES..][..payload.len()].copy_from_slice(payload);
+        } else {
+            slot.overflow.clear();
+            slot.overflow.extend_from_slice(payload);
+        }
         self.stats.stored += 1;
     }
 
@@ -465,10 +495,9 @@ impl JitterBuffer {
         let index = (next % SLOTS as u64) as usize;
         if self.slots[index].sequence == Some(next) {
             self.slots[index].sequence = None;
-            let slot = &self.slots[index];
             Playout::Packet {
-                payload: &slot.payload,
-                timestamp: slot.timestamp as u32,
+                payload: self.payload(index),
+                timestamp: self.slots[index].timestamp as u32,
             }
         } else {
             self.stats.lost += 1;
@@ -479,9 +508,9 @@ impl JitterBuffer {
     /// The payload of the packet that will be played next, if it is here (after a
     /// [`Playout::Lost`], Opus rebuilds the lost frame from this packet's FEC data).
     pub fn peek_next(&self) -> Option<&[u8]> {
-        self.next
-            .and_then(|n| self.slot(n))
-            .map(|s| s.payload.as_slice())
+        let n = self.next?;
+        self.slot(n)?;
+        Some(self.payload((n % SLOTS as u64) as usize))
     }
 
     fn discard(&mut self, sequence: u64) {
