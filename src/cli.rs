@@ -118,6 +118,9 @@ pub(crate) struct ServeArgs {
     /// Latch every leg to the first source, not only to the host its offer names.
     #[arg(long, env = "CONFAB_MEDIA_LATCH_ANY_SOURCE")]
     media_latch_any_source: Option<bool>,
+    /// Automatic gain control on participants' speech.
+    #[arg(long, env = "CONFAB_MEDIA_AUTO_GAIN")]
+    media_auto_gain: Option<bool>,
     /// Address put in SDP (default: the bind address, or the interface towards each peer).
     #[arg(long, env = "CONFAB_MEDIA_ADVERTISE")]
     media_advertise: Option<IpAddr>,
@@ -218,6 +221,7 @@ impl ServeArgs {
         set(&mut c.media.timeout_secs, &self.media_timeout_secs);
         set(&mut c.media.relatch_after_ms, &self.media_relatch_after_ms);
         set(&mut c.media.latch_any_source, &self.media_latch_any_source);
+        set(&mut c.media.auto_gain, &self.media_auto_gain);
         set(&mut c.webrtc.listen, &self.webrtc_listen);
         if let Some(ip) = self.webrtc_advertise.or(self.webrtc_public_ip_env) {
             c.webrtc.advertise = Some(ip);

@@ -42,6 +42,7 @@ impl EngineSettings {
             leg_timers: LegTimers {
                 relatch_after: Duration::from_millis(c.media.relatch_after_ms),
                 latch_any_source: c.media.latch_any_source,
+                auto_gain: c.media.auto_gain,
                 ..LegTimers::default()
             },
             records: None,

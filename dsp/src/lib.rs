@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agc;
 pub mod cng;
 pub mod dominant;
 pub mod dtmf;

@@ -30,6 +30,9 @@ pub struct MediaConfig {
     /// Offer and accept SDES keys over SIP on UDP or TCP, where anyone who can read the
     /// signalling reads the keys (off: only over TLS).
     pub sdes_over_cleartext: bool,
+    /// Automatic gain control on every participant's speech (toward -26 dBov, learnt only from
+    /// speech, never from noise), so quiet and loud talkers meet in the mix at one loudness.
+    pub auto_gain: bool,
 }
 
 /// `media.srtp`: whether SIP legs use SDES-SRTP.
@@ -67,6 +70,7 @@ impl Default for MediaConfig {
             advertise: None,
             srtp: SrtpPolicy::Optional,
             sdes_over_cleartext: false,
+            auto_gain: true,
         }
     }
 }

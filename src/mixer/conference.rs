@@ -15,6 +15,8 @@
 #[cfg(test)]
 mod sim_control_tests;
 #[cfg(test)]
+mod sim_gain_tests;
+#[cfg(test)]
 mod sim_mix_tests;
 #[cfg(test)]
 mod sim_network_tests;

@@ -68,6 +68,8 @@ pub struct LegTimers {
     pub rtcp_interval: Duration,
     /// Every leg latches to the first source, whatever its offer said (`media.latch_any_source`).
     pub latch_any_source: bool,
+    /// The participant's speech is brought toward one loudness (`media.auto_gain`).
+    pub auto_gain: bool,
 }
 
 impl Default for LegTimers {
@@ -76,6 +78,7 @@ impl Default for LegTimers {
             relatch_after: Duration::from_secs(2),
             rtcp_interval: Duration::from_secs(5),
             latch_any_source: false,
+            auto_gain: true,
         }
     }
 }

@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use confab_dsp::agc::{AutoGain, AutoGainSettings};
 use confab_dsp::dtmf::DtmfDetector;
 use confab_dsp::mix::Gain;
 use confab_dsp::opus::OpusSettings;
@@ -78,8 +79,15 @@ pub struct LegCore {
     prompt: Option<Prompt>,
     /// How loud the participant hears the conference (its own keypad volume).
     listen_gain: Gain,
-    /// How loud the others hear the participant (the gain its frame enters the mix at).
+    /// How loud the others hear the participant (the gain its frame enters the mix at): the
+    /// gain set for it (API, keypad) times its automatic gain.
     talk_gain: Gain,
+    /// The gain set for the participant, before the automatic gain.
+    set_gain: Gain,
+    /// Automatic gain control of the participant's speech (`media.auto_gain`).
+    auto_gain: Option<AutoGain>,
+    /// The automatic gain `talk_gain` holds, in dB.
+    auto_gain_db: f32,
     /// The conference's mix rate (the widest until the conference says): `frame` and what
     /// `encode_own` takes come at it.
     mix: Rate,
@@ -109,6 +117,14 @@ impl std::fmt::Debug for LegCore {
             .field("latched", &self.latch.latched())
             .finish_non_exhaustive()
     }
+}
+
+/// `set` with `auto_db` of automatic gain on top.
+fn with_auto_gain(set: Gain, auto_db: f32) -> Gain {
+    if auto_db == 0.0 {
+        return set;
+    }
+    Gain::from_linear(set.linear() * 10f32.powf(auto_db / 20.0))
 }
 
 fn invalid(e: impl std::fmt::Display) -> std::io::Error {
@@ -158,6 +174,11 @@ impl LegCore {
             prompt: None,
             listen_gain: Gain::UNITY,
             talk_gain: Gain::UNITY,
+            set_gain: Gain::UNITY,
+            auto_gain: timers
+                .auto_gain
+                .then(|| AutoGain::new(20, AutoGainSettings::default())),
+            auto_gain_db: 0.0,
             mix: WIDEST_MIX,
             jitter: JitterBuffer::new(JitterSettings::new(spec.codec.clock_rate())),
             decoder: LegDecoder::new(spec.codec, WIDEST_MIX).map_err(invalid)?,
@@ -310,7 +331,27 @@ impl LegCore {
     }
 
     pub fn set_talk_gain(&mut self, gain: Gain) {
-        self.talk_gain = gain;
+        self.set_gain = gain;
+        self.talk_gain = with_auto_gain(gain, self.auto_gain_db);
+    }
+
+    /// The automatic gain now, in dB (0 when it is off).
+    pub fn auto_gain_db(&self) -> f32 {
+        self.auto_gain_db
+    }
+
+    /// Lets the automatic gain learn from this tick's speech verdict.
+    fn follow_auto_gain(&mut self) {
+        let Some(agc) = &mut self.auto_gain else {
+            return;
+        };
+        let db = agc.update(self.activity);
+        // A twentieth of a dB is below hearing; recomputing the factor only past it keeps the
+        // power function off most ticks.
+        if (db - self.auto_gain_db).abs() >= 0.05 {
+            self.auto_gain_db = db;
+            self.talk_gain = with_auto_gain(self.set_gain, db);
+        }
     }
 
     /// Whether a prompt is playing.

@@ -152,5 +152,6 @@ impl LegCore {
                 self.queue_dtmf(d);
             }
         }
+        self.follow_auto_gain();
     }
 }
