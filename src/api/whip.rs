@@ -240,7 +240,18 @@ pub(super) async fn join(
             return Ok(locked_out(l));
         }
         match admit(&state, &cid, &headers, name) {
-            Ok(j) => j,
+            Ok(j) => {
+                // A passcode or leader PIN that matched (admit refuses any bearer that does
+                // not): this caller is known good for the meeting, past its later lockouts.
+                let credential = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with("Bearer "));
+                if credential && !token {
+                    limiter.success(now, &caller, &cid);
+                }
+                j
+            }
             Err(e) => {
                 if e.status() == StatusCode::UNAUTHORIZED {
                     limiter.failure(now, Transport::Whip, &caller, Some(&cid));

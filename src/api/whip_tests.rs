@@ -57,13 +57,21 @@ fn webrtc(limits: HandshakeLimits, restart_wait: Duration) -> Arc<WebRtc> {
 
 /// POSTs Chromium's offer to `cid`'s WHIP endpoint from `client`.
 async fn whip(state: &AppState, cid: &str, client: [u8; 4]) -> Response {
-    let request = axum::http::Request::builder()
+    whip_with(state, cid, client, None).await
+}
+
+/// POSTs Chromium's offer to `cid`'s WHIP endpoint from `client` with `bearer` (a passcode,
+/// a PIN or a join token) if given.
+async fn whip_with(state: &AppState, cid: &str, client: [u8; 4], bearer: Option<&str>) -> Response {
+    let mut request = axum::http::Request::builder()
         .method("POST")
         .uri(format!("/v1/conferences/{cid}/whip"))
         .header(header::CONTENT_TYPE, "application/sdp")
-        .extension(ConnectInfo(SocketAddr::from((client, 50_000))))
-        .body(HttpBody::from(CHROMIUM_OFFER))
-        .unwrap();
+        .extension(ConnectInfo(SocketAddr::from((client, 50_000))));
+    if let Some(b) = bearer {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {b}"));
+    }
+    let request = request.body(HttpBody::from(CHROMIUM_OFFER)).unwrap();
     join(
         State(state.clone()),
         Path(cid.to_owned()),
@@ -213,4 +221,45 @@ async fn a_dead_driver_ends_its_participants_and_is_not_ready_until_restarted() 
     // Joins are taken again.
     let r = whip(&state, "7070", [10, 0, 3, 3]).await;
     assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+/// Fifty strangers guessing a meeting's passcode lock it; a caller who gave the right passcode
+/// before the lockout still gets in with it, a new caller with the same passcode waits.
+#[tokio::test]
+async fn a_caller_who_knew_the_passcode_passes_the_meetings_lockout() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(
+        dir.path(),
+        webrtc(
+            HandshakeLimits {
+                total: 256,
+                per_conference: 64,
+                per_address: 256,
+            },
+            Duration::from_millis(100),
+        ),
+    );
+    let admission = crate::conference::Admission {
+        passcode: Some("4321".into()),
+        ..Default::default()
+    };
+    state
+        .engine
+        .create_conference_with("7070", Policy::default(), admission)
+        .unwrap();
+    let known = [10, 0, 7, 1];
+    let r = whip_with(&state, "7070", known, Some("4321")).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    for i in 0..50u8 {
+        let r = whip_with(&state, "7070", [10, 0, 8, i], Some("0000")).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    let newcomer = whip_with(&state, "7070", [10, 0, 9, 1], Some("4321")).await;
+    assert_eq!(newcomer.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(newcomer.headers().get(header::RETRY_AFTER).is_some());
+    let again = whip_with(&state, "7070", known, Some("4321")).await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    // Known good for the passcode, not for guessing: a wrong code from it is a failure.
+    let wrong = whip_with(&state, "7070", known, Some("1111")).await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
 }
