@@ -32,20 +32,28 @@ pub struct OpusSettings {
 }
 
 impl Default for OpusSettings {
+    /// No FEC and no loss hint: both cost quality on a clean path, so they are switched on by
+    /// what the receiver reports of its path ([`OpusEncoder::set_inband_fec`],
+    /// [`OpusEncoder::set_expected_loss`]).
     fn default() -> Self {
         OpusSettings {
             complexity: 5,
             bitrate: 32_000,
-            inband_fec: true,
-            expected_loss_percent: 10,
+            inband_fec: false,
+            expected_loss_percent: 0,
             dtx: false,
         }
     }
 }
 
+/// Lowest and highest bitrate libopus takes (bits per second).
+pub const BITRATE_RANGE: std::ops::RangeInclusive<u32> = 6_000..=510_000;
+
 /// A 48 kHz mono Opus encoder.
 pub struct OpusEncoder {
     inner: opus::Encoder,
+    /// What the encoder is set to now (a setter that changes nothing costs no call).
+    settings: OpusSettings,
 }
 
 impl std::fmt::Debug for OpusEncoder {
@@ -60,7 +68,7 @@ impl OpusEncoder {
         if settings.complexity > 10 {
             return Err(Error::InvalidSetting("opus complexity must be 0..=10"));
         }
-        if !(6_000..=510_000).contains(&settings.bitrate) {
+        if !BITRATE_RANGE.contains(&settings.bitrate) {
             return Err(Error::InvalidSetting("opus bitrate must be 6000..=510000"));
         }
         if settings.expected_loss_percent > 100 {
@@ -75,7 +83,59 @@ impl OpusEncoder {
         inner.set_inband_fec(settings.inband_fec)?;
         inner.set_packet_loss_perc(i32::from(settings.expected_loss_percent))?;
         inner.set_dtx(settings.dtx)?;
-        Ok(OpusEncoder { inner })
+        Ok(OpusEncoder { inner, settings })
+    }
+
+    /// What the encoder is set to now.
+    pub fn settings(&self) -> OpusSettings {
+        self.settings
+    }
+
+    /// Carries in-band FEC (LBRR) for the previous frame from the next packet on, or stops.
+    /// It costs bits the frame itself would have had; it helps only with a loss hint above 0.
+    pub fn set_inband_fec(&mut self, on: bool) -> Result<(), Error> {
+        if on != self.settings.inband_fec {
+            self.inner.set_inband_fec(on)?;
+            self.settings.inband_fec = on;
+        }
+        Ok(())
+    }
+
+    /// The loss rate (percent, 0..=100) the encoder prepares for: with FEC on, the higher it
+    /// is, the more of a frame's bits go to its copy in the next packet.
+    pub fn set_expected_loss(&mut self, percent: u8) -> Result<(), Error> {
+        if percent > 100 {
+            return Err(Error::InvalidSetting(
+                "opus expected loss must be 0..=100 percent",
+            ));
+        }
+        if percent != self.settings.expected_loss_percent {
+            self.inner.set_packet_loss_perc(i32::from(percent))?;
+            self.settings.expected_loss_percent = percent;
+        }
+        Ok(())
+    }
+
+    /// The target bitrate (bits per second, 6000..=510000).
+    pub fn set_bitrate(&mut self, bitrate: u32) -> Result<(), Error> {
+        if !BITRATE_RANGE.contains(&bitrate) {
+            return Err(Error::InvalidSetting("opus bitrate must be 6000..=510000"));
+        }
+        if bitrate != self.settings.bitrate {
+            self.inner
+                .set_bitrate(opus::Bitrate::Bits(bitrate as i32))?;
+            self.settings.bitrate = bitrate;
+        }
+        Ok(())
+    }
+
+    /// Discontinuous transmission during silence, on or off.
+    pub fn set_dtx(&mut self, on: bool) -> Result<(), Error> {
+        if on != self.settings.dtx {
+            self.inner.set_dtx(on)?;
+            self.settings.dtx = on;
+        }
+        Ok(())
     }
 
     /// Encodes one frame (2.5, 5, 10, 20, 40 or 60 ms of 48 kHz mono) into `out`; returns its

@@ -273,3 +273,107 @@ fn voice_inactivity_is_read_from_the_silk_flags() {
     assert_eq!(voice_inactive(&[3 << 3, 0x1F]), Some(2880));
     assert_eq!(voice_inactive(&[3 << 3, 0x20]), None);
 }
+
+/// A tone whose frequency changes every frame (PLC cannot guess the next one), 2 s.
+fn changing_tone() -> Vec<i16> {
+    let mut pcm = Vec::new();
+    for i in 0..100 {
+        pcm.extend(common::tone(
+            48000,
+            300.0 + 53.0 * (i % 7) as f32,
+            -15.0,
+            FRAME_20MS,
+        ));
+    }
+    pcm
+}
+
+/// SNR (dB) of frame `lost` rebuilt from the packet after it, against the clean decode.
+fn recovered_snr(packets: &[Vec<u8>], lost: usize) -> f64 {
+    let mut frame = [0i16; MAX_FRAME];
+    let mut clean = Vec::new();
+    let mut dec = OpusDecoder::new().unwrap();
+    for p in packets {
+        let n = dec.decode(p, &mut frame).unwrap();
+        clean.extend_from_slice(&frame[..n]);
+    }
+    let mut dec = OpusDecoder::new().unwrap();
+    let mut out = Vec::new();
+    for (i, p) in packets.iter().enumerate() {
+        let n = if i == lost {
+            dec.recover(&packets[lost + 1], &mut frame).unwrap()
+        } else {
+            dec.decode(p, &mut frame).unwrap()
+        };
+        out.extend_from_slice(&frame[..n]);
+    }
+    let span = lost * FRAME_20MS..(lost + 1) * FRAME_20MS;
+    snr_db(&clean[span.clone()], &out[span])
+}
+
+#[test]
+fn a_new_encoder_has_no_fec_until_switched_on() {
+    let settings = OpusSettings::default();
+    assert!(!settings.inband_fec);
+    assert_eq!(settings.expected_loss_percent, 0);
+    let pcm = changing_tone();
+    let mut enc = OpusEncoder::new(OpusSettings {
+        bitrate: 24000,
+        ..settings
+    })
+    .unwrap();
+    let mut packet = [0u8; MAX_PACKET];
+    let mut packets = Vec::new();
+    for (i, frame) in pcm.chunks_exact(FRAME_20MS).enumerate() {
+        // Half way through, the receiver's path turns lossy.
+        if i == 50 {
+            enc.set_inband_fec(true).unwrap();
+            enc.set_expected_loss(20).unwrap();
+        }
+        let n = enc.encode(frame, &mut packet).unwrap();
+        packets.push(packet[..n].to_vec());
+    }
+    assert!(enc.settings().inband_fec);
+    assert_eq!(enc.settings().expected_loss_percent, 20);
+    let without = recovered_snr(&packets, 30);
+    let with = recovered_snr(&packets, 80);
+    eprintln!("frame rebuilt: {without:.1} dB SNR without FEC, {with:.1} dB with");
+    assert!(with > 3.0, "with FEC {with:.1} dB");
+    assert!(
+        with > without + 6.0,
+        "FEC {with:.1} dB vs none {without:.1} dB"
+    );
+}
+
+#[test]
+fn bitrate_setter_changes_packet_sizes_and_settings_are_checked() {
+    let pcm = changing_tone();
+    let mut enc = OpusEncoder::new(OpusSettings::default()).unwrap();
+    let mut packet = [0u8; MAX_PACKET];
+    let mut sizes = [0usize; 2];
+    for (i, frame) in pcm.chunks_exact(FRAME_20MS).enumerate() {
+        if i == 50 {
+            enc.set_bitrate(12000).unwrap();
+        }
+        let n = enc.encode(frame, &mut packet).unwrap();
+        // Leave the encoder a few frames to settle after each start and change.
+        if (10..50).contains(&i) {
+            sizes[0] += n;
+        } else if i >= 60 {
+            sizes[1] += n;
+        }
+    }
+    let (high, low) = (sizes[0] / 40, sizes[1] / 40);
+    eprintln!("mean packet: {high} bytes at 32 kbit/s, {low} at 12 kbit/s");
+    assert!(low * 2 < high, "{low} vs {high} bytes");
+    assert!(enc.set_bitrate(5999).is_err());
+    assert!(enc.set_bitrate(510_001).is_err());
+    assert!(enc.set_expected_loss(101).is_err());
+    assert_eq!(
+        enc.settings().bitrate,
+        12000,
+        "a refused value changes nothing"
+    );
+    enc.set_dtx(true).unwrap();
+    assert!(enc.settings().dtx);
+}
