@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use confab::config::{Config, ConfigError, LogFormat, Network, SrtpPolicy};
+use confab::config::{Config, ConfigError, LogFormat, MixerRealtime, Network, SrtpPolicy};
 
 /// Confab: a headless audio conferencing bridge.
 #[derive(Debug, Parser)]
@@ -154,6 +154,9 @@ pub(crate) struct ServeArgs {
     /// Talkers mixed per conference.
     #[arg(long, env = "CONFAB_MIXER_MAX_TALKERS")]
     mixer_max_talkers: Option<usize>,
+    /// Real-time scheduling of the mixer threads: auto, off or required.
+    #[arg(long, env = "CONFAB_MIXER_REALTIME")]
+    mixer_realtime: Option<MixerRealtime>,
     /// Data directory (SQLite).
     #[arg(long, env = "CONFAB_STORAGE_DATA_DIR")]
     storage_data_dir: Option<PathBuf>,
@@ -262,6 +265,7 @@ impl ServeArgs {
         );
         set(&mut c.mixer.threads, &self.mixer_threads);
         set(&mut c.mixer.max_talkers, &self.mixer_max_talkers);
+        set(&mut c.mixer.realtime, &self.mixer_realtime);
         set(&mut c.storage.data_dir, &self.storage_data_dir);
         set(
             &mut c.storage.records_retention_days,
@@ -275,5 +279,36 @@ impl ServeArgs {
         );
         c.validate()?;
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command, MixerRealtime};
+
+    fn serve(args: &[&str]) -> Result<Box<super::ServeArgs>, clap::Error> {
+        let cli = Cli::try_parse_from(["confab", "serve"].iter().chain(args))?;
+        match cli.command {
+            Command::Serve(args) => Ok(args),
+            Command::CheckConfig { .. } => unreachable!("parsed as serve"),
+        }
+    }
+
+    #[test]
+    fn mixer_realtime_flag() {
+        let c = serve(&["--mixer-realtime", "off"])
+            .and_then(|a| {
+                a.load()
+                    .map_err(|e| clap::Error::raw(clap::error::ErrorKind::Io, e))
+            })
+            .map(|c| c.mixer.realtime);
+        assert_eq!(c.ok(), Some(MixerRealtime::Off));
+        let err = serve(&["--mixer-realtime", "fifo"])
+            .map(|_| ())
+            .expect_err("fifo is not a choice")
+            .to_string();
+        assert!(err.contains("auto, off, required"), "{err}");
     }
 }

@@ -14,7 +14,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::engine::Engine;
-use crate::mixer::stats::{CODECS, LegTotals, MOS_BUCKETS, TICK_BUCKETS_US};
+use crate::mixer::stats::{
+    CODECS, LegTotals, MOS_BUCKETS, START_DELAY_BUCKETS_US, TICK_BUCKETS_US, UsHistogram,
+};
 use crate::sip::server::SipMetrics;
 
 type Labels = Vec<(String, String)>;
@@ -36,7 +38,7 @@ impl ApiMetrics {
 }
 
 /// A histogram whose buckets were counted elsewhere (per bucket, not cumulative; the last is
-/// the overflow).
+/// the overflow, exposed as `le="+Inf"`, the bucket OpenMetrics requires).
 #[derive(Debug)]
 struct Counted {
     sum: f64,
@@ -47,7 +49,7 @@ struct Counted {
 impl Counted {
     fn new(bounds: impl IntoIterator<Item = f64>, counts: &[u64], sum: f64) -> Self {
         let mut buckets: Vec<(f64, u64)> = bounds.into_iter().zip(counts.iter().copied()).collect();
-        buckets.push((f64::MAX, counts.last().copied().unwrap_or(0)));
+        buckets.push((f64::INFINITY, counts.last().copied().unwrap_or(0)));
         Counted {
             sum,
             count: counts.iter().sum(),
@@ -64,6 +66,27 @@ impl EncodeMetric for Counted {
     fn metric_type(&self) -> MetricType {
         MetricType::Histogram
     }
+}
+
+/// One histogram of seconds over the mixer threads' histograms of microseconds.
+fn merged<'a, const N: usize>(
+    bounds: [u64; N],
+    parts: impl Iterator<Item = &'a UsHistogram<N>>,
+) -> Counted {
+    let mut counts = vec![0u64; N + 1];
+    let mut sum_us = 0u64;
+    for h in parts {
+        let (c, overflow, sum) = h.read();
+        for (t, n) in counts.iter_mut().zip(c.iter().chain([&overflow])) {
+            *t += n;
+        }
+        sum_us += sum;
+    }
+    Counted::new(
+        bounds.iter().map(|us| *us as f64 / 1e6),
+        &counts,
+        sum_us as f64 / 1e6,
+    )
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -368,17 +391,15 @@ pub fn render(
         encodes,
     );
 
-    // Mixer threads: one histogram over all of them, late ticks, lost control events, the
-    // worst load.
-    let mut tick_counts = [0u64; TICK_BUCKETS_US.len() + 1];
-    let (mut tick_sum_us, mut late, mut load) = (0u64, 0u64, 0.0f64);
+    // Mixer threads: histograms over all of them, late ticks, lost control events, the worst
+    // load, whether all run at real-time priority.
+    let (mut late, mut load) = (0u64, 0.0f64);
     let mut control_dropped = 0u64;
+    let realtime = !counters.is_empty()
+        && counters
+            .iter()
+            .all(|c| c.realtime.load(std::sync::atomic::Ordering::Relaxed));
     for c in &counters {
-        let (counts, sum) = c.tick_time.read();
-        for (t, n) in tick_counts.iter_mut().zip(counts) {
-            *t += n;
-        }
-        tick_sum_us += sum;
         late += c.late_ticks.load(std::sync::atomic::Ordering::Relaxed);
         control_dropped += c
             .control_events_dropped
@@ -388,11 +409,24 @@ pub fn render(
     registry.register(
         "confab_mixer_tick_duration_seconds",
         "Work time of a mixer tick",
-        Counted::new(
-            TICK_BUCKETS_US.iter().map(|us| *us as f64 / 1e6),
-            &tick_counts,
-            tick_sum_us as f64 / 1e6,
+        merged(TICK_BUCKETS_US, counters.iter().map(|c| &*c.tick_time)),
+    );
+    registry.register(
+        "confab_mixer_tick_start_delay_seconds",
+        "How late mixer ticks start after their 20 ms deadline (the host's scheduling latency \
+         plus commands answered between ticks)",
+        merged(
+            START_DELAY_BUCKETS_US,
+            counters.iter().map(|c| &*c.start_delay),
         ),
+    );
+    let realtime_gauge = Gauge::<i64>::default();
+    realtime_gauge.set(i64::from(realtime));
+    registry.register(
+        "confab_mixer_realtime",
+        "1 when every mixer thread and its helper run under real-time scheduling (SCHED_RR), \
+         0 when any runs under normal scheduling",
+        realtime_gauge,
     );
     registry.register(
         "confab_mixer_late_ticks",
@@ -558,5 +592,75 @@ mod tests {
             text.contains("\nconfab_control_events_dropped_total 7\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn tick_start_delay_and_realtime_are_over_all_mixer_threads() {
+        let engine = Engine::start(crate::engine::EngineSettings {
+            mixer_threads: 2,
+            max_talkers: 3,
+            media_bind: std::net::IpAddr::from([127, 0, 0, 1]),
+            rtp_port_min: 45_120,
+            rtp_port_max: 45_130,
+            media_timeout: std::time::Duration::from_secs(30),
+            leg_timers: Default::default(),
+            records: None,
+        })
+        .unwrap();
+        let render = || {
+            render(
+                &engine,
+                &Options::default(),
+                None,
+                None,
+                &ApiMetrics::default(),
+                &[],
+                false,
+            )
+        };
+        let value = |text: &str, series: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        };
+        let counters = engine.mixer_counters();
+        // The threads ran normally scheduled (tests never set the policy).
+        let text = render();
+        assert!(
+            text.contains("# TYPE confab_mixer_tick_start_delay_seconds histogram\n"),
+            "{text}"
+        );
+        assert_eq!(value(&text, "confab_mixer_realtime"), 0.0);
+        counters[0].realtime.store(true, Relaxed);
+        assert_eq!(value(&render(), "confab_mixer_realtime"), 0.0);
+        counters[1].realtime.store(true, Relaxed);
+        assert_eq!(value(&render(), "confab_mixer_realtime"), 1.0);
+
+        // A start 150 ms late on one thread, 1.5 ms on the other: one past the last bound, one
+        // at 2 ms and above (the threads' own ticks only add to these).
+        let text = render();
+        let bucket = |text: &str, le: &str| {
+            value(
+                text,
+                &format!("confab_mixer_tick_start_delay_seconds_bucket{{le=\"{le}\"}}"),
+            )
+        };
+        let (over, two_ms, sum) = (
+            bucket(&text, "+Inf") - bucket(&text, "0.1"),
+            bucket(&text, "0.002") - bucket(&text, "0.001"),
+            value(&text, "confab_mixer_tick_start_delay_seconds_sum"),
+        );
+        counters[0].start_delay.observe(150_000);
+        counters[1].start_delay.observe(1_500);
+        let text = render();
+        assert!(
+            bucket(&text, "+Inf") - bucket(&text, "0.1") >= over + 1.0,
+            "{text}"
+        );
+        assert!(
+            bucket(&text, "0.002") - bucket(&text, "0.001") >= two_ms + 1.0,
+            "{text}"
+        );
+        assert!(value(&text, "confab_mixer_tick_start_delay_seconds_sum") >= sum + 0.1515);
     }
 }

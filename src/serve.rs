@@ -30,6 +30,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .record_writer()
         .context("cannot start the call record writer")?;
     prune_records(&store, config.storage.records_retention_days);
+    // Before the engine: its mixer threads ask for real-time scheduling as they start.
+    crate::mixer::realtime::set_policy(config.mixer.realtime);
     let engine = std::sync::Arc::new(
         crate::engine::Engine::start(crate::engine::EngineSettings {
             records: Some(records.sender.clone()),

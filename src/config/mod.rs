@@ -22,7 +22,9 @@ pub use api::ApiConfig;
 pub use keypad::KeypadConfig;
 pub use media::{MediaConfig, SrtpPolicy};
 pub use network::Network;
-pub use sections::{LogConfig, LogFormat, MetricsConfig, MixerConfig, StorageConfig};
+pub use sections::{
+    LogConfig, LogFormat, MetricsConfig, MixerConfig, MixerRealtime, StorageConfig,
+};
 pub use sip::{SipConfig, SipUser, TrunkCredentials};
 pub use webrtc::WebRtcConfig;
 

@@ -22,6 +22,22 @@ pub struct MixerConfig {
     pub threads: usize,
     /// Talkers mixed per conference and tick (top-K).
     pub max_talkers: usize,
+    /// Whether the mixer threads ask for real-time scheduling (SCHED_RR), so a busy host
+    /// does not make ticks start late.
+    pub realtime: MixerRealtime,
+}
+
+/// `mixer.realtime`: what the mixer threads do about real-time scheduling.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MixerRealtime {
+    /// Ask; without the right to it, run with normal scheduling (and say so).
+    #[default]
+    Auto,
+    /// Do not ask.
+    Off,
+    /// Ask, and refuse to start without it.
+    Required,
 }
 
 impl Default for MixerConfig {
@@ -29,6 +45,7 @@ impl Default for MixerConfig {
         MixerConfig {
             threads: 0,
             max_talkers: 3,
+            realtime: MixerRealtime::Auto,
         }
     }
 }
@@ -79,4 +96,36 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MixerRealtime;
+    use crate::config::Config;
+
+    #[test]
+    fn mixer_realtime_is_auto_unless_told() {
+        assert_eq!(Config::default().mixer.realtime, MixerRealtime::Auto);
+        for (text, want) in [
+            ("auto", MixerRealtime::Auto),
+            ("off", MixerRealtime::Off),
+            ("required", MixerRealtime::Required),
+        ] {
+            let c = Config::from_toml(&format!("[mixer]\nrealtime = \"{text}\"\n"));
+            assert_eq!(c.map(|c| c.mixer.realtime), Ok(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_bad_mixer_realtime_is_named_with_its_line_and_choices() {
+        let err = Config::from_toml("[mixer]\nthreads = 2\nrealtime = \"fifo\"\n")
+            .expect_err("fifo is not a choice");
+        assert_eq!(err.key.as_deref(), Some("mixer.realtime"));
+        assert_eq!(err.line, Some(3));
+        for choice in ["auto", "off", "required"] {
+            assert!(err.message.contains(choice), "{}", err.message);
+        }
+        let err = Config::from_toml("[mixer]\nrealtime = true\n").expect_err("not a string");
+        assert_eq!(err.key.as_deref(), Some("mixer.realtime"));
+    }
 }

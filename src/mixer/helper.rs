@@ -139,6 +139,8 @@ pub struct LegHelper {
     lost: bool,
     /// A job was handed over and not yet taken back.
     outstanding: bool,
+    /// How its thread is scheduled (it asks as its mixer thread does).
+    scheduling: super::realtime::Scheduling,
 }
 
 impl std::fmt::Debug for LegHelper {
@@ -154,9 +156,15 @@ impl LegHelper {
     pub fn spawn(index: usize) -> std::io::Result<Self> {
         let (jobs, job_rx) = std::sync::mpsc::sync_channel::<Job>(1);
         let (done_tx, done) = std::sync::mpsc::sync_channel::<Done>(1);
+        let (asked_tx, asked) = std::sync::mpsc::sync_channel(1);
+        let policy = super::realtime::policy();
         let thread = std::thread::Builder::new()
             .name(format!("confab-mixer-{index}-helper"))
             .spawn(move || {
+                let _ = asked_tx.send(super::realtime::ask(
+                    policy,
+                    super::realtime::request_current_thread,
+                ));
                 while let Ok(job) = job_rx.recv() {
                     let Job {
                         phase,
@@ -186,13 +194,22 @@ impl LegHelper {
                     }
                 }
             })?;
+        let scheduling = asked.recv().unwrap_or_else(|_| {
+            super::realtime::Scheduling::Refused("the helper thread ended as it started".into())
+        });
         Ok(LegHelper {
             jobs: Some(jobs),
             done,
             thread: Some(thread),
             lost: false,
             outstanding: false,
+            scheduling,
         })
+    }
+
+    /// How the helper's thread is scheduled.
+    pub fn scheduling(&self) -> &super::realtime::Scheduling {
+        &self.scheduling
     }
 
     /// Whether the helper can take work.

@@ -7,6 +7,7 @@
 pub mod conference;
 pub(crate) mod control_events;
 pub mod helper;
+pub mod realtime;
 pub mod room_sounds;
 pub mod stats;
 
@@ -17,7 +18,7 @@ mod containment_tests;
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -169,6 +170,10 @@ pub struct MixerCounters {
     pub control_events_dropped: AtomicU64,
     /// How long ticks take.
     pub tick_time: stats::TickHistogram,
+    /// How late ticks start after their deadline.
+    pub start_delay: stats::StartDelayHistogram,
+    /// The thread and its helper run under real-time scheduling.
+    pub realtime: AtomicBool,
     /// Work time over tick period, smoothed over about a second (f64 bits).
     pub load_ratio_bits: AtomicU64,
     /// Panics contained: a conference's tick or a command's handling (each a bug).
@@ -219,9 +224,21 @@ impl MixerHandle {
         let _ = room_sounds::RoomSounds::builtin();
         let counters = Arc::new(MixerCounters::default());
         let c = Arc::clone(&counters);
+        let (ready_tx, ready) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name(format!("confab-mixer-{index}"))
-            .spawn(move || run(index, rx, events, records, c))?;
+            .spawn(move || run(index, rx, events, records, c, ready_tx))?;
+        // The thread says how it is scheduled before its first tick; `required` and refused
+        // ends it, and the engine does not start.
+        let refused = match ready.recv() {
+            Ok(Ok(())) => None,
+            Ok(Err(why)) => Some(why),
+            Err(_) => Some("the mixer thread ended as it started".to_owned()),
+        };
+        if let Some(why) = refused {
+            let _ = thread.join();
+            return Err(std::io::Error::other(why));
+        }
         Ok(MixerHandle {
             commands: tx,
             counters,
@@ -260,7 +277,10 @@ fn run(
     }: EventSinks,
     records: Option<std::sync::mpsc::Sender<crate::store::RecordEvent>>,
     counters: Arc<MixerCounters>,
+    ready: SyncSender<Result<(), String>>,
 ) {
+    let policy = realtime::policy();
+    let scheduling = realtime::ask(policy, realtime::request_current_thread);
     let mut control = control_events::ControlOutbox::new(control, control_wanted);
     let mut conferences: HashMap<ConferenceId, ConferenceMedia> = HashMap::new();
     // What conferences that are gone left in the counters.
@@ -270,8 +290,26 @@ fn run(
     let mut helper = helper::LegHelper::spawn(index)
         .inspect_err(|e| tracing::warn!(error = %e, "mixer helper thread not started"))
         .ok();
+    let scheduling = match &helper {
+        Some(h) => scheduling.and(h.scheduling().clone()),
+        None => scheduling,
+    };
+    realtime::report(index, &scheduling);
+    counters
+        .realtime
+        .store(scheduling.is_realtime(), Ordering::Relaxed);
+    let checked = scheduling.check(policy);
+    let refused = checked.is_err();
+    let _ = ready.send(checked);
+    if refused {
+        return;
+    }
     let mut deadline = Instant::now() + TICK;
     loop {
+        // The deadline this tick was due at (the first is due now).
+        let due = deadline - TICK;
+        let delay_us = Instant::now().saturating_duration_since(due).as_micros() as u64;
+        counters.start_delay.observe(delay_us);
         for _ in 0..MAX_COMMANDS_PER_TICK {
             match commands.try_recv() {
                 Ok(Command::Shutdown) | Err(std::sync::mpsc::TryRecvError::Disconnected) => return,

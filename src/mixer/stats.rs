@@ -1,6 +1,6 @@
 //! What a mixer thread tells the metrics: cumulative leg totals (legs still here plus every leg
-//! that has left, so counters never go down), the conferences it holds, and a tick-time
-//! histogram kept in atomics (the tick takes no lock).
+//! that has left, so counters never go down), the conferences it holds, and histograms of
+//! tick time and tick start delay kept in atomics (the tick takes no lock).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,34 +10,83 @@ use crate::media::leg::LegStats;
 /// Upper bounds of the tick-duration buckets, in microseconds.
 pub const TICK_BUCKETS_US: [u64; 10] =
     [250, 500, 1000, 2000, 4000, 8000, 12000, 16000, 20000, 40000];
+/// Upper bounds of the tick start-delay buckets, in microseconds: from the 0.1 ms a thread
+/// at real-time priority wakes within, to the 20-100 ms of a host that starved the thread
+/// for a tick or more.
+pub const START_DELAY_BUCKETS_US: [u64; 10] =
+    [100, 250, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000];
 /// Upper bounds of the MOS buckets.
 pub const MOS_BUCKETS: [f64; 8] = [1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.2, 4.4];
 
-/// Tick durations, lock-free.
-#[derive(Debug, Default)]
-pub struct TickHistogram {
-    /// One per bucket, then the overflow.
-    buckets: [AtomicU64; TICK_BUCKETS_US.len() + 1],
+/// Microseconds in buckets, lock-free (the tick takes no lock): `N` upper bounds, then the
+/// overflow.
+#[derive(Debug)]
+pub struct UsHistogram<const N: usize> {
+    bounds: [u64; N],
+    buckets: [AtomicU64; N],
+    overflow: AtomicU64,
     sum_us: AtomicU64,
 }
 
-impl TickHistogram {
+impl<const N: usize> UsHistogram<N> {
+    pub fn new(bounds: [u64; N]) -> Self {
+        UsHistogram {
+            bounds,
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            overflow: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
     pub fn observe(&self, us: u64) {
-        let i = TICK_BUCKETS_US
-            .iter()
-            .position(|b| us <= *b)
-            .unwrap_or(TICK_BUCKETS_US.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        match self.bounds.iter().position(|b| us <= *b) {
+            Some(i) => self.buckets[i].fetch_add(1, Ordering::Relaxed),
+            None => self.overflow.fetch_add(1, Ordering::Relaxed),
+        };
         self.sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
-    /// Per-bucket counts (not cumulative) and the sum in microseconds.
-    pub fn read(&self) -> ([u64; TICK_BUCKETS_US.len() + 1], u64) {
-        let mut out = [0; TICK_BUCKETS_US.len() + 1];
-        for (o, b) in out.iter_mut().zip(&self.buckets) {
-            *o = b.load(Ordering::Relaxed);
-        }
-        (out, self.sum_us.load(Ordering::Relaxed))
+    /// Per-bucket counts (not cumulative), the overflow, and the sum in microseconds.
+    pub fn read(&self) -> ([u64; N], u64, u64) {
+        (
+            std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            self.overflow.load(Ordering::Relaxed),
+            self.sum_us.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Tick durations (work time), in [`TICK_BUCKETS_US`].
+#[derive(Debug)]
+pub struct TickHistogram(UsHistogram<{ TICK_BUCKETS_US.len() }>);
+
+impl Default for TickHistogram {
+    fn default() -> Self {
+        TickHistogram(UsHistogram::new(TICK_BUCKETS_US))
+    }
+}
+
+impl std::ops::Deref for TickHistogram {
+    type Target = UsHistogram<{ TICK_BUCKETS_US.len() }>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// How late ticks start after their deadline, in [`START_DELAY_BUCKETS_US`].
+#[derive(Debug)]
+pub struct StartDelayHistogram(UsHistogram<{ START_DELAY_BUCKETS_US.len() }>);
+
+impl Default for StartDelayHistogram {
+    fn default() -> Self {
+        StartDelayHistogram(UsHistogram::new(START_DELAY_BUCKETS_US))
+    }
+}
+
+impl std::ops::Deref for StartDelayHistogram {
+    type Target = UsHistogram<{ START_DELAY_BUCKETS_US.len() }>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
@@ -146,4 +195,40 @@ pub struct MixerSnapshot {
     /// Interarrival jitter of the legs present: sum (ms) and count.
     pub jitter_ms_sum: f64,
     pub legs_present: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_delays_land_in_their_buckets() {
+        let h = StartDelayHistogram::default();
+        // On a bound counts in that bucket; just above goes to the next; past 100 ms is the
+        // overflow.
+        for us in [
+            0, 100, 101, 999, 1000, 1001, 19_999, 100_000, 100_001, 3_000_000,
+        ] {
+            h.observe(us);
+        }
+        let (counts, overflow, sum) = h.read();
+        assert_eq!(counts, [2, 1, 0, 2, 1, 0, 0, 1, 0, 1]);
+        assert_eq!(overflow, 2);
+        assert_eq!(
+            sum,
+            100 + 101 + 999 + 1000 + 1001 + 19_999 + 100_000 + 100_001 + 3_000_000
+        );
+    }
+
+    #[test]
+    fn tick_times_keep_their_buckets() {
+        let h = TickHistogram::default();
+        for us in [250, 251, 40_000, 40_001] {
+            h.observe(us);
+        }
+        let (counts, overflow, sum) = h.read();
+        assert_eq!(counts, [1, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(overflow, 1);
+        assert_eq!(sum, 250 + 251 + 40_000 + 40_001);
+    }
 }

@@ -31,6 +31,25 @@ fn scrape(server: &Server) -> (String, HashMap<String, f64>) {
     (body, s)
 }
 
+/// Scheduling policy (0 normal, 2 SCHED_RR) and real-time priority of each mixer thread and
+/// helper of process `pid`, from /proc.
+pub(crate) fn mixer_thread_policies(pid: u32) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if !comm.starts_with("confab-mixer-") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+        // Fields after the name (which may hold spaces) start at field 3: rt_priority is
+        // field 40, policy field 41.
+        let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+        out.push((fields[38].parse().unwrap(), fields[37].parse().unwrap()));
+    }
+    out
+}
+
 fn offer(e: &Endpoint) -> String {
     format!(
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtcp-mux\r\n",
@@ -104,6 +123,21 @@ fn metrics_after_a_call_and_series_that_go_with_their_conference() {
         2.0
     );
     assert!(get("confab_mixer_tick_duration_seconds_count") > 50.0);
+    // Every tick's start is measured; the gauge says what the kernel says of the mixer threads
+    // (as root they get SCHED_RR; without the right, normal scheduling).
+    assert!(get("confab_mixer_tick_start_delay_seconds_count") > 50.0);
+    assert!(
+        get("confab_mixer_tick_start_delay_seconds_bucket{le=\"+Inf\"}")
+            >= get("confab_mixer_tick_start_delay_seconds_count")
+    );
+    let policies = mixer_thread_policies(server.pid());
+    assert!(
+        policies.len() >= 2,
+        "mixer threads and helpers: {policies:?}"
+    );
+    let all_rr = policies.iter().all(|p| *p == (2, 10));
+    assert!(all_rr || policies.iter().all(|p| p.0 == 0), "{policies:?}");
+    assert_eq!(get("confab_mixer_realtime"), f64::from(u8::from(all_rr)));
     let load = get("confab_mixer_load_ratio");
     assert!((0.0..1.0).contains(&load), "{load}");
     assert_eq!(get("confab_draining"), 0.0);

@@ -37,6 +37,7 @@ mod mixer_alloc;
 mod netns_latch;
 mod netns_nat;
 mod quickstart;
+mod realtime;
 mod sip_attendant;
 mod sip_baresip;
 mod sip_dialout;
