@@ -14,6 +14,8 @@ use confab_dsp::plc::Concealer;
 use confab_dsp::resample::{Rate, Resampler};
 use confab_dsp::{Error as DspError, g722};
 
+use crate::media::opus_path::Target;
+
 /// Samples in one 20 ms frame of the widest mix (48 kHz).
 pub const MIX_FRAME: usize = 960;
 /// The widest mix's sample rate (prompts are kept at it).
@@ -502,6 +504,26 @@ impl LegEncoder {
             }
         }
         self.native.commit(rate_frame);
+    }
+
+    /// An Opus encoder's settings now (`None` for the other codecs).
+    pub fn opus_settings(&self) -> Option<OpusSettings> {
+        match &self.kind {
+            EncoderKind::Opus(e) => Some(e.settings()),
+            _ => None,
+        }
+    }
+
+    /// Sets an Opus encoder to `target` (FEC, loss hint, bitrate, DTX); the other codecs
+    /// have nothing to set. Allocates nothing; a setting unchanged costs no call to libopus.
+    pub fn adapt(&mut self, target: &Target) -> Result<(), DspError> {
+        let EncoderKind::Opus(e) = &mut self.kind else {
+            return Ok(());
+        };
+        e.set_inband_fec(target.fec)?;
+        e.set_expected_loss(target.loss_percent)?;
+        e.set_bitrate(target.bitrate)?;
+        e.set_dtx(target.dtx)
     }
 
     /// Encodes the next packet into `out` if a packet time's worth is buffered; returns its

@@ -3,6 +3,7 @@
 pub mod codec;
 pub mod jitter;
 pub mod leg;
+pub mod opus_path;
 pub mod ports;
 pub mod quality;
 pub mod relay;

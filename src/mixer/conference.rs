@@ -12,8 +12,11 @@
 //! Opus leg joins, every leg's resamplers follow the wider mix (between ticks, at the join),
 //! and when the last wideband leg has left the mix narrows again.
 
+mod opus_paths;
 #[cfg(test)]
 mod sim_control_tests;
+#[cfg(test)]
+mod sim_fec_tests;
 #[cfg(test)]
 mod sim_gain_tests;
 #[cfg(test)]
@@ -87,6 +90,8 @@ struct Group {
     codec: Codec,
     ptime_ms: u32,
     encoder: LegEncoder,
+    /// Its FEC state (Opus): it follows the worst path among its listeners.
+    adaptation: crate::media::opus_path::Adaptation,
 }
 
 /// A conference's media state, owned by one mixer thread.
@@ -124,6 +129,8 @@ pub struct ConferenceMedia {
     /// The mixer and the frames of one tick, at `rate`.
     mix: MixFrames,
     media_timeout: Duration,
+    /// When the Opus encoders next follow what receivers report of their paths.
+    next_path_look: Option<Instant>,
     pub counters: Arc<ConferenceCounters>,
     /// Where call records go (the storage writer), if anywhere.
     records: Option<std::sync::mpsc::Sender<RecordEvent>>,
@@ -166,6 +173,7 @@ impl ConferenceMedia {
             rate_stale: false,
             mix: MixFrames::new(WIDEST_MIX),
             media_timeout,
+            next_path_look: None,
             counters: Arc::new(ConferenceCounters::default()),
             records: None,
             closed: LegTotals::default(),
@@ -516,6 +524,7 @@ impl ConferenceMedia {
                     codec,
                     ptime_ms,
                     encoder,
+                    adaptation: Default::default(),
                 });
                 self.groups.len() - 1
             }

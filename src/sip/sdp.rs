@@ -5,7 +5,8 @@
 //! with a non-zero port); every other m-line is refused with port 0, as RFC 3264 asks. The
 //! codec is the first of our preference the offer carries; telephone-event at the codec's
 //! clock when offered, else at 8000; SDES-SRTP (RFC 4568) with AES_CM_128_HMAC_SHA1_80 or _32;
-//! rtcp-mux when offered; the offer's ptime; the RFC 6464/6465 level extensions.
+//! rtcp-mux when offered; the offer's ptime; the RFC 6464/6465 level extensions; the Opus
+//! fmtp (`useinbandfec`, `maxaveragebitrate`, `usedtx`) for the encoder toward the caller.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +16,7 @@ use sdp_types::Session;
 use crate::config::SrtpPolicy;
 use crate::media::codec::Codec;
 use crate::media::leg::{LegSpec, TelephoneEventSpec};
+use crate::media::opus_path::OpusFmtp;
 use crate::media::srtp::{KeyMaterial, SrtpKeys, SrtpSuite};
 
 const SSRC_AUDIO_LEVEL: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
@@ -95,6 +97,8 @@ pub struct Negotiated {
     pub direction: Direction,
     pub audio_level_id: Option<u8>,
     pub csrc_audio_level_id: Option<u8>,
+    /// The offer's fmtp for the Opus payload type we took (defaults for other codecs).
+    pub opus: OpusFmtp,
     /// The whole offer's m-lines, for the answer to refuse the others.
     other_media: Vec<(usize, String)>,
     audio_index: usize,
@@ -116,6 +120,7 @@ impl Negotiated {
             direction: Direction::SendRecv,
             audio_level_id: None,
             csrc_audio_level_id: None,
+            opus: OpusFmtp::default(),
             other_media: Vec::new(),
             audio_index: 0,
             proto: "RTP/AVP".to_owned(),
@@ -142,6 +147,7 @@ impl Negotiated {
                 _ => None,
             },
             latch_any_source: behind_nat(self.remote.ip()),
+            opus: self.opus,
         }
     }
 }
@@ -378,6 +384,11 @@ pub fn negotiate(
         .filter_map(|v| v.and_then(crypto))
         .next();
     let srtp = srtp.decide(secure, found)?;
+    let opus = if codec == Codec::Opus {
+        fmtp_of(media, payload_type).map_or_else(OpusFmtp::default, OpusFmtp::parse)
+    } else {
+        OpusFmtp::default()
+    };
     let other_media = session
         .medias
         .iter()
@@ -396,9 +407,18 @@ pub fn negotiate(
         direction,
         audio_level_id: extmap(SSRC_AUDIO_LEVEL),
         csrc_audio_level_id: extmap(CSRC_AUDIO_LEVEL),
+        opus,
         other_media,
         audio_index,
         proto: media.proto.clone(),
+    })
+}
+
+/// The parameters of `payload_type`'s fmtp line in `media`, if it has one.
+fn fmtp_of(media: &sdp_types::Media, payload_type: u8) -> Option<&str> {
+    media.get_attribute_values("fmtp").find_map(|v| {
+        let (pt, params) = v?.trim().split_once(char::is_whitespace)?;
+        (pt.parse::<u8>().ok()? == payload_type).then_some(params.trim())
     })
 }
 

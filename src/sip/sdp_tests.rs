@@ -351,3 +351,43 @@ fn the_srtp_policy_decides_each_kind_of_offer() {
         "{text}"
     );
 }
+
+/// The Opus fmtp of the payload type taken reaches the leg: baresip's bitrate cap, linphone's
+/// FEC; another payload type's fmtp or another codec's leaves the defaults.
+#[test]
+fn opus_fmtp_reaches_the_leg() {
+    let n = negotiate(
+        &body_of("baresip-1.0.0-invite-opus-srtp.sip"),
+        &PREFERENCE,
+        IF_OFFERED,
+    )
+    .unwrap();
+    assert_eq!(n.opus.max_average_bitrate, Some(32000));
+    assert_eq!(n.leg_spec(None).opus, n.opus);
+    let n = negotiate(
+        &body_of("linphone-5.1-invite-opus.sip"),
+        &PREFERENCE,
+        IF_OFFERED,
+    )
+    .unwrap();
+    assert_eq!(n.opus, OpusFmtp::default());
+    let o = offer(
+        "m=audio 4000 RTP/AVP 111 112\r\na=rtpmap:111 opus/48000/2\r\n\
+         a=fmtp:112 useinbandfec=1\r\na=fmtp:111 usedtx=1; useinbandfec=0;maxaveragebitrate=20000\r\n",
+    );
+    let n = negotiate(o.as_bytes(), &PREFERENCE, IF_OFFERED).unwrap();
+    assert_eq!(
+        n.opus,
+        OpusFmtp {
+            fec: false,
+            max_average_bitrate: Some(20000),
+            dtx: true
+        }
+    );
+    let o = offer("m=audio 4000 RTP/AVP 0\r\na=fmtp:0 useinbandfec=0\r\n");
+    let n = negotiate(o.as_bytes(), &PREFERENCE, IF_OFFERED).unwrap();
+    assert_eq!(n.opus, OpusFmtp::default());
+    // Garbage in the line is ignored, not refused.
+    let o = offer("m=audio 4000 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111\r\n");
+    assert!(negotiate(o.as_bytes(), &PREFERENCE, IF_OFFERED).is_ok());
+}

@@ -94,6 +94,8 @@ pub(crate) struct SimPhone {
     pub(crate) answer_reports: Option<u8>,
     /// `rtcp_in` entries already answered.
     answered: usize,
+    /// With `Some`, every RTP payload heard is kept here too (to decode it again otherwise).
+    pub(crate) payloads: Option<Vec<Vec<u8>>>,
 }
 
 /// An RTCP packet a phone heard.
@@ -198,6 +200,7 @@ impl SimPhone {
             rtcp_in: Vec::new(),
             answer_reports: None,
             answered: 0,
+            payloads: None,
         }
     }
 
@@ -431,6 +434,9 @@ impl SimPhone {
             return;
         };
         let payload = reader;
+        if let Some(kept) = &mut self.payloads {
+            kept.push(payload.to_vec());
+        }
         self.heard_packets += 1;
         self.bridge_ssrc = Some(header.ssrc);
         self.last_csrcs = header.csrc.clone();

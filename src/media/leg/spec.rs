@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::media::codec::Codec;
+use crate::media::opus_path::OpusFmtp;
 use crate::media::srtp::SrtpKeys;
 
 /// What signalling agreed for a leg.
@@ -31,6 +32,8 @@ pub struct LegSpec {
     /// takes media only from `remote`'s host, so a stranger spraying the port range is never
     /// latched, even before the peer's first packet.
     pub latch_any_source: bool,
+    /// What the peer's fmtp asked of the Opus toward it (FEC, bitrate cap, DTX).
+    pub opus: OpusFmtp,
 }
 
 /// The negotiated telephone-event format.
@@ -55,6 +58,7 @@ impl LegSpec {
             csrc_audio_level_id: None,
             srtp: None,
             latch_any_source: false,
+            opus: OpusFmtp::default(),
         }
     }
 }

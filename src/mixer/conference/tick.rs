@@ -49,6 +49,7 @@ impl ConferenceMedia {
             return;
         }
         self.per_leg(Phase::Receive, now, helper.as_deref_mut());
+        self.follow_paths(now);
         for leg in &mut self.legs {
             while let Some(d) = leg.take_dtmf() {
                 emit(ConferenceEvent {

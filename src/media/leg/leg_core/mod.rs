@@ -33,6 +33,7 @@ use super::secure::Secure;
 use super::{LegSpec, LegStats, LegTimers};
 use crate::media::codec::{Codec, LegDecoder, LegEncoder, MIX_FRAME, WIDEST_MIX};
 use crate::media::jitter::{JitterBuffer, JitterSettings, JitterStats};
+use crate::media::opus_path::{Adaptation, PathLoss, Receivers};
 use crate::media::quality;
 use crate::media::rtcp::{NtpClock, Rtcp};
 use crate::media::telephone_event::{Dtmf, TelephoneEvents};
@@ -95,6 +96,9 @@ pub struct LegCore {
     decoder: LegDecoder,
     speech: SpeechDetector,
     own: LegEncoder,
+    /// The receiver's loss of our stream, smoothed, and what the own encoder does about it.
+    path: PathLoss,
+    own_adaptation: Adaptation,
     secure: Secure,
     ssrc: u32,
     sequence: u16,
@@ -184,6 +188,8 @@ impl LegCore {
             decoder: LegDecoder::new(spec.codec, WIDEST_MIX).map_err(invalid)?,
             speech: speech_detector(spec.codec),
             own: LegEncoder::new(spec.codec, spec.ptime_ms, opus, WIDEST_MIX).map_err(invalid)?,
+            path: PathLoss::default(),
+            own_adaptation: Adaptation::default(),
             secure,
             ssrc,
             sequence: (ssrc >> 16) as u16,
@@ -352,6 +358,36 @@ impl LegCore {
             self.auto_gain_db = db;
             self.talk_gain = with_auto_gain(self.set_gain, db);
         }
+    }
+
+    /// Takes another look at what the receiver last reported of our stream (the conference
+    /// calls it about once a second, `opus_path::ADAPT_EVERY`): the loss is smoothed, and the
+    /// leg's own Opus encoder (mix-minus, prompts) follows it and the receiver's fmtp. Returns
+    /// the smoothed loss (percent), for the group encode the leg shares. A relayed (WebRTC)
+    /// leg has no report here (the driver reads the peer's RTCP): it counts as no loss.
+    pub fn follow_path(&mut self) -> f32 {
+        let reported = self
+            .rtcp
+            .remote_report()
+            .map(|b| f32::from(b.fraction_lost) * 100.0 / 256.0);
+        let loss = self.path.observe(reported);
+        if self.spec.codec == Codec::Opus {
+            let mut receivers = Receivers::NONE;
+            receivers.add(loss, &self.spec.opus);
+            let target = self
+                .own_adaptation
+                .decide(&receivers, &OpusSettings::default());
+            if let Err(e) = self.own.adapt(&target) {
+                // Values from `decide` are in range: only a libopus refusal gets here.
+                tracing::debug!(error = %e, "own opus encoder kept its settings");
+            }
+        }
+        loss
+    }
+
+    /// The leg's own Opus encoder's settings now (`None` for the other codecs).
+    pub fn own_opus_settings(&self) -> Option<OpusSettings> {
+        self.own.opus_settings()
     }
 
     /// Whether a prompt is playing.

@@ -1,0 +1,168 @@
+//! Opus toward the listeners follows their paths, in fake time: a listener whose RTCP reports
+//! about 5 % loss turns in-band FEC on for its group's encode, and the packets it gets then
+//! rebuild a lost frame far better than concealment does; a clean listener's group carries no
+//! FEC; `useinbandfec=0` keeps it off whatever the loss; `maxaveragebitrate` makes the packets
+//! smaller. What the listener's phone heard is decoded with libopus directly.
+
+use std::time::Duration;
+
+use crate::media::codec::Codec;
+use crate::media::leg::{LegSpec, LegTimers};
+use crate::media::opus_path::OpusFmtp;
+use crate::testing::room::{JoinAs, Room};
+
+/// Reports sent every second (the default 5 s would make the test longer, not different).
+fn timers() -> LegTimers {
+    LegTimers {
+        rtcp_interval: Duration::from_secs(1),
+        auto_gain: false,
+        ..LegTimers::default()
+    }
+}
+
+/// A talker whose tone comes and goes (onsets concealment cannot guess) and a silent Opus
+/// listener whose receiver reports claim `fraction_lost` (in 256ths) and whose fmtp is `fmtp`;
+/// ten seconds of meeting. Returns the room and the listener's index.
+fn meeting(fraction_lost: u8, fmtp: OpusFmtp) -> (Room, usize) {
+    let mut room = Room::new(3, Duration::from_secs(30));
+    let talker = room
+        .join_as(JoinAs::new(Codec::Opus, Some((700.0, -18.0))).timers(timers()))
+        .unwrap();
+    room.members[talker].phone.bursts = Some((7, 4));
+    room.members[talker].phone.answer_reports = Some(0);
+    let listener = room
+        .join_as(
+            JoinAs::new(Codec::Opus, None)
+                .timers(timers())
+                .spec(move |s| LegSpec { opus: fmtp, ..s }),
+        )
+        .unwrap();
+    room.members[listener].phone.answer_reports = Some(fraction_lost);
+    room.members[listener].phone.payloads = Some(Vec::new());
+    room.run(Duration::from_secs(10));
+    (room, listener)
+}
+
+/// The listener's last `n` payloads.
+fn last_payloads(room: &Room, listener: usize, n: usize) -> Vec<Vec<u8>> {
+    let kept = room.members[listener]
+        .phone
+        .payloads
+        .as_deref()
+        .unwrap_or(&[]);
+    kept[kept.len().saturating_sub(n)..].to_vec()
+}
+
+/// Decodes `packets` losing every `every`-th one, rebuilt from the packet after it (`fec`) or
+/// concealed; returns the SNR (dB) of the lost frames against a decode that lost nothing.
+fn lost_frames_snr(packets: &[Vec<u8>], every: usize, fec: bool) -> f64 {
+    let mut clean = opus::Decoder::new(48000, opus::Channels::Mono).unwrap();
+    let mut lossy = opus::Decoder::new(48000, opus::Channels::Mono).unwrap();
+    let (mut want, mut got) = ([0i16; 960], [0i16; 960]);
+    let (mut signal, mut error) = (0f64, 0f64);
+    for (i, p) in packets.iter().enumerate().take(packets.len() - 1) {
+        let n = clean.decode(p, &mut want, false).unwrap();
+        assert_eq!(n, 960);
+        if i % every != every - 1 {
+            lossy.decode(p, &mut got, false).unwrap();
+            continue;
+        }
+        if fec {
+            lossy.decode(&packets[i + 1], &mut got, true).unwrap();
+        } else {
+            lossy.decode(&[], &mut got, false).unwrap();
+        }
+        for (&a, &b) in want.iter().zip(&got) {
+            signal += f64::from(a).powi(2);
+            error += (f64::from(a) - f64::from(b)).powi(2);
+        }
+    }
+    10.0 * (signal / error.max(1.0)).log10()
+}
+
+/// The mean length of `packets` that carry sound (comfort noise is a few bytes).
+fn mean_sound_packet(packets: &[Vec<u8>]) -> usize {
+    let sound: Vec<usize> = packets.iter().map(Vec::len).filter(|&n| n > 20).collect();
+    sound.iter().sum::<usize>() / sound.len().max(1)
+}
+
+#[test]
+fn a_lossy_listener_turns_fec_on_for_its_group() {
+    // 13/256: 5.1 % lost.
+    let (mut room, listener) = meeting(13, OpusFmtp::default());
+    let s = room.conference.opus_group_settings(20).unwrap();
+    assert!(s.inband_fec, "{s:?}");
+    // 5.1 % smoothed (still rising towards it), rounded up.
+    assert!((5..=6).contains(&s.expected_loss_percent), "{s:?}");
+    let r = room.stats(listener).unwrap().remote_loss_percent;
+    assert!(r.is_some_and(|l| (l - 5.08).abs() < 0.01), "{r:?}");
+    // The talker's own encoder (its mix-minus) follows its own clean path.
+    let talker = room.conference.leg_mut(room.members[0].id).unwrap();
+    assert!(!talker.own_opus_settings().unwrap().inband_fec);
+}
+
+#[test]
+fn fec_toward_a_lossy_listener_rebuilds_lost_frames() {
+    // 26/256: 10.2 % lost. (libopus puts the copy in only in SILK frames, and takes SILK for a
+    // pure tone, which it deems music, only from an 8 % loss hint on; speech from 1 %.)
+    let (room, listener) = meeting(26, OpusFmtp::default());
+    assert!(room.conference.opus_group_settings(20).unwrap().inband_fec);
+    // The last 5 s (FEC has been on for most of the run), every 7th packet lost.
+    let packets = last_payloads(&room, listener, 250);
+    assert!(packets.len() >= 240, "{}", packets.len());
+    let fec = lost_frames_snr(&packets, 7, true);
+    let plc = lost_frames_snr(&packets, 7, false);
+    eprintln!("lossy listener: lost frames rebuilt at {fec:.1} dB SNR, concealed at {plc:.1} dB");
+    assert!(
+        fec > plc + 6.0,
+        "FEC {fec:.1} dB vs concealment {plc:.1} dB"
+    );
+}
+
+#[test]
+fn a_clean_listener_gets_no_fec() {
+    let (room, listener) = meeting(0, OpusFmtp::default());
+    let s = room.conference.opus_group_settings(20).unwrap();
+    assert!(!s.inband_fec && s.expected_loss_percent == 0, "{s:?}");
+    // Without FEC the packet after a loss has nothing to rebuild it from: libopus conceals.
+    let packets = last_payloads(&room, listener, 250);
+    let fec = lost_frames_snr(&packets, 7, true);
+    let plc = lost_frames_snr(&packets, 7, false);
+    eprintln!("clean listener: 'rebuilt' {fec:.1} dB SNR, concealed {plc:.1} dB");
+    assert!((fec - plc).abs() < 1.0, "{fec:.1} vs {plc:.1} dB");
+}
+
+#[test]
+fn useinbandfec_0_keeps_fec_off_on_a_lossy_path() {
+    let fmtp = OpusFmtp {
+        fec: false,
+        ..OpusFmtp::default()
+    };
+    let (room, _) = meeting(26, fmtp);
+    let s = room.conference.opus_group_settings(20).unwrap();
+    assert!(!s.inband_fec && s.expected_loss_percent == 0, "{s:?}");
+}
+
+#[test]
+fn maxaveragebitrate_makes_packets_smaller() {
+    let (free, free_listener) = meeting(0, OpusFmtp::default());
+    let capped_fmtp = OpusFmtp {
+        max_average_bitrate: Some(12_000),
+        ..OpusFmtp::default()
+    };
+    let (capped, capped_listener) = meeting(0, capped_fmtp);
+    assert_eq!(
+        capped.conference.opus_group_settings(20).unwrap().bitrate,
+        12_000
+    );
+    assert_eq!(
+        free.conference.opus_group_settings(20).unwrap().bitrate,
+        32_000
+    );
+    let big = mean_sound_packet(&last_payloads(&free, free_listener, 250));
+    let small = mean_sound_packet(&last_payloads(&capped, capped_listener, 250));
+    eprintln!("mean packet with sound: {big} bytes free, {small} bytes at 12 kbit/s");
+    assert!(small * 2 < big, "{small} vs {big} bytes");
+    // 12 kbit/s is 30 bytes a 20 ms packet; libopus keeps near its target.
+    assert!(small <= 36, "{small} bytes");
+}
