@@ -79,6 +79,20 @@ impl OpusFmtp {
     }
 }
 
+impl OpusFmtp {
+    /// The fmtp of `payload_type` in the first audio section of an SDP text (a WHIP offer,
+    /// which str0m negotiates without telling its fmtp); the defaults when it has none.
+    pub fn in_sdp(sdp: &str, payload_type: u8) -> Self {
+        let prefix = format!("a=fmtp:{payload_type} ");
+        sdp.lines()
+            .map(str::trim)
+            .skip_while(|l| !l.starts_with("m=audio"))
+            .take_while(|l| l.starts_with("m=audio") || !l.starts_with("m="))
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map_or_else(OpusFmtp::default, OpusFmtp::parse)
+    }
+}
+
 /// A receiver's loss of our stream, smoothed over its reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PathLoss {
@@ -208,6 +222,18 @@ mod tests {
             OpusFmtp::parse("MAXAVERAGEBITRATE=900000").max_average_bitrate,
             Some(510_000)
         );
+    }
+
+    #[test]
+    fn fmtp_is_found_in_the_audio_section_of_an_sdp_text() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 111\r\na=fmtp:111 useinbandfec=0\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111 63\r\na=fmtp:63 111/111\r\n\
+                   a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=fmtp:111 maxaveragebitrate=8000\r\n";
+        let f = OpusFmtp::in_sdp(sdp, 111);
+        assert!(f.fec && f.dtx && f.max_average_bitrate.is_none(), "{f:?}");
+        assert_eq!(OpusFmtp::in_sdp(sdp, 96), OpusFmtp::default());
+        assert_eq!(OpusFmtp::in_sdp("garbage", 111), OpusFmtp::default());
     }
 
     #[test]

@@ -93,7 +93,12 @@ pub fn accept(offer: &str, candidate: SocketAddr, now: Instant) -> Result<Accept
     }
     let mid = audio_mid(offer).map(Mid::from);
     let mid = mid.ok_or(OfferError::NoAudio)?;
-    let spec = leg_spec(&rtc, mid)?;
+    let mut spec = leg_spec(&rtc, mid)?;
+    if spec.codec == Codec::Opus {
+        // str0m keeps the peer's fmtp to itself: read from the offer what the peer asked of
+        // the Opus toward it.
+        spec.opus = crate::media::opus_path::OpusFmtp::in_sdp(offer, spec.payload_type);
+    }
     Ok(Accepted {
         rtc,
         mid,
@@ -206,6 +211,21 @@ mod tests {
         let a = accept(&fixture("chromium-156-offer.sdp"), here(), Instant::now()).unwrap();
         assert_eq!(a.spec.codec, Codec::Opus);
         assert_eq!(a.spec.payload_type, 111);
+        assert!(a.spec.opus.fec && !a.spec.opus.dtx);
+        // What the browser asks of the Opus toward it reaches the leg.
+        let asks = fixture("chromium-156-offer.sdp").replace(
+            "a=fmtp:111 minptime=10;useinbandfec=1",
+            "a=fmtp:111 minptime=10;useinbandfec=0;usedtx=1;maxaveragebitrate=16000",
+        );
+        let b = accept(&asks, here(), Instant::now()).unwrap();
+        assert_eq!(
+            b.spec.opus,
+            crate::media::opus_path::OpusFmtp {
+                fec: false,
+                max_average_bitrate: Some(16000),
+                dtx: true
+            }
+        );
         assert_eq!(
             a.spec.telephone_event,
             Some(TelephoneEventSpec {
