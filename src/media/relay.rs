@@ -10,7 +10,7 @@
 //! lets the driver know a tick wrote packets through `doorbell`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU16, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 
 use crate::conference::DisconnectReason;
@@ -80,6 +80,7 @@ pub struct RelayPort {
     inbound: Receiver<RelayPacket>,
     outbound: SyncSender<RelayPacket>,
     closed: Arc<AtomicU8>,
+    loss: Arc<AtomicU16>,
     doorbell: Doorbell,
 }
 
@@ -88,6 +89,9 @@ pub struct RelayPeer {
     pub inbound: SyncSender<RelayPacket>,
     pub outbound: Receiver<RelayPacket>,
     closed: Arc<AtomicU8>,
+    /// The peer's loss of our stream from its receiver reports, in hundredths of a percent
+    /// plus one (0: no report yet).
+    loss: Arc<AtomicU16>,
 }
 
 /// A connected pair of ends.
@@ -95,17 +99,20 @@ pub fn relay_pair(doorbell: Doorbell) -> (RelayPort, RelayPeer) {
     let (in_tx, in_rx) = sync_channel(RELAY_QUEUE);
     let (out_tx, out_rx) = sync_channel(RELAY_QUEUE);
     let closed = Arc::new(AtomicU8::new(0));
+    let loss = Arc::new(AtomicU16::new(0));
     (
         RelayPort {
             inbound: in_rx,
             outbound: out_tx,
             closed: closed.clone(),
+            loss: loss.clone(),
             doorbell,
         },
         RelayPeer {
             inbound: in_tx,
             outbound: out_rx,
             closed,
+            loss,
         },
     )
 }
@@ -147,6 +154,12 @@ impl RelayPort {
         }
     }
 
+    /// The loss (percent) the peer last reported of our stream, if it has.
+    pub fn reported_loss(&self) -> Option<f32> {
+        let code = self.loss.load(Ordering::Relaxed);
+        code.checked_sub(1).map(|h| f32::from(h) / 100.0)
+    }
+
     /// Tells the driver packets are waiting.
     pub fn ring(&self) {
         self.doorbell.notify_one();
@@ -154,6 +167,14 @@ impl RelayPort {
 }
 
 impl RelayPeer {
+    /// The fraction (0 to 1) of our stream the peer reported lost (str0m's egress stats).
+    pub fn report_loss(&self, fraction: f32) {
+        if fraction.is_finite() {
+            let hundredths = (fraction.clamp(0.0, 1.0) * 10_000.0).round() as u16;
+            self.loss.store(hundredths + 1, Ordering::Relaxed);
+        }
+    }
+
     /// Records why the peer goes; the leg sees it once this end is dropped.
     pub fn close(&self, reason: DisconnectReason) {
         let code = CLOSE_REASONS
@@ -191,6 +212,20 @@ mod tests {
             Some(Err(DisconnectReason::IceTimeout))
         ));
         assert!(!port.send(p));
+    }
+
+    #[test]
+    fn the_peers_loss_report_crosses() {
+        let (port, peer) = relay_pair(Arc::default());
+        assert_eq!(port.reported_loss(), None);
+        peer.report_loss(0.05);
+        assert_eq!(port.reported_loss(), Some(5.0));
+        peer.report_loss(f32::NAN);
+        assert_eq!(port.reported_loss(), Some(5.0), "nonsense is not taken");
+        peer.report_loss(7.0);
+        assert_eq!(port.reported_loss(), Some(100.0));
+        peer.report_loss(0.0);
+        assert_eq!(port.reported_loss(), Some(0.0));
     }
 
     #[test]

@@ -288,6 +288,13 @@ impl Driver {
                         }
                     }
                 }
+                // What the peer's receiver reports say of our stream (None: no new report),
+                // for the Opus toward it.
+                Output::Event(Event::MediaEgressStats(stats)) => {
+                    if let Some(loss) = stats.loss {
+                        peer.relay.report_loss(loss);
+                    }
+                }
                 Output::Event(_) => {}
             }
         }

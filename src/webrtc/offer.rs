@@ -55,6 +55,9 @@ pub fn accept(offer: &str, candidate: SocketAddr, now: Instant) -> Result<Accept
         return Err(OfferError::NoAudio);
     }
     let mut config = Rtc::builder()
+        // Egress stats carry the loss the peer reports of our stream (the Opus toward it
+        // follows it); once a second, as often as the mixer looks.
+        .set_stats_interval(Some(crate::media::opus_path::ADAPT_EVERY))
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .clear_codecs()

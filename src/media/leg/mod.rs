@@ -158,6 +158,15 @@ impl RtpLeg {
         })
     }
 
+    /// The loss (percent) the receiver last reported of our stream: from the leg's own RTCP,
+    /// or for a WebRTC leg from the driver, which reads its RTCP.
+    pub fn path_report(&self) -> Option<f32> {
+        match &self.transport {
+            Transport::Relay { port, .. } => port.reported_loss(),
+            _ => self.core.reported_loss(),
+        }
+    }
+
     /// Test-only: a direct leg whose datagrams travel through the test, not a socket.
     #[cfg(test)]
     pub(crate) fn in_memory(

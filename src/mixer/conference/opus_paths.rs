@@ -22,7 +22,8 @@ impl ConferenceMedia {
         let mut receivers = [Receivers::NONE; MAX_GROUPS];
         let mut members = [0u16; MAX_GROUPS];
         for (leg, &g) in self.legs.iter_mut().zip(&self.leg_groups) {
-            let loss = leg.follow_path();
+            let reported = leg.path_report();
+            let loss = leg.follow_path(reported);
             if let (Some(r), Some(n)) = (receivers.get_mut(g), members.get_mut(g)) {
                 r.add(loss, &leg.spec().opus);
                 *n = n.saturating_add(1);

@@ -166,3 +166,52 @@ fn maxaveragebitrate_makes_packets_smaller() {
     // 12 kbit/s is 30 bytes a 20 ms packet; libopus keeps near its target.
     assert!(small <= 36, "{small} bytes");
 }
+
+/// A WebRTC listener's receiver reports are read by the driver (str0m), which hands their loss
+/// over the relay: its group's FEC follows it as a SIP listener's does.
+#[test]
+fn a_webrtc_listeners_loss_from_the_driver_turns_fec_on() {
+    use crate::conference::{Joining, ParticipantId, Policy, Role};
+    use crate::media::leg::{RELAY_SOURCE, RtpLeg};
+    use crate::media::relay::relay_pair;
+    use crate::mixer::conference::ConferenceMedia;
+
+    let mut now = std::time::Instant::now();
+    let mut conference = ConferenceMedia::new(
+        "webrtc".into(),
+        Policy::default(),
+        3,
+        Duration::from_secs(60),
+    );
+    let (port, peer) = relay_pair(Default::default());
+    let spec = LegSpec::new(Codec::Opus, RELAY_SOURCE);
+    let id = ParticipantId(1);
+    let leg = RtpLeg::relayed(id, spec, port, now, 0x4242, timers()).unwrap();
+    let joining = Joining {
+        id,
+        display_name: "browser".into(),
+        uri: String::new(),
+        role: Role::Attendee,
+    };
+    conference.add_leg(joining, leg, now).unwrap();
+    let mut run = |conference: &mut ConferenceMedia, seconds: u32| {
+        for _ in 0..seconds * 50 {
+            now += Duration::from_millis(20);
+            conference.tick(now, |_| {});
+            // The driver takes what the mixer sent.
+            while peer.outbound.try_recv().is_ok() {}
+        }
+    };
+    run(&mut conference, 3);
+    assert!(!conference.opus_group_settings(20).unwrap().inband_fec);
+    peer.report_loss(0.05);
+    run(&mut conference, 5);
+    let s = conference.opus_group_settings(20).unwrap();
+    assert!(
+        s.inband_fec && (4..=5).contains(&s.expected_loss_percent),
+        "{s:?}"
+    );
+    peer.report_loss(0.0);
+    run(&mut conference, 10);
+    assert!(!conference.opus_group_settings(20).unwrap().inband_fec);
+}

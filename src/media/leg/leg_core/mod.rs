@@ -360,16 +360,19 @@ impl LegCore {
         }
     }
 
-    /// Takes another look at what the receiver last reported of our stream (the conference
-    /// calls it about once a second, `opus_path::ADAPT_EVERY`): the loss is smoothed, and the
-    /// leg's own Opus encoder (mix-minus, prompts) follows it and the receiver's fmtp. Returns
-    /// the smoothed loss (percent), for the group encode the leg shares. A relayed (WebRTC)
-    /// leg has no report here (the driver reads the peer's RTCP): it counts as no loss.
-    pub fn follow_path(&mut self) -> f32 {
-        let reported = self
-            .rtcp
+    /// The loss (percent) the receiver last reported of our stream in its RTCP, if it did.
+    /// A relayed (WebRTC) leg's RTCP is read by the driver: see `RtpLeg::path_report`.
+    pub fn reported_loss(&self) -> Option<f32> {
+        self.rtcp
             .remote_report()
-            .map(|b| f32::from(b.fraction_lost) * 100.0 / 256.0);
+            .map(|b| f32::from(b.fraction_lost) * 100.0 / 256.0)
+    }
+
+    /// Takes another look at the receiver's last report of our stream (`reported`, percent;
+    /// the conference calls it about once a second, `opus_path::ADAPT_EVERY`): the loss is
+    /// smoothed, and the leg's own Opus encoder (mix-minus, prompts) follows it and the
+    /// receiver's fmtp. Returns the smoothed loss, for the group encode the leg shares.
+    pub fn follow_path(&mut self, reported: Option<f32>) -> f32 {
         let loss = self.path.observe(reported);
         if self.spec.codec == Codec::Opus {
             let mut receivers = Receivers::NONE;
