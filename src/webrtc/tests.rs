@@ -292,3 +292,59 @@ fn str0m_clients_connect_on_the_same_port_before_and_after_a_restart() {
     assert_eq!(closed(&second_port), None);
     assert_eq!(load(&webrtc.metrics.panics_total), 1);
 }
+
+/// A client that misses a tenth of the bridge's packets says so in its receiver reports; the
+/// driver's str0m reads them and the loss reaches the mixer's end of the relay (for the Opus
+/// toward the client). Real sockets and clocks, as the tests above: about 10 s, the time str0m
+/// takes to average two of the client's reports.
+#[test]
+fn a_clients_reported_loss_reaches_the_leg() {
+    let webrtc = WebRtc::start(settings(ROOMY, Duration::from_millis(100))).unwrap();
+    let (mut client, port) = connect_client(&webrtc, "lossy");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut next_packet = Instant::now();
+    let mut sequence = 0u16;
+    let mut buf = vec![0u8; 2048];
+    while port.reported_loss().is_none_or(|l| l == 0.0) && Instant::now() < deadline {
+        let now = Instant::now();
+        if now >= next_packet {
+            // Every tenth sequence number never sent: lost on the way, as the client sees it.
+            sequence = sequence.wrapping_add(if sequence % 10 == 8 { 2 } else { 1 });
+            let mut p = RelayPacket::new(111, sequence, u32::from(sequence) * 960, 0x5151);
+            assert!(p.set_payload(&[0xF8, 0xFF, 0xFE]));
+            port.send(p);
+            port.ring();
+            next_packet += Duration::from_millis(20);
+        }
+        let next = loop {
+            match client.rtc.poll_output().unwrap() {
+                Output::Timeout(t) => break t,
+                Output::Transmit(t) => {
+                    let _ = client.socket.send_to(&t.contents, t.destination);
+                }
+                Output::Event(_) => {}
+            }
+        };
+        let wait = next
+            .min(next_packet)
+            .saturating_duration_since(Instant::now())
+            .clamp(Duration::from_millis(1), Duration::from_millis(20));
+        client.socket.set_read_timeout(Some(wait)).unwrap();
+        let input = match client.socket.recv_from(&mut buf) {
+            Ok((n, from)) => Input::Receive(
+                Instant::now(),
+                Receive {
+                    proto: Protocol::Udp,
+                    source: from,
+                    destination: client.local,
+                    contents: buf[..n].try_into().unwrap(),
+                },
+            ),
+            Err(_) => Input::Timeout(Instant::now()),
+        };
+        client.rtc.handle_input(input).unwrap();
+    }
+    let loss = port.reported_loss();
+    eprintln!("loss the client reported: {loss:?} %");
+    assert!(loss.is_some_and(|l| (5.0..=15.0).contains(&l)), "{loss:?}");
+}
