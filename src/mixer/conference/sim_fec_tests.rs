@@ -24,9 +24,21 @@ fn timers() -> LegTimers {
 /// listener whose receiver reports claim `fraction_lost` (in 256ths) and whose fmtp is `fmtp`;
 /// ten seconds of meeting. Returns the room and the listener's index.
 fn meeting(fraction_lost: u8, fmtp: OpusFmtp) -> (Room, usize) {
+    meeting_with(fraction_lost, fmtp, OpusFmtp::default())
+}
+
+/// [`meeting`], with the talker's fmtp `talker_fmtp` (it is in the listener's group too).
+fn meeting_with(fraction_lost: u8, fmtp: OpusFmtp, talker_fmtp: OpusFmtp) -> (Room, usize) {
     let mut room = Room::new(3, Duration::from_secs(30));
     let talker = room
-        .join_as(JoinAs::new(Codec::Opus, Some((700.0, -18.0))).timers(timers()))
+        .join_as(
+            JoinAs::new(Codec::Opus, Some((700.0, -18.0)))
+                .timers(timers())
+                .spec(move |s| LegSpec {
+                    opus: talker_fmtp,
+                    ..s
+                }),
+        )
         .unwrap();
     room.members[talker].phone.bursts = Some((7, 4));
     room.members[talker].phone.answer_reports = Some(0);
@@ -214,4 +226,33 @@ fn a_webrtc_listeners_loss_from_the_driver_turns_fec_on() {
     peer.report_loss(0.0);
     run(&mut conference, 10);
     assert!(!conference.opus_group_settings(20).unwrap().inband_fec);
+}
+
+/// `usedtx=1` from every member of the group: while nobody talks (the mix is comfort noise at
+/// -70 dBov) the listener gets the one- or two-byte packets of Opus DTX; when one member did
+/// not ask for it (here the talker, who hears the group's encode when it stops talking), full
+/// packets.
+#[test]
+fn usedtx_1_gets_dtx_in_the_pauses() {
+    let dtx = OpusFmtp {
+        dtx: true,
+        ..OpusFmtp::default()
+    };
+    let tiny = |talker_fmtp: OpusFmtp| {
+        let (mut room, listener) = meeting_with(0, dtx, talker_fmtp);
+        // Pauses of a second (libopus starts DTX after 200 ms of silence).
+        room.members[0].phone.bursts = Some((25, 50));
+        room.run(Duration::from_secs(5));
+        let s = room.conference.opus_group_settings(20).unwrap();
+        let packets = last_payloads(&room, listener, 250);
+        (s.dtx, packets.iter().filter(|p| p.len() <= 2).count())
+    };
+    let (on, with) = tiny(dtx);
+    let (off, without) = tiny(OpusFmtp::default());
+    eprintln!("packets of 1-2 bytes in 5 s: {with} with usedtx=1 from all, {without} without");
+    assert!(on && !off);
+    // Two thirds of the last 5 s are pauses; libopus goes into DTX 200 ms into one and sends
+    // a full packet now and then (21 such packets were counted).
+    assert!(with >= 10, "{with}");
+    assert_eq!(without, 0);
 }
