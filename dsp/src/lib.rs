@@ -10,6 +10,7 @@
 
 pub mod agc;
 pub mod cng;
+pub mod denoise;
 pub mod dominant;
 pub mod dtmf;
 pub mod g711;
