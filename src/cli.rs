@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use confab::config::{Config, ConfigError, LogFormat, MixerRealtime, Network, SrtpPolicy};
+use confab::config::{
+    Config, ConfigError, LogFormat, MixerRealtime, Network, NoiseSuppression, SrtpPolicy,
+};
 
 /// Confab: a headless audio conferencing bridge.
 #[derive(Debug, Parser)]
@@ -121,6 +123,9 @@ pub(crate) struct ServeArgs {
     /// Automatic gain control on participants' speech.
     #[arg(long, env = "CONFAB_MEDIA_AUTO_GAIN")]
     media_auto_gain: Option<bool>,
+    /// Noise suppression (RNNoise) on every participant's input: off or on.
+    #[arg(long, env = "CONFAB_MEDIA_NOISE_SUPPRESSION")]
+    media_noise_suppression: Option<NoiseSuppression>,
     /// Address put in SDP (default: the bind address, or the interface towards each peer).
     #[arg(long, env = "CONFAB_MEDIA_ADVERTISE")]
     media_advertise: Option<IpAddr>,
@@ -225,6 +230,10 @@ impl ServeArgs {
         set(&mut c.media.relatch_after_ms, &self.media_relatch_after_ms);
         set(&mut c.media.latch_any_source, &self.media_latch_any_source);
         set(&mut c.media.auto_gain, &self.media_auto_gain);
+        set(
+            &mut c.media.noise_suppression,
+            &self.media_noise_suppression,
+        );
         set(&mut c.webrtc.listen, &self.webrtc_listen);
         if let Some(ip) = self.webrtc_advertise.or(self.webrtc_public_ip_env) {
             c.webrtc.advertise = Some(ip);

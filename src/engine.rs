@@ -43,6 +43,7 @@ impl EngineSettings {
                 relatch_after: Duration::from_millis(c.media.relatch_after_ms),
                 latch_any_source: c.media.latch_any_source,
                 auto_gain: c.media.auto_gain,
+                noise_suppression: c.media.noise_suppression == crate::config::NoiseSuppression::On,
                 ..LegTimers::default()
             },
             records: None,

@@ -197,6 +197,44 @@ pub(super) async fn gains(
     .await
 }
 
+/// Noise suppression of one participant's audio.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NoiseSuppressionSwitch {
+    /// RNNoise on the participant's audio before it enters the mix.
+    enabled: bool,
+}
+
+#[utoipa::path(post, path = "/v1/conferences/{cid}/participants/{pid}/noise_suppression", request_body = NoiseSuppressionSwitch,
+    tag = "participants", security(("bearer" = [])),
+    params(("cid" = String, Path, description = "Meeting ID (4 to 12 digits)"), ("pid" = String, Path, description = "Participant id (p17)")),
+    responses((status = 200, description = "Switched; the participant", body = ParticipantReply),
+        (status = 400, description = "Malformed JSON, or a path parameter that cannot be read", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "A roster token", body = ErrorBody),
+        (status = 404, description = "No such conference or participant", body = ErrorBody),
+        (status = 409, description = "The participant has left", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Not a meeting ID, or `enabled` missing or not a boolean", body = ErrorBody),
+        (status = 503, description = "Its mixer thread unavailable", body = ErrorBody)))]
+pub(super) async fn noise_suppression(
+    State(state): State<AppState>,
+    Path((cid, pid)): Path<(String, String)>,
+    Body(new): Body<NoiseSuppressionSwitch>,
+) -> Result<Json<ParticipantReply>, ApiError> {
+    meeting_id(&cid)?;
+    let id = participant_id(&pid)?;
+    blocking(move || {
+        present(&state, &cid, id)?;
+        state
+            .engine
+            .control(&cid, Control::NoiseSuppression(id, new.enabled))?;
+        reply(&state, &cid, id)
+    })
+    .await
+}
+
 /// What a join page may do: who it is, its role now, and whether the conference is locked.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct Moderation {

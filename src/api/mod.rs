@@ -28,7 +28,8 @@ mod whip;
         conferences::records, participants::list, participants::get, participants::add,
         participants::act, participants::eject, events::all, events::conference,
         whip::join, whip::leave, whip::token,
-        controls::role, controls::gains, controls::whoami, controls::moderate,
+        controls::role, controls::gains, controls::noise_suppression, controls::whoami,
+        controls::moderate,
         drain, healthz, readyz, metrics
     ),
     tags((name = "conferences"), (name = "participants"), (name = "events"), (name = "records"), (name = "webrtc"), (name = "operations")),
@@ -210,6 +211,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/conferences/{cid}/participants/{pid}/gain",
             post(controls::gains),
+        )
+        .route(
+            "/conferences/{cid}/participants/{pid}/noise_suppression",
+            post(controls::noise_suppression),
         )
         .route(
             "/conferences/{cid}/moderation",

@@ -33,6 +33,32 @@ pub struct MediaConfig {
     /// Automatic gain control on every participant's speech (toward -26 dBov, learnt only from
     /// speech, never from noise), so quiet and loud talkers meet in the mix at one loudness.
     pub auto_gain: bool,
+    /// RNNoise on every participant's decoded audio (`on`) or on none unless switched on for
+    /// one through the API (`off`).
+    pub noise_suppression: NoiseSuppression,
+}
+
+/// `media.noise_suppression`: whether every leg's input is denoised from the start.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NoiseSuppression {
+    /// Only participants switched on through the API.
+    #[default]
+    Off,
+    /// Every participant (each can still be switched off through the API).
+    On,
+}
+
+impl std::str::FromStr for NoiseSuppression {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(NoiseSuppression::Off),
+            "on" => Ok(NoiseSuppression::On),
+            other => Err(format!("`{other}` is not one of off, on")),
+        }
+    }
 }
 
 /// `media.srtp`: whether SIP legs use SDES-SRTP.
@@ -71,6 +97,7 @@ impl Default for MediaConfig {
             srtp: SrtpPolicy::Optional,
             sdes_over_cleartext: false,
             auto_gain: true,
+            noise_suppression: NoiseSuppression::Off,
         }
     }
 }

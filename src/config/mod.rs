@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 pub use api::ApiConfig;
 pub use keypad::KeypadConfig;
-pub use media::{MediaConfig, SrtpPolicy};
+pub use media::{MediaConfig, NoiseSuppression, SrtpPolicy};
 pub use network::Network;
 pub use sections::{
     LogConfig, LogFormat, MetricsConfig, MixerConfig, MixerRealtime, StorageConfig,

@@ -24,6 +24,8 @@ mod sim_mix_tests;
 #[cfg(test)]
 mod sim_network_tests;
 #[cfg(test)]
+mod sim_noise_tests;
+#[cfg(test)]
 mod sim_signal_tests;
 #[cfg(test)]
 mod sim_sound_tests;

@@ -45,6 +45,8 @@ pub enum Control {
     ListenGain(ParticipantId, confab_dsp::mix::Gain),
     /// How loud the others hear the participant (its frame enters the mix at this gain).
     TalkGain(ParticipantId, confab_dsp::mix::Gain),
+    /// Noise suppression of the participant's audio on or off.
+    NoiseSuppression(ParticipantId, bool),
     /// Makes the participant a leader or an attendee.
     SetRole(ParticipantId, crate::conference::Role),
     /// The last SIP status of the participant's call.
@@ -601,6 +603,18 @@ fn apply(c: &mut ConferenceMedia, control: Control) -> Result<(), CommandError> 
             r.set_gains(p, Some(gain), None).map_err(unknown)?;
             if let Some(leg) = c.leg_mut(p) {
                 leg.set_talk_gain(gain);
+            }
+            Ok(())
+        }
+        Control::NoiseSuppression(p, on) => {
+            if r.participant(p).is_none() {
+                return Err(CommandError::NoParticipant);
+            }
+            // A dial-out not answered yet has no leg: it starts with the configured default.
+            if let Some(leg) = c.leg_mut(p)
+                && leg.set_noise_suppression(on).is_err()
+            {
+                return Err(CommandError::NoParticipant);
             }
             Ok(())
         }

@@ -57,6 +57,8 @@ pub(crate) struct SimPhone {
     frames: u64,
     /// The tone is on for `.0` frames, then off for `.1`.
     pub(crate) bursts: Option<(u64, u64)>,
+    /// Audio at `rate` sent in a loop instead of the tone.
+    pub(crate) pcm: Option<std::sync::Arc<[i16]>>,
     /// Nothing is sent while the tone is off: the sequence number goes on where it stopped
     /// while the timestamp jumps by the pause (silence suppression, DTX).
     pub(crate) silence_suppression: bool,
@@ -181,6 +183,7 @@ impl SimPhone {
             started: now,
             frames: 0,
             bursts: None,
+            pcm: None,
             silence_suppression: false,
             repeat_after: None,
             encoded: Vec::new(),
@@ -296,9 +299,14 @@ impl SimPhone {
             0.0
         };
         let step = 2.0 * std::f64::consts::PI * f64::from(self.tone_hz) / f64::from(self.rate);
-        let pcm: Vec<i16> = (0..n)
-            .map(|i| (amplitude * (step * (self.phase + i as u64) as f64).sin()).round() as i16)
-            .collect();
+        let pcm: Vec<i16> = match &self.pcm {
+            Some(audio) if !audio.is_empty() => (0..n)
+                .map(|i| audio[(self.phase as usize + i) % audio.len()])
+                .collect(),
+            _ => (0..n)
+                .map(|i| (amplitude * (step * (self.phase + i as u64) as f64).sin()).round() as i16)
+                .collect(),
+        };
         self.phase += n as u64;
         let mut payload = vec![0u8; 1500];
         let len = match &mut self.codecs {

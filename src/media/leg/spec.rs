@@ -74,6 +74,8 @@ pub struct LegTimers {
     pub latch_any_source: bool,
     /// The participant's speech is brought toward one loudness (`media.auto_gain`).
     pub auto_gain: bool,
+    /// Every participant's input is denoised from the start (`media.noise_suppression`).
+    pub noise_suppression: bool,
 }
 
 impl Default for LegTimers {
@@ -83,6 +85,7 @@ impl Default for LegTimers {
             rtcp_interval: Duration::from_secs(5),
             latch_any_source: false,
             auto_gain: true,
+            noise_suppression: false,
         }
     }
 }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use confab_dsp::agc::{AutoGain, AutoGainSettings};
+use confab_dsp::denoise::Denoiser;
 use confab_dsp::dtmf::DtmfDetector;
 use confab_dsp::mix::Gain;
 use confab_dsp::opus::OpusSettings;
@@ -89,6 +90,9 @@ pub struct LegCore {
     auto_gain: Option<AutoGain>,
     /// The automatic gain `talk_gain` holds, in dB.
     auto_gain_db: f32,
+    /// Noise suppression of the decoded audio, at the mix rate (`media.noise_suppression`, or
+    /// switched per participant); boxed: RNNoise's state is about 100 kB.
+    denoiser: Option<Box<Denoiser>>,
     /// The conference's mix rate (the widest until the conference says): `frame` and what
     /// `encode_own` takes come at it.
     mix: Rate,
@@ -183,6 +187,11 @@ impl LegCore {
                 .auto_gain
                 .then(|| AutoGain::new(20, AutoGainSettings::default())),
             auto_gain_db: 0.0,
+            denoiser: if timers.noise_suppression {
+                Some(Box::new(Denoiser::new(WIDEST_MIX).map_err(invalid)?))
+            } else {
+                None
+            },
             mix: WIDEST_MIX,
             jitter: JitterBuffer::new(JitterSettings::new(spec.codec.clock_rate())),
             decoder: LegDecoder::new(spec.codec, WIDEST_MIX).map_err(invalid)?,
@@ -307,6 +316,9 @@ impl LegCore {
         }
         self.decoder.set_mix_rate(mix).map_err(invalid)?;
         self.own.set_mix_rate(mix).map_err(invalid)?;
+        if let Some(d) = &mut self.denoiser {
+            d.set_rate(mix).map_err(invalid)?;
+        }
         if let Some(prompt) = &mut self.prompt {
             prompt.set_mix_rate(mix);
         }
@@ -339,6 +351,24 @@ impl LegCore {
     pub fn set_talk_gain(&mut self, gain: Gain) {
         self.set_gain = gain;
         self.talk_gain = with_auto_gain(gain, self.auto_gain_db);
+    }
+
+    /// Whether the participant's audio is denoised.
+    pub fn noise_suppression(&self) -> bool {
+        self.denoiser.is_some()
+    }
+
+    /// Switches noise suppression of the participant's audio on or off. Switching it on
+    /// allocates RNNoise's state: between ticks.
+    pub fn set_noise_suppression(&mut self, on: bool) -> std::io::Result<()> {
+        match (on, self.denoiser.is_some()) {
+            (true, false) => {
+                self.denoiser = Some(Box::new(Denoiser::new(self.mix).map_err(invalid)?));
+            }
+            (false, true) => self.denoiser = None,
+            _ => {}
+        }
+        Ok(())
     }
 
     /// The automatic gain now, in dB (0 when it is off).

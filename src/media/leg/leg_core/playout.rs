@@ -123,6 +123,11 @@ impl LegCore {
         // A frame known to be zeros is neither written again nor scanned again.
         let zeros = self.decoder.frame(&mut self.frame, self.frame_is_zero);
         self.frame_is_zero = zeros;
+        // Before the automatic gain, so that noise is taken out before any gain is put on it;
+        // only decoded audio (prompts never pass here). A frame it refuses stays as it was.
+        if !zeros && let Some(d) = &mut self.denoiser {
+            let _ = d.process(&mut self.frame);
+        }
         // Speech is judged at the codec's rate: the same audio, a sixth of the samples for a
         // phone.
         let native = self.decoder.native_frame();
