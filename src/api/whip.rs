@@ -20,7 +20,7 @@ use super::error::ErrorBody;
 use super::extract::{Path, Query};
 use super::replies::{RoleName, TokenReply};
 use super::{ApiError, AppState, blocking};
-use crate::conference::limiter::{Lockout, Transport, caller_key};
+use crate::conference::limiter::{Credential, Lockout, Transport, caller_key};
 use crate::conference::{DisconnectReason, Gate, MAX_NAME, Role, clean_text};
 use crate::engine::Joiner;
 use crate::media::relay::relay_pair;
@@ -69,12 +69,17 @@ fn refused() -> ApiError {
 
 /// Who the bearer is: a token's claims, the passcode or leader PIN, or nobody. Every refusal
 /// is [`refused`] but an expired token's (its holder was given the meeting ID by the API).
+///
+/// `pin_allowed`: whether the leader PIN may be compared (not while the meeting is locked out
+/// for a caller who proved only the passcode). With the joiner comes the credential it proved,
+/// if it gave one that was compared and matched.
 fn admit(
     state: &AppState,
     cid: &str,
     headers: &HeaderMap,
     name: Option<String>,
-) -> Result<Joiner, ApiError> {
+    pin_allowed: bool,
+) -> Result<(Joiner, Option<Credential>), ApiError> {
     let admission = state.engine.admission(cid);
     let bearer = headers
         .get(header::AUTHORIZATION)
@@ -93,11 +98,12 @@ fn admit(
         return match (state.tokens.verify(b, cid, now), admission) {
             (Ok(c), Some(_)) => {
                 let name = clean_text(&c.name, MAX_NAME);
-                Ok(Joiner {
+                let joiner = Joiner {
                     role: c.role(),
                     uri: format!("webrtc:{name}"),
                     display_name: name,
-                })
+                };
+                Ok((joiner, None))
             }
             (Err(TokenError::Expired), Some(_)) => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -114,18 +120,22 @@ fn admit(
         return Err(refused());
     }
     let same = |a: &str, b: &str| super::same(a.as_bytes(), b.as_bytes());
-    let role = match (bearer, &admission.passcode, &admission.leader_pin) {
-        (Some(b), _, Some(pin)) if same(b, pin) => Role::Leader,
-        (Some(b), Some(code), _) if same(b, code) => Role::Attendee,
-        (None, None, _) => Role::Attendee,
+    let (role, proven) = match (bearer, &admission.passcode, &admission.leader_pin) {
+        (Some(b), _, Some(pin)) if pin_allowed && same(b, pin) => {
+            (Role::Leader, Some(Credential::LeaderPin))
+        }
+        (Some(b), Some(code), _) if same(b, code) => (Role::Attendee, Some(Credential::Passcode)),
+        // No passcode asked (and none given): nothing proven.
+        (None, None, _) => (Role::Attendee, None),
         _ => return Err(refused()),
     };
     let display_name = display(name);
-    Ok(Joiner {
+    let joiner = Joiner {
         uri: format!("webrtc:{display_name}"),
         display_name,
         role,
-    })
+    };
+    Ok((joiner, proven))
 }
 
 /// 429 with Retry-After for a client address or conference locked out by failures.
@@ -236,19 +246,29 @@ pub(super) async fn join(
             .lock()
             .map_err(|_| ApiError::internal("the failure limiter is unavailable"))?;
         let now = std::time::Instant::now();
-        if let Some(l) = limiter.locked(now, &caller, (!token).then_some(cid.as_str())) {
-            return Ok(locked_out(l));
-        }
-        match admit(&state, &cid, &headers, name) {
-            Ok(j) => {
-                // A passcode or leader PIN that matched (admit refuses any bearer that does
-                // not): this caller is known good for the meeting, past its later lockouts.
-                let credential = headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.starts_with("Bearer "));
-                if credential && !token {
-                    limiter.success(now, &caller, &cid);
+        // A meeting's lockout refuses entries uncompared, but for a caller who lately proved
+        // the credential: the PIN (then anything goes), or the passcode (then the PIN is not
+        // compared, so knowing the passcode buys no PIN guesses).
+        let pin_allowed = if token {
+            if let Some(l) = limiter.locked(now, &caller, None) {
+                return Ok(locked_out(l));
+            }
+            true
+        } else {
+            match limiter.locked_for(now, &caller, Some((&cid, Credential::LeaderPin))) {
+                None => true,
+                Some(l) => {
+                    if limiter.locked(now, &caller, Some(&cid)).is_some() {
+                        return Ok(locked_out(l));
+                    }
+                    false
+                }
+            }
+        };
+        match admit(&state, &cid, &headers, name, pin_allowed) {
+            Ok((j, proven)) => {
+                if let Some(proven) = proven {
+                    limiter.success(now, &caller, &cid, proven);
                 }
                 j
             }

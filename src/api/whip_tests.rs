@@ -263,3 +263,83 @@ async fn a_caller_who_knew_the_passcode_passes_the_meetings_lockout() {
     let wrong = whip_with(&state, "7070", known, Some("1111")).await;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// Knowing a meeting's passcode buys no leader-PIN guesses past its lockout, and joining
+/// without giving a credential (a PIN-only meeting, an empty bearer) proves nothing.
+#[tokio::test]
+async fn only_a_compared_credential_passes_the_lockout_and_only_for_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = HandshakeLimits {
+        total: 256,
+        per_conference: 64,
+        per_address: 256,
+    };
+    let state = state(dir.path(), webrtc(limits, Duration::from_millis(100)));
+    let both = crate::conference::Admission {
+        passcode: Some("4321".into()),
+        leader_pin: Some("9876".into()),
+        ..Default::default()
+    };
+    let pin_only = crate::conference::Admission {
+        leader_pin: Some("9876".into()),
+        ..Default::default()
+    };
+    for (cid, admission) in [("8080", both), ("9090", pin_only)] {
+        state
+            .engine
+            .create_conference_with(cid, Policy::default(), admission)
+            .unwrap();
+    }
+    let (attendee, leader, nobody) = ([10, 1, 0, 1], [10, 1, 0, 2], [10, 1, 0, 3]);
+    assert_eq!(
+        whip_with(&state, "8080", attendee, Some("4321"))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        whip_with(&state, "8080", leader, Some("9876"))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    // An empty bearer on a PIN-only meeting joins as an attendee, proving nothing.
+    assert_eq!(
+        whip_with(&state, "9090", nobody, Some("   "))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    for cid in ["8080", "9090"] {
+        for i in 0..50u8 {
+            let r = whip_with(&state, cid, [10, 2, cid.as_bytes()[0], i], Some("0000")).await;
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{cid} guess {i}");
+        }
+    }
+    assert_eq!(
+        whip_with(&state, "9090", nobody, Some("9876"))
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // The leader passes with its PIN; the attendee's PIN entry is not compared with the PIN
+    // (so even the right one is a failure), and that forgets its passcode proof.
+    assert_eq!(
+        whip_with(&state, "8080", leader, Some("9876"))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        whip_with(&state, "8080", attendee, Some("9876"))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        whip_with(&state, "8080", attendee, Some("4321"))
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}

@@ -16,7 +16,10 @@
 //!
 //! Callers who gave a meeting's correct credentials in the last [`KNOWN_GOOD_FOR`]
 //! ([`FailureLimiter::success`]) are not refused by that meeting's lockout (their own lockout
-//! still applies); a wrong entry of theirs for that meeting forgets it again. Attempts refused
+//! still applies) for that credential and weaker ones: one who gave the passcode passes it for
+//! the passcode, never for the leader PIN, and joining a meeting that asks for nothing (or a
+//! leader-PIN-only meeting as an attendee, by `#`) proves nothing. A wrong entry of theirs for
+//! that meeting forgets it again. Attempts refused
 //! because of a lockout are not failures (they learn nothing), so they neither extend nor
 //! escalate it.
 //!
@@ -30,7 +33,8 @@
 //!   an identity behind a trusted gateway) gets 10 guesses, then one per lockout of its own, or
 //!   10 again after its lockout and a 10 min pause: about 55 an hour. So with N callers:
 //!   at most min(55 N, 300) guesses in the first hour, min(55 N, 170) an hour after. A caller
-//!   known good gets one guess past a meeting lockout per success.
+//!   known good by the passcode gets one passcode guess past a meeting lockout per success
+//!   and none at the leader PIN.
 //! - Keeping a meeting locked: 50 failures after every lockout, 50 an hour at the very least,
 //!   with no 10 min gap between them; one caller gets at most 14 of them in before its own
 //!   lockouts outlast the window, so that is 4 or more callers an hour. And callers who gave
@@ -49,6 +53,17 @@ pub const MAX_KEYS: usize = 4096;
 /// adds one; when full, those older than [`KNOWN_GOOD_FOR`] are pruned, and if it is still full
 /// the one that succeeded least recently goes.
 pub const MAX_KNOWN_GOOD: usize = 4096;
+
+/// Known-good callers one meeting holds at most: past it, that meeting's least recent goes, so
+/// callers who can join one meeting cannot push out another meeting's.
+pub const MAX_KNOWN_GOOD_PER_CONFERENCE: usize = 256;
+
+/// A meeting's credential a caller gives (ordered: the leader PIN proves more).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Credential {
+    Passcode,
+    LeaderPin,
+}
 
 /// How long a caller who gave a meeting's credentials passes that meeting's lockout.
 pub const KNOWN_GOOD_FOR: Duration = Duration::from_secs(24 * 3600);
@@ -193,7 +208,7 @@ pub struct FailureLimiter {
     /// When each (caller key, meeting) last gave the meeting's correct credentials. Bound:
     /// [`MAX_KNOWN_GOOD`]; pruned [`KNOWN_GOOD_FOR`] after the success, least recent first
     /// when full, and on a wrong entry of that caller for that meeting.
-    known_good: HashMap<(String, String), Instant>,
+    known_good: HashMap<(String, String), (Instant, Credential)>,
     /// Shared with the metrics.
     pub counters: std::sync::Arc<LimitCounters>,
 }
@@ -300,41 +315,82 @@ impl FailureLimiter {
         self.settings
     }
 
-    /// Whether `caller` (or, when given, `conference`) is locked out now. A conference's
-    /// lockout does not refuse a caller who recently gave its credentials.
+    /// Whether `caller` (or, when given, its passcode for `conference`) is locked out now. A
+    /// conference's lockout does not refuse a caller who recently gave its credentials.
     pub fn locked(&self, now: Instant, caller: &str, conference: Option<&str>) -> Option<Lockout> {
+        self.locked_for(now, caller, conference.map(|c| (c, Credential::Passcode)))
+    }
+
+    /// Whether `caller` (or, when given, its entry of the credential for the conference) is
+    /// locked out now. A conference's lockout does not refuse a caller who recently gave that
+    /// credential or a stronger one.
+    pub fn locked_for(
+        &self,
+        now: Instant,
+        caller: &str,
+        attempt: Option<(&str, Credential)>,
+    ) -> Option<Lockout> {
         if let Some(d) = remaining(&self.callers, caller, now) {
             return Some(Lockout::Caller(d));
         }
-        let conference = conference.filter(|c| !self.known_good(now, caller, c))?;
+        let (conference, credential) = attempt?;
+        if self
+            .known_good(now, caller, conference)
+            .is_some_and(|proven| proven >= credential)
+        {
+            return None;
+        }
         remaining(&self.conferences, conference, now).map(Lockout::Conference)
     }
 
-    /// Whether `caller` gave `conference`'s correct credentials in the last [`KNOWN_GOOD_FOR`].
-    fn known_good(&self, now: Instant, caller: &str, conference: &str) -> bool {
+    /// The strongest credential `caller` gave for `conference` in the last [`KNOWN_GOOD_FOR`].
+    fn known_good(&self, now: Instant, caller: &str, conference: &str) -> Option<Credential> {
         self.known_good
             .get(&(caller.to_owned(), conference.to_owned()))
-            .is_some_and(|at| now.saturating_duration_since(*at) < KNOWN_GOOD_FOR)
+            .filter(|(at, _)| now.saturating_duration_since(*at) < KNOWN_GOOD_FOR)
+            .map(|(_, proven)| *proven)
     }
 
-    /// `caller` gave `conference`'s correct credentials (a passcode, leader PIN or join token):
-    /// that conference's lockouts do not refuse it for [`KNOWN_GOOD_FOR`].
-    pub fn success(&mut self, now: Instant, caller: &str, conference: &str) {
+    /// `caller` gave `conference`'s `proven` credential (compared and matched: never a join
+    /// that asked for none): that conference's lockouts do not refuse its entries of that
+    /// credential or weaker ones for [`KNOWN_GOOD_FOR`].
+    pub fn success(&mut self, now: Instant, caller: &str, conference: &str, proven: Credential) {
         let key = (caller.to_owned(), conference.to_owned());
-        if !self.known_good.contains_key(&key) && self.known_good.len() >= MAX_KNOWN_GOOD {
+        if let Some((at, had)) = self.known_good.get_mut(&key) {
+            *at = now;
+            *had = (*had).max(proven);
+            return;
+        }
+        // One meeting's callers push out only that meeting's least recent.
+        let mut mine = 0;
+        let mut oldest_mine: Option<(&(String, String), Instant)> = None;
+        for (k, (at, _)) in &self.known_good {
+            if k.1 == conference {
+                mine += 1;
+                if oldest_mine.is_none_or(|(_, o)| *at < o) {
+                    oldest_mine = Some((k, *at));
+                }
+            }
+        }
+        if mine >= MAX_KNOWN_GOOD_PER_CONFERENCE
+            && let Some(oldest) = oldest_mine.map(|(k, _)| k.clone())
+        {
+            self.known_good.remove(&oldest);
+        }
+        if self.known_good.len() >= MAX_KNOWN_GOOD {
             self.known_good
-                .retain(|_, at| now.saturating_duration_since(*at) < KNOWN_GOOD_FOR);
+                .retain(|_, (at, _)| now.saturating_duration_since(*at) < KNOWN_GOOD_FOR);
             if self.known_good.len() >= MAX_KNOWN_GOOD
                 && let Some(oldest) = self
                     .known_good
                     .iter()
-                    .min_by_key(|(_, at)| **at)
+                    .min_by_key(|(_, (at, _))| *at)
                     .map(|(k, _)| k.clone())
             {
                 self.known_good.remove(&oldest);
             }
         }
-        self.known_good.insert(key, now);
+        self.known_good.insert(key, (now, proven));
     }
 
     /// A failed attempt by `caller`, on `conference` when one was named.
@@ -372,7 +428,7 @@ impl FailureLimiter {
         self.conferences
             .retain(|_, e| !e.idle(now, conference.memory));
         self.known_good
-            .retain(|_, at| now.saturating_duration_since(*at) < KNOWN_GOOD_FOR);
+            .retain(|_, (at, _)| now.saturating_duration_since(*at) < KNOWN_GOOD_FOR);
     }
 
     /// Entries held (callers, conferences).

@@ -171,7 +171,7 @@ fn fifty_failures_lock_a_meeting_again_for_longer() {
 fn a_caller_who_knew_the_passcode_passes_the_meetings_lockout() {
     let t0 = Instant::now();
     let mut l = FailureLimiter::new(LimitSettings::default());
-    l.success(t0, "regular", "1234");
+    l.success(t0, "regular", "1234", Credential::Passcode);
     let t1 = t0 + Duration::from_secs(3600);
     fifty_failures(&mut l, t1, 0);
     assert!(meeting_locked(&l, t1));
@@ -187,14 +187,14 @@ fn a_caller_who_knew_the_passcode_passes_the_meetings_lockout() {
     assert!(l.locked(day, "regular", Some("1234")).is_some());
     // A wrong entry forgets it: a name that is known good gives one guess per success.
     let t2 = day + Duration::from_secs(3600);
-    l.success(t2, "regular", "1234");
+    l.success(t2, "regular", "1234", Credential::Passcode);
     fifty_failures(&mut l, t2, 2);
     assert_eq!(l.locked(t2, "regular", Some("1234")), None);
     l.failure(t2, Transport::Sip, "regular", Some("1234"));
     assert!(l.locked(t2, "regular", Some("1234")).is_some());
     // Its own lockout still holds.
     let t3 = t2 + Duration::from_secs(7200);
-    l.success(t3, "regular", "1234");
+    l.success(t3, "regular", "1234", Credential::Passcode);
     for _ in 0..10 {
         l.failure(t3, Transport::Sip, "regular", None);
     }
@@ -208,10 +208,10 @@ fn a_caller_who_knew_the_passcode_passes_the_meetings_lockout() {
 fn the_known_good_set_is_bounded() {
     let t0 = Instant::now();
     let mut l = FailureLimiter::new(LimitSettings::default());
-    l.success(t0, "early", "1234");
+    l.success(t0, "early", "1234", Credential::Passcode);
     for i in 0..3 * MAX_KNOWN_GOOD as u64 {
         let t = t0 + Duration::from_millis(i + 1);
-        l.success(t, &format!("caller{i}"), "1234");
+        l.success(t, &format!("caller{i}"), "1234", Credential::Passcode);
         assert!(l.known_good_len() <= MAX_KNOWN_GOOD);
     }
     let t = t0 + Duration::from_secs(200);
@@ -222,6 +222,49 @@ fn the_known_good_set_is_bounded() {
     assert_eq!(l.locked(t, &latest, Some("1234")), None);
     l.prune(t0 + KNOWN_GOOD_FOR + Duration::from_secs(200));
     assert_eq!(l.known_good_len(), 0);
+}
+
+/// Knowing the passcode is no licence to guess the leader PIN past the meeting's lockout; a
+/// caller who gave the PIN passes for both.
+#[test]
+fn a_passcode_known_caller_gets_no_leader_pin_guesses_past_the_lockout() {
+    let t0 = Instant::now();
+    let mut l = FailureLimiter::new(LimitSettings::default());
+    l.success(t0, "attendee", "1234", Credential::Passcode);
+    l.success(t0, "leader", "1234", Credential::LeaderPin);
+    fifty_failures(&mut l, t0, 0);
+    let try_pin = |l: &FailureLimiter, who: &str| {
+        l.locked_for(t0, who, Some(("1234", Credential::LeaderPin)))
+    };
+    assert_eq!(l.locked(t0, "attendee", Some("1234")), None);
+    assert!(matches!(
+        try_pin(&l, "attendee"),
+        Some(Lockout::Conference(_))
+    ));
+    assert_eq!(try_pin(&l, "leader"), None);
+    assert_eq!(l.locked(t0, "leader", Some("1234")), None);
+    // A later passcode entry does not take the leader's PIN proof away.
+    l.success(t0, "leader", "1234", Credential::Passcode);
+    assert_eq!(try_pin(&l, "leader"), None);
+}
+
+/// Callers who can join one meeting cannot push another meeting's known-good callers out.
+#[test]
+fn one_meetings_known_good_callers_cannot_evict_anothers() {
+    let t0 = Instant::now();
+    let mut l = FailureLimiter::new(LimitSettings::default());
+    l.success(t0, "member", "5678", Credential::Passcode);
+    for i in 0..MAX_KNOWN_GOOD as u64 {
+        let t = t0 + Duration::from_millis(i + 1);
+        l.success(t, &format!("flooder{i}"), "1234", Credential::Passcode);
+    }
+    assert!(l.known_good_len() <= MAX_KNOWN_GOOD_PER_CONFERENCE + 1);
+    let t = t0 + Duration::from_secs(10);
+    for i in 0..50 {
+        l.failure(t, Transport::Sip, &format!("guesser-{i}"), Some("5678"));
+    }
+    assert!(l.locked(t, "newcomer", Some("5678")).is_some());
+    assert_eq!(l.locked(t, "member", Some("5678")), None);
 }
 
 #[test]

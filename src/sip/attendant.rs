@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::prompts::Prompt;
+use crate::conference::limiter::Credential;
 use crate::conference::{Admission, Role};
 
 /// Settings of the attendant.
@@ -63,8 +64,9 @@ pub enum Outcome {
 pub trait Directory {
     /// Whether a meeting exists here and what it asks for.
     fn admission(&self, meeting: &str) -> Option<Arc<Admission>>;
-    /// Whether this caller, or its entries for `meeting` (when given), are refused now.
-    fn locked_out(&self, meeting: Option<&str>) -> bool;
+    /// Whether this caller, or its entries of a credential for a meeting (when given), are
+    /// refused now.
+    fn locked_out(&self, attempt: Option<(&str, Credential)>) -> bool;
 }
 
 /// A plain lookup is a directory that locks nobody out.
@@ -73,7 +75,7 @@ impl<F: Fn(&str) -> Option<Arc<Admission>>> Directory for F {
         self(meeting)
     }
 
-    fn locked_out(&self, _: Option<&str>) -> bool {
+    fn locked_out(&self, _: Option<(&str, Credential)>) -> bool {
         false
     }
 }
@@ -256,7 +258,7 @@ impl Attendant {
                 }
             }
             Step::Passcode { meeting, admission } => {
-                if directory.locked_out(Some(&meeting)) {
+                if directory.locked_out(Some((&meeting, Credential::Passcode))) {
                     self.step = Step::Passcode { meeting, admission };
                     return self.wrong(now, Prompt::Invalid, None);
                 }
@@ -276,7 +278,7 @@ impl Attendant {
                 }
             }
             Step::LeaderPin { meeting, admission } => {
-                if directory.locked_out(Some(&meeting)) {
+                if directory.locked_out(Some((&meeting, Credential::LeaderPin))) {
                     self.step = Step::LeaderPin { meeting, admission };
                     return self.wrong(now, Prompt::Invalid, None);
                 }
@@ -343,7 +345,7 @@ mod tests {
             directory(meeting)
         }
 
-        fn locked_out(&self, _: Option<&str>) -> bool {
+        fn locked_out(&self, _: Option<(&str, Credential)>) -> bool {
             true
         }
     }

@@ -12,8 +12,8 @@ use tracing::debug;
 use super::refusal::would_refuse;
 use super::{Caller, LOBBY, Shell};
 use crate::call::language_menu::{self, LanguageMenu, MenuOutcome};
-use crate::conference::limiter::{FailureLimiter, Transport};
-use crate::conference::{Admission, DisconnectReason, ParticipantId};
+use crate::conference::limiter::{Credential, FailureLimiter, Transport};
+use crate::conference::{Admission, DisconnectReason, ParticipantId, Role};
 use crate::engine::{Engine, Joiner};
 use crate::mixer::Control;
 use crate::sip::attendant::{Attendant, Directory, Outcome};
@@ -193,13 +193,20 @@ impl Shell {
                         continue;
                     }
                     // It gave the meeting's passcode or leader PIN: that meeting's lockout
-                    // (a stranger's guessing) no longer keeps it out. An open meeting proves
-                    // nothing and is not remembered.
-                    let proven = admission
-                        .as_ref()
-                        .is_some_and(|a| a.passcode.is_some() || a.leader_pin.is_some());
-                    if proven && let Ok(mut limiter) = self.limiter.lock() {
-                        limiter.success(Instant::now(), &caller.key, &meeting);
+                    // (a stranger's guessing) no longer keeps its entries of that credential
+                    // out. A leader keyed the PIN; an attendee keyed the passcode only if there
+                    // is one (an open meeting, or `#` where only a PIN is set, proves nothing).
+                    let proven = match role {
+                        Role::Leader => Some(Credential::LeaderPin),
+                        _ if admission.as_ref().is_some_and(|a| a.passcode.is_some()) => {
+                            Some(Credential::Passcode)
+                        }
+                        _ => None,
+                    };
+                    if let Some(proven) = proven
+                        && let Ok(mut limiter) = self.limiter.lock()
+                    {
+                        limiter.success(Instant::now(), &caller.key, &meeting, proven);
                     }
                     let joiner = Joiner {
                         display_name: caller.display_name.clone(),
@@ -280,9 +287,9 @@ impl Directory for ShellDirectory<'_> {
         }
     }
 
-    fn locked_out(&self, meeting: Option<&str>) -> bool {
+    fn locked_out(&self, attempt: Option<(&str, Credential)>) -> bool {
         // Without the limiter (a poisoned lock) nothing is let through unchecked.
         self.limiter
-            .is_none_or(|l| l.locked(self.now, self.caller, meeting).is_some())
+            .is_none_or(|l| l.locked_for(self.now, self.caller, attempt).is_some())
     }
 }

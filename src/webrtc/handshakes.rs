@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::conference::limiter::source_of;
+
 /// The caps (`[webrtc] max_handshakes`, `max_handshakes_per_conference`,
 /// `max_handshakes_per_address`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +52,7 @@ pub(crate) struct HandshakeKey {
 #[derive(Debug, Default)]
 pub(crate) struct Handshakes {
     total: usize,
+    /// By source: an IPv4 address, or an IPv6 /64 (one host may hold a whole /64).
     by_address: HashMap<IpAddr, usize>,
     /// Keys are meeting IDs from the WHIP URL (checked credentials first, but bounded
     /// regardless by the total cap, as above).
@@ -65,7 +68,8 @@ impl Handshakes {
         limits: HandshakeLimits,
     ) -> Result<(), HandshakeCap> {
         let count = |n: Option<&usize>| n.copied().unwrap_or(0);
-        if count(self.by_address.get(&key.client)) >= limits.per_address {
+        let source = source_of(key.client);
+        if count(self.by_address.get(&source)) >= limits.per_address {
             return Err(HandshakeCap::Address);
         }
         if count(self.by_conference.get(&key.cid)) >= limits.per_conference {
@@ -75,7 +79,7 @@ impl Handshakes {
             return Err(HandshakeCap::Total);
         }
         self.total += 1;
-        *self.by_address.entry(key.client).or_insert(0) += 1;
+        *self.by_address.entry(source).or_insert(0) += 1;
         *self.by_conference.entry(key.cid.clone()).or_insert(0) += 1;
         Ok(())
     }
@@ -83,12 +87,13 @@ impl Handshakes {
     /// Gives back a slot `take` gave `key`.
     pub(crate) fn give_back(&mut self, key: &HandshakeKey) {
         // A key unknown here was already given back: nothing is lowered twice.
-        let Some(n) = self.by_address.get_mut(&key.client) else {
+        let source = source_of(key.client);
+        let Some(n) = self.by_address.get_mut(&source) else {
             return;
         };
         *n = n.saturating_sub(1);
         if *n == 0 {
-            self.by_address.remove(&key.client);
+            self.by_address.remove(&source);
         }
         if let Some(n) = self.by_conference.get_mut(&key.cid) {
             *n = n.saturating_sub(1);
@@ -104,7 +109,10 @@ impl Handshakes {
     pub(crate) fn held(&self, client: IpAddr, cid: &str) -> (usize, usize, usize) {
         (
             self.total,
-            self.by_address.get(&client).copied().unwrap_or(0),
+            self.by_address
+                .get(&source_of(client))
+                .copied()
+                .unwrap_or(0),
             self.by_conference.get(cid).copied().unwrap_or(0),
         )
     }
@@ -180,6 +188,27 @@ mod tests {
         );
         t.give_back(&a);
         assert_eq!(t.take(&key([10, 0, 0, 9], "9999"), LIMITS), Ok(()));
+    }
+
+    /// One IPv6 host has a whole /64: its addresses share one per-address count.
+    #[test]
+    fn an_ipv6_64_counts_as_one_address() {
+        let mut t = Handshakes::default();
+        let host = |i: u16| HandshakeKey {
+            client: IpAddr::from([0x2001, 0xdb8, 0, 7, 0, 0, 0, i]),
+            cid: "1111".to_owned(),
+        };
+        assert_eq!(t.take(&host(1), LIMITS), Ok(()));
+        assert_eq!(t.take(&host(2), LIMITS), Ok(()));
+        assert_eq!(t.take(&host(3), LIMITS), Err(HandshakeCap::Address));
+        let elsewhere = HandshakeKey {
+            client: IpAddr::from([0x2001, 0xdb8, 0, 8, 0, 0, 0, 1]),
+            cid: "2222".to_owned(),
+        };
+        assert_eq!(t.take(&elsewhere, LIMITS), Ok(()));
+        t.give_back(&host(2));
+        assert_eq!(t.take(&host(4), LIMITS), Ok(()));
+        assert_eq!(t.entries(), (2, 2));
     }
 
     #[test]

@@ -131,6 +131,13 @@ impl Latch {
 
     /// An RTP packet from `from` was accepted: it is the peer.
     pub(crate) fn on_rtp(&mut self, now: Instant, from: SocketAddr, ssrc: u32) {
+        // A takeover to another host leaves the old host's RTCP source behind.
+        if self
+            .rtcp_latched
+            .is_some_and(|r| r.ip().to_canonical() != from.ip().to_canonical())
+        {
+            self.rtcp_latched = None;
+        }
         self.latched = Some(from);
         self.latched_ssrc = Some(ssrc);
         self.last_rx = Some(now);
@@ -164,9 +171,15 @@ impl Latch {
         self.rtcp_latched == Some(from) || self.takeover_ssrc_ok(sender_ssrc)
     }
 
-    /// RTCP from `from` on the RTCP port was accepted.
+    /// RTCP from `from` on the RTCP port was accepted. For a peer behind a NAT (any source
+    /// latched) it becomes the RTCP source only once RTP has latched and named the peer's
+    /// stream: before that, anyone behind the NAT (or anywhere) could take it and be sent our
+    /// reports while the peer's own were refused. A peer at its signalled host may report
+    /// first (a listen-only phone).
     pub(crate) fn on_rtcp_port(&mut self, from: SocketAddr) {
-        self.rtcp_latched = Some(from);
+        if self.latched.is_some() || !self.any_source {
+            self.rtcp_latched = Some(from);
+        }
     }
 }
 

@@ -214,3 +214,42 @@ fn a_stranger_behind_the_same_nat_cannot_keep_a_silent_leg_alive_with_rtcp() {
     assert_eq!(call.core.stats().rtcp_in, 1);
     assert_eq!(call.core.silent_for(call.now), Duration::ZERO);
 }
+
+/// Behind a NAT, a stranger on the NAT's address reports to the RTCP port before the peer's
+/// first RTP: that takes no RTCP latch, so once the peer talks its own reports are taken and
+/// ours never go to the stranger.
+#[test]
+fn rtcp_before_the_first_rtp_latches_nothing() {
+    let spec = LegSpec {
+        remote_rtcp: Some(addr("10.0.0.5:4001")),
+        latch_any_source: true,
+        ..LegSpec::new(Codec::Pcmu, addr("10.0.0.5:4000"))
+    };
+    let nat = "198.51.100.7:31000";
+    let mut call = call_with(spec, LegTimers::default(), TONE_HZ, 93, nat);
+    let stranger = addr("198.51.100.7:40001");
+    for _ in 0..5 {
+        call.core
+            .handle_rtcp_datagram(call.now, stranger, &receiver_report(666, vec![]));
+    }
+    call.run(Duration::from_secs(1));
+    assert_eq!(call.core.latched(), Some(addr(nat)));
+    let before = call.core.stats().rtcp_in;
+    call.core.handle_rtcp_datagram(
+        call.now,
+        addr("198.51.100.7:31001"),
+        &receiver_report(93, vec![]),
+    );
+    assert_eq!(
+        call.core.stats().rtcp_in,
+        before + 1,
+        "the peer's report refused"
+    );
+    call.run(Duration::from_secs(12));
+    assert!(!call.rtcp_sent_to.is_empty());
+    assert!(
+        call.rtcp_sent_to.iter().all(|&(to, _)| to != stranger),
+        "our reports went to the stranger: {:?}",
+        call.rtcp_sent_to
+    );
+}
