@@ -4,6 +4,7 @@
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 
+use confab_dsp::denoise::Denoiser;
 use confab_dsp::dtmf::DtmfDetector;
 use confab_dsp::g711::Law;
 use confab_dsp::mix::{Gain, Mixer, top_talkers};
@@ -158,5 +159,25 @@ fn detection(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codecs, resampling, mixing, detection);
+/// RNNoise on one leg's 20 ms (two of its 10 ms frames; at 8 kHz with the resampling to 48 kHz
+/// and back).
+fn denoising(c: &mut Criterion) {
+    let mut g = c.benchmark_group("denoise_20ms");
+    for rate in [Rate::Hz8000, Rate::Hz48000] {
+        let frame = voice(rate.hz());
+        let mut work = frame.clone();
+        let Ok(mut d) = Denoiser::new(rate) else {
+            continue;
+        };
+        g.bench_function(format!("rnnoise_{}k", rate.hz() / 1000), |b| {
+            b.iter(|| {
+                work.copy_from_slice(&frame);
+                d.process(black_box(&mut work))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, codecs, resampling, mixing, detection, denoising);
 criterion_main!(benches);
