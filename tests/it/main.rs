@@ -36,6 +36,7 @@ mod metrics_labels;
 mod mixer_alloc;
 mod netns_latch;
 mod netns_nat;
+mod noise_suppression_api;
 mod quickstart;
 mod realtime;
 mod sip_attendant;
