@@ -25,19 +25,33 @@ pub struct Server {
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A port free for both TCP and UDP just now (SIP listens on both; a port free for TCP may be
+/// some other process's UDP socket).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    for _ in 0..100 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP in 100 tries");
 }
 
 impl Server {
-    /// Starts `confab serve` with its data in `data` and extra arguments.
+    /// Starts `confab serve` with its data in `data` and extra arguments. A port picked free
+    /// can be taken by another process before the bridge binds it: a start that fails to
+    /// listen is tried again (three times at most) on fresh SIP and API ports.
     pub fn start(data: &Path, token: Option<&str>, extra: &[&str]) -> Server {
-        let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        Server::start_on(data, token, sip, extra)
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            match Server::try_start_on(data, token, sip, extra) {
+                Ok(server) => return server,
+                Err(lines) => seen = lines,
+            }
+        }
+        panic!("confab did not start; its last words:\n{}", seen.join("\n"));
     }
 
     /// The same with SIP on `sip` (a node restarted where a proxy expects it). A port picked
