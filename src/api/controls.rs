@@ -125,12 +125,7 @@ pub(super) async fn role(
         RoleName::Leader => Role::Leader,
         RoleName::Attendee => Role::Attendee,
     };
-    blocking(move || {
-        present(&state, &cid, id)?;
-        state.engine.control(&cid, Control::SetRole(id, role))?;
-        reply(&state, &cid, id)
-    })
-    .await
+    control_and_reply(state, cid, id, vec![Control::SetRole(id, role)]).await
 }
 
 /// New gains (dB, -30 to +12; 0 leaves the audio as it is). At least one.
@@ -184,17 +179,10 @@ pub(super) async fn gains(
     if input.is_none() && output.is_none() {
         return Err(ApiError::invalid("give input_db, output_db or both"));
     }
-    blocking(move || {
-        present(&state, &cid, id)?;
-        if let Some(g) = input {
-            state.engine.control(&cid, Control::TalkGain(id, g))?;
-        }
-        if let Some(g) = output {
-            state.engine.control(&cid, Control::ListenGain(id, g))?;
-        }
-        reply(&state, &cid, id)
-    })
-    .await
+    let controls = (input.map(|g| Control::TalkGain(id, g)).into_iter())
+        .chain(output.map(|g| Control::ListenGain(id, g)))
+        .collect();
+    control_and_reply(state, cid, id, controls).await
 }
 
 /// Noise suppression of one participant's audio.
@@ -225,11 +213,23 @@ pub(super) async fn noise_suppression(
 ) -> Result<Json<ParticipantReply>, ApiError> {
     meeting_id(&cid)?;
     let id = participant_id(&pid)?;
+    let control = Control::NoiseSuppression(id, new.enabled);
+    control_and_reply(state, cid, id, vec![control]).await
+}
+
+/// Applies `controls`, in order, to participant `id` if it is still present, and answers with
+/// the participant as it is then.
+async fn control_and_reply(
+    state: AppState,
+    cid: String,
+    id: ParticipantId,
+    controls: Vec<Control>,
+) -> Result<Json<ParticipantReply>, ApiError> {
     blocking(move || {
         present(&state, &cid, id)?;
-        state
-            .engine
-            .control(&cid, Control::NoiseSuppression(id, new.enabled))?;
+        for control in controls {
+            state.engine.control(&cid, control)?;
+        }
         reply(&state, &cid, id)
     })
     .await

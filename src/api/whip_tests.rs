@@ -55,6 +55,18 @@ fn webrtc(limits: HandshakeLimits, restart_wait: Duration) -> Arc<WebRtc> {
     .unwrap()
 }
 
+/// Handshake caps: 256 in all and per address, 64 per meeting (the default per meeting).
+const ROOMY: HandshakeLimits = HandshakeLimits {
+    total: 256,
+    per_conference: 64,
+    per_address: 256,
+};
+
+/// The status of a WHIP join from `client` with `bearer`.
+async fn status(state: &AppState, cid: &str, client: [u8; 4], bearer: Option<&str>) -> StatusCode {
+    whip_with(state, cid, client, bearer).await.status()
+}
+
 /// POSTs Chromium's offer to `cid`'s WHIP endpoint from `client`.
 async fn whip(state: &AppState, cid: &str, client: [u8; 4]) -> Response {
     whip_with(state, cid, client, None).await
@@ -95,11 +107,7 @@ fn session_of(r: &Response) -> String {
 #[tokio::test]
 async fn the_65th_handshake_on_one_meeting_is_429_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
-    let limits = HandshakeLimits {
-        total: 256,
-        per_conference: 64,
-        per_address: 256,
-    };
+    let limits = ROOMY;
     let state = state(dir.path(), webrtc(limits, Duration::from_millis(100)));
     for cid in ["5050", "6060"] {
         state
@@ -228,17 +236,7 @@ async fn a_dead_driver_ends_its_participants_and_is_not_ready_until_restarted() 
 #[tokio::test]
 async fn a_caller_who_knew_the_passcode_passes_the_meetings_lockout() {
     let dir = tempfile::tempdir().unwrap();
-    let state = state(
-        dir.path(),
-        webrtc(
-            HandshakeLimits {
-                total: 256,
-                per_conference: 64,
-                per_address: 256,
-            },
-            Duration::from_millis(100),
-        ),
-    );
+    let state = state(dir.path(), webrtc(ROOMY, Duration::from_millis(100)));
     let admission = crate::conference::Admission {
         passcode: Some("4321".into()),
         ..Default::default()
@@ -269,11 +267,7 @@ async fn a_caller_who_knew_the_passcode_passes_the_meetings_lockout() {
 #[tokio::test]
 async fn only_a_compared_credential_passes_the_lockout_and_only_for_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let limits = HandshakeLimits {
-        total: 256,
-        per_conference: 64,
-        per_address: 256,
-    };
+    let limits = ROOMY;
     let state = state(dir.path(), webrtc(limits, Duration::from_millis(100)));
     let both = crate::conference::Admission {
         passcode: Some("4321".into()),
@@ -292,22 +286,16 @@ async fn only_a_compared_credential_passes_the_lockout_and_only_for_itself() {
     }
     let (attendee, leader, nobody) = ([10, 1, 0, 1], [10, 1, 0, 2], [10, 1, 0, 3]);
     assert_eq!(
-        whip_with(&state, "8080", attendee, Some("4321"))
-            .await
-            .status(),
+        status(&state, "8080", attendee, Some("4321")).await,
         StatusCode::CREATED
     );
     assert_eq!(
-        whip_with(&state, "8080", leader, Some("9876"))
-            .await
-            .status(),
+        status(&state, "8080", leader, Some("9876")).await,
         StatusCode::CREATED
     );
     // An empty bearer on a PIN-only meeting joins as an attendee, proving nothing.
     assert_eq!(
-        whip_with(&state, "9090", nobody, Some("   "))
-            .await
-            .status(),
+        status(&state, "9090", nobody, Some("   ")).await,
         StatusCode::CREATED
     );
     for cid in ["8080", "9090"] {
@@ -317,29 +305,21 @@ async fn only_a_compared_credential_passes_the_lockout_and_only_for_itself() {
         }
     }
     assert_eq!(
-        whip_with(&state, "9090", nobody, Some("9876"))
-            .await
-            .status(),
+        status(&state, "9090", nobody, Some("9876")).await,
         StatusCode::TOO_MANY_REQUESTS
     );
     // The leader passes with its PIN; the attendee's PIN entry is not compared with the PIN
     // (so even the right one is a failure), and that forgets its passcode proof.
     assert_eq!(
-        whip_with(&state, "8080", leader, Some("9876"))
-            .await
-            .status(),
+        status(&state, "8080", leader, Some("9876")).await,
         StatusCode::CREATED
     );
     assert_eq!(
-        whip_with(&state, "8080", attendee, Some("9876"))
-            .await
-            .status(),
+        status(&state, "8080", attendee, Some("9876")).await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        whip_with(&state, "8080", attendee, Some("4321"))
-            .await
-            .status(),
+        status(&state, "8080", attendee, Some("4321")).await,
         StatusCode::TOO_MANY_REQUESTS
     );
 }

@@ -2,9 +2,13 @@
 //! end as `internal-error` (events and records say so), the thread goes on mixing every other
 //! conference, and the meeting can be joined again.
 
+use super::command::Reply;
+use super::conference::ConferenceCounters;
 use super::*;
 use crate::conference::{DisconnectReason, Event, Role, State};
+use crate::conference::{Joining, ParticipantId, Policy};
 use crate::media::codec::Codec;
+use crate::media::leg::RtpLeg;
 use crate::media::leg::{LegSpec, LegTimers, RELAY_SOURCE};
 use crate::media::relay::{RelayPacket, RelayPeer, relay_pair};
 use crate::store::RecordEvent;

@@ -4,6 +4,7 @@
 //! control stream, which does not drop (see `control_events`). No lock is held across a tick. Each has a
 //! helper thread that takes half of a large conference's per-leg work (see `helper`).
 
+mod command;
 pub mod conference;
 pub(crate) mod control_events;
 pub mod helper;
@@ -23,140 +24,14 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use conference::{ConferenceCounters, ConferenceEvent, ConferenceId, ConferenceMedia};
-
-use crate::conference::{JoinError, Joining, Participant, ParticipantId, Policy};
-use crate::media::leg::{LegStats, RtpLeg};
+use conference::{ConferenceEvent, ConferenceId, ConferenceMedia};
 
 /// The tick period.
 pub const TICK: Duration = Duration::from_millis(20);
 /// Commands handled per tick at most.
 const MAX_COMMANDS_PER_TICK: usize = 64;
 
-/// Something to change in a conference.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Control {
-    Mute(ParticipantId, bool),
-    Deaf(ParticipantId, bool),
-    Hold(ParticipantId, bool),
-    /// The participant used a keypad control (its name), done or refused: an event.
-    Keyed(ParticipantId, &'static str, bool),
-    /// How loud the participant hears the conference.
-    ListenGain(ParticipantId, confab_dsp::mix::Gain),
-    /// How loud the others hear the participant (its frame enters the mix at this gain).
-    TalkGain(ParticipantId, confab_dsp::mix::Gain),
-    /// Noise suppression of the participant's audio on or off.
-    NoiseSuppression(ParticipantId, bool),
-    /// Makes the participant a leader or an attendee.
-    SetRole(ParticipantId, crate::conference::Role),
-    /// The last SIP status of the participant's call.
-    SipStatus(ParticipantId, u16),
-    Eject(ParticipantId),
-    Hangup(ParticipantId),
-    /// Disconnect with a reason of the caller's choosing.
-    Remove(ParticipantId, crate::conference::DisconnectReason),
-    MuteAll,
-    Lock(bool),
-    /// New limits: participants, waiting for the leader (the lock is `Lock`).
-    Limits {
-        max_participants: usize,
-        wait_for_leader: bool,
-    },
-    /// What the conference plays when someone enters or leaves the mix.
-    EntryExit(crate::conference::roster::EntryExit),
-    End,
-}
-
-/// What can be done to a leg from outside.
-pub enum LegOp {
-    /// Play a prompt (48 kHz) instead of the mix; `None` stops it.
-    Play(Option<Arc<[i16]>>),
-    /// In-band DTMF detection on or off.
-    DetectDtmf(bool),
-    /// Take the leg out of the conference (answered with the leg).
-    Take,
-    /// New settings from signalling (codec change, an offerless call's answer).
-    Respec(crate::media::leg::LegSpec),
-}
-
-/// Why a command failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CommandError {
-    #[error("no such conference")]
-    NoConference,
-    #[error("conference exists already")]
-    ConferenceExists,
-    #[error("no such participant")]
-    NoParticipant,
-    #[error(transparent)]
-    Join(#[from] JoinError),
-}
-
-type Reply<T> = SyncSender<Result<T, CommandError>>;
-
-/// A request to a mixer thread.
-pub enum Command {
-    CreateConference {
-        id: ConferenceId,
-        policy: Policy,
-        max_talkers: usize,
-        media_timeout: Duration,
-        reply: Reply<Arc<ConferenceCounters>>,
-    },
-    AddLeg {
-        conference: ConferenceId,
-        joining: Joining,
-        leg: Box<RtpLeg>,
-        reply: Reply<()>,
-    },
-    /// A dial-out: the participant is `inviting`, with no leg yet.
-    Invite {
-        conference: ConferenceId,
-        joining: Joining,
-        reply: Reply<()>,
-    },
-    /// A dial-out was answered: its leg joins the mix (`connecting`, then `connected`).
-    Answered {
-        conference: ConferenceId,
-        leg: Box<RtpLeg>,
-        reply: Reply<()>,
-    },
-    Control {
-        conference: ConferenceId,
-        control: Control,
-        reply: Reply<()>,
-    },
-    Roster {
-        conference: ConferenceId,
-        reply: Reply<Vec<Participant>>,
-    },
-    /// Who may join now (locked, limits).
-    Policy {
-        conference: ConferenceId,
-        reply: Reply<Policy>,
-    },
-    RosterWithMedia {
-        conference: ConferenceId,
-        reply: Reply<Vec<(Participant, Option<LegStats>)>>,
-    },
-    LegStats {
-        conference: ConferenceId,
-        participant: ParticipantId,
-        reply: Reply<LegStats>,
-    },
-    /// Something done to one leg.
-    Leg {
-        conference: ConferenceId,
-        participant: ParticipantId,
-        op: LegOp,
-        reply: Reply<Option<Box<RtpLeg>>>,
-    },
-    /// The thread's figures for the metrics.
-    Metrics {
-        reply: Reply<stats::MixerSnapshot>,
-    },
-    Shutdown,
-}
+pub use command::{Command, CommandError, Control, LegOp};
 
 /// Counters of one mixer thread.
 #[derive(Debug, Default)]

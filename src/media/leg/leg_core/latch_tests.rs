@@ -170,19 +170,28 @@ fn a_strangers_rtcp_takes_neither_the_rtcp_latch_nor_the_reports() {
     assert!(s.dropped_foreign_source >= 20, "{s:?}");
 }
 
+/// The NAT's public address the phone of [`behind_a_nat`] sends from.
+const NAT: &str = "198.51.100.7:31000";
+
+/// A call whose phone offered a private address (RTP and RTCP on separate ports) and sends
+/// from [`NAT`] with SSRC 93: the first source is latched.
+fn behind_a_nat() -> Call {
+    let spec = LegSpec {
+        remote_rtcp: Some(addr("10.0.0.5:4001")),
+        latch_any_source: true,
+        ..LegSpec::new(Codec::Pcmu, addr("10.0.0.5:4000"))
+    };
+    call_with(spec, LegTimers::default(), TONE_HZ, 93, NAT)
+}
+
 /// Behind a NAT (a private address offered: the first source is latched), a stranger sharing
 /// the NAT's public address reports to the RTCP port from another port of it, with a stream of
 /// its own, while the peer is silent: its reports neither keep the leg alive nor take our
 /// reports. The peer's own report from a new binding (its SSRC) still does.
 #[test]
 fn a_stranger_behind_the_same_nat_cannot_keep_a_silent_leg_alive_with_rtcp() {
-    let spec = LegSpec {
-        remote_rtcp: Some(addr("10.0.0.5:4001")),
-        latch_any_source: true,
-        ..LegSpec::new(Codec::Pcmu, addr("10.0.0.5:4000"))
-    };
-    let nat = "198.51.100.7:31000";
-    let mut call = call_with(spec, LegTimers::default(), TONE_HZ, 93, nat);
+    let mut call = behind_a_nat();
+    let nat = NAT;
     call.run(Duration::from_secs(1));
     assert_eq!(call.core.latched(), Some(addr(nat)));
     call.phone.sending = false;
@@ -220,13 +229,8 @@ fn a_stranger_behind_the_same_nat_cannot_keep_a_silent_leg_alive_with_rtcp() {
 /// ours never go to the stranger.
 #[test]
 fn rtcp_before_the_first_rtp_latches_nothing() {
-    let spec = LegSpec {
-        remote_rtcp: Some(addr("10.0.0.5:4001")),
-        latch_any_source: true,
-        ..LegSpec::new(Codec::Pcmu, addr("10.0.0.5:4000"))
-    };
-    let nat = "198.51.100.7:31000";
-    let mut call = call_with(spec, LegTimers::default(), TONE_HZ, 93, nat);
+    let mut call = behind_a_nat();
+    let nat = NAT;
     let stranger = addr("198.51.100.7:40001");
     for _ in 0..5 {
         call.core
