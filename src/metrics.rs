@@ -395,6 +395,7 @@ pub fn render(
     // load, whether all run at real-time priority.
     let (mut late, mut load) = (0u64, 0.0f64);
     let mut control_dropped = 0u64;
+    let mut demotions = 0u64;
     let realtime = !counters.is_empty()
         && counters
             .iter()
@@ -405,6 +406,7 @@ pub fn render(
             .control_events_dropped
             .load(std::sync::atomic::Ordering::Relaxed);
         load = load.max(c.load_ratio());
+        demotions += c.demotions.load(std::sync::atomic::Ordering::Relaxed);
     }
     registry.register(
         "confab_mixer_tick_duration_seconds",
@@ -427,6 +429,12 @@ pub fn render(
         "1 when every mixer thread and its helper run under real-time scheduling (SCHED_RR), \
          0 when any runs under normal scheduling",
         realtime_gauge,
+    );
+    registry.register(
+        "confab_mixer_realtime_demotions",
+        "Times a mixer thread gave real-time scheduling back because it was overloaded \
+         (smoothed load above 0.9; taken again after 30 s below 0.6)",
+        counter(demotions),
     );
     registry.register(
         "confab_mixer_late_ticks",

@@ -6,8 +6,8 @@
 //! steps on the `Rtc` alone. Binding requests are built with fuzzed fields and signed with our
 //! answer's ICE password (MESSAGE-INTEGRITY) and a FINGERPRINT, so that the fuzzer gets past
 //! str0m's checks into ICE and DTLS; raw datagrams go in as they are. A new `Rtc` per input
-//! keeps runs repeatable (its DTLS certificate makes this target slow). Every input starts
-//! with a browser's first connectivity check, which must be answered.
+//! keeps runs repeatable; its DTLS certificate is made once, as the bridge makes one a day.
+//! Every input starts with a browser's first connectivity check, which must be answered.
 //! Properties: no panic; the reader finds our ufrag in every request signed for us; a
 //! well-formed request that names us elicits a response.
 #![no_main]
@@ -17,7 +17,8 @@ use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
-use confab::webrtc::{offer, stun};
+use confab::webrtc::{DtlsCerts, offer, stun};
+use str0m::config::DtlsCert;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use str0m::net::{Protocol, Receive};
@@ -70,6 +71,16 @@ enum Integrity {
     Right,
     Wrong([u8; 20]),
     Missing,
+}
+
+/// One DTLS certificate for every input, as the bridge makes one for every offer of a day.
+fn cert() -> DtlsCert {
+    static CERT: OnceLock<DtlsCerts> = OnceLock::new();
+    let certs = CERT.get_or_init(|| match DtlsCerts::new(base()) {
+        Some(c) => c,
+        None => panic!("no DTLS certificate"),
+    });
+    certs.for_offer(base())
 }
 
 fn base() -> Instant {
@@ -162,7 +173,7 @@ fuzz_target!(|ops: Vec<Op>| {
     CRYPTO.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
     let local = SocketAddr::from(([192, 0, 2, 10], 40_000));
     let mut now = base();
-    let Ok(mut accepted) = offer::accept(OFFER, local, now) else {
+    let Ok(mut accepted) = offer::accept(OFFER, local, now, cert()) else {
         panic!("the Chromium offer was refused");
     };
     let (Some(ours), Some(password)) = (

@@ -11,9 +11,20 @@ use std::sync::{Once, OnceLock};
 use std::time::Instant;
 
 use confab::media::codec::Codec;
-use confab::webrtc::offer;
+use confab::webrtc::{DtlsCerts, offer};
+use str0m::config::DtlsCert;
 use libfuzzer_sys::fuzz_target;
 use str0m::change::SdpAnswer;
+
+/// One DTLS certificate for every input, as the bridge makes one for every offer of a day.
+fn cert() -> DtlsCert {
+    static CERT: OnceLock<DtlsCerts> = OnceLock::new();
+    let certs = CERT.get_or_init(|| match DtlsCerts::new(base()) {
+        Some(c) => c,
+        None => panic!("no DTLS certificate"),
+    });
+    certs.for_offer(base())
+}
 
 fn base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
@@ -27,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let candidate = SocketAddr::from(([192, 0, 2, 10], 40_000));
-    let Ok(accepted) = offer::accept(text, candidate, base()) else {
+    let Ok(accepted) = offer::accept(text, candidate, base(), cert()) else {
         return;
     };
     assert!(matches!(

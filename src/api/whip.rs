@@ -294,16 +294,19 @@ pub(super) async fn join(
         Err(e) => return Ok(too_many_handshakes(&e)),
     };
     let candidate = webrtc.candidate(client);
+    let cert = webrtc.dtls_cert();
     let accepted = blocking(move || {
-        offer::accept(&offer_text, candidate, std::time::Instant::now()).map_err(|e| match e {
-            OfferError::Malformed(_) => ApiError::bad_request(e.to_string()),
-            OfferError::NoAudio | OfferError::NoCodec => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unprocessable",
-                e.to_string(),
-            ),
-            OfferError::Internal(_) => ApiError::internal(e.to_string()),
-        })
+        offer::accept(&offer_text, candidate, std::time::Instant::now(), cert).map_err(
+            |e| match e {
+                OfferError::Malformed(_) => ApiError::bad_request(e.to_string()),
+                OfferError::NoAudio | OfferError::NoCodec => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unprocessable",
+                    e.to_string(),
+                ),
+                OfferError::Internal(_) => ApiError::internal(e.to_string()),
+            },
+        )
     })
     .await?;
     let (port, peer) = relay_pair(webrtc.doorbell());

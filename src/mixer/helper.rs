@@ -15,6 +15,7 @@
 //! follows the cores, never the legs.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -141,6 +142,9 @@ pub struct LegHelper {
     outstanding: bool,
     /// How its thread is scheduled (it asks as its mixer thread does).
     scheduling: super::realtime::Scheduling,
+    /// Whether its mixer thread wants it under real-time scheduling now (see
+    /// `realtime::Overload`); it follows before its next job.
+    realtime_wanted: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for LegHelper {
@@ -158,14 +162,30 @@ impl LegHelper {
         let (done_tx, done) = std::sync::mpsc::sync_channel::<Done>(1);
         let (asked_tx, asked) = std::sync::mpsc::sync_channel(1);
         let policy = super::realtime::policy();
+        let realtime_wanted = Arc::new(AtomicBool::new(true));
+        let wanted = realtime_wanted.clone();
         let thread = std::thread::Builder::new()
             .name(format!("confab-mixer-{index}-helper"))
             .spawn(move || {
-                let _ = asked_tx.send(super::realtime::ask(
-                    policy,
-                    super::realtime::request_current_thread,
-                ));
+                let asked = super::realtime::ask(policy, super::realtime::request_current_thread);
+                let started_realtime = asked.is_realtime();
+                let mut realtime = started_realtime;
+                let _ = asked_tx.send(asked);
                 while let Ok(job) = job_rx.recv() {
+                    // Only a thread that got real-time scheduling gives it back or takes it
+                    // again; a failure is logged once per change and not retried.
+                    let want = wanted.load(Ordering::Relaxed);
+                    if started_realtime && realtime != want {
+                        let changed = if want {
+                            super::realtime::request_current_thread()
+                        } else {
+                            super::realtime::normal_current_thread()
+                        };
+                        if let Err(e) = changed {
+                            tracing::warn!(mixer = index, error = %e, "mixer helper: scheduling not changed");
+                        }
+                        realtime = want;
+                    }
                     let Job {
                         phase,
                         mut legs,
@@ -204,7 +224,14 @@ impl LegHelper {
             lost: false,
             outstanding: false,
             scheduling,
+            realtime_wanted,
         })
+    }
+
+    /// Asks the helper to run under real-time scheduling, or not, from its next job on (it
+    /// must have got it at its start for this to matter).
+    pub(crate) fn set_realtime(&self, on: bool) {
+        self.realtime_wanted.store(on, Ordering::Relaxed);
     }
 
     /// How the helper's thread is scheduled.

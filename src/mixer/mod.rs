@@ -51,6 +51,8 @@ pub struct MixerCounters {
     pub start_delay: stats::StartDelayHistogram,
     /// The thread and its helper run under real-time scheduling.
     pub realtime: AtomicBool,
+    /// Times the thread gave real-time scheduling back because it was overloaded.
+    pub demotions: AtomicU64,
     /// Work time over tick period, smoothed over about a second (f64 bits).
     pub load_ratio_bits: AtomicU64,
     /// Panics contained: a conference's tick or a command's handling (each a bug).
@@ -181,6 +183,8 @@ fn run(
     if refused {
         return;
     }
+    // Only a thread that got real-time scheduling has it to give back.
+    let mut overload = scheduling.is_realtime().then(realtime::Overload::default);
     let mut deadline = Instant::now() + TICK;
     loop {
         // The deadline this tick was due at (the first is due now).
@@ -240,6 +244,9 @@ fn run(
         counters
             .load_ratio_bits
             .store(load.to_bits(), Ordering::Relaxed);
+        if let Some(shift) = overload.as_mut().and_then(|o| o.after_tick(end, load)) {
+            realtime::shift(index, shift, load, helper.as_ref(), &counters);
+        }
 
         // Absolute deadlines: no drift. After a stall, skip the missed ticks (counted).
         if end > deadline + TICK {

@@ -4,7 +4,10 @@
 //! bridge's threads) can start it milliseconds late, which the talkers hear as a late packet.
 //! SCHED_RR at a modest priority puts the mixer threads ahead of ordinary work and behind the
 //! kernel's own real-time threads. It is safe only because a mixer thread never spins: it sleeps
-//! to absolute deadlines and does bounded work per tick; the helper blocks on its channel.
+//! to absolute deadlines and does bounded work per tick; the helper blocks on its channel. A
+//! thread with more work than a core can do would spin, though, and starve the SIP, API and
+//! WebRTC threads (nobody could eject or end a call to relieve it): [`Overload`] hands real-time
+//! scheduling back while the thread is overloaded and takes it again once it has been calm.
 //!
 //! The policy is process-wide, set once by `serve` before the engine starts. Unset (the library
 //! used by tests, benchmarks, the load generator) it is `off`, so no thread of theirs runs at
@@ -107,6 +110,112 @@ pub(crate) fn request_current_thread() -> Result<(), String> {
         Error::OS(code) => std::io::Error::from_raw_os_error(code).to_string(),
         other => other.to_string(),
     })
+}
+
+/// Asks the kernel to run the calling thread under normal scheduling (SCHED_OTHER, nice 0).
+pub(crate) fn normal_current_thread() -> Result<(), String> {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Os(Default::default()),
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Above this smoothed load (work over the tick period, over about a second) a real-time
+/// mixer thread is about to have no idle time left: it gives real-time scheduling back.
+pub const DEMOTE_ABOVE: f64 = 0.9;
+/// It takes it again once the load has stayed below this for [`CALM_FOR`].
+pub const PROMOTE_BELOW: f64 = 0.6;
+pub const CALM_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A change of scheduling an overloaded (or calm again) mixer thread makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shift {
+    Demote,
+    Promote,
+}
+
+/// When a real-time mixer thread gives its priority back and takes it again (sans-I/O: fed
+/// each tick's smoothed load and the time).
+#[derive(Debug, Default)]
+pub(crate) struct Overload {
+    demoted: bool,
+    /// Since when the load has been below [`PROMOTE_BELOW`] while demoted.
+    calm_since: Option<std::time::Instant>,
+}
+
+impl Overload {
+    #[cfg(test)]
+    pub(crate) fn demoted(&self) -> bool {
+        self.demoted
+    }
+
+    /// After a tick: the change to make, if any.
+    pub(crate) fn after_tick(&mut self, now: std::time::Instant, load: f64) -> Option<Shift> {
+        if !self.demoted {
+            if load > DEMOTE_ABOVE {
+                self.demoted = true;
+                self.calm_since = None;
+                return Some(Shift::Demote);
+            }
+            return None;
+        }
+        if load >= PROMOTE_BELOW {
+            self.calm_since = None;
+            return None;
+        }
+        let since = *self.calm_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= CALM_FOR {
+            self.demoted = false;
+            self.calm_since = None;
+            return Some(Shift::Promote);
+        }
+        None
+    }
+}
+
+/// Gives real-time scheduling back (overloaded: a spinning real-time thread would starve
+/// signalling and the API) or takes it again, for the thread and its helper.
+pub(crate) fn shift(
+    index: usize,
+    shift: Shift,
+    load: f64,
+    helper: Option<&super::helper::LegHelper>,
+    counters: &super::MixerCounters,
+) {
+    let on = shift == Shift::Promote;
+    let changed = if on {
+        request_current_thread()
+    } else {
+        normal_current_thread()
+    };
+    if let Some(h) = helper {
+        h.set_realtime(on);
+    }
+    if !on {
+        counters
+            .demotions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    counters
+        .realtime
+        .store(on, std::sync::atomic::Ordering::Relaxed);
+    match (changed, on) {
+        (Err(e), _) => {
+            tracing::warn!(mixer = index, error = %e, ?shift, "mixer scheduling not changed")
+        }
+        (Ok(()), false) => tracing::warn!(
+            mixer = index,
+            load,
+            "mixer thread overloaded: real-time scheduling given back until it is calm"
+        ),
+        (Ok(()), true) => tracing::info!(mixer = index, "mixer thread calm: real-time again"),
+    }
 }
 
 /// The process's policy: `off` until set.

@@ -110,3 +110,87 @@ fn the_request_gives_sched_rr_at_the_priority_or_says_why_not() {
         }
     }
 }
+
+#[test]
+fn an_overloaded_thread_gives_real_time_back_and_takes_it_after_calm() {
+    use std::time::{Duration, Instant};
+    let t0 = Instant::now();
+    let tick = Duration::from_millis(20);
+    let mut o = Overload::default();
+    // Busy but not overloaded: nothing changes.
+    for i in 0..500 {
+        assert_eq!(o.after_tick(t0 + tick * i, 0.89), None);
+    }
+    assert!(!o.demoted());
+    // Overloaded: demoted at once, and stays so while the load is high or only a little lower.
+    let t1 = t0 + tick * 500;
+    assert_eq!(o.after_tick(t1, 0.95), Some(Shift::Demote));
+    assert!(o.demoted());
+    assert_eq!(o.after_tick(t1 + tick, 1.4), None);
+    assert_eq!(o.after_tick(t1 + CALM_FOR * 2, 0.7), None);
+    // Calm, but not for long enough: a spike starts the wait over.
+    let t2 = t1 + CALM_FOR * 3;
+    assert_eq!(o.after_tick(t2, 0.3), None);
+    assert_eq!(o.after_tick(t2 + CALM_FOR - tick, 0.3), None);
+    assert_eq!(o.after_tick(t2 + CALM_FOR - tick / 2, 0.65), None);
+    assert_eq!(o.after_tick(t2 + CALM_FOR, 0.3), None);
+    // Calm for CALM_FOR from then: promoted again, once.
+    let t3 = t2 + CALM_FOR * 2;
+    assert_eq!(o.after_tick(t3, 0.3), Some(Shift::Promote));
+    assert!(!o.demoted());
+    assert_eq!(o.after_tick(t3 + tick, 0.3), None);
+    // A clock that goes backwards (it cannot, but) does not promote early.
+    assert_eq!(o.after_tick(t3 + tick * 2, 0.95), Some(Shift::Demote));
+    assert_eq!(o.after_tick(t3, 0.1), None);
+    assert_eq!(o.after_tick(t3 - tick, 0.1), None);
+    assert!(o.demoted());
+}
+
+#[test]
+fn a_demoted_thread_runs_normally_and_a_promoted_one_real_time_again() {
+    use thread_priority::{ThreadSchedulePolicy, thread_schedule_policy};
+    // On a thread of its own: the test harness's threads keep their scheduling.
+    std::thread::spawn(|| {
+        if let Err(why) = request_current_thread() {
+            // Without CAP_SYS_NICE or RLIMIT_RTPRIO there is nothing to give back (CI runs as
+            // root, where this must work).
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "no real-time scheduling under CI: {why}"
+            );
+            eprintln!("skipped: no real-time scheduling here ({why})");
+            return;
+        }
+        let realtime = || {
+            matches!(
+                thread_schedule_policy(),
+                Ok(ThreadSchedulePolicy::Realtime(_))
+            )
+        };
+        assert!(realtime());
+        let counters = crate::mixer::MixerCounters::default();
+        counters
+            .realtime
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        shift(0, Shift::Demote, 0.95, None, &counters);
+        assert!(!realtime());
+        assert!(!counters.realtime.load(std::sync::atomic::Ordering::Relaxed));
+        assert_eq!(
+            counters
+                .demotions
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        shift(0, Shift::Promote, 0.2, None, &counters);
+        assert!(realtime());
+        assert!(counters.realtime.load(std::sync::atomic::Ordering::Relaxed));
+        assert_eq!(
+            counters
+                .demotions
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    })
+    .join()
+    .unwrap();
+}

@@ -1,23 +1,25 @@
 //! What tells one server transaction from another (RFC 3261 17.2.3), made safe for answers
 //! that carry secrets.
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 use super::Peer;
 use crate::sip::message::Message;
 
 /// An INVITE (or other) server transaction, told apart as RFC 3261 17.2.3 does and made safe:
-/// by the branch and the top Via's sent-by as the client wrote them, and by the source's IP
-/// but not its port, so the same client's CANCEL or retransmission on a new TCP or TLS
-/// connection finds its transaction, and another host reusing the branch never does (the
-/// answer may carry our SDES key). What came over TLS matches only over TLS, so an answer
-/// given in secret is never repeated in the clear.
+/// by the branch and the top Via's sent-by as the client wrote them, and by the source: over
+/// UDP its address and port (a retransmission comes from where the request came, and another
+/// program on the same host that learnt the branch must not redirect the answer, which may
+/// carry our SDES key), over TCP or TLS its IP only, so the same client's CANCEL or
+/// retransmission on a new connection finds its transaction. What came over TLS matches only
+/// over TLS, so an answer given in secret is never repeated in the clear.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct TransactionKey {
     branch: String,
     /// `host[:port]` of the top Via, its case folded (hosts compare without case).
     sent_by: String,
-    source: IpAddr,
+    /// The source's address; port 0 for a connection (TCP or TLS).
+    source: SocketAddr,
     secure: bool,
 }
 
@@ -29,7 +31,14 @@ impl TransactionKey {
         Some(TransactionKey {
             branch: msg.branch()?.to_owned(),
             sent_by: sent_by.to_ascii_lowercase(),
-            source: peer.addr.ip().to_canonical(),
+            source: SocketAddr::new(
+                peer.addr.ip().to_canonical(),
+                if peer.connection.is_some() {
+                    0
+                } else {
+                    peer.addr.port()
+                },
+            ),
             secure: peer.secure(),
         })
     }

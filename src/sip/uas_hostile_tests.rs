@@ -104,9 +104,14 @@ fn a_branch_replayed_from_another_source_never_gets_the_first_callers_answer_or_
     let (sent, _) = drain(&mut uas);
     assert_eq!(sent.len(), 1);
     assert_eq!((sent[0].0, &sent[0].1), (ann, ok));
-    // Eve replays the branch (even the whole INVITE) from elsewhere: a new transaction of her
-    // own, with its own join and key; Ann's answer and key never go to her.
-    for (call, eve) in [("c1", udp("127.0.0.2:5262")), ("e1", udp("127.0.0.3:5262"))] {
+    // Eve replays the branch (even the whole INVITE) from elsewhere, another host or another
+    // port of Ann's host: a new transaction of her own, with its own join and key; Ann's
+    // answer and key never go to her.
+    for (call, eve) in [
+        ("c1", udp("127.0.0.2:5262")),
+        ("e1", udp("127.0.0.3:5262")),
+        ("c1", udp("127.0.0.1:5999")),
+    ] {
         uas.handle(
             t0,
             eve,

@@ -8,8 +8,8 @@ pub(super) struct Peer {
     rtc: Rtc,
     mid: Mid,
     relay: RelayPeer,
-    /// Who holds the handshake slot while the handshake is in progress.
-    handshaking: Option<HandshakeKey>,
+    /// The handshake's slot while the handshake is in progress (given back when dropped).
+    handshaking: Option<HandshakeSlot>,
     created: Instant,
     /// Last datagram from the peer (STUN consent, DTLS, SRTP).
     last_rx: Instant,
@@ -91,6 +91,8 @@ impl Driver {
                     }
                     #[cfg(test)]
                     Some(DriverCommand::PanicForTest) => panic!("webrtc driver: panic injected by a test"),
+                    #[cfg(test)]
+                    Some(DriverCommand::HoldForTest(until)) => while until.recv().is_ok() {},
                 },
                 _ = doorbell.notified() => self.forward_all(&socket),
                 _ = tokio::time::sleep_until(next.into()) => self.timers(&socket),
@@ -105,13 +107,11 @@ impl Driver {
 
     /// After the driver died: every peer it held is let go as internal-error (the relay's
     /// reason, then its end dropped, so the leg leaves the mix) and its handshake slot given
-    /// back. No goodbye is sent: a peer's state may be half-changed by the panic.
+    /// back (dropped with it). No goodbye is sent: a peer's state may be half-changed by the
+    /// panic.
     pub(super) fn abandon(&mut self) {
         for (_, peer) in self.peers.drain() {
             peer.relay.close(DisconnectReason::InternalError);
-            if let Some(key) = &peer.handshaking {
-                release(&self.handshakes, key);
-            }
         }
         self.routes.clear();
         self.by_ufrag.clear();
@@ -246,8 +246,8 @@ impl Driver {
                     let _ = socket.try_send_to(&t.contents, t.destination);
                 }
                 Output::Event(Event::Connected) => {
-                    if let Some(key) = peer.handshaking.take() {
-                        release(&self.handshakes, &key);
+                    if let Some(slot) = peer.handshaking.take() {
+                        drop(slot);
                         self.metrics.handshakes.fetch_sub(1, Ordering::Relaxed);
                         self.metrics.connected_total.fetch_add(1, Ordering::Relaxed);
                     }
@@ -417,8 +417,8 @@ impl Driver {
         if let Some(u) = &peer.ufrag {
             self.by_ufrag.remove(u);
         }
-        if let Some(key) = peer.handshaking.take() {
-            release(&self.handshakes, &key);
+        if let Some(slot) = peer.handshaking.take() {
+            drop(slot);
             self.metrics.handshakes.fetch_sub(1, Ordering::Relaxed);
         }
         self.metrics.peers.fetch_sub(1, Ordering::Relaxed);

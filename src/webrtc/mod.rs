@@ -39,7 +39,7 @@ use crate::media::relay::{Doorbell, RelayPacket, RelayPeer};
 use driver::Peer;
 pub use handshakes::{HandshakeCap, HandshakeLimits};
 use handshakes::{HandshakeKey, SharedHandshakes, release};
-pub use offer::{Accepted, OfferError};
+pub use offer::{Accepted, DtlsCerts, OfferError};
 use sessions::SessionTable;
 pub use sessions::{RosterToken, Session};
 
@@ -135,13 +135,18 @@ enum DriverCommand {
     /// Test-only: panics the driver's loop itself, outside every peer's containment.
     #[cfg(test)]
     PanicForTest,
+    /// Test-only: the driver waits until the sender is dropped (commands queue meanwhile).
+    #[cfg(test)]
+    HoldForTest(std::sync::mpsc::Receiver<()>),
 }
 
 struct NewPeer {
     session: String,
     accepted: Accepted,
     relay: RelayPeer,
-    handshake: HandshakeKey,
+    /// Travels with the peer: a peer dropped anywhere (a full queue, a queue dropped with a
+    /// dead driver, a peer let go) gives its slot back.
+    handshake: HandshakeSlot,
 }
 
 type Sessions = Arc<Mutex<SessionTable>>;
@@ -161,25 +166,23 @@ pub struct WebRtc {
     commands: Commands,
     doorbell: Doorbell,
     handshakes: SharedHandshakes,
+    certs: DtlsCerts,
     pub metrics: Arc<WebRtcMetrics>,
     /// Whether a driver runs now (false from its death until its successor runs).
     up: Arc<AtomicBool>,
     supervisor: std::thread::JoinHandle<()>,
 }
 
-/// A handshake slot held for a client address and meeting (freed when dropped unless handed
-/// on).
+/// A handshake slot held for a client address and meeting, from the WHIP request until its
+/// peer connects or goes; freed when dropped, wherever that happens.
 pub struct HandshakeSlot {
     key: HandshakeKey,
     table: SharedHandshakes,
-    armed: bool,
 }
 
 impl Drop for HandshakeSlot {
     fn drop(&mut self) {
-        if self.armed {
-            release(&self.table, &self.key);
-        }
+        release(&self.table, &self.key);
     }
 }
 
@@ -190,6 +193,8 @@ impl WebRtc {
         let _ = std::panic::catch_unwind(|| {
             str0m::crypto::from_feature_flags().install_process_default();
         });
+        let certs = DtlsCerts::new(Instant::now())
+            .ok_or_else(|| std::io::Error::other("cannot make a DTLS certificate"))?;
         let socket = std::net::UdpSocket::bind(settings.listen)?;
         socket.set_nonblocking(true)?;
         let local = socket.local_addr()?;
@@ -204,7 +209,6 @@ impl WebRtc {
             socket,
             commands: Arc::downgrade(&commands),
             sessions: sessions.clone(),
-            handshakes: handshakes.clone(),
             metrics: metrics.clone(),
             doorbell: doorbell.clone(),
             up: up.clone(),
@@ -224,6 +228,7 @@ impl WebRtc {
             commands,
             doorbell,
             handshakes,
+            certs,
             metrics,
             up,
             supervisor,
@@ -245,6 +250,11 @@ impl WebRtc {
     pub fn candidate(&self, peer: IpAddr) -> SocketAddr {
         crate::addr::Advertise::new(self.settings.advertise, self.local.ip())
             .socket_for_peer(self.local, peer)
+    }
+
+    /// The DTLS certificate to answer an offer with now.
+    pub fn dtls_cert(&self) -> str0m::config::DtlsCert {
+        self.certs.for_offer(Instant::now())
     }
 
     pub fn doorbell(&self) -> Doorbell {
@@ -274,7 +284,6 @@ impl WebRtc {
         Ok(HandshakeSlot {
             key,
             table: self.handshakes.clone(),
-            armed: true,
         })
     }
 
@@ -287,7 +296,7 @@ impl WebRtc {
         roster: RosterToken,
         accepted: Accepted,
         relay: RelayPeer,
-        mut slot: HandshakeSlot,
+        slot: HandshakeSlot,
     ) -> Result<(), AdmitError> {
         // The session is entered and the peer sent under the channel's lock: a supervisor
         // emptying the table after a driver's death does so before or after both, never
@@ -303,20 +312,19 @@ impl WebRtc {
             session: session.clone(),
             accepted,
             relay,
-            handshake: slot.key.clone(),
+            handshake: slot,
         };
         if commands
             .try_send(DriverCommand::Add(Box::new(peer)))
             .is_err()
         {
-            // The driver is dead or swamped: the relay's end is dropped (the leg leaves) and
-            // the slot with it.
+            // The driver is dead or swamped: the peer comes back in the error and is dropped,
+            // the relay's end (the leg leaves) and the slot with it.
             if let Ok(mut s) = self.sessions.lock() {
                 s.remove(&session);
             }
             return Err(AdmitError::Stopped);
         }
-        slot.armed = false;
         Ok(())
     }
 
@@ -359,6 +367,13 @@ impl WebRtc {
     pub(crate) fn panic_driver_for_test(&self) -> bool {
         self.send(DriverCommand::PanicForTest)
     }
+
+    /// Test-only: holds the driver until the returned sender is dropped.
+    #[cfg(test)]
+    pub(crate) fn hold_driver_for_test(&self) -> Option<std::sync::mpsc::Sender<()>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.send(DriverCommand::HoldForTest(rx)).then_some(tx)
+    }
 }
 
 /// A new random session id (the WHIP resource).
@@ -380,7 +395,6 @@ struct Driver {
     /// Our ICE ufrag -> peer: a datagram from an unknown source is asked of the one peer its
     /// STUN USERNAME names, never of every peer. Bound: one per peer, removed with the peer.
     by_ufrag: HashMap<String, u64>,
-    handshakes: SharedHandshakes,
     metrics: Arc<WebRtcMetrics>,
 }
 

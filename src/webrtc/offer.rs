@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use str0m::change::SdpOffer;
+use str0m::config::DtlsCert;
 use str0m::format::{Codec as RtcCodec, FormatParams};
 use str0m::media::{Frequency, Mid};
 use str0m::{Candidate, Output, Rtc};
@@ -36,13 +37,60 @@ pub struct Accepted {
     pub spec: LegSpec,
 }
 
+/// Our DTLS certificate, made once and renewed daily rather than for each offer: making one
+/// (a P-256 key and a self-signed certificate) is most of an offer's cost, so a client posting
+/// offers would otherwise have the bridge make keys at its pace. Browsers check only its
+/// fingerprint, which each answer names.
+pub struct DtlsCerts {
+    current: std::sync::Mutex<(Instant, DtlsCert)>,
+}
+
+/// How long one certificate serves new offers.
+const CERT_RENEWAL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+impl DtlsCerts {
+    /// A first certificate; `None` if the crypto provider cannot make one.
+    pub fn new(now: Instant) -> Option<Self> {
+        Some(DtlsCerts {
+            current: std::sync::Mutex::new((now, make_cert()?)),
+        })
+    }
+
+    /// The certificate for an offer taken at `now` (a new one once the last is a day old; the
+    /// last one again if a new one cannot be made).
+    pub fn for_offer(&self, now: Instant) -> DtlsCert {
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if now.saturating_duration_since(current.0) >= CERT_RENEWAL
+            && let Some(fresh) = make_cert()
+        {
+            *current = (now, fresh);
+        }
+        current.1.clone()
+    }
+}
+
+fn make_cert() -> Option<DtlsCert> {
+    str0m::crypto::from_feature_flags()
+        .dtls_provider
+        .generate_certificate()
+}
+
 /// Payload types we use for telephone-event when the offer does not name them (str0m answers
 /// with the offer's numbers where they match).
 const TELE_48K: u8 = 110;
 const TELE_8K: u8 = 126;
 
-/// Takes `offer` with an ICE-lite `Rtc` whose one host candidate is `candidate`.
-pub fn accept(offer: &str, candidate: SocketAddr, now: Instant) -> Result<Accepted, OfferError> {
+/// Takes `offer` with an ICE-lite `Rtc` whose one host candidate is `candidate`, answering
+/// for DTLS with `cert` (see [`DtlsCerts`]: made once, not per offer).
+pub fn accept(
+    offer: &str,
+    candidate: SocketAddr,
+    now: Instant,
+    cert: DtlsCert,
+) -> Result<Accepted, OfferError> {
     if offer.len() > 32 * 1024 {
         return Err(OfferError::Malformed("longer than 32 KiB".into()));
     }
@@ -55,6 +103,7 @@ pub fn accept(offer: &str, candidate: SocketAddr, now: Instant) -> Result<Accept
         return Err(OfferError::NoAudio);
     }
     let mut config = Rtc::builder()
+        .set_dtls_cert(cert)
         // Egress stats carry the loss the peer reports of our stream (the Opus toward it
         // follows it); once a second, as often as the mixer looks.
         .set_stats_interval(Some(crate::media::opus_path::ADAPT_EVERY))
@@ -208,10 +257,48 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], 40000))
     }
 
+    fn cert() -> DtlsCert {
+        make_cert().unwrap()
+    }
+
+    fn fingerprint(answer: &str) -> &str {
+        answer
+            .lines()
+            .find_map(|l| l.strip_prefix("a=fingerprint:"))
+            .unwrap()
+    }
+
+    #[test]
+    fn one_certificate_answers_every_offer_until_it_is_a_day_old() {
+        str0m::crypto::from_feature_flags().install_process_default();
+        let t0 = Instant::now();
+        let certs = DtlsCerts::new(t0).unwrap();
+        let offer = fixture("chromium-156-offer.sdp");
+        let answer = |at: Instant| {
+            accept(&offer, here(), at, certs.for_offer(at))
+                .unwrap()
+                .answer
+        };
+        let first = answer(t0);
+        let later = answer(t0 + CERT_RENEWAL - std::time::Duration::from_secs(1));
+        assert_eq!(fingerprint(&first), fingerprint(&later));
+        let next_day = answer(t0 + CERT_RENEWAL);
+        assert_ne!(fingerprint(&first), fingerprint(&next_day));
+        // And the new one stays for its day.
+        let after = answer(t0 + CERT_RENEWAL * 2 - std::time::Duration::from_secs(1));
+        assert_eq!(fingerprint(&next_day), fingerprint(&after));
+    }
+
     #[test]
     fn chromium_offer_gets_opus_and_an_ice_lite_answer() {
         str0m::crypto::from_feature_flags().install_process_default();
-        let a = accept(&fixture("chromium-156-offer.sdp"), here(), Instant::now()).unwrap();
+        let a = accept(
+            &fixture("chromium-156-offer.sdp"),
+            here(),
+            Instant::now(),
+            cert(),
+        )
+        .unwrap();
         assert_eq!(a.spec.codec, Codec::Opus);
         assert_eq!(a.spec.payload_type, 111);
         assert!(a.spec.opus.fec && !a.spec.opus.dtx);
@@ -220,7 +307,7 @@ mod tests {
             "a=fmtp:111 minptime=10;useinbandfec=1",
             "a=fmtp:111 minptime=10;useinbandfec=0;usedtx=1;maxaveragebitrate=16000",
         );
-        let b = accept(&asks, here(), Instant::now()).unwrap();
+        let b = accept(&asks, here(), Instant::now(), cert()).unwrap();
         assert_eq!(
             b.spec.opus,
             crate::media::opus_path::OpusFmtp {
@@ -262,7 +349,13 @@ mod tests {
     #[test]
     fn aiortc_offer_accepted() {
         str0m::crypto::from_feature_flags().install_process_default();
-        let a = accept(&fixture("aiortc-1.16-offer.sdp"), here(), Instant::now()).unwrap();
+        let a = accept(
+            &fixture("aiortc-1.16-offer.sdp"),
+            here(),
+            Instant::now(),
+            cert(),
+        )
+        .unwrap();
         assert_eq!(a.spec.codec, Codec::Opus);
         assert!(a.answer.contains("opus/48000/2"));
     }
@@ -286,7 +379,7 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\r\n")
             + "\r\n";
-        let a = accept(&offer, here(), Instant::now()).unwrap();
+        let a = accept(&offer, here(), Instant::now(), cert()).unwrap();
         assert_eq!(a.spec.codec, Codec::G722);
         assert_eq!(a.spec.telephone_event.map(|t| t.clock_rate), Some(8000));
     }
@@ -295,11 +388,11 @@ mod tests {
     fn bad_offers_are_told_apart() {
         str0m::crypto::from_feature_flags().install_process_default();
         assert!(matches!(
-            accept("hello", here(), Instant::now()),
+            accept("hello", here(), Instant::now(), cert()),
             Err(OfferError::Malformed(_))
         ));
         let video = fixture("chromium-156-offer.sdp").replace("m=audio", "m=video");
-        let r = accept(&video, here(), Instant::now());
+        let r = accept(&video, here(), Instant::now(), cert());
         assert!(
             matches!(r, Err(OfferError::NoAudio) | Err(OfferError::Malformed(_))),
             "{:?}",
@@ -307,7 +400,7 @@ mod tests {
         );
         let huge = "v=0\r\n".repeat(10_000);
         assert!(matches!(
-            accept(&huge, here(), Instant::now()),
+            accept(&huge, here(), Instant::now(), cert()),
             Err(OfferError::Malformed(_))
         ));
     }

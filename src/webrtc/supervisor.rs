@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::driver::Ended;
-use super::handshakes::SharedHandshakes;
 use super::{Driver, DriverCommand, Sessions, WebRtcMetrics};
 use crate::media::relay::Doorbell;
 
@@ -61,7 +60,6 @@ pub(super) struct Supervisor {
     /// Weak, so that dropping the handle closes the channel and stops the driver.
     pub(super) commands: Weak<Mutex<mpsc::Sender<DriverCommand>>>,
     pub(super) sessions: Sessions,
-    pub(super) handshakes: SharedHandshakes,
     pub(super) metrics: Arc<WebRtcMetrics>,
     pub(super) doorbell: Doorbell,
     pub(super) up: Arc<AtomicBool>,
@@ -116,7 +114,6 @@ impl Supervisor {
             peers: Default::default(),
             routes: Default::default(),
             by_ufrag: Default::default(),
-            handshakes: self.handshakes.clone(),
             metrics: self.metrics.clone(),
         }
     }

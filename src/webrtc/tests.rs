@@ -45,7 +45,13 @@ fn wait_for(mut done: impl FnMut() -> bool) -> bool {
 /// Joins `offer` to meeting `cid` as WHIP does; the mixer's end of its relay.
 fn join(webrtc: &WebRtc, session: &str, cid: &str, offer: &str) -> Result<RelayPort, AdmitError> {
     let slot = webrtc.reserve(CLIENT, cid)?;
-    let accepted = offer::accept(offer, webrtc.candidate(CLIENT), Instant::now()).unwrap();
+    let accepted = offer::accept(
+        offer,
+        webrtc.candidate(CLIENT),
+        Instant::now(),
+        webrtc.dtls_cert(),
+    )
+    .unwrap();
     let (port, peer) = relay_pair(webrtc.doorbell());
     let info = Session {
         cid: cid.to_owned(),
@@ -185,6 +191,39 @@ fn a_driver_that_panics_is_restarted_and_its_peers_are_let_go() {
     assert_eq!(closed(&new), Some(DisconnectReason::Hangup));
 }
 
+#[test]
+fn joins_queued_behind_a_driver_that_dies_give_their_slots_back() {
+    let webrtc = WebRtc::start(settings(ROOMY, FIRST_WAIT)).unwrap();
+    // The driver is held, a panic and then two joins queue behind it: the panic ends the
+    // driver with both joins still in its queue, which goes with it.
+    let hold = webrtc.hold_driver_for_test().unwrap();
+    assert!(webrtc.panic_driver_for_test());
+    let queued = [
+        join(&webrtc, "a", "1234", CHROMIUM_OFFER).unwrap(),
+        join(&webrtc, "b", "5678", CHROMIUM_OFFER).unwrap(),
+    ];
+    assert_eq!(
+        webrtc.handshakes.lock().unwrap().held(CLIENT, "1234"),
+        (2, 2, 1)
+    );
+    drop(hold);
+    assert!(wait_for(|| load(&webrtc.metrics.driver_restarts_total) == 1));
+    assert!(wait_for(|| webrtc.running()));
+    // Neither peer reached a driver; both legs were let go with their queue, and the slots
+    // came back: the caps are as if they never came.
+    for port in &queued {
+        assert!(closed(port).is_some());
+    }
+    for cid in ["1234", "5678"] {
+        assert_eq!(
+            webrtc.handshakes.lock().unwrap().held(CLIENT, cid),
+            (0, 0, 0)
+        );
+    }
+    assert_eq!(webrtc.session("a"), None);
+    assert_eq!(load(&webrtc.metrics.handshakes), 0);
+}
+
 /// A WebRTC client (str0m, ICE-controlling) on its own loopback socket.
 struct Client {
     rtc: Rtc,
@@ -255,7 +294,13 @@ impl Client {
 fn connect_client(webrtc: &WebRtc, session: &str) -> (Client, RelayPort) {
     let (mut client, offer, pending) = Client::offer();
     let slot = webrtc.reserve(CLIENT, "1234").unwrap();
-    let accepted = offer::accept(&offer, webrtc.candidate(CLIENT), Instant::now()).unwrap();
+    let accepted = offer::accept(
+        &offer,
+        webrtc.candidate(CLIENT),
+        Instant::now(),
+        webrtc.dtls_cert(),
+    )
+    .unwrap();
     let answer = accepted.answer.clone();
     let (port, peer) = relay_pair(webrtc.doorbell());
     let info = Session {
