@@ -483,6 +483,18 @@ impl Engine {
             .map(drop)
     }
 
+    /// Records a participant's name from now, `length` at most; it goes with the leg into
+    /// the meeting, which says it on entry and exit (`entry_exit: names`).
+    pub fn record_name(
+        &self,
+        conference: &str,
+        participant: ParticipantId,
+        length: Duration,
+    ) -> Result<(), EngineError> {
+        self.leg_op(conference, participant, LegOp::RecordName(length))
+            .map(drop)
+    }
+
     /// In-band DTMF detection on a participant's audio, on or off.
     pub fn detect_dtmf(
         &self,

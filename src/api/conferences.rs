@@ -39,8 +39,10 @@ pub(super) struct ConferenceSettings {
     max_participants: Option<usize>,
     wait_for_leader: Option<bool>,
     max_talkers: Option<usize>,
-    /// What those in the mix hear when a participant enters or leaves it: `off` (the default)
-    /// or `tones` (a rising tone for an entry, a falling one for an exit).
+    /// What those in the mix hear when a participant enters or leaves it: `off` (the default),
+    /// `tones` (a rising tone for an entry, a falling one for an exit) or `names` (the name a
+    /// caller recorded at the attendant, then "has joined" or "has left"; tones for those
+    /// with no recorded name).
     entry_exit: Option<EntryExitSetting>,
 }
 
@@ -50,6 +52,7 @@ pub(super) struct ConferenceSettings {
 pub(super) enum EntryExitSetting {
     Off,
     Tones,
+    Names,
 }
 
 impl From<EntryExitSetting> for EntryExit {
@@ -57,6 +60,7 @@ impl From<EntryExitSetting> for EntryExit {
         match s {
             EntryExitSetting::Off => EntryExit::Off,
             EntryExitSetting::Tones => EntryExit::Tones,
+            EntryExitSetting::Names => EntryExit::Names,
         }
     }
 }

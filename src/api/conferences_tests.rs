@@ -111,7 +111,7 @@ async fn entry_exit_reaches_the_running_conference_and_is_shown() {
 
 #[test]
 fn only_known_entry_exit_values_are_taken() {
-    for bad in [r#""names""#, r#""Tones""#, "true", "1"] {
+    for bad in [r#""voices""#, r#""Tones""#, "true", "1"] {
         let body = format!(r#"{{"entry_exit":{bad}}}"#);
         assert!(
             serde_json::from_str::<ConferenceSettings>(&body).is_err(),
@@ -119,10 +119,17 @@ fn only_known_entry_exit_values_are_taken() {
         );
     }
     // The refusal (a 422 by `Body`) names the values there are.
-    let e = serde_json::from_str::<ConferenceSettings>(r#"{"entry_exit":"names"}"#)
+    let e = serde_json::from_str::<ConferenceSettings>(r#"{"entry_exit":"voices"}"#)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("`off`") && e.contains("`tones`"), "{e}");
+    assert!(
+        e.contains("`off`") && e.contains("`tones`") && e.contains("`names`"),
+        "{e}"
+    );
+    for good in ["off", "tones", "names"] {
+        let body = format!(r#"{{"entry_exit":"{good}"}}"#);
+        assert!(serde_json::from_str::<ConferenceSettings>(&body).is_ok());
+    }
 }
 
 #[test]
@@ -133,5 +140,9 @@ fn the_openapi_document_lists_entry_exit_values() {
     let field = &schemas["ConferenceSettings"]["properties"]["entry_exit"];
     assert!(!field.is_null(), "{}", schemas["ConferenceSettings"]);
     let values = schemas["EntryExitSetting"]["enum"].clone();
-    assert_eq!(values, serde_json::json!(["off", "tones"]), "{schemas}");
+    assert_eq!(
+        values,
+        serde_json::json!(["off", "tones", "names"]),
+        "{schemas}"
+    );
 }

@@ -318,6 +318,7 @@ impl From<crate::store::Access> for AccessName {
 pub(super) enum EntryExitName {
     Off,
     Tones,
+    Names,
 }
 
 impl From<crate::conference::roster::EntryExit> for EntryExitName {
@@ -325,6 +326,7 @@ impl From<crate::conference::roster::EntryExit> for EntryExitName {
         match e {
             crate::conference::roster::EntryExit::Off => EntryExitName::Off,
             crate::conference::roster::EntryExit::Tones => EntryExitName::Tones,
+            crate::conference::roster::EntryExit::Names => EntryExitName::Names,
         }
     }
 }

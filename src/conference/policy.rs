@@ -24,7 +24,10 @@ pub enum EntryExit {
     Off,
     /// The enter tone (rising) and the exit tone (falling), heard by everyone in the mix.
     Tones,
-    // A `Names` value (the recorded name, then "has joined"/"has left") would go here.
+    /// The caller's name, recorded at the attendant, then "has joined the conference" (or
+    /// "has left"); for a participant with no recorded name (WebRTC, API legs, a caller who
+    /// said nothing), the tones.
+    Names,
 }
 
 impl EntryExit {
@@ -33,6 +36,7 @@ impl EntryExit {
         match name {
             "off" => Some(EntryExit::Off),
             "tones" => Some(EntryExit::Tones),
+            "names" => Some(EntryExit::Names),
             _ => None,
         }
     }
@@ -42,6 +46,7 @@ impl EntryExit {
         match self {
             EntryExit::Off => "off",
             EntryExit::Tones => "tones",
+            EntryExit::Names => "names",
         }
     }
 }

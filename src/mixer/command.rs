@@ -54,6 +54,8 @@ pub enum LegOp {
     Take,
     /// New settings from signalling (codec change, an offerless call's answer).
     Respec(crate::media::leg::LegSpec),
+    /// Record the participant's name from now, this long at most (it goes with the leg).
+    RecordName(std::time::Duration),
 }
 
 /// Why a command failed.

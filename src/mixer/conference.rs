@@ -12,6 +12,7 @@
 //! Opus leg joins, every leg's resamplers follow the wider mix (between ticks, at the join),
 //! and when the last wideband leg has left the mix narrows again.
 
+mod names;
 mod opus_paths;
 #[cfg(test)]
 mod sim_control_tests;
@@ -21,6 +22,8 @@ mod sim_fec_tests;
 mod sim_gain_tests;
 #[cfg(test)]
 mod sim_mix_tests;
+#[cfg(test)]
+mod sim_names_tests;
 #[cfg(test)]
 mod sim_network_tests;
 #[cfg(test)]
@@ -112,6 +115,8 @@ pub struct ConferenceMedia {
     sounds: Arc<RoomSounds>,
     /// The enter and exit tones playing.
     chimes: sounds::Chimes,
+    /// Recorded names to say, one after another (`entry_exit: names`).
+    announcements: names::Announcements,
     groups: Vec<Group>,
     /// This tick's shared packets, shared with the helper while it sends.
     outbound: Arc<Outbound>,
@@ -164,6 +169,7 @@ impl ConferenceMedia {
             leg_sounds: Vec::new(),
             sounds: RoomSounds::builtin(),
             chimes: sounds::Chimes::default(),
+            announcements: names::Announcements::default(),
             groups: Vec::new(),
             outbound: Arc::new(Outbound::default()),
             send_plan: Vec::new(),
@@ -379,6 +385,7 @@ impl ConferenceMedia {
                 s.music_at = sounds::rescale(s.music_at, self.rate, wanted);
             }
             self.chimes.rescale(self.rate, wanted);
+            self.announcements.rescale(self.rate, wanted);
             self.rate = wanted;
             self.mix = MixFrames::new(wanted);
             for group in &mut self.groups {
@@ -458,7 +465,9 @@ impl ConferenceMedia {
     }
 
     /// Takes a leg into the mix. Allocates (a group encoder for a new codec and packet time).
-    fn take_in(&mut self, leg: RtpLeg, now: Instant) {
+    fn take_in(&mut self, mut leg: RtpLeg, now: Instant) {
+        // A name recorded in the lobby is ended here, between ticks (it allocates).
+        leg.name.finish();
         let spec = *leg.spec();
         let group = self.group_for(spec.codec, spec.ptime_ms);
         self.send_record(true, leg.participant, Some(&leg), now);
@@ -548,9 +557,9 @@ impl ConferenceMedia {
             } else {
                 self.send_record(false, id, self.legs.get(i).map(|l| &**l), now);
                 self.closed.add_ended(&self.legs[i].stats());
+                self.forget_leg_sound(i);
                 self.legs.swap_remove(i);
                 self.leg_groups.swap_remove(i);
-                self.forget_leg_sound(i);
                 self.dominant.remove(id);
                 self.rate_stale = true;
             }
@@ -570,6 +579,8 @@ struct MixFrames {
     /// This tick's frame of the enter tone, and whether it plays (it is in the sum).
     enter: Vec<i16>,
     enter_on: bool,
+    /// This tick's frame of the announcement playing.
+    announce: Vec<i16>,
 }
 
 impl MixFrames {
@@ -584,6 +595,7 @@ impl MixFrames {
             silence: vec![0; n],
             enter: vec![0; n],
             enter_on: false,
+            announce: vec![0; n],
         }
     }
 }

@@ -444,6 +444,7 @@ fn handle(
                         })
                         .ok_or(CommandError::NoParticipant),
                     LegOp::Respec(spec) => c.respec_leg(participant, spec).map(|()| None),
+                    LegOp::RecordName(length) => c.record_name(participant, length).map(|()| None),
                     LegOp::DetectDtmf(on) => c
                         .leg_mut(participant)
                         .map(|l| {

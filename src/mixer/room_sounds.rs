@@ -14,6 +14,10 @@ pub(crate) struct RateSounds {
     pub(crate) music: Box<[i16]>,
     pub(crate) enter: Box<[i16]>,
     pub(crate) exit: Box<[i16]>,
+    /// Said after a recorded name (`entry_exit: names`): "has joined the conference", "has
+    /// left the conference", in the bridge's default language.
+    pub(crate) has_joined: Box<[i16]>,
+    pub(crate) has_left: Box<[i16]>,
 }
 
 /// The sounds at each mix rate, shared by every conference (about 2.3 MB with the built-in
@@ -36,8 +40,19 @@ impl RoomSounds {
                 music: from_48k(music, rate),
                 enter: from_48k(enter, rate),
                 exit: from_48k(exit, rate),
+                has_joined: Box::default(),
+                has_left: Box::default(),
             }),
         }
+    }
+
+    /// With what follows a recorded name (48 kHz samples). Allocates: at start.
+    pub fn announcing(mut self, has_joined: &[i16], has_left: &[i16]) -> Self {
+        for (sounds, rate) in self.by_rate.iter_mut().zip(RATES) {
+            sounds.has_joined = from_48k(has_joined, rate);
+            sounds.has_left = from_48k(has_left, rate);
+        }
+        self
     }
 
     /// The built-in sounds, made once per process (the first caller pays, at start: the mixer
@@ -48,11 +63,14 @@ impl RoomSounds {
         Arc::clone(BUILTIN.get_or_init(|| {
             use crate::sip::prompts::{Prompt, Prompts};
             match Prompts::embedded() {
-                Ok(p) => Arc::new(RoomSounds::new(
-                    &p.audio(Prompt::Music),
-                    &p.audio(Prompt::EnterTone),
-                    &p.audio(Prompt::ExitTone),
-                )),
+                Ok(p) => Arc::new(
+                    RoomSounds::new(
+                        &p.audio(Prompt::Music),
+                        &p.audio(Prompt::EnterTone),
+                        &p.audio(Prompt::ExitTone),
+                    )
+                    .announcing(&p.audio(Prompt::HasJoined), &p.audio(Prompt::HasLeft)),
+                ),
                 Err(e) => {
                     tracing::error!(error = %e, "built-in sounds unreadable: no music or tones");
                     Arc::new(RoomSounds::default())
@@ -133,6 +151,11 @@ mod tests {
                 rate.hz()
             );
             assert!(level_dbov(&s.enter) > -30.0 && level_dbov(&s.exit) > -30.0);
+            for said in [&s.has_joined, &s.has_left] {
+                let secs = said.len() as f32 / rate.hz() as f32;
+                assert!((0.5..4.0).contains(&secs), "{} Hz: {secs} s", rate.hz());
+                assert!(level_dbov(said) > -35.0);
+            }
         }
     }
 }

@@ -9,14 +9,17 @@ use std::time::Instant;
 
 use tracing::debug;
 
-use super::refusal::would_refuse;
+use super::refusal::{Refusal, would_refuse};
 use super::{Caller, LOBBY, Shell};
 use crate::call::language_menu::{self, LanguageMenu, MenuOutcome};
+use crate::call::playing_time;
 use crate::conference::limiter::{Credential, FailureLimiter, Transport};
+use crate::conference::roster::EntryExit;
 use crate::conference::{Admission, DisconnectReason, ParticipantId, Role};
 use crate::engine::{Engine, Joiner};
 use crate::mixer::Control;
 use crate::sip::attendant::{Attendant, Directory, Outcome};
+use crate::sip::prompts::Prompt;
 
 /// Where a caller in the lobby is: choosing its language, or at the attendant.
 #[derive(Debug)]
@@ -215,24 +218,20 @@ impl Shell {
                     };
                     // Its language goes with it into the meeting.
                     let language = caller.language.clone();
+                    let prompts = self.config.prompts_in(&language);
+                    let ask_name = [prompts.audio(Prompt::SayName), prompts.audio(Prompt::Beep)];
                     self.in_meeting
                         .insert(participant, super::keys::InMeeting::speaking(language));
                     let moves = self.moves.clone();
-                    tokio::task::spawn_blocking(move || {
-                        // A move the meeting refuses loses the leg: the caller is told first.
-                        if let Some(refusal) = would_refuse(&engine, &meeting, role) {
-                            let _ = moves.blocking_send((participant, Err(Some(refusal))));
-                            return;
+                    tokio::spawn(async move {
+                        // A meeting that says names asks for one first.
+                        if says_names(&engine, &meeting).await {
+                            record_name(&engine, participant, ask_name).await;
                         }
-                        let _ = engine.detect_dtmf(LOBBY, participant, false);
-                        let moved = engine.move_leg(LOBBY, participant, &meeting, joiner);
-                        if let Err(e) = &moved {
-                            debug!(error = %e, %meeting, "attendant: could not move the caller");
-                        }
-                        let _ = moves.blocking_send((
-                            participant,
-                            moved.map(|()| meeting).map_err(|_| None),
-                        ));
+                        let _ = tokio::task::spawn_blocking(move || {
+                            move_to_meeting(&engine, participant, &meeting, joiner, role, &moves)
+                        })
+                        .await;
                     });
                 }
                 Outcome::Redirect { meeting } => match self.dispatcher {
@@ -267,6 +266,64 @@ impl Shell {
         }
     }
 }
+
+/// Moves a caller's leg from the lobby into `meeting` and says how it went on `moves`. A move
+/// the meeting refuses loses the leg: the caller is told first.
+fn move_to_meeting(
+    engine: &Engine,
+    participant: ParticipantId,
+    meeting: &str,
+    joiner: Joiner,
+    role: Role,
+    moves: &tokio::sync::mpsc::Sender<(ParticipantId, Result<String, Option<Refusal>>)>,
+) {
+    if let Some(refusal) = would_refuse(engine, meeting, role) {
+        let _ = moves.blocking_send((participant, Err(Some(refusal))));
+        return;
+    }
+    let _ = engine.detect_dtmf(LOBBY, participant, false);
+    let moved = engine.move_leg(LOBBY, participant, meeting, joiner);
+    if let Err(e) = &moved {
+        debug!(error = %e, %meeting, "attendant: could not move the caller");
+    }
+    let _ = moves.blocking_send((
+        participant,
+        moved.map(|()| meeting.to_owned()).map_err(|_| None),
+    ));
+}
+
+/// Whether `meeting` says the names of those who enter and leave it.
+async fn says_names(engine: &Arc<Engine>, meeting: &str) -> bool {
+    let (engine, meeting) = (Arc::clone(engine), meeting.to_owned());
+    let policy = tokio::task::spawn_blocking(move || engine.policy(&meeting)).await;
+    matches!(policy, Ok(Ok(p)) if p.entry_exit == EntryExit::Names)
+}
+
+/// "After the tone, say your name", the tone, and [`NAME_LENGTH`] of the caller recorded in
+/// the lobby; the name goes with the leg. A caller who hangs up meanwhile is gone when the
+/// move is tried, as at any other time.
+async fn record_name(engine: &Arc<Engine>, participant: ParticipantId, ask: [Arc<[i16]>; 2]) {
+    let [say_name, beep] = ask;
+    let steps: [(Option<Arc<[i16]>>, std::time::Duration); 2] = [
+        (Some(Arc::clone(&say_name)), playing_time(say_name.len())),
+        (Some(Arc::clone(&beep)), playing_time(beep.len())),
+    ];
+    for (audio, length) in steps {
+        let engine = Arc::clone(engine);
+        let _ = tokio::task::spawn_blocking(move || engine.play(LOBBY, participant, audio)).await;
+        tokio::time::sleep(length).await;
+    }
+    let recorder = Arc::clone(engine);
+    let started =
+        tokio::task::spawn_blocking(move || recorder.record_name(LOBBY, participant, NAME_LENGTH))
+            .await;
+    if matches!(started, Ok(Ok(()))) {
+        tokio::time::sleep(NAME_LENGTH).await;
+    }
+}
+
+/// How long a caller is given to say its name.
+const NAME_LENGTH: std::time::Duration = crate::media::leg::name::MAX_NAME;
 
 /// The attendant's view of the bridge: the engine's meetings (the lobby is none) and the
 /// failure limiter, for one caller.

@@ -13,6 +13,7 @@
 
 mod latch;
 mod leg_core;
+pub mod name;
 mod secure;
 mod spec;
 mod stats;
@@ -76,6 +77,8 @@ pub struct RtpLeg {
     pub participant: ParticipantId,
     core: LegCore,
     transport: Transport,
+    /// The caller's recorded name, which goes with the leg into its meeting.
+    pub name: name::LegName,
 }
 
 impl std::fmt::Debug for RtpLeg {
@@ -133,6 +136,7 @@ impl RtpLeg {
             participant,
             core,
             transport,
+            name: Default::default(),
         })
     }
 
@@ -155,7 +159,15 @@ impl RtpLeg {
             participant,
             core,
             transport,
+            name: Default::default(),
         })
+    }
+
+    /// In the tick: this tick's frame (at mix rate `rate`) into the name being recorded.
+    pub fn record_name(&mut self, rate: confab_dsp::resample::Rate) {
+        if self.name.recording() {
+            self.name.record(self.core.frame(), rate);
+        }
     }
 
     /// The loss (percent) the receiver last reported of our stream: from the leg's own RTCP,
@@ -187,6 +199,7 @@ impl RtpLeg {
                 inbox: Default::default(),
                 sent: Vec::new(),
             },
+            name: Default::default(),
         })
     }
 

@@ -1,7 +1,8 @@
 //! What a conference plays by itself, in the tick: music on hold to each leg waiting for the
 //! leader (from where that leg left it; a prompt to the leg plays instead, and the music goes
 //! on after), and with `entry_exit: tones` the enter and exit tones, mixed into the sum as one
-//! more input so that every listener's mix carries them: the shared encodes, talkers'
+//! more input so that every listener's mix carries them (recorded names, `entry_exit: names`,
+//! are in `names`): the shared encodes, talkers'
 //! mix-minus, own-volume listeners. Nothing here allocates: the sounds are the shared
 //! [`RoomSounds`] at the mix rate, the positions are counters.
 
@@ -9,6 +10,7 @@ use confab_dsp::mix::{Gain, Mixer, soft_limit};
 use confab_dsp::resample::Rate;
 
 use super::ConferenceMedia;
+use super::names::Said;
 use crate::conference::State;
 use crate::conference::roster::EntryExit;
 
@@ -48,11 +50,14 @@ pub(super) fn rescale(at: usize, from: Rate, to: Rate) -> usize {
 }
 
 impl ConferenceMedia {
-    /// Who entered the mix and who left it since the last look, and the tones that says: a
-    /// tone already playing covers another entry (or exit) rather than starting over. Before
-    /// the mix, every tick with legs; bounded by the legs.
+    /// Who entered the mix and who left it since the last look, and the tones or names that
+    /// says: a tone already playing covers another entry (or exit) rather than starting over;
+    /// each recorded name is said (`entry_exit: names`), and those without one get the tone.
+    /// Before the mix, every tick with legs; bounded by the legs.
     pub(super) fn follow_presence(&mut self) {
-        let tones = self.roster.policy().entry_exit == EntryExit::Tones;
+        let entry_exit = self.roster.policy().entry_exit;
+        let tones = entry_exit != EntryExit::Off;
+        let names = entry_exit == EntryExit::Names;
         let mut entered = false;
         let mut left = std::mem::take(&mut self.chimes.left);
         if self.chimes.enter.is_none() {
@@ -65,16 +70,32 @@ impl ConferenceMedia {
                 .roster
                 .participant(leg.participant)
                 .is_some_and(|p| p.state == State::Connected);
+            let name = leg.name.clip().filter(|_| names);
             if connected && !s.connected {
-                entered = true;
-                s.skip_enter = tones;
+                match name {
+                    Some(n) => {
+                        self.announcements.push(n, Said::Joined);
+                    }
+                    None => {
+                        entered = true;
+                        s.skip_enter = tones;
+                    }
+                }
                 s.music_at = 0;
             }
-            left |= s.connected && !connected;
+            if s.connected && !connected {
+                match name {
+                    Some(n) => {
+                        self.announcements.push(n, Said::Left);
+                    }
+                    None => left = true,
+                }
+            }
             s.connected = connected;
         }
         if !tones {
             self.chimes = Chimes::default();
+            self.announcements.clear();
             return;
         }
         if entered && self.chimes.enter.is_none() {
@@ -85,11 +106,18 @@ impl ConferenceMedia {
         }
     }
 
-    /// A leg leaves `leg_sounds` (it is taken out or pruned): if it was in the mix, the exit
-    /// tone is due.
+    /// A leg leaves `leg_sounds` (it is taken out or pruned; still at `slot` in `legs`): if it
+    /// was in the mix, its name or the exit tone is due.
     pub(super) fn forget_leg_sound(&mut self, slot: usize) {
         if slot < self.leg_sounds.len() && self.leg_sounds.swap_remove(slot).connected {
-            self.chimes.left = true;
+            let names = self.roster.policy().entry_exit == EntryExit::Names;
+            let name = self.legs.get(slot).and_then(|l| l.name.clip());
+            match name.filter(|_| names) {
+                Some(n) => {
+                    self.announcements.push(n, Said::Left);
+                }
+                None => self.chimes.left = true,
+            }
         }
     }
 
@@ -118,6 +146,7 @@ impl ConferenceMedia {
     /// The tones are off and nothing plays (nobody is left to hear them).
     pub(super) fn silence_chimes(&mut self) {
         self.chimes = Chimes::default();
+        self.announcements.clear();
         self.mix.enter_on = false;
     }
 }

@@ -49,6 +49,9 @@ impl ConferenceMedia {
             return;
         }
         self.per_leg(Phase::Receive, now, helper.as_deref_mut());
+        for leg in &mut self.legs {
+            leg.record_name(self.rate);
+        }
         self.follow_paths(now);
         for leg in &mut self.legs {
             while let Some(d) = leg.take_dtmf() {
@@ -142,6 +145,7 @@ impl ConferenceMedia {
             out.csrc_count += 1;
         }
         self.mix_chimes();
+        self.mix_announcements();
         if self.mix.mixer.inputs() == 0 {
             self.mix.comfort.fill(&mut self.mix.shared);
         } else {

@@ -1,0 +1,170 @@
+//! A caller's name, recorded at the attendant ("after the tone, say your name") from the
+//! leg's own frames as the lobby mixes them, and carried with the leg into its meeting, which
+//! announces it on entry and exit (`entry_exit: names`).
+//!
+//! The recording's buffer is sized when it starts (between ticks); the tick only copies frames
+//! into it. Ending it (trimming the silence around the name, sharing it) allocates, so it is
+//! done as the leg enters its meeting, a command between ticks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use confab_dsp::resample::Rate;
+
+/// The longest recording a caller is given.
+pub const MAX_NAME: Duration = Duration::from_secs(3);
+/// Blocks quieter than this (dBov, as RMS over 10 ms) are silence around the name.
+const SILENCE_DBOV: f32 = -45.0;
+/// Kept before the first and after the last loud block, so that soft word ends stay.
+const MARGIN_MS: u32 = 60;
+
+/// A recorded name, at the rate it was recorded at.
+#[derive(Clone, Debug)]
+pub struct NameClip {
+    pub samples: Arc<[i16]>,
+    pub rate: Rate,
+}
+
+/// The leg's name: being recorded, recorded, or neither.
+#[derive(Debug, Default)]
+pub struct LegName {
+    recording: Option<(Vec<i16>, Rate)>,
+    clip: Option<NameClip>,
+}
+
+impl LegName {
+    /// Starts a recording of up to `length` (at most [`MAX_NAME`]) at the mix rate `rate`.
+    /// Allocates: between ticks.
+    pub fn start(&mut self, rate: Rate, length: Duration) {
+        let length = length.min(MAX_NAME);
+        let samples = (u128::from(rate.hz()) * length.as_millis() / 1000) as usize;
+        self.recording = Some((Vec::with_capacity(samples), rate));
+        self.clip = None;
+    }
+
+    /// Whether a recording takes frames.
+    pub fn recording(&self) -> bool {
+        self.recording
+            .as_ref()
+            .is_some_and(|(s, _)| s.len() < s.capacity())
+    }
+
+    /// In the tick: the leg's frame at mix rate `rate`. Never grows the buffer: what does not
+    /// fit is not kept; a frame at another rate (the lobby's mix rate changed) ends the
+    /// recording where it is.
+    pub fn record(&mut self, frame: &[i16], rate: Rate) {
+        let Some((samples, at)) = &mut self.recording else {
+            return;
+        };
+        if *at != rate {
+            // Filled up with silence (cut when it ends): `recording()` is false from now on.
+            let room = samples.capacity() - samples.len();
+            samples.extend(std::iter::repeat_n(0, room));
+            return;
+        }
+        let room = samples.capacity() - samples.len();
+        samples.extend_from_slice(&frame[..frame.len().min(room)]);
+    }
+
+    /// Ends a recording into the clip, without the silence around the name; a recording with
+    /// nothing above silence leaves no clip (the meeting plays its tone instead). Allocates:
+    /// between ticks.
+    pub fn finish(&mut self) {
+        let Some((samples, rate)) = self.recording.take() else {
+            return;
+        };
+        self.clip = voiced(&samples, rate).map(|part| NameClip {
+            samples: part.into(),
+            rate,
+        });
+    }
+
+    /// Test-only: a name recorded elsewhere.
+    #[cfg(test)]
+    pub(crate) fn recorded(clip: NameClip) -> Self {
+        LegName {
+            recording: None,
+            clip: Some(clip),
+        }
+    }
+
+    /// The recorded name, once finished.
+    pub fn clip(&self) -> Option<&NameClip> {
+        self.clip.as_ref()
+    }
+}
+
+/// The part of `samples` from the first to the last 10 ms block above [`SILENCE_DBOV`], with
+/// a margin each side; `None` if no block is.
+fn voiced(samples: &[i16], rate: Rate) -> Option<&[i16]> {
+    let block = rate.samples(10);
+    let loud = |b: &[i16]| {
+        let energy: f64 = b.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+        let rms = (energy / b.len().max(1) as f64).sqrt() / 32768.0;
+        20.0 * rms.max(1e-9).log10() > f64::from(SILENCE_DBOV)
+    };
+    let first = samples.chunks(block).position(loud)?;
+    let last = samples.chunks(block).rposition(loud)?;
+    let margin = rate.samples(MARGIN_MS);
+    let start = (first * block).saturating_sub(margin);
+    let end = ((last + 1) * block + margin).min(samples.len());
+    samples.get(start..end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(n: usize, amplitude: f32) -> Vec<i16> {
+        (0..n)
+            .map(|i| (amplitude * (i as f32 * 0.3).sin()) as i16)
+            .collect()
+    }
+
+    #[test]
+    fn a_name_is_kept_without_the_silence_around_it_and_never_overflows() {
+        let mut name = LegName::default();
+        assert!(!name.recording());
+        name.start(Rate::Hz8000, Duration::from_secs(10));
+        assert!(name.recording());
+        // 3 s at most (the cap): 150 frames of 20 ms; more frames than that are not kept.
+        let quiet = vec![0i16; 160];
+        let loud = tone(160, 8000.0);
+        for i in 0..200 {
+            let frame = if (50..75).contains(&i) { &loud } else { &quiet };
+            name.record(frame, Rate::Hz8000);
+        }
+        assert!(!name.recording());
+        name.finish();
+        let clip = name.clip().unwrap();
+        assert_eq!(clip.rate, Rate::Hz8000);
+        // 0.5 s of name and 60 ms each side.
+        assert_eq!(clip.samples.len(), 25 * 160 + 2 * 480);
+        assert!(clip.samples[480..490].iter().any(|&s| s != 0));
+    }
+
+    #[test]
+    fn silence_leaves_no_clip_and_a_rate_change_ends_the_recording() {
+        let mut name = LegName::default();
+        name.start(Rate::Hz16000, Duration::from_secs(2));
+        for _ in 0..10 {
+            name.record(&[3; 320], Rate::Hz16000);
+        }
+        name.finish();
+        assert!(name.clip().is_none());
+
+        name.start(Rate::Hz16000, Duration::from_secs(2));
+        name.record(&tone(320, 8000.0), Rate::Hz16000);
+        name.record(&tone(960, 8000.0), Rate::Hz48000);
+        assert!(!name.recording());
+        name.record(&tone(320, 8000.0), Rate::Hz16000);
+        name.finish();
+        // The one frame before the change, with its margin (the zeros the end was filled with
+        // are silence and cut).
+        let clip = name.clip().unwrap();
+        assert_eq!(clip.samples.len(), 320 + 960);
+        // Finishing twice, or without a recording, changes nothing.
+        name.finish();
+        assert!(name.clip().is_some());
+    }
+}

@@ -1,0 +1,219 @@
+//! `entry_exit: names`: a participant's recorded name, then "has joined the conference" (or
+//! "has left"), mixed into the sum as one more input so that every listener hears it, one
+//! announcement after another. Nothing here allocates in the tick: the names are the legs'
+//! shared clips, the phrases are [`RoomSounds`](crate::mixer::room_sounds::RoomSounds) at the
+//! mix rate, and the queue is a fixed ring.
+
+use confab_dsp::mix::Gain;
+use confab_dsp::resample::Rate;
+
+use super::ConferenceMedia;
+use crate::media::leg::name::NameClip;
+
+/// Announcements waiting at most. When many join at once (a meeting's start), the ones that
+/// do not fit are not made: a queue of names minutes long would be heard by nobody.
+pub(super) const MAX_WAITING: usize = 4;
+
+/// Silence between the name and the phrase after it.
+const PAUSE_MS: u32 = 120;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Said {
+    Joined,
+    Left,
+}
+
+#[derive(Debug)]
+struct Announcement {
+    name: NameClip,
+    said: Said,
+    /// Samples of it played, at the mix rate.
+    at: usize,
+}
+
+/// The announcements to make, the first playing.
+#[derive(Debug, Default)]
+pub(super) struct Announcements {
+    ring: [Option<Announcement>; MAX_WAITING],
+    first: usize,
+    waiting: usize,
+    /// Not made because the queue was full.
+    pub(super) dropped: u64,
+}
+
+impl Announcements {
+    /// Queues an announcement (an `Arc` clone of the name: no allocation); false when full.
+    pub(super) fn push(&mut self, name: &NameClip, said: Said) -> bool {
+        if self.waiting == MAX_WAITING {
+            self.dropped += 1;
+            return false;
+        }
+        let slot = (self.first + self.waiting) % MAX_WAITING;
+        self.ring[slot] = Some(Announcement {
+            name: name.clone(),
+            said,
+            at: 0,
+        });
+        self.waiting += 1;
+        true
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.waiting == 0
+    }
+
+    /// Nobody is left to hear them.
+    pub(super) fn clear(&mut self) {
+        self.ring = Default::default();
+        self.first = 0;
+        self.waiting = 0;
+    }
+
+    /// Positions carried to a new mix rate (between ticks).
+    pub(super) fn rescale(&mut self, from: Rate, to: Rate) {
+        for a in self.ring.iter_mut().flatten() {
+            a.at = super::sounds::rescale(a.at, from, to);
+        }
+    }
+
+    fn pop(&mut self) {
+        self.ring[self.first] = None;
+        self.first = (self.first + 1) % MAX_WAITING;
+        self.waiting -= 1;
+    }
+}
+
+/// The sample of `name` at position `i` of the mix rate `rate` (linear interpolation between
+/// the recorded samples; a name recorded at a higher rate than the mix is averaged over the
+/// samples each output sample spans, a plain low-pass against aliasing).
+fn name_sample(name: &NameClip, rate: Rate, i: usize) -> i16 {
+    let (from, to) = (name.rate.hz() as usize, rate.hz() as usize);
+    let s = &name.samples;
+    if from > to {
+        let step = from / to;
+        let start = i * step;
+        let part = s.get(start..(start + step).min(s.len())).unwrap_or(&[]);
+        if part.is_empty() {
+            return 0;
+        }
+        let sum: i32 = part.iter().map(|&x| i32::from(x)).sum();
+        return (sum / part.len() as i32) as i16;
+    }
+    let pos = i * from;
+    let (k, frac) = (pos / to, pos % to);
+    let a = s.get(k).copied().map_or(0, i32::from);
+    let b = s.get(k + 1).copied().map_or(a, i32::from);
+    (a + (b - a) * frac as i32 / to as i32) as i16
+}
+
+/// The length of `name` in samples at mix rate `rate`.
+fn name_len(name: &NameClip, rate: Rate) -> usize {
+    name.samples.len() * rate.hz() as usize / name.rate.hz() as usize
+}
+
+impl ConferenceMedia {
+    /// Starts recording a participant's name from its next frames, at the mix rate (the
+    /// attendant's "after the tone, say your name"). Allocates: between ticks.
+    pub fn record_name(
+        &mut self,
+        participant: crate::conference::ParticipantId,
+        length: std::time::Duration,
+    ) -> Result<(), crate::mixer::CommandError> {
+        let rate = self.rate;
+        let leg = self
+            .leg_mut(participant)
+            .ok_or(crate::mixer::CommandError::NoParticipant)?;
+        leg.name.start(rate, length);
+        Ok(())
+    }
+
+    /// Adds this tick's frame of the announcement playing to the mixer, at unity, and moves it
+    /// on; the next one starts the tick after one ends.
+    pub(super) fn mix_announcements(&mut self) {
+        if self.announcements.is_empty() {
+            return;
+        }
+        let rate = self.rate;
+        let sounds = self.sounds.at(rate);
+        let first = self.announcements.first;
+        let Some(a) = self.announcements.ring[first].as_mut() else {
+            self.announcements.pop();
+            return;
+        };
+        let spoken = name_len(&a.name, rate);
+        let pause = rate.samples(PAUSE_MS);
+        let phrase: &[i16] = match a.said {
+            Said::Joined => &sounds.has_joined,
+            Said::Left => &sounds.has_left,
+        };
+        let total = spoken + pause + phrase.len();
+        let frame = &mut self.mix.announce;
+        for (k, out) in frame.iter_mut().enumerate() {
+            let i = a.at + k;
+            *out = if i < spoken {
+                name_sample(&a.name, rate, i)
+            } else if i < spoken + pause {
+                0
+            } else {
+                phrase.get(i - spoken - pause).copied().unwrap_or(0)
+            };
+        }
+        self.mix.mixer.add(frame, Gain::UNITY);
+        a.at += frame.len();
+        if a.at >= total {
+            self.announcements.pop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn clip(samples: Vec<i16>, rate: Rate) -> NameClip {
+        NameClip {
+            samples: Arc::from(samples),
+            rate,
+        }
+    }
+
+    #[test]
+    fn the_ring_keeps_order_and_refuses_what_does_not_fit() {
+        let mut q = Announcements::default();
+        let name = clip(vec![1], Rate::Hz8000);
+        for _ in 0..MAX_WAITING {
+            assert!(q.push(&name, Said::Joined));
+        }
+        assert!(!q.push(&name, Said::Left));
+        assert_eq!(q.dropped, 1);
+        q.pop();
+        assert!(q.push(&name, Said::Left));
+        let saids: Vec<Said> = (0..MAX_WAITING)
+            .map(|k| q.ring[(q.first + k) % MAX_WAITING].as_ref().unwrap().said)
+            .collect();
+        assert_eq!(saids.last(), Some(&Said::Left));
+        assert_eq!(saids.iter().filter(|s| **s == Said::Left).count(), 1);
+        q.clear();
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_name_plays_at_any_mix_rate_in_the_same_time() {
+        // 8 kHz up to 48 kHz: interpolated, as long in time.
+        let up = clip((0..80).map(|i| i * 100).collect(), Rate::Hz8000);
+        assert_eq!(name_len(&up, Rate::Hz48000), 480);
+        assert_eq!(name_sample(&up, Rate::Hz48000, 6), 100);
+        assert_eq!(name_sample(&up, Rate::Hz48000, 9), 150);
+        // 48 kHz down to 8 kHz: each output the mean of the six it spans.
+        let down = clip(
+            (0..480).map(|i| (i % 6) as i16 * 10).collect(),
+            Rate::Hz48000,
+        );
+        assert_eq!(name_len(&down, Rate::Hz8000), 80);
+        assert_eq!(name_sample(&down, Rate::Hz8000, 3), 25);
+        // Past the end: silence, never a panic.
+        assert_eq!(name_sample(&down, Rate::Hz8000, 10_000), 0);
+        assert_eq!(name_sample(&up, Rate::Hz16000, 10_000), 0);
+    }
+}
