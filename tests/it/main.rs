@@ -49,6 +49,7 @@ mod sip_greetings;
 mod sip_keypad;
 mod sip_linphone;
 mod sip_load;
+mod sip_names;
 mod sip_renegotiation;
 mod sip_robust;
 mod sip_tls;
