@@ -73,9 +73,23 @@ impl LegName {
         let Some((samples, rate)) = self.recording.take() else {
             return;
         };
-        self.clip = voiced(&samples, rate).map(|part| NameClip {
-            samples: part.into(),
-            rate,
+        self.clip = voiced(&samples, rate).map(|part| {
+            if rate == Rate::Hz48000 {
+                // A name needs no more than wideband: a third of the memory a clip holds for
+                // as long as its caller stays (averaged in threes, a plain low-pass).
+                let samples: Vec<i16> = part
+                    .chunks(3)
+                    .map(|c| (c.iter().map(|&x| i32::from(x)).sum::<i32>() / c.len() as i32) as i16)
+                    .collect();
+                return NameClip {
+                    samples: samples.into(),
+                    rate: Rate::Hz16000,
+                };
+            }
+            NameClip {
+                samples: part.into(),
+                rate,
+            }
         });
     }
 
@@ -166,5 +180,15 @@ mod tests {
         // Finishing twice, or without a recording, changes nothing.
         name.finish();
         assert!(name.clip().is_some());
+
+        // At 48 kHz the clip is kept at 16 kHz, as long in time.
+        name.start(Rate::Hz48000, Duration::from_secs(1));
+        for _ in 0..50 {
+            name.record(&tone(960, 8000.0), Rate::Hz48000);
+        }
+        name.finish();
+        let clip = name.clip().unwrap();
+        assert_eq!(clip.rate, Rate::Hz16000);
+        assert_eq!(clip.samples.len(), 16_000);
     }
 }
