@@ -294,8 +294,10 @@ pub(super) async fn join(
         Err(e) => return Ok(too_many_handshakes(&e)),
     };
     let candidate = webrtc.candidate(client);
-    let cert = webrtc.dtls_cert();
+    let certs = std::sync::Arc::clone(&webrtc);
     let accepted = blocking(move || {
+        // A new day's certificate is made here, off the runtime's threads.
+        let cert = certs.dtls_cert();
         offer::accept(&offer_text, candidate, std::time::Instant::now(), cert).map_err(
             |e| match e {
                 OfferError::Malformed(_) => ApiError::bad_request(e.to_string()),

@@ -364,6 +364,7 @@ impl ConferenceMedia {
     /// What a tick leaves to do between ticks: after a leg left, the mix may narrow.
     /// Allocates when it does.
     pub fn settle(&mut self) {
+        self.announcements.release();
         if std::mem::take(&mut self.rate_stale) {
             self.fit_rate();
         }

@@ -244,8 +244,11 @@ fn run(
         counters
             .load_ratio_bits
             .store(load.to_bits(), Ordering::Relaxed);
-        if let Some(shift) = overload.as_mut().and_then(|o| o.after_tick(end, load)) {
-            realtime::shift(index, shift, load, helper.as_ref(), &counters);
+        if let Some(o) = overload.as_mut()
+            && let Some(shift) = o.after_tick(end, load)
+            && !realtime::shift(index, shift, load, helper.as_ref(), &counters)
+        {
+            o.refused(end);
         }
 
         // Absolute deadlines: no drift. After a stall, skip the missed ticks (counted).

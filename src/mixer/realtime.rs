@@ -147,6 +147,8 @@ pub(crate) struct Overload {
     demoted: bool,
     /// Since when the load has been below [`PROMOTE_BELOW`] while demoted.
     calm_since: Option<std::time::Instant>,
+    /// After a change the kernel refused: no new try before this.
+    hold_until: Option<std::time::Instant>,
 }
 
 impl Overload {
@@ -157,6 +159,9 @@ impl Overload {
 
     /// After a tick: the change to make, if any.
     pub(crate) fn after_tick(&mut self, now: std::time::Instant, load: f64) -> Option<Shift> {
+        if self.hold_until.is_some_and(|t| now < t) {
+            return None;
+        }
         if !self.demoted {
             if load > DEMOTE_ABOVE {
                 self.demoted = true;
@@ -177,37 +182,50 @@ impl Overload {
         }
         None
     }
+
+    /// The change `after_tick` asked for was refused: the thread is as it was, and the next
+    /// try waits [`CALM_FOR`] (not every tick).
+    pub(crate) fn refused(&mut self, now: std::time::Instant) {
+        self.demoted = !self.demoted;
+        self.calm_since = None;
+        self.hold_until = Some(now + CALM_FOR);
+    }
 }
 
 /// Gives real-time scheduling back (overloaded: a spinning real-time thread would starve
-/// signalling and the API) or takes it again, for the thread and its helper.
+/// signalling and the API) or takes it again, for the thread and its helper; whether the
+/// kernel made the change (if not, nothing changed and the figures say so).
 pub(crate) fn shift(
     index: usize,
     shift: Shift,
     load: f64,
     helper: Option<&super::helper::LegHelper>,
     counters: &super::MixerCounters,
-) {
+) -> bool {
     let on = shift == Shift::Promote;
     let changed = if on {
         request_current_thread()
     } else {
         normal_current_thread()
     };
-    if let Some(h) = helper {
-        h.set_realtime(on);
-    }
-    if !on {
+    // The helper follows only a change its thread made; the figures say what is so.
+    if changed.is_ok() {
+        if let Some(h) = helper {
+            h.set_realtime(on);
+        }
+        if !on {
+            counters
+                .demotions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         counters
-            .demotions
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            .realtime
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
-    counters
-        .realtime
-        .store(on, std::sync::atomic::Ordering::Relaxed);
+    let done = changed.is_ok();
     match (changed, on) {
         (Err(e), _) => {
-            tracing::warn!(mixer = index, error = %e, ?shift, "mixer scheduling not changed")
+            tracing::warn!(mixer = index, error = %e, ?shift, "mixer scheduling not changed; tried again in 30 s")
         }
         (Ok(()), false) => tracing::warn!(
             mixer = index,
@@ -216,6 +234,7 @@ pub(crate) fn shift(
         ),
         (Ok(()), true) => tracing::info!(mixer = index, "mixer thread calm: real-time again"),
     }
+    done
 }
 
 /// The process's policy: `off` until set.

@@ -147,6 +147,22 @@ fn an_overloaded_thread_gives_real_time_back_and_takes_it_after_calm() {
 }
 
 #[test]
+fn a_refused_change_leaves_the_thread_as_it_was_and_is_tried_again_later() {
+    use std::time::{Duration, Instant};
+    let t0 = Instant::now();
+    let tick = Duration::from_millis(20);
+    let mut o = Overload::default();
+    assert_eq!(o.after_tick(t0, 0.95), Some(Shift::Demote));
+    o.refused(t0);
+    assert!(!o.demoted());
+    // Not every tick: only after CALM_FOR.
+    assert_eq!(o.after_tick(t0 + tick, 0.95), None);
+    assert_eq!(o.after_tick(t0 + CALM_FOR - tick, 0.95), None);
+    assert_eq!(o.after_tick(t0 + CALM_FOR, 0.95), Some(Shift::Demote));
+    assert!(o.demoted());
+}
+
+#[test]
 fn a_demoted_thread_runs_normally_and_a_promoted_one_real_time_again() {
     use thread_priority::{ThreadSchedulePolicy, thread_schedule_policy};
     // On a thread of its own: the test harness's threads keep their scheduling.
@@ -172,7 +188,7 @@ fn a_demoted_thread_runs_normally_and_a_promoted_one_real_time_again() {
         counters
             .realtime
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        shift(0, Shift::Demote, 0.95, None, &counters);
+        assert!(shift(0, Shift::Demote, 0.95, None, &counters));
         assert!(!realtime());
         assert!(!counters.realtime.load(std::sync::atomic::Ordering::Relaxed));
         assert_eq!(
@@ -181,7 +197,7 @@ fn a_demoted_thread_runs_normally_and_a_promoted_one_real_time_again() {
                 .load(std::sync::atomic::Ordering::Relaxed),
             1
         );
-        shift(0, Shift::Promote, 0.2, None, &counters);
+        assert!(shift(0, Shift::Promote, 0.2, None, &counters));
         assert!(realtime());
         assert!(counters.realtime.load(std::sync::atomic::Ordering::Relaxed));
         assert_eq!(

@@ -220,12 +220,16 @@ impl Shell {
                     let language = caller.language.clone();
                     let prompts = self.config.prompts_in(&language);
                     let ask_name = [prompts.audio(Prompt::SayName), prompts.audio(Prompt::Beep)];
+                    // "Joining" (the outcome before this one) is heard out first.
+                    let joining = playing_time(prompts.audio(Prompt::Joining).len());
                     self.in_meeting
                         .insert(participant, super::keys::InMeeting::speaking(language));
                     let moves = self.moves.clone();
                     tokio::spawn(async move {
-                        // A meeting that says names asks for one first.
-                        if says_names(&engine, &meeting).await {
+                        // A meeting that says names (and would take the caller) asks for
+                        // one first.
+                        if says_names(&engine, &meeting, role).await {
+                            tokio::time::sleep(joining).await;
                             record_name(&engine, participant, ask_name).await;
                         }
                         let _ = tokio::task::spawn_blocking(move || {
@@ -292,11 +296,18 @@ fn move_to_meeting(
     ));
 }
 
-/// Whether `meeting` says the names of those who enter and leave it.
-async fn says_names(engine: &Arc<Engine>, meeting: &str) -> bool {
+/// Whether `meeting` says the names of those who enter and leave it, and would take this
+/// caller now (one it refuses is not asked for a name first).
+async fn says_names(engine: &Arc<Engine>, meeting: &str, role: Role) -> bool {
     let (engine, meeting) = (Arc::clone(engine), meeting.to_owned());
-    let policy = tokio::task::spawn_blocking(move || engine.policy(&meeting)).await;
-    matches!(policy, Ok(Ok(p)) if p.entry_exit == EntryExit::Names)
+    let says = tokio::task::spawn_blocking(move || {
+        engine
+            .policy(&meeting)
+            .is_ok_and(|p| p.entry_exit == EntryExit::Names)
+            && would_refuse(&engine, &meeting, role).is_none()
+    })
+    .await;
+    says.unwrap_or(false)
 }
 
 /// "After the tone, say your name", the tone, and [`NAME_LENGTH`] of the caller recorded in
@@ -310,7 +321,12 @@ async fn record_name(engine: &Arc<Engine>, participant: ParticipantId, ask: [Arc
     ];
     for (audio, length) in steps {
         let engine = Arc::clone(engine);
-        let _ = tokio::task::spawn_blocking(move || engine.play(LOBBY, participant, audio)).await;
+        let played =
+            tokio::task::spawn_blocking(move || engine.play(LOBBY, participant, audio)).await;
+        if !matches!(played, Ok(Ok(()))) {
+            // Gone (hung up): the move that follows finds so at once.
+            return;
+        }
         tokio::time::sleep(length).await;
     }
     let recorder = Arc::clone(engine);

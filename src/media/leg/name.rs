@@ -15,6 +15,8 @@ use confab_dsp::resample::Rate;
 pub const MAX_NAME: Duration = Duration::from_secs(3);
 /// Blocks quieter than this (dBov, as RMS over 10 ms) are silence around the name.
 const SILENCE_DBOV: f32 = -45.0;
+/// The loudest a name is said: -12 dBov peak.
+const MAX_PEAK: i32 = 8_231;
 /// Kept before the first and after the last loud block, so that soft word ends stay.
 const MARGIN_MS: u32 = 60;
 
@@ -70,9 +72,20 @@ impl LegName {
     /// nothing above silence leaves no clip (the meeting plays its tone instead). Allocates:
     /// between ticks.
     pub fn finish(&mut self) {
-        let Some((samples, rate)) = self.recording.take() else {
+        let Some((mut samples, rate)) = self.recording.take() else {
             return;
         };
+        // Said to everyone at unity: no louder than a loud talker, whatever the caller sent.
+        let peak = samples
+            .iter()
+            .map(|&s| i32::from(s).abs())
+            .max()
+            .unwrap_or(0);
+        if peak > MAX_PEAK {
+            for s in &mut samples {
+                *s = (i32::from(*s) * MAX_PEAK / peak) as i16;
+            }
+        }
         self.clip = voiced(&samples, rate).map(|part| {
             if rate == Rate::Hz48000 {
                 // A name needs no more than wideband: a third of the memory a clip holds for
@@ -190,5 +203,18 @@ mod tests {
         let clip = name.clip().unwrap();
         assert_eq!(clip.rate, Rate::Hz16000);
         assert_eq!(clip.samples.len(), 16_000);
+
+        // A name sent at full scale is said no louder than -12 dBov peak.
+        name.start(Rate::Hz8000, Duration::from_secs(1));
+        name.record(&[i16::MAX, i16::MIN].repeat(80), Rate::Hz8000);
+        name.finish();
+        let peak = name
+            .clip()
+            .unwrap()
+            .samples
+            .iter()
+            .map(|&s| i32::from(s).abs())
+            .max();
+        assert_eq!(peak, Some(MAX_PEAK));
     }
 }

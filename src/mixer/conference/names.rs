@@ -39,6 +39,10 @@ pub(super) struct Announcements {
     waiting: usize,
     /// Not made because the queue was full.
     pub(super) dropped: u64,
+    /// Announcements played or cleared in a tick, kept until [`Announcements::release`]
+    /// between ticks: a departed leg's name may be the last reference, and freeing it is the
+    /// allocator's work, which the tick does not do.
+    spent: [Option<Announcement>; MAX_WAITING],
 }
 
 impl Announcements {
@@ -64,9 +68,15 @@ impl Announcements {
 
     /// Nobody is left to hear them.
     pub(super) fn clear(&mut self) {
-        self.ring = Default::default();
+        while self.waiting > 0 {
+            self.pop();
+        }
         self.first = 0;
-        self.waiting = 0;
+    }
+
+    /// Between ticks: frees what the tick set aside.
+    pub(super) fn release(&mut self) {
+        self.spent = Default::default();
     }
 
     /// Positions carried to a new mix rate (between ticks).
@@ -76,8 +86,14 @@ impl Announcements {
         }
     }
 
+    /// Ends the first announcement; it is set aside until `release`. A tick ends at most
+    /// the four waiting, and `release` runs between ticks, so a free place is always there
+    /// (were it not, the announcement would be freed here rather than kept).
     fn pop(&mut self) {
-        self.ring[self.first] = None;
+        let ended = self.ring[self.first].take();
+        if let Some(place) = self.spent.iter_mut().find(|p| p.is_none()) {
+            *place = ended;
+        }
         self.first = (self.first + 1) % MAX_WAITING;
         self.waiting -= 1;
     }
@@ -101,9 +117,10 @@ fn name_sample(name: &NameClip, rate: Rate, i: usize) -> i16 {
     }
     let pos = i * from;
     let (k, frac) = (pos / to, pos % to);
-    let a = s.get(k).copied().map_or(0, i32::from);
-    let b = s.get(k + 1).copied().map_or(a, i32::from);
-    (a + (b - a) * frac as i32 / to as i32) as i16
+    // In i64: a full-scale step times a fraction of 48,000 does not fit in i32.
+    let a = s.get(k).copied().map_or(0, i64::from);
+    let b = s.get(k + 1).copied().map_or(a, i64::from);
+    (a + (b - a) * frac as i64 / to as i64) as i16
 }
 
 /// The length of `name` in samples at mix rate `rate`.
@@ -215,5 +232,35 @@ mod tests {
         // Past the end: silence, never a panic.
         assert_eq!(name_sample(&down, Rate::Hz8000, 10_000), 0);
         assert_eq!(name_sample(&up, Rate::Hz16000, 10_000), 0);
+        // Full-scale steps between samples do not overflow at any rate pair.
+        let harsh = clip(
+            (0..80)
+                .map(|i| if i % 2 == 0 { i16::MAX } else { i16::MIN })
+                .collect(),
+            Rate::Hz8000,
+        );
+        for rate in [Rate::Hz16000, Rate::Hz48000] {
+            let n = name_len(&harsh, rate);
+            let out: Vec<i16> = (0..n).map(|i| name_sample(&harsh, rate, i)).collect();
+            assert_eq!(out.len(), n);
+            assert!(out.contains(&i16::MAX) && out.contains(&i16::MIN));
+        }
+    }
+
+    #[test]
+    fn ended_announcements_are_freed_between_ticks_not_in_them() {
+        let mut q = Announcements::default();
+        let name = clip(vec![1; 8], Rate::Hz8000);
+        for _ in 0..MAX_WAITING {
+            q.push(&name, Said::Left);
+        }
+        // The queue's four and ours.
+        assert_eq!(std::sync::Arc::strong_count(&name.samples), MAX_WAITING + 1);
+        q.pop();
+        q.clear();
+        assert!(q.is_empty());
+        assert_eq!(std::sync::Arc::strong_count(&name.samples), MAX_WAITING + 1);
+        q.release();
+        assert_eq!(std::sync::Arc::strong_count(&name.samples), 1);
     }
 }
