@@ -8,20 +8,11 @@ use support::wait_for;
 
 use std::time::Duration;
 
-use confab::conference::{Admission, DisconnectReason, Participant, Policy, Role, State};
+use confab::conference::{Admission, DisconnectReason, Policy, Role, State};
 use confab::sip::server::LOBBY;
 use support::clients::{Baresip, BaresipOptions, RawUa, SipBridge, answer_port};
 
 const MEETING: &str = "5555";
-
-fn find(bridge: &SipBridge, conference: &str, name: &str) -> Option<Participant> {
-    bridge
-        .engine
-        .roster(conference)
-        .ok()?
-        .into_iter()
-        .find(|p| p.uri.contains(&format!("sip:{name}@")))
-}
 
 /// A caller of the access number; returns when the attendant has it in the lobby.
 fn call_attendant(bridge: &SipBridge, root: &std::path::Path, name: &str) -> Baresip {
@@ -38,7 +29,9 @@ fn call_attendant(bridge: &SipBridge, root: &std::path::Path, name: &str) -> Bar
         },
     );
     let in_lobby = wait_for(Duration::from_secs(10), || {
-        find(bridge, LOBBY, name).is_some_and(|p| p.state == State::Connecting && p.media_ready)
+        bridge
+            .participant(LOBBY, name)
+            .is_some_and(|p| p.state == State::Connecting && p.media_ready)
     });
     assert!(in_lobby, "{name} never reached the attendant:\n{}", b.log());
     // The welcome prompt starts; keys may come while it plays.
@@ -79,7 +72,9 @@ fn callers_key_meeting_id_passcode_and_leader_pin() {
     keys(&mut ann, "5555#");
     keys(&mut ann, "4242#");
     let joined = wait_for(Duration::from_secs(10), || {
-        find(&bridge, MEETING, "ann").is_some_and(|p| p.state == State::Connected)
+        bridge
+            .participant(MEETING, "ann")
+            .is_some_and(|p| p.state == State::Connected)
     });
     assert!(
         joined,
@@ -87,9 +82,12 @@ fn callers_key_meeting_id_passcode_and_leader_pin() {
         bridge.engine.roster(MEETING),
         ann.log()
     );
-    assert_eq!(find(&bridge, MEETING, "ann").unwrap().role, Role::Attendee);
     assert_eq!(
-        find(&bridge, LOBBY, "ann").unwrap().state,
+        bridge.participant(MEETING, "ann").unwrap().role,
+        Role::Attendee
+    );
+    assert_eq!(
+        bridge.participant(LOBBY, "ann").unwrap().state,
         State::Disconnected(DisconnectReason::Transferred)
     );
 
@@ -99,10 +97,15 @@ fn callers_key_meeting_id_passcode_and_leader_pin() {
     keys(&mut lee, "*");
     keys(&mut lee, "9999#");
     let joined = wait_for(Duration::from_secs(10), || {
-        find(&bridge, MEETING, "lee").is_some_and(|p| p.state == State::Connected)
+        bridge
+            .participant(MEETING, "lee")
+            .is_some_and(|p| p.state == State::Connected)
     });
     assert!(joined, "lee did not join:\n{}", lee.log());
-    assert_eq!(find(&bridge, MEETING, "lee").unwrap().role, Role::Leader);
+    assert_eq!(
+        bridge.participant(MEETING, "lee").unwrap().role,
+        Role::Leader
+    );
 
     // Three wrong passcodes: goodbye, and the bridge hangs up.
     let mut bob = call_attendant(&bridge, root.path(), "bob");
@@ -111,15 +114,16 @@ fn callers_key_meeting_id_passcode_and_leader_pin() {
     keys(&mut bob, "2222#");
     keys(&mut bob, "3333#");
     let gone = wait_for(Duration::from_secs(10), || {
-        find(&bridge, LOBBY, "bob")
+        bridge
+            .participant(LOBBY, "bob")
             .is_some_and(|p| p.state == State::Disconnected(DisconnectReason::AttendantFailed))
     });
     assert!(
         gone,
         "bob was not hung up: {:?}",
-        find(&bridge, LOBBY, "bob")
+        bridge.participant(LOBBY, "bob")
     );
-    assert!(find(&bridge, MEETING, "bob").is_none());
+    assert!(bridge.participant(MEETING, "bob").is_none());
     // baresip saw the BYE: its call is closed.
     let closed = wait_for(Duration::from_secs(5), || {
         let log = bob.log().to_lowercase();

@@ -15,7 +15,7 @@ use support::wait_for;
 use std::path::Path;
 use std::time::Duration;
 
-use confab::conference::{Admission, Event, Participant, ParticipantId, Policy, Role, State};
+use confab::conference::{Admission, Event, ParticipantId, Policy, Role, State};
 use confab::media::codec::MIX_RATE;
 use confab::mixer::conference::ConferenceEvent;
 use confab::sip::prompts::{Prompt, Prompts};
@@ -31,15 +31,6 @@ const NOT_HEARD: f64 = 0.4;
 /// for sample: "the meeting is now locked" and "... unlocked") stays under this (measured
 /// 0.15-0.52); the one played gets 0.99.
 const SIMILAR: f64 = 0.7;
-
-fn find(bridge: &SipBridge, conference: &str, name: &str) -> Option<Participant> {
-    bridge
-        .engine
-        .roster(conference)
-        .ok()?
-        .into_iter()
-        .find(|p| p.uri.contains(&format!("sip:{name}@")))
-}
 
 fn phone(bridge: &SipBridge, root: &Path, name: &str, target: &str) -> Baresip {
     Baresip::dial(
@@ -179,7 +170,9 @@ fn a_caller_keys_star_six_and_is_muted_and_told_so() {
     // Dialled straight into the meeting (no passcode, no attendant).
     let mut ann = phone(&bridge, root.path(), "ann", MEETING);
     let joined = wait_for(Duration::from_secs(10), || {
-        find(&bridge, MEETING, "ann").is_some_and(|p| p.state == State::Connected && p.media_ready)
+        bridge
+            .participant(MEETING, "ann")
+            .is_some_and(|p| p.state == State::Connected && p.media_ready)
     });
     assert!(
         joined,
@@ -187,14 +180,14 @@ fn a_caller_keys_star_six_and_is_muted_and_told_so() {
         bridge.engine.roster(MEETING),
         ann.log()
     );
-    let id = find(&bridge, MEETING, "ann").unwrap().id;
-    assert!(!find(&bridge, MEETING, "ann").unwrap().muted);
+    let id = bridge.participant(MEETING, "ann").unwrap().id;
+    assert!(!bridge.participant(MEETING, "ann").unwrap().muted);
 
     // *6: muted, and told so.
     let before_mute = recorded(&ann);
     keys(&mut ann, "*6");
     let muted = wait_for(Duration::from_secs(10), || {
-        find(&bridge, MEETING, "ann").is_some_and(|p| p.muted)
+        bridge.participant(MEETING, "ann").is_some_and(|p| p.muted)
     });
     assert!(muted, "*6 did not mute ann:\n{}", ann.log());
     let told = ear.wait_to_hear(&ann, Prompt::Muted, before_mute, Duration::from_secs(15));
@@ -204,7 +197,7 @@ fn a_caller_keys_star_six_and_is_muted_and_told_so() {
     let before_unmute = recorded(&ann);
     keys(&mut ann, "*6");
     let unmuted = wait_for(Duration::from_secs(10), || {
-        find(&bridge, MEETING, "ann").is_some_and(|p| !p.muted)
+        bridge.participant(MEETING, "ann").is_some_and(|p| !p.muted)
     });
     assert!(unmuted, "*6 again did not unmute ann:\n{}", ann.log());
     let told = ear.wait_to_hear(
@@ -279,7 +272,9 @@ fn a_leader_on_a_phone_locks_and_a_later_caller_is_refused() {
     // The leader calls the access number and keys the meeting ID, `*` and the leader PIN.
     let mut lee = phone(&bridge, root.path(), "lee", "conference");
     let in_lobby = wait_for(Duration::from_secs(10), || {
-        find(&bridge, LOBBY, "lee").is_some_and(|p| p.state == State::Connecting && p.media_ready)
+        bridge
+            .participant(LOBBY, "lee")
+            .is_some_and(|p| p.state == State::Connecting && p.media_ready)
     });
     assert!(in_lobby, "lee never reached the attendant:\n{}", lee.log());
     std::thread::sleep(Duration::from_millis(500));
@@ -287,7 +282,9 @@ fn a_leader_on_a_phone_locks_and_a_later_caller_is_refused() {
     keys(&mut lee, "*");
     keys(&mut lee, "9999#");
     let joined = wait_for(Duration::from_secs(10), || {
-        find(&bridge, MEETING, "lee").is_some_and(|p| p.state == State::Connected)
+        bridge
+            .participant(MEETING, "lee")
+            .is_some_and(|p| p.state == State::Connected)
     });
     assert!(
         joined,
@@ -295,7 +292,7 @@ fn a_leader_on_a_phone_locks_and_a_later_caller_is_refused() {
         bridge.engine.roster(MEETING),
         lee.log()
     );
-    let leader = find(&bridge, MEETING, "lee").unwrap();
+    let leader = bridge.participant(MEETING, "lee").unwrap();
     assert_eq!(leader.role, Role::Leader);
     assert!(!bridge.engine.policy(MEETING).unwrap().locked);
 
@@ -351,7 +348,9 @@ fn a_leader_on_a_phone_locks_and_a_later_caller_is_refused() {
     let answered = wait_for(Duration::from_secs(10), || {
         ended(&bob)
             || [LOBBY, MEETING].iter().any(|c| {
-                find(&bridge, c, "bob").is_some_and(|p| p.state.is_present() && p.media_ready)
+                bridge
+                    .participant(c, "bob")
+                    .is_some_and(|p| p.state.is_present() && p.media_ready)
             })
     });
     assert!(answered, "bob's call went nowhere:\n{}", bob.log());
@@ -367,7 +366,7 @@ fn a_leader_on_a_phone_locks_and_a_later_caller_is_refused() {
     );
 
     // Bob was never connected in the meeting: no such state in the roster, nor an event.
-    let in_meeting = find(&bridge, MEETING, "bob");
+    let in_meeting = bridge.participant(MEETING, "bob");
     assert!(
         in_meeting
             .as_ref()
@@ -387,7 +386,7 @@ fn a_leader_on_a_phone_locks_and_a_later_caller_is_refused() {
     // ---- Needs the bridge's refusal change (243407d, "sip: refusals explained"): bob is
     // answered, told "this meeting is locked" and then hung up. Before it the bridge refused
     // him without a word (a SIP error, or a BYE from the attendant) and this part failed.
-    let lobby = find(&bridge, LOBBY, "bob");
+    let lobby = bridge.participant(LOBBY, "bob");
     let heard = audio::heard_so_far(&bob.dir);
     let log = bob.log();
     let (rate, heard) = heard.unwrap_or_else(|| {

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use confab::conference::roster::EntryExit;
-use confab::conference::{Admission, Participant, Policy, State};
+use confab::conference::{Admission, Policy, State};
 use confab::media::codec::MIX_RATE;
 use confab::mixer::Control;
 use confab::sip::prompts::{Prompt, Prompts};
@@ -31,15 +31,6 @@ const NAME_HZ: f32 = 700.0;
 const HEARD: f64 = 0.8;
 /// A prompt never played stays under this.
 const NOT_HEARD: f64 = 0.4;
-
-fn find(bridge: &SipBridge, conference: &str, name: &str) -> Option<Participant> {
-    bridge
-        .engine
-        .roster(conference)
-        .ok()?
-        .into_iter()
-        .find(|p| p.uri.contains(&format!("sip:{name}@")))
-}
 
 fn phone(bridge: &SipBridge, root: &Path, name: &str, target: &str, tone_hz: f32) -> Baresip {
     Baresip::dial(
@@ -86,6 +77,13 @@ fn wait_to_hear(b: &Baresip, prompt: Prompt, from: usize) -> Option<(u32, usize,
     found
 }
 
+/// The level of Bob's tone (his name) in the second that ends 0.2 s before `phrase`.
+fn name_before(heard: &[i16], rate: u32, phrase: usize) -> f32 {
+    let (second, gap) = (rate as usize, rate as usize / 5);
+    let end = phrase.saturating_sub(gap);
+    tone_level_dbov(&heard[end.saturating_sub(second)..end], rate, NAME_HZ)
+}
+
 #[test]
 fn a_callers_recorded_name_is_said_when_it_enters_and_leaves() {
     if !support::require(&["baresip", "sox"]) {
@@ -106,14 +104,18 @@ fn a_callers_recorded_name_is_said_when_it_enters_and_leaves() {
     // Ann dials the meeting straight (no attendant, no name): she listens.
     let ann = phone(&bridge, root.path(), "ann", MEETING, 300.0);
     let joined = wait_for(Duration::from_secs(10), || {
-        find(&bridge, MEETING, "ann").is_some_and(|p| p.state == State::Connected && p.media_ready)
+        bridge
+            .participant(MEETING, "ann")
+            .is_some_and(|p| p.state == State::Connected && p.media_ready)
     });
     assert!(joined, "ann did not join:\n{}", ann.log());
 
     // Bob comes through the attendant and is asked for his name.
     let mut bob = phone(&bridge, root.path(), "bob", "conference", NAME_HZ);
     let in_lobby = wait_for(Duration::from_secs(10), || {
-        find(&bridge, LOBBY, "bob").is_some_and(|p| p.media_ready)
+        bridge
+            .participant(LOBBY, "bob")
+            .is_some_and(|p| p.media_ready)
     });
     assert!(in_lobby, "bob never reached the attendant:\n{}", bob.log());
     std::thread::sleep(Duration::from_millis(500));
@@ -125,10 +127,12 @@ fn a_callers_recorded_name_is_said_when_it_enters_and_leaves() {
     // He enters; he is muted at once, so that what Ann hears of his tone is the name.
     let before = recorded(&ann);
     let entered = wait_for(Duration::from_secs(20), || {
-        find(&bridge, MEETING, "bob").is_some_and(|p| p.state == State::Connected)
+        bridge
+            .participant(MEETING, "bob")
+            .is_some_and(|p| p.state == State::Connected)
     });
     assert!(entered, "bob did not enter:\n{}", bob.log());
-    let bob_id = find(&bridge, MEETING, "bob").unwrap().id;
+    let bob_id = bridge.participant(MEETING, "bob").unwrap().id;
     bridge
         .engine
         .control(MEETING, Control::Mute(bob_id, true))
@@ -138,9 +142,7 @@ fn a_callers_recorded_name_is_said_when_it_enters_and_leaves() {
     let (_, at, peak) = joined.unwrap();
     // The second before the phrase is the end of the name: Bob's tone, though he is muted.
     let phrase = before + at;
-    let name = &heard
-        [phrase.saturating_sub(rate as usize + rate as usize / 5)..phrase - rate as usize / 5];
-    let name_level = tone_level_dbov(name, rate, NAME_HZ);
+    let name_level = name_before(&heard, rate, phrase);
     eprintln!(
         "ann heard \"has joined\" (peak {peak:.3}) {:.2} s after bob entered; his name before \
          it at {name_level:.1} dBov",
@@ -157,9 +159,7 @@ fn a_callers_recorded_name_is_said_when_it_enters_and_leaves() {
     let (rate, heard) = audio::heard_so_far(&ann.dir).unwrap();
     let (_, at, peak) = left.unwrap();
     let phrase = before + at;
-    let name = &heard
-        [phrase.saturating_sub(rate as usize + rate as usize / 5)..phrase - rate as usize / 5];
-    let name_level = tone_level_dbov(name, rate, NAME_HZ);
+    let name_level = name_before(&heard, rate, phrase);
     // A prompt never played to Ann is not found (the negative control).
     let template = audio::decimate(
         &Prompts::embedded().unwrap().audio(Prompt::Muted),

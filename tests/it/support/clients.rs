@@ -24,6 +24,19 @@ pub struct SipBridge {
 }
 
 impl SipBridge {
+    /// The participant of `conference` whose URI names `name` (`sip:name@`), if any.
+    pub fn participant(
+        &self,
+        conference: &str,
+        name: &str,
+    ) -> Option<confab::conference::Participant> {
+        self.engine
+            .roster(conference)
+            .ok()?
+            .into_iter()
+            .find(|p| p.uri.contains(&format!("sip:{name}@")))
+    }
+
     pub fn start() -> Self {
         Self::with_room(20)
     }
