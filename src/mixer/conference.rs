@@ -387,6 +387,9 @@ impl ConferenceMedia {
             }
             self.chimes.rescale(self.rate, wanted);
             self.announcements.rescale(self.rate, wanted);
+            for leg in &mut self.legs {
+                leg.name.rescale(wanted);
+            }
             self.rate = wanted;
             self.mix = MixFrames::new(wanted);
             for group in &mut self.groups {

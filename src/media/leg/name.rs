@@ -30,8 +30,27 @@ pub struct NameClip {
 /// The leg's name: being recorded, recorded, or neither.
 #[derive(Debug, Default)]
 pub struct LegName {
-    recording: Option<(Vec<i16>, Rate)>,
+    recording: Option<Recording>,
     clip: Option<NameClip>,
+}
+
+#[derive(Debug)]
+struct Recording {
+    samples: Vec<i16>,
+    rate: Rate,
+    /// How long it may be (`MAX_NAME` at most).
+    length: Duration,
+}
+
+impl Recording {
+    /// The samples it holds when full, at its rate.
+    fn limit(&self) -> usize {
+        samples_in(self.length, self.rate)
+    }
+}
+
+fn samples_in(length: Duration, rate: Rate) -> usize {
+    (u128::from(rate.hz()) * length.as_millis() / 1000) as usize
 }
 
 impl LegName {
@@ -39,8 +58,11 @@ impl LegName {
     /// Allocates: between ticks.
     pub fn start(&mut self, rate: Rate, length: Duration) {
         let length = length.min(MAX_NAME);
-        let samples = (u128::from(rate.hz()) * length.as_millis() / 1000) as usize;
-        self.recording = Some((Vec::with_capacity(samples), rate));
+        self.recording = Some(Recording {
+            samples: Vec::with_capacity(samples_in(length, rate)),
+            rate,
+            length,
+        });
         self.clip = None;
     }
 
@@ -48,31 +70,46 @@ impl LegName {
     pub fn recording(&self) -> bool {
         self.recording
             .as_ref()
-            .is_some_and(|(s, _)| s.len() < s.capacity())
+            .is_some_and(|r| r.samples.len() < r.limit())
     }
 
     /// In the tick: the leg's frame at mix rate `rate`. Never grows the buffer: what does not
-    /// fit is not kept; a frame at another rate (the lobby's mix rate changed) ends the
-    /// recording where it is.
+    /// fit is not kept, nor a frame at another rate than the recording's (`rescale` brings the
+    /// recording to a new mix rate between ticks).
     pub fn record(&mut self, frame: &[i16], rate: Rate) {
-        let Some((samples, at)) = &mut self.recording else {
+        let Some(r) = &mut self.recording else {
             return;
         };
-        if *at != rate {
-            // Filled up with silence (cut when it ends): `recording()` is false from now on.
-            let room = samples.capacity() - samples.len();
-            samples.extend(std::iter::repeat_n(0, room));
+        let room = r.limit().saturating_sub(r.samples.len());
+        if r.rate == rate && room <= r.samples.capacity() - r.samples.len() {
+            r.samples.extend_from_slice(&frame[..frame.len().min(room)]);
+        }
+    }
+
+    /// Between ticks: the mix rate became `to` (a wideband caller entered or left the lobby);
+    /// what was recorded is brought to it and the recording goes on at it. Allocates.
+    pub fn rescale(&mut self, to: Rate) {
+        let Some(r) = &mut self.recording else {
+            return;
+        };
+        if r.rate == to {
             return;
         }
-        let room = samples.capacity() - samples.len();
-        samples.extend_from_slice(&frame[..frame.len().min(room)]);
+        let mut samples = Vec::with_capacity(samples_in(r.length, to));
+        let n = r.samples.len() * to.hz() as usize / r.rate.hz() as usize;
+        samples.extend((0..n).map(|i| sample_at(&r.samples, r.rate, to, i)));
+        r.samples = samples;
+        r.rate = to;
     }
 
     /// Ends a recording into the clip, without the silence around the name; a recording with
     /// nothing above silence leaves no clip (the meeting plays its tone instead). Allocates:
     /// between ticks.
     pub fn finish(&mut self) {
-        let Some((mut samples, rate)) = self.recording.take() else {
+        let Some(Recording {
+            mut samples, rate, ..
+        }) = self.recording.take()
+        else {
             return;
         };
         // Said to everyone at unity: no louder than a loud talker, whatever the caller sent.
@@ -119,6 +156,31 @@ impl LegName {
     pub fn clip(&self) -> Option<&NameClip> {
         self.clip.as_ref()
     }
+}
+
+/// Sample `i` of `samples` (at `from`) brought to rate `to`: interpolated linearly up, averaged
+/// over the samples it spans down (a plain low-pass against aliasing); past the end, silence.
+/// The rates are 8, 16 or 48 kHz, each a whole multiple of the lower ones.
+pub fn sample_at(samples: &[i16], from: Rate, to: Rate, i: usize) -> i16 {
+    let (from, to) = (from.hz() as usize, to.hz() as usize);
+    if from > to {
+        let step = from / to;
+        let start = i.saturating_mul(step);
+        let part = samples
+            .get(start..start.saturating_add(step).min(samples.len()))
+            .unwrap_or(&[]);
+        if part.is_empty() {
+            return 0;
+        }
+        let sum: i64 = part.iter().map(|&x| i64::from(x)).sum();
+        return (sum / part.len() as i64) as i16;
+    }
+    let pos = i.saturating_mul(from);
+    let (k, frac) = (pos / to, pos % to);
+    // In i64: a full-scale step times a fraction of 48,000 does not fit in i32.
+    let a = samples.get(k).copied().map_or(0, i64::from);
+    let b = samples.get(k + 1).copied().map_or(a, i64::from);
+    (a + (b - a) * frac as i64 / to as i64) as i16
 }
 
 /// The part of `samples` from the first to the last 10 ms block above [`SILENCE_DBOV`], with
@@ -171,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn silence_leaves_no_clip_and_a_rate_change_ends_the_recording() {
+    fn silence_leaves_no_clip_and_a_rate_change_carries_the_recording_on() {
         let mut name = LegName::default();
         name.start(Rate::Hz16000, Duration::from_secs(2));
         for _ in 0..10 {
@@ -180,16 +242,23 @@ mod tests {
         name.finish();
         assert!(name.clip().is_none());
 
+        // Half a second at 16 kHz, then the lobby mixes at 48 kHz: what was recorded is
+        // brought along, a frame at the old rate is not taken, and the rest fills at 48 kHz.
         name.start(Rate::Hz16000, Duration::from_secs(2));
+        for _ in 0..25 {
+            name.record(&tone(320, 8000.0), Rate::Hz16000);
+        }
+        name.rescale(Rate::Hz48000);
         name.record(&tone(320, 8000.0), Rate::Hz16000);
-        name.record(&tone(960, 8000.0), Rate::Hz48000);
+        assert!(name.recording());
+        for _ in 0..100 {
+            name.record(&tone(960, 8000.0), Rate::Hz48000);
+        }
         assert!(!name.recording());
-        name.record(&tone(320, 8000.0), Rate::Hz16000);
         name.finish();
-        // The one frame before the change, with its margin (the zeros the end was filled with
-        // are silence and cut).
+        // Two seconds, all of it loud (nothing trimmed), kept at 16 kHz.
         let clip = name.clip().unwrap();
-        assert_eq!(clip.samples.len(), 320 + 960);
+        assert_eq!((clip.rate, clip.samples.len()), (Rate::Hz16000, 32_000));
         // Finishing twice, or without a recording, changes nothing.
         name.finish();
         assert!(name.clip().is_some());

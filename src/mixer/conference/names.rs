@@ -99,28 +99,9 @@ impl Announcements {
     }
 }
 
-/// The sample of `name` at position `i` of the mix rate `rate` (linear interpolation between
-/// the recorded samples; a name recorded at a higher rate than the mix is averaged over the
-/// samples each output sample spans, a plain low-pass against aliasing).
+/// The sample of `name` at position `i` of the mix rate `rate`.
 fn name_sample(name: &NameClip, rate: Rate, i: usize) -> i16 {
-    let (from, to) = (name.rate.hz() as usize, rate.hz() as usize);
-    let s = &name.samples;
-    if from > to {
-        let step = from / to;
-        let start = i * step;
-        let part = s.get(start..(start + step).min(s.len())).unwrap_or(&[]);
-        if part.is_empty() {
-            return 0;
-        }
-        let sum: i32 = part.iter().map(|&x| i32::from(x)).sum();
-        return (sum / part.len() as i32) as i16;
-    }
-    let pos = i * from;
-    let (k, frac) = (pos / to, pos % to);
-    // In i64: a full-scale step times a fraction of 48,000 does not fit in i32.
-    let a = s.get(k).copied().map_or(0, i64::from);
-    let b = s.get(k + 1).copied().map_or(a, i64::from);
-    (a + (b - a) * frac as i64 / to as i64) as i16
+    crate::media::leg::name::sample_at(&name.samples, name.rate, rate, i)
 }
 
 /// The length of `name` in samples at mix rate `rate`.
