@@ -262,7 +262,13 @@ mod tests {
         let cpu = CpuOf::Threads(vec![tid]).seconds().unwrap();
         assert!((0.3..=0.7).contains(&cpu), "{cpu} s");
         busy.join().unwrap();
-        // Gone: unreadable rather than zero.
+        // Gone: unreadable rather than zero. The kernel may list a joined thread's task for a
+        // moment after `join` returns, so it is looked for again (up to 2 s).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while CpuOf::Threads(vec![tid]).seconds().is_some() && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert_eq!(CpuOf::Threads(vec![tid]).seconds(), None);
         assert_eq!(CpuOf::Threads(Vec::new()).seconds(), None);
         assert_eq!(
