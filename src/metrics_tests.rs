@@ -1,30 +1,38 @@
 use super::*;
 use std::sync::atomic::Ordering::Relaxed;
 
-#[test]
-fn control_events_dropped_is_summed_over_the_mixer_threads() {
-    let engine = Engine::start(crate::engine::EngineSettings {
+/// An engine of two mixer threads, its legs' ports from `port_min` (11 of them).
+fn two_mixer_threads(port_min: u16) -> Engine {
+    Engine::start(crate::engine::EngineSettings {
         mixer_threads: 2,
         max_talkers: 3,
         media_bind: std::net::IpAddr::from([127, 0, 0, 1]),
-        rtp_port_min: 45_100,
-        rtp_port_max: 45_110,
+        rtp_port_min: port_min,
+        rtp_port_max: port_min + 10,
         media_timeout: std::time::Duration::from_secs(30),
         leg_timers: Default::default(),
         records: None,
     })
-    .unwrap();
-    let render = || {
-        render(
-            &engine,
-            &Options::default(),
-            None,
-            None,
-            &ApiMetrics::default(),
-            &[],
-            false,
-        )
-    };
+    .unwrap()
+}
+
+/// `/metrics` of `engine` alone (no SIP, WebRTC or store).
+fn render_of(engine: &Engine) -> String {
+    render(
+        engine,
+        &Options::default(),
+        None,
+        None,
+        &ApiMetrics::default(),
+        &[],
+        false,
+    )
+}
+
+#[test]
+fn control_events_dropped_is_summed_over_the_mixer_threads() {
+    let engine = two_mixer_threads(45_100);
+    let render = || render_of(&engine);
     let text = render();
     // There at zero, so alerts have a series to read.
     assert!(
@@ -52,28 +60,8 @@ fn control_events_dropped_is_summed_over_the_mixer_threads() {
 
 #[test]
 fn tick_start_delay_and_realtime_are_over_all_mixer_threads() {
-    let engine = Engine::start(crate::engine::EngineSettings {
-        mixer_threads: 2,
-        max_talkers: 3,
-        media_bind: std::net::IpAddr::from([127, 0, 0, 1]),
-        rtp_port_min: 45_120,
-        rtp_port_max: 45_130,
-        media_timeout: std::time::Duration::from_secs(30),
-        leg_timers: Default::default(),
-        records: None,
-    })
-    .unwrap();
-    let render = || {
-        render(
-            &engine,
-            &Options::default(),
-            None,
-            None,
-            &ApiMetrics::default(),
-            &[],
-            false,
-        )
-    };
+    let engine = two_mixer_threads(45_120);
+    let render = || render_of(&engine);
     let value = |text: &str, series: &str| -> f64 {
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
