@@ -7,6 +7,10 @@ pub(super) struct Peer {
     session: String,
     rtc: Rtc,
     mid: Mid,
+    /// Our candidate's address in its answer: the destination str0m is told every datagram
+    /// from the peer had (its ICE takes a check only on a candidate it has), whatever address
+    /// the socket is bound to: a wildcard, or a private one behind a NAT.
+    candidate: SocketAddr,
     relay: RelayPeer,
     /// The handshake's slot while the handshake is in progress (given back when dropped).
     handshaking: Option<HandshakeSlot>,
@@ -19,6 +23,18 @@ pub(super) struct Peer {
     sources: Vec<SocketAddr>,
     /// Our ICE ufrag in its answer (the key of `Driver::by_ufrag`).
     ufrag: Option<String>,
+}
+
+/// Where the driver's datagrams go: the shared socket, or a test's list.
+pub(super) trait Wire {
+    fn send(&self, contents: &[u8], to: SocketAddr);
+}
+
+impl Wire for tokio::net::UdpSocket {
+    fn send(&self, contents: &[u8], to: SocketAddr) {
+        // A full send buffer drops the datagram, as the network may: str0m resends.
+        let _ = self.try_send_to(contents, to);
+    }
 }
 
 /// What driving a peer found.
@@ -120,7 +136,7 @@ impl Driver {
         self.metrics.handshakes.store(0, Ordering::Relaxed);
     }
 
-    fn add(&mut self, socket: &tokio::net::UdpSocket, p: NewPeer) {
+    fn add(&mut self, socket: &dyn Wire, p: NewPeer) {
         let now = Instant::now();
         let id = NEXT_PEER.fetch_add(1, Ordering::Relaxed);
         let ufrag = stun::answer_ufrag(&p.accepted.answer).map(str::to_owned);
@@ -132,6 +148,7 @@ impl Driver {
             session: p.session,
             rtc: p.accepted.rtc,
             mid: p.accepted.mid,
+            candidate: p.accepted.candidate,
             relay: p.relay,
             handshaking: Some(p.handshake),
             created: now,
@@ -146,34 +163,21 @@ impl Driver {
         self.drive_peer(socket, id, Input::Timeout(now));
     }
 
-    fn datagram(&mut self, socket: &tokio::net::UdpSocket, from: SocketAddr, data: &[u8]) {
-        let Ok(contents) = data.try_into() else {
-            self.metrics
-                .unrouted_datagrams_total
-                .fetch_add(1, Ordering::Relaxed);
-            return;
-        };
+    fn datagram(&mut self, socket: &dyn Wire, from: SocketAddr, data: &[u8]) {
         let now = Instant::now();
-        let input = Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source: from,
-                destination: self.local,
-                contents,
-            },
-        );
         // A known source goes to its peer; a new one must be a STUN binding request whose
         // USERNAME names a peer (ICE checks come first from every new address), and only that
         // peer is asked. Junk from strangers costs a lookup, not a scan of every peer.
-        let id = match self.routes.get(&from) {
-            Some(id) if self.peers.get(id).is_some_and(|p| p.rtc.accepts(&input)) => Some(*id),
-            _ => stun::local_ufrag(data)
-                .and_then(|u| self.by_ufrag.get(u))
-                .copied()
-                .filter(|id| self.peers.get(id).is_some_and(|p| p.rtc.accepts(&input))),
-        };
-        let Some(id) = id else {
+        let routed = self.routes.get(&from).copied();
+        let found = routed
+            .and_then(|id| self.accepted_by(id, from, data, now))
+            .or_else(|| {
+                stun::local_ufrag(data)
+                    .and_then(|u| self.by_ufrag.get(u))
+                    .copied()
+                    .and_then(|id| self.accepted_by(id, from, data, now))
+            });
+        let Some((id, input)) = found else {
             self.metrics
                 .unrouted_datagrams_total
                 .fetch_add(1, Ordering::Relaxed);
@@ -189,8 +193,31 @@ impl Driver {
         self.drive_peer(socket, id, input);
     }
 
+    /// The datagram as peer `id` is given it, if its str0m takes it: sent from `from` to the
+    /// candidate its answer named (not the socket's own address, which may be a wildcard or a
+    /// private address behind a NAT). `None` for a datagram str0m cannot read.
+    fn accepted_by<'a>(
+        &self,
+        id: u64,
+        from: SocketAddr,
+        data: &'a [u8],
+        now: Instant,
+    ) -> Option<(u64, Input<'a>)> {
+        let peer = self.peers.get(&id)?;
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source: from,
+                destination: peer.candidate,
+                contents: data.try_into().ok()?,
+            },
+        );
+        peer.rtc.accepts(&input).then_some((id, input))
+    }
+
     /// Feeds one input to a peer and drains what it has to say; lets it go if it is done.
-    fn drive_peer(&mut self, socket: &tokio::net::UdpSocket, id: u64, input: Input<'_>) {
+    fn drive_peer(&mut self, socket: &dyn Wire, id: u64, input: Input<'_>) {
         // No panic crosses a peer's boundary: the peer whose input panicked is let go as
         // internal-error and the driver goes on with the others.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -225,7 +252,7 @@ impl Driver {
     }
 
     /// Polls a peer until it only has a timeout left.
-    fn drain(&mut self, socket: &tokio::net::UdpSocket, id: u64) -> Drive {
+    fn drain(&mut self, socket: &dyn Wire, id: u64) -> Drive {
         let Some(peer) = self.peers.get_mut(&id) else {
             return Drive::Alive;
         };
@@ -243,7 +270,7 @@ impl Driver {
                     break;
                 }
                 Output::Transmit(t) => {
-                    let _ = socket.try_send_to(&t.contents, t.destination);
+                    socket.send(&t.contents, t.destination);
                 }
                 Output::Event(Event::Connected) => {
                     if let Some(slot) = peer.handshaking.take() {
@@ -305,7 +332,7 @@ impl Driver {
     }
 
     /// Moves what the mixer queued to every peer's str0m.
-    fn forward_all(&mut self, socket: &tokio::net::UdpSocket) {
+    fn forward_all(&mut self, socket: &dyn Wire) {
         let ids: Vec<u64> = self.peers.keys().copied().collect();
         for id in ids {
             let mut gone = None;
@@ -354,7 +381,7 @@ impl Driver {
     }
 
     /// Timeouts: str0m's own, consent freshness and the handshake limit; one decision a peer.
-    fn timers(&mut self, socket: &tokio::net::UdpSocket) {
+    fn timers(&mut self, socket: &dyn Wire) {
         let now = Instant::now();
         let due: Vec<(u64, bool)> = self
             .peers
@@ -375,7 +402,7 @@ impl Driver {
         }
     }
 
-    fn remove(&mut self, socket: &tokio::net::UdpSocket, id: u64, reason: DisconnectReason) {
+    fn remove(&mut self, socket: &dyn Wire, id: u64, reason: DisconnectReason) {
         let Some(mut peer) = self.peers.remove(&id) else {
             return;
         };
@@ -403,7 +430,7 @@ impl Driver {
             for _ in 0..32 {
                 match peer.rtc.poll_output() {
                     Ok(Output::Transmit(t)) => {
-                        let _ = socket.try_send_to(&t.contents, t.destination);
+                        socket.send(&t.contents, t.destination);
                     }
                     Ok(Output::Event(_)) => {}
                     Ok(Output::Timeout(_)) | Err(_) => break,
@@ -424,3 +451,7 @@ impl Driver {
         self.metrics.peers.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

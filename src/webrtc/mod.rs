@@ -212,7 +212,6 @@ impl WebRtc {
             metrics: metrics.clone(),
             doorbell: doorbell.clone(),
             up: up.clone(),
-            local,
             consent_timeout: settings.consent_timeout,
             handshake_timeout: settings.handshake_timeout,
             restart_wait: settings.restart_wait,
@@ -385,7 +384,6 @@ pub fn session_id() -> Option<String> {
 
 struct Driver {
     sessions: Sessions,
-    local: SocketAddr,
     consent_timeout: Duration,
     handshake_timeout: Duration,
     peers: HashMap<u64, Peer>,

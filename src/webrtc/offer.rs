@@ -33,6 +33,9 @@ pub enum OfferError {
 pub struct Accepted {
     pub rtc: Rtc,
     pub mid: Mid,
+    /// Our one ICE candidate's address, as the answer names it: what the peer's datagrams are
+    /// sent to, whatever address the shared socket is bound to (a wildcard, or behind a NAT).
+    pub candidate: SocketAddr,
     pub answer: String,
     pub spec: LegSpec,
 }
@@ -154,6 +157,7 @@ pub fn accept(
     Ok(Accepted {
         rtc,
         mid,
+        candidate,
         answer: name_our_address(&answer.to_sdp_string(), candidate),
         spec,
     })

@@ -5,7 +5,6 @@
 //! for ended ones), counts the death, and starts a new driver on the same UDP socket with a
 //! new command channel, after a wait that doubles while drivers keep dying at once.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -63,7 +62,6 @@ pub(super) struct Supervisor {
     pub(super) metrics: Arc<WebRtcMetrics>,
     pub(super) doorbell: Doorbell,
     pub(super) up: Arc<AtomicBool>,
-    pub(super) local: SocketAddr,
     pub(super) consent_timeout: Duration,
     pub(super) handshake_timeout: Duration,
     pub(super) restart_wait: Duration,
@@ -108,7 +106,6 @@ impl Supervisor {
     fn driver(&self) -> Driver {
         Driver {
             sessions: self.sessions.clone(),
-            local: self.local,
             consent_timeout: self.consent_timeout,
             handshake_timeout: self.handshake_timeout,
             peers: Default::default(),
