@@ -173,6 +173,9 @@ pub(super) async fn add(
                 crate::sip::server::DialError::BadTarget(t) => {
                     ApiError::invalid(format!("cannot call {t}"))
                 }
+                e @ crate::sip::server::DialError::SrtpNeedsTls(_) => {
+                    ApiError::invalid(e.to_string())
+                }
                 other => {
                     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_sip", other.to_string())
                 }

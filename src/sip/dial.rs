@@ -14,6 +14,7 @@ use super::Shell;
 use crate::conference::ParticipantId;
 use crate::engine::{EngineError, Joiner};
 use crate::mixer::Control;
+use crate::sip::uas::DialAnswer;
 
 /// Why a dial-out could not start.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,12 @@ pub enum DialError {
     Stopped,
     #[error("cannot reach {0}")]
     Unreachable(String),
+    /// The SRTP policy asks for keys the dial-out's signalling may not carry.
+    #[error(
+        "{0}: SRTP is required (media.srtp = required) and SDES keys travel only over SIP on TLS: \
+         dial a sips: or ;transport=tls URI"
+    )]
+    SrtpNeedsTls(String),
 }
 
 /// A dial-out asked of the serving task.
@@ -51,7 +58,9 @@ pub(crate) struct Started {
     pub(crate) to: SocketAddr,
     /// The TLS connection opened for it (none: UDP).
     pub(crate) connection: Option<u64>,
+    /// Plain RTP/AVP: the call core adds SRTP as `srtp` allows on the transport.
     pub(crate) offer: String,
+    pub(crate) srtp: crate::config::SrtpPolicy,
 }
 
 /// The serving task's end of the dial-out commands, taken again by a restarted task.
@@ -73,6 +82,17 @@ impl Shell {
             let _ = reply.send(Err(DialError::BadTarget(target)));
             return;
         };
+        // Refused before any participant exists when the policy wants keys that this
+        // signalling may not carry.
+        let srtp = self.srtp;
+        let rule = crate::sip::sdp::SrtpRule {
+            policy: srtp,
+            keys_may_travel: next_hop.tls || self.sdes_over_cleartext,
+        };
+        if crate::sip::uas::dial_offer_kind(rule).is_err() {
+            let _ = reply.send(Err(DialError::SrtpNeedsTls(target)));
+            return;
+        }
         let tls = match (next_hop.tls, &self.tls_client) {
             (false, _) => None,
             (true, Some(client)) => Some(Arc::clone(client)),
@@ -127,6 +147,7 @@ impl Shell {
                         to,
                         connection,
                         offer,
+                        srtp,
                     };
                     let _ = started.send(ready).await;
                     let _ = reply.send(Ok(participant));
@@ -141,25 +162,15 @@ impl Shell {
         });
     }
 
-    pub(crate) fn answered(&mut self, participant: ParticipantId, answer: &[u8]) {
+    /// A dial-out's answer, already checked by the call core (codecs, the SRTP policy).
+    pub(crate) fn answered(&mut self, participant: ParticipantId, answer: &DialAnswer) {
         let Some(pending) = self.dialing.remove(&participant) else {
             return;
         };
         let Some(meeting) = self.meetings.get(&participant).cloned() else {
             return;
         };
-        let spec = match crate::sip::sdp::negotiate(
-            answer,
-            &self.codecs,
-            crate::sip::sdp::SrtpRule::IF_OFFERED,
-        ) {
-            Ok(n) => n.leg_spec(None),
-            Err(e) => {
-                debug!(error = %e, "dial-out answer not usable");
-                let _ = self.moves.try_send((participant, Err(None)));
-                return;
-            }
-        };
+        let spec = answer.negotiated.leg_spec(answer.local_key);
         self.control(participant, Control::SipStatus(participant, 200));
         let engine = Arc::clone(&self.engine);
         let moves = self.moves.clone();

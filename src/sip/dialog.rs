@@ -153,6 +153,16 @@ impl Uas {
     /// The bridge ended a participant's call (ejected, media timeout, conference ended):
     /// BYE the caller.
     pub fn hangup(&mut self, now: Instant, participant: ParticipantId) {
+        self.hangup_because(now, participant, None);
+    }
+
+    /// [`Uas::hangup`], the BYE carrying `reason` as its Reason header (RFC 3326) if given.
+    pub(super) fn hangup_because(
+        &mut self,
+        now: Instant,
+        participant: ParticipantId,
+        reason: Option<&str>,
+    ) {
         if self.cancel_dial(participant) {
             return;
         }
@@ -168,7 +178,10 @@ impl Uas {
             CallState::Answered | CallState::Confirmed => {}
             _ => return,
         }
-        let bye = in_dialog_request(c, Method::Bye, local, &branch);
+        let mut bye = in_dialog_request(c, Method::Bye, local, &branch);
+        if let Some(reason) = reason {
+            bye.push_header("Reason", reason);
+        }
         let bytes = bye.to_bytes();
         c.bye = Some((branch, bytes.clone()));
         c.state = CallState::Closing;

@@ -9,8 +9,14 @@ use std::time::{Duration, Instant};
 
 use super::{Action, Call, Peer, T1, TIMEOUT, Uas};
 use crate::conference::ParticipantId;
+use crate::config::SrtpPolicy;
 use crate::sip::digest::{Algorithm, Challenge};
 use crate::sip::message::{self, Message, Method, StartLine};
+
+#[path = "dialout_srtp.rs"]
+pub(crate) mod srtp;
+pub use srtp::DialAnswer;
+use srtp::OfferedSrtp;
 
 /// How long a dial-out may ring before it is cancelled (and counted as not answered).
 pub const RING_TIMEOUT: Duration = Duration::from_secs(60);
@@ -51,6 +57,8 @@ pub(super) struct OutCall {
     /// The host the INVITE goes to (the outbound proxy's or the target's): only credentials
     /// for this host are ever sent.
     host: String,
+    /// What our offer said of SRTP, and our key if it carried one.
+    srtp: OfferedSrtp,
 }
 
 /// Whether `uri` is a `sip:` URI that can be written into a request line and a header as it
@@ -66,7 +74,8 @@ pub fn safe_uri(uri: &str) -> bool {
 
 impl Uas {
     /// Calls `target` (a SIP URI) for `participant`, sending to `to` (the outbound proxy or
-    /// the target's address) with `offer` as the SDP offer.
+    /// the target's address) with `offer` (plain RTP/AVP) as the SDP offer, secured as the
+    /// SRTP policy `srtp_policy` allows on that transport (see `dialout_srtp.rs`).
     pub fn dial(
         &mut self,
         now: Instant,
@@ -74,6 +83,7 @@ impl Uas {
         target: &str,
         to: Peer,
         offer: String,
+        srtp_policy: SrtpPolicy,
     ) {
         // The target goes into the request line and To: nothing that could end or split
         // them (the API refuses such targets too; this is the last line of defence).
@@ -84,6 +94,21 @@ impl Uas {
             });
             return;
         }
+        let rule = crate::sip::sdp::SrtpRule {
+            policy: srtp_policy,
+            keys_may_travel: to.secure() || self.settings.sdes_over_cleartext,
+        };
+        // `required` where keys may not travel: the shell refuses such a dial before it
+        // starts; this is the last line of defence.
+        let Ok(kind) = srtp::offer_kind(rule) else {
+            self.actions.push_back(Action::Failed {
+                participant,
+                code: 488,
+            });
+            return;
+        };
+        let srtp = OfferedSrtp::new(kind, self.random);
+        let offer = srtp.apply(&offer);
         let local = self.settings.sip_addr(&to);
         let target_is_sips = target
             .get(..5)
@@ -148,6 +173,7 @@ impl Uas {
                 auth_tries: 0,
                 answered: Vec::new(),
                 host,
+                srtp,
             },
         );
     }
@@ -208,11 +234,28 @@ impl Uas {
         });
         self.by_participant_out.remove(&participant);
         if (200..300).contains(&code) {
-            self.dialog_from_answer(now, participant, msg, to, &branch);
-            self.actions.push_back(Action::Answered {
-                participant,
-                answer: msg.body.clone(),
-            });
+            let offered = out.srtp;
+            match srtp::check_answer(&msg.body, &self.settings.codecs, &offered) {
+                Ok(answer) => {
+                    self.dialog_from_answer(now, participant, msg, to, &branch, Some(&answer));
+                    self.actions.push_back(Action::Answered {
+                        participant,
+                        answer: Box::new(answer),
+                    });
+                }
+                Err(refused) => {
+                    // Answered, but not as the policy allows: the dialog exists, so it is
+                    // ended with a BYE that says why, and the participant fails with 488.
+                    tracing::info!(%participant, reason = %refused, "sip: dial-out answer refused");
+                    self.dialog_from_answer(now, participant, msg, to, &branch, None);
+                    let reason = srtp::reason_header(&refused);
+                    self.hangup_because(now, participant, Some(&reason));
+                    self.actions.push_back(Action::Failed {
+                        participant,
+                        code: 488,
+                    });
+                }
+            }
         } else {
             let code = if timed_out { 408 } else { code };
             self.actions.push_back(Action::Failed { participant, code });
@@ -229,6 +272,7 @@ impl Uas {
         ok: &Message,
         peer: Peer,
         branch: &str,
+        answer: Option<&DialAnswer>,
     ) {
         let Some(out) = self.outcalls.get(branch) else {
             return;
@@ -270,6 +314,11 @@ impl Uas {
         );
         // Our next request in the dialog counts on from the INVITE's number (RFC 3261 12.2.1.1).
         call.local_cseq = cseq;
+        // A re-INVITE of the far end keeps our key.
+        if let Some(answer) = answer {
+            call.negotiated = Some(answer.negotiated.clone());
+            call.local_key = answer.local_key;
+        }
         self.by_dialog
             .insert((call.call_id.clone(), call.local_tag.clone()), id);
         self.by_participant.insert(participant, id);
@@ -511,6 +560,7 @@ impl Uas {
                 answered
             },
             host: out.host.clone(),
+            srtp: out.srtp,
         };
         // The challenged transaction stays a while to acknowledge its retransmissions.
         out.state = OutState::Done { ack: ack.clone() };

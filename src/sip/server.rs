@@ -244,6 +244,7 @@ async fn serve(
     let outbound_proxy = settings.outbound_proxy.clone();
     let dispatcher = settings.dispatcher;
     let media_advertise = settings.media_advertise;
+    let (srtp, sdes_over_cleartext) = (settings.srtp, settings.sdes_over_cleartext);
     let trusted = settings.trusted.clone();
     let tls_client = settings.tls.as_ref().and_then(|t| t.client.clone());
     let mut uas = Uas::new(settings, os_random);
@@ -314,6 +315,8 @@ async fn serve(
         refers: Vec::new(),
         controls,
         media_advertise,
+        srtp,
+        sdes_over_cleartext,
         connector,
         tls_client,
     };
@@ -350,7 +353,7 @@ async fn serve(
             Some(s) = started.recv() => {
                 shell.meetings.insert(s.participant, s.meeting);
                 shell.dialing.insert(s.participant, s.pending);
-                uas.dial(Instant::now(), s.participant, &s.target, Peer { addr: s.to, connection: s.connection }, s.offer);
+                uas.dial(Instant::now(), s.participant, &s.target, Peer { addr: s.to, connection: s.connection }, s.offer, s.srtp);
             }
             Some((participant, meeting)) = moves.recv() => shell.moved(participant, meeting, &mut hang_up),
             event = control.recv() => match event {

@@ -74,6 +74,9 @@ pub(super) struct Shell {
     pub(super) controls: Option<std::sync::mpsc::Sender<(String, Control)>>,
     /// The address put in our dial-out offers (`media.advertise`).
     pub(super) media_advertise: Option<std::net::IpAddr>,
+    /// `media.srtp` and `media.sdes_over_cleartext`, for dial-outs.
+    pub(super) srtp: crate::config::SrtpPolicy,
+    pub(super) sdes_over_cleartext: bool,
     /// Opens the TLS connections of dial-outs over TLS.
     pub(super) connector: Connector,
     /// Checks the certificates of peers dialled over TLS (none: such dial-outs are refused).

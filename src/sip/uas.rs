@@ -62,7 +62,7 @@ mod transfer;
 #[path = "untrusted.rs"]
 mod untrusted;
 use dialog::in_dialog_request;
-pub use dialout::{RING_TIMEOUT, safe_uri};
+pub use dialout::{DialAnswer, RING_TIMEOUT, safe_uri, srtp::offer_kind as dial_offer_kind};
 use untrusted::Untrusted;
 
 /// Where a message came from or goes to.
@@ -182,10 +182,10 @@ pub enum Action {
         participant: ParticipantId,
         code: u16,
     },
-    /// A dial-out was answered with this SDP answer.
+    /// A dial-out was answered, with an SDP answer the SRTP policy accepts.
     Answered {
         participant: ParticipantId,
-        answer: Vec<u8>,
+        answer: Box<DialAnswer>,
     },
     /// A dial-out failed with this final status (408 when nobody answered).
     Failed {

@@ -223,6 +223,7 @@ fn dial(uas: &mut Uas, t0: Instant) -> Message {
         "sip:bob@127.0.0.1:5999",
         far_end(),
         sdp::offer("127.0.0.1:20000".parse().unwrap(), &[Codec::Pcmu], 1),
+        crate::config::SrtpPolicy::Optional,
     );
     drain(uas).0.remove(0)
 }

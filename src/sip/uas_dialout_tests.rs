@@ -25,6 +25,7 @@ fn dial(uas: &mut Uas, t0: Instant, p: u64) -> Message {
         "sip:bob@127.0.0.1:5999",
         far_end(),
         sdp::offer("127.0.0.1:20000".parse().unwrap(), &[Codec::Pcmu], 1),
+        crate::config::SrtpPolicy::Optional,
     );
     let (sent, actions) = drain(uas);
     assert!(actions.is_empty());
@@ -74,7 +75,15 @@ fn a_dial_out_rings_is_answered_and_hung_up_by_the_far_end() {
         actions,
         [Action::Answered {
             participant: ParticipantId(20),
-            answer: OFFER.as_bytes().to_vec()
+            answer: Box::new(DialAnswer {
+                negotiated: sdp::negotiate(
+                    OFFER.as_bytes(),
+                    &settings().codecs,
+                    sdp::SrtpRule::IF_OFFERED
+                )
+                .unwrap(),
+                local_key: None,
+            })
         }]
     );
     // The 200 retransmitted: the ACK again.
@@ -283,3 +292,6 @@ fn refer_then_notify_ends_the_bridge_side_of_the_call() {
         }]
     );
 }
+
+#[path = "uas_dialout_srtp_tests.rs"]
+mod srtp;

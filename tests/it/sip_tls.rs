@@ -175,8 +175,13 @@ fn sipp_calls_and_hangs_up_through_a_verifying_tls_wrapper() {
 }
 
 /// A callee over TLS: a socat TLS front (with `cert`/`key`) for a SIPp UAS over TCP that rings
-/// and answers 486. The front's port; both stop with their guards.
-fn busy_callee_over_tls(cert: &std::path::Path, key: &std::path::Path) -> (u16, Guarded, Guarded) {
+/// and answers 486, writing the messages it gets to `messages`. The front's port; both stop
+/// with their guards.
+fn busy_callee_over_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    messages: &std::path::Path,
+) -> (u16, Guarded, Guarded) {
     let uas = free_port();
     let front = free_port();
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp/uas_busy.xml");
@@ -184,6 +189,9 @@ fn busy_callee_over_tls(cert: &std::path::Path, key: &std::path::Path) -> (u16, 
         std::process::Command::new("sipp")
             .args(["-sf", scenario, "-t", "t1", "-i", "127.0.0.1"])
             .args(["-p", &uas.to_string()])
+            .arg("-trace_msg")
+            .arg("-message_file")
+            .arg(messages)
             .args(["-mp", &free_port().to_string()])
             .args(["-cp", &free_port().to_string()])
             .args(["-m", "1", "-nostdin", "-timeout", "30s"])
@@ -227,7 +235,9 @@ fn dial_out_over_tls_checks_the_callee_and_hears_its_answer() {
     let sip = bridge.sip.as_ref().unwrap();
 
     // A callee whose certificate chains to our CA: the call goes over TLS, rings, is busy.
-    let (front, _sipp, _socat) = busy_callee_over_tls(&pki.cert, &pki.key);
+    let logs = tempfile::tempdir().unwrap();
+    let messages = logs.path().join("callee-messages.log");
+    let (front, _sipp, _socat) = busy_callee_over_tls(&pki.cert, &pki.key, &messages);
     let target = format!("sip:busy@127.0.0.1:{front};transport=tls");
     let p = bridge
         .runtime
@@ -248,10 +258,31 @@ fn dial_out_over_tls_checks_the_callee_and_hears_its_answer() {
         State::Disconnected(confab::conference::DisconnectReason::Busy),
         "{last:?}"
     );
+    // Over TLS our offer carries SDES keys as best effort (media.srtp = optional): RTP/AVP
+    // with one crypto line (SIPp behind socat cannot do SRTP, so the offer is what is checked).
+    let seen = std::fs::read_to_string(&messages).unwrap_or_default();
+    let invite = seen
+        .split("INVITE sip:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no INVITE reached the callee: {seen}"));
+    let audio = invite
+        .lines()
+        .find(|l| l.trim_start().starts_with("m=audio "));
+    assert!(audio.is_some_and(|m| m.contains(" RTP/AVP ")), "{invite}");
+    let crypto: Vec<&str> = invite
+        .lines()
+        .filter(|l| l.trim_start().starts_with("a=crypto:"))
+        .collect();
+    assert_eq!(crypto.len(), 1, "{invite}");
+    assert!(
+        crypto[0].contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+        "{invite}"
+    );
 
     // A callee with a certificate of another CA: refused before any participant exists.
     let impostor = TestPki::new(&["127.0.0.1"]);
-    let (front, _sipp, _socat) = busy_callee_over_tls(&impostor.cert, &impostor.key);
+    let ignored = logs.path().join("impostor-messages.log");
+    let (front, _sipp, _socat) = busy_callee_over_tls(&impostor.cert, &impostor.key, &ignored);
     let target = format!("sip:busy@127.0.0.1:{front};transport=tls");
     let before = bridge.engine.roster("7002").unwrap().len();
     let e = bridge
@@ -260,6 +291,40 @@ fn dial_out_over_tls_checks_the_callee_and_hears_its_answer() {
         .unwrap_err();
     assert!(e.to_string().contains("certificate"), "{e}");
     assert_eq!(bridge.engine.roster("7002").unwrap().len(), before);
+}
+
+#[test]
+fn a_dial_out_that_requires_srtp_goes_only_over_tls() {
+    let _turn = support::shared();
+    let pki = TestPki::new(&["127.0.0.1"]);
+    let bridge = SipBridge::configured(20, |s| {
+        s.srtp = confab::config::SrtpPolicy::Required;
+        s.sdes_over_cleartext = false;
+        let config = confab::tls::server_config(&pki.cert, &pki.key, &[]).unwrap();
+        s.tls = Some(confab::sip::uas::TlsListener {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            config,
+            client: Some(confab::tls::client_config(Some(&pki.ca)).unwrap()),
+        });
+    });
+    bridge
+        .engine
+        .create_conference("7003", Policy::default())
+        .unwrap();
+    let joiner = confab::engine::Joiner {
+        display_name: "Plain".into(),
+        uri: "sip:plain@127.0.0.1".into(),
+        role: confab::conference::Role::Attendee,
+    };
+    let sip = bridge.sip.as_ref().unwrap();
+    // Over UDP the keys could not travel in secret: refused before any participant exists.
+    let e = bridge
+        .runtime
+        .block_on(sip.dial("7003", "sip:plain@127.0.0.1:5999", joiner))
+        .unwrap_err();
+    assert!(e.to_string().contains("SRTP is required"), "{e}");
+    assert!(e.to_string().contains("transport=tls"), "{e}");
+    assert!(bridge.engine.roster("7003").unwrap().is_empty());
 }
 
 /// Waits (at most 5 s) until something accepts TCP connections on 127.0.0.1:`port`.
