@@ -182,7 +182,7 @@ pub(super) struct JoinQuery {
     request_body(content = String, content_type = "application/sdp",
         description = "SDP offer with one audio m-line (non-trickle: candidates included)"),
     security((), ("whip" = [])),
-    responses((status = 201, description = "SDP answer; Location names the session, Confab-Participant the participant, Confab-Roster-Token a bearer token that reads this conference's participants and events (GET only) while the session lives",
+    responses((status = 201, description = "SDP answer; Location names the session, Confab-Participant the participant, Confab-Roster-Token a bearer token that reads this conference's participants and events (GET only) while the session lives; one Link header per configured STUN/TURN URL (rel=\"ice-server\", RFC 9725)",
             body = String, content_type = "application/sdp"),
         (status = 400, description = "Malformed SDP, a body that cannot be read or a path parameter that cannot be", body = ErrorBody),
         (status = 401, description = "Unknown meeting ID, or missing, wrong or expired passcode or token (one answer for all but an expired token)", body = ErrorBody),
@@ -346,6 +346,12 @@ pub(super) async fn join(
     // Reads this conference's roster and events while the session lives (api::view).
     if let Ok(v) = HeaderValue::from_str(&roster_text) {
         h.insert("confab-roster-token", v);
+    }
+    // The STUN/TURN servers (RFC 9725 section 4.6), for WHIP clients other than our page.
+    for link in webrtc.ice_server_links() {
+        if let Ok(v) = HeaderValue::from_str(link) {
+            h.append(header::LINK, v);
+        }
     }
     Ok(response)
 }

@@ -1,7 +1,8 @@
 //! WHIP joins against a running WebRTC driver (Chromium's offer; no ICE ever comes, so each
 //! join holds its handshake): the per-meeting cap answers 429 with Retry-After and is counted,
 //! and a driver that dies lets its participants go as internal-error, ends their sessions, is
-//! not ready while down, and takes joins again once restarted.
+//! not ready while down, and takes joins again once restarted. A 201 names the configured
+//! STUN/TURN servers in `Link` headers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -154,6 +155,65 @@ async fn the_65th_handshake_on_one_meeting_is_429_with_retry_after() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A 201 names each configured STUN/TURN URL in a `Link` header (RFC 9725 section 4.6), with
+/// the TURN credentials; none is sent when no server is configured.
+#[tokio::test]
+async fn a_join_answers_with_a_link_header_per_ice_server_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let config: crate::config::Config = crate::config::Config::from_toml(
+        r#"
+[webrtc]
+listen = "127.0.0.1:0"
+ice_servers = [
+  { urls = ["stun:stun.example.net:3478"] },
+  { urls = ["turn:turn.example.net:3478?transport=udp"], username = "u:1", credential = "p\"w" },
+]
+"#,
+    )
+    .unwrap();
+    let webrtc = WebRtc::start(WebRtcSettings {
+        handshake_limits: ROOMY,
+        ..WebRtcSettings::from_config(&config.webrtc)
+    })
+    .unwrap();
+    let state = state(dir.path(), webrtc);
+    state
+        .engine
+        .create_conference("8080", Policy::default())
+        .unwrap();
+    let r = whip(&state, "8080", [10, 0, 4, 1]).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let links: Vec<&str> = r
+        .headers()
+        .get_all(header::LINK)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(
+        links,
+        [
+            r#"<stun:stun.example.net:3478>; rel="ice-server""#,
+            r#"<turn:turn.example.net:3478?transport=udp>; rel="ice-server"; username="u:1"; credential="p\"w"; credential-type="password""#,
+        ]
+    );
+
+    let plain = state_without_servers(dir.path());
+    let r = whip(&plain, "8081", [10, 0, 4, 2]).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert!(r.headers().get(header::LINK).is_none());
+}
+
+fn state_without_servers(dir: &std::path::Path) -> AppState {
+    let dir = dir.join("plain");
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = state(&dir, webrtc(ROOMY, Duration::from_millis(100)));
+    state
+        .engine
+        .create_conference("8081", Policy::default())
+        .unwrap();
+    state
 }
 
 async fn ready(state: &AppState) -> (StatusCode, String) {

@@ -84,6 +84,64 @@ impl IceServers {
     pub fn as_slice(&self) -> &[IceServer] {
         &self.0
     }
+
+    /// The servers as WHIP's `Link` header values (RFC 9725 section 4.6), one per URL:
+    /// `<turn:…>; rel="ice-server"; username="…"; credential="…"; credential-type="password"`.
+    /// Visible ASCII only, whatever the entries hold: a URL's other bytes and `<>"\` are
+    /// percent-encoded, a quoted value's `"` and `\` escaped, and a username or credential
+    /// beyond ASCII given as `username*=UTF-8''…` (RFC 8187). Checked entries hold no spaces
+    /// or control characters anyway.
+    pub fn link_headers(&self) -> Vec<String> {
+        let mut links = Vec::new();
+        for server in &self.0 {
+            for url in &server.urls {
+                let mut link = format!("<{}>; rel=\"ice-server\"", percent_encoded(url, b"<>\"\\"));
+                if let Some(u) = &server.username {
+                    link.push_str(&link_param("username", u));
+                }
+                if let Some(c) = &server.credential {
+                    link.push_str(&link_param("credential", c));
+                    link.push_str("; credential-type=\"password\"");
+                }
+                links.push(link);
+            }
+        }
+        links
+    }
+}
+
+/// `; name="value"`, or `; name*=UTF-8''value` percent-encoded for a value beyond ASCII.
+fn link_param(name: &str, value: &str) -> String {
+    if value.is_ascii() && !value.bytes().any(|b| b.is_ascii_control()) {
+        let quoted = value.replace('\\', "\\\\").replace('"', "\\\"");
+        format!("; {name}=\"{quoted}\"")
+    } else {
+        // RFC 8187's attr-char: alphanumerics and `!#$&+-.^_`|~`; the rest percent-encoded.
+        let encoded: String = value
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        format!("; {name}*=UTF-8''{encoded}")
+    }
+}
+
+/// `text` with every byte outside visible ASCII, and those in `also`, percent-encoded.
+fn percent_encoded(text: &str, also: &[u8]) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_graphic() && !also.contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 impl TryFrom<Vec<RawIceServer>> for IceServers {
@@ -218,6 +276,46 @@ ice_servers = [
         )
         .unwrap();
         assert_eq!(c.webrtc.ice_servers.as_slice().len(), 2);
+    }
+
+    #[test]
+    fn link_headers_name_each_url_with_its_credentials_and_cannot_be_broken_out_of() {
+        let c = Config::from_toml(
+            r#"
+[webrtc]
+ice_servers = [
+  { urls = ["stun:stun.example.net:3478"] },
+  { urls = ["turn:turn.example.net:3478?transport=udp", "turns:t.example.net"],
+    username = "1733400000:confab", credential = "c2VjcmV0" },
+  { urls = ["turn:x.example.net>;rel=\"evil\"<é"], username = "a\"b\\c", credential = "pässword" },
+]
+"#,
+        )
+        .unwrap();
+        let links = c.webrtc.ice_servers.link_headers();
+        assert_eq!(
+            links,
+            [
+                r#"<stun:stun.example.net:3478>; rel="ice-server""#,
+                r#"<turn:turn.example.net:3478?transport=udp>; rel="ice-server"; username="1733400000:confab"; credential="c2VjcmV0"; credential-type="password""#,
+                r#"<turns:t.example.net>; rel="ice-server"; username="1733400000:confab"; credential="c2VjcmV0"; credential-type="password""#,
+                r#"<turn:x.example.net%3E;rel=%22evil%22%3C%C3%A9>; rel="ice-server"; username="a\"b\\c"; credential*=UTF-8''p%C3%A4ssword; credential-type="password""#,
+            ]
+        );
+        for link in &links {
+            assert!(
+                link.bytes().all(|b| b == b' ' || b.is_ascii_graphic()),
+                "{link}"
+            );
+            assert!(axum::http::HeaderValue::from_str(link).is_ok(), "{link}");
+        }
+        assert!(
+            Config::default()
+                .webrtc
+                .ice_servers
+                .link_headers()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct WebRtcSettings {
     /// STUN/TURN servers for the join page (`webrtc.ice_servers`), as the JSON array of
     /// `RTCIceServer`s the page is given.
     pub ice_servers_json: String,
+    /// The same servers as the `Link` header values a WHIP answer carries (RFC 9725).
+    pub ice_server_links: Vec<String>,
     /// The first wait before a dead driver is started again (doubling to `MAX_RESTART_WAIT`).
     pub restart_wait: Duration,
 }
@@ -75,6 +77,7 @@ impl WebRtcSettings {
             // Checked text and lists of it: writing them as JSON cannot fail.
             ice_servers_json: serde_json::to_string(&c.ice_servers)
                 .unwrap_or_else(|_| "[]".to_owned()),
+            ice_server_links: c.ice_servers.link_headers(),
             restart_wait: supervisor::FIRST_RESTART_WAIT,
         }
     }
@@ -340,6 +343,11 @@ impl WebRtc {
     /// The STUN/TURN servers the join page gives its browser, as a JSON array.
     pub fn ice_servers_json(&self) -> &str {
         &self.settings.ice_servers_json
+    }
+
+    /// The STUN/TURN servers as a WHIP answer's `Link` header values.
+    pub fn ice_server_links(&self) -> &[String] {
+        &self.settings.ice_server_links
     }
 
     /// Ends a session (WHIP DELETE); false if the driver is gone.
