@@ -9,7 +9,8 @@
 //! here, `allows`): `GET` tells the page who it is, its role and whether the conference is
 //! locked; `POST` mutes, unmutes or ejects a participant, or locks or unlocks the conference,
 //! when the session's participant is a leader now (by the leader PIN or a leader's join token
-//! at the join, or promoted since). An attendee's session is answered 403.
+//! at the join, or promoted since). An attendee's session may mute and unmute only its own
+//! participant (the page's "Mute me"); anything else it asks is answered 403.
 
 use axum::Json;
 use axum::extract::State;
@@ -321,7 +322,7 @@ pub(super) async fn whoami(
     responses((status = 204, description = "Done"),
         (status = 400, description = "Malformed JSON, or a path parameter that cannot be read", body = ErrorBody),
         (status = 401, description = "No valid bearer token, or the session has ended", body = ErrorBody),
-        (status = 403, description = "A roster token of an attendee, or of another conference", body = ErrorBody),
+        (status = 403, description = "A roster token of another conference, or of an attendee asking for more than muting or unmuting itself", body = ErrorBody),
         (status = 404, description = "No such conference or participant", body = ErrorBody),
         (status = 409, description = "The participant (or the session's own) has left", body = ErrorBody),
         (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
@@ -345,11 +346,17 @@ pub(super) async fn moderate(
     };
     blocking(move || {
         if let Some(axum::Extension(view)) = view {
-            // A page: its participant must be a leader now.
+            // A page: its participant must be a leader now, or mute or unmute only itself.
             let session = session_of(&state, &view)?;
             let me = present(&state, &cid, session.participant)?;
-            if me.role != Role::Leader {
-                return Err(forbidden("only leaders moderate"));
+            let own_mute = matches!(
+                request.action,
+                ModerationAction::Mute | ModerationAction::Unmute
+            ) && target == Some(me.id);
+            if me.role != Role::Leader && !own_mute {
+                return Err(forbidden(
+                    "an attendee may only mute or unmute itself; the rest is for leaders",
+                ));
             }
         }
         let control = match (request.action, target) {

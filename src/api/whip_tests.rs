@@ -383,3 +383,114 @@ async fn only_a_compared_credential_passes_the_lockout_and_only_for_itself() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+/// A moderation request (`{"action": …}`) to `cid` with `bearer`, through the whole router
+/// (its auth layer included); the status and the error's code, if any.
+async fn moderate(app: &axum::Router, cid: &str, bearer: &str, body: &str) -> (StatusCode, String) {
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri(format!("/v1/conferences/{cid}/moderation"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {bearer}"))
+        .extension(ConnectInfo(SocketAddr::from(([10, 0, 5, 9], 50_000))))
+        .body(HttpBody::from(body.to_owned()))
+        .unwrap();
+    let mut app = app.clone();
+    let r = tower_service::Service::call(&mut app, request)
+        .await
+        .unwrap();
+    let status = r.status();
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+    let code = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    (status, code)
+}
+
+/// An attendee's join page mutes and unmutes its own participant with its session's roster
+/// token, on a bridge whose API has a token the page does not know; muting another, ejecting
+/// (itself included) and locking are 403, a forged or ended session's token 401, and nothing
+/// refused changed anything.
+#[tokio::test]
+async fn a_session_mutes_and_unmutes_only_its_own_participant() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = state(dir.path(), webrtc(ROOMY, Duration::from_millis(100)));
+    state.token = Some(std::sync::Arc::from("s3cret"));
+    state
+        .engine
+        .create_conference("9090", Policy::default())
+        .unwrap();
+    let (me, other) = (
+        whip(&state, "9090", [10, 0, 5, 1]).await,
+        whip(&state, "9090", [10, 0, 5, 2]).await,
+    );
+    assert_eq!(
+        (me.status(), other.status()),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    let token = header_of(&me, "confab-roster-token").unwrap().to_owned();
+    let mine = header_of(&me, "confab-participant").unwrap().to_owned();
+    let theirs = header_of(&other, "confab-participant").unwrap().to_owned();
+    let app = crate::api::router(state.clone());
+    let muted = |pid: &str| {
+        let roster = state.engine.roster("9090").unwrap();
+        roster
+            .iter()
+            .find(|p| p.id.to_string() == pid)
+            .map(|p| p.muted)
+    };
+    let act = |action: &str, pid: &str| format!(r#"{{"action":"{action}","participant":"{pid}"}}"#);
+
+    assert_eq!(
+        moderate(&app, "9090", &token, &act("mute", &mine)).await,
+        (StatusCode::NO_CONTENT, String::new())
+    );
+    assert_eq!(muted(&mine), Some(true));
+    assert_eq!(
+        moderate(&app, "9090", &token, &act("unmute", &mine)).await,
+        (StatusCode::NO_CONTENT, String::new())
+    );
+    assert_eq!(muted(&mine), Some(false));
+
+    for body in [
+        act("mute", &theirs),
+        act("eject", &theirs),
+        act("eject", &mine),
+        r#"{"action":"lock"}"#.to_owned(),
+    ] {
+        assert_eq!(
+            moderate(&app, "9090", &token, &body).await,
+            (StatusCode::FORBIDDEN, "forbidden".to_owned()),
+            "{body}"
+        );
+    }
+    assert_eq!(muted(&theirs), Some(false));
+    assert!(!state.engine.policy("9090").unwrap().locked);
+    assert_eq!(
+        state.engine.roster("9090").unwrap().len(),
+        2,
+        "no one was ejected"
+    );
+
+    // A forged token, and the real one once its session has ended: 401.
+    let forged = format!(
+        "{}{}",
+        crate::webrtc::sessions::ROSTER_TOKEN_PREFIX,
+        "00".repeat(32)
+    );
+    assert_eq!(
+        moderate(&app, "9090", &forged, &act("mute", &mine)).await,
+        (StatusCode::UNAUTHORIZED, "unauthorized".to_owned())
+    );
+    let left = leave(State(state.clone()), Path(("9090".into(), session_of(&me))))
+        .await
+        .unwrap();
+    assert_eq!(left.status(), StatusCode::OK);
+    assert_eq!(
+        moderate(&app, "9090", &token, &act("unmute", &mine))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+}

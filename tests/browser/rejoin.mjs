@@ -1,6 +1,7 @@
 // Headless Chromium (Debian's) on Confab's join page, for tests/browser.rs: a bridge with an
-// API token the page never gets, and STUN/TURN servers configured. Joins /join/{cid}, reports
-// the peer connection's configuration (the iceServers it was given) and the roster it shows;
+// API token the page never gets, and STUN/TURN servers configured. Joins /join/{cid}, mutes and
+// unmutes itself (the bridge's roster on the page must follow), reports the peer connection's
+// configuration (the iceServers it was given) and the roster it shows;
 // then, told to, stops the page's event stream (so that only the connection itself can tell
 // the page that the bridge let it go) and waits while the test deletes its WHIP session; reports
 // the page joining again under the same name; then waits while the test ejects it and reports
@@ -53,8 +54,18 @@ try {
   await page.click("#join");
   await page.waitForFunction(connectedAs, 1, { timeout: 20000 });
   await page.waitForFunction(() => document.querySelectorAll("#roster tr").length >= 2, null, { timeout: 10000 });
+  // "Mute me" reaches the bridge without the API token: the page's own row (from the bridge's
+  // roster) says muted, then no longer once unmuted.
+  const ownRowMuted = (muted) => [...document.querySelectorAll("#roster tr")].some((r) =>
+    r.getAttribute("data-participant") === window.confab.participant && r.textContent.includes("muted") === muted);
+  const selfMute = {};
+  await page.click("#mute");
+  selfMute.muted = await page.waitForFunction(ownRowMuted, true, { timeout: 10000 }).then(() => true, () => false);
+  await page.click("#mute");
+  selfMute.unmuted = await page.waitForFunction(ownRowMuted, false, { timeout: 10000 }).then(() => true, () => false);
   out({
     step: "joined",
+    selfMute,
     iceServers: await page.evaluate(() => window.confab.pc.getConfiguration().iceServers),
     participant: await page.evaluate(() => window.confab.participant),
     location: await page.evaluate(() => window.confab.location),

@@ -372,7 +372,7 @@ fn stun_server(
 /// The join page on a bridge with an API token and STUN/TURN servers: Chromium is given the
 /// servers (its `getConfiguration()` has them, and it asks the STUN server), the roster shows
 /// without the API token (the page never has it: it reads with its WHIP session's roster
-/// token); when the bridge lets the session go (deleted here, with the page's event stream
+/// token), and the attendee's "Mute me" reaches the bridge with that token; when the bridge lets the session go (deleted here, with the page's event stream
 /// stopped first so that only the connection can tell it), the page joins again as a new
 /// participant of the same name; once ejected, it does not.
 #[test]
@@ -500,6 +500,12 @@ fn chromium_rejoins_after_losing_its_session_with_the_configured_ice_servers() {
         "Chromium never asked the configured STUN server"
     );
     assert_eq!(joined["apiToken"], Value::Null, "{joined}");
+    // "Mute me" and "Unmute me" reached the bridge with the session's own roster token.
+    assert_eq!(
+        joined["selfMute"],
+        json!({ "muted": true, "unmuted": true }),
+        "{joined}"
+    );
     let rows = joined["roster"].to_string();
     assert!(
         rows.contains("phone") && rows.contains("Chromium (you)"),

@@ -405,12 +405,9 @@
     const muted = !call.muted;
     setMuted(muted, "self");
     if (call.participant) {
+      // The session's own roster token mutes and unmutes its own participant, leader or not.
       try {
-        if (call.leader) {
-          await confabApi.call("POST", moderationPath(), { action: muted ? "mute" : "unmute", participant: call.participant }, call.roster);
-        } else {
-          await confabApi.call("POST", `/v1/conferences/${encodeURIComponent(cid)}/participants/${call.participant}/${muted ? "mute" : "unmute"}`);
-        }
+        await confabApi.call("POST", moderationPath(), { action: muted ? "mute" : "unmute", participant: call.participant }, call.roster);
       } catch (_) { /* the microphone is off either way */ }
     }
   }
