@@ -161,6 +161,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .with_webrtc(std::sync::Arc::clone(&webrtc), tokens)
             .with_conference_labels(config.metrics.conference_labels);
         state.media_advertise = config.media.advertise;
+        state.srtp = config.media.srtp;
+        state.sdes_over_cleartext = config.media.sdes_over_cleartext;
         // Conferences kept from before the restart.
         let stored = store
             .conferences()

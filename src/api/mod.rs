@@ -117,6 +117,12 @@ pub struct AppState {
     pub conference_labels: bool,
     /// The address put in the SDP answers of API legs (`media.advertise`).
     pub media_advertise: Option<std::net::IpAddr>,
+    /// `media.srtp`: the SRTP policy of API legs in conferences that set none.
+    pub srtp: crate::config::SrtpPolicy,
+    /// `media.sdes_over_cleartext`: API legs take SDES keys over plain HTTP too.
+    pub sdes_over_cleartext: bool,
+    /// The API is served over HTTPS (set by [`serve`]): SDES keys may travel in its requests.
+    pub https: bool,
 }
 
 impl AppState {
@@ -139,6 +145,9 @@ impl AppState {
             limiter,
             conference_labels: false,
             media_advertise: None,
+            srtp: crate::config::SrtpPolicy::Optional,
+            sdes_over_cleartext: false,
+            https: false,
             engine,
             sip,
             store,
@@ -265,7 +274,10 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let local = listener.local_addr()?;
-    let app = router(state);
+    let app = router(AppState {
+        https: tls.is_some(),
+        ..state
+    });
     let task = match tls {
         Some(tls) => {
             let app = if tls.hsts { https::with_hsts(app) } else { app };

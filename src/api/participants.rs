@@ -20,6 +20,9 @@ use crate::engine::Joiner;
 use crate::media::leg::LegStats;
 use crate::mixer::Control;
 
+#[path = "participants_srtp.rs"]
+mod srtp;
+
 /// A participant as the API shows it.
 pub(super) fn participant_json(p: &Participant, media: Option<&LegStats>) -> ParticipantInfo {
     ParticipantInfo::of(p, media)
@@ -189,19 +192,9 @@ pub(super) async fn add(
             Ok((StatusCode::CREATED, Json(body)).into_response())
         }
         (None, Some(offer)) => {
-            let n = crate::sip::sdp::negotiate(
-                offer.as_bytes(),
-                &state.codecs,
-                crate::sip::sdp::SrtpRule::IF_OFFERED,
-            )
-            .map_err(|e| {
-                let (status, _) = e.status();
-                if status == 400 {
-                    ApiError::bad_request(e.to_string())
-                } else {
-                    ApiError::invalid(e.to_string())
-                }
-            })?;
+            let rule = srtp::rule(&state, &cid);
+            let n = crate::sip::sdp::negotiate(offer.as_bytes(), &state.codecs, rule)
+                .map_err(srtp::refusal)?;
             let local_key = match n.srtp {
                 Some(_) => {
                     let mut k = [0u8; 30];

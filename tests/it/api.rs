@@ -418,3 +418,48 @@ fn dial_out_through_the_api() {
     let _ = callee.wait();
     server.stop();
 }
+
+/// An SRTP offer posted to the real server: its SDES keys are taken over HTTPS and refused
+/// (422, `sdes_over_cleartext`) over plain HTTP, where anyone on the path reads them.
+#[test]
+fn api_legs_take_sdes_keys_only_over_https() {
+    let _turn = support::shared();
+    let savp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 31000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:q9X4vqHDWpozQKDFv1TRGR365nuarNkLDbvXz9Fg\r\n";
+    let add = json!({ "sdp": savp }).to_string();
+    let create = r#"{"id":"5200"}"#;
+
+    let data = tempfile::tempdir().unwrap();
+    let plain = Server::start(data.path(), None, &[]);
+    assert_eq!(plain.call("POST", "/v1/conferences", Some(create)).0, 201);
+    let (status, v) = plain.call("POST", "/v1/conferences/5200/participants", Some(&add));
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["code"], "sdes_over_cleartext", "{v}");
+    drop(plain);
+
+    let pki = support::pki::TestPki::new(&["127.0.0.1"]);
+    let (cert, key) = (
+        pki.cert.display().to_string(),
+        pki.key.display().to_string(),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let https = Server::start(
+        data.path(),
+        None,
+        &["--api-tls-cert", &cert, "--api-tls-key", &key],
+    );
+    let call = |method, path, body: Option<&str>| {
+        support::https::https(https.api, &pki.ca, method, path, body, None)
+    };
+    assert_eq!(call("POST", "/v1/conferences", Some(create)).0, 201);
+    let (status, v) = call("POST", "/v1/conferences/5200/participants", Some(&add));
+    assert_eq!(status, 201, "{v}");
+    let answer = v["sdp"].as_str().unwrap();
+    assert!(
+        answer.contains("m=audio ") && answer.contains(" RTP/SAVP "),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+        "{answer}"
+    );
+}
