@@ -173,11 +173,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             }
         }
         let api_tls = match (&config.api.tls_cert, &config.api.tls_key) {
-            (Some(cert), Some(key)) => Some(crate::api::ApiTls {
-                config: crate::tls::server_config(cert, key, &crate::api::ALPN)
+            (Some(cert), Some(key)) => Some(
+                crate::api::ApiTls::from_files(cert, key, config.api.hsts)
                     .context("cannot use api.tls_cert / api.tls_key")?,
-                hsts: config.api.hsts,
-            }),
+            ),
             _ => None,
         };
         let api_scheme = if api_tls.is_some() { "https" } else { "http" };

@@ -4,12 +4,18 @@
 //! `ConnectInfo<SocketAddr>`.
 //!
 //! Bounds, because everything here comes from strangers ([`Limits`]): at most 1,024
-//! connections at once (further ones wait in the kernel's backlog until one ends), 10 s to
-//! finish the handshake, HTTP/1.1 request heads within 30 s, HTTP/2 peers that stop answering
-//! pings dropped, and at shutdown 5 s for requests in flight.
+//! connections at once (further ones wait in the kernel's backlog until one ends), of which 32
+//! from one client address (an IPv6 /64 counting as one; more are closed as soon as accepted),
+//! 10 s to finish the handshake, HTTP/1.1 request heads within 30 s, HTTP/2 peers that stop
+//! answering pings dropped, and at shutdown 5 s for requests in flight.
+//!
+//! The certificate is replaced without a restart (`https_reload`): each connection is accepted
+//! with the configuration current when it came.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -19,7 +25,10 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
+
+use super::https_reload::{CHECK_EVERY, CertFiles, Reloader, hangups};
+use crate::conference::limiter::source_of;
 
 /// The protocols offered in ALPN, preferred first.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -29,6 +38,9 @@ pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 pub(super) struct Limits {
     /// Connections served at once; beyond it, connections wait unaccepted.
     pub(super) max_connections: usize,
+    /// Connections served at once from one client address (an IPv6 /64 counting as one);
+    /// beyond it, a new one is closed as soon as accepted.
+    pub(super) per_address: usize,
     /// Longest a TLS handshake may take: a connection that says nothing must not keep a slot.
     pub(super) handshake_timeout: Duration,
     /// How long shutdown waits for requests in flight (event streams never end by themselves).
@@ -40,6 +52,7 @@ impl Default for Limits {
         Limits {
             // A browser keeps a few connections, an operator's tools a few more.
             max_connections: MAX_CONNECTIONS,
+            per_address: MAX_CONNECTIONS_PER_ADDRESS,
             handshake_timeout: HANDSHAKE_TIMEOUT,
             grace: GRACE,
         }
@@ -47,6 +60,8 @@ impl Default for Limits {
 }
 
 const MAX_CONNECTIONS: usize = 1024;
+/// One address's share: a browser and an operator's tools behind one NAT fit well within it.
+const MAX_CONNECTIONS_PER_ADDRESS: usize = 32;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const GRACE: Duration = Duration::from_secs(5);
 /// Longest an HTTP/1.1 request head may take to arrive (also between keep-alive requests).
@@ -56,12 +71,88 @@ const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// First and longest pause after a failing `accept` (out of file descriptors), not to spin.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
-/// HTTPS for the API: the server's TLS configuration (certificate, key, [`ALPN`]) and whether
-/// responses carry `Strict-Transport-Security`.
+/// HTTPS for the API: the server's TLS configuration (certificate, key, [`ALPN`]), whether
+/// responses carry `Strict-Transport-Security`, and the files to read again when they change
+/// (none: the configuration is kept as it is).
 #[derive(Clone)]
 pub struct ApiTls {
     pub config: Arc<rustls::ServerConfig>,
     pub hsts: bool,
+    pub files: Option<CertFiles>,
+}
+
+impl ApiTls {
+    /// From `api.tls_cert` and `api.tls_key`, read now and again when they change.
+    pub fn from_files(cert: &Path, key: &Path, hsts: bool) -> Result<Self, crate::tls::TlsError> {
+        Ok(ApiTls {
+            config: crate::tls::server_config(cert, key, &ALPN)?,
+            hsts,
+            files: Some(CertFiles {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+            }),
+        })
+    }
+}
+
+/// Live connections by client address (`source_of`: an IPv6 /64 as one). Bound: an entry
+/// counts at least one connection holding one of `max_connections` slots, so there are at most
+/// that many; an entry goes with its last connection (`AddressSlot`'s drop).
+type PerAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One connection counted against its address, until dropped.
+struct AddressSlot {
+    table: PerAddress,
+    source: IpAddr,
+}
+
+impl AddressSlot {
+    /// Counts a connection from `client`, or `None` if its address has `cap` already.
+    fn take(table: &PerAddress, client: IpAddr, cap: usize) -> Option<AddressSlot> {
+        let source = source_of(client);
+        let mut counts = table.lock().ok()?;
+        let n = counts.entry(source).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            table: Arc::clone(table),
+            source,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.table.lock()
+            && let Some(n) = counts.get_mut(&self.source)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.source);
+            }
+        }
+    }
+}
+
+/// Serves `app` over HTTPS with `tls` (its files watched and read again when they change or on
+/// SIGHUP, see `https_reload`) until `shutdown` resolves.
+pub(super) async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    tls: ApiTls,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let Some(files) = tls.files else {
+        let (_fixed, configs) = watch::channel(tls.config);
+        return serve(listener, app, configs, limits, shutdown).await;
+    };
+    let (reloader, configs) = Reloader::new(files, tls.config);
+    let reloading = tokio::spawn(reloader.run(CHECK_EVERY, hangups()));
+    serve(listener, app, configs, limits, shutdown).await;
+    reloading.abort();
 }
 
 /// One year, what browsers expect of a site that means it.
@@ -81,15 +172,16 @@ pub(super) fn with_hsts(app: Router) -> Router {
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` resolves, then lets requests in flight
-/// finish (for `limits.grace` at most).
+/// finish (for `limits.grace` at most). Each connection is accepted with the configuration
+/// `configs` holds when it comes.
 pub(super) async fn serve(
     listener: TcpListener,
     app: Router,
-    tls: Arc<rustls::ServerConfig>,
+    configs: watch::Receiver<Arc<rustls::ServerConfig>>,
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let per_address = PerAddress::default();
     let make = app.into_make_service_with_connect_info::<SocketAddr>();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
@@ -134,13 +226,19 @@ pub(super) async fn serve(
                 }
             },
         };
+        let Some(address_slot) = AddressSlot::take(&per_address, remote.ip(), limits.per_address)
+        else {
+            tracing::debug!(%remote, "api connection refused: too many from its address");
+            drop(tcp);
+            continue;
+        };
         // Watched from here, so a shutdown during the handshake still reaches the connection.
         let watcher = graceful.watcher();
-        let acceptor = acceptor.clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&*configs.borrow()));
         let builder = builder.clone();
         let mut make = make.clone();
         connections.spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, address_slot);
             // The router with `ConnectInfo<SocketAddr>`, as `axum::serve` gives it.
             let Ok(service) = tower_service::Service::call(&mut make, remote).await;
             let stream =

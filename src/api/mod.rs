@@ -12,6 +12,7 @@ mod error;
 mod events;
 mod extract;
 mod https;
+mod https_reload;
 mod pages;
 mod participants;
 mod replies;
@@ -281,10 +282,10 @@ pub async fn serve(
     let task = match tls {
         Some(tls) => {
             let app = if tls.hsts { https::with_hsts(app) } else { app };
-            tokio::spawn(https::serve(
+            tokio::spawn(https::serve_tls(
                 listener,
                 app,
-                tls.config,
+                tls,
                 https::Limits::default(),
                 shutdown,
             ))

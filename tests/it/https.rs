@@ -2,7 +2,7 @@
 //! against the test CA: health and an authenticated API call over HTTP/1.1, a GET over HTTP/2
 //! when ALPN offers `h2`, a client trusting another CA refused at the handshake, plain HTTP to
 //! the port answered by no API, and `Strict-Transport-Security` only when `api.hsts` is on and
-//! only over HTTPS. The startup line names the API as `https://`.
+//! only over HTTPS. The startup line names the API as `https://`. SIGHUP swaps the certificate.
 
 use crate::support;
 
@@ -194,4 +194,54 @@ fn hsts_is_sent_when_asked_for_and_only_over_https() {
             .contains("strict-transport-security"),
         "{head}"
     );
+}
+
+/// A running bridge takes a new certificate on SIGHUP, the pair rewritten in place: a client
+/// trusting only the new CA is served, one trusting only the old one is refused. A pair that
+/// cannot be used, then SIGHUP, leaves the process up and the previous certificate served.
+#[test]
+fn sighup_swaps_the_certificate_without_a_restart() {
+    let _turn = support::shared();
+    let (old, new) = (TestPki::new(&["127.0.0.1"]), TestPki::new(&["127.0.0.1"]));
+    let data = tempfile::tempdir().unwrap();
+    let (cert, key) = (data.path().join("api.crt"), data.path().join("api.key"));
+    let install = |from: &TestPki| {
+        std::fs::copy(&from.cert, &cert).unwrap();
+        std::fs::copy(&from.key, &key).unwrap();
+    };
+    install(&old);
+    let flags = vec![
+        "--api-tls-cert".to_owned(),
+        cert.display().to_string(),
+        "--api-tls-key".to_owned(),
+        key.display().to_string(),
+    ];
+    let (bridge, api, _) = serve_with(&data.path().join("db"), &flags);
+    let hangup = || {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(bridge.0.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    };
+    assert!(connect(api, &old.ca, &[]).is_ok());
+    assert!(connect(api, &new.ca, &[]).is_err());
+
+    install(&new);
+    hangup();
+    // The signal is handled on the bridge's time: asked again until served (5 s at most).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while connect(api, &new.ca, &[]).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was never served"
+        );
+        std::thread::yield_now();
+    }
+    assert!(connect(api, &old.ca, &[]).is_err());
+
+    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nnot a key\n").unwrap();
+    hangup();
+    for _ in 0..20 {
+        assert!(connect(api, &new.ca, &[]).is_ok());
+    }
+    let (status, _, body) = https_raw(api, &new.ca, "GET", "/healthz", None, None, &[]);
+    assert_eq!((status, body.as_str()), (200, "ok"));
 }
