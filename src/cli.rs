@@ -162,9 +162,6 @@ pub(crate) struct ServeArgs {
     /// Real-time scheduling of the mixer threads: auto, off or required.
     #[arg(long, env = "CONFAB_MIXER_REALTIME")]
     mixer_realtime: Option<MixerRealtime>,
-    /// Send each tick's datagrams together through io_uring (true/false).
-    #[arg(long, env = "CONFAB_MIXER_BATCHED_IO")]
-    mixer_batched_io: Option<bool>,
     /// Data directory (SQLite).
     #[arg(long, env = "CONFAB_STORAGE_DATA_DIR")]
     storage_data_dir: Option<PathBuf>,
@@ -278,7 +275,6 @@ impl ServeArgs {
         set(&mut c.mixer.threads, &self.mixer_threads);
         set(&mut c.mixer.max_talkers, &self.mixer_max_talkers);
         set(&mut c.mixer.realtime, &self.mixer_realtime);
-        set(&mut c.mixer.batched_io, &self.mixer_batched_io);
         set(&mut c.storage.data_dir, &self.storage_data_dir);
         set(
             &mut c.storage.records_retention_days,

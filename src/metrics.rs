@@ -442,24 +442,6 @@ pub fn render(
         counter(late),
     );
     registry.register(
-        "confab_media_send_calls",
-        "System calls the mixer threads made to send RTP and RTCP (one per batch of up to 512 \
-         datagrams with mixer.batched_io, else one per datagram)",
-        counter(crate::media::udp::SEND_CALLS.load(std::sync::atomic::Ordering::Relaxed)),
-    );
-    registry.register(
-        "confab_media_recv_calls",
-        "System calls the mixer threads made to read their legs' RTP sockets (one per round of \
-         up to 512 sockets with mixer.batched_io, else at least one per leg and tick)",
-        counter(crate::media::udp::RECV_CALLS.load(std::sync::atomic::Ordering::Relaxed)),
-    );
-    registry.register(
-        "confab_media_send_errors",
-        "RTP and RTCP datagrams the kernel refused to send (a full socket buffer, an \
-         unreachable address)",
-        counter(crate::media::udp::SEND_ERRORS.load(std::sync::atomic::Ordering::Relaxed)),
-    );
-    registry.register(
         "confab_control_events_dropped",
         "Control events (participant state, DTMF, locked, ended) the mixer threads dropped \
          because their consumer, the SIP shell, took none for a whole backlog; each may be a \

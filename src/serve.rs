@@ -32,7 +32,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     prune_records(&store, config.storage.records_retention_days);
     // Before the engine: its mixer threads ask for real-time scheduling as they start.
     crate::mixer::realtime::set_policy(config.mixer.realtime);
-    crate::media::udp::set_batching(config.mixer.batched_io);
     let engine = std::sync::Arc::new(
         crate::engine::Engine::start(crate::engine::EngineSettings {
             records: Some(records.sender.clone()),

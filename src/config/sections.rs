@@ -25,10 +25,6 @@ pub struct MixerConfig {
     /// Whether the mixer threads ask for real-time scheduling (SCHED_RR), so a busy host
     /// does not make ticks start late.
     pub realtime: MixerRealtime,
-    /// Whether each mixer thread sends its legs' datagrams of a tick together, with one
-    /// io_uring submission per 512 (off, or where the kernel refuses io_uring: one `sendto`
-    /// per datagram).
-    pub batched_io: bool,
 }
 
 /// `mixer.realtime`: what the mixer threads do about real-time scheduling.
@@ -50,7 +46,6 @@ impl Default for MixerConfig {
             threads: 0,
             max_talkers: 3,
             realtime: MixerRealtime::Auto,
-            batched_io: true,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! A mixer thread's helper: a second pair of hands for the per-leg work of a large conference.
 //!
 //! A conference has two phases per tick whose work is the same for every leg and touches that
-//! leg alone: reading and decoding (`work` with `Phase::Receive`), and sending the shared packets to listeners
+//! leg alone: reading and decoding (`receive_leg`), and sending the shared packets to listeners
 //! (`send_leg`). Most of their cost is the kernel's UDP path, one to three system calls per leg
 //! and tick, so a town hall of thousands of listeners would be bound to one core. From
 //! [`PARALLEL_LEGS`] legs on, the conference hands the second half of its legs to its mixer
@@ -67,9 +67,8 @@ pub struct Outbound {
 pub fn work(phase: Phase, legs: &mut [Box<RtpLeg>], plan: &[usize], now: Instant, out: &Outbound) {
     match phase {
         Phase::Receive => {
-            crate::media::leg::receive_all(legs, now);
             for leg in legs {
-                after_receive(leg, now);
+                receive_leg(leg, now);
             }
         }
         Phase::Send => {
@@ -80,9 +79,9 @@ pub fn work(phase: Phase, legs: &mut [Box<RtpLeg>], plan: &[usize], now: Instant
     }
 }
 
-/// A leg's share of the first phase once what arrived is read: run its timers, make this
-/// tick's frame.
-fn after_receive(leg: &mut RtpLeg, now: Instant) {
+/// A leg's share of the first phase: read what arrived, run its timers, make this tick's frame.
+fn receive_leg(leg: &mut RtpLeg, now: Instant) {
+    leg.receive(now);
     leg.maintain(now);
     leg.produce_frame();
 }
@@ -170,7 +169,6 @@ impl LegHelper {
             .spawn(move || {
                 let asked = super::realtime::ask(policy, super::realtime::request_current_thread);
                 let started_realtime = asked.is_realtime();
-                crate::media::udp::batch_io_on_this_thread();
                 let mut realtime = started_realtime;
                 let _ = asked_tx.send(asked);
                 while let Ok(job) = job_rx.recv() {
@@ -201,8 +199,6 @@ impl LegHelper {
                         work(phase, &mut legs, &groups, now, &outbound);
                     }))
                     .err();
-                    // Its half of the legs' datagrams, together, before the legs go back.
-                    crate::media::udp::flush_sends();
                     // Let go of the packets before answering: the conference writes the next
                     // tick's into the same buffers once it is the only owner again.
                     drop(outbound);

@@ -160,7 +160,6 @@ fn run(
 ) {
     let policy = realtime::policy();
     let scheduling = realtime::ask(policy, realtime::request_current_thread);
-    crate::media::udp::batch_io_on_this_thread();
     let mut control = control_events::ControlOutbox::new(control, control_wanted);
     let mut conferences: HashMap<ConferenceId, ConferenceMedia> = HashMap::new();
     // What conferences that are gone left in the counters.
@@ -225,8 +224,6 @@ fn run(
                 conference.recover(start, &mut emit);
             }
         }
-        // Every leg's datagrams of this tick, together.
-        crate::media::udp::flush_sends();
         // An ended conference with no legs left is gone; the others do what their tick left
         // for between ticks.
         conferences.retain(|_, c| {

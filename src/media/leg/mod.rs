@@ -11,7 +11,6 @@
 //! RTCP comes on the RTP port (rtcp-mux) or on the odd port above it, SRTCP when the leg is
 //! secured. RFC 4733 digits wait in a small queue for the mixer to take.
 
-mod batched;
 mod latch;
 mod leg_core;
 pub mod name;
@@ -21,7 +20,6 @@ mod stats;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::ports::PortLease;
@@ -29,7 +27,6 @@ use super::relay::{RelayPacket, RelayPort};
 use super::udp::{self, RX_BATCH, Received};
 use crate::conference::{DisconnectReason, ParticipantId};
 
-pub use batched::receive_all;
 pub use leg_core::{LegCore, Route, Transmit};
 pub use spec::{LegSpec, LegTimers, TelephoneEventSpec};
 pub use stats::LegStats;
@@ -51,9 +48,8 @@ pub const RELAY_SOURCE: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
 enum Transport {
     /// Its own socket (and the odd port without rtcp-mux), from the port pool.
     Udp {
-        /// Shared with the thread's send batch until a queued datagram has left.
-        socket: Arc<UdpSocket>,
-        rtcp: Option<Arc<UdpSocket>>,
+        socket: UdpSocket,
+        rtcp: Option<UdpSocket>,
         _ports: PortLease,
         /// Buffers one batched read fills, and what came.
         rx_bufs: Box<[Box<[u8; RECEIVE_BUFFER]>; RX_BATCH]>,
@@ -130,8 +126,8 @@ impl RtpLeg {
         };
         let core = LegCore::new(spec, route, now, SystemTime::now(), ssrc, timers)?;
         let transport = Transport::Udp {
-            socket: Arc::new(socket),
-            rtcp: rtcp.map(Arc::new),
+            socket,
+            rtcp,
             _ports: ports,
             rx_bufs: Box::new(std::array::from_fn(|_| Box::new([0; RECEIVE_BUFFER]))),
             rx_got: [Received::default(); RX_BATCH],
@@ -257,23 +253,6 @@ impl RtpLeg {
 
     /// Reads what arrived (non-blocking, bounded) and hands it to the core.
     pub fn receive(&mut self, now: Instant) {
-        self.receive_with(now, true);
-    }
-
-    /// Reads what arrived but on the RTP socket, which a batched read has read already.
-    fn receive_rest(&mut self, now: Instant) {
-        self.receive_with(now, false);
-    }
-
-    /// The RTP socket a batched read may read for this leg (direct legs only).
-    fn rtp_socket(&self) -> Option<&UdpSocket> {
-        match &self.transport {
-            Transport::Udp { socket, .. } => Some(socket),
-            _ => None,
-        }
-    }
-
-    fn receive_with(&mut self, now: Instant, read_rtp_socket: bool) {
         let core = &mut self.core;
         match &mut self.transport {
             #[cfg(test)]
@@ -309,11 +288,7 @@ impl RtpLeg {
                 rx_got,
                 ..
             } => {
-                let mut reads = if read_rtp_socket {
-                    0
-                } else {
-                    MAX_READS_PER_TICK
-                };
+                let mut reads = 0;
                 while reads < MAX_READS_PER_TICK {
                     let n = udp::read_batch(socket, rx_bufs, rx_got);
                     for (buf, got) in rx_bufs.iter().zip(rx_got.iter()).take(n) {
@@ -381,7 +356,7 @@ impl RtpLeg {
                         Some(rtcp) if rtcp_port => rtcp,
                         _ => socket,
                     };
-                    udp::send_to(socket, data, to)
+                    socket.send_to(data, to).is_ok()
                 }
                 (Transmit::Relay(packet), Transport::Relay { port, .. }) => port.send(*packet),
                 #[cfg(test)]
