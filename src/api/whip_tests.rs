@@ -2,7 +2,8 @@
 //! join holds its handshake): the per-meeting cap answers 429 with Retry-After and is counted,
 //! and a driver that dies lets its participants go as internal-error, ends their sessions, is
 //! not ready while down, and takes joins again once restarted. A 201 names the configured
-//! STUN/TURN servers in `Link` headers.
+//! STUN/TURN servers in `Link` headers. A session's roster token mutes and unmutes its own
+//! participant only.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
