@@ -121,6 +121,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 tls: sip_tls,
                 srtp: config.media.srtp,
                 sdes_over_cleartext: config.media.sdes_over_cleartext,
+                conference_srtp: Default::default(),
                 auth: crate::sip::uas::AuthSettings {
                     realm: config.sip.realm.clone(),
                     users: config.sip.users.clone(),

@@ -10,7 +10,7 @@ use super::error::ErrorBody;
 use super::extract::{Path, Query};
 use super::replies::{
     ConferenceList, ConferenceOnly, ConferenceReply, ConferenceSummary, ConferenceView,
-    ParticipantInfo, RecordItem, RecordPage,
+    ParticipantInfo, RecordItem, RecordPage, SrtpName,
 };
 use super::{ApiError, AppState, blocking};
 use crate::conference::roster::EntryExit;
@@ -44,6 +44,22 @@ pub(super) struct ConferenceSettings {
     /// caller recorded at the attendant, then "has joined" or "has left"; tones for those
     /// with no recorded name).
     entry_exit: Option<EntryExitSetting>,
+    /// The conference's own SRTP policy for its SIP and API legs (`off`, `optional` or
+    /// `required`); absent: unchanged (at creation, the bridge's `media.srtp`); null: back to
+    /// the bridge's. It applies to dial-outs, API legs and INVITEs whose Request-URI names the
+    /// conference; callers through the attendant have the bridge's.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<SrtpName>, nullable)]
+    srtp: Option<Option<SrtpName>>,
+}
+
+/// A field given, even as null (`Some(None)`), told apart from one left out (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// The API's names for [`EntryExit`].
@@ -152,6 +168,9 @@ impl ConferenceSettings {
         if let Some(e) = self.entry_exit {
             c.entry_exit = e.into();
         }
+        if let Some(srtp) = self.srtp {
+            c.srtp = srtp.map(Into::into);
+        }
         if let Some(t) = self.max_talkers {
             if !(1..=16).contains(&t) {
                 return Err(ApiError::invalid("max_talkers must be 1 to 16"));
@@ -190,7 +209,15 @@ pub fn start(state: &AppState, c: &StoredConference) -> Result<(), ApiError> {
     state
         .engine
         .create_conference_full(&c.id, policy(c), admission(c), c.max_talkers)?;
+    share_srtp(state, &c.id, c.srtp);
     Ok(())
+}
+
+/// Tells SIP a conference's own SRTP policy (none: the bridge's).
+fn share_srtp(state: &AppState, id: &str, srtp: Option<crate::config::SrtpPolicy>) {
+    if let Some(sip) = &state.sip {
+        sip.conference_srtp.set(id, srtp);
+    }
 }
 
 fn view(state: &AppState, c: &StoredConference) -> ConferenceView {
@@ -206,6 +233,7 @@ fn view(state: &AppState, c: &StoredConference) -> ConferenceView {
         wait_for_leader: c.wait_for_leader,
         max_talkers: c.max_talkers.unwrap_or(state.max_talkers),
         entry_exit: c.entry_exit.into(),
+        srtp: c.srtp.map(Into::into),
         created_at: c.created_at,
         max_talkers_applies: None,
     }
@@ -375,6 +403,7 @@ pub(super) async fn patch(
         settings.apply(&mut c)?;
         state.store.save_conference(&c)?;
         state.engine.set_admission(&cid, admission(&c))?;
+        share_srtp(&state, &cid, c.srtp);
         if lock.is_some() {
             state.engine.control(&cid, Control::Lock(c.locked))?;
         }
@@ -420,6 +449,7 @@ pub(super) async fn end(
             Err(e) => return Err(e.into()),
         }
         state.store.delete_conference(&cid)?;
+        share_srtp(&state, &cid, None);
         Ok(StatusCode::NO_CONTENT)
     })
     .await

@@ -12,6 +12,7 @@ use super::{Body, ConferenceSettings, create, patch};
 use crate::api::AppState;
 use crate::api::extract::Path;
 use crate::conference::roster::EntryExit;
+use crate::config::SrtpPolicy;
 use crate::engine::{Engine, EngineSettings};
 use crate::store::Store;
 
@@ -143,6 +144,87 @@ fn the_openapi_document_lists_entry_exit_values() {
     assert_eq!(
         values,
         serde_json::json!(["off", "tones", "names"]),
+        "{schemas}"
+    );
+}
+
+#[tokio::test]
+async fn a_conference_srtp_policy_is_set_shown_stored_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let made = create(State(state.clone()), settings(r#"{"id":"4101"}"#))
+        .await
+        .unwrap();
+    let (_, body) = json_of(made).await;
+    assert!(body["conference"]["srtp"].is_null(), "{body}");
+    let made = create(
+        State(state.clone()),
+        settings(r#"{"id":"4102","srtp":"required"}"#),
+    )
+    .await
+    .unwrap();
+    let (_, body) = json_of(made).await;
+    assert_eq!(body["conference"]["srtp"], "required", "{body}");
+    let stored = |id: &str| state.store.conference(id).unwrap().unwrap().srtp;
+    assert_eq!(stored("4102"), Some(SrtpPolicy::Required));
+    // Absent: unchanged.
+    let changed = patch(
+        State(state.clone()),
+        Path("4102".into()),
+        settings(r#"{"name":"Secret"}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        serde_json::to_value(&changed.0).unwrap()["conference"]["srtp"],
+        "required"
+    );
+    let changed = patch(
+        State(state.clone()),
+        Path("4102".into()),
+        settings(r#"{"srtp":"off"}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        serde_json::to_value(&changed.0).unwrap()["conference"]["srtp"],
+        "off"
+    );
+    assert_eq!(stored("4102"), Some(SrtpPolicy::Off));
+    // Null: back to the bridge's.
+    let changed = patch(
+        State(state.clone()),
+        Path("4102".into()),
+        settings(r#"{"srtp":null}"#),
+    )
+    .await
+    .unwrap();
+    assert!(serde_json::to_value(&changed.0).unwrap()["conference"]["srtp"].is_null());
+    assert_eq!(stored("4102"), None);
+    for bad in [r#""Required""#, r#""dtls""#, "true", "1"] {
+        let body = format!(r#"{{"srtp":{bad}}}"#);
+        assert!(
+            serde_json::from_str::<ConferenceSettings>(&body).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn the_openapi_document_lists_srtp_values() {
+    use utoipa::OpenApi;
+    let doc = serde_json::to_value(crate::api::ApiDoc::openapi()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let field = &schemas["ConferenceSettings"]["properties"]["srtp"];
+    assert!(!field.is_null(), "{}", schemas["ConferenceSettings"]);
+    assert!(
+        !schemas["ConferenceView"]["properties"]["srtp"].is_null(),
+        "{}",
+        schemas["ConferenceView"]
+    );
+    assert_eq!(
+        schemas["SrtpName"]["enum"],
+        serde_json::json!(["off", "optional", "required"]),
         "{schemas}"
     );
 }

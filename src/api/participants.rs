@@ -192,17 +192,6 @@ pub(super) async fn add(
             Ok((StatusCode::CREATED, Json(body)).into_response())
         }
         (None, Some(offer)) => {
-            let rule = srtp::rule(&state, &cid);
-            let n = crate::sip::sdp::negotiate(offer.as_bytes(), &state.codecs, rule)
-                .map_err(srtp::refusal)?;
-            let local_key = match n.srtp {
-                Some(_) => {
-                    let mut k = [0u8; 30];
-                    getrandom::fill(&mut k).map_err(|_| ApiError::internal("no randomness"))?;
-                    Some(k)
-                }
-                None => None,
-            };
             let joiner = Joiner {
                 display_name,
                 uri: new.uri.unwrap_or_else(|| "sdp:gateway".to_owned()),
@@ -210,6 +199,17 @@ pub(super) async fn add(
             };
             let media_advertise = state.media_advertise;
             blocking(move || {
+                let rule = srtp::rule(&state, &cid)?;
+                let n = crate::sip::sdp::negotiate(offer.as_bytes(), &state.codecs, rule)
+                    .map_err(srtp::refusal)?;
+                let local_key = match n.srtp {
+                    Some(_) => {
+                        let mut k = [0u8; 30];
+                        getrandom::fill(&mut k).map_err(|_| ApiError::internal("no randomness"))?;
+                        Some(k)
+                    }
+                    None => None,
+                };
                 let spec = n.leg_spec(local_key);
                 let (p, bound) = state.engine.add_rtp_leg(&cid, joiner, spec)?;
                 // The client's media address decides which of ours it is given (the API

@@ -1,7 +1,7 @@
 //! The SRTP rule of a leg added through the API by its SDP offer, as for SIP: SDES keys are
 //! taken only from a request that came over HTTPS, unless `media.sdes_over_cleartext`; the
-//! SRTP policy (`media.srtp`) decides the rest, and an offer it cannot answer is refused with
-//! a JSON error that says why.
+//! SRTP policy (the conference's `srtp`, else `media.srtp`) decides the rest, and an offer it
+//! cannot answer is refused with a JSON error that says why.
 
 use axum::http::StatusCode;
 
@@ -9,12 +9,14 @@ use super::ApiError;
 use super::AppState;
 use crate::sip::sdp::{SdpError, SrtpRule};
 
-/// What an answer to an offer posted to conference `cid` may do with SDES keys.
-pub(super) fn rule(state: &AppState, _cid: &str) -> SrtpRule {
-    SrtpRule {
-        policy: state.srtp,
+/// What an answer to an offer posted to conference `cid` may do with SDES keys: the
+/// conference's own policy (stored with it), else `media.srtp`.
+pub(super) fn rule(state: &AppState, cid: &str) -> Result<SrtpRule, ApiError> {
+    let own = state.store.conference(cid)?.and_then(|c| c.srtp);
+    Ok(SrtpRule {
+        policy: own.unwrap_or(state.srtp),
         keys_may_travel: state.https || state.sdes_over_cleartext,
-    }
+    })
 }
 
 /// An offer that cannot be answered, as the API says it.

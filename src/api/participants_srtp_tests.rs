@@ -152,3 +152,29 @@ async fn required_refuses_a_plain_offer_and_off_an_srtp_one() {
     let (status, _) = post(&state, "junk".into()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn the_conference_policy_overrides_the_bridges() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = state(dir.path());
+    state.https = true;
+    let mut stored = crate::store::StoredConference {
+        id: "5100".into(),
+        srtp: Some(SrtpPolicy::Required),
+        ..Default::default()
+    };
+    state.store.save_conference(&stored).unwrap();
+    // The bridge is `optional`; this conference requires SRTP.
+    let (status, body) = post(&state, offer("RTP/AVP", false)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "srtp_required", "{body}");
+    // A bridge that requires SRTP, a conference that has it off.
+    state.srtp = SrtpPolicy::Required;
+    stored.srtp = Some(SrtpPolicy::Off);
+    state.store.save_conference(&stored).unwrap();
+    let (status, body) = post(&state, offer("RTP/AVP", false)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = post(&state, offer("RTP/SAVP", true)).await;
+    assert_eq!(body["error"]["code"], "srtp_off", "{body}");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}

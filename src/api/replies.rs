@@ -286,6 +286,8 @@ pub(super) struct ConferenceView {
     pub wait_for_leader: bool,
     pub max_talkers: usize,
     pub entry_exit: EntryExitName,
+    /// The conference's own SRTP policy for SIP and API legs; null: the bridge's `media.srtp`.
+    pub srtp: Option<SrtpName>,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
     /// Only in a PATCH answer that changed `max_talkers`: when the change takes effect.
@@ -327,6 +329,36 @@ impl From<crate::conference::roster::EntryExit> for EntryExitName {
             crate::conference::roster::EntryExit::Off => EntryExitName::Off,
             crate::conference::roster::EntryExit::Tones => EntryExitName::Tones,
             crate::conference::roster::EntryExit::Names => EntryExitName::Names,
+        }
+    }
+}
+
+/// An SRTP policy: `off` (plain RTP only), `optional` (SDES-SRTP where offered and the keys
+/// may travel) or `required` (no leg without it).
+#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum SrtpName {
+    Off,
+    Optional,
+    Required,
+}
+
+impl From<crate::config::SrtpPolicy> for SrtpName {
+    fn from(p: crate::config::SrtpPolicy) -> Self {
+        match p {
+            crate::config::SrtpPolicy::Off => SrtpName::Off,
+            crate::config::SrtpPolicy::Optional => SrtpName::Optional,
+            crate::config::SrtpPolicy::Required => SrtpName::Required,
+        }
+    }
+}
+
+impl From<SrtpName> for crate::config::SrtpPolicy {
+    fn from(p: SrtpName) -> Self {
+        match p {
+            SrtpName::Off => crate::config::SrtpPolicy::Off,
+            SrtpName::Optional => crate::config::SrtpPolicy::Optional,
+            SrtpName::Required => crate::config::SrtpPolicy::Required,
         }
     }
 }

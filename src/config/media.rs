@@ -71,6 +71,17 @@ pub enum SrtpPolicy {
     Required,
 }
 
+impl SrtpPolicy {
+    /// The name in the configuration, the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SrtpPolicy::Off => "off",
+            SrtpPolicy::Optional => "optional",
+            SrtpPolicy::Required => "required",
+        }
+    }
+}
+
 impl std::str::FromStr for SrtpPolicy {
     type Err = String;
 

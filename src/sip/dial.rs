@@ -84,7 +84,7 @@ impl Shell {
         };
         // Refused before any participant exists when the policy wants keys that this
         // signalling may not carry.
-        let srtp = self.srtp;
+        let srtp = self.conference_srtp.policy(&meeting, self.srtp);
         let rule = crate::sip::sdp::SrtpRule {
             policy: srtp,
             keys_may_travel: next_hop.tls || self.sdes_over_cleartext,

@@ -31,7 +31,7 @@ impl Uas {
             match sdp::negotiate(
                 &msg.body,
                 &self.settings.codecs,
-                self.settings.srtp_rule(&peer),
+                self.settings.srtp_rule(&peer, self.meeting_of(id)),
             ) {
                 Ok(mut n) => {
                     n.through_nat(Self::lone_via_host(msg), peer.addr.ip());
@@ -148,6 +148,15 @@ impl Uas {
                 digit,
             });
         }
+    }
+
+    /// The meeting a call's INVITE named (its Request-URI's user), for the SRTP policy of
+    /// the offers in it.
+    pub(super) fn meeting_of(&self, id: u64) -> &str {
+        self.calls
+            .get(&id)
+            .and_then(|c| c.invite.request_user())
+            .unwrap_or_default()
     }
 
     /// The bridge ended a participant's call (ejected, media timeout, conference ended):

@@ -15,6 +15,7 @@
 
 pub mod attendant;
 pub(crate) mod auth;
+pub mod conference_srtp;
 pub(crate) mod digest;
 pub mod message;
 pub mod prompts;

@@ -87,6 +87,8 @@ pub struct SipServer {
     pub metrics: Arc<SipMetrics>,
     /// Failed credential attempts per caller and conference (WHIP uses it too).
     pub limiter: SharedLimiter,
+    /// Conferences' own SRTP policies, set through the API (see `conference_srtp.rs`).
+    pub conference_srtp: crate::sip::conference_srtp::ConferenceSrtp,
     stop: watch::Sender<bool>,
     draining: watch::Sender<bool>,
     dials: mpsc::Sender<DialCommand>,
@@ -136,6 +138,7 @@ impl SipServer {
             None => None,
         };
         let tls_addr = settings.tls.as_ref().map(|t| t.listen);
+        let conference_srtp = settings.conference_srtp.clone();
         let (stop, stop_rx) = watch::channel(false);
         let (draining, draining_rx) = watch::channel(false);
         let (dials, dials_rx) = mpsc::channel(256);
@@ -168,6 +171,7 @@ impl SipServer {
             tls: tls_addr,
             metrics,
             limiter,
+            conference_srtp,
             stop,
             draining,
             dials,
@@ -245,6 +249,7 @@ async fn serve(
     let dispatcher = settings.dispatcher;
     let media_advertise = settings.media_advertise;
     let (srtp, sdes_over_cleartext) = (settings.srtp, settings.sdes_over_cleartext);
+    let conference_srtp = settings.conference_srtp.clone();
     let trusted = settings.trusted.clone();
     let tls_client = settings.tls.as_ref().and_then(|t| t.client.clone());
     let mut uas = Uas::new(settings, os_random);
@@ -317,6 +322,7 @@ async fn serve(
         media_advertise,
         srtp,
         sdes_over_cleartext,
+        conference_srtp,
         connector,
         tls_client,
     };

@@ -208,6 +208,7 @@ fn a_panicking_sip_task_is_started_again_on_the_same_sockets() {
             tls: None,
             srtp: crate::config::SrtpPolicy::Optional,
             sdes_over_cleartext: true,
+            conference_srtp: Default::default(),
             auth: Default::default(),
             credentials: Vec::new(),
         };

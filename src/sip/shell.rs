@@ -77,6 +77,8 @@ pub(super) struct Shell {
     /// `media.srtp` and `media.sdes_over_cleartext`, for dial-outs.
     pub(super) srtp: crate::config::SrtpPolicy,
     pub(super) sdes_over_cleartext: bool,
+    /// Conferences' own SRTP policies, over `srtp` for their dial-outs.
+    pub(super) conference_srtp: crate::sip::conference_srtp::ConferenceSrtp,
     /// Opens the TLS connections of dial-outs over TLS.
     pub(super) connector: Connector,
     /// Checks the certificates of peers dialled over TLS (none: such dial-outs are refused).

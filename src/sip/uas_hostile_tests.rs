@@ -21,6 +21,7 @@ fn settings() -> UasSettings {
         tls: None,
         srtp: crate::config::SrtpPolicy::Optional,
         sdes_over_cleartext: true,
+        conference_srtp: Default::default(),
         auth: Default::default(),
         credentials: Vec::new(),
     }

@@ -39,6 +39,8 @@ pub struct UasSettings {
     pub srtp: SrtpPolicy,
     /// `media.sdes_over_cleartext`: SDES keys may travel over SIP on UDP or TCP.
     pub sdes_over_cleartext: bool,
+    /// Conferences' own SRTP policies, over `srtp` for calls to them (set through the API).
+    pub conference_srtp: crate::sip::conference_srtp::ConferenceSrtp,
     /// Digest sign-in of callers from outside `trusted` (`[[sip.users]]`; none: 403).
     pub auth: super::AuthSettings,
     /// Our answers to trunks' digest challenges on dial-outs (`[[sip.credentials]]`).
@@ -89,10 +91,11 @@ impl UasSettings {
         }
     }
 
-    /// What SDES-SRTP answers may do for an offer from `peer`.
-    pub(crate) fn srtp_rule(&self, peer: &Peer) -> SrtpRule {
+    /// What SDES-SRTP answers may do for an offer from `peer` to `meeting` (the Request-URI's
+    /// user: a conference's own policy applies when it names one, else `media.srtp`).
+    pub(crate) fn srtp_rule(&self, peer: &Peer, meeting: &str) -> SrtpRule {
         SrtpRule {
-            policy: self.srtp,
+            policy: self.conference_srtp.policy(meeting, self.srtp),
             keys_may_travel: peer.secure() || self.sdes_over_cleartext,
         }
     }

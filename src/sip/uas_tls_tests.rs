@@ -201,3 +201,40 @@ fn srtp_required_refuses_plain_offers_and_srtp_off_refuses_savp() {
     let (ok, _) = call_from(&mut uas, TLS_PEER, "sip:1234@127.0.0.1", "o2", OFFER);
     assert_eq!(ok.status(), Some(200));
 }
+
+#[test]
+fn a_conference_policy_applies_to_invites_naming_it_not_to_the_attendant() {
+    let settings = tls_settings();
+    settings
+        .conference_srtp
+        .set("1234", Some(SrtpPolicy::Required));
+    settings.conference_srtp.set("5678", Some(SrtpPolicy::Off));
+    let mut uas = Uas::new(settings, counter_random);
+    // The bridge is `optional`: a plain offer to the conference that requires SRTP is refused,
+    // to the attendant's number (the conference not known yet) it is taken.
+    let (r, _) = call_from(&mut uas, TLS_PEER, "sip:1234@127.0.0.1", "k1", OFFER);
+    assert_eq!(r.status(), Some(488));
+    assert!(r.header("Warning").unwrap().contains("requires SRTP"));
+    let (ok, _) = call_from(&mut uas, TLS_PEER, "sip:conference@127.0.0.1", "k2", OFFER);
+    assert_eq!(ok.status(), Some(200));
+    let (r, _) = call_from(&mut uas, TLS_PEER, "sip:5678@127.0.0.1", "k3", SAVP);
+    assert_eq!(r.status(), Some(488));
+    assert!(r.header("Warning").unwrap().contains("SRTP is off"));
+    // In a call to the conference that requires SRTP, a re-INVITE cannot drop it.
+    let (ok, _) = call_from(&mut uas, TLS_PEER, "sip:1234@127.0.0.1", "k4", SAVP);
+    assert_eq!(ok.status(), Some(200));
+    let to_tag = ok.to_tag().unwrap().to_owned();
+    let reinvite = String::from_utf8(in_dialog(
+        "INVITE",
+        "k4",
+        &to_tag,
+        2,
+        "z9hG4bKk4re",
+        "Content-Type: application/sdp\r\n",
+        OFFER,
+    ))
+    .unwrap();
+    uas.handle(Instant::now(), TLS_PEER, reinvite.as_bytes());
+    let (sent, _) = drain(&mut uas);
+    assert_eq!(statuses(&sent), [488], "{sent:?}");
+}

@@ -82,6 +82,8 @@ pub struct StoredConference {
     pub max_talkers: Option<usize>,
     /// What the meeting plays when people enter and leave.
     pub entry_exit: crate::conference::roster::EntryExit,
+    /// The conference's own SRTP policy (none: the bridge's `media.srtp`).
+    pub srtp: Option<crate::config::SrtpPolicy>,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
 }
@@ -93,7 +95,7 @@ pub fn unix_ms(t: SystemTime) -> i64 {
 }
 
 /// The schema, one migration per version.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     "
     CREATE TABLE conferences (
         id TEXT PRIMARY KEY,
@@ -134,6 +136,9 @@ const MIGRATIONS: [&str; 2] = [
 ",
     "
     ALTER TABLE conferences ADD COLUMN entry_exit TEXT NOT NULL DEFAULT 'off';
+",
+    "
+    ALTER TABLE conferences ADD COLUMN srtp TEXT;
 ",
 ];
 
@@ -219,8 +224,8 @@ impl Store {
             conn.execute(
                 "INSERT OR REPLACE INTO conferences (id, name, access, passcode, leader_pin,
                  attendees, locked, max_participants, wait_for_leader, max_talkers, created_at,
-                 entry_exit)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 entry_exit, srtp)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     c.id,
                     c.name,
@@ -234,6 +239,7 @@ impl Store {
                     c.max_talkers.map(|t| t as i64),
                     c.created_at,
                     c.entry_exit.as_str(),
+                    c.srtp.map(crate::config::SrtpPolicy::as_str),
                 ],
             )
             .map(drop)
@@ -289,7 +295,7 @@ impl Store {
 }
 
 const SELECT_CONFERENCE: &str = "SELECT id, name, access, passcode, leader_pin, attendees, locked,
-    max_participants, wait_for_leader, max_talkers, created_at, entry_exit FROM conferences";
+    max_participants, wait_for_leader, max_talkers, created_at, entry_exit, srtp FROM conferences";
 
 fn conference_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConference> {
     let access: String = r.get(2)?;
@@ -313,6 +319,11 @@ fn conference_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConference> {
         // A value this version does not know (written by a newer one) plays nothing.
         entry_exit: crate::conference::roster::EntryExit::parse(&r.get::<_, String>(11)?)
             .unwrap_or_default(),
+        // A value this version does not know (written by a newer one) is taken as the
+        // strictest.
+        srtp: r
+            .get::<_, Option<String>>(12)?
+            .map(|s| s.parse().unwrap_or(crate::config::SrtpPolicy::Required)),
     })
 }
 

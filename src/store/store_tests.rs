@@ -16,6 +16,7 @@ fn conference(id: &str) -> StoredConference {
         wait_for_leader: true,
         max_talkers: Some(4),
         entry_exit: crate::conference::roster::EntryExit::Tones,
+        srtp: Some(crate::config::SrtpPolicy::Required),
         created_at: 1_700_000_000_000,
     }
 }
@@ -44,6 +45,7 @@ fn conferences_survive_a_reopen() {
     other.attendees.clear();
     other.created_at += 1;
     other.entry_exit = crate::conference::roster::EntryExit::Off;
+    other.srtp = None;
     store.save_conference(&other).unwrap();
     drop(store);
     let store = Store::open(dir.path()).unwrap();
@@ -440,9 +442,24 @@ fn a_version_one_database_is_migrated() {
     let store = Store::open(dir.path()).unwrap();
     let old = store.conference("4321").unwrap().unwrap();
     assert_eq!(old.entry_exit, crate::conference::roster::EntryExit::Off);
+    assert_eq!(old.srtp, None, "the bridge's policy until one is set");
     assert!(old.wait_for_leader);
     let mut now = old.clone();
     now.entry_exit = crate::conference::roster::EntryExit::Tones;
+    now.srtp = Some(crate::config::SrtpPolicy::Off);
     store.save_conference(&now).unwrap();
     assert_eq!(store.conference("4321").unwrap(), Some(now));
+}
+
+/// An `srtp` this version does not know (a newer one wrote it) is read as the strictest.
+#[test]
+fn an_unknown_srtp_policy_is_read_as_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.save_conference(&conference("2468")).unwrap();
+    store
+        .with(|c| c.execute("UPDATE conferences SET srtp = 'dtls-maybe'", []))
+        .unwrap();
+    let read = store.conference("2468").unwrap().unwrap();
+    assert_eq!(read.srtp, Some(crate::config::SrtpPolicy::Required));
 }

@@ -463,3 +463,38 @@ fn api_legs_take_sdes_keys_only_over_https() {
         "{answer}"
     );
 }
+
+/// A conference's own `srtp` reaches SIP: with it `required`, a plain INVITE naming the
+/// conference is refused (488) where the bridge's `optional` takes it; set back to the bridge's
+/// (null), the same call is answered.
+#[test]
+fn a_conference_srtp_policy_reaches_sip_invites_naming_it() {
+    let _turn = support::shared();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), None, &[]);
+    let (status, v) = server.call(
+        "POST",
+        "/v1/conferences",
+        Some(r#"{"id":"5300","srtp":"required"}"#),
+    );
+    assert_eq!(
+        (status, &v["conference"]["srtp"]),
+        (201, &json!("required"))
+    );
+    let phone = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 7);
+    let plain = support::offer_for(&phone, 0, "PCMU/8000");
+    let mut ua = support::clients::RawUa::new(server.sip, "srtp-conf-1");
+    let (status, _) = ua.invite("5300", &plain);
+    assert_eq!(status, 488);
+
+    let (status, v) = server.call("PATCH", "/v1/conferences/5300", Some(r#"{"srtp":null}"#));
+    assert_eq!(
+        (status, &v["conference"]["srtp"]),
+        (200, &Value::Null),
+        "{v}"
+    );
+    let mut ua = support::clients::RawUa::new(server.sip, "srtp-conf-2");
+    let (status, answer) = ua.invite("5300", &plain);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(ua.request("BYE", None, ""), 200);
+}

@@ -325,6 +325,27 @@ fn a_dial_out_that_requires_srtp_goes_only_over_tls() {
     assert!(e.to_string().contains("SRTP is required"), "{e}");
     assert!(e.to_string().contains("transport=tls"), "{e}");
     assert!(bridge.engine.roster("7003").unwrap().is_empty());
+
+    // A bridge that leaves SRTP optional, a conference that requires it (its `srtp`).
+    let bridge = SipBridge::with_tls(&pki);
+    bridge
+        .engine
+        .create_conference("7004", Policy::default())
+        .unwrap();
+    let sip = bridge.sip.as_ref().unwrap();
+    sip.conference_srtp
+        .set("7004", Some(confab::config::SrtpPolicy::Required));
+    let joiner = confab::engine::Joiner {
+        display_name: "Plain".into(),
+        uri: "sip:plain@127.0.0.1".into(),
+        role: confab::conference::Role::Attendee,
+    };
+    let e = bridge
+        .runtime
+        .block_on(sip.dial("7004", "sip:plain@127.0.0.1:5999", joiner))
+        .unwrap_err();
+    assert!(e.to_string().contains("SRTP is required"), "{e}");
+    assert!(bridge.engine.roster("7004").unwrap().is_empty());
 }
 
 /// Waits (at most 5 s) until something accepts TCP connections on 127.0.0.1:`port`.

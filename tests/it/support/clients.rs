@@ -102,6 +102,7 @@ impl SipBridge {
             tls: None,
             srtp: confab::config::SrtpPolicy::Optional,
             sdes_over_cleartext: true,
+            conference_srtp: Default::default(),
             auth: Default::default(),
             credentials: Vec::new(),
         };
