@@ -43,8 +43,13 @@ struct Kamailio {
 
 impl Kamailio {
     fn start(dir: &Path, nodes: &[SocketAddr]) -> Kamailio {
-        let list = dir.join("dispatcher.list");
         let lines: String = nodes.iter().map(|n| format!("1 sip:{n} 0 0\n")).collect();
+        Kamailio::start_with(dir, &lines, &[])
+    }
+
+    /// Kamailio with `lines` as its dispatcher list and `defines` (`-A NAME=value`) added.
+    fn start_with(dir: &Path, lines: &str, defines: &[String]) -> Kamailio {
+        let list = dir.join("dispatcher.list");
         std::fs::write(&list, lines).unwrap();
         let port = free_port();
         let child = Command::new("kamailio")
@@ -63,6 +68,7 @@ impl Kamailio {
             .arg(format!("DISPATCHER_LIST=\"{}\"", list.display()))
             .args(["-A", "PING_INTERVAL=1", "-A", "PROBE_THRESHOLD=1"])
             .args(["-A", "INVITE_TIMEOUT_MS=1500"])
+            .args(defines.iter().flat_map(|d| ["-A", d.as_str()]))
             .stdout(Stdio::null())
             .stderr(Stdio::from(
                 std::fs::File::create(dir.join("kamailio.log")).unwrap(),
@@ -368,6 +374,85 @@ fn two_nodes_behind_kamailio() {
     drop(prometheus);
     assert_eq!(up, 2, "Prometheus scrapes both nodes");
     drop(kamailio);
+}
+
+/// Where Debian's kamailio-tls-modules puts the TLS module.
+const KAMAILIO_TLS_MODULE: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so";
+
+/// Whether Kamailio's TLS module is there (skipping the test with a message if not, failing
+/// in CI).
+fn kamailio_tls_module() -> bool {
+    if Path::new(KAMAILIO_TLS_MODULE).exists() {
+        return true;
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    assert!(
+        !in_ci,
+        "{KAMAILIO_TLS_MODULE} is missing (kamailio-tls-modules)"
+    );
+    eprintln!("SKIP: {KAMAILIO_TLS_MODULE} is missing (Debian package kamailio-tls-modules)");
+    false
+}
+
+/// The sample with `WITH_TLS` (deploy/README.md): a caller on UDP reaches a Confab node whose
+/// only entry in the dispatcher list is its `sip.tls_listen` with `;transport=tls`. The node's
+/// TLS port is the only way there, so a connected participant is a call Kamailio forwarded
+/// over TLS, having checked the node's certificate against the test CA.
+#[test]
+fn a_call_through_kamailio_reaches_confab_over_tls() {
+    if !support::require(&["kamailio", "sipp"]) || !kamailio_tls_module() {
+        return;
+    }
+    let _turn = support::exclusive();
+    let work = tempfile::tempdir().unwrap();
+    let pki = support::pki::TestPki::new(&["127.0.0.1"]);
+    let tls_port = free_port();
+    let (cert, key) = (
+        pki.cert.display().to_string(),
+        pki.key.display().to_string(),
+    );
+    let tls_listen = format!("127.0.0.1:{tls_port}");
+    let node = Server::start(
+        &work.path().join("node"),
+        None,
+        &[
+            "--sip-tls-cert",
+            &cert,
+            "--sip-tls-key",
+            &key,
+            "--sip-tls-listen",
+            &tls_listen,
+        ],
+    );
+    let (s, v) = node.call("POST", "/v1/conferences", Some(r#"{"id":"4400"}"#));
+    assert_eq!(s, 201, "{v}");
+    let kamailio = Kamailio::start_with(
+        work.path(),
+        &format!("1 sip:{tls_listen};transport=tls 0 0\n"),
+        &[
+            "WITH_TLS".to_owned(),
+            format!("TLS_LISTEN=tls:127.0.0.1:{}", free_port()),
+            format!("TLS_CERT=\"{cert}\""),
+            format!("TLS_KEY=\"{key}\""),
+            format!("TLS_CA=\"{}\"", pki.ca.display()),
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(3)); // its first probes, over TLS
+    let sipp = calls(
+        work.path(),
+        kamailio.port,
+        &["4400"],
+        Duration::from_secs(3),
+    );
+    let seen = wait_total(&[&node], &["4400"], 1);
+    assert_eq!(seen[0]["4400"], 1);
+    finished_ok(sipp);
+    wait_total(&[&node], &["4400"], 0);
+    let log = std::fs::read_to_string(work.path().join("kamailio.log")).unwrap_or_default();
+    assert!(
+        log.contains(&format!("meeting 4400 -> sip:{tls_listen};transport=tls")),
+        "{log}"
+    );
 }
 
 #[test]
