@@ -13,6 +13,10 @@
 //!   after, and neither while it is held (what reaches the held phone is read off the wire in
 //!   its namespace: baresip stops recording after a re-INVITE).
 //!
+//! Every SIP message the bridge sends in its namespace goes through the suite's wire scan (no
+//! SDP or Contact of ours names 0.0.0.0 or ::, the wildcard binds above included), checked when
+//! its guard stops it, and so does every SDP the API answers with.
+//!
 //! Needs root (namespaces), iproute2, nftables, baresip and sox. Without them it says what is
 //! missing and skips, unless `CONFAB_REQUIRE_NETNS=1` (then a skip is a failure).
 
@@ -24,6 +28,7 @@ use support::clients::{absent, describe, present, tone_shares};
 use support::netns::{self, Namespaces, Plan, Tap};
 use support::pki::TestPki;
 use support::process::Guarded;
+use support::wire_scan::{self, WireLog};
 
 const BRIDGE_IP: &str = "203.0.113.10";
 const CLIENT_IP: &str = "198.51.100.2";
@@ -66,9 +71,46 @@ fn skip() -> bool {
     netns::skip(&[("baresip", "baresip-core"), ("sox", "sox")])
 }
 
-/// An HTTP request to the bridge's API on 127.0.0.1:8080 inside its namespace.
+/// An HTTP request to the bridge's API on 127.0.0.1:8080 inside its namespace; an SDP in the
+/// answer goes through the wire scan.
 fn api(ns: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    netns::http(ns, "127.0.0.1:8080".parse().unwrap(), method, path, body)
+    let (status, answer) = netns::http(ns, "127.0.0.1:8080".parse().unwrap(), method, path, body);
+    let problems = wire_scan::scan_http_body(&answer);
+    assert!(problems.is_empty(), "{problems:?} in:\n{answer}");
+    (status, answer)
+}
+
+/// The bridge in its namespace, logging every SIP message it sends; stopped on drop, then what
+/// it sent is scanned (a test fails there if any of it named an unspecified address).
+struct ScannedBridge {
+    bridge: Option<Guarded>,
+    log: PathBuf,
+}
+
+impl ScannedBridge {
+    /// The scan of what it sent so far: how many messages, or what was wrong.
+    fn scan(&self) -> WireLog {
+        let wire = WireLog::default();
+        for line in std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+        {
+            wire.feed_line(line);
+        }
+        wire
+    }
+}
+
+impl Drop for ScannedBridge {
+    fn drop(&mut self) {
+        drop(self.bridge.take());
+        let wire = self.scan();
+        // Every test here places calls: nothing scanned means the wire trace was off.
+        if wire.verdict() == Ok(0) && !std::thread::panicking() {
+            panic!("the bridge in its namespace logged no SIP message to scan");
+        }
+        wire.check("the bridge in its namespace");
+    }
 }
 
 /// The bridge in its namespace: SIP on `sip`, media on `media`, advertising `advertise`, with
@@ -80,8 +122,10 @@ fn start_bridge(
     media: &str,
     advertise: Option<&str>,
     extra: &[&str],
-) -> Guarded {
+) -> ScannedBridge {
     let mut args = vec![
+        "--log-level",
+        wire_scan::TRACE_FILTER,
         "--sip-listen",
         sip,
         "--media-bind",
@@ -99,7 +143,10 @@ fn start_bridge(
         args.extend(["--sip-advertise", ip, "--media-advertise", ip]);
     }
     args.extend_from_slice(extra);
-    netns::start_bridge(&ns.bridge, data, &args)
+    ScannedBridge {
+        bridge: Some(netns::start_bridge(&ns.bridge, data, &args)),
+        log: data.join("confab.log"),
+    }
 }
 
 /// A tone file for baresip to send.
@@ -269,7 +316,7 @@ fn bridge_with_meeting(
     data: &Path,
     (sip, media, advertise): (&str, &str, Option<&str>),
     extra: &[&str],
-) -> Guarded {
+) -> ScannedBridge {
     let bridge = start_bridge(ns, data, sip, media, advertise, extra);
     let (status, body) = api(
         &ns.bridge,
