@@ -55,6 +55,12 @@ impl<K> History<K> {
 pub struct DominantSpeaker<K> {
     histories: Vec<History<K>>,
     dominant: Option<K>,
+    /// Where [`observe`](Self::observe) looks first. A mixer observes every participant each
+    /// frame, in the order of its legs, which is the order they were added in (both drop a
+    /// participant by moving the last into its place); so the next key is nearly always at
+    /// the next position, and a frame costs O(n) instead of the O(n²) of a scan per key (4
+    /// million comparisons a tick for a 2,000-listener town hall). A miss scans, as before.
+    next: usize,
 }
 
 impl<K: Copy + Eq> Default for DominantSpeaker<K> {
@@ -69,6 +75,7 @@ impl<K: Copy + Eq> DominantSpeaker<K> {
         DominantSpeaker {
             histories: Vec::new(),
             dominant: None,
+            next: 0,
         }
     }
 
@@ -86,7 +93,9 @@ impl<K: Copy + Eq> DominantSpeaker<K> {
 
     /// Removes a participant; if it was dominant, nobody is until someone speaks.
     pub fn remove(&mut self, key: K) {
-        self.histories.retain(|h| h.key != key);
+        if let Some(i) = self.histories.iter().position(|h| h.key == key) {
+            self.histories.swap_remove(i);
+        }
         if self.dominant == Some(key) {
             self.dominant = None;
         }
@@ -94,13 +103,22 @@ impl<K: Copy + Eq> DominantSpeaker<K> {
 
     /// Records one frame of `key`'s activity (unknown keys are ignored).
     pub fn observe(&mut self, key: K, active: bool) {
-        if let Some(h) = self.histories.iter_mut().find(|h| h.key == key) {
+        let at = match self.histories.get(self.next) {
+            Some(h) if h.key == key => Some(self.next),
+            _ => self.histories.iter().position(|h| h.key == key),
+        };
+        if let Some(h) = at.and_then(|i| self.histories.get_mut(i)) {
             h.bits = (h.bits << 1) | u128::from(active);
+        }
+        if let Some(i) = at {
+            self.next = i + 1;
         }
     }
 
     /// Makes the decision for this frame; returns the new dominant speaker when it changed.
     pub fn decide(&mut self) -> Option<K> {
+        // The next frame's observations start again from the first participant.
+        self.next = 0;
         let dominant_scores = self
             .dominant
             .and_then(|d| self.histories.iter().find(|h| h.key == d))
@@ -150,6 +168,52 @@ mod tests {
             }
         }
         changes
+    }
+
+    #[test]
+    fn observing_in_any_order_or_after_removals_decides_the_same() {
+        // One tracker sees the participants in the order they were added, the other in an
+        // order that changes every frame and after a removal has swapped the last into a
+        // gap: each key's history must be its own whatever position it is looked for at.
+        let talks = |p: u32, f: u32| match p {
+            3 => (40..150).contains(&f) || f >= 400,
+            6 => (150..400).contains(&f),
+            _ => false,
+        };
+        let mut in_order = DominantSpeaker::new();
+        let mut shuffled = DominantSpeaker::new();
+        for p in 0..8 {
+            in_order.add(p);
+            shuffled.add(p);
+        }
+        let mut changes = (Vec::new(), Vec::new());
+        for f in 0..500u32 {
+            if f == 100 {
+                in_order.remove(1);
+                shuffled.remove(1);
+            }
+            let present = (0..8).filter(|&p| f < 100 || p != 1);
+            for p in present.clone() {
+                in_order.observe(p, talks(p, f));
+            }
+            let mut order: Vec<u32> = present.collect();
+            let turn = (f as usize * 3) % order.len();
+            order.rotate_left(turn);
+            if f % 2 == 0 {
+                order.reverse();
+            }
+            for p in order {
+                shuffled.observe(p, talks(p, f));
+            }
+            if let Some(k) = in_order.decide() {
+                changes.0.push((f, k));
+            }
+            if let Some(k) = shuffled.decide() {
+                changes.1.push((f, k));
+            }
+        }
+        assert_eq!(changes.0, changes.1);
+        assert_eq!(changes.0.iter().map(|c| c.1).collect::<Vec<_>>(), [3, 6, 3]);
     }
 
     #[test]
