@@ -503,6 +503,7 @@ fuzz_target!(|input: Input| {
         tls: None,
         srtp: confab::config::SrtpPolicy::Optional,
         sdes_over_cleartext: true,
+        conference_srtp: Default::default(),
         auth: Default::default(),
         credentials: Vec::new(),
     };
@@ -536,7 +537,14 @@ fuzz_target!(|input: Input| {
                 };
                 let target = format!("sip:{user}@{CALLEE}");
                 let offer = sdp::offer(addr("127.0.0.1:20002"), &[Codec::Pcmu], 1);
-                h.uas.dial(h.now, participant, &target, to, offer);
+                // Each SRTP policy: best effort, SRTP required (answers without it hung up),
+                // and plain.
+                let policy = match user % 3 {
+                    0 => confab::config::SrtpPolicy::Optional,
+                    1 => confab::config::SrtpPolicy::Required,
+                    _ => confab::config::SrtpPolicy::Off,
+                };
+                h.uas.dial(h.now, participant, &target, to, offer, policy);
                 h.drain();
             }
             Op::Refer { participant } => {
