@@ -302,6 +302,8 @@ pub(super) async fn create(
         start(&state, &c)?;
         if let Err(e) = state.store.save_conference(&c) {
             let _ = state.engine.control(&id, Control::End);
+            // A conference made later with this ID must not inherit this one's policy.
+            share_srtp(&state, &id, None);
             return Err(e.into());
         }
         let body = ConferenceReply {
@@ -402,8 +404,9 @@ pub(super) async fn patch(
         let lock = settings.locked;
         settings.apply(&mut c)?;
         state.store.save_conference(&c)?;
-        state.engine.set_admission(&cid, admission(&c))?;
+        // What is stored is what SIP applies, even if the engine below cannot be told.
         share_srtp(&state, &cid, c.srtp);
+        state.engine.set_admission(&cid, admission(&c))?;
         if lock.is_some() {
             state.engine.control(&cid, Control::Lock(c.locked))?;
         }

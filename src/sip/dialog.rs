@@ -31,7 +31,7 @@ impl Uas {
             match sdp::negotiate(
                 &msg.body,
                 &self.settings.codecs,
-                self.settings.srtp_rule(&peer, self.meeting_of(id)),
+                self.call_srtp_rule(&peer, id, msg),
             ) {
                 Ok(mut n) => {
                     n.through_nat(Self::lone_via_host(msg), peer.addr.ip());
@@ -150,13 +150,27 @@ impl Uas {
         }
     }
 
-    /// The meeting a call's INVITE named (its Request-URI's user), for the SRTP policy of
-    /// the offers in it.
-    pub(super) fn meeting_of(&self, id: u64) -> &str {
-        self.calls
-            .get(&id)
-            .and_then(|c| c.invite.request_user())
-            .unwrap_or_default()
+    /// The SRTP rule for an offer or answer in `request` of call `id`. A dial-out's policy is
+    /// the one it was dialled under, and its keys travel on our own hop to the callee; a
+    /// dial-in's is that of the meeting its INVITE named (its Request-URI's user), and its
+    /// keys only where every hop of the request was secure (a proxy that took the caller's
+    /// request over UDP would hand our key back to it in the clear).
+    pub(super) fn call_srtp_rule(
+        &self,
+        peer: &Peer,
+        id: u64,
+        request: &Message,
+    ) -> crate::sip::sdp::SrtpRule {
+        let call = self.calls.get(&id);
+        match call.and_then(|c| c.srtp_policy) {
+            Some(policy) => self.settings.srtp_rule_under(peer.secure(), policy),
+            None => {
+                let meeting = call
+                    .and_then(|c| c.invite.request_user())
+                    .unwrap_or_default();
+                self.settings.srtp_rule(peer, meeting, request)
+            }
+        }
     }
 
     /// The bridge ended a participant's call (ejected, media timeout, conference ended):

@@ -59,6 +59,8 @@ pub(super) struct OutCall {
     host: String,
     /// What our offer said of SRTP, and our key if it carried one.
     srtp: OfferedSrtp,
+    /// The SRTP policy the call was dialled under, for offers later in its dialog.
+    policy: SrtpPolicy,
 }
 
 /// Whether `uri` is a `sip:` URI that can be written into a request line and a header as it
@@ -174,6 +176,7 @@ impl Uas {
                 answered: Vec::new(),
                 host,
                 srtp,
+                policy: srtp_policy,
             },
         );
     }
@@ -302,6 +305,7 @@ impl Uas {
             as_dialin.push_header("Record-Route", route);
         }
         let cseq = out.cseq;
+        let policy = out.policy;
         let id = self.next_call;
         self.next_call += 1;
         let mut call = Call::confirmed(
@@ -314,6 +318,9 @@ impl Uas {
         );
         // Our next request in the dialog counts on from the INVITE's number (RFC 3261 12.2.1.1).
         call.local_cseq = cseq;
+        // Its INVITE names the callee, not a meeting: offers in the dialog keep the policy it
+        // was dialled under.
+        call.srtp_policy = Some(policy);
         // A re-INVITE of the far end keeps our key.
         if let Some(answer) = answer {
             call.negotiated = Some(answer.negotiated.clone());
@@ -561,6 +568,7 @@ impl Uas {
             },
             host: out.host.clone(),
             srtp: out.srtp,
+            policy: out.policy,
         };
         // The challenged transaction stays a while to acknowledge its retransmissions.
         out.state = OutState::Done { ack: ack.clone() };

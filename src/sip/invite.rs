@@ -173,7 +173,7 @@ impl Uas {
         let negotiated = match sdp::negotiate(
             &msg.body,
             &self.settings.codecs,
-            self.settings.srtp_rule(&peer, &meeting),
+            self.settings.srtp_rule(&peer, &meeting, msg),
         ) {
             _ if offerless => Negotiated::unanswered(first_choice),
             Ok(mut n) => {
@@ -335,7 +335,7 @@ impl Uas {
             .or_else(|| self.transaction_of(msg, peer));
         let Some(id) = id else { return };
         let codecs = self.settings.codecs.clone();
-        let srtp = self.settings.srtp_rule(&peer, self.meeting_of(id));
+        let srtp = self.call_srtp_rule(&peer, id, msg);
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };

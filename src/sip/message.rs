@@ -324,6 +324,18 @@ impl Message {
             .flat_map(|(_, v)| split_list(v))
     }
 
+    /// Whether every hop the request's Vias name was secure (TLS, or WSS): the path an SDES
+    /// key in our answer travels back along. False without a Via.
+    pub fn every_via_secure(&self) -> bool {
+        let mut vias = self.header_values("Via").peekable();
+        vias.peek().is_some()
+            && vias.all(|via| {
+                let protocol = via.split_whitespace().next().unwrap_or_default();
+                let transport = protocol.rsplit('/').next().unwrap_or_default();
+                transport.eq_ignore_ascii_case("TLS") || transport.eq_ignore_ascii_case("WSS")
+            })
+    }
+
     pub fn call_id(&self) -> &str {
         self.header("Call-ID").unwrap_or_default()
     }

@@ -252,6 +252,8 @@ struct Call {
     on_hold: bool,
     /// The INVITE had no offer: our 200 carries one and the ACK the answer.
     offerless: bool,
+    /// A dial-out's SRTP policy (a dial-in's is its meeting's, looked up by its INVITE).
+    srtp_policy: Option<crate::config::SrtpPolicy>,
 }
 
 impl Call {
@@ -287,6 +289,7 @@ impl Call {
             session_expires: None,
             on_hold: false,
             offerless: false,
+            srtp_policy: None,
         }
     }
 

@@ -159,3 +159,39 @@ fn required_offers_savp_and_hangs_up_on_an_answer_without_srtp() {
         "{actions:?}"
     );
 }
+
+#[test]
+fn a_reinvite_in_a_dial_out_keeps_the_policy_it_was_dialled_under() {
+    // The bridge's own policy (`settings()`) is not `required`; this call was dialled under it.
+    let mut uas = bridge();
+    assert_ne!(uas.settings.srtp, SrtpPolicy::Required);
+    let t0 = Instant::now();
+    let (sent, _) = dial_with(&mut uas, TLS_FAR_END, 48, SrtpPolicy::Required);
+    let invite = sent[0].clone();
+    let savp = ANSWER_SRTP.replace("RTP/AVP", "RTP/SAVP");
+    uas.handle(t0, TLS_FAR_END, &ok_to(&invite, &savp));
+    let (_, actions) = drain(&mut uas);
+    assert!(
+        matches!(&actions[..], [Action::Answered { .. }]),
+        "{actions:?}"
+    );
+    let our_tag = crate::sip::message::param(invite.header("From").unwrap(), "tag")
+        .unwrap()
+        .to_owned();
+    let reinvite = |branch: &str, cseq: u32, body: &str| {
+        format!(
+            "INVITE sip:confab@127.0.0.1:5061;transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch={branch}\r\nFrom: <sip:bob@127.0.0.1>;tag=bob-tag\r\nTo: <sip:confab@127.0.0.1>;tag={our_tag}\r\nCall-ID: {}\r\nCSeq: {cseq} INVITE\r\nContact: <sip:bob@127.0.0.1:5999;transport=tls>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            invite.call_id(),
+            body.len()
+        )
+    };
+    // The far end cannot take the call to plain RTP by a re-INVITE (its Request-URI names no
+    // meeting, so this used to fall back to the bridge's policy and accept it).
+    uas.handle(t0, TLS_FAR_END, reinvite("z9hG4bKre1", 1, OFFER).as_bytes());
+    let (sent, _) = drain(&mut uas);
+    assert_eq!(statuses(&sent), [488], "{sent:?}");
+    // A re-INVITE that keeps SRTP is answered.
+    uas.handle(t0, TLS_FAR_END, reinvite("z9hG4bKre2", 2, &savp).as_bytes());
+    let (sent, _) = drain(&mut uas);
+    assert_eq!(statuses(&sent), [200], "{sent:?}");
+}

@@ -7,6 +7,7 @@ use super::Peer;
 use crate::addr::Advertise;
 use crate::config::SrtpPolicy;
 use crate::media::codec::Codec;
+use crate::sip::message::Message;
 use crate::sip::sdp::SrtpRule;
 
 /// Settings of the dial-in side.
@@ -93,10 +94,16 @@ impl UasSettings {
 
     /// What SDES-SRTP answers may do for an offer from `peer` to `meeting` (the Request-URI's
     /// user: a conference's own policy applies when it names one, else `media.srtp`).
-    pub(crate) fn srtp_rule(&self, peer: &Peer, meeting: &str) -> SrtpRule {
+    pub(crate) fn srtp_rule(&self, peer: &Peer, meeting: &str, request: &Message) -> SrtpRule {
+        let policy = self.conference_srtp.policy(meeting, self.srtp);
+        self.srtp_rule_under(peer.secure() && request.every_via_secure(), policy)
+    }
+
+    /// The SRTP rule under `policy` when the path the keys would travel is `secure`.
+    pub(crate) fn srtp_rule_under(&self, secure: bool, policy: SrtpPolicy) -> SrtpRule {
         SrtpRule {
-            policy: self.conference_srtp.policy(meeting, self.srtp),
-            keys_may_travel: peer.secure() || self.sdes_over_cleartext,
+            policy,
+            keys_may_travel: secure || self.sdes_over_cleartext,
         }
     }
 

@@ -238,3 +238,57 @@ fn a_conference_policy_applies_to_invites_naming_it_not_to_the_attendant() {
     let (sent, _) = drain(&mut uas);
     assert_eq!(statuses(&sent), [488], "{sent:?}");
 }
+
+#[test]
+fn keys_travel_only_where_every_hop_was_tls() {
+    // A proxy reaches us over TLS with a caller it took over UDP (its Via below the proxy's):
+    // our key would go back to the caller in the clear, so it is not given.
+    let mut uas = Uas::new(tls_settings(), counter_random);
+    let through_proxy = |call: &str, lower: &str, body: &str| {
+        let invite =
+            String::from_utf8(invite_over("TLS", "sip:1234@127.0.0.1", call, body)).unwrap();
+        invite
+            .replacen(
+                "\r\nFrom:",
+                &format!(
+                    "\r\nVia: SIP/2.0/{lower} 192.0.2.7:5060;branch=z9hG4bKcaller{call}\r\nFrom:"
+                ),
+                1,
+            )
+            .into_bytes()
+    };
+    let answer = |uas: &mut Uas, bytes: &[u8]| {
+        uas.handle(Instant::now(), TLS_PEER, bytes);
+        let mut last = None;
+        while let Some(a) = uas.poll() {
+            match a {
+                Action::Send { bytes, .. } => last = Some(Message::parse(&bytes).unwrap()),
+                Action::Join(j) => uas.joined(
+                    Instant::now(),
+                    j.call,
+                    JoinResult::Joined {
+                        participant: ParticipantId(1),
+                        local: "127.0.0.1:20000".parse().unwrap(),
+                    },
+                ),
+                _ => {}
+            }
+        }
+        last.unwrap()
+    };
+    let savp = answer(&mut uas, &through_proxy("v1", "UDP", SAVP));
+    assert_eq!(savp.status(), Some(488), "{savp:?}");
+    let best_effort = format!(
+        "{OFFER}a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:q9X4vqHDWpozQKDFv1TRGR365nuarNkLDbvXz9Fg\r\n"
+    );
+    let ok = answer(&mut uas, &through_proxy("v2", "UDP", &best_effort));
+    assert_eq!(ok.status(), Some(200));
+    assert!(
+        !String::from_utf8_lossy(&ok.body).contains("a=crypto"),
+        "{ok:?}"
+    );
+    // Every hop over TLS: the key is given.
+    let ok = answer(&mut uas, &through_proxy("v3", "TLS", SAVP));
+    assert_eq!(ok.status(), Some(200), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.body).contains("a=crypto:1 "));
+}
