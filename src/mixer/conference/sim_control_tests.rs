@@ -207,6 +207,43 @@ fn a_phone_back_from_hold_may_come_with_a_new_stream() {
     assert!(hears > -22.0, "A back does not hear B: {hears:.2}");
 }
 
+/// A phone on hold is sent no RTP (its offer said sendonly or inactive), and the mix again
+/// once it resumes; the others go on hearing each other.
+#[test]
+fn a_phone_on_hold_is_sent_nothing_until_it_resumes() {
+    let mut room = Room::new(3, Duration::from_secs(30));
+    let a = room.join(Codec::Pcmu, Some((440.0, -20.0)));
+    room.join(Codec::Pcmu, Some((660.0, -20.0)));
+    let c = room.join(Codec::Pcmu, None);
+    room.run(Duration::from_secs(1));
+    let sent = |room: &Room| room.stats(a).map_or(0, |s| s.packets_out);
+    let before = sent(&room);
+    assert!(before > 40, "A was sent {before} packets in a second");
+    let a_id = room.members[a].id;
+    room.conference.roster.set_hold(a_id, true).unwrap();
+    room.run(Duration::from_secs(1));
+    let held = sent(&room);
+    assert!(
+        held - before <= 1,
+        "A on hold was sent {} packets",
+        held - before
+    );
+    let others = room.heard(c, 660.0, 0.5);
+    assert!(
+        others > -22.0,
+        "C stopped hearing B while A was held: {others:.2}"
+    );
+    room.conference.roster.set_hold(a_id, false).unwrap();
+    room.run(Duration::from_secs(1));
+    let resumed = sent(&room) - held;
+    assert!(
+        resumed > 40,
+        "A back from hold was sent {resumed} packets in a second"
+    );
+    let hears = room.heard(a, 660.0, 0.5);
+    assert!(hears > -22.0, "A back does not hear B: {hears:.2}");
+}
+
 /// A talker's input gain, set as the mixer thread sets it: every listener hears it that much
 /// quieter (a plain listener from the shared encode, a talker in its mix-minus), the others as
 /// before, and it does not hear itself (its own voice leaves its mix-minus at the same gain).

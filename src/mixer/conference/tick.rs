@@ -213,6 +213,9 @@ impl ConferenceMedia {
             let own = match self.roster.participant(id) {
                 None => 0,
                 Some(p) if matches!(p.state, State::Disconnected(_)) => 0,
+                // On hold (its last offer was sendonly or inactive, answered recvonly or
+                // inactive): it is sent no RTP until it resumes (RFC 3264 5.1); RTCP goes on.
+                Some(p) if p.on_hold => 0,
                 Some(_) if leg.prompt_frame(&mut self.mix.scratch) => {
                     // The attendant speaks: a prompt instead of the mix.
                     leg.send_own(&self.mix.scratch, &[], &[])
