@@ -168,6 +168,12 @@ pub(crate) struct ServeArgs {
     /// Days closed call records are kept (0: forever).
     #[arg(long, env = "CONFAB_STORAGE_RECORDS_RETENTION_DAYS")]
     storage_records_retention_days: Option<u32>,
+    /// PostgreSQL shared by several nodes (`postgres://user:password@host/db`).
+    #[arg(long, env = "CONFAB_STORAGE_URL", hide_env_values = true)]
+    storage_url: Option<String>,
+    /// This node's name in the shared database (default: the host name).
+    #[arg(long, env = "CONFAB_STORAGE_NODE")]
+    storage_node: Option<String>,
     /// Log filter (`info`, `confab=debug`, …).
     #[arg(long, env = "CONFAB_LOG_LEVEL")]
     log_level: Option<String>,
@@ -280,6 +286,12 @@ impl ServeArgs {
             &mut c.storage.records_retention_days,
             &self.storage_records_retention_days,
         );
+        if self.storage_url.is_some() {
+            c.storage.url = self.storage_url.clone();
+        }
+        if self.storage_node.is_some() {
+            c.storage.node = self.storage_node.clone();
+        }
         set(&mut c.log.level, &self.log_level);
         set(&mut c.log.format, &self.log_format);
         set(

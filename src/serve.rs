@@ -24,8 +24,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .thread_name("confab-io")
         .build()
         .context("cannot start the runtime")?;
-    let store =
-        crate::store::Store::open(&config.storage.data_dir).context("cannot open the database")?;
+    let store = crate::store::Store::connect(&config.storage, &config.storage.node_name())
+        .context("cannot open the database")?;
     let records = store
         .record_writer()
         .context("cannot start the call record writer")?;

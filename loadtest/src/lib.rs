@@ -14,6 +14,7 @@ pub mod leg;
 pub mod measure;
 pub mod net;
 mod options;
+pub mod postgres;
 pub mod quality;
 pub mod report;
 mod sip_uac;

@@ -58,6 +58,33 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// Days a closed call record is kept (every join attempt writes one); 0 keeps them all.
     pub records_retention_days: u32,
+    /// `postgres://user:password@host:port/database`: PostgreSQL shared by several nodes in
+    /// place of SQLite. Unset: SQLite in `data_dir`.
+    pub url: Option<String>,
+    /// This node's name in the shared database (its records; unset: the host name). Two nodes
+    /// on one database must not share it.
+    pub node: Option<String>,
+}
+
+impl StorageConfig {
+    /// This node's name: `node`, else the host name, else `confab`.
+    pub fn node_name(&self) -> String {
+        self.node.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| valid_node_name(h))
+                .unwrap_or_else(|| "confab".to_owned())
+        })
+    }
+}
+
+/// A node name: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub(crate) fn valid_node_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 impl Default for StorageConfig {
@@ -65,6 +92,8 @@ impl Default for StorageConfig {
         StorageConfig {
             data_dir: PathBuf::from("./confab-data"),
             records_retention_days: 365,
+            url: None,
+            node: None,
         }
     }
 }

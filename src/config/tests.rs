@@ -315,3 +315,24 @@ fn languages_menu_and_access_users_are_checked() {
         .unwrap();
     assert_eq!(c.sip.prompt_languages(), ["en", "tlh"]);
 }
+
+#[test]
+fn a_postgresql_url_and_a_node_name_are_checked() {
+    let c = Config::from_toml(
+        "[storage]\nurl = \"postgres://confab:pw@db:5432/confab\"\nnode = \"node-1.eu\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.storage.node_name(), "node-1.eu");
+    for (toml, key) in [
+        ("[storage]\nurl = \"mysql://db/confab\"\n", "storage.url"),
+        ("[storage]\nnode = \"a b\"\n", "storage.node"),
+        ("[storage]\nnode = \"\"\n", "storage.node"),
+    ] {
+        let e = Config::from_toml(toml).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{toml}: {e}");
+    }
+    // Unset: the host name, which is a valid node name.
+    assert!(sections::valid_node_name(
+        &Config::default().storage.node_name()
+    ));
+}

@@ -146,6 +146,23 @@ impl Config {
                 ),
             ));
         }
+        if let Some(node) = &self.storage.node
+            && !super::sections::valid_node_name(node)
+        {
+            return Err(err(
+                "storage.node",
+                format!("{node:?} is not 1 to 64 of A-Z a-z 0-9 . _ -"),
+            ));
+        }
+        if let Some(url) = &self.storage.url
+            && !url.starts_with("postgres://")
+            && !url.starts_with("postgresql://")
+        {
+            return Err(err(
+                "storage.url",
+                "must be a postgres:// or postgresql:// URL (unset for SQLite in data_dir)".into(),
+            ));
+        }
         if self.storage.records_retention_days > 36_500 {
             return Err(err(
                 "storage.records_retention_days",

@@ -1,16 +1,14 @@
 //! Call records: one row per participant leg. The mixer threads send [`RecordEvent`]s down an
 //! unbounded channel (a send never blocks a tick, and none is lost); one writer thread owns its
-//! own connection and writes them in transactions of whatever has queued up. When the database
-//! refuses (disk full, locked by another process), the calls go on, the failure is counted, and
-//! the events are kept (up to a bound) and written once it takes them again.
+//! own connection (a [`RecordSink`] of either database) and writes them in transactions of
+//! whatever has queued up. When the database refuses (disk full, locked by another process,
+//! PostgreSQL down), the calls go on, the failure is counted, and the events are kept (up to a
+//! bound) and written once it takes them again.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
-
-use rusqlite::{Connection, params};
 
 use super::StoreError;
 use crate::conference::{DisconnectReason, ParticipantId, Role};
@@ -158,6 +156,44 @@ pub struct RecordFilter {
     pub offset: usize,
 }
 
+/// The most records one query lists.
+pub(super) const MAX_PAGE: usize = 10_000;
+
+/// A failed write, and whether it may succeed later as it is (the disk, a lock, the connection)
+/// or never will (a record the database refuses).
+#[derive(Debug)]
+pub(crate) struct WriteError {
+    pub passing: bool,
+    pub message: String,
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The record writer's own connection to either database.
+pub(crate) trait RecordSink: Send {
+    /// Runs `write` in one transaction, committed only if it returns `Ok`.
+    fn transaction(
+        &mut self,
+        write: &mut dyn FnMut(&mut dyn RecordTx) -> Result<(), WriteError>,
+    ) -> Result<(), WriteError>;
+
+    /// Test-only: runs SQL on this connection (to fill its disk, or free it).
+    #[cfg(test)]
+    fn execute_test_sql(&mut self, sql: &str);
+}
+
+/// The writes of one transaction.
+pub(crate) trait RecordTx {
+    /// Inserts an open record; returns its id.
+    fn insert(&mut self, r: &Record) -> Result<i64, WriteError>;
+    /// Closes record `id` with the final figures of `r`.
+    fn close(&mut self, id: i64, r: &Record) -> Result<(), WriteError>;
+}
+
 /// The writer thread and the way to it.
 #[derive(Debug)]
 pub struct RecordWriter {
@@ -191,24 +227,15 @@ impl Default for Patience {
 }
 
 impl RecordWriter {
-    pub(super) fn start(path: &Path) -> Result<RecordWriter, StoreError> {
-        Self::start_with(path, Patience::default())
-    }
-
-    pub(super) fn start_with(path: &Path, patience: Patience) -> Result<RecordWriter, StoreError> {
-        let conn = Connection::open(path).map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        conn.busy_timeout(patience.busy)?;
+    pub(super) fn start(
+        sink: Box<dyn RecordSink>,
+        patience: Patience,
+    ) -> Result<RecordWriter, StoreError> {
         let (sender, receiver) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("confab-records".into())
-            .spawn(move || write_loop(conn, receiver, patience))
-            .map_err(|e| StoreError::Directory {
-                path: path.to_owned(),
-                source: e,
-            })?;
+            .spawn(move || write_loop(sink, receiver, patience))
+            .map_err(StoreError::Thread)?;
         Ok(RecordWriter {
             sender,
             thread: Some(thread),
@@ -235,7 +262,7 @@ impl Drop for RecordWriter {
     }
 }
 
-fn write_loop(conn: Connection, events: Receiver<RecordEvent>, patience: Patience) {
+fn write_loop(mut sink: Box<dyn RecordSink>, events: Receiver<RecordEvent>, patience: Patience) {
     // Records open in the database, by participant. Bound: the participants present (each
     // record closes when its leg leaves).
     let mut open: HashMap<ParticipantId, i64> = HashMap::new();
@@ -258,7 +285,7 @@ fn write_loop(conn: Connection, events: Receiver<RecordEvent>, patience: Patienc
                     #[cfg(test)]
                     let event = match event {
                         RecordEvent::Sql(sql) => {
-                            let _ = conn.execute_batch(&sql);
+                            sink.execute_test_sql(&sql);
                             continue;
                         }
                         event => event,
@@ -273,7 +300,7 @@ fn write_loop(conn: Connection, events: Receiver<RecordEvent>, patience: Patienc
         // A flush (shutdown among others) tries at once, whatever the back-off.
         let due = next_attempt.is_none_or(|t| Instant::now() >= t) || !flushes.is_empty();
         if !backlog.is_empty() && (due || last) {
-            match write(&conn, &mut open, &backlog) {
+            match write(sink.as_mut(), &mut open, &backlog) {
                 Ok(()) => {
                     if next_attempt.is_some() {
                         tracing::info!(events = backlog.len(), "call records written again");
@@ -282,14 +309,14 @@ fn write_loop(conn: Connection, events: Receiver<RecordEvent>, patience: Patienc
                     retry = patience.retry;
                     next_attempt = None;
                 }
-                Err(e) if !passing(&e) => {
+                Err(e) if !e.passing => {
                     // Not the disk or a lock: an event the database will never take. Each is
                     // written on its own and the ones refused are dropped (counted), so one
                     // bad record cannot hold back every later one.
                     tracing::error!(error = %e, "a call record was refused; writing one by one");
                     for event in backlog.drain(..) {
                         let one = VecDeque::from([event]);
-                        if write(&conn, &mut open, &one).is_err() {
+                        if write(sink.as_mut(), &mut open, &one).is_err() {
                             super::count_error();
                         }
                     }
@@ -309,18 +336,6 @@ fn write_loop(conn: Connection, events: Receiver<RecordEvent>, patience: Patienc
             return;
         }
     }
-}
-
-/// Whether a failed write may succeed later as it is: the disk is full, the database is
-/// locked or busy, or the file could not be read or written.
-fn passing(e: &rusqlite::Error) -> bool {
-    use rusqlite::ErrorCode::{
-        CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, OutOfMemory, SystemIoFailure,
-    };
-    matches!(
-        e.sqlite_error_code(),
-        Some(DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen | OutOfMemory)
-    )
 }
 
 /// Queues an event for the next write (a flush is answered after it); a leg's facts become
@@ -367,46 +382,48 @@ fn take(
 
 /// Writes the backlog in one transaction; `open` follows only if it commits.
 fn write(
-    conn: &Connection,
+    sink: &mut dyn RecordSink,
     open: &mut HashMap<ParticipantId, i64>,
     backlog: &VecDeque<RecordEvent>,
-) -> rusqlite::Result<()> {
+) -> Result<(), WriteError> {
     // What this transaction opened (Some) and closed (None), over `open`.
     let mut changed: HashMap<ParticipantId, Option<i64>> = HashMap::new();
-    let tx = conn.unchecked_transaction()?;
-    for event in backlog {
-        match event {
-            RecordEvent::Open {
-                participant,
-                record,
-            } => {
-                let id = insert(&tx, record)?;
-                changed.insert(*participant, Some(id));
-            }
-            RecordEvent::Close {
-                participant,
-                record,
-            } => {
-                let id = match changed.get(participant) {
-                    Some(known) => *known,
-                    None => open.get(participant).copied(),
-                };
-                match id {
-                    Some(id) => close(&tx, id, record)?,
-                    // Never opened (a refused join): one closed row.
-                    None => {
-                        let id = insert(&tx, record)?;
-                        close(&tx, id, record)?;
-                    }
+    sink.transaction(&mut |tx| {
+        changed.clear();
+        for event in backlog {
+            match event {
+                RecordEvent::Open {
+                    participant,
+                    record,
+                } => {
+                    let id = tx.insert(record)?;
+                    changed.insert(*participant, Some(id));
                 }
-                changed.insert(*participant, None);
+                RecordEvent::Close {
+                    participant,
+                    record,
+                } => {
+                    let id = match changed.get(participant) {
+                        Some(known) => *known,
+                        None => open.get(participant).copied(),
+                    };
+                    match id {
+                        Some(id) => tx.close(id, record)?,
+                        // Never opened (a refused join): one closed row.
+                        None => {
+                            let id = tx.insert(record)?;
+                            tx.close(id, record)?;
+                        }
+                    }
+                    changed.insert(*participant, None);
+                }
+                RecordEvent::Flush(_) | RecordEvent::Leg { .. } => {}
+                #[cfg(test)]
+                RecordEvent::Sql(_) => {}
             }
-            RecordEvent::Flush(_) | RecordEvent::Leg { .. } => {}
-            #[cfg(test)]
-            RecordEvent::Sql(_) => {}
         }
-    }
-    tx.commit()?;
+        Ok(())
+    })?;
     for (participant, id) in changed {
         match id {
             Some(id) => open.insert(participant, id),
@@ -414,90 +431,4 @@ fn write(
         };
     }
     Ok(())
-}
-
-fn insert(conn: &Connection, r: &Record) -> rusqlite::Result<i64> {
-    conn.execute(
-        "INSERT INTO records (conference, participant, display_name, uri, role, transport,
-         codec, srtp, joined_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            r.conference,
-            r.participant,
-            r.display_name,
-            r.uri,
-            r.role,
-            r.transport,
-            r.codec,
-            r.srtp,
-            r.joined_at
-        ],
-    )?;
-    Ok(conn.last_insert_rowid())
-}
-
-fn close(conn: &Connection, id: i64, r: &Record) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE records SET left_at = ?2, reason = ?3, sip_status = ?4, packets_in = ?5,
-         packets_out = ?6, packets_lost = ?7, jitter_ms = ?8, rtt_ms = ?9, mos = ?10,
-         codec = COALESCE(?11, codec), srtp = ?12 WHERE id = ?1",
-        params![
-            id,
-            r.left_at,
-            r.reason,
-            r.sip_status,
-            r.packets_in as i64,
-            r.packets_out as i64,
-            r.packets_lost,
-            r.jitter_ms,
-            r.rtt_ms,
-            r.mos,
-            r.codec,
-            r.srtp,
-        ],
-    )
-    .map(drop)
-}
-
-pub(super) fn query(conn: &Connection, f: &RecordFilter) -> rusqlite::Result<Vec<Record>> {
-    let mut stmt = conn.prepare(
-        "SELECT id, conference, participant, display_name, uri, role, transport, codec, srtp,
-         joined_at, left_at, reason, sip_status, packets_in, packets_out, packets_lost, jitter_ms,
-         rtt_ms, mos FROM records
-         WHERE (?1 IS NULL OR conference = ?1) AND (?2 IS NULL OR joined_at >= ?2)
-           AND (?3 IS NULL OR joined_at < ?3)
-         ORDER BY joined_at DESC, id DESC LIMIT ?4 OFFSET ?5",
-    )?;
-    let rows = stmt.query_map(
-        params![
-            f.conference,
-            f.since,
-            f.until,
-            f.limit.min(10_000) as i64,
-            f.offset as i64
-        ],
-        |r| {
-            Ok(Record {
-                id: r.get(0)?,
-                conference: r.get(1)?,
-                participant: r.get(2)?,
-                display_name: r.get(3)?,
-                uri: r.get(4)?,
-                role: r.get(5)?,
-                transport: r.get(6)?,
-                codec: r.get(7)?,
-                srtp: r.get(8)?,
-                joined_at: r.get(9)?,
-                left_at: r.get(10)?,
-                reason: r.get(11)?,
-                sip_status: r.get(12)?,
-                packets_in: r.get::<_, i64>(13)?.max(0) as u64,
-                packets_out: r.get::<_, i64>(14)?.max(0) as u64,
-                packets_lost: r.get(15)?,
-                jitter_ms: r.get(16)?,
-                rtt_ms: r.get(17)?,
-                mos: r.get(18)?,
-            })
-        },
-    )?;
-    rows.collect()
 }

@@ -1,7 +1,90 @@
-//! Storage tests on real SQLite files in temporary directories.
+//! Storage tests on real databases: each scenario runs on SQLite in a temporary directory and
+//! on PostgreSQL (a throwaway server on loopback, a fresh database per scenario); the tests of
+//! one database's own failures follow the scenarios.
 
 use super::*;
 use crate::conference::ParticipantId;
+use confab_loadtest::postgres::{PostgresUnavailable, TestPostgres};
+
+/// The store under a scenario: `open` opens it (again: the same database).
+struct Subject<'a> {
+    open: &'a dyn Fn() -> Store,
+    postgres: bool,
+}
+
+type Scenario = fn(&Subject<'_>);
+
+fn on_sqlite(scenario: Scenario) {
+    let dir = tempfile::tempdir().unwrap();
+    scenario(&Subject {
+        open: &|| Store::open(dir.path()).unwrap(),
+        postgres: false,
+    });
+}
+
+/// A throwaway PostgreSQL server, or `None` (and SKIP) where none is installed outside CI.
+fn postgres_server() -> Option<TestPostgres> {
+    match TestPostgres::start() {
+        Ok(server) => Some(server),
+        Err(PostgresUnavailable::NotInstalled)
+            if std::env::var_os("CONFAB_REQUIRE_POSTGRES").is_none() =>
+        {
+            eprintln!("SKIP: PostgreSQL is not installed");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn postgres_config(url: String) -> crate::config::StorageConfig {
+    crate::config::StorageConfig {
+        url: Some(url),
+        ..crate::config::StorageConfig::default()
+    }
+}
+
+fn on_postgres(scenarios: &[(&str, Scenario)]) {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    for (i, (name, scenario)) in scenarios.iter().enumerate() {
+        eprintln!("PostgreSQL: {name}");
+        let config = postgres_config(server.create_database(&format!("s{i}")).unwrap());
+        scenario(&Subject {
+            open: &|| Store::connect(&config, "node-a").unwrap(),
+            postgres: true,
+        });
+    }
+}
+
+/// Declares each scenario as a SQLite test, and one test that runs them all on PostgreSQL.
+macro_rules! on_both {
+    ($($scenario:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[test]
+                fn $scenario() {
+                    super::on_sqlite(super::$scenario)
+                }
+            )*
+        }
+
+        #[test]
+        fn every_scenario_on_postgresql() {
+            on_postgres(&[$((stringify!($scenario), $scenario as Scenario)),*]);
+        }
+    };
+}
+
+on_both!(
+    conferences_survive_a_reopen,
+    ten_thousand_legs_give_ten_thousand_rows,
+    records_left_open_by_a_crash_are_closed_as_abandoned,
+    a_record_the_database_refuses_does_not_hold_back_the_others,
+    old_closed_records_are_pruned_and_open_ones_kept,
+    a_legs_facts_become_its_row_stamped_when_they_happened,
+    an_unknown_srtp_policy_is_read_as_required,
+);
 
 fn conference(id: &str) -> StoredConference {
     StoredConference {
@@ -35,10 +118,8 @@ fn record(conference: &str, p: u64, joined_at: i64) -> Record {
     }
 }
 
-#[test]
-fn conferences_survive_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+fn conferences_survive_a_reopen(db: &Subject<'_>) {
+    let store = (db.open)();
     store.save_conference(&conference("1234")).unwrap();
     let mut other = conference("5678");
     other.passcode = None;
@@ -48,7 +129,7 @@ fn conferences_survive_a_reopen() {
     other.srtp = None;
     store.save_conference(&other).unwrap();
     drop(store);
-    let store = Store::open(dir.path()).unwrap();
+    let store = (db.open)();
     assert_eq!(
         store.conferences().unwrap(),
         vec![conference("1234"), other.clone()]
@@ -60,10 +141,8 @@ fn conferences_survive_a_reopen() {
     assert!(store.healthy());
 }
 
-#[test]
-fn ten_thousand_legs_give_ten_thousand_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+fn ten_thousand_legs_give_ten_thousand_rows(db: &Subject<'_>) {
+    let store = (db.open)();
     let writer = store.record_writer().unwrap();
     for p in 0..10_000u64 {
         let r = record("1234", p, 1_000 + p as i64);
@@ -125,10 +204,8 @@ fn ten_thousand_legs_give_ten_thousand_rows() {
     assert!(none.is_empty());
 }
 
-#[test]
-fn records_left_open_by_a_crash_are_closed_as_abandoned() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+fn records_left_open_by_a_crash_are_closed_as_abandoned(db: &Subject<'_>) {
+    let store = (db.open)();
     let writer = store.record_writer().unwrap();
     writer
         .sender
@@ -151,7 +228,7 @@ fn records_left_open_by_a_crash_are_closed_as_abandoned() {
         .unwrap();
     writer.flush();
     drop((writer, store));
-    let store = Store::open(dir.path()).unwrap();
+    let store = (db.open)();
     let all = store
         .records(&RecordFilter {
             limit: 10,
@@ -230,9 +307,10 @@ fn one_call(writer: &records::RecordWriter, p: u64) {
 fn records_wait_out_a_locked_database_and_are_written_after() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let writer = records::RecordWriter::start_with(store.path(), impatient()).unwrap();
+    let writer = store.record_writer_with(impatient()).unwrap();
     // Another process holds the database.
-    let other = rusqlite::Connection::open(store.path()).unwrap();
+    let path = store.sqlite.as_ref().unwrap().path().to_owned();
+    let other = rusqlite::Connection::open(path).unwrap();
     other.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let errors = STORAGE_ERRORS.load(std::sync::atomic::Ordering::Relaxed);
     one_call(&writer, 1);
@@ -251,9 +329,9 @@ fn records_wait_out_a_locked_database_and_are_written_after() {
 fn records_wait_out_a_full_disk_and_are_written_after() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let writer = records::RecordWriter::start_with(store.path(), impatient()).unwrap();
+    let writer = store.record_writer_with(impatient()).unwrap();
     // The writer's disk is full: its database may not grow by a page.
-    let pages: i64 = store
+    let pages: i64 = (store.sqlite.as_ref().unwrap())
         .with(|c| c.query_row("PRAGMA page_count", [], |r| r.get(0)))
         .unwrap();
     writer
@@ -277,19 +355,22 @@ fn records_wait_out_a_full_disk_and_are_written_after() {
     assert_eq!(closed.len(), 500);
 }
 
-#[test]
-fn a_record_the_database_refuses_does_not_hold_back_the_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let writer = records::RecordWriter::start_with(store.path(), impatient()).unwrap();
+fn a_record_the_database_refuses_does_not_hold_back_the_others(db: &Subject<'_>) {
+    let store = (db.open)();
+    let writer = store.record_writer_with(impatient()).unwrap();
     // One record the database will never take (a constraint, not the disk or a lock).
+    let trigger = if db.postgres {
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.participant = 'p666' THEN RAISE EXCEPTION 'refused'; END IF;
+         RETURN NEW; END $$;
+         CREATE TRIGGER refuse BEFORE INSERT ON records FOR EACH ROW EXECUTE FUNCTION refuse()"
+    } else {
+        "CREATE TRIGGER refuse BEFORE INSERT ON records WHEN NEW.participant = 'p666'
+         BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    };
     writer
         .sender
-        .send(RecordEvent::Sql(
-            "CREATE TRIGGER refuse BEFORE INSERT ON records WHEN NEW.participant = 'p666'
-             BEGIN SELECT RAISE(ABORT, 'refused'); END"
-                .into(),
-        ))
+        .send(RecordEvent::Sql(trigger.into()))
         .unwrap();
     one_call(&writer, 1);
     one_call(&writer, 666);
@@ -301,10 +382,8 @@ fn a_record_the_database_refuses_does_not_hold_back_the_others() {
     assert_eq!(who, ["p1", "p2"]);
 }
 
-#[test]
-fn old_closed_records_are_pruned_and_open_ones_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+fn old_closed_records_are_pruned_and_open_ones_kept(db: &Subject<'_>) {
+    let store = (db.open)();
     let writer = store.record_writer().unwrap();
     // Two calls long ago (one still open), one recent.
     for (p, joined) in [(1u64, 1_000i64), (3, 5_000_000)] {
@@ -342,15 +421,13 @@ fn old_closed_records_are_pruned_and_open_ones_kept() {
     assert_eq!(left, ["p2", "p3"]);
 }
 
-#[test]
-fn a_legs_facts_become_its_row_stamped_when_they_happened() {
+fn a_legs_facts_become_its_row_stamped_when_they_happened(db: &Subject<'_>) {
     use crate::conference::{DisconnectReason, Role};
     use crate::media::codec::Codec;
     use crate::media::leg::LegStats;
     use std::time::{Duration, Instant, SystemTime};
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = (db.open)();
     let writer = store.record_writer().unwrap();
     let now = Instant::now();
     let wall_now = unix_ms(SystemTime::now());
@@ -425,13 +502,13 @@ fn a_legs_facts_become_its_row_stamped_when_they_happened() {
 fn a_version_one_database_is_migrated() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let conn = Connection::open(dir.path().join("confab.db")).unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("confab.db")).unwrap();
         conn.execute_batch(
             "CREATE TABLE schema_version (version INTEGER NOT NULL);
              INSERT INTO schema_version (version) VALUES (1);",
         )
         .unwrap();
-        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(sqlite::MIGRATIONS[0]).unwrap();
         conn.execute(
             "INSERT INTO conferences (id, name, access, attendees, locked, max_participants,
              wait_for_leader, created_at) VALUES ('4321', 'Old', 'anonymous', '', 0, 0, 1, 5)",
@@ -452,14 +529,110 @@ fn a_version_one_database_is_migrated() {
 }
 
 /// An `srtp` this version does not know (a newer one wrote it) is read as the strictest.
-#[test]
-fn an_unknown_srtp_policy_is_read_as_required() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+fn an_unknown_srtp_policy_is_read_as_required(db: &Subject<'_>) {
+    let store = (db.open)();
     store.save_conference(&conference("2468")).unwrap();
-    store
-        .with(|c| c.execute("UPDATE conferences SET srtp = 'dtls-maybe'", []))
+    let writer = store.record_writer().unwrap();
+    writer
+        .sender
+        .send(RecordEvent::Sql(
+            "UPDATE conferences SET srtp = 'dtls-maybe'".into(),
+        ))
         .unwrap();
+    writer.flush();
     let read = store.conference("2468").unwrap().unwrap();
     assert_eq!(read.srtp, Some(crate::config::SrtpPolicy::Required));
+}
+
+#[test]
+fn on_postgresql_a_node_closes_only_its_own_open_records() {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let config = postgres_config(server.create_database("nodes").unwrap());
+    let a = Store::connect(&config, "node-a").unwrap();
+    let writer = a.record_writer().unwrap();
+    writer
+        .sender
+        .send(RecordEvent::Open {
+            participant: ParticipantId(1),
+            record: Box::new(record("1234", 1, 10)),
+        })
+        .unwrap();
+    writer.flush();
+    let open = |store: &Store| {
+        let all = store.records(&RecordFilter {
+            limit: 10,
+            ..RecordFilter::default()
+        });
+        all.unwrap().iter().filter(|r| r.left_at.is_none()).count()
+    };
+    // Another node starting on the same database leaves node-a's call open.
+    let b = Store::connect(&config, "node-b").unwrap();
+    assert_eq!(open(&b), 1);
+    // node-a starting again (it died) closes it.
+    drop((writer, a));
+    let a = Store::connect(&config, "node-a").unwrap();
+    assert_eq!(open(&a), 0);
+    let all = a.records(&RecordFilter {
+        limit: 10,
+        ..RecordFilter::default()
+    });
+    assert_eq!(all.unwrap()[0].reason.as_deref(), Some("abandoned"));
+}
+
+#[test]
+fn on_postgresql_nodes_starting_together_migrate_once() {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let config = postgres_config(server.create_database("together").unwrap());
+    let nodes: Vec<_> = (0..4)
+        .map(|i| {
+            let config = config.clone();
+            std::thread::spawn(move || Store::connect(&config, &format!("node-{i}")).map(drop))
+        })
+        .collect();
+    for node in nodes {
+        node.join().unwrap().unwrap();
+    }
+    let versions = server
+        .psql("together", "SELECT count(*), max(version) FROM schema_version")
+        .unwrap();
+    assert_eq!(versions.trim(), "1|1");
+}
+
+#[test]
+fn on_postgresql_records_wait_out_a_database_that_went_away() {
+    let Some(mut server) = postgres_server() else {
+        return;
+    };
+    let config = postgres_config(server.create_database("away").unwrap());
+    let store = Store::connect(&config, "node-a").unwrap();
+    let writer = store.record_writer_with(impatient()).unwrap();
+    one_call(&writer, 1);
+    writer.flush();
+    server.stop();
+    assert!(!store.healthy());
+    let errors = STORAGE_ERRORS.load(std::sync::atomic::Ordering::Relaxed);
+    one_call(&writer, 2);
+    one_call(&writer, 3);
+    writer.flush();
+    assert!(STORAGE_ERRORS.load(std::sync::atomic::Ordering::Relaxed) > errors);
+    server.start_again().unwrap();
+    // Back: the store's connections are made again, and what was kept is written.
+    let closed = closed_records(&store, 3);
+    assert_eq!(closed.len(), 3, "{closed:?}");
+    assert!(store.healthy());
+}
+
+#[test]
+fn a_postgresql_that_cannot_be_reached_is_a_clear_error_without_the_password() {
+    let config = postgres_config("postgres://confab:hunter2@127.0.0.1:1/confab".into());
+    let e = Store::connect(&config, "node-a").unwrap_err().to_string();
+    assert!(e.contains("127.0.0.1:1/confab"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+    let config = postgres_config("postgres://confab@[not-a-host/confab".into());
+    let e = Store::connect(&config, "node-a").unwrap_err().to_string();
+    assert!(e.contains("storage.url"), "{e}");
 }

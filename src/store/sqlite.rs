@@ -1,0 +1,385 @@
+//! The SQLite backend: one file in the data directory, WAL, one node.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::records::{Patience, RecordSink, RecordTx, WriteError};
+use super::{
+    Backend, CONFERENCE_COLUMNS, ConferenceRow, RECORD_COLUMNS, Record, RecordFilter,
+    StoreError, StoredConference, count_error, unix_ms,
+};
+
+/// The schema, one migration per version.
+pub(super) const MIGRATIONS: [&str; 3] = [
+    "
+    CREATE TABLE conferences (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        access TEXT NOT NULL,
+        passcode TEXT,
+        leader_pin TEXT,
+        attendees TEXT NOT NULL,
+        locked INTEGER NOT NULL,
+        max_participants INTEGER NOT NULL,
+        wait_for_leader INTEGER NOT NULL,
+        max_talkers INTEGER,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE records (
+        id INTEGER PRIMARY KEY,
+        conference TEXT NOT NULL,
+        participant TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        uri TEXT NOT NULL,
+        role TEXT NOT NULL,
+        transport TEXT NOT NULL,
+        codec TEXT,
+        srtp INTEGER NOT NULL,
+        joined_at INTEGER NOT NULL,
+        left_at INTEGER,
+        reason TEXT,
+        sip_status INTEGER,
+        packets_in INTEGER NOT NULL DEFAULT 0,
+        packets_out INTEGER NOT NULL DEFAULT 0,
+        packets_lost INTEGER NOT NULL DEFAULT 0,
+        jitter_ms REAL,
+        rtt_ms REAL,
+        mos REAL
+    );
+    CREATE INDEX records_by_conference ON records (conference, joined_at);
+    CREATE INDEX records_by_time ON records (joined_at);
+",
+    "
+    ALTER TABLE conferences ADD COLUMN entry_exit TEXT NOT NULL DEFAULT 'off';
+",
+    "
+    ALTER TABLE conferences ADD COLUMN srtp TEXT;
+",
+];
+
+#[derive(Debug)]
+pub(super) struct Sqlite {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl Sqlite {
+    /// Opens (or creates) `dir/confab.db`, migrates it, and closes records left open (one file
+    /// is one node's: every open record was this node's).
+    pub(super) fn open(dir: &Path) -> Result<Sqlite, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join("confab.db");
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(open_err)?;
+        // WAL for concurrent readers; a corrupt file fails here or at the first read.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if check != "ok" {
+            return Err(open_err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(check),
+            )));
+        }
+        migrate(&conn, &path)?;
+        conn.execute(
+            "UPDATE records SET left_at = ?1, reason = 'abandoned' WHERE left_at IS NULL",
+            params![unix_ms(SystemTime::now())],
+        )
+        .map_err(open_err)?;
+        Ok(Sqlite {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    #[cfg(test)]
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(super) fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.lock().map_err(|_| {
+            count_error();
+            StoreError::Poisoned
+        })?;
+        f(&conn).map_err(|e| {
+            count_error();
+            StoreError::from(e)
+        })
+    }
+}
+
+impl Backend for Sqlite {
+    fn healthy(&self) -> bool {
+        self.with(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+            .is_ok()
+    }
+
+    fn save_conference(&self, c: &StoredConference) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                &format!(
+                    "INSERT OR REPLACE INTO conferences ({CONFERENCE_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                ),
+                params![
+                    c.id,
+                    c.name,
+                    c.access.as_str(),
+                    c.passcode,
+                    c.leader_pin,
+                    c.attendees.join("\n"),
+                    c.locked,
+                    c.max_participants as i64,
+                    c.wait_for_leader,
+                    c.max_talkers.map(|t| t as i64),
+                    c.created_at,
+                    c.entry_exit.as_str(),
+                    c.srtp.map(crate::config::SrtpPolicy::as_str),
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    fn delete_conference(&self, id: &str) -> Result<bool, StoreError> {
+        self.with(|conn| conn.execute("DELETE FROM conferences WHERE id = ?1", params![id]))
+            .map(|n| n > 0)
+    }
+
+    fn conference(&self, id: &str) -> Result<Option<StoredConference>, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {CONFERENCE_COLUMNS} FROM conferences WHERE id = ?1"),
+                params![id],
+                conference_row,
+            )
+            .optional()
+        })
+    }
+
+    fn conferences(&self) -> Result<Vec<StoredConference>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {CONFERENCE_COLUMNS} FROM conferences ORDER BY created_at, id"
+            ))?;
+            let rows = stmt.query_map([], conference_row)?;
+            rows.collect()
+        })
+    }
+
+    fn prune_records(&self, before: i64) -> Result<usize, StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "DELETE FROM records WHERE left_at IS NOT NULL AND joined_at < ?1",
+                params![before],
+            )
+        })
+    }
+
+    fn records(&self, f: &RecordFilter) -> Result<Vec<Record>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {RECORD_COLUMNS} FROM records
+                 WHERE (?1 IS NULL OR conference = ?1) AND (?2 IS NULL OR joined_at >= ?2)
+                   AND (?3 IS NULL OR joined_at < ?3)
+                 ORDER BY joined_at DESC, id DESC LIMIT ?4 OFFSET ?5"
+            ))?;
+            let rows = stmt.query_map(
+                params![
+                    f.conference,
+                    f.since,
+                    f.until,
+                    f.limit.min(super::records::MAX_PAGE) as i64,
+                    f.offset as i64
+                ],
+                record_row,
+            )?;
+            rows.collect()
+        })
+    }
+
+    fn record_sink(&self, patience: Patience) -> Result<Box<dyn RecordSink>, StoreError> {
+        let conn = Connection::open(&self.path).map_err(|source| StoreError::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        conn.busy_timeout(patience.busy)?;
+        Ok(Box::new(SqliteSink(conn)))
+    }
+}
+
+fn conference_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConference> {
+    Ok(ConferenceRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        access: r.get(2)?,
+        passcode: r.get(3)?,
+        leader_pin: r.get(4)?,
+        attendees: r.get(5)?,
+        locked: r.get(6)?,
+        max_participants: r.get(7)?,
+        wait_for_leader: r.get(8)?,
+        max_talkers: r.get(9)?,
+        created_at: r.get(10)?,
+        entry_exit: r.get(11)?,
+        srtp: r.get(12)?,
+    }
+    .into_stored())
+}
+
+fn record_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    Ok(Record {
+        id: r.get(0)?,
+        conference: r.get(1)?,
+        participant: r.get(2)?,
+        display_name: r.get(3)?,
+        uri: r.get(4)?,
+        role: r.get(5)?,
+        transport: r.get(6)?,
+        codec: r.get(7)?,
+        srtp: r.get(8)?,
+        joined_at: r.get(9)?,
+        left_at: r.get(10)?,
+        reason: r.get(11)?,
+        sip_status: r.get(12)?,
+        packets_in: r.get::<_, i64>(13)?.max(0) as u64,
+        packets_out: r.get::<_, i64>(14)?.max(0) as u64,
+        packets_lost: r.get(15)?,
+        jitter_ms: r.get(16)?,
+        rtt_ms: r.get(17)?,
+        mos: r.get(18)?,
+    })
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let version: i64 = conn
+        .query_row("SELECT MAX(version) FROM schema_version", [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })?
+        .unwrap_or(0);
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: version,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            params![i as i64 + 1],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The record writer's own connection.
+struct SqliteSink(Connection);
+
+impl RecordSink for SqliteSink {
+    fn transaction(
+        &mut self,
+        write: &mut dyn FnMut(&mut dyn RecordTx) -> Result<(), WriteError>,
+    ) -> Result<(), WriteError> {
+        let tx = self.0.unchecked_transaction().map_err(write_error)?;
+        write(&mut SqliteTx(&tx))?;
+        tx.commit().map_err(write_error)
+    }
+
+    #[cfg(test)]
+    fn execute_test_sql(&mut self, sql: &str) {
+        let _ = self.0.execute_batch(sql);
+    }
+}
+
+struct SqliteTx<'a>(&'a Connection);
+
+impl RecordTx for SqliteTx<'_> {
+    fn insert(&mut self, r: &Record) -> Result<i64, WriteError> {
+        self.0
+            .execute(
+                "INSERT INTO records (conference, participant, display_name, uri, role,
+                 transport, codec, srtp, joined_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    r.conference,
+                    r.participant,
+                    r.display_name,
+                    r.uri,
+                    r.role,
+                    r.transport,
+                    r.codec,
+                    r.srtp,
+                    r.joined_at
+                ],
+            )
+            .map_err(write_error)?;
+        Ok(self.0.last_insert_rowid())
+    }
+
+    fn close(&mut self, id: i64, r: &Record) -> Result<(), WriteError> {
+        self.0
+            .execute(
+                "UPDATE records SET left_at = ?2, reason = ?3, sip_status = ?4, packets_in = ?5,
+                 packets_out = ?6, packets_lost = ?7, jitter_ms = ?8, rtt_ms = ?9, mos = ?10,
+                 codec = COALESCE(?11, codec), srtp = ?12 WHERE id = ?1",
+                params![
+                    id,
+                    r.left_at,
+                    r.reason,
+                    r.sip_status,
+                    r.packets_in as i64,
+                    r.packets_out as i64,
+                    r.packets_lost,
+                    r.jitter_ms,
+                    r.rtt_ms,
+                    r.mos,
+                    r.codec,
+                    r.srtp,
+                ],
+            )
+            .map(drop)
+            .map_err(write_error)
+    }
+}
+
+/// A failed write, and whether it may succeed later as it is: the disk is full, the database
+/// is locked or busy, or the file could not be read or written.
+fn write_error(e: rusqlite::Error) -> WriteError {
+    use rusqlite::ErrorCode::{
+        CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, OutOfMemory, SystemIoFailure,
+    };
+    WriteError {
+        passing: matches!(
+            e.sqlite_error_code(),
+            Some(
+                DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen | OutOfMemory
+            )
+        ),
+        message: e.to_string(),
+    }
+}
