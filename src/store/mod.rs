@@ -6,6 +6,7 @@
 //! waits on the disk. Records open when a leg joins and close when it leaves; those a node left
 //! open (the process died) are closed as `abandoned` when it starts again.
 
+mod placement;
 mod postgres;
 mod records;
 mod sqlite;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use placement::{Lease, NodeAddress};
 pub use records::{LegFacts, Record, RecordEvent, RecordFilter, RecordWriter};
 
 /// Why storage failed.
@@ -41,6 +43,8 @@ pub enum StoreError {
     Poisoned,
     #[error("cannot start a storage thread: {0}")]
     Thread(std::io::Error),
+    #[error("meeting {0} changed hands while being claimed; try again")]
+    Contended(String),
     #[error("storage.url: {0}")]
     Url(String),
     #[error("PostgreSQL {url}: {source}")]
@@ -129,6 +133,15 @@ trait Backend: Send + Sync + std::fmt::Debug {
     fn records(&self, filter: &RecordFilter) -> Result<Vec<Record>, StoreError>;
     /// A connection of its own for the record writer.
     fn record_sink(&self, patience: records::Patience) -> Result<Box<dyn records::RecordSink>, StoreError>;
+    /// Takes `meeting` for `me` until `now + lease` unless another node holds it unexpired
+    /// (times in ms since the epoch); returns the owner either way.
+    fn claim(&self, meeting: &str, me: &NodeAddress, now: i64, lease: i64) -> Result<Lease, StoreError>;
+    /// Extends to `now + lease` every unexpired lease `node` holds; returns their meetings.
+    fn renew(&self, node: &str, now: i64, lease: i64) -> Result<Vec<String>, StoreError>;
+    /// Gives up `node`'s lease on `meeting`; false if it held none.
+    fn release(&self, meeting: &str, node: &str) -> Result<bool, StoreError>;
+    /// The unexpired leases, by meeting.
+    fn leases(&self, now: i64) -> Result<Vec<Lease>, StoreError>;
 }
 
 /// The database: SQLite in a data directory, or PostgreSQL shared by several nodes.
@@ -207,6 +220,35 @@ impl Store {
     /// Call records, newest first.
     pub fn records(&self, filter: &RecordFilter) -> Result<Vec<Record>, StoreError> {
         self.backend.records(filter)
+    }
+
+    /// Takes `meeting` for `me` until `now + lease` unless another node holds it unexpired
+    /// (times in ms since the epoch); returns the owner either way. Atomic: of nodes claiming
+    /// one meeting at once, one wins and the others are told it.
+    pub fn claim(
+        &self,
+        meeting: &str,
+        me: &NodeAddress,
+        now: i64,
+        lease: i64,
+    ) -> Result<Lease, StoreError> {
+        self.backend.claim(meeting, me, now, lease)
+    }
+
+    /// Extends to `now + lease` every unexpired lease `node` holds; returns their meetings
+    /// (a meeting missing from them was lost: expired, and perhaps taken by another node).
+    pub fn renew(&self, node: &str, now: i64, lease: i64) -> Result<Vec<String>, StoreError> {
+        self.backend.renew(node, now, lease)
+    }
+
+    /// Gives up `node`'s lease on `meeting`; false if it held none.
+    pub fn release(&self, meeting: &str, node: &str) -> Result<bool, StoreError> {
+        self.backend.release(meeting, node)
+    }
+
+    /// The unexpired leases, by meeting.
+    pub fn leases(&self, now: i64) -> Result<Vec<Lease>, StoreError> {
+        self.backend.leases(now)
     }
 }
 

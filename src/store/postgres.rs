@@ -12,15 +12,16 @@ use std::time::{Duration, SystemTime};
 
 use postgres::{Client, NoTls};
 
+use super::placement::{CLAIM_ATTEMPTS, claim_sql};
 use super::records::{Patience, RecordSink, RecordTx, WriteError};
 use super::{
-    Backend, CONFERENCE_COLUMNS, ConferenceRow, RECORD_COLUMNS, Record, RecordFilter,
-    StoreError, StoredConference, count_error, unix_ms,
+    Backend, CONFERENCE_COLUMNS, ConferenceRow, Lease, NodeAddress, RECORD_COLUMNS, Record,
+    RecordFilter, StoreError, StoredConference, count_error, unix_ms,
 };
 
 /// The schema, one migration per version (the SQLite schema's columns, in PostgreSQL's
 /// types, and each record's node).
-const MIGRATIONS: [&str; 1] = ["
+pub(super) const MIGRATIONS: [&str; 2] = ["
     CREATE TABLE conferences (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
@@ -61,7 +62,7 @@ const MIGRATIONS: [&str; 1] = ["
     CREATE INDEX records_by_conference ON records (conference, joined_at);
     CREATE INDEX records_by_time ON records (joined_at);
     CREATE INDEX records_open_by_node ON records (node) WHERE left_at IS NULL;
-"];
+", super::placement::TABLE];
 
 /// The advisory lock migrations take (any constant the bridge alone uses).
 const MIGRATION_LOCK: i64 = 0x636f_6e66_6162;
@@ -364,12 +365,88 @@ impl Backend for Postgres {
         })
     }
 
+    fn claim(&self, meeting: &str, me: &NodeAddress, now: i64, lease: i64) -> Result<Lease, StoreError> {
+        let (meeting, me) = (meeting.to_owned(), me.clone());
+        let meeting_name = meeting.clone();
+        self.call(move |c| {
+            let claim = claim_sql(|i| format!("${i}"));
+            for _ in 0..CLAIM_ATTEMPTS {
+                let params: [&(dyn postgres::types::ToSql + Sync); 6] =
+                    [&meeting, &me.node, &me.sip, &me.api, &now, &lease];
+                let owner = match c.query_opt(&claim, &params)? {
+                    Some(row) => Some(row),
+                    None => c.query_opt(
+                        "SELECT meeting, node, sip, api, expires_at FROM placement
+                         WHERE meeting = $1",
+                        &[&meeting],
+                    )?,
+                };
+                if let Some(row) = owner {
+                    return lease_row(&row).map(Some);
+                }
+            }
+            Ok(None)
+        })?
+        .ok_or_else(|| StoreError::Contended(meeting_name))
+    }
+
+    fn renew(&self, node: &str, now: i64, lease: i64) -> Result<Vec<String>, StoreError> {
+        let node = node.to_owned();
+        self.call(move |c| {
+            c.query(
+                "UPDATE placement SET expires_at = $2::BIGINT + $3::BIGINT
+                 WHERE node = $1 AND expires_at > $2::BIGINT
+                 RETURNING meeting",
+                &[&node, &now, &lease],
+            )?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect()
+        })
+    }
+
+    fn release(&self, meeting: &str, node: &str) -> Result<bool, StoreError> {
+        let (meeting, node) = (meeting.to_owned(), node.to_owned());
+        self.call(move |c| {
+            c.execute(
+                "DELETE FROM placement WHERE meeting = $1 AND node = $2",
+                &[&meeting, &node],
+            )
+        })
+        .map(|n| n > 0)
+    }
+
+    fn leases(&self, now: i64) -> Result<Vec<Lease>, StoreError> {
+        self.call(move |c| {
+            c.query(
+                "SELECT meeting, node, sip, api, expires_at FROM placement
+                 WHERE expires_at > $1 ORDER BY meeting",
+                &[&now],
+            )?
+            .iter()
+            .map(lease_row)
+            .collect()
+        })
+    }
+
     fn record_sink(&self, _patience: Patience) -> Result<Box<dyn RecordSink>, StoreError> {
         Ok(Box::new(PostgresSink {
             conn: Connection::new(self.config.clone()),
             node: self.node.clone(),
         }))
     }
+}
+
+fn lease_row(r: &postgres::Row) -> Result<Lease, postgres::Error> {
+    Ok(Lease {
+        meeting: r.try_get(0)?,
+        owner: NodeAddress {
+            node: r.try_get(1)?,
+            sip: r.try_get(2)?,
+            api: r.try_get(3)?,
+        },
+        expires_at: r.try_get(4)?,
+    })
 }
 
 fn conference_row(r: &postgres::Row) -> Result<StoredConference, postgres::Error> {

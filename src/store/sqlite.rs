@@ -6,14 +6,15 @@ use std::time::SystemTime;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::placement::{CLAIM_ATTEMPTS, claim_sql};
 use super::records::{Patience, RecordSink, RecordTx, WriteError};
 use super::{
-    Backend, CONFERENCE_COLUMNS, ConferenceRow, RECORD_COLUMNS, Record, RecordFilter,
-    StoreError, StoredConference, count_error, unix_ms,
+    Backend, CONFERENCE_COLUMNS, ConferenceRow, Lease, NodeAddress, RECORD_COLUMNS, Record,
+    RecordFilter, StoreError, StoredConference, count_error, unix_ms,
 };
 
 /// The schema, one migration per version.
-pub(super) const MIGRATIONS: [&str; 3] = [
+pub(super) const MIGRATIONS: [&str; 4] = [
     "
     CREATE TABLE conferences (
         id TEXT PRIMARY KEY,
@@ -58,6 +59,7 @@ pub(super) const MIGRATIONS: [&str; 3] = [
     "
     ALTER TABLE conferences ADD COLUMN srtp TEXT;
 ",
+    super::placement::TABLE,
 ];
 
 #[derive(Debug)]
@@ -218,6 +220,42 @@ impl Backend for Sqlite {
         })
     }
 
+    fn claim(&self, meeting: &str, me: &NodeAddress, now: i64, lease: i64) -> Result<Lease, StoreError> {
+        self.placement(meeting, me, now, lease)
+    }
+
+    fn renew(&self, node: &str, now: i64, lease: i64) -> Result<Vec<String>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "UPDATE placement SET expires_at = ?2 + ?3 WHERE node = ?1 AND expires_at > ?2
+                 RETURNING meeting",
+            )?;
+            let rows = stmt.query_map(params![node, now, lease], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    fn release(&self, meeting: &str, node: &str) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "DELETE FROM placement WHERE meeting = ?1 AND node = ?2",
+                params![meeting, node],
+            )
+        })
+        .map(|n| n > 0)
+    }
+
+    fn leases(&self, now: i64) -> Result<Vec<Lease>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT meeting, node, sip, api, expires_at FROM placement
+                 WHERE expires_at > ?1 ORDER BY meeting",
+            )?;
+            let rows = stmt.query_map(params![now], lease_row)?;
+            rows.collect()
+        })
+    }
+
     fn record_sink(&self, patience: Patience) -> Result<Box<dyn RecordSink>, StoreError> {
         let conn = Connection::open(&self.path).map_err(|source| StoreError::Open {
             path: self.path.clone(),
@@ -226,6 +264,50 @@ impl Backend for Sqlite {
         conn.busy_timeout(patience.busy)?;
         Ok(Box::new(SqliteSink(conn)))
     }
+}
+
+impl Sqlite {
+    fn placement(&self, meeting: &str, me: &NodeAddress, now: i64, lease: i64) -> Result<Lease, StoreError> {
+        self.with(|conn| -> rusqlite::Result<Option<Lease>> {
+            for _ in 0..CLAIM_ATTEMPTS {
+                let claimed = conn
+                    .query_row(
+                        &claim_sql(|i| format!("?{i}")),
+                        params![meeting, me.node, me.sip, me.api, now, lease],
+                        lease_row,
+                    )
+                    .optional()?;
+                let owner = match claimed {
+                    Some(lease) => Some(lease),
+                    None => conn
+                        .query_row(
+                            "SELECT meeting, node, sip, api, expires_at FROM placement
+                             WHERE meeting = ?1",
+                            params![meeting],
+                            lease_row,
+                        )
+                        .optional()?,
+                };
+                if owner.is_some() {
+                    return Ok(owner);
+                }
+            }
+            Ok(None)
+        })?
+        .ok_or_else(|| StoreError::Contended(meeting.to_owned()))
+    }
+}
+
+fn lease_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
+    Ok(Lease {
+        meeting: r.get(0)?,
+        owner: NodeAddress {
+            node: r.get(1)?,
+            sip: r.get(2)?,
+            api: r.get(3)?,
+        },
+        expires_at: r.get(4)?,
+    })
 }
 
 fn conference_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConference> {
