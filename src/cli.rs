@@ -174,6 +174,12 @@ pub(crate) struct ServeArgs {
     /// This node's name in the shared database (default: the host name).
     #[arg(long, env = "CONFAB_STORAGE_NODE")]
     storage_node: Option<String>,
+    /// Days conference recordings are kept (0: until deleted).
+    #[arg(long, env = "CONFAB_RECORDING_RETENTION_DAYS")]
+    recording_retention_days: Option<u32>,
+    /// Bytes all recordings may take (0: no budget; the oldest are deleted past it).
+    #[arg(long, env = "CONFAB_RECORDING_MAX_BYTES")]
+    recording_max_bytes: Option<u64>,
     /// Log filter (`info`, `confab=debug`, …).
     #[arg(long, env = "CONFAB_LOG_LEVEL")]
     log_level: Option<String>,
@@ -292,6 +298,11 @@ impl ServeArgs {
         if self.storage_node.is_some() {
             c.storage.node = self.storage_node.clone();
         }
+        set(
+            &mut c.recording.retention_days,
+            &self.recording_retention_days,
+        );
+        set(&mut c.recording.max_bytes, &self.recording_max_bytes);
         set(&mut c.log.level, &self.log_level);
         set(&mut c.log.format, &self.log_format);
         set(

@@ -534,6 +534,21 @@ impl Engine {
         })
     }
 
+    /// Attaches a recording's tap to `conference` (`None` detaches it); answers the tap it
+    /// replaced (see `recording::Recorder`, which makes the taps).
+    pub fn set_recording(
+        &self,
+        conference: &str,
+        tap: Option<crate::recording::RecordingTap>,
+    ) -> Result<Option<crate::recording::RecordingTap>, EngineError> {
+        let (mixer, id) = self.mixer_of(conference)?;
+        self.call(mixer, |reply| Command::Record {
+            conference: id,
+            tap,
+            reply,
+        })
+    }
+
     pub fn control(&self, conference: &str, control: Control) -> Result<(), EngineError> {
         let (mixer, id) = self.mixer_of(conference)?;
         let r = self.call(mixer, |reply| Command::Control {

@@ -245,6 +245,18 @@ pub fn render(
         "Failed database operations (conferences, call records)",
         counter(crate::store::STORAGE_ERRORS.load(std::sync::atomic::Ordering::Relaxed)),
     );
+    registry.register(
+        "confab_recording_dropped_frames",
+        "Recording frames (20 ms) dropped because the writer's queue was full",
+        counter(crate::recording::dropped_frames()),
+    );
+    let recording_bytes = Gauge::<i64>::default();
+    recording_bytes.set(i64::try_from(crate::recording::bytes_kept()).unwrap_or(i64::MAX));
+    registry.register(
+        "confab_recording_bytes",
+        "Bytes of recordings kept on disk (at the last pruning pass, once a minute)",
+        recording_bytes,
+    );
     if let Some(w) = webrtc {
         webrtc_metrics(&mut registry, w);
     }

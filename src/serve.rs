@@ -163,6 +163,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         state.media_advertise = config.media.advertise;
         state.srtp = config.media.srtp;
         state.sdes_over_cleartext = config.media.sdes_over_cleartext;
+        let recorder = std::sync::Arc::new(
+            crate::recording::Recorder::start(crate::recording::RecordingSettings {
+                dir: config.storage.data_dir.join("recordings"),
+                retention_days: config.recording.retention_days,
+                max_bytes: config.recording.max_bytes,
+            })
+            .context("cannot start the recording writer")?,
+        );
+        let state = state.with_recordings(std::sync::Arc::clone(&recorder));
         // Conferences kept from before the restart.
         let stored = store
             .conferences()
@@ -250,6 +259,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         info!(signal, "shutting down");
         let _ = api_stop.send(());
         let _ = api_task.await;
+        // Open recordings get their last page and their sidecar.
+        recorder.shutdown();
         if let Ok(sip) = std::sync::Arc::try_unwrap(sip) {
             sip.stop().await;
         }

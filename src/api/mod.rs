@@ -15,6 +15,7 @@ mod https;
 mod https_reload;
 mod pages;
 mod participants;
+mod recordings;
 mod replies;
 mod view;
 mod whip;
@@ -31,9 +32,11 @@ mod whip;
         whip::join, whip::leave, whip::token,
         controls::role, controls::gains, controls::noise_suppression, controls::whoami,
         controls::moderate,
+        recordings::start, recordings::stop, recordings::list, recordings::get,
+        recordings::audio, recordings::delete,
         drain, healthz, readyz, metrics
     ),
-    tags((name = "conferences"), (name = "participants"), (name = "events"), (name = "records"), (name = "webrtc"), (name = "operations")),
+    tags((name = "conferences"), (name = "participants"), (name = "events"), (name = "records"), (name = "recordings"), (name = "webrtc"), (name = "operations")),
     modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;
@@ -124,6 +127,8 @@ pub struct AppState {
     pub sdes_over_cleartext: bool,
     /// The API is served over HTTPS (set by [`serve`]): SDES keys may travel in its requests.
     pub https: bool,
+    /// Conference recordings (none: the recording routes answer 503).
+    pub recordings: Option<Arc<crate::recording::Recorder>>,
 }
 
 impl AppState {
@@ -149,6 +154,7 @@ impl AppState {
             srtp: crate::config::SrtpPolicy::Optional,
             sdes_over_cleartext: false,
             https: false,
+            recordings: None,
             engine,
             sip,
             store,
@@ -178,6 +184,12 @@ impl AppState {
     /// authenticated, and the IDs are what callers dial).
     pub fn with_conference_labels(mut self, on: bool) -> Self {
         self.conference_labels = on;
+        self
+    }
+
+    /// Records conferences with `recorder`.
+    pub fn with_recordings(mut self, recorder: Arc<crate::recording::Recorder>) -> Self {
+        self.recordings = Some(recorder);
         self
     }
 
@@ -234,6 +246,16 @@ pub fn router(state: AppState) -> Router {
         .route("/conferences/{cid}/tokens", post(whip::token))
         .route("/events", get(events::all))
         .route("/records", get(conferences::records))
+        .route(
+            "/conferences/{cid}/recording",
+            post(recordings::start).delete(recordings::stop),
+        )
+        .route("/recordings", get(recordings::list))
+        .route(
+            "/recordings/{id}",
+            get(recordings::get).delete(recordings::delete),
+        )
+        .route("/recordings/{id}/audio", get(recordings::audio))
         .route("/admin/drain", post(drain))
         .route("/openapi.json", get(openapi));
     let authed = Router::new()

@@ -8,6 +8,7 @@ mod api;
 mod keypad;
 mod media;
 mod network;
+mod recording;
 mod sections;
 mod sip;
 mod validate;
@@ -22,6 +23,7 @@ pub use api::ApiConfig;
 pub use keypad::KeypadConfig;
 pub use media::{MediaConfig, NoiseSuppression, SrtpPolicy};
 pub use network::Network;
+pub use recording::RecordingConfig;
 pub use sections::{
     LogConfig, LogFormat, MetricsConfig, MixerConfig, MixerRealtime, StorageConfig,
 };
@@ -39,6 +41,7 @@ pub struct Config {
     pub webrtc: WebRtcConfig,
     pub mixer: MixerConfig,
     pub storage: StorageConfig,
+    pub recording: RecordingConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
 }

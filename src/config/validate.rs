@@ -163,6 +163,15 @@ impl Config {
                 "must be a postgres:// or postgresql:// URL (unset for SQLite in data_dir)".into(),
             ));
         }
+        if self.recording.retention_days > 36_500 {
+            return Err(err(
+                "recording.retention_days",
+                format!(
+                    "{} is out of range 0..=36500",
+                    self.recording.retention_days
+                ),
+            ));
+        }
         if self.storage.records_retention_days > 36_500 {
             return Err(err(
                 "storage.records_retention_days",

@@ -130,6 +130,13 @@ pub enum Command {
         op: LegOp,
         reply: Reply<Option<Box<RtpLeg>>>,
     },
+    /// Attaches a recording's tap to the conference, or detaches it (`None`); answers the tap
+    /// it replaced.
+    Record {
+        conference: ConferenceId,
+        tap: Option<crate::recording::RecordingTap>,
+        reply: Reply<Option<crate::recording::RecordingTap>>,
+    },
     /// The thread's figures for the metrics.
     Metrics {
         reply: Reply<stats::MixerSnapshot>,

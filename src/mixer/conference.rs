@@ -143,6 +143,8 @@ pub struct ConferenceMedia {
     records: Option<std::sync::mpsc::Sender<RecordEvent>>,
     /// Counters of the legs that have left.
     closed: LegTotals,
+    /// The recording of the mix, if one is on (it gets every tick's frame).
+    recording: Option<crate::recording::RecordingTap>,
 }
 
 impl std::fmt::Debug for ConferenceMedia {
@@ -185,7 +187,16 @@ impl ConferenceMedia {
             counters: Arc::new(ConferenceCounters::default()),
             records: None,
             closed: LegTotals::default(),
+            recording: None,
         }
+    }
+
+    /// Records the mix into `tap` from the next tick (`None` stops); answers the tap before.
+    pub fn set_recording(
+        &mut self,
+        tap: Option<crate::recording::RecordingTap>,
+    ) -> Option<crate::recording::RecordingTap> {
+        std::mem::replace(&mut self.recording, tap)
     }
 
     /// Plays `sounds` (music on hold, tones) from now on instead of the built-in ones.

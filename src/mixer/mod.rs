@@ -395,6 +395,17 @@ fn handle(
                 .ok_or(CommandError::NoConference);
             let _ = reply.try_send(result);
         }
+        Command::Record {
+            conference,
+            tap,
+            reply,
+        } => {
+            let result = match conferences.get_mut(&conference) {
+                None => Err(CommandError::NoConference),
+                Some(c) => Ok(c.set_recording(tap)),
+            };
+            let _ = reply.try_send(result);
+        }
         Command::Policy { conference, reply } => {
             let result = conferences
                 .get(&conference)

@@ -39,6 +39,7 @@ mod netns_nat;
 mod noise_suppression_api;
 mod quickstart;
 mod realtime;
+mod recording;
 mod sip_attendant;
 mod sip_baresip;
 mod sip_dialout;

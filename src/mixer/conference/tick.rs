@@ -25,7 +25,30 @@ impl ConferenceMedia {
     }
 
     /// One 20 ms tick, with the mixer thread's helper for a large conference's per-leg work.
+    /// A recording gets the roster's events and then the tick's mix (what a listener who is
+    /// not talking hears), copied into its queue.
     pub fn tick_with(
+        &mut self,
+        now: Instant,
+        helper: Option<&mut LegHelper>,
+        mut emit: impl FnMut(ConferenceEvent),
+    ) {
+        let Some(mut tap) = self.recording.take() else {
+            return self.tick_mixing(now, helper, emit);
+        };
+        self.tick_mixing(now, helper, |e: ConferenceEvent| {
+            tap.event(&e.event);
+            emit(e);
+        });
+        if self.legs.is_empty() {
+            tap.silence();
+        } else {
+            tap.frame(self.rate.hz(), &self.mix.shared);
+        }
+        self.recording = Some(tap);
+    }
+
+    fn tick_mixing(
         &mut self,
         now: Instant,
         mut helper: Option<&mut LegHelper>,
