@@ -1,7 +1,13 @@
 //! Prometheus metrics (`GET /metrics`, OpenMetrics text by prometheus-client). Each scrape
 //! builds a fresh registry from what the mixer threads, SIP and the API report, so a
 //! conference's series disappear with the conference. Counters come from cumulative sources
-//! (legs that left are kept in their mixer's totals) and never go down.
+//! (legs that left are kept in their mixer's totals) and never go down. Names follow
+//! Prometheus' conventions: base units (seconds, bytes, hertz), `_total` on counters, `_ratio`
+//! only for 0..1, and one series for one fact. Clients that do not ask for OpenMetrics get the
+//! Prometheus text format (`text`).
+
+mod system;
+pub(crate) mod text;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -15,7 +21,8 @@ use prometheus_client::registry::Registry;
 
 use crate::engine::Engine;
 use crate::mixer::stats::{
-    CODECS, LegTotals, MOS_BUCKETS, START_DELAY_BUCKETS_US, TICK_BUCKETS_US, UsHistogram,
+    CODECS, JITTER_BUCKETS_US, LegTotals, MOS_BUCKETS, START_DELAY_BUCKETS_US, TICK_BUCKETS_US,
+    UsHistogram,
 };
 use crate::sip::server::SipMetrics;
 
@@ -102,108 +109,12 @@ fn counter(value: u64) -> Counter {
     c
 }
 
-/// The WebRTC driver's peers and what ended them.
-fn webrtc_metrics(registry: &mut Registry, w: &crate::webrtc::WebRtcMetrics) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let gauge = |v: u64| {
-        let g = Gauge::<i64>::default();
-        g.set(v as i64);
-        g
-    };
-    registry.register(
-        "confab_webrtc_peers",
-        "WebRTC peers the driver holds",
-        gauge(w.peers.load(Relaxed)),
-    );
-    registry.register(
-        "confab_webrtc_handshakes",
-        "WebRTC peers whose ICE and DTLS are not up yet",
-        gauge(w.handshakes.load(Relaxed)),
-    );
-    for (name, help, value) in [
-        (
-            "confab_webrtc_connected",
-            "WebRTC peers whose ICE and DTLS came up",
-            &w.connected_total,
-        ),
-        (
-            "confab_webrtc_ice_timeouts",
-            "WebRTC peers let go for lack of ICE consent",
-            &w.ice_timeouts_total,
-        ),
-        (
-            "confab_webrtc_dtls_failures",
-            "WebRTC peers whose DTLS failed",
-            &w.dtls_failures_total,
-        ),
-        (
-            "confab_webrtc_unrouted_datagrams",
-            "Datagrams on the WebRTC port that no peer accepted",
-            &w.unrouted_datagrams_total,
-        ),
-        (
-            "confab_webrtc_relay_drops",
-            "Packets dropped between the WebRTC driver and the mixer (queue full)",
-            &w.relay_drops_total,
-        ),
-        (
-            "confab_webrtc_driver_restarts",
-            "Times the WebRTC driver died (its peers let go as internal-error) and was started \
-             again; each is a bug",
-            &w.driver_restarts_total,
-        ),
-    ] {
-        registry.register(name, help, counter(value.load(Relaxed)));
-    }
-    let refused = Family::<Labels, Counter>::default();
-    for (reason, n) in w.handshakes_refused() {
-        refused
-            .get_or_create(&labels(&[("reason", reason)]))
-            .inc_by(n);
-    }
-    registry.register(
-        "confab_webrtc_handshakes_refused",
-        "WHIP joins refused (429) for too many handshakes in progress, by the cap met: \
-         address, conference or total",
-        refused,
-    );
-}
-
-/// The process: CPU seconds, resident memory, open file descriptors (from /proc).
-fn process(registry: &mut Registry) {
-    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
-        // Fields after the command name (which may hold spaces): utime is 14th, stime 15th.
-        let after = stat.rsplit(')').next().unwrap_or_default();
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-            + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-        // /proc reports USER_HZ, which Linux fixes at 100.
-        let cpu = prometheus_client::metrics::counter::Counter::<f64, std::sync::atomic::AtomicU64>::default();
-        cpu.inc_by(ticks as f64 / 100.0);
-        registry.register("process_cpu_seconds", "CPU time of the process", cpu);
-    }
-    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
-        let kb: i64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
-        let rss = Gauge::<i64>::default();
-        rss.set(kb * 1024);
-        registry.register("process_resident_memory_bytes", "Resident memory", rss);
-    }
-    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        let open = Gauge::<i64>::default();
-        open.set(fds.count() as i64);
-        registry.register("process_open_fds", "Open file descriptors", open);
-    }
-}
-
 /// What the exposition shows beyond the engine's, SIP's and the API's own figures.
 #[derive(Debug, Default)]
 pub struct Options<'a> {
-    /// Label per-conference series with the conference ID (`metrics.conference_labels`); off,
-    /// they are not shown (the endpoint is not authenticated, and IDs are what callers dial).
+    /// Show the per-conference series, labelled with the conference ID
+    /// (`metrics.conference_labels`). Off (the default), there are none: they grow with the
+    /// number of conferences, the endpoint is not authenticated, and IDs are what callers dial.
     pub conference_labels: bool,
     /// Failed credential attempts and lockouts (SIP attendant and WHIP).
     pub auth: Option<&'a crate::conference::limiter::LimitCounters>,
@@ -220,6 +131,7 @@ pub fn render(
     draining: bool,
 ) -> String {
     let mut registry = Registry::default();
+    system::build_info(&mut registry);
     let left = Family::<Labels, Counter>::default();
     // The common reasons are always there (at 0), so rates and alerts have a series to read.
     for reason in [
@@ -227,6 +139,7 @@ pub fn render(
         "ejected",
         "media-timeout",
         "ice-timeout",
+        "dtls-failed",
         "conference-ended",
     ] {
         left.get_or_create(&labels(&[("reason", reason)])).inc_by(0);
@@ -258,7 +171,7 @@ pub fn render(
         recording_bytes,
     );
     if let Some(w) = webrtc {
-        webrtc_metrics(&mut registry, w);
+        system::webrtc(&mut registry, w);
     }
     let snapshots = engine.snapshots();
     let counters = engine.mixer_counters();
@@ -266,7 +179,6 @@ pub fn render(
     let mut legs = LegTotals::default();
     let (mut shared, mut own) = ([0u64; 4], [0u64; 4]);
     let mut by_state = [0i64; 3];
-    let (mut jitter_sum, mut legs_present) = (0.0, 0usize);
     let conference_participants = Family::<Labels, Gauge>::default();
     let conference_mix_rate = Family::<Labels, Gauge>::default();
     let mut conferences = 0i64;
@@ -276,8 +188,6 @@ pub fn render(
             shared[i] += s.encodes_shared[i];
             own[i] += s.encodes_own[i];
         }
-        jitter_sum += s.jitter_ms_sum;
-        legs_present += s.legs_present;
         for c in &s.conferences {
             conferences += 1;
             for (t, n) in by_state.iter_mut().zip(c.participants) {
@@ -311,7 +221,7 @@ pub fn render(
             conference_participants,
         );
         registry.register(
-            "confab_conference_mix_rate_hz",
+            "confab_conference_mix_rate_hertz",
             "The rate each conference mixes at (the highest of its legs' codec rates)",
             conference_mix_rate,
         );
@@ -344,16 +254,11 @@ pub fn render(
         "Packets of participants' streams lost on the way to the bridge",
         counter(legs.packets_lost),
     );
-    let jitter = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-    jitter.set(if legs_present == 0 {
-        0.0
-    } else {
-        jitter_sum / legs_present as f64
-    });
     registry.register(
-        "confab_rtp_jitter_ms",
-        "Mean interarrival jitter of the legs present",
-        jitter,
+        "confab_rtp_jitter_seconds",
+        "Interarrival jitter of participants' streams (RFC 3550), each leg that received \
+         packets looked at once a second: leg-seconds by jitter",
+        merged(JITTER_BUCKETS_US, counters.iter().map(|c| &*c.jitter)),
     );
     let dropped = Family::<Labels, Counter>::default();
     for (reason, n) in [
@@ -369,7 +274,7 @@ pub fn render(
     }
     registry.register(
         "confab_dropped_packets",
-        "Packets dropped by reason",
+        "Packets dropped by reason (srtp-auth: SRTP/SRTCP packets that failed authentication)",
         dropped,
     );
     registry.register(
@@ -377,11 +282,6 @@ pub fn render(
         "Opus packets of quiet participants, marked voice-inactive by their encoder, taken as \
          silence without decoding",
         counter(legs.decodes_skipped),
-    );
-    registry.register(
-        "confab_srtp_auth_failures",
-        "SRTP/SRTCP packets that failed authentication",
-        counter(legs.srtp_auth_failures),
     );
     registry.register(
         "confab_mos",
@@ -417,7 +317,9 @@ pub fn render(
         control_dropped += c
             .control_events_dropped
             .load(std::sync::atomic::Ordering::Relaxed);
-        load = load.max(c.load_ratio());
+        // A thread cannot be busy more than all of its time: past 1 it skips ticks (counted
+        // in late ticks), so the ratio stays a ratio.
+        load = load.max(c.load_ratio().clamp(0.0, 1.0));
         demotions += c.demotions.load(std::sync::atomic::Ordering::Relaxed);
     }
     registry.register(
@@ -480,7 +382,7 @@ pub fn render(
     ratio.set(load);
     registry.register(
         "confab_mixer_load_ratio",
-        "Work time over tick period, the busiest mixer thread (the scaling signal)",
+        "Work time over tick period, the busiest mixer thread, at most 1 (the scaling signal)",
         ratio,
     );
 
@@ -551,7 +453,7 @@ pub fn render(
     let d = Gauge::<i64>::default();
     d.set(i64::from(draining));
     registry.register("confab_draining", "1 while the node drains", d);
-    process(&mut registry);
+    system::process(&mut registry);
 
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {

@@ -107,3 +107,76 @@ fn tick_start_delay_and_realtime_are_over_all_mixer_threads() {
     );
     assert!(value(&text, "confab_mixer_tick_start_delay_seconds_sum") >= sum + 0.1515);
 }
+
+#[test]
+fn names_follow_prometheus_conventions_and_each_fact_has_one_series() {
+    let engine = two_mixer_threads(45_140);
+    let om = render_of(&engine);
+    assert!(
+        om.contains(&format!(
+            "\nconfab_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{om}"
+    );
+    // SRTP authentication failures are a reason of the dropped packets, not a second counter.
+    assert!(!om.contains("srtp_auth_failures"), "{om}");
+    assert!(
+        om.contains("confab_dropped_packets_total{reason=\"srtp-auth\"} 0\n"),
+        "{om}"
+    );
+    // WebRTC's ICE timeouts and DTLS failures are disconnect reasons, there at 0.
+    for reason in ["ice-timeout", "dtls-failed"] {
+        assert!(
+            om.contains(&format!(
+                "confab_participants_disconnected_total{{reason=\"{reason}\"}} 0\n"
+            )),
+            "{om}"
+        );
+    }
+    let text = text::prometheus_text(&om);
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+            // Base units, spelled out.
+            for abbreviated in ["_ms", "_us", "_hz", "_kb", "_mb", "_percent"] {
+                assert!(!name.contains(abbreviated), "{line}");
+            }
+            assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
+        }
+    }
+    assert!(!text.contains("# EOF"), "{text}");
+}
+
+#[test]
+fn jitter_is_a_histogram_in_seconds_over_the_mixer_threads() {
+    let engine = two_mixer_threads(45_160);
+    let counters = engine.mixer_counters();
+    // Idle threads look at no leg: nothing observed.
+    let text = render_of(&engine);
+    assert!(
+        text.contains("# TYPE confab_rtp_jitter_seconds histogram\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nconfab_rtp_jitter_seconds_count 0\n"),
+        "{text}"
+    );
+    // 15 ms on one thread, 0.3 s (past the last bound) on the other.
+    counters[0].jitter.observe(15_000);
+    counters[1].jitter.observe(300_000);
+    let text = render_of(&engine);
+    for series in [
+        "confab_rtp_jitter_seconds_bucket{le=\"0.01\"} 0",
+        "confab_rtp_jitter_seconds_bucket{le=\"0.02\"} 1",
+        "confab_rtp_jitter_seconds_bucket{le=\"0.2\"} 1",
+        "confab_rtp_jitter_seconds_bucket{le=\"+Inf\"} 2",
+        "confab_rtp_jitter_seconds_count 2",
+        "confab_rtp_jitter_seconds_sum 0.315",
+    ] {
+        assert!(
+            text.contains(&format!("\n{series}\n")),
+            "{series} in\n{text}"
+        );
+    }
+}

@@ -129,6 +129,8 @@ pub struct AppState {
     pub https: bool,
     /// Conference recordings (none: the recording routes answer 503).
     pub recordings: Option<Arc<crate::recording::Recorder>>,
+    /// Where meetings run when several nodes share a database (none: here).
+    pub placement: Option<Arc<crate::placement::Placement>>,
 }
 
 impl AppState {
@@ -155,6 +157,7 @@ impl AppState {
             sdes_over_cleartext: false,
             https: false,
             recordings: None,
+            placement: None,
             engine,
             sip,
             store,
@@ -403,9 +406,15 @@ async fn count(State(state): State<AppState>, request: Request, next: Next) -> R
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus metrics (OpenMetrics text)", body = String,
-        content_type = "application/openmetrics-text")))]
-async fn metrics(State(state): State<AppState>) -> Response {
+    responses((status = 200, description = "Prometheus metrics: OpenMetrics text when the Accept \
+        header names it (as Prometheus does), else the Prometheus text format 0.0.4",
+        content((String = "application/openmetrics-text"), (String = "text/plain")))))]
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let openmetrics = crate::metrics::text::wants_openmetrics(
+        headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
     let text = tokio::task::spawn_blocking(move || {
         let auth = state.limiter.lock().ok().map(|l| Arc::clone(&l.counters));
         crate::metrics::render(
@@ -423,14 +432,15 @@ async fn metrics(State(state): State<AppState>) -> Response {
     })
     .await
     .unwrap_or_default();
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    let (content_type, text) = if openmetrics {
+        (crate::metrics::text::OPENMETRICS, text)
+    } else {
+        (
+            crate::metrics::text::PROMETHEUS_TEXT,
+            crate::metrics::text::prometheus_text(&text),
+        )
+    };
+    ([(axum::http::header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
 async fn openapi() -> Response {

@@ -8,9 +8,10 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
-    /// Label per-conference series (`confab_conference_participants`, `…_mix_rate_hz`) with
-    /// the meeting ID. Off by default: `/metrics` is not authenticated, and meeting IDs are
-    /// what callers dial.
+    /// Show the per-conference series (`confab_conference_participants`,
+    /// `…_mix_rate_hertz`), labelled with the meeting ID. Off by default: they grow with the
+    /// number of conferences, `/metrics` is not authenticated, and meeting IDs are what
+    /// callers dial.
     pub conference_labels: bool,
 }
 

@@ -271,8 +271,6 @@ impl ConferenceMedia {
         for leg in &self.legs {
             let s = leg.stats();
             into.legs.add_leg(&s);
-            into.jitter_ms_sum += s.jitter_ms;
-            into.legs_present += 1;
         }
         self.add_encodes(into);
     }

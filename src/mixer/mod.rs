@@ -49,6 +49,8 @@ pub struct MixerCounters {
     pub tick_time: stats::TickHistogram,
     /// How late ticks start after their deadline.
     pub start_delay: stats::StartDelayHistogram,
+    /// Legs' interarrival jitter, a look a second.
+    pub jitter: stats::JitterHistogram,
     /// The thread and its helper run under real-time scheduling.
     pub realtime: AtomicBool,
     /// Times the thread gave real-time scheduling back because it was overloaded.
@@ -224,6 +226,15 @@ fn run(
                 conference.recover(start, &mut emit);
             }
         }
+        if counters
+            .ticks
+            .load(Ordering::Relaxed)
+            .is_multiple_of(stats::JITTER_SAMPLE_TICKS)
+        {
+            for conference in conferences.values() {
+                conference.sample_jitter(&counters.jitter);
+            }
+        }
         // An ended conference with no legs left is gone; the others do what their tick left
         // for between ticks.
         conferences.retain(|_, c| {
@@ -293,7 +304,6 @@ fn snapshot(
         legs: retired.legs,
         encodes_shared: retired.encodes_shared,
         encodes_own: retired.encodes_own,
-        ..Default::default()
     };
     for c in conferences.values() {
         c.snapshot(&mut s);

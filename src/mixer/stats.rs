@@ -15,6 +15,13 @@ pub const TICK_BUCKETS_US: [u64; 10] =
 /// for a tick or more.
 pub const START_DELAY_BUCKETS_US: [u64; 10] =
     [100, 250, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000];
+/// Upper bounds of the interarrival-jitter buckets, in microseconds: from a LAN's fraction of
+/// a millisecond to the 200 ms of a link no jitter buffer hides.
+pub const JITTER_BUCKETS_US: [u64; 10] = [
+    500, 1000, 2000, 5000, 10000, 20000, 30000, 50000, 100000, 200000,
+];
+/// Ticks between two looks at each leg's jitter (a second).
+pub const JITTER_SAMPLE_TICKS: u64 = 50;
 /// Upper bounds of the MOS buckets.
 pub const MOS_BUCKETS: [f64; 8] = [1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.2, 4.4];
 
@@ -85,6 +92,26 @@ impl Default for StartDelayHistogram {
 
 impl std::ops::Deref for StartDelayHistogram {
     type Target = UsHistogram<{ START_DELAY_BUCKETS_US.len() }>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// Legs' interarrival jitter, looked at once a second ([`JITTER_SAMPLE_TICKS`]), in
+/// [`JITTER_BUCKETS_US`]: leg-seconds by jitter, a histogram whose counts only grow (a look at
+/// the legs present at each scrape would go down as legs leave, and depend on how often
+/// Prometheus scrapes).
+#[derive(Debug)]
+pub struct JitterHistogram(UsHistogram<{ JITTER_BUCKETS_US.len() }>);
+
+impl Default for JitterHistogram {
+    fn default() -> Self {
+        JitterHistogram(UsHistogram::new(JITTER_BUCKETS_US))
+    }
+}
+
+impl std::ops::Deref for JitterHistogram {
+    type Target = UsHistogram<{ JITTER_BUCKETS_US.len() }>;
     fn deref(&self) -> &Self::Target {
         &self.0
     }
@@ -192,9 +219,6 @@ pub struct MixerSnapshot {
     /// Encodes by codec: shared (one per group) and own (one per leg).
     pub encodes_shared: [u64; 4],
     pub encodes_own: [u64; 4],
-    /// Interarrival jitter of the legs present: sum (ms) and count.
-    pub jitter_ms_sum: f64,
-    pub legs_present: usize,
 }
 
 #[cfg(test)]

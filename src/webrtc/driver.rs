@@ -410,19 +410,8 @@ impl Driver {
         if let Ok(mut s) = self.sessions.lock() {
             s.remove(&peer.session);
         }
-        match reason {
-            DisconnectReason::IceTimeout => {
-                self.metrics
-                    .ice_timeouts_total
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            DisconnectReason::DtlsFailed => {
-                self.metrics
-                    .dtls_failures_total
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {}
-        }
+        // ICE timeouts and DTLS failures are counted where every leaving participant is, by
+        // reason (`confab_participants_disconnected_total`), not twice.
         tracing::info!(session = %peer.session, reason = reason.as_str(), "webrtc peer closed");
         peer.relay.close(reason);
         // Say goodbye (RTCP BYE, DTLS close_notify) so the client learns at once; bounded.

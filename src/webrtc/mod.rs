@@ -89,8 +89,6 @@ pub struct WebRtcMetrics {
     pub peers: AtomicU64,
     pub handshakes: AtomicU64,
     pub connected_total: AtomicU64,
-    pub ice_timeouts_total: AtomicU64,
-    pub dtls_failures_total: AtomicU64,
     pub unrouted_datagrams_total: AtomicU64,
     pub relay_drops_total: AtomicU64,
     /// Panics contained while driving a peer (each a bug; that peer was let go), and panics

@@ -1,6 +1,7 @@
 //! `/metrics` of a running bridge: values after a scripted call (participants by state, RTP
 //! packets, encodes by kind, SIP and API counters, the process), conference series that go
-//! away with their conference, and a real Prometheus scraping it.
+//! away with their conference, `promtool check metrics` on a scrape taken while calls are up,
+//! and a real Prometheus scraping it.
 
 use crate::support;
 
@@ -23,12 +24,63 @@ fn series(text: &str) -> HashMap<String, f64> {
         .collect()
 }
 
+/// What Prometheus asks for.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
 fn scrape(server: &Server) -> (String, HashMap<String, f64>) {
-    let (status, head, body) = http_raw(server.api, "GET", "/metrics", None, None, &[]);
+    let accept = [("Accept", PROMETHEUS_ACCEPT)];
+    let (status, head, body) = http_raw(server.api, "GET", "/metrics", None, None, &accept);
     assert_eq!(status, 200);
     assert!(head.to_lowercase().contains("openmetrics"), "{head}");
+    assert!(body.ends_with("# EOF\n"), "{body}");
     let s = series(&body);
     (body, s)
+}
+
+/// Two PCMU endpoints joined to conference `cid` through the API, with the bridge's media
+/// address of each.
+fn join_two(server: &Server, cid: &str) -> (Endpoint, Endpoint, Vec<std::net::SocketAddr>) {
+    let a = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 1);
+    let b = Endpoint::new(Codec::Pcmu, 660.0, -20.0, 2);
+    let mut media = Vec::new();
+    for e in [&a, &b] {
+        let body = json!({ "sdp": offer(e) }).to_string();
+        let path = format!("/v1/conferences/{cid}/participants");
+        let (s, v) = server.call("POST", &path, Some(&body));
+        assert_eq!(s, 201, "{v}");
+        let answer = v["sdp"].as_str().unwrap();
+        let port: u16 = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap();
+        media.push(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    (a, b, media)
+}
+
+/// `promtool check metrics` on `text`: what it printed (nothing when the exposition passes),
+/// and whether it exited 0.
+fn promtool_check(text: &str) -> (String, bool) {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("promtool.out");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let mut promtool = support::process::Guarded::spawn(
+        std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out),
+    );
+    let mut stdin = promtool.0.stdin.take().unwrap();
+    stdin.write_all(text.as_bytes()).unwrap();
+    drop(stdin);
+    let status = promtool.0.wait().unwrap();
+    (
+        std::fs::read_to_string(&out_path).unwrap(),
+        status.success(),
+    )
 }
 
 /// Scheduling policy (0 normal, 2 SCHED_RR) and real-time priority of each mixer thread and
@@ -68,21 +120,7 @@ fn metrics_after_a_call_and_series_that_go_with_their_conference() {
             .0,
         201
     );
-    let mut a = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 1);
-    let mut b = Endpoint::new(Codec::Pcmu, 660.0, -20.0, 2);
-    let mut media = Vec::new();
-    for e in [&a, &b] {
-        let body = json!({ "sdp": offer(e) }).to_string();
-        let (s, v) = server.call("POST", "/v1/conferences/3100/participants", Some(&body));
-        assert_eq!(s, 201, "{v}");
-        let answer = v["sdp"].as_str().unwrap();
-        let port: u16 = answer
-            .lines()
-            .find_map(|l| l.strip_prefix("m=audio "))
-            .and_then(|l| l.split_whitespace().next()?.parse().ok())
-            .unwrap();
-        media.push(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-    }
+    let (mut a, mut b, media) = join_two(&server, "3100");
     support::run(
         &mut [(&mut a, media[0]), (&mut b, media[1])],
         Duration::from_secs(2),
@@ -182,6 +220,90 @@ fn metrics_after_a_call_and_series_that_go_with_their_conference() {
     // Only a few API counters (a new route and status) may have been added.
     let (b, a) = (before.lines().count(), after.lines().count());
     assert!(a <= b + 5, "the exposition grew from {b} to {a} lines");
+    server.stop();
+}
+
+#[test]
+fn promtool_passes_a_scrape_taken_while_calls_are_up() {
+    if !support::require(&["promtool"]) {
+        return;
+    }
+    let _turn = support::exclusive();
+    let data = tempfile::tempdir().unwrap();
+    // With the per-conference series, so that they are checked too.
+    let server = Server::start(data.path(), None, &["--metrics-conference-labels", "true"]);
+    for cid in ["3300", "3301"] {
+        let body = json!({ "id": cid }).to_string();
+        assert_eq!(server.call("POST", "/v1/conferences", Some(&body)).0, 201);
+    }
+    let (mut a, mut b, media_a) = join_two(&server, "3300");
+    let (mut c, mut d, media_c) = join_two(&server, "3301");
+    let mut scrapes = Vec::new();
+    support::run(
+        &mut [
+            (&mut a, media_a[0]),
+            (&mut b, media_a[1]),
+            (&mut c, media_c[0]),
+            (&mut d, media_c[1]),
+        ],
+        Duration::from_secs(3),
+        |tick| {
+            // Mid-call, after the legs' jitter was looked at: the format a client gets when it
+            // does not ask for OpenMetrics (curl, promtool users), and Prometheus' own.
+            if tick == 125 {
+                scrapes.push(http_raw(server.api, "GET", "/metrics", None, None, &[]));
+                let accept = [("Accept", PROMETHEUS_ACCEPT)];
+                scrapes.push(http_raw(server.api, "GET", "/metrics", None, None, &accept));
+            }
+        },
+    );
+    let [(s, head, text), (om_status, om_head, om)] = <[_; 2]>::try_from(scrapes).unwrap();
+    assert_eq!((s, om_status), (200, 200));
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert!(
+        om_head.contains("application/openmetrics-text"),
+        "{om_head}"
+    );
+    let (lint, passed) = promtool_check(&text);
+    assert!(
+        passed && lint.is_empty(),
+        "promtool check metrics:\n{lint}\non\n{text}"
+    );
+    // The scrape was taken under load: four legs sending, both conferences labelled.
+    let m = series(&text);
+    let get = |k: &str| {
+        *m.get(k)
+            .unwrap_or_else(|| panic!("no series {k} in\n{text}"))
+    };
+    assert_eq!(get("confab_participants{state=\"connected\"}"), 4.0);
+    assert!(get("confab_rtp_packets_total{direction=\"in\",codec=\"PCMU\"}") > 300.0);
+    // Each of the four legs looked at about once a second for two seconds.
+    let looks = get("confab_rtp_jitter_seconds_count");
+    assert!((4.0..=16.0).contains(&looks), "{looks}");
+    assert_eq!(
+        get(&format!(
+            "confab_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        1.0
+    );
+    for cid in ["3300", "3301"] {
+        assert_eq!(
+            get(&format!(
+                "confab_conference_participants{{conference=\"{cid}\"}}"
+            )),
+            2.0
+        );
+    }
+    // The two formats carry the same metrics (the second scrape counts the first among the
+    // API requests: a series more).
+    let names = |text: &str| -> std::collections::BTreeSet<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split([' ', '{']).next().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(names(&text), names(&om));
     server.stop();
 }
 

@@ -3,7 +3,8 @@
 //! OPTIONS with 503, gets no new meetings and keeps its calls), Prometheus scraping both, the
 //! alert rules checked and unit-tested by promtool, the Kubernetes manifests validated against
 //! the Kubernetes schemas, the systemd unit verified, the sample configurations checked, and
-//! the Grafana dashboard's queries naming only metrics the bridge exports.
+//! the Grafana dashboard's, the alert rules' and the autoscaler's queries naming only metrics the
+//! bridge exports.
 //!
 //! Needs kamailio, prometheus (promtool), sip-tester, systemd (systemd-analyze) and the
 //! kubernetes-validate package from PyPI (scripts/prereqs installs them).
@@ -626,21 +627,33 @@ fn grafana_dashboard_queries_only_exported_metrics() {
             "no panel for {want}: {titles:?}"
         );
     }
-    let mut used = BTreeSet::new();
+    let mut exprs: Vec<String> = Vec::new();
     for p in panels {
         for t in p["targets"].as_array().unwrap() {
-            let expr = t["expr"].as_str().unwrap();
-            let mut rest = expr;
-            while let Some(i) = rest.find("confab_") {
-                let name: String = rest[i..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                rest = &rest[i + name.len()..];
-                used.insert(name);
-            }
+            exprs.push(t["expr"].as_str().unwrap().to_owned());
         }
     }
+    // The alert rules and the autoscaling configuration name metrics too.
+    for file in [
+        "prometheus/confab-rules.yml",
+        "kubernetes/hpa.yaml",
+        "kubernetes/prometheus-adapter.yaml",
+    ] {
+        exprs.push(std::fs::read_to_string(deploy(file)).unwrap());
+    }
+    let mut used = BTreeSet::new();
+    for expr in &exprs {
+        let mut rest = expr.as_str();
+        while let Some(i) = rest.find("confab_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            used.insert(name);
+        }
+    }
+    assert!(used.contains("confab_dropped_packets_total"), "{used:?}");
     // A bridge with some traffic's worth of series.
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), None, &[]);
@@ -653,7 +666,8 @@ fn grafana_dashboard_queries_only_exported_metrics() {
         assert!(
             metrics.contains(&format!("# TYPE {base} "))
                 || metrics.contains(&format!("# TYPE {} ", base.trim_end_matches("_total"))),
-            "the dashboard queries {name}, which /metrics does not export"
+            "the dashboard, the alert rules or the autoscaler query {name}, which /metrics does \
+             not export"
         );
     }
     server.stop();

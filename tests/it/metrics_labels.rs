@@ -70,7 +70,7 @@ fn conference_ids_are_labels_only_when_configured() {
         "{on}"
     );
     assert!(
-        on.contains("confab_conference_mix_rate_hz{conference=\"8081\"}"),
+        on.contains("confab_conference_mix_rate_hertz{conference=\"8081\"}"),
         "{on}"
     );
 }

@@ -447,3 +447,16 @@ fn scale(frame: &mut [i16], gain: Gain) {
         }
     }
 }
+
+impl ConferenceMedia {
+    /// Each leg's interarrival jitter into `into` (a look the mixer thread takes once a
+    /// second). Legs that received nothing have no jitter to tell.
+    pub fn sample_jitter(&self, into: &crate::mixer::stats::JitterHistogram) {
+        for leg in &self.legs {
+            let s = leg.stats();
+            if s.packets_in > 0 {
+                into.observe((s.jitter_ms * 1000.0) as u64);
+            }
+        }
+    }
+}
