@@ -174,6 +174,12 @@ pub(crate) struct ServeArgs {
     /// This node's name in the shared database (default: the host name).
     #[arg(long, env = "CONFAB_STORAGE_NODE")]
     storage_node: Option<String>,
+    /// Seconds a node's lease on a meeting lasts unrenewed (with --storage-url).
+    #[arg(long, env = "CONFAB_STORAGE_LEASE_SECS")]
+    storage_lease_secs: Option<u64>,
+    /// This node's API URL as browsers and other nodes reach it (WHIP redirects).
+    #[arg(long, env = "CONFAB_API_PUBLIC_URL")]
+    api_public_url: Option<String>,
     /// Days conference recordings are kept (0: until deleted).
     #[arg(long, env = "CONFAB_RECORDING_RETENTION_DAYS")]
     recording_retention_days: Option<u32>,
@@ -297,6 +303,10 @@ impl ServeArgs {
         }
         if self.storage_node.is_some() {
             c.storage.node = self.storage_node.clone();
+        }
+        set(&mut c.storage.lease_secs, &self.storage_lease_secs);
+        if self.api_public_url.is_some() {
+            c.api.public_url = self.api_public_url.clone();
         }
         set(
             &mut c.recording.retention_days,

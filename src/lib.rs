@@ -13,6 +13,7 @@ pub mod engine;
 pub mod media;
 pub mod metrics;
 pub mod mixer;
+pub mod placement;
 pub mod recording;
 pub mod serve;
 pub mod sip;

@@ -30,6 +30,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .record_writer()
         .context("cannot start the call record writer")?;
     prune_records(&store, config.storage.records_retention_days);
+    // Several nodes on one database: meetings are placed by lease.
+    let placement = match config.storage.url {
+        None => None,
+        Some(_) => {
+            let me = config
+                .node_address()
+                .map_err(|(key, why)| anyhow::anyhow!("{key}: {why}"))?;
+            info!(node = %me.node, sip = %me.sip, api = %me.api, "placement by lease in the shared database");
+            Some(std::sync::Arc::new(crate::placement::Placement::new(
+                store.clone(),
+                me,
+                std::time::Duration::from_secs(config.storage.lease_secs),
+            )))
+        }
+    };
     // Before the engine: its mixer threads ask for real-time scheduling as they start.
     crate::mixer::realtime::set_policy(config.mixer.realtime);
     let engine = std::sync::Arc::new(
@@ -70,6 +85,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .keypad
             .key_map()
             .context("keypad: the configuration was checked, yet its keys are wrong")?,
+        placement: placement.clone(),
     };
     let sip_tls = match (
         config.sip.tls_address(),
@@ -163,6 +179,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         state.media_advertise = config.media.advertise;
         state.srtp = config.media.srtp;
         state.sdes_over_cleartext = config.media.sdes_over_cleartext;
+        state.placement = placement.clone();
         let recorder = std::sync::Arc::new(
             crate::recording::Recorder::start(crate::recording::RecordingSettings {
                 dir: config.storage.data_dir.join("recordings"),
@@ -181,6 +198,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 tracing::warn!(conference = %c.id, error = ?e, "stored conference not started");
             }
         }
+        let placement_thread = placement
+            .clone()
+            .map(|p| PlacementThread::start(p, state.clone()))
+            .transpose()
+            .context("cannot start the placement thread")?;
         let api_tls = match (&config.api.tls_cert, &config.api.tls_key) {
             (Some(cert), Some(key)) => Some(
                 crate::api::ApiTls::from_files(cert, key, config.api.hsts)
@@ -257,6 +279,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             }
         }
         info!(signal, "shutting down");
+        // Its meetings are free for other nodes at once, not after a lease.
+        drop(placement_thread);
         let _ = api_stop.send(());
         let _ = api_task.await;
         // Open recordings get their last page and their sidecar.
@@ -271,6 +295,69 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     records.flush();
     info!("stopped");
     Ok(())
+}
+
+/// With several nodes on one database: every `lease / 3`, starts the conferences other nodes
+/// created (so a call for one is admitted here as well) and renews this node's leases,
+/// releasing those of meetings left empty. Stopped, and every lease released, on drop.
+struct PlacementThread {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PlacementThread {
+    fn start(
+        placement: std::sync::Arc<crate::placement::Placement>,
+        state: crate::api::AppState,
+    ) -> std::io::Result<PlacementThread> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("confab-placement".into())
+            .spawn(move || {
+                loop {
+                    start_new_conferences(&state);
+                    let engine = &state.engine;
+                    placement.renew(&|meeting| {
+                        engine.roster(meeting).is_ok_and(|r| {
+                            r.iter()
+                                .any(|p| !matches!(p.state, crate::conference::State::Disconnected(_)))
+                        })
+                    });
+                    match stopped.recv_timeout(placement.renew_every()) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => break,
+                    }
+                }
+                placement.release_all();
+            })?;
+        Ok(PlacementThread {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for PlacementThread {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts the stored conferences this node does not run yet (created through another node).
+fn start_new_conferences(state: &crate::api::AppState) {
+    let Ok(stored) = state.store.conferences() else {
+        return;
+    };
+    let running: std::collections::HashSet<String> =
+        state.engine.conference_ids().into_iter().collect();
+    for c in stored.iter().filter(|c| !running.contains(&c.id)) {
+        if let Err(e) = crate::api::start_conference(state, c) {
+            tracing::debug!(conference = %c.id, error = ?e, "stored conference not started");
+        }
+    }
 }
 
 /// Deletes closed call records older than the retention (none when it is 0): at start, and

@@ -182,7 +182,8 @@ pub(super) struct JoinQuery {
     request_body(content = String, content_type = "application/sdp",
         description = "SDP offer with one audio m-line (non-trickle: candidates included)"),
     security((), ("whip" = [])),
-    responses((status = 201, description = "SDP answer; Location names the session, Confab-Participant the participant, Confab-Roster-Token a bearer token that reads this conference's participants and events (GET only) while the session lives; one Link header per configured STUN/TURN URL (rel=\"ice-server\", RFC 9725)",
+    responses((status = 307, description = "Several nodes share a database and another runs this meeting: Location is the same join on that node (the credentials were checked here and are checked again there)"),
+        (status = 201, description = "SDP answer; Location names the session, Confab-Participant the participant, Confab-Roster-Token a bearer token that reads this conference's participants and events (GET only) while the session lives; one Link header per configured STUN/TURN URL (rel=\"ice-server\", RFC 9725)",
             body = String, content_type = "application/sdp"),
         (status = 400, description = "Malformed SDP, a body that cannot be read or a path parameter that cannot be", body = ErrorBody),
         (status = 401, description = "Unknown meeting ID, or missing, wrong or expired passcode or token (one answer for all but an expired token)", body = ErrorBody),
@@ -205,6 +206,10 @@ pub(super) async fn join(
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
     let headers = request.headers().clone();
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| request.uri().path().to_owned(), |p| p.as_str().to_owned());
     let sdp_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -280,6 +285,26 @@ pub(super) async fn join(
             }
         }
     };
+    // Several nodes: the meeting runs where its lease is; a join here for a meeting another
+    // node runs goes there (after the credentials were checked: a redirect tells a stranger
+    // nothing a refusal would not).
+    if let Some(placement) = state.placement.clone() {
+        let meeting = cid.clone();
+        let placed = blocking(move || {
+            placement
+                .place(&meeting)
+                .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()))
+        })
+        .await?;
+        if let crate::placement::Placed::Elsewhere(owner) = placed {
+            let location = format!("{}{path_and_query}", owner.api);
+            return Ok((
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, location)],
+            )
+                .into_response());
+        }
+    }
     let offer_text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("the offer is not UTF-8"))?;
     let slot = match webrtc.reserve(client, &cid) {

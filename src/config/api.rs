@@ -23,6 +23,10 @@ pub struct ApiConfig {
     /// Send `Strict-Transport-Security` on HTTPS responses (off by default: once a browser
     /// has seen it, the host cannot go back to plain HTTP for its max-age).
     pub hsts: bool,
+    /// This node's API as browsers and other nodes reach it (`https://node1.example:8443`),
+    /// where WHIP joins for a meeting this node runs are redirected when several nodes share
+    /// a database. Unset: `http(s)://listen`.
+    pub public_url: Option<String>,
 }
 
 impl ApiConfig {
@@ -40,6 +44,7 @@ impl Default for ApiConfig {
             tls_cert: None,
             tls_key: None,
             hsts: false,
+            public_url: None,
         }
     }
 }

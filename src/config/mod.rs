@@ -8,6 +8,7 @@ mod api;
 mod keypad;
 mod media;
 mod network;
+mod node;
 mod recording;
 mod sections;
 mod sip;

@@ -65,6 +65,9 @@ pub struct StorageConfig {
     /// This node's name in the shared database (its records; unset: the host name). Two nodes
     /// on one database must not share it.
     pub node: Option<String>,
+    /// With `url`: seconds a node's lease on a meeting lasts unrenewed (it renews every third
+    /// of it); a node that dies loses its meetings after this long.
+    pub lease_secs: u64,
 }
 
 impl StorageConfig {
@@ -95,6 +98,7 @@ impl Default for StorageConfig {
             records_retention_days: 365,
             url: None,
             node: None,
+            lease_secs: 15,
         }
     }
 }

@@ -154,6 +154,25 @@ impl Config {
                 format!("{node:?} is not 1 to 64 of A-Z a-z 0-9 . _ -"),
             ));
         }
+        if !(3..=300).contains(&self.storage.lease_secs) {
+            return Err(err(
+                "storage.lease_secs",
+                format!("{} is out of range 3..=300", self.storage.lease_secs),
+            ));
+        }
+        if self.storage.url.is_some()
+            && let Err((key, why)) = self.node_address()
+        {
+            return Err(err(key, why));
+        }
+        if let Some(url) = &self.api.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(err(
+                "api.public_url",
+                "must be an http:// or https:// URL".into(),
+            ));
+        }
         if let Some(url) = &self.storage.url
             && !url.starts_with("postgres://")
             && !url.starts_with("postgresql://")

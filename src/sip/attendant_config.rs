@@ -23,6 +23,8 @@ pub struct AttendantConfig {
     pub max_failures_per_source: u32,
     /// The keypad controls of callers in a meeting.
     pub keypad: crate::call::keypad::KeyMap,
+    /// Where meetings run when several nodes share a database (none: one node, here).
+    pub placement: Option<Arc<crate::placement::Placement>>,
 }
 
 impl AttendantConfig {

@@ -177,7 +177,7 @@ impl Shell {
         tokio::task::spawn_blocking(move || {
             if let Err(e) = engine.answered(&meeting, participant, pending.ports, spec) {
                 debug!(error = %e, "dial-out answered but its leg could not join");
-                let _ = moves.blocking_send((participant, Err(None)));
+                let _ = moves.blocking_send((participant, super::shell::MoveEnd::Lost));
             }
         });
     }

@@ -262,6 +262,7 @@ impl Uas {
         let Some(c) = self.calls.get_mut(&call.0) else {
             return;
         };
+        let mut moved_to = None;
         let (code, reason) = match result {
             JoinResult::Joined { participant, local } => {
                 c.participant = Some(participant);
@@ -283,6 +284,10 @@ impl Uas {
             JoinResult::Unavailable => (503, "Service Unavailable"),
             JoinResult::Forbidden => (403, "Forbidden (too many failed attempts)"),
             JoinResult::NotAllowed => (403, "Forbidden (not admitted to this conference)"),
+            JoinResult::Moved { ref to } => {
+                moved_to = Some(to.clone());
+                (302, "Moved Temporarily")
+            }
         };
         let Some(c) = self.calls.get_mut(&call.0) else {
             return;
@@ -314,8 +319,9 @@ impl Uas {
             if code == 503 {
                 r.push_header("Retry-After", "30");
             }
-            if let (302, Some(d), Some(user)) = (code, redirect, c.invite.request_user()) {
-                r.push_header("Contact", format!("<sip:{user}@{d}>"));
+            let to = moved_to.or_else(|| redirect.map(|d| d.to_string()));
+            if let (302, Some(to), Some(user)) = (code, to, c.invite.request_user()) {
+                r.push_header("Contact", format!("<sip:{user}@{to}>"));
             }
             c.state = CallState::Rejected;
         }

@@ -9,8 +9,10 @@ use std::time::Instant;
 
 use tracing::debug;
 
-use super::refusal::{Refusal, would_refuse};
+use super::refusal::would_refuse;
+use super::shell::MoveEnd;
 use super::{Caller, LOBBY, Shell};
+use crate::placement::Placed;
 use crate::call::language_menu::{self, LanguageMenu, MenuOutcome};
 use crate::call::playing_time;
 use crate::conference::limiter::{Credential, FailureLimiter, Transport};
@@ -225,6 +227,7 @@ impl Shell {
                     self.in_meeting
                         .insert(participant, super::keys::InMeeting::speaking(language));
                     let moves = self.moves.clone();
+                    let placement = self.config.placement.clone();
                     tokio::spawn(async move {
                         // A meeting that says names (and would take the caller) asks for
                         // one first.
@@ -233,7 +236,15 @@ impl Shell {
                             record_name(&engine, participant, ask_name).await;
                         }
                         let _ = tokio::task::spawn_blocking(move || {
-                            move_to_meeting(&engine, participant, &meeting, joiner, role, &moves)
+                            move_to_meeting(
+                                &engine,
+                                participant,
+                                &meeting,
+                                joiner,
+                                role,
+                                placement.as_deref(),
+                                &moves,
+                            )
                         })
                         .await;
                     });
@@ -279,10 +290,25 @@ fn move_to_meeting(
     meeting: &str,
     joiner: Joiner,
     role: Role,
-    moves: &tokio::sync::mpsc::Sender<(ParticipantId, Result<String, Option<Refusal>>)>,
+    placement: Option<&crate::placement::Placement>,
+    moves: &tokio::sync::mpsc::Sender<(ParticipantId, MoveEnd)>,
 ) {
+    // Several nodes: the meeting runs where its lease is, and only there.
+    match placement.map(|p| p.place(meeting)) {
+        None | Some(Ok(Placed::Here)) => {}
+        Some(Ok(Placed::Elsewhere(owner))) => {
+            let target = format!("sip:{meeting}@{}", owner.sip);
+            let _ = moves.blocking_send((participant, MoveEnd::Elsewhere(target)));
+            return;
+        }
+        Some(Err(e)) => {
+            debug!(error = %e, %meeting, "attendant: placement unavailable");
+            let _ = moves.blocking_send((participant, MoveEnd::Lost));
+            return;
+        }
+    }
     if let Some(refusal) = would_refuse(engine, meeting, role) {
-        let _ = moves.blocking_send((participant, Err(Some(refusal))));
+        let _ = moves.blocking_send((participant, MoveEnd::Refused(refusal)));
         return;
     }
     let _ = engine.detect_dtmf(LOBBY, participant, false);
@@ -290,10 +316,11 @@ fn move_to_meeting(
     if let Err(e) = &moved {
         debug!(error = %e, %meeting, "attendant: could not move the caller");
     }
-    let _ = moves.blocking_send((
-        participant,
-        moved.map(|()| meeting.to_owned()).map_err(|_| None),
-    ));
+    let end = match moved {
+        Ok(()) => MoveEnd::In(meeting.to_owned()),
+        Err(_) => MoveEnd::Lost,
+    };
+    let _ = moves.blocking_send((participant, end));
 }
 
 /// Whether `meeting` says the names of those who enter and leave it, and would take this

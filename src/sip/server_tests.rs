@@ -219,6 +219,7 @@ fn a_panicking_sip_task_is_started_again_on_the_same_sockets() {
             settings: Default::default(),
             max_failures_per_source: 10,
             keypad: Default::default(),
+            placement: None,
         };
         let sip = SipServer::start(settings, attendant, engine).await.unwrap();
         let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();

@@ -7,6 +7,7 @@ use std::time::Instant;
 use tracing::debug;
 
 use super::*;
+use crate::placement::Placed;
 
 /// A join's outcome as the shell needs it.
 pub(super) struct Joined {
@@ -33,6 +34,19 @@ pub(super) struct Caller {
     pub(super) menu: bool,
 }
 
+/// How a move out of the lobby ended.
+#[derive(Debug)]
+pub(super) enum MoveEnd {
+    /// In this meeting.
+    In(String),
+    /// The meeting refused the caller: told why, then hung up.
+    Refused(refusal::Refusal),
+    /// The leg could not be moved: hung up.
+    Lost,
+    /// Another node holds the meeting: referred to this SIP URI.
+    Elsewhere(String),
+}
+
 pub(super) struct Shell {
     pub(super) engine: Arc<Engine>,
     pub(super) udp: Arc<UdpSocket>,
@@ -40,7 +54,7 @@ pub(super) struct Shell {
     pub(super) joins: mpsc::Sender<Joined>,
     /// Moves out of the lobby that finished: into which meeting, or failed (to be hung up,
     /// or told why first).
-    pub(super) moves: mpsc::Sender<(ParticipantId, Result<String, Option<refusal::Refusal>>)>,
+    pub(super) moves: mpsc::Sender<(ParticipantId, MoveEnd)>,
     /// Which conference each SIP participant is in. Bound: one per call the Uas holds (itself
     /// capped by `sip.max_calls`) or dial-out; removed when the participant is disconnected.
     pub(super) meetings: HashMap<ParticipantId, String>,
@@ -135,7 +149,7 @@ impl Shell {
                 tokio::task::spawn_blocking(move || {
                     if let Err(e) = engine.respec(&meeting, participant, *spec) {
                         debug!(error = %e, "sip: the leg could not take the new settings");
-                        let _ = moves.blocking_send((participant, Err(None)));
+                        let _ = moves.blocking_send((participant, MoveEnd::Lost));
                     }
                 });
             }
@@ -230,7 +244,33 @@ impl Shell {
         }
         let engine = Arc::clone(&self.engine);
         let joins = self.joins.clone();
+        // Several nodes: a direct call to a meeting this node knows goes where it runs.
+        let placement = self
+            .config
+            .placement
+            .clone()
+            .filter(|_| attendant.is_none() && engine.admission(&conference).is_some());
         tokio::task::spawn_blocking(move || {
+            let placed = placement.as_ref().map(|p| p.place(&conference));
+            let moved = match placed {
+                None | Some(Ok(Placed::Here)) => None,
+                Some(Ok(Placed::Elsewhere(owner))) => Some(JoinResult::Moved { to: owner.sip }),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, %conference, "placement unavailable");
+                    Some(JoinResult::Unavailable)
+                }
+            };
+            if let Some(result) = moved {
+                let _ = joins.blocking_send(Joined {
+                    call: request.call,
+                    result,
+                    conference,
+                    attendant,
+                    caller,
+                    refused: None,
+                });
+                return;
+            }
             let spec = request.negotiated.leg_spec(request.local_key);
             let joiner = Joiner {
                 display_name: request.display_name,
@@ -319,26 +359,30 @@ impl Shell {
     pub(super) fn moved(
         &mut self,
         participant: ParticipantId,
-        meeting: Result<String, Option<refusal::Refusal>>,
+        meeting: MoveEnd,
         hang_up: &mut Vec<ParticipantId>,
     ) {
         let left = self.left_in_move.iter().position(|p| *p == participant);
         let left = left.map(|i| self.left_in_move.swap_remove(i)).is_some();
         match meeting {
-            Ok(m) if left => {
+            MoveEnd::In(m) if left => {
                 self.meetings.insert(participant, m);
                 self.control(participant, Control::Hangup(participant));
             }
             // Only a caller still known (in the lobby): one that left during the move is not
             // put back, so the map keeps its bound.
-            Ok(m) => {
+            MoveEnd::In(m) => {
                 if let Some(at) = self.meetings.get_mut(&participant) {
                     *at = m.clone();
                     self.greet(participant, m, greeting::AFTER_MOVE);
                 }
             }
-            Err(Some(refusal)) => self.refuse(participant, refusal),
-            Err(None) => hang_up.push(participant),
+            MoveEnd::Refused(refusal) => self.refuse(participant, refusal),
+            MoveEnd::Lost => hang_up.push(participant),
+            // Another node holds the meeting: the caller is referred there (one that left
+            // meanwhile is gone already).
+            MoveEnd::Elsewhere(target) if !left => self.refers.push((participant, target)),
+            MoveEnd::Elsewhere(_) => {}
         }
     }
 

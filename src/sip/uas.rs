@@ -149,6 +149,8 @@ pub enum JoinResult {
     Forbidden,
     /// The conference does not take this caller (not authenticated, not an attendee).
     NotAllowed,
+    /// Another node runs the meeting: answered 302 to its SIP address (`host:port`).
+    Moved { to: String },
 }
 
 /// What the shell must do.

@@ -20,6 +20,7 @@ mod api;
 mod api_metrics;
 mod browser;
 mod cli;
+mod cluster;
 mod control_path;
 mod deploy;
 mod faults;

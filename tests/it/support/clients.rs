@@ -114,6 +114,7 @@ impl SipBridge {
             settings: AttendantSettings::default(),
             max_failures_per_source: 3,
             keypad: Default::default(),
+            placement: None,
         };
         adjust_attendant(&mut attendant);
         super::wire_scan::install_in_process();
@@ -421,6 +422,8 @@ pub struct RawUa {
     user: String,
     /// Header lines added to the INVITE (each ending in CRLF).
     pub extra_headers: String,
+    /// The last final response to an INVITE, whole.
+    pub last_final: String,
 }
 
 impl RawUa {
@@ -438,6 +441,7 @@ impl RawUa {
             cseq: 1,
             user: String::new(),
             extra_headers: String::new(),
+            last_final: String::new(),
         }
     }
 
@@ -523,6 +527,7 @@ impl RawUa {
             if code < 200 {
                 continue;
             }
+            self.last_final = r.clone();
             let to = Self::header(&r, "To").unwrap_or_default().to_owned();
             self.to_tag = to.split(";tag=").nth(1).map(str::to_owned);
             let ack_branch = if code == 200 {

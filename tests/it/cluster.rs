@@ -1,0 +1,114 @@
+//! Several nodes on one PostgreSQL: a meeting runs on exactly one node, the holder of its
+//! lease, and the other nodes send its callers there (SIP 302, WHIP 307); when the owner dies,
+//! its lease runs out and the meeting starts again on the node the next caller reaches.
+
+use std::time::{Duration, Instant};
+
+use confab_loadtest::postgres::{PostgresUnavailable, TestPostgres};
+
+use crate::support;
+use crate::support::clients::RawUa;
+use crate::support::server::{Server, http_raw};
+
+const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+
+/// A throwaway PostgreSQL, or `None` (a skip) where it is not installed outside CI.
+fn postgres() -> Option<TestPostgres> {
+    match TestPostgres::start() {
+        Ok(server) => Some(server),
+        Err(PostgresUnavailable::NotInstalled) if std::env::var_os("CI").is_none() => {
+            eprintln!("SKIP: PostgreSQL is not installed");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Calls `meeting` at `sip` until the answer is `want` (at most `within`); the last answer.
+fn call_until(sip: std::net::SocketAddr, meeting: &str, want: u16, within: Duration) -> RawUa {
+    let deadline = Instant::now() + within;
+    for attempt in 0.. {
+        let mut ua = RawUa::new(sip, &format!("{meeting}-{}-{attempt}", sip.port()));
+        let (code, _) = ua.invite(meeting, SDP);
+        if code == want || Instant::now() >= deadline {
+            assert_eq!(code, want, "{}", ua.last_final);
+            return ua;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    unreachable!()
+}
+
+#[test]
+fn a_meeting_runs_on_one_node_and_the_others_send_its_callers_there() {
+    let _turn = support::shared();
+    let Some(pg) = postgres() else {
+        return;
+    };
+    let url = pg.create_database("cluster").unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let node = |name: &'static str| {
+        [
+            "--storage-url".to_owned(),
+            url.clone(),
+            "--storage-node".to_owned(),
+            name.to_owned(),
+            "--storage-lease-secs".to_owned(),
+            "3".to_owned(),
+        ]
+    };
+    let args_a = node("a");
+    let args_b = node("b");
+    let a = Server::start(dir_a.path(), None, &args_a.each_ref().map(String::as_str));
+    let b = Server::start(dir_b.path(), None, &args_b.each_ref().map(String::as_str));
+    // Created through node a, after b started: b learns of it within a renewal (1 s).
+    let (s, v) = a.call("POST", "/v1/conferences", Some(r#"{"id":"4321"}"#));
+    assert_eq!(s, 201, "{v}");
+
+    // The first call, at a, claims the meeting for a.
+    let mut first = RawUa::new(a.sip, "first");
+    let (code, _) = first.invite("4321", SDP);
+    assert_eq!(code, 200, "{}", first.last_final);
+
+    // A call to b is sent to a (404 until b knows the conference).
+    let moved = call_until(b.sip, "4321", 302, Duration::from_secs(5));
+    assert!(
+        moved.last_final.contains(&format!("Contact: <sip:4321@{}>", a.sip)),
+        "{}",
+        moved.last_final
+    );
+
+    // A browser's WHIP join at b goes to a's API.
+    let (status, head, body) = http_raw(
+        b.api,
+        "POST",
+        "/v1/conferences/4321/whip?name=Ann",
+        Some("v=0\r\n"),
+        None,
+        &[("Content-Type", "application/sdp")],
+    );
+    assert_eq!(status, 307, "{head}\n{body}");
+    let location = format!("location: http://{}/v1/conferences/4321/whip?name=Ann", a.api);
+    // (hyper writes header names in lower case)
+    assert!(head.contains(&location), "{head}");
+
+    // a dies: its lease runs out (3 s) and the next call to b is taken there.
+    let killed = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(a.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let mut taken = call_until(b.sip, "4321", 200, Duration::from_secs(10));
+    let after = killed.elapsed();
+    assert!(after <= Duration::from_secs(6), "took {after:?}");
+    // A call to b now stays at b.
+    assert_eq!(taken.request("BYE", None, ""), 200);
+
+    // Both nodes wrote their calls' records to PostgreSQL, each under its name.
+    let nodes = pg
+        .psql("cluster", "SELECT DISTINCT node FROM records ORDER BY node")
+        .unwrap();
+    assert_eq!(nodes.split_whitespace().collect::<Vec<_>>(), ["a", "b"]);
+    drop((a, b));
+}
