@@ -43,6 +43,8 @@ pub struct EventHub {
     live: broadcast::Sender<Published>,
     /// Participants that left, by reason (for the metrics).
     disconnects: Mutex<std::collections::HashMap<&'static str, u64>>,
+    /// The next event's id (events come from the engine and from the recorder).
+    next: std::sync::atomic::AtomicU64,
 }
 
 /// The API's name and JSON of an event (`None`: not published).
@@ -122,11 +124,11 @@ impl EventHub {
         let hub = Arc::new(EventHub {
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
             disconnects: Mutex::default(),
+            next: std::sync::atomic::AtomicU64::new(1),
             live,
         });
         let h = Arc::clone(&hub);
         tokio::spawn(async move {
-            let mut next = 1u64;
             loop {
                 let e = match events.recv().await {
                     Ok(e) => e,
@@ -146,23 +148,31 @@ impl EventHub {
                 let Some((kind, data)) = describe(&e) else {
                     continue;
                 };
-                let p = Published {
-                    id: next,
-                    conference: Arc::clone(&e.conference),
-                    kind,
-                    data: Arc::from(data.to_string()),
-                };
-                next += 1;
-                if let Ok(mut history) = h.history.lock() {
-                    if history.len() == HISTORY {
-                        history.pop_front();
-                    }
-                    history.push_back(p.clone());
-                }
-                let _ = h.live.send(p);
+                h.publish(Arc::clone(&e.conference), kind, &data);
             }
         });
         hub
+    }
+
+    /// Numbers an event, keeps it for replay and sends it to the streams open now.
+    pub fn publish(&self, conference: Arc<str>, kind: &'static str, data: &Value) {
+        // Numbered and kept under the history's lock, so ids stay in order in the replay.
+        let Ok(mut history) = self.history.lock() else {
+            return;
+        };
+        let p = Published {
+            id: self
+                .next
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            conference,
+            kind,
+            data: Arc::from(data.to_string()),
+        };
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(p.clone());
+        let _ = self.live.send(p);
     }
 
     fn count_disconnect(&self, reason: &'static str) {

@@ -192,6 +192,7 @@ impl AppState {
 
     /// Records conferences with `recorder`.
     pub fn with_recordings(mut self, recorder: Arc<crate::recording::Recorder>) -> Self {
+        recordings::publish_to(&recorder, Arc::clone(&self.events));
         self.recordings = Some(recorder);
         self
     }

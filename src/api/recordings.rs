@@ -65,6 +65,25 @@ impl From<RecordError> for ApiError {
     }
 }
 
+/// `recording.started` and `recording.stopped` (its files closed: stopped, or the conference
+/// ended) on the event streams.
+pub(super) fn publish_to(recorder: &Recorder, events: Arc<super::EventHub>) {
+    recorder.on_change(move |n| {
+        let (kind, data) = match n.closed_ms {
+            None => (
+                "recording.started",
+                serde_json::json!({ "conference": n.conference, "recording": n.id }),
+            ),
+            Some(ms) => (
+                "recording.stopped",
+                serde_json::json!({ "conference": n.conference, "recording": n.id,
+                                    "duration_ms": ms }),
+            ),
+        };
+        events.publish(Arc::from(n.conference.as_str()), kind, &data);
+    });
+}
+
 fn recorder(state: &AppState) -> Result<Arc<Recorder>, ApiError> {
     state.recordings.clone().ok_or_else(|| {
         ApiError::new(

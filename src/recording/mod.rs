@@ -21,7 +21,7 @@ use std::sync::mpsc::SyncSender;
 use crate::conference::{Event, State};
 
 pub use files::{MAX_SCANNED, valid_id};
-pub use recorder::{RecordError, Recorder, RecordingSettings};
+pub use recorder::{RecordError, Recorder, RecordingNotice, RecordingSettings};
 pub use sidecar::{Interval, ParticipantTrack, RecordingMeta, RecordingState};
 
 /// Largest mix frame: 20 ms at 48 kHz.

@@ -52,6 +52,24 @@ impl From<EngineError> for RecordError {
     }
 }
 
+/// A recording started, or closed (stopped, or its conference ended: the files are complete).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordingNotice {
+    pub conference: String,
+    pub id: String,
+    /// `None` when it started; its length once closed.
+    pub closed_ms: Option<u64>,
+}
+
+/// Told of each [`RecordingNotice`] (the API's event stream), from API and writer threads.
+pub(crate) type Listener = Arc<std::sync::OnceLock<Box<dyn Fn(RecordingNotice) + Send + Sync>>>;
+
+pub(crate) fn tell(listener: &Listener, notice: RecordingNotice) {
+    if let Some(f) = listener.get() {
+        f(notice);
+    }
+}
+
 /// A recording in progress.
 struct Active {
     id: String,
@@ -68,6 +86,7 @@ pub struct Recorder {
     active: Mutex<HashMap<String, Active>>,
     next_key: AtomicU64,
     writer: Mutex<Option<JoinHandle<()>>>,
+    listener: Listener,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -93,16 +112,25 @@ impl Recorder {
         let (queue, rx) = std::sync::mpsc::sync_channel(QUEUE_FRAMES);
         let dir = settings.dir.clone();
         let retention = retention(&settings);
+        let listener: Listener = Arc::default();
+        let told = Arc::clone(&listener);
         let writer = std::thread::Builder::new()
             .name("confab-recorder".into())
-            .spawn(move || writer::run(dir, rx, retention))?;
+            .spawn(move || writer::run(dir, rx, retention, told))?;
         Ok(Recorder {
             settings,
             queue,
             active: Mutex::new(HashMap::new()),
             next_key: AtomicU64::new(1),
             writer: Mutex::new(Some(writer)),
+            listener,
         })
+    }
+
+    /// Tells `f` of every recording started and closed from now on (set once; later calls are
+    /// ignored).
+    pub fn on_change(&self, f: impl Fn(RecordingNotice) + Send + Sync + 'static) {
+        let _ = self.listener.set(Box::new(f));
     }
 
     pub fn dir(&self) -> &Path {
@@ -171,6 +199,14 @@ impl Recorder {
             let _ = self.queue.send(Msg::Present { key, people });
         }
         tracing::info!(recording = %id, conference, "recording started");
+        tell(
+            &self.listener,
+            RecordingNotice {
+                conference: conference.to_owned(),
+                id: id.clone(),
+                closed_ms: None,
+            },
+        );
         active.insert(conference.to_owned(), Active { id, key, live });
         Ok(meta)
     }

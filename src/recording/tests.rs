@@ -144,7 +144,8 @@ fn the_writer_closes_a_recording_whose_tap_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let (queue, rx) = std::sync::mpsc::sync_channel(super::QUEUE_FRAMES);
     let path = dir.path().to_owned();
-    let thread = std::thread::spawn(move || writer::run(path, rx, Retention::default()));
+    let thread =
+        std::thread::spawn(move || writer::run(path, rx, Retention::default(), Default::default()));
     let id = "1234-1-00000000";
     let file = std::fs::File::create(files::audio_path(dir.path(), id)).unwrap();
     let live = Arc::new(Live::default());

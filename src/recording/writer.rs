@@ -16,6 +16,7 @@ use confab_dsp::resample::{Rate, Resampler};
 
 use super::files;
 use super::ogg::OggOpusWriter;
+use super::recorder::{Listener, RecordingNotice, tell};
 use super::sidecar::RecordingMeta;
 use super::{FRAME_MAX, Live, Mark, Msg};
 
@@ -61,7 +62,7 @@ impl Open {
     }
 }
 
-pub(crate) fn run(dir: PathBuf, queue: Receiver<Msg>, retention: Retention) {
+pub(crate) fn run(dir: PathBuf, queue: Receiver<Msg>, retention: Retention, listener: Listener) {
     let mut open: HashMap<u64, Open> = HashMap::new();
     let mut packet = [0u8; 1275];
     let mut pcm = [0i16; FRAME_MAX];
@@ -71,7 +72,7 @@ pub(crate) fn run(dir: PathBuf, queue: Receiver<Msg>, retention: Retention) {
     loop {
         match queue.recv_timeout(Duration::from_millis(250)) {
             Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-            Ok(msg) => handle(&dir, msg, &mut open, &mut packet, &mut pcm),
+            Ok(msg) => handle(&dir, msg, &mut open, &mut packet, &mut pcm, &listener),
             Err(RecvTimeoutError::Timeout) => {}
         }
         if housekeeping.elapsed() < Duration::from_secs(1) {
@@ -89,13 +90,13 @@ pub(crate) fn run(dir: PathBuf, queue: Receiver<Msg>, retention: Retention) {
             loop {
                 match queue.try_recv() {
                     Ok(Msg::Shutdown) | Err(TryRecvError::Disconnected) => break,
-                    Ok(msg) => handle(&dir, msg, &mut open, &mut packet, &mut pcm),
+                    Ok(msg) => handle(&dir, msg, &mut open, &mut packet, &mut pcm, &listener),
                     Err(TryRecvError::Empty) => break,
                 }
             }
             for key in orphans {
                 if let Some(o) = open.remove(&key) {
-                    close(&dir, o, &[]);
+                    close(&dir, o, &[], &listener);
                 }
             }
         }
@@ -111,7 +112,7 @@ pub(crate) fn run(dir: PathBuf, queue: Receiver<Msg>, retention: Retention) {
         }
     }
     for (_, o) in open.drain() {
-        close(&dir, o, &[]);
+        close(&dir, o, &[], &listener);
     }
 }
 
@@ -121,6 +122,7 @@ fn handle(
     open: &mut HashMap<u64, Open>,
     packet: &mut [u8; 1275],
     pcm: &mut [i16; FRAME_MAX],
+    listener: &Listener,
 ) {
     match msg {
         Msg::Start(session) => {
@@ -199,9 +201,11 @@ fn handle(
             names,
             discard,
         } => {
+            // A recording that never began is not told of.
+            let none = Listener::default();
             if let Some(o) = open.remove(&key) {
                 let id = o.session.meta.id.clone();
-                close(dir, o, &names);
+                close(dir, o, &names, if discard { &none } else { listener });
                 if discard {
                     files::delete(dir, &id);
                 }
@@ -253,7 +257,7 @@ fn write_sidecar(dir: &std::path::Path, o: &mut Open) {
     }
 }
 
-fn close(dir: &std::path::Path, mut o: Open, names: &[(u64, String)]) {
+fn close(dir: &std::path::Path, mut o: Open, names: &[(u64, String)], listener: &Listener) {
     let at = o.now_ms();
     for (id, name) in names {
         o.session.meta.name(*id, name);
@@ -267,6 +271,14 @@ fn close(dir: &std::path::Path, mut o: Open, names: &[(u64, String)]) {
         tracing::warn!(error = %e, recording = %meta.id, "recording sidecar not written");
     }
     tracing::info!(recording = %meta.id, conference = %meta.conference, duration_ms = at, "recording closed");
+    tell(
+        listener,
+        RecordingNotice {
+            conference: meta.conference,
+            id: meta.id,
+            closed_ms: Some(at),
+        },
+    );
 }
 
 fn prune(dir: &std::path::Path, open: &HashMap<u64, Open>, retention: Retention) {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use confab::media::codec::Codec;
 use serde_json::{Value, json};
 use support::Endpoint;
-use support::server::Server;
+use support::server::{EventStream, Server};
 
 fn join(server: &Server, cid: &str, e: &Endpoint, pt: u8, rtpmap: &str, who: &str) -> SocketAddr {
     let body = json!({ "sdp": support::offer_for(e, pt, rtpmap), "display_name": who }).to_string();
@@ -123,6 +123,19 @@ fn a_three_talker_meeting_is_recorded_with_each_tone() {
     // Listed under its conference.
     let (_, list) = server.call("GET", "/v1/recordings?conference=6001", None);
     assert_eq!(list["recordings"][0]["id"], id.as_str());
+    // Told on the conference's event stream (replayed from the start).
+    let mut events = EventStream::open(server.api, "/v1/conferences/6001/events", None, Some(0));
+    let mut told = Vec::new();
+    while let Some((_, kind, data)) = events.next() {
+        if kind.starts_with("recording.") {
+            assert_eq!(data["recording"], id.as_str(), "{data}");
+            told.push(kind);
+        }
+        if told.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(told, ["recording.started", "recording.stopped"]);
 }
 
 #[test]
