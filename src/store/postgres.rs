@@ -371,19 +371,41 @@ impl Backend for Postgres {
         self.call(move |c| {
             let claim = claim_sql(|i| format!("${i}"));
             for _ in 0..CLAIM_ATTEMPTS {
+                let mut tx = c.transaction()?;
+                // The holder before this claim (its row locked until the claim commits).
+                let before: Option<String> = tx
+                    .query_opt(
+                        "SELECT node FROM placement WHERE meeting = $1 FOR UPDATE",
+                        &[&meeting],
+                    )?
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
                 let params: [&(dyn postgres::types::ToSql + Sync); 6] =
                     [&meeting, &me.node, &me.sip, &me.api, &now, &lease];
-                let owner = match c.query_opt(&claim, &params)? {
+                let owner = match tx.query_opt(&claim, &params)? {
                     Some(row) => Some(row),
-                    None => c.query_opt(
+                    None => tx.query_opt(
                         "SELECT meeting, node, sip, api, expires_at FROM placement
                          WHERE meeting = $1",
                         &[&meeting],
                     )?,
                 };
-                if let Some(row) = owner {
-                    return lease_row(&row).map(Some);
+                let Some(row) = owner else {
+                    tx.commit()?;
+                    continue;
+                };
+                let lease = lease_row(&row)?;
+                // Taken over from a node whose lease ran out: that node is gone, and so are
+                // the calls it had in this meeting.
+                if let Some(lost) = before.filter(|b| *b != me.node && lease.owner.node == me.node) {
+                    tx.execute(
+                        "UPDATE records SET left_at = $1, reason = 'node-lost'
+                         WHERE node = $2 AND conference = $3 AND left_at IS NULL",
+                        &[&now, &lost, &meeting],
+                    )?;
                 }
+                tx.commit()?;
+                return Ok(Some(lease));
             }
             Ok(None)
         })?
