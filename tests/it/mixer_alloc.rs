@@ -1,7 +1,7 @@
 //! A conference tick in steady state allocates nothing: a counting global allocator watches
 //! `ConferenceMedia::tick` with three talkers (PCMU, G.722, Opus: a 48 kHz mix; or three phones:
-//! an 8 kHz mix) and twenty listeners whose packets arrive over real UDP sockets on 127.0.0.1.
-//! Time is stepped explicitly.
+//! an 8 kHz mix) and twenty listeners whose packets arrive over real UDP sockets on 127.0.0.1,
+//! the mix recorded. Time is stepped explicitly.
 //!
 //! The allocator is the whole test binary's, and other tests allocate: it counts only once
 //! armed, and only the test's own process arms it. The test runs itself again as a process of
@@ -286,8 +286,13 @@ fn steady_ticks_allocate_nothing(
     let widest = talking.iter().map(|c| c.rate().hz()).max().unwrap();
     assert_eq!(conference.mix_rate().hz(), widest, "{talking:?}");
     let mut relayed_out = 0;
+    // Recorded: each tick's mix is copied into the recording's queue (by value; the queue was
+    // allocated when it was made).
+    let (tap, recorded) = confab::recording::RecordingTap::unwritten(1024);
+    assert!(conference.set_recording(Some(tap)).is_none());
 
     let mut measured = 0;
+    let jitter = confab::mixer::stats::JitterHistogram::default();
     for tick in 0..400u32 {
         for (e, to) in talkers.iter_mut().zip(&targets) {
             e.send_frame(*to);
@@ -298,6 +303,10 @@ fn steady_ticks_allocate_nothing(
         let now = t0 + Duration::from_millis(20 * u64::from(tick));
         let before = ALLOCATIONS.load(Ordering::SeqCst);
         conference.tick_with(now, helper.as_mut(), |_| {});
+        // The mixer thread's look at the legs' jitter (a second apart) is as steady.
+        if tick.is_multiple_of(50) {
+            conference.sample_jitter(&jitter);
+        }
         let made = ALLOCATIONS.load(Ordering::SeqCst) - before;
         if tick >= 200 {
             measured += made;
@@ -316,6 +325,14 @@ fn steady_ticks_allocate_nothing(
     let stats = conference.leg_stats(webrtc).unwrap();
     assert!(stats.packets_in >= 399 && stats.webrtc, "{stats:?}");
     assert_eq!(measured, 0, "allocations in 200 steady ticks");
+    assert_eq!(recorded.frames(), 400, "frames recorded in 400 ticks");
+    // Every leg that sent (talkers, listeners' one packet, the WebRTC leg) was looked at.
+    let (counts, overflow, _) = jitter.read();
+    let looks: u64 = counts.iter().sum::<u64>() + overflow;
+    assert!(
+        looks >= 7 * (listeners as u64 + 4),
+        "{looks} looks at the legs' jitter"
+    );
     let split = conference.counters.split_ticks.load(Ordering::Relaxed);
     if helper.is_some() {
         assert!(
