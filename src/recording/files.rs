@@ -86,6 +86,41 @@ pub(crate) fn scan(dir: &Path) -> Vec<RecordingMeta> {
     found
 }
 
+/// The granule position (48 kHz samples, pre-skip included) of the last Ogg page in `path`,
+/// looked for in its last 64 kB.
+pub(crate) fn last_granule(path: &Path) -> Option<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let size = file.metadata().ok()?.len();
+    let from = size.saturating_sub(64 * 1024);
+    file.seek(SeekFrom::Start(from)).ok()?;
+    let mut tail = Vec::with_capacity((size - from) as usize);
+    file.read_to_end(&mut tail).ok()?;
+    let at = tail.windows(4).rposition(|w| w == b"OggS")?;
+    let granule = tail.get(at + 6..at + 14)?;
+    Some(u64::from_le_bytes(granule.try_into().ok()?))
+}
+
+/// Recordings a bridge left `recording` when it stopped without closing them (none is open
+/// when this runs, at the writer's start): marked `interrupted`, with the length their audio
+/// has. Answers how many.
+pub(crate) fn recover(dir: &Path, pre_skip: u16) -> usize {
+    let mut n = 0;
+    for mut meta in scan(dir) {
+        if meta.state != super::RecordingState::Recording {
+            continue;
+        }
+        let samples = last_granule(&audio_path(dir, &meta.id)).unwrap_or(0);
+        meta.duration_ms = samples.saturating_sub(u64::from(pre_skip)) / 48;
+        meta.state = super::RecordingState::Interrupted;
+        meta.bytes = 0;
+        if write_meta(dir, &meta).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Deletes a recording's files; false when it had none.
 pub(crate) fn delete(dir: &Path, id: &str) -> bool {
     if !valid_id(id) {

@@ -177,10 +177,31 @@ impl RecordingTap {
         });
     }
 
+    /// A tap whose queue (`capacity` messages) no writer reads, for code that drives a
+    /// conference itself (tests): [`TapQueue::frames`] counts what it was given.
+    pub fn unwritten(capacity: usize) -> (RecordingTap, TapQueue) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
+        let tap = RecordingTap::new(0, tx, Arc::default());
+        (tap, TapQueue(rx))
+    }
+
     fn push(&self, msg: Msg) {
         if self.queue.try_send(msg).is_err() {
             DROPPED_FRAMES.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// The far end of [`RecordingTap::unwritten`].
+pub struct TapQueue(std::sync::mpsc::Receiver<Msg>);
+
+impl TapQueue {
+    /// Frames queued since the last call (taken off the queue).
+    pub fn frames(&self) -> usize {
+        self.0
+            .try_iter()
+            .filter(|m| matches!(m, Msg::Frame(_)))
+            .count()
     }
 }
 

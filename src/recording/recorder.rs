@@ -109,6 +109,15 @@ impl Recorder {
     /// minute).
     pub fn start(settings: RecordingSettings) -> std::io::Result<Recorder> {
         std::fs::create_dir_all(&settings.dir)?;
+        // Before any recording opens: what says `recording` now was left by a bridge that
+        // stopped without closing it.
+        let recovered = files::recover(&settings.dir, PRE_SKIP);
+        if recovered > 0 {
+            tracing::warn!(
+                recordings = recovered,
+                "recordings left open by a bridge that stopped without closing them: marked interrupted"
+            );
+        }
         let (queue, rx) = std::sync::mpsc::sync_channel(QUEUE_FRAMES);
         let dir = settings.dir.clone();
         let retention = retention(&settings);

@@ -18,6 +18,9 @@ pub enum RecordingState {
     Recording,
     /// Stopped, or its conference ended.
     Complete,
+    /// The bridge stopped without closing it (killed, a crash): found so at the next start,
+    /// its length read from the audio's last page, which plays.
+    Interrupted,
 }
 
 /// A stretch of time in the recording (ms from its start).

@@ -224,3 +224,38 @@ fn the_writer_closes_a_recording_whose_tap_is_gone() {
     assert!(level(52_800, 62_400, 440.0) < -60.0);
     assert!(level(76_800, 110_000, 1000.0) > -30.0);
 }
+
+/// A file left unfinished with its sidecar saying `recording` (a killed bridge): the next
+/// writer marks it `interrupted` with the length of its whole pages.
+#[test]
+fn a_recording_left_open_is_found_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = "1234-2-00000000";
+    let file = std::fs::File::create(files::audio_path(dir.path(), id)).unwrap();
+    let mut ogg = OggOpusWriter::new(file, 1, PRE_SKIP, "confab").unwrap();
+    let mut enc = confab_dsp::opus::OpusEncoder::new(Default::default()).unwrap();
+    let mut packet = [0u8; 1275];
+    // 130 packets: two whole pages (2 s), 30 packets never written.
+    for f in 0..130 {
+        let n = enc
+            .encode(&tone(48_000, 440.0, 960, f * 960), &mut packet)
+            .unwrap();
+        ogg.packet(&packet[..n], 960).unwrap();
+    }
+    let meta = RecordingMeta::new(id.into(), "1234".into(), 2);
+    files::write_meta(dir.path(), &meta).unwrap();
+    let done = RecordingMeta {
+        state: RecordingState::Complete,
+        ..RecordingMeta::new("1234-3-00000000".into(), "1234".into(), 3)
+    };
+    std::fs::write(files::audio_path(dir.path(), &done.id), b"x").unwrap();
+    files::write_meta(dir.path(), &done).unwrap();
+
+    assert_eq!(files::recover(dir.path(), PRE_SKIP), 1);
+    let found = files::read_meta(dir.path(), id).unwrap();
+    assert_eq!(found.state, RecordingState::Interrupted);
+    assert_eq!(found.duration_ms, (100 * 960 - u64::from(PRE_SKIP)) / 48);
+    let untouched = files::read_meta(dir.path(), &done.id).unwrap();
+    assert_eq!(untouched.state, RecordingState::Complete);
+    assert_eq!(files::recover(dir.path(), PRE_SKIP), 0);
+}

@@ -168,4 +168,18 @@ fn a_killed_bridge_leaves_a_playable_recording() {
         seconds >= elapsed - 1.5,
         "{seconds:.2} s decoded of {elapsed:.2} s"
     );
+    // Started again on the same data: the recording is told as interrupted, with the length
+    // its audio has.
+    let server = Server::start(data.path(), None, &[]);
+    let (s, meta) = server.call("GET", &format!("/v1/recordings/{id}"), None);
+    assert_eq!(
+        (s, meta["state"].as_str()),
+        (200, Some("interrupted")),
+        "{meta}"
+    );
+    let told = meta["duration_ms"].as_f64().unwrap() / 1000.0;
+    assert!(
+        (told - seconds).abs() < 0.1,
+        "{told} s told, {seconds:.2} s decoded"
+    );
 }
