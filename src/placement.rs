@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
-use crate::store::{NodeAddress, Store, StoreError, unix_ms};
+use crate::store::{NodeAddress, Store, StoreError};
 
 /// The default lease: a dead node's meetings move after at most this long.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
@@ -41,16 +41,29 @@ pub struct PlacementCounters {
     pub owned: AtomicU64,
 }
 
+/// A meeting this node holds.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    /// Renewal rounds it has been empty.
+    idle: u8,
+    /// Its lease's expiry as the database last wrote it.
+    expires_at: i64,
+}
+
 /// This node's side of placement.
 #[derive(Debug)]
 pub struct Placement {
     store: Store,
     me: NodeAddress,
     lease: Duration,
-    /// The meetings this node holds, with the renewal rounds each has been empty. Bound: the
-    /// meetings claimed here (each claim is made for a join); pruned at each renewal of the
-    /// lost ones and of those empty for [`IDLE_ROUNDS`].
-    held: Mutex<HashMap<String, u8>>,
+    /// The meetings this node holds. Bound: the meetings claimed here (each claim is made for
+    /// a join of a stored conference); pruned at each renewal of the lost ones and of those
+    /// empty for [`IDLE_ROUNDS`].
+    held: Mutex<HashMap<String, Held>>,
+    /// When the last renewal succeeded, on this host's monotonic clock: past two thirds of a
+    /// lease without one, another node may have taken the meetings, so this one stops
+    /// hosting them (the fence that keeps a meeting from running on two nodes).
+    renewed_at: Mutex<Instant>,
     pub counters: PlacementCounters,
 }
 
@@ -61,6 +74,7 @@ impl Placement {
             me,
             lease,
             held: Mutex::new(HashMap::new()),
+            renewed_at: Mutex::new(Instant::now()),
             counters: PlacementCounters::default(),
         }
     }
@@ -78,14 +92,21 @@ impl Placement {
     /// Where `meeting` runs, claiming it for this node if no other node holds it. Blocking (a
     /// database round trip): call it from the blocking pool or a thread of its own.
     pub fn place(&self, meeting: &str) -> Result<Placed, StoreError> {
-        self.place_at(meeting, unix_ms(SystemTime::now()))
+        self.place_at(meeting, None)
     }
 
-    fn place_at(&self, meeting: &str, now: i64) -> Result<Placed, StoreError> {
+    /// `now`: ms since the epoch (tests); none: the database's clock.
+    fn place_at(&self, meeting: &str, now: Option<i64>) -> Result<Placed, StoreError> {
         let lease = self.store.claim(meeting, &self.me, now, self.lease_ms())?;
         if lease.owner.node == self.me.node {
             if let Ok(mut held) = self.held.lock() {
-                held.insert(meeting.to_owned(), 0);
+                held.insert(
+                    meeting.to_owned(),
+                    Held {
+                        idle: 0,
+                        expires_at: lease.expires_at,
+                    },
+                );
                 self.counters
                     .owned
                     .store(held.len() as u64, Ordering::Relaxed);
@@ -97,43 +118,80 @@ impl Placement {
     }
 
     /// Renews this node's leases and releases those of meetings `busy` says are empty for
-    /// [`IDLE_ROUNDS`] rounds; returns the meetings whose lease was lost.
+    /// [`IDLE_ROUNDS`] rounds; returns the meetings it no longer holds (lost, or not renewed
+    /// in time): the caller ends them here, so their callers redial to the new owner.
     pub fn renew(&self, busy: &dyn Fn(&str) -> bool) -> Vec<String> {
-        self.renew_at(unix_ms(SystemTime::now()), busy)
+        self.renew_at(None, Instant::now(), busy)
     }
 
-    fn renew_at(&self, now: i64, busy: &dyn Fn(&str) -> bool) -> Vec<String> {
-        let renewed = match self.store.renew(&self.me.node, now, self.lease_ms()) {
-            Ok(renewed) => renewed,
+    fn renew_at(
+        &self,
+        now: Option<i64>,
+        mono: Instant,
+        busy: &dyn Fn(&str) -> bool,
+    ) -> Vec<String> {
+        // Only the meetings held before the renewal: one claimed meanwhile is not lost.
+        let before: Vec<String> = match self.held.lock() {
+            Ok(held) => held.keys().cloned().collect(),
+            Err(_) => return Vec::new(),
+        };
+        let renewed = match self
+            .store
+            .renew(&self.me.node, &before, now, self.lease_ms())
+        {
+            Ok(renewed) => {
+                if let Ok(mut at) = self.renewed_at.lock() {
+                    *at = mono;
+                }
+                renewed
+            }
             Err(e) => {
                 self.counters.renew_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "placement: leases not renewed");
-                return Vec::new();
+                let since = self
+                    .renewed_at
+                    .lock()
+                    .map_or(Duration::MAX, |at| mono.saturating_duration_since(*at));
+                if since < self.lease * 2 / 3 {
+                    return Vec::new();
+                }
+                // Too long without a renewal: another node may hold them now. None renewed:
+                // every meeting held is given up below.
+                Vec::new()
             }
         };
+        let renewed: HashMap<String, i64> = renewed.into_iter().collect();
         let Ok(mut held) = self.held.lock() else {
             return Vec::new();
         };
         let mut lost = Vec::new();
         let mut idle = Vec::new();
-        held.retain(|meeting, rounds| {
-            if !renewed.contains(meeting) {
+        for meeting in &before {
+            let Some(h) = held.get_mut(meeting) else {
+                continue;
+            };
+            let Some(expires_at) = renewed.get(meeting) else {
+                held.remove(meeting);
                 lost.push(meeting.clone());
-                return false;
+                continue;
+            };
+            h.expires_at = *expires_at;
+            h.idle = if busy(meeting) { 0 } else { h.idle + 1 };
+            if h.idle >= IDLE_ROUNDS {
+                idle.push((meeting.clone(), h.expires_at));
+                held.remove(meeting);
             }
-            *rounds = if busy(meeting) { 0 } else { *rounds + 1 };
-            if *rounds >= IDLE_ROUNDS {
-                idle.push(meeting.clone());
-                return false;
-            }
-            true
-        });
+        }
         self.counters
             .owned
             .store(held.len() as u64, Ordering::Relaxed);
         drop(held);
-        for meeting in &idle {
-            if let Err(e) = self.store.release(meeting, &self.me.node) {
+        for (meeting, expires_at) in &idle {
+            // Only the lease just renewed: a claim since (a caller joined) keeps its own.
+            if let Err(e) = self
+                .store
+                .release(meeting, &self.me.node, Some(*expires_at))
+            {
                 tracing::warn!(%meeting, error = %e, "placement: lease not released");
             }
         }
@@ -148,12 +206,14 @@ impl Placement {
 
     /// Releases every lease this node holds (at the end of a drain or a stop).
     pub fn release_all(&self) {
-        let held: Vec<String> = match self.held.lock() {
-            Ok(mut held) => held.drain().map(|(m, _)| m).collect(),
+        let held: Vec<(String, Held)> = match self.held.lock() {
+            Ok(mut held) => held.drain().collect(),
             Err(_) => return,
         };
-        for meeting in held {
-            let _ = self.store.release(&meeting, &self.me.node);
+        for (meeting, h) in held {
+            let _ = self
+                .store
+                .release(&meeting, &self.me.node, Some(h.expires_at));
         }
         self.counters.owned.store(0, Ordering::Relaxed);
     }
@@ -182,24 +242,33 @@ mod tests {
         let lease = Duration::from_secs(15);
         let a = Placement::new(store.clone(), node("a"), lease);
         let b = Placement::new(store.clone(), node("b"), lease);
-        assert_eq!(a.place_at("1111", 0).unwrap(), Placed::Here);
-        assert_eq!(a.place_at("2222", 0).unwrap(), Placed::Here);
-        assert_eq!(b.place_at("1111", 1_000).unwrap(), Placed::Elsewhere(node("a")));
+        assert_eq!(a.place_at("1111", Some(0)).unwrap(), Placed::Here);
+        assert_eq!(a.place_at("2222", Some(0)).unwrap(), Placed::Here);
+        assert_eq!(
+            b.place_at("1111", Some(1_000)).unwrap(),
+            Placed::Elsewhere(node("a"))
+        );
         assert_eq!(b.counters.redirects.load(Ordering::Relaxed), 1);
         // 1111 has callers, 2222 stays empty: released after two rounds, then b may take it.
         let busy = |m: &str| m == "1111";
         for t in [5_000, 10_000] {
-            assert!(a.renew_at(t, &busy).is_empty());
+            assert!(a.renew_at(Some(t), Instant::now(), &busy).is_empty());
         }
         assert_eq!(a.counters.owned.load(Ordering::Relaxed), 1);
-        assert_eq!(b.place_at("2222", 10_001).unwrap(), Placed::Here);
-        assert_eq!(b.place_at("1111", 24_000).unwrap(), Placed::Elsewhere(node("a")));
+        assert_eq!(b.place_at("2222", Some(10_001)).unwrap(), Placed::Here);
+        assert_eq!(
+            b.place_at("1111", Some(24_000)).unwrap(),
+            Placed::Elsewhere(node("a"))
+        );
         // a stops renewing (it hung): its lease runs out and b takes the meeting over.
-        assert_eq!(b.place_at("1111", 25_000).unwrap(), Placed::Here);
-        assert_eq!(a.renew_at(26_000, &busy), ["1111"]);
+        assert_eq!(b.place_at("1111", Some(25_000)).unwrap(), Placed::Here);
+        assert_eq!(a.renew_at(Some(26_000), Instant::now(), &busy), ["1111"]);
         assert_eq!(a.counters.lost.load(Ordering::Relaxed), 1);
-        assert_eq!(a.place_at("1111", 26_000).unwrap(), Placed::Elsewhere(node("b")));
+        assert_eq!(
+            a.place_at("1111", Some(26_000)).unwrap(),
+            Placed::Elsewhere(node("b"))
+        );
         b.release_all();
-        assert!(store.leases(26_000).unwrap().is_empty());
+        assert!(store.leases(Some(26_000)).unwrap().is_empty());
     }
 }

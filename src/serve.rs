@@ -279,8 +279,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             }
         }
         info!(signal, "shutting down");
-        // Its meetings are free for other nodes at once, not after a lease.
-        drop(placement_thread);
         let _ = api_stop.send(());
         let _ = api_task.await;
         // Open recordings get their last page and their sidecar.
@@ -288,6 +286,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         if let Ok(sip) = std::sync::Arc::try_unwrap(sip) {
             sip.stop().await;
         }
+        // The calls are over: the meetings are free for other nodes at once, not after a
+        // lease (off the runtime's threads: the release waits on the database).
+        let _ = tokio::task::spawn_blocking(move || drop(placement_thread)).await;
         anyhow::Ok(())
     })?;
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
@@ -317,12 +318,18 @@ impl PlacementThread {
                 loop {
                     start_new_conferences(&state);
                     let engine = &state.engine;
-                    placement.renew(&|meeting| {
+                    let lost = placement.renew(&|meeting| {
                         engine.roster(meeting).is_ok_and(|r| {
-                            r.iter()
-                                .any(|p| !matches!(p.state, crate::conference::State::Disconnected(_)))
+                            r.iter().any(|p| {
+                                !matches!(p.state, crate::conference::State::Disconnected(_))
+                            })
                         })
                     });
+                    // Another node may run these now: they end here, and their callers who
+                    // dial again reach the owner (the fence against a meeting on two nodes).
+                    for meeting in lost {
+                        let _ = engine.control(&meeting, crate::mixer::Control::End);
+                    }
                     match stopped.recv_timeout(placement.renew_every()) {
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                         _ => break,

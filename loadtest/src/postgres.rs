@@ -90,7 +90,14 @@ impl TestPostgres {
     /// Creates database `name` and returns its URL.
     pub fn create_database(&self, name: &str) -> Result<String, PostgresUnavailable> {
         let out = Command::new(self.bin.join("createdb"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
             .arg(name)
             .output()
             .map_err(|e| PostgresUnavailable::Failed(format!("createdb: {e}")))?;

@@ -125,6 +125,12 @@ impl From<EngineError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
+        // The detail (a database's host and name) goes to the log, not to the client.
+        tracing::warn!(error = %e, "storage");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage",
+            "the database is unavailable",
+        )
     }
 }

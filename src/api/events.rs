@@ -161,9 +161,7 @@ impl EventHub {
             return;
         };
         let p = Published {
-            id: self
-                .next
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             conference,
             kind,
             data: Arc::from(data.to_string()),

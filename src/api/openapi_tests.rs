@@ -30,7 +30,10 @@ fn operations(doc: &Value) -> Vec<(String, String, Value)> {
 
 /// Answers that carry no body: any 204, and WHIP's DELETE (RFC 9725: 200 OK).
 fn bodiless(method: &str, path: &str, status: &str) -> bool {
-    status == "204" || (method == "delete" && path.ends_with("/whip/{session}") && status == "200")
+    // A redirect says where in Location (a WHIP join sent to the node running the meeting).
+    status == "204"
+        || status == "307"
+        || (method == "delete" && path.ends_with("/whip/{session}") && status == "200")
 }
 
 /// Whether a schema node says what it is (a type, a reference, a combination, an enum).

@@ -206,10 +206,10 @@ pub(super) async fn join(
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
     let headers = request.headers().clone();
-    let path_and_query = request
-        .uri()
-        .path_and_query()
-        .map_or_else(|| request.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let path_and_query = request.uri().path_and_query().map_or_else(
+        || request.uri().path().to_owned(),
+        |p| p.as_str().to_owned(),
+    );
     let sdp_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -290,13 +290,16 @@ pub(super) async fn join(
     // nothing a refusal would not).
     if let Some(placement) = state.placement.clone() {
         let meeting = cid.clone();
-        let placed = blocking(move || {
-            placement
-                .place(&meeting)
-                .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()))
-        })
-        .await?;
+        let placed = blocking(move || placement.place(&meeting).map_err(ApiError::from)).await?;
         if let crate::placement::Placed::Elsewhere(owner) = placed {
+            // Never from HTTPS to plain HTTP: the credentials would follow in the clear.
+            if state.https && !owner.api.starts_with("https://") {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "placement",
+                    "this meeting runs on a node without HTTPS",
+                ));
+            }
             let location = format!("{}{path_and_query}", owner.api);
             return Ok((
                 StatusCode::TEMPORARY_REDIRECT,

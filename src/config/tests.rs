@@ -327,6 +327,16 @@ fn a_postgresql_url_and_a_node_name_are_checked() {
         ("[storage]\nurl = \"mysql://db/confab\"\n", "storage.url"),
         ("[storage]\nnode = \"a b\"\n", "storage.node"),
         ("[storage]\nnode = \"\"\n", "storage.node"),
+        // Several nodes: each named, each reachable.
+        ("[storage]\nurl = \"postgres://db/confab\"\n", "storage.node"),
+        (
+            "[storage]\nurl = \"postgres://db/c\"\nnode = \"n1\"\n[sip]\nlisten = \"0.0.0.0:5060\"\n",
+            "sip.advertise",
+        ),
+        (
+            "[storage]\nurl = \"postgres://db/c\"\nnode = \"n1\"\n[api]\nlisten = \"0.0.0.0:8080\"\ntoken = \"t\"\n",
+            "api.public_url",
+        ),
     ] {
         let e = Config::from_toml(toml).unwrap_err();
         assert_eq!(e.key.as_deref(), Some(key), "{toml}: {e}");

@@ -160,6 +160,23 @@ impl Config {
                 format!("{} is out of range 3..=300", self.storage.lease_secs),
             ));
         }
+        if let Some(url) = &self.storage.url
+            && !url.starts_with("postgres://")
+            && !url.starts_with("postgresql://")
+        {
+            return Err(err(
+                "storage.url",
+                "must be a postgres:// or postgresql:// URL (unset for SQLite in data_dir)".into(),
+            ));
+        }
+        if self.storage.url.is_some() && self.storage.node.is_none() {
+            return Err(err(
+                "storage.node",
+                "with storage.url, each node must be named (two nodes of one name would both \
+                 take every meeting as their own)"
+                    .into(),
+            ));
+        }
         if self.storage.url.is_some()
             && let Err((key, why)) = self.node_address()
         {
@@ -171,15 +188,6 @@ impl Config {
             return Err(err(
                 "api.public_url",
                 "must be an http:// or https:// URL".into(),
-            ));
-        }
-        if let Some(url) = &self.storage.url
-            && !url.starts_with("postgres://")
-            && !url.starts_with("postgresql://")
-        {
-            return Err(err(
-                "storage.url",
-                "must be a postgres:// or postgresql:// URL (unset for SQLite in data_dir)".into(),
             ));
         }
         if self.recording.retention_days > 36_500 {

@@ -12,7 +12,6 @@ use tracing::debug;
 use super::refusal::would_refuse;
 use super::shell::MoveEnd;
 use super::{Caller, LOBBY, Shell};
-use crate::placement::Placed;
 use crate::call::language_menu::{self, LanguageMenu, MenuOutcome};
 use crate::call::playing_time;
 use crate::conference::limiter::{Credential, FailureLimiter, Transport};
@@ -20,6 +19,7 @@ use crate::conference::roster::EntryExit;
 use crate::conference::{Admission, DisconnectReason, ParticipantId, Role};
 use crate::engine::{Engine, Joiner};
 use crate::mixer::Control;
+use crate::placement::Placed;
 use crate::sip::attendant::{Attendant, Directory, Outcome};
 use crate::sip::prompts::Prompt;
 

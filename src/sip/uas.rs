@@ -150,7 +150,9 @@ pub enum JoinResult {
     /// The conference does not take this caller (not authenticated, not an attendee).
     NotAllowed,
     /// Another node runs the meeting: answered 302 to its SIP address (`host:port`).
-    Moved { to: String },
+    Moved {
+        to: String,
+    },
 }
 
 /// What the shell must do.

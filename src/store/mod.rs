@@ -132,16 +132,38 @@ trait Backend: Send + Sync + std::fmt::Debug {
     fn prune_records(&self, before: i64) -> Result<usize, StoreError>;
     fn records(&self, filter: &RecordFilter) -> Result<Vec<Record>, StoreError>;
     /// A connection of its own for the record writer.
-    fn record_sink(&self, patience: records::Patience) -> Result<Box<dyn records::RecordSink>, StoreError>;
+    fn record_sink(
+        &self,
+        patience: records::Patience,
+    ) -> Result<Box<dyn records::RecordSink>, StoreError>;
     /// Takes `meeting` for `me` until `now + lease` unless another node holds it unexpired
-    /// (times in ms since the epoch); returns the owner either way.
-    fn claim(&self, meeting: &str, me: &NodeAddress, now: i64, lease: i64) -> Result<Lease, StoreError>;
-    /// Extends to `now + lease` every unexpired lease `node` holds; returns their meetings.
-    fn renew(&self, node: &str, now: i64, lease: i64) -> Result<Vec<String>, StoreError>;
-    /// Gives up `node`'s lease on `meeting`; false if it held none.
-    fn release(&self, meeting: &str, node: &str) -> Result<bool, StoreError>;
+    /// (times in ms since the epoch; no `now`: the database's clock); returns the owner.
+    fn claim(
+        &self,
+        meeting: &str,
+        me: &NodeAddress,
+        now: Option<i64>,
+        lease: i64,
+    ) -> Result<Lease, StoreError>;
+    /// Extends to `now + lease` the unexpired leases `node` holds on `meetings`; returns
+    /// those renewed with their new expiry.
+    fn renew(
+        &self,
+        node: &str,
+        meetings: &[String],
+        now: Option<i64>,
+        lease: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Gives up `node`'s lease on `meeting` (only the one expiring at `expires_at`, if given);
+    /// false if it held none.
+    fn release(
+        &self,
+        meeting: &str,
+        node: &str,
+        expires_at: Option<i64>,
+    ) -> Result<bool, StoreError>;
     /// The unexpired leases, by meeting.
-    fn leases(&self, now: i64) -> Result<Vec<Lease>, StoreError>;
+    fn leases(&self, now: Option<i64>) -> Result<Vec<Lease>, StoreError>;
 }
 
 /// The database: SQLite in a data directory, or PostgreSQL shared by several nodes.
@@ -168,7 +190,12 @@ impl Store {
     /// node left open closed), else SQLite in `storage.data_dir`. `node` names this node in the
     /// records it writes, so one node's start never closes another's calls.
     pub fn connect(config: &crate::config::StorageConfig, node: &str) -> Result<Store, StoreError> {
-        match config.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        match config
+            .url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
             None => Store::open(&config.data_dir),
             Some(url) => Ok(Store {
                 backend: Arc::new(postgres::Postgres::connect(url, node)?),
@@ -222,32 +249,47 @@ impl Store {
         self.backend.records(filter)
     }
 
-    /// Takes `meeting` for `me` until `now + lease` unless another node holds it unexpired
-    /// (times in ms since the epoch); returns the owner either way. Atomic: of nodes claiming
-    /// one meeting at once, one wins and the others are told it.
+    /// Takes `meeting` for `me` until `now + lease` unless another node holds it unexpired;
+    /// returns the owner either way. Times are ms since the epoch; without `now`, the
+    /// database's own clock (what nodes use: one clock for all, whatever each host's says).
+    /// Atomic: of nodes claiming one meeting at once, one wins and the others are told it.
     pub fn claim(
         &self,
         meeting: &str,
         me: &NodeAddress,
-        now: i64,
+        now: Option<i64>,
         lease: i64,
     ) -> Result<Lease, StoreError> {
         self.backend.claim(meeting, me, now, lease)
     }
 
-    /// Extends to `now + lease` every unexpired lease `node` holds; returns their meetings
-    /// (a meeting missing from them was lost: expired, and perhaps taken by another node).
-    pub fn renew(&self, node: &str, now: i64, lease: i64) -> Result<Vec<String>, StoreError> {
-        self.backend.renew(node, now, lease)
+    /// Extends to `now + lease` the unexpired leases `node` holds on `meetings`; returns those
+    /// renewed with their new expiry (a meeting missing from them was lost: expired, and
+    /// perhaps taken by another node).
+    pub fn renew(
+        &self,
+        node: &str,
+        meetings: &[String],
+        now: Option<i64>,
+        lease: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        self.backend.renew(node, meetings, now, lease)
     }
 
-    /// Gives up `node`'s lease on `meeting`; false if it held none.
-    pub fn release(&self, meeting: &str, node: &str) -> Result<bool, StoreError> {
-        self.backend.release(meeting, node)
+    /// Gives up `node`'s lease on `meeting`: only the one expiring at `expires_at` when given,
+    /// so a release decided before a new claim of the same meeting cannot undo that claim.
+    /// False if it held none.
+    pub fn release(
+        &self,
+        meeting: &str,
+        node: &str,
+        expires_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        self.backend.release(meeting, node, expires_at)
     }
 
     /// The unexpired leases, by meeting.
-    pub fn leases(&self, now: i64) -> Result<Vec<Lease>, StoreError> {
+    pub fn leases(&self, now: Option<i64>) -> Result<Vec<Lease>, StoreError> {
         self.backend.leases(now)
     }
 }

@@ -39,20 +39,21 @@ pub(super) const TABLE: &str = "
 ";
 
 /// Claims with an upsert that changes the row only if it is the claimant's or expired;
-/// `RETURNING` gives the row when it did. Parameters: meeting, node, sip, api, now, lease.
-pub(super) fn claim_sql(p: fn(usize) -> String) -> String {
+/// `RETURNING` gives the row when it did. Parameters: meeting, node, sip, api, now (null: the
+/// database's clock, `db_now`), lease.
+pub(super) fn claim_sql(p: fn(usize) -> String, db_now: &str) -> String {
+    let now = format!("COALESCE(CAST({} AS BIGINT), {db_now})", p(5));
     format!(
         "INSERT INTO placement (meeting, node, sip, api, expires_at)
-         VALUES ({m}, {n}, {s}, {a}, CAST({now} AS BIGINT) + CAST({lease} AS BIGINT))
+         VALUES ({m}, {n}, {s}, {a}, {now} + CAST({lease} AS BIGINT))
          ON CONFLICT (meeting) DO UPDATE SET node = excluded.node, sip = excluded.sip,
            api = excluded.api, expires_at = excluded.expires_at
-         WHERE placement.node = excluded.node OR placement.expires_at <= CAST({now} AS BIGINT)
+         WHERE placement.node = excluded.node OR placement.expires_at <= {now}
          RETURNING meeting, node, sip, api, expires_at",
         m = p(1),
         n = p(2),
         s = p(3),
         a = p(4),
-        now = p(5),
         lease = p(6),
     )
 }

@@ -21,7 +21,8 @@ use super::{
 
 /// The schema, one migration per version (the SQLite schema's columns, in PostgreSQL's
 /// types, and each record's node).
-pub(super) const MIGRATIONS: [&str; 2] = ["
+pub(super) const MIGRATIONS: [&str; 2] = [
+    "
     CREATE TABLE conferences (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
@@ -62,7 +63,9 @@ pub(super) const MIGRATIONS: [&str; 2] = ["
     CREATE INDEX records_by_conference ON records (conference, joined_at);
     CREATE INDEX records_by_time ON records (joined_at);
     CREATE INDEX records_open_by_node ON records (node) WHERE left_at IS NULL;
-", super::placement::TABLE];
+",
+    super::placement::TABLE,
+];
 
 /// The advisory lock migrations take (any constant the bridge alone uses).
 const MIGRATION_LOCK: i64 = 0x636f_6e66_6162;
@@ -97,10 +100,16 @@ impl Postgres {
             .map_err(|e| StoreError::Url(format!("{shown}: {e}")))?;
         config.connect_timeout(Duration::from_secs(5));
         config.application_name("confab");
-        if config.get_options().is_none() {
-            // A statement that hangs (a lock held elsewhere) fails instead of holding a thread.
-            config.options("-c statement_timeout=10000");
-        }
+        // A statement that hangs (a lock held elsewhere) fails instead of holding a thread,
+        // whatever options the URL brings.
+        let options = config.get_options().unwrap_or_default().to_owned();
+        config.options(format!("{options} -c statement_timeout=5000").trim());
+        // A database that goes silent without closing the connection (a failover, a frozen
+        // host) is noticed in seconds, not after the kernel's two hours.
+        config.keepalives_idle(Duration::from_secs(5));
+        config.keepalives_interval(Duration::from_secs(2));
+        config.keepalives_retries(3);
+        config.tcp_user_timeout(Duration::from_secs(10));
         let mut conn = Connection::new(config.clone());
         let err = |source| StoreError::Postgres {
             url: shown.clone(),
@@ -120,7 +129,9 @@ impl Postgres {
         let mut first = Some(conn);
         for i in 0..THREADS {
             let queue = Arc::clone(&queue);
-            let conn = first.take().unwrap_or_else(|| Connection::new(config.clone()));
+            let conn = first
+                .take()
+                .unwrap_or_else(|| Connection::new(config.clone()));
             std::thread::Builder::new()
                 .name(format!("confab-store-{i}"))
                 .spawn(move || serve(conn, &queue))
@@ -247,19 +258,22 @@ fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "(not a URL)".into();
     };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
+    // The query may carry `password=` too: it is not shown at all.
+    let rest = rest.split_once('?').map_or(rest, |(before, _)| before);
+    // The user part ends at the last `@` (a password may hold `/` or `@`).
+    match rest.rsplit_once('@') {
         Some((user, host)) => {
             let user = user.split_once(':').map_or(user, |(name, _)| name);
-            format!("{scheme}://{user}:***@{host}{path}")
+            format!("{scheme}://{user}:***@{host}")
         }
-        None => url.to_owned(),
+        None => format!("{scheme}://{rest}"),
     }
 }
 
 impl Backend for Postgres {
     fn healthy(&self) -> bool {
-        self.call(|c| c.query_one("SELECT 1", &[]).map(drop)).is_ok()
+        self.call(|c| c.query_one("SELECT 1", &[]).map(drop))
+            .is_ok()
     }
 
     fn save_conference(&self, c: &StoredConference) -> Result<(), StoreError> {
@@ -365,11 +379,17 @@ impl Backend for Postgres {
         })
     }
 
-    fn claim(&self, meeting: &str, me: &NodeAddress, now: i64, lease: i64) -> Result<Lease, StoreError> {
+    fn claim(
+        &self,
+        meeting: &str,
+        me: &NodeAddress,
+        now: Option<i64>,
+        lease: i64,
+    ) -> Result<Lease, StoreError> {
         let (meeting, me) = (meeting.to_owned(), me.clone());
         let meeting_name = meeting.clone();
         self.call(move |c| {
-            let claim = claim_sql(|i| format!("${i}"));
+            let claim = claim_sql(|i| format!("${i}"), DB_NOW);
             for _ in 0..CLAIM_ATTEMPTS {
                 let mut tx = c.transaction()?;
                 // The holder before this claim (its row locked until the claim commits).
@@ -397,10 +417,14 @@ impl Backend for Postgres {
                 let lease = lease_row(&row)?;
                 // Taken over from a node whose lease ran out: that node is gone, and so are
                 // the calls it had in this meeting.
-                if let Some(lost) = before.filter(|b| *b != me.node && lease.owner.node == me.node) {
+                if let Some(lost) = before.filter(|b| *b != me.node && lease.owner.node == me.node)
+                {
                     tx.execute(
-                        "UPDATE records SET left_at = $1, reason = 'node-lost'
-                         WHERE node = $2 AND conference = $3 AND left_at IS NULL",
+                        &format!(
+                            "UPDATE records SET left_at = COALESCE($1, {DB_NOW}),
+                             reason = 'node-lost'
+                             WHERE node = $2 AND conference = $3 AND left_at IS NULL"
+                        ),
                         &[&now, &lost, &meeting],
                     )?;
                 }
@@ -412,37 +436,54 @@ impl Backend for Postgres {
         .ok_or_else(|| StoreError::Contended(meeting_name))
     }
 
-    fn renew(&self, node: &str, now: i64, lease: i64) -> Result<Vec<String>, StoreError> {
-        let node = node.to_owned();
+    fn renew(
+        &self,
+        node: &str,
+        meetings: &[String],
+        now: Option<i64>,
+        lease: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let (node, meetings) = (node.to_owned(), meetings.to_vec());
         self.call(move |c| {
             c.query(
-                "UPDATE placement SET expires_at = $2::BIGINT + $3::BIGINT
-                 WHERE node = $1 AND expires_at > $2::BIGINT
-                 RETURNING meeting",
-                &[&node, &now, &lease],
+                &format!(
+                    "UPDATE placement SET expires_at = COALESCE($2, {DB_NOW}) + $3::BIGINT
+                     WHERE node = $1 AND meeting = ANY($4)
+                       AND expires_at > COALESCE($2, {DB_NOW})
+                     RETURNING meeting, expires_at"
+                ),
+                &[&node, &now, &lease, &meetings],
             )?
             .iter()
-            .map(|r| r.try_get(0))
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
         })
     }
 
-    fn release(&self, meeting: &str, node: &str) -> Result<bool, StoreError> {
+    fn release(
+        &self,
+        meeting: &str,
+        node: &str,
+        expires_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
         let (meeting, node) = (meeting.to_owned(), node.to_owned());
         self.call(move |c| {
             c.execute(
-                "DELETE FROM placement WHERE meeting = $1 AND node = $2",
-                &[&meeting, &node],
+                "DELETE FROM placement WHERE meeting = $1 AND node = $2
+                 AND ($3::BIGINT IS NULL OR expires_at = $3)",
+                &[&meeting, &node, &expires_at],
             )
         })
         .map(|n| n > 0)
     }
 
-    fn leases(&self, now: i64) -> Result<Vec<Lease>, StoreError> {
+    fn leases(&self, now: Option<i64>) -> Result<Vec<Lease>, StoreError> {
         self.call(move |c| {
             c.query(
-                "SELECT meeting, node, sip, api, expires_at FROM placement
-                 WHERE expires_at > $1 ORDER BY meeting",
+                &format!(
+                    "SELECT meeting, node, sip, api, expires_at FROM placement
+                     WHERE expires_at > COALESCE($1, {DB_NOW}) ORDER BY meeting"
+                ),
                 &[&now],
             )?
             .iter()
@@ -458,6 +499,9 @@ impl Backend for Postgres {
         }))
     }
 }
+
+/// The database's clock in ms since the epoch: one clock for every node.
+const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::BIGINT";
 
 fn lease_row(r: &postgres::Row) -> Result<Lease, postgres::Error> {
     Ok(Lease {
@@ -635,5 +679,13 @@ mod tests {
             "postgres://db.example/confab"
         );
         assert_eq!(without_password("host=db password=x"), "(not a URL)");
+        assert_eq!(
+            without_password("postgres://u:pa/ss@w@db/confab?password=x&sslmode=disable"),
+            "postgres://u:***@db/confab"
+        );
+        assert_eq!(
+            without_password("postgres://u@db/confab?password=x"),
+            "postgres://u:***@db/confab"
+        );
     }
 }

@@ -55,7 +55,10 @@ fn on_postgresql_nodes_starting_together_migrate_once() {
         node.join().unwrap().unwrap();
     }
     let versions = server
-        .psql("together", "SELECT count(*), max(version) FROM schema_version")
+        .psql(
+            "together",
+            "SELECT count(*), max(version) FROM schema_version",
+        )
         .unwrap();
     let n = postgres::MIGRATIONS.len();
     assert_eq!(versions.trim(), format!("{n}|{n}"));
@@ -119,7 +122,7 @@ fn on_postgresql_a_meeting_taken_over_closes_the_lost_nodes_calls_in_it() {
         sip: "192.0.2.1:5060".into(),
         api: "http://192.0.2.1:8080".into(),
     };
-    a.claim("1234", &at("node-a"), 0, 10_000).unwrap();
+    a.claim("1234", &at("node-a"), Some(0), 10_000).unwrap();
     let b = Store::connect(&config, "node-b").unwrap();
     let open = || {
         let all = b.records(&RecordFilter {
@@ -136,11 +139,14 @@ fn on_postgresql_a_meeting_taken_over_closes_the_lost_nodes_calls_in_it() {
         open
     };
     // While node-a's lease lasts, a claim by node-b changes nothing.
-    b.claim("1234", &at("node-b"), 9_999, 10_000).unwrap();
+    b.claim("1234", &at("node-b"), Some(9_999), 10_000).unwrap();
     assert_eq!(open(), ["1234", "5678"]);
     // Run out: node-b takes the meeting, and node-a's call in it (only that one) is closed.
     assert_eq!(
-        b.claim("1234", &at("node-b"), 10_000, 10_000).unwrap().owner.node,
+        b.claim("1234", &at("node-b"), Some(10_000), 10_000)
+            .unwrap()
+            .owner
+            .node,
         "node-b"
     );
     assert_eq!(open(), ["5678"]);

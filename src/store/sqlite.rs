@@ -220,37 +220,68 @@ impl Backend for Sqlite {
         })
     }
 
-    fn claim(&self, meeting: &str, me: &NodeAddress, now: i64, lease: i64) -> Result<Lease, StoreError> {
+    fn claim(
+        &self,
+        meeting: &str,
+        me: &NodeAddress,
+        now: Option<i64>,
+        lease: i64,
+    ) -> Result<Lease, StoreError> {
         self.placement(meeting, me, now, lease)
     }
 
-    fn renew(&self, node: &str, now: i64, lease: i64) -> Result<Vec<String>, StoreError> {
+    fn renew(
+        &self,
+        node: &str,
+        meetings: &[String],
+        now: Option<i64>,
+        lease: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
         self.with(|conn| {
-            let mut stmt = conn.prepare(
-                "UPDATE placement SET expires_at = ?2 + ?3 WHERE node = ?1 AND expires_at > ?2
-                 RETURNING meeting",
-            )?;
-            let rows = stmt.query_map(params![node, now, lease], |r| r.get(0))?;
-            rows.collect()
+            let tx = conn.unchecked_transaction()?;
+            let mut renewed = Vec::new();
+            {
+                let mut stmt = tx.prepare(&format!(
+                    "UPDATE placement SET expires_at = {DB_NOW_OR} + ?4
+                     WHERE meeting = ?1 AND node = ?2 AND expires_at > {DB_NOW_OR}
+                     RETURNING expires_at"
+                ))?;
+                for meeting in meetings {
+                    let expires = stmt
+                        .query_row(params![meeting, node, now, lease], |r| r.get(0))
+                        .optional()?;
+                    if let Some(expires) = expires {
+                        renewed.push((meeting.clone(), expires));
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(renewed)
         })
     }
 
-    fn release(&self, meeting: &str, node: &str) -> Result<bool, StoreError> {
+    fn release(
+        &self,
+        meeting: &str,
+        node: &str,
+        expires_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
         self.with(|conn| {
             conn.execute(
-                "DELETE FROM placement WHERE meeting = ?1 AND node = ?2",
-                params![meeting, node],
+                "DELETE FROM placement WHERE meeting = ?1 AND node = ?2
+                 AND (?3 IS NULL OR expires_at = ?3)",
+                params![meeting, node, expires_at],
             )
         })
         .map(|n| n > 0)
     }
 
-    fn leases(&self, now: i64) -> Result<Vec<Lease>, StoreError> {
+    fn leases(&self, now: Option<i64>) -> Result<Vec<Lease>, StoreError> {
         self.with(|conn| {
-            let mut stmt = conn.prepare(
+            let mut stmt = conn.prepare(&format!(
                 "SELECT meeting, node, sip, api, expires_at FROM placement
-                 WHERE expires_at > ?1 ORDER BY meeting",
-            )?;
+                 WHERE expires_at > COALESCE(?1, {DB_NOW}) ORDER BY meeting"
+            ))?;
             let rows = stmt.query_map(params![now], lease_row)?;
             rows.collect()
         })
@@ -267,12 +298,18 @@ impl Backend for Sqlite {
 }
 
 impl Sqlite {
-    fn placement(&self, meeting: &str, me: &NodeAddress, now: i64, lease: i64) -> Result<Lease, StoreError> {
+    fn placement(
+        &self,
+        meeting: &str,
+        me: &NodeAddress,
+        now: Option<i64>,
+        lease: i64,
+    ) -> Result<Lease, StoreError> {
         self.with(|conn| -> rusqlite::Result<Option<Lease>> {
             for _ in 0..CLAIM_ATTEMPTS {
                 let claimed = conn
                     .query_row(
-                        &claim_sql(|i| format!("?{i}")),
+                        &claim_sql(|i| format!("?{i}"), DB_NOW),
                         params![meeting, me.node, me.sip, me.api, now, lease],
                         lease_row,
                     )
@@ -297,6 +334,13 @@ impl Sqlite {
         .ok_or_else(|| StoreError::Contended(meeting.to_owned()))
     }
 }
+
+/// The database's clock in ms since the epoch.
+const DB_NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+
+/// `?3` (the caller's `now`) or the database's clock.
+const DB_NOW_OR: &str =
+    "COALESCE(?3, CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER))";
 
 fn lease_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
     Ok(Lease {
@@ -459,7 +503,12 @@ fn write_error(e: rusqlite::Error) -> WriteError {
         passing: matches!(
             e.sqlite_error_code(),
             Some(
-                DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen | OutOfMemory
+                DatabaseBusy
+                    | DatabaseLocked
+                    | DiskFull
+                    | SystemIoFailure
+                    | CannotOpen
+                    | OutOfMemory
             )
         ),
         message: e.to_string(),

@@ -16,7 +16,10 @@ const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\
 fn postgres() -> Option<TestPostgres> {
     match TestPostgres::start() {
         Ok(server) => Some(server),
-        Err(PostgresUnavailable::NotInstalled) if std::env::var_os("CI").is_none() => {
+        Err(PostgresUnavailable::NotInstalled)
+            if std::env::var_os("CONFAB_REQUIRE_POSTGRES").is_none()
+                && std::env::var_os("CI").is_none() =>
+        {
             eprintln!("SKIP: PostgreSQL is not installed");
             None
         }
@@ -73,7 +76,9 @@ fn a_meeting_runs_on_one_node_and_the_others_send_its_callers_there() {
     // A call to b is sent to a (404 until b knows the conference).
     let moved = call_until(b.sip, "4321", 302, Duration::from_secs(5));
     assert!(
-        moved.last_final.contains(&format!("Contact: <sip:4321@{}>", a.sip)),
+        moved
+            .last_final
+            .contains(&format!("Contact: <sip:4321@{}>", a.sip)),
         "{}",
         moved.last_final
     );
@@ -88,7 +93,10 @@ fn a_meeting_runs_on_one_node_and_the_others_send_its_callers_there() {
         &[("Content-Type", "application/sdp")],
     );
     assert_eq!(status, 307, "{head}\n{body}");
-    let location = format!("location: http://{}/v1/conferences/4321/whip?name=Ann", a.api);
+    let location = format!(
+        "location: http://{}/v1/conferences/4321/whip?name=Ann",
+        a.api
+    );
     // (hyper writes header names in lower case)
     assert!(head.contains(&location), "{head}");
 
@@ -100,8 +108,12 @@ fn a_meeting_runs_on_one_node_and_the_others_send_its_callers_there() {
     )
     .unwrap();
     let mut taken = call_until(b.sip, "4321", 200, Duration::from_secs(10));
+    // Not before the lease ran out: its last renewal was at most a third of it before.
     let after = killed.elapsed();
-    assert!(after <= Duration::from_secs(6), "took {after:?}");
+    assert!(
+        after >= Duration::from_millis(1_900),
+        "took over after {after:?}"
+    );
     // A call to b now stays at b.
     assert_eq!(taken.request("BYE", None, ""), 200);
 
