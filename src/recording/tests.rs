@@ -259,3 +259,29 @@ fn a_recording_left_open_is_found_interrupted() {
     assert_eq!(untouched.state, RecordingState::Complete);
     assert_eq!(files::recover(dir.path(), PRE_SKIP), 0);
 }
+
+/// A pruning pass on a directory: over the budget the oldest that is not being written goes,
+/// both its files. (The gauge it sets is the process's, shared with other tests: not read.)
+#[test]
+fn pruning_deletes_the_oldest_files_over_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    for (id, started, size) in [("c-1-0", 1, 400), ("c-2-0", 2, 300), ("c-3-0", 3, 200)] {
+        let meta = RecordingMeta {
+            state: RecordingState::Complete,
+            ..RecordingMeta::new(id.into(), "c".into(), started)
+        };
+        std::fs::write(files::audio_path(dir.path(), id), vec![0u8; size]).unwrap();
+        files::write_meta(dir.path(), &meta).unwrap();
+    }
+    let retention = Retention {
+        days: 0,
+        max_bytes: 600,
+    };
+    // The oldest is being written: the next one goes instead, and 600 bytes are left.
+    let gone = writer::prune_dir(dir.path(), |id| id == "c-1-0", retention);
+    assert_eq!(gone, ["c-2-0"]);
+    assert!(!files::audio_path(dir.path(), "c-2-0").exists());
+    assert!(!files::meta_path(dir.path(), "c-2-0").exists());
+    let left: Vec<String> = files::scan(dir.path()).into_iter().map(|m| m.id).collect();
+    assert_eq!(left, ["c-3-0", "c-1-0"]);
+}
