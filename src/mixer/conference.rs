@@ -196,6 +196,10 @@ impl ConferenceMedia {
         &mut self,
         tap: Option<crate::recording::RecordingTap>,
     ) -> Option<crate::recording::RecordingTap> {
+        if tap.is_some() && self.recording.is_none() {
+            // Everyone hears that the conference is being recorded (and so does the recording).
+            self.chimes.recording = Some(0);
+        }
         std::mem::replace(&mut self.recording, tap)
     }
 

@@ -18,6 +18,8 @@ pub(crate) struct RateSounds {
     /// left the conference", in the bridge's default language.
     pub(crate) has_joined: Box<[i16]>,
     pub(crate) has_left: Box<[i16]>,
+    /// Played to everyone as a recording starts (`recording::notice_tone`).
+    pub(crate) recording: Box<[i16]>,
 }
 
 /// The sounds at each mix rate, shared by every conference (about 2.3 MB with the built-in
@@ -42,6 +44,7 @@ impl RoomSounds {
                 exit: from_48k(exit, rate),
                 has_joined: Box::default(),
                 has_left: Box::default(),
+                recording: from_48k(&crate::recording::notice_tone(), rate),
             }),
         }
     }

@@ -1,6 +1,7 @@
 //! Conference recording on a running `confab serve`: a meeting of three RTP endpoints, each
 //! sending its own tone, is recorded through the API; ffmpeg decodes the file to the length
-//! recorded and each tone is in it (single-bin DFT, i.e. Goertzel, on the decoded PCM). A bridge
+//! recorded and each tone is in it (single-bin DFT, i.e. Goertzel, on the decoded PCM), after the
+//! notice that the conference is being recorded. A bridge
 //! killed with SIGKILL mid-recording leaves a file ffmpeg decodes up to its last second.
 //! Real time: about 10 s.
 
@@ -116,6 +117,15 @@ fn a_three_talker_meeting_is_recorded_with_each_tone() {
     }
     let stray = confab_dsp::signal::tone_level_dbov(middle, 48_000, 1500.0);
     assert!(stray < -50.0, "1500 Hz at {stray:.1} dBov");
+    // The notice that the conference is being recorded (1.4 kHz beeps) opens the recording
+    // and is over in the middle.
+    let notice = confab_dsp::signal::tone_level_dbov(&pcm[..26_400], 48_000, 1400.0);
+    let after = confab_dsp::signal::tone_level_dbov(middle, 48_000, 1400.0);
+    eprintln!("notice at {notice:.1} dBov, {after:.1} dBov after");
+    assert!(
+        notice > -30.0 && after < -45.0,
+        "{notice:.1} then {after:.1}"
+    );
     let people = meta["participants"].as_array().unwrap();
     let mut names: Vec<&str> = people.iter().filter_map(|p| p["name"].as_str()).collect();
     names.sort_unstable();

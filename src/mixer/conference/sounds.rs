@@ -31,6 +31,8 @@ pub(super) struct LegSound {
 pub(super) struct Chimes {
     enter: Option<usize>,
     exit: Option<usize>,
+    /// "This conference is being recorded" (a tone), from a recording's start.
+    pub(super) recording: Option<usize>,
     /// Someone in the mix left between looks (its leg taken out or pruned): the exit tone is due.
     pub(super) left: bool,
 }
@@ -38,7 +40,10 @@ pub(super) struct Chimes {
 impl Chimes {
     /// Positions carried to a new mix rate (between ticks).
     pub(super) fn rescale(&mut self, from: Rate, to: Rate) {
-        for at in [&mut self.enter, &mut self.exit].into_iter().flatten() {
+        for at in [&mut self.enter, &mut self.exit, &mut self.recording]
+            .into_iter()
+            .flatten()
+        {
             *at = rescale(*at, from, to);
         }
     }
@@ -94,7 +99,11 @@ impl ConferenceMedia {
             s.connected = connected;
         }
         if !tones {
-            self.chimes = Chimes::default();
+            // The recording notice plays whatever the entry and exit setting.
+            self.chimes = Chimes {
+                recording: self.chimes.recording,
+                ..Chimes::default()
+            };
             self.announcements.clear();
             return;
         }
@@ -140,6 +149,11 @@ impl ConferenceMedia {
             let part = sounds.exit.get(at..).unwrap_or(&[]);
             self.mix.mixer.add(&part[..part.len().min(n)], Gain::UNITY);
             self.chimes.exit = (at + n < sounds.exit.len()).then_some(at + n);
+        }
+        if let Some(at) = self.chimes.recording {
+            let part = sounds.recording.get(at..).unwrap_or(&[]);
+            self.mix.mixer.add(&part[..part.len().min(n)], Gain::UNITY);
+            self.chimes.recording = (at + n < sounds.recording.len()).then_some(at + n);
         }
     }
 
