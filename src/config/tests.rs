@@ -328,7 +328,10 @@ fn a_postgresql_url_and_a_node_name_are_checked() {
         ("[storage]\nnode = \"a b\"\n", "storage.node"),
         ("[storage]\nnode = \"\"\n", "storage.node"),
         // Several nodes: each named, each reachable.
-        ("[storage]\nurl = \"postgres://db/confab\"\n", "storage.node"),
+        (
+            "[storage]\nurl = \"postgres://db/confab\"\n",
+            "storage.node",
+        ),
         (
             "[storage]\nurl = \"postgres://db/c\"\nnode = \"n1\"\n[sip]\nlisten = \"0.0.0.0:5060\"\n",
             "sip.advertise",
