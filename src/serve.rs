@@ -298,9 +298,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// With several nodes on one database: every `lease / 3`, starts the conferences other nodes
-/// created (so a call for one is admitted here as well) and renews this node's leases,
-/// releasing those of meetings left empty. Stopped, and every lease released, on drop.
+/// With several nodes on one database: every `lease / 3`, brings this node's conferences to
+/// the stored ones (created, changed or deleted through another node) and renews this node's
+/// leases, releasing those of meetings left empty and ending those lost. Stopped, and every
+/// lease released, on drop.
 struct PlacementThread {
     stop: std::sync::mpsc::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -315,8 +316,9 @@ impl PlacementThread {
         let thread = std::thread::Builder::new()
             .name("confab-placement".into())
             .spawn(move || {
+                let mut seen = crate::api::SeenConferences::new();
                 loop {
-                    start_new_conferences(&state);
+                    crate::api::sync_conferences(&state, &mut seen);
                     let engine = &state.engine;
                     let lost = placement.renew(&|meeting| {
                         engine.roster(meeting).is_ok_and(|r| {
@@ -349,20 +351,6 @@ impl Drop for PlacementThread {
         let _ = self.stop.send(());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
-        }
-    }
-}
-
-/// Starts the stored conferences this node does not run yet (created through another node).
-fn start_new_conferences(state: &crate::api::AppState) {
-    let Ok(stored) = state.store.conferences() else {
-        return;
-    };
-    let running: std::collections::HashSet<String> =
-        state.engine.conference_ids().into_iter().collect();
-    for c in stored.iter().filter(|c| !running.contains(&c.id)) {
-        if let Err(e) = crate::api::start_conference(state, c) {
-            tracing::debug!(conference = %c.id, error = ?e, "stored conference not started");
         }
     }
 }

@@ -192,7 +192,7 @@ fn policy(c: &StoredConference) -> Policy {
     }
 }
 
-fn admission(c: &StoredConference) -> Admission {
+pub(super) fn admission(c: &StoredConference) -> Admission {
     Admission {
         passcode: c.passcode.clone(),
         leader_pin: c.leader_pin.clone(),
@@ -214,7 +214,7 @@ pub fn start(state: &AppState, c: &StoredConference) -> Result<(), ApiError> {
 }
 
 /// Tells SIP a conference's own SRTP policy (none: the bridge's).
-fn share_srtp(state: &AppState, id: &str, srtp: Option<crate::config::SrtpPolicy>) {
+pub(super) fn share_srtp(state: &AppState, id: &str, srtp: Option<crate::config::SrtpPolicy>) {
     if let Some(sip) = &state.sip {
         sip.conference_srtp.set(id, srtp);
     }

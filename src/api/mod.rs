@@ -6,6 +6,7 @@
 //! `Authorization: Bearer <token>` (compared in constant time). A WHIP session's roster token
 //! reads its own conference's roster and events and nothing else (`view.rs`).
 
+mod conference_sync;
 mod conferences;
 mod controls;
 mod error;
@@ -15,6 +16,7 @@ mod https;
 mod https_reload;
 mod pages;
 mod participants;
+mod placed;
 mod recordings;
 mod replies;
 mod view;
@@ -82,6 +84,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::broadcast;
 
+pub use conference_sync::{Seen as SeenConferences, sync_conferences};
 pub use conferences::start as start_conference;
 pub use error::ApiError;
 pub use events::EventHub;

@@ -125,6 +125,7 @@ pub(super) struct NewParticipant {
     security(("bearer" = [])),
     params(("cid" = String, Path, description = "Meeting ID (4 to 12 digits)", pattern = "^[0-9]{4,12}$")),
     responses((status = 201, description = "Added: `inviting` for a dial-out (`participant` only); with `sdp`, the answer too", body = AddedParticipant),
+        (status = 307, description = "Several nodes share a database and another runs this meeting: Location is the same request on that node"),
         (status = 400, description = "Malformed JSON or SDP, or a path parameter that cannot be read", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "Locked, or a roster token", body = ErrorBody),
@@ -137,11 +138,17 @@ pub(super) struct NewParticipant {
 pub(super) async fn add(
     State(state): State<AppState>,
     Path(cid): Path<String>,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
     Body(new): Body<NewParticipant>,
 ) -> Result<Response, ApiError> {
     meeting_id(&cid)?;
     if state.draining() {
         return Err(ApiError::draining());
+    }
+    // Several nodes: the leg goes where the meeting runs.
+    let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    if let Some(redirect) = super::placed::elsewhere(&state, &cid, path_and_query).await? {
+        return Ok(redirect);
     }
     let role = match new.role {
         None | Some(RoleName::Attendee) => Role::Attendee,

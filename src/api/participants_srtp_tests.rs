@@ -67,7 +67,14 @@ async fn post(state: &AppState, sdp: String) -> (StatusCode, Value) {
         uri: None,
         role: None,
     };
-    let r = match add(State(state.clone()), Path("5100".into()), Body(new)).await {
+    let r = match add(
+        State(state.clone()),
+        Path("5100".into()),
+        axum::extract::OriginalUri("/v1/conferences/5100/participants".parse().unwrap()),
+        Body(new),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };

@@ -206,10 +206,14 @@ pub(super) async fn join(
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
     let headers = request.headers().clone();
-    let path_and_query = request.uri().path_and_query().map_or_else(
-        || request.uri().path().to_owned(),
-        |p| p.as_str().to_owned(),
-    );
+    // The whole path (under the `/v1` nest), for a redirect to the same join elsewhere.
+    let uri = request
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| request.uri().clone(), |o| o.0.clone());
+    let path_and_query = uri
+        .path_and_query()
+        .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
     let sdp_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -288,25 +292,8 @@ pub(super) async fn join(
     // Several nodes: the meeting runs where its lease is; a join here for a meeting another
     // node runs goes there (after the credentials were checked: a redirect tells a stranger
     // nothing a refusal would not).
-    if let Some(placement) = state.placement.clone() {
-        let meeting = cid.clone();
-        let placed = blocking(move || placement.place(&meeting).map_err(ApiError::from)).await?;
-        if let crate::placement::Placed::Elsewhere(owner) = placed {
-            // Never from HTTPS to plain HTTP: the credentials would follow in the clear.
-            if state.https && !owner.api.starts_with("https://") {
-                return Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "placement",
-                    "this meeting runs on a node without HTTPS",
-                ));
-            }
-            let location = format!("{}{path_and_query}", owner.api);
-            return Ok((
-                StatusCode::TEMPORARY_REDIRECT,
-                [(header::LOCATION, location)],
-            )
-                .into_response());
-        }
+    if let Some(redirect) = super::placed::elsewhere(&state, &cid, &path_and_query).await? {
+        return Ok(redirect);
     }
     let offer_text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("the offer is not UTF-8"))?;

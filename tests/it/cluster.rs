@@ -100,6 +100,83 @@ fn a_meeting_runs_on_one_node_and_the_others_send_its_callers_there() {
     // (hyper writes header names in lower case)
     assert!(head.contains(&location), "{head}");
 
+    // So is a leg added through b's API.
+    let offer = serde_json::json!({ "sdp": SDP }).to_string();
+    let (status, head, body) = http_raw(
+        b.api,
+        "POST",
+        "/v1/conferences/4321/participants",
+        Some(&offer),
+        None,
+        &[],
+    );
+    assert_eq!(status, 307, "{head}\n{body}");
+    let location = format!(
+        "location: http://{}/v1/conferences/4321/participants",
+        a.api
+    );
+    assert!(head.contains(&location), "{head}");
+
+    // Settings changed through a reach b: a passcode set at a is asked for at b.
+    let (s, v) = a.call(
+        "PATCH",
+        "/v1/conferences/4321",
+        Some(r#"{"passcode":"2468"}"#),
+    );
+    assert_eq!(s, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _, _) = http_raw(
+            b.api,
+            "POST",
+            "/v1/conferences/4321/whip",
+            Some("v=0\r\n"),
+            None,
+            &[("Content-Type", "application/sdp")],
+        );
+        if status == 401 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b still answers {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // And cleared again (a call needing a passcode is answered by b's attendant, which
+    // would hide the takeover below).
+    let (s, v) = a.call("PATCH", "/v1/conferences/4321", Some(r#"{"passcode":""}"#));
+    assert_eq!(s, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _, _) = http_raw(
+            b.api,
+            "POST",
+            "/v1/conferences/4321/whip",
+            Some("v=0\r\n"),
+            None,
+            &[("Content-Type", "application/sdp")],
+        );
+        if status == 307 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b still answers {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A conference deleted through a ends at b: its call there is hung up, and new calls
+    // find no conference.
+    let (s, v) = a.call("POST", "/v1/conferences", Some(r#"{"id":"5555"}"#));
+    assert_eq!(s, 201, "{v}");
+    let at_b = call_until(b.sip, "5555", 200, Duration::from_secs(5));
+    let (s, _) = a.call("DELETE", "/v1/conferences/5555", None);
+    assert_eq!(s, 204);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !at_b
+        .poll(Duration::from_millis(500))
+        .is_some_and(|m| m.starts_with("BYE "))
+    {
+        assert!(Instant::now() < deadline, "the call at b was not hung up");
+    }
+    call_until(b.sip, "5555", 404, Duration::from_secs(2));
+
     // a dies: its lease runs out (3 s) and the next call to b is taken there.
     let killed = Instant::now();
     nix::sys::signal::kill(
