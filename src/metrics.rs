@@ -118,6 +118,8 @@ pub struct Options<'a> {
     pub conference_labels: bool,
     /// Failed credential attempts and lockouts (SIP attendant and WHIP).
     pub auth: Option<&'a crate::conference::limiter::LimitCounters>,
+    /// Several nodes on one database: this node's leases.
+    pub placement: Option<&'a crate::placement::PlacementCounters>,
 }
 
 /// The exposition.
@@ -173,6 +175,9 @@ pub fn render(
     if let Some(w) = webrtc {
         system::webrtc(&mut registry, w);
     }
+    // Always there (at 0 on a node alone), so the alert and the dashboard have a series.
+    let alone = crate::placement::PlacementCounters::default();
+    system::placement(&mut registry, options.placement.unwrap_or(&alone));
     let snapshots = engine.snapshots();
     let counters = engine.mixer_counters();
 

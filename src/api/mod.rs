@@ -426,6 +426,7 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
             &crate::metrics::Options {
                 conference_labels: state.conference_labels,
                 auth: auth.as_deref(),
+                placement: state.placement.as_deref().map(|p| &p.counters),
             },
             state.sip.as_deref().map(|s| &*s.metrics),
             state.webrtc.as_deref().map(|w| &*w.metrics),

@@ -41,6 +41,7 @@ async fn readyz_names_a_part_that_is_down() {
     let options = crate::metrics::Options {
         conference_labels: false,
         auth: None,
+        placement: None,
     };
     let text = crate::metrics::render(
         &state.engine,

@@ -107,3 +107,32 @@ pub(super) fn process(registry: &mut Registry) {
         registry.register("process_open_fds", "Open file descriptors", open);
     }
 }
+
+/// Several nodes on one database: the meetings this node holds and how its leases fare. A
+/// `lost` or `renew_failures` that keeps rising is leases flapping (a database too slow for
+/// the lease, or two nodes with one name).
+pub(super) fn placement(registry: &mut Registry, p: &crate::placement::PlacementCounters) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let owned = Gauge::<i64>::default();
+    owned.set(i64::try_from(p.owned.load(Relaxed)).unwrap_or(i64::MAX));
+    registry.register(
+        "confab_placement_owned_meetings",
+        "Meetings whose lease this node holds",
+        owned,
+    );
+    registry.register(
+        "confab_placement_redirects",
+        "Callers and joins sent to the node running their meeting (SIP 302, REFER, HTTP 307)",
+        counter(p.redirects.load(Relaxed)),
+    );
+    registry.register(
+        "confab_placement_renew_failures",
+        "Lease renewals the database did not answer or refused",
+        counter(p.renew_failures.load(Relaxed)),
+    );
+    registry.register(
+        "confab_placement_lost",
+        "Meetings whose lease this node found lost at a renewal (their calls here were ended)",
+        counter(p.lost.load(Relaxed)),
+    );
+}

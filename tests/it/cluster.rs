@@ -117,6 +117,14 @@ fn a_meeting_runs_on_one_node_and_the_others_send_its_callers_there() {
     );
     assert!(head.contains(&location), "{head}");
 
+    // The redirects are counted where they were sent, the meeting where it runs.
+    assert!(
+        metric(&b, "confab_placement_redirects_total") >= 3.0,
+        "b sent a SIP 302 and two HTTP 307"
+    );
+    assert_eq!(metric(&a, "confab_placement_owned_meetings"), 1.0);
+    assert_eq!(metric(&b, "confab_placement_owned_meetings"), 0.0);
+
     // Settings changed through a reach b: a passcode set at a is asked for at b.
     let (s, v) = a.call(
         "PATCH",
@@ -200,4 +208,13 @@ fn a_meeting_runs_on_one_node_and_the_others_send_its_callers_there() {
         .unwrap();
     assert_eq!(nodes.split_whitespace().collect::<Vec<_>>(), ["a", "b"]);
     drop((a, b));
+}
+
+/// The sum of a metric's samples in a node's `/metrics`.
+fn metric(server: &Server, name: &str) -> f64 {
+    let (_, _, text) = http_raw(server.api, "GET", "/metrics", None, None, &[]);
+    text.lines()
+        .filter(|l| l.split([' ', '{']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

@@ -621,6 +621,8 @@ fn grafana_dashboard_queries_only_exported_metrics() {
         "MOS",
         "SIP responses",
         "API errors",
+        "Meetings held per node",
+        "lease losses",
     ] {
         assert!(
             titles.iter().any(|t| t.contains(want)),
