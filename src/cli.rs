@@ -177,6 +177,9 @@ pub(crate) struct ServeArgs {
     /// Seconds a node's lease on a meeting lasts unrenewed (with --storage-url).
     #[arg(long, env = "CONFAB_STORAGE_LEASE_SECS")]
     storage_lease_secs: Option<u64>,
+    /// Kamailio's dispatcher set this node lists itself in (with --storage-url; 0: none).
+    #[arg(long, env = "CONFAB_STORAGE_DISPATCHER_SET")]
+    storage_dispatcher_set: Option<u32>,
     /// This node's API URL as browsers and other nodes reach it (WHIP redirects).
     #[arg(long, env = "CONFAB_API_PUBLIC_URL")]
     api_public_url: Option<String>,
@@ -305,6 +308,7 @@ impl ServeArgs {
             c.storage.node = self.storage_node.clone();
         }
         set(&mut c.storage.lease_secs, &self.storage_lease_secs);
+        set(&mut c.storage.dispatcher_set, &self.storage_dispatcher_set);
         if self.api_public_url.is_some() {
             c.api.public_url = self.api_public_url.clone();
         }

@@ -200,7 +200,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
         let placement_thread = placement
             .clone()
-            .map(|p| PlacementThread::start(p, state.clone()))
+            .map(|p| {
+                // Kamailio's dispatcher set in the same database, kept by the nodes.
+                let dispatcher = match (&config.storage.url, config.storage.dispatcher_set) {
+                    (Some(url), set) if set > 0 => {
+                        Some(crate::store::DispatcherTable::new(url, set, p.me())?)
+                    }
+                    _ => None,
+                };
+                PlacementThread::start(p, state.clone(), dispatcher).map_err(anyhow::Error::from)
+            })
             .transpose()
             .context("cannot start the placement thread")?;
         let api_tls = match (&config.api.tls_cert, &config.api.tls_key) {
@@ -311,6 +320,7 @@ impl PlacementThread {
     fn start(
         placement: std::sync::Arc<crate::placement::Placement>,
         state: crate::api::AppState,
+        mut dispatcher: Option<crate::store::DispatcherTable>,
     ) -> std::io::Result<PlacementThread> {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -318,6 +328,9 @@ impl PlacementThread {
             .spawn(move || {
                 let mut seen = crate::api::SeenConferences::new();
                 loop {
+                    // In the proxy's set while taking calls; out of it once draining.
+                    let draining = state.draining.load(std::sync::atomic::Ordering::Relaxed);
+                    keep_listed(dispatcher.as_mut(), !draining);
                     crate::api::sync_conferences(&state, &mut seen);
                     let engine = &state.engine;
                     let lost = placement.renew(&|meeting| {
@@ -337,12 +350,23 @@ impl PlacementThread {
                         _ => break,
                     }
                 }
+                keep_listed(dispatcher.as_mut(), false);
                 placement.release_all();
             })?;
         Ok(PlacementThread {
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+/// Lists this node in Kamailio's dispatcher set, or takes it out (a failure is logged and
+/// tried again at the next round).
+fn keep_listed(dispatcher: Option<&mut crate::store::DispatcherTable>, listed: bool) {
+    if let Some(table) = dispatcher
+        && let Err(e) = table.keep(listed)
+    {
+        tracing::warn!(error = %e, listed, "Kamailio's dispatcher table not updated");
     }
 }
 

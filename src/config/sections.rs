@@ -68,6 +68,9 @@ pub struct StorageConfig {
     /// With `url`: seconds a node's lease on a meeting lasts unrenewed (it renews every third
     /// of it); a node that dies loses its meetings after this long.
     pub lease_secs: u64,
+    /// With `url`: Kamailio's dispatcher set (1 or more) this node lists itself in, in the
+    /// `dispatcher` table of the same database, while it takes calls; 0 (the default): none.
+    pub dispatcher_set: u32,
 }
 
 impl StorageConfig {
@@ -99,6 +102,7 @@ impl Default for StorageConfig {
             url: None,
             node: None,
             lease_secs: 15,
+            dispatcher_set: 0,
         }
     }
 }

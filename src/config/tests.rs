@@ -327,6 +327,12 @@ fn a_postgresql_url_and_a_node_name_are_checked() {
         ("[storage]\nurl = \"mysql://db/confab\"\n", "storage.url"),
         ("[storage]\nnode = \"a b\"\n", "storage.node"),
         ("[storage]\nnode = \"\"\n", "storage.node"),
+        // Kamailio's set is in the shared database, and Kamailio's column is an INTEGER.
+        ("[storage]\ndispatcher_set = 1\n", "storage.dispatcher_set"),
+        (
+            "[storage]\nurl = \"postgres://db/c\"\nnode = \"n1\"\ndispatcher_set = 2147483648\n",
+            "storage.dispatcher_set",
+        ),
         // Several nodes: each named, each reachable.
         (
             "[storage]\nurl = \"postgres://db/confab\"\n",

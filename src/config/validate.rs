@@ -154,6 +154,21 @@ impl Config {
                 format!("{node:?} is not 1 to 64 of A-Z a-z 0-9 . _ -"),
             ));
         }
+        if self.storage.dispatcher_set > 0 && self.storage.url.is_none() {
+            return Err(err(
+                "storage.dispatcher_set",
+                "needs storage.url: Kamailio reads the set from the nodes' PostgreSQL".into(),
+            ));
+        }
+        if self.storage.dispatcher_set > i32::MAX as u32 {
+            return Err(err(
+                "storage.dispatcher_set",
+                format!(
+                    "{} is out of range 0..=2147483647",
+                    self.storage.dispatcher_set
+                ),
+            ));
+        }
         if !(3..=300).contains(&self.storage.lease_secs) {
             return Err(err(
                 "storage.lease_secs",

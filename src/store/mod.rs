@@ -6,6 +6,7 @@
 //! waits on the disk. Records open when a leg joins and close when it leaves; those a node left
 //! open (the process died) are closed as `abandoned` when it starts again.
 
+mod dispatcher;
 mod placement;
 mod postgres;
 mod records;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use dispatcher::DispatcherTable;
 pub use placement::{Lease, NodeAddress};
 pub use records::{LegFacts, Record, RecordEvent, RecordFilter, RecordWriter};
 

@@ -95,22 +95,7 @@ pub(super) struct Postgres {
 impl Postgres {
     /// Connects, migrates, and closes the records this node left open.
     pub(super) fn connect(url: &str, node: &str) -> Result<Postgres, StoreError> {
-        let shown = without_password(url);
-        let mut config: postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Url(format!("{shown}: {e}")))?;
-        config.connect_timeout(Duration::from_secs(5));
-        config.application_name("confab");
-        // A statement that hangs (a lock held elsewhere) fails instead of holding a thread,
-        // whatever options the URL brings.
-        let options = config.get_options().unwrap_or_default().to_owned();
-        config.options(format!("{options} -c statement_timeout=5000").trim());
-        // A database that goes silent without closing the connection (a failover, a frozen
-        // host) is noticed in seconds, not after the kernel's two hours.
-        config.keepalives_idle(Duration::from_secs(5));
-        config.keepalives_interval(Duration::from_secs(2));
-        config.keepalives_retries(3);
-        config.tcp_user_timeout(Duration::from_secs(10));
+        let (config, shown) = client_config(url)?;
         let mut conn = Connection::new(config.clone());
         let err = |source| StoreError::Postgres {
             url: shown.clone(),
@@ -252,6 +237,27 @@ fn migrate(client: &mut Client, url: &str) -> Result<(), StoreError> {
         .map_err(err)?;
     }
     tx.commit().map_err(err)
+}
+
+/// The client settings for `url`, and the URL without its password (for messages).
+pub(super) fn client_config(url: &str) -> Result<(postgres::Config, String), StoreError> {
+    let shown = without_password(url);
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Url(format!("{shown}: {e}")))?;
+    config.connect_timeout(Duration::from_secs(5));
+    config.application_name("confab");
+    // A statement that hangs (a lock held elsewhere) fails instead of holding a thread,
+    // whatever options the URL brings.
+    let options = config.get_options().unwrap_or_default().to_owned();
+    config.options(format!("{options} -c statement_timeout=5000").trim());
+    // A database that goes silent without closing the connection (a failover, a frozen
+    // host) is noticed in seconds, not after the kernel's two hours.
+    config.keepalives_idle(Duration::from_secs(5));
+    config.keepalives_interval(Duration::from_secs(2));
+    config.keepalives_retries(3);
+    config.tcp_user_timeout(Duration::from_secs(10));
+    Ok((config, shown))
 }
 
 /// `url` with any password replaced, for messages and logs.

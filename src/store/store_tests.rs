@@ -549,3 +549,6 @@ mod placement;
 
 #[path = "postgres_tests.rs"]
 mod postgres_only;
+
+#[path = "dispatcher_tests.rs"]
+mod dispatcher;
