@@ -84,6 +84,11 @@ impl Placement {
         &self.me
     }
 
+    /// Whether this node holds `meeting`'s lease (as of its last claim or renewal).
+    pub fn holds(&self, meeting: &str) -> bool {
+        self.held.lock().is_ok_and(|h| h.contains_key(meeting))
+    }
+
     /// How often [`Placement::renew`] is to run.
     pub fn renew_every(&self) -> Duration {
         self.lease / 3

@@ -144,6 +144,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                     max_failures: config.sip.max_failures_per_source,
                 },
                 credentials: config.sip.credentials.clone(),
+                kept_while_draining: placement
+                    .clone()
+                    .map(|p| crate::sip::uas::KeptMeetings::new(move |m| p.holds(m)))
+                    .unwrap_or_default(),
             },
             attendant,
             std::sync::Arc::clone(&engine),

@@ -131,7 +131,11 @@ impl Uas {
                 "Service Unavailable (too many calls from this source)",
             );
         }
-        if self.draining {
+        if self.draining
+            && !msg
+                .request_user()
+                .is_some_and(|m| self.settings.kept_while_draining.keeps(m))
+        {
             return self.reply(now, peer, msg, 503, "Draining");
         }
         if self.calls.len() >= self.settings.max_calls {

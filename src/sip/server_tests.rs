@@ -211,6 +211,7 @@ fn a_panicking_sip_task_is_started_again_on_the_same_sockets() {
             conference_srtp: Default::default(),
             auth: Default::default(),
             credentials: Vec::new(),
+            kept_while_draining: Default::default(),
         };
         let attendant = AttendantConfig {
             prompts: Arc::new(PromptBook::embedded(&["en".to_owned()]).unwrap()),

@@ -201,7 +201,7 @@ pub enum Action {
 #[path = "uas_settings.rs"]
 mod settings;
 pub use crate::sip::auth::AuthSettings;
-pub use settings::{TlsListener, UasSettings};
+pub use settings::{KeptMeetings, TlsListener, UasSettings};
 
 /// What the core has counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -24,6 +24,7 @@ fn settings() -> UasSettings {
         conference_srtp: Default::default(),
         auth: Default::default(),
         credentials: Vec::new(),
+        kept_while_draining: Default::default(),
     }
 }
 

@@ -46,6 +46,36 @@ pub struct UasSettings {
     pub auth: super::AuthSettings,
     /// Our answers to trunks' digest challenges on dial-outs (`[[sip.credentials]]`).
     pub credentials: Vec<crate::config::TrunkCredentials>,
+    /// The meetings a draining node still takes callers for.
+    pub kept_while_draining: KeptMeetings,
+}
+
+/// The meetings a draining node still takes new callers for: those it runs under a lease.
+/// With several nodes, their lease points here and every other node sends their latecomers
+/// here, so refusing them would leave those callers nowhere until the meeting ends. No new
+/// meeting starts on a draining node. Alone (no placement): none.
+#[derive(Clone, Default)]
+pub struct KeptMeetings(Option<std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>>);
+
+impl KeptMeetings {
+    pub fn new(keeps: impl Fn(&str) -> bool + Send + Sync + 'static) -> KeptMeetings {
+        KeptMeetings(Some(std::sync::Arc::new(keeps)))
+    }
+
+    /// Whether a draining node takes a new caller for `meeting`.
+    pub fn keeps(&self, meeting: &str) -> bool {
+        self.0.as_ref().is_some_and(|keeps| keeps(meeting))
+    }
+}
+
+impl std::fmt::Debug for KeptMeetings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "KeptMeetings(placement)"
+        } else {
+            "KeptMeetings(none)"
+        })
+    }
 }
 
 /// Where SIP over TLS listens, and with what certificate.

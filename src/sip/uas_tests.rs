@@ -25,6 +25,7 @@ fn settings() -> UasSettings {
         conference_srtp: Default::default(),
         auth: Default::default(),
         credentials: Vec::new(),
+        kept_while_draining: Default::default(),
     }
 }
 
@@ -310,6 +311,29 @@ fn options_trust_draining_and_flood() {
         &invite("f-late", "z9hG4bKfl", "", OFFER),
     );
     assert_eq!(statuses(&drain(&mut uas).0), [100]);
+}
+
+#[test]
+fn a_draining_node_still_takes_callers_of_the_meetings_it_runs() {
+    let t0 = Instant::now();
+    let mut settings = settings();
+    settings.kept_while_draining = KeptMeetings::new(|m| m == "1234");
+    let mut uas = Uas::new(settings, counter_random);
+    uas.set_draining(true);
+    // A latecomer of meeting 1234, held here: admitted (the join goes to the engine).
+    uas.handle(t0, peer(), &invite("k1", "z9hG4bKk1", "", OFFER));
+    let (sent, actions) = drain(&mut uas);
+    assert_eq!(statuses(&sent), [100]);
+    assert!(
+        matches!(actions.as_slice(), [Action::Join(_)]),
+        "{actions:?}"
+    );
+    // Any other meeting: refused, as before.
+    let other = String::from_utf8(invite("k2", "z9hG4bKk2", "", OFFER))
+        .unwrap()
+        .replace("1234@", "5678@");
+    uas.handle(t0, peer(), other.as_bytes());
+    assert_eq!(statuses(&drain(&mut uas).0), [503]);
 }
 
 #[test]

@@ -13,7 +13,7 @@ use crate::support::server::{Server, http_raw};
 const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
 
 /// A throwaway PostgreSQL, or `None` (a skip) where it is not installed outside CI.
-fn postgres() -> Option<TestPostgres> {
+pub(crate) fn postgres() -> Option<TestPostgres> {
     match TestPostgres::start() {
         Ok(server) => Some(server),
         Err(PostgresUnavailable::NotInstalled)

@@ -12,19 +12,14 @@
 use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::kamailio::{Group, Kamailio, calls, deploy, finished_ok, live, options, wait_total};
 use support::server::{Server, free_port, http};
-
-fn deploy(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("deploy")
-        .join(path)
-}
 
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -35,166 +30,6 @@ fn run_ok(cmd: &mut Command) -> String {
     );
     assert!(out.status.success(), "{cmd:?} failed:\n{text}");
     text
-}
-
-struct Kamailio {
-    child: Child,
-    port: u16,
-}
-
-impl Kamailio {
-    fn start(dir: &Path, nodes: &[SocketAddr]) -> Kamailio {
-        let lines: String = nodes.iter().map(|n| format!("1 sip:{n} 0 0\n")).collect();
-        Kamailio::start_with(dir, &lines, &[])
-    }
-
-    /// Kamailio with `lines` as its dispatcher list and `defines` (`-A NAME=value`) added.
-    fn start_with(dir: &Path, lines: &str, defines: &[String]) -> Kamailio {
-        let list = dir.join("dispatcher.list");
-        std::fs::write(&list, lines).unwrap();
-        let port = free_port();
-        let child = Command::new("kamailio")
-            // Its own process group: stopping it stops its worker processes too.
-            .process_group(0)
-            .arg("-f")
-            .arg(deploy("kamailio/kamailio.cfg"))
-            .args(["-DD", "-E", "-m", "64", "-M", "8"])
-            .arg("-P")
-            .arg(dir.join("kamailio.pid"))
-            .arg("-w")
-            .arg(dir)
-            .arg("-A")
-            .arg(format!("LISTEN=udp:127.0.0.1:{port}"))
-            .arg("-A")
-            .arg(format!("DISPATCHER_LIST=\"{}\"", list.display()))
-            .args(["-A", "PING_INTERVAL=1", "-A", "PROBE_THRESHOLD=1"])
-            .args(["-A", "INVITE_TIMEOUT_MS=1500"])
-            .args(defines.iter().flat_map(|d| ["-A", d.as_str()]))
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.join("kamailio.log")).unwrap(),
-            ))
-            .spawn()
-            .expect("kamailio (Debian package kamailio)");
-        Kamailio { child, port }
-    }
-}
-
-impl Drop for Kamailio {
-    fn drop(&mut self) {
-        stop_group(&mut self.child);
-    }
-}
-
-/// Stops a child started in its own process group, with the whole group (Kamailio's workers
-/// outlive a kill of its main process): SIGTERM, a few seconds' grace, then SIGKILL.
-fn stop_group(child: &mut Child) {
-    use nix::sys::signal::{Signal, killpg};
-    use nix::unistd::Pid;
-    let group = Pid::from_raw(child.id() as i32);
-    let _ = killpg(group, Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Workers may still be there after the main process went: the group, not the child.
-    let _ = killpg(group, Signal::SIGKILL);
-    let _ = child.wait();
-}
-
-/// A process (and its group) stopped on drop, pass or fail.
-struct Group(Child);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        stop_group(&mut self.0);
-    }
-}
-
-/// SIPp callers through the proxy: one call per entry of `meetings`, each held `hold`.
-fn calls(dir: &Path, proxy: u16, meetings: &[&str], hold: Duration) -> Child {
-    let csv = dir.join(format!("calls-{}.csv", free_port()));
-    let mut text = String::from("SEQUENTIAL\n");
-    for m in meetings {
-        text.push_str(&format!("{m}\n"));
-    }
-    std::fs::write(&csv, text).unwrap();
-    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp/uac_dispatched.xml");
-    Command::new("sipp")
-        .arg(format!("127.0.0.1:{proxy}"))
-        .args(["-sf", scenario, "-inf"])
-        .arg(&csv)
-        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
-        .arg(free_port().to_string())
-        .args(["-m", &meetings.len().to_string(), "-l", "50", "-r", "20"])
-        .args(["-d", &hold.as_millis().to_string()])
-        .args(["-nostdin", "-timeout", "60s", "-timeout_error"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp (Debian package sip-tester)")
-}
-
-fn finished_ok(mut sipp: Child) {
-    let status = sipp.wait().unwrap();
-    assert!(status.success(), "some SIPp calls failed: {status}");
-}
-
-/// Live (not disconnected) participants per meeting on a node.
-fn live(node: &Server, meetings: &[&str]) -> BTreeMap<String, usize> {
-    meetings
-        .iter()
-        .map(|m| {
-            let (s, v) = node.call("GET", &format!("/v1/conferences/{m}/participants"), None);
-            assert_eq!(s, 200, "{v}");
-            let n = v["participants"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|p| p["state"] != "disconnected")
-                .count();
-            (m.to_string(), n)
-        })
-        .collect()
-}
-
-/// Waits until the nodes together hold `total` live participants in `meetings`.
-fn wait_total(nodes: &[&Server], meetings: &[&str], total: usize) -> Vec<BTreeMap<String, usize>> {
-    let start = Instant::now();
-    loop {
-        let seen: Vec<_> = nodes.iter().map(|n| live(n, meetings)).collect();
-        let sum: usize = seen.iter().flat_map(|s| s.values()).sum();
-        if sum == total {
-            return seen;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "expected {total} participants, saw {seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn options(to: SocketAddr) -> u16 {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let me = s.local_addr().unwrap();
-    let req = format!(
-        "OPTIONS sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-probe-{}\r\nFrom: <sip:probe@{me}>;tag=p1\r\nTo: <sip:{to}>\r\nCall-ID: probe-{}@test\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-        me.port(),
-        me.port()
-    );
-    s.send_to(req.as_bytes(), to).unwrap();
-    let mut buf = [0u8; 4096];
-    let (n, _) = s.recv_from(&mut buf).unwrap();
-    String::from_utf8_lossy(&buf[..n])
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]

@@ -21,6 +21,7 @@ mod api_metrics;
 mod browser;
 mod cli;
 mod cluster;
+mod cluster_kamailio;
 mod control_path;
 mod deploy;
 mod faults;

@@ -105,6 +105,7 @@ impl SipBridge {
             conference_srtp: Default::default(),
             auth: Default::default(),
             credentials: Vec::new(),
+            kept_while_draining: Default::default(),
         };
         adjust(&mut settings);
         let mut attendant = AttendantConfig {

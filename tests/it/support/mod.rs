@@ -6,6 +6,7 @@
 pub mod audio;
 pub mod clients;
 pub mod https;
+pub mod kamailio;
 pub mod netns;
 pub mod pki;
 pub mod process;
