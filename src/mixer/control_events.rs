@@ -24,11 +24,17 @@ pub(crate) const BACKLOG: usize = 8192;
 /// The control queue's capacity between the mixer threads and the consumer's forwarder.
 pub(crate) const QUEUE: usize = 4096;
 
-/// Whether signalling acts on this event (it travels on the control stream as well).
+/// Whether signalling acts on this event (it travels on the control stream as well). Mute
+/// and role changes are few and go to SIP subscribers of the roster (RFC 4575).
 pub(crate) fn is_control(event: &Event) -> bool {
     matches!(
         event,
-        Event::State { .. } | Event::Dtmf { .. } | Event::Ended | Event::Locked { .. }
+        Event::State { .. }
+            | Event::Dtmf { .. }
+            | Event::Ended
+            | Event::Locked { .. }
+            | Event::Muted { .. }
+            | Event::Role { .. }
     )
 }
 

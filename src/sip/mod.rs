@@ -6,6 +6,8 @@
 //! - `digest`: digest authentication (challenges, credentials, responses).
 //! - `attendant`: the sans-I/O digit collection (meeting ID, passcode, leader PIN);
 //!   `prompts`: what it says.
+//! - `subscriptions`: the conference event package (RFC 4575 over RFC 6665), sans-I/O;
+//!   `conference_event`: its documents.
 //! - `server`: the tokio shell: UDP and TCP listeners, the engine, the bridge's own hang-ups.
 //!
 //! Why not the rsipstack crate: its transports drop a malformed request
@@ -15,10 +17,12 @@
 
 pub mod attendant;
 pub(crate) mod auth;
+pub mod conference_event;
 pub mod conference_srtp;
 pub(crate) mod digest;
 pub mod message;
 pub mod prompts;
 pub mod sdp;
 pub mod server;
+pub mod subscriptions;
 pub mod uas;

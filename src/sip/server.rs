@@ -280,6 +280,7 @@ async fn serve(
     let (joins_tx, mut joins) = mpsc::channel(1024);
     let (moves_tx, mut moves) = mpsc::channel(1024);
     let (started_tx, mut started) = mpsc::channel(256);
+    let (rosters_tx, mut rosters) = mpsc::channel::<shell::RosterRead>(256);
     let controls = {
         let engine = Arc::clone(&engine);
         let (tx, rx) = std::sync::mpsc::channel::<(String, Control)>();
@@ -325,6 +326,7 @@ async fn serve(
         conference_srtp,
         connector,
         tls_client,
+        package: shell::Package::new(rosters_tx, os_random),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -362,6 +364,7 @@ async fn serve(
                 uas.dial(Instant::now(), s.participant, &s.target, Peer { addr: s.to, connection: s.connection }, s.offer, s.srtp);
             }
             Some((participant, meeting)) = moves.recv() => shell.moved(participant, meeting, &mut hang_up),
+            Some((meeting, users)) = rosters.recv() => shell.package.core.roster(Instant::now(), &meeting, users),
             event = control.recv() => match event {
                 Some(event) => shell.control_event(event, &mut hang_up),
                 None => break,
@@ -371,6 +374,7 @@ async fn serve(
                 contained(&metrics, "tick", || uas.tick(now));
                 shell.tick_attendants(now);
                 shell.tick_greetings(now);
+                shell.package.core.tick(now);
                 if now >= next_prune {
                     next_prune = now + Duration::from_secs(1);
                     if let Ok(mut l) = shell.limiter.lock() {
@@ -396,6 +400,7 @@ async fn serve(
             }
             shell.act(action).await;
         }
+        shell.flush_subscriptions().await;
     }
 }
 

@@ -9,6 +9,10 @@ use tracing::debug;
 use super::*;
 use crate::placement::Placed;
 
+#[path = "shell_subscriptions.rs"]
+mod subscriptions;
+pub(super) use subscriptions::{Package, RosterRead};
+
 /// A join's outcome as the shell needs it.
 pub(super) struct Joined {
     pub(super) call: CallRef,
@@ -97,6 +101,8 @@ pub(super) struct Shell {
     pub(super) connector: Connector,
     /// Checks the certificates of peers dialled over TLS (none: such dial-outs are refused).
     pub(super) tls_client: Option<Arc<rustls::ClientConfig>>,
+    /// Subscriptions to the conference event package (bounded there).
+    pub(super) package: Package,
 }
 
 impl Shell {
@@ -120,6 +126,10 @@ impl Shell {
                 }
             },
             Action::Join(request) => self.join(*request),
+            Action::Subscribe(request) => self.subscribe(&request),
+            Action::NotifyAnswered(msg) => {
+                self.package.core.notify_answer(Instant::now(), &msg);
+            }
             Action::Leave { participant } => {
                 // Hung up while its leg moves out of the lobby: the hang-up must follow it.
                 let moving = self.meetings.get(&participant).is_some_and(|m| m == LOBBY)
@@ -393,6 +403,7 @@ impl Shell {
         event: ConferenceEvent,
         hang_up: &mut Vec<ParticipantId>,
     ) {
+        self.roster_event(&event);
         match event.event {
             Event::State {
                 participant,

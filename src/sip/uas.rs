@@ -47,7 +47,7 @@ const MAX_FLOOD_CALLERS: usize = 16_384;
 /// cannot get everyone behind it refused; ten of them at full rate still fit, while what one
 /// address can make the bridge do stays capped.
 const GATEWAY_FACTOR: u32 = 10;
-const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
+const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, SUBSCRIBE";
 
 #[path = "dialog.rs"]
 mod dialog;
@@ -55,6 +55,8 @@ mod dialog;
 mod dialout;
 #[path = "invite.rs"]
 mod invite;
+#[path = "uas_subscribe.rs"]
+mod subscribe;
 #[path = "uas_timers.rs"]
 mod timers;
 #[path = "transfer.rs"]
@@ -196,6 +198,9 @@ pub enum Action {
         participant: ParticipantId,
         code: u16,
     },
+    /// A SUBSCRIBE, and an answer to our NOTIFY, for `sip::subscriptions` (see `subscribe`).
+    Subscribe(Box<crate::sip::subscriptions::SubscribeRequest>),
+    NotifyAnswered(Box<Message>),
 }
 
 #[path = "uas_settings.rs"]
@@ -499,6 +504,9 @@ impl Uas {
     }
 
     fn request(&mut self, now: Instant, peer: Peer, msg: &Message, method: &Method) {
+        if *method == Method::Subscribe {
+            return self.subscribe(peer, msg);
+        }
         let mut signed_in = None;
         if !self.trusted(peer.addr.ip()) {
             match self.untrusted(now, peer, msg, method) {
@@ -576,7 +584,10 @@ impl Uas {
     }
 
     fn response(&mut self, now: Instant, _peer: Peer, msg: &Message) {
-        if self.dial_response(now, msg) || self.refer_response(now, msg) {
+        if self.notify_response(msg)
+            || self.dial_response(now, msg)
+            || self.refer_response(now, msg)
+        {
             return;
         }
         // Answers to our BYEs.

@@ -411,8 +411,8 @@ fn hostile_requests_get_an_answer_or_are_dropped_and_a_call_still_works() {
             Some(405),
         ),
         (
-            base.replace("INVITE sip:1234", "SUBSCRIBE sip:1234")
-                .replace("1 INVITE", "1 SUBSCRIBE"),
+            base.replace("INVITE sip:1234", "PUBLISH sip:1234")
+                .replace("1 INVITE", "1 PUBLISH"),
             Some(405),
         ),
         (

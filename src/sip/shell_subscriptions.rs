@@ -1,0 +1,93 @@
+//! The shell's side of the conference event package: it tells the subscriptions core who a
+//! subscriber is (trusted, a participant of the conference, admitted by its gate), reads a
+//! watched conference's roster from the engine when the control stream says it changed
+//! (state, mute, role) and hands it over, ends subscriptions with their conference, and
+//! sends what the core wants sent.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::{Action, LOBBY, Shell};
+use crate::conference::Event;
+use crate::mixer::conference::ConferenceEvent;
+use crate::sip::conference_event::UserView;
+use crate::sip::subscriptions::{Access, Output, SubscribeRequest, Subscriptions};
+
+/// A roster read: the conference, and its users (none when it is gone).
+pub(in crate::sip::server) type RosterRead = (String, Option<Vec<UserView>>);
+
+/// The subscriptions core and where its roster reads come back.
+pub(in crate::sip::server) struct Package {
+    pub(in crate::sip::server) core: Subscriptions,
+    rosters: mpsc::Sender<RosterRead>,
+}
+
+impl Package {
+    pub(in crate::sip::server) fn new(
+        rosters: mpsc::Sender<RosterRead>,
+        random: fn(&mut [u8]),
+    ) -> Package {
+        Package {
+            core: Subscriptions::new(random),
+            rosters,
+        }
+    }
+}
+
+impl Shell {
+    /// A SUBSCRIBE, with what the engine and the shell know of its conference.
+    pub(in crate::sip::server) fn subscribe(&mut self, request: &SubscribeRequest) {
+        let meeting = request.msg.request_user().unwrap_or_default();
+        let admission = (meeting != LOBBY && meeting != self.access_user)
+            .then(|| self.engine.admission(meeting))
+            .flatten();
+        let asserted = request
+            .msg
+            .header("P-Asserted-Identity")
+            .filter(|_| request.trusted);
+        let access = Access {
+            exists: admission.is_some(),
+            trusted: request.trusted,
+            admitted: admission.as_ref().is_some_and(|a| a.gate.admits(asserted)),
+            participant: request
+                .participants
+                .iter()
+                .any(|p| self.meetings.get(p).is_some_and(|m| m == meeting)),
+        };
+        self.package.core.subscribe(Instant::now(), request, access);
+    }
+
+    /// An event from the control stream that subscribers of its conference hear about.
+    pub(in crate::sip::server) fn roster_event(&mut self, event: &ConferenceEvent) {
+        match event.event {
+            Event::State { .. } | Event::Muted { .. } | Event::Role { .. } => {
+                self.package.core.changed(&event.conference)
+            }
+            Event::Ended => self.package.core.ended(Instant::now(), &event.conference),
+            _ => {}
+        }
+    }
+
+    /// Sends what the subscriptions core wants sent, and starts the roster reads it asks for.
+    pub(in crate::sip::server) async fn flush_subscriptions(&mut self) {
+        while let Some(output) = self.package.core.poll() {
+            match output {
+                Output::Send { to, bytes } => self.act(Action::Send { to, bytes }).await,
+                Output::FetchRoster(meeting) => {
+                    let engine = Arc::clone(&self.engine);
+                    let rosters = self.package.rosters.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let users = engine.roster_with_media(&meeting).ok().map(|r| {
+                            r.iter()
+                                .map(|(p, stats)| UserView::of(p, stats.as_ref()))
+                                .collect()
+                        });
+                        let _ = rosters.blocking_send((meeting, users));
+                    });
+                }
+            }
+        }
+    }
+}
