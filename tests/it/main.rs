@@ -44,6 +44,7 @@ mod realtime;
 mod recording;
 mod sip_attendant;
 mod sip_baresip;
+mod sip_conference_event;
 mod sip_dialout;
 mod sip_digest;
 mod sip_dtmf;
