@@ -77,6 +77,8 @@ pub struct Joiner {
 pub struct ReservedPorts {
     /// The RTP address the offer names (RTCP is on the port above).
     pub local: SocketAddr,
+    /// Where the call goes and who answered, for its record (the leg takes it).
+    pub origin: crate::store::Origin,
     sockets: (std::net::UdpSocket, Option<std::net::UdpSocket>),
     lease: crate::media::ports::PortLease,
 }
@@ -347,6 +349,7 @@ impl Engine {
             participant,
             ReservedPorts {
                 local,
+                origin: crate::store::Origin::default(),
                 sockets: (socket, rtcp),
                 lease,
             },
@@ -362,7 +365,7 @@ impl Engine {
         spec: LegSpec,
     ) -> Result<(), EngineError> {
         let (mixer, id) = self.mixer_of(conference)?;
-        let leg = RtpLeg::new(
+        let mut leg = RtpLeg::new(
             participant,
             spec,
             ports.sockets,
@@ -372,6 +375,7 @@ impl Engine {
             self.settings.leg_timers,
         )
         .map_err(EngineError::Leg)?;
+        leg.origin = Some(Arc::new(ports.origin));
         self.call(mixer, |reply| Command::Answered {
             conference: id,
             leg: Box::new(leg),
@@ -387,50 +391,74 @@ impl Engine {
         joiner: Joiner,
         spec: LegSpec,
     ) -> Result<(ParticipantId, SocketAddr), EngineError> {
+        self.add_rtp_leg_from(conference, joiner, spec, crate::store::Origin::default())
+    }
+
+    /// [`Engine::add_rtp_leg`] for a far end known by `origin` (its records show it).
+    pub fn add_rtp_leg_from(
+        &self,
+        conference: &str,
+        joiner: Joiner,
+        spec: LegSpec,
+        origin: crate::store::Origin,
+    ) -> Result<(ParticipantId, SocketAddr), EngineError> {
         let (socket, rtcp, lease) = self
             .ports
             .bind(spec.remote_rtcp.is_some())
             .map_err(|_| EngineError::PortsExhausted)?;
         let mut local = None;
-        let participant = self.join_leg(conference, joiner, |participant, now, ssrc, timers| {
-            let leg = RtpLeg::new(participant, spec, (socket, rtcp), lease, now, ssrc, timers)?;
-            local = Some(leg.local_addr()?);
-            Ok(leg)
-        })?;
+        let participant = self.join_leg(
+            conference,
+            joiner,
+            origin,
+            |participant, now, ssrc, timers| {
+                let leg = RtpLeg::new(participant, spec, (socket, rtcp), lease, now, ssrc, timers)?;
+                local = Some(leg.local_addr()?);
+                Ok(leg)
+            },
+        )?;
         let local = local.ok_or(EngineError::Leg(std::io::Error::other("no local address")))?;
         Ok((participant, local))
     }
 
     /// Adds a WebRTC leg whose packets pass through the driver on `port`; the participant is
-    /// `connecting` until audio arrives.
+    /// `connecting` until audio arrives. `origin` is the peer as its records show it.
     pub fn add_relayed_leg(
         &self,
         conference: &str,
         joiner: Joiner,
         spec: LegSpec,
         port: crate::media::relay::RelayPort,
+        origin: crate::store::Origin,
     ) -> Result<ParticipantId, EngineError> {
-        self.join_leg(conference, joiner, |participant, now, ssrc, timers| {
-            RtpLeg::relayed(participant, spec, port, now, ssrc, timers)
-        })
+        self.join_leg(
+            conference,
+            joiner,
+            origin,
+            |participant, now, ssrc, timers| {
+                RtpLeg::relayed(participant, spec, port, now, ssrc, timers)
+            },
+        )
     }
 
-    /// A new participant in `conference` with the leg `make` builds for it.
+    /// A new participant in `conference` with the leg `make` builds for it, from `origin`.
     fn join_leg(
         &self,
         conference: &str,
         joiner: Joiner,
+        origin: crate::store::Origin,
         make: impl FnOnce(ParticipantId, Instant, u32, LegTimers) -> std::io::Result<RtpLeg>,
     ) -> Result<ParticipantId, EngineError> {
         let (mixer, id) = self.mixer_of(conference)?;
         let participant = ParticipantId(self.next_participant.fetch_add(1, Ordering::Relaxed));
-        let leg = make(
+        let mut leg = make(
             participant,
             Instant::now(),
             random_ssrc(participant),
             self.settings.leg_timers,
         )
         .map_err(EngineError::Leg)?;
+        leg.origin = (origin != crate::store::Origin::default()).then(|| Arc::new(origin));
         let joining = Joining {
             id: participant,
             display_name: joiner.display_name,

@@ -1,4 +1,4 @@
-//! `/v1/conferences` and `/v1/records`.
+//! `/v1/conferences`.
 
 use axum::Json;
 use axum::extract::State;
@@ -7,16 +7,16 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::error::ErrorBody;
-use super::extract::{Path, Query};
+use super::extract::Path;
 use super::replies::{
     ConferenceList, ConferenceOnly, ConferenceReply, ConferenceSummary, ConferenceView,
-    ParticipantInfo, RecordItem, RecordPage, SrtpName,
+    ParticipantInfo, SrtpName,
 };
 use super::{ApiError, AppState, blocking};
 use crate::conference::roster::EntryExit;
 use crate::conference::{Admission, Gate, Policy};
 use crate::mixer::Control;
-use crate::store::{Access, RecordFilter, StoredConference, unix_ms};
+use crate::store::{Access, StoredConference, unix_ms};
 
 #[cfg(test)]
 #[path = "conferences_tests.rs"]
@@ -524,60 +524,6 @@ pub(super) async fn mute_all(
         stored(&state, &cid)?;
         state.engine.control(&cid, Control::MuteAll)?;
         Ok(StatusCode::NO_CONTENT)
-    })
-    .await
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RecordQuery {
-    conference: Option<String>,
-    /// Joined at or after, milliseconds since the Unix epoch.
-    since: Option<i64>,
-    /// Joined before, milliseconds since the Unix epoch.
-    until: Option<i64>,
-    /// Records per page: 1 to 1000 (100).
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<usize>,
-    /// Records to skip (0).
-    #[param(maximum = 9_223_372_036_854_775_807_u64)]
-    offset: Option<usize>,
-}
-
-#[utoipa::path(get, path = "/v1/records", tag = "records", params(RecordQuery), security(("bearer" = [])),
-    responses((status = 200, description = "Call records, newest first, and the next page's offset", body = RecordPage),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 403, description = "A roster token", body = ErrorBody),
-        (status = 422, description = "Invalid filter", body = ErrorBody),
-        (status = 503, description = "Storage unavailable", body = ErrorBody)))]
-pub(super) async fn records(
-    State(state): State<AppState>,
-    Query(q): Query<RecordQuery>,
-) -> Result<Json<RecordPage>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit must be 1 to 1000"));
-    }
-    let offset = q.offset.unwrap_or(0);
-    if i64::try_from(offset).is_err() {
-        return Err(ApiError::invalid("offset is too large"));
-    }
-    let filter = RecordFilter {
-        conference: q.conference,
-        since: q.since,
-        until: q.until,
-        limit,
-        offset,
-    };
-    blocking(move || {
-        let rows = state.store.records(&filter)?;
-        let records: Vec<RecordItem> = rows.into_iter().map(RecordItem::from).collect();
-        let next_offset =
-            (records.len() == filter.limit).then_some(filter.offset.saturating_add(filter.limit));
-        Ok(Json(RecordPage {
-            records,
-            next_offset,
-        }))
     })
     .await
 }

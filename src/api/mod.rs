@@ -9,6 +9,7 @@
 mod conference_sync;
 mod conferences;
 mod controls;
+mod csv;
 mod error;
 mod events;
 mod extract;
@@ -18,6 +19,7 @@ mod pages;
 mod participants;
 mod placed;
 mod recordings;
+mod records;
 mod replies;
 mod view;
 mod whip;
@@ -29,7 +31,7 @@ mod whip;
     paths(
         conferences::create, conferences::list, conferences::get, conferences::patch,
         conferences::end, conferences::lock, conferences::unlock, conferences::mute_all,
-        conferences::records, participants::list, participants::get, participants::add,
+        records::records, records::conferences, participants::list, participants::get, participants::add,
         participants::act, participants::eject, events::all, events::conference,
         whip::join, whip::leave, whip::token,
         controls::role, controls::gains, controls::noise_suppression, controls::whoami,
@@ -252,7 +254,8 @@ pub fn router(state: AppState) -> Router {
         .route("/conferences/{cid}/events", get(events::conference))
         .route("/conferences/{cid}/tokens", post(whip::token))
         .route("/events", get(events::all))
-        .route("/records", get(conferences::records))
+        .route("/records", get(records::records))
+        .route("/records/conferences", get(records::conferences))
         .route(
             "/conferences/{cid}/recording",
             post(recordings::start).delete(recordings::stop),

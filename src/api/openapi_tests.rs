@@ -6,9 +6,8 @@
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use super::replies::{
-    AddedParticipant, ParticipantInfo, RecordItem, RosterEntry, StateName, TokenReply,
-};
+use super::records::RecordItem;
+use super::replies::{AddedParticipant, ParticipantInfo, RosterEntry, StateName, TokenReply};
 use crate::conference::{DisconnectReason, Participant, ParticipantId, Role, State as PState};
 
 fn document() -> Value {
@@ -232,6 +231,8 @@ fn the_typed_answers_keep_the_api_shapes() {
         jitter_ms: Some(f64::NAN),
         rtt_ms: None,
         mos: Some(4.1),
+        user_agent: Some("Linphone/5.2".into()),
+        remote: None,
     };
     let v = serde_json::to_value(RecordItem::from(record)).unwrap();
     let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -256,10 +257,14 @@ fn the_typed_answers_keep_the_api_shapes() {
         "jitter_ms",
         "rtt_ms",
         "mos",
+        "user_agent",
+        "remote",
     ];
     want.sort_unstable();
     assert_eq!(keys, want);
     assert_eq!(v["disconnect_reason"], "hangup");
     // No NaN reaches JSON as a `null` where the schema says number.
     assert_eq!(v["jitter_ms"], Value::Null);
+    assert_eq!(v["user_agent"], "Linphone/5.2");
+    assert_eq!(v["remote"], Value::Null);
 }

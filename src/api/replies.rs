@@ -7,7 +7,6 @@ use utoipa::ToSchema;
 
 use crate::conference::{Participant, Role, State as PState};
 use crate::media::leg::LegStats;
-use crate::store::Record;
 
 /// A participant's role.
 #[derive(Clone, Copy, Debug, Serialize, serde::Deserialize, ToSchema)]
@@ -388,74 +387,6 @@ pub(super) struct ConferenceSummary {
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct ConferenceList {
     pub conferences: Vec<ConferenceSummary>,
-}
-
-/// A call record: one participant's stay in a conference.
-#[derive(Debug, Serialize, ToSchema)]
-pub(super) struct RecordItem {
-    pub id: i64,
-    pub conference: String,
-    pub participant: String,
-    pub display_name: String,
-    pub uri: String,
-    pub role: String,
-    pub transport: String,
-    #[schema(required = true)]
-    pub codec: Option<String>,
-    pub srtp: bool,
-    /// Milliseconds since the Unix epoch.
-    pub joined_at: i64,
-    /// None while the participant is still there.
-    #[schema(required = true)]
-    pub left_at: Option<i64>,
-    #[schema(required = true)]
-    pub disconnect_reason: Option<String>,
-    #[schema(required = true)]
-    pub sip_status: Option<u16>,
-    pub packets_in: u64,
-    pub packets_out: u64,
-    pub packets_lost: i64,
-    #[schema(required = true)]
-    pub jitter_ms: Option<f64>,
-    #[schema(required = true)]
-    pub rtt_ms: Option<f64>,
-    #[schema(required = true)]
-    pub mos: Option<f64>,
-}
-
-impl From<Record> for RecordItem {
-    fn from(r: Record) -> Self {
-        RecordItem {
-            id: r.id,
-            conference: r.conference,
-            participant: r.participant,
-            display_name: r.display_name,
-            uri: r.uri,
-            role: r.role,
-            transport: r.transport,
-            codec: r.codec,
-            srtp: r.srtp,
-            joined_at: r.joined_at,
-            left_at: r.left_at,
-            disconnect_reason: r.reason,
-            sip_status: r.sip_status,
-            packets_in: r.packets_in,
-            packets_out: r.packets_out,
-            packets_lost: r.packets_lost,
-            jitter_ms: r.jitter_ms.filter(|x| x.is_finite()),
-            rtt_ms: r.rtt_ms.filter(|x| x.is_finite()),
-            mos: r.mos.filter(|x| x.is_finite()),
-        }
-    }
-}
-
-/// A page of call records, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub(super) struct RecordPage {
-    pub records: Vec<RecordItem>,
-    /// The `offset` of the next page; none on the last.
-    #[schema(required = true)]
-    pub next_offset: Option<usize>,
 }
 
 /// A signed join token for WHIP.

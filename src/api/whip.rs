@@ -201,11 +201,20 @@ pub(super) async fn join(
     request: Request,
 ) -> Result<Response, ApiError> {
     meeting_id(&cid)?;
-    let client: IpAddr = request
+    let peer_address = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+        .map(|c| c.0);
+    let client: IpAddr = peer_address.map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip());
     let headers = request.headers().clone();
+    // The peer as its record shows it (the header is the client's to write: cleaned there).
+    let origin = crate::store::Origin::new(
+        headers
+            .get(axum::http::header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+            .as_deref(),
+        peer_address,
+    );
     // The whole path (under the `/v1` nest), for a redirect to the same join elsewhere.
     let uri = request
         .extensions()
@@ -330,7 +339,8 @@ pub(super) async fn join(
     let engine = state.engine.clone();
     let spec = accepted.spec;
     let c = cid.clone();
-    let participant = blocking(move || Ok(engine.add_relayed_leg(&c, joiner, spec, port)?)).await?;
+    let participant =
+        blocking(move || Ok(engine.add_relayed_leg(&c, joiner, spec, port, origin)?)).await?;
     let session = session_id().ok_or_else(|| ApiError::internal("no randomness"))?;
     let roster = RosterToken::random().ok_or_else(|| ApiError::internal("no randomness"))?;
     let roster_text = roster.text();

@@ -14,6 +14,7 @@
 
 mod names;
 mod opus_paths;
+mod records;
 #[cfg(test)]
 mod sim_control_tests;
 #[cfg(test)]
@@ -54,7 +55,7 @@ use crate::media::leg::{LegStats, RtpLeg};
 use crate::mixer::helper::{GroupPackets, Outbound};
 use crate::mixer::room_sounds::RoomSounds;
 use crate::mixer::stats::{ConferenceSnapshot, LegTotals, MixerSnapshot};
-use crate::store::{LegFacts, RecordEvent};
+use crate::store::RecordEvent;
 
 /// A conference id (the meeting ID); cheap to clone into events.
 pub type ConferenceId = Arc<str>;
@@ -143,6 +144,8 @@ pub struct ConferenceMedia {
     records: Option<std::sync::mpsc::Sender<RecordEvent>>,
     /// Counters of the legs that have left.
     closed: LegTotals,
+    /// The most legs it has had at once (for its conference record).
+    peak_legs: usize,
     /// The recording of the mix, if one is on (it gets every tick's frame).
     recording: Option<crate::recording::RecordingTap>,
 }
@@ -187,6 +190,7 @@ impl ConferenceMedia {
             counters: Arc::new(ConferenceCounters::default()),
             records: None,
             closed: LegTotals::default(),
+            peak_legs: 0,
             recording: None,
         }
     }
@@ -206,53 +210,6 @@ impl ConferenceMedia {
     /// Plays `sounds` (music on hold, tones) from now on instead of the built-in ones.
     pub fn set_sounds(&mut self, sounds: Arc<RoomSounds>) {
         self.sounds = sounds;
-    }
-
-    /// Sends call records to `records` from now on.
-    pub fn set_records(&mut self, records: Option<std::sync::mpsc::Sender<RecordEvent>>) {
-        self.records = records;
-    }
-
-    /// What is known of `participant`'s leg at `now` (its figures when it ends).
-    fn facts_of(
-        &self,
-        participant: ParticipantId,
-        leg: Option<&RtpLeg>,
-        now: Instant,
-    ) -> Option<LegFacts> {
-        let p = self.roster.participant(participant)?;
-        Some(LegFacts {
-            conference: self.id.to_string(),
-            display_name: p.display_name.clone(),
-            uri: p.uri.clone(),
-            role: p.role,
-            stats: leg.map(|l| l.stats()),
-            reason: match p.state {
-                State::Disconnected(r) => Some(r),
-                _ => None,
-            },
-            sip_status: p.sip_status,
-            at: now,
-        })
-    }
-
-    /// Tells the record writer a leg joined (`open`) or left.
-    fn send_record(
-        &self,
-        open: bool,
-        participant: ParticipantId,
-        leg: Option<&RtpLeg>,
-        now: Instant,
-    ) {
-        let Some(records) = &self.records else { return };
-        let Some(facts) = self.facts_of(participant, leg, now) else {
-            return;
-        };
-        let _ = records.send(RecordEvent::Leg {
-            participant,
-            open,
-            facts: Box::new(facts),
-        });
     }
 
     /// Adds this conference's figures to a mixer thread's snapshot.
@@ -309,6 +266,7 @@ impl ConferenceMedia {
         );
         fresh.counters = Arc::clone(&self.counters);
         fresh.records = self.records.clone();
+        fresh.peak_legs = self.peak_legs;
         fresh.sounds = Arc::clone(&self.sounds);
         let mut old = std::mem::replace(self, fresh);
         // The old state may be what broke: if ending its calls panics too, the roster is
@@ -490,6 +448,7 @@ impl ConferenceMedia {
         self.send_record(true, leg.participant, Some(&leg), now);
         self.dominant.add(leg.participant);
         self.legs.push(Box::new(leg));
+        self.peak_legs = self.peak_legs.max(self.legs.len());
         self.leg_groups.push(group);
         self.leg_sounds.push(sounds::LegSound::default());
         // Room for every leg in the tick's own vectors, so that the tick never allocates.

@@ -242,6 +242,7 @@ fn run(
             let gone = c.roster.ended() && c.leg_count() == 0;
             if gone {
                 c.retire(&mut retired);
+                c.send_session(false, start);
             }
             !gone
         });
@@ -346,6 +347,7 @@ fn handle(
                     let media =
                         slot.insert(ConferenceMedia::new(id, policy, max_talkers, media_timeout));
                     media.set_records(records.clone());
+                    media.send_session(true, Instant::now());
                     Ok(Arc::clone(&media.counters))
                 }
             };

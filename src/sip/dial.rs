@@ -134,7 +134,8 @@ impl Shell {
             let m = meeting.clone();
             let invited = tokio::task::spawn_blocking(move || engine.invite(&m, joiner)).await;
             match invited {
-                Ok(Ok((participant, ports))) => {
+                Ok(Ok((participant, mut ports))) => {
+                    ports.origin = crate::store::Origin::new(None, Some(to));
                     // Our media address as the callee will see it (never a wildcard bind).
                     let local = crate::addr::Advertise::new(media_advertise, ports.local.ip())
                         .socket_for_peer(ports.local, to.ip());
@@ -171,11 +172,14 @@ impl Shell {
             return;
         };
         let spec = answer.negotiated.leg_spec(answer.local_key);
+        let user_agent = answer.user_agent.clone();
         self.control(participant, Control::SipStatus(participant, 200));
         let engine = Arc::clone(&self.engine);
         let moves = self.moves.clone();
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = engine.answered(&meeting, participant, pending.ports, spec) {
+            let mut ports = pending.ports;
+            ports.origin = ports.origin.answered_by(user_agent.as_deref());
+            if let Err(e) = engine.answered(&meeting, participant, ports, spec) {
                 debug!(error = %e, "dial-out answered but its leg could not join");
                 let _ = moves.blocking_send((participant, super::shell::MoveEnd::Lost));
             }

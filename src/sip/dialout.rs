@@ -239,7 +239,11 @@ impl Uas {
         if (200..300).contains(&code) {
             let offered = out.srtp;
             match srtp::check_answer(&msg.body, &self.settings.codecs, &offered) {
-                Ok(answer) => {
+                Ok(mut answer) => {
+                    answer.user_agent = msg
+                        .header("Server")
+                        .or_else(|| msg.header("User-Agent"))
+                        .map(str::to_owned);
                     self.dialog_from_answer(now, participant, msg, to, &branch, Some(&answer));
                     self.actions.push_back(Action::Answered {
                         participant,

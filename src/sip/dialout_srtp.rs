@@ -95,6 +95,8 @@ impl OfferedSrtp {
 pub struct DialAnswer {
     pub negotiated: Negotiated,
     pub local_key: Option<KeyMaterial>,
+    /// The answer's Server (else User-Agent) header, as sent: for the call record.
+    pub user_agent: Option<String>,
 }
 
 /// Why an answer to our dial-out is refused (the call is hung up with this as its Reason).
@@ -142,6 +144,7 @@ pub(crate) fn check_answer(
     Ok(DialAnswer {
         negotiated,
         local_key,
+        user_agent: None,
     })
 }
 

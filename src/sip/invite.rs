@@ -240,6 +240,7 @@ impl Uas {
             local_key,
             source: peer.addr.ip(),
             asserted_identity,
+            origin: crate::store::Origin::new(msg.header("User-Agent"), Some(peer.addr)),
         })));
     }
 

@@ -289,7 +289,12 @@ impl Shell {
             };
             let mut conference = conference;
             let mut refused = None;
-            let result = match engine.add_rtp_leg(&conference, joiner.clone(), spec) {
+            // The caller as its records show it, in the meeting or in the lobby.
+            let origin = request.origin;
+            let add_leg = |meeting: &str, joiner: Joiner| {
+                engine.add_rtp_leg_from(meeting, joiner, spec, origin.clone())
+            };
+            let result = match add_leg(&conference, joiner.clone()) {
                 Ok((participant, local)) => {
                     if attendant.is_some() {
                         // Gateways often send digits as tones in the audio.
@@ -300,8 +305,7 @@ impl Shell {
                 // Told why in the lobby, then hung up.
                 Err(EngineError::Command(CommandError::Join(e)))
                     if refusal::Refusal::of(e).is_some()
-                        && let Ok((participant, local)) =
-                            engine.add_rtp_leg(LOBBY, joiner, spec) =>
+                        && let Ok((participant, local)) = add_leg(LOBBY, joiner) =>
                 {
                     conference = LOBBY.to_owned();
                     refused = refusal::Refusal::of(e);

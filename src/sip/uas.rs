@@ -120,6 +120,8 @@ pub struct JoinRequest {
     pub source: IpAddr,
     /// The identity the gateway asserts (P-Asserted-Identity), if any (an empty one is none).
     pub asserted_identity: Option<String>,
+    /// The caller's User-Agent and the INVITE's source, for the call record.
+    pub origin: crate::store::Origin,
 }
 
 impl JoinRequest {

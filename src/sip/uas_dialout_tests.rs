@@ -14,6 +14,7 @@ fn far_end() -> Peer {
 fn answer_to(invite: &Message, code: u16, reason: &str, body: &str) -> Vec<u8> {
     let mut r = invite.response(code, reason, Some("bob-tag"));
     r.push_header("Contact", "<sip:bob@127.0.0.1:5999>");
+    r.push_header("Server", "Bob's phone/1.0");
     r.body = body.as_bytes().to_vec();
     r.to_bytes()
 }
@@ -83,6 +84,7 @@ fn a_dial_out_rings_is_answered_and_hung_up_by_the_far_end() {
                 )
                 .unwrap(),
                 local_key: None,
+                user_agent: Some("Bob's phone/1.0".into()),
             })
         }]
     );

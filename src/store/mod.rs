@@ -6,6 +6,7 @@
 //! waits on the disk. Records open when a leg joins and close when it leaves; those a node left
 //! open (the process died) are closed as `abandoned` when it starts again.
 
+mod conference_records;
 mod dispatcher;
 mod placement;
 mod postgres;
@@ -16,9 +17,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use conference_records::{ConferenceFacts, ConferenceRecord};
 pub use dispatcher::DispatcherTable;
 pub use placement::{Lease, NodeAddress};
-pub use records::{LegFacts, Record, RecordEvent, RecordFilter, RecordWriter};
+pub use records::{
+    LegFacts, MAX_USER_AGENT, Origin, Record, RecordEvent, RecordFilter, RecordWriter,
+};
 
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +137,11 @@ trait Backend: Send + Sync + std::fmt::Debug {
     fn conferences(&self) -> Result<Vec<StoredConference>, StoreError>;
     fn prune_records(&self, before: i64) -> Result<usize, StoreError>;
     fn records(&self, filter: &RecordFilter) -> Result<Vec<Record>, StoreError>;
+    /// Conference sessions, newest first (`uri` is not used).
+    fn conference_records(
+        &self,
+        filter: &RecordFilter,
+    ) -> Result<Vec<ConferenceRecord>, StoreError>;
     /// A connection of its own for the record writer.
     fn record_sink(
         &self,
@@ -180,7 +189,12 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) `dir/confab.db`, migrates it, and closes records left open.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let sqlite = Arc::new(sqlite::Sqlite::open(dir)?);
+        Store::open_as(dir, "")
+    }
+
+    /// [`Store::open`], its records naming `node`.
+    fn open_as(dir: &Path, node: &str) -> Result<Store, StoreError> {
+        let sqlite = Arc::new(sqlite::Sqlite::open(dir, node)?);
         Ok(Store {
             backend: sqlite.clone(),
             #[cfg(test)]
@@ -198,7 +212,7 @@ impl Store {
             .map(str::trim)
             .filter(|u| !u.is_empty())
         {
-            None => Store::open(&config.data_dir),
+            None => Store::open_as(&config.data_dir, node),
             Some(url) => Ok(Store {
                 backend: Arc::new(postgres::Postgres::connect(url, node)?),
                 #[cfg(test)]
@@ -240,8 +254,8 @@ impl Store {
         RecordWriter::start(self.backend.record_sink(patience)?, patience)
     }
 
-    /// Deletes the closed call records of calls that began before `before` (ms since the
-    /// epoch); returns how many. Records still open are kept.
+    /// Deletes the closed call records of calls (and conference sessions) that began before
+    /// `before` (ms since the epoch); returns how many. Records still open are kept.
     pub fn prune_records(&self, before: i64) -> Result<usize, StoreError> {
         self.backend.prune_records(before)
     }
@@ -249,6 +263,14 @@ impl Store {
     /// Call records, newest first.
     pub fn records(&self, filter: &RecordFilter) -> Result<Vec<Record>, StoreError> {
         self.backend.records(filter)
+    }
+
+    /// Conference sessions, newest first (the filter's `uri` is not used).
+    pub fn conference_records(
+        &self,
+        filter: &RecordFilter,
+    ) -> Result<Vec<ConferenceRecord>, StoreError> {
+        self.backend.conference_records(filter)
     }
 
     /// Takes `meeting` for `me` until `now + lease` unless another node holds it unexpired;
@@ -351,7 +373,7 @@ const CONFERENCE_COLUMNS: &str = "id, name, access, passcode, leader_pin, attend
 /// The columns of a record row, in the order both backends select them.
 const RECORD_COLUMNS: &str = "id, conference, participant, display_name, uri, role, transport,
     codec, srtp, joined_at, left_at, reason, sip_status, packets_in, packets_out, packets_lost,
-    jitter_ms, rtt_ms, mos";
+    jitter_ms, rtt_ms, mos, user_agent, remote";
 
 #[cfg(test)]
 #[path = "store_tests.rs"]

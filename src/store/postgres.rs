@@ -15,14 +15,14 @@ use postgres::{Client, NoTls};
 use super::placement::{CLAIM_ATTEMPTS, claim_sql};
 use super::records::{Patience, RecordSink};
 use super::{
-    Backend, CONFERENCE_COLUMNS, ConferenceRow, Lease, NodeAddress, RECORD_COLUMNS, Record,
-    RecordFilter, StoreError, StoredConference, count_error, unix_ms,
+    Backend, CONFERENCE_COLUMNS, ConferenceRecord, ConferenceRow, Lease, NodeAddress,
+    RECORD_COLUMNS, Record, RecordFilter, StoreError, StoredConference, count_error, unix_ms,
 };
 use postgres_records::{PostgresSink, record_row};
 
 /// The schema, one migration per version (the SQLite schema's columns, in PostgreSQL's
 /// types, and each record's node).
-pub(super) const MIGRATIONS: [&str; 2] = [
+pub(super) const MIGRATIONS: [&str; 3] = [
     "
     CREATE TABLE conferences (
         id TEXT PRIMARY KEY,
@@ -66,6 +66,7 @@ pub(super) const MIGRATIONS: [&str; 2] = [
     CREATE INDEX records_open_by_node ON records (node) WHERE left_at IS NULL;
 ",
     super::placement::TABLE,
+    postgres_records::MIGRATION,
 ];
 
 /// The advisory lock migrations take (any constant the bridge alone uses).
@@ -107,6 +108,14 @@ impl Postgres {
             .execute(
                 "UPDATE records SET left_at = $1, reason = 'abandoned'
                  WHERE left_at IS NULL AND node = $2",
+                &[&unix_ms(SystemTime::now()), &node],
+            )
+            .map_err(err)?;
+        conn.client()
+            .map_err(err)?
+            .execute(
+                "UPDATE conference_records SET ended_at = $1, reason = 'abandoned'
+                 WHERE ended_at IS NULL AND node = $2",
                 &[&unix_ms(SystemTime::now()), &node],
             )
             .map_err(err)?;
@@ -353,10 +362,15 @@ impl Backend for Postgres {
 
     fn prune_records(&self, before: i64) -> Result<usize, StoreError> {
         self.call(move |c| {
-            c.execute(
+            let legs = c.execute(
                 "DELETE FROM records WHERE left_at IS NOT NULL AND joined_at < $1",
                 &[&before],
-            )
+            )?;
+            let sessions = c.execute(
+                "DELETE FROM conference_records WHERE ended_at IS NOT NULL AND started_at < $1",
+                &[&before],
+            )?;
+            Ok(legs + sessions)
         })
         .map(|n| n as usize)
     }
@@ -370,6 +384,7 @@ impl Backend for Postgres {
                      WHERE ($1::TEXT IS NULL OR conference = $1)
                        AND ($2::BIGINT IS NULL OR joined_at >= $2)
                        AND ($3::BIGINT IS NULL OR joined_at < $3)
+                       AND ($6::TEXT IS NULL OR uri = $6)
                      ORDER BY joined_at DESC, id DESC LIMIT $4 OFFSET $5"
                 ),
                 &[
@@ -378,12 +393,18 @@ impl Backend for Postgres {
                     &f.until,
                     &(f.limit.min(super::records::MAX_PAGE) as i64),
                     &(i64::try_from(f.offset).unwrap_or(i64::MAX)),
+                    &f.uri,
                 ],
             )?
             .iter()
             .map(record_row)
             .collect()
         })
+    }
+
+    fn conference_records(&self, f: &RecordFilter) -> Result<Vec<ConferenceRecord>, StoreError> {
+        let f = f.clone();
+        self.call(move |c| postgres_records::conference_records(c, &f))
     }
 
     fn claim(

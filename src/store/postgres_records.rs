@@ -4,8 +4,65 @@
 use postgres::Client;
 
 use super::Connection;
-use crate::store::Record;
-use crate::store::records::{RecordSink, RecordTx, WriteError};
+use crate::store::conference_records::CONFERENCE_RECORD_COLUMNS;
+use crate::store::records::{MAX_PAGE, RecordSink, RecordTx, WriteError};
+use crate::store::{ConferenceRecord, Record, RecordFilter};
+
+/// The schema's third version: where each leg comes from, and conference sessions.
+pub(super) const MIGRATION: &str = "
+    ALTER TABLE records ADD COLUMN user_agent TEXT;
+    ALTER TABLE records ADD COLUMN remote TEXT;
+    CREATE INDEX records_by_uri ON records (uri, joined_at);
+    CREATE TABLE conference_records (
+        id BIGSERIAL PRIMARY KEY,
+        conference TEXT NOT NULL,
+        node TEXT NOT NULL,
+        started_at BIGINT NOT NULL,
+        ended_at BIGINT,
+        reason TEXT,
+        peak_participants BIGINT
+    );
+    CREATE INDEX conference_records_by_conference ON conference_records (conference, started_at);
+    CREATE INDEX conference_records_by_time ON conference_records (started_at);
+    CREATE INDEX conference_records_open_by_node ON conference_records (node)
+        WHERE ended_at IS NULL;
+";
+
+/// Conference sessions, newest first.
+pub(super) fn conference_records(
+    c: &mut Client,
+    f: &RecordFilter,
+) -> Result<Vec<ConferenceRecord>, postgres::Error> {
+    c.query(
+        &format!(
+            "SELECT {CONFERENCE_RECORD_COLUMNS} FROM conference_records
+             WHERE ($1::TEXT IS NULL OR conference = $1)
+               AND ($2::BIGINT IS NULL OR started_at >= $2)
+               AND ($3::BIGINT IS NULL OR started_at < $3)
+             ORDER BY started_at DESC, id DESC LIMIT $4 OFFSET $5"
+        ),
+        &[
+            &f.conference,
+            &f.since,
+            &f.until,
+            &(f.limit.min(MAX_PAGE) as i64),
+            &(i64::try_from(f.offset).unwrap_or(i64::MAX)),
+        ],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(ConferenceRecord {
+            id: r.try_get(0)?,
+            conference: r.try_get(1)?,
+            node: r.try_get(2)?,
+            started_at: r.try_get(3)?,
+            ended_at: r.try_get(4)?,
+            reason: r.try_get(5)?,
+            peak_participants: r.try_get::<_, Option<i64>>(6)?.map(|p| p.max(0) as u64),
+        })
+    })
+    .collect()
+}
 
 pub(super) fn record_row(r: &postgres::Row) -> Result<Record, postgres::Error> {
     Ok(Record {
@@ -30,6 +87,8 @@ pub(super) fn record_row(r: &postgres::Row) -> Result<Record, postgres::Error> {
         jitter_ms: r.try_get(16)?,
         rtt_ms: r.try_get(17)?,
         mos: r.try_get(18)?,
+        user_agent: r.try_get(19)?,
+        remote: r.try_get(20)?,
     })
 }
 
@@ -77,8 +136,8 @@ impl RecordTx for PostgresTx<'_, '_> {
         self.tx
             .query_one(
                 "INSERT INTO records (node, conference, participant, display_name, uri, role,
-                 transport, codec, srtp, joined_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                 transport, codec, srtp, joined_at, user_agent, remote)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
                 &[
                     &self.node,
                     &r.conference,
@@ -90,6 +149,8 @@ impl RecordTx for PostgresTx<'_, '_> {
                     &r.codec,
                     &r.srtp,
                     &r.joined_at,
+                    &r.user_agent,
+                    &r.remote,
                 ],
             )
             .and_then(|row| row.try_get(0))
@@ -101,7 +162,9 @@ impl RecordTx for PostgresTx<'_, '_> {
             .execute(
                 "UPDATE records SET left_at = $2, reason = $3, sip_status = $4, packets_in = $5,
                  packets_out = $6, packets_lost = $7, jitter_ms = $8, rtt_ms = $9, mos = $10,
-                 codec = COALESCE($11, codec), srtp = $12 WHERE id = $1",
+                 codec = COALESCE($11, codec), srtp = $12,
+                 user_agent = COALESCE($13, user_agent), remote = COALESCE($14, remote)
+                 WHERE id = $1",
                 &[
                     &id,
                     &r.left_at,
@@ -115,6 +178,35 @@ impl RecordTx for PostgresTx<'_, '_> {
                     &r.mos,
                     &r.codec,
                     &r.srtp,
+                    &r.user_agent,
+                    &r.remote,
+                ],
+            )
+            .map(drop)
+            .map_err(write_error)
+    }
+
+    fn open_session(&mut self, r: &ConferenceRecord) -> Result<i64, WriteError> {
+        self.tx
+            .query_one(
+                "INSERT INTO conference_records (conference, node, started_at)
+                 VALUES ($1, $2, $3) RETURNING id",
+                &[&r.conference, &self.node, &r.started_at],
+            )
+            .and_then(|row| row.try_get(0))
+            .map_err(write_error)
+    }
+
+    fn close_session(&mut self, id: i64, r: &ConferenceRecord) -> Result<(), WriteError> {
+        self.tx
+            .execute(
+                "UPDATE conference_records SET ended_at = $2, reason = $3,
+                 peak_participants = $4 WHERE id = $1",
+                &[
+                    &id,
+                    &r.ended_at,
+                    &r.reason,
+                    &r.peak_participants.map(|p| p.min(i64::MAX as u64) as i64),
                 ],
             )
             .map(drop)

@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::StoreError;
+use super::conference_records::{ConferenceFacts, ConferenceRecord};
 use crate::conference::{DisconnectReason, ParticipantId, Role};
 use crate::media::leg::LegStats;
 
@@ -37,6 +38,42 @@ pub struct Record {
     pub jitter_ms: Option<f64>,
     pub rtt_ms: Option<f64>,
     pub mos: Option<f64>,
+    /// The far end's software (SIP User-Agent or Server, WHIP's HTTP User-Agent), cleaned.
+    pub user_agent: Option<String>,
+    /// The far end's address as the bridge saw it (`ip:port`).
+    pub remote: Option<String>,
+}
+
+/// The longest User-Agent a record keeps (bytes, cut at a char boundary).
+pub const MAX_USER_AGENT: usize = 256;
+
+/// Where a leg comes from, as its call record shows it: values from the network, so cleaned of
+/// control characters and bounded before they are kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub user_agent: Option<String>,
+    pub remote: Option<String>,
+}
+
+impl Origin {
+    /// The origin of a leg whose far end calls itself `user_agent` (any text from the
+    /// network) and was seen at `remote`.
+    pub fn new(user_agent: Option<&str>, remote: Option<std::net::SocketAddr>) -> Origin {
+        Origin {
+            user_agent: user_agent
+                .map(|ua| crate::conference::clean_text(ua, MAX_USER_AGENT))
+                .filter(|ua| !ua.is_empty()),
+            remote: remote.map(|a| a.to_string()),
+        }
+    }
+
+    /// This origin, the far end now calling itself `user_agent` (a dial-out's answer).
+    pub fn answered_by(self, user_agent: Option<&str>) -> Origin {
+        Origin {
+            user_agent: Origin::new(user_agent, None).user_agent,
+            ..self
+        }
+    }
 }
 
 /// What a conference knows of a leg when it joins or leaves: the writer makes the row of it
@@ -54,6 +91,8 @@ pub struct LegFacts {
     pub sip_status: Option<u16>,
     /// When, on the mixer's clock.
     pub at: Instant,
+    /// Where the leg comes from, if known.
+    pub origin: Option<std::sync::Arc<Origin>>,
 }
 
 impl LegFacts {
@@ -89,6 +128,8 @@ impl LegFacts {
             jitter_ms: stats.map(|s| s.jitter_ms),
             rtt_ms: stats.and_then(|s| s.rtt_ms),
             mos: stats.filter(|s| s.packets_in > 0).map(|s| s.mos),
+            user_agent: self.origin.as_ref().and_then(|o| o.user_agent.clone()),
+            remote: self.origin.as_ref().and_then(|o| o.remote.clone()),
             id: 0,
         }
     }
@@ -137,6 +178,10 @@ pub enum RecordEvent {
         participant: ParticipantId,
         record: Box<Record>,
     },
+    /// A conference started or ended on this node.
+    Conference(Box<ConferenceFacts>),
+    /// A conference session's row: opened when `ended_at` is none, else closed.
+    Session(Box<ConferenceRecord>),
     /// Answer once everything sent before is written.
     Flush(Sender<()>),
     /// Test-only: run SQL on the writer's own connection (to fill its disk, or free it).
@@ -148,6 +193,8 @@ pub enum RecordEvent {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecordFilter {
     pub conference: Option<String>,
+    /// The participant's URI, exactly (legs' records only).
+    pub uri: Option<String>,
     /// Joined at or after (ms since the epoch).
     pub since: Option<i64>,
     /// Joined before.
@@ -192,6 +239,10 @@ pub(crate) trait RecordTx {
     fn insert(&mut self, r: &Record) -> Result<i64, WriteError>;
     /// Closes record `id` with the final figures of `r`.
     fn close(&mut self, id: i64, r: &Record) -> Result<(), WriteError>;
+    /// Inserts an open conference session; returns its id.
+    fn open_session(&mut self, r: &ConferenceRecord) -> Result<i64, WriteError>;
+    /// Closes session `id` with the end of `r`.
+    fn close_session(&mut self, id: i64, r: &ConferenceRecord) -> Result<(), WriteError>;
 }
 
 /// The writer thread and the way to it.
@@ -263,9 +314,9 @@ impl Drop for RecordWriter {
 }
 
 fn write_loop(mut sink: Box<dyn RecordSink>, events: Receiver<RecordEvent>, patience: Patience) {
-    // Records open in the database, by participant. Bound: the participants present (each
-    // record closes when its leg leaves).
-    let mut open: HashMap<ParticipantId, i64> = HashMap::new();
+    // Records open in the database. Bound: the participants and conferences present (each
+    // record closes when its leg leaves or its conference ends).
+    let mut open = Open::default();
     let mut backlog: VecDeque<RecordEvent> = VecDeque::new();
     let anchor = Anchor::now();
     let mut flushes = Vec::new();
@@ -366,6 +417,9 @@ fn take(
                 }
             }
         }
+        RecordEvent::Conference(facts) => {
+            RecordEvent::Session(Box::new(facts.row(anchor.unix_ms(facts.at))))
+        }
         event => event,
     };
     match event {
@@ -380,16 +434,29 @@ fn take(
     }
 }
 
+/// The records open in the database: legs' by participant, sessions by conference.
+#[derive(Default)]
+struct Open {
+    legs: HashMap<ParticipantId, i64>,
+    sessions: HashMap<String, i64>,
+}
+
+/// What one transaction opened (Some) and closed (None), over [`Open`].
+#[derive(Default)]
+struct Changed {
+    legs: HashMap<ParticipantId, Option<i64>>,
+    sessions: HashMap<String, Option<i64>>,
+}
+
 /// Writes the backlog in one transaction; `open` follows only if it commits.
 fn write(
     sink: &mut dyn RecordSink,
-    open: &mut HashMap<ParticipantId, i64>,
+    open: &mut Open,
     backlog: &VecDeque<RecordEvent>,
 ) -> Result<(), WriteError> {
-    // What this transaction opened (Some) and closed (None), over `open`.
-    let mut changed: HashMap<ParticipantId, Option<i64>> = HashMap::new();
+    let mut changed = Changed::default();
     sink.transaction(&mut |tx| {
-        changed.clear();
+        changed = Changed::default();
         for event in backlog {
             match event {
                 RecordEvent::Open {
@@ -397,15 +464,15 @@ fn write(
                     record,
                 } => {
                     let id = tx.insert(record)?;
-                    changed.insert(*participant, Some(id));
+                    changed.legs.insert(*participant, Some(id));
                 }
                 RecordEvent::Close {
                     participant,
                     record,
                 } => {
-                    let id = match changed.get(participant) {
+                    let id = match changed.legs.get(participant) {
                         Some(known) => *known,
-                        None => open.get(participant).copied(),
+                        None => open.legs.get(participant).copied(),
                     };
                     match id {
                         Some(id) => tx.close(id, record)?,
@@ -415,20 +482,65 @@ fn write(
                             tx.close(id, record)?;
                         }
                     }
-                    changed.insert(*participant, None);
+                    changed.legs.insert(*participant, None);
                 }
-                RecordEvent::Flush(_) | RecordEvent::Leg { .. } => {}
+                RecordEvent::Session(record) => write_session(tx, open, &mut changed, record)?,
+                RecordEvent::Flush(_) | RecordEvent::Leg { .. } | RecordEvent::Conference(_) => {}
                 #[cfg(test)]
                 RecordEvent::Sql(_) => {}
             }
         }
         Ok(())
     })?;
-    for (participant, id) in changed {
+    for (participant, id) in changed.legs {
         match id {
-            Some(id) => open.insert(participant, id),
-            None => open.remove(&participant),
+            Some(id) => open.legs.insert(participant, id),
+            None => open.legs.remove(&participant),
         };
+    }
+    for (conference, id) in changed.sessions {
+        match id {
+            Some(id) => open.sessions.insert(conference, id),
+            None => open.sessions.remove(&conference),
+        };
+    }
+    Ok(())
+}
+
+/// Opens or closes a conference session's row.
+fn write_session(
+    tx: &mut dyn RecordTx,
+    open: &Open,
+    changed: &mut Changed,
+    record: &ConferenceRecord,
+) -> Result<(), WriteError> {
+    let known = match changed.sessions.get(&record.conference) {
+        Some(known) => *known,
+        None => open.sessions.get(&record.conference).copied(),
+    };
+    match (record.ended_at, known) {
+        (None, _) => {
+            // A conference started again under the same id while one was open (it cannot
+            // be, but then the old one ended here).
+            if let Some(old) = known {
+                tx.close_session(
+                    old,
+                    &ConferenceRecord {
+                        ended_at: Some(record.started_at),
+                        reason: Some("ended".into()),
+                        ..record.clone()
+                    },
+                )?;
+            }
+            let id = tx.open_session(record)?;
+            changed.sessions.insert(record.conference.clone(), Some(id));
+        }
+        (Some(_), Some(id)) => {
+            tx.close_session(id, record)?;
+            changed.sessions.insert(record.conference.clone(), None);
+        }
+        // Its start was never written (the writer started after it): nothing to close.
+        (Some(_), None) => {}
     }
     Ok(())
 }

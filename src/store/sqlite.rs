@@ -6,15 +6,16 @@ use std::time::SystemTime;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::conference_records::CONFERENCE_RECORD_COLUMNS;
 use super::placement::{CLAIM_ATTEMPTS, claim_sql};
 use super::records::{Patience, RecordSink, RecordTx, WriteError};
 use super::{
-    Backend, CONFERENCE_COLUMNS, ConferenceRow, Lease, NodeAddress, RECORD_COLUMNS, Record,
-    RecordFilter, StoreError, StoredConference, count_error, unix_ms,
+    Backend, CONFERENCE_COLUMNS, ConferenceRecord, ConferenceRow, Lease, NodeAddress,
+    RECORD_COLUMNS, Record, RecordFilter, StoreError, StoredConference, count_error, unix_ms,
 };
 
 /// The schema, one migration per version.
-pub(super) const MIGRATIONS: [&str; 4] = [
+pub(super) const MIGRATIONS: [&str; 5] = [
     "
     CREATE TABLE conferences (
         id TEXT PRIMARY KEY,
@@ -60,18 +61,36 @@ pub(super) const MIGRATIONS: [&str; 4] = [
     ALTER TABLE conferences ADD COLUMN srtp TEXT;
 ",
     super::placement::TABLE,
+    "
+    ALTER TABLE records ADD COLUMN user_agent TEXT;
+    ALTER TABLE records ADD COLUMN remote TEXT;
+    CREATE INDEX records_by_uri ON records (uri, joined_at);
+    CREATE TABLE conference_records (
+        id INTEGER PRIMARY KEY,
+        conference TEXT NOT NULL,
+        node TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        ended_at INTEGER,
+        reason TEXT,
+        peak_participants INTEGER
+    );
+    CREATE INDEX conference_records_by_conference ON conference_records (conference, started_at);
+    CREATE INDEX conference_records_by_time ON conference_records (started_at);
+",
 ];
 
 #[derive(Debug)]
 pub(super) struct Sqlite {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// The node named in the conference records written.
+    node: String,
 }
 
 impl Sqlite {
     /// Opens (or creates) `dir/confab.db`, migrates it, and closes records left open (one file
     /// is one node's: every open record was this node's).
-    pub(super) fn open(dir: &Path) -> Result<Sqlite, StoreError> {
+    pub(super) fn open(dir: &Path, node: &str) -> Result<Sqlite, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
             path: dir.to_owned(),
             source,
@@ -104,9 +123,16 @@ impl Sqlite {
             params![unix_ms(SystemTime::now())],
         )
         .map_err(open_err)?;
+        conn.execute(
+            "UPDATE conference_records SET ended_at = ?1, reason = 'abandoned'
+             WHERE ended_at IS NULL",
+            params![unix_ms(SystemTime::now())],
+        )
+        .map_err(open_err)?;
         Ok(Sqlite {
             conn: Mutex::new(conn),
             path,
+            node: node.to_owned(),
         })
     }
 
@@ -191,10 +217,15 @@ impl Backend for Sqlite {
 
     fn prune_records(&self, before: i64) -> Result<usize, StoreError> {
         self.with(|conn| {
-            conn.execute(
+            let legs = conn.execute(
                 "DELETE FROM records WHERE left_at IS NOT NULL AND joined_at < ?1",
                 params![before],
-            )
+            )?;
+            let sessions = conn.execute(
+                "DELETE FROM conference_records WHERE ended_at IS NOT NULL AND started_at < ?1",
+                params![before],
+            )?;
+            Ok(legs + sessions)
         })
     }
 
@@ -203,7 +234,7 @@ impl Backend for Sqlite {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {RECORD_COLUMNS} FROM records
                  WHERE (?1 IS NULL OR conference = ?1) AND (?2 IS NULL OR joined_at >= ?2)
-                   AND (?3 IS NULL OR joined_at < ?3)
+                   AND (?3 IS NULL OR joined_at < ?3) AND (?6 IS NULL OR uri = ?6)
                  ORDER BY joined_at DESC, id DESC LIMIT ?4 OFFSET ?5"
             ))?;
             let rows = stmt.query_map(
@@ -212,9 +243,42 @@ impl Backend for Sqlite {
                     f.since,
                     f.until,
                     f.limit.min(super::records::MAX_PAGE) as i64,
-                    f.offset as i64
+                    f.offset as i64,
+                    f.uri,
                 ],
                 record_row,
+            )?;
+            rows.collect()
+        })
+    }
+
+    fn conference_records(&self, f: &RecordFilter) -> Result<Vec<ConferenceRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {CONFERENCE_RECORD_COLUMNS} FROM conference_records
+                 WHERE (?1 IS NULL OR conference = ?1) AND (?2 IS NULL OR started_at >= ?2)
+                   AND (?3 IS NULL OR started_at < ?3)
+                 ORDER BY started_at DESC, id DESC LIMIT ?4 OFFSET ?5"
+            ))?;
+            let rows = stmt.query_map(
+                params![
+                    f.conference,
+                    f.since,
+                    f.until,
+                    f.limit.min(super::records::MAX_PAGE) as i64,
+                    f.offset as i64,
+                ],
+                |r| {
+                    Ok(ConferenceRecord {
+                        id: r.get(0)?,
+                        conference: r.get(1)?,
+                        node: r.get(2)?,
+                        started_at: r.get(3)?,
+                        ended_at: r.get(4)?,
+                        reason: r.get(5)?,
+                        peak_participants: r.get::<_, Option<i64>>(6)?.map(|p| p.max(0) as u64),
+                    })
+                },
             )?;
             rows.collect()
         })
@@ -293,7 +357,7 @@ impl Backend for Sqlite {
             source,
         })?;
         conn.busy_timeout(patience.busy)?;
-        Ok(Box::new(SqliteSink(conn)))
+        Ok(Box::new(SqliteSink(conn, self.node.clone())))
     }
 }
 
@@ -394,6 +458,8 @@ fn record_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         jitter_ms: r.get(16)?,
         rtt_ms: r.get(17)?,
         mos: r.get(18)?,
+        user_agent: r.get(19)?,
+        remote: r.get(20)?,
     })
 }
 
@@ -424,8 +490,8 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The record writer's own connection.
-struct SqliteSink(Connection);
+/// The record writer's own connection, and the node its conference records name.
+struct SqliteSink(Connection, String);
 
 impl RecordSink for SqliteSink {
     fn transaction(
@@ -433,7 +499,7 @@ impl RecordSink for SqliteSink {
         write: &mut dyn FnMut(&mut dyn RecordTx) -> Result<(), WriteError>,
     ) -> Result<(), WriteError> {
         let tx = self.0.unchecked_transaction().map_err(write_error)?;
-        write(&mut SqliteTx(&tx))?;
+        write(&mut SqliteTx(&tx, &self.1))?;
         tx.commit().map_err(write_error)
     }
 
@@ -443,14 +509,15 @@ impl RecordSink for SqliteSink {
     }
 }
 
-struct SqliteTx<'a>(&'a Connection);
+struct SqliteTx<'a>(&'a Connection, &'a str);
 
 impl RecordTx for SqliteTx<'_> {
     fn insert(&mut self, r: &Record) -> Result<i64, WriteError> {
         self.0
             .execute(
                 "INSERT INTO records (conference, participant, display_name, uri, role,
-                 transport, codec, srtp, joined_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 transport, codec, srtp, joined_at, user_agent, remote)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     r.conference,
                     r.participant,
@@ -460,7 +527,9 @@ impl RecordTx for SqliteTx<'_> {
                     r.transport,
                     r.codec,
                     r.srtp,
-                    r.joined_at
+                    r.joined_at,
+                    r.user_agent,
+                    r.remote,
                 ],
             )
             .map_err(write_error)?;
@@ -472,7 +541,9 @@ impl RecordTx for SqliteTx<'_> {
             .execute(
                 "UPDATE records SET left_at = ?2, reason = ?3, sip_status = ?4, packets_in = ?5,
                  packets_out = ?6, packets_lost = ?7, jitter_ms = ?8, rtt_ms = ?9, mos = ?10,
-                 codec = COALESCE(?11, codec), srtp = ?12 WHERE id = ?1",
+                 codec = COALESCE(?11, codec), srtp = ?12,
+                 user_agent = COALESCE(?13, user_agent), remote = COALESCE(?14, remote)
+                 WHERE id = ?1",
                 params![
                     id,
                     r.left_at,
@@ -486,6 +557,34 @@ impl RecordTx for SqliteTx<'_> {
                     r.mos,
                     r.codec,
                     r.srtp,
+                    r.user_agent,
+                    r.remote,
+                ],
+            )
+            .map(drop)
+            .map_err(write_error)
+    }
+
+    fn open_session(&mut self, r: &ConferenceRecord) -> Result<i64, WriteError> {
+        self.0
+            .execute(
+                "INSERT INTO conference_records (conference, node, started_at) VALUES (?1, ?2, ?3)",
+                params![r.conference, self.1, r.started_at],
+            )
+            .map_err(write_error)?;
+        Ok(self.0.last_insert_rowid())
+    }
+
+    fn close_session(&mut self, id: i64, r: &ConferenceRecord) -> Result<(), WriteError> {
+        self.0
+            .execute(
+                "UPDATE conference_records SET ended_at = ?2, reason = ?3, peak_participants = ?4
+                 WHERE id = ?1",
+                params![
+                    id,
+                    r.ended_at,
+                    r.reason,
+                    r.peak_participants.map(|p| p.min(i64::MAX as u64) as i64)
                 ],
             )
             .map(drop)

@@ -449,6 +449,7 @@ fn a_legs_facts_become_its_row_stamped_when_they_happened(db: &Subject<'_>) {
         sip_status: None,
         // Joined ten minutes before the writer heard of it.
         at: now.checked_sub(Duration::from_secs(600)).unwrap(),
+        origin: None,
     };
     let p = ParticipantId(7);
     let send = |open, facts: &LegFacts| {
@@ -552,3 +553,6 @@ mod postgres_only;
 
 #[path = "dispatcher_tests.rs"]
 mod dispatcher;
+
+#[path = "record_kinds_tests.rs"]
+mod record_kinds;

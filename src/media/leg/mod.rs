@@ -79,6 +79,8 @@ pub struct RtpLeg {
     transport: Transport,
     /// The caller's recorded name, which goes with the leg into its meeting.
     pub name: name::LegName,
+    /// Where the far end is, for the call records (it too goes with the leg).
+    pub origin: Option<std::sync::Arc<crate::store::Origin>>,
 }
 
 impl std::fmt::Debug for RtpLeg {
@@ -137,6 +139,7 @@ impl RtpLeg {
             core,
             transport,
             name: Default::default(),
+            origin: None,
         })
     }
 
@@ -160,6 +163,7 @@ impl RtpLeg {
             core,
             transport,
             name: Default::default(),
+            origin: None,
         })
     }
 
@@ -200,6 +204,7 @@ impl RtpLeg {
                 sent: Vec::new(),
             },
             name: Default::default(),
+            origin: None,
         })
     }
 
