@@ -95,8 +95,21 @@ impl Drop for Group {
     }
 }
 
-/// SIPp callers through the proxy: one call per entry of `meetings`, each held `hold`.
-pub fn calls(dir: &Path, proxy: u16, meetings: &[&str], hold: Duration) -> Child {
+/// A SIPp process placing calls: killed on drop unless [`finished_ok`] waited for it.
+pub struct Sipp(Option<Child>);
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// SIPp callers through the proxy: one call per entry of `meetings` (all at once), each held
+/// `hold`.
+pub fn calls(dir: &Path, proxy: u16, meetings: &[&str], hold: Duration) -> Sipp {
     let csv = dir.join(format!("calls-{}.csv", free_port()));
     let mut text = String::from("SEQUENTIAL\n");
     for m in meetings {
@@ -104,23 +117,30 @@ pub fn calls(dir: &Path, proxy: u16, meetings: &[&str], hold: Duration) -> Child
     }
     std::fs::write(&csv, text).unwrap();
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp/uac_dispatched.xml");
-    Command::new("sipp")
+    let limit = meetings.len().max(50).to_string();
+    let timeout = format!("{}s", hold.as_secs() + 60);
+    let child = Command::new("sipp")
         .arg(format!("127.0.0.1:{proxy}"))
         .args(["-sf", scenario, "-inf"])
         .arg(&csv)
         .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
         .arg(free_port().to_string())
-        .args(["-m", &meetings.len().to_string(), "-l", "50", "-r", "20"])
+        .args(["-m", &meetings.len().to_string(), "-l", &limit, "-r", "20"])
         .args(["-d", &hold.as_millis().to_string()])
-        .args(["-nostdin", "-timeout", "60s", "-timeout_error"])
+        .args(["-nostdin", "-timeout", &timeout, "-timeout_error"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("sipp (Debian package sip-tester)")
+        .expect("sipp (Debian package sip-tester)");
+    Sipp(Some(child))
 }
 
-pub fn finished_ok(mut sipp: Child) {
-    let status = sipp.wait().unwrap();
+/// Waits for SIPp to end and fails unless every call succeeded.
+pub fn finished_ok(mut sipp: Sipp) {
+    let Some(mut child) = sipp.0.take() else {
+        return;
+    };
+    let status = child.wait().unwrap();
     assert!(status.success(), "some SIPp calls failed: {status}");
 }
 
