@@ -24,8 +24,11 @@ use super::message::{self, Message};
 use super::uas::Peer;
 use crate::conference::ParticipantId;
 
+#[path = "subscriptions_headers.rs"]
+mod headers;
 #[path = "subscriptions_notify.rs"]
 mod notify;
+use headers::{event, requested_expires, usable_uri};
 
 /// Subscription durations (seconds): shorter is refused (423), longer is shortened.
 pub const MIN_EXPIRES: u32 = 60;
@@ -214,13 +217,9 @@ impl Subscriptions {
     /// A SUBSCRIBE: answered at once; the first NOTIFY follows the roster read it asks for.
     pub fn subscribe(&mut self, now: Instant, req: &SubscribeRequest, access: Access) {
         let msg = &req.msg;
-        let Some(event) = msg.header("Event").or_else(|| msg.header("o")) else {
+        let Some(event_id) = event(msg) else {
             return self.refuse(req, 489, "Bad Event", &[("Allow-Events", PACKAGE)]);
         };
-        let package = event.split(';').next().unwrap_or_default().trim();
-        if !package.eq_ignore_ascii_case(PACKAGE) {
-            return self.refuse(req, 489, "Bad Event", &[("Allow-Events", PACKAGE)]);
-        }
         let Some(remote_tag) = msg.from_tag().filter(|t| !t.is_empty()) else {
             return self.refuse(req, 400, "Bad Request (no From tag)", &[]);
         };
@@ -290,13 +289,6 @@ impl Subscriptions {
         };
         let granted = expires.min(MAX_EXPIRES);
         let local_tag = self.token(8);
-        let event_id = message::param(event, "id")
-            .filter(|i| !i.is_empty() && i.len() <= 64)
-            .filter(|i| {
-                i.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-            })
-            .map(str::to_owned);
         let mut sub = Sub {
             meeting: meeting.clone(),
             entity,
@@ -573,39 +565,6 @@ impl Subscriptions {
         (self.random)(&mut b);
         b.iter().map(|x| format!("{x:02x}")).collect()
     }
-}
-
-/// The Expires a SUBSCRIBE asks for: the default without one, any number of digits
-/// (saturating), and an error for anything else.
-fn requested_expires(msg: &Message) -> Result<u32, ()> {
-    let Some(v) = msg.header("Expires") else {
-        return Ok(DEFAULT_EXPIRES);
-    };
-    let v = v.trim();
-    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(());
-    }
-    let digits = v.trim_start_matches('0');
-    if digits.len() > 10 {
-        return Ok(u32::MAX);
-    }
-    Ok(digits
-        .parse::<u64>()
-        .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)))
-}
-
-/// A remote target we can put in a request line: a SIP URI without spaces, quotes or
-/// brackets, not too long.
-fn usable_uri(uri: &str) -> bool {
-    let lower = uri
-        .get(..5)
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    (lower.starts_with("sip:") || lower.starts_with("sips:"))
-        && uri.len() <= MAX_URI
-        && uri
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !b"<>\"".contains(&b))
 }
 
 #[cfg(test)]
