@@ -436,7 +436,8 @@ impl Subscriptions {
 
     /// A roster read came back: `None` when the conference is gone.
     pub fn roster(&mut self, now: Instant, meeting: &str, users: Option<Vec<UserView>>) {
-        if self.fetching.remove(meeting) == Some(true) && users.is_some() {
+        if self.fetching.remove(meeting) == Some(true) && users.is_some() && self.watching(meeting)
+        {
             self.fetch(meeting);
         }
         let Some(users) = users else {
