@@ -42,6 +42,7 @@ mod noise_suppression_api;
 mod quickstart;
 mod realtime;
 mod recording;
+mod records;
 mod sip_attendant;
 mod sip_baresip;
 mod sip_conference_event;
