@@ -67,36 +67,9 @@ use dialog::in_dialog_request;
 pub use dialout::{DialAnswer, RING_TIMEOUT, safe_uri, srtp::offer_kind as dial_offer_kind};
 use untrusted::Untrusted;
 
-/// Where a message came from or goes to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    /// `None`: UDP; `Some(n)`: connection `n`, over TLS when `n` has [`Peer::TLS`] set.
-    pub connection: Option<u64>,
-}
-
-impl Peer {
-    /// The bit that marks a connection id as a TLS connection's (TCP ids never reach it).
-    pub const TLS: u64 = 1 << 63;
-
-    fn reliable(&self) -> bool {
-        self.connection.is_some()
-    }
-
-    /// Whether what is said to this peer is secret from the network (SIP over TLS).
-    pub(crate) fn secure(&self) -> bool {
-        self.connection.is_some_and(|id| id & Self::TLS != 0)
-    }
-
-    /// The transport's name in a Via header.
-    pub(crate) fn via_transport(&self) -> &'static str {
-        match self.connection {
-            None => "UDP",
-            Some(_) if self.secure() => "TLS",
-            Some(_) => "TCP",
-        }
-    }
-}
+#[path = "uas_peer.rs"]
+mod peer;
+pub use peer::Peer;
 
 #[path = "transaction.rs"]
 mod transaction;
