@@ -218,7 +218,10 @@ pub(super) async fn add(
                     None => None,
                 };
                 let spec = n.leg_spec(local_key);
-                let (p, bound) = state.engine.add_rtp_leg(&cid, joiner, spec)?;
+                // No signalling from the far end here: its record shows the media address
+                // the offer names.
+                let origin = crate::store::Origin::new(None, Some(n.remote));
+                let (p, bound) = state.engine.add_rtp_leg_from(&cid, joiner, spec, origin)?;
                 // The client's media address decides which of ours it is given (the API
                 // caller may be elsewhere).
                 let local = crate::addr::Advertise::new(media_advertise, bound.ip())
