@@ -19,6 +19,7 @@ mod support;
 mod api;
 mod api_metrics;
 mod browser;
+mod cascade;
 mod cli;
 mod cluster;
 mod cluster_kamailio;
