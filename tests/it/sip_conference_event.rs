@@ -249,3 +249,41 @@ fn a_sip_subscriber_sees_the_roster_and_a_caller_joining() {
     assert_valid(body(&last));
     assert_eq!(caller.request("BYE", None, ""), 200);
 }
+
+/// SIPp as the roster watcher (tests/sipp/uac_subscribe_conference.xml): with one caller in
+/// the meeting, its SUBSCRIBE gets 200, the full roster with one user, and the terminating
+/// NOTIFY after its unsubscribe.
+#[test]
+fn sipp_subscribes_and_unsubscribes() {
+    if !support::require(&["sipp", "xmllint"]) {
+        return;
+    }
+    let _turn = support::shared();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), None, &[]);
+    let (code, v) = server.call("POST", "/v1/conferences", Some(r#"{"id":"5401"}"#));
+    assert_eq!(code, 201, "{v}");
+    let phone = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 7);
+    let offer = support::offer_for(&phone, 0, "PCMU/8000");
+    let mut caller = RawUa::new(server.sip, "evt-sipp-caller");
+    assert_eq!(caller.invite("5401", &offer).0, 200);
+    let scenario =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/uac_subscribe_conference.xml");
+    let out = Command::new("sipp")
+        .arg(server.sip.to_string())
+        .arg("-sf")
+        .arg(&scenario)
+        .args(["-s", "5401", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
+        .args(["-p", &support::server::free_port().to_string()])
+        .args(["-m", "1", "-nostdin", "-timeout", "20s", "-timeout_error"])
+        .output()
+        .expect("sipp");
+    assert!(
+        out.status.success(),
+        "sipp exit {:?}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(caller.request("BYE", None, ""), 200);
+}
