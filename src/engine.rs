@@ -327,6 +327,17 @@ impl Engine {
         conference: &str,
         joiner: Joiner,
     ) -> Result<(ParticipantId, ReservedPorts), EngineError> {
+        self.invite_to(conference, joiner, crate::store::Origin::default())
+    }
+
+    /// [`Engine::invite`] of a far end at `origin` (where the call is sent): its record shows
+    /// it even when the call is never answered.
+    pub fn invite_to(
+        &self,
+        conference: &str,
+        joiner: Joiner,
+        origin: crate::store::Origin,
+    ) -> Result<(ParticipantId, ReservedPorts), EngineError> {
         let (mixer, id) = self.mixer_of(conference)?;
         let (socket, rtcp, lease) = self
             .ports
@@ -334,6 +345,15 @@ impl Engine {
             .map_err(|_| EngineError::PortsExhausted)?;
         let participant = ParticipantId(self.next_participant.fetch_add(1, Ordering::Relaxed));
         let local = socket.local_addr().map_err(EngineError::Leg)?;
+        // Before the roster has it: the writer knows the origin when the call ends unanswered.
+        if let Some(records) = &self.settings.records
+            && origin != crate::store::Origin::default()
+        {
+            let _ = records.send(crate::store::RecordEvent::Origin {
+                participant,
+                origin: Box::new(origin.clone()),
+            });
+        }
         let joining = Joining {
             id: participant,
             display_name: joiner.display_name,
@@ -349,7 +369,7 @@ impl Engine {
             participant,
             ReservedPorts {
                 local,
-                origin: crate::store::Origin::default(),
+                origin,
                 sockets: (socket, rtcp),
                 lease,
             },

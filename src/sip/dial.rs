@@ -132,10 +132,11 @@ impl Shell {
                 },
             };
             let m = meeting.clone();
-            let invited = tokio::task::spawn_blocking(move || engine.invite(&m, joiner)).await;
+            let origin = crate::store::Origin::new(None, Some(to));
+            let invited =
+                tokio::task::spawn_blocking(move || engine.invite_to(&m, joiner, origin)).await;
             match invited {
-                Ok(Ok((participant, mut ports))) => {
-                    ports.origin = crate::store::Origin::new(None, Some(to));
+                Ok(Ok((participant, ports))) => {
                     // Our media address as the callee will see it (never a wildcard bind).
                     let local = crate::addr::Advertise::new(media_advertise, ports.local.ip())
                         .socket_for_peer(ports.local, to.ip());

@@ -8,6 +8,7 @@ on_both!(
     records_are_filtered_by_participant_uri,
     conference_sessions_are_recorded_from_start_to_end,
     a_session_left_open_is_closed_as_abandoned,
+    an_unanswered_dial_out_shows_where_it_was_sent,
 );
 
 fn all() -> RecordFilter {
@@ -76,6 +77,51 @@ fn a_legs_origin_is_kept_with_its_record(db: &Subject<'_>) {
     assert_eq!(kept.remote.as_deref(), Some("192.0.2.7:5062"));
     let unknown = rows.iter().find(|r| r.participant == "p4").unwrap();
     assert_eq!((&unknown.user_agent, &unknown.remote), (&None, &None));
+}
+
+fn an_unanswered_dial_out_shows_where_it_was_sent(db: &Subject<'_>) {
+    use crate::conference::{DisconnectReason, Role};
+
+    let store = (db.open)();
+    let writer = store.record_writer().unwrap();
+    let p = ParticipantId(9);
+    writer
+        .sender
+        .send(RecordEvent::Origin {
+            participant: p,
+            origin: Box::new(Origin::new(
+                None,
+                Some("198.51.100.4:5060".parse().unwrap()),
+            )),
+        })
+        .unwrap();
+    // Busy: it ends without a leg (and so without an origin of its own).
+    writer
+        .sender
+        .send(RecordEvent::Leg {
+            participant: p,
+            open: false,
+            facts: Box::new(LegFacts {
+                conference: "4321".into(),
+                display_name: "Bob".into(),
+                uri: "sip:bob@198.51.100.4".into(),
+                role: Role::Attendee,
+                stats: None,
+                reason: Some(DisconnectReason::Busy),
+                sip_status: Some(486),
+                at: std::time::Instant::now(),
+                origin: None,
+            }),
+        })
+        .unwrap();
+    writer.flush();
+    let rows = store.records(&all()).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].remote.as_deref(), Some("198.51.100.4:5060"));
+    assert_eq!(
+        (rows[0].user_agent.as_deref(), rows[0].sip_status),
+        (None, Some(486))
+    );
 }
 
 fn records_are_filtered_by_participant_uri(db: &Subject<'_>) {

@@ -178,6 +178,12 @@ pub enum RecordEvent {
         participant: ParticipantId,
         record: Box<Record>,
     },
+    /// Where a participant's call goes, before it has a leg (a dial-out): its record shows it
+    /// even when the call is never answered.
+    Origin {
+        participant: ParticipantId,
+        origin: Box<Origin>,
+    },
     /// A conference started or ended on this node.
     Conference(Box<ConferenceFacts>),
     /// A conference session's row: opened when `ended_at` is none, else closed.
@@ -319,6 +325,9 @@ fn write_loop(mut sink: Box<dyn RecordSink>, events: Receiver<RecordEvent>, pati
     let mut open = Open::default();
     let mut backlog: VecDeque<RecordEvent> = VecDeque::new();
     let anchor = Anchor::now();
+    // Origins of calls not answered yet. Bound: the dial-outs ringing (each ends in a record
+    // that takes it out).
+    let mut origins: HashMap<ParticipantId, Origin> = HashMap::new();
     let mut flushes = Vec::new();
     let mut retry = patience.retry;
     // After a failure, when to try again (events keep queueing meanwhile).
@@ -341,7 +350,7 @@ fn write_loop(mut sink: Box<dyn RecordSink>, events: Receiver<RecordEvent>, pati
                         }
                         event => event,
                     };
-                    take(event, anchor, &mut backlog, &mut flushes);
+                    take(event, anchor, &mut origins, &mut backlog, &mut flushes);
                 }
                 false
             }
@@ -394,10 +403,18 @@ fn write_loop(mut sink: Box<dyn RecordSink>, events: Receiver<RecordEvent>, pati
 fn take(
     event: RecordEvent,
     anchor: Anchor,
+    origins: &mut HashMap<ParticipantId, Origin>,
     backlog: &mut VecDeque<RecordEvent>,
     flushes: &mut Vec<Sender<()>>,
 ) {
     let event = match event {
+        RecordEvent::Origin {
+            participant,
+            origin,
+        } => {
+            origins.insert(participant, *origin);
+            return;
+        }
         RecordEvent::Leg {
             participant,
             open,
@@ -405,6 +422,15 @@ fn take(
         } => {
             let mut record = Box::new(facts.row(anchor.unix_ms(facts.at), !open));
             record.participant = participant.to_string();
+            let known = if open {
+                origins.get(&participant).cloned()
+            } else {
+                origins.remove(&participant)
+            };
+            if let Some(known) = known {
+                record.user_agent = record.user_agent.take().or(known.user_agent);
+                record.remote = record.remote.take().or(known.remote);
+            }
             if open {
                 RecordEvent::Open {
                     participant,
@@ -485,7 +511,10 @@ fn write(
                     changed.legs.insert(*participant, None);
                 }
                 RecordEvent::Session(record) => write_session(tx, open, &mut changed, record)?,
-                RecordEvent::Flush(_) | RecordEvent::Leg { .. } | RecordEvent::Conference(_) => {}
+                RecordEvent::Flush(_)
+                | RecordEvent::Leg { .. }
+                | RecordEvent::Origin { .. }
+                | RecordEvent::Conference(_) => {}
                 #[cfg(test)]
                 RecordEvent::Sql(_) => {}
             }
