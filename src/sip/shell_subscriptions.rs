@@ -74,7 +74,11 @@ impl Shell {
     pub(in crate::sip::server) async fn flush_subscriptions(&mut self) {
         while let Some(output) = self.package.core.poll() {
             match output {
-                Output::Send { to, bytes } => self.act(Action::Send { to, bytes }).await,
+                Output::Send { to, bytes } => {
+                    // Logged as the call core's messages are (see `server::serve`).
+                    tracing::trace!(target: "confab::sip::wire", local = ?self.udp.local_addr().ok(), to = %to.addr, sip = ?String::from_utf8_lossy(&bytes), "sent");
+                    self.act(Action::Send { to, bytes }).await
+                }
                 Output::FetchRoster(meeting) => {
                     let engine = Arc::clone(&self.engine);
                     let rosters = self.package.rosters.clone();
