@@ -55,7 +55,10 @@ pub struct UasSettings {
 /// here, so refusing them would leave those callers nowhere until the meeting ends. No new
 /// meeting starts on a draining node. Alone (no placement): none.
 #[derive(Clone, Default)]
-pub struct KeptMeetings(Option<std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>>);
+pub struct KeptMeetings(Option<std::sync::Arc<KeepsMeeting>>);
+
+/// Whether a meeting is one this node runs.
+type KeepsMeeting = dyn Fn(&str) -> bool + Send + Sync;
 
 impl KeptMeetings {
     pub fn new(keeps: impl Fn(&str) -> bool + Send + Sync + 'static) -> KeptMeetings {

@@ -15,15 +15,7 @@ use crate::support::Endpoint;
 use crate::support::server::Server;
 
 fn join(server: &Server, cid: &str, e: &Endpoint, who: &str) -> SocketAddr {
-    let body =
-        json!({ "sdp": support::offer_for(e, 0, "PCMU/8000"), "display_name": who }).to_string();
-    let (status, v) = server.call(
-        "POST",
-        &format!("/v1/conferences/{cid}/participants"),
-        Some(&body),
-    );
-    assert_eq!(status, 201, "{v}");
-    support::media_of(v["sdp"].as_str().unwrap())
+    server.join_endpoint(cid, e, (0, "PCMU/8000"), who).1
 }
 
 /// The states of a conference's participants, by display name.
@@ -94,7 +86,7 @@ fn a_satellite_node_hears_the_owners_talkers_and_is_heard_back_over_one_trunk() 
     let to_sam = join(&satellite, "5201", &sam, "Sam");
     let to_lee = join(&satellite, "5201", &lee, "Lee");
     let start = Instant::now();
-    let mut round =
+    let round =
         |ann: &mut Endpoint, olga: &mut Endpoint, sam: &mut Endpoint, lee: &mut Endpoint, secs| {
             support::run(
                 &mut [(ann, to_ann), (olga, to_olga), (sam, to_sam), (lee, to_lee)],

@@ -132,42 +132,12 @@ fn a_meeting_runs_on_one_node_and_the_others_send_its_callers_there() {
         Some(r#"{"passcode":"2468"}"#),
     );
     assert_eq!(s, 200, "{v}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (status, _, _) = http_raw(
-            b.api,
-            "POST",
-            "/v1/conferences/4321/whip",
-            Some("v=0\r\n"),
-            None,
-            &[("Content-Type", "application/sdp")],
-        );
-        if status == 401 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "b still answers {status}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    whip_until(&b, "4321", 401);
     // And cleared again (a call needing a passcode is answered by b's attendant, which
     // would hide the takeover below).
     let (s, v) = a.call("PATCH", "/v1/conferences/4321", Some(r#"{"passcode":""}"#));
     assert_eq!(s, 200, "{v}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (status, _, _) = http_raw(
-            b.api,
-            "POST",
-            "/v1/conferences/4321/whip",
-            Some("v=0\r\n"),
-            None,
-            &[("Content-Type", "application/sdp")],
-        );
-        if status == 307 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "b still answers {status}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    whip_until(&b, "4321", 307);
 
     // A conference deleted through a ends at b: its call there is hung up, and new calls
     // find no conference.
@@ -210,8 +180,28 @@ fn a_meeting_runs_on_one_node_and_the_others_send_its_callers_there() {
     drop((a, b));
 }
 
+/// Posts a WHIP offer for `meeting` to `server` until the answer is `want` (at most 5 s).
+fn whip_until(server: &Server, meeting: &str, want: u16) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _, _) = http_raw(
+            server.api,
+            "POST",
+            &format!("/v1/conferences/{meeting}/whip"),
+            Some("v=0\r\n"),
+            None,
+            &[("Content-Type", "application/sdp")],
+        );
+        if status == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still {status}, not {want}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The sum of a metric's samples in a node's `/metrics`.
-fn metric(server: &Server, name: &str) -> f64 {
+pub(crate) fn metric(server: &Server, name: &str) -> f64 {
     let (_, _, text) = http_raw(server.api, "GET", "/metrics", None, None, &[]);
     text.lines()
         .filter(|l| l.split([' ', '{']).next() == Some(name))

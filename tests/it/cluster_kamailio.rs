@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use confab_loadtest::postgres::TestPostgres;
 
-use crate::cluster::postgres;
+use crate::cluster::{metric, postgres};
 use crate::support;
 use crate::support::kamailio::{Kamailio, calls, finished_ok, live, require_module, wait_total};
 use crate::support::server::{Server, free_port, http_raw};
@@ -57,15 +57,6 @@ fn wait_until(within: Duration, why: &str, mut what: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "{why}");
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// The sum of a metric's samples in a node's `/metrics`.
-fn metric(server: &Server, name: &str) -> f64 {
-    let (_, _, text) = http_raw(server.api, "GET", "/metrics", None, None, &[]);
-    text.lines()
-        .filter(|l| l.split([' ', '{']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// The node (its name) holding each meeting's `want` live participants, failing when a

@@ -7,21 +7,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use confab::media::codec::Codec;
-use serde_json::json;
 use support::Endpoint;
 use support::server::Server;
 
 fn join(server: &Server, cid: &str, e: &Endpoint, who: &str) -> (String, SocketAddr) {
-    let body =
-        json!({ "sdp": support::offer_for(e, 0, "PCMU/8000"), "display_name": who }).to_string();
-    let (status, v) = server.call(
-        "POST",
-        &format!("/v1/conferences/{cid}/participants"),
-        Some(&body),
-    );
-    assert_eq!(status, 201, "{v}");
-    let id = v["participant"]["id"].as_str().unwrap().to_owned();
-    (id, support::media_of(v["sdp"].as_str().unwrap()))
+    server.join_endpoint(cid, e, (0, "PCMU/8000"), who)
 }
 
 fn metric(server: &Server, name: &str) -> f64 {

@@ -13,19 +13,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use confab::media::codec::Codec;
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::Endpoint;
 use support::server::{EventStream, Server};
 
 fn join(server: &Server, cid: &str, e: &Endpoint, pt: u8, rtpmap: &str, who: &str) -> SocketAddr {
-    let body = json!({ "sdp": support::offer_for(e, pt, rtpmap), "display_name": who }).to_string();
-    let (status, v) = server.call(
-        "POST",
-        &format!("/v1/conferences/{cid}/participants"),
-        Some(&body),
-    );
-    assert_eq!(status, 201, "{v}");
-    support::media_of(v["sdp"].as_str().unwrap())
+    server.join_endpoint(cid, e, (pt, rtpmap), who).1
 }
 
 /// The file's audio as ffmpeg decodes it: 48 kHz mono samples.

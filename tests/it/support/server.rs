@@ -159,6 +159,31 @@ impl Server {
         http(self.api, method, path, body, self.token.as_deref())
     }
 
+    /// Adds test endpoint `e` to conference `cid` through the API, offering payload type `pt`
+    /// as `rtpmap`: the participant's id and the bridge's media address for it.
+    pub fn join_endpoint(
+        &self,
+        cid: &str,
+        e: &super::Endpoint,
+        (pt, rtpmap): (u8, &str),
+        who: &str,
+    ) -> (String, SocketAddr) {
+        let body =
+            serde_json::json!({ "sdp": super::offer_for(e, pt, rtpmap), "display_name": who })
+                .to_string();
+        let (status, v) = self.call(
+            "POST",
+            &format!("/v1/conferences/{cid}/participants"),
+            Some(&body),
+        );
+        assert_eq!(status, 201, "{v}");
+        let id = v["participant"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        (id, super::media_of(v["sdp"].as_str().unwrap()))
+    }
+
     /// The bridge's process id (to measure it).
     pub fn pid(&self) -> u32 {
         self.child.id()
