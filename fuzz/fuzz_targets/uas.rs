@@ -506,6 +506,7 @@ fuzz_target!(|input: Input| {
         conference_srtp: Default::default(),
         auth: Default::default(),
         credentials: Vec::new(),
+        kept_while_draining: Default::default(),
     };
     let mut h = Harness {
         uas: Uas::new(settings, counter_random),
