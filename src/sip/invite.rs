@@ -227,6 +227,11 @@ impl Uas {
                 now,
             )
         };
+        if peer.connection.is_none() {
+            self.by_host_branch
+                .entry(transaction.any_port())
+                .or_insert(id);
+        }
         self.by_branch.insert(transaction, id);
         self.by_dialog
             .insert((call.call_id.clone(), call.local_tag.clone()), id);
@@ -385,7 +390,14 @@ impl Uas {
     }
 
     pub(crate) fn cancel(&mut self, now: Instant, peer: Peer, msg: &Message) {
-        let Some(id) = self.transaction_of(msg, peer) else {
+        let found = match self.transaction_of(msg, peer) {
+            Some(id) => Some(id),
+            // From another UDP port of the caller's host: the INVITE's source keeps its answers.
+            None if peer.connection.is_none() => TransactionKey::of(msg, peer)
+                .and_then(|key| self.by_host_branch.get(&key.any_port()).copied()),
+            None => None,
+        };
+        let Some(id) = found else {
             return self.reply(now, peer, msg, 481, "Call/Transaction Does Not Exist");
         };
         self.reply(now, peer, msg, 200, "OK");

@@ -42,4 +42,17 @@ impl TransactionKey {
             secure: peer.secure(),
         })
     }
+
+    /// This key with the source's port left out: how a UDP CANCEL finds its INVITE when it
+    /// comes from another port of the same host (RFC 3261 9.1 has it sent like the INVITE, but
+    /// an SBC cluster behind one address may send it from another socket). Only CANCEL is
+    /// matched so: its answers are a 200 to itself and a 487 to the INVITE's own source, so a
+    /// neighbour that learnt the branch can at most end a call still ringing, never read an
+    /// answer.
+    pub(crate) fn any_port(&self) -> Self {
+        TransactionKey {
+            source: SocketAddr::new(self.source.ip(), 0),
+            ..self.clone()
+        }
+    }
 }

@@ -314,6 +314,10 @@ pub struct Uas {
     /// transaction, and never gets this one's answer). Bound: one per call (`calls` is capped
     /// by `max_calls`); pruned with the call.
     by_branch: HashMap<TransactionKey, u64>,
+    /// UDP INVITE transactions by their key without the source port, for a CANCEL from another
+    /// port of the caller's host ([`TransactionKey::any_port`]). Bound: one per call, the
+    /// first call wins a shared key; pruned with the call that holds it.
+    by_host_branch: HashMap<TransactionKey, u64>,
     /// Calls by Call-ID and our tag; `by_participant` by participant. Bound and pruning: one
     /// each per call, removed with it.
     by_dialog: HashMap<(String, String), u64>,
@@ -359,6 +363,7 @@ impl Uas {
             next_call: 1,
             calls: HashMap::new(),
             by_branch: HashMap::new(),
+            by_host_branch: HashMap::new(),
             by_dialog: HashMap::new(),
             by_participant: HashMap::new(),
             cache: HashMap::new(),
@@ -386,6 +391,7 @@ impl Uas {
     pub fn state_size(&self) -> usize {
         self.calls.len()
             + self.by_branch.len()
+            + self.by_host_branch.len()
             + self.by_dialog.len()
             + self.cache.len()
             + self.outcalls.len()
@@ -583,6 +589,10 @@ impl Uas {
         if let Some(c) = self.calls.remove(&id) {
             if let Some(key) = c.transaction {
                 self.by_branch.remove(&key);
+                let host_key = key.any_port();
+                if self.by_host_branch.get(&host_key) == Some(&id) {
+                    self.by_host_branch.remove(&host_key);
+                }
             }
             self.by_dialog.remove(&(c.call_id, c.local_tag));
             if let Some(p) = c.participant {

@@ -153,6 +153,67 @@ fn a_cancel_on_a_new_tcp_connection_from_the_same_host_cancels() {
 }
 
 #[test]
+fn a_udp_cancel_from_another_port_of_the_callers_host_cancels_and_the_invite_port_gets_the_487() {
+    let t0 = Instant::now();
+    let mut uas = Uas::new(settings(), counter_random);
+    let invite_port = udp("127.0.0.1:5070");
+    let via = "UDP 127.0.0.1:5070";
+    uas.handle(
+        t0,
+        invite_port,
+        &request("INVITE", via, "z9hG4bKu1", "u1", "", SAVP),
+    );
+    let (sent, actions) = drain(&mut uas);
+    assert_eq!(statuses(&sent), [100]);
+    let j = join_of(&actions);
+    // Another host sending the same CANCEL finds nothing, and the call still rings.
+    let stranger = udp("127.0.0.9:5070");
+    uas.handle(
+        t0,
+        stranger,
+        &request("CANCEL", via, "z9hG4bKu1", "u1", "", ""),
+    );
+    let (sent, _) = drain(&mut uas);
+    let answered: Vec<_> = sent.iter().map(|(to, m)| (*to, m.status())).collect();
+    assert_eq!(answered, [(stranger, Some(481))]);
+    // The caller's host, another port (an SBC sending from another socket): 200 there, and
+    // the 487 to where the INVITE came from.
+    let cancel_port = udp("127.0.0.1:5099");
+    uas.handle(
+        t0,
+        cancel_port,
+        &request("CANCEL", via, "z9hG4bKu1", "u1", "", ""),
+    );
+    let (sent, _) = drain(&mut uas);
+    assert_eq!(statuses(&sent), [200, 487]);
+    assert_eq!(sent[0].0, cancel_port);
+    assert_eq!(sent[0].1.cseq().map(|c| c.1), Some(Method::Cancel));
+    assert_eq!(
+        (sent[1].0, sent[1].1.cseq().map(|c| c.1)),
+        (invite_port, Some(Method::Invite))
+    );
+    // The late admission is undone, and once acknowledged nothing is left.
+    joined(&mut uas, t0, j.call, 7);
+    let (_, actions) = drain(&mut uas);
+    assert_eq!(
+        actions,
+        [Action::Leave {
+            participant: ParticipantId(7)
+        }]
+    );
+    uas.tick(t0 + Duration::from_secs(64));
+    drain(&mut uas);
+    assert_eq!(
+        (
+            uas.calls.len(),
+            uas.by_branch.len(),
+            uas.by_host_branch.len()
+        ),
+        (0, 0, 0)
+    );
+}
+
+#[test]
 fn a_retransmission_on_a_new_connection_gets_the_same_answer_and_nobody_else_does() {
     let t0 = Instant::now();
     let mut uas = Uas::new(settings(), counter_random);
