@@ -12,6 +12,7 @@
 //! Opus leg joins, every leg's resamplers follow the wider mix (between ticks, at the join),
 //! and when the last wideband leg has left the mix narrows again.
 
+mod groups;
 mod names;
 mod opus_paths;
 mod records;
@@ -45,17 +46,18 @@ use std::time::{Duration, Instant};
 use confab_dsp::cng::ComfortNoise;
 use confab_dsp::dominant::DominantSpeaker;
 use confab_dsp::mix::Mixer;
-use confab_dsp::opus::OpusSettings;
 use confab_dsp::resample::Rate;
 
 use crate::conference::talkers::Talkers;
 use crate::conference::{DisconnectReason, Event, Joining, ParticipantId, Policy, Roster, State};
-use crate::media::codec::{Codec, LegEncoder, WIDEST_MIX};
+use crate::media::codec::WIDEST_MIX;
 use crate::media::leg::{LegStats, RtpLeg};
-use crate::mixer::helper::{GroupPackets, Outbound};
+use crate::mixer::helper::Outbound;
 use crate::mixer::room_sounds::RoomSounds;
 use crate::mixer::stats::{ConferenceSnapshot, LegTotals, MixerSnapshot};
 use crate::store::RecordEvent;
+use groups::Group;
+pub use groups::Tier;
 
 /// A conference id (the meeting ID); cheap to clone into events.
 pub type ConferenceId = Arc<str>;
@@ -88,17 +90,9 @@ pub struct ConferenceEvent {
 /// Loudest RFC 6464 level (-dBov) at which a leg that is not speech may still be mixed.
 const NON_SPEECH_GATE: u8 = 45;
 
-/// Distinct (codec, packet time) groups per conference: 4 codecs × 6 packet times.
-const MAX_GROUPS: usize = 24;
-
-/// Listeners sharing one encode: same codec and packet time (its packets are in `Outbound`).
-struct Group {
-    codec: Codec,
-    ptime_ms: u32,
-    encoder: LegEncoder,
-    /// Its FEC state (Opus): it follows the worst path among its listeners.
-    adaptation: crate::media::opus_path::Adaptation,
-}
+/// Shared-encode groups per conference: 3 codecs × 6 packet times, and Opus × 6 packet times
+/// × 3 tiers (see `groups`).
+const MAX_GROUPS: usize = 36;
 
 /// A conference's media state, owned by one mixer thread.
 pub struct ConferenceMedia {
@@ -415,7 +409,8 @@ impl ConferenceMedia {
         self.legs[i]
             .respec(spec)
             .map_err(|_| crate::mixer::CommandError::NoParticipant)?;
-        self.leg_groups[i] = self.group_for(spec.codec, spec.ptime_ms);
+        self.leg_groups[i] =
+            self.group_for(spec.codec, spec.ptime_ms, Tier::of(spec.codec, &spec.opus));
         self.fit_rate();
         Ok(())
     }
@@ -444,7 +439,7 @@ impl ConferenceMedia {
         // A name recorded in the lobby is ended here, between ticks (it allocates).
         leg.name.finish();
         let spec = *leg.spec();
-        let group = self.group_for(spec.codec, spec.ptime_ms);
+        let group = self.group_for(spec.codec, spec.ptime_ms, Tier::of(spec.codec, &spec.opus));
         self.send_record(true, leg.participant, Some(&leg), now);
         self.dominant.add(leg.participant);
         self.legs.push(Box::new(leg));
@@ -485,38 +480,6 @@ impl ConferenceMedia {
         let leg = *self.legs.swap_remove(i);
         self.fit_rate();
         Some(leg)
-    }
-
-    /// The shared-encode group of a codec and packet time, made when it is the first.
-    fn group_for(&mut self, codec: Codec, ptime_ms: u32) -> usize {
-        if let Some(i) = self
-            .groups
-            .iter()
-            .position(|g| g.codec == codec && g.ptime_ms == ptime_ms)
-        {
-            return i;
-        }
-        // The leg's own encoder was made from the same settings, so this cannot fail where
-        // that one succeeded; if it does, the leg gets its own encodes only.
-        // Between ticks the helper holds no reference to the packets.
-        let Some(outbound) = Arc::get_mut(&mut self.outbound) else {
-            return usize::MAX;
-        };
-        match LegEncoder::new(codec, ptime_ms, OpusSettings::default(), self.rate) {
-            Ok(encoder) => {
-                outbound
-                    .groups
-                    .push(GroupPackets::new(encoder.packet_ticks()));
-                self.groups.push(Group {
-                    codec,
-                    ptime_ms,
-                    encoder,
-                    adaptation: Default::default(),
-                });
-                self.groups.len() - 1
-            }
-            Err(_) => usize::MAX,
-        }
     }
 
     /// Removes legs of participants no longer present (their ports go back to the pool).

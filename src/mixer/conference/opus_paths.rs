@@ -1,7 +1,8 @@
 //! Opus toward the listeners follows their paths: about once a second every leg takes another
-//! look at its receiver's last RTCP report (its own encoder follows it), and every shared Opus
-//! encode follows the worst smoothed loss, the lowest `maxaveragebitrate` and the refusals
-//! (`useinbandfec=0`, no `usedtx=1`) among the legs of its group (`media::opus_path`).
+//! look at its receiver's last RTCP report (its own encoder follows it), a listener whose path
+//! turned lossy or clean moves to its packet time's lossy or clear group (`groups`), and every
+//! shared Opus encode follows the worst smoothed loss, the lowest `maxaveragebitrate` and the
+//! refusals (`useinbandfec=0`, no `usedtx=1`) among the legs of its group (`media::opus_path`).
 //! In the tick, without allocation: the group's figures add up in an array on the stack.
 
 use std::time::Instant;
@@ -21,9 +22,16 @@ impl ConferenceMedia {
         self.next_path_look = Some(now + ADAPT_EVERY);
         let mut receivers = [Receivers::NONE; MAX_GROUPS];
         let mut members = [0u16; MAX_GROUPS];
-        for (leg, &g) in self.legs.iter_mut().zip(&self.leg_groups) {
+        for (leg, g) in self.legs.iter_mut().zip(&mut self.leg_groups) {
             let reported = leg.path_report();
             let loss = leg.follow_path(reported);
+            if let Some(group) = self.groups.get(*g)
+                && group.tier.after_loss(loss) != group.tier
+            {
+                // Its sibling (itself when it has none) was made with it: no allocation here.
+                *g = group.sibling;
+            }
+            let g = *g;
             if let (Some(r), Some(n)) = (receivers.get_mut(g), members.get_mut(g)) {
                 r.add(loss, &leg.spec().opus);
                 *n = n.saturating_add(1);
@@ -39,13 +47,5 @@ impl ConferenceMedia {
                 tracing::debug!(error = %e, "group opus encoder kept its settings");
             }
         }
-    }
-
-    /// The settings of the shared Opus encode of packet time `ptime_ms`, if there is one.
-    pub fn opus_group_settings(&self, ptime_ms: u32) -> Option<OpusSettings> {
-        self.groups
-            .iter()
-            .find(|g| g.codec == Codec::Opus && g.ptime_ms == ptime_ms)
-            .and_then(|g| g.encoder.opus_settings())
     }
 }

@@ -99,10 +99,13 @@ fn mean_sound_packet(packets: &[Vec<u8>]) -> usize {
 }
 
 #[test]
-fn a_lossy_listener_turns_fec_on_for_its_group() {
+fn a_lossy_listener_gets_fec() {
     // 13/256: 5.1 % lost.
     let (mut room, listener) = meeting(13, OpusFmtp::default());
-    let s = room.conference.opus_group_settings(20).unwrap();
+    let s = room
+        .conference
+        .opus_settings_toward(room.members[listener].id)
+        .unwrap();
     assert!(s.inband_fec, "{s:?}");
     // 5.1 % smoothed (still rising towards it), rounded up.
     assert!((5..=6).contains(&s.expected_loss_percent), "{s:?}");
@@ -118,7 +121,12 @@ fn fec_toward_a_lossy_listener_rebuilds_lost_frames() {
     // 26/256: 10.2 % lost. (libopus puts the copy in only in SILK frames, and takes SILK for a
     // pure tone, which it deems music, only from an 8 % loss hint on; speech from 1 %.)
     let (room, listener) = meeting(26, OpusFmtp::default());
-    assert!(room.conference.opus_group_settings(20).unwrap().inband_fec);
+    assert!(
+        room.conference
+            .opus_settings_toward(room.members[listener].id)
+            .unwrap()
+            .inband_fec
+    );
     // The last 5 s (FEC has been on for most of the run), every 7th packet lost.
     let packets = last_payloads(&room, listener, 250);
     assert!(packets.len() >= 240, "{}", packets.len());
@@ -134,7 +142,10 @@ fn fec_toward_a_lossy_listener_rebuilds_lost_frames() {
 #[test]
 fn a_clean_listener_gets_no_fec() {
     let (room, listener) = meeting(0, OpusFmtp::default());
-    let s = room.conference.opus_group_settings(20).unwrap();
+    let s = room
+        .conference
+        .opus_settings_toward(room.members[listener].id)
+        .unwrap();
     assert!(!s.inband_fec && s.expected_loss_percent == 0, "{s:?}");
     // Without FEC the packet after a loss has nothing to rebuild it from: libopus conceals.
     let packets = last_payloads(&room, listener, 250);
@@ -150,8 +161,11 @@ fn useinbandfec_0_keeps_fec_off_on_a_lossy_path() {
         fec: false,
         ..OpusFmtp::default()
     };
-    let (room, _) = meeting(26, fmtp);
-    let s = room.conference.opus_group_settings(20).unwrap();
+    let (room, listener) = meeting(26, fmtp);
+    let s = room
+        .conference
+        .opus_settings_toward(room.members[listener].id)
+        .unwrap();
     assert!(!s.inband_fec && s.expected_loss_percent == 0, "{s:?}");
 }
 
@@ -164,11 +178,18 @@ fn maxaveragebitrate_makes_packets_smaller() {
     };
     let (capped, capped_listener) = meeting(0, capped_fmtp);
     assert_eq!(
-        capped.conference.opus_group_settings(20).unwrap().bitrate,
+        capped
+            .conference
+            .opus_settings_toward(capped.members[capped_listener].id)
+            .unwrap()
+            .bitrate,
         12_000
     );
     assert_eq!(
-        free.conference.opus_group_settings(20).unwrap().bitrate,
+        free.conference
+            .opus_settings_toward(free.members[free_listener].id)
+            .unwrap()
+            .bitrate,
         32_000
     );
     let big = mean_sound_packet(&last_payloads(&free, free_listener, 250));
@@ -215,17 +236,17 @@ fn a_webrtc_listeners_loss_from_the_driver_turns_fec_on() {
         }
     };
     run(&mut conference, 3);
-    assert!(!conference.opus_group_settings(20).unwrap().inband_fec);
+    assert!(!conference.opus_settings_toward(id).unwrap().inband_fec);
     peer.report_loss(0.05);
     run(&mut conference, 5);
-    let s = conference.opus_group_settings(20).unwrap();
+    let s = conference.opus_settings_toward(id).unwrap();
     assert!(
         s.inband_fec && (4..=5).contains(&s.expected_loss_percent),
         "{s:?}"
     );
     peer.report_loss(0.0);
     run(&mut conference, 10);
-    assert!(!conference.opus_group_settings(20).unwrap().inband_fec);
+    assert!(!conference.opus_settings_toward(id).unwrap().inband_fec);
 }
 
 /// `usedtx=1` from every member of the group: while nobody talks (the mix is comfort noise at
@@ -243,7 +264,10 @@ fn usedtx_1_gets_dtx_in_the_pauses() {
         // Pauses of a second (libopus starts DTX after 200 ms of silence).
         room.members[0].phone.bursts = Some((25, 50));
         room.run(Duration::from_secs(5));
-        let s = room.conference.opus_group_settings(20).unwrap();
+        let s = room
+            .conference
+            .opus_settings_toward(room.members[listener].id)
+            .unwrap();
         let packets = last_payloads(&room, listener, 250);
         (s.dtx, packets.iter().filter(|p| p.len() <= 2).count())
     };
@@ -255,4 +279,97 @@ fn usedtx_1_gets_dtx_in_the_pauses() {
     // a full packet now and then (21 such packets were counted).
     assert!(with >= 10, "{with}");
     assert_eq!(without, 0);
+}
+
+/// One listener whose reports claim everything is lost and one whose fmtp asks for 6 kbit/s
+/// without FEC, beside a clean listener: each gets an encode of its tier, and the clean one
+/// the full bitrate without FEC, as if they were not there. Twenty more listeners, each with
+/// another cap, make no more encodes. When the liar's reports turn clean it is moved back.
+#[test]
+fn a_lying_or_capped_listener_does_not_set_what_the_others_get() {
+    use crate::mixer::conference::Tier;
+    let mut room = Room::new(26, Duration::from_secs(60));
+    let talker = room
+        .join_as(JoinAs::new(Codec::Opus, Some((700.0, -18.0))).timers(timers()))
+        .unwrap();
+    room.members[talker].phone.bursts = Some((7, 4));
+    room.members[talker].phone.answer_reports = Some(0);
+    let listener = |room: &mut Room, lost: u8, fmtp: OpusFmtp| {
+        let i = room
+            .join_as(
+                JoinAs::new(Codec::Opus, None)
+                    .timers(timers())
+                    .spec(move |s| LegSpec { opus: fmtp, ..s }),
+            )
+            .unwrap();
+        room.members[i].phone.answer_reports = Some(lost);
+        room.members[i].phone.payloads = Some(Vec::new());
+        i
+    };
+    let clean = listener(&mut room, 0, OpusFmtp::default());
+    let liar = listener(&mut room, 255, OpusFmtp::default());
+    let capped_fmtp = OpusFmtp {
+        fec: false,
+        max_average_bitrate: Some(6_000),
+        ..OpusFmtp::default()
+    };
+    let capped = listener(&mut room, 255, capped_fmtp);
+    for cap in 0..20 {
+        let fmtp = OpusFmtp {
+            max_average_bitrate: Some(6_000 + cap * 1_000),
+            ..OpusFmtp::default()
+        };
+        listener(&mut room, 0, fmtp);
+    }
+    room.run(Duration::from_secs(10));
+    let id = |room: &Room, i: usize| room.members[i].id;
+    let settings = |room: &Room, i: usize| {
+        room.conference
+            .opus_settings_toward(room.members[i].id)
+            .unwrap()
+    };
+    let s = settings(&room, clean);
+    assert!(
+        !s.inband_fec && s.expected_loss_percent == 0 && s.bitrate == 32_000,
+        "{s:?}"
+    );
+    let s = settings(&room, liar);
+    assert!(
+        s.inband_fec && s.expected_loss_percent == 25 && s.bitrate == 32_000,
+        "{s:?}"
+    );
+    let s = settings(&room, capped);
+    assert!(!s.inband_fec && s.bitrate == 6_000, "{s:?}");
+    assert_eq!(
+        [clean, liar, capped].map(|i| room.conference.tier_of(id(&room, i))),
+        [
+            Some(Tier::Clear),
+            Some(Tier::Lossy),
+            Some(Tier::Constrained)
+        ]
+    );
+    // One encode per tier at 20 ms, whatever 23 listeners asked.
+    assert_eq!(room.conference.group_count(), 3);
+    // What the clean listener's phone got, decoded: no FEC to rebuild a loss from, and full
+    // sized packets (the capped listener's are a fraction of them).
+    let packets = last_payloads(&room, clean, 250);
+    let (fec, plc) = (
+        lost_frames_snr(&packets, 7, true),
+        lost_frames_snr(&packets, 7, false),
+    );
+    let (big, small) = (
+        mean_sound_packet(&packets),
+        mean_sound_packet(&last_payloads(&room, capped, 250)),
+    );
+    eprintln!(
+        "clean listener: 'rebuilt' {fec:.1} dB, concealed {plc:.1} dB; packets {big} bytes, capped {small} bytes"
+    );
+    assert!((fec - plc).abs() < 1.0, "{fec:.1} vs {plc:.1} dB");
+    assert!(small * 2 < big, "{small} vs {big} bytes");
+    // The liar's reports turn clean: within the smoothing (100 % to below 0.5 % takes ~15
+    // looks a second apart) it shares the clear encode again.
+    room.members[liar].phone.answer_reports = Some(0);
+    room.run(Duration::from_secs(20));
+    assert_eq!(room.conference.tier_of(id(&room, liar)), Some(Tier::Clear));
+    assert!(!settings(&room, liar).inband_fec);
 }
