@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
 use confab::webrtc::{DtlsCerts, offer, stun};
-use str0m::config::DtlsCert;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
+use str0m::config::DtlsCert;
 use str0m::net::{Protocol, Receive};
 use str0m::{Input, Output};
 

@@ -119,11 +119,16 @@ impl Harness {
     }
 
     fn subscribe(&mut self, s: &Subscribe) {
-        let (call_id, from_tag, to_tag) = match s.dialog.and_then(|d| {
-            self.dialogs.get(usize::from(d) % self.dialogs.len().max(1))
-        }) {
+        let (call_id, from_tag, to_tag) = match s
+            .dialog
+            .and_then(|d| self.dialogs.get(usize::from(d) % self.dialogs.len().max(1)))
+        {
             Some((c, f, t, _)) => (c.clone(), f.clone(), format!(";tag={t}")),
-            None => (format!("c{}", s.call_id), format!("f{}", s.call_id), String::new()),
+            None => (
+                format!("c{}", s.call_id),
+                format!("f{}", s.call_id),
+                String::new(),
+            ),
         };
         let clean = |v: &str| v.replace(['\r', '\n'], " ");
         let mut headers = format!("Event: {}\r\n", clean(&s.event));
@@ -245,5 +250,9 @@ fuzz_target!(|ops: Vec<Op>| {
     h.now += Duration::from_secs(33);
     h.core.tick(h.now);
     h.drain();
-    assert_eq!(h.core.state_size(), 0, "state left after every conference ended");
+    assert_eq!(
+        h.core.state_size(),
+        0,
+        "state left after every conference ended"
+    );
 });

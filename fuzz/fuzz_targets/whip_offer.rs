@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use confab::media::codec::Codec;
 use confab::webrtc::{DtlsCerts, offer};
-use str0m::config::DtlsCert;
 use libfuzzer_sys::fuzz_target;
 use str0m::change::SdpAnswer;
+use str0m::config::DtlsCert;
 
 /// One DTLS certificate for every input, as the bridge makes one for every offer of a day.
 fn cert() -> DtlsCert {

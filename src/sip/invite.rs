@@ -57,10 +57,16 @@ impl Uas {
     /// Whether a new INVITE from `ip` is one too many this second. `caller` (a trusted
     /// source's caller, see [`super::caller_of`]) has `invites_per_second` of its own and its
     /// source [`super::GATEWAY_FACTOR`] times that; any other source `invites_per_second`.
+    /// Behind a trusted source, callers let into a meeting lately (`known_callers`) draw on a
+    /// budget of the source's apart from everyone else's: a flood under ever new From headers
+    /// cannot shut them out, and callers made known cannot take more than that second budget.
     /// INVITEs refused here do not count against the source.
     pub(super) fn flooding(&mut self, now: Instant, ip: IpAddr, caller: Option<String>) -> bool {
         let rate = self.settings.invites_per_second;
-        let source = source_of(ip);
+        let known = caller
+            .as_deref()
+            .is_some_and(|c| self.known_callers.knows(now, c));
+        let source = (source_of(ip), known);
         let source_rate = match caller {
             Some(_) => rate.saturating_mul(super::GATEWAY_FACTOR),
             None => rate,

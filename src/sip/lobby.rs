@@ -220,6 +220,8 @@ impl Shell {
                     };
                     // Its language goes with it into the meeting.
                     let language = caller.language.clone();
+                    let key = caller.key.clone();
+                    self.admitted.push(key);
                     let prompts = self.config.prompts_in(&language);
                     let ask_name = [prompts.audio(Prompt::SayName), prompts.audio(Prompt::Beep)];
                     // "Joining" (the outcome before this one) is heard out first.

@@ -319,6 +319,7 @@ async fn serve(
         started: started_tx,
         dispatcher,
         refers: Vec::new(),
+        admitted: Vec::new(),
         controls,
         media_advertise,
         srtp,
@@ -390,6 +391,9 @@ async fn serve(
         }
         for (p, target) in shell.refers.drain(..) {
             uas.refer(Instant::now(), p, &target);
+        }
+        for caller in shell.admitted.drain(..) {
+            uas.admitted_to_meeting(Instant::now(), &caller);
         }
         while let Some(action) = uas.poll() {
             if let Action::Send { bytes, to } = &action {

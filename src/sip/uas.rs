@@ -55,6 +55,8 @@ mod dialog;
 mod dialout;
 #[path = "invite.rs"]
 mod invite;
+#[path = "known_callers.rs"]
+mod known_callers;
 #[path = "uas_subscribe.rs"]
 mod subscribe;
 #[path = "uas_timers.rs"]
@@ -75,62 +77,10 @@ pub use peer::Peer;
 mod transaction;
 pub(crate) use transaction::TransactionKey;
 
-/// A call's handle in join requests and results.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CallRef(pub u64);
-
-/// A caller asking to join.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JoinRequest {
-    pub call: CallRef,
-    pub meeting: String,
-    pub display_name: String,
-    pub uri: String,
-    pub negotiated: Negotiated,
-    /// Our SDES key when the leg is secured.
-    pub local_key: Option<KeyMaterial>,
-    /// The caller's address (the attendant limits failed attempts per source).
-    pub source: IpAddr,
-    /// The identity the gateway asserts (P-Asserted-Identity), if any (an empty one is none).
-    pub asserted_identity: Option<String>,
-    /// The caller's User-Agent and the INVITE's source, for the call record.
-    pub origin: crate::store::Origin,
-}
-
-impl JoinRequest {
-    /// Who is calling, as the failure limiter and the INVITE flood limit count callers.
-    pub(crate) fn caller_key(&self) -> String {
-        caller_of(self.source, self.asserted_identity.as_deref(), &self.uri)
-    }
-}
-
-/// The key of a caller from a trusted source (a gateway or proxy): the caller is who it says is
-/// calling, the asserted identity, else the From URI.
-fn caller_of(source: IpAddr, asserted_identity: Option<&str>, uri: &str) -> String {
-    crate::conference::limiter::caller_key(source, asserted_identity.or(Some(uri)))
-}
-
-/// The engine's answer to a join.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JoinResult {
-    Joined {
-        participant: ParticipantId,
-        local: SocketAddr,
-    },
-    NoConference,
-    Locked,
-    Full,
-    Ended,
-    Unavailable,
-    /// Too many failed attendant attempts from this source.
-    Forbidden,
-    /// The conference does not take this caller (not authenticated, not an attendee).
-    NotAllowed,
-    /// Another node runs the meeting: answered 302 to its SIP address (`host:port`).
-    Moved {
-        to: String,
-    },
-}
+#[path = "uas_join.rs"]
+mod join;
+use join::caller_of;
+pub use join::{CallRef, JoinRequest, JoinResult};
 
 /// What the shell must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -330,12 +280,17 @@ pub struct Uas {
     /// New INVITEs taken per source (an address, an IPv6 /64: `limiter::source_of`) in its
     /// current second. Bound: [`MAX_FLOOD_SOURCES`]; an entry counts for a second and `tick`
     /// prunes it after that; when the map is full of live entries, a new source gets 503.
-    flood_sources: HashMap<IpAddr, (Instant, u32)>,
+    /// Keyed also by whether the caller is known (`known_callers`): known callers behind a
+    /// trusted source count apart from the rest.
+    flood_sources: HashMap<(IpAddr, bool), (Instant, u32)>,
     /// New INVITEs per caller behind a trusted source (`limiter::caller_key`, as the failure
     /// limiter counts it) in its current second. Bound: [`MAX_FLOOD_CALLERS`], and only callers
     /// whose source is within its own limit are added; pruned as `flood_sources`; when full of
     /// live entries, a new caller is limited by its source's count alone.
     flood_callers: HashMap<String, (Instant, u32)>,
+    /// Callers let into a meeting lately: not refused for their gateway's total (bound and
+    /// pruning in [`known_callers::KnownCallers`]).
+    known_callers: known_callers::KnownCallers,
     /// Where the request being handled came from (the cache keys its answer by it).
     source: Option<Peer>,
     /// Dial-outs by the branch of their INVITE (ours, random), and which participant has which.
@@ -369,6 +324,7 @@ impl Uas {
             cache: HashMap::new(),
             flood_sources: HashMap::new(),
             flood_callers: HashMap::new(),
+            known_callers: Default::default(),
             source: None,
             outcalls: HashMap::new(),
             by_participant_out: HashMap::new(),
@@ -383,6 +339,12 @@ impl Uas {
         self.actions.pop_front()
     }
 
+    /// A caller (its [`JoinRequest::caller_key`]) was let into a meeting (not the attendant's
+    /// lobby): behind a trusted gateway it is not refused for the gateway's total for a while.
+    pub fn admitted_to_meeting(&mut self, now: Instant, caller: &str) {
+        self.known_callers.admitted(now, caller);
+    }
+
     pub fn set_draining(&mut self, on: bool) {
         self.draining = on;
     }
@@ -392,6 +354,7 @@ impl Uas {
         self.calls.len()
             + self.by_branch.len()
             + self.by_host_branch.len()
+            + self.known_callers.len()
             + self.by_dialog.len()
             + self.cache.len()
             + self.outcalls.len()

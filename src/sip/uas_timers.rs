@@ -18,6 +18,7 @@ impl Uas {
             .retain(|_, (since, _)| !super::invite::counted_out(now, *since));
         self.flood_callers
             .retain(|_, (since, _)| !super::invite::counted_out(now, *since));
+        self.known_callers.tick(now);
         let mut expired = Vec::new();
         let mut stale_sessions = Vec::new();
         for (&id, c) in &mut self.calls {

@@ -417,3 +417,87 @@ fn a_hundred_thousand_identities_cannot_grow_the_flood_counts() {
     uas.tick(t0 + Duration::from_secs(1));
     assert_eq!((uas.flood_callers.len(), uas.flood_sources.len()), (0, 0));
 }
+
+/// An INVITE from `peer` with the From `uri` and no asserted identity; the join it asked for,
+/// or its final status.
+fn call_from(
+    uas: &mut Uas,
+    now: Instant,
+    peer: Peer,
+    uri: &str,
+    n: usize,
+) -> Result<JoinRequest, u16> {
+    let branch = format!("z9hG4bKr{n}");
+    let invite = String::from_utf8(request(
+        "INVITE",
+        "UDP 127.0.0.1:5070",
+        &branch,
+        &branch,
+        "",
+        "",
+    ))
+    .unwrap()
+    .replace("\"Ann\" <sip:ann@127.0.0.1>", &format!("<{uri}>"));
+    uas.handle(now, peer, invite.as_bytes());
+    let (sent, actions) = drain(uas);
+    match actions.first() {
+        Some(Action::Join(j)) => Ok((**j).clone()),
+        _ => Err(statuses(&sent).last().copied().unwrap_or(0)),
+    }
+}
+
+#[test]
+fn a_flood_under_new_from_headers_behind_a_gateway_does_not_shut_out_callers_who_were_in_meetings()
+{
+    let t0 = Instant::now();
+    let mut uas = Uas::new(settings(), counter_random);
+    let gateway = udp("127.0.0.1:5070");
+    // Ann was let into a meeting an hour less a minute ago (the shell tells the core so).
+    let ann = call_from(&mut uas, t0, gateway, "sip:ann@gw", 0).unwrap();
+    uas.admitted_to_meeting(t0, &ann.caller_key());
+    let now = t0 + super::known_callers::KNOWN_FOR - Duration::from_secs(60);
+    // A flood behind the gateway, every INVITE under a new From: the gateway's 100 a second
+    // are taken, the rest refused.
+    let flood: Vec<bool> = (0..300)
+        .map(|i| call_from(&mut uas, now, gateway, &format!("sip:x{i}@gw"), 1 + i).is_ok())
+        .collect();
+    assert_eq!(flood.iter().filter(|&&taken| taken).count(), 100);
+    // A stranger behind the gateway is refused with them; Ann is not.
+    assert_eq!(
+        call_from(&mut uas, now, gateway, "sip:bob@gw", 400).err(),
+        Some(503)
+    );
+    assert!(call_from(&mut uas, now, gateway, "sip:ann@gw", 401).is_ok());
+    // Ann still has a caller's own limit: 10 a second.
+    let taken = (0..20)
+        .filter(|i| call_from(&mut uas, now, gateway, "sip:ann@gw", 402 + i).is_ok())
+        .count();
+    assert_eq!(taken, 9);
+    // Callers made known cannot take more than a second gateway budget: 150 known callers
+    // calling in one second get 100 through.
+    let later = now + Duration::from_secs(2);
+    for i in 0..150 {
+        let j = call_from(&mut uas, later, gateway, &format!("sip:k{i}@gw"), 500 + i);
+        if let Ok(j) = j {
+            uas.admitted_to_meeting(later, &j.caller_key());
+        }
+    }
+    let known: Vec<String> = (0..100).map(|i| format!("sip:k{i}@gw")).collect();
+    let again = later + Duration::from_secs(2);
+    let taken = known
+        .iter()
+        .chain(known.iter())
+        .enumerate()
+        .filter(|(n, uri)| call_from(&mut uas, again, gateway, uri, 700 + n).is_ok())
+        .count();
+    assert_eq!(taken, 100);
+    // An hour after her last meeting Ann is a stranger again.
+    let hour = t0 + super::known_callers::KNOWN_FOR + Duration::from_secs(1);
+    for i in 0..100 {
+        let _ = call_from(&mut uas, hour, gateway, &format!("sip:y{i}@gw"), 900 + i);
+    }
+    assert_eq!(
+        call_from(&mut uas, hour, gateway, "sip:ann@gw", 1000).err(),
+        Some(503)
+    );
+}
