@@ -363,8 +363,10 @@ impl Reflector {
                     };
                     let mut n = 0;
                     for (slot, m) in got.iter_mut().zip(results) {
-                        let from = m.address.as_ref().and_then(|a| a.as_sockaddr_in().copied());
-                        *slot = (m.bytes, from.map(|a| SocketAddr::V4(a.into())));
+                        *slot = (
+                            m.bytes,
+                            m.address.as_ref().and_then(crate::worker::source_of),
+                        );
                         n += 1;
                     }
                     n

@@ -48,12 +48,6 @@ impl Local {
         if bind.is_multicast() {
             return Err(anyhow!("--bind {bind}: not a unicast address"));
         }
-        // The legs' receive path reads IPv4 sources.
-        if !bind.is_ipv4() {
-            return Err(anyhow!(
-                "--bind {bind}: the generator's legs are IPv4 for now"
-            ));
-        }
         let own = if bind.is_unspecified() {
             route_to(bridge)?
         } else {
@@ -118,6 +112,17 @@ mod tests {
         let l = Local::resolve("127.0.0.1".parse().unwrap(), None, None, None).unwrap();
         assert_eq!(l, Local::default());
         assert!(l.udp().unwrap().local_addr().unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn an_ipv6_bridge_is_reached_from_ipv6() {
+        let lo6: IpAddr = "::1".parse().unwrap();
+        let l = Local::resolve(lo6, None, None, None).unwrap();
+        assert_eq!((l.bind, l.own, l.media), (lo6, lo6, lo6));
+        assert_eq!(l.udp().unwrap().local_addr().unwrap().ip(), lo6);
+        // The API over IPv4, SIP and media over IPv6.
+        let l = Local::resolve("127.0.0.1".parse().unwrap(), Some(lo6), None, None).unwrap();
+        assert_eq!(l.own, lo6);
     }
 
     #[test]

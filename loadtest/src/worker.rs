@@ -223,8 +223,7 @@ impl SocketGroup {
                 };
                 let mut n = 0;
                 for (slot, m) in got.iter_mut().zip(results) {
-                    let from = m.address.as_ref().and_then(|a| a.as_sockaddr_in().copied());
-                    *slot = (m.bytes, from.map(|a| SocketAddr::V4(a.into())));
+                    *slot = (m.bytes, m.address.as_ref().and_then(source_of));
                     n += 1;
                 }
                 n
@@ -244,6 +243,16 @@ impl SocketGroup {
 
 /// Legs per generator socket.
 pub(crate) const LEGS_PER_SOCKET: usize = 25;
+/// Where a datagram `recvmmsg` read came from, IPv4 or IPv6.
+pub(crate) fn source_of(address: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = address.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    address
+        .as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6((*v6).into()))
+}
+
 /// Datagrams one `recvmmsg` reads at most.
 const RX_BATCH: usize = 32;
 

@@ -28,6 +28,7 @@ mod deploy;
 mod faults;
 mod hostile_access;
 mod https;
+mod loadtest_ipv6;
 mod loadtest_netns;
 mod loadtest_smoke;
 mod loadtest_soak;
