@@ -21,21 +21,23 @@
 //! In each, the legitimate parties keep hearing each other (tones measured) and the attacker
 //! is sent nothing. Needs root, iproute2 and nftables: otherwise it says so and skips, unless
 //! `CONFAB_REQUIRE_NETNS=1`.
+//!
+//! The scenarios are here; the hosts and the bridge of each (and how they are read) are in
+//! `site`, the attacker in `attacker`, and how a bridge in a namespace is started and asked
+//! (shared with netns_nat) in `support::netns_bridge`.
+
+mod attacker;
+mod site;
 
 use crate::support;
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use audio_codec::Encoder as _;
-use confab::media::codec::Codec;
-use support::Endpoint;
-use support::clients::{absent, describe, present, tone_shares};
-use support::netns::{self, Namespaces, Neighbour, Plan, UdpCount};
-use support::process::Guarded;
-
-/// A roster as (participant, state, reason) rows.
-type RosterRows = Vec<(String, String, String)>;
+use attacker::{Attacker, receiver_report};
+use site::{Site, check_heard, endpoint_in};
+use support::netns::{self, Plan, UdpCount};
+use support::netns_bridge::Participant;
 
 const BRIDGE_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const MEETING: &str = "5150";
@@ -75,218 +77,6 @@ fn natted(tag: &'static str) -> Plan {
     }
 }
 
-/// The hosts and the bridge of one test; dropped in this order (the bridge stopped, then the
-/// attacker's namespace and the others deleted), pass or fail.
-struct Site {
-    _bridge: Guarded,
-    attacker: Neighbour,
-    ns: Namespaces,
-    data: tempfile::TempDir,
-}
-
-impl Site {
-    /// The namespaces, an attacker at `attacker` beside the client, and a bridge (media on
-    /// every address, the port range above, `extra` arguments) with the meeting created.
-    fn new(plan: &Plan, attacker: &str, extra: &[&str]) -> Site {
-        let ns = Namespaces::new(plan);
-        let attacker = ns.neighbour(plan, attacker);
-        let data = tempfile::tempdir().unwrap();
-        let (min, max) = (PORT_MIN.to_string(), PORT_MAX.to_string());
-        let mut args = vec![
-            "--sip-listen",
-            "127.0.0.1:5060",
-            "--media-bind",
-            "0.0.0.0",
-            "--media-rtp-port-min",
-            &min,
-            "--media-rtp-port-max",
-            &max,
-            "--api-listen",
-            "127.0.0.1:8080",
-            "--webrtc-listen",
-            "127.0.0.1:0",
-            "--mixer-threads",
-            "1",
-        ];
-        args.extend_from_slice(extra);
-        let bridge = netns::start_bridge(&ns.bridge, data.path(), &args);
-        let site = Site {
-            _bridge: bridge,
-            attacker,
-            ns,
-            data,
-        };
-        let (status, body) = site.api(
-            "POST",
-            "/v1/conferences",
-            &format!("{{\"id\":\"{MEETING}\"}}"),
-        );
-        assert_eq!(status, 201, "{body}");
-        site
-    }
-
-    /// A request to the bridge's API (on its loopback): status and body.
-    fn api(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        netns::http(
-            &self.ns.bridge,
-            "127.0.0.1:8080".parse().unwrap(),
-            method,
-            path,
-            body,
-        )
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.data.path().join("confab.log")).unwrap_or_default()
-    }
-
-    /// `e` joins the meeting by an offer naming `named` (plain PCMU; rtcp-mux or RTCP on the
-    /// port above): its participant id and the bridge's RTP port for it.
-    fn join(&self, named: SocketAddr, rtcp_mux: bool, who: &str) -> (String, u16) {
-        let ip = named.ip();
-        let offer = format!(
-            "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
-             m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n{}",
-            named.port(),
-            if rtcp_mux { "a=rtcp-mux\r\n" } else { "" }
-        );
-        let body = serde_json::json!({ "sdp": offer, "display_name": who }).to_string();
-        let (status, reply) = self.api(
-            "POST",
-            &format!("/v1/conferences/{MEETING}/participants"),
-            &body,
-        );
-        assert_eq!(status, 201, "{who}: {reply}");
-        let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
-        let id = v["participant"]["id"].as_str().unwrap().to_owned();
-        (id, support::media_of(v["sdp"].as_str().unwrap()).port())
-    }
-
-    /// The roster: (id, state, disconnect reason).
-    fn roster(&self) -> RosterRows {
-        let (status, body) = self.api("GET", &format!("/v1/conferences/{MEETING}"), "");
-        assert_eq!(status, 200, "{body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let field = |p: &serde_json::Value, k: &str| p[k].as_str().unwrap_or_default().to_owned();
-        v["participants"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|p| {
-                (
-                    field(p, "id"),
-                    field(p, "state"),
-                    field(p, "disconnect_reason"),
-                )
-            })
-            .collect()
-    }
-
-    /// Packets the legs dropped as from a source they do not take media from (all legs, ended
-    /// ones too), from /metrics.
-    fn dropped_foreign(&self) -> u64 {
-        let (status, body) = self.api("GET", "/metrics", "");
-        assert_eq!(status, 200, "{body}");
-        body.lines()
-            .find(|l| {
-                l.starts_with("confab_dropped_packets") && l.contains("reason=\"foreign-source\"")
-            })
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|n| n.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("no foreign-source count in /metrics:\n{body}"))
-            as u64
-    }
-}
-
-/// A PCMU endpoint sending `tone` from `at` inside namespace `ns` (with an RTCP socket on the
-/// port above when `rtcp`).
-fn endpoint_in(ns: &str, at: SocketAddr, tone: f32, ssrc: u32, rtcp: bool) -> Endpoint {
-    let mut e = Endpoint::new(Codec::Pcmu, tone, -20.0, ssrc);
-    let (rtp, rtcp) = netns::in_namespace(ns, move || {
-        let rtp = UdpSocket::bind(at).unwrap();
-        let rtcp = rtcp.then(|| UdpSocket::bind(SocketAddr::new(at.ip(), at.port() + 1)).unwrap());
-        (rtp, rtcp)
-    });
-    rtp.set_nonblocking(true).unwrap();
-    if let Some(s) = &rtcp {
-        s.set_nonblocking(true).unwrap();
-    }
-    e.socket = rtp;
-    e.rtcp_socket = rtcp;
-    e
-}
-
-/// The attacker: one socket in its namespace, sending a tone of its own as PCMU RTP (encoded
-/// once per 20 ms, by an encoder that is not Confab's) or RTCP receiver reports.
-struct Attacker {
-    socket: UdpSocket,
-    encoder: audio_codec::pcmu::PcmuEncoder,
-    phase: u64,
-    sequence: u16,
-    timestamp: u32,
-    /// Datagrams sent.
-    sent: u64,
-}
-
-impl Attacker {
-    fn new(ns: &str) -> Attacker {
-        let socket = netns::in_namespace(ns, || UdpSocket::bind("0.0.0.0:31000").unwrap());
-        socket.set_nonblocking(true).unwrap();
-        Attacker {
-            socket,
-            encoder: audio_codec::pcmu::PcmuEncoder::new(),
-            phase: 0,
-            sequence: 7000,
-            timestamp: 90_000,
-            sent: 0,
-        }
-    }
-
-    /// The next 20 ms of its tone, with `ssrc`, to every port of the bridge's range.
-    fn spray_rtp(&mut self, ssrc: u32) {
-        let step = 2.0 * std::f64::consts::PI * f64::from(ATTACKER_TONE) / 8000.0;
-        let pcm: Vec<i16> = (0..160u64)
-            .map(|i| (8000.0 * (step * (self.phase + i) as f64).sin()) as i16)
-            .collect();
-        self.phase += 160;
-        let mut payload = [0u8; 160];
-        let n = self.encoder.encode_into(&pcm, &mut payload).unwrap();
-        let mut packet = vec![0x80, 0];
-        packet.extend_from_slice(&self.sequence.to_be_bytes());
-        packet.extend_from_slice(&self.timestamp.to_be_bytes());
-        packet.extend_from_slice(&ssrc.to_be_bytes());
-        packet.extend_from_slice(&payload[..n]);
-        self.sequence = self.sequence.wrapping_add(1);
-        self.timestamp = self.timestamp.wrapping_add(160);
-        for port in PORT_MIN..=PORT_MAX {
-            let _ = self.socket.send_to(&packet, (BRIDGE_IP, port));
-            self.sent += 1;
-        }
-    }
-
-    /// An RTCP receiver report as `ssrc` to `port` of the bridge.
-    fn rtcp(&mut self, ssrc: u32, port: u16) {
-        let _ = self
-            .socket
-            .send_to(&receiver_report(ssrc), (BRIDGE_IP, port));
-        self.sent += 1;
-    }
-}
-
-/// An RTCP receiver report from `ssrc` with no report block (written by rtc-rtcp).
-fn receiver_report(ssrc: u32) -> Vec<u8> {
-    use rtc_rtcp::packet::Packet;
-    let rr = rtc_rtcp::receiver_report::ReceiverReport {
-        ssrc,
-        reports: Vec::new(),
-        profile_extensions: bytes::Bytes::new(),
-    };
-    rtc_rtcp::packet::marshal(&[Box::new(rr) as Box<dyn Packet>])
-        .unwrap()
-        .to_vec()
-}
-
 /// Calls `tick` every 20 ms (absolute deadlines) for `duration`, at most `duration / 20 ms`
 /// times.
 fn every_20ms(duration: Duration, mut tick: impl FnMut(u32)) {
@@ -299,49 +89,6 @@ fn every_20ms(duration: Duration, mut tick: impl FnMut(u32)) {
             std::thread::sleep(wait);
         }
     }
-}
-
-/// What `e` heard in packets that arrived between `from` and `to`.
-fn heard_between(e: &Endpoint, from: Instant, to: Instant) -> Vec<i16> {
-    let mut start = 0;
-    let mut out = Vec::new();
-    for &(at, end) in &e.heard_at {
-        if at >= from && at < to {
-            out.extend_from_slice(&e.heard[start..end]);
-        }
-        start = end;
-    }
-    out
-}
-
-/// Checks what `e` heard between `from` and `to`: at least 90 % of the samples that long
-/// (when `full`), `expect` present (if any) and every tone of `not` absent.
-#[allow(clippy::too_many_arguments)]
-fn check_heard(
-    what: &str,
-    e: &Endpoint,
-    (from, to): (Instant, Instant),
-    full: bool,
-    expect: Option<f32>,
-    not: &[f32],
-    site: &Site,
-) {
-    let window = heard_between(e, from, to);
-    let expected = (to - from).as_secs_f64() * 8000.0;
-    let mut said = format!("{what}: {} samples of {expected:.0}", window.len());
-    let mut ok = !full || window.len() as f64 >= 0.9 * expected;
-    if let Some(f) = expect {
-        let shares = tone_shares(&window, 8000, f);
-        said += &format!(", {f} Hz {}", describe(&shares));
-        ok &= present(&shares);
-    }
-    for &f in not {
-        let shares = tone_shares(&window, 8000, f);
-        said += &format!(", {f} Hz {}", describe(&shares));
-        ok &= absent(&shares);
-    }
-    eprintln!("{said}");
-    assert!(ok, "{said}\nbridge:\n{}", site.log());
 }
 
 /// Skips (or fails, with `CONFAB_REQUIRE_NETNS`) without root, iproute2, nftables.
@@ -565,7 +312,7 @@ fn rtcp_from_an_attacker_does_not_keep_a_silent_callers_leg_alive() {
     let talk = 75u32;
     let limit = Duration::from_millis(20 * u64::from(talk)) + TIMEOUT + Duration::from_secs(3);
     let start = Instant::now();
-    let mut gone: Option<(Instant, RosterRows)> = None;
+    let mut gone: Option<(Instant, Vec<Participant>)> = None;
     every_20ms(limit, |round| {
         victim.sending = round < talk;
         control.sending = round < talk;
@@ -586,7 +333,7 @@ fn rtcp_from_an_attacker_does_not_keep_a_silent_callers_leg_alive() {
             let roster = site.roster();
             if roster
                 .iter()
-                .any(|p| p.0 == victim_id && p.1 == "disconnected")
+                .any(|p| p.id == victim_id && p.state == "disconnected")
             {
                 gone = Some((Instant::now(), roster));
             }
@@ -615,8 +362,8 @@ fn rtcp_from_an_attacker_does_not_keep_a_silent_callers_leg_alive() {
         "the victim's leg ended {:.2} s after its last RTP",
         after.as_secs_f64()
     );
-    let victim = at_the_time.iter().find(|p| p.0 == victim_id).unwrap();
-    assert_eq!(victim.2, "media-timeout", "{at_the_time:?}");
+    let victim = at_the_time.iter().find(|p| p.id == victim_id).unwrap();
+    assert_eq!(victim.reason, "media-timeout", "{at_the_time:?}");
     // The roster is read every 200 ms; the mixer checks every 20 ms.
     assert!(
         after >= TIMEOUT - Duration::from_millis(100) && after <= TIMEOUT + Duration::from_secs(1),
@@ -625,8 +372,8 @@ fn rtcp_from_an_attacker_does_not_keep_a_silent_callers_leg_alive() {
     // The control caller's own RTCP kept its leg alive past the timeout, and the other one
     // talked throughout: both still connected, and the silent control caller kept hearing it.
     for id in [&control_id, &other_id] {
-        let p = roster.iter().find(|p| &p.0 == id).unwrap();
-        assert_eq!(p.1, "connected", "{id}: {roster:?}\n{}", site.log());
+        let p = roster.iter().find(|p| &p.id == id).unwrap();
+        assert_eq!(p.state, "connected", "{id}: {roster:?}\n{}", site.log());
     }
     check_heard(
         "the control caller, silent, after the victim's end",

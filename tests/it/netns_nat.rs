@@ -19,16 +19,24 @@
 //!
 //! Needs root (namespaces), iproute2, nftables, baresip and sox. Without them it says what is
 //! missing and skips, unless `CONFAB_REQUIRE_NETNS=1` (then a skip is a failure).
+//!
+//! The scenarios are here; the bridge (its SIP scanned, its API, the roster) is in
+//! `scanned_bridge`, the phones in `phone`, and how a bridge in a namespace is started and
+//! asked (shared with netns_latch) in `support::netns_bridge`.
+
+mod phone;
+mod scanned_bridge;
 
 use crate::support;
+use phone::{Way, heard, phone, phone_log, type_command};
+use scanned_bridge::{api, bridge_with_meeting, participants, wait_for_roster};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::clients::{absent, describe, present, tone_shares};
 use support::netns::{self, Namespaces, Plan, Tap};
+use support::netns_bridge::{self, Participant};
 use support::pki::TestPki;
 use support::process::Guarded;
-use support::wire_scan::{self, WireLog};
 
 const BRIDGE_IP: &str = "203.0.113.10";
 const CLIENT_IP: &str = "198.51.100.2";
@@ -71,261 +79,14 @@ fn skip() -> bool {
     netns::skip(&[("baresip", "baresip-core"), ("sox", "sox")])
 }
 
-/// An HTTP request to the bridge's API on 127.0.0.1:8080 inside its namespace; an SDP in the
-/// answer goes through the wire scan.
-fn api(ns: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let (status, answer) = netns::http(ns, "127.0.0.1:8080".parse().unwrap(), method, path, body);
-    let problems = wire_scan::scan_http_body(&answer);
-    assert!(problems.is_empty(), "{problems:?} in:\n{answer}");
-    (status, answer)
-}
-
-/// The bridge in its namespace, logging every SIP message it sends; stopped on drop, then what
-/// it sent is scanned (a test fails there if any of it named an unspecified address).
-struct ScannedBridge {
-    bridge: Option<Guarded>,
-    log: PathBuf,
-}
-
-impl ScannedBridge {
-    /// The scan of what it sent so far: how many messages, or what was wrong.
-    fn scan(&self) -> WireLog {
-        let wire = WireLog::default();
-        for line in std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-        {
-            wire.feed_line(line);
-        }
-        wire
-    }
-}
-
-impl Drop for ScannedBridge {
-    fn drop(&mut self) {
-        drop(self.bridge.take());
-        let wire = self.scan();
-        // Every test here places calls: nothing scanned means the wire trace was off.
-        if wire.verdict() == Ok(0) && !std::thread::panicking() {
-            panic!("the bridge in its namespace logged no SIP message to scan");
-        }
-        wire.check("the bridge in its namespace");
-    }
-}
-
-/// The bridge in its namespace: SIP on `sip`, media on `media`, advertising `advertise`, with
-/// `extra` arguments.
-fn start_bridge(
-    ns: &Namespaces,
-    data: &Path,
-    sip: &str,
-    media: &str,
-    advertise: Option<&str>,
-    extra: &[&str],
-) -> ScannedBridge {
-    let mut args = vec![
-        "--log-level",
-        wire_scan::TRACE_FILTER,
-        "--sip-listen",
-        sip,
-        "--media-bind",
-        media,
-        "--sip-trusted",
-        "203.0.113.0/24",
-        "--api-listen",
-        "127.0.0.1:8080",
-        "--webrtc-listen",
-        "127.0.0.1:0",
-        "--mixer-threads",
-        "1",
-    ];
-    if let Some(ip) = advertise {
-        args.extend(["--sip-advertise", ip, "--media-advertise", ip]);
-    }
-    args.extend_from_slice(extra);
-    ScannedBridge {
-        bridge: Some(netns::start_bridge(&ns.bridge, data, &args)),
-        log: data.join("confab.log"),
-    }
-}
-
-/// A tone file for baresip to send.
-fn tone_wav(path: &Path, freq: f32) {
-    let ok = Command::new("sox")
-        .args(["-D", "-n", "-r", "48000", "-c", "1", "-b", "16"])
-        .arg(path)
-        .args(["synth", "30", "sine", &freq.to_string(), "vol", "0.3"])
-        .status()
-        .expect("sox (Debian package sox) is needed for this test")
-        .success();
-    assert!(ok);
-}
-
-/// How a phone calls.
-#[derive(Clone, Copy, Default)]
-struct Way<'a> {
-    /// Commands can be typed on its stdin (`/hold`, `/resume`).
-    interactive: bool,
-    /// SIP over TLS with SDES-SRTP (mandatory), trusting this CA.
-    tls_ca: Option<&'a Path>,
-}
-
-/// baresip in the client namespace, dialling the meeting and quitting after `seconds`.
-fn phone(
-    ns: &Namespaces,
-    dir: &Path,
-    index: usize,
-    target: &str,
-    seconds: u32,
-    way: Way<'_>,
-) -> Guarded {
-    std::fs::create_dir_all(dir.join("rec")).unwrap();
-    let wav = dir.join("tone.wav");
-    tone_wav(&wav, TONES[index]);
-    // baresip takes TLS on the SIP port + 1.
-    let sip_port = 5070 + 2 * index;
-    let rtp = 30000 + 20 * index;
-    let tls = way.tls_ca.map_or(String::new(), |ca| {
-        format!("sip_cafile {}\nmodule srtp.so\n", ca.display())
-    });
-    let config = format!(
-        "sip_listen {CLIENT_IP}:{sip_port}\nnet_interface {CLIENT_IP}\n{tls}\
-         audio_source aufile,{wav}\nausrc_srate 48000\nausrc_channels 1\n\
-         audio_player aubridge,null-p{index}\nrtp_ports {rtp}-{end}\n\
-         snd_path {rec}\nmodule_path /usr/lib/baresip/modules\n\
-         module g711.so\nmodule aufile.so\nmodule aubridge.so\nmodule sndfile.so\n{stdio}\
-         module_tmp account.so\nmodule_app menu.so\n",
-        wav = wav.display(),
-        end = rtp + 9,
-        rec = dir.join("rec").display(),
-        stdio = if way.interactive {
-            "module stdio.so\n"
-        } else {
-            ""
-        },
-    );
-    std::fs::write(dir.join("config"), config).unwrap();
-    let enc = if way.tls_ca.is_some() {
-        ";mediaenc=srtp-mand"
-    } else {
-        ""
-    };
-    std::fs::write(
-        dir.join("accounts"),
-        format!(
-            "<sip:p{index}@{CLIENT_IP}:{sip_port}>;regint=0;answermode=manual;audio_codecs=pcmu{enc}\n"
-        ),
+/// The bridge's log and both phones', for a failed check.
+fn bridge_and_phone_logs(data: &Path, dirs: &[PathBuf]) -> String {
+    format!(
+        "bridge:\n{}\nphones:\n{}\n----\n{}",
+        netns_bridge::log(data),
+        phone_log(&dirs[0]),
+        phone_log(&dirs[1])
     )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("baresip.log")).unwrap();
-    Guarded::spawn(
-        Command::new("ip")
-            .args(["netns", "exec", &ns.client, "baresip", "-f"])
-            .arg(dir)
-            .args(["-e", &format!("/dial {target}"), "-t", &seconds.to_string()])
-            .stdin(if way.interactive {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(log.try_clone().unwrap())
-            .stderr(log),
-    )
-}
-
-/// Types a command at an interactive phone's prompt.
-fn type_command(phone: &mut Guarded, command: &str) {
-    use std::io::Write;
-    let stdin = phone.0.stdin.as_mut().expect("an interactive phone");
-    stdin.write_all(command.as_bytes()).unwrap();
-    stdin.write_all(b"\n").unwrap();
-    stdin.flush().unwrap();
-}
-
-/// What baresip decoded (its sndfile `*-dec.wav`), as 16-bit samples at its rate.
-fn heard(dir: &Path) -> (u32, Vec<i16>) {
-    let file = std::fs::read_dir(dir.join("rec"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no recording; baresip said:\n{}",
-                std::fs::read_to_string(dir.join("baresip.log")).unwrap_or_default()
-            )
-        });
-    let bytes = std::fs::read(file).unwrap();
-    // A canonical 44-byte WAV header from sndfile: rate at 24, data after "data" + size.
-    let rate = u32::from_le_bytes(bytes[24..28].try_into().unwrap());
-    let data = bytes
-        .windows(4)
-        .position(|w| w == b"data")
-        .map_or(44, |i| i + 8);
-    let samples = bytes[data..]
-        .chunks_exact(2)
-        .map(|c| i16::from_le_bytes([c[0], c[1]]))
-        .collect();
-    (rate, samples)
-}
-
-/// The meeting's roster: (id, state, disconnect reason, on hold, SRTP).
-fn participants(ns: &Namespaces) -> Vec<(String, String, String, bool, bool)> {
-    let (status, body) = api(&ns.bridge, "GET", &format!("/v1/conferences/{MEETING}"), "");
-    assert_eq!(status, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["participants"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|p| {
-            (
-                p["id"].as_str().unwrap_or_default().to_owned(),
-                p["state"].as_str().unwrap_or_default().to_owned(),
-                p["disconnect_reason"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                p["on_hold"].as_bool().unwrap_or(false),
-                p["media"]["srtp"].as_bool().unwrap_or(false),
-            )
-        })
-        .collect()
-}
-
-/// Waits (at most `limit`) until the roster satisfies `ok`; the last roster seen.
-fn wait_for(
-    ns: &Namespaces,
-    limit: Duration,
-    ok: impl Fn(&[(String, String, String, bool, bool)]) -> bool,
-) -> Vec<(String, String, String, bool, bool)> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let roster = participants(ns);
-        if ok(&roster) || Instant::now() > deadline {
-            return roster;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A meeting on a fresh bridge behind `ns`'s NAT: the bridge's guard.
-fn bridge_with_meeting(
-    ns: &Namespaces,
-    data: &Path,
-    (sip, media, advertise): (&str, &str, Option<&str>),
-    extra: &[&str],
-) -> ScannedBridge {
-    let bridge = start_bridge(ns, data, sip, media, advertise, extra);
-    let (status, body) = api(
-        &ns.bridge,
-        "POST",
-        "/v1/conferences",
-        &format!("{{\"id\":\"{MEETING}\"}}"),
-    );
-    assert_eq!(status, 201, "{body}");
-    bridge
 }
 
 /// Two phones call through the NAT (over `way`); each must hear the other; phone 0 hangs up
@@ -344,25 +105,18 @@ fn two_phones_talk(
         phone(ns, &dirs[0], 0, target, 8, way),
         phone(ns, &dirs[1], 1, target, 30, way),
     ];
-    let logs = || {
-        format!(
-            "bridge:\n{}\nphones:\n{}\n----\n{}",
-            std::fs::read_to_string(data.join("confab.log")).unwrap_or_default(),
-            std::fs::read_to_string(dirs[0].join("baresip.log")).unwrap_or_default(),
-            std::fs::read_to_string(dirs[1].join("baresip.log")).unwrap_or_default()
-        )
-    };
+    let logs = || bridge_and_phone_logs(data, &dirs);
     std::thread::sleep(Duration::from_secs(5));
     let roster = participants(ns);
     assert_eq!(
-        roster.iter().filter(|p| p.1 == "connected").count(),
+        roster.iter().filter(|p| p.state == "connected").count(),
         2,
         "{name}: {roster:?}\n{}",
         logs()
     );
     if way.tls_ca.is_some() {
         assert!(
-            roster.iter().all(|p| p.4),
+            roster.iter().all(|p| p.srtp),
             "{name}: not every leg is SRTP: {roster:?}"
         );
     }
@@ -371,23 +125,22 @@ fn two_phones_talk(
     while !phones[0].exited() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let roster = wait_for(ns, Duration::from_secs(3), |r| {
-        r.iter().filter(|p| p.2 == "hangup").count() == 1
+    let roster = wait_for_roster(ns, Duration::from_secs(3), |r| {
+        r.iter().filter(|p| p.reason == "hangup").count() == 1
     });
     assert_eq!(
-        roster.iter().filter(|p| p.2 == "hangup").count(),
+        roster.iter().filter(|p| p.reason == "hangup").count(),
         1,
         "{name}: phone 0's BYE: {roster:?}\n{}",
         logs()
     );
     // The bridge ejects phone 1: its BYE must reach the phone through the NAT.
-    let (id, ..) = roster
+    let Participant { id, .. } = roster
         .iter()
-        .find(|p| p.1 == "connected")
+        .find(|p| p.state == "connected")
         .cloned()
         .unwrap_or_else(|| panic!("{name}: {roster:?}"));
-    let (status, body) = api(
-        &ns.bridge,
+    let (status, body) = api(ns).request(
         "DELETE",
         &format!("/v1/conferences/{MEETING}/participants/{id}"),
         "",
@@ -398,7 +151,7 @@ fn two_phones_talk(
     );
     let deadline = Instant::now() + Duration::from_secs(5);
     let closed = loop {
-        let log = std::fs::read_to_string(dirs[1].join("baresip.log")).unwrap_or_default();
+        let log = phone_log(&dirs[1]);
         if log.contains("session closed") || log.contains("terminated") {
             break true;
         }
@@ -476,7 +229,7 @@ fn phones_behind_a_nat_talk_over_sip_on_tls_with_srtp() {
         tls_ca: Some(&pki.ca),
     };
     two_phones_talk("TLS and SRTP", &ns, dir.path(), &data, &target, way);
-    let log = std::fs::read_to_string(data.join("confab.log")).unwrap_or_default();
+    let log = netns_bridge::log(&data);
     assert!(!log.contains("panicked"), "{log}");
 }
 
@@ -513,25 +266,16 @@ fn a_phone_behind_a_nat_holds_and_resumes() {
         phone(&ns, &dirs[0], 0, &target, 40, interactive),
         phone(&ns, &dirs[1], 1, &target, 40, Way::default()),
     ];
-    let logs = || {
-        format!(
-            "bridge:\n{}\nphones:\n{}\n----\n{}",
-            std::fs::read_to_string(data.join("confab.log")).unwrap_or_default(),
-            std::fs::read_to_string(dirs[0].join("baresip.log")).unwrap_or_default(),
-            std::fs::read_to_string(dirs[1].join("baresip.log")).unwrap_or_default()
-        )
-    };
-    let connected = |r: &[(String, String, String, bool, bool)]| {
-        r.iter().filter(|p| p.1 == "connected").count() == 2
-    };
-    let roster = wait_for(&ns, Duration::from_secs(10), connected);
+    let logs = || bridge_and_phone_logs(&data, &dirs);
+    let connected = |r: &[Participant]| r.iter().filter(|p| p.state == "connected").count() == 2;
+    let roster = wait_for_roster(&ns, Duration::from_secs(10), connected);
     assert!(connected(&roster), "{roster:?}\n{}", logs());
     // Phone 1's recording starts about when it is connected.
     let start = Instant::now();
     std::thread::sleep(Duration::from_secs(4));
     type_command(&mut phones[0], "/hold");
-    let held = |r: &[(String, String, String, bool, bool)]| r.iter().filter(|p| p.3).count() == 1;
-    let roster = wait_for(&ns, Duration::from_secs(5), held);
+    let held = |r: &[Participant]| r.iter().filter(|p| p.on_hold).count() == 1;
+    let roster = wait_for_roster(&ns, Duration::from_secs(5), held);
     assert!(held(&roster), "not on hold: {roster:?}\n{}", logs());
     let hold = Instant::now();
     std::thread::sleep(Duration::from_secs(4));
@@ -539,9 +283,8 @@ fn a_phone_behind_a_nat_holds_and_resumes() {
     // the roster poll below sees it.
     let resuming = Instant::now();
     type_command(&mut phones[0], "/resume");
-    let resumed =
-        |r: &[(String, String, String, bool, bool)]| connected(r) && r.iter().all(|p| !p.3);
-    let roster = wait_for(&ns, Duration::from_secs(5), resumed);
+    let resumed = |r: &[Participant]| connected(r) && r.iter().all(|p| !p.on_hold);
+    let roster = wait_for_roster(&ns, Duration::from_secs(5), resumed);
     assert!(resumed(&roster), "not resumed: {roster:?}\n{}", logs());
     let resume = Instant::now();
     std::thread::sleep(Duration::from_secs(4));

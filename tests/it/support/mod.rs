@@ -8,6 +8,7 @@ pub mod clients;
 pub mod https;
 pub mod kamailio;
 pub mod netns;
+pub mod netns_bridge;
 pub mod pki;
 pub mod process;
 pub mod server;
