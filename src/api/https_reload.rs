@@ -1,13 +1,15 @@
 //! The HTTPS certificate, replaced without a restart: `api.tls_cert` and `api.tls_key` are read
-//! again on SIGHUP, and when either file changes (its length or modification time, looked at
-//! every [`CHECK_EVERY`]). Connections accepted from then on get the new pair; those open keep
+//! again on SIGHUP, and when either file changes (its contents' SHA-256, looked at every
+//! [`CHECK_EVERY`]: a copy that keeps the length and the modification time, as `cp -p` or a
+//! configuration tool may make, is noticed too). Connections accepted from then on get the new pair; those open keep
 //! theirs. A pair that cannot be used (unreadable, malformed, a key that is not the
 //! certificate's: a rotation caught half-way) is refused with an error in the log and the old
 //! one kept; the files are tried again when they change again, or on the next SIGHUP.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::io::Read;
+use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
@@ -24,12 +26,22 @@ pub struct CertFiles {
     pub key: PathBuf,
 }
 
-/// What a file looked like: its length and modification time (`None`: it cannot be read).
-type Stamp = Option<(u64, SystemTime)>;
+/// A certificate chain or key file is read up to this many bytes to tell whether it changed (a
+/// longer one is refused by the reload anyway).
+const MAX_FILE: u64 = 1 << 20;
+
+/// What a file held: the SHA-256 of its first [`MAX_FILE`] bytes (`None`: it cannot be read).
+type Stamp = Option<Vec<u8>>;
 
 fn stamp(path: &std::path::Path) -> Stamp {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.len(), meta.modified().ok()?))
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(MAX_FILE)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
+    Some(digest.as_ref().to_vec())
 }
 
 /// What a check did.

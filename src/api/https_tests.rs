@@ -312,6 +312,36 @@ async fn a_changed_certificate_is_served_and_a_bad_one_is_refused() {
     assert_eq!(leaf(&connect(addr, &b.ca, &[]).await.unwrap()), seen_b);
 }
 
+/// A key rewritten with the same length and the same modification time (as `cp -p` of another
+/// file may leave it) is noticed: the files are compared by their contents.
+#[test]
+fn a_change_that_keeps_length_and_time_is_noticed() {
+    let a = pki();
+    let dir = tempfile::tempdir().unwrap();
+    let files = CertFiles {
+        cert: dir.path().join("api.crt"),
+        key: dir.path().join("api.key"),
+    };
+    install(&files, &a.cert, &a.key, 1_000);
+    let first = crate::tls::server_config(&files.cert, &files.key, &ALPN).unwrap();
+    let (mut reloader, _configs) = Reloader::new(files.clone(), first);
+    assert_eq!(reloader.check(false), Checked::Unchanged);
+    // One base64 character of the key's body changed: same length.
+    let mut key = std::fs::read_to_string(&a.key).unwrap();
+    let at = key.find('\n').unwrap() + 10;
+    let swapped = if &key[at..at + 1] == "A" { "B" } else { "A" };
+    key.replace_range(at..at + 1, swapped);
+    let changed = dir.path().join("changed.key");
+    std::fs::write(&changed, &key).unwrap();
+    assert_eq!(
+        std::fs::metadata(&changed).unwrap().len(),
+        std::fs::metadata(&a.key).unwrap().len()
+    );
+    install(&files, &a.cert, &changed, 1_000);
+    assert_eq!(reloader.check(false), Checked::Refused);
+    assert_eq!(reloader.check(false), Checked::Unchanged, "reported once");
+}
+
 /// The watching task itself: the files change and, within its period, clients see the new
 /// certificate.
 #[tokio::test]
