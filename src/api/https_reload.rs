@@ -6,9 +6,9 @@
 //! certificate's: a rotation caught half-way) is refused with an error in the log and the old
 //! one kept; the files are tried again when they change again, or on the next SIGHUP.
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::io::Read;
 use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};

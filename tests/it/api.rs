@@ -311,29 +311,47 @@ fn a_token_guards_the_api_and_drain_stops_new_work() {
         "{}",
         doc["openapi"]
     );
-    let paths = doc["paths"].as_object().unwrap();
-    for route in [
-        "/v1/conferences",
-        "/v1/conferences/{cid}",
-        "/v1/conferences/{cid}/lock",
-        "/v1/conferences/{cid}/unlock",
-        "/v1/conferences/{cid}/mute-all",
-        "/v1/conferences/{cid}/participants",
-        "/v1/conferences/{cid}/participants/{pid}",
-        "/v1/conferences/{cid}/participants/{pid}/{action}",
-        "/v1/conferences/{cid}/events",
-        "/v1/events",
-        "/v1/records",
-        "/v1/admin/drain",
-        "/healthz",
-        "/readyz",
-        "/metrics",
-    ] {
-        assert!(
-            paths.contains_key(route),
-            "{route} missing from the OpenAPI document"
-        );
-    }
+    // Every route the bridge serves, and nothing else: a route added without its document (or
+    // a document left for a route taken away) fails here.
+    let mut paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        [
+            "/healthz",
+            "/metrics",
+            "/readyz",
+            "/v1/admin/drain",
+            "/v1/conferences",
+            "/v1/conferences/{cid}",
+            "/v1/conferences/{cid}/events",
+            "/v1/conferences/{cid}/lock",
+            "/v1/conferences/{cid}/moderation",
+            "/v1/conferences/{cid}/mute-all",
+            "/v1/conferences/{cid}/participants",
+            "/v1/conferences/{cid}/participants/{pid}",
+            "/v1/conferences/{cid}/participants/{pid}/gain",
+            "/v1/conferences/{cid}/participants/{pid}/noise_suppression",
+            "/v1/conferences/{cid}/participants/{pid}/role",
+            "/v1/conferences/{cid}/participants/{pid}/{action}",
+            "/v1/conferences/{cid}/recording",
+            "/v1/conferences/{cid}/tokens",
+            "/v1/conferences/{cid}/unlock",
+            "/v1/conferences/{cid}/whip",
+            "/v1/conferences/{cid}/whip/{session}",
+            "/v1/events",
+            "/v1/recordings",
+            "/v1/recordings/{id}",
+            "/v1/recordings/{id}/audio",
+            "/v1/records",
+            "/v1/records/conferences",
+        ]
+    );
     assert!(doc["components"]["schemas"]["ConferenceSettings"].is_object());
 
     // Drain: not ready, no new conferences or participants, SIP OPTIONS 503.
