@@ -52,7 +52,7 @@ impl DeliveryBackend for Postgres {
                 &[&node],
             )?;
             rows.iter()
-                .map(|r| {
+                .map(|r| -> Result<PendingDelivery, postgres::Error> {
                     Ok(PendingDelivery {
                         id: r.try_get(0)?,
                         endpoint: r.try_get(1)?,

@@ -125,7 +125,6 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncWriteExt;
 
     /// A receiver on loopback that reads the request's head and answers `answer` (or nothing,
     /// holding the connection); what it read.
@@ -147,7 +146,7 @@ mod tests {
                 Some(a) => {
                     let _ = s.write_all(&a).await;
                 }
-                None => tokio::time::sleep(Duration::from_secs(5)).await,
+                None => tokio::time::sleep(Duration::from_secs(2)).await,
             }
             String::from_utf8_lossy(&got).into_owned()
         });

@@ -11,7 +11,7 @@
 
 mod event;
 mod http;
-pub(crate) mod queue;
+mod queue;
 mod shell;
 mod sign;
 
