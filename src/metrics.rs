@@ -474,8 +474,14 @@ mod tests;
 
 /// The webhooks' deliveries (always there, at 0 without webhooks).
 fn webhooks(registry: &mut Registry) {
-    let [delivered, attempts_failed, failed, dropped, events_dropped, queued] =
-        crate::webhooks::figures();
+    let [
+        delivered,
+        attempts_failed,
+        failed,
+        dropped,
+        events_dropped,
+        queued,
+    ] = crate::webhooks::figures();
     for (name, help, value) in [
         (
             "confab_webhook_delivered",

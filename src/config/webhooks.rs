@@ -178,10 +178,7 @@ pub(super) fn check(webhooks: &[WebhookConfig]) -> Result<(), (String, String)> 
             ));
         }
         if w.secret.len() > MAX_SECRET {
-            return Err((
-                key("secret"),
-                format!("is longer than {MAX_SECRET} bytes"),
-            ));
+            return Err((key("secret"), format!("is longer than {MAX_SECRET} bytes")));
         }
         if w.events.is_empty() {
             return Err((
@@ -288,14 +285,23 @@ events = ["participant.left"]
         let good = entry("http://h/", "s3cret-value", &["conference.started"]);
         assert!(check(std::slice::from_ref(&good)).is_ok());
         let cases = [
-            (entry("http://h/", "", &["conference.started"]), "webhooks[2].secret"),
+            (
+                entry("http://h/", "", &["conference.started"]),
+                "webhooks[2].secret",
+            ),
             (
                 entry("http://h/", "change-me-please", &["conference.started"]),
                 "webhooks[2].secret",
             ),
             (entry("http://h/", "s", &[]), "webhooks[2].events"),
-            (entry("http://h/", "s", &["meeting.started"]), "webhooks[2].events"),
-            (entry("gopher://h/", "s", &["conference.ended"]), "webhooks[2].url"),
+            (
+                entry("http://h/", "s", &["meeting.started"]),
+                "webhooks[2].events",
+            ),
+            (
+                entry("gopher://h/", "s", &["conference.ended"]),
+                "webhooks[2].url",
+            ),
         ];
         for (bad, key) in cases {
             let other = entry("http://other/", "x", &["recording.ready"]);

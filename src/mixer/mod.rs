@@ -203,7 +203,9 @@ fn run(
                 Ok(Command::Metrics { reply }) => {
                     let _ = reply.try_send(Ok(snapshot(&conferences, &retired)));
                 }
-                Ok(command) => handle_contained(command, &mut conferences, &records, &webhooks, &counters),
+                Ok(command) => {
+                    handle_contained(command, &mut conferences, &records, &webhooks, &counters)
+                }
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
             }
         }

@@ -21,10 +21,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use conference_records::{ConferenceFacts, ConferenceRecord};
 pub use dispatcher::DispatcherTable;
 pub use placement::{Lease, NodeAddress};
-pub(crate) use webhook_deliveries::{DeliveryChange, PendingDelivery};
 pub use records::{
     LegFacts, MAX_USER_AGENT, Origin, Record, RecordEvent, RecordFilter, RecordWriter,
 };
+pub(crate) use webhook_deliveries::{DeliveryChange, PendingDelivery};
 
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]

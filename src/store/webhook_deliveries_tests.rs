@@ -49,7 +49,9 @@ pub(super) fn pending_deliveries_survive_a_reopen_as_last_saved(s: &Subject<'_>)
     };
     assert_eq!(kept, [expected, c]);
     // Forgetting what is not there is no error.
-    store.apply_deliveries(&[DeliveryChange::Forget(99)]).unwrap();
+    store
+        .apply_deliveries(&[DeliveryChange::Forget(99)])
+        .unwrap();
 }
 
 pub(super) fn a_thousand_deliveries_are_saved_in_one_batch(s: &Subject<'_>) {

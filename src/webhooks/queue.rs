@@ -236,7 +236,10 @@ impl Queue {
     }
 
     fn schedule(&mut self, endpoint: Arc<str>, due: i64, id: u64) {
-        self.schedules.entry(endpoint).or_default().insert((due, id));
+        self.schedules
+            .entry(endpoint)
+            .or_default()
+            .insert((due, id));
     }
 
     /// Prunes the oldest deliveries until one more fits.

@@ -30,7 +30,11 @@ fn a_new_delivery_is_saved_then_sent_at_once_and_forgotten_when_delivered() {
     };
     assert_eq!((d.id, d.first_attempt_at), (id, Some(T0)));
     assert_eq!(q.poll_action(T0), None);
-    assert_eq!(q.poll_timeout(), None, "nothing waits while it is in flight");
+    assert_eq!(
+        q.poll_timeout(),
+        None,
+        "nothing waits while it is in flight"
+    );
     q.attempted(T0 + 50, id, Outcome::Delivered);
     assert_eq!(q.poll_action(T0 + 50), Some(Action::Forget(id)));
     assert_eq!(q.len(), 0);
@@ -55,7 +59,9 @@ fn fail_until_given_up(seed: u64) -> (Vec<i64>, i64, Tally) {
         if rest.contains(&Action::Forget(id)) {
             return (attempts, now, q.tally());
         }
-        now = q.poll_timeout().expect("a failed delivery waits for its retry");
+        now = q
+            .poll_timeout()
+            .expect("a failed delivery waits for its retry");
     }
 }
 
@@ -138,8 +144,14 @@ fn a_receiver_gets_a_bounded_number_of_attempts_at_once_and_others_go_on() {
     }
     q.enqueue(T0, url("http://fast/"), Arc::from("{}"));
     let (sends, _) = drain(&mut q, T0);
-    let slow = sends.iter().filter(|d| &*d.endpoint == "http://slow/").count();
-    let fast = sends.iter().filter(|d| &*d.endpoint == "http://fast/").count();
+    let slow = sends
+        .iter()
+        .filter(|d| &*d.endpoint == "http://slow/")
+        .count();
+    let fast = sends
+        .iter()
+        .filter(|d| &*d.endpoint == "http://fast/")
+        .count();
     assert_eq!((slow, fast), (MAX_IN_FLIGHT, 1));
     // One answer frees one place.
     q.attempted(T0 + 5, sends[0].id, Outcome::Delivered);

@@ -53,12 +53,18 @@ pub(crate) fn start(
     }
     let mut receivers = Vec::with_capacity(webhooks.len());
     for w in webhooks {
-        let url = w.parsed_url().map_err(|why| anyhow::anyhow!("webhook {}: {why}", w.url))?;
+        let url = w
+            .parsed_url()
+            .map_err(|why| anyhow::anyhow!("webhook {}: {why}", w.url))?;
         receivers.push(Arc::new(Receiver {
             key: Arc::from(w.url.as_str()),
             url,
             secret: w.secret.as_bytes().to_vec(),
-            events: w.events.iter().filter_map(|e| EventKind::parse(e)).collect(),
+            events: w
+                .events
+                .iter()
+                .filter_map(|e| EventKind::parse(e))
+                .collect(),
         }));
     }
     let tls = if receivers.iter().any(|r| r.url.tls) {
@@ -134,9 +140,12 @@ impl Shell {
                 });
             }
             self.report();
-            let wait = self.queue.poll_timeout().map_or(Duration::from_secs(3600), |at| {
-                Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64)
-            });
+            let wait = self
+                .queue
+                .poll_timeout()
+                .map_or(Duration::from_secs(3600), |at| {
+                    Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64)
+                });
             tokio::select! {
                 o = occurrences.recv() => {
                     let Some(o) = o else { return };
@@ -174,15 +183,14 @@ impl Shell {
                 deliveries = gone.len(),
                 "webhooks: pending deliveries to receivers no longer configured dropped"
             );
-            self.persist(
-                gone.iter()
-                    .map(|r| DeliveryChange::Forget(r.id))
-                    .collect(),
-            )
-            .await;
+            self.persist(gone.iter().map(|r| DeliveryChange::Forget(r.id)).collect())
+                .await;
         }
         if !known.is_empty() {
-            tracing::info!(deliveries = known.len(), "webhooks: pending deliveries taken back");
+            tracing::info!(
+                deliveries = known.len(),
+                "webhooks: pending deliveries taken back"
+            );
         }
         self.queue.restore(known.into_iter().map(|r| Delivery {
             id: r.id.max(0) as u64,
@@ -203,7 +211,8 @@ impl Shell {
         let body: Arc<str> = Arc::from(body);
         let now = now_ms();
         for r in self.receivers.iter().filter(|r| r.events.contains(&kind)) {
-            self.queue.enqueue(now, Arc::clone(&r.key), Arc::clone(&body));
+            self.queue
+                .enqueue(now, Arc::clone(&r.key), Arc::clone(&body));
         }
     }
 
@@ -253,11 +262,7 @@ impl Shell {
 }
 
 /// One attempt of `d` to `r`: signed with the attempt's time, answered 2xx or failed.
-async fn attempt(
-    r: &Receiver,
-    tls: Option<&Arc<rustls::ClientConfig>>,
-    d: &Delivery,
-) -> Outcome {
+async fn attempt(r: &Receiver, tls: Option<&Arc<rustls::ClientConfig>>, d: &Delivery) -> Outcome {
     let t = now_ms().div_euclid(1000);
     let signature = sign::signature(&r.secret, t, d.body.as_bytes());
     let result = http::post(
