@@ -1,7 +1,7 @@
 //! Webhooks of a running `confab serve`, received by a small HTTP server on loopback written
-//! here: a meeting's events arrive signed (checked with OpenSSL's HMAC, not ours) after the
-//! receiver refused the first attempts, and a delivery pending when the bridge is killed is
-//! made after it starts again. Real time: about 15 s.
+//! here: a meeting's events (a recording's too) arrive signed (checked with OpenSSL's HMAC, not
+//! ours) after the receiver refused the first attempts, and a delivery pending when the bridge
+//! is killed is made after it starts again. Real time: about 10 s.
 
 use crate::support;
 
@@ -200,6 +200,7 @@ fn a_meetings_events_arrive_signed_after_the_receiver_refused_the_first_attempts
         "participant.joined",
         "participant.left",
         "participant.muted",
+        "recording.ready",
     ];
     let file = config(data.path(), receiver.addr, &events);
     let server = Server::start(data.path(), None, &["--config", &file]);
@@ -207,7 +208,12 @@ fn a_meetings_events_arrive_signed_after_the_receiver_refused_the_first_attempts
     assert_eq!(s, 201, "{v}");
     let mut ann = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 1);
     let (pid, media) = server.join_endpoint("7301", &ann, (0, "PCMU/8000"), "Ann");
+    let (s, v) = server.call("POST", "/v1/conferences/7301/recording", None);
+    assert_eq!(s, 201, "{v}");
     support::run(&mut [(&mut ann, media)], Duration::from_secs(1), |_| {});
+    let (s, v) = server.call("DELETE", "/v1/conferences/7301/recording", None);
+    assert_eq!(s, 200, "{v}");
+    let recording = v["id"].as_str().unwrap().to_owned();
     let path = format!("/v1/conferences/7301/participants/{pid}");
     let (s, v) = server.call("POST", &format!("{path}/mute"), None);
     assert_eq!(s, 200, "{v}");
@@ -248,6 +254,16 @@ fn a_meetings_events_arrive_signed_after_the_receiver_refused_the_first_attempts
     assert_eq!(of("participant.muted")["data"]["muted"], true);
     assert_eq!(of("participant.left")["data"]["reason"], "ejected");
     assert_eq!(of("conference.ended")["data"]["peak_participants"], 1);
+    assert_eq!(
+        of("recording.ready")["data"]["recording"],
+        recording.as_str()
+    );
+    assert!(
+        of("recording.ready")["data"]["duration_ms"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     assert!(of("conference.started").get("participant").is_none());
     assert!(of("conference.started")["at"].as_i64().unwrap() > 1_700_000_000_000);
 
