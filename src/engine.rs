@@ -99,7 +99,15 @@ pub struct Engine {
     /// The control stream's queue from the mixer threads, until its consumer takes it.
     control: Mutex<Option<Receiver<ConferenceEvent>>>,
     control_wanted: Arc<AtomicBool>,
+    /// The webhooks' tap and its queue, until the webhook task takes them.
+    webhooks: Mutex<Option<WebhookEvents>>,
 }
+
+/// The tap the mixer threads tell webhooks' events through, and its queue's other end.
+pub(crate) type WebhookEvents = (
+    crate::webhooks::WebhookTap,
+    std::sync::mpsc::Receiver<crate::webhooks::Occurrence>,
+);
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -120,10 +128,12 @@ impl Engine {
         let (control_tx, control_rx) =
             std::sync::mpsc::sync_channel(crate::mixer::control_events::QUEUE);
         let control_wanted = Arc::new(AtomicBool::new(false));
+        let (webhook_tap, webhook_rx) = crate::webhooks::WebhookTap::channel();
         let sinks = EventSinks {
             ui: tx,
             control: control_tx,
             control_wanted: Arc::clone(&control_wanted),
+            webhooks: webhook_tap.clone(),
         };
         let mixers = (0..threads)
             .map(|i| MixerHandle::spawn(i, sinks.clone(), settings.records.clone()))
@@ -142,6 +152,7 @@ impl Engine {
             events: Mutex::new(Some(rx)),
             control: Mutex::new(Some(control_rx)),
             control_wanted,
+            webhooks: Mutex::new(Some((webhook_tap, webhook_rx))),
         })
     }
 
@@ -189,6 +200,12 @@ impl Engine {
             .ok()?;
         self.control_wanted.store(true, Ordering::Relaxed);
         Some(out)
+    }
+
+    /// The webhooks' tap (for the recorder too) and the events it takes; taken once. Nothing
+    /// is sent before the taker opens the tap.
+    pub(crate) fn take_webhook_events(&self) -> Option<WebhookEvents> {
+        self.webhooks.lock().ok()?.take()
     }
 
     /// Counters of each mixer thread.

@@ -21,4 +21,5 @@ pub mod store;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod tls;
+pub(crate) mod webhooks;
 pub mod webrtc;

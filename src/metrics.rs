@@ -172,6 +172,7 @@ pub fn render(
         "Bytes of recordings kept on disk (at the last pruning pass, once a minute)",
         recording_bytes,
     );
+    webhooks(&mut registry);
     if let Some(w) = webrtc {
         system::webrtc(&mut registry, w);
     }
@@ -470,3 +471,51 @@ pub fn render(
 #[cfg(test)]
 #[path = "metrics_tests.rs"]
 mod tests;
+
+/// The webhooks' deliveries (always there, at 0 without webhooks).
+fn webhooks(registry: &mut Registry) {
+    let [
+        delivered,
+        attempts_failed,
+        failed,
+        dropped,
+        events_dropped,
+        queued,
+    ] = crate::webhooks::figures();
+    for (name, help, value) in [
+        (
+            "confab_webhook_delivered",
+            "Webhook deliveries a receiver answered with 2xx",
+            delivered,
+        ),
+        (
+            "confab_webhook_attempts_failed",
+            "Webhook attempts that failed (another status, no connection, 10 s without an answer)",
+            attempts_failed,
+        ),
+        (
+            "confab_webhook_failed",
+            "Webhook deliveries given up after an hour of failed attempts",
+            failed,
+        ),
+        (
+            "confab_webhook_dropped",
+            "Webhook deliveries dropped, the oldest first, because 10,000 were pending",
+            dropped,
+        ),
+        (
+            "confab_webhook_events_dropped",
+            "Events dropped before the webhook queue because the webhook task fell behind",
+            events_dropped,
+        ),
+    ] {
+        registry.register(name, help, counter(value));
+    }
+    let pending = Gauge::<i64>::default();
+    pending.set(i64::try_from(queued).unwrap_or(i64::MAX));
+    registry.register(
+        "confab_webhook_queued",
+        "Webhook deliveries pending (waiting for their time or in progress)",
+        pending,
+    );
+}

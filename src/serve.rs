@@ -193,6 +193,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .context("cannot start the recording writer")?,
         );
         let state = state.with_recordings(std::sync::Arc::clone(&recorder));
+        // Webhooks: started before the stored conferences, whose start is an event too.
+        if let Some((tap, occurrences)) = engine.take_webhook_events() {
+            crate::webhooks::start(&config.webhooks, store.clone(), &tap, occurrences)
+                .context("cannot start the webhooks")?;
+            if !config.webhooks.is_empty() {
+                recorder.on_change(move |notice| tap.recording(&notice));
+            }
+        }
         // Conferences kept from before the restart.
         let stored = store
             .conferences()

@@ -13,6 +13,7 @@ mod recording;
 mod sections;
 mod sip;
 mod validate;
+mod webhooks;
 mod webrtc;
 
 use std::fmt;
@@ -29,6 +30,7 @@ pub use sections::{
     LogConfig, LogFormat, MetricsConfig, MixerConfig, MixerRealtime, StorageConfig,
 };
 pub use sip::{SipConfig, SipUser, TrunkCredentials};
+pub use webhooks::{MAX_WEBHOOKS, WebhookConfig, WebhookUrl};
 pub use webrtc::WebRtcConfig;
 
 /// The whole configuration of a Confab node.
@@ -45,6 +47,8 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    /// `[[webhooks]]`: receivers of the bridge's events (none by default).
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// A configuration problem, located where possible.
@@ -157,7 +161,13 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
 /// (where it should be added).
 fn find_key_line(text: &str, dotted: &str) -> Option<usize> {
     let (section, key) = dotted.rsplit_once('.')?;
+    // `webhooks[2].url`: the second `[[webhooks]]` table (counted from 1).
+    let (section, nth) = match section.strip_suffix(']').and_then(|s| s.split_once('[')) {
+        Some((name, n)) => (name, n.parse::<usize>().ok()?),
+        None => (section, 1),
+    };
     let mut current = String::new();
+    let mut seen = 0;
     let mut section_line = None;
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim();
@@ -167,9 +177,15 @@ fn find_key_line(text: &str, dotted: &str) -> Option<usize> {
                 .trim()
                 .to_owned();
             if current == section {
-                section_line = Some(i + 1);
+                seen += 1;
+                if seen == nth {
+                    section_line = Some(i + 1);
+                }
             }
-        } else if current == section && trimmed.split('=').next().map(str::trim) == Some(key) {
+        } else if current == section
+            && seen == nth
+            && trimmed.split('=').next().map(str::trim) == Some(key)
+        {
             return Some(i + 1);
         }
     }

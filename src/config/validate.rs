@@ -73,6 +73,9 @@ impl Config {
                 format!("{tls} is also sip.listen: TLS needs a port of its own"),
             ));
         }
+        if let Err((key, why)) = super::webhooks::check(&self.webhooks) {
+            return Err(err(&key, why));
+        }
         if let Err(e) = self.keypad.key_map() {
             return Err(err(&format!("keypad.{}", e.action()), e.to_string()));
         }

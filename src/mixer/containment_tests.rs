@@ -78,6 +78,7 @@ fn a_panicking_conference_ends_its_calls_and_the_thread_mixes_on() {
         ui: events_tx,
         control,
         control_wanted: Default::default(),
+        webhooks: crate::webhooks::WebhookTap::channel().0,
     };
     let mut mixer = MixerHandle::spawn(99, sinks, Some(records_tx)).unwrap();
     let _calm = create(&mixer, "calm");

@@ -77,6 +77,9 @@ pub struct EventSinks {
     pub control: SyncSender<ConferenceEvent>,
     /// Whether anyone takes the control stream (nobody: it is not fed).
     pub control_wanted: Arc<std::sync::atomic::AtomicBool>,
+    /// Webhooks' events, again (sessions too); dropped and counted when full, and not fed
+    /// while no webhook is configured.
+    pub(crate) webhooks: crate::webhooks::WebhookTap,
 }
 
 /// A running mixer thread.
@@ -155,6 +158,7 @@ fn run(
         ui: events,
         control,
         control_wanted,
+        webhooks,
     }: EventSinks,
     records: Option<std::sync::mpsc::Sender<crate::store::RecordEvent>>,
     counters: Arc<MixerCounters>,
@@ -199,7 +203,9 @@ fn run(
                 Ok(Command::Metrics { reply }) => {
                     let _ = reply.try_send(Ok(snapshot(&conferences, &retired)));
                 }
-                Ok(command) => handle_contained(command, &mut conferences, &records, &counters),
+                Ok(command) => {
+                    handle_contained(command, &mut conferences, &records, &webhooks, &counters)
+                }
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
             }
         }
@@ -207,6 +213,7 @@ fn run(
         control.flush();
         let mut emit = |event: ConferenceEvent| {
             control.offer(&event, &counters);
+            webhooks.offer(&event);
             if let Err(TrySendError::Full(_)) = events.try_send(event) {
                 counters.events_dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -243,6 +250,7 @@ fn run(
             if gone {
                 c.retire(&mut retired);
                 c.send_session(false, start);
+                webhooks.session(&c.id, false, c.peak_legs());
             }
             !gone
         });
@@ -285,7 +293,7 @@ fn run(
                     handled += 1;
                 }
                 Ok(command) => {
-                    handle_contained(command, &mut conferences, &records, &counters);
+                    handle_contained(command, &mut conferences, &records, &webhooks, &counters);
                     handled += 1;
                 }
                 Err(RecvTimeoutError::Timeout) => break,
@@ -318,9 +326,14 @@ fn handle_contained(
     command: Command,
     conferences: &mut HashMap<ConferenceId, ConferenceMedia>,
     records: &Option<std::sync::mpsc::Sender<crate::store::RecordEvent>>,
+    webhooks: &crate::webhooks::WebhookTap,
     counters: &MixerCounters,
 ) {
-    if catch_unwind(AssertUnwindSafe(|| handle(command, conferences, records))).is_err() {
+    if catch_unwind(AssertUnwindSafe(|| {
+        handle(command, conferences, records, webhooks)
+    }))
+    .is_err()
+    {
         counters.panics.fetch_add(1, Ordering::Relaxed);
         tracing::error!("a mixer command panicked");
     }
@@ -330,6 +343,7 @@ fn handle(
     command: Command,
     conferences: &mut HashMap<ConferenceId, ConferenceMedia>,
     records: &Option<std::sync::mpsc::Sender<crate::store::RecordEvent>>,
+    webhooks: &crate::webhooks::WebhookTap,
 ) {
     match command {
         Command::CreateConference {
@@ -348,6 +362,7 @@ fn handle(
                         slot.insert(ConferenceMedia::new(id, policy, max_talkers, media_timeout));
                     media.set_records(records.clone());
                     media.send_session(true, Instant::now());
+                    webhooks.session(&media.id, true, 0);
                     Ok(Arc::clone(&media.counters))
                 }
             };

@@ -61,12 +61,15 @@ pub struct RecordingNotice {
     pub closed_ms: Option<u64>,
 }
 
-/// Told of each [`RecordingNotice`] (the API's event stream), from API and writer threads.
-pub(crate) type Listener = Arc<std::sync::OnceLock<Box<dyn Fn(RecordingNotice) + Send + Sync>>>;
+/// Told of each [`RecordingNotice`] (the API's event stream, webhooks), from API and writer
+/// threads.
+pub(crate) type Listener = Arc<std::sync::RwLock<Vec<Box<dyn Fn(RecordingNotice) + Send + Sync>>>>;
 
 pub(crate) fn tell(listener: &Listener, notice: RecordingNotice) {
-    if let Some(f) = listener.get() {
-        f(notice);
+    if let Ok(listeners) = listener.read() {
+        for f in listeners.iter() {
+            f(notice.clone());
+        }
     }
 }
 
@@ -136,10 +139,12 @@ impl Recorder {
         })
     }
 
-    /// Tells `f` of every recording started and closed from now on (set once; later calls are
-    /// ignored).
+    /// Tells `f` (besides those told already) of every recording started and closed from
+    /// now on.
     pub fn on_change(&self, f: impl Fn(RecordingNotice) + Send + Sync + 'static) {
-        let _ = self.listener.set(Box::new(f));
+        if let Ok(mut listeners) = self.listener.write() {
+            listeners.push(Box::new(f));
+        }
     }
 
     pub fn dir(&self) -> &Path {

@@ -12,6 +12,7 @@ mod placement;
 mod postgres;
 mod records;
 mod sqlite;
+mod webhook_deliveries;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use placement::{Lease, NodeAddress};
 pub use records::{
     LegFacts, MAX_USER_AGENT, Origin, Record, RecordEvent, RecordFilter, RecordWriter,
 };
+pub(crate) use webhook_deliveries::{DeliveryChange, PendingDelivery};
 
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +130,7 @@ pub(crate) fn count_error() {
 }
 
 /// What each database does for the store; both give the same answers to the same calls.
-trait Backend: Send + Sync + std::fmt::Debug {
+trait Backend: webhook_deliveries::DeliveryBackend + Send + Sync + std::fmt::Debug {
     fn healthy(&self) -> bool;
     fn save_conference(&self, c: &StoredConference) -> Result<(), StoreError>;
     fn delete_conference(&self, id: &str) -> Result<bool, StoreError>;

@@ -22,7 +22,7 @@ use postgres_records::{PostgresSink, record_row};
 
 /// The schema, one migration per version (the SQLite schema's columns, in PostgreSQL's
 /// types, and each record's node).
-pub(super) const MIGRATIONS: [&str; 3] = [
+pub(super) const MIGRATIONS: [&str; 4] = [
     "
     CREATE TABLE conferences (
         id TEXT PRIMARY KEY,
@@ -67,6 +67,7 @@ pub(super) const MIGRATIONS: [&str; 3] = [
 ",
     super::placement::TABLE,
     postgres_records::MIGRATION,
+    super::webhook_deliveries::POSTGRES_MIGRATION,
 ];
 
 /// The advisory lock migrations take (any constant the bridge alone uses).
@@ -564,6 +565,8 @@ fn conference_row(r: &postgres::Row) -> Result<StoredConference, postgres::Error
 
 #[path = "postgres_records.rs"]
 mod postgres_records;
+#[path = "postgres_webhooks.rs"]
+mod postgres_webhooks;
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@ use super::{
 };
 
 /// The schema, one migration per version.
-pub(super) const MIGRATIONS: [&str; 5] = [
+pub(super) const MIGRATIONS: [&str; 6] = [
     "
     CREATE TABLE conferences (
         id TEXT PRIMARY KEY,
@@ -77,6 +77,7 @@ pub(super) const MIGRATIONS: [&str; 5] = [
     CREATE INDEX conference_records_by_conference ON conference_records (conference, started_at);
     CREATE INDEX conference_records_by_time ON conference_records (started_at);
 ",
+    super::webhook_deliveries::SQLITE_MIGRATION,
 ];
 
 #[derive(Debug)]
@@ -492,4 +493,6 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
 
 #[path = "sqlite_records.rs"]
 mod sqlite_records;
+#[path = "sqlite_webhooks.rs"]
+mod sqlite_webhooks;
 use sqlite_records::SqliteSink;

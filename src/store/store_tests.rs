@@ -84,7 +84,15 @@ on_both!(
     old_closed_records_are_pruned_and_open_ones_kept,
     a_legs_facts_become_its_row_stamped_when_they_happened,
     an_unknown_srtp_policy_is_read_as_required,
+    pending_deliveries_survive_a_reopen_as_last_saved,
+    a_thousand_deliveries_are_saved_in_one_batch,
 );
+
+#[path = "webhook_deliveries_tests.rs"]
+mod webhook_deliveries;
+use webhook_deliveries::{
+    a_thousand_deliveries_are_saved_in_one_batch, pending_deliveries_survive_a_reopen_as_last_saved,
+};
 
 fn conference(id: &str) -> StoredConference {
     StoredConference {

@@ -61,4 +61,5 @@ mod sip_renegotiation;
 mod sip_robust;
 mod sip_tls;
 mod town_hall;
+mod webhooks;
 mod webrtc;

@@ -57,6 +57,11 @@ impl ConferenceMedia {
         });
     }
 
+    /// The most legs it had at once.
+    pub(crate) fn peak_legs(&self) -> usize {
+        self.peak_legs
+    }
+
     /// Tells the record writer the conference started (`started`) or ended here.
     pub fn send_session(&self, started: bool, now: Instant) {
         let Some(records) = &self.records else { return };

@@ -1,0 +1,322 @@
+//! The webhook task: the tokio shell around the delivery queue. It owns the clock, the
+//! database calls (on the blocking pool: the store is synchronous) and the attempts (a task
+//! each). It runs apart from the mixer threads and the control path, which only ever
+//! `try_send` to the tap.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+
+use super::event::{self, EventKind, Occurrence, WebhookTap};
+use super::queue::{Action, Delivery, Outcome, Queue, Tally};
+use super::{COUNTERS, http, sign};
+use crate::config::{WebhookConfig, WebhookUrl};
+use crate::store::{DeliveryChange, PendingDelivery, Store};
+
+/// Occurrences taken from the tap per round before the queue is worked (a burst of events
+/// is saved in one transaction, and attempts are not held up behind it for long).
+const BATCH: usize = 256;
+
+/// How the webhook task knows a receiver.
+#[derive(Debug)]
+struct Receiver {
+    /// As configured: the key of its deliveries in the database.
+    key: Arc<str>,
+    url: WebhookUrl,
+    secret: Vec<u8>,
+    events: Vec<EventKind>,
+}
+
+impl Receiver {
+    /// The receiver for logs: its scheme, host and port, never its path (which may carry a
+    /// token).
+    fn shown(&self) -> String {
+        let scheme = if self.url.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.url.host_header())
+    }
+}
+
+/// Starts the webhook task (on the current runtime) for `webhooks`, taking what `tap` is told
+/// from `occurrences` and keeping pending deliveries in `store`. Nothing runs without
+/// webhooks. Fails if a receiver wants HTTPS and no CA bundle is usable.
+pub(crate) fn start(
+    webhooks: &[WebhookConfig],
+    store: Store,
+    tap: &WebhookTap,
+    occurrences: std::sync::mpsc::Receiver<Occurrence>,
+) -> anyhow::Result<()> {
+    if webhooks.is_empty() {
+        return Ok(());
+    }
+    let mut receivers = Vec::with_capacity(webhooks.len());
+    for w in webhooks {
+        let url = w
+            .parsed_url()
+            .map_err(|why| anyhow::anyhow!("webhook {}: {why}", w.url))?;
+        receivers.push(Arc::new(Receiver {
+            key: Arc::from(w.url.as_str()),
+            url,
+            secret: w.secret.as_bytes().to_vec(),
+            events: w
+                .events
+                .iter()
+                .filter_map(|e| EventKind::parse(e))
+                .collect(),
+        }));
+    }
+    let tls = if receivers.iter().any(|r| r.url.tls) {
+        Some(crate::tls::client_config(None).map_err(|e| {
+            anyhow::anyhow!("webhooks: an https receiver needs the system's CA bundle: {e}")
+        })?)
+    } else {
+        None
+    };
+    let (tx, rx) = mpsc::channel(event::TAP_QUEUE);
+    std::thread::Builder::new()
+        .name("confab-webhook-events".into())
+        .spawn(move || {
+            // Waits for room: back-pressure reaches the tap's queue, which drops and counts.
+            while let Ok(o) = occurrences.recv() {
+                if tx.blocking_send(o).is_err() {
+                    return;
+                }
+            }
+        })?;
+    tap.open();
+    let shell = Shell {
+        receivers,
+        tls,
+        store,
+        queue: Queue::new(seed()),
+        reported: Tally::default(),
+    };
+    tokio::spawn(shell.run(rx));
+    Ok(())
+}
+
+struct Shell {
+    receivers: Vec<Arc<Receiver>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    store: Store,
+    queue: Queue,
+    /// The queue's tally as last added to the metrics.
+    reported: Tally,
+}
+
+impl Shell {
+    async fn run(mut self, mut occurrences: mpsc::Receiver<Occurrence>) {
+        self.restore().await;
+        let by_key: HashMap<Arc<str>, Arc<Receiver>> = self
+            .receivers
+            .iter()
+            .map(|r| (Arc::clone(&r.key), Arc::clone(r)))
+            .collect();
+        let (done_tx, mut done) = mpsc::unbounded_channel::<(u64, Outcome)>();
+        loop {
+            let now = now_ms();
+            let mut changes = Vec::new();
+            let mut sends = Vec::new();
+            while let Some(action) = self.queue.poll_action(now) {
+                match action {
+                    Action::Save(d) => changes.push(DeliveryChange::Save(row(&d))),
+                    Action::Forget(id) => changes.push(DeliveryChange::Forget(id as i64)),
+                    Action::Send(d) => sends.push(d),
+                }
+            }
+            // Rows first: a delivery is stored before it is attempted.
+            self.persist(changes).await;
+            for d in sends {
+                let receiver = by_key.get(&d.endpoint).cloned();
+                let (tls, done) = (self.tls.clone(), done_tx.clone());
+                tokio::spawn(async move {
+                    let outcome = match receiver {
+                        Some(r) => attempt(&r, tls.as_ref(), &d).await,
+                        None => Outcome::Failed,
+                    };
+                    let _ = done.send((d.id, outcome));
+                });
+            }
+            self.report();
+            let wait = self
+                .queue
+                .poll_timeout()
+                .map_or(Duration::from_secs(3600), |at| {
+                    Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64)
+                });
+            tokio::select! {
+                o = occurrences.recv() => {
+                    let Some(o) = o else { return };
+                    self.take(&o);
+                    for _ in 1..BATCH {
+                        match occurrences.try_recv() {
+                            Ok(o) => self.take(&o),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some((id, outcome)) = done.recv() => self.queue.attempted(now_ms(), id, outcome),
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Takes back the deliveries the store kept; those of receivers no longer configured are
+    /// forgotten.
+    async fn restore(&mut self) {
+        let store = self.store.clone();
+        let rows = match tokio::task::spawn_blocking(move || store.pending_deliveries()).await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "webhooks: pending deliveries not read back");
+                return;
+            }
+            Err(_) => return,
+        };
+        let (known, gone): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|r| self.receivers.iter().any(|x| *x.key == r.endpoint));
+        if !gone.is_empty() {
+            tracing::info!(
+                deliveries = gone.len(),
+                "webhooks: pending deliveries to receivers no longer configured dropped"
+            );
+            self.persist(gone.iter().map(|r| DeliveryChange::Forget(r.id)).collect())
+                .await;
+        }
+        if !known.is_empty() {
+            tracing::info!(
+                deliveries = known.len(),
+                "webhooks: pending deliveries taken back"
+            );
+        }
+        self.queue.restore(known.into_iter().map(|r| Delivery {
+            id: r.id.max(0) as u64,
+            endpoint: Arc::from(r.endpoint.as_str()),
+            body: Arc::from(r.body.as_str()),
+            created_at: r.created_at,
+            first_attempt_at: r.first_attempt_at,
+            attempts: u32::try_from(r.attempts.max(0)).unwrap_or(u32::MAX),
+            next_at: r.next_at,
+        }));
+    }
+
+    /// Makes an occurrence's body and enqueues it for each receiver that asked for it.
+    fn take(&mut self, o: &Occurrence) {
+        let Some((kind, body)) = event::body(o, &event_id(o.at_ms)) else {
+            return;
+        };
+        let body: Arc<str> = Arc::from(body);
+        let now = now_ms();
+        for r in self.receivers.iter().filter(|r| r.events.contains(&kind)) {
+            self.queue
+                .enqueue(now, Arc::clone(&r.key), Arc::clone(&body));
+        }
+    }
+
+    async fn persist(&self, changes: Vec<DeliveryChange>) {
+        if changes.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let saved = tokio::task::spawn_blocking(move || store.apply_deliveries(&changes)).await;
+        if let Ok(Err(e)) = saved {
+            // Counted in confab_storage_errors_total; the deliveries go on from memory.
+            tracing::warn!(error = %e, "webhooks: pending deliveries not saved");
+        }
+    }
+
+    /// Adds what the queue did since the last report to the metrics.
+    fn report(&mut self) {
+        let now = self.queue.tally();
+        let was = std::mem::replace(&mut self.reported, now);
+        let add = |c: &std::sync::atomic::AtomicU64, n: u64, m: u64| {
+            c.fetch_add(n.saturating_sub(m), Ordering::Relaxed);
+        };
+        add(&COUNTERS.delivered, now.delivered, was.delivered);
+        add(
+            &COUNTERS.attempts_failed,
+            now.attempts_failed,
+            was.attempts_failed,
+        );
+        add(&COUNTERS.failed, now.given_up, was.given_up);
+        add(&COUNTERS.dropped, now.dropped, was.dropped);
+        if now.given_up > was.given_up {
+            tracing::warn!(
+                deliveries = now.given_up - was.given_up,
+                "webhooks: deliveries given up after an hour of failed attempts"
+            );
+        }
+        if now.dropped > was.dropped {
+            tracing::warn!(
+                deliveries = now.dropped - was.dropped,
+                "webhooks: the queue is full; its oldest deliveries were dropped"
+            );
+        }
+        COUNTERS
+            .queued
+            .store(self.queue.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// One attempt of `d` to `r`: signed with the attempt's time, answered 2xx or failed.
+async fn attempt(r: &Receiver, tls: Option<&Arc<rustls::ClientConfig>>, d: &Delivery) -> Outcome {
+    let t = now_ms().div_euclid(1000);
+    let signature = sign::signature(&r.secret, t, d.body.as_bytes());
+    let result = http::post(
+        &r.url,
+        tls,
+        &[(sign::HEADER, &signature)],
+        d.body.as_bytes(),
+        http::ATTEMPT_TIMEOUT,
+    )
+    .await;
+    match result {
+        Ok(status) if (200..300).contains(&status) => Outcome::Delivered,
+        Ok(status) => {
+            tracing::debug!(receiver = %r.shown(), status, attempt = d.attempts + 1, "webhook refused");
+            Outcome::Failed
+        }
+        Err(e) => {
+            tracing::debug!(receiver = %r.shown(), error = %e, attempt = d.attempts + 1, "webhook attempt failed");
+            Outcome::Failed
+        }
+    }
+}
+
+fn row(d: &Delivery) -> PendingDelivery {
+    PendingDelivery {
+        id: i64::try_from(d.id).unwrap_or(i64::MAX),
+        endpoint: d.endpoint.to_string(),
+        body: d.body.to_string(),
+        created_at: d.created_at,
+        first_attempt_at: d.first_attempt_at,
+        attempts: i64::from(d.attempts),
+        next_at: d.next_at,
+    }
+}
+
+fn now_ms() -> i64 {
+    crate::store::unix_ms(SystemTime::now())
+}
+
+/// An event's id: 128 random bits in hex (unique, so a receiver can drop a repeat).
+fn event_id(at_ms: i64) -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // No randomness (never seen): the time and a count are unique on this node still.
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        b[..8].copy_from_slice(&at_ms.to_be_bytes());
+        b[8..].copy_from_slice(&N.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    }
+    sign::hex(&b)
+}
+
+/// The jitter's seed.
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b) ^ now_ms() as u64
+}
