@@ -30,6 +30,7 @@ mod hostile_access;
 mod https;
 mod loadtest_ipv6;
 mod loadtest_netns;
+mod loadtest_netns_ipv6;
 mod loadtest_smoke;
 mod loadtest_soak;
 mod media_control;

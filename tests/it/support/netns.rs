@@ -94,6 +94,18 @@ pub struct Namespaces {
     pub client: String,
     pub nat: String,
     pub bridge: String,
+    /// The links' ends: client, nat inside, nat outside, bridge.
+    ends: [String; 4],
+}
+
+/// IPv6 addresses for the same chain (with prefix lengths), routed (no NAT66), and the client's
+/// network for the bridge's route back.
+pub struct Plan6 {
+    pub client: &'static str,
+    pub client_network: &'static str,
+    pub nat_inside: &'static str,
+    pub nat_outside: &'static str,
+    pub bridge: &'static str,
 }
 
 impl Namespaces {
@@ -103,6 +115,12 @@ impl Namespaces {
             client: format!("{t}c{id}"),
             nat: format!("{t}n{id}"),
             bridge: format!("{t}b{id}"),
+            ends: [
+                format!("{t}vc{id}"),
+                format!("{t}vi{id}"),
+                format!("{t}vo{id}"),
+                format!("{t}vb{id}"),
+            ],
         };
         // `ns` exists before anything is made: a failed step below drops it, which deletes
         // whatever was made.
@@ -110,12 +128,7 @@ impl Namespaces {
             run(&["ip", "netns", "add", name]);
             run(&["ip", "-n", name, "link", "set", "lo", "up"]);
         }
-        let (a, b, c, d) = (
-            format!("{t}vc{id}"),
-            format!("{t}vi{id}"),
-            format!("{t}vo{id}"),
-            format!("{t}vb{id}"),
-        );
+        let [a, b, c, d] = ns.ends.clone();
         run(&[
             "ip", "link", "add", &a, "netns", &ns.client, "type", "veth", "peer", "name", &b,
             "netns", &ns.nat,
@@ -185,6 +198,54 @@ impl Namespaces {
             ]);
         }
         ns
+    }
+}
+
+impl Namespaces {
+    /// IPv6 beside IPv4 on the same links: the nat namespace routes it (no NAT66), the client's
+    /// default route and the bridge's route back go through it. Addresses skip duplicate
+    /// address detection, so that they are usable at once.
+    pub fn add_ipv6(&self, plan: &Plan6) {
+        let [a, b, c, d] = &self.ends;
+        for (name, dev, addr) in [
+            (&self.client, a, plan.client),
+            (&self.nat, b, plan.nat_inside),
+            (&self.nat, c, plan.nat_outside),
+            (&self.bridge, d, plan.bridge),
+        ] {
+            run(&["ip", "-n", name, "addr", "add", addr, "dev", dev, "nodad"]);
+        }
+        run(&[
+            "ip",
+            "-n",
+            &self.client,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            Plan::ip(plan.nat_inside),
+        ]);
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.nat,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.forwarding=1",
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            &self.bridge,
+            "-6",
+            "route",
+            "add",
+            plan.client_network,
+            "via",
+            Plan::ip(plan.nat_outside),
+        ]);
     }
 }
 
