@@ -505,7 +505,7 @@ fn webhooks(registry: &mut Registry) {
         ),
         (
             "confab_webhook_events_dropped",
-            "Events dropped before the webhook queue because the webhook task fell behind",
+            "Events dropped before the webhook queue: the webhook task fell behind, or mutes past half the queue",
             events_dropped,
         ),
     ] {

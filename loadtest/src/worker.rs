@@ -248,9 +248,11 @@ pub(crate) fn source_of(address: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = address.as_sockaddr_in() {
         return Some(SocketAddr::V4((*v4).into()));
     }
+    // A dual-stack socket (bound to ::) sees IPv4 peers as ::ffff:a.b.c.d: named as the legs
+    // name them.
     address
         .as_sockaddr_in6()
-        .map(|v6| SocketAddr::V6((*v6).into()))
+        .map(|v6| SocketAddr::new(v6.ip().to_canonical(), v6.port()))
 }
 
 /// Datagrams one `recvmmsg` reads at most.

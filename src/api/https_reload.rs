@@ -26,8 +26,8 @@ pub struct CertFiles {
     pub key: PathBuf,
 }
 
-/// A certificate chain or key file is read up to this many bytes to tell whether it changed (a
-/// longer one is refused by the reload anyway).
+/// A certificate chain or key file is read up to this many bytes to tell whether it changed
+/// (real ones are a few KiB; a change past the first MiB goes unnoticed until SIGHUP).
 const MAX_FILE: u64 = 1 << 20;
 
 /// What a file held: the SHA-256 of its first [`MAX_FILE`] bytes (`None`: it cannot be read).

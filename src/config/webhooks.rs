@@ -12,6 +12,9 @@ const MAX_URL: usize = 2048;
 
 /// Longest `secret` taken.
 const MAX_SECRET: usize = 1024;
+/// Shortest `secret` taken: every request carries a known body and its HMAC, so whoever sees
+/// one (plain `http://` is allowed) could search a short key offline and then sign events.
+const MIN_SECRET: usize = 32;
 
 /// One `[[webhooks]]` entry.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -177,6 +180,15 @@ pub(super) fn check(webhooks: &[WebhookConfig]) -> Result<(), (String, String)> 
                     .into(),
             ));
         }
+        if w.secret.len() < MIN_SECRET {
+            return Err((
+                key("secret"),
+                format!(
+                    "is shorter than {MIN_SECRET} bytes: set a long random secret (e.g. \
+                     `openssl rand -hex 32`)"
+                ),
+            ));
+        }
         if w.secret.len() > MAX_SECRET {
             return Err((key("secret"), format!("is longer than {MAX_SECRET} bytes")));
         }
@@ -259,12 +271,12 @@ mod tests {
         let good = r#"
 [[webhooks]]
 url = "https://a.example/hook"
-secret = "k1"
+secret = "0f1e2d3c4b5a69788796a5b4c3d2e1f0-one"
 events = ["conference.started", "recording.ready"]
 
 [[webhooks]]
 url = "http://127.0.0.1:9000/"
-secret = "k2"
+secret = "0f1e2d3c4b5a69788796a5b4c3d2e1f0-two"
 events = ["participant.left"]
 "#;
         let c = crate::config::Config::from_toml(good).unwrap();
@@ -276,13 +288,17 @@ events = ["participant.left"]
         assert_eq!(e.key.as_deref(), Some("webhooks[2].events"));
         assert_eq!(e.line, Some(10), "{e}");
         assert!(e.message.contains("participant.spoke"), "{e}");
-        let unknown = good.replace("secret = \"k2\"", "secret = \"k2\"\nretries = 3");
+        let unknown = good.replace(
+            "secret = \"0f1e2d3c4b5a69788796a5b4c3d2e1f0-two\"",
+            "secret = \"0f1e2d3c4b5a69788796a5b4c3d2e1f0-two\"\nretries = 3",
+        );
         assert!(crate::config::Config::from_toml(&unknown).is_err());
     }
 
     #[test]
     fn entries_are_checked_one_by_one() {
-        let good = entry("http://h/", "s3cret-value", &["conference.started"]);
+        const LONG: &str = "5b8e1c0a7d3f4e2b9a6c8d0e1f2a3b4c";
+        let good = entry("http://h/", LONG, &["conference.started"]);
         assert!(check(std::slice::from_ref(&good)).is_ok());
         let cases = [
             (
@@ -293,18 +309,22 @@ events = ["participant.left"]
                 entry("http://h/", "change-me-please", &["conference.started"]),
                 "webhooks[2].secret",
             ),
-            (entry("http://h/", "s", &[]), "webhooks[2].events"),
             (
-                entry("http://h/", "s", &["meeting.started"]),
+                entry("http://h/", "s3cret-value", &["conference.started"]),
+                "webhooks[2].secret",
+            ),
+            (entry("http://h/", LONG, &[]), "webhooks[2].events"),
+            (
+                entry("http://h/", LONG, &["meeting.started"]),
                 "webhooks[2].events",
             ),
             (
-                entry("gopher://h/", "s", &["conference.ended"]),
+                entry("gopher://h/", LONG, &["conference.ended"]),
                 "webhooks[2].url",
             ),
         ];
         for (bad, key) in cases {
-            let other = entry("http://other/", "x", &["recording.ready"]);
+            let other = entry("http://other/", LONG, &["recording.ready"]);
             let (k, why) = check(&[other, bad.clone()]).unwrap_err();
             assert_eq!(k, key, "{bad:?}: {why}");
         }

@@ -2,11 +2,11 @@
 //! (`GATEWAY_FACTOR` times a caller's) is shared by everyone behind it, and a caller the
 //! gateway does not vouch for (no P-Asserted-Identity) is known only by its From, which it
 //! chooses: a flood under a new From for each INVITE spends the whole budget, and everyone
-//! behind the gateway would be refused. Callers who were let into a meeting within
-//! [`KNOWN_FOR`] are not refused for the gateway's total (their own per-caller limit still
-//! holds), so such a flood cannot shut out the people who use the bridge. A flood cannot make
-//! itself known: only a join into a meeting (past its passcode, if it has one) counts, not the
-//! attendant's lobby.
+//! behind the gateway would be refused. Callers who proved a credential (a meeting's passcode
+//! or leader PIN, keyed at the attendant) within [`KNOWN_FOR`] draw on a budget of the
+//! gateway's apart from everyone else's (their own per-caller limit still holds), so such a
+//! flood cannot shut out the people who use the bridge. A flood cannot make itself known
+//! without the credentials: joining an open meeting proves nothing and does not count.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

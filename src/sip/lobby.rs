@@ -220,8 +220,12 @@ impl Shell {
                     };
                     // Its language goes with it into the meeting.
                     let language = caller.language.clone();
-                    let key = caller.key.clone();
-                    self.admitted.push(key);
+                    // A caller that proved a credential is known for a while (its gateway's
+                    // flood budget); an open meeting proves nothing.
+                    if proven.is_some() {
+                        let key = caller.key.clone();
+                        self.admitted.push(key);
+                    }
                     let prompts = self.config.prompts_in(&language);
                     let ask_name = [prompts.audio(Prompt::SayName), prompts.audio(Prompt::Beep)];
                     // "Joining" (the outcome before this one) is heard out first.

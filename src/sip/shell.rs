@@ -87,9 +87,9 @@ pub(super) struct Shell {
     pub(super) dispatcher: Option<SocketAddr>,
     /// Callers to send elsewhere (REFER), taken by the serving loop.
     pub(super) refers: Vec<(ParticipantId, String)>,
-    /// Callers let into a meeting (directly, or past the attendant) since the loop last looked;
-    /// the UAS then knows them for a while (`Uas::admitted_to_meeting`). Bound: drained by the
-    /// server loop after every event.
+    /// Callers that keyed a meeting's passcode or leader PIN at the attendant since the loop
+    /// last looked; the UAS then knows them for a while (`Uas::admitted_to_meeting`). Bound:
+    /// drained by the server loop after every event.
     pub(super) admitted: Vec<String>,
     /// Controls for the engine, applied in the order they were made by one thread (a 180
     /// then a 486 then the removal of a busy callee must not overtake each other).
@@ -347,10 +347,7 @@ impl Shell {
         }
         match joined.attendant {
             Some(meeting) => self.at_lobby(participant, meeting, joined.caller),
-            None => {
-                self.admitted.push(joined.caller.key);
-                self.greet(participant, joined.conference, greeting::AFTER_ANSWER);
-            }
+            None => self.greet(participant, joined.conference, greeting::AFTER_ANSWER),
         }
     }
 

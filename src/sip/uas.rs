@@ -339,8 +339,8 @@ impl Uas {
         self.actions.pop_front()
     }
 
-    /// A caller (its [`JoinRequest::caller_key`]) was let into a meeting (not the attendant's
-    /// lobby): behind a trusted gateway it is not refused for the gateway's total for a while.
+    /// A caller (its [`JoinRequest::caller_key`]) proved a meeting's passcode or leader PIN:
+    /// behind a trusted gateway it draws on a flood budget apart from strangers' for a while.
     pub fn admitted_to_meeting(&mut self, now: Instant, caller: &str) {
         self.known_callers.admitted(now, caller);
     }

@@ -18,7 +18,8 @@ use crate::mixer::conference::{ConferenceEvent, ConferenceId};
 /// Events waiting between the mixer threads (and the recorder) and the webhook task.
 pub(crate) const TAP_QUEUE: usize = 4096;
 
-/// Events the tap dropped because its queue was full.
+/// Events dropped before they became deliveries: the tap's queue was full, or a mute came while
+/// the delivery queue was half full (see `Shell::take`).
 pub(crate) static TAP_DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// An event a webhook can ask for.

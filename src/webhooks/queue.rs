@@ -152,14 +152,16 @@ impl Queue {
     }
 
     /// How the attempt of delivery `id` ended. A delivery pruned meanwhile is not taken
-    /// back.
+    /// back, but its connection is over only now: its in-flight slot is given back here, not
+    /// when it was pruned (else a receiver that hangs would get more than its share of
+    /// connections, one batch more for every prune).
     pub(crate) fn attempted(&mut self, now: i64, id: u64, outcome: Outcome) {
+        for set in self.in_flight.values_mut() {
+            set.remove(&id);
+        }
         let Some(d) = self.pending.get_mut(&id) else {
             return;
         };
-        if let Some(set) = self.in_flight.get_mut(&d.endpoint) {
-            set.remove(&id);
-        }
         match outcome {
             Outcome::Delivered => {
                 self.tally.delivered += 1;
@@ -251,9 +253,7 @@ impl Queue {
             if let Some(s) = self.schedules.get_mut(&d.endpoint) {
                 s.remove(&(d.next_at, id));
             }
-            if let Some(f) = self.in_flight.get_mut(&d.endpoint) {
-                f.remove(&id);
-            }
+            // An attempt under way keeps its in-flight slot until it ends (`attempted`).
             self.tally.dropped += 1;
             self.actions.push_back(Action::Forget(id));
         }

@@ -238,3 +238,32 @@ fn an_answer_for_a_pruned_delivery_is_ignored() {
     assert_eq!(q.len(), MAX_PENDING);
     assert_eq!(q.tally().attempts_failed, 0);
 }
+
+#[test]
+fn a_pruned_delivery_keeps_its_connection_slot_until_its_attempt_ends() {
+    let mut q = Queue::new(5);
+    let hung = url("http://hung/");
+    for _ in 0..MAX_PENDING {
+        q.enqueue(T0, hung.clone(), Arc::from("{}"));
+    }
+    let (sends, _) = drain(&mut q, T0);
+    assert_eq!(sends.len(), MAX_IN_FLIGHT);
+    // The receiver never answers; more events prune the oldest, which are the ones in flight:
+    // no new attempt may start while those connections are still open.
+    for _ in 0..2 * MAX_IN_FLIGHT {
+        q.enqueue(T0 + 1, hung.clone(), Arc::from("{}"));
+    }
+    let (more, _) = drain(&mut q, T0 + 1);
+    assert!(
+        more.is_empty(),
+        "{} more attempts while {MAX_IN_FLIGHT} hang",
+        more.len()
+    );
+    // When they end (timed out), their slots are free again, though they were pruned.
+    for d in &sends {
+        q.attempted(T0 + 10_000, d.id, Outcome::Failed);
+    }
+    let (after, _) = drain(&mut q, T0 + 10_000);
+    assert_eq!(after.len(), MAX_IN_FLIGHT);
+    assert!(q.len() <= MAX_PENDING);
+}

@@ -120,16 +120,21 @@ impl ConferenceMedia {
         Some(index)
     }
 
+    /// The group a participant's leg is in, if it is in one.
+    fn group_of(&self, participant: crate::conference::ParticipantId) -> Option<&Group> {
+        let slot = self
+            .legs
+            .iter()
+            .position(|l| l.participant == participant)?;
+        self.groups.get(*self.leg_groups.get(slot)?)
+    }
+
     /// The settings of the shared Opus encode a participant's leg is in, if it is in one.
     pub fn opus_settings_toward(
         &self,
         participant: crate::conference::ParticipantId,
     ) -> Option<OpusSettings> {
-        let slot = self
-            .legs
-            .iter()
-            .position(|l| l.participant == participant)?;
-        let group = self.groups.get(*self.leg_groups.get(slot)?)?;
+        let group = self.group_of(participant)?;
         (group.codec == Codec::Opus)
             .then(|| group.encoder.opus_settings())
             .flatten()
@@ -137,11 +142,7 @@ impl ConferenceMedia {
 
     /// The tier of the group a participant's leg is in.
     pub fn tier_of(&self, participant: crate::conference::ParticipantId) -> Option<Tier> {
-        let slot = self
-            .legs
-            .iter()
-            .position(|l| l.participant == participant)?;
-        Some(self.groups.get(*self.leg_groups.get(slot)?)?.tier)
+        Some(self.group_of(participant)?.tier)
     }
 
     /// Shared encodes made so far (at most [`MAX_GROUPS`]).
