@@ -255,6 +255,12 @@ impl Message {
         if let Some(e) = header_error {
             return fail(msg, e);
         }
+        // Written out, a message always carries a Content-Length (`to_bytes`): one without it
+        // may have one header line fewer, so that whatever parses can be written and parsed
+        // again.
+        if msg.header("Content-Length").is_none() && msg.headers.len() >= MAX_HEADERS {
+            return Err(bad(ParseError::TooManyHeaders));
+        }
         let length = match msg.header("Content-Length") {
             None => rest.len(),
             Some(v) => match v.parse::<usize>() {

@@ -86,6 +86,40 @@ fn make_cert() -> Option<DtlsCert> {
 const TELE_48K: u8 = 110;
 const TELE_8K: u8 = 126;
 
+/// A payload type given two `a=rtpmap` lines in one media section, or two different codecs
+/// anywhere in the offer: str0m panics on such an offer ("Pt locked multiple times"), so it is
+/// refused before str0m reads it. The same codec on the same number in several sections (a
+/// browser's audio sections each with 111 opus) is fine.
+fn payload_type_mapped_twice(offer: &str) -> Option<u8> {
+    let mut seen: Vec<(u8, String, usize)> = Vec::new();
+    let mut section = 0;
+    for line in offer.lines().map(str::trim) {
+        if line.starts_with("m=") {
+            section += 1;
+            continue;
+        }
+        let Some(rest) = line.strip_prefix("a=rtpmap:") else {
+            continue;
+        };
+        let Some((pt, codec)) = rest.split_once(' ') else {
+            continue;
+        };
+        let Ok(pt) = pt.trim().parse::<u8>() else {
+            continue;
+        };
+        let codec = codec.trim().to_ascii_lowercase();
+        let twice = seen
+            .iter()
+            .any(|(p, c, s)| *p == pt && (*s == section || *c != codec));
+        if twice {
+            return Some(pt);
+        }
+        // Bounded by the offer's length (32 KiB at most, checked first).
+        seen.push((pt, codec, section));
+    }
+    None
+}
+
 /// Takes `offer` with an ICE-lite `Rtc` whose one host candidate is `candidate`, answering
 /// for DTLS with `cert` (see [`DtlsCerts`]: made once, not per offer).
 pub fn accept(
@@ -96,6 +130,11 @@ pub fn accept(
 ) -> Result<Accepted, OfferError> {
     if offer.len() > 32 * 1024 {
         return Err(OfferError::Malformed("longer than 32 KiB".into()));
+    }
+    if let Some(pt) = payload_type_mapped_twice(offer) {
+        return Err(OfferError::Malformed(format!(
+            "payload type {pt} has two a=rtpmap lines"
+        )));
     }
     let parsed =
         SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::Malformed(e.to_string()))?;
@@ -407,5 +446,32 @@ mod tests {
             accept(&huge, here(), Instant::now(), cert()),
             Err(OfferError::Malformed(_))
         ));
+    }
+
+    /// One payload type mapped twice (found by the `whip_offer` fuzz target, its seed
+    /// `pt-9-mapped-twice.sdp`) panicked str0m; it is refused as malformed, while the same codec
+    /// on one number in two sections (as browsers send) is still taken.
+    #[test]
+    fn a_payload_type_mapped_twice_is_refused_before_str0m_sees_it() {
+        str0m::crypto::from_feature_flags().install_process_default();
+        let seed = std::fs::read_to_string(format!(
+            "{}/fuzz/seeds/whip_offer/pt-9-mapped-twice.sdp",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let r = accept(&seed, here(), Instant::now(), cert());
+        assert!(
+            matches!(&r, Err(OfferError::Malformed(why)) if why.contains("payload type 9")),
+            "{:?}",
+            r.err()
+        );
+        let across = "m=audio 9 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n\
+                      m=audio 9 RTP/AVP 111\r\na=rtpmap:111 OPUS/48000/2\r\n";
+        assert_eq!(payload_type_mapped_twice(across), None);
+        let clash = across.replace("OPUS/48000/2", "G722/8000");
+        assert_eq!(payload_type_mapped_twice(&clash), Some(111));
+        let chromium = fixture("chromium-156-offer.sdp");
+        assert_eq!(payload_type_mapped_twice(&chromium), None);
+        assert!(accept(&chromium, here(), Instant::now(), cert()).is_ok());
     }
 }
