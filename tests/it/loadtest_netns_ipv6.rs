@@ -3,7 +3,8 @@
 //! them forwarding IPv6 (no NAT). The API is reached over IPv4 on the same links. A short
 //! bounded run by SIP dial-in and one through the API, each of 6 participants for 4 s, must
 //! receive about what was sent: the bridge's SDP (`c=IN IP6`), its Via and Contact handling and
-//! its media sockets all work with a global IPv6 address on another host, not only on ::1.
+//! its media sockets all work with a global IPv6 address on another host, not only on ::1, bound
+//! to that address or to the IPv6 wildcard.
 //!
 //! Needs root, iproute2 and nftables: otherwise it says so and skips, unless
 //! `CONFAB_REQUIRE_NETNS=1`.
@@ -80,39 +81,45 @@ fn the_load_generator_reaches_a_bridge_on_another_host_over_ipv6() {
         nat_outside: "2001:db8:19::1/64",
         bridge: "2001:db8:19::10/64",
     });
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_owned();
-    let bridge = netns::start_bridge(
-        &ns.bridge,
-        &data,
-        &[
-            "--sip-listen",
-            "[2001:db8:19::10]:5060",
-            "--media-bind",
-            BRIDGE_V6,
-            "--sip-trusted",
-            "2001:db8:18::/64",
-            "--api-listen",
-            "198.19.1.10:8080",
-            "--api-token",
-            TOKEN,
-            "--webrtc-listen",
-            "127.0.0.1:0",
-            "--mixer-threads",
-            "1",
-        ],
-    );
-    let pid = bridge.0.id();
-    let log = || std::fs::read_to_string(data.join("confab.log")).unwrap_or_default();
-    for (name, scenario) in [("SIP", Scenario::Dialin), ("API", Scenario::Meetings)] {
-        let o = options(scenario, pid);
-        let s = netns::in_namespace(&ns.client, move || run(&o))
-            .unwrap_or_else(|e| panic!("{name}: the run failed: {e:#}\n{}", log()));
-        check(name, &s, &log);
-        eprintln!(
-            "IPv6 {name}: rx {:.4}, p50 {:?} ms",
-            s.rx_ratio, s.latency_ms.p50
+    // Bound to its address, then to the IPv6 wildcard: unset, the address it names in Via,
+    // Contact and SDP is the one that routes to each peer, never `::` (media sent there would
+    // go nowhere and the run would receive nothing).
+    for (sip_listen, media_bind) in [("[2001:db8:19::10]:5060", BRIDGE_V6), ("[::]:5060", "::")] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_owned();
+        let bridge = netns::start_bridge(
+            &ns.bridge,
+            &data,
+            &[
+                "--sip-listen",
+                sip_listen,
+                "--media-bind",
+                media_bind,
+                "--sip-trusted",
+                "2001:db8:18::/64",
+                "--api-listen",
+                "198.19.1.10:8080",
+                "--api-token",
+                TOKEN,
+                "--webrtc-listen",
+                "127.0.0.1:0",
+                "--mixer-threads",
+                "1",
+            ],
         );
+        let pid = bridge.0.id();
+        let log = || std::fs::read_to_string(data.join("confab.log")).unwrap_or_default();
+        for (way, scenario) in [("SIP", Scenario::Dialin), ("API", Scenario::Meetings)] {
+            let name = format!("{way}, bound to {sip_listen}");
+            let o = options(scenario, pid);
+            let s = netns::in_namespace(&ns.client, move || run(&o))
+                .unwrap_or_else(|e| panic!("{name}: the run failed: {e:#}\n{}", log()));
+            check(&name, &s, &log);
+            eprintln!(
+                "IPv6 {name}: rx {:.4}, p50 {:?} ms",
+                s.rx_ratio, s.latency_ms.p50
+            );
+        }
+        drop(bridge);
     }
-    drop(bridge);
 }
