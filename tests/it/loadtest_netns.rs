@@ -66,7 +66,8 @@ fn run_in(ns: &str, o: Options) -> Summary {
         .unwrap_or_else(|e| panic!("{what}: the run failed: {e:#}"))
 }
 
-fn check(name: &str, s: &Summary, log: &dyn Fn() -> String) {
+/// What every run across namespaces must show (also the IPv6 test's).
+pub(crate) fn check(name: &str, s: &Summary, log: &dyn Fn() -> String) {
     assert_eq!((s.participants, s.rooms), (6, 2), "{name}: {s:?}");
     assert!(
         s.rx_ratio > 0.97 && s.rx_ratio <= 1.01,

@@ -14,7 +14,9 @@ use crate::support;
 use std::time::Duration;
 
 use confab_loadtest::leg::Codec;
-use confab_loadtest::{Options, Scenario, Summary, Target, run};
+use confab_loadtest::{Options, Scenario, Target, run};
+
+use crate::loadtest_netns::check;
 use support::netns::{self, Namespaces, Plan, Plan6};
 
 const BRIDGE_V4: &str = "198.19.1.10";
@@ -41,23 +43,6 @@ fn options(scenario: Scenario, pid: u32) -> Options {
         threads: 1,
         ..Options::default()
     }
-}
-
-fn check(name: &str, s: &Summary, log: &dyn Fn() -> String) {
-    assert_eq!((s.participants, s.rooms), (6, 2), "{name}: {s:?}");
-    assert!(
-        s.rx_ratio > 0.97 && s.rx_ratio <= 1.01,
-        "{name}: received/expected {:.4}\n{}",
-        s.rx_ratio,
-        log()
-    );
-    assert!(s.gaps <= 2, "{name}: {} sequence gaps", s.gaps);
-    // Each room's clicker heard by its two listeners over 4 s.
-    assert!(
-        s.latency_ms.samples >= 8,
-        "{name}: {} clicks",
-        s.latency_ms.samples
-    );
 }
 
 #[test]
