@@ -11,6 +11,7 @@ use confab_dsp::mix::{Gain, Mixer, top_talkers};
 use confab_dsp::opus::{FRAME_20MS, MAX_FRAME, MAX_PACKET, OpusDecoder, OpusEncoder, OpusSettings};
 use confab_dsp::resample::{Rate, Resampler};
 use confab_dsp::signal::{Noise, sine};
+use confab_dsp::stretch::TimeStretcher;
 use confab_dsp::vad::{SpeechDetector, SpeechSettings};
 use confab_dsp::{g722, plc};
 
@@ -179,5 +180,37 @@ fn denoising(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codecs, resampling, mixing, detection, denoising);
+/// One time-stretch step on a 30 ms block of a 125 Hz voiced-like tone (a period is found, so
+/// the search, the cross-fade and the shift all run). Each call works on a fresh copy.
+fn stretching(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stretch_30ms");
+    for rate in [8000u32, 48000] {
+        let Ok(mut ts) = TimeStretcher::new(rate) else {
+            continue;
+        };
+        let len = ts.min_input();
+        let mut block: Vec<i16> = sine(rate, 125.0, -20.0, len + ts.max_period());
+        for (s, h) in block.iter_mut().zip(sine(rate, 375.0, -26.0, len)) {
+            *s = s.saturating_add(h);
+        }
+        let mut work = block.clone();
+        g.bench_function(format!("accelerate_{}k", rate / 1000), |b| {
+            b.iter(|| {
+                work.copy_from_slice(&block);
+                ts.accelerate(black_box(&mut work), len)
+            })
+        });
+        g.bench_function(format!("expand_{}k", rate / 1000), |b| {
+            b.iter(|| {
+                work.copy_from_slice(&block);
+                ts.expand(black_box(&mut work), len)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches, codecs, resampling, mixing, detection, denoising, stretching
+);
 criterion_main!(benches);

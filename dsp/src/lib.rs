@@ -2,9 +2,10 @@
 //!
 //! Codecs (G.711, G.722, Opus), resampling between 8, 16 and 48 kHz, mix-minus with a soft
 //! limiter, speech activity and dominant speaker detection, DTMF detection and generation,
-//! packet loss concealment and comfort noise. No I/O, no async, no clocks: every function takes
-//! audio and state and returns audio and decisions. Everything that runs per 20 ms frame works in
-//! buffers allocated up front.
+//! packet loss concealment and comfort noise, and time-stretching by whole pitch periods for the
+//! playout (NetEQ-style accelerate and preemptive expand). No I/O, no async, no clocks: every
+//! function takes audio and state and returns audio and decisions. Everything that runs per
+//! 20 ms frame works in buffers allocated up front.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod opus;
 pub mod plc;
 pub mod resample;
 pub mod signal;
+pub mod stretch;
 pub mod tone;
 pub mod vad;
 
