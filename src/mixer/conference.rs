@@ -122,6 +122,12 @@ pub struct ConferenceMedia {
     #[allow(clippy::vec_box)]
     away_legs: Vec<Box<RtpLeg>>,
     away_plan: Vec<usize>,
+    /// Legs that left in a tick, with when, kept until [`ConferenceMedia::settle`]: freeing a
+    /// leg (its buffers, codec state, socket) and writing its record are the allocator's and the
+    /// kernel's work, which the tick does not do. Room for every leg is reserved as legs come,
+    /// so the push in the tick never allocates; emptied after every tick.
+    #[allow(clippy::vec_box)]
+    departed: Vec<(Box<RtpLeg>, Instant)>,
     talkers: Talkers,
     dominant: DominantSpeaker<ParticipantId>,
     /// The mix rate: the highest of the legs' codec rates.
@@ -174,6 +180,7 @@ impl ConferenceMedia {
             send_plan: Vec::new(),
             away_legs: Vec::new(),
             away_plan: Vec::new(),
+            departed: Vec::new(),
             talkers: Talkers::new(max_talkers),
             dominant: DominantSpeaker::new(),
             rate: WIDEST_MIX,
@@ -326,9 +333,13 @@ impl ConferenceMedia {
         self.rate
     }
 
-    /// What a tick leaves to do between ticks: after a leg left, the mix may narrow.
-    /// Allocates when it does.
+    /// What a tick leaves to do between ticks: the records of the legs that left, and freeing
+    /// them; after a leg left, the mix may narrow. Allocates and frees.
     pub fn settle(&mut self) {
+        for (leg, at) in &self.departed {
+            self.send_record(false, leg.participant, Some(leg), *at);
+        }
+        self.departed.clear();
         self.announcements.release();
         if std::mem::take(&mut self.rate_stale) {
             self.fit_rate();
@@ -451,6 +462,7 @@ impl ConferenceMedia {
         self.send_plan.reserve(n);
         self.away_plan.reserve(n);
         self.away_legs.reserve(n);
+        self.departed.reserve(n);
         self.fit_rate();
     }
 
@@ -494,10 +506,10 @@ impl ConferenceMedia {
             if present {
                 i += 1;
             } else {
-                self.send_record(false, id, self.legs.get(i).map(|l| &**l), now);
                 self.closed.add_ended(&self.legs[i].stats());
                 self.forget_leg_sound(i);
-                self.legs.swap_remove(i);
+                let leg = self.legs.swap_remove(i);
+                self.departed.push((leg, now));
                 self.leg_groups.swap_remove(i);
                 self.dominant.remove(id);
                 self.rate_stale = true;

@@ -28,6 +28,9 @@ use support::Endpoint;
 struct Counting;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+/// Blocks given back, counted like `ALLOCATIONS`: a leg that leaves is freed between ticks, not
+/// in one (its buffers are large enough to go back to the kernel, a system call each).
+static FREES: AtomicUsize = AtomicUsize::new(0);
 /// Set only in the process of its own that `a_steady_tick_allocates_nothing` starts.
 static ARMED: AtomicBool = AtomicBool::new(false);
 
@@ -44,6 +47,9 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if ARMED.load(Ordering::Relaxed) {
+            FREES.fetch_add(1, Ordering::SeqCst);
+        }
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -153,18 +159,33 @@ fn music_and_tones_allocate_nothing() {
     }
     sink.set_nonblocking(true).unwrap();
     let mut tick = 0u64;
+    // The roster's events of a tick are kept (as the mixer thread sends them on), so that
+    // dropping them is not counted as the tick's.
+    let mut events = Vec::with_capacity(64);
+    // Allocations and frees in the ticks; between them, what the mixer thread does there
+    // (`settle`, uncounted).
     let mut run = |conference: &mut ConferenceMedia, ticks: u64| {
-        let mut made = 0;
+        let (mut made, mut freed) = (0, 0);
         for _ in 0..ticks {
             let now = t0 + Duration::from_millis(20 * tick);
             tick += 1;
-            let before = ALLOCATIONS.load(Ordering::SeqCst);
-            conference.tick(now, |_| {});
-            made += ALLOCATIONS.load(Ordering::SeqCst) - before;
+            let before = (
+                ALLOCATIONS.load(Ordering::SeqCst),
+                FREES.load(Ordering::SeqCst),
+            );
+            conference.tick(now, |e| {
+                if events.len() < events.capacity() {
+                    events.push(e);
+                }
+            });
+            made += ALLOCATIONS.load(Ordering::SeqCst) - before.0;
+            freed += FREES.load(Ordering::SeqCst) - before.1;
+            conference.settle();
+            events.clear();
             let mut buf = [0u8; 2048];
             while sink.recv(&mut buf).is_ok() {}
         }
-        made
+        (made, freed)
     };
     let connected = |c: &ConferenceMedia, id: u64| {
         c.roster.participant(ParticipantId(id)).unwrap().state
@@ -172,7 +193,7 @@ fn music_and_tones_allocate_nothing() {
     };
     run(&mut conference, 50);
     let own = conference.counters.encodes_own.load(Ordering::Relaxed);
-    let waiting = run(&mut conference, 100);
+    let (waiting, _) = run(&mut conference, 100);
     // Every waiting leg had its own encode of the music each tick.
     let music_encodes = conference.counters.encodes_own.load(Ordering::Relaxed) - own;
     assert_eq!(music_encodes, 300, "music encodes in 100 ticks");
@@ -187,7 +208,7 @@ fn music_and_tones_allocate_nothing() {
         assert!(waited < 10, "the leader did not connect");
     }
     // The enter tone lasts about 0.4 s: these ticks mix it.
-    let entering = run(&mut conference, 15);
+    let (entering, _) = run(&mut conference, 15);
     assert!(connected(&conference, 1));
     assert_eq!(entering, 0, "allocations in 15 ticks of the enter tone");
     run(&mut conference, 30);
@@ -198,9 +219,18 @@ fn music_and_tones_allocate_nothing() {
             confab::conference::DisconnectReason::Hangup,
         )
         .unwrap();
-    let leaving = run(&mut conference, 15);
+    let frees_before = FREES.load(Ordering::SeqCst);
+    let (leaving, freed) = run(&mut conference, 15);
     assert_eq!(conference.leg_count(), 3);
     assert_eq!(leaving, 0, "allocations in 15 ticks of the exit tone");
+    // The leg that left was freed, by `settle`, between ticks (its jitter buffer, codec state
+    // and sockets are dozens of blocks).
+    assert_eq!(freed, 0, "frees in the 15 ticks in which a leg left");
+    let frees = FREES.load(Ordering::SeqCst) - frees_before;
+    assert!(
+        frees >= 10,
+        "{frees} blocks freed between those ticks: the leg was not freed"
+    );
 }
 
 fn steady_ticks_allocate_nothing(
