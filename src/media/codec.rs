@@ -12,6 +12,7 @@ use confab_dsp::g711::Law;
 use confab_dsp::opus::{self, OpusDecoder, OpusEncoder, OpusSettings};
 use confab_dsp::plc::Concealer;
 use confab_dsp::resample::{Rate, Resampler};
+use confab_dsp::stretch::TimeStretcher;
 use confab_dsp::{Error as DspError, g722};
 
 use crate::media::opus_path::Target;
@@ -176,6 +177,8 @@ pub struct LegDecoder {
     codec: Codec,
     kind: DecoderKind,
     concealer: Concealer,
+    /// Shortens or lengthens what `native` holds by a pitch period (playout drift).
+    stretcher: TimeStretcher,
     resampler: Option<Resampler>,
     native: Fifo,
     frame: Vec<i16>,
@@ -225,9 +228,10 @@ impl LegDecoder {
             codec,
             kind,
             concealer: Concealer::new(rate.hz()),
+            stretcher: TimeStretcher::new(rate.hz())?,
             resampler,
-            // 120 ms of Opus plus a frame: the largest packet we accept, with room.
-            native: Fifo::new(rate.samples(140)),
+            // 120 ms of Opus on top of the 30 ms a stretch needs, and the 15 ms it may add.
+            native: Fifo::new(rate.samples(170)),
             frame: vec![0; rate.samples(20)],
             last_packet_samples: rate.samples(20),
             zero_run: 0,
@@ -260,6 +264,32 @@ impl LegDecoder {
     /// Whether a 20 ms frame is ready at the codec's rate.
     pub fn has_frame(&self) -> bool {
         self.native.len >= self.frame.len()
+    }
+
+    /// Audio decoded and not played yet, in RTP timestamp units.
+    pub fn held_ticks(&self) -> u64 {
+        let (ticks, samples) = self.codec.ticks_per_sample();
+        self.native.len as u64 * u64::from(ticks) / u64::from(samples)
+    }
+
+    /// Whether enough is decoded (30 ms) to shorten or lengthen it by a pitch period.
+    pub fn can_stretch(&self) -> bool {
+        self.native.len >= self.stretcher.min_input()
+    }
+
+    /// Shortens what is decoded by a pitch period, where the audio is periodic enough (or
+    /// quiet enough) for the cut not to be heard; true when it did.
+    pub fn accelerate(&mut self) -> bool {
+        let before = self.native.len;
+        self.native.len = self.stretcher.accelerate(&mut self.native.buf, before);
+        self.native.len < before
+    }
+
+    /// Lengthens what is decoded by a pitch period, as [`LegDecoder::accelerate`] shortens.
+    pub fn expand(&mut self) -> bool {
+        let before = self.native.len;
+        self.native.len = self.stretcher.expand(&mut self.native.buf, before);
+        self.native.len > before
     }
 
     /// Decodes one payload into the FIFO. An Opus leg that has been quiet for a while (muted,

@@ -7,10 +7,15 @@
 //!   interarrival jitter (RFC 3550, A.8) between one frame and a hard cap (default 200 ms).
 //! - Duplicates and packets older than the playout point are dropped; a missing packet is
 //!   reported as [`Playout::Lost`] so the caller conceals it (Opus FEC/PLC, dsp PLC).
-//! - Sender clock drift shows as a depth that creeps: when the depth stays above the target
-//!   the buffer skips a packet, when it stays below it asks for one concealed frame, and it
-//!   does both only when the caller says the audio is silent ([`JitterBuffer::pop`]'s
-//!   `silent`). Above the hard cap it skips regardless.
+//! - Sender clock drift shows as a depth that creeps. In silence ([`JitterBuffer::pop`]'s
+//!   `silent`) the buffer corrects it itself: above the target it skips a packet, below it
+//!   asks for one concealed frame. While audio plays it says what it needs
+//!   ([`JitterBuffer::pressure`]) and the caller time-stretches the decoded audio by a pitch
+//!   period ([`JitterBuffer::stretched_audio`] when done), which is not heard as a skip or a
+//!   hold would be. Above the hard cap, or when a large excess stays for a second (audio that
+//!   cannot be stretched: noise, a tone that is not periodic), it skips regardless.
+//! - The depth it judges is what it holds plus what the caller decoded and has not played
+//!   yet ([`JitterBuffer::set_held`]).
 //! - A new SSRC or a jump in sequence or timestamp restarts the buffer.
 
 use std::time::{Duration, Instant};
@@ -73,6 +78,17 @@ pub enum Playout<'a> {
     Stretch,
 }
 
+/// What the depth asks of audio that is playing (not silent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pressure {
+    /// About right.
+    Steady,
+    /// Deeper than the target for a while: shorten what plays (a pitch period).
+    Shed,
+    /// Shallower than the target for a while: lengthen what plays.
+    Build,
+}
+
 /// Counters of one buffer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JitterStats {
@@ -84,6 +100,10 @@ pub struct JitterStats {
     pub skipped: u64,
     pub stretched: u64,
     pub restarts: u64,
+    /// Times the caller shortened playing audio by a pitch period instead of a skip.
+    pub accelerated: u64,
+    /// Times the caller lengthened playing audio by a pitch period instead of a hold.
+    pub expanded: u64,
 }
 
 const SLOTS: usize = 128;
@@ -158,6 +178,8 @@ pub struct JitterBuffer {
     excess_frames: u32,
     deficit_frames: u32,
     dry_frames: u32,
+    /// Decoded by the caller and not played yet, in timestamp units: part of the depth.
+    held: u64,
     stats: JitterStats,
 }
 
@@ -187,6 +209,7 @@ impl JitterBuffer {
             excess_frames: 0,
             deficit_frames: 0,
             dry_frames: 0,
+            held: 0,
             stats: JitterStats::default(),
         }
     }
@@ -417,6 +440,39 @@ impl JitterBuffer {
         self.last_transit = Some(transit);
     }
 
+    /// Audio the caller decoded and has not played yet, in timestamp units (counted in the
+    /// depth that drift corrections judge; capped at the hard cap, it is the caller's word).
+    pub fn set_held(&mut self, ticks: u64) {
+        self.held = ticks.min(self.ticks(self.settings.max_delay));
+    }
+
+    /// What the depth asks of the audio now playing, judged over the last frames: the caller
+    /// shortens or lengthens it by a pitch period where it can and says so with
+    /// [`JitterBuffer::stretched_audio`]. Only what lasts asks (jitter and reordering move the
+    /// depth by a frame or two all the time): drift. An excess that a second of stretching
+    /// could not shorten (audio that is not periodic) is still skipped ([`EXCESS_PATIENCE`]).
+    pub fn pressure(&self) -> Pressure {
+        if self.surplus_frames >= DRIFT_PATIENCE {
+            Pressure::Shed
+        } else if self.deficit_frames >= DRIFT_PATIENCE {
+            Pressure::Build
+        } else {
+            Pressure::Steady
+        }
+    }
+
+    /// The caller shortened (`shed`) or lengthened the audio playing, as [`Pressure`] asked.
+    pub fn stretched_audio(&mut self, shed: bool) {
+        if shed {
+            self.surplus_frames = 0;
+            self.excess_frames = 0;
+            self.stats.accelerated += 1;
+        } else {
+            self.deficit_frames = 0;
+            self.stats.expanded += 1;
+        }
+    }
+
     /// The next thing to play. `silent` says the audio just played was silence, so a packet
     /// may be skipped or a frame stretched without being heard.
     pub fn pop(&mut self, silent: bool) -> Playout<'_> {
@@ -451,7 +507,7 @@ impl JitterBuffer {
         }
         self.dry_frames = 0;
 
-        let depth = self.depth_ticks();
+        let depth = self.depth_ticks().saturating_add(self.held);
         let target = self.target_ticks();
         let frame = self.ticks(self.settings.frame).max(self.packet_ticks);
         let cap = self.ticks(self.settings.max_delay).saturating_add(frame);

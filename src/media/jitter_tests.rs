@@ -3,6 +3,7 @@
 //! drift.
 
 use super::*;
+use std::time::Duration;
 
 fn arrival(sequence: u16, timestamp: u32, payload: &[u8]) -> Arrival<'_> {
     Arrival {
@@ -329,4 +330,49 @@ fn payloads_of_every_length_come_out_whole() {
         }
     }
     assert!(played > SLOTS, "both rounds played: {played}");
+}
+
+/// While audio plays (never `silent`), drift is not corrected by a skip or a held frame but
+/// asked of the caller: a sender whose clock is slow brings the depth under the target and the
+/// buffer asks to build (lengthen the audio); once told it was done, it asks no more until the
+/// deficit has lasted again. A fast one asks to shed.
+#[test]
+fn drift_under_audio_asks_the_caller_to_stretch() {
+    for (spacing_us, wanted) in [(21_000u64, Pressure::Build), (19_000, Pressure::Shed)] {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterSettings::new(8000));
+        let mut sent = 0u64;
+        let mut asked = None;
+        for frame in 0..400u64 {
+            // Packets come every `spacing_us` with 40 ms of jitter on every other one (so the
+            // target holds several packets and a deficit shows before the buffer runs dry).
+            let now = t0 + Duration::from_millis(20 * frame);
+            while sent * spacing_us + (sent % 2) * 40_000 <= frame * 20_000 {
+                let p = [1u8; 160];
+                jb.insert(now, arrival(sent as u16, (sent * 160) as u32, &p));
+                sent += 1;
+            }
+            let played = jb.pop(false);
+            if frame <= 100 {
+                // Filling, and learning the jitter.
+                continue;
+            }
+            assert_ne!(
+                played,
+                Playout::Stretch,
+                "frame {frame}: held while audio played"
+            );
+            if jb.pressure() == wanted {
+                asked = Some(frame);
+                break;
+            }
+        }
+        let stats = jb.stats();
+        assert!(asked.is_some(), "{wanted:?} never asked: {stats:?}");
+        assert_eq!(stats.skipped, 0, "{stats:?}");
+        jb.stretched_audio(wanted == Pressure::Shed);
+        assert_eq!(jb.pressure(), Pressure::Steady);
+        let stats = jb.stats();
+        assert_eq!(stats.accelerated + stats.expanded, 1, "{stats:?}");
+    }
 }

@@ -493,4 +493,6 @@ fn speech_detector(codec: Codec) -> SpeechDetector {
 #[cfg(test)]
 mod latch_tests;
 #[cfg(test)]
+mod stretch_tests;
+#[cfg(test)]
 mod tests;

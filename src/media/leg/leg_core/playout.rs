@@ -9,7 +9,7 @@ use confab_dsp::resample::{Rate, Resampler};
 
 use super::{LegCore, SILENT};
 use crate::media::codec::{MIX_FRAME, WIDEST_MIX};
-use crate::media::jitter::Playout;
+use crate::media::jitter::{Playout, Pressure};
 use crate::media::telephone_event::Dtmf;
 
 /// RFC 6464 level (-dBov) from which a frame counts as silence for the jitter buffer.
@@ -79,6 +79,51 @@ impl LegCore {
         true
     }
 
+    /// Takes the next thing the jitter buffer plays into the decoder; false when it waits.
+    fn play_next(&mut self, silent: bool) -> bool {
+        self.jitter.set_held(self.decoder.held_ticks());
+        match self.jitter.pop(silent) {
+            Playout::Waiting => return false,
+            Playout::Packet { payload, .. } => {
+                self.decoder.decode(payload);
+            }
+            Playout::Lost => match self.jitter.peek_next() {
+                Some(next) => self.decoder.recover(next),
+                None => self.decoder.conceal(),
+            },
+            Playout::Stretch => self.decoder.conceal(),
+        }
+        true
+    }
+
+    /// Drift while audio plays: the decoded audio is shortened or lengthened by a pitch period
+    /// where that cannot be heard, instead of a packet skipped or a frame held (clicks in
+    /// speech, music and tones). A stretch needs 30 ms decoded: the next packet is taken early
+    /// when it is here (it only moves from the buffer to the decoder; the depth counts both).
+    fn stretch_to_depth(&mut self) {
+        let shed = match self.jitter.pressure() {
+            Pressure::Steady => return,
+            Pressure::Shed => true,
+            Pressure::Build => false,
+        };
+        if !self.decoder.can_stretch() {
+            if self.jitter.peek_next().is_none() || !self.play_next(false) {
+                return;
+            }
+            if !self.decoder.can_stretch() {
+                return;
+            }
+        }
+        let done = if shed {
+            self.decoder.accelerate()
+        } else {
+            self.decoder.expand()
+        };
+        if done {
+            self.jitter.stretched_audio(shed);
+        }
+    }
+
     /// Decodes this tick's 20 ms (concealing losses) and runs speech detection on it. A leg with
     /// nothing to play (no packets, or the sender stopped) costs almost nothing: its frame is
     /// silence and no decoder, resampler or detector runs.
@@ -88,21 +133,13 @@ impl LegCore {
         let silent = self.activity.level >= QUIET_LEVEL;
         let mut audio = self.decoder.has_frame();
         for _ in 0..MAX_POPS_PER_TICK {
-            if self.decoder.has_frame() {
+            if self.decoder.has_frame() || !self.play_next(silent) {
                 break;
             }
-            match self.jitter.pop(silent) {
-                Playout::Waiting => break,
-                Playout::Packet { payload, .. } => {
-                    self.decoder.decode(payload);
-                }
-                Playout::Lost => match self.jitter.peek_next() {
-                    Some(next) => self.decoder.recover(next),
-                    None => self.decoder.conceal(),
-                },
-                Playout::Stretch => self.decoder.conceal(),
-            }
             audio = true;
+        }
+        if audio && !silent {
+            self.stretch_to_depth();
         }
         if !audio {
             if self.idle_frames < IDLE_AFTER_FRAMES {
