@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use confab::media::jitter::{Arrival, JitterBuffer, JitterSettings, Playout};
+use confab::media::jitter::{Arrival, JitterBuffer, JitterSettings, Playout, Pressure};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 
@@ -40,8 +40,14 @@ enum Op {
         advance_ms: u16,
         payload_len: u8,
     },
-    /// The mixer's tick asks for a frame.
-    Pop { silent: bool, advance_ms: u8 },
+    /// The mixer's tick asks for a frame, the caller holding `held` ticks decoded; when the
+    /// buffer asks for a stretch, the caller says it did one (or not).
+    Pop {
+        silent: bool,
+        advance_ms: u8,
+        held: u32,
+        stretched: bool,
+    },
 }
 
 fn base() -> Instant {
@@ -91,8 +97,14 @@ fuzz_target!(|input: Input| {
                 (ssrc, sequence, timestamp) = (s, q, t);
                 insert(&mut jb, now, ssrc, sequence, timestamp, payload_len);
             }
-            Op::Pop { silent, advance_ms } => {
+            Op::Pop {
+                silent,
+                advance_ms,
+                held,
+                stretched,
+            } => {
                 now += Duration::from_millis(u64::from(advance_ms));
+                jb.set_held(u64::from(held));
                 if let Playout::Packet { payload, timestamp } = jb.pop(silent) {
                     assert!(payload.len() >= 6, "a payload that was never inserted");
                     let carried =
@@ -100,6 +112,11 @@ fuzz_target!(|input: Input| {
                     assert_eq!(timestamp, carried, "played with another packet's timestamp");
                 }
                 let _ = jb.peek_next();
+                match jb.pressure() {
+                    Pressure::Steady => {}
+                    p if stretched => jb.stretched_audio(p == Pressure::Shed),
+                    _ => {}
+                }
             }
         }
         let _ = (jb.stats(), jb.jitter_ticks(), jb.target_ticks());

@@ -518,6 +518,12 @@ impl LegEncoder {
         self.packet.len() as u32 * num / den
     }
 
+    /// Drops audio pushed but not yet encoded (part of a 40 or 60 ms packet): a shared
+    /// encode nobody listens to this tick must not keep it for whoever listens next.
+    pub fn discard_partial(&mut self) {
+        self.native.len = 0;
+    }
+
     /// Adds one 20 ms frame at the mix rate.
     pub fn push_frame(&mut self, frame: &[i16]) {
         let rate_frame = self.codec.rate().samples(20);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::conference::{DisconnectReason, Event, JoinError, ParticipantId, Policy, Role, State};
 use crate::media::codec::Codec;
-use crate::media::leg::LegTimers;
+use crate::media::leg::{LegSpec, LegTimers};
 use crate::testing::phone::SimPhone;
 use crate::testing::room::{JoinAs, Room};
 
@@ -345,4 +345,39 @@ fn making_a_waiting_attendee_leader_lets_the_waiting_in() {
         ),
         Err(crate::mixer::CommandError::NoParticipant)
     );
+}
+
+/// A shared encode at 40 ms whose only listener stops listening (deafened) drops the half
+/// packet it held: when the listener hears again, its first packet carries nothing from
+/// before (here the talker's tone, which stopped meanwhile). Deafened at either half of a
+/// packet, so that one of the two runs leaves a half packet behind.
+#[test]
+fn an_idle_shared_encode_keeps_no_old_audio_for_a_listener_who_comes_back() {
+    for phase in [0u64, 1] {
+        let mut room = Room::new(3, Duration::from_secs(30));
+        let t = room.join(Codec::Pcmu, Some((440.0, -20.0)));
+        let l = room
+            .join_as(JoinAs::new(Codec::Pcmu, None).spec(|s| LegSpec { ptime_ms: 40, ..s }))
+            .unwrap();
+        let l_id = room.members[l].id;
+        room.run(Duration::from_millis(1000 + 20 * phase));
+        let before = room.heard(l, 440.0, 0.5);
+        assert!(
+            (before + 20.0).abs() < 1.0,
+            "the listener hears the talker at {before:.1}"
+        );
+        room.conference.roster.set_deaf(l_id, true).unwrap();
+        room.members[t].phone.sending = false;
+        room.run(Duration::from_millis(1000));
+        let from = room.members[l].phone.heard.len();
+        room.conference.roster.set_deaf(l_id, false).unwrap();
+        room.run(Duration::from_millis(500));
+        let heard = &room.members[l].phone.heard[from..];
+        assert!(heard.len() >= 2400, "{} samples heard after", heard.len());
+        let first = confab_dsp::signal::tone_level_dbov(&heard[..800], 8000, 440.0);
+        assert!(
+            first < -50.0,
+            "phase {phase}: the first 100 ms heard again carry the old tone at {first:.1} dBov"
+        );
+    }
 }

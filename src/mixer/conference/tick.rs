@@ -198,6 +198,9 @@ impl ConferenceMedia {
         for (g, (group, packets)) in self.groups.iter_mut().zip(&mut out.groups).enumerate() {
             packets.count = 0;
             if !listening.get(g).copied().unwrap_or(false) {
+                // Idle: what it held of a 40 or 60 ms packet is old by the time anyone
+                // listens again (up to 40 ms of it, before what they should hear).
+                group.encoder.discard_partial();
                 continue;
             }
             group.encoder.push_frame(&self.mix.shared);
