@@ -75,6 +75,18 @@ pub struct Joiner {
     pub role: Role,
 }
 
+impl Joiner {
+    /// The roster's entry for this joiner as participant `id`.
+    pub(crate) fn joining(self, id: ParticipantId) -> Joining {
+        Joining {
+            id,
+            display_name: self.display_name,
+            uri: self.uri,
+            role: self.role,
+        }
+    }
+}
+
 /// Ports held for a dial-out until it is answered (they go back to the pool when dropped).
 #[derive(Debug)]
 pub struct ReservedPorts {
@@ -399,12 +411,7 @@ impl Engine {
         let leg = self
             .leg_op(from, participant, LegOp::Take)?
             .ok_or(EngineError::Command(CommandError::NoParticipant))?;
-        let joining = Joining {
-            id: participant,
-            display_name: joiner.display_name,
-            uri: joiner.uri,
-            role: joiner.role,
-        };
+        let joining = joiner.joining(participant);
         self.call(mixer, |reply| Command::AddLeg {
             conference: id,
             joining,

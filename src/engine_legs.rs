@@ -38,12 +38,7 @@ impl Engine {
                 origin: Box::new(origin.clone()),
             });
         }
-        let joining = Joining {
-            id: participant,
-            display_name: joiner.display_name,
-            uri: joiner.uri,
-            role: joiner.role,
-        };
+        let joining = joiner.joining(participant);
         self.call(mixer, |reply| Command::Invite {
             conference: id,
             joining,
@@ -163,12 +158,7 @@ impl Engine {
         )
         .map_err(EngineError::Leg)?;
         leg.origin = (origin != crate::store::Origin::default()).then(|| Arc::new(origin));
-        let joining = Joining {
-            id: participant,
-            display_name: joiner.display_name,
-            uri: joiner.uri,
-            role: joiner.role,
-        };
+        let joining = joiner.joining(participant);
         self.call(mixer, |reply| Command::AddLeg {
             conference: id,
             joining,
