@@ -220,12 +220,28 @@ fn noise_is_left_alone() {
             let mut noise = Noise::new(seed, dbov);
             let mut input = vec![0i16; len + ts.max_period()];
             noise.fill(&mut input);
-            let mut audio = input.clone();
-            assert_eq!(ts.accelerate(&mut audio, len), len, "{rate} {dbov}");
-            assert_eq!(ts.expand(&mut audio, len), len, "{rate} {dbov}");
-            assert_eq!(audio, input);
+            assert_left_alone(&mut ts, &input, len, &format!("noise at {dbov} dBov"));
         }
     }
+}
+
+/// `n` samples of a tone at 200 Hz whose frequency rises by `2 * half_sweep` Hz a second.
+fn glide(rate: u32, n: usize, half_sweep: f64) -> Vec<i16> {
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / f64::from(rate);
+            let phase = 2.0 * std::f64::consts::PI * (200.0 * t + half_sweep * t * t);
+            (8000.0 * phase.sin()) as i16
+        })
+        .collect()
+}
+
+/// Neither stretch changes the first `len` samples of `input` (nor their length).
+fn assert_left_alone(ts: &mut TimeStretcher, input: &[i16], len: usize, what: &str) {
+    let mut audio = input.to_vec();
+    assert_eq!(ts.accelerate(&mut audio, len), len, "{what}: accelerated");
+    assert_eq!(ts.expand(&mut audio, len), len, "{what}: expanded");
+    assert_eq!(audio, input, "{what}: changed");
 }
 
 /// A tone gliding from 200 to 1000 Hz within the block does not repeat itself, and a voice that
@@ -235,26 +251,14 @@ fn a_fast_glide_and_an_onset_are_left_alone() {
     for rate in RATES {
         let mut ts = TimeStretcher::new(rate).unwrap();
         let len = block(rate);
-        let input: Vec<i16> = (0..len + ts.max_period())
-            .map(|i| {
-                let t = i as f64 / f64::from(rate);
-                // Instantaneous frequency 200 + 20000 t Hz.
-                let phase = 2.0 * std::f64::consts::PI * (200.0 * t + 10000.0 * t * t);
-                (8000.0 * phase.sin()) as i16
-            })
-            .collect();
-        let mut audio = input.clone();
-        assert_eq!(ts.accelerate(&mut audio, len), len, "glide {rate}");
-        assert_eq!(ts.expand(&mut audio, len), len, "glide {rate}");
-        assert_eq!(audio, input);
+        // Instantaneous frequency 200 + 20000 t Hz.
+        let input = glide(rate, len + ts.max_period(), 10000.0);
+        assert_left_alone(&mut ts, &input, len, "glide");
 
         let onset = (rate / 50) as usize;
         let mut input = pulses(rate, len + ts.max_period());
         input[..onset].fill(0);
-        let mut audio = input.clone();
-        assert_eq!(ts.accelerate(&mut audio, len), len, "onset {rate}");
-        assert_eq!(ts.expand(&mut audio, len), len, "onset {rate}");
-        assert_eq!(audio, input);
+        assert_left_alone(&mut ts, &input, len, "onset");
     }
 }
 
@@ -265,13 +269,7 @@ fn a_slow_glide_is_stretched_smoothly() {
     for rate in RATES {
         let mut ts = TimeStretcher::new(rate).unwrap();
         let len = block(rate);
-        let input: Vec<i16> = (0..len + ts.max_period())
-            .map(|i| {
-                let t = i as f64 / f64::from(rate);
-                let phase = 2.0 * std::f64::consts::PI * (200.0 * t + 2500.0 * t * t);
-                (8000.0 * phase.sin()) as i16
-            })
-            .collect();
+        let input = glide(rate, len + ts.max_period(), 2500.0);
         let step_in = max_step(&input[..len]);
         let mut audio = input.clone();
         let got = ts.accelerate(&mut audio, len);
