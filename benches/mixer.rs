@@ -110,6 +110,7 @@ fn setup(
             display_name: String::new(),
             uri: String::new(),
             role: Role::Attendee,
+            identity: None,
         };
         conference
             .add_leg(joining, leg, t0)

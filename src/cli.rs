@@ -189,6 +189,12 @@ pub(crate) struct ServeArgs {
     /// Bytes all recordings may take (0: no budget; the oldest are deleted past it).
     #[arg(long, env = "CONFAB_RECORDING_MAX_BYTES")]
     recording_max_bytes: Option<u64>,
+    /// Presence server (IP:port, UDP) told who is in a conference; empty: none.
+    #[arg(long, env = "CONFAB_PRESENCE_SERVER")]
+    presence_server: Option<String>,
+    /// Expires of each presence PUBLISH, seconds.
+    #[arg(long, env = "CONFAB_PRESENCE_EXPIRES_SECS")]
+    presence_expires_secs: Option<u32>,
     /// Log filter (`info`, `confab=debug`, …).
     #[arg(long, env = "CONFAB_LOG_LEVEL")]
     log_level: Option<String>,
@@ -317,6 +323,8 @@ impl ServeArgs {
             &self.recording_retention_days,
         );
         set(&mut c.recording.max_bytes, &self.recording_max_bytes);
+        set(&mut c.presence.server, &self.presence_server);
+        set(&mut c.presence.expires_secs, &self.presence_expires_secs);
         set(&mut c.log.level, &self.log_level);
         set(&mut c.log.format, &self.log_format);
         set(

@@ -73,6 +73,9 @@ pub struct Joiner {
     pub display_name: String,
     pub uri: String,
     pub role: Role,
+    /// Who a trusted party says this is (see `Participant::identity`); none when nobody
+    /// vouches for the caller.
+    pub identity: Option<String>,
 }
 
 impl Joiner {
@@ -83,6 +86,7 @@ impl Joiner {
             display_name: self.display_name,
             uri: self.uri,
             role: self.role,
+            identity: self.identity,
         }
     }
 }
@@ -475,6 +479,20 @@ impl Engine {
         let (mixer, id) = self.mixer_of(conference)?;
         self.call(mixer, |reply| Command::Roster {
             conference: id,
+            reply,
+        })
+    }
+
+    /// Who a participant is (see `Participant::identity`), and whether it is still present.
+    pub fn identity(
+        &self,
+        conference: &str,
+        participant: ParticipantId,
+    ) -> Result<(Option<String>, bool), EngineError> {
+        let (mixer, id) = self.mixer_of(conference)?;
+        self.call(mixer, |reply| Command::Identity {
+            conference: id,
+            participant,
             reply,
         })
     }

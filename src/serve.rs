@@ -148,6 +148,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                     .clone()
                     .map(|p| crate::sip::uas::KeptMeetings::new(move |m| p.holds(m)))
                     .unwrap_or_default(),
+                presence: config.presence.server_addr().ok().flatten().map(|server| {
+                    crate::sip::presence::PresenceSettings {
+                        server,
+                        // The shell puts the address the server reaches us at here.
+                        local: config.sip.listen,
+                        expires: config.presence.expires_secs,
+                    }
+                }),
             },
             attendant,
             std::sync::Arc::clone(&engine),

@@ -160,6 +160,7 @@ fn participant() -> Participant {
             display_name: "Ann".into(),
             uri: "sip:ann@192.0.2.1".into(),
             role: Role::Leader,
+            identity: None,
         })
         .unwrap();
     let mut p = roster.participant(id).unwrap().clone();

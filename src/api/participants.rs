@@ -177,6 +177,7 @@ pub(super) async fn add(
                 display_name,
                 uri: target.clone(),
                 role,
+                identity: None,
             };
             let p = sip.dial(&cid, &target, joiner).await.map_err(|e| match e {
                 crate::sip::server::DialError::Engine(e) => ApiError::from(e),
@@ -203,6 +204,7 @@ pub(super) async fn add(
                 display_name,
                 uri: new.uri.unwrap_or_else(|| "sdp:gateway".to_owned()),
                 role,
+                identity: None,
             };
             let media_advertise = state.media_advertise;
             blocking(move || {

@@ -184,6 +184,7 @@ mod tests {
             display_name: "Ann".into(),
             uri: "sip:+4930123@gw.example.net".into(),
             role: crate::conference::Role::Leader,
+            identity: None,
             state: PState::Connected,
             muted: true,
             deaf: false,

@@ -100,6 +100,7 @@ fn admit(
                 let name = clean_text(&c.name, MAX_NAME);
                 let joiner = Joiner {
                     role: c.role(),
+                    identity: c.identity.clone(),
                     uri: format!("webrtc:{name}"),
                     display_name: name,
                 };
@@ -134,6 +135,7 @@ fn admit(
         uri: format!("webrtc:{display_name}"),
         display_name,
         role,
+        identity: None,
     };
     Ok((joiner, proven))
 }
@@ -434,6 +436,9 @@ pub(super) struct NewToken {
     role: Option<RoleName>,
     /// Lifetime in seconds (default 3600, at most 7 days).
     ttl_secs: Option<u64>,
+    /// The SIP address the participant is known by (`sip:user@host`): with `[presence]`
+    /// set, published as "In a conference" while the participant is in it.
+    identity: Option<String>,
 }
 
 /// `POST /v1/conferences/{cid}/tokens`: a signed join token for WHIP.
@@ -447,7 +452,7 @@ pub(super) struct NewToken {
         (status = 404, description = "No such conference", body = ErrorBody),
         (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "Not a meeting ID, or an invalid name, role or lifetime", body = ErrorBody)))]
+        (status = 422, description = "Not a meeting ID, or an invalid name, role, lifetime or identity", body = ErrorBody)))]
 pub(super) async fn token(
     State(state): State<AppState>,
     Path(cid): Path<String>,
@@ -463,6 +468,14 @@ pub(super) async fn token(
             "display_name must be 1 to 128 characters",
         ));
     }
+    let identity = match new.identity.as_deref() {
+        None => None,
+        Some(i) => Some(crate::sip::presence::presentity(i).ok_or_else(|| {
+            ApiError::invalid(
+                "identity must be a SIP address (sip:user@host), at most 256 characters",
+            )
+        })?),
+    };
     let role = new.role.unwrap_or(RoleName::Attendee);
     let ttl = new.ttl_secs.unwrap_or(3600);
     if ttl == 0 || ttl > 7 * 24 * 3600 {
@@ -476,6 +489,7 @@ pub(super) async fn token(
         name,
         role: role.as_str().to_owned(),
         exp: now + ttl,
+        identity,
     };
     let token = state.tokens.sign(&claims);
     let reply = TokenReply {

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{JoinQuery, join, leave};
 use crate::api::AppState;
+use crate::api::conferences::Body;
 use crate::api::extract::{Path, Query};
 use crate::conference::{DisconnectReason, Policy, State as PState};
 use crate::engine::{Engine, EngineSettings};
@@ -494,4 +495,49 @@ async fn a_session_mutes_and_unmutes_only_its_own_participant() {
             .0,
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// A join token's `identity` names its participant (presence publishes it, reduced to its
+/// address of record); the token route takes nothing but a SIP address for it.
+#[tokio::test]
+async fn a_join_tokens_identity_names_its_participant() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), webrtc(ROOMY, Duration::from_millis(100)));
+    state
+        .engine
+        .create_conference("6060", Policy::default())
+        .unwrap();
+    let mint = |identity: &str| super::NewToken {
+        display_name: "Ann".into(),
+        role: None,
+        ttl_secs: None,
+        identity: Some(identity.into()),
+    };
+    for bad in ["tel:+15551234", "sip:ann@exa\r\nmple.com", "ann", ""] {
+        let r = super::token(State(state.clone()), Path("6060".into()), Body(mint(bad)))
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+    }
+    let r = super::token(
+        State(state.clone()),
+        Path("6060".into()),
+        Body(mint("\"Ann\" <sip:Ann@Example.COM;user=phone>")),
+    )
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let token = reply["token"].as_str().unwrap().to_owned();
+    let joined = whip_with(&state, "6060", [10, 0, 6, 1], Some(&token)).await;
+    assert_eq!(joined.status(), StatusCode::CREATED);
+    let roster = state.engine.roster("6060").unwrap();
+    assert_eq!(roster.len(), 1);
+    assert_eq!(roster[0].identity.as_deref(), Some("sip:Ann@example.com"));
+    // A passcode names nobody.
+    let open = whip_with(&state, "6060", [10, 0, 6, 2], None).await;
+    assert_eq!(open.status(), StatusCode::CREATED);
+    let roster = state.engine.roster("6060").unwrap();
+    assert_eq!(roster[1].identity, None);
 }

@@ -142,6 +142,10 @@ pub struct Participant {
     pub display_name: String,
     pub uri: String,
     pub role: Role,
+    /// Who a trusted party says this is (a gateway's asserted identity or From, a signed-in
+    /// account, a join token's `identity`): the presentity presence publishes. Never shown
+    /// by the API.
+    pub identity: Option<String>,
     pub state: State,
     pub muted: bool,
     pub deaf: bool,
@@ -273,6 +277,8 @@ pub struct Joining {
     pub display_name: String,
     pub uri: String,
     pub role: Role,
+    /// See [`Participant::identity`].
+    pub identity: Option<String>,
 }
 
 impl Roster {
@@ -383,6 +389,7 @@ impl Roster {
             display_name: joining.display_name,
             uri: joining.uri,
             role: joining.role,
+            identity: joining.identity,
             state,
             muted: false,
             deaf: false,

@@ -173,6 +173,7 @@ mod tests {
             display_name: format!("p{id}"),
             uri: String::new(),
             role,
+            identity: None,
         }
     }
 

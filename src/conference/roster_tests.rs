@@ -8,6 +8,7 @@ fn joining(id: u64, role: Role) -> Joining {
         display_name: format!("P{id}"),
         uri: format!("sip:{id}@test"),
         role,
+        identity: None,
     }
 }
 

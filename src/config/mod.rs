@@ -9,6 +9,7 @@ mod keypad;
 mod media;
 mod network;
 mod node;
+mod presence;
 mod recording;
 mod sections;
 mod sip;
@@ -25,6 +26,7 @@ pub use api::ApiConfig;
 pub use keypad::KeypadConfig;
 pub use media::{MediaConfig, NoiseSuppression, SrtpPolicy};
 pub use network::Network;
+pub use presence::PresenceConfig;
 pub use recording::RecordingConfig;
 pub use sections::{
     LogConfig, LogFormat, MetricsConfig, MixerConfig, MixerRealtime, StorageConfig,
@@ -45,6 +47,8 @@ pub struct Config {
     pub mixer: MixerConfig,
     pub storage: StorageConfig,
     pub recording: RecordingConfig,
+    /// `[presence]`: "in a conference" published for participants (off by default).
+    pub presence: PresenceConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     /// `[[webhooks]]`: receivers of the bridge's events (none by default).

@@ -217,6 +217,9 @@ impl Config {
                 ),
             ));
         }
+        self.presence
+            .check()
+            .map_err(|(key, message)| err(key, message))?;
         if self.storage.records_retention_days > 36_500 {
             return Err(err(
                 "storage.records_retention_days",

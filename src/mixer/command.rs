@@ -118,6 +118,12 @@ pub enum Command {
         conference: ConferenceId,
         reply: Reply<Vec<(Participant, Option<LegStats>)>>,
     },
+    /// A participant's identity (`Participant::identity`) and whether it is present.
+    Identity {
+        conference: ConferenceId,
+        participant: ParticipantId,
+        reply: Reply<(Option<String>, bool)>,
+    },
     LegStats {
         conference: ConferenceId,
         participant: ParticipantId,

@@ -49,6 +49,7 @@ fn join(mixer: &MixerHandle, conference: &str, id: u64) -> RelayPeer {
             display_name: format!("p{id}"),
             uri: String::new(),
             role: Role::Attendee,
+            identity: None,
         },
         leg: Box::new(leg),
         reply,

@@ -453,6 +453,21 @@ fn handle(
                 .ok_or(CommandError::NoConference);
             let _ = reply.try_send(result);
         }
+        Command::Identity {
+            conference,
+            participant,
+            reply,
+        } => {
+            let result = match conferences.get(&conference) {
+                None => Err(CommandError::NoConference),
+                Some(c) => c
+                    .roster
+                    .participant(participant)
+                    .map(|p| (p.identity.clone(), p.state.is_present()))
+                    .ok_or(CommandError::NoParticipant),
+            };
+            let _ = reply.try_send(result);
+        }
         Command::LegStats {
             conference,
             participant,

@@ -217,6 +217,12 @@ impl Shell {
                         display_name: caller.display_name.clone(),
                         uri: caller.uri.clone(),
                         role,
+                        identity: Some(
+                            caller
+                                .asserted_identity
+                                .clone()
+                                .unwrap_or_else(|| caller.uri.clone()),
+                        ),
                     };
                     // Its language goes with it into the meeting.
                     let language = caller.language.clone();

@@ -8,6 +8,8 @@
 //!   `prompts`: what it says.
 //! - `subscriptions`: the conference event package (RFC 4575 over RFC 6665), sans-I/O;
 //!   `conference_event`: its documents.
+//! - `presence`: "in a conference" published to a presence server (RFC 3903 PUBLISH of
+//!   PIDF), sans-I/O.
 //! - `server`: the tokio shell: UDP and TCP listeners, the engine, the bridge's own hang-ups.
 //!
 //! Why not the rsipstack crate: its transports drop a malformed request
@@ -21,6 +23,7 @@ pub mod conference_event;
 pub mod conference_srtp;
 pub(crate) mod digest;
 pub mod message;
+pub mod presence;
 pub mod prompts;
 pub mod sdp;
 pub mod server;

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::message::MAX_MESSAGE;
+use super::presence::PresenceSettings;
 use super::uas::{Action, CallRef, JoinRequest, JoinResult, Peer, Uas, UasSettings};
 use crate::conference::limiter::FailureLimiter;
 use crate::conference::{
@@ -252,6 +253,14 @@ async fn serve(
     let conference_srtp = settings.conference_srtp.clone();
     let trusted = settings.trusted.clone();
     let tls_client = settings.tls.as_ref().and_then(|t| t.client.clone());
+    // PUBLISHes leave from the SIP socket, with our address as the server sees it.
+    let presence = settings.presence.map(|p| PresenceSettings {
+        local: settings.sip_addr(&Peer {
+            addr: p.server,
+            connection: None,
+        }),
+        ..p
+    });
     let mut uas = Uas::new(settings, os_random);
     uas.set_draining(*draining.borrow());
     let connections: Connections = Arc::default();
@@ -281,6 +290,7 @@ async fn serve(
     let (moves_tx, mut moves) = mpsc::channel(1024);
     let (started_tx, mut started) = mpsc::channel(256);
     let (rosters_tx, mut rosters) = mpsc::channel::<shell::RosterRead>(256);
+    let (identities_tx, mut identities) = mpsc::channel::<shell::IdentityRead>(256);
     let controls = {
         let engine = Arc::clone(&engine);
         let (tx, rx) = std::sync::mpsc::channel::<(String, Control)>();
@@ -328,6 +338,7 @@ async fn serve(
         connector,
         tls_client,
         package: shell::Package::new(rosters_tx, os_random),
+        presence: presence.map(|p| shell::PresenceLink::new(p, identities_tx, os_random)),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -366,6 +377,7 @@ async fn serve(
             }
             Some((participant, meeting)) = moves.recv() => shell.moved(participant, meeting, &mut hang_up),
             Some((meeting, users)) = rosters.recv() => shell.package.core.roster(Instant::now(), &meeting, users),
+            Some(read) = identities.recv() => shell.identified(read),
             event = control.recv() => match event {
                 Some(event) => shell.control_event(event, &mut hang_up),
                 None => break,
@@ -376,6 +388,9 @@ async fn serve(
                 shell.tick_attendants(now);
                 shell.tick_greetings(now);
                 shell.package.core.tick(now);
+                if let Some(link) = &mut shell.presence {
+                    link.core.tick(now);
+                }
                 if now >= next_prune {
                     next_prune = now + Duration::from_secs(1);
                     if let Ok(mut l) = shell.limiter.lock() {
@@ -405,6 +420,7 @@ async fn serve(
             shell.act(action).await;
         }
         shell.flush_subscriptions().await;
+        shell.flush_presence().await;
     }
 }
 

@@ -212,6 +212,7 @@ fn a_panicking_sip_task_is_started_again_on_the_same_sockets() {
             auth: Default::default(),
             credentials: Vec::new(),
             kept_while_draining: Default::default(),
+            presence: None,
         };
         let attendant = AttendantConfig {
             prompts: Arc::new(PromptBook::embedded(&["en".to_owned()]).unwrap()),

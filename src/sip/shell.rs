@@ -12,6 +12,9 @@ use crate::placement::Placed;
 #[path = "shell_subscriptions.rs"]
 mod subscriptions;
 pub(super) use subscriptions::{Package, RosterRead};
+#[path = "shell_presence.rs"]
+mod presence;
+pub(super) use presence::{IdentityRead, PresenceLink};
 
 /// A join's outcome as the shell needs it.
 pub(super) struct Joined {
@@ -107,6 +110,8 @@ pub(super) struct Shell {
     pub(super) tls_client: Option<Arc<rustls::ClientConfig>>,
     /// Subscriptions to the conference event package (bounded there).
     pub(super) package: Package,
+    /// The presence publisher, when `[presence]` names a server (bounded there).
+    pub(super) presence: Option<PresenceLink>,
 }
 
 impl Shell {
@@ -133,6 +138,11 @@ impl Shell {
             Action::Subscribe(request) => self.subscribe(&request),
             Action::NotifyAnswered(msg) => {
                 self.package.core.notify_answer(Instant::now(), &msg);
+            }
+            Action::PublishAnswered { from, msg } => {
+                if let Some(link) = &mut self.presence {
+                    link.core.response(Instant::now(), from, &msg);
+                }
             }
             Action::Leave { participant } => {
                 // Hung up while its leg moves out of the lobby: the hang-up must follow it.
@@ -287,6 +297,13 @@ impl Shell {
             }
             let spec = request.negotiated.leg_spec(request.local_key);
             let joiner = Joiner {
+                // Only trusted sources and signed-in accounts get this far (see `join`): the
+                // caller is who they assert, else who their From says.
+                identity: Some(
+                    request
+                        .asserted_identity
+                        .unwrap_or_else(|| request.uri.clone()),
+                ),
                 display_name: request.display_name,
                 uri: request.uri,
                 role: Role::Attendee,
@@ -412,6 +429,7 @@ impl Shell {
         hang_up: &mut Vec<ParticipantId>,
     ) {
         self.roster_event(&event);
+        self.presence_event(&event);
         match event.event {
             Event::State {
                 participant,

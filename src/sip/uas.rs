@@ -126,6 +126,11 @@ pub enum Action {
     /// A SUBSCRIBE, and an answer to our NOTIFY, for `sip::subscriptions` (see `subscribe`).
     Subscribe(Box<crate::sip::subscriptions::SubscribeRequest>),
     NotifyAnswered(Box<Message>),
+    /// An answer to one of our PUBLISHes, for `sip::presence`, and where it came from.
+    PublishAnswered {
+        from: std::net::SocketAddr,
+        msg: Box<Message>,
+    },
 }
 
 #[path = "uas_settings.rs"]
@@ -527,8 +532,9 @@ impl Uas {
             .copied()
     }
 
-    fn response(&mut self, now: Instant, _peer: Peer, msg: &Message) {
+    fn response(&mut self, now: Instant, peer: Peer, msg: &Message) {
         if self.notify_response(msg)
+            || self.publish_response(peer, msg)
             || self.dial_response(now, msg)
             || self.refer_response(now, msg)
         {

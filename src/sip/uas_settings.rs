@@ -48,6 +48,9 @@ pub struct UasSettings {
     pub credentials: Vec<crate::config::TrunkCredentials>,
     /// The meetings a draining node still takes callers for.
     pub kept_while_draining: KeptMeetings,
+    /// `[presence]`: where and for how long participants are published (none: off). Its
+    /// `local` is filled in by the shell from the bound socket.
+    pub presence: Option<crate::sip::presence::PresenceSettings>,
 }
 
 /// The meetings a draining node still takes new callers for: those it runs under a lease.

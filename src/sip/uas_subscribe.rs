@@ -45,6 +45,20 @@ impl Uas {
             .push_back(Action::NotifyAnswered(Box::new(msg.clone())));
         true
     }
+
+    /// An answer to one of our PUBLISHes (presence, the only requests of that method we
+    /// send) goes to the presence publisher, which checks where it came from; false for any
+    /// other response.
+    pub(super) fn publish_response(&mut self, peer: Peer, msg: &Message) -> bool {
+        if !msg.cseq().is_some_and(|(_, m)| m == Method::Publish) {
+            return false;
+        }
+        self.actions.push_back(Action::PublishAnswered {
+            from: peer.addr,
+            msg: Box::new(msg.clone()),
+        });
+        true
+    }
 }
 
 #[cfg(test)]

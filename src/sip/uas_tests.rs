@@ -26,6 +26,7 @@ fn settings() -> UasSettings {
         auth: Default::default(),
         credentials: Vec::new(),
         kept_while_draining: Default::default(),
+        presence: None,
     }
 }
 

@@ -151,6 +151,7 @@ impl Room {
             display_name: format!("p{k}"),
             uri: String::new(),
             role: how.role,
+            identity: None,
         };
         self.conference.add_leg(joining, leg, self.now)?;
         self.members.push(Member {

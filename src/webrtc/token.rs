@@ -21,6 +21,10 @@ pub struct Claims {
     pub role: String,
     /// Expiry, Unix seconds.
     pub exp: u64,
+    /// The SIP address the participant is known by (presence publishes it), if the issuer
+    /// vouched for one. Tokens signed before this claim existed read as none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 impl Claims {
@@ -130,7 +134,25 @@ mod tests {
             name: "Ada".into(),
             role: "leader".into(),
             exp: 1000,
+            identity: None,
         }
+    }
+
+    #[test]
+    fn an_identity_is_signed_with_the_rest_and_old_tokens_have_none() {
+        let s = TokenSigner::new(Some("secret")).unwrap();
+        let with = Claims {
+            identity: Some("sip:ada@example.com".into()),
+            ..claims()
+        };
+        let t = s.sign(&with);
+        assert_eq!(s.verify(&t, "1234", 0), Ok(with));
+        // Signed as a bridge without the claim signed it: no identity.
+        let old = r#"{"cid":"1234","name":"Ada","role":"leader","exp":1000}"#;
+        let body = hex(old.as_bytes());
+        let mac = hmac::sign(&s.key, body.as_bytes());
+        let t = format!("{body}.{}", hex(mac.as_ref()));
+        assert_eq!(s.verify(&t, "1234", 0), Ok(claims()));
     }
 
     #[test]

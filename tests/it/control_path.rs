@@ -142,6 +142,7 @@ impl Noise {
                                     display_name: format!("talker {i}"),
                                     uri: format!("sip:talker{i}@test"),
                                     role: Role::Attendee,
+                                    identity: None,
                                 },
                                 LegSpec::new(Codec::Pcmu, e.addr()),
                             )

@@ -42,6 +42,7 @@ mod mixer_alloc;
 mod netns_latch;
 mod netns_nat;
 mod noise_suppression_api;
+mod presence;
 mod quickstart;
 mod realtime;
 mod recording;

@@ -30,6 +30,7 @@ fn join(
             display_name: name.into(),
             uri: format!("sip:{name}@test"),
             role,
+            identity: None,
         },
         spec,
     )

@@ -32,6 +32,7 @@ fn join_with(
         display_name: name.into(),
         uri: format!("sip:{name}@test"),
         role: Role::Attendee,
+        identity: None,
     };
     engine.add_rtp_leg(conference, joiner, spec).unwrap()
 }

@@ -29,6 +29,7 @@ fn joiner(name: &str) -> Joiner {
         display_name: name.into(),
         uri: format!("sip:{name}@test"),
         role: Role::Attendee,
+        identity: None,
     }
 }
 

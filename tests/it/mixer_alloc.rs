@@ -147,6 +147,7 @@ fn music_and_tones_allocate_nothing() {
             display_name: String::new(),
             uri: String::new(),
             role,
+            identity: None,
         };
         conference.add_leg(joining, leg, t0).unwrap();
         // One packet makes the leg's media ready.
@@ -271,6 +272,7 @@ fn steady_ticks_allocate_nothing(
             display_name: String::new(),
             uri: String::new(),
             role: Role::Attendee,
+            identity: None,
         };
         conference.add_leg(joining, leg, t0).unwrap();
         local
@@ -306,6 +308,7 @@ fn steady_ticks_allocate_nothing(
         display_name: String::new(),
         uri: String::new(),
         role: Role::Attendee,
+        identity: None,
     };
     conference.add_leg(joining, leg, t0).unwrap();
     // The first talker is heard 6 dB down (its input gain: the mix and its mix-minus).

@@ -31,6 +31,7 @@ fn joiner(name: &str) -> Joiner {
         display_name: name.into(),
         uri: format!("sip:{name}@127.0.0.1"),
         role: Role::Attendee,
+        identity: None,
     }
 }
 

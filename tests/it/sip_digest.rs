@@ -204,6 +204,7 @@ fn dial_the_trunk(bridge: &SipBridge) -> (ParticipantId, Guarded) {
         display_name: "Trunk".into(),
         uri: "sip:trunk@127.0.0.1".into(),
         role: Role::Attendee,
+        identity: None,
     };
     let sip = bridge.sip.as_ref().unwrap();
     let p = bridge

@@ -30,6 +30,7 @@ fn linphone_joins_with_opus_and_telephone_event_48000() {
         display_name: "talker".into(),
         uri: "sip:talker@test".into(),
         role: Role::Attendee,
+        identity: None,
     };
     let (_, talker_addr) = bridge
         .engine

@@ -31,6 +31,7 @@ fn with_talker(bridge: &SipBridge, meeting: &str) -> (Endpoint, SocketAddr) {
         display_name: "talker".into(),
         uri: "sip:talker@test".into(),
         role: Role::Attendee,
+        identity: None,
     };
     let (_, addr) = bridge
         .engine

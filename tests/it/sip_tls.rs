@@ -231,6 +231,7 @@ fn dial_out_over_tls_checks_the_callee_and_hears_its_answer() {
         display_name: "Busy".into(),
         uri: "sip:busy@127.0.0.1".into(),
         role: confab::conference::Role::Attendee,
+        identity: None,
     };
     let sip = bridge.sip.as_ref().unwrap();
 
@@ -315,6 +316,7 @@ fn a_dial_out_that_requires_srtp_goes_only_over_tls() {
         display_name: "Plain".into(),
         uri: "sip:plain@127.0.0.1".into(),
         role: confab::conference::Role::Attendee,
+        identity: None,
     };
     let sip = bridge.sip.as_ref().unwrap();
     // Over UDP the keys could not travel in secret: refused before any participant exists.
@@ -339,6 +341,7 @@ fn a_dial_out_that_requires_srtp_goes_only_over_tls() {
         display_name: "Plain".into(),
         uri: "sip:plain@127.0.0.1".into(),
         role: confab::conference::Role::Attendee,
+        identity: None,
     };
     let e = bridge
         .runtime

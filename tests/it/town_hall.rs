@@ -51,6 +51,7 @@ fn a_thousand_listeners_cost_one_shared_encode() {
             display_name: format!("listener {i}"),
             uri: format!("sip:l{i}@test"),
             role: Role::Attendee,
+            identity: None,
         };
         let listeners = &sockets[i % sockets.len()];
         let (_, addr) = engine
@@ -68,6 +69,7 @@ fn a_thousand_listeners_cost_one_shared_encode() {
         display_name: n.into(),
         uri: format!("sip:{n}@test"),
         role: Role::Leader,
+        identity: None,
     };
     let (_, a_addr) = engine
         .add_rtp_leg("42", joiner("a"), spec(a.addr()))

@@ -225,6 +225,7 @@ fn a_webrtc_listeners_loss_from_the_driver_turns_fec_on() {
         display_name: "browser".into(),
         uri: String::new(),
         role: Role::Attendee,
+        identity: None,
     };
     conference.add_leg(joining, leg, now).unwrap();
     let mut run = |conference: &mut ConferenceMedia, seconds: u32| {

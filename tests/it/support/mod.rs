@@ -485,7 +485,7 @@ pub fn require_path(what: &str) -> bool {
     skip_unless_empty(&missing)
 }
 
-fn skip_unless_empty(missing: &[String]) -> bool {
+pub fn skip_unless_empty(missing: &[String]) -> bool {
     if missing.is_empty() {
         return true;
     }

@@ -105,6 +105,7 @@ impl SipBridge {
             auth: Default::default(),
             credentials: Vec::new(),
             kept_while_draining: Default::default(),
+            presence: None,
         };
         adjust(&mut settings);
         let mut attendant = AttendantConfig {
