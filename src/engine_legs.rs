@@ -168,6 +168,22 @@ impl Engine {
         Ok(participant)
     }
 
+    /// The language a participant hears (its leg keeps it, into any meeting it moves to):
+    /// the conference's own notices, such as that it is being recorded, are said in it.
+    pub fn set_language(
+        &self,
+        conference: &str,
+        participant: ParticipantId,
+        language: &str,
+    ) -> Result<(), EngineError> {
+        self.leg_op(
+            conference,
+            participant,
+            LegOp::Language(Arc::from(language)),
+        )
+        .map(drop)
+    }
+
     pub(super) fn leg_op(
         &self,
         conference: &str,

@@ -47,6 +47,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     };
     // Before the engine: its mixer threads ask for real-time scheduling as they start.
     crate::mixer::realtime::set_policy(config.mixer.realtime);
+    // And before it too: its conferences say their own notices in the default language.
+    crate::mixer::room_sounds::set_default_language(&config.sip.language);
     let engine = std::sync::Arc::new(
         crate::engine::Engine::start(crate::engine::EngineSettings {
             records: Some(records.sender.clone()),

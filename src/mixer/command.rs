@@ -56,6 +56,8 @@ pub enum LegOp {
     Respec(crate::media::leg::LegSpec),
     /// Record the participant's name from now, this long at most (it goes with the leg).
     RecordName(std::time::Duration),
+    /// The language the participant hears (it goes with the leg).
+    Language(Arc<str>),
 }
 
 /// Why a command failed.

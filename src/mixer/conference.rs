@@ -31,6 +31,8 @@ mod sim_network_tests;
 #[cfg(test)]
 mod sim_noise_tests;
 #[cfg(test)]
+mod sim_notice_tests;
+#[cfg(test)]
 mod sim_signal_tests;
 #[cfg(test)]
 mod sim_sound_tests;
@@ -203,8 +205,9 @@ impl ConferenceMedia {
     ) -> Option<crate::recording::RecordingTap> {
         if tap.is_some() && self.recording.is_none() {
             // Everyone hears that the conference is being recorded (and so does the recording).
-            self.chimes.recording = Some(0);
+            self.start_notices();
         }
+        self.chimes.recording_on = tap.is_some();
         std::mem::replace(&mut self.recording, tap)
     }
 
@@ -360,6 +363,9 @@ impl ConferenceMedia {
             // The music and tones go on from the same moment in the copy at the new rate.
             for s in &mut self.leg_sounds {
                 s.music_at = sounds::rescale(s.music_at, self.rate, wanted);
+                if let Some((_, at)) = &mut s.notice {
+                    *at = sounds::rescale(*at, self.rate, wanted);
+                }
             }
             self.chimes.rescale(self.rate, wanted);
             self.announcements.rescale(self.rate, wanted);
@@ -532,6 +538,8 @@ struct MixFrames {
     enter_on: bool,
     /// This tick's frame of the announcement playing.
     announce: Vec<i16>,
+    /// The recording's frame while it opens with the notice (the sum and the notice).
+    recorded: Vec<i16>,
 }
 
 impl MixFrames {
@@ -547,6 +555,7 @@ impl MixFrames {
             enter: vec![0; n],
             enter_on: false,
             announce: vec![0; n],
+            recorded: vec![0; n],
         }
     }
 }

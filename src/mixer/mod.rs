@@ -501,6 +501,13 @@ fn handle(
                         .ok_or(CommandError::NoParticipant),
                     LegOp::Respec(spec) => c.respec_leg(participant, spec).map(|()| None),
                     LegOp::RecordName(length) => c.record_name(participant, length).map(|()| None),
+                    LegOp::Language(language) => c
+                        .leg_mut(participant)
+                        .map(|l| {
+                            l.language = Some(language);
+                            None
+                        })
+                        .ok_or(CommandError::NoParticipant),
                     LegOp::DetectDtmf(on) => c
                         .leg_mut(participant)
                         .map(|l| {

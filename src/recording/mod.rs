@@ -45,26 +45,6 @@ pub fn bytes_kept() -> u64 {
     BYTES_KEPT.load(Ordering::Relaxed)
 }
 
-/// The notice that a conference is being recorded, played to everyone in it as a recording
-/// starts (and so at the start of the recording): two 1.4 kHz beeps of 200 ms, 150 ms apart,
-/// at about -20 dBov, 48 kHz. A tone rather than speech: no prompt says it yet.
-pub(crate) fn notice_tone() -> Vec<i16> {
-    const BEEP: usize = 9_600;
-    const GAP: usize = 7_200;
-    const FADE: usize = 480;
-    let mut out = vec![0i16; 2 * BEEP + GAP];
-    for start in [0, BEEP + GAP] {
-        for i in 0..BEEP {
-            let t = i as f32 / 48_000.0;
-            // Faded in and out over 10 ms, so the beep does not click.
-            let fade = (i.min(BEEP - 1 - i) as f32 / FADE as f32).min(1.0);
-            let s = 4_600.0 * fade * (2.0 * std::f32::consts::PI * 1_400.0 * t).sin();
-            out[start + i] = s as i16;
-        }
-    }
-    out
-}
-
 /// One tick's mix, copied.
 pub(crate) struct Frame {
     key: u64,
@@ -222,6 +202,19 @@ impl TapQueue {
             .try_iter()
             .filter(|m| matches!(m, Msg::Frame(_)))
             .count()
+    }
+
+    /// The samples of the frames queued since the last look, one after another (taken off the
+    /// queue): what a test hears of the recording.
+    pub fn samples(&self) -> Vec<i16> {
+        self.0
+            .try_iter()
+            .filter_map(|m| match m {
+                Msg::Frame(f) => Some(f.samples[..usize::from(f.len).min(FRAME_MAX)].to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
     }
 }
 

@@ -236,8 +236,10 @@ impl Shell {
                     let ask_name = [prompts.audio(Prompt::SayName), prompts.audio(Prompt::Beep)];
                     // "Joining" (the outcome before this one) is heard out first.
                     let joining = playing_time(prompts.audio(Prompt::Joining).len());
-                    self.in_meeting
-                        .insert(participant, super::keys::InMeeting::speaking(language));
+                    self.in_meeting.insert(
+                        participant,
+                        super::keys::InMeeting::speaking(language.clone()),
+                    );
                     let moves = self.moves.clone();
                     let placement = self.config.placement.clone();
                     tokio::spawn(async move {
@@ -248,6 +250,10 @@ impl Shell {
                             record_name(&engine, participant, ask_name).await;
                         }
                         let _ = tokio::task::spawn_blocking(move || {
+                            // The leg carries the caller's language into the meeting, whose
+                            // own notices (that it is being recorded) are then said in it; a
+                            // failure leaves it the default language.
+                            let _ = engine.set_language(LOBBY, participant, &language);
                             move_to_meeting(
                                 &engine,
                                 participant,

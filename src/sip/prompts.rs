@@ -55,6 +55,9 @@ pub enum Prompt {
     /// [recorded name] "has joined the meeting."
     HasJoined,
     HasLeft,
+    /// "This conference is being recorded": to everyone as a recording starts, and to each
+    /// who enters while it goes on.
+    BeingRecorded,
     /// Music on hold: 16 s that loop without a click.
     Music,
     EnterTone,
@@ -89,7 +92,7 @@ const NUMBER_NAMES: [&str; 20] = [
 
 impl Prompt {
     /// Every prompt: the speech of one language, then the sounds.
-    pub const ALL: [Prompt; 54] = [
+    pub const ALL: [Prompt; 55] = [
         Prompt::Welcome,
         Prompt::Passcode,
         Prompt::LeaderPin,
@@ -140,6 +143,7 @@ impl Prompt {
         Prompt::SayName,
         Prompt::HasJoined,
         Prompt::HasLeft,
+        Prompt::BeingRecorded,
         Prompt::Music,
         Prompt::EnterTone,
         Prompt::ExitTone,
@@ -195,6 +199,7 @@ impl Prompt {
             Prompt::SayName => "say_name",
             Prompt::HasJoined => "has_joined",
             Prompt::HasLeft => "has_left",
+            Prompt::BeingRecorded => "being_recorded",
             Prompt::Music => "music",
             Prompt::EnterTone => "enter_tone",
             Prompt::ExitTone => "exit_tone",
@@ -261,6 +266,7 @@ macro_rules! embed_speech {
             "more_than_twenty", "only_you", "locked", "unlocked", "all_muted", "ended",
             "leaders_only", "conference_locked", "conference_full", "restarting",
             "first_participant", "waiting_for_leader", "say_name", "has_joined", "has_left",
+            "being_recorded",
         )
     };
 }

@@ -1,9 +1,10 @@
 //! Conference recording on a running `confab serve`: a meeting of three RTP endpoints, each
 //! sending its own tone, is recorded through the API; ffmpeg decodes the file to the length
 //! recorded and each tone is in it (single-bin DFT, i.e. Goertzel, on the decoded PCM), after the
-//! notice that the conference is being recorded. A bridge
+//! spoken notice that the conference is being recorded (the English prompt's own waveform opens
+//! the file). A bridge
 //! killed with SIGKILL mid-recording leaves a file ffmpeg decodes up to its last second.
-//! Real time: about 10 s.
+//! Real time: about 12 s.
 
 use crate::support;
 
@@ -33,6 +34,31 @@ fn decode(path: &Path) -> Vec<i16> {
         .chunks_exact(2)
         .map(|b| i16::from_le_bytes([b[0], b[1]]))
         .collect()
+}
+
+/// How closely the first second of `recorded` holds the first second of `said` (both 48 kHz):
+/// the best normalised correlation within 20 ms of the start (1.0 is the same waveform alone;
+/// other sounds mixed in lower it, an unrelated one is near 0).
+fn likeness(recorded: &[i16], said: &[i16]) -> f64 {
+    const N: usize = 48_000;
+    let said = &said[..N.min(said.len())];
+    (0..960)
+        .filter_map(|lag| recorded.get(lag..lag + said.len()))
+        .map(|part| {
+            let (mut xy, mut xx, mut yy) = (0.0f64, 0.0f64, 0.0f64);
+            for (&x, &y) in part.iter().zip(said) {
+                let (x, y) = (f64::from(x), f64::from(y));
+                xy += x * y;
+                xx += x * x;
+                yy += y * y;
+            }
+            if xx > 0.0 && yy > 0.0 {
+                xy / (xx * yy).sqrt()
+            } else {
+                0.0
+            }
+        })
+        .fold(0.0, f64::max)
 }
 
 fn audio_path(data: &Path, id: &str) -> PathBuf {
@@ -78,7 +104,7 @@ fn a_three_talker_meeting_is_recorded_with_each_tone() {
     let id = started["id"].as_str().unwrap().to_owned();
     support::run(
         &mut [(&mut a, a_media), (&mut b, b_media), (&mut c, c_media)],
-        Duration::from_secs(3),
+        Duration::from_millis(4_500),
         |_| {},
     );
     let (s, stopped) = server.call("DELETE", "/v1/conferences/6001/recording", None);
@@ -101,8 +127,21 @@ fn a_three_talker_meeting_is_recorded_with_each_tone() {
     );
     let sidecar_s = meta["duration_ms"].as_f64().unwrap() / 1000.0;
     assert!((sidecar_s - seconds).abs() < 0.1, "{meta}");
-    // The middle two seconds: every talker's tone, and nothing at a frequency nobody sent.
-    let middle = &pcm[24_000..(24_000 + 96_000).min(pcm.len())];
+    // The notice is said first (about 2 s): two seconds after it, every talker's tone, and
+    // nothing at a frequency nobody sent.
+    let english = confab::sip::prompts::Prompts::embedded_language("en")
+        .unwrap()
+        .audio(confab::sip::prompts::Prompt::BeingRecorded);
+    let german = confab::sip::prompts::Prompts::embedded_language("de")
+        .unwrap()
+        .audio(confab::sip::prompts::Prompt::BeingRecorded);
+    let after_notice = english.len() + 4_800;
+    let middle = &pcm[after_notice.min(pcm.len())..(after_notice + 96_000).min(pcm.len())];
+    assert!(
+        middle.len() > 72_000,
+        "{} samples after the notice",
+        middle.len()
+    );
     for f in [440.0, 660.0, 1000.0] {
         let level = confab_dsp::signal::tone_level_dbov(middle, 48_000, f);
         eprintln!("{f} Hz at {level:.1} dBov");
@@ -110,15 +149,18 @@ fn a_three_talker_meeting_is_recorded_with_each_tone() {
     }
     let stray = confab_dsp::signal::tone_level_dbov(middle, 48_000, 1500.0);
     assert!(stray < -50.0, "1500 Hz at {stray:.1} dBov");
-    // The notice that the conference is being recorded (1.4 kHz beeps) opens the recording
-    // and is over in the middle.
-    let notice = confab_dsp::signal::tone_level_dbov(&pcm[..26_400], 48_000, 1400.0);
-    let after = confab_dsp::signal::tone_level_dbov(middle, 48_000, 1400.0);
-    eprintln!("notice at {notice:.1} dBov, {after:.1} dBov after");
+    // The spoken notice, in the default language, opens the recording: its first second is
+    // the English prompt's waveform (under the tones and through Opus), not the German one's;
+    // the old 1.4 kHz beeps are gone.
+    let said = likeness(&pcm, &english);
+    let other = likeness(&pcm, &german);
+    let beeps = confab_dsp::signal::tone_level_dbov(&pcm[..48_000], 48_000, 1400.0);
+    eprintln!("notice: English {said:.2}, German {other:.2}; 1.4 kHz at {beeps:.1} dBov");
     assert!(
-        notice > -30.0 && after < -45.0,
-        "{notice:.1} then {after:.1}"
+        said > 0.4 && other < 0.2,
+        "English {said:.2}, German {other:.2}"
     );
+    assert!(beeps < -40.0, "1.4 kHz at {beeps:.1} dBov");
     let people = meta["participants"].as_array().unwrap();
     let mut names: Vec<&str> = people.iter().filter_map(|p| p["name"].as_str()).collect();
     names.sort_unstable();

@@ -301,8 +301,9 @@ fn info_keys(
 /// With a menu of English, German and French, a caller of the access number hears each offer
 /// in its own language, keys 3, and hears the attendant in French (the French welcome is in
 /// what it decoded, the English and German ones are not), keys the meeting ID and lands in the
-/// meeting, where the keypad answers in French too. A caller of the German access user hears
-/// no menu and the German welcome.
+/// meeting, where the keypad answers in French too, and where a recording that starts is
+/// announced to it in French. A caller of the Spanish access user hears no menu and the Spanish
+/// welcome.
 #[test]
 fn a_caller_picks_french_at_the_menu_and_hears_french() {
     use confab::media::codec::Codec;
@@ -396,6 +397,25 @@ fn a_caller_picks_french_at_the_menu_and_hears_french() {
     );
     eprintln!("after *6: muted fr r = {fr:.2}, en r = {en:.2}");
     assert!(fr > 0.6 && en < 0.4, "fr {fr:.2} en {en:.2}");
+    // A recording starts: the leg took the language chosen at the menu into the meeting, so the
+    // caller is told in French, not in the default English.
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = confab::recording::Recorder::start(confab::recording::RecordingSettings {
+        dir: dir.path().join("recordings"),
+        retention_days: 0,
+        max_bytes: 0,
+    })
+    .unwrap();
+    let told_at = caller.heard.len();
+    recorder.start_recording(&bridge.engine, MEETING).unwrap();
+    talk(&mut caller, media, Duration::from_secs(4));
+    let (fr, en) = (
+        found(&caller.heard, told_at, "fr", Prompt::BeingRecorded),
+        found(&caller.heard, told_at, "en", Prompt::BeingRecorded),
+    );
+    eprintln!("recording: being recorded fr r = {fr:.2}, en r = {en:.2}");
+    assert!(fr > 0.6 && en < 0.4, "fr {fr:.2} en {en:.2}");
+    recorder.stop_recording(&bridge.engine, MEETING).unwrap();
     assert_eq!(ua.request("BYE", None, ""), 200);
 
     // The Spanish access user: no menu, the Spanish welcome.

@@ -81,6 +81,9 @@ pub struct RtpLeg {
     pub name: name::LegName,
     /// Where the far end is, for the call records (it too goes with the leg).
     pub origin: Option<std::sync::Arc<crate::store::Origin>>,
+    /// The language the caller chose at the attendant (none: the default), which goes with the
+    /// leg too: the conference speaks its own notices to it in that language.
+    pub language: Option<std::sync::Arc<str>>,
 }
 
 impl std::fmt::Debug for RtpLeg {
@@ -140,6 +143,7 @@ impl RtpLeg {
             transport,
             name: Default::default(),
             origin: None,
+            language: None,
         })
     }
 
@@ -164,6 +168,7 @@ impl RtpLeg {
             transport,
             name: Default::default(),
             origin: None,
+            language: None,
         })
     }
 
@@ -205,6 +210,7 @@ impl RtpLeg {
             },
             name: Default::default(),
             origin: None,
+            language: None,
         })
     }
 

@@ -3,8 +3,10 @@
 //! on after), and with `entry_exit: tones` the enter and exit tones, mixed into the sum as one
 //! more input so that every listener's mix carries them (recorded names, `entry_exit: names`,
 //! are in `names`): the shared encodes, talkers'
-//! mix-minus, own-volume listeners. Nothing here allocates: the sounds are the shared
-//! [`RoomSounds`] at the mix rate, the positions are counters.
+//! mix-minus, own-volume listeners. The spoken notice that the conference is being recorded is
+//! not in the sum: each leg hears it in its own language over its own mix (an own encode while
+//! it plays), and the recording gets it in the default language. Nothing here allocates: the
+//! sounds are the shared [`RoomSounds`] at the mix rate, the positions are counters.
 
 use confab_dsp::mix::{Gain, Mixer, soft_limit};
 use confab_dsp::resample::Rate;
@@ -13,6 +15,7 @@ use super::ConferenceMedia;
 use super::names::Said;
 use crate::conference::State;
 use crate::conference::roster::EntryExit;
+use crate::mixer::room_sounds::RateSounds;
 
 /// A leg's part in the conference's own sounds, kept beside the leg (in `leg_sounds`, in the
 /// order of `legs`).
@@ -24,6 +27,10 @@ pub(super) struct LegSound {
     pub(super) music_at: usize,
     /// It entered while the enter tone plays: it does not hear the tone that announces it.
     pub(super) skip_enter: bool,
+    /// The recording notice said to it: in which language (an index of the room's notices)
+    /// and where it is (samples at the mix rate). It moves on only while the leg hears the mix,
+    /// so a prompt or deafness puts it off rather than swallowing it.
+    pub(super) notice: Option<(usize, usize)>,
 }
 
 /// The enter and exit tones playing to the conference (positions at the mix rate).
@@ -31,8 +38,11 @@ pub(super) struct LegSound {
 pub(super) struct Chimes {
     enter: Option<usize>,
     exit: Option<usize>,
-    /// "This conference is being recorded" (a tone), from a recording's start.
+    /// "This conference is being recorded" in the default language, into the recording
+    /// itself, from its start.
     pub(super) recording: Option<usize>,
+    /// A recording is on: each leg that enters the mix is told so.
+    pub(super) recording_on: bool,
     /// Someone in the mix left between looks (its leg taken out or pruned): the exit tone is due.
     pub(super) left: bool,
 }
@@ -77,6 +87,10 @@ impl ConferenceMedia {
                 .is_some_and(|p| p.state == State::Connected);
             let name = leg.name.clip().filter(|_| names);
             if connected && !s.connected {
+                if self.chimes.recording_on {
+                    // In its own language, over what it hears of the conference.
+                    s.notice = Some((self.sounds.notice_index(leg.language.as_deref()), 0));
+                }
                 match name {
                     Some(n) => {
                         self.announcements.push(n, Said::Joined);
@@ -102,6 +116,7 @@ impl ConferenceMedia {
             // The recording notice plays whatever the entry and exit setting.
             self.chimes = Chimes {
                 recording: self.chimes.recording,
+                recording_on: self.chimes.recording_on,
                 ..Chimes::default()
             };
             self.announcements.clear();
@@ -150,18 +165,68 @@ impl ConferenceMedia {
             self.mix.mixer.add(&part[..part.len().min(n)], Gain::UNITY);
             self.chimes.exit = (at + n < sounds.exit.len()).then_some(at + n);
         }
-        if let Some(at) = self.chimes.recording {
-            let part = sounds.recording.get(at..).unwrap_or(&[]);
-            self.mix.mixer.add(&part[..part.len().min(n)], Gain::UNITY);
-            self.chimes.recording = (at + n < sounds.recording.len()).then_some(at + n);
+    }
+
+    /// A recording starts (between ticks): each leg in the mix is told in its language, and
+    /// the recording opens with the notice in the default language.
+    pub(super) fn start_notices(&mut self) {
+        self.chimes.recording = Some(0);
+        for (leg, s) in self.legs.iter().zip(&mut self.leg_sounds) {
+            if s.connected {
+                s.notice = Some((self.sounds.notice_index(leg.language.as_deref()), 0));
+            }
         }
     }
 
-    /// The tones are off and nothing plays (nobody is left to hear them).
+    /// What the recording gets this tick: the mix a listener who is not talking hears, with
+    /// the notice in the default language over it while that plays (each listener hears its
+    /// own language instead, so the notice is not in the sum).
+    pub(super) fn recorded_frame(&mut self) -> &[i16] {
+        let Some(at) = self.chimes.recording else {
+            return &self.mix.shared;
+        };
+        let notice = self.sounds.at(self.rate).notice(0);
+        let part = notice.get(at..).unwrap_or(&[]);
+        let out = &mut self.mix.recorded;
+        out.copy_from_slice(&self.mix.shared);
+        overlay(out, part);
+        let n = out.len();
+        self.chimes.recording = (at + n < notice.len()).then_some(at + n);
+        &self.mix.recorded
+    }
+
+    /// The tones are off and nothing plays (nobody is left to hear them); whether a recording
+    /// is on stays, for those who enter next.
     pub(super) fn silence_chimes(&mut self) {
-        self.chimes = Chimes::default();
+        self.chimes = Chimes {
+            recording_on: self.chimes.recording_on,
+            ..Chimes::default()
+        };
         self.announcements.clear();
         self.mix.enter_on = false;
+    }
+}
+
+/// The next frame of the recording notice said to a leg (`sound`, if one plays) over `frame`,
+/// what the leg hears after its listening volume, so that it is understood at any volume; it
+/// moves on.
+pub(super) fn say_notice(sounds: &RateSounds, sound: Option<&mut LegSound>, frame: &mut [i16]) {
+    let Some(s) = sound else {
+        return;
+    };
+    let Some((language, at)) = s.notice else {
+        return;
+    };
+    let notice = sounds.notice(language);
+    overlay(frame, notice.get(at..).unwrap_or(&[]));
+    let n = frame.len();
+    s.notice = (at + n < notice.len()).then_some((language, at + n));
+}
+
+/// `part` added to the start of `frame`, limited.
+fn overlay(frame: &mut [i16], part: &[i16]) {
+    for (o, &x) in frame.iter_mut().zip(part) {
+        *o = soft_limit(i32::from(*o) + i32::from(x));
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use confab_dsp::mix::Gain;
 
-use super::sounds::{music_frame, render_without};
+use super::sounds::{music_frame, render_without, say_notice};
 use super::{ConferenceEvent, ConferenceMedia, MAX_GROUPS, NON_SPEECH_GATE};
 use crate::conference::talkers::Candidate;
 use crate::conference::{DisconnectReason, Event, State};
@@ -43,7 +43,8 @@ impl ConferenceMedia {
         if self.legs.is_empty() {
             tap.silence();
         } else {
-            tap.frame(self.rate.hz(), &self.mix.shared);
+            let rate = self.rate.hz();
+            tap.frame(rate, self.recorded_frame());
         }
         self.recording = Some(tap);
     }
@@ -182,10 +183,13 @@ impl ConferenceMedia {
         let enter_on = self.mix.enter_on;
         for (slot, leg) in self.legs.iter().enumerate() {
             let g = self.leg_groups[slot];
-            let skips_enter = enter_on && self.leg_sounds.get(slot).is_some_and(|s| s.skip_enter);
+            let sound = self.leg_sounds.get(slot);
+            let skips_enter = enter_on && sound.is_some_and(|s| s.skip_enter);
+            let noticed = sound.is_some_and(|s| s.notice.is_some());
             if g < MAX_GROUPS
                 && !self.talkers.contains(slot)
                 && !skips_enter
+                && !noticed
                 && leg.listen_gain() == Gain::UNITY
                 && self.roster.hears(leg.participant)
             {
@@ -236,6 +240,11 @@ impl ConferenceMedia {
             let mut plan = NO_GROUP;
             let skips_enter =
                 self.mix.enter_on && self.leg_sounds.get(slot).is_some_and(|s| s.skip_enter);
+            // Told the recording notice: its own encode of its mix with the notice over it.
+            let noticed = self
+                .leg_sounds
+                .get(slot)
+                .is_some_and(|s| s.notice.is_some());
             let own = match self.roster.participant(id) {
                 None => 0,
                 Some(p) if matches!(p.state, State::Disconnected(_)) => 0,
@@ -293,6 +302,7 @@ impl ConferenceMedia {
                             .render_minus(leg.frame(), talk, &mut self.mix.scratch);
                     }
                     scale(&mut self.mix.scratch, leg.listen_gain());
+                    say_notice(sounds, self.leg_sounds.get_mut(slot), &mut self.mix.scratch);
                     let mut others = [0u32; 16];
                     let mut other_levels = [0u8; 16];
                     let mut n = 0;
@@ -303,9 +313,10 @@ impl ConferenceMedia {
                     }
                     leg.send_own(&self.mix.scratch, &others[..n], &other_levels[..n])
                 }
-                Some(_) if leg.listen_gain() != Gain::UNITY || skips_enter => {
+                Some(_) if leg.listen_gain() != Gain::UNITY || skips_enter || noticed => {
                     // Its own listening volume, or it has just entered and does not hear the
-                    // tone that says so: its own encode.
+                    // tone that says so, or it is told that the conference is being recorded:
+                    // its own encode.
                     if !skips_enter {
                         self.mix.scratch.copy_from_slice(&self.mix.shared);
                     } else if only_enter {
@@ -318,6 +329,7 @@ impl ConferenceMedia {
                         );
                     }
                     scale(&mut self.mix.scratch, leg.listen_gain());
+                    say_notice(sounds, self.leg_sounds.get_mut(slot), &mut self.mix.scratch);
                     leg.send_own(&self.mix.scratch, csrcs, levels)
                 }
                 Some(_) => {
