@@ -173,6 +173,16 @@ impl EventHub {
         let _ = self.live.send(p);
     }
 
+    /// The names of the events kept for replay, oldest first (what a stream opened from the
+    /// start would be told).
+    #[cfg(test)]
+    pub(super) fn kinds(&self) -> Vec<&'static str> {
+        self.history
+            .lock()
+            .map(|h| h.iter().map(|p| p.kind).collect())
+            .unwrap_or_default()
+    }
+
     fn count_disconnect(&self, reason: &'static str) {
         if let Ok(mut d) = self.disconnects.lock() {
             *d.entry(reason).or_insert(0) += 1;

@@ -65,17 +65,22 @@ impl From<RecordError> for ApiError {
     }
 }
 
-/// `recording.started` and `recording.stopped` (its files closed: stopped, or the conference
-/// ended) on the event streams.
+/// The events of a recording's start and of its end on the event streams (named once: the
+/// console's indicator follows them).
+pub(super) const STARTED: &str = "recording.started";
+pub(super) const STOPPED: &str = "recording.stopped";
+
+/// [`STARTED`] and [`STOPPED`] (its files closed: stopped, or the conference ended) on the
+/// event streams.
 pub(super) fn publish_to(recorder: &Recorder, events: Arc<super::EventHub>) {
     recorder.on_change(move |n| {
         let (kind, data) = match n.closed_ms {
             None => (
-                "recording.started",
+                STARTED,
                 serde_json::json!({ "conference": n.conference, "recording": n.id }),
             ),
             Some(ms) => (
-                "recording.stopped",
+                STOPPED,
                 serde_json::json!({ "conference": n.conference, "recording": n.id,
                                     "duration_ms": ms }),
             ),

@@ -1,6 +1,7 @@
 //! The recording routes through the whole router: 404 and 409 for start and stop, ids that
 //! could name a path outside the directory refused, the audio's single range (206, 416),
-//! listing, metadata and delete.
+//! listing, metadata and delete; the console page follows the recording events the API sends
+//! and calls these routes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -273,4 +274,56 @@ async fn audio_ranges_listing_and_delete() {
     );
     assert_eq!(json(&state, "GET", &audio).await.0, StatusCode::NOT_FOUND);
     let _ = b;
+}
+
+/// The console served by the API has a recording indicator and a start/stop button that call
+/// the routes above, and it follows each recording event the API really sends (whatever their
+/// names become, they are read from what was published, not written out here).
+#[tokio::test]
+async fn the_console_follows_the_recording_events_the_api_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    state
+        .engine
+        .create_conference("5201", Policy::default())
+        .unwrap();
+    let at = "/v1/conferences/5201/recording";
+    assert_eq!(json(&state, "POST", at).await.0, StatusCode::CREATED);
+    assert_eq!(json(&state, "DELETE", at).await.0, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let told = loop {
+        let told: Vec<&str> = state
+            .events
+            .kinds()
+            .into_iter()
+            .filter(|k| k.starts_with("recording."))
+            .collect();
+        if told.len() == 2 {
+            break told;
+        }
+        assert!(Instant::now() < deadline, "told {told:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(told, [super::STARTED, super::STOPPED]);
+
+    let (status, _, page) = send(&state, "GET", "/console", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let page = String::from_utf8(page).unwrap();
+    assert!(page.contains(r#"id="recording""#), "no indicator");
+    assert!(page.contains(r#"id="record""#), "no start/stop button");
+    let (status, _, js) = send(&state, "GET", "/pages/console.js", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let js = String::from_utf8(js).unwrap();
+    for kind in told {
+        assert!(
+            js.contains(&format!("\"{kind}\"")),
+            "console.js ignores {kind}"
+        );
+    }
+    // Start is a POST and stop a DELETE of the conference's recording.
+    assert!(
+        js.contains("/recording`"),
+        "console.js calls no recording route"
+    );
+    assert!(js.contains(r#"on ? "DELETE" : "POST""#));
 }

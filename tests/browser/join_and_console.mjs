@@ -3,8 +3,10 @@
 // on by default, then off by its checkbox, on a new track sent in place of the first), the
 // microphones it lists, and "you are muted" shown while muted with the tone playing and gone
 // once unmuted; then getStats and the contributing sources, then
-// opens /console, mutes the participant named PHONE and locks the conference, and shows that
-// a new join through the page is refused. Prints one JSON object a line as it goes; waits for
+// opens /console, mutes the participant named PHONE, starts recording by its button (the
+// indicator turns on) and, once the test has stopped it through the API, shows the indicator
+// off by the API's event and a failed start shown to the operator; then locks the conference,
+// and shows that a new join through the page is refused. Prints one JSON object a line as it goes; waits for
 // "go" on stdin between steps so the test can measure in between.
 //
 // BASE is https://; SPKI is the base64 SHA-256 of the server certificate's public key, which
@@ -129,6 +131,37 @@ try {
   await page.waitForFunction(hidden, "#muted-notice", { timeout: 5000 });
   const unmuted = await page.evaluate(() => document.querySelector("#mute").textContent);
   out({ step: "muted", byModerator, unmuted });
+  await go();
+
+  // Recording: not recorded when the console opened; its button starts it and the indicator
+  // turns on.
+  const recording = (want) => con.waitForFunction((v) => document.querySelector("#recording").dataset.recording === v, want, { timeout: 15000 });
+  const shown = async () => ({
+    state: await con.evaluate(() => document.querySelector("#recording").dataset.recording),
+    text: await con.textContent("#recording"),
+    button: await con.textContent("#record"),
+  });
+  await recording("false");
+  const before = await shown();
+  await con.click("#record");
+  await recording("true");
+  await con.screenshot({ path: join(shots, "browser-recording.png"), fullPage: true });
+  out({ step: "recording", before, on: await shown() });
+  await go();
+  // The test stopped it through the API, not this console: the event turns the indicator off.
+  await recording("false");
+  const stopped = await shown();
+  // A start that fails (the bridge answers 503) is shown to the operator, and the indicator
+  // stays as the API says.
+  const route = "**/v1/conferences/*/recording";
+  await con.route(route, (r) => r.fulfill({ status: 503, contentType: "application/json",
+    body: JSON.stringify({ error: { code: "unavailable", message: "recording is not available on this bridge" } }) }));
+  await con.click("#record");
+  await con.waitForFunction(() => document.querySelector("#status").textContent.includes("recording failed"), null, { timeout: 10000 });
+  const failed = { status: await con.textContent("#status"), error: await con.evaluate(() => document.querySelector("#status").classList.contains("error")) };
+  await con.unroute(route);
+  await recording("false");
+  out({ step: "recording-stopped", off: stopped, failed, after: await shown() });
   await go();
 
   await con.click("#lock");

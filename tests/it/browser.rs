@@ -4,8 +4,10 @@
 //! microphones, meters the level, says "you are muted" while muted with the tone on, and sends
 //! an unprocessed track in place of the first when its checkbox is unticked), getStats shows
 //! audio arriving and getContributingSources names the phone that talks; then `/console` mutes
-//! that phone (the API says muted, the other phone stops hearing its tone) and locks the
-//! conference (a new join through the page is refused). Screenshots go under target/.
+//! that phone (the API says muted, the other phone stops hearing its tone), starts recording by
+//! its button (the indicator turns on, the API says recording; stopped through the API, the
+//! indicator turns off by the API's event; a failed start is shown) and locks the conference (a
+//! new join through the page is refused). Screenshots go under target/.
 //!
 //! All of it over HTTPS (`api.tls_cert` from a test CA): Chromium is told to trust the
 //! server's public key (`--ignore-certificate-errors-spki-list`, the SHA-256 of its
@@ -40,35 +42,6 @@ impl Api<'_> {
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
         https(self.server.api, &self.pki.ca, method, path, body, None)
     }
-}
-
-/// What Chromium's `--ignore-certificate-errors-spki-list` takes for the server's certificate:
-/// base64 of the SHA-256 of its SubjectPublicKeyInfo.
-fn spki_hash(pki: &TestPki) -> String {
-    use rcgen::PublicKeyData as _;
-    let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(&pki.key).unwrap()).unwrap();
-    let digest =
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &key.subject_public_key_info());
-    base64(digest.as_ref())
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ABC[(n >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Adds an RTP phone; its participant JSON and where to send.
@@ -136,7 +109,7 @@ fn chromium_joins_by_the_page_and_the_console_mutes_and_locks() {
             .arg(&fake)
             .arg(&shots)
             .arg("phone")
-            .arg(spki_hash(&pki))
+            .arg(pki.spki_hash())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit()),
@@ -296,7 +269,32 @@ fn chromium_joins_by_the_page_and_the_console_mutes_and_locks() {
     );
     go(&mut to_node);
 
-    // 3. The console locks: the API says so, and a join (by WHIP, and by the page) is refused.
+    // 3. The console starts recording: its indicator turns on and the API says so.
+    let started = next_step(&mut phone, &mut desk, Duration::from_secs(40));
+    let shown = |v: &Value| ["state", "text", "button"].map(|k| v[k].as_str().map(str::to_owned));
+    let off = ["false", "Not recorded", "Start recording"].map(|s| Some(s.to_owned()));
+    assert_eq!(started["step"], "recording", "{started}");
+    assert_eq!(shown(&started["before"]), off, "{started}");
+    let on = ["true", "Being recorded", "Stop recording"].map(|s| Some(s.to_owned()));
+    assert_eq!(shown(&started["on"]), on, "{started}");
+    assert!(shots.join("browser-recording.png").is_file());
+    let (_, list) = api.call("GET", "/v1/recordings?conference=6060&limit=1", None);
+    assert_eq!(list["recordings"][0]["state"], "recording", "{list}");
+    // Stopped from outside the console: only the event can tell it.
+    let (s, v) = api.call("DELETE", "/v1/conferences/6060/recording", None);
+    assert_eq!(s, 200, "{v}");
+    go(&mut to_node);
+    let stopped = next_step(&mut phone, &mut desk, Duration::from_secs(40));
+    assert_eq!(stopped["step"], "recording-stopped", "{stopped}");
+    assert_eq!(shown(&stopped["off"]), off, "{stopped}");
+    // A failed start is shown to the operator, as an error, and the indicator stays off.
+    let failed = stopped["failed"]["status"].as_str().unwrap_or("");
+    assert!(failed.contains("Start recording failed: recording is not available"));
+    assert_eq!(stopped["failed"]["error"], true, "{stopped}");
+    assert_eq!(shown(&stopped["after"]), off, "{stopped}");
+    go(&mut to_node);
+
+    // 4. The console locks: the API says so, and a join (by WHIP, and by the page) is refused.
     let locked = next_step(&mut phone, &mut desk, Duration::from_secs(40));
     assert_eq!(locked["step"], "locked", "{locked}");
     let (_, v) = api.call("GET", "/v1/conferences/6060", None);
@@ -448,7 +446,7 @@ fn chromium_rejoins_after_losing_its_session_with_the_configured_ice_servers() {
             .arg(format!("https://{}", server.api))
             .args(["6161", "8642"])
             .arg(&fake)
-            .arg(spki_hash(&pki))
+            .arg(pki.spki_hash())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit()),

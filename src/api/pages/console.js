@@ -4,7 +4,9 @@
   const $ = (id) => document.getElementById(id);
   const el = confabApi.el;
   const status = (text, error) => { $("status").textContent = text; $("status").className = error ? "status error" : "status"; };
-  const view = { cid: null, locked: false, dominant: null, abort: null, names: {} };
+  // recording: true, false, or null while not known; recordingSeq counts what changed it, so
+  // that a slow read of the list does not undo an event that came after it was asked.
+  const view = { cid: null, locked: false, dominant: null, abort: null, names: {}, recording: null, recordingSeq: 0 };
   window.confabConsole = view;
 
   async function act(what, fn) {
@@ -30,6 +32,8 @@
     view.dominant = null;
     $("cid").textContent = cid;
     $("conference").classList.remove("hidden");
+    showRecording(null);
+    loadRecording(cid);
     if (view.abort) view.abort.abort();
     view.abort = new AbortController();
     confabApi.events(`/v1/conferences/${encodeURIComponent(cid)}/events`, onEvent, view.abort.signal);
@@ -39,7 +43,36 @@
   function onEvent(name, data) {
     if (name === "conference.dominant_speaker") view.dominant = data.participant;
     if (name === "conference.ended") status("The conference has ended.");
+    // The API tells both on the conference's event stream (recording.stopped once the files
+    // are closed, also when the conference ends).
+    if (name === "recording.started" || name === "recording.stopped") {
+      view.recordingSeq++;
+      showRecording(name === "recording.started");
+    }
     refresh();
+  }
+
+  // The indicator and the button that starts or stops the recording.
+  function showRecording(on) {
+    view.recording = on;
+    const shown = $("recording");
+    shown.dataset.recording = on === null ? "unknown" : String(on);
+    shown.className = on === null ? "recording-unknown" : on ? "recording-on" : "recording-off";
+    shown.textContent = on === null ? "Recording: not known" : on ? "Being recorded" : "Not recorded";
+    $("record").textContent = on ? "Stop recording" : "Start recording";
+    $("record").setAttribute("aria-pressed", String(on === true));
+  }
+
+  // Whether the conference is being recorded now: its newest recording is still being written.
+  async function loadRecording(cid) {
+    const seq = view.recordingSeq;
+    try {
+      const data = await confabApi.call("GET", `/v1/recordings?conference=${encodeURIComponent(cid)}&limit=1`);
+      const newest = (data.recordings || [])[0];
+      if (view.cid === cid && view.recordingSeq === seq) showRecording(!!newest && newest.state === "recording");
+    } catch (e) {
+      if (view.cid === cid) status("Cannot read the recording state: " + e.message, true);
+    }
   }
 
   let pending = false;
@@ -112,6 +145,27 @@
 
   $("lock").addEventListener("click", () => act(view.locked ? "Unlock" : "Lock",
     () => confabApi.call("POST", `/v1/conferences/${encodeURIComponent(view.cid)}/${view.locked ? "unlock" : "lock"}`)));
+  $("record").addEventListener("click", async () => {
+    const cid = view.cid;
+    const on = view.recording === true;
+    const what = on ? "Stop recording" : "Start recording";
+    $("record").disabled = true;
+    try {
+      await confabApi.call(on ? "DELETE" : "POST", `/v1/conferences/${encodeURIComponent(cid)}/recording`);
+      if (view.cid === cid) {
+        view.recordingSeq++;
+        showRecording(!on);
+      }
+      status(what + ": done.");
+    } catch (e) {
+      // Shown to the operator; the state is read again (someone else may have started or
+      // stopped it: a 409).
+      status(what + " failed: " + e.message, true);
+      loadRecording(cid);
+    } finally {
+      $("record").disabled = false;
+    }
+  });
   $("mute-all").addEventListener("click", () => act("Mute all",
     () => confabApi.call("POST", `/v1/conferences/${encodeURIComponent(view.cid)}/mute-all`)));
   $("end").addEventListener("click", () => {

@@ -52,3 +52,34 @@ impl TestPki {
         self.dir.path()
     }
 }
+
+impl TestPki {
+    /// What Chromium's `--ignore-certificate-errors-spki-list` takes for the server's
+    /// certificate: base64 of the SHA-256 of its SubjectPublicKeyInfo.
+    pub fn spki_hash(&self) -> String {
+        use rcgen::PublicKeyData as _;
+        let key = KeyPair::from_pem(&std::fs::read_to_string(&self.key).unwrap()).unwrap();
+        let digest =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &key.subject_public_key_info());
+        base64(digest.as_ref())
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ABC[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
