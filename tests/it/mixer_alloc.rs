@@ -1,7 +1,8 @@
 //! A conference tick in steady state allocates nothing: a counting global allocator watches
 //! `ConferenceMedia::tick` with three talkers (PCMU, G.722, Opus: a 48 kHz mix; or three phones:
 //! an 8 kHz mix) and twenty listeners whose packets arrive over real UDP sockets on 127.0.0.1,
-//! the mix recorded. Time is stepped explicitly.
+//! the mix recorded from the first measured tick (so the spoken notice that it is being
+//! recorded plays in the ticks measured, to every leg). Time is stepped explicitly.
 //!
 //! The allocator is the whole test binary's, and other tests allocate: it counts only once
 //! armed, and only the test's own process arms it. The test runs itself again as a process of
@@ -319,10 +320,13 @@ fn steady_ticks_allocate_nothing(
     let widest = talking.iter().map(|c| c.rate().hz()).max().unwrap();
     assert_eq!(conference.mix_rate().hz(), widest, "{talking:?}");
     let mut relayed_out = 0;
-    // Recorded: each tick's mix is copied into the recording's queue (by value; the queue was
-    // allocated when it was made).
+    // Recorded from the first measured tick: each tick's mix is copied into the recording's
+    // queue (by value; the queue was allocated when it was made), and the spoken notice that a
+    // recording starts with is said to every leg (each its own encode while it plays) and into
+    // the recording, inside the ticks measured.
     let (tap, recorded) = confab::recording::RecordingTap::unwritten(1024);
-    assert!(conference.set_recording(Some(tap)).is_none());
+    let mut tap = Some(tap);
+    let mut own_encodes = [0u64; 2];
 
     let mut measured = 0;
     let jitter = confab::mixer::stats::JitterHistogram::default();
@@ -334,6 +338,10 @@ fn steady_ticks_allocate_nothing(
         silence.set_payload(&[0xFF; 160]);
         relay.inbound.try_send(silence).unwrap();
         let now = t0 + Duration::from_millis(20 * u64::from(tick));
+        if tick == 200 {
+            assert!(conference.set_recording(tap.take()).is_none());
+        }
+        let own = conference.counters.encodes_own.load(Ordering::Relaxed);
         let before = ALLOCATIONS.load(Ordering::SeqCst);
         conference.tick_with(now, helper.as_mut(), |_| {});
         // The mixer thread's look at the legs' jitter (a second apart) is as steady.
@@ -343,6 +351,14 @@ fn steady_ticks_allocate_nothing(
         let made = ALLOCATIONS.load(Ordering::SeqCst) - before;
         if tick >= 200 {
             measured += made;
+            // The first 80 ticks of the recording (the notice is said for about 2 s) and the
+            // last 80, when it is over.
+            let own = conference.counters.encodes_own.load(Ordering::Relaxed) - own;
+            match tick {
+                200..280 => own_encodes[0] += own,
+                320.. => own_encodes[1] += own,
+                _ => {}
+            }
         }
         for e in &mut talkers {
             e.receive();
@@ -358,7 +374,13 @@ fn steady_ticks_allocate_nothing(
     let stats = conference.leg_stats(webrtc).unwrap();
     assert!(stats.packets_in >= 399 && stats.webrtc, "{stats:?}");
     assert_eq!(measured, 0, "allocations in 200 steady ticks");
-    assert_eq!(recorded.frames(), 400, "frames recorded in 400 ticks");
+    assert_eq!(recorded.frames(), 200, "frames recorded in 200 ticks");
+    // The notice was said in the ticks measured: every listener had its own encode then.
+    eprintln!("own encodes while the notice is said and after: {own_encodes:?}");
+    assert!(
+        own_encodes[0] >= own_encodes[1] + 80 * listeners as u64,
+        "{own_encodes:?}"
+    );
     // Every leg that sent (talkers, listeners' one packet, the WebRTC leg) was looked at.
     let (counts, overflow, _) = jitter.read();
     let looks: u64 = counts.iter().sum::<u64>() + overflow;
