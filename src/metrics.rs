@@ -419,6 +419,31 @@ pub fn render(
             "SIP responses sent by method and code",
             responses,
         );
+        let p = &sip.presence;
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        let publishes = Family::<Labels, Counter>::default();
+        for (result, n) in [("sent", &p.published), ("failed", &p.failed)] {
+            publishes
+                .get_or_create(&labels(&[("result", result)]))
+                .inc_by(n.load(relaxed));
+        }
+        registry.register(
+            "confab_presence_publishes",
+            "Presence PUBLISH requests sent (retransmissions not counted), and those that failed or went unanswered",
+            publishes,
+        );
+        registry.register(
+            "confab_presence_refused",
+            "Participants' identities not published (not a SIP address, or past the cap)",
+            counter(p.refused.load(relaxed)),
+        );
+        let held = Gauge::<i64>::default();
+        held.set(i64::try_from(p.held.load(relaxed)).unwrap_or(i64::MAX));
+        registry.register(
+            "confab_presence_publications",
+            "Presence publications held (published, or being removed)",
+            held,
+        );
     }
     if let Some(auth) = options.auth {
         use crate::conference::limiter::Transport;

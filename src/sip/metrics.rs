@@ -19,6 +19,27 @@ pub struct SipMetrics {
     pub panics: std::sync::atomic::AtomicU64,
     /// Times the SIP task was started again after a panic.
     pub restarts: std::sync::atomic::AtomicU64,
+    /// The presence publisher's figures, copied from it by the serving loop.
+    pub presence: PresenceCounters,
+}
+
+/// What presence did (see `sip::presence::Stats`), and how many publications it holds.
+#[derive(Debug, Default)]
+pub struct PresenceCounters {
+    pub published: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
+    pub refused: std::sync::atomic::AtomicU64,
+    pub held: std::sync::atomic::AtomicU64,
+}
+
+impl PresenceCounters {
+    pub(crate) fn set(&self, stats: crate::sip::presence::Stats, held: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.published.store(stats.published, Relaxed);
+        self.failed.store(stats.failed, Relaxed);
+        self.refused.store(stats.refused, Relaxed);
+        self.held.store(held as u64, Relaxed);
+    }
 }
 
 /// The methods counted under their own name; any other is `other`, so a stranger inventing

@@ -168,6 +168,11 @@ impl Presence {
         self.publications.len() + self.identities.len() + self.awaiting.len() + self.by_branch.len()
     }
 
+    /// Publications held (those published, and those being removed).
+    pub fn held(&self) -> usize {
+        self.publications.len()
+    }
+
     /// Identities published or being published.
     pub fn published(&self) -> impl Iterator<Item = &str> {
         self.publications

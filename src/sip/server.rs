@@ -421,6 +421,9 @@ async fn serve(
         }
         shell.flush_subscriptions().await;
         shell.flush_presence().await;
+        if let Some(link) = &shell.presence {
+            metrics.presence.set(link.core.stats(), link.core.held());
+        }
     }
 }
 

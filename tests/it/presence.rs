@@ -178,6 +178,26 @@ fn call(server: &Server, name: &str, identity: &str, ssrc: u32) -> (RawUa, Endpo
     (caller, phone, media)
 }
 
+/// A figure of the bridge's `/metrics` exposition (`name` with its labels and a space).
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+}
+
+/// The exposition once `ready` says it is (or after 5 s).
+fn metrics_when(server: &Server, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _, text) =
+            support::server::http_raw(server.api, "GET", "/metrics", None, None, &[]);
+        assert_eq!(status, 200);
+        if ready(&text) || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_caller_in_a_meeting_shows_in_a_meeting_to_its_watchers() {
     let modules = [
@@ -244,6 +264,15 @@ fn a_caller_in_a_meeting_shows_in_a_meeting_to_its_watchers() {
 
     // A caller whose identity is no SIP address is not published (and nothing fails).
     let (mut other, _other_phone, _) = call(&server, "pres-tel", "<tel:+15551234>", 49);
+    // Its identity is read once it is connected (its first packets played).
+    let text = metrics_when(&server, |text| {
+        metric(text, "confab_presence_refused_total ") == Some(1.0)
+    });
+    assert_eq!(
+        metric(&text, "confab_presence_refused_total "),
+        Some(1.0),
+        "{text}"
+    );
 
     // Ann hangs up: closed, no longer in a meeting.
     for _ in 0..5 {
@@ -268,4 +297,21 @@ fn a_caller_in_a_meeting_shows_in_a_meeting_to_its_watchers() {
         "{publishes:?}"
     );
     assert_eq!(other.request("BYE", None, ""), 200);
+
+    // The metrics say so: two PUBLISHes (Ann in, Ann out), none failed, the tel: caller not
+    // published, nothing held once the removal was answered.
+    let text = metrics_when(&server, |text| {
+        metric(text, "confab_presence_publications ") == Some(0.0)
+    });
+    assert_eq!(
+        metric(&text, "confab_presence_publishes_total{result=\"sent\"} "),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "confab_presence_publishes_total{result=\"failed\"} "),
+        Some(0.0)
+    );
+    assert_eq!(metric(&text, "confab_presence_refused_total "), Some(1.0));
+    assert_eq!(metric(&text, "confab_presence_publications "), Some(0.0));
 }
