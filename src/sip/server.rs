@@ -291,6 +291,7 @@ async fn serve(
     let (started_tx, mut started) = mpsc::channel(256);
     let (rosters_tx, mut rosters) = mpsc::channel::<shell::RosterRead>(256);
     let (identities_tx, mut identities) = mpsc::channel::<shell::IdentityRead>(256);
+    let (placements_tx, mut placements) = mpsc::channel::<shell::PlacementRead>(256);
     let controls = {
         let engine = Arc::clone(&engine);
         let (tx, rx) = std::sync::mpsc::channel::<(String, Control)>();
@@ -337,7 +338,7 @@ async fn serve(
         conference_srtp,
         connector,
         tls_client,
-        package: shell::Package::new(rosters_tx, os_random),
+        package: shell::Package::new((rosters_tx, placements_tx), os_random),
         presence: presence.map(|p| shell::PresenceLink::new(p, identities_tx, os_random)),
     };
     let mut tick = tokio::time::interval(TICK);
@@ -378,6 +379,7 @@ async fn serve(
             Some((participant, meeting)) = moves.recv() => shell.moved(participant, meeting, &mut hang_up),
             Some((meeting, users)) = rosters.recv() => shell.package.core.roster(Instant::now(), &meeting, users),
             Some(read) = identities.recv() => shell.identified(read),
+            Some(read) = placements.recv() => shell.placed(read),
             event = control.recv() => match event {
                 Some(event) => shell.control_event(event, &mut hang_up),
                 None => break,

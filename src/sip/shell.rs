@@ -11,7 +11,7 @@ use crate::placement::Placed;
 
 #[path = "shell_subscriptions.rs"]
 mod subscriptions;
-pub(super) use subscriptions::{Package, RosterRead};
+pub(super) use subscriptions::{Package, PlacementRead, RosterRead};
 #[path = "shell_presence.rs"]
 mod presence;
 pub(super) use presence::{IdentityRead, PresenceLink};
@@ -135,7 +135,7 @@ impl Shell {
                 }
             },
             Action::Join(request) => self.join(*request),
-            Action::Subscribe(request) => self.subscribe(&request),
+            Action::Subscribe(request) => self.subscribe(request),
             Action::NotifyAnswered(msg) => {
                 self.package.core.notify_answer(Instant::now(), &msg);
             }

@@ -12,33 +12,42 @@ use tokio::sync::mpsc;
 use super::{Action, LOBBY, Shell};
 use crate::conference::Event;
 use crate::mixer::conference::ConferenceEvent;
+use crate::placement::Placed;
 use crate::sip::conference_event::UserView;
 use crate::sip::subscriptions::{Access, Output, SubscribeRequest, Subscriptions};
 
 /// A roster read: the conference, and its users (none when it is gone).
 pub(in crate::sip::server) type RosterRead = (String, Option<Vec<UserView>>);
 
-/// The subscriptions core and where its roster reads come back.
+/// Where a new subscription's meeting runs, read from the shared database: the request, what
+/// the shell knew of the subscriber, and the owner's SIP address (none: here).
+pub(in crate::sip::server) type PlacementRead = (Box<SubscribeRequest>, Access, Option<String>);
+
+/// The subscriptions core and where its roster and placement reads come back.
 pub(in crate::sip::server) struct Package {
     pub(in crate::sip::server) core: Subscriptions,
     rosters: mpsc::Sender<RosterRead>,
+    placements: mpsc::Sender<PlacementRead>,
 }
 
 impl Package {
     pub(in crate::sip::server) fn new(
-        rosters: mpsc::Sender<RosterRead>,
+        (rosters, placements): (mpsc::Sender<RosterRead>, mpsc::Sender<PlacementRead>),
         random: fn(&mut [u8]),
     ) -> Package {
         Package {
             core: Subscriptions::new(random),
             rosters,
+            placements,
         }
     }
 }
 
 impl Shell {
-    /// A SUBSCRIBE, with what the engine and the shell know of its conference.
-    pub(in crate::sip::server) fn subscribe(&mut self, request: &SubscribeRequest) {
+    /// A SUBSCRIBE, with what the engine and the shell know of its conference. With several
+    /// nodes, a new subscription to a meeting this node does not hold waits for where it
+    /// runs (a database read, off the serving loop): another node's is redirected there.
+    pub(in crate::sip::server) fn subscribe(&mut self, request: Box<SubscribeRequest>) {
         let meeting = request.msg.request_user().unwrap_or_default();
         let admission = (meeting != LOBBY && meeting != self.access_user)
             .then(|| self.engine.admission(meeting))
@@ -56,7 +65,40 @@ impl Shell {
                 .iter()
                 .any(|p| self.meetings.get(p).is_some_and(|m| m == meeting)),
         };
-        self.package.core.subscribe(Instant::now(), request, access);
+        let placement = self.config.placement.clone().filter(|p| {
+            access.allows() && access.exists && request.msg.to_tag().is_none() && !p.holds(meeting)
+        });
+        if let Some(placement) = placement {
+            let meeting = meeting.to_owned();
+            let placements = self.package.placements.clone();
+            tokio::task::spawn_blocking(move || {
+                let owner = match placement.place(&meeting) {
+                    Ok(Placed::Elsewhere(owner)) => Some(owner.sip),
+                    Ok(Placed::Here) => None,
+                    Err(e) => {
+                        // Served here: the roster may be empty, but the subscriber is told.
+                        tracing::warn!(error = %e, %meeting, "placement unavailable");
+                        None
+                    }
+                };
+                let _ = placements.blocking_send((request, access, owner));
+            });
+            return;
+        }
+        self.package
+            .core
+            .subscribe(Instant::now(), &request, access);
+    }
+
+    /// Where a new subscription's meeting runs came back: served here, or redirected.
+    pub(in crate::sip::server) fn placed(&mut self, (request, access, owner): PlacementRead) {
+        match owner {
+            Some(to) => self.package.core.redirect(&request, &to),
+            None => self
+                .package
+                .core
+                .subscribe(Instant::now(), &request, access),
+        }
     }
 
     /// An event from the control stream that subscribers of its conference hear about.

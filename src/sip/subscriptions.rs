@@ -80,7 +80,7 @@ pub struct Access {
 impl Access {
     /// Who may watch a conference: its participants, and trusted sources for identities its
     /// gate takes. A passcode is never proven by a SUBSCRIBE, so nobody else may.
-    fn allows(&self) -> bool {
+    pub fn allows(&self) -> bool {
         self.participant || (self.trusted && self.admitted)
     }
 }
@@ -414,6 +414,16 @@ impl Subscriptions {
             to: req.peer,
             bytes: r.to_bytes(),
         });
+    }
+
+    /// A new SUBSCRIBE for a meeting another node runs (`to`: its SIP `host:port`): 302 to
+    /// that node, which the subscriber asks instead (RFC 3261 8.1.3.4). Nothing is kept here.
+    /// The shell sends only subscribers [`Access::allows`] here, so a stranger still learns
+    /// nothing (403 first).
+    pub fn redirect(&mut self, req: &SubscribeRequest, to: &str) {
+        let user = req.msg.request_user().unwrap_or_default();
+        let contact = format!("<sip:{user}@{to}>");
+        self.refuse(req, 302, "Moved Temporarily", &[("Contact", &contact)]);
     }
 
     /// Asks for a read of `meeting`'s roster, or for one more after the read under way.

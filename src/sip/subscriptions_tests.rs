@@ -591,3 +591,23 @@ fn a_hostile_display_name_reaches_the_subscriber_escaped() {
     );
     validate(&doc).unwrap();
 }
+
+#[test]
+fn a_meeting_on_another_node_is_redirected_there_and_nothing_is_kept() {
+    let mut core = Subscriptions::new(counter_random);
+    let req = request(
+        peer(),
+        subscribe_msg("moved", None, 1, "Event: conference\r\n"),
+    );
+    core.redirect(&req, "10.0.0.2:5070");
+    let Some(Output::Send { to, bytes }) = core.poll() else {
+        panic!("no answer");
+    };
+    assert_eq!(to, peer());
+    let r = Message::parse(&bytes).unwrap();
+    assert_eq!(r.status(), Some(302));
+    assert_eq!(r.header("Contact"), Some("<sip:1234@10.0.0.2:5070>"));
+    assert!(r.to_tag().is_some());
+    assert_eq!(core.state_size(), 0);
+    assert!(core.poll().is_none());
+}

@@ -117,10 +117,20 @@ fn a_meeting_runs_on_one_node_and_the_others_send_its_callers_there() {
     );
     assert!(head.contains(&location), "{head}");
 
+    // So is a watcher of its roster (RFC 4575): b answers 302 to a, a takes it.
+    let moved = subscribe(b.sip, "4321", "watch-b");
+    assert!(moved.starts_with("SIP/2.0 302"), "{moved}");
+    assert!(
+        moved.contains(&format!("Contact: <sip:4321@{}>", a.sip)),
+        "{moved}"
+    );
+    let taken = subscribe(a.sip, "4321", "watch-a");
+    assert!(taken.starts_with("SIP/2.0 200"), "{taken}");
+
     // The redirects are counted where they were sent, the meeting where it runs.
     assert!(
-        metric(&b, "confab_placement_redirects_total") >= 3.0,
-        "b sent a SIP 302 and two HTTP 307"
+        metric(&b, "confab_placement_redirects_total") >= 4.0,
+        "b sent two SIP 302s and two HTTP 307s"
     );
     assert_eq!(metric(&a, "confab_placement_owned_meetings"), 1.0);
     assert_eq!(metric(&b, "confab_placement_owned_meetings"), 0.0);
@@ -181,6 +191,32 @@ fn a_meeting_runs_on_one_node_and_the_others_send_its_callers_there() {
 }
 
 /// Posts a WHIP offer for `meeting` to `server` until the answer is `want` (at most 5 s).
+/// A SUBSCRIBE to `meeting`'s roster at `sip` (from loopback, a trusted source): the final
+/// answer, whole.
+fn subscribe(sip: std::net::SocketAddr, meeting: &str, call_id: &str) -> String {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let local = socket.local_addr().unwrap();
+    let text = format!(
+        "SUBSCRIBE sip:{meeting}@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{call_id};rport\r\n\
+         From: <sip:watcher@{local}>;tag=w{call_id}\r\nTo: <sip:{meeting}@{sip}>\r\nCall-ID: {call_id}\r\n\
+         CSeq: 1 SUBSCRIBE\r\nContact: <sip:watcher@{local}>\r\nEvent: conference\r\nExpires: 60\r\n\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    socket.send_to(text.as_bytes(), sip).unwrap();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let n = socket.recv(&mut buf).expect("an answer to the SUBSCRIBE");
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        // Its NOTIFYs are left unanswered: the subscription ends by itself.
+        if m.starts_with("SIP/2.0 ") && !m.starts_with("SIP/2.0 1") {
+            return m;
+        }
+    }
+}
+
 fn whip_until(server: &Server, meeting: &str, want: u16) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
