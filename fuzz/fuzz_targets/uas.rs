@@ -507,6 +507,7 @@ fuzz_target!(|input: Input| {
         auth: Default::default(),
         credentials: Vec::new(),
         kept_while_draining: Default::default(),
+        presence: None,
     };
     let mut h = Harness {
         uas: Uas::new(settings, counter_random),
