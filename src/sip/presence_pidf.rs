@@ -2,6 +2,7 @@
 //! to a `sip:user@host` address of record) and its PIDF document (RFC 3863) with the RPID
 //! activity `meeting` (RFC 4480), which phones and softclients show as "In a meeting".
 
+use crate::sip::conference_event::escape;
 use crate::sip::message;
 
 pub const CONTENT_TYPE: &str = "application/pidf+xml";
@@ -55,19 +56,4 @@ pub fn document(entity: &str) -> String {
          </dm:person>\n\
          </presence>\n"
     )
-}
-
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
 }

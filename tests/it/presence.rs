@@ -127,20 +127,7 @@ impl Watcher {
         let (n, _) = self.socket.recv_from(&mut buf).ok()?;
         let m = String::from_utf8_lossy(&buf[..n]).into_owned();
         if m.starts_with("NOTIFY ") {
-            let copy = |name: &str| {
-                m.split("\r\n")
-                    .filter(|l| l.starts_with(&format!("{name}: ")))
-                    .map(|l| format!("{l}\r\n"))
-                    .collect::<String>()
-            };
-            let ok = format!(
-                "SIP/2.0 200 OK\r\n{}{}{}{}{}Content-Length: 0\r\n\r\n",
-                copy("Via"),
-                copy("From"),
-                copy("To"),
-                copy("Call-ID"),
-                copy("CSeq")
-            );
+            let ok = support::clients::ok_to(&m);
             self.socket.send_to(ok.as_bytes(), self.server).unwrap();
         }
         Some(m)

@@ -112,21 +112,7 @@ impl Watcher {
     }
 
     fn ok(&self, request: &str) {
-        let copy = |name: &str| {
-            request
-                .split("\r\n")
-                .filter(|l| l.starts_with(&format!("{name}: ")))
-                .map(|l| format!("{l}\r\n"))
-                .collect::<String>()
-        };
-        let ok = format!(
-            "SIP/2.0 200 OK\r\n{}{}{}{}{}Content-Length: 0\r\n\r\n",
-            copy("Via"),
-            copy("From"),
-            copy("To"),
-            copy("Call-ID"),
-            copy("CSeq")
-        );
+        let ok = support::clients::ok_to(request);
         self.socket.send_to(ok.as_bytes(), self.bridge).unwrap();
     }
 }

@@ -15,7 +15,7 @@ mod tone_checks;
 mod wav;
 
 pub use baresip::{Baresip, BaresipOptions, free_port};
-pub use raw_ua::{RawUa, answer_port};
+pub use raw_ua::{RawUa, answer_port, ok_to};
 pub use sip_bridge::SipBridge;
 pub use tone_checks::{absent, describe, present, tone_shares};
 pub use wav::{read_wav, tone_wav};

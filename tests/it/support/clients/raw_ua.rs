@@ -51,21 +51,7 @@ impl RawUa {
         let n = self.socket.recv(&mut buf).ok()?;
         let text = String::from_utf8_lossy(&buf[..n]).into_owned();
         if text.starts_with("BYE ") {
-            let copy = |name: &str| {
-                text.split("\r\n")
-                    .filter(|l| l.starts_with(&format!("{name}: ")))
-                    .map(|l| format!("{l}\r\n"))
-                    .collect::<String>()
-            };
-            let ok = format!(
-                "SIP/2.0 200 OK\r\n{}{}{}{}{}Content-Length: 0\r\n\r\n",
-                copy("Via"),
-                copy("From"),
-                copy("To"),
-                copy("Call-ID"),
-                copy("CSeq")
-            );
-            self.send(&ok);
+            self.send(&ok_to(&text));
         }
         Some(text)
     }
@@ -180,6 +166,26 @@ impl RawUa {
         }
         0
     }
+}
+
+/// A `200 OK` to `request` (its Via, From, To, Call-ID and CSeq copied), as a UA written in
+/// a test answers a BYE or a NOTIFY.
+pub fn ok_to(request: &str) -> String {
+    let copy = |name: &str| {
+        request
+            .split("\r\n")
+            .filter(|l| l.starts_with(&format!("{name}: ")))
+            .map(|l| format!("{l}\r\n"))
+            .collect::<String>()
+    };
+    format!(
+        "SIP/2.0 200 OK\r\n{}{}{}{}{}Content-Length: 0\r\n\r\n",
+        copy("Via"),
+        copy("From"),
+        copy("To"),
+        copy("Call-ID"),
+        copy("CSeq")
+    )
 }
 
 /// The media port of an SDP answer's first m-line.
