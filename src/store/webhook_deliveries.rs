@@ -10,7 +10,9 @@ use super::StoreError;
 pub(crate) struct PendingDelivery {
     /// Unique per node, increasing in the order deliveries were enqueued.
     pub id: i64,
-    /// The receiver's URL.
+    /// The receiver's key: `sha256:` and the hex SHA-256 of its URL, never the URL (whose
+    /// path or query may carry a token). Rows written by older versions hold the plain URL
+    /// until the webhook task starts and saves them again under the key.
     pub endpoint: String,
     /// The JSON body.
     pub body: String,
@@ -25,8 +27,8 @@ pub(crate) struct PendingDelivery {
 /// One change to the stored deliveries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum DeliveryChange {
-    /// Insert the delivery, or update its schedule (`first_attempt_at`, `attempts`,
-    /// `next_at`) if its row is there.
+    /// Insert the delivery, or update its receiver's key and schedule (`endpoint`,
+    /// `first_attempt_at`, `attempts`, `next_at`) if its row is there.
     Save(PendingDelivery),
     /// Remove it (delivered, given up, or pruned).
     Forget(i64),
@@ -74,10 +76,12 @@ pub(super) const POSTGRES_MIGRATION: &str = "
 pub(super) const COLUMNS: &str =
     "id, endpoint, body, created_at, first_attempt_at, attempts, next_at";
 
-/// What an upsert changes of a row that is there: its schedule, never its body.
+/// What an upsert changes of a row that is there: its schedule, and its endpoint (a row an
+/// older version stored with the receiver's plain URL is saved again under the key), never
+/// its body.
 pub(super) const ON_CONFLICT: &str = "ON CONFLICT (node, id) DO UPDATE SET
-    first_attempt_at = excluded.first_attempt_at, attempts = excluded.attempts,
-    next_at = excluded.next_at";
+    endpoint = excluded.endpoint, first_attempt_at = excluded.first_attempt_at,
+    attempts = excluded.attempts, next_at = excluded.next_at";
 
 impl super::Store {
     /// Saves and forgets webhook deliveries, in order, in one transaction.

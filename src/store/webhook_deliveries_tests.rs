@@ -6,7 +6,7 @@ use crate::store::{DeliveryChange, PendingDelivery};
 fn delivery(id: i64, next_at: i64) -> PendingDelivery {
     PendingDelivery {
         id,
-        endpoint: "http://127.0.0.1:9/hook".into(),
+        endpoint: "sha256:0123abcd".into(),
         body: format!(r#"{{"id":"e{id}","type":"conference.started"}}"#),
         created_at: 1_700_000_000_000 + id,
         first_attempt_at: None,
@@ -33,6 +33,9 @@ pub(super) fn pending_deliveries_survive_a_reopen_as_last_saved(s: &Subject<'_>)
         next_at: 1_011,
         // A save never rewrites the body.
         body: "ignored".into(),
+        // It does rewrite the endpoint: how a row an older version stored with the plain URL
+        // is saved again under its key.
+        endpoint: "sha256:4567ef".into(),
         ..a.clone()
     };
     store
@@ -45,6 +48,7 @@ pub(super) fn pending_deliveries_survive_a_reopen_as_last_saved(s: &Subject<'_>)
         first_attempt_at: Some(11),
         attempts: 1,
         next_at: 1_011,
+        endpoint: "sha256:4567ef".into(),
         ..a
     };
     assert_eq!(kept, [expected, c]);

@@ -6,7 +6,8 @@
 //! (`event.rs`: a bounded queue, dropped and counted when full, never waited on); a forwarder
 //! thread moves it onto the runtime, where the webhook task (`shell.rs`) makes one body per
 //! event, enqueues it once per receiver that asked for its kind in the sans-I/O delivery
-//! queue (`queue.rs`), saves and forgets rows as the queue says, and runs the attempts
+//! queue (`queue.rs`), saves and forgets rows as the queue says (keeping those the store
+//! refused to try again, `unsaved.rs`), and runs the attempts
 //! (`http.rs`, signed by `sign.rs`), each on a task of its own with a deadline.
 
 mod event;
@@ -14,6 +15,7 @@ mod http;
 mod queue;
 mod shell;
 mod sign;
+mod unsaved;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

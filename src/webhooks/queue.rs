@@ -42,7 +42,7 @@ pub(crate) const GIVE_UP_AFTER_MS: i64 = 60 * 60 * 1_000;
 pub(crate) struct Delivery {
     /// Unique on this node, increasing: the order deliveries were enqueued in.
     pub id: u64,
-    /// The receiver's URL (as configured).
+    /// The key of its receiver (a digest of the URL, see `webhooks::shell`).
     pub endpoint: Arc<str>,
     /// The JSON body (its `id` is the event's).
     pub body: Arc<str>,

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::event::{self, EventKind, Occurrence, WebhookTap};
 use super::queue::{Action, Delivery, Outcome, Queue, Tally};
+use super::unsaved::Unsaved;
 use super::{COUNTERS, http, sign};
 use crate::config::{WebhookConfig, WebhookUrl};
 use crate::store::{DeliveryChange, PendingDelivery, Store};
@@ -20,10 +21,15 @@ use crate::store::{DeliveryChange, PendingDelivery, Store};
 /// is saved in one transaction, and attempts are not held up behind it for long).
 const BATCH: usize = 256;
 
+/// How a stored key begins: what follows is the hex SHA-256 of the receiver's URL.
+const KEY_PREFIX: &str = "sha256:";
+
 /// How the webhook task knows a receiver.
 #[derive(Debug)]
 struct Receiver {
-    /// As configured: the key of its deliveries in the database.
+    /// The key of its deliveries in the database and the queue: [`receiver_key`] of its URL,
+    /// never the URL itself (its path or query may carry a token, which the database would
+    /// then hold at rest).
     key: Arc<str>,
     url: WebhookUrl,
     secret: Vec<u8>,
@@ -31,6 +37,22 @@ struct Receiver {
 }
 
 impl Receiver {
+    fn new(w: &WebhookConfig) -> anyhow::Result<Receiver> {
+        let url = w
+            .parsed_url()
+            .map_err(|why| anyhow::anyhow!("webhook {}: {why}", w.url))?;
+        Ok(Receiver {
+            key: Arc::from(receiver_key(&w.url)),
+            url,
+            secret: w.secret.as_bytes().to_vec(),
+            events: w
+                .events
+                .iter()
+                .filter_map(|e| EventKind::parse(e))
+                .collect(),
+        })
+    }
+
     /// The receiver for logs: its scheme, host and port, never its path (which may carry a
     /// token).
     fn shown(&self) -> String {
@@ -53,19 +75,7 @@ pub(crate) fn start(
     }
     let mut receivers = Vec::with_capacity(webhooks.len());
     for w in webhooks {
-        let url = w
-            .parsed_url()
-            .map_err(|why| anyhow::anyhow!("webhook {}: {why}", w.url))?;
-        receivers.push(Arc::new(Receiver {
-            key: Arc::from(w.url.as_str()),
-            url,
-            secret: w.secret.as_bytes().to_vec(),
-            events: w
-                .events
-                .iter()
-                .filter_map(|e| EventKind::parse(e))
-                .collect(),
-        }));
+        receivers.push(Arc::new(Receiver::new(w)?));
     }
     let tls = if receivers.iter().any(|r| r.url.tls) {
         Some(crate::tls::client_config(None).map_err(|e| {
@@ -86,15 +96,25 @@ pub(crate) fn start(
             }
         })?;
     tap.open();
-    let shell = Shell {
-        receivers,
-        tls,
-        store,
-        queue: Queue::new(seed()),
-        reported: Tally::default(),
-    };
-    tokio::spawn(shell.run(rx));
+    tokio::spawn(Shell::new(receivers, tls, store).run(rx));
     Ok(())
+}
+
+/// The key a receiver's deliveries are stored under: `sha256:` and the hex SHA-256 of its URL
+/// as configured. It tells receivers apart across a restart without the URL at rest.
+fn receiver_key(url: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, url.as_bytes());
+    format!("{KEY_PREFIX}{}", sign::hex(digest.as_ref()))
+}
+
+/// The key of a stored row's `endpoint`: itself, or, in a row written before keys were stored
+/// (whose endpoint is the plain URL), the key of that URL.
+fn stored_key(endpoint: &str) -> String {
+    if endpoint.starts_with(KEY_PREFIX) {
+        endpoint.to_owned()
+    } else {
+        receiver_key(endpoint)
+    }
 }
 
 struct Shell {
@@ -104,9 +124,33 @@ struct Shell {
     queue: Queue,
     /// The queue's tally as last added to the metrics.
     reported: Tally,
+    /// Changes the store refused, tried again ahead of the next ones (bound and pruning:
+    /// `unsaved::MAX_UNSAVED`).
+    unsaved: Unsaved,
+    /// When the kept changes are tried again if nothing new comes first.
+    retry_at: Option<i64>,
+    /// `unsaved.dropped()` as last logged.
+    reported_unsaved_dropped: u64,
 }
 
 impl Shell {
+    fn new(
+        receivers: Vec<Arc<Receiver>>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        store: Store,
+    ) -> Shell {
+        Shell {
+            receivers,
+            tls,
+            store,
+            queue: Queue::new(seed()),
+            reported: Tally::default(),
+            unsaved: Unsaved::default(),
+            retry_at: None,
+            reported_unsaved_dropped: 0,
+        }
+    }
+
     async fn run(mut self, mut occurrences: mpsc::Receiver<Occurrence>) {
         self.restore().await;
         let by_key: HashMap<Arc<str>, Arc<Receiver>> = self
@@ -116,18 +160,7 @@ impl Shell {
             .collect();
         let (done_tx, mut done) = mpsc::unbounded_channel::<(u64, Outcome)>();
         loop {
-            let now = now_ms();
-            let mut changes = Vec::new();
-            let mut sends = Vec::new();
-            while let Some(action) = self.queue.poll_action(now) {
-                match action {
-                    Action::Save(d) => changes.push(DeliveryChange::Save(row(&d))),
-                    Action::Forget(id) => changes.push(DeliveryChange::Forget(id as i64)),
-                    Action::Send(d) => sends.push(d),
-                }
-            }
-            // Rows first: a delivery is stored before it is attempted.
-            self.persist(changes).await;
+            let sends = self.work(now_ms()).await;
             for d in sends {
                 let receiver = by_key.get(&d.endpoint).cloned();
                 let (tls, done) = (self.tls.clone(), done_tx.clone());
@@ -140,12 +173,14 @@ impl Shell {
                 });
             }
             self.report();
-            let wait = self
-                .queue
-                .poll_timeout()
-                .map_or(Duration::from_secs(3600), |at| {
-                    Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64)
-                });
+            // The queue's next due time, or the retry of changes the store refused.
+            let wake = match (self.queue.poll_timeout(), self.retry_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let wait = wake.map_or(Duration::from_secs(3600), |at| {
+                Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64)
+            });
             tokio::select! {
                 o = occurrences.recv() => {
                     let Some(o) = o else { return };
@@ -161,6 +196,23 @@ impl Shell {
                 () = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// Does what the queue asks at `now`: applies its row changes (and those kept from a
+    /// failure before), and returns the deliveries to attempt.
+    async fn work(&mut self, now: i64) -> Vec<Delivery> {
+        let mut changes = Vec::new();
+        let mut sends = Vec::new();
+        while let Some(action) = self.queue.poll_action(now) {
+            match action {
+                Action::Save(d) => changes.push(DeliveryChange::Save(row(&d))),
+                Action::Forget(id) => changes.push(DeliveryChange::Forget(id as i64)),
+                Action::Send(d) => sends.push(d),
+            }
+        }
+        // Rows first: a delivery is stored before it is attempted.
+        self.persist(now, changes).await;
+        sends
     }
 
     /// Takes back the deliveries the store kept; those of receivers no longer configured are
@@ -182,17 +234,35 @@ impl Shell {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(60));
         };
-        let (known, gone): (Vec<_>, Vec<_>) = rows
-            .into_iter()
-            .partition(|r| self.receivers.iter().any(|x| *x.key == r.endpoint));
+        let (mut known, mut gone, mut adopted) = (Vec::new(), Vec::new(), Vec::new());
+        for mut r in rows {
+            let key = stored_key(&r.endpoint);
+            if !self.receivers.iter().any(|x| *x.key == *key) {
+                gone.push(DeliveryChange::Forget(r.id));
+                continue;
+            }
+            if r.endpoint != key {
+                // Written before keys were stored: saved again under its key (a save rewrites
+                // the endpoint), so the plain URL leaves the database now.
+                r.endpoint = key;
+                adopted.push(DeliveryChange::Save(r.clone()));
+            }
+            known.push(r);
+        }
         if !gone.is_empty() {
             tracing::info!(
                 deliveries = gone.len(),
                 "webhooks: pending deliveries to receivers no longer configured dropped"
             );
-            self.persist(gone.iter().map(|r| DeliveryChange::Forget(r.id)).collect())
-                .await;
         }
+        if !adopted.is_empty() {
+            tracing::info!(
+                deliveries = adopted.len(),
+                "webhooks: pending deliveries stored with their receiver's URL saved under its key"
+            );
+        }
+        gone.append(&mut adopted);
+        self.persist(now_ms(), gone).await;
         if !known.is_empty() {
             tracing::info!(
                 deliveries = known.len(),
@@ -231,15 +301,52 @@ impl Shell {
         }
     }
 
-    async fn persist(&self, changes: Vec<DeliveryChange>) {
-        if changes.is_empty() {
+    /// Applies the changes kept from a failure, then `changes`, in one transaction; if the
+    /// store refuses them they are all kept for the next try. With nothing new, kept changes
+    /// are tried only once their retry is due (a store that is down is not asked at every
+    /// attempt's end).
+    async fn persist(&mut self, now: i64, changes: Vec<DeliveryChange>) {
+        let due = self.retry_at.is_none_or(|at| now >= at);
+        if changes.is_empty() && (self.unsaved.len() == 0 || !due) {
             return;
         }
-        let store = self.store.clone();
-        let saved = tokio::task::spawn_blocking(move || store.apply_deliveries(&changes)).await;
-        if let Ok(Err(e)) = saved {
-            // Counted in confab_storage_errors_total; the deliveries go on from memory.
-            tracing::warn!(error = %e, "webhooks: pending deliveries not saved");
+        let mut batch = self.unsaved.take();
+        batch.extend(changes);
+        // Shared with the blocking task, so that the batch is still here to keep when the
+        // task fails, even by a panic (its copy is dropped by then).
+        let batch = Arc::new(batch);
+        let (store, theirs) = (self.store.clone(), Arc::clone(&batch));
+        let applied = tokio::task::spawn_blocking(move || store.apply_deliveries(&theirs)).await;
+        let error = match applied {
+            Ok(Ok(())) => {
+                self.unsaved.saved();
+                self.retry_at = None;
+                return;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        let batch = Arc::try_unwrap(batch).unwrap_or_else(|still_shared| (*still_shared).clone());
+        self.unsaved.failed(batch);
+        let retry_in = self.unsaved.retry_in_ms().unwrap_or(0);
+        // From when the failure is known: a locked SQLite answers after its busy timeout, and
+        // a retry counted from before it would be due at once.
+        let failed_at = now.max(now_ms());
+        self.retry_at = Some(failed_at.saturating_add(i64::try_from(retry_in).unwrap_or(i64::MAX)));
+        // Counted in confab_storage_errors_total; the deliveries go on from memory.
+        tracing::warn!(
+            error = %error,
+            kept = self.unsaved.len(),
+            retry_in_ms = retry_in,
+            "webhooks: pending deliveries not saved; the changes are kept and tried again"
+        );
+        let dropped = self.unsaved.dropped();
+        if dropped > self.reported_unsaved_dropped {
+            tracing::warn!(
+                changes = dropped - self.reported_unsaved_dropped,
+                "webhooks: too many changes left unsaved; the oldest were dropped"
+            );
+            self.reported_unsaved_dropped = dropped;
         }
     }
 
@@ -335,3 +442,7 @@ fn seed() -> u64 {
     let _ = getrandom::fill(&mut b);
     u64::from_le_bytes(b) ^ now_ms() as u64
 }
+
+#[cfg(test)]
+#[path = "shell_tests.rs"]
+mod tests;
