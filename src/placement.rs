@@ -100,6 +100,22 @@ impl Placement {
         self.place_at(meeting, None)
     }
 
+    /// The other node that runs `meeting` now, without claiming it (a watcher of a roster is
+    /// no reason to start a meeting here): the holder of its unexpired lease if that is not
+    /// this node. Counted as a redirect when there is one. Blocking (a database read).
+    pub fn runs_elsewhere(&self, meeting: &str) -> Result<Option<NodeAddress>, StoreError> {
+        let owner = self
+            .store
+            .leases(None)?
+            .into_iter()
+            .find(|l| l.meeting == meeting && l.owner.node != self.me.node)
+            .map(|l| l.owner);
+        if owner.is_some() {
+            self.counters.redirects.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(owner)
+    }
+
     /// `now`: ms since the epoch (tests); none: the database's clock.
     fn place_at(&self, meeting: &str, now: Option<i64>) -> Result<Placed, StoreError> {
         let lease = self.store.claim(meeting, &self.me, now, self.lease_ms())?;

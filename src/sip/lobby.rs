@@ -217,12 +217,8 @@ impl Shell {
                         display_name: caller.display_name.clone(),
                         uri: caller.uri.clone(),
                         role,
-                        identity: Some(
-                            caller
-                                .asserted_identity
-                                .clone()
-                                .unwrap_or_else(|| caller.uri.clone()),
-                        ),
+                        // Asserted or signed in, never the caller's own From.
+                        identity: caller.asserted_identity.clone(),
                     };
                     // Its language goes with it into the meeting.
                     let language = caller.language.clone();

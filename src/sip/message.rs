@@ -524,17 +524,43 @@ pub(crate) fn sent_by_host(sent: &str) -> Option<IpAddr> {
     host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
 }
 
+/// Where a name-addr's `<` is: the first one outside the quoted display name. A quoted
+/// string may hold `<` and `>` (RFC 3261 25.1), so `"<sip:ceo@corp>" <sip:eve@corp>` names
+/// eve, not the caller-chosen text in quotes.
+fn addr_open(value: &str) -> Option<usize> {
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, b) in value.bytes().enumerate() {
+        if quoted {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => quoted = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            quoted = true;
+        } else if b == b'<' {
+            return Some(i);
+        }
+    }
+    None
+}
+
 /// The URI inside a name-addr (`"Bob" <sip:bob@host>;tag=x` -> `sip:bob@host`).
 pub fn addr_uri(value: &str) -> &str {
-    match (value.find('<'), value.find('>')) {
-        (Some(a), Some(b)) if a < b => &value[a + 1..b],
-        _ => value.split(';').next().unwrap_or(value).trim(),
+    let inside = addr_open(value).and_then(|a| {
+        let rest = value.get(a + 1..)?;
+        rest.find('>').and_then(|b| rest.get(..b))
+    });
+    match inside {
+        Some(uri) => uri,
+        None => value.split(';').next().unwrap_or(value).trim(),
     }
 }
 
 /// The display name of a name-addr, if any.
 pub fn display_name(value: &str) -> Option<&str> {
-    let before = &value[..value.find('<')?];
+    let before = value.get(..addr_open(value)?)?;
     let name = before.trim().trim_matches('"').trim();
     (!name.is_empty()).then_some(name)
 }

@@ -296,3 +296,24 @@ fn a_message_at_the_header_limit_survives_being_written_back_or_is_refused() {
         assert_eq!(again.to_bytes(), msg.to_bytes(), "{extra}");
     }
 }
+
+/// A display name is the caller's own text: a URI written inside its quotes is not the
+/// address (it once was, and so passed a `closed` meeting's gate and named presence).
+#[test]
+fn a_uri_in_a_quoted_display_name_is_not_the_address() {
+    let spoof = "\"<sip:ceo@corp.example>\" <sip:mallory@corp.example>;tag=1";
+    assert_eq!(addr_uri(spoof), "sip:mallory@corp.example");
+    assert_eq!(display_name(spoof), Some("<sip:ceo@corp.example>"));
+    let escaped = r#""a \" <sip:ceo@corp.example>" <sip:eve@corp.example>"#;
+    assert_eq!(addr_uri(escaped), "sip:eve@corp.example");
+    // Only quoted text, or an unclosed quote: no name-addr, nothing like the quoted URI.
+    for odd in [
+        "\"<sip:ceo@corp.example>\"",
+        "\"<sip:ceo@corp.example> <sip:eve@corp.example>",
+    ] {
+        assert!(!addr_uri(odd).starts_with("sip:ceo"), "{odd}");
+        assert_eq!(display_name(odd), None, "{odd}");
+    }
+    assert_eq!(addr_uri("sip:bob@host;tag=1"), "sip:bob@host");
+    assert_eq!(addr_uri("<sip:bob@host>"), "sip:bob@host");
+}

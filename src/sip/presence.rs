@@ -252,7 +252,9 @@ impl Presence {
 
     /// An answer to a PUBLISH, from `from`.
     pub fn response(&mut self, now: Instant, from: SocketAddr, msg: &Message) {
-        if from != self.settings.server {
+        // A dual-stack socket sees an IPv4 server as `::ffff:a.b.c.d`.
+        let server = self.settings.server;
+        if from.ip().to_canonical() != server.ip().to_canonical() || from.port() != server.port() {
             return;
         }
         let (Some(status), Some(branch)) = (msg.status(), msg.branch()) else {
@@ -283,11 +285,14 @@ impl Presence {
                         .filter(|t| usable_etag(t))
                         .map(str::to_owned);
                     // RFC 3903 6: the Expires of the 2xx is what the server keeps it for.
+                    // Never believed longer than asked (a server that says a day and keeps
+                    // ten minutes would leave a gap), nor shorter than a minute.
                     let granted = msg
                         .header("Expires")
                         .and_then(|v| v.trim().parse::<u32>().ok())
                         .unwrap_or(p.expires)
-                        .clamp(MIN_EXPIRES, MAX_EXPIRES);
+                        .min(p.expires)
+                        .max(MIN_EXPIRES);
                     // Refreshed with a margin: a quarter of the interval, a minute at most.
                     let margin = (granted / 4).min(60);
                     p.due_at = Some(now + Duration::from_secs(u64::from(granted - margin)));
@@ -320,6 +325,22 @@ impl Presence {
             _ => fail(&mut self.stats, p, now),
         }
         self.flush(now, &key);
+    }
+
+    /// The bridge stops: every publication the server holds is removed now (best effort:
+    /// one whose PUBLISH is still in flight, or that the server gave no tag we can name it
+    /// by, expires there by itself), and nothing more is published.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.awaiting.clear();
+        self.identities.clear();
+        let keys: Vec<String> = self.publications.keys().cloned().collect();
+        for key in keys {
+            if let Some(p) = self.publications.get_mut(&key) {
+                p.participants.clear();
+                p.due_at = None;
+            }
+            self.flush(now, &key);
+        }
     }
 
     /// Retransmissions, timeouts, refreshes and retries that are due.

@@ -337,16 +337,16 @@ fn hostile_answers_are_bounded() {
     let next = one(&mut p);
     assert_eq!(next.header("SIP-If-Match"), None);
     assert!(!next.body.is_empty());
-    // An Expires past a day is held to a day.
+    // An Expires longer than asked for is not believed: refreshed as if 600 s were granted.
     let t1 = t0 + Duration::from_secs(45);
     p.response(
         t1,
         server(),
         &answer(&next, 200, "SIP-ETag: ok\r\nExpires: 4294967295\r\n"),
     );
-    p.tick(t1 + Duration::from_secs(86_339));
+    p.tick(t1 + Duration::from_secs(539));
     assert!(sent(&mut p).is_empty());
-    p.tick(t1 + Duration::from_secs(86_340));
+    p.tick(t1 + Duration::from_secs(540));
     assert_eq!(one(&mut p).header("SIP-If-Match"), Some("ok"));
 }
 
@@ -378,4 +378,39 @@ fn publications_are_capped_and_pruned() {
     p.tick(t0 + Duration::from_secs(3600));
     while p.poll().is_some() {}
     assert_eq!(p.state_size(), 0);
+}
+
+#[test]
+fn an_ipv4_server_answering_a_dual_stack_socket_is_heard() {
+    let t0 = Instant::now();
+    let mut p = presence();
+    join(&mut p, t0, 1, "sip:kim@example.com");
+    let publish = one(&mut p);
+    let mapped: SocketAddr = "[::ffff:127.0.0.1]:15080".parse().unwrap();
+    p.response(t0, mapped, &answer(&publish, 200, "SIP-ETag: k\r\n"));
+    p.left(t0, ParticipantId(1));
+    assert_eq!(one(&mut p).header("SIP-If-Match"), Some("k"));
+}
+
+#[test]
+fn stopping_removes_what_the_server_holds() {
+    let t0 = Instant::now();
+    let mut p = presence();
+    join(&mut p, t0, 1, "sip:lee@example.com");
+    join(&mut p, t0, 2, "sip:max@example.com");
+    join(&mut p, t0, 3, "sip:ned@example.com");
+    let mut publishes = sent(&mut p);
+    assert_eq!(publishes.len(), 3);
+    // Lee and Max are published; Ned's PUBLISH is still unanswered.
+    for m in publishes.drain(..2) {
+        p.response(t0, server(), &answer(&m, 200, "SIP-ETag: s\r\n"));
+    }
+    p.shutdown(t0);
+    let removals = sent(&mut p);
+    assert_eq!(removals.len(), 2, "{removals:?}");
+    assert!(removals.iter().all(|m| m.header("Expires") == Some("0")));
+    // Nothing more after that, whatever comes.
+    p.identified(t0, ParticipantId(1), Some("sip:lee@example.com"));
+    p.tick(t0 + Duration::from_secs(3600));
+    assert!(sent(&mut p).is_empty());
 }

@@ -401,7 +401,14 @@ async fn serve(
                 }
             }
             _ = draining.changed() => uas.set_draining(*draining.borrow()),
-            _ = stop.changed() => break,
+            _ = stop.changed() => {
+                // Nobody stays "in a conference" at the presence server after we stop.
+                if let Some(link) = &mut shell.presence {
+                    link.core.shutdown(Instant::now());
+                }
+                shell.flush_presence().await;
+                break;
+            }
         }
         for p in hang_up {
             uas.hangup(Instant::now(), p);

@@ -297,13 +297,9 @@ impl Shell {
             }
             let spec = request.negotiated.leg_spec(request.local_key);
             let joiner = Joiner {
-                // Only trusted sources and signed-in accounts get this far (see `join`): the
-                // caller is who they assert, else who their From says.
-                identity: Some(
-                    request
-                        .asserted_identity
-                        .unwrap_or_else(|| request.uri.clone()),
-                ),
+                // What a trusted gateway asserts (P-Asserted-Identity) or the account a
+                // caller signed in with; never the caller's own From.
+                identity: request.asserted_identity,
                 display_name: request.display_name,
                 uri: request.uri,
                 role: Role::Attendee,

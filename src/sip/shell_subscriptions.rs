@@ -12,7 +12,6 @@ use tokio::sync::mpsc;
 use super::{Action, LOBBY, Shell};
 use crate::conference::Event;
 use crate::mixer::conference::ConferenceEvent;
-use crate::placement::Placed;
 use crate::sip::conference_event::UserView;
 use crate::sip::subscriptions::{Access, Output, SubscribeRequest, Subscriptions};
 
@@ -23,11 +22,17 @@ pub(in crate::sip::server) type RosterRead = (String, Option<Vec<UserView>>);
 /// the shell knew of the subscriber, and the owner's SIP address (none: here).
 pub(in crate::sip::server) type PlacementRead = (Box<SubscribeRequest>, Access, Option<String>);
 
+/// Placement reads under way at most: each is a database read on the blocking pool, which
+/// joins need too. More new subscriptions to meetings this node does not hold get 503.
+const MAX_PLACING: usize = 32;
+
 /// The subscriptions core and where its roster and placement reads come back.
 pub(in crate::sip::server) struct Package {
     pub(in crate::sip::server) core: Subscriptions,
     rosters: mpsc::Sender<RosterRead>,
     placements: mpsc::Sender<PlacementRead>,
+    /// Placement reads under way. Bound: [`MAX_PLACING`]; each ends with its answer.
+    placing: usize,
 }
 
 impl Package {
@@ -39,6 +44,7 @@ impl Package {
             core: Subscriptions::new(random),
             rosters,
             placements,
+            placing: 0,
         }
     }
 }
@@ -69,12 +75,16 @@ impl Shell {
             access.allows() && access.exists && request.msg.to_tag().is_none() && !p.holds(meeting)
         });
         if let Some(placement) = placement {
+            if self.package.placing >= MAX_PLACING {
+                return self.package.core.busy(&request);
+            }
+            self.package.placing += 1;
             let meeting = meeting.to_owned();
             let placements = self.package.placements.clone();
             tokio::task::spawn_blocking(move || {
-                let owner = match placement.place(&meeting) {
-                    Ok(Placed::Elsewhere(owner)) => Some(owner.sip),
-                    Ok(Placed::Here) => None,
+                // Read, not claimed: a meeting no node runs is watched here, empty.
+                let owner = match placement.runs_elsewhere(&meeting) {
+                    Ok(owner) => owner.map(|o| o.sip),
                     Err(e) => {
                         // Served here: the roster may be empty, but the subscriber is told.
                         tracing::warn!(error = %e, %meeting, "placement unavailable");
@@ -92,6 +102,7 @@ impl Shell {
 
     /// Where a new subscription's meeting runs came back: served here, or redirected.
     pub(in crate::sip::server) fn placed(&mut self, (request, access, owner): PlacementRead) {
+        self.package.placing = self.package.placing.saturating_sub(1);
         match owner {
             Some(to) => self.package.core.redirect(&request, &to),
             None => self

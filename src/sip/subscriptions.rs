@@ -426,6 +426,12 @@ impl Subscriptions {
         self.refuse(req, 302, "Moved Temporarily", &[("Contact", &contact)]);
     }
 
+    /// A SUBSCRIBE that cannot be looked at now (too many placement reads under way): 503,
+    /// to be tried again in a few seconds.
+    pub fn busy(&mut self, req: &SubscribeRequest) {
+        self.refuse(req, 503, "Service Unavailable", &[("Retry-After", "5")]);
+    }
+
     /// Asks for a read of `meeting`'s roster, or for one more after the read under way.
     fn fetch(&mut self, meeting: &str) {
         match self.fetching.get_mut(meeting) {

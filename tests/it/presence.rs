@@ -1,8 +1,8 @@
 //! Presence on a running bridge against Kamailio's presence module (db_sqlite), both started
 //! here: a watcher subscribes to a caller's presence at Kamailio; when the caller (named by
 //! the P-Asserted-Identity its trusted gateway, loopback, sends) joins a meeting, the watcher
-//! is told "open, in a meeting"; when it hangs up, "closed". A second caller whose identity
-//! is not a SIP address is not published.
+//! is told "open, in a meeting"; when it hangs up, "closed". Callers with no asserted
+//! identity, or one that is not a SIP address, are not published.
 
 use crate::support;
 
@@ -155,7 +155,9 @@ fn call(server: &Server, name: &str, identity: &str, ssrc: u32) -> (RawUa, Endpo
     let mut phone = Endpoint::new(Codec::Pcmu, 440.0, -20.0, ssrc);
     let offer = support::offer_for(&phone, 0, "PCMU/8000");
     let mut caller = RawUa::new(server.sip, name);
-    caller.extra_headers = format!("P-Asserted-Identity: {identity}\r\n");
+    if !identity.is_empty() {
+        caller.extra_headers = format!("P-Asserted-Identity: {identity}\r\n");
+    }
     let (code, answer) = caller.invite(MEETING, &offer);
     assert_eq!(code, 200, "{}", caller.last_final);
     let media = SocketAddr::new(server.sip.ip(), answer_port(&answer));
@@ -249,7 +251,9 @@ fn a_caller_in_a_meeting_shows_in_a_meeting_to_its_watchers() {
     // The meeting is not named to watchers.
     assert!(!open.contains(MEETING), "{open}");
 
-    // A caller whose identity is no SIP address is not published (and nothing fails).
+    // A caller nobody vouches for (its From is its own choice) is not published.
+    let (mut anon, _anon_phone, _) = call(&server, "pres-from", "", 50);
+    // Nor one whose identity is no SIP address (and nothing fails).
     let (mut other, _other_phone, _) = call(&server, "pres-tel", "<tel:+15551234>", 49);
     // Its identity is read once it is connected (its first packets played).
     let text = metrics_when(&server, |text| {
@@ -284,6 +288,7 @@ fn a_caller_in_a_meeting_shows_in_a_meeting_to_its_watchers() {
         "{publishes:?}"
     );
     assert_eq!(other.request("BYE", None, ""), 200);
+    assert_eq!(anon.request("BYE", None, ""), 200);
 
     // The metrics say so: two PUBLISHes (Ann in, Ann out), none failed, the tel: caller not
     // published, nothing held once the removal was answered.
