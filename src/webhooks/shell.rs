@@ -62,8 +62,9 @@ impl Receiver {
 }
 
 /// Starts the webhook task (on the current runtime) for `webhooks`, taking what `tap` is told
-/// from `occurrences` and keeping pending deliveries in `store`. Nothing runs without
-/// webhooks. Fails if a receiver wants HTTPS and no CA bundle is usable.
+/// from `occurrences` and keeping pending deliveries in `store`. Without webhooks nothing runs
+/// but the removal of deliveries still stored (see [`forget_stored`]). Fails if a receiver
+/// wants HTTPS and no CA bundle is usable.
 pub(crate) fn start(
     webhooks: &[WebhookConfig],
     store: Store,
@@ -71,6 +72,9 @@ pub(crate) fn start(
     occurrences: std::sync::mpsc::Receiver<Occurrence>,
 ) -> anyhow::Result<()> {
     if webhooks.is_empty() {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn_blocking(move || forget_stored(&store));
+        }
         return Ok(());
     }
     let mut receivers = Vec::with_capacity(webhooks.len());
@@ -98,6 +102,27 @@ pub(crate) fn start(
     tap.open();
     tokio::spawn(Shell::new(receivers, tls, store).run(rx));
     Ok(())
+}
+
+/// Removes the deliveries stored for receivers when none is configured any more, as the
+/// webhook task does for each receiver no longer configured: rows an older version wrote hold
+/// a receiver's plain URL, which is not to stay in the database. Tried once per start (a
+/// failure is logged; the next start tries again).
+fn forget_stored(store: &Store) {
+    let forgotten = store.pending_deliveries().and_then(|rows| {
+        let changes: Vec<_> = rows.iter().map(|r| DeliveryChange::Forget(r.id)).collect();
+        store.apply_deliveries(&changes).map(|()| changes.len())
+    });
+    match forgotten {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            deliveries = n,
+            "webhooks: pending deliveries dropped (no receiver is configured)"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "webhooks: pending deliveries of removed receivers not dropped");
+        }
+    }
 }
 
 /// The key a receiver's deliveries are stored under: `sha256:` and the hex SHA-256 of its URL

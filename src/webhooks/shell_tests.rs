@@ -216,3 +216,24 @@ async fn kept_changes_are_saved_on_a_timer_when_nothing_new_happens() {
     rows_become(&store, Duration::from_secs(6), |rows| rows.len() == 1).await;
     drop(tx);
 }
+
+#[tokio::test]
+async fn with_no_receiver_configured_any_more_stored_rows_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let row = PendingDelivery {
+        id: 3,
+        endpoint: format!("http://127.0.0.1:9{SECRET_PATH}"),
+        body: "{}".into(),
+        created_at: 1,
+        first_attempt_at: None,
+        attempts: 0,
+        next_at: 1,
+    };
+    store
+        .apply_deliveries(&[DeliveryChange::Save(row)])
+        .unwrap();
+    let (tap, occurrences) = WebhookTap::channel();
+    start(&[], store.clone(), &tap, occurrences).unwrap();
+    rows_become(&store, Duration::from_secs(5), <[_]>::is_empty).await;
+}
