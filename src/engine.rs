@@ -1,11 +1,12 @@
-//! The media engine: mixer threads, the RTP port pool, and a blocking handle to them for
-//! signalling and the API. Each conference lives on one mixer thread (placed round-robin);
-//! every call is a command to that thread answered within a tick.
+//! The media engine: mixer threads, the RTP port pool, and a handle to them for signalling and
+//! the API. Each conference lives on one mixer thread (placed round-robin); every call is a
+//! command to that thread answered within a tick, by a one-shot reply ([`Pending`]) that async
+//! code awaits and plain threads wait for.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,13 @@ use crate::mixer::{Command, CommandError, Control, EventSinks, LegOp, MixerCount
 
 #[path = "engine_legs.rs"]
 mod legs;
+#[path = "engine_pending.rs"]
+mod pending;
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;
+
+pub use pending::Pending;
 
 /// Settings of the media engine.
 #[derive(Clone, Debug)]
@@ -63,6 +71,12 @@ pub enum EngineError {
     PortsExhausted,
     #[error("the media engine is not running")]
     Stopped,
+    /// The mixer thread's command queue is full: it is far behind, so the call is refused
+    /// rather than queued (or blocking its caller) without end.
+    #[error("the mixer thread is overloaded")]
+    Busy,
+    #[error("the mixer thread did not answer in time")]
+    NoReply,
     #[error("leg set-up failed: {0}")]
     Leg(std::io::Error),
 }
@@ -107,8 +121,8 @@ pub struct Engine {
     mixers: Vec<MixerHandle>,
     settings: EngineSettings,
     ports: PortPool,
-    /// Each conference's mixer thread and admission rules.
-    placement: Mutex<HashMap<ConferenceId, (usize, Arc<Admission>)>>,
+    /// Each conference's mixer thread and admission rules (shared with replies that change it).
+    placement: Arc<Mutex<Placement>>,
     next_mixer: AtomicUsize,
     next_participant: AtomicU64,
     events: Mutex<Option<Receiver<ConferenceEvent>>>,
@@ -118,6 +132,9 @@ pub struct Engine {
     /// The webhooks' tap and its queue, until the webhook task takes them.
     webhooks: Mutex<Option<WebhookEvents>>,
 }
+
+/// Each conference's mixer thread and admission rules.
+type Placement = HashMap<ConferenceId, (usize, Arc<Admission>)>;
 
 /// The tap the mixer threads tell webhooks' events through, and its queue's other end.
 pub(crate) type WebhookEvents = (
@@ -162,7 +179,7 @@ impl Engine {
                 settings.rtp_port_max,
             ),
             settings,
-            placement: Mutex::new(HashMap::new()),
+            placement: Arc::new(Mutex::new(HashMap::new())),
             next_mixer: AtomicUsize::new(0),
             next_participant: AtomicU64::new(1),
             events: Mutex::new(Some(rx)),
@@ -232,19 +249,25 @@ impl Engine {
             .collect()
     }
 
-    fn call<T>(
+    /// Sends the command `make` builds to mixer thread `mixer`; its reply is to come.
+    fn call<T: Send + 'static>(
         &self,
         mixer: usize,
-        make: impl FnOnce(SyncSender<Result<T, CommandError>>) -> Command,
-    ) -> Result<T, EngineError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let m = self.mixers.get(mixer).ok_or(EngineError::Stopped)?;
-        m.commands
-            .send(make(tx))
-            .map_err(|_| EngineError::Stopped)?;
-        Ok(rx
-            .recv_timeout(Duration::from_secs(5))
-            .map_err(|_| EngineError::Stopped)??)
+        make: impl FnOnce(crate::mixer::Reply<T>) -> Command,
+    ) -> Pending<T> {
+        send(self.mixers.get(mixer).map(|m| &m.commands), make)
+    }
+
+    /// Sends the command `make` builds to the mixer thread of `conference`.
+    fn call_in<T: Send + 'static>(
+        &self,
+        conference: &str,
+        make: impl FnOnce(ConferenceId, crate::mixer::Reply<T>) -> Command,
+    ) -> Pending<T> {
+        match self.mixer_of(conference) {
+            Ok((mixer, id)) => self.call(mixer, |reply| make(id, reply)),
+            Err(e) => Pending::failed(e),
+        }
     }
 
     fn mixer_of(&self, conference: &str) -> Result<(usize, ConferenceId), EngineError> {
@@ -278,6 +301,14 @@ impl Engine {
         }
     }
 
+    /// Test-only: mixer thread `index` sleeps for `length`, as one far behind would.
+    #[cfg(test)]
+    pub(crate) fn stall_mixer(&self, index: usize, length: Duration) {
+        if let Some(m) = self.mixers.get(index) {
+            let _ = m.commands.send(Command::Stall(length));
+        }
+    }
+
     /// Panics contained by the mixer threads (each a bug; the conference it hit was restarted).
     pub fn mixer_panics(&self) -> u64 {
         self.mixers
@@ -301,11 +332,7 @@ impl Engine {
     }
 
     /// Creates a conference on the next mixer thread.
-    pub fn create_conference(
-        &self,
-        id: &str,
-        policy: Policy,
-    ) -> Result<Arc<ConferenceCounters>, EngineError> {
+    pub fn create_conference(&self, id: &str, policy: Policy) -> Pending<Arc<ConferenceCounters>> {
         self.create_conference_with(id, policy, Admission::default())
     }
 
@@ -315,7 +342,7 @@ impl Engine {
         id: &str,
         policy: Policy,
         admission: Admission,
-    ) -> Result<Arc<ConferenceCounters>, EngineError> {
+    ) -> Pending<Arc<ConferenceCounters>> {
         self.create_conference_full(id, policy, admission, None)
     }
 
@@ -326,34 +353,46 @@ impl Engine {
         policy: Policy,
         admission: Admission,
         max_talkers: Option<usize>,
-    ) -> Result<Arc<ConferenceCounters>, EngineError> {
+    ) -> Pending<Arc<ConferenceCounters>> {
         let id: ConferenceId = Arc::from(id);
-        {
-            let placement = self.placement.lock().map_err(|_| EngineError::Stopped)?;
-            if placement.contains_key(&id) {
-                return Err(CommandError::ConferenceExists.into());
-            }
-        }
         // Round-robin over the threads that still run: a thread that ended (by a bug its
         // containment missed) takes no new conference.
         let n = self.mixers.len().max(1);
         let first = self.next_mixer.fetch_add(1, Ordering::Relaxed);
-        let mixer = (0..n)
+        let Some(mixer) = (0..n)
             .map(|k| (first + k) % n)
             .find(|&i| self.mixers.get(i).is_some_and(MixerHandle::alive))
-            .ok_or(EngineError::Stopped)?;
-        let counters = self.call(mixer, |reply| Command::CreateConference {
-            id: Arc::clone(&id),
+        else {
+            return Pending::failed(EngineError::Stopped);
+        };
+        // Placed before the thread is asked, under one lock with the check, so that two
+        // creations of one id cannot both pass it; taken back if the thread refuses.
+        match self.placement.lock() {
+            Err(_) => return Pending::failed(EngineError::Stopped),
+            Ok(p) if p.contains_key(&id) => {
+                return Pending::failed(CommandError::ConferenceExists.into());
+            }
+            Ok(mut p) => {
+                p.insert(Arc::clone(&id), (mixer, Arc::new(admission)));
+            }
+        }
+        let placement = Arc::clone(&self.placement);
+        let placed = Arc::clone(&id);
+        self.call(mixer, |reply| Command::CreateConference {
+            id,
             policy,
             max_talkers: max_talkers.unwrap_or(self.settings.max_talkers),
             media_timeout: self.settings.media_timeout,
             reply,
-        })?;
-        self.placement
-            .lock()
-            .map_err(|_| EngineError::Stopped)?
-            .insert(id, (mixer, Arc::new(admission)));
-        Ok(counters)
+        })
+        .and_check(move |created| {
+            if created.is_err()
+                && let Ok(mut p) = placement.lock()
+            {
+                p.remove(&placed);
+            }
+            created
+        })
     }
 
     /// Plays a prompt (48 kHz) to a participant instead of the mix; `None` stops it.
@@ -362,7 +401,7 @@ impl Engine {
         conference: &str,
         participant: ParticipantId,
         audio: Option<Arc<[i16]>>,
-    ) -> Result<(), EngineError> {
+    ) -> Pending<()> {
         self.leg_op(conference, participant, LegOp::Play(audio))
             .map(drop)
     }
@@ -373,7 +412,7 @@ impl Engine {
         conference: &str,
         participant: ParticipantId,
         spec: LegSpec,
-    ) -> Result<(), EngineError> {
+    ) -> Pending<()> {
         self.leg_op(conference, participant, LegOp::Respec(spec))
             .map(drop)
     }
@@ -385,7 +424,7 @@ impl Engine {
         conference: &str,
         participant: ParticipantId,
         length: Duration,
-    ) -> Result<(), EngineError> {
+    ) -> Pending<()> {
         self.leg_op(conference, participant, LegOp::RecordName(length))
             .map(drop)
     }
@@ -396,7 +435,7 @@ impl Engine {
         conference: &str,
         participant: ParticipantId,
         on: bool,
-    ) -> Result<(), EngineError> {
+    ) -> Pending<()> {
         self.leg_op(conference, participant, LegOp::DetectDtmf(on))
             .map(drop)
     }
@@ -410,18 +449,27 @@ impl Engine {
         participant: ParticipantId,
         to: &str,
         joiner: Joiner,
-    ) -> Result<(), EngineError> {
-        let (mixer, id) = self.mixer_of(to)?;
-        let leg = self
-            .leg_op(from, participant, LegOp::Take)?
-            .ok_or(EngineError::Command(CommandError::NoParticipant))?;
-        let joining = joiner.joining(participant);
-        self.call(mixer, |reply| Command::AddLeg {
-            conference: id,
-            joining,
-            leg,
-            reply,
-        })
+    ) -> Pending<()> {
+        let (mixer, id) = match self.mixer_of(to) {
+            Ok(found) => found,
+            Err(e) => return Pending::failed(e),
+        };
+        let commands = self.mixers.get(mixer).map(|m| m.commands.clone());
+        // Two steps: the leg is given to `to` only when this call is awaited or waited for
+        // (dropped before that, the leg ends with the call).
+        self.leg_op(from, participant, LegOp::Take)
+            .and_then(move |leg| {
+                let Some(leg) = leg else {
+                    return Pending::failed(EngineError::Command(CommandError::NoParticipant));
+                };
+                let joining = joiner.joining(participant);
+                send(commands.as_ref(), |reply| Command::AddLeg {
+                    conference: id,
+                    joining,
+                    leg,
+                    reply,
+                })
+            })
     }
 
     /// Attaches a recording's tap to `conference` (`None` detaches it); answers the tap it
@@ -430,55 +478,76 @@ impl Engine {
         &self,
         conference: &str,
         tap: Option<crate::recording::RecordingTap>,
-    ) -> Result<Option<crate::recording::RecordingTap>, EngineError> {
-        let (mixer, id) = self.mixer_of(conference)?;
-        self.call(mixer, |reply| Command::Record {
-            conference: id,
+    ) -> Pending<Option<crate::recording::RecordingTap>> {
+        self.call_in(conference, |conference, reply| Command::Record {
+            conference,
             tap,
             reply,
         })
     }
 
-    pub fn control(&self, conference: &str, control: Control) -> Result<(), EngineError> {
-        let (mixer, id) = self.mixer_of(conference)?;
-        let r = self.call(mixer, |reply| Command::Control {
+    pub fn control(&self, conference: &str, control: Control) -> Pending<()> {
+        self.try_control(conference, control)
+            .unwrap_or_else(|(e, _)| Pending::failed(e))
+    }
+
+    /// [`Engine::control`], with the control handed back when its thread's queue is full
+    /// (`Busy`), so that a caller that must not lose it (a hang-up) can keep it and try again.
+    pub fn try_control(
+        &self,
+        conference: &str,
+        control: Control,
+    ) -> Result<Pending<()>, (EngineError, Option<Control>)> {
+        let (mixer, id) = self.mixer_of(conference).map_err(|e| (e, None))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let command = Command::Control {
             conference: id,
             control,
-            reply,
-        });
+            reply: tx,
+        };
+        let sent = match self.mixers.get(mixer) {
+            None => Err((EngineError::Stopped, None)),
+            Some(m) => match m.commands.try_send(command) {
+                Ok(()) => Ok(Pending::reply(rx)),
+                Err(TrySendError::Full(Command::Control { control, .. })) => {
+                    return Err((EngineError::Busy, Some(control)));
+                }
+                Err(TrySendError::Full(_)) => return Err((EngineError::Busy, None)),
+                Err(TrySendError::Disconnected(_)) => Err((EngineError::Stopped, None)),
+            },
+        };
+        // An ended conference is no longer placed once its end is on its way (or its thread
+        // is gone), whatever the thread answers; a refused end leaves it placed and running.
         if control == Control::End
             && let Ok(mut p) = self.placement.lock()
         {
             p.remove(conference);
         }
-        r
+        sent
     }
 
     /// The roster with each present participant's media figures.
     pub fn roster_with_media(
         &self,
         conference: &str,
-    ) -> Result<Vec<(Participant, Option<LegStats>)>, EngineError> {
-        let (mixer, id) = self.mixer_of(conference)?;
-        self.call(mixer, |reply| Command::RosterWithMedia {
-            conference: id,
+    ) -> Pending<Vec<(Participant, Option<LegStats>)>> {
+        self.call_in(conference, |conference, reply| Command::RosterWithMedia {
+            conference,
             reply,
         })
     }
 
     /// Who may join the conference now: its lock and limits as the mixer has them.
-    pub fn policy(&self, conference: &str) -> Result<Policy, EngineError> {
-        let (mixer, id) = self.mixer_of(conference)?;
-        self.call(mixer, |reply| Command::Policy {
-            conference: id,
+    pub fn policy(&self, conference: &str) -> Pending<Policy> {
+        self.call_in(conference, |conference, reply| Command::Policy {
+            conference,
             reply,
         })
     }
 
-    pub fn roster(&self, conference: &str) -> Result<Vec<Participant>, EngineError> {
-        let (mixer, id) = self.mixer_of(conference)?;
-        self.call(mixer, |reply| Command::Roster {
-            conference: id,
+    pub fn roster(&self, conference: &str) -> Pending<Vec<Participant>> {
+        self.call_in(conference, |conference, reply| Command::Roster {
+            conference,
             reply,
         })
     }
@@ -488,33 +557,29 @@ impl Engine {
         &self,
         conference: &str,
         participant: ParticipantId,
-    ) -> Result<(Option<String>, bool), EngineError> {
-        let (mixer, id) = self.mixer_of(conference)?;
-        self.call(mixer, |reply| Command::Identity {
-            conference: id,
+    ) -> Pending<(Option<String>, bool)> {
+        self.call_in(conference, |conference, reply| Command::Identity {
+            conference,
             participant,
             reply,
         })
     }
 
-    pub fn leg_stats(
-        &self,
-        conference: &str,
-        participant: ParticipantId,
-    ) -> Result<LegStats, EngineError> {
-        let (mixer, id) = self.mixer_of(conference)?;
-        self.call(mixer, |reply| Command::LegStats {
-            conference: id,
+    pub fn leg_stats(&self, conference: &str, participant: ParticipantId) -> Pending<LegStats> {
+        self.call_in(conference, |conference, reply| Command::LegStats {
+            conference,
             participant,
             reply,
         })
     }
 
     /// Every mixer thread's figures for the metrics.
-    pub fn snapshots(&self) -> Vec<crate::mixer::stats::MixerSnapshot> {
-        (0..self.mixers.len())
-            .filter_map(|i| self.call(i, |reply| Command::Metrics { reply }).ok())
-            .collect()
+    pub fn snapshots(&self) -> Pending<Vec<crate::mixer::stats::MixerSnapshot>> {
+        Pending::answered(
+            (0..self.mixers.len())
+                .map(|i| self.call(i, |reply| Command::Metrics { reply }))
+                .collect(),
+        )
     }
 
     /// Stops every mixer thread.
@@ -522,6 +587,23 @@ impl Engine {
         for m in &mut self.mixers {
             m.stop();
         }
+    }
+}
+
+/// Sends the command `make` builds on a mixer thread's queue (none: the thread is gone).
+fn send<T: Send + 'static>(
+    commands: Option<&SyncSender<Command>>,
+    make: impl FnOnce(crate::mixer::Reply<T>) -> Command,
+) -> Pending<T> {
+    let Some(commands) = commands else {
+        return Pending::failed(EngineError::Stopped);
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // Never blocks: a caller on the async runtime must not wait for room in the queue.
+    match commands.try_send(make(tx)) {
+        Ok(()) => Pending::reply(rx),
+        Err(TrySendError::Full(_)) => Pending::failed(EngineError::Busy),
+        Err(TrySendError::Disconnected(_)) => Pending::failed(EngineError::Stopped),
     }
 }
 

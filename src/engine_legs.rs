@@ -10,7 +10,7 @@ impl Engine {
         &self,
         conference: &str,
         joiner: Joiner,
-    ) -> Result<(ParticipantId, ReservedPorts), EngineError> {
+    ) -> Pending<(ParticipantId, ReservedPorts)> {
         self.invite_to(conference, joiner, crate::store::Origin::default())
     }
 
@@ -21,14 +21,19 @@ impl Engine {
         conference: &str,
         joiner: Joiner,
         origin: crate::store::Origin,
-    ) -> Result<(ParticipantId, ReservedPorts), EngineError> {
-        let (mixer, id) = self.mixer_of(conference)?;
-        let (socket, rtcp, lease) = self
-            .ports
-            .bind(true)
-            .map_err(|_| EngineError::PortsExhausted)?;
+    ) -> Pending<(ParticipantId, ReservedPorts)> {
+        let (mixer, id) = match self.mixer_of(conference) {
+            Ok(found) => found,
+            Err(e) => return Pending::failed(e),
+        };
+        let Ok((socket, rtcp, lease)) = self.ports.bind(true) else {
+            return Pending::failed(EngineError::PortsExhausted);
+        };
         let participant = ParticipantId(self.next_participant.fetch_add(1, Ordering::Relaxed));
-        let local = socket.local_addr().map_err(EngineError::Leg)?;
+        let local = match socket.local_addr() {
+            Ok(local) => local,
+            Err(e) => return Pending::failed(EngineError::Leg(e)),
+        };
         // Before the roster has it: the writer knows the origin when the call ends unanswered.
         if let Some(records) = &self.settings.records
             && origin != crate::store::Origin::default()
@@ -39,20 +44,19 @@ impl Engine {
             });
         }
         let joining = joiner.joining(participant);
+        let ports = ReservedPorts {
+            local,
+            origin,
+            sockets: (socket, rtcp),
+            lease,
+        };
+        // Refused, the reserved ports go back to the pool with the dropped `ports`.
         self.call(mixer, |reply| Command::Invite {
             conference: id,
             joining,
             reply,
-        })?;
-        Ok((
-            participant,
-            ReservedPorts {
-                local,
-                origin,
-                sockets: (socket, rtcp),
-                lease,
-            },
-        ))
+        })
+        .map(move |()| (participant, ports))
     }
 
     /// A dial-out was answered with `spec`: its leg joins the mix on the reserved ports.
@@ -62,9 +66,12 @@ impl Engine {
         participant: ParticipantId,
         ports: ReservedPorts,
         spec: LegSpec,
-    ) -> Result<(), EngineError> {
-        let (mixer, id) = self.mixer_of(conference)?;
-        let mut leg = RtpLeg::new(
+    ) -> Pending<()> {
+        let (mixer, id) = match self.mixer_of(conference) {
+            Ok(found) => found,
+            Err(e) => return Pending::failed(e),
+        };
+        let mut leg = match RtpLeg::new(
             participant,
             spec,
             ports.sockets,
@@ -72,8 +79,10 @@ impl Engine {
             Instant::now(),
             random_ssrc(participant),
             self.settings.leg_timers,
-        )
-        .map_err(EngineError::Leg)?;
+        ) {
+            Ok(leg) => leg,
+            Err(e) => return Pending::failed(EngineError::Leg(e)),
+        };
         leg.origin = Some(Arc::new(ports.origin));
         self.call(mixer, |reply| Command::Answered {
             conference: id,
@@ -89,7 +98,7 @@ impl Engine {
         conference: &str,
         joiner: Joiner,
         spec: LegSpec,
-    ) -> Result<(ParticipantId, SocketAddr), EngineError> {
+    ) -> Pending<(ParticipantId, SocketAddr)> {
         self.add_rtp_leg_from(conference, joiner, spec, crate::store::Origin::default())
     }
 
@@ -100,13 +109,12 @@ impl Engine {
         joiner: Joiner,
         spec: LegSpec,
         origin: crate::store::Origin,
-    ) -> Result<(ParticipantId, SocketAddr), EngineError> {
-        let (socket, rtcp, lease) = self
-            .ports
-            .bind(spec.remote_rtcp.is_some())
-            .map_err(|_| EngineError::PortsExhausted)?;
+    ) -> Pending<(ParticipantId, SocketAddr)> {
+        let Ok((socket, rtcp, lease)) = self.ports.bind(spec.remote_rtcp.is_some()) else {
+            return Pending::failed(EngineError::PortsExhausted);
+        };
         let mut local = None;
-        let participant = self.join_leg(
+        let joined = self.join_leg(
             conference,
             joiner,
             origin,
@@ -115,9 +123,13 @@ impl Engine {
                 local = Some(leg.local_addr()?);
                 Ok(leg)
             },
-        )?;
-        let local = local.ok_or(EngineError::Leg(std::io::Error::other("no local address")))?;
-        Ok((participant, local))
+        );
+        // No address means the leg was never made, and `joined` says why.
+        joined.and_check(move |participant| {
+            let local =
+                local.ok_or_else(|| EngineError::Leg(std::io::Error::other("no local address")));
+            Ok((participant?, local?))
+        })
     }
 
     /// Adds a WebRTC leg whose packets pass through the driver on `port`; the participant is
@@ -129,7 +141,7 @@ impl Engine {
         spec: LegSpec,
         port: crate::media::relay::RelayPort,
         origin: crate::store::Origin,
-    ) -> Result<ParticipantId, EngineError> {
+    ) -> Pending<ParticipantId> {
         self.join_leg(
             conference,
             joiner,
@@ -147,16 +159,21 @@ impl Engine {
         joiner: Joiner,
         origin: crate::store::Origin,
         make: impl FnOnce(ParticipantId, Instant, u32, LegTimers) -> std::io::Result<RtpLeg>,
-    ) -> Result<ParticipantId, EngineError> {
-        let (mixer, id) = self.mixer_of(conference)?;
+    ) -> Pending<ParticipantId> {
+        let (mixer, id) = match self.mixer_of(conference) {
+            Ok(found) => found,
+            Err(e) => return Pending::failed(e),
+        };
         let participant = ParticipantId(self.next_participant.fetch_add(1, Ordering::Relaxed));
-        let mut leg = make(
+        let mut leg = match make(
             participant,
             Instant::now(),
             random_ssrc(participant),
             self.settings.leg_timers,
-        )
-        .map_err(EngineError::Leg)?;
+        ) {
+            Ok(leg) => leg,
+            Err(e) => return Pending::failed(EngineError::Leg(e)),
+        };
         leg.origin = (origin != crate::store::Origin::default()).then(|| Arc::new(origin));
         let joining = joiner.joining(participant);
         self.call(mixer, |reply| Command::AddLeg {
@@ -164,8 +181,8 @@ impl Engine {
             joining,
             leg: Box::new(leg),
             reply,
-        })?;
-        Ok(participant)
+        })
+        .map(move |()| participant)
     }
 
     /// The language a participant hears (its leg keeps it, into any meeting it moves to):
@@ -175,7 +192,7 @@ impl Engine {
         conference: &str,
         participant: ParticipantId,
         language: &str,
-    ) -> Result<(), EngineError> {
+    ) -> Pending<()> {
         self.leg_op(
             conference,
             participant,
@@ -189,10 +206,9 @@ impl Engine {
         conference: &str,
         participant: ParticipantId,
         op: LegOp,
-    ) -> Result<Option<Box<RtpLeg>>, EngineError> {
-        let (mixer, id) = self.mixer_of(conference)?;
-        self.call(mixer, |reply| Command::Leg {
-            conference: id,
+    ) -> Pending<Option<Box<RtpLeg>>> {
+        self.call_in(conference, |conference, reply| Command::Leg {
+            conference,
             participant,
             op,
             reply,

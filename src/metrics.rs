@@ -123,7 +123,7 @@ pub struct Options<'a> {
 }
 
 /// The exposition.
-pub fn render(
+pub async fn render(
     engine: &Engine,
     options: &Options<'_>,
     sip: Option<&SipMetrics>,
@@ -132,6 +132,9 @@ pub fn render(
     disconnects: &[(&'static str, u64)],
     draining: bool,
 ) -> String {
+    // Every mixer thread's figures, before anything is built; a thread that does not answer
+    // in time is left out (the whole of them, past the engine's wait).
+    let snapshots = engine.snapshots().await.unwrap_or_default();
     let mut registry = Registry::default();
     system::build_info(&mut registry);
     let left = Family::<Labels, Counter>::default();
@@ -179,7 +182,6 @@ pub fn render(
     // Always there (at 0 on a node alone), so the alert and the dashboard have a series.
     let alone = crate::placement::PlacementCounters::default();
     system::placement(&mut registry, options.placement.unwrap_or(&alone));
-    let snapshots = engine.snapshots();
     let counters = engine.mixer_counters();
 
     let mut legs = LegTotals::default();

@@ -18,7 +18,11 @@ fn two_mixer_threads(port_min: u16) -> Engine {
 
 /// `/metrics` of `engine` alone (no SIP, WebRTC or store).
 fn render_of(engine: &Engine) -> String {
-    render(
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(render(
         engine,
         &Options::default(),
         None,
@@ -26,7 +30,7 @@ fn render_of(engine: &Engine) -> String {
         &ApiMetrics::default(),
         &[],
         false,
-    )
+    ))
 }
 
 #[test]

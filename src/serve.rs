@@ -216,7 +216,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .conferences()
             .context("cannot read the stored conferences")?;
         for c in &stored {
-            if let Err(e) = crate::api::start_conference(&state, c) {
+            if let Err(e) = crate::api::start_conference(&state, c).await {
                 tracing::warn!(conference = %c.id, error = ?e, "stored conference not started");
             }
         }
@@ -271,10 +271,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             let deadline = tokio::time::Instant::now() + config.api.drain_timeout();
             let mut at_once = false;
             loop {
-                let engine = std::sync::Arc::clone(&engine);
-                let busy = tokio::task::spawn_blocking(move || present(&engine))
-                    .await
-                    .unwrap_or(0);
+                let busy = present(&engine).await;
                 if busy == 0 || tokio::time::Instant::now() >= deadline {
                     break;
                 }
@@ -289,12 +286,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             }
             if !at_once {
                 // Those still in a call are told why it ends before it does.
-                let told = {
-                    let (engine, audio) = (std::sync::Arc::clone(&engine), restarting.clone());
-                    tokio::task::spawn_blocking(move || tell_everyone(&engine, &audio))
-                        .await
-                        .unwrap_or(0)
-                };
+                let told = tell_everyone(&engine, &restarting).await;
                 if told > 0 {
                     info!(
                         participants = told,
@@ -356,7 +348,8 @@ impl PlacementThread {
                     crate::api::sync_conferences(&state, &mut seen);
                     let engine = &state.engine;
                     let lost = placement.renew(&|meeting| {
-                        engine.roster(meeting).is_ok_and(|r| {
+                        // On this thread of its own: it may wait for a mixer thread.
+                        engine.roster(meeting).wait().is_ok_and(|r| {
                             r.iter().any(|p| {
                                 !matches!(p.state, crate::conference::State::Disconnected(_))
                             })
@@ -434,26 +427,30 @@ fn prune_records(store: &crate::store::Store, days: u32) {
 }
 
 /// Participants present in any conference (the attendant's lobby included).
-fn present(engine: &crate::engine::Engine) -> usize {
-    engine
-        .conference_ids()
-        .iter()
-        .filter_map(|c| engine.roster(c).ok())
-        .flatten()
-        .filter(|p| !matches!(p.state, crate::conference::State::Disconnected(_)))
-        .count()
+async fn present(engine: &crate::engine::Engine) -> usize {
+    let mut present = 0;
+    for c in engine.conference_ids() {
+        if let Ok(roster) = engine.roster(&c).await {
+            present += roster
+                .iter()
+                .filter(|p| !matches!(p.state, crate::conference::State::Disconnected(_)))
+                .count();
+        }
+    }
+    present
 }
 
 /// Plays `audio` to every participant present in any conference; how many.
-fn tell_everyone(engine: &crate::engine::Engine, audio: &std::sync::Arc<[i16]>) -> usize {
+async fn tell_everyone(engine: &crate::engine::Engine, audio: &std::sync::Arc<[i16]>) -> usize {
     let mut told = 0;
     for conference in engine.conference_ids() {
-        let Ok(roster) = engine.roster(&conference) else {
+        let Ok(roster) = engine.roster(&conference).await else {
             continue;
         };
         for p in roster.iter().filter(|p| p.state.is_present()) {
             if engine
                 .play(&conference, p.id, Some(std::sync::Arc::clone(audio)))
+                .await
                 .is_ok()
             {
                 told += 1;

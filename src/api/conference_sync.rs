@@ -27,7 +27,8 @@ pub fn sync_conferences(state: &AppState, seen: &mut Seen) {
         state.engine.conference_ids().into_iter().collect();
     for c in &stored {
         if !running.contains(&c.id) {
-            if let Err(e) = start(state, c) {
+            // This runs on the placement thread, not on the runtime: it may wait.
+            if let Err(e) = start(state, c).wait() {
                 tracing::debug!(conference = %c.id, error = ?e, "stored conference not started");
             }
             continue;

@@ -12,9 +12,11 @@ use super::replies::{
     ConferenceList, ConferenceOnly, ConferenceReply, ConferenceSummary, ConferenceView,
     ParticipantInfo, SrtpName,
 };
-use super::{ApiError, AppState, blocking};
+use super::{ApiError, AppState, blocking, to_the_end};
 use crate::conference::roster::EntryExit;
 use crate::conference::{Admission, Gate, Policy};
+use crate::engine::EngineError;
+use crate::mixer::CommandError;
 use crate::mixer::Control;
 use crate::store::{Access, StoredConference, unix_ms};
 
@@ -205,12 +207,27 @@ pub(super) fn admission(c: &StoredConference) -> Admission {
 }
 
 /// Starts a stored conference in the engine (at creation and at start-up).
-pub fn start(state: &AppState, c: &StoredConference) -> Result<(), ApiError> {
+pub fn start(state: &AppState, c: &StoredConference) -> crate::engine::Pending<()> {
+    // Before the conference can be joined: a caller is never negotiated under the bridge's
+    // policy in between. Taken back if the conference cannot start (one running already
+    // keeps it: it is the same stored conference's).
+    share_srtp(state, &c.id, c.srtp);
+    let sip = state.sip.clone();
+    let id = c.id.clone();
     state
         .engine
-        .create_conference_full(&c.id, policy(c), admission(c), c.max_talkers)?;
-    share_srtp(state, &c.id, c.srtp);
-    Ok(())
+        .create_conference_full(&c.id, policy(c), admission(c), c.max_talkers)
+        .and_check(move |started| match started {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if !matches!(e, EngineError::Command(CommandError::ConferenceExists))
+                    && let Some(sip) = sip
+                {
+                    sip.conference_srtp.set(&id, None);
+                }
+                Err(e)
+            }
+        })
 }
 
 /// Tells SIP a conference's own SRTP policy (none: the bridge's).
@@ -247,6 +264,21 @@ fn stored(state: &AppState, id: &str) -> Result<StoredConference, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no conference {id}")))
 }
 
+/// `view` of a running conference as its mixer has it now: a leader's keypad lock is the
+/// mixer's, not the store's, and the operator must see it.
+fn live(mut view: ConferenceView, policy: Option<crate::conference::Policy>) -> ConferenceView {
+    if let Some(policy) = policy {
+        view.locked = policy.locked;
+    }
+    view
+}
+
+/// [`stored`], read off the runtime's threads (a database read).
+async fn stored_off_runtime(state: &AppState, id: &str) -> Result<StoredConference, ApiError> {
+    let (state, id) = (state.clone(), id.to_owned());
+    blocking(move || stored(&state, &id)).await
+}
+
 /// A meeting ID nobody uses yet.
 fn fresh_id(state: &AppState) -> Result<String, ApiError> {
     for _ in 0..100 {
@@ -276,43 +308,56 @@ pub(super) async fn create(
     State(state): State<AppState>,
     Body(settings): Body<ConferenceSettings>,
 ) -> Result<Response, ApiError> {
+    to_the_end(create_steps(state, settings)).await
+}
+
+async fn create_steps(state: AppState, settings: ConferenceSettings) -> Result<Response, ApiError> {
     if state.draining() {
         return Err(ApiError::draining());
     }
-    blocking(move || {
-        let id = match &settings.id {
-            Some(id) => {
-                meeting_id(id)?;
-                id.clone()
+    let (id, c) = {
+        let state = state.clone();
+        blocking(move || {
+            let id = match &settings.id {
+                Some(id) => {
+                    meeting_id(id)?;
+                    id.clone()
+                }
+                None => fresh_id(&state)?,
+            };
+            if state.store.conference(&id)?.is_some() || state.engine.admission(&id).is_some() {
+                return Err(ApiError::conflict(format!(
+                    "conference {id} exists already"
+                )));
             }
-            None => fresh_id(&state)?,
-        };
-        if state.store.conference(&id)?.is_some() || state.engine.admission(&id).is_some() {
-            return Err(ApiError::conflict(format!(
-                "conference {id} exists already"
-            )));
-        }
-        let mut c = StoredConference {
-            id: id.clone(),
-            name: format!("Conference {id}"),
-            created_at: unix_ms(std::time::SystemTime::now()),
-            ..StoredConference::default()
-        };
-        settings.apply(&mut c)?;
-        start(&state, &c)?;
-        if let Err(e) = state.store.save_conference(&c) {
-            let _ = state.engine.control(&id, Control::End);
-            // A conference made later with this ID must not inherit this one's policy.
-            share_srtp(&state, &id, None);
-            return Err(e.into());
-        }
-        let body = ConferenceReply {
-            conference: view(&state, &c),
-            participants: Vec::new(),
-        };
-        Ok((StatusCode::CREATED, Json(body)).into_response())
-    })
-    .await
+            let mut c = StoredConference {
+                id: id.clone(),
+                name: format!("Conference {id}"),
+                created_at: unix_ms(std::time::SystemTime::now()),
+                ..StoredConference::default()
+            };
+            settings.apply(&mut c)?;
+            Ok((id, c))
+        })
+        .await?
+    };
+    start(&state, &c).await?;
+    let saved = {
+        let store = state.store.clone();
+        let c = c.clone();
+        blocking(move || Ok(store.save_conference(&c)?)).await
+    };
+    if let Err(e) = saved {
+        let _ = state.engine.control(&id, Control::End).await;
+        // A conference made later with this ID must not inherit this one's policy.
+        share_srtp(&state, &id, None);
+        return Err(e);
+    }
+    let body = ConferenceReply {
+        conference: view(&state, &c),
+        participants: Vec::new(),
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/conferences", tag = "conferences", security(("bearer" = [])),
@@ -321,31 +366,48 @@ pub(super) async fn create(
         (status = 403, description = "A roster token", body = ErrorBody),
         (status = 503, description = "Storage unavailable", body = ErrorBody)))]
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<ConferenceList>, ApiError> {
-    blocking(move || {
-        let all = state.store.conferences()?;
-        let conferences = all
+    let all = {
+        let store = state.store.clone();
+        blocking(move || Ok(store.conferences()?)).await?
+    };
+    let mut conferences = Vec::with_capacity(all.len());
+    // Rosters and locks asked for a few conferences at a time, answered side by side: never
+    // so many at once that a mixer thread's queue fills (and refuses SIP's controls).
+    for some in all.chunks(LISTED_AT_ONCE) {
+        let asked: Vec<_> = some
             .iter()
-            .map(|c| {
-                let present = state
-                    .engine
-                    .roster(&c.id)
-                    .map(|r| {
-                        r.iter()
-                            .filter(|p| {
-                                !matches!(p.state, crate::conference::State::Disconnected(_))
-                            })
-                            .count()
-                    })
-                    .unwrap_or(0);
-                ConferenceSummary {
-                    conference: view(&state, c),
-                    participant_count: present,
-                }
-            })
+            .map(|c| (c, state.engine.roster(&c.id), state.engine.policy(&c.id)))
             .collect();
-        Ok(Json(ConferenceList { conferences }))
-    })
-    .await
+        for (c, roster, policy) in asked {
+            conferences.push(summary(&state, c, roster, policy).await);
+        }
+    }
+    Ok(Json(ConferenceList { conferences }))
+}
+
+/// Conferences whose roster and lock `GET /v1/conferences` asks for at once (2 commands each,
+/// against a mixer thread's queue of 1,024).
+const LISTED_AT_ONCE: usize = 32;
+
+/// A listed conference with its head count.
+async fn summary(
+    state: &AppState,
+    c: &StoredConference,
+    roster: crate::engine::Pending<Vec<crate::conference::Participant>>,
+    policy: crate::engine::Pending<crate::conference::Policy>,
+) -> ConferenceSummary {
+    let present = roster
+        .await
+        .map(|r| {
+            r.iter()
+                .filter(|p| !matches!(p.state, crate::conference::State::Disconnected(_)))
+                .count()
+        })
+        .unwrap_or(0);
+    ConferenceSummary {
+        conference: live(view(state, c), policy.await.ok()),
+        participant_count: present,
+    }
 }
 
 #[utoipa::path(get, path = "/v1/conferences/{cid}", tag = "conferences", security(("bearer" = [])),
@@ -361,19 +423,17 @@ pub(super) async fn get(
     State(state): State<AppState>,
     Path(cid): Path<String>,
 ) -> Result<Json<ConferenceReply>, ApiError> {
-    blocking(move || {
-        let c = stored(&state, &cid)?;
-        let roster = state.engine.roster_with_media(&cid)?;
-        let participants = roster
-            .iter()
-            .map(|(p, media)| ParticipantInfo::of(p, media.as_ref()))
-            .collect();
-        Ok(Json(ConferenceReply {
-            conference: view(&state, &c),
-            participants,
-        }))
-    })
-    .await
+    let c = stored_off_runtime(&state, &cid).await?;
+    let policy = state.engine.policy(&cid);
+    let roster = state.engine.roster_with_media(&cid).await?;
+    let participants = roster
+        .iter()
+        .map(|(p, media)| ParticipantInfo::of(p, media.as_ref()))
+        .collect();
+    Ok(Json(ConferenceReply {
+        conference: live(view(&state, &c), policy.await.ok()),
+        participants,
+    }))
 }
 
 #[utoipa::path(patch, path = "/v1/conferences/{cid}", request_body = ConferenceSettings, tag = "conferences",
@@ -393,42 +453,58 @@ pub(super) async fn patch(
     Path(cid): Path<String>,
     Body(settings): Body<ConferenceSettings>,
 ) -> Result<Json<ConferenceOnly>, ApiError> {
-    blocking(move || {
-        let mut c = stored(&state, &cid)?;
-        if settings.id.as_deref().is_some_and(|id| id != cid) {
-            return Err(ApiError::invalid("a conference's id cannot change"));
-        }
-        let talkers_before = c.max_talkers;
-        let entry_exit_before = c.entry_exit;
-        // The lock only when asked: a leader's keypad lock is the mixer's, not the store's.
-        let lock = settings.locked;
-        settings.apply(&mut c)?;
-        state.store.save_conference(&c)?;
-        // What is stored is what SIP applies, even if the engine below cannot be told.
-        share_srtp(&state, &cid, c.srtp);
-        state.engine.set_admission(&cid, admission(&c))?;
-        if lock.is_some() {
-            state.engine.control(&cid, Control::Lock(c.locked))?;
-        }
-        state.engine.control(
+    to_the_end(patch_steps(state, cid, settings)).await
+}
+
+async fn patch_steps(
+    state: AppState,
+    cid: String,
+    settings: ConferenceSettings,
+) -> Result<Json<ConferenceOnly>, ApiError> {
+    let mut c = stored_off_runtime(&state, &cid).await?;
+    if settings.id.as_deref().is_some_and(|id| id != cid) {
+        return Err(ApiError::invalid("a conference's id cannot change"));
+    }
+    let talkers_before = c.max_talkers;
+    let entry_exit_before = c.entry_exit;
+    // The lock only when asked: a leader's keypad lock is the mixer's, not the store's.
+    let lock = settings.locked;
+    settings.apply(&mut c)?;
+    let c = {
+        let store = state.store.clone();
+        blocking(move || {
+            store.save_conference(&c)?;
+            Ok(c)
+        })
+        .await?
+    };
+    // What is stored is what SIP applies, even if the engine below cannot be told.
+    share_srtp(&state, &cid, c.srtp);
+    state.engine.set_admission(&cid, admission(&c))?;
+    if lock.is_some() {
+        state.engine.control(&cid, Control::Lock(c.locked)).await?;
+    }
+    state
+        .engine
+        .control(
             &cid,
             Control::Limits {
                 max_participants: c.max_participants,
                 wait_for_leader: c.wait_for_leader,
             },
-        )?;
-        if c.entry_exit != entry_exit_before {
-            state
-                .engine
-                .control(&cid, Control::EntryExit(c.entry_exit))?;
-        }
-        let mut conference = view(&state, &c);
-        if c.max_talkers != talkers_before {
-            conference.max_talkers_applies = Some("when the conference next starts");
-        }
-        Ok(Json(ConferenceOnly { conference }))
-    })
-    .await
+        )
+        .await?;
+    if c.entry_exit != entry_exit_before {
+        state
+            .engine
+            .control(&cid, Control::EntryExit(c.entry_exit))
+            .await?;
+    }
+    let mut conference = live(view(&state, &c), state.engine.policy(&cid).await.ok());
+    if c.max_talkers != talkers_before {
+        conference.max_talkers_applies = Some("when the conference next starts");
+    }
+    Ok(Json(ConferenceOnly { conference }))
 }
 
 #[utoipa::path(delete, path = "/v1/conferences/{cid}", tag = "conferences", security(("bearer" = [])),
@@ -444,18 +520,22 @@ pub(super) async fn end(
     State(state): State<AppState>,
     Path(cid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    blocking(move || {
-        stored(&state, &cid)?;
-        // Everyone leaves with `conference-ended`; the settings are gone with it.
-        match state.engine.control(&cid, Control::End) {
-            Ok(()) | Err(crate::engine::EngineError::Command(crate::mixer::CommandError::NoConference)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        state.store.delete_conference(&cid)?;
-        share_srtp(&state, &cid, None);
-        Ok(StatusCode::NO_CONTENT)
-    })
-    .await
+    to_the_end(end_steps(state, cid)).await
+}
+
+async fn end_steps(state: AppState, cid: String) -> Result<StatusCode, ApiError> {
+    stored_off_runtime(&state, &cid).await?;
+    // Everyone leaves with `conference-ended`; the settings are gone with it.
+    match state.engine.control(&cid, Control::End).await {
+        Ok(()) | Err(EngineError::Command(CommandError::NoConference)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    {
+        let (store, cid) = (state.store.clone(), cid.clone());
+        blocking(move || Ok(store.delete_conference(&cid)?)).await?;
+    }
+    share_srtp(&state, &cid, None);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn set_lock(
@@ -463,16 +543,28 @@ async fn set_lock(
     cid: String,
     locked: bool,
 ) -> Result<Json<ConferenceOnly>, ApiError> {
-    blocking(move || {
-        let mut c = stored(&state, &cid)?;
-        state.engine.control(&cid, Control::Lock(locked))?;
-        c.locked = locked;
-        state.store.save_conference(&c)?;
-        Ok(Json(ConferenceOnly {
-            conference: view(&state, &c),
-        }))
-    })
-    .await
+    to_the_end(set_lock_steps(state, cid, locked)).await
+}
+
+async fn set_lock_steps(
+    state: AppState,
+    cid: String,
+    locked: bool,
+) -> Result<Json<ConferenceOnly>, ApiError> {
+    let mut c = stored_off_runtime(&state, &cid).await?;
+    state.engine.control(&cid, Control::Lock(locked)).await?;
+    c.locked = locked;
+    let c = {
+        let store = state.store.clone();
+        blocking(move || {
+            store.save_conference(&c)?;
+            Ok(c)
+        })
+        .await?
+    };
+    Ok(Json(ConferenceOnly {
+        conference: view(&state, &c),
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/conferences/{cid}/lock", tag = "conferences", security(("bearer" = [])),
@@ -520,10 +612,7 @@ pub(super) async fn mute_all(
     State(state): State<AppState>,
     Path(cid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    blocking(move || {
-        stored(&state, &cid)?;
-        state.engine.control(&cid, Control::MuteAll)?;
-        Ok(StatusCode::NO_CONTENT)
-    })
-    .await
+    stored_off_runtime(&state, &cid).await?;
+    state.engine.control(&cid, Control::MuteAll).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::Value;
 
-use super::{Body, ConferenceSettings, create, patch};
+use super::{Body, ConferenceSettings, create, get, list, patch};
 use crate::api::AppState;
 use crate::api::extract::Path;
 use crate::conference::roster::EntryExit;
@@ -56,7 +56,7 @@ async fn entry_exit_reaches_the_running_conference_and_is_shown() {
     let (status, body) = json_of(made).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(body["conference"]["entry_exit"], "off", "{body}");
-    let policy = state.engine.policy("4001").unwrap();
+    let policy = state.engine.policy("4001").await.unwrap();
     assert_eq!(policy.entry_exit, EntryExit::Off);
     // A meeting's waiting callers hear music.
     assert!(policy.hold_music);
@@ -70,7 +70,7 @@ async fn entry_exit_reaches_the_running_conference_and_is_shown() {
     let (_, body) = json_of(made).await;
     assert_eq!(body["conference"]["entry_exit"], "tones", "{body}");
     assert_eq!(
-        state.engine.policy("4002").unwrap().entry_exit,
+        state.engine.policy("4002").await.unwrap().entry_exit,
         EntryExit::Tones
     );
 
@@ -87,7 +87,7 @@ async fn entry_exit_reaches_the_running_conference_and_is_shown() {
         "off"
     );
     assert_eq!(
-        state.engine.policy("4002").unwrap().entry_exit,
+        state.engine.policy("4002").await.unwrap().entry_exit,
         EntryExit::Off
     );
     let _ = patch(
@@ -227,4 +227,38 @@ fn the_openapi_document_lists_srtp_values() {
         serde_json::json!(["off", "optional", "required"]),
         "{schemas}"
     );
+}
+
+#[tokio::test]
+async fn a_lock_made_in_the_meeting_is_what_the_operator_sees() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let made = create(State(state.clone()), settings(r#"{"id":"4003"}"#))
+        .await
+        .unwrap();
+    assert_eq!(json_of(made).await.1["conference"]["locked"], false);
+    // A leader's keypad (*5) locks the mixer's conference, not the stored one.
+    state
+        .engine
+        .control("4003", crate::mixer::Control::Lock(true))
+        .await
+        .unwrap();
+    let shown = get(State(state.clone()), Path("4003".into()))
+        .await
+        .unwrap();
+    let shown = serde_json::to_value(&shown.0).unwrap();
+    assert_eq!(shown["conference"]["locked"], true, "{shown}");
+    let all = serde_json::to_value(&list(State(state.clone())).await.unwrap().0).unwrap();
+    assert_eq!(all["conferences"][0]["locked"], true, "{all}");
+    // A change of something else shows it too, and does not undo it.
+    let changed = patch(
+        State(state.clone()),
+        Path("4003".into()),
+        settings(r#"{"max_participants":5}"#),
+    )
+    .await
+    .unwrap();
+    let changed = serde_json::to_value(&changed.0).unwrap();
+    assert_eq!(changed["conference"]["locked"], true, "{changed}");
+    assert!(state.engine.policy("4003").await.unwrap().locked);
 }

@@ -64,10 +64,11 @@ fn participant_id(pid: &str) -> Result<ParticipantId, ApiError> {
 }
 
 /// The participant, present (404 unknown, 409 gone).
-fn present(state: &AppState, cid: &str, id: ParticipantId) -> Result<Participant, ApiError> {
+async fn present(state: &AppState, cid: &str, id: ParticipantId) -> Result<Participant, ApiError> {
     let p = state
         .engine
-        .roster(cid)?
+        .roster(cid)
+        .await?
         .into_iter()
         .find(|p| p.id == id)
         .ok_or_else(|| ApiError::not_found(format!("no participant {id} in conference {cid}")))?;
@@ -78,14 +79,15 @@ fn present(state: &AppState, cid: &str, id: ParticipantId) -> Result<Participant
 }
 
 /// The participant as the operator sees it, after a change.
-fn reply(
+async fn reply(
     state: &AppState,
     cid: &str,
     id: ParticipantId,
 ) -> Result<Json<ParticipantReply>, ApiError> {
     let (p, m) = state
         .engine
-        .roster_with_media(cid)?
+        .roster_with_media(cid)
+        .await?
         .into_iter()
         .find(|(p, _)| p.id == id)
         .ok_or_else(|| ApiError::not_found(format!("no participant {id} in conference {cid}")))?;
@@ -226,14 +228,11 @@ async fn control_and_reply(
     id: ParticipantId,
     controls: Vec<Control>,
 ) -> Result<Json<ParticipantReply>, ApiError> {
-    blocking(move || {
-        present(&state, &cid, id)?;
-        for control in controls {
-            state.engine.control(&cid, control)?;
-        }
-        reply(&state, &cid, id)
-    })
-    .await
+    present(&state, &cid, id).await?;
+    for control in controls {
+        state.engine.control(&cid, control).await?;
+    }
+    reply(&state, &cid, id).await
 }
 
 /// What a join page may do: who it is, its role now, and whether the conference is locked.
@@ -304,16 +303,13 @@ pub(super) async fn whoami(
             "this asks for a WHIP session's roster token (Confab-Roster-Token)",
         ));
     };
-    blocking(move || {
-        let session = session_of(&state, &view)?;
-        let me = present(&state, &cid, session.participant)?;
-        Ok(Json(Moderation {
-            participant: me.id.to_string(),
-            role: me.role.into(),
-            locked: state.engine.policy(&cid)?.locked,
-        }))
-    })
-    .await
+    let session = session_of(&state, &view)?;
+    let me = present(&state, &cid, session.participant).await?;
+    Ok(Json(Moderation {
+        participant: me.id.to_string(),
+        role: me.role.into(),
+        locked: state.engine.policy(&cid).await?.locked,
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/conferences/{cid}/moderation", request_body = ModerationRequest, tag = "webrtc",
@@ -335,6 +331,15 @@ pub(super) async fn moderate(
     view: Option<axum::Extension<ParticipantView>>,
     Body(request): Body<ModerationRequest>,
 ) -> Result<StatusCode, ApiError> {
+    super::to_the_end(moderate_steps(state, cid, view, request)).await
+}
+
+async fn moderate_steps(
+    state: AppState,
+    cid: String,
+    view: Option<axum::Extension<ParticipantView>>,
+    request: ModerationRequest,
+) -> Result<StatusCode, ApiError> {
     meeting_id(&cid)?;
     let target = match (request.action, request.participant.as_deref()) {
         (ModerationAction::Lock | ModerationAction::Unlock, None) => None,
@@ -344,47 +349,49 @@ pub(super) async fn moderate(
         (_, Some(pid)) => Some(participant_id(pid)?),
         (_, None) => return Err(ApiError::invalid("name the participant")),
     };
-    blocking(move || {
-        if let Some(axum::Extension(view)) = view {
-            // A page: its participant must be a leader now, or mute or unmute only itself.
-            let session = session_of(&state, &view)?;
-            let me = present(&state, &cid, session.participant)?;
-            let own_mute = matches!(
-                request.action,
-                ModerationAction::Mute | ModerationAction::Unmute
-            ) && target == Some(me.id);
-            if me.role != Role::Leader && !own_mute {
-                return Err(forbidden(
-                    "an attendee may only mute or unmute itself; the rest is for leaders",
-                ));
-            }
+    if let Some(axum::Extension(view)) = view {
+        // A page: its participant must be a leader now, or mute or unmute only itself.
+        let session = session_of(&state, &view)?;
+        let me = present(&state, &cid, session.participant).await?;
+        let own_mute = matches!(
+            request.action,
+            ModerationAction::Mute | ModerationAction::Unmute
+        ) && target == Some(me.id);
+        if me.role != Role::Leader && !own_mute {
+            return Err(forbidden(
+                "an attendee may only mute or unmute itself; the rest is for leaders",
+            ));
         }
-        let control = match (request.action, target) {
-            (ModerationAction::Lock, _) => Control::Lock(true),
-            (ModerationAction::Unlock, _) => Control::Lock(false),
-            (ModerationAction::Mute, Some(p)) => Control::Mute(p, true),
-            (ModerationAction::Unmute, Some(p)) => Control::Mute(p, false),
-            (ModerationAction::Eject, Some(p)) => Control::Eject(p),
-            (_, None) => return Err(ApiError::invalid("name the participant")),
-        };
-        if let Some(p) = target {
-            present(&state, &cid, p)?;
-        }
-        if let Control::Lock(locked) = control {
-            // Stored as the operator's lock is, so that it outlives a restart.
-            let mut c = state
-                .store
-                .conference(&cid)?
-                .ok_or_else(|| ApiError::not_found(format!("no conference {cid}")))?;
-            state.engine.control(&cid, control)?;
-            c.locked = locked;
-            state.store.save_conference(&c)?;
-        } else {
-            state.engine.control(&cid, control)?;
-        }
-        Ok(StatusCode::NO_CONTENT)
-    })
-    .await
+    }
+    let control = match (request.action, target) {
+        (ModerationAction::Lock, _) => Control::Lock(true),
+        (ModerationAction::Unlock, _) => Control::Lock(false),
+        (ModerationAction::Mute, Some(p)) => Control::Mute(p, true),
+        (ModerationAction::Unmute, Some(p)) => Control::Mute(p, false),
+        (ModerationAction::Eject, Some(p)) => Control::Eject(p),
+        (_, None) => return Err(ApiError::invalid("name the participant")),
+    };
+    if let Some(p) = target {
+        present(&state, &cid, p).await?;
+    }
+    if let Control::Lock(locked) = control {
+        // Stored as the operator's lock is, so that it outlives a restart.
+        let store = state.store.clone();
+        let id = cid.clone();
+        let mut c = blocking(move || {
+            store
+                .conference(&id)?
+                .ok_or_else(|| ApiError::not_found(format!("no conference {id}")))
+        })
+        .await?;
+        state.engine.control(&cid, control).await?;
+        c.locked = locked;
+        let store = state.store.clone();
+        blocking(move || Ok(store.save_conference(&c)?)).await?;
+    } else {
+        state.engine.control(&cid, control).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

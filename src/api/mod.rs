@@ -422,24 +422,22 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
             .get(axum::http::header::ACCEPT)
             .and_then(|v| v.to_str().ok()),
     );
-    let text = tokio::task::spawn_blocking(move || {
-        let auth = state.limiter.lock().ok().map(|l| Arc::clone(&l.counters));
-        crate::metrics::render(
-            &state.engine,
-            &crate::metrics::Options {
-                conference_labels: state.conference_labels,
-                auth: auth.as_deref(),
-                placement: state.placement.as_deref().map(|p| &p.counters),
-            },
-            state.sip.as_deref().map(|s| &*s.metrics),
-            state.webrtc.as_deref().map(|w| &*w.metrics),
-            &state.api_metrics,
-            &state.events.disconnects(),
-            state.draining(),
-        )
-    })
-    .await
-    .unwrap_or_default();
+    let auth = state.limiter.lock().ok().map(|l| Arc::clone(&l.counters));
+    let disconnects = state.events.disconnects();
+    let text = crate::metrics::render(
+        &state.engine,
+        &crate::metrics::Options {
+            conference_labels: state.conference_labels,
+            auth: auth.as_deref(),
+            placement: state.placement.as_deref().map(|p| &p.counters),
+        },
+        state.sip.as_deref().map(|s| &*s.metrics),
+        state.webrtc.as_deref().map(|w| &*w.metrics),
+        &state.api_metrics,
+        &disconnects,
+        state.draining(),
+    )
+    .await;
     let (content_type, text) = if openmetrics {
         (crate::metrics::text::OPENMETRICS, text)
     } else {
@@ -518,7 +516,18 @@ async fn drain(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Runs a blocking engine or store call off the async threads.
+/// Runs a handler's steps to their end even if its client goes away (axum drops a request's
+/// future when the connection closes or the request times out): a change made of several
+/// steps (the mixer, then the store) is never left half done.
+async fn to_the_end<T: Send + 'static>(
+    steps: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(steps)
+        .await
+        .map_err(|_| ApiError::internal("the request was lost"))?
+}
+
+/// Runs a blocking store call (or other blocking work) off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -530,6 +539,10 @@ async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 #[path = "readiness_tests.rs"]
 mod readiness_tests;
+
+#[cfg(test)]
+#[path = "runtime_tests.rs"]
+mod runtime_tests;
 
 #[cfg(test)]
 #[path = "openapi_tests.rs"]

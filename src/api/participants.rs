@@ -36,14 +36,15 @@ fn participant_id(pid: &str) -> Result<ParticipantId, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no participant {pid}")))
 }
 
-fn find(
+async fn find(
     state: &AppState,
     cid: &str,
     id: ParticipantId,
 ) -> Result<(Participant, Option<LegStats>), ApiError> {
     state
         .engine
-        .roster_with_media(cid)?
+        .roster_with_media(cid)
+        .await?
         .into_iter()
         .find(|(p, _)| p.id == id)
         .ok_or_else(|| ApiError::not_found(format!("no participant {id} in conference {cid}")))
@@ -65,23 +66,20 @@ pub(super) async fn list(
     view: Option<axum::Extension<super::view::ParticipantView>>,
 ) -> Result<Json<ParticipantsReply>, ApiError> {
     meeting_id(&cid)?;
-    blocking(move || {
-        if view.is_some() {
-            let roster = state.engine.roster(&cid)?;
-            return Ok(Json(ParticipantsReply::Participant(
-                super::view::roster_json(roster.iter()),
-            )));
-        }
-        let roster = state.engine.roster_with_media(&cid)?;
-        let participants = roster
-            .iter()
-            .map(|(p, m)| participant_json(p, m.as_ref()))
-            .collect();
-        Ok(Json(ParticipantsReply::Operator(ParticipantList {
-            participants,
-        })))
-    })
-    .await
+    if view.is_some() {
+        let roster = state.engine.roster(&cid).await?;
+        return Ok(Json(ParticipantsReply::Participant(
+            super::view::roster_json(roster.iter()),
+        )));
+    }
+    let roster = state.engine.roster_with_media(&cid).await?;
+    let participants = roster
+        .iter()
+        .map(|(p, m)| participant_json(p, m.as_ref()))
+        .collect();
+    Ok(Json(ParticipantsReply::Operator(ParticipantList {
+        participants,
+    })))
 }
 
 #[utoipa::path(get, path = "/v1/conferences/{cid}/participants/{pid}", tag = "participants",
@@ -100,13 +98,10 @@ pub(super) async fn get(
 ) -> Result<Json<ParticipantReply>, ApiError> {
     meeting_id(&cid)?;
     let id = participant_id(&pid)?;
-    blocking(move || {
-        let (p, m) = find(&state, &cid, id)?;
-        Ok(Json(ParticipantReply {
-            participant: participant_json(&p, m.as_ref()),
-        }))
-    })
-    .await
+    let (p, m) = find(&state, &cid, id).await?;
+    Ok(Json(ParticipantReply {
+        participant: participant_json(&p, m.as_ref()),
+    }))
 }
 
 /// A participant to add: a number to call, or a leg whose offer a gateway holds.
@@ -191,8 +186,7 @@ pub(super) async fn add(
                     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_sip", other.to_string())
                 }
             })?;
-            let engine = state.engine.clone();
-            let (participant, media) = blocking(move || find_in(&engine, &cid, p)).await?;
+            let (participant, media) = find(&state, &cid, p).await?;
             let body = AddedParticipant {
                 participant: participant_json(&participant, media.as_ref()),
                 sdp: None,
@@ -207,51 +201,44 @@ pub(super) async fn add(
                 identity: None,
             };
             let media_advertise = state.media_advertise;
-            blocking(move || {
-                let rule = srtp::rule(&state, &cid)?;
-                let n = crate::sip::sdp::negotiate(offer.as_bytes(), &state.codecs, rule)
-                    .map_err(srtp::refusal)?;
-                let local_key = match n.srtp {
-                    Some(_) => {
-                        let mut k = [0u8; 30];
-                        getrandom::fill(&mut k).map_err(|_| ApiError::internal("no randomness"))?;
-                        Some(k)
-                    }
-                    None => None,
-                };
-                let spec = n.leg_spec(local_key);
-                // No signalling from the far end here: its record shows the media address
-                // the offer names.
-                let origin = crate::store::Origin::new(None, Some(n.remote));
-                let (p, bound) = state.engine.add_rtp_leg_from(&cid, joiner, spec, origin)?;
-                // The client's media address decides which of ours it is given (the API
-                // caller may be elsewhere).
-                let local = crate::addr::Advertise::new(media_advertise, bound.ip())
-                    .socket_for_peer(bound, n.remote.ip());
-                let answer = crate::sip::sdp::answer(&n, local, local_key.as_ref(), p.0, 1);
-                let (participant, media) = find(&state, &cid, p)?;
-                let body = AddedParticipant {
-                    participant: participant_json(&participant, media.as_ref()),
-                    sdp: Some(answer),
-                };
-                Ok((StatusCode::CREATED, Json(body)).into_response())
-            })
-            .await
+            // The conference's own SRTP policy is a storage read.
+            let rule = {
+                let state = state.clone();
+                let cid = cid.clone();
+                blocking(move || srtp::rule(&state, &cid)).await?
+            };
+            let n = crate::sip::sdp::negotiate(offer.as_bytes(), &state.codecs, rule)
+                .map_err(srtp::refusal)?;
+            let local_key = match n.srtp {
+                Some(_) => {
+                    let mut k = [0u8; 30];
+                    getrandom::fill(&mut k).map_err(|_| ApiError::internal("no randomness"))?;
+                    Some(k)
+                }
+                None => None,
+            };
+            let spec = n.leg_spec(local_key);
+            // No signalling from the far end here: its record shows the media address
+            // the offer names.
+            let origin = crate::store::Origin::new(None, Some(n.remote));
+            let (p, bound) = state
+                .engine
+                .add_rtp_leg_from(&cid, joiner, spec, origin)
+                .await?;
+            // The client's media address decides which of ours it is given (the API
+            // caller may be elsewhere).
+            let local = crate::addr::Advertise::new(media_advertise, bound.ip())
+                .socket_for_peer(bound, n.remote.ip());
+            let answer = crate::sip::sdp::answer(&n, local, local_key.as_ref(), p.0, 1);
+            let (participant, media) = find(&state, &cid, p).await?;
+            let body = AddedParticipant {
+                participant: participant_json(&participant, media.as_ref()),
+                sdp: Some(answer),
+            };
+            Ok((StatusCode::CREATED, Json(body)).into_response())
         }
         _ => Err(ApiError::invalid("give exactly one of `dial` and `sdp`")),
     }
-}
-
-fn find_in(
-    engine: &crate::engine::Engine,
-    cid: &str,
-    id: ParticipantId,
-) -> Result<(Participant, Option<LegStats>), ApiError> {
-    engine
-        .roster_with_media(cid)?
-        .into_iter()
-        .find(|(p, _)| p.id == id)
-        .ok_or_else(|| ApiError::not_found(format!("no participant {id}")))
 }
 
 #[utoipa::path(post, path = "/v1/conferences/{cid}/participants/{pid}/{action}", tag = "participants",
@@ -279,18 +266,15 @@ pub(super) async fn act(
         "undeaf" => Control::Deaf(id, false),
         _ => return Err(ApiError::not_found(format!("no action {action}"))),
     };
-    blocking(move || {
-        let (p, _) = find(&state, &cid, id)?;
-        if matches!(p.state, PState::Disconnected(_)) {
-            return Err(ApiError::conflict(format!("{id} has left the conference")));
-        }
-        state.engine.control(&cid, control)?;
-        let (p, m) = find(&state, &cid, id)?;
-        Ok(Json(ParticipantReply {
-            participant: participant_json(&p, m.as_ref()),
-        }))
-    })
-    .await
+    let (p, _) = find(&state, &cid, id).await?;
+    if matches!(p.state, PState::Disconnected(_)) {
+        return Err(ApiError::conflict(format!("{id} has left the conference")));
+    }
+    state.engine.control(&cid, control).await?;
+    let (p, m) = find(&state, &cid, id).await?;
+    Ok(Json(ParticipantReply {
+        participant: participant_json(&p, m.as_ref()),
+    }))
 }
 
 #[utoipa::path(delete, path = "/v1/conferences/{cid}/participants/{pid}", tag = "participants",
@@ -310,13 +294,10 @@ pub(super) async fn eject(
 ) -> Result<StatusCode, ApiError> {
     meeting_id(&cid)?;
     let id = participant_id(&pid)?;
-    blocking(move || {
-        let (p, _) = find(&state, &cid, id)?;
-        if matches!(p.state, PState::Disconnected(_)) {
-            return Err(ApiError::conflict(format!("{id} has left the conference")));
-        }
-        state.engine.control(&cid, Control::Eject(id))?;
-        Ok(StatusCode::NO_CONTENT)
-    })
-    .await
+    let (p, _) = find(&state, &cid, id).await?;
+    if matches!(p.state, PState::Disconnected(_)) {
+        return Err(ApiError::conflict(format!("{id} has left the conference")));
+    }
+    state.engine.control(&cid, Control::Eject(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

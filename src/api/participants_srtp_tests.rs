@@ -20,7 +20,7 @@ use crate::engine::{Engine, EngineSettings};
 use crate::media::codec::Codec;
 use crate::store::Store;
 
-fn state(dir: &std::path::Path) -> AppState {
+async fn state(dir: &std::path::Path) -> AppState {
     let engine = Arc::new(
         Engine::start(EngineSettings {
             mixer_threads: 1,
@@ -36,7 +36,10 @@ fn state(dir: &std::path::Path) -> AppState {
     );
     let events = engine.broadcast_events().unwrap();
     let store = Store::open(dir).unwrap();
-    engine.create_conference("5100", Policy::default()).unwrap();
+    engine
+        .create_conference("5100", Policy::default())
+        .await
+        .unwrap();
     AppState::new(
         engine,
         None,
@@ -90,7 +93,7 @@ fn answer_of(body: &Value) -> &str {
 #[tokio::test]
 async fn over_plain_http_no_key_is_taken_or_given() {
     let dir = tempfile::tempdir().unwrap();
-    let state = state(dir.path());
+    let state = state(dir.path()).await;
     // Best effort (RTP/AVP with a crypto line): answered in the clear, without our key.
     let (status, body) = post(&state, offer("RTP/AVP", true)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -112,7 +115,7 @@ async fn over_plain_http_no_key_is_taken_or_given() {
 #[tokio::test]
 async fn over_https_or_when_allowed_the_keys_are_taken() {
     let dir = tempfile::tempdir().unwrap();
-    let mut state = state(dir.path());
+    let mut state = state(dir.path()).await;
     for (https, cleartext) in [(true, false), (false, true)] {
         state.https = https;
         state.sdes_over_cleartext = cleartext;
@@ -132,7 +135,7 @@ async fn over_https_or_when_allowed_the_keys_are_taken() {
 #[tokio::test]
 async fn required_refuses_a_plain_offer_and_off_an_srtp_one() {
     let dir = tempfile::tempdir().unwrap();
-    let mut state = state(dir.path());
+    let mut state = state(dir.path()).await;
     state.https = true;
     state.srtp = SrtpPolicy::Required;
     for plain in [
@@ -163,7 +166,7 @@ async fn required_refuses_a_plain_offer_and_off_an_srtp_one() {
 #[tokio::test]
 async fn the_conference_policy_overrides_the_bridges() {
     let dir = tempfile::tempdir().unwrap();
-    let mut state = state(dir.path());
+    let mut state = state(dir.path()).await;
     state.https = true;
     let mut stored = crate::store::StoredConference {
         id: "5100".into(),

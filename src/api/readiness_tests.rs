@@ -51,7 +51,8 @@ async fn readyz_names_a_part_that_is_down() {
         &state.api_metrics,
         &[],
         false,
-    );
+    )
+    .await;
     assert!(
         text.contains("confab_panics_total{part=\"mixer\"} 0"),
         "{text}"
@@ -71,6 +72,7 @@ async fn readyz_names_a_part_that_is_down() {
         state
             .engine
             .create_conference(id, crate::conference::Policy::default())
+            .await
             .unwrap();
     }
 }

@@ -85,6 +85,7 @@ async fn start_and_stop_answer_404_409_and_422() {
     state
         .engine
         .create_conference("5001", Policy::default())
+        .await
         .unwrap();
     assert_eq!(json(&state, "DELETE", at).await.0, StatusCode::CONFLICT);
     let (status, started) = json(&state, "POST", at).await;
@@ -199,6 +200,7 @@ async fn audio_ranges_listing_and_delete() {
         state
             .engine
             .create_conference(cid, Policy::default())
+            .await
             .unwrap();
     }
     let (_, a) = json(&state, "POST", "/v1/conferences/5101/recording").await;
@@ -286,6 +288,7 @@ async fn the_console_follows_the_recording_events_the_api_sends() {
     state
         .engine
         .create_conference("5201", Policy::default())
+        .await
         .unwrap();
     let at = "/v1/conferences/5201/recording";
     assert_eq!(json(&state, "POST", at).await.0, StatusCode::CREATED);

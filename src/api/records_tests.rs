@@ -120,6 +120,7 @@ async fn a_peers_user_agent_and_address_reach_its_record_cleaned_and_exported_as
     state
         .engine
         .create_conference("5050", Policy::default())
+        .await
         .unwrap();
     // A User-Agent far too long, with a tab (a control character an HTTP header may carry),
     // a byte that is not UTF-8, a comma and quotes.
@@ -194,10 +195,12 @@ async fn conference_sessions_are_listed_from_start_to_end() {
     state
         .engine
         .create_conference("7070", Policy::default())
+        .await
         .unwrap();
     state
         .engine
         .control("7070", crate::mixer::Control::End)
+        .await
         .unwrap();
     // Ended between ticks, once no leg is left.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

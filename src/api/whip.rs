@@ -338,11 +338,10 @@ pub(super) async fn join(
     })
     .await?;
     let (port, peer) = relay_pair(webrtc.doorbell());
-    let engine = state.engine.clone();
-    let spec = accepted.spec;
-    let c = cid.clone();
-    let participant =
-        blocking(move || Ok(engine.add_relayed_leg(&c, joiner, spec, port, origin)?)).await?;
+    let participant = state
+        .engine
+        .add_relayed_leg(&cid, joiner, accepted.spec, port, origin)
+        .await?;
     let session = session_id().ok_or_else(|| ApiError::internal("no randomness"))?;
     let roster = RosterToken::random().ok_or_else(|| ApiError::internal("no randomness"))?;
     let roster_text = roster.text();
@@ -402,15 +401,14 @@ pub(super) async fn leave(
         .filter(|s| s.cid == cid)
         .ok_or_else(|| ApiError::not_found("no such WHIP session"))?;
     webrtc.close(&session);
-    let engine = state.engine.clone();
     // The leg also learns it from the relay; saying it here makes the roster current at once.
-    let _ = blocking(move || {
-        Ok(engine.control(
+    let _ = state
+        .engine
+        .control(
             &found.cid,
             Control::Remove(found.participant, DisconnectReason::Hangup),
-        )?)
-    })
-    .await;
+        )
+        .await;
     Ok(StatusCode::OK.into_response())
 }
 

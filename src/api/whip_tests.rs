@@ -116,6 +116,7 @@ async fn the_65th_handshake_on_one_meeting_is_429_with_retry_after() {
         state
             .engine
             .create_conference(cid, Policy::default())
+            .await
             .unwrap();
     }
     let mut sessions = Vec::new();
@@ -184,6 +185,7 @@ ice_servers = [
     state
         .engine
         .create_conference("8080", Policy::default())
+        .await
         .unwrap();
     let r = whip(&state, "8080", [10, 0, 4, 1]).await;
     assert_eq!(r.status(), StatusCode::CREATED);
@@ -201,19 +203,20 @@ ice_servers = [
         ]
     );
 
-    let plain = state_without_servers(dir.path());
+    let plain = state_without_servers(dir.path()).await;
     let r = whip(&plain, "8081", [10, 0, 4, 2]).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert!(r.headers().get(header::LINK).is_none());
 }
 
-fn state_without_servers(dir: &std::path::Path) -> AppState {
+async fn state_without_servers(dir: &std::path::Path) -> AppState {
     let dir = dir.join("plain");
     std::fs::create_dir_all(&dir).unwrap();
     let state = state(&dir, webrtc(ROOMY, Duration::from_millis(100)));
     state
         .engine
         .create_conference("8081", Policy::default())
+        .await
         .unwrap();
     state
 }
@@ -238,6 +241,7 @@ async fn a_dead_driver_ends_its_participants_and_is_not_ready_until_restarted() 
     state
         .engine
         .create_conference("7070", Policy::default())
+        .await
         .unwrap();
     let r = whip(&state, "7070", [10, 0, 3, 1]).await;
     assert_eq!(r.status(), StatusCode::CREATED);
@@ -273,7 +277,7 @@ async fn a_dead_driver_ends_its_participants_and_is_not_ready_until_restarted() 
 
     // The participant left the mix as internal-error; its session and roster token ended.
     let left = loop {
-        let roster = state.engine.roster("7070").unwrap();
+        let roster = state.engine.roster("7070").await.unwrap();
         let p = roster.iter().find(|p| p.id.to_string() == pid).unwrap();
         if let PState::Disconnected(reason) = p.state {
             break reason;
@@ -306,6 +310,7 @@ async fn a_caller_who_knew_the_passcode_passes_the_meetings_lockout() {
     state
         .engine
         .create_conference_with("7070", Policy::default(), admission)
+        .await
         .unwrap();
     let known = [10, 0, 7, 1];
     let r = whip_with(&state, "7070", known, Some("4321")).await;
@@ -344,6 +349,7 @@ async fn only_a_compared_credential_passes_the_lockout_and_only_for_itself() {
         state
             .engine
             .create_conference_with(cid, Policy::default(), admission)
+            .await
             .unwrap();
     }
     let (attendee, leader, nobody) = ([10, 1, 0, 1], [10, 1, 0, 2], [10, 1, 0, 3]);
@@ -422,6 +428,7 @@ async fn a_session_mutes_and_unmutes_only_its_own_participant() {
     state
         .engine
         .create_conference("9090", Policy::default())
+        .await
         .unwrap();
     let (me, other) = (
         whip(&state, "9090", [10, 0, 5, 1]).await,
@@ -435,8 +442,8 @@ async fn a_session_mutes_and_unmutes_only_its_own_participant() {
     let mine = header_of(&me, "confab-participant").unwrap().to_owned();
     let theirs = header_of(&other, "confab-participant").unwrap().to_owned();
     let app = crate::api::router(state.clone());
-    let muted = |pid: &str| {
-        let roster = state.engine.roster("9090").unwrap();
+    let muted = async |pid: &str| {
+        let roster = state.engine.roster("9090").await.unwrap();
         roster
             .iter()
             .find(|p| p.id.to_string() == pid)
@@ -448,12 +455,12 @@ async fn a_session_mutes_and_unmutes_only_its_own_participant() {
         moderate(&app, "9090", &token, &act("mute", &mine)).await,
         (StatusCode::NO_CONTENT, String::new())
     );
-    assert_eq!(muted(&mine), Some(true));
+    assert_eq!(muted(&mine).await, Some(true));
     assert_eq!(
         moderate(&app, "9090", &token, &act("unmute", &mine)).await,
         (StatusCode::NO_CONTENT, String::new())
     );
-    assert_eq!(muted(&mine), Some(false));
+    assert_eq!(muted(&mine).await, Some(false));
 
     for body in [
         act("mute", &theirs),
@@ -467,10 +474,10 @@ async fn a_session_mutes_and_unmutes_only_its_own_participant() {
             "{body}"
         );
     }
-    assert_eq!(muted(&theirs), Some(false));
-    assert!(!state.engine.policy("9090").unwrap().locked);
+    assert_eq!(muted(&theirs).await, Some(false));
+    assert!(!state.engine.policy("9090").await.unwrap().locked);
     assert_eq!(
-        state.engine.roster("9090").unwrap().len(),
+        state.engine.roster("9090").await.unwrap().len(),
         2,
         "no one was ejected"
     );
@@ -506,6 +513,7 @@ async fn a_join_tokens_identity_names_its_participant() {
     state
         .engine
         .create_conference("6060", Policy::default())
+        .await
         .unwrap();
     let mint = |identity: &str| super::NewToken {
         display_name: "Ann".into(),
@@ -532,12 +540,12 @@ async fn a_join_tokens_identity_names_its_participant() {
     let token = reply["token"].as_str().unwrap().to_owned();
     let joined = whip_with(&state, "6060", [10, 0, 6, 1], Some(&token)).await;
     assert_eq!(joined.status(), StatusCode::CREATED);
-    let roster = state.engine.roster("6060").unwrap();
+    let roster = state.engine.roster("6060").await.unwrap();
     assert_eq!(roster.len(), 1);
     assert_eq!(roster[0].identity.as_deref(), Some("sip:Ann@example.com"));
     // A passcode names nobody.
     let open = whip_with(&state, "6060", [10, 0, 6, 2], None).await;
     assert_eq!(open.status(), StatusCode::CREATED);
-    let roster = state.engine.roster("6060").unwrap();
+    let roster = state.engine.roster("6060").await.unwrap();
     assert_eq!(roster[1].identity, None);
 }

@@ -2,7 +2,6 @@
 //! they carry, and how they fail.
 
 use std::sync::Arc;
-use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
 use super::conference::{ConferenceCounters, ConferenceId};
@@ -73,7 +72,8 @@ pub enum CommandError {
     Join(#[from] JoinError),
 }
 
-pub(super) type Reply<T> = SyncSender<Result<T, CommandError>>;
+/// Where a mixer thread sends a command's answer (a one-shot: the caller may await it).
+pub type Reply<T> = tokio::sync::oneshot::Sender<Result<T, CommandError>>;
 
 /// A request to a mixer thread.
 pub enum Command {
@@ -150,4 +150,7 @@ pub enum Command {
         reply: Reply<stats::MixerSnapshot>,
     },
     Shutdown,
+    /// Test-only: the thread sleeps, as one far behind would (its queue fills meanwhile).
+    #[cfg(test)]
+    Stall(Duration),
 }

@@ -14,9 +14,18 @@ use crate::media::relay::{RelayPacket, RelayPeer, relay_pair};
 use crate::store::RecordEvent;
 
 fn call<T>(mixer: &MixerHandle, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
     mixer.commands.send(make(tx)).unwrap();
-    rx.recv_timeout(Duration::from_secs(5)).unwrap()
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match rx.try_recv() {
+            Ok(answer) => return answer,
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => panic!("no reply from the mixer thread: {e}"),
+        }
+    }
 }
 
 fn create(mixer: &MixerHandle, id: &str) -> Arc<ConferenceCounters> {

@@ -31,7 +31,7 @@ pub const TICK: Duration = Duration::from_millis(20);
 /// Commands handled per tick at most.
 const MAX_COMMANDS_PER_TICK: usize = 64;
 
-pub use command::{Command, CommandError, Control, LegOp};
+pub use command::{Command, CommandError, Control, LegOp, Reply};
 
 /// Counters of one mixer thread.
 #[derive(Debug, Default)]
@@ -201,7 +201,7 @@ fn run(
             match commands.try_recv() {
                 Ok(Command::Shutdown) | Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
                 Ok(Command::Metrics { reply }) => {
-                    let _ = reply.try_send(Ok(snapshot(&conferences, &retired)));
+                    let _ = reply.send(Ok(snapshot(&conferences, &retired)));
                 }
                 Ok(command) => {
                     handle_contained(command, &mut conferences, &records, &webhooks, &counters)
@@ -289,7 +289,7 @@ fn run(
             match commands.recv_timeout(wait) {
                 Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
                 Ok(Command::Metrics { reply }) => {
-                    let _ = reply.try_send(Ok(snapshot(&conferences, &retired)));
+                    let _ = reply.send(Ok(snapshot(&conferences, &retired)));
                     handled += 1;
                 }
                 Ok(command) => {
@@ -366,7 +366,7 @@ fn handle(
                     Ok(Arc::clone(&media.counters))
                 }
             };
-            let _ = reply.try_send(result);
+            let _ = reply.send(result);
         }
         Command::AddLeg {
             conference,
@@ -380,7 +380,7 @@ fn handle(
                     .add_leg(joining, *leg, Instant::now())
                     .map_err(CommandError::from),
             };
-            let _ = reply.try_send(result);
+            let _ = reply.send(result);
         }
         Command::Invite {
             conference,
@@ -391,7 +391,7 @@ fn handle(
                 None => Err(CommandError::NoConference),
                 Some(c) => c.roster.invite(joining).map_err(CommandError::from),
             };
-            let _ = reply.try_send(result);
+            let _ = reply.send(result);
         }
         Command::Answered {
             conference,
@@ -402,7 +402,7 @@ fn handle(
                 None => Err(CommandError::NoConference),
                 Some(c) => c.attach_leg(*leg, Instant::now()),
             };
-            let _ = reply.try_send(result);
+            let _ = reply.send(result);
         }
         Command::Control {
             conference,
@@ -413,14 +413,14 @@ fn handle(
                 None => Err(CommandError::NoConference),
                 Some(c) => apply(c, control),
             };
-            let _ = reply.try_send(result);
+            let _ = reply.send(result);
         }
         Command::Roster { conference, reply } => {
             let result = conferences
                 .get(&conference)
                 .map(|c| c.roster.participants().to_vec())
                 .ok_or(CommandError::NoConference);
-            let _ = reply.try_send(result);
+            let _ = reply.send(result);
         }
         Command::Record {
             conference,
@@ -431,14 +431,14 @@ fn handle(
                 None => Err(CommandError::NoConference),
                 Some(c) => Ok(c.set_recording(tap)),
             };
-            let _ = reply.try_send(result);
+            let _ = reply.send(result);
         }
         Command::Policy { conference, reply } => {
             let result = conferences
                 .get(&conference)
                 .map(|c| c.roster.policy())
                 .ok_or(CommandError::NoConference);
-            let _ = reply.try_send(result);
+            let _ = reply.send(result);
         }
         Command::RosterWithMedia { conference, reply } => {
             let result = conferences
@@ -451,7 +451,7 @@ fn handle(
                         .collect()
                 })
                 .ok_or(CommandError::NoConference);
-            let _ = reply.try_send(result);
+            let _ = reply.send(result);
         }
         Command::Identity {
             conference,
@@ -466,7 +466,7 @@ fn handle(
                     .map(|p| (p.identity.clone(), p.state.is_present()))
                     .ok_or(CommandError::NoParticipant),
             };
-            let _ = reply.try_send(result);
+            let _ = reply.send(result);
         }
         Command::LegStats {
             conference,
@@ -477,7 +477,7 @@ fn handle(
                 None => Err(CommandError::NoConference),
                 Some(c) => c.leg_stats(participant).ok_or(CommandError::NoParticipant),
             };
-            let _ = reply.try_send(result);
+            let _ = reply.send(result);
         }
         Command::Leg {
             conference,
@@ -517,9 +517,11 @@ fn handle(
                         .ok_or(CommandError::NoParticipant),
                 },
             };
-            let _ = reply.try_send(result);
+            let _ = reply.send(result);
         }
         Command::Metrics { .. } | Command::Shutdown => {}
+        #[cfg(test)]
+        Command::Stall(length) => std::thread::sleep(length),
     }
 }
 

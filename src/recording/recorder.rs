@@ -162,7 +162,8 @@ impl Recorder {
     }
 
     /// Starts recording `conference`'s mix. This is the call for anything that records
-    /// without the API (an `auto_record` setting, say).
+    /// without the API (an `auto_record` setting, say). Blocking (it creates the files and
+    /// waits for the mixer thread): for a blocking thread, never one of the runtime's.
     pub fn start_recording(
         &self,
         engine: &Engine,
@@ -170,7 +171,7 @@ impl Recorder {
     ) -> Result<RecordingMeta, RecordError> {
         let mut active = self.active()?;
         // Asked first: an unknown conference is told apart from one recorded already.
-        engine.roster(conference)?;
+        engine.roster(conference).wait()?;
         if active.contains_key(conference) {
             return Err(RecordError::AlreadyRecording);
         }
@@ -195,7 +196,7 @@ impl Recorder {
         self.queue
             .send(Msg::Start(Box::new(session)))
             .map_err(|_| RecordError::Unavailable("the recording writer is gone".into()))?;
-        if let Err(e) = engine.set_recording(conference, Some(tap)) {
+        if let Err(e) = engine.set_recording(conference, Some(tap)).wait() {
             // The conference ended in between: no recording of it.
             let _ = self.queue.send(Msg::Stop {
                 key,
@@ -204,7 +205,7 @@ impl Recorder {
             });
             return Err(e.into());
         }
-        if let Ok(roster) = engine.roster(conference) {
+        if let Ok(roster) = engine.roster(conference).wait() {
             let people = roster
                 .into_iter()
                 .filter(|p| p.state == crate::conference::State::Connected)
@@ -225,15 +226,16 @@ impl Recorder {
         Ok(meta)
     }
 
-    /// Stops recording `conference`; answers the recording's id.
+    /// Stops recording `conference`; answers the recording's id. Blocking, like
+    /// [`Recorder::start_recording`].
     pub fn stop_recording(&self, engine: &Engine, conference: &str) -> Result<String, RecordError> {
         let mut active = self.active()?;
-        let roster = engine.roster(conference)?;
+        let roster = engine.roster(conference).wait()?;
         let Some(a) = active.remove(conference) else {
             return Err(RecordError::NotRecording);
         };
         // The tap comes back and is dropped here; the frames it sent are ahead of the stop.
-        let _ = engine.set_recording(conference, None);
+        let _ = engine.set_recording(conference, None).wait();
         let names = roster
             .into_iter()
             .map(|p| (p.id.0, p.display_name))

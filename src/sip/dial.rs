@@ -131,12 +131,9 @@ impl Shell {
                     }
                 },
             };
-            let m = meeting.clone();
             let origin = crate::store::Origin::new(None, Some(to));
-            let invited =
-                tokio::task::spawn_blocking(move || engine.invite_to(&m, joiner, origin)).await;
-            match invited {
-                Ok(Ok((participant, ports))) => {
+            match engine.invite_to(&meeting, joiner, origin).await {
+                Ok((participant, ports)) => {
                     // Our media address as the callee will see it (never a wildcard bind).
                     let local = crate::addr::Advertise::new(media_advertise, ports.local.ip())
                         .socket_for_peer(ports.local, to.ip());
@@ -154,11 +151,8 @@ impl Shell {
                     let _ = started.send(ready).await;
                     let _ = reply.send(Ok(participant));
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     let _ = reply.send(Err(DialError::Engine(e)));
-                }
-                Err(_) => {
-                    let _ = reply.send(Err(DialError::Stopped));
                 }
             }
         });
@@ -166,23 +160,20 @@ impl Shell {
 
     /// A dial-out's answer, already checked by the call core (codecs, the SRTP policy).
     pub(crate) fn answered(&mut self, participant: ParticipantId, answer: &DialAnswer) {
-        let Some(pending) = self.dialing.remove(&participant) else {
-            return;
-        };
-        let Some(meeting) = self.meetings.get(&participant).cloned() else {
+        let Some((meeting, pending)) = self.participants.answered(participant) else {
             return;
         };
         let spec = answer.negotiated.leg_spec(answer.local_key);
         let user_agent = answer.user_agent.clone();
         self.control(participant, Control::SipStatus(participant, 200));
-        let engine = Arc::clone(&self.engine);
+        let mut ports = pending.ports;
+        ports.origin = ports.origin.answered_by(user_agent.as_deref());
+        let joined = self.engine.answered(&meeting, participant, ports, spec);
         let moves = self.moves.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut ports = pending.ports;
-            ports.origin = ports.origin.answered_by(user_agent.as_deref());
-            if let Err(e) = engine.answered(&meeting, participant, ports, spec) {
+        tokio::spawn(async move {
+            if let Err(e) = joined.await {
                 debug!(error = %e, "dial-out answered but its leg could not join");
-                let _ = moves.blocking_send((participant, super::shell::MoveEnd::Lost));
+                let _ = moves.send((participant, super::shell::MoveEnd::Lost)).await;
             }
         });
     }

@@ -19,14 +19,14 @@ pub(crate) const AFTER_MOVE: Duration = Duration::from_millis(300);
 
 /// What a participant of `meeting` is told on entry, from the meeting's roster and policy:
 /// waiting for the leader, the only one there, or nothing.
-pub(crate) fn greeting_for(
+pub(crate) async fn greeting_for(
     engine: &Engine,
     meeting: &str,
     participant: ParticipantId,
 ) -> Option<Prompt> {
-    let roster = engine.roster(meeting).ok()?;
+    let roster = engine.roster(meeting).await.ok()?;
     let me = roster.iter().find(|p| p.id == participant)?;
-    let policy = engine.policy(meeting).ok()?;
+    let policy = engine.policy(meeting).await.ok()?;
     let leader_here = roster
         .iter()
         .any(|p| p.role == Role::Leader && p.state == State::Connected);
@@ -90,15 +90,15 @@ impl Shell {
                 prompts.audio(Prompt::FirstParticipant),
             );
             let engine: Arc<Engine> = Arc::clone(&self.engine);
-            tokio::task::spawn_blocking(move || {
-                let Some(prompt) = greeting_for(&engine, &meeting, participant) else {
+            tokio::spawn(async move {
+                let Some(prompt) = greeting_for(&engine, &meeting, participant).await else {
                     return;
                 };
                 let audio = match prompt {
                     Prompt::WaitingForLeader => waiting,
                     _ => first,
                 };
-                if let Err(e) = engine.play(&meeting, participant, Some(audio)) {
+                if let Err(e) = engine.play(&meeting, participant, Some(audio)).await {
                     debug!(error = %e, "sip: the greeting could not be played");
                 }
             });

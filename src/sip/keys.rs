@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 use confab_dsp::mix::Gain;
 use tracing::debug;
 
-use super::{LOBBY, Shell};
+use super::Shell;
 use crate::call::keypad::{Effect, KeyAction, KeyEntry, Situation, VOLUME_STEP_DB, decide};
 use crate::conference::ParticipantId;
 use crate::engine::{Engine, EngineError};
 use crate::mixer::Control;
 use crate::sip::prompts::{Prompt, Prompts};
 
-/// A caller in a meeting, as the keypad knows it. Bound: one per entry of the shell's
-/// `meetings` (itself bounded by the calls the call core holds); removed with it.
+/// A caller in a meeting, as the keypad knows it: part of its entry in the shell's
+/// participants (`participants::Phase`), and gone with it.
 #[derive(Debug, Default)]
 pub(crate) struct InMeeting {
     keys: KeyEntry,
@@ -25,6 +25,11 @@ pub(crate) struct InMeeting {
 }
 
 impl InMeeting {
+    /// The language it hears (empty: the default).
+    pub(crate) fn language(&self) -> &str {
+        &self.language
+    }
+
     /// A caller who hears `language`.
     pub(crate) fn speaking(language: String) -> Self {
         InMeeting {
@@ -37,48 +42,33 @@ impl InMeeting {
 impl Shell {
     /// The language `participant` hears: chosen at the lobby, or the default.
     pub(crate) fn language_of(&self, participant: ParticipantId) -> String {
-        self.attendants
-            .get(&participant)
-            .map(|(_, caller)| caller.language.clone())
-            .or_else(|| {
-                self.in_meeting
-                    .get(&participant)
-                    .map(|m| m.language.clone())
-            })
-            .unwrap_or_default()
+        self.participants.language(participant)
     }
 }
 
 impl Shell {
     /// A digit from a caller in a meeting (not at the attendant).
     pub(crate) fn keypad_digit(&mut self, now: Instant, participant: ParticipantId, digit: char) {
-        let Some(meeting) = self.meetings.get(&participant).cloned() else {
+        let Some((meeting, call)) = self.participants.keys_mut(participant) else {
             return;
         };
-        if meeting == LOBBY {
-            return;
-        }
-        let call = self.in_meeting.entry(participant).or_default();
+        let meeting = meeting.to_owned();
         let Some(action) = call.keys.key(now, digit, &self.config.keypad) else {
             return;
         };
         let engine = Arc::clone(&self.engine);
         let prompts = Arc::clone(&self.config.prompts);
         let language = call.language.clone();
-        let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
+        tokio::spawn(async move {
             let prompts = prompts.get(&language);
-            match carry_out(&engine, prompts, &meeting, participant, action) {
+            match carry_out(&engine, prompts, &meeting, participant, action).await {
                 Err(e) => debug!(error = %e, %meeting, action = action.as_str(), "keypad control"),
                 Ok(None) => {}
                 // The goodbye plays out before everyone is hung up. The meeting itself stays
                 // (its ID can be called again), as when the last caller leaves.
                 Ok(Some(after)) => {
-                    runtime.spawn(async move {
-                        tokio::time::sleep(after).await;
-                        let _ =
-                            tokio::task::spawn_blocking(move || end_calls(&engine, &meeting)).await;
-                    });
+                    tokio::time::sleep(after).await;
+                    end_calls(&engine, &meeting).await;
                 }
             }
         });
@@ -87,42 +77,50 @@ impl Shell {
 
 /// Decides `action` on the conference as it is now, does it and tells the caller; ending the
 /// conference is left to the caller of this, after the time returned.
-fn carry_out(
+async fn carry_out(
     engine: &Engine,
     prompts: &Prompts,
     meeting: &str,
     participant: ParticipantId,
     action: KeyAction,
 ) -> Result<Option<Duration>, EngineError> {
-    let roster = engine.roster(meeting)?;
+    let roster = engine.roster(meeting).await?;
     let Some(me) = roster.iter().find(|p| p.id == participant) else {
         return Ok(None);
     };
     let situation = Situation {
         role: me.role,
         muted: me.muted,
-        locked: engine.policy(meeting)?.locked,
+        locked: engine.policy(meeting).await?.locked,
         present: roster.iter().filter(|p| p.state.is_present()).count(),
         // Steps from the gain the roster shows, which the API may have set too.
         volume: volume_steps(me.output_gain_db),
     };
     let decision = decide(action, situation);
-    engine.control(
-        meeting,
-        Control::Keyed(participant, action.as_str(), decision.effect.is_some()),
-    )?;
+    engine
+        .control(
+            meeting,
+            Control::Keyed(participant, action.as_str(), decision.effect.is_some()),
+        )
+        .await?;
     let say = spoken(prompts, &decision.say);
     let said = crate::call::playing_time(say.len());
-    engine.play(meeting, participant, Some(say))?;
+    engine.play(meeting, participant, Some(say)).await?;
     match decision.effect {
         None => {}
-        Some(Effect::Mute(on)) => engine.control(meeting, Control::Mute(participant, on))?,
+        Some(Effect::Mute(on)) => {
+            engine
+                .control(meeting, Control::Mute(participant, on))
+                .await?
+        }
         Some(Effect::Volume(steps)) => {
             let gain = Gain::from_db(f32::from(steps) * f32::from(VOLUME_STEP_DB));
-            engine.control(meeting, Control::ListenGain(participant, gain))?;
+            engine
+                .control(meeting, Control::ListenGain(participant, gain))
+                .await?;
         }
-        Some(Effect::Lock(on)) => engine.control(meeting, Control::Lock(on))?,
-        Some(Effect::MuteAll) => engine.control(meeting, Control::MuteAll)?,
+        Some(Effect::Lock(on)) => engine.control(meeting, Control::Lock(on)).await?,
+        Some(Effect::MuteAll) => engine.control(meeting, Control::MuteAll).await?,
         Some(Effect::End) => return Ok(Some(said)),
     }
     Ok(None)
@@ -138,13 +136,13 @@ pub(crate) fn spoken(prompts: &Prompts, say: &[Prompt]) -> Arc<[i16]> {
 }
 
 /// Everyone present in `meeting` leaves it as `conference-ended` (SIP callers get a BYE).
-fn end_calls(engine: &Engine, meeting: &str) {
-    let Ok(roster) = engine.roster(meeting) else {
+async fn end_calls(engine: &Engine, meeting: &str) {
+    let Ok(roster) = engine.roster(meeting).await else {
         return;
     };
     for p in roster.iter().filter(|p| p.state.is_present()) {
         let reason = crate::conference::DisconnectReason::ConferenceEnded;
-        if let Err(e) = engine.control(meeting, Control::Remove(p.id, reason)) {
+        if let Err(e) = engine.control(meeting, Control::Remove(p.id, reason)).await {
             debug!(error = %e, %meeting, "keypad: end");
         }
     }

@@ -49,14 +49,14 @@ impl Shell {
             let audio = self.menu_audio();
             let length = crate::call::playing_time(audio.len());
             let (menu, _) = LanguageMenu::new(now, offered, length);
-            self.attendants
-                .insert(participant, (AtLobby::Menu { menu, meeting }, caller));
+            self.participants
+                .at_attendant(participant, AtLobby::Menu { menu, meeting }, caller);
             self.play_in_lobby(participant, audio);
             return;
         }
         let (attendant, first) = Attendant::new(now, self.config.settings, meeting);
-        self.attendants
-            .insert(participant, (AtLobby::Attendant(attendant), caller));
+        self.participants
+            .at_attendant(participant, AtLobby::Attendant(attendant), caller);
         self.carry_out(participant, first);
     }
 
@@ -80,10 +80,7 @@ impl Shell {
     }
 
     fn play_in_lobby(&self, participant: ParticipantId, audio: Arc<[i16]>) {
-        let engine = Arc::clone(&self.engine);
-        tokio::task::spawn_blocking(move || {
-            let _ = engine.play(LOBBY, participant, Some(audio));
-        });
+        let _ = self.engine.play(LOBBY, participant, Some(audio));
     }
 
     /// What the menu decided: say it again, or the caller's language and on to the attendant.
@@ -97,7 +94,7 @@ impl Shell {
             MenuOutcome::Wait => {}
             MenuOutcome::Chosen(i) => {
                 let Some((AtLobby::Menu { meeting, .. }, mut caller)) =
-                    self.attendants.remove(&participant)
+                    self.participants.take_attendant(participant)
                 else {
                     return;
                 };
@@ -114,7 +111,7 @@ impl Shell {
     /// a keypad control's.
     pub(crate) fn digit(&mut self, participant: ParticipantId, digit: char) {
         let now = Instant::now();
-        let Some((at, caller)) = self.attendants.get_mut(&participant) else {
+        let Some((at, caller)) = self.participants.attendant_mut(participant) else {
             self.forget_greeting(participant);
             self.keypad_digit(now, participant, digit);
             return;
@@ -143,10 +140,10 @@ impl Shell {
         let limiter = self.limiter.lock().ok();
         let mut all = Vec::new();
         let mut menus = Vec::new();
-        for (p, (at, caller)) in &mut self.attendants {
+        for (p, (at, caller)) in self.participants.attendants_mut() {
             let attendant = match at {
                 AtLobby::Menu { menu, .. } => {
-                    menus.extend(menu.tick(now).map(|o| (*p, o)));
+                    menus.extend(menu.tick(now).map(|o| (p, o)));
                     continue;
                 }
                 AtLobby::Attendant(attendant) => attendant,
@@ -159,7 +156,7 @@ impl Shell {
             };
             let outcomes = attendant.tick(now, &directory);
             if !outcomes.is_empty() {
-                all.push((*p, outcomes));
+                all.push((p, outcomes));
             }
         }
         drop(limiter);
@@ -169,8 +166,7 @@ impl Shell {
         for (p, outcome) in menus {
             self.menu_outcome(p, outcome);
         }
-        self.attendants
-            .retain(|_, (at, _)| !matches!(at, AtLobby::Attendant(a) if a.finished()));
+        self.participants.attendants_done();
     }
 
     pub(crate) fn carry_out(&mut self, participant: ParticipantId, outcomes: Vec<Outcome>) {
@@ -183,7 +179,7 @@ impl Shell {
                     self.play_in_lobby(participant, audio);
                 }
                 Outcome::Join { meeting, role } => {
-                    let Some((_, caller)) = self.attendants.get(&participant) else {
+                    let Some(caller) = self.participants.caller(participant) else {
                         continue;
                     };
                     let admission = self.engine.admission(&meeting);
@@ -232,10 +228,7 @@ impl Shell {
                     let ask_name = [prompts.audio(Prompt::SayName), prompts.audio(Prompt::Beep)];
                     // "Joining" (the outcome before this one) is heard out first.
                     let joining = playing_time(prompts.audio(Prompt::Joining).len());
-                    self.in_meeting.insert(
-                        participant,
-                        super::keys::InMeeting::speaking(language.clone()),
-                    );
+                    self.participants.moving(participant, language.clone());
                     let moves = self.moves.clone();
                     let placement = self.config.placement.clone();
                     tokio::spawn(async move {
@@ -245,21 +238,19 @@ impl Shell {
                             tokio::time::sleep(joining).await;
                             record_name(&engine, participant, ask_name).await;
                         }
-                        let _ = tokio::task::spawn_blocking(move || {
-                            // The leg carries the caller's language into the meeting, whose
-                            // own notices (that it is being recorded) are then said in it; a
-                            // failure leaves it the default language.
-                            let _ = engine.set_language(LOBBY, participant, &language);
-                            move_to_meeting(
-                                &engine,
-                                participant,
-                                &meeting,
-                                joiner,
-                                role,
-                                placement.as_deref(),
-                                &moves,
-                            )
-                        })
+                        // The leg carries the caller's language into the meeting, whose own
+                        // notices (that it is being recorded) are then said in it; a failure
+                        // leaves it the default language.
+                        let _ = engine.set_language(LOBBY, participant, &language).await;
+                        move_to_meeting(
+                            &engine,
+                            participant,
+                            &meeting,
+                            joiner,
+                            role,
+                            placement,
+                            &moves,
+                        )
                         .await;
                     });
                 }
@@ -274,8 +265,8 @@ impl Shell {
                 },
                 Outcome::Failed { meeting } => {
                     // Counted at the entry: hanging up during the goodbye changes nothing.
-                    if let (Some((_, caller)), Ok(mut limiter)) =
-                        (self.attendants.get(&participant), self.limiter.lock())
+                    if let (Some(caller), Ok(mut limiter)) =
+                        (self.participants.caller(participant), self.limiter.lock())
                     {
                         limiter.failure(
                             Instant::now(),
@@ -298,35 +289,45 @@ impl Shell {
 
 /// Moves a caller's leg from the lobby into `meeting` and says how it went on `moves`. A move
 /// the meeting refuses loses the leg: the caller is told first.
-fn move_to_meeting(
+async fn move_to_meeting(
     engine: &Engine,
     participant: ParticipantId,
     meeting: &str,
     joiner: Joiner,
     role: Role,
-    placement: Option<&crate::placement::Placement>,
+    placement: Option<Arc<crate::placement::Placement>>,
     moves: &tokio::sync::mpsc::Sender<(ParticipantId, MoveEnd)>,
 ) {
     // Several nodes: the meeting runs where its lease is, and only there.
-    match placement.map(|p| p.place(meeting)) {
-        None | Some(Ok(Placed::Here)) => {}
-        Some(Ok(Placed::Elsewhere(owner))) => {
-            let target = format!("sip:{meeting}@{}", owner.sip);
-            let _ = moves.blocking_send((participant, MoveEnd::Elsewhere(target)));
-            return;
-        }
-        Some(Err(e)) => {
-            debug!(error = %e, %meeting, "attendant: placement unavailable");
-            let _ = moves.blocking_send((participant, MoveEnd::Lost));
-            return;
+    if let Some(placement) = placement {
+        let claimed = meeting.to_owned();
+        // A claim in the database: off the runtime's threads.
+        let placed = tokio::task::spawn_blocking(move || placement.place(&claimed)).await;
+        match placed {
+            Ok(Ok(Placed::Here)) => {}
+            Ok(Ok(Placed::Elsewhere(owner))) => {
+                let target = format!("sip:{meeting}@{}", owner.sip);
+                let _ = moves.send((participant, MoveEnd::Elsewhere(target))).await;
+                return;
+            }
+            Ok(Err(e)) => {
+                debug!(error = %e, %meeting, "attendant: placement unavailable");
+                let _ = moves.send((participant, MoveEnd::Lost)).await;
+                return;
+            }
+            // The claim panicked (a bug): the caller is hung up rather than left waiting.
+            Err(_) => {
+                let _ = moves.send((participant, MoveEnd::Lost)).await;
+                return;
+            }
         }
     }
-    if let Some(refusal) = would_refuse(engine, meeting, role) {
-        let _ = moves.blocking_send((participant, MoveEnd::Refused(refusal)));
+    if let Some(refusal) = would_refuse(engine, meeting, role).await {
+        let _ = moves.send((participant, MoveEnd::Refused(refusal))).await;
         return;
     }
     let _ = engine.detect_dtmf(LOBBY, participant, false);
-    let moved = engine.move_leg(LOBBY, participant, meeting, joiner);
+    let moved = engine.move_leg(LOBBY, participant, meeting, joiner).await;
     if let Err(e) = &moved {
         debug!(error = %e, %meeting, "attendant: could not move the caller");
     }
@@ -334,47 +335,40 @@ fn move_to_meeting(
         Ok(()) => MoveEnd::In(meeting.to_owned()),
         Err(_) => MoveEnd::Lost,
     };
-    let _ = moves.blocking_send((participant, end));
+    let _ = moves.send((participant, end)).await;
 }
 
 /// Whether `meeting` says the names of those who enter and leave it, and would take this
 /// caller now (one it refuses is not asked for a name first).
-async fn says_names(engine: &Arc<Engine>, meeting: &str, role: Role) -> bool {
-    let (engine, meeting) = (Arc::clone(engine), meeting.to_owned());
-    let says = tokio::task::spawn_blocking(move || {
-        engine
-            .policy(&meeting)
-            .is_ok_and(|p| p.entry_exit == EntryExit::Names)
-            && would_refuse(&engine, &meeting, role).is_none()
-    })
-    .await;
-    says.unwrap_or(false)
+async fn says_names(engine: &Engine, meeting: &str, role: Role) -> bool {
+    engine
+        .policy(meeting)
+        .await
+        .is_ok_and(|p| p.entry_exit == EntryExit::Names)
+        && would_refuse(engine, meeting, role).await.is_none()
 }
 
 /// "After the tone, say your name", the tone, and [`NAME_LENGTH`] of the caller recorded in
 /// the lobby; the name goes with the leg. A caller who hangs up meanwhile is gone when the
 /// move is tried, as at any other time.
-async fn record_name(engine: &Arc<Engine>, participant: ParticipantId, ask: [Arc<[i16]>; 2]) {
+async fn record_name(engine: &Engine, participant: ParticipantId, ask: [Arc<[i16]>; 2]) {
     let [say_name, beep] = ask;
     let steps: [(Option<Arc<[i16]>>, std::time::Duration); 2] = [
         (Some(Arc::clone(&say_name)), playing_time(say_name.len())),
         (Some(Arc::clone(&beep)), playing_time(beep.len())),
     ];
     for (audio, length) in steps {
-        let engine = Arc::clone(engine);
-        let played =
-            tokio::task::spawn_blocking(move || engine.play(LOBBY, participant, audio)).await;
-        if !matches!(played, Ok(Ok(()))) {
+        if engine.play(LOBBY, participant, audio).await.is_err() {
             // Gone (hung up): the move that follows finds so at once.
             return;
         }
         tokio::time::sleep(length).await;
     }
-    let recorder = Arc::clone(engine);
-    let started =
-        tokio::task::spawn_blocking(move || recorder.record_name(LOBBY, participant, NAME_LENGTH))
-            .await;
-    if matches!(started, Ok(Ok(()))) {
+    if engine
+        .record_name(LOBBY, participant, NAME_LENGTH)
+        .await
+        .is_ok()
+    {
         tokio::time::sleep(NAME_LENGTH).await;
     }
 }

@@ -52,14 +52,15 @@ impl Refusal {
 
 /// Whether `meeting` would turn away a joiner with `role` now (the mixer decides for good; a
 /// join that races a lock is still refused there, unexplained).
-pub(crate) fn would_refuse(engine: &Engine, meeting: &str, role: Role) -> Option<Refusal> {
-    let policy = engine.policy(meeting).ok()?;
+pub(crate) async fn would_refuse(engine: &Engine, meeting: &str, role: Role) -> Option<Refusal> {
+    let policy = engine.policy(meeting).await.ok()?;
     if policy.locked && role != Role::Leader {
         return Some(Refusal::Locked);
     }
     if policy.max_participants > 0 {
         let present = engine
             .roster(meeting)
+            .await
             .ok()?
             .iter()
             .filter(|p| p.state.is_present())
@@ -75,24 +76,20 @@ impl Shell {
     /// Tells `participant`, a caller in the lobby, why it is refused, and hangs up after.
     pub(crate) fn refuse(&mut self, participant: ParticipantId, refusal: Refusal) {
         let language = self.language_of(participant);
-        self.attendants.remove(&participant);
+        self.participants.refused(participant);
         let prompts: &Prompts = self.config.prompts_in(&language);
         let audio = prompts.audio(refusal.prompt());
         let after = ANSWER_MARGIN + playing_time(audio.len());
+        let played = self.engine.play(LOBBY, participant, Some(audio));
         let engine = Arc::clone(&self.engine);
         tokio::spawn(async move {
-            let played = {
-                let engine = Arc::clone(&engine);
-                tokio::task::spawn_blocking(move || engine.play(LOBBY, participant, Some(audio)))
-            };
-            if let Ok(Err(e)) = played.await {
+            if let Err(e) = played.await {
                 debug!(error = %e, "sip: the refusal could not be played");
             }
             tokio::time::sleep(after).await;
-            let _ = tokio::task::spawn_blocking(move || {
-                engine.control(LOBBY, Control::Remove(participant, refusal.reason()))
-            })
-            .await;
+            let _ = engine
+                .control(LOBBY, Control::Remove(participant, refusal.reason()))
+                .await;
         });
     }
 }

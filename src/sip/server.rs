@@ -1,6 +1,7 @@
 //! The SIP shell: UDP and TCP listeners on `sip.listen`, one task that owns the dial-in state
 //! machine ([`Uas`]) and the attendants, drives them with what arrives, and makes the engine
-//! calls their actions ask for (on blocking threads: the engine answers within a tick). The
+//! calls their actions ask for (sent at once; their replies, due within a tick, are awaited by
+//! tasks of their own so the loop never waits for a mixer thread). The
 //! bridge's own hang-ups (eject, media timeout, conference end) and RFC 4733 / in-band digits
 //! come from the engine's control stream, which loses none of them (unlike the UI's events).
 //!
@@ -13,14 +14,13 @@
 //! listener and what a connection may hold), `dial` (dial-out), `lobby` (callers at the
 //! attendant), `supervisor` (panics, and the restart of the serving task) and `metrics`.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::message::MAX_MESSAGE;
 use super::presence::PresenceSettings;
@@ -41,10 +41,14 @@ mod dial;
 mod greeting;
 #[path = "keys.rs"]
 mod keys;
+#[path = "listeners.rs"]
+mod listeners;
 #[path = "lobby.rs"]
 mod lobby;
 #[path = "metrics.rs"]
 mod metrics;
+#[path = "participants.rs"]
+mod participants;
 #[path = "random.rs"]
 mod random;
 #[path = "refusal.rs"]
@@ -58,7 +62,8 @@ mod tcp;
 pub use attendant_config::AttendantConfig;
 pub use dial::DialError;
 pub(crate) use dial::dial_target;
-use dial::{DialCommand, Dials, PendingDial, Started};
+use dial::{DialCommand, Dials, Started};
+pub(crate) use listeners::Listeners;
 pub use metrics::{METHODS, SipMetrics};
 use random::os_random;
 use shell::{Caller, Shell};
@@ -112,32 +117,12 @@ impl SipServer {
             wait_for_leader: true,
             ..Policy::default()
         };
-        match engine.create_conference(LOBBY, lobby) {
+        match engine.create_conference(LOBBY, lobby).await {
             Ok(_) | Err(EngineError::Command(CommandError::ConferenceExists)) => {}
             Err(e) => return Err(std::io::Error::other(format!("attendant lobby: {e}"))),
         }
-        let udp = UdpSocket::bind(settings.local).await?;
-        let udp_addr = udp.local_addr()?;
-        let tcp = match TcpListener::bind(udp_addr).await {
-            Ok(l) => l,
-            Err(_) if settings.local.port() == 0 => {
-                TcpListener::bind(SocketAddr::new(udp_addr.ip(), 0)).await?
-            }
-            Err(e) => return Err(e),
-        };
-        let tcp_addr = tcp.local_addr()?;
-        settings.local = udp_addr;
-        let tls = match &mut settings.tls {
-            Some(tls) => {
-                let listener = TcpListener::bind(tls.listen).await?;
-                tls.listen = listener.local_addr()?;
-                Some((
-                    Arc::new(listener),
-                    tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config)),
-                ))
-            }
-            None => None,
-        };
+        let listeners = Listeners::bind(&mut settings).await?;
+        let (udp_addr, tcp_addr) = (listeners.udp.local_addr()?, listeners.tcp.local_addr()?);
         let tls_addr = settings.tls.as_ref().map(|t| t.listen);
         let conference_srtp = settings.conference_srtp.clone();
         let (stop, stop_rx) = watch::channel(false);
@@ -154,11 +139,7 @@ impl SipServer {
             attendant,
             engine,
             control,
-            Listeners {
-                udp: Arc::new(udp),
-                tcp: Arc::new(tcp),
-                tls,
-            },
+            listeners,
             (
                 Arc::new(tokio::sync::Mutex::new(dials_rx)),
                 Arc::clone(&metrics),
@@ -215,14 +196,6 @@ impl SipServer {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
-}
-
-/// The sockets SIP is served on; a restarted serving task takes them again.
-#[derive(Clone)]
-pub(crate) struct Listeners {
-    udp: Arc<UdpSocket>,
-    tcp: Arc<TcpListener>,
-    tls: Option<(Arc<TcpListener>, tokio_rustls::TlsAcceptor)>,
 }
 
 async fn serve(
@@ -292,46 +265,26 @@ async fn serve(
     let (rosters_tx, mut rosters) = mpsc::channel::<shell::RosterRead>(256);
     let (identities_tx, mut identities) = mpsc::channel::<shell::IdentityRead>(256);
     let (placements_tx, mut placements) = mpsc::channel::<shell::PlacementRead>(256);
-    let controls = {
-        let engine = Arc::clone(&engine);
-        let (tx, rx) = std::sync::mpsc::channel::<(String, Control)>();
-        std::thread::Builder::new()
-            .name("confab-sip-controls".into())
-            .spawn(move || {
-                // Ends when the shell (the only sender) is dropped.
-                while let Ok((meeting, control)) = rx.recv() {
-                    if let Err(e) = engine.control(&meeting, control) {
-                        debug!(error = %e, "sip: engine control");
-                    }
-                }
-            })
-            .inspect_err(|e| warn!(error = %e, "sip: no control thread, controls run unordered"))
-            .ok()
-            .map(|_| tx)
-    };
     let mut shell = Shell {
         engine,
         udp: Arc::clone(&udp),
         connections,
         joins: joins_tx,
         moves: moves_tx,
-        meetings: HashMap::new(),
-        in_meeting: HashMap::new(),
+        participants: Default::default(),
         greetings: Vec::new(),
         menu_audio: None,
         left_in_move: Vec::new(),
         access_user,
         config,
-        attendants: HashMap::new(),
         limiter,
         codecs,
         outbound_proxy,
-        dialing: HashMap::new(),
         started: started_tx,
         dispatcher,
         refers: Vec::new(),
         admitted: Vec::new(),
-        controls,
+        waiting_controls: Default::default(),
         media_advertise,
         srtp,
         sdes_over_cleartext,
@@ -372,8 +325,7 @@ async fn serve(
             }
             Some(command) = dials.recv() => shell.dial(command),
             Some(s) = started.recv() => {
-                shell.meetings.insert(s.participant, s.meeting);
-                shell.dialing.insert(s.participant, s.pending);
+                shell.participants.dialing(s.participant, s.meeting, s.pending);
                 uas.dial(Instant::now(), s.participant, &s.target, Peer { addr: s.to, connection: s.connection }, s.offer, s.srtp);
             }
             Some((participant, meeting)) = moves.recv() => shell.moved(participant, meeting, &mut hang_up),
@@ -387,6 +339,7 @@ async fn serve(
             _ = tick.tick() => {
                 let now = Instant::now();
                 contained(&metrics, "tick", || uas.tick(now));
+                shell.retry_controls();
                 shell.tick_attendants(now);
                 shell.tick_greetings(now);
                 shell.package.core.tick(now);

@@ -2,6 +2,7 @@
 //! 127.0.0.1 with short timeouts (every loop bounded in count and time).
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use super::*;
 use crate::conference::limiter::source_of;

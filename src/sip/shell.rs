@@ -62,11 +62,9 @@ pub(super) struct Shell {
     /// Moves out of the lobby that finished: into which meeting, or failed (to be hung up,
     /// or told why first).
     pub(super) moves: mpsc::Sender<(ParticipantId, MoveEnd)>,
-    /// Which conference each SIP participant is in. Bound: one per call the Uas holds (itself
-    /// capped by `sip.max_calls`) or dial-out; removed when the participant is disconnected.
-    pub(super) meetings: HashMap<ParticipantId, String>,
-    /// Callers' keypad state. Bound and pruning: those of `meetings`.
-    pub(super) in_meeting: HashMap<ParticipantId, keys::InMeeting>,
+    /// Every SIP participant: the conference its leg is in and its phase there (dialling, at
+    /// the attendant, moving, refused, leaving, in a meeting). Bound and pruning there.
+    pub(super) participants: super::participants::SipParticipants,
     /// Greetings to play. Bound: one per participant that entered a meeting in the last
     /// second (itself bound by the calls); each goes when it is played, or when its
     /// participant keys something or leaves.
@@ -74,17 +72,14 @@ pub(super) struct Shell {
     /// The language menu as one piece of audio, made at its first use.
     pub(super) menu_audio: Option<Arc<[i16]>>,
     /// Callers that hung up while their leg moved out of the lobby. Bound: moves under way
-    /// (each ends with a message on `moves`, which takes its entry out).
+    /// (each ends with a message on `moves`, which takes its entry out; only a caller in the
+    /// `Moving` phase is put here).
     pub(super) left_in_move: Vec<ParticipantId>,
     pub(super) access_user: String,
     pub(super) config: AttendantConfig,
-    /// Callers at the attendant. Bound: calls admitted to the lobby (capped by `sip.max_calls`);
-    /// removed when they join, are hung up (after at most `max_tries` entries of 10 s) or leave.
-    pub(super) attendants: HashMap<ParticipantId, (lobby::AtLobby, Caller)>,
     pub(super) limiter: SharedLimiter,
     pub(super) codecs: Vec<crate::media::codec::Codec>,
     pub(super) outbound_proxy: Option<String>,
-    pub(super) dialing: HashMap<ParticipantId, PendingDial>,
     /// Dial-outs whose participant and ports are ready: their INVITE is to be sent.
     pub(super) started: mpsc::Sender<Started>,
     pub(super) dispatcher: Option<SocketAddr>,
@@ -94,9 +89,10 @@ pub(super) struct Shell {
     /// last looked; the UAS then knows them for a while (`Uas::admitted_to_meeting`). Bound:
     /// drained by the server loop after every event.
     pub(super) admitted: Vec<String>,
-    /// Controls for the engine, applied in the order they were made by one thread (a 180
-    /// then a 486 then the removal of a busy callee must not overtake each other).
-    pub(super) controls: Option<std::sync::mpsc::Sender<(String, Control)>>,
+    /// Controls a mixer thread's full queue refused (`Busy`), in the order they were made;
+    /// every later control waits behind them, and the serving loop's tick sends them again.
+    /// Bound: [`MAX_WAITING_CONTROLS`] (beyond it, a control is dropped and logged).
+    pub(super) waiting_controls: std::collections::VecDeque<(String, Control)>,
     /// The address put in our dial-out offers (`media.advertise`).
     pub(super) media_advertise: Option<std::net::IpAddr>,
     /// `media.srtp` and `media.sdes_over_cleartext`, for dial-outs.
@@ -146,9 +142,7 @@ impl Shell {
             }
             Action::Leave { participant } => {
                 // Hung up while its leg moves out of the lobby: the hang-up must follow it.
-                let moving = self.meetings.get(&participant).is_some_and(|m| m == LOBBY)
-                    && !self.attendants.contains_key(&participant);
-                if moving {
+                if self.participants.is_moving(participant) {
                     self.left_in_move.push(participant);
                 }
                 self.control(participant, Control::Hangup(participant))
@@ -165,20 +159,20 @@ impl Shell {
                 answer,
             } => self.answered(participant, &answer),
             Action::Renegotiated { participant, spec } => {
-                let Some(meeting) = self.meetings.get(&participant).cloned() else {
+                let Some(meeting) = self.participants.conference(participant).map(str::to_owned)
+                else {
                     return;
                 };
-                let engine = Arc::clone(&self.engine);
+                let respec = self.engine.respec(&meeting, participant, *spec);
                 let moves = self.moves.clone();
-                tokio::task::spawn_blocking(move || {
-                    if let Err(e) = engine.respec(&meeting, participant, *spec) {
+                tokio::spawn(async move {
+                    if let Err(e) = respec.await {
                         debug!(error = %e, "sip: the leg could not take the new settings");
-                        let _ = moves.blocking_send((participant, MoveEnd::Lost));
+                        let _ = moves.send((participant, MoveEnd::Lost)).await;
                     }
                 });
             }
             Action::Failed { participant, code } => {
-                self.dialing.remove(&participant);
                 let reason = match code {
                     486 | 600 => DisconnectReason::Busy,
                     408 | 480 | 487 => DisconnectReason::NoAnswer,
@@ -188,8 +182,7 @@ impl Shell {
                 self.control(participant, Control::SipStatus(participant, code));
                 self.control(participant, Control::Remove(participant, reason));
                 // The call is over on both sides: no BYE when the roster says so.
-                self.meetings.remove(&participant);
-                self.in_meeting.remove(&participant);
+                self.participants.remove(participant);
             }
         }
     }
@@ -274,25 +267,40 @@ impl Shell {
             .placement
             .clone()
             .filter(|_| attendant.is_none() && engine.admission(&conference).is_some());
-        tokio::task::spawn_blocking(move || {
-            let placed = placement.as_ref().map(|p| p.place(&conference));
-            let moved = match placed {
-                None | Some(Ok(Placed::Here)) => None,
-                Some(Ok(Placed::Elsewhere(owner))) => Some(JoinResult::Moved { to: owner.sip }),
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, %conference, "placement unavailable");
-                    Some(JoinResult::Unavailable)
+        tokio::spawn(async move {
+            let moved = match placement {
+                None => None,
+                Some(placement) => {
+                    let meeting = conference.clone();
+                    // A claim in the database: off the runtime's threads.
+                    let placed =
+                        tokio::task::spawn_blocking(move || placement.place(&meeting)).await;
+                    match placed {
+                        Ok(Ok(Placed::Here)) => None,
+                        Ok(Ok(Placed::Elsewhere(owner))) => {
+                            Some(JoinResult::Moved { to: owner.sip })
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, %conference, "placement unavailable");
+                            Some(JoinResult::Unavailable)
+                        }
+                        // The placement panicked: unanswered, the call core's timer refuses
+                        // the call.
+                        Err(_) => return,
+                    }
                 }
             };
             if let Some(result) = moved {
-                let _ = joins.blocking_send(Joined {
-                    call: request.call,
-                    result,
-                    conference,
-                    attendant,
-                    caller,
-                    refused: None,
-                });
+                let _ = joins
+                    .send(Joined {
+                        call: request.call,
+                        result,
+                        conference,
+                        attendant,
+                        caller,
+                        refused: None,
+                    })
+                    .await;
                 return;
             }
             let spec = request.negotiated.leg_spec(request.local_key);
@@ -311,7 +319,7 @@ impl Shell {
             let add_leg = |meeting: &str, joiner: Joiner| {
                 engine.add_rtp_leg_from(meeting, joiner, spec, origin.clone())
             };
-            let result = match add_leg(&conference, joiner.clone()) {
+            let result = match add_leg(&conference, joiner.clone()).await {
                 Ok((participant, local)) => {
                     if attendant.is_some() {
                         // Gateways often send digits as tones in the audio.
@@ -321,31 +329,29 @@ impl Shell {
                 }
                 // Told why in the lobby, then hung up.
                 Err(EngineError::Command(CommandError::Join(e)))
-                    if refusal::Refusal::of(e).is_some()
-                        && let Ok((participant, local)) = add_leg(LOBBY, joiner) =>
+                    if refusal::Refusal::of(e).is_some() =>
                 {
-                    conference = LOBBY.to_owned();
-                    refused = refusal::Refusal::of(e);
-                    JoinResult::Joined { participant, local }
+                    match add_leg(LOBBY, joiner).await {
+                        Ok((participant, local)) => {
+                            conference = LOBBY.to_owned();
+                            refused = refusal::Refusal::of(e);
+                            JoinResult::Joined { participant, local }
+                        }
+                        Err(_) => join_refused(EngineError::Command(CommandError::Join(e))),
+                    }
                 }
-                Err(EngineError::Command(CommandError::NoConference)) => JoinResult::NoConference,
-                Err(EngineError::Command(CommandError::Join(JoinError::Locked))) => {
-                    JoinResult::Locked
-                }
-                Err(EngineError::Command(CommandError::Join(JoinError::Full))) => JoinResult::Full,
-                Err(EngineError::Command(CommandError::Join(JoinError::Ended))) => {
-                    JoinResult::Ended
-                }
-                Err(_) => JoinResult::Unavailable,
+                Err(e) => join_refused(e),
             };
-            let _ = joins.blocking_send(Joined {
-                call: request.call,
-                result,
-                conference,
-                attendant,
-                caller,
-                refused,
-            });
+            let _ = joins
+                .send(Joined {
+                    call: request.call,
+                    result,
+                    conference,
+                    attendant,
+                    caller,
+                    refused,
+                })
+                .await;
         });
     }
 
@@ -353,7 +359,9 @@ impl Shell {
         let JoinResult::Joined { participant, .. } = joined.result else {
             return;
         };
-        self.meetings.insert(participant, joined.conference.clone());
+        // In its meeting, until the lobby (the attendant, or a refusal) says otherwise.
+        self.participants
+            .in_meeting(participant, joined.conference.clone());
         if let Some(refusal) = joined.refused {
             self.refuse(participant, refusal);
             return;
@@ -365,22 +373,76 @@ impl Shell {
     }
 
     pub(super) fn control(&mut self, participant: ParticipantId, control: Control) {
-        let Some(meeting) = self.meetings.get(&participant).cloned() else {
+        let Some(meeting) = self.participants.conference(participant).map(str::to_owned) else {
             return;
         };
-        let control = match &self.controls {
-            Some(tx) => match tx.send((meeting.clone(), control)) {
-                Ok(()) => return,
-                Err(std::sync::mpsc::SendError((_, control))) => control,
-            },
-            None => control,
-        };
-        let engine = Arc::clone(&self.engine);
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = engine.control(&meeting, control) {
-                debug!(error = %e, "sip: engine control");
+        self.send_control(meeting, control);
+    }
+
+    /// Sends a control now, on the meeting's thread's queue, so that controls reach it in the
+    /// order they were made (a 180 then a 486 then the removal of a busy callee must not
+    /// overtake each other); only the answer is awaited apart. A hang-up must not be lost to
+    /// a full queue: refused, it waits for [`Shell::retry_controls`], and so does every later
+    /// control.
+    fn send_control(&mut self, meeting: String, control: Control) {
+        if !self.waiting_controls.is_empty() {
+            self.wait_to_send(meeting, control);
+            return;
+        }
+        if let Some(control) = self.try_control(&meeting, control) {
+            self.wait_to_send(meeting, control);
+        }
+    }
+
+    /// Sends again the controls a full queue refused, in order, until one is refused again.
+    pub(super) fn retry_controls(&mut self) {
+        while let Some((meeting, control)) = self.waiting_controls.pop_front() {
+            if let Some(control) = self.try_control(&meeting, control) {
+                self.waiting_controls.push_front((meeting, control));
+                return;
             }
-        });
+        }
+    }
+
+    /// The control back if its thread's queue is full; otherwise it is sent (or failed).
+    fn try_control(&self, meeting: &str, control: Control) -> Option<Control> {
+        match self.engine.try_control(meeting, control) {
+            Ok(sent) => {
+                tokio::spawn(async move {
+                    if let Err(e) = sent.await {
+                        debug!(error = %e, "sip: engine control");
+                    }
+                });
+                None
+            }
+            Err((EngineError::Busy, Some(control))) => Some(control),
+            Err((e, _)) => {
+                debug!(error = %e, %meeting, "sip: engine control");
+                None
+            }
+        }
+    }
+
+    fn wait_to_send(&mut self, meeting: String, control: Control) {
+        if self.waiting_controls.len() >= MAX_WAITING_CONTROLS {
+            tracing::warn!(%meeting, ?control, "sip: a control dropped, the mixer is far behind");
+            return;
+        }
+        self.waiting_controls.push_back((meeting, control));
+    }
+}
+
+/// Controls that wait for room in a mixer thread's queue, at most (each a few dozen bytes).
+const MAX_WAITING_CONTROLS: usize = 65_536;
+
+/// What a caller whose join the engine refused is answered.
+fn join_refused(e: EngineError) -> JoinResult {
+    match e {
+        EngineError::Command(CommandError::NoConference) => JoinResult::NoConference,
+        EngineError::Command(CommandError::Join(JoinError::Locked)) => JoinResult::Locked,
+        EngineError::Command(CommandError::Join(JoinError::Full)) => JoinResult::Full,
+        EngineError::Command(CommandError::Join(JoinError::Ended)) => JoinResult::Ended,
+        _ => JoinResult::Unavailable,
     }
 }
 
@@ -397,22 +459,32 @@ impl Shell {
         let left = left.map(|i| self.left_in_move.swap_remove(i)).is_some();
         match meeting {
             MoveEnd::In(m) if left => {
-                self.meetings.insert(participant, m);
+                self.participants.in_meeting(participant, m);
                 self.control(participant, Control::Hangup(participant));
             }
             // Only a caller still known (in the lobby): one that left during the move is not
-            // put back, so the map keeps its bound.
+            // put back, so the registry keeps its bound.
             MoveEnd::In(m) => {
-                if let Some(at) = self.meetings.get_mut(&participant) {
-                    *at = m.clone();
+                if self.participants.moved_in(participant, m.clone()) {
                     self.greet(participant, m, greeting::AFTER_MOVE);
                 }
             }
+            // Gone meanwhile: nobody to tell.
+            MoveEnd::Refused(_) if left => {}
             MoveEnd::Refused(refusal) => self.refuse(participant, refusal),
-            MoveEnd::Lost => hang_up.push(participant),
+            // The leg is lost (or could not take new settings: it goes too), so no control
+            // event may come for it: the caller is forgotten here and hung up.
+            MoveEnd::Lost => {
+                self.control(participant, Control::Hangup(participant));
+                self.participants.remove(participant);
+                hang_up.push(participant);
+            }
             // Another node holds the meeting: the caller is referred there (one that left
             // meanwhile is gone already).
-            MoveEnd::Elsewhere(target) if !left => self.refers.push((participant, target)),
+            MoveEnd::Elsewhere(target) if !left => {
+                self.participants.leaving(participant);
+                self.refers.push((participant, target));
+            }
             MoveEnd::Elsewhere(_) => {}
         }
     }
@@ -435,13 +507,8 @@ impl Shell {
                 if reason == DisconnectReason::Transferred {
                     return;
                 }
-                self.attendants.remove(&participant);
-                self.dialing.remove(&participant);
-                self.in_meeting.remove(&participant);
                 self.forget_greeting(participant);
-                if self.meetings.remove(&participant).is_some()
-                    && reason != DisconnectReason::Hangup
-                {
+                if self.participants.remove(participant) && reason != DisconnectReason::Hangup {
                     hang_up.push(participant);
                 }
             }

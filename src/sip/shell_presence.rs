@@ -3,7 +3,6 @@
 //! participant's identity from the engine off the serving loop, hands over the presence
 //! server's answers and sends what the publisher wants sent.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -51,15 +50,14 @@ impl Shell {
                 state: State::Connected,
             } => {
                 link.core.connected(participant);
-                let engine = Arc::clone(&self.engine);
+                let read = self.engine.identity(&event.conference, participant);
                 let identities = link.identities.clone();
-                let conference = event.conference.to_string();
-                tokio::task::spawn_blocking(move || {
-                    let identity = match engine.identity(&conference, participant) {
+                tokio::spawn(async move {
+                    let identity = match read.await {
                         Ok((identity, true)) => identity,
                         _ => None,
                     };
-                    let _ = identities.blocking_send((participant, identity));
+                    let _ = identities.send((participant, identity)).await;
                 });
             }
             Event::State {

@@ -4,7 +4,6 @@
 //! (state, mute, role) and hands it over, ends subscriptions with their conference, and
 //! sends what the core wants sent.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -69,7 +68,7 @@ impl Shell {
             participant: request
                 .participants
                 .iter()
-                .any(|p| self.meetings.get(p).is_some_and(|m| m == meeting)),
+                .any(|p| self.participants.is_in(*p, meeting)),
         };
         let placement = self.config.placement.clone().filter(|p| {
             access.allows() && access.exists && request.msg.to_tag().is_none() && !p.holds(meeting)
@@ -133,15 +132,15 @@ impl Shell {
                     self.act(Action::Send { to, bytes }).await
                 }
                 Output::FetchRoster(meeting) => {
-                    let engine = Arc::clone(&self.engine);
+                    let read = self.engine.roster_with_media(&meeting);
                     let rosters = self.package.rosters.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let users = engine.roster_with_media(&meeting).ok().map(|r| {
+                    tokio::spawn(async move {
+                        let users = read.await.ok().map(|r| {
                             r.iter()
                                 .map(|(p, stats)| UserView::of(p, stats.as_ref()))
                                 .collect()
                         });
-                        let _ = rosters.blocking_send((meeting, users));
+                        let _ = rosters.send((meeting, users)).await;
                     });
                 }
             }

@@ -146,6 +146,7 @@ impl Noise {
                                 },
                                 LegSpec::new(Codec::Pcmu, e.addr()),
                             )
+                            .wait()
                             .unwrap();
                         ids_tx.send(id).unwrap();
                         (e, to)
@@ -196,7 +197,7 @@ impl Noise {
                         2 => Control::Deaf(p, true),
                         _ => Control::Deaf(p, false),
                     };
-                    engine.control(NOISE, control).unwrap();
+                    engine.control(NOISE, control).wait().unwrap();
                     toggles.fetch_add(1, Ordering::Relaxed);
                     n += 1;
                 }
@@ -290,8 +291,12 @@ fn a_full_event_broadcast_loses_no_hang_up() {
     let engine = Arc::clone(&bridge.engine);
     engine
         .create_conference(MEETING, Policy::default())
+        .wait()
         .unwrap();
-    engine.create_conference(NOISE, Policy::default()).unwrap();
+    engine
+        .create_conference(NOISE, Policy::default())
+        .wait()
+        .unwrap();
     // Subscribed first and never read until the end.
     let mut ui = bridge.events.subscribe();
 
@@ -306,12 +311,13 @@ fn a_full_event_broadcast_loses_no_hang_up() {
         .collect();
     let callers: Vec<ParticipantId> = engine
         .roster(MEETING)
+        .wait()
         .unwrap()
         .into_iter()
         .filter(|p| !matches!(p.state, State::Disconnected(_)))
         .map(|p| p.id)
         .collect();
-    assert_eq!(callers.len(), CALLS, "{:?}", engine.roster(MEETING));
+    assert_eq!(callers.len(), CALLS, "{:?}", engine.roster(MEETING).wait());
 
     // More joining, and speaking; then the callers' own mute and deaf toggles until the idle
     // subscriber is more than two buffers behind (bounded in count and time).
@@ -336,7 +342,7 @@ fn a_full_event_broadcast_loses_no_hang_up() {
         } else {
             Control::Mute(p, on)
         };
-        engine.control(MEETING, control).unwrap();
+        engine.control(MEETING, control).wait().unwrap();
         toggles += 1;
     }
     // And the talkers have been heard speaking (bounded wait; they began with the flood).
@@ -366,7 +372,7 @@ fn a_full_event_broadcast_loses_no_hang_up() {
     // broadcast reader resuming now would find no ejection left.
     noise.toggling.store(true, Ordering::Relaxed);
     for &p in &callers {
-        engine.control(MEETING, Control::Eject(p)).unwrap();
+        engine.control(MEETING, Control::Eject(p)).wait().unwrap();
     }
     let after_ejects = shell_view.len();
     let after_start = Instant::now();
@@ -460,7 +466,7 @@ fn a_full_event_broadcast_loses_no_hang_up() {
     let noise_toggles = noise.toggles.load(Ordering::Relaxed);
 
     // The engine says the same: all ejected, and the control stream dropped nothing.
-    let roster = engine.roster(MEETING).unwrap();
+    let roster = engine.roster(MEETING).wait().unwrap();
     for id in &callers {
         let p = roster.iter().find(|p| p.id == *id).unwrap();
         assert_eq!(

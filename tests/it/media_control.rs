@@ -24,21 +24,24 @@ fn join(
     role: Role,
 ) -> Result<(confab::conference::ParticipantId, SocketAddr), EngineError> {
     let spec = LegSpec::new(Codec::Pcmu, e.addr());
-    engine.add_rtp_leg(
-        "7",
-        Joiner {
-            display_name: name.into(),
-            uri: format!("sip:{name}@test"),
-            role,
-            identity: None,
-        },
-        spec,
-    )
+    engine
+        .add_rtp_leg(
+            "7",
+            Joiner {
+                display_name: name.into(),
+                uri: format!("sip:{name}@test"),
+                role,
+                identity: None,
+            },
+            spec,
+        )
+        .wait()
 }
 
 fn state_of(engine: &Engine, id: confab::conference::ParticipantId) -> State {
     engine
         .roster("7")
+        .wait()
         .unwrap()
         .into_iter()
         .find(|p| p.id == id)
@@ -63,6 +66,7 @@ fn controls_are_heard_and_reported() {
                 ..Policy::default()
             },
         )
+        .wait()
         .unwrap();
     let mut a = Endpoint::new(Codec::Pcmu, A, -20.0, 1);
     let mut b = Endpoint::new(Codec::Pcmu, B, -20.0, 2);
@@ -97,8 +101,14 @@ fn controls_are_heard_and_reported() {
     }
 
     // Mute B: nobody hears B any more. Deafen C: C hears nothing but comfort noise.
-    engine.control("7", Control::Mute(b_id, true)).unwrap();
-    engine.control("7", Control::Deaf(c_id, true)).unwrap();
+    engine
+        .control("7", Control::Mute(b_id, true))
+        .wait()
+        .unwrap();
+    engine
+        .control("7", Control::Deaf(c_id, true))
+        .wait()
+        .unwrap();
     support::run(
         &mut [(&mut a, a_addr), (&mut b, b_addr), (&mut c, c_addr)],
         Duration::from_millis(1200),
@@ -125,7 +135,7 @@ fn controls_are_heard_and_reported() {
     );
 
     // Eject C: it leaves with reason `ejected` and its media stops.
-    engine.control("7", Control::Eject(c_id)).unwrap();
+    engine.control("7", Control::Eject(c_id)).wait().unwrap();
     support::run(
         &mut [(&mut a, a_addr), (&mut b, b_addr), (&mut c, c_addr)],
         Duration::from_millis(600),
@@ -149,7 +159,7 @@ fn controls_are_heard_and_reported() {
     assert!(a.level_of(C, 0.3) < -50.0, "A hears ejected C");
 
     // Lock: attendees are refused, leaders still get in.
-    engine.control("7", Control::Lock(true)).unwrap();
+    engine.control("7", Control::Lock(true)).wait().unwrap();
     let d = Endpoint::new(Codec::Pcmu, 300.0, -20.0, 4);
     match join(&engine, &d, "d", Role::Attendee) {
         Err(EngineError::Command(CommandError::Join(JoinError::Locked))) => {}
@@ -158,7 +168,7 @@ fn controls_are_heard_and_reported() {
     join(&engine, &d, "d2", Role::Leader).unwrap();
 
     // End: everyone leaves with `conference-ended`.
-    engine.control("7", Control::End).unwrap();
+    engine.control("7", Control::End).wait().unwrap();
     std::thread::sleep(Duration::from_millis(200));
 
     let all: Vec<Event> = events.try_iter().map(|e| e.event).collect();

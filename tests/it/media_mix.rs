@@ -34,7 +34,7 @@ fn join_with(
         role: Role::Attendee,
         identity: None,
     };
-    engine.add_rtp_leg(conference, joiner, spec).unwrap()
+    engine.add_rtp_leg(conference, joiner, spec).wait().unwrap()
 }
 
 fn keys(seed: u8, suite: SrtpSuite) -> SrtpKeys {
@@ -49,7 +49,10 @@ fn keys(seed: u8, suite: SrtpSuite) -> SrtpKeys {
 fn three_codecs_over_sdes_srtp_and_forgeries_are_refused() {
     let _turn = support::exclusive();
     let engine = support::engine(Duration::from_secs(30));
-    engine.create_conference("2000", Policy::default()).unwrap();
+    engine
+        .create_conference("2000", Policy::default())
+        .wait()
+        .unwrap();
     let mut pcmu = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 1);
     let mut g722 = Endpoint::new(Codec::G722, 660.0, -20.0, 2);
     let mut opus = Endpoint::new(Codec::Opus, 880.0, -20.0, 3);
@@ -116,6 +119,6 @@ fn three_codecs_over_sdes_srtp_and_forgeries_are_refused() {
             e.codec
         );
     }
-    let stats = engine.leg_stats("2000", ids[0]).unwrap();
+    let stats = engine.leg_stats("2000", ids[0]).wait().unwrap();
     assert!(stats.dropped_srtp_auth >= 50, "{stats:?}");
 }

@@ -30,14 +30,17 @@ fn join(
         role: Role::Attendee,
         identity: None,
     };
-    engine.add_rtp_leg(conference, joiner, spec).unwrap()
+    engine.add_rtp_leg(conference, joiner, spec).wait().unwrap()
 }
 
 #[test]
 fn forged_and_malformed_packets_are_dropped_and_counted() {
     let _turn = support::exclusive();
     let engine = support::engine(Duration::from_secs(30));
-    engine.create_conference("9", Policy::default()).unwrap();
+    engine
+        .create_conference("9", Policy::default())
+        .wait()
+        .unwrap();
     let mut a = Endpoint::new(Codec::Pcmu, 500.0, -20.0, 1);
     let mut b = Endpoint::new(Codec::Pcmu, 700.0, -20.0, 2);
     let (a_id, a_addr) = join(&engine, "9", Codec::Pcmu, a.addr(), "a");
@@ -75,7 +78,7 @@ fn forged_and_malformed_packets_are_dropped_and_counted() {
             }
         },
     );
-    let stats = engine.leg_stats("9", a_id).unwrap();
+    let stats = engine.leg_stats("9", a_id).wait().unwrap();
     assert!(stats.dropped_foreign_source >= 200, "{stats:?}");
     assert!(stats.dropped_malformed >= 10, "{stats:?}");
     // Nobody heard the forged audio; B still hears A cleanly.

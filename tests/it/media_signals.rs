@@ -76,7 +76,10 @@ fn answer_reports(e: &mut Endpoint, to: SocketAddr, seen: &mut usize, fraction_l
 fn rtcp_reports_both_ways_with_loss_rtt_and_mos() {
     let _turn = support::exclusive();
     let engine = support::engine(Duration::from_secs(30));
-    engine.create_conference("31", Policy::default()).unwrap();
+    engine
+        .create_conference("31", Policy::default())
+        .wait()
+        .unwrap();
 
     // A: rtcp-mux, clean. B: RTCP on its own port, 10 % of its packets lost at the source.
     // C: SRTP with SRTCP on the RTP port.
@@ -94,18 +97,25 @@ fn rtcp_reports_both_ways_with_loss_rtt_and_mos() {
 
     let (a_id, a_addr) = engine
         .add_rtp_leg("31", joiner("a"), LegSpec::new(Codec::Pcmu, a.addr()))
+        .wait()
         .unwrap();
     let spec_b = LegSpec {
         remote_rtcp: Some(b_rtcp),
         ..LegSpec::new(Codec::G722, b.addr())
     };
-    let (b_id, b_addr) = engine.add_rtp_leg("31", joiner("b"), spec_b).unwrap();
+    let (b_id, b_addr) = engine
+        .add_rtp_leg("31", joiner("b"), spec_b)
+        .wait()
+        .unwrap();
     let b_bridge_rtcp = SocketAddr::new(b_addr.ip(), b_addr.port() + 1);
     let spec_c = LegSpec {
         srtp: Some(keys),
         ..LegSpec::new(Codec::Opus, c.addr())
     };
-    let (c_id, c_addr) = engine.add_rtp_leg("31", joiner("c"), spec_c).unwrap();
+    let (c_id, c_addr) = engine
+        .add_rtp_leg("31", joiner("c"), spec_c)
+        .wait()
+        .unwrap();
 
     let (mut seen_a, mut seen_b, mut seen_c) = (0, 0, 0);
     let started = Instant::now();
@@ -120,9 +130,12 @@ fn rtcp_reports_both_ways_with_loss_rtt_and_mos() {
         answer_reports(&mut a, a_addr, &mut seen_a, 0);
         answer_reports(&mut b, b_bridge_rtcp, &mut seen_b, 64);
         answer_reports(&mut c, c_addr, &mut seen_c, 0);
-        let done = [a_id, b_id, c_id]
-            .iter()
-            .all(|&id| engine.leg_stats("31", id).is_ok_and(|s| s.rtt_ms.is_some()));
+        let done = [a_id, b_id, c_id].iter().all(|&id| {
+            engine
+                .leg_stats("31", id)
+                .wait()
+                .is_ok_and(|s| s.rtt_ms.is_some())
+        });
         if done && started.elapsed() > Duration::from_secs(4) {
             break;
         }
@@ -149,9 +162,9 @@ fn rtcp_reports_both_ways_with_loss_rtt_and_mos() {
         block.fraction_lost
     );
 
-    let sa = engine.leg_stats("31", a_id).unwrap();
-    let sb = engine.leg_stats("31", b_id).unwrap();
-    let sc = engine.leg_stats("31", c_id).unwrap();
+    let sa = engine.leg_stats("31", a_id).wait().unwrap();
+    let sb = engine.leg_stats("31", b_id).wait().unwrap();
+    let sc = engine.leg_stats("31", c_id).wait().unwrap();
     for s in [&sa, &sb, &sc] {
         assert!(s.rtcp_in >= 1 && s.rtcp_out >= 1, "{s:?}");
         assert!(s.rtt_ms.unwrap() < 100.0, "loopback rtt {:?}", s.rtt_ms);

@@ -17,7 +17,10 @@ fn scrape_with(labels: bool) -> String {
         .unwrap();
     let engine = Arc::new(support::engine(Duration::from_secs(30)));
     let events = engine.broadcast_events().unwrap();
-    engine.create_conference("8081", Policy::default()).unwrap();
+    engine
+        .create_conference("8081", Policy::default())
+        .wait()
+        .unwrap();
     let data = tempfile::tempdir().unwrap();
     let store = confab::store::Store::open(data.path()).unwrap();
     // The event hub starts a task: build the state inside the runtime.

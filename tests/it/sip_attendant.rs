@@ -64,6 +64,7 @@ fn callers_key_meeting_id_passcode_and_leader_pin() {
                 ..Admission::default()
             },
         )
+        .wait()
         .unwrap();
     let root = tempfile::tempdir().unwrap();
 
@@ -79,7 +80,7 @@ fn callers_key_meeting_id_passcode_and_leader_pin() {
     assert!(
         joined,
         "ann did not join: {:?}\n{}",
-        bridge.engine.roster(MEETING),
+        bridge.engine.roster(MEETING).wait(),
         ann.log()
     );
     assert_eq!(
@@ -213,8 +214,13 @@ fn a_refused_caller_is_told_why_before_the_bye() {
     bridge
         .engine
         .create_conference_with("6001", Policy::default(), Admission::default())
+        .wait()
         .unwrap();
-    bridge.engine.control("6001", Control::Lock(true)).unwrap();
+    bridge
+        .engine
+        .control("6001", Control::Lock(true))
+        .wait()
+        .unwrap();
     let full = Policy {
         max_participants: 1,
         ..Policy::default()
@@ -222,12 +228,14 @@ fn a_refused_caller_is_told_why_before_the_bye() {
     bridge
         .engine
         .create_conference_with("6002", full, Admission::default())
+        .wait()
         .unwrap();
     // The one who fills 6002.
     let _first = call_until_bye(&bridge, "6002", "fills1", Duration::from_millis(1500));
     assert!(wait_for(Duration::from_secs(5), || bridge
         .engine
         .roster("6002")
+        .wait()
         .unwrap()
         .iter()
         .any(|p| p.state == State::Connected)));
@@ -265,13 +273,13 @@ fn a_refused_caller_is_told_why_before_the_bye() {
             "{meeting}: BYE after {bye:?}, the prompt is {said:.2} s"
         );
         // Only 6002's first caller is in a meeting.
-        let roster = bridge.engine.roster(meeting).unwrap();
+        let roster = bridge.engine.roster(meeting).wait().unwrap();
         let connected = roster
             .iter()
             .filter(|p| p.state == State::Connected)
             .count();
         assert_eq!(connected, usize::from(meeting == "6002"), "{roster:?}");
-        let lobby = bridge.engine.roster(LOBBY).unwrap();
+        let lobby = bridge.engine.roster(LOBBY).wait().unwrap();
         assert!(
             lobby
                 .iter()
@@ -320,6 +328,7 @@ fn a_caller_picks_french_at_the_menu_and_hears_french() {
     bridge
         .engine
         .create_conference_with(MEETING, Policy::default(), Admission::default())
+        .wait()
         .unwrap();
     let offer = |e: &support::Endpoint| {
         format!(
@@ -382,11 +391,12 @@ fn a_caller_picks_french_at_the_menu_and_hears_french() {
         bridge
             .engine
             .roster(MEETING)
+            .wait()
             .unwrap()
             .iter()
             .any(|p| p.state == State::Connected)
     });
-    assert!(joined, "{:?}", bridge.engine.roster(LOBBY));
+    assert!(joined, "{:?}", bridge.engine.roster(LOBBY).wait());
     // In the meeting, `*6` is answered in French.
     let muted_at = caller.heard.len();
     info_keys(&mut ua, &mut caller, media, "*6");

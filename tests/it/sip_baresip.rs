@@ -28,6 +28,7 @@ fn conference_call(codecs: [&str; 3], srtp: bool, meeting: &str) {
     bridge
         .engine
         .create_conference(meeting, Policy::default())
+        .wait()
         .unwrap();
     let root = tempfile::tempdir().unwrap();
     let target = if srtp {
@@ -57,7 +58,7 @@ fn conference_call(codecs: [&str; 3], srtp: bool, meeting: &str) {
         .collect();
     // While the calls are up, all three are connected in the roster.
     std::thread::sleep(Duration::from_secs(4));
-    let roster = bridge.engine.roster(meeting).unwrap();
+    let roster = bridge.engine.roster(meeting).wait().unwrap();
     let connected = roster
         .iter()
         .filter(|p| p.state == State::Connected)
@@ -74,7 +75,7 @@ fn conference_call(codecs: [&str; 3], srtp: bool, meeting: &str) {
     }
     // They hung up (baresip sends BYE on quitting): everyone is disconnected by hangup.
     std::thread::sleep(Duration::from_millis(300));
-    let roster = bridge.engine.roster(meeting).unwrap();
+    let roster = bridge.engine.roster(meeting).wait().unwrap();
     assert!(
         roster
             .iter()
@@ -148,6 +149,7 @@ fn sdes_over_cleartext_sip_is_refused() {
     bridge
         .engine
         .create_conference("1005", Policy::default())
+        .wait()
         .unwrap();
     let root = tempfile::tempdir().unwrap();
     let mut c = Baresip::dial(
@@ -165,5 +167,5 @@ fn sdes_over_cleartext_sip_is_refused() {
     c.wait(Duration::from_secs(15));
     let log = c.log();
     assert!(log.contains("488"), "{log}");
-    assert!(bridge.engine.roster("1005").unwrap().is_empty());
+    assert!(bridge.engine.roster("1005").wait().unwrap().is_empty());
 }

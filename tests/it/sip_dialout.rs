@@ -20,6 +20,7 @@ fn state(bridge: &SipBridge, meeting: &str, p: ParticipantId) -> Option<State> {
     bridge
         .engine
         .roster(meeting)
+        .wait()
         .ok()?
         .into_iter()
         .find(|x| x.id == p)
@@ -46,6 +47,7 @@ fn dial_out_to_a_phone_that_answers() {
     bridge
         .engine
         .create_conference("6000", Policy::default())
+        .wait()
         .unwrap();
     // Someone in the conference plays 440 Hz for the called party to hear.
     let mut talker = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 77);
@@ -56,6 +58,7 @@ fn dial_out_to_a_phone_that_answers() {
             joiner("talker"),
             LegSpec::new(Codec::Pcmu, talker.addr()),
         )
+        .wait()
         .unwrap();
     let root = tempfile::tempdir().unwrap();
     let bob = Baresip::dial(
@@ -98,7 +101,7 @@ fn dial_out_to_a_phone_that_answers() {
         "bob never connected:\n{}",
         bob.log()
     );
-    let roster = bridge.engine.roster("6000").unwrap();
+    let roster = bridge.engine.roster("6000").wait().unwrap();
     let entry = roster.iter().find(|x| x.id == p).unwrap();
     assert_eq!(entry.sip_status, Some(200));
     let mut states = Vec::new();
@@ -115,7 +118,11 @@ fn dial_out_to_a_phone_that_answers() {
     );
 
     // Ejected: the bridge sends BYE and baresip's call ends.
-    bridge.engine.control("6000", Control::Eject(p)).unwrap();
+    bridge
+        .engine
+        .control("6000", Control::Eject(p))
+        .wait()
+        .unwrap();
     let closed = wait_for(Duration::from_secs(5), || {
         let log = bob.log().to_lowercase();
         log.contains("closed") || log.contains("terminated")
@@ -146,6 +153,7 @@ fn dial_out_to_a_busy_phone() {
     bridge
         .engine
         .create_conference("6001", Policy::default())
+        .wait()
         .unwrap();
     let port = free_port();
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp/uas_busy.xml");
@@ -170,7 +178,7 @@ fn dial_out_to_a_busy_phone() {
     let busy = wait_for(Duration::from_secs(10), || {
         state(&bridge, "6001", p) == Some(State::Disconnected(DisconnectReason::Busy))
     });
-    let roster = bridge.engine.roster("6001").unwrap();
+    let roster = bridge.engine.roster("6001").wait().unwrap();
     assert!(busy, "{roster:?}");
     assert_eq!(
         roster.iter().find(|x| x.id == p).unwrap().sip_status,
@@ -195,6 +203,7 @@ fn ejecting_a_ringing_dial_out_cancels_it() {
     bridge
         .engine
         .create_conference("6002", Policy::default())
+        .wait()
         .unwrap();
     let root = tempfile::tempdir().unwrap();
     // An interactive baresip answers manually: it rings until told otherwise.
@@ -221,6 +230,7 @@ fn ejecting_a_ringing_dial_out_cancels_it() {
         bridge
             .engine
             .roster("6002")
+            .wait()
             .unwrap()
             .iter()
             .any(|x| x.id == p && x.state == State::Inviting && x.sip_status == Some(180))
@@ -228,10 +238,14 @@ fn ejecting_a_ringing_dial_out_cancels_it() {
     assert!(
         ringing,
         "{:?}\n{}",
-        bridge.engine.roster("6002"),
+        bridge.engine.roster("6002").wait(),
         carol.log()
     );
-    bridge.engine.control("6002", Control::Eject(p)).unwrap();
+    bridge
+        .engine
+        .control("6002", Control::Eject(p))
+        .wait()
+        .unwrap();
     assert_eq!(
         state(&bridge, "6002", p),
         Some(State::Disconnected(DisconnectReason::Ejected))

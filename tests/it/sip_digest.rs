@@ -64,6 +64,7 @@ fn baresip_signs_in_from_outside_the_trusted_networks() {
     bridge
         .engine
         .create_conference("8101", Policy::default())
+        .wait()
         .unwrap();
     let root = tempfile::tempdir().unwrap();
     let target = format!("sip:8101@{}", bridge.sip_addr());
@@ -76,6 +77,7 @@ fn baresip_signs_in_from_outside_the_trusted_networks() {
         bridge
             .engine
             .roster("8101")
+            .wait()
             .unwrap()
             .iter()
             .any(|p| p.state == State::Connected)
@@ -83,7 +85,7 @@ fn baresip_signs_in_from_outside_the_trusted_networks() {
     assert!(
         connected,
         "{:?}\n{}",
-        bridge.engine.roster("8101"),
+        bridge.engine.roster("8101").wait(),
         alice.log()
     );
     alice.wait(Duration::from_secs(10));
@@ -92,12 +94,13 @@ fn baresip_signs_in_from_outside_the_trusted_networks() {
         bridge
             .engine
             .roster("8101")
+            .wait()
             .unwrap()
             .iter()
             .all(|p| p.state == State::Disconnected(DisconnectReason::Hangup))
     });
-    assert!(ended, "{:?}", bridge.engine.roster("8101"));
-    let before = bridge.engine.roster("8101").unwrap().len();
+    assert!(ended, "{:?}", bridge.engine.roster("8101").wait());
+    let before = bridge.engine.roster("8101").wait().unwrap().len();
 
     // The wrong password: challenged again, never in the roster.
     let mut mallory = Baresip::dial_as(
@@ -108,13 +111,13 @@ fn baresip_signs_in_from_outside_the_trusted_networks() {
     mallory.wait(Duration::from_secs(10));
     let log = mallory.log();
     assert!(log.contains("401") || log.contains("403"), "{log}");
-    assert_eq!(bridge.engine.roster("8101").unwrap().len(), before);
+    assert_eq!(bridge.engine.roster("8101").wait().unwrap().len(), before);
 
     // No account at all: the 401 is all it gets.
     let mut nobody = Baresip::dial(root.path(), caller("nobody", target));
     nobody.wait(Duration::from_secs(10));
     assert!(nobody.log().contains("401"), "{}", nobody.log());
-    assert_eq!(bridge.engine.roster("8101").unwrap().len(), before);
+    assert_eq!(bridge.engine.roster("8101").wait().unwrap().len(), before);
 }
 
 /// SIPp's softclient scenario against the bridge with `password`; whether the call went
@@ -164,12 +167,13 @@ fn sipp_answers_the_md5_challenge_and_a_wrong_password_is_refused() {
     bridge
         .engine
         .create_conference("8102", Policy::default())
+        .wait()
         .unwrap();
     let (ok, trace) = sipp_softclient(&bridge, "s3cret");
     assert!(ok, "{trace}");
     assert!(trace.contains("WWW-Authenticate: Digest"), "{trace}");
     assert!(trace.contains("Authorization: Digest"), "{trace}");
-    let roster = bridge.engine.roster("8102").unwrap();
+    let roster = bridge.engine.roster("8102").wait().unwrap();
     assert_eq!(roster.len(), 1, "{roster:?}");
     assert_eq!(
         roster[0].state,
@@ -178,7 +182,7 @@ fn sipp_answers_the_md5_challenge_and_a_wrong_password_is_refused() {
     );
     let (ok, trace) = sipp_softclient(&bridge, "wrong");
     assert!(!ok, "{trace}");
-    assert_eq!(bridge.engine.roster("8102").unwrap().len(), 1);
+    assert_eq!(bridge.engine.roster("8102").wait().unwrap().len(), 1);
 }
 
 /// Dials SIPp's challenging trunk from `bridge`; the participant and SIPp's guard.
@@ -218,6 +222,7 @@ fn participant(bridge: &SipBridge, p: ParticipantId) -> confab::conference::Part
     bridge
         .engine
         .roster("8103")
+        .wait()
         .unwrap()
         .into_iter()
         .find(|x| x.id == p)
@@ -234,6 +239,7 @@ fn dial_out_answers_the_trunks_challenge() {
     bridge
         .engine
         .create_conference("8103", Policy::default())
+        .wait()
         .unwrap();
     let (p, mut sipp) = dial_the_trunk(&bridge);
     let connected = wait_for(Duration::from_secs(8), || {
@@ -241,7 +247,11 @@ fn dial_out_answers_the_trunks_challenge() {
     });
     assert!(connected, "{:?}", participant(&bridge, p));
     // The bridge hangs up: SIPp gets its BYE and finishes its scenario successfully.
-    bridge.engine.control("8103", Control::Eject(p)).unwrap();
+    bridge
+        .engine
+        .control("8103", Control::Eject(p))
+        .wait()
+        .unwrap();
     let mut status = None;
     wait_for(Duration::from_secs(10), || {
         status = sipp.0.try_wait().ok().flatten();
@@ -258,6 +268,7 @@ fn dial_out_answers_the_trunks_challenge() {
     wrong
         .engine
         .create_conference("8103", Policy::default())
+        .wait()
         .unwrap();
     let (p, _sipp) = dial_the_trunk(&wrong);
     let failed = wait_for(Duration::from_secs(8), || {

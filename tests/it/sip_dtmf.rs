@@ -38,6 +38,7 @@ fn bridge_with_meeting() -> SipBridge {
                 ..Admission::default()
             },
         )
+        .wait()
         .unwrap();
     bridge
 }
@@ -53,6 +54,7 @@ fn in_meeting(bridge: &SipBridge) -> bool {
     bridge
         .engine
         .roster("5000")
+        .wait()
         .unwrap()
         .iter()
         .any(|p| p.uri.contains("sip:raw@") && p.state == State::Connected)
@@ -106,8 +108,8 @@ fn in_band_tones_reach_the_attendant() {
     assert!(
         in_meeting(&bridge),
         "lobby: {:?}\nmeeting: {:?}",
-        bridge.engine.roster(confab::sip::server::LOBBY),
-        bridge.engine.roster("5000")
+        bridge.engine.roster(confab::sip::server::LOBBY).wait(),
+        bridge.engine.roster("5000").wait()
     );
     assert_eq!(ua.request("BYE", None, ""), 200);
 }
@@ -142,6 +144,10 @@ fn sip_info_digits_reach_the_attendant() {
     while !in_meeting(&bridge) && start.elapsed() < Duration::from_secs(5) {
         play(&mut caller, media, 200);
     }
-    assert!(in_meeting(&bridge), "{:?}", bridge.engine.roster("5000"));
+    assert!(
+        in_meeting(&bridge),
+        "{:?}",
+        bridge.engine.roster("5000").wait()
+    );
     assert_eq!(ua.request("BYE", None, ""), 200);
 }

@@ -152,6 +152,7 @@ fn failures_are_the_callers_own_and_hanging_up_does_not_erase_them() {
                 ..Admission::default()
             },
         )
+        .wait()
         .unwrap();
     let sip = bridge.sip_addr();
     // Mallory guesses twice, hangs up (before a third try would end the call), calls again,
@@ -177,6 +178,7 @@ fn failures_are_the_callers_own_and_hanging_up_does_not_erase_them() {
         bridge
             .engine
             .roster(MEETING)
+            .wait()
             .unwrap()
             .iter()
             .any(|p| p.uri.contains("anonymous"))
@@ -203,6 +205,7 @@ fn closed_and_authenticated_meetings_take_only_identities_the_gateway_asserts() 
         bridge
             .engine
             .create_conference_with(id, Policy::default(), admission)
+            .wait()
             .unwrap();
     }
     let sip = bridge.sip_addr();

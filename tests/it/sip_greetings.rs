@@ -59,6 +59,7 @@ fn the_first_caller_is_told_it_is_alone_and_the_second_is_not() {
     bridge
         .engine
         .create_conference_with("6101", Policy::default(), Admission::default())
+        .wait()
         .unwrap();
     let listen = Duration::from_secs_f64(seconds(Prompt::FirstParticipant) + 2.0);
     let (mut first_ua, mut first, first_media) = call(&bridge, "6101", "first", 41);
@@ -89,6 +90,7 @@ fn a_caller_waiting_for_the_leader_is_told_so_and_hears_music() {
     bridge
         .engine
         .create_conference_with("6102", policy, Admission::default())
+        .wait()
         .unwrap();
     let said = seconds(Prompt::WaitingForLeader);
     let (mut ua, mut caller, media) = call(&bridge, "6102", "waiter", 43);

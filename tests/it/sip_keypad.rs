@@ -162,6 +162,7 @@ fn a_caller_keys_star_six_and_is_muted_and_told_so() {
     bridge
         .engine
         .create_conference_with(MEETING, Policy::default(), Admission::default())
+        .wait()
         .unwrap();
     let mut events = bridge.events.subscribe();
     let ear = Ear::new();
@@ -177,7 +178,7 @@ fn a_caller_keys_star_six_and_is_muted_and_told_so() {
     assert!(
         joined,
         "ann did not join: {:?}\n{}",
-        bridge.engine.roster(MEETING),
+        bridge.engine.roster(MEETING).wait(),
         ann.log()
     );
     let id = bridge.participant(MEETING, "ann").unwrap().id;
@@ -264,6 +265,7 @@ fn a_leader_on_a_phone_locks_and_a_later_caller_is_refused() {
                 ..Admission::default()
             },
         )
+        .wait()
         .unwrap();
     let mut events = bridge.events.subscribe();
     let ear = Ear::new();
@@ -289,18 +291,18 @@ fn a_leader_on_a_phone_locks_and_a_later_caller_is_refused() {
     assert!(
         joined,
         "lee did not join: {:?}\n{}",
-        bridge.engine.roster(MEETING),
+        bridge.engine.roster(MEETING).wait(),
         lee.log()
     );
     let leader = bridge.participant(MEETING, "lee").unwrap();
     assert_eq!(leader.role, Role::Leader);
-    assert!(!bridge.engine.policy(MEETING).unwrap().locked);
+    assert!(!bridge.engine.policy(MEETING).wait().unwrap().locked);
 
     // *5: the meeting locks, and the leader hears so.
     let before_lock = recorded(&lee);
     keys(&mut lee, "*5");
     let locked = wait_for(Duration::from_secs(10), || {
-        bridge.engine.policy(MEETING).is_ok_and(|p| p.locked)
+        bridge.engine.policy(MEETING).wait().is_ok_and(|p| p.locked)
     });
     assert!(locked, "*5 did not lock the meeting:\n{}", lee.log());
     let told = ear.wait_to_hear(&lee, Prompt::Locked, before_lock, Duration::from_secs(15));
@@ -381,7 +383,7 @@ fn a_leader_on_a_phone_locks_and_a_later_caller_is_refused() {
         [leader.id],
         "the locked meeting had other connections"
     );
-    assert!(bridge.engine.policy(MEETING).unwrap().locked);
+    assert!(bridge.engine.policy(MEETING).wait().unwrap().locked);
 
     // ---- Needs the bridge's refusal change (243407d, "sip: refusals explained"): bob is
     // answered, told "this meeting is locked" and then hung up. Before it the bridge refused

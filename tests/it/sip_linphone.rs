@@ -24,6 +24,7 @@ fn linphone_joins_with_opus_and_telephone_event_48000() {
     bridge
         .engine
         .create_conference("7000", Policy::default())
+        .wait()
         .unwrap();
     let mut talker = Endpoint::new(Codec::Pcmu, 440.0, -20.0, 5);
     let joiner = Joiner {
@@ -35,6 +36,7 @@ fn linphone_joins_with_opus_and_telephone_event_48000() {
     let (_, talker_addr) = bridge
         .engine
         .add_rtp_leg("7000", joiner, LegSpec::new(Codec::Pcmu, talker.addr()))
+        .wait()
         .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -84,6 +86,7 @@ fn linphone_joins_with_opus_and_telephone_event_48000() {
         bridge
             .engine
             .roster("7000")
+            .wait()
             .unwrap()
             .into_iter()
             .find(|p| p.uri.contains("sip:lin@"))
@@ -109,7 +112,7 @@ fn linphone_joins_with_opus_and_telephone_event_48000() {
         log_text()
     );
     let lin = find().unwrap();
-    let stats = bridge.engine.leg_stats("7000", lin.id).unwrap();
+    let stats = bridge.engine.leg_stats("7000", lin.id).wait().unwrap();
     assert_eq!(stats.codec, Some(Codec::Opus));
     assert_eq!(stats.telephone_event_rate, Some(48000));
     assert!(stats.packets_in > 100, "{stats:?}");
@@ -125,6 +128,7 @@ fn linphone_joins_with_opus_and_telephone_event_48000() {
     let gone = bridge
         .engine
         .roster("7000")
+        .wait()
         .unwrap()
         .into_iter()
         .find(|p| p.id == lin.id)

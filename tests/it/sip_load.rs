@@ -26,6 +26,7 @@ fn sipp_200_calls_over_10_conferences() {
         bridge
             .engine
             .create_conference(m, Policy::default())
+            .wait()
             .unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
@@ -115,7 +116,7 @@ fn sipp_200_calls_over_10_conferences() {
     std::thread::sleep(Duration::from_millis(500));
     let mut total = 0;
     for m in &meetings {
-        let roster = bridge.engine.roster(m).unwrap();
+        let roster = bridge.engine.roster(m).wait().unwrap();
         assert_eq!(roster.len(), CALLS / CONFERENCES, "{m}");
         for p in roster {
             assert!(p.media_ready, "{m}: {} sent no audio", p.display_name);

@@ -98,6 +98,7 @@ fn a_callers_recorded_name_is_said_when_it_enters_and_leaves() {
     bridge
         .engine
         .create_conference_with(MEETING, policy, Admission::default())
+        .wait()
         .unwrap();
     let root = tempfile::tempdir().unwrap();
 
@@ -136,6 +137,7 @@ fn a_callers_recorded_name_is_said_when_it_enters_and_leaves() {
     bridge
         .engine
         .control(MEETING, Control::Mute(bob_id, true))
+        .wait()
         .unwrap();
     let joined = wait_to_hear(&ann, Prompt::HasJoined, before);
     let (rate, heard) = audio::heard_so_far(&ann.dir).unwrap();

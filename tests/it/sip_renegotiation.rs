@@ -25,6 +25,7 @@ fn with_talker(bridge: &SipBridge, meeting: &str) -> (Endpoint, SocketAddr) {
     bridge
         .engine
         .create_conference(meeting, Policy::default())
+        .wait()
         .unwrap();
     let talker = Endpoint::new(Codec::Opus, 440.0, -20.0, 1);
     let joiner = Joiner {
@@ -36,6 +37,7 @@ fn with_talker(bridge: &SipBridge, meeting: &str) -> (Endpoint, SocketAddr) {
     let (_, addr) = bridge
         .engine
         .add_rtp_leg(meeting, joiner, LegSpec::new(Codec::Opus, talker.addr()))
+        .wait()
         .unwrap();
     (talker, addr)
 }
@@ -143,6 +145,7 @@ fn a_caller_on_hold_is_not_mixed_and_resumes() {
         bridge
             .engine
             .roster("8300")
+            .wait()
             .unwrap()
             .iter()
             .any(|p| p.uri.contains("sip:raw@") && p.on_hold)

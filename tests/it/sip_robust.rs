@@ -36,6 +36,7 @@ fn hostile_messages_then_a_normal_call() {
     bridge
         .engine
         .create_conference("9100", Policy::default())
+        .wait()
         .unwrap();
     let sip = bridge.sip_addr();
     let base = invite("z9hG4bKbase", "base");
@@ -233,6 +234,7 @@ fn closed_and_authenticated_conferences_take_only_their_callers() {
     bridge
         .engine
         .create_conference_with("9200", Policy::default(), closed)
+        .wait()
         .unwrap();
     let asserted = Admission {
         gate: Gate::Asserted,
@@ -241,6 +243,7 @@ fn closed_and_authenticated_conferences_take_only_their_callers() {
     bridge
         .engine
         .create_conference_with("9300", Policy::default(), asserted)
+        .wait()
         .unwrap();
     let sip = bridge.sip_addr();
     let call = |meeting: &str, id: &str, pai: Option<&str>| {

@@ -155,11 +155,12 @@ fn sipp_calls_and_hangs_up_through_a_verifying_tls_wrapper() {
     bridge
         .engine
         .create_conference("7001", Policy::default())
+        .wait()
         .unwrap();
     let (ok, trace) = sipp_through_tls_wrapper(&bridge, &pki.ca, "7001");
     assert!(ok, "{trace}");
     // It joined, and left by its own BYE (a refused or failed call ends otherwise).
-    let roster = bridge.engine.roster("7001").unwrap();
+    let roster = bridge.engine.roster("7001").wait().unwrap();
     assert_eq!(roster.len(), 1, "{roster:?}");
     assert_eq!(
         roster[0].state,
@@ -171,7 +172,10 @@ fn sipp_calls_and_hangs_up_through_a_verifying_tls_wrapper() {
     let other = TestPki::new(&["127.0.0.1"]);
     let (ok, trace) = sipp_through_tls_wrapper(&bridge, &other.ca, "7001");
     assert!(!ok, "{trace}");
-    assert_eq!(bridge.engine.roster("7001").unwrap().len(), roster.len());
+    assert_eq!(
+        bridge.engine.roster("7001").wait().unwrap().len(),
+        roster.len()
+    );
 }
 
 /// A callee over TLS: a socat TLS front (with `cert`/`key`) for a SIPp UAS over TCP that rings
@@ -226,6 +230,7 @@ fn dial_out_over_tls_checks_the_callee_and_hears_its_answer() {
     bridge
         .engine
         .create_conference("7002", Policy::default())
+        .wait()
         .unwrap();
     let joiner = || confab::engine::Joiner {
         display_name: "Busy".into(),
@@ -246,7 +251,7 @@ fn dial_out_over_tls_checks_the_callee_and_hears_its_answer() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let last = loop {
-        let roster = bridge.engine.roster("7002").unwrap();
+        let roster = bridge.engine.roster("7002").wait().unwrap();
         let me = roster.into_iter().find(|x| x.id == p).unwrap();
         if matches!(me.state, State::Disconnected(_)) || Instant::now() > deadline {
             break me;
@@ -285,13 +290,13 @@ fn dial_out_over_tls_checks_the_callee_and_hears_its_answer() {
     let ignored = logs.path().join("impostor-messages.log");
     let (front, _sipp, _socat) = busy_callee_over_tls(&impostor.cert, &impostor.key, &ignored);
     let target = format!("sip:busy@127.0.0.1:{front};transport=tls");
-    let before = bridge.engine.roster("7002").unwrap().len();
+    let before = bridge.engine.roster("7002").wait().unwrap().len();
     let e = bridge
         .runtime
         .block_on(sip.dial("7002", &target, joiner()))
         .unwrap_err();
     assert!(e.to_string().contains("certificate"), "{e}");
-    assert_eq!(bridge.engine.roster("7002").unwrap().len(), before);
+    assert_eq!(bridge.engine.roster("7002").wait().unwrap().len(), before);
 }
 
 #[test]
@@ -311,6 +316,7 @@ fn a_dial_out_that_requires_srtp_goes_only_over_tls() {
     bridge
         .engine
         .create_conference("7003", Policy::default())
+        .wait()
         .unwrap();
     let joiner = confab::engine::Joiner {
         display_name: "Plain".into(),
@@ -326,13 +332,14 @@ fn a_dial_out_that_requires_srtp_goes_only_over_tls() {
         .unwrap_err();
     assert!(e.to_string().contains("SRTP is required"), "{e}");
     assert!(e.to_string().contains("transport=tls"), "{e}");
-    assert!(bridge.engine.roster("7003").unwrap().is_empty());
+    assert!(bridge.engine.roster("7003").wait().unwrap().is_empty());
 
     // A bridge that leaves SRTP optional, a conference that requires it (its `srtp`).
     let bridge = SipBridge::with_tls(&pki);
     bridge
         .engine
         .create_conference("7004", Policy::default())
+        .wait()
         .unwrap();
     let sip = bridge.sip.as_ref().unwrap();
     sip.conference_srtp
@@ -348,7 +355,7 @@ fn a_dial_out_that_requires_srtp_goes_only_over_tls() {
         .block_on(sip.dial("7004", "sip:plain@127.0.0.1:5999", joiner))
         .unwrap_err();
     assert!(e.to_string().contains("SRTP is required"), "{e}");
-    assert!(bridge.engine.roster("7004").unwrap().is_empty());
+    assert!(bridge.engine.roster("7004").wait().unwrap().is_empty());
 }
 
 /// Waits (at most 5 s) until something accepts TCP connections on 127.0.0.1:`port`.

@@ -33,7 +33,10 @@ fn a_thousand_listeners_cost_one_shared_encode() {
         records: None,
     })
     .unwrap();
-    let counters = engine.create_conference("42", Policy::default()).unwrap();
+    let counters = engine
+        .create_conference("42", Policy::default())
+        .wait()
+        .unwrap();
 
     // Listeners share a few receiving sockets (50 legs each, so a tick's burst fits a socket's
     // buffer); each leg latches to its socket from one packet.
@@ -56,6 +59,7 @@ fn a_thousand_listeners_cost_one_shared_encode() {
         let listeners = &sockets[i % sockets.len()];
         let (_, addr) = engine
             .add_rtp_leg("42", joiner, spec(listeners.local_addr().unwrap()))
+            .wait()
             .unwrap();
         let mut hello = vec![0x80, 0, 0, 1, 0, 0, 0, 160];
         hello.extend_from_slice(&(10_000 + i as u32).to_be_bytes());
@@ -73,9 +77,11 @@ fn a_thousand_listeners_cost_one_shared_encode() {
     };
     let (_, a_addr) = engine
         .add_rtp_leg("42", joiner("a"), spec(a.addr()))
+        .wait()
         .unwrap();
     let (_, b_addr) = engine
         .add_rtp_leg("42", joiner("b"), spec(b.addr()))
+        .wait()
         .unwrap();
 
     // Record what one listener leg (the first) sends, and which legs send at all.

@@ -31,6 +31,7 @@ impl SipBridge {
     ) -> Option<confab::conference::Participant> {
         self.engine
             .roster(conference)
+            .wait()
             .ok()?
             .into_iter()
             .find(|p| p.uri.contains(&format!("sip:{name}@")))
