@@ -35,6 +35,8 @@ use crate::mixer::{CommandError, Control};
 
 #[path = "attendant_config.rs"]
 mod attendant_config;
+#[path = "control_backlog.rs"]
+mod control_backlog;
 #[path = "dial.rs"]
 mod dial;
 #[path = "greeting.rs"]

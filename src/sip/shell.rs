@@ -90,9 +90,9 @@ pub(super) struct Shell {
     /// drained by the server loop after every event.
     pub(super) admitted: Vec<String>,
     /// Controls a mixer thread's full queue refused (`Busy`), in the order they were made;
-    /// every later control waits behind them, and the serving loop's tick sends them again.
-    /// Bound: [`MAX_WAITING_CONTROLS`] (beyond it, a control is dropped and logged).
-    pub(super) waiting_controls: std::collections::VecDeque<(String, Control)>,
+    /// every later control waits behind them, and the serving loop's tick sends them again
+    /// (bounded there).
+    pub(super) waiting_controls: super::control_backlog::ControlBacklog,
     /// The address put in our dial-out offers (`media.advertise`).
     pub(super) media_advertise: Option<std::net::IpAddr>,
     /// `media.srtp` and `media.sdes_over_cleartext`, for dial-outs.
@@ -385,55 +385,41 @@ impl Shell {
     /// a full queue: refused, it waits for [`Shell::retry_controls`], and so does every later
     /// control.
     fn send_control(&mut self, meeting: String, control: Control) {
-        if !self.waiting_controls.is_empty() {
-            self.wait_to_send(meeting, control);
-            return;
-        }
-        if let Some(control) = self.try_control(&meeting, control) {
-            self.wait_to_send(meeting, control);
+        let engine = &self.engine;
+        let kept = self
+            .waiting_controls
+            .send(meeting.clone(), control, |m, c| try_control(engine, m, c));
+        if !kept {
+            tracing::warn!(%meeting, ?control, "sip: a control dropped, the mixer is far behind");
         }
     }
 
     /// Sends again the controls a full queue refused, in order, until one is refused again.
     pub(super) fn retry_controls(&mut self) {
-        while let Some((meeting, control)) = self.waiting_controls.pop_front() {
-            if let Some(control) = self.try_control(&meeting, control) {
-                self.waiting_controls.push_front((meeting, control));
-                return;
-            }
-        }
-    }
-
-    /// The control back if its thread's queue is full; otherwise it is sent (or failed).
-    fn try_control(&self, meeting: &str, control: Control) -> Option<Control> {
-        match self.engine.try_control(meeting, control) {
-            Ok(sent) => {
-                tokio::spawn(async move {
-                    if let Err(e) = sent.await {
-                        debug!(error = %e, "sip: engine control");
-                    }
-                });
-                None
-            }
-            Err((EngineError::Busy, Some(control))) => Some(control),
-            Err((e, _)) => {
-                debug!(error = %e, %meeting, "sip: engine control");
-                None
-            }
-        }
-    }
-
-    fn wait_to_send(&mut self, meeting: String, control: Control) {
-        if self.waiting_controls.len() >= MAX_WAITING_CONTROLS {
-            tracing::warn!(%meeting, ?control, "sip: a control dropped, the mixer is far behind");
-            return;
-        }
-        self.waiting_controls.push_back((meeting, control));
+        let engine = &self.engine;
+        self.waiting_controls
+            .retry(|m, c| try_control(engine, m, c));
     }
 }
 
-/// Controls that wait for room in a mixer thread's queue, at most (each a few dozen bytes).
-const MAX_WAITING_CONTROLS: usize = 65_536;
+/// The control back if its thread's queue is full; otherwise it is sent (or failed).
+fn try_control(engine: &Engine, meeting: &str, control: Control) -> Option<Control> {
+    match engine.try_control(meeting, control) {
+        Ok(sent) => {
+            tokio::spawn(async move {
+                if let Err(e) = sent.await {
+                    debug!(error = %e, "sip: engine control");
+                }
+            });
+            None
+        }
+        Err((EngineError::Busy, Some(control))) => Some(control),
+        Err((e, _)) => {
+            debug!(error = %e, %meeting, "sip: engine control");
+            None
+        }
+    }
+}
 
 /// What a caller whose join the engine refused is answered.
 fn join_refused(e: EngineError) -> JoinResult {
