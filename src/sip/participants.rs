@@ -11,6 +11,7 @@ use super::keys::InMeeting;
 use super::lobby::AtLobby;
 use super::shell::Caller;
 use crate::conference::ParticipantId;
+use crate::media::leg::LegSpec;
 
 /// Where a SIP participant is in its call.
 pub(crate) enum Phase {
@@ -19,8 +20,12 @@ pub(crate) enum Phase {
     /// In the lobby, at the language menu or the attendant.
     AtAttendant(Box<(AtLobby, Caller)>),
     /// Keyed its way into a meeting: its leg is on the way out of the lobby (a hang-up now
-    /// must follow the leg there). It keeps its keypad state and language.
-    Moving(InMeeting),
+    /// must follow the leg there). It keeps its keypad state and language, and new leg
+    /// settings a re-INVITE brought meanwhile (for the leg where it lands).
+    Moving {
+        keys: InMeeting,
+        respec: Option<Box<LegSpec>>,
+    },
     /// In the lobby, told why a meeting turned it away; hung up after.
     Refused,
     /// Done at the attendant without entering a meeting (the goodbye plays, or it is
@@ -142,7 +147,10 @@ impl SipParticipants {
     /// its leg now moves out of the lobby.
     pub(crate) fn moving(&mut self, p: ParticipantId, language: String) {
         if let Some(entry) = self.by_id.get_mut(&p) {
-            entry.phase = Phase::Moving(InMeeting::speaking(language));
+            entry.phase = Phase::Moving {
+                keys: InMeeting::speaking(language),
+                respec: None,
+            };
         }
     }
 
@@ -158,26 +166,42 @@ impl SipParticipants {
         }
     }
 
-    /// The caller's leg arrived in `meeting`. False when the participant is not known (it
-    /// left meanwhile).
-    pub(crate) fn moved_in(&mut self, p: ParticipantId, meeting: String) -> bool {
-        let Some(entry) = self.by_id.get_mut(&p) else {
-            return false;
-        };
-        let keys = match std::mem::replace(&mut entry.phase, Phase::Leaving) {
-            Phase::Moving(keys) | Phase::InMeeting(keys) => keys,
-            _ => InMeeting::default(),
+    /// New leg settings (a re-INVITE's) for a participant: kept for later when its leg is on
+    /// its way out of the lobby (the lobby no longer has it, its meeting not yet), otherwise
+    /// handed back to be applied now.
+    pub(crate) fn defer_respec(&mut self, p: ParticipantId, spec: LegSpec) -> Option<LegSpec> {
+        match self.by_id.get_mut(&p).map(|e| &mut e.phase) {
+            Some(Phase::Moving { respec, .. }) => {
+                *respec = Some(Box::new(spec));
+                None
+            }
+            _ => Some(spec),
+        }
+    }
+
+    /// The caller's leg arrived in `meeting`: none when the participant is not known (it
+    /// left meanwhile), else the leg settings a re-INVITE brought on the way, if any.
+    pub(crate) fn moved_in(
+        &mut self,
+        p: ParticipantId,
+        meeting: String,
+    ) -> Option<Option<LegSpec>> {
+        let entry = self.by_id.get_mut(&p)?;
+        let (keys, respec) = match std::mem::replace(&mut entry.phase, Phase::Leaving) {
+            Phase::Moving { keys, respec } => (keys, respec.map(|s| *s)),
+            Phase::InMeeting(keys) => (keys, None),
+            _ => (InMeeting::default(), None),
         };
         entry.conference = meeting;
         entry.phase = Phase::InMeeting(keys);
-        true
+        Some(respec)
     }
 
     /// Whether the participant's leg is on its way out of the lobby.
     pub(crate) fn is_moving(&self, p: ParticipantId) -> bool {
         self.by_id
             .get(&p)
-            .is_some_and(|e| matches!(e.phase, Phase::Moving(_)))
+            .is_some_and(|e| matches!(e.phase, Phase::Moving { .. }))
     }
 
     /// The conference the participant's leg is in.
@@ -194,7 +218,7 @@ impl SipParticipants {
     pub(crate) fn language(&self, p: ParticipantId) -> String {
         match self.by_id.get(&p).map(|e| &e.phase) {
             Some(Phase::AtAttendant(at)) => at.1.language.clone(),
-            Some(Phase::Moving(keys) | Phase::InMeeting(keys)) => keys.language().to_owned(),
+            Some(Phase::Moving { keys, .. } | Phase::InMeeting(keys)) => keys.language().to_owned(),
             _ => String::new(),
         }
     }

@@ -70,7 +70,7 @@ fn a_caller_who_keys_a_meeting_is_moving_until_its_leg_arrives_and_keeps_its_lan
     assert!(participants.attendant_mut(p).is_none());
     assert!(participants.keys_mut(p).is_none());
 
-    assert!(participants.moved_in(p, "4242".into()));
+    assert_eq!(participants.moved_in(p, "4242".into()), Some(None));
     assert!(!participants.is_moving(p));
     assert!(participants.is_in(p, "4242"));
     assert_eq!(participants.language(p), "fr");
@@ -122,7 +122,7 @@ fn a_direct_caller_has_keys_in_its_meeting_and_every_entry_goes_with_its_partici
     assert!(!participants.remove(p));
     assert_eq!(participants.len(), 0);
     // One that left during its move is not put back by the move's end.
-    assert!(!participants.moved_in(p, "4242".into()));
+    assert_eq!(participants.moved_in(p, "4242".into()), None);
     assert_eq!(participants.len(), 0);
 }
 
@@ -146,4 +146,28 @@ fn a_refusal_or_a_referral_for_a_caller_gone_meanwhile_does_not_bring_it_back() 
     participants.leaving(q);
     assert!(!participants.is_moving(q));
     assert!(participants.is_in(q, LOBBY));
+}
+
+#[test]
+fn a_re_invite_during_a_move_is_applied_where_the_leg_lands() {
+    use crate::media::codec::Codec;
+    use crate::media::leg::LegSpec;
+    let mut participants = SipParticipants::default();
+    let p = ParticipantId(13);
+    let g722 = LegSpec::new(Codec::G722, "192.0.2.7:4000".parse().unwrap());
+    // In a meeting: applied now.
+    participants.in_meeting(ParticipantId(14), "4242".into());
+    assert_eq!(
+        participants.defer_respec(ParticipantId(14), g722),
+        Some(g722)
+    );
+    // On its way out of the lobby (neither the lobby nor the meeting has the leg): kept.
+    at_attendant(&mut participants, p, "");
+    key_passcode(&mut participants, p);
+    participants.moving(p, String::new());
+    assert_eq!(participants.defer_respec(p, g722), None);
+    assert_eq!(participants.moved_in(p, "4242".into()), Some(Some(g722)));
+    // Only once.
+    assert_eq!(participants.moved_in(p, "4242".into()), Some(None));
+    assert_eq!(participants.defer_respec(p, g722), Some(g722));
 }

@@ -159,18 +159,15 @@ impl Shell {
                 answer,
             } => self.answered(participant, &answer),
             Action::Renegotiated { participant, spec } => {
+                // A leg on its way out of the lobby takes them where it lands.
+                let Some(spec) = self.participants.defer_respec(participant, *spec) else {
+                    return;
+                };
                 let Some(meeting) = self.participants.conference(participant).map(str::to_owned)
                 else {
                     return;
                 };
-                let respec = self.engine.respec(&meeting, participant, *spec);
-                let moves = self.moves.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = respec.await {
-                        debug!(error = %e, "sip: the leg could not take the new settings");
-                        let _ = moves.send((participant, MoveEnd::Lost)).await;
-                    }
-                });
+                self.respec(participant, &meeting, spec);
             }
             Action::Failed { participant, code } => {
                 let reason = match code {
@@ -379,6 +376,19 @@ impl Shell {
         self.send_control(meeting, control);
     }
 
+    /// New settings for a participant's leg (a re-INVITE's codec change, an offerless
+    /// answer); a leg that cannot take them is hung up.
+    fn respec(&self, participant: ParticipantId, meeting: &str, spec: crate::media::leg::LegSpec) {
+        let respec = self.engine.respec(meeting, participant, spec);
+        let moves = self.moves.clone();
+        tokio::spawn(async move {
+            if let Err(e) = respec.await {
+                debug!(error = %e, "sip: the leg could not take the new settings");
+                let _ = moves.send((participant, MoveEnd::Lost)).await;
+            }
+        });
+    }
+
     /// Sends a control now, on the meeting's thread's queue, so that controls reach it in the
     /// order they were made (a 180 then a 486 then the removal of a busy callee must not
     /// overtake each other); only the answer is awaited apart. A hang-up must not be lost to
@@ -451,7 +461,10 @@ impl Shell {
             // Only a caller still known (in the lobby): one that left during the move is not
             // put back, so the registry keeps its bound.
             MoveEnd::In(m) => {
-                if self.participants.moved_in(participant, m.clone()) {
+                if let Some(respec) = self.participants.moved_in(participant, m.clone()) {
+                    if let Some(spec) = respec {
+                        self.respec(participant, &m, spec);
+                    }
                     self.greet(participant, m, greeting::AFTER_MOVE);
                 }
             }
