@@ -62,6 +62,24 @@ impl EngineSettings {
     }
 }
 
+#[cfg(test)]
+impl EngineSettings {
+    /// What the unit tests run an engine on: media on 127.0.0.1 from `port_min` (eleven
+    /// ports), three talkers, a 30 s media timeout, default leg timers and no records.
+    pub(crate) fn loopback(mixer_threads: usize, port_min: u16) -> Self {
+        EngineSettings {
+            mixer_threads,
+            max_talkers: 3,
+            media_bind: IpAddr::from([127, 0, 0, 1]),
+            rtp_port_min: port_min,
+            rtp_port_max: port_min + 10,
+            media_timeout: Duration::from_secs(30),
+            leg_timers: LegTimers::default(),
+            records: None,
+        }
+    }
+}
+
 /// Why an engine call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -403,6 +421,18 @@ impl Engine {
         audio: Option<Arc<[i16]>>,
     ) -> Pending<()> {
         self.leg_op(conference, participant, LegOp::Play(audio))
+            .map(drop)
+    }
+
+    /// Plays a prompt to a participant in the language it hears (the one it chose at the
+    /// attendant; the default's otherwise) instead of the mix.
+    pub fn play_in_language(
+        &self,
+        conference: &str,
+        participant: ParticipantId,
+        voices: crate::mixer::Voices,
+    ) -> Pending<()> {
+        self.leg_op(conference, participant, LegOp::PlayIn(voices))
             .map(drop)
     }
 

@@ -5,17 +5,7 @@
 use super::*;
 
 fn engine() -> Engine {
-    Engine::start(EngineSettings {
-        mixer_threads: 1,
-        max_talkers: 3,
-        media_bind: IpAddr::from([127, 0, 0, 1]),
-        rtp_port_min: 45_040,
-        rtp_port_max: 45_050,
-        media_timeout: Duration::from_secs(30),
-        leg_timers: LegTimers::default(),
-        records: None,
-    })
-    .unwrap()
+    Engine::start(EngineSettings::loopback(1, 45_040)).unwrap()
 }
 
 #[test]

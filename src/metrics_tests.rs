@@ -3,17 +3,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 /// An engine of two mixer threads, its legs' ports from `port_min` (11 of them).
 fn two_mixer_threads(port_min: u16) -> Engine {
-    Engine::start(crate::engine::EngineSettings {
-        mixer_threads: 2,
-        max_talkers: 3,
-        media_bind: std::net::IpAddr::from([127, 0, 0, 1]),
-        rtp_port_min: port_min,
-        rtp_port_max: port_min + 10,
-        media_timeout: std::time::Duration::from_secs(30),
-        leg_timers: Default::default(),
-        records: None,
-    })
-    .unwrap()
+    Engine::start(crate::engine::EngineSettings::loopback(2, port_min)).unwrap()
 }
 
 /// `/metrics` of `engine` alone (no SIP, WebRTC or store).

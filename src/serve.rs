@@ -65,10 +65,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     )
     .context("cannot load the attendant's prompts")?;
     let prompts = std::sync::Arc::new(prompts);
-    // Said to everyone still in a call when the drain's time is up.
-    let restarting = prompts
-        .get(prompts.default_language())
-        .audio(crate::sip::prompts::Prompt::Restarting);
+    // Said to everyone still in a call when the drain's time is up, in the language each hears.
+    let restarting = prompts.voices(crate::sip::prompts::Prompt::Restarting);
     let attendant = crate::sip::server::AttendantConfig {
         prompts: std::sync::Arc::clone(&prompts),
         menu_languages: config.sip.menu_languages.clone(),
@@ -88,6 +86,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .key_map()
             .context("keypad: the configuration was checked, yet its keys are wrong")?,
         placement: placement.clone(),
+        store: Some(store.clone()),
     };
     let sip_tls = match (
         config.sip.tls_address(),
@@ -292,7 +291,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                         participants = told,
                         "telling the callers left that the bridge restarts"
                     );
-                    let said = crate::call::playing_time(restarting.len())
+                    let longest = restarting.iter().map(|(_, a)| a.len()).max();
+                    let said = crate::call::playing_time(longest.unwrap_or(0))
                         + std::time::Duration::from_millis(800);
                     tokio::select! {
                         _ = signals.recv() => info!("stopping at once"),
@@ -440,8 +440,9 @@ async fn present(engine: &crate::engine::Engine) -> usize {
     present
 }
 
-/// Plays `audio` to every participant present in any conference; how many.
-async fn tell_everyone(engine: &crate::engine::Engine, audio: &std::sync::Arc<[i16]>) -> usize {
+/// Plays `voices` to every participant present in any conference, each in the language it
+/// hears; how many.
+async fn tell_everyone(engine: &crate::engine::Engine, voices: &crate::mixer::Voices) -> usize {
     let mut told = 0;
     for conference in engine.conference_ids() {
         let Ok(roster) = engine.roster(&conference).await else {
@@ -449,7 +450,7 @@ async fn tell_everyone(engine: &crate::engine::Engine, audio: &std::sync::Arc<[i
         };
         for p in roster.iter().filter(|p| p.state.is_present()) {
             if engine
-                .play(&conference, p.id, Some(std::sync::Arc::clone(audio)))
+                .play_in_language(&conference, p.id, std::sync::Arc::clone(voices))
                 .await
                 .is_ok()
             {

@@ -279,6 +279,19 @@ async fn stored_off_runtime(state: &AppState, id: &str) -> Result<StoredConferen
     blocking(move || stored(&state, &id)).await
 }
 
+/// Saves `c` off the runtime's threads (a database write) and gives it back.
+async fn saved_off_runtime(
+    state: &AppState,
+    c: StoredConference,
+) -> Result<StoredConference, ApiError> {
+    let store = state.store.clone();
+    blocking(move || {
+        store.save_conference(&c)?;
+        Ok(c)
+    })
+    .await
+}
+
 /// A meeting ID nobody uses yet.
 fn fresh_id(state: &AppState) -> Result<String, ApiError> {
     for _ in 0..100 {
@@ -342,17 +355,15 @@ async fn create_steps(state: AppState, settings: ConferenceSettings) -> Result<R
         .await?
     };
     start(&state, &c).await?;
-    let saved = {
-        let store = state.store.clone();
-        let c = c.clone();
-        blocking(move || Ok(store.save_conference(&c)?)).await
+    let c = match saved_off_runtime(&state, c).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = state.engine.control(&id, Control::End).await;
+            // A conference made later with this ID must not inherit this one's policy.
+            share_srtp(&state, &id, None);
+            return Err(e);
+        }
     };
-    if let Err(e) = saved {
-        let _ = state.engine.control(&id, Control::End).await;
-        // A conference made later with this ID must not inherit this one's policy.
-        share_srtp(&state, &id, None);
-        return Err(e);
-    }
     let body = ConferenceReply {
         conference: view(&state, &c),
         participants: Vec::new(),
@@ -470,14 +481,7 @@ async fn patch_steps(
     // The lock only when asked: a leader's keypad lock is the mixer's, not the store's.
     let lock = settings.locked;
     settings.apply(&mut c)?;
-    let c = {
-        let store = state.store.clone();
-        blocking(move || {
-            store.save_conference(&c)?;
-            Ok(c)
-        })
-        .await?
-    };
+    let c = saved_off_runtime(&state, c).await?;
     // What is stored is what SIP applies, even if the engine below cannot be told.
     share_srtp(&state, &cid, c.srtp);
     state.engine.set_admission(&cid, admission(&c))?;
@@ -554,14 +558,7 @@ async fn set_lock_steps(
     let mut c = stored_off_runtime(&state, &cid).await?;
     state.engine.control(&cid, Control::Lock(locked)).await?;
     c.locked = locked;
-    let c = {
-        let store = state.store.clone();
-        blocking(move || {
-            store.save_conference(&c)?;
-            Ok(c)
-        })
-        .await?
-    };
+    let c = saved_off_runtime(&state, c).await?;
     Ok(Json(ConferenceOnly {
         conference: view(&state, &c),
     }))

@@ -1,8 +1,7 @@
 //! The conference settings as the API takes them: `entry_exit` reaches the running conference
 //! (created and changed), is shown back, and is in the OpenAPI document with its values.
 
-use std::sync::Arc;
-use std::time::Duration;
+use crate::api::test_state::app_state;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,26 +12,15 @@ use crate::api::AppState;
 use crate::api::extract::Path;
 use crate::conference::roster::EntryExit;
 use crate::config::SrtpPolicy;
-use crate::engine::{Engine, EngineSettings};
+use crate::engine::EngineSettings;
 use crate::store::Store;
 
 fn state(dir: &std::path::Path) -> AppState {
-    let engine = Arc::new(
-        Engine::start(EngineSettings {
-            mixer_threads: 1,
-            max_talkers: 3,
-            media_bind: std::net::IpAddr::from([127, 0, 0, 1]),
-            rtp_port_min: 45_200,
-            rtp_port_max: 45_210,
-            media_timeout: Duration::from_secs(30),
-            leg_timers: Default::default(),
-            records: None,
-        })
-        .unwrap(),
-    );
-    let events = engine.broadcast_events().unwrap();
-    let store = Store::open(dir).unwrap();
-    AppState::new(engine, None, store, events.subscribe(), None, 3, Vec::new())
+    app_state(
+        Store::open(dir).unwrap(),
+        EngineSettings::loopback(1, 45_200),
+        Vec::new(),
+    )
 }
 
 fn settings(json: &str) -> Body<ConferenceSettings> {

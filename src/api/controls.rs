@@ -374,22 +374,15 @@ async fn moderate_steps(
     if let Some(p) = target {
         present(&state, &cid, p).await?;
     }
-    if let Control::Lock(locked) = control {
+    let lock = match control {
+        Control::Lock(locked) => Some(locked),
+        _ => None,
+    };
+    state.engine.control(&cid, control).await?;
+    if let Some(locked) = lock {
         // Stored as the operator's lock is, so that it outlives a restart.
         let store = state.store.clone();
-        let id = cid.clone();
-        let mut c = blocking(move || {
-            store
-                .conference(&id)?
-                .ok_or_else(|| ApiError::not_found(format!("no conference {id}")))
-        })
-        .await?;
-        state.engine.control(&cid, control).await?;
-        c.locked = locked;
-        let store = state.store.clone();
-        blocking(move || Ok(store.save_conference(&c)?)).await?;
-    } else {
-        state.engine.control(&cid, control).await?;
+        blocking(move || Ok(store.set_locked(&cid, locked)?)).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

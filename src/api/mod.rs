@@ -537,6 +537,10 @@ async fn blocking<T: Send + 'static>(
 }
 
 #[cfg(test)]
+#[path = "test_state.rs"]
+pub(crate) mod test_state;
+
+#[cfg(test)]
 #[path = "readiness_tests.rs"]
 mod readiness_tests;
 

@@ -2,8 +2,7 @@
 //! `media.sdes_over_cleartext`), never otherwise; `required` refuses a plain offer and `off` an
 //! RTP/SAVP one, each with a JSON error that says why.
 
-use std::sync::Arc;
-use std::time::Duration;
+use crate::api::test_state::app_state;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,39 +15,22 @@ use crate::api::conferences::Body;
 use crate::api::extract::Path;
 use crate::conference::Policy;
 use crate::config::SrtpPolicy;
-use crate::engine::{Engine, EngineSettings};
+use crate::engine::EngineSettings;
 use crate::media::codec::Codec;
 use crate::store::Store;
 
 async fn state(dir: &std::path::Path) -> AppState {
-    let engine = Arc::new(
-        Engine::start(EngineSettings {
-            mixer_threads: 1,
-            max_talkers: 3,
-            media_bind: std::net::IpAddr::from([127, 0, 0, 1]),
-            rtp_port_min: 45_220,
-            rtp_port_max: 45_260,
-            media_timeout: Duration::from_secs(30),
-            leg_timers: Default::default(),
-            records: None,
-        })
-        .unwrap(),
-    );
-    let events = engine.broadcast_events().unwrap();
-    let store = Store::open(dir).unwrap();
-    engine
+    let settings = EngineSettings {
+        rtp_port_max: 45_260,
+        ..EngineSettings::loopback(1, 45_220)
+    };
+    let state = app_state(Store::open(dir).unwrap(), settings, vec![Codec::Pcmu]);
+    state
+        .engine
         .create_conference("5100", Policy::default())
         .await
         .unwrap();
-    AppState::new(
-        engine,
-        None,
-        store,
-        events.subscribe(),
-        None,
-        3,
-        vec![Codec::Pcmu],
-    )
+    state
 }
 
 const CRYPTO: &str =

@@ -2,25 +2,15 @@
 //! and `/metrics` counts the panics every part contained.
 
 use super::*;
+use crate::api::test_state::app_state;
 use crate::engine::EngineSettings;
 
 fn state(dir: &std::path::Path) -> AppState {
-    let engine = Arc::new(
-        Engine::start(EngineSettings {
-            mixer_threads: 2,
-            max_talkers: 3,
-            media_bind: std::net::IpAddr::from([127, 0, 0, 1]),
-            rtp_port_min: 45_000,
-            rtp_port_max: 45_010,
-            media_timeout: Duration::from_secs(30),
-            leg_timers: Default::default(),
-            records: None,
-        })
-        .unwrap(),
-    );
-    let events = engine.broadcast_events().unwrap();
-    let store = Store::open(dir).unwrap();
-    AppState::new(engine, None, store, events.subscribe(), None, 3, Vec::new())
+    app_state(
+        Store::open(dir).unwrap(),
+        EngineSettings::loopback(2, 45_000),
+        Vec::new(),
+    )
 }
 
 async fn body(r: Response) -> (StatusCode, String) {

@@ -3,6 +3,7 @@
 //! listing, metadata and delete; the console page follows the recording events the API sends
 //! and calls these routes.
 
+use crate::api::test_state::app_state;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,25 +14,11 @@ use serde_json::Value;
 use super::byte_range;
 use crate::api::AppState;
 use crate::conference::Policy;
-use crate::engine::{Engine, EngineSettings};
+use crate::engine::EngineSettings;
 use crate::recording::{Recorder, RecordingSettings};
 use crate::store::Store;
 
 fn state(dir: &std::path::Path) -> AppState {
-    let engine = Arc::new(
-        Engine::start(EngineSettings {
-            mixer_threads: 1,
-            max_talkers: 3,
-            media_bind: std::net::IpAddr::from([127, 0, 0, 1]),
-            rtp_port_min: 45_320,
-            rtp_port_max: 45_330,
-            media_timeout: Duration::from_secs(30),
-            leg_timers: Default::default(),
-            records: None,
-        })
-        .unwrap(),
-    );
-    let events = engine.broadcast_events().unwrap();
     let store = Store::open(dir).unwrap();
     let recorder = Recorder::start(RecordingSettings {
         dir: dir.join("recordings"),
@@ -39,7 +26,7 @@ fn state(dir: &std::path::Path) -> AppState {
         max_bytes: 0,
     })
     .unwrap();
-    AppState::new(engine, None, store, events.subscribe(), None, 3, Vec::new())
+    app_state(store, EngineSettings::loopback(1, 45_320), Vec::new())
         .with_recordings(Arc::new(recorder))
 }
 

@@ -1,8 +1,8 @@
 //! The records API: a WHIP peer's hostile User-Agent reaches its record cleaned and bounded,
 //! the per-user filter, the CSV export (quoted, formulas made inert) and conference sessions.
 
+use crate::api::test_state::app_state;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body as HttpBody;
@@ -15,7 +15,7 @@ use super::{ConferenceRecordQuery, Format, RecordQuery, conferences, records};
 use crate::api::AppState;
 use crate::api::extract::{Path, Query};
 use crate::conference::Policy;
-use crate::engine::{Engine, EngineSettings};
+use crate::engine::EngineSettings;
 use crate::store::{RecordWriter, Store};
 use crate::webrtc::{WebRtc, WebRtcSettings};
 
@@ -25,26 +25,16 @@ const CHROMIUM_OFFER: &str = include_str!("../../tests/fixtures/chromium-156-off
 fn state(dir: &std::path::Path) -> (AppState, RecordWriter) {
     let store = Store::open(dir).unwrap();
     let writer = store.record_writer().unwrap();
-    let engine = Arc::new(
-        Engine::start(EngineSettings {
-            mixer_threads: 1,
-            max_talkers: 3,
-            media_bind: std::net::IpAddr::from([127, 0, 0, 1]),
-            rtp_port_min: 45_320,
-            rtp_port_max: 45_330,
-            media_timeout: Duration::from_secs(30),
-            leg_timers: Default::default(),
-            records: Some(writer.sender.clone()),
-        })
-        .unwrap(),
-    );
-    let events = engine.broadcast_events().unwrap();
+    let settings = EngineSettings {
+        records: Some(writer.sender.clone()),
+        ..EngineSettings::loopback(1, 45_320)
+    };
     let config = crate::config::WebRtcConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         ..Default::default()
     };
     let webrtc = WebRtc::start(WebRtcSettings::from_config(&config)).unwrap();
-    let state = AppState::new(engine, None, store, events.subscribe(), None, 3, Vec::new())
+    let state = app_state(store, settings, Vec::new())
         .with_webrtc(webrtc, crate::webrtc::token::TokenSigner::random());
     (state, writer)
 }

@@ -2,27 +2,17 @@
 //! reads, file work, a slow database), rosters, mutes and ejections are still answered.
 
 use super::*;
+use crate::api::test_state::app_state;
 use crate::engine::EngineSettings;
 use axum::extract::State;
 use extract::Path;
 
 fn state(dir: &std::path::Path) -> AppState {
-    let engine = Arc::new(
-        Engine::start(EngineSettings {
-            mixer_threads: 1,
-            max_talkers: 3,
-            media_bind: std::net::IpAddr::from([127, 0, 0, 1]),
-            rtp_port_min: 45_020,
-            rtp_port_max: 45_030,
-            media_timeout: Duration::from_secs(30),
-            leg_timers: Default::default(),
-            records: None,
-        })
-        .unwrap(),
-    );
-    let events = engine.broadcast_events().unwrap();
-    let store = Store::open(dir).unwrap();
-    AppState::new(engine, None, store, events.subscribe(), None, 3, Vec::new())
+    app_state(
+        Store::open(dir).unwrap(),
+        EngineSettings::loopback(1, 45_020),
+        Vec::new(),
+    )
 }
 
 #[test]

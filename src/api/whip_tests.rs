@@ -5,6 +5,7 @@
 //! STUN/TURN servers in `Link` headers. A session's roster token mutes and unmutes its own
 //! participant only.
 
+use crate::api::test_state::app_state;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,30 +20,19 @@ use crate::api::AppState;
 use crate::api::conferences::Body;
 use crate::api::extract::{Path, Query};
 use crate::conference::{DisconnectReason, Policy, State as PState};
-use crate::engine::{Engine, EngineSettings};
+use crate::engine::EngineSettings;
 use crate::store::Store;
 use crate::webrtc::{HandshakeLimits, WebRtc, WebRtcSettings};
 
 const CHROMIUM_OFFER: &str = include_str!("../../tests/fixtures/chromium-156-offer.sdp");
 
 fn state(dir: &std::path::Path, webrtc: Arc<WebRtc>) -> AppState {
-    let engine = Arc::new(
-        Engine::start(EngineSettings {
-            mixer_threads: 1,
-            max_talkers: 3,
-            media_bind: std::net::IpAddr::from([127, 0, 0, 1]),
-            rtp_port_min: 45_300,
-            rtp_port_max: 45_310,
-            media_timeout: Duration::from_secs(30),
-            leg_timers: Default::default(),
-            records: None,
-        })
-        .unwrap(),
-    );
-    let events = engine.broadcast_events().unwrap();
-    let store = Store::open(dir).unwrap();
-    AppState::new(engine, None, store, events.subscribe(), None, 3, Vec::new())
-        .with_webrtc(webrtc, crate::webrtc::token::TokenSigner::random())
+    app_state(
+        Store::open(dir).unwrap(),
+        EngineSettings::loopback(1, 45_300),
+        Vec::new(),
+    )
+    .with_webrtc(webrtc, crate::webrtc::token::TokenSigner::random())
 }
 
 fn webrtc(limits: HandshakeLimits, restart_wait: Duration) -> Arc<WebRtc> {

@@ -47,6 +47,8 @@ pub enum Control {
 pub enum LegOp {
     /// Play a prompt (48 kHz) instead of the mix; `None` stops it.
     Play(Option<Arc<[i16]>>),
+    /// Play the prompt of the language the leg hears (see [`voice_for`]).
+    PlayIn(Voices),
     /// In-band DTMF detection on or off.
     DetectDtmf(bool),
     /// Take the leg out of the conference (answered with the leg).
@@ -57,6 +59,41 @@ pub enum LegOp {
     RecordName(std::time::Duration),
     /// The language the participant hears (it goes with the leg).
     Language(Arc<str>),
+}
+
+/// One prompt in every language it is said in, the default language's first: (language,
+/// 48 kHz audio).
+pub type Voices = Arc<[(Arc<str>, Arc<[i16]>)]>;
+
+/// The audio of `voices` for a leg that hears `language` (none: the default), the default's
+/// when `language` has none.
+pub(crate) fn voice_for<'v>(voices: &'v Voices, language: Option<&str>) -> Option<&'v Arc<[i16]>> {
+    language
+        .and_then(|l| voices.iter().find(|(v, _)| &**v == l))
+        .or_else(|| voices.first())
+        .map(|(_, audio)| audio)
+}
+
+#[cfg(test)]
+mod voice_tests {
+    use super::*;
+
+    #[test]
+    fn a_leg_hears_its_own_language_and_the_default_otherwise() {
+        let en: Arc<[i16]> = Arc::from([1i16; 4]);
+        let de: Arc<[i16]> = Arc::from([2i16; 4]);
+        let voices: Voices = Arc::from([
+            (Arc::from("en"), Arc::clone(&en)),
+            (Arc::from("de"), Arc::clone(&de)),
+        ]);
+        assert_eq!(voice_for(&voices, Some("de")), Some(&de));
+        assert_eq!(voice_for(&voices, Some("en")), Some(&en));
+        assert_eq!(voice_for(&voices, None), Some(&en));
+        // A language nobody recorded it in: the default's.
+        assert_eq!(voice_for(&voices, Some("fr")), Some(&en));
+        let none: Voices = Arc::from([]);
+        assert_eq!(voice_for(&none, Some("de")), None);
+    }
 }
 
 /// Why a command failed.

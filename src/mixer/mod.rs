@@ -31,7 +31,7 @@ pub const TICK: Duration = Duration::from_millis(20);
 /// Commands handled per tick at most.
 const MAX_COMMANDS_PER_TICK: usize = 64;
 
-pub use command::{Command, CommandError, Control, LegOp, Reply};
+pub use command::{Command, CommandError, Control, LegOp, Reply, Voices};
 
 /// Counters of one mixer thread.
 #[derive(Debug, Default)]
@@ -496,6 +496,14 @@ fn handle(
                         .leg_mut(participant)
                         .map(|l| {
                             l.play(audio);
+                            None
+                        })
+                        .ok_or(CommandError::NoParticipant),
+                    LegOp::PlayIn(voices) => c
+                        .leg_mut(participant)
+                        .map(|l| {
+                            let audio = command::voice_for(&voices, l.language.as_deref());
+                            l.play(audio.map(Arc::clone));
                             None
                         })
                         .ok_or(CommandError::NoParticipant),

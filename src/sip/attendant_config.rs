@@ -25,6 +25,9 @@ pub struct AttendantConfig {
     pub keypad: crate::call::keypad::KeyMap,
     /// Where meetings run when several nodes share a database (none: one node, here).
     pub placement: Option<Arc<crate::placement::Placement>>,
+    /// Where a leader's keypad lock is kept, as the operator's lock is, so that a restart (and
+    /// the other nodes on a shared database) keep it; none: the mixer's alone.
+    pub store: Option<crate::store::Store>,
 }
 
 impl AttendantConfig {

@@ -59,9 +59,14 @@ impl Shell {
         let engine = Arc::clone(&self.engine);
         let prompts = Arc::clone(&self.config.prompts);
         let language = call.language.clone();
+        let store = self.config.store.clone();
         tokio::spawn(async move {
             let prompts = prompts.get(&language);
-            match carry_out(&engine, prompts, &meeting, participant, action).await {
+            let done = carry_out(&engine, prompts, &meeting, participant, action).await;
+            if let (Ok(Kept::Lock(locked)), Some(store)) = (&done, store) {
+                keep_lock(store, &meeting, *locked).await;
+            }
+            match done.map(Kept::end_after) {
                 Err(e) => debug!(error = %e, %meeting, action = action.as_str(), "keypad control"),
                 Ok(None) => {}
                 // The goodbye plays out before everyone is hung up. The meeting itself stays
@@ -75,18 +80,48 @@ impl Shell {
     }
 }
 
-/// Decides `action` on the conference as it is now, does it and tells the caller; ending the
-/// conference is left to the caller of this, after the time returned.
-async fn carry_out(
+/// What a carried-out keypad action leaves to its caller.
+#[derive(Debug, PartialEq)]
+pub(super) enum Kept {
+    Nothing,
+    /// The conference was locked or unlocked: to be stored.
+    Lock(bool),
+    /// The conference ends once this much of the goodbye has played.
+    EndAfter(Duration),
+}
+
+impl Kept {
+    fn end_after(self) -> Option<Duration> {
+        match self {
+            Kept::EndAfter(after) => Some(after),
+            Kept::Nothing | Kept::Lock(_) => None,
+        }
+    }
+}
+
+/// Stores a leader's keypad lock as the operator's is stored, so that a restart and the other
+/// nodes keep it (a database write: off the runtime's threads).
+async fn keep_lock(store: crate::store::Store, meeting: &str, locked: bool) {
+    let id = meeting.to_owned();
+    match tokio::task::spawn_blocking(move || store.set_locked(&id, locked)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => debug!(error = %e, %meeting, "the keypad's lock was not stored"),
+        Err(_) => debug!(%meeting, "the keypad's lock was not stored"),
+    }
+}
+
+/// Decides `action` on the conference as it is now, does it and tells the caller; storing a
+/// lock and ending the conference are left to the caller of this.
+pub(super) async fn carry_out(
     engine: &Engine,
     prompts: &Prompts,
     meeting: &str,
     participant: ParticipantId,
     action: KeyAction,
-) -> Result<Option<Duration>, EngineError> {
+) -> Result<Kept, EngineError> {
     let roster = engine.roster(meeting).await?;
     let Some(me) = roster.iter().find(|p| p.id == participant) else {
-        return Ok(None);
+        return Ok(Kept::Nothing);
     };
     let situation = Situation {
         role: me.role,
@@ -119,11 +154,14 @@ async fn carry_out(
                 .control(meeting, Control::ListenGain(participant, gain))
                 .await?;
         }
-        Some(Effect::Lock(on)) => engine.control(meeting, Control::Lock(on)).await?,
+        Some(Effect::Lock(on)) => {
+            engine.control(meeting, Control::Lock(on)).await?;
+            return Ok(Kept::Lock(on));
+        }
         Some(Effect::MuteAll) => engine.control(meeting, Control::MuteAll).await?,
-        Some(Effect::End) => return Ok(Some(said)),
+        Some(Effect::End) => return Ok(Kept::EndAfter(said)),
     }
-    Ok(None)
+    Ok(Kept::Nothing)
 }
 
 /// Prompts one after the other, as one piece of audio.
@@ -158,6 +196,10 @@ fn volume_steps(db: f32) -> i8 {
     // Within -max..=max, so the cast cannot wrap.
     steps.clamp(-max, max) as i8
 }
+
+#[cfg(test)]
+#[path = "keys_lock_tests.rs"]
+mod lock_tests;
 
 #[cfg(test)]
 mod tests {

@@ -497,6 +497,15 @@ impl PromptBook {
     pub fn default_language(&self) -> &str {
         &self.default.language
     }
+
+    /// `prompt` in every language of the book, the default's first, for a leg to be told it
+    /// in the language it hears.
+    pub fn voices(&self, prompt: Prompt) -> crate::mixer::Voices {
+        self.languages
+            .iter()
+            .map(|l| (std::sync::Arc::from(l.as_str()), self.get(l).audio(prompt)))
+            .collect()
+    }
 }
 
 /// A WAV's samples at 48 kHz.

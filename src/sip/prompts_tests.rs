@@ -218,3 +218,17 @@ fn another_language_is_a_folder_and_bad_files_are_named() {
         .to_string();
     assert!(e.contains("beep.wav"), "{e}");
 }
+
+#[test]
+fn a_prompt_in_every_language_comes_default_first_and_each_in_its_own_voice() {
+    let book = PromptBook::embedded(&["de".to_owned(), "en".to_owned(), "fr".to_owned()]).unwrap();
+    let voices = book.voices(Prompt::Restarting);
+    let languages: Vec<&str> = voices.iter().map(|(l, _)| &**l).collect();
+    assert_eq!(languages, ["de", "en", "fr"]);
+    for (language, audio) in voices.iter() {
+        assert_eq!(audio, &book.get(language).audio(Prompt::Restarting));
+    }
+    // The recordings differ: each language is its own speech, not the default's.
+    assert_ne!(voices[0].1, voices[1].1);
+    assert_ne!(voices[1].1, voices[2].1);
+}

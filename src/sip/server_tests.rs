@@ -181,19 +181,8 @@ async fn options_answered(client: &tokio::net::UdpSocket, to: SocketAddr, branch
 #[test]
 fn a_panicking_sip_task_is_started_again_on_the_same_sockets() {
     runtime().block_on(async {
-        let engine = Arc::new(
-            Engine::start(crate::engine::EngineSettings {
-                mixer_threads: 1,
-                max_talkers: 3,
-                media_bind: std::net::IpAddr::from([127, 0, 0, 1]),
-                rtp_port_min: 45_100,
-                rtp_port_max: 45_110,
-                media_timeout: Duration::from_secs(30),
-                leg_timers: Default::default(),
-                records: None,
-            })
-            .unwrap(),
-        );
+        let engine =
+            Arc::new(Engine::start(crate::engine::EngineSettings::loopback(1, 45_100)).unwrap());
         let settings = UasSettings {
             local: "127.0.0.1:0".parse().unwrap(),
             trusted: vec![crate::config::Network::loopback_v4()],
@@ -223,6 +212,7 @@ fn a_panicking_sip_task_is_started_again_on_the_same_sockets() {
             max_failures_per_source: 10,
             keypad: Default::default(),
             placement: None,
+            store: None,
         };
         let sip = SipServer::start(settings, attendant, engine).await.unwrap();
         let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();

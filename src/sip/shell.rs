@@ -287,61 +287,14 @@ impl Shell {
                     }
                 }
             };
-            if let Some(result) = moved {
-                let _ = joins
-                    .send(Joined {
-                        call: request.call,
-                        result,
-                        conference,
-                        attendant,
-                        caller,
-                        refused: None,
-                    })
-                    .await;
-                return;
-            }
-            let spec = request.negotiated.leg_spec(request.local_key);
-            let joiner = Joiner {
-                // What a trusted gateway asserts (P-Asserted-Identity) or the account a
-                // caller signed in with; never the caller's own From.
-                identity: request.asserted_identity,
-                display_name: request.display_name,
-                uri: request.uri,
-                role: Role::Attendee,
-            };
-            let mut conference = conference;
-            let mut refused = None;
-            // The caller as its records show it, in the meeting or in the lobby.
-            let origin = request.origin;
-            let add_leg = |meeting: &str, joiner: Joiner| {
-                engine.add_rtp_leg_from(meeting, joiner, spec, origin.clone())
-            };
-            let result = match add_leg(&conference, joiner.clone()).await {
-                Ok((participant, local)) => {
-                    if attendant.is_some() {
-                        // Gateways often send digits as tones in the audio.
-                        let _ = engine.detect_dtmf(&conference, participant, true);
-                    }
-                    JoinResult::Joined { participant, local }
-                }
-                // Told why in the lobby, then hung up.
-                Err(EngineError::Command(CommandError::Join(e)))
-                    if refusal::Refusal::of(e).is_some() =>
-                {
-                    match add_leg(LOBBY, joiner).await {
-                        Ok((participant, local)) => {
-                            conference = LOBBY.to_owned();
-                            refused = refusal::Refusal::of(e);
-                            JoinResult::Joined { participant, local }
-                        }
-                        Err(_) => join_refused(EngineError::Command(CommandError::Join(e))),
-                    }
-                }
-                Err(e) => join_refused(e),
+            let call = request.call;
+            let (result, conference, refused) = match moved {
+                Some(result) => (result, conference, None),
+                None => add_caller_leg(&engine, request, conference, attendant.is_some()).await,
             };
             let _ = joins
                 .send(Joined {
-                    call: request.call,
+                    call,
                     result,
                     conference,
                     attendant,
@@ -429,6 +382,53 @@ fn try_control(engine: &Engine, meeting: &str, control: Control) -> Option<Contr
             None
         }
     }
+}
+/// Puts a caller's leg into `conference` (the lobby when `at_attendant`). A meeting that turns
+/// the caller away for a reason it can be told takes it to the lobby to hear why: the result
+/// names where the leg went and that reason.
+async fn add_caller_leg(
+    engine: &Engine,
+    request: JoinRequest,
+    mut conference: String,
+    at_attendant: bool,
+) -> (JoinResult, String, Option<refusal::Refusal>) {
+    let spec = request.negotiated.leg_spec(request.local_key);
+    let joiner = Joiner {
+        // What a trusted gateway asserts (P-Asserted-Identity) or the account a caller signed
+        // in with; never the caller's own From.
+        identity: request.asserted_identity,
+        display_name: request.display_name,
+        uri: request.uri,
+        role: Role::Attendee,
+    };
+    let mut refused = None;
+    // The caller as its records show it, in the meeting or in the lobby.
+    let origin = request.origin;
+    let add_leg = |meeting: &str, joiner: Joiner| {
+        engine.add_rtp_leg_from(meeting, joiner, spec, origin.clone())
+    };
+    let result = match add_leg(&conference, joiner.clone()).await {
+        Ok((participant, local)) => {
+            if at_attendant {
+                // Gateways often send digits as tones in the audio.
+                let _ = engine.detect_dtmf(&conference, participant, true);
+            }
+            JoinResult::Joined { participant, local }
+        }
+        // Told why in the lobby, then hung up.
+        Err(EngineError::Command(CommandError::Join(e))) if refusal::Refusal::of(e).is_some() => {
+            match add_leg(LOBBY, joiner).await {
+                Ok((participant, local)) => {
+                    conference = LOBBY.to_owned();
+                    refused = refusal::Refusal::of(e);
+                    JoinResult::Joined { participant, local }
+                }
+                Err(_) => join_refused(EngineError::Command(CommandError::Join(e))),
+            }
+        }
+        Err(e) => join_refused(e),
+    };
+    (result, conference, refused)
 }
 
 /// What a caller whose join the engine refused is answered.

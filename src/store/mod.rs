@@ -242,6 +242,20 @@ impl Store {
         self.backend.conference(id)
     }
 
+    /// Keeps a conference's lock, whoever set it (the operator, a leader's keypad or a WHIP
+    /// leader), so that a restart and the other nodes keep it; false when no such conference
+    /// is stored (the attendant's lobby, or one that has just been deleted).
+    pub fn set_locked(&self, id: &str, locked: bool) -> Result<bool, StoreError> {
+        let Some(mut c) = self.conference(id)? else {
+            return Ok(false);
+        };
+        if c.locked != locked {
+            c.locked = locked;
+            self.save_conference(&c)?;
+        }
+        Ok(true)
+    }
+
     /// Every stored conference, oldest first.
     pub fn conferences(&self) -> Result<Vec<StoredConference>, StoreError> {
         self.backend.conferences()

@@ -117,6 +117,7 @@ impl SipBridge {
             max_failures_per_source: 3,
             keypad: Default::default(),
             placement: None,
+            store: None,
         };
         adjust_attendant(&mut attendant);
         support::wire_scan::install_in_process();
