@@ -67,6 +67,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let prompts = std::sync::Arc::new(prompts);
     // Said to everyone still in a call when the drain's time is up, in the language each hears.
     let restarting = prompts.voices(crate::sip::prompts::Prompt::Restarting);
+    // Join tokens, and the passes of callers one node's attendant hands to the node that runs
+    // their meeting: one secret, `webrtc.token_secret` (the same on every node).
+    let tokens = std::sync::Arc::new(
+        crate::webrtc::token::TokenSigner::new(config.webrtc.token_secret.as_deref())
+            .context("no randomness for the join token secret")?,
+    );
     let attendant = crate::sip::server::AttendantConfig {
         prompts: std::sync::Arc::clone(&prompts),
         menu_languages: config.sip.menu_languages.clone(),
@@ -87,6 +93,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .context("keypad: the configuration was checked, yet its keys are wrong")?,
         placement: placement.clone(),
         store: Some(store.clone()),
+        hand_off: Some(std::sync::Arc::clone(&tokens)),
     };
     let sip_tls = match (
         config.sip.tls_address(),
@@ -184,8 +191,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             &config.webrtc,
         ))
         .with_context(|| format!("cannot listen for WebRTC on {}", config.webrtc.listen))?;
-        let tokens = crate::webrtc::token::TokenSigner::new(config.webrtc.token_secret.as_deref())
-            .context("no randomness for the join token secret")?;
         let mut state = state
             .with_webrtc(std::sync::Arc::clone(&webrtc), tokens)
             .with_conference_labels(config.metrics.conference_labels);

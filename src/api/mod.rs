@@ -181,10 +181,10 @@ impl AppState {
     pub fn with_webrtc(
         mut self,
         webrtc: Arc<crate::webrtc::WebRtc>,
-        tokens: crate::webrtc::token::TokenSigner,
+        tokens: Arc<crate::webrtc::token::TokenSigner>,
     ) -> Self {
         self.webrtc = Some(webrtc);
-        self.tokens = Arc::new(tokens);
+        self.tokens = tokens;
         self
     }
 

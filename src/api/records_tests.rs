@@ -34,8 +34,10 @@ fn state(dir: &std::path::Path) -> (AppState, RecordWriter) {
         ..Default::default()
     };
     let webrtc = WebRtc::start(WebRtcSettings::from_config(&config)).unwrap();
-    let state = app_state(store, settings, Vec::new())
-        .with_webrtc(webrtc, crate::webrtc::token::TokenSigner::random());
+    let state = app_state(store, settings, Vec::new()).with_webrtc(
+        webrtc,
+        std::sync::Arc::new(crate::webrtc::token::TokenSigner::random()),
+    );
     (state, writer)
 }
 

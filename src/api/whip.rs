@@ -488,6 +488,7 @@ pub(super) async fn token(
         role: role.as_str().to_owned(),
         exp: now + ttl,
         identity,
+        language: None,
     };
     let token = state.tokens.sign(&claims);
     let reply = TokenReply {

@@ -32,7 +32,10 @@ fn state(dir: &std::path::Path, webrtc: Arc<WebRtc>) -> AppState {
         EngineSettings::loopback(1, 45_300),
         Vec::new(),
     )
-    .with_webrtc(webrtc, crate::webrtc::token::TokenSigner::random())
+    .with_webrtc(
+        webrtc,
+        Arc::new(crate::webrtc::token::TokenSigner::random()),
+    )
 }
 
 fn webrtc(limits: HandshakeLimits, restart_wait: Duration) -> Arc<WebRtc> {

@@ -28,6 +28,11 @@ pub struct AttendantConfig {
     /// Where a leader's keypad lock is kept, as the operator's lock is, so that a restart (and
     /// the other nodes on a shared database) keep it; none: the mixer's alone.
     pub store: Option<crate::store::Store>,
+    /// Signs the pass of a caller this node's attendant let into a meeting another node runs
+    /// (the REFER names it), and checks the passes of callers handed here, who are then not
+    /// asked for the passcode again and keep their role and language (see
+    /// [`crate::sip::hand_off`]). The join tokens' secret; none: callers are asked again.
+    pub hand_off: Option<Arc<crate::webrtc::token::TokenSigner>>,
 }
 
 impl AttendantConfig {

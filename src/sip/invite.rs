@@ -252,6 +252,10 @@ impl Uas {
             source: peer.addr.ip(),
             asserted_identity,
             origin: crate::store::Origin::new(msg.header("User-Agent"), Some(peer.addr)),
+            pass: msg
+                .request_uri_param(crate::sip::hand_off::PARAM)
+                .filter(|p| p.len() <= crate::sip::hand_off::MAX_PASS)
+                .map(str::to_owned),
         })));
     }
 

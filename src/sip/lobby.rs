@@ -21,7 +21,9 @@ use crate::engine::{Engine, Joiner};
 use crate::mixer::Control;
 use crate::placement::Placed;
 use crate::sip::attendant::{Attendant, Directory, Outcome};
+use crate::sip::hand_off;
 use crate::sip::prompts::Prompt;
+use crate::webrtc::token::TokenSigner;
 
 /// Where a caller in the lobby is: choosing its language, or at the attendant.
 #[derive(Debug)]
@@ -230,7 +232,18 @@ impl Shell {
                     let joining = playing_time(prompts.audio(Prompt::Joining).len());
                     self.participants.moving(participant, language.clone());
                     let moves = self.moves.clone();
-                    let placement = self.config.placement.clone();
+                    // Several nodes: where the meeting runs, and the pass that spares the
+                    // caller the passcode there.
+                    let placement = self.config.placement.clone().map(|placement| Onward {
+                        placement,
+                        pass: self.config.hand_off.clone().map(|signer| {
+                            let handed = hand_off::Handed {
+                                role,
+                                language: Some(language.clone()),
+                            };
+                            (signer, handed)
+                        }),
+                    });
                     tokio::spawn(async move {
                         // A meeting that says names (and would take the caller) asks for
                         // one first.
@@ -289,24 +302,48 @@ impl Shell {
 
 /// Moves a caller's leg from the lobby into `meeting` and says how it went on `moves`. A move
 /// the meeting refuses loses the leg: the caller is told first.
+/// Where meetings run when several nodes share a database, and what a caller referred to
+/// another node takes with it.
+struct Onward {
+    placement: Arc<crate::placement::Placement>,
+    /// The signer of passes, and what the caller's pass says it is.
+    pass: Option<(Arc<TokenSigner>, hand_off::Handed)>,
+}
+
 async fn move_to_meeting(
     engine: &Engine,
     participant: ParticipantId,
     meeting: &str,
     joiner: Joiner,
     role: Role,
-    placement: Option<Arc<crate::placement::Placement>>,
+    placement: Option<Onward>,
     moves: &tokio::sync::mpsc::Sender<(ParticipantId, MoveEnd)>,
 ) {
     // Several nodes: the meeting runs where its lease is, and only there.
-    if let Some(placement) = placement {
+    if let Some(Onward { placement, pass }) = placement {
         let claimed = meeting.to_owned();
         // A claim in the database: off the runtime's threads.
         let placed = tokio::task::spawn_blocking(move || placement.place(&claimed)).await;
         match placed {
             Ok(Ok(Placed::Here)) => {}
             Ok(Ok(Placed::Elsewhere(owner))) => {
-                let target = format!("sip:{meeting}@{}", owner.sip);
+                let (signer, handed) = match &pass {
+                    Some((signer, handed)) => (Some(&**signer), handed.clone()),
+                    None => (
+                        None,
+                        hand_off::Handed {
+                            role,
+                            language: None,
+                        },
+                    ),
+                };
+                let target = hand_off::refer_target(
+                    signer,
+                    meeting,
+                    &owner.sip,
+                    &handed,
+                    hand_off::unix_now(),
+                );
                 let _ = moves.send((participant, MoveEnd::Elsewhere(target))).await;
                 return;
             }

@@ -378,6 +378,14 @@ impl Message {
         }
     }
 
+    /// A `;name=value` parameter of the Request-URI.
+    pub fn request_uri_param(&self, name: &str) -> Option<&str> {
+        match &self.start {
+            StartLine::Request { uri, .. } => param(uri, name),
+            StartLine::Response { .. } => None,
+        }
+    }
+
     /// Whether a request is for a `sips:` URI (TLS to the end, RFC 5630).
     pub fn is_sips(&self) -> bool {
         matches!(&self.start, StartLine::Request { uri, .. }

@@ -72,9 +72,14 @@ impl SipParticipants {
         Some((entry.conference.clone(), pending))
     }
 
-    /// A caller whose leg joined `conference` directly (a meeting, not the lobby).
-    pub(crate) fn in_meeting(&mut self, p: ParticipantId, conference: String) {
-        self.set(p, conference, Phase::InMeeting(InMeeting::default()));
+    /// A caller whose leg joined `conference` directly (a meeting, not the lobby), hearing
+    /// `language`.
+    pub(crate) fn in_meeting(&mut self, p: ParticipantId, conference: String, language: String) {
+        self.set(
+            p,
+            conference,
+            Phase::InMeeting(InMeeting::speaking(language)),
+        );
     }
 
     /// A caller in the lobby, to be told why a meeting refused it. Only one still known: one

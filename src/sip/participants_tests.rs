@@ -82,7 +82,7 @@ fn a_caller_who_keys_a_meeting_is_moving_until_its_leg_arrives_and_keeps_its_lan
 fn refused_and_departing_callers_are_not_moving_so_their_hang_up_is_not_held_for_a_move() {
     let mut participants = SipParticipants::default();
     let (refused, leaving, waiting) = (ParticipantId(1), ParticipantId(2), ParticipantId(3));
-    participants.in_meeting(refused, LOBBY.into());
+    participants.in_meeting(refused, LOBBY.into(), "en".into());
     participants.refused(refused);
     at_attendant(&mut participants, leaving, "");
     at_attendant(&mut participants, waiting, "");
@@ -103,9 +103,10 @@ fn refused_and_departing_callers_are_not_moving_so_their_hang_up_is_not_held_for
 fn a_direct_caller_has_keys_in_its_meeting_and_every_entry_goes_with_its_participant() {
     let mut participants = SipParticipants::default();
     let p = ParticipantId(9);
-    participants.in_meeting(p, "4242".into());
+    participants.in_meeting(p, "4242".into(), "de".into());
     assert!(participants.keys_mut(p).is_some());
-    assert_eq!(participants.language(p), "");
+    // The language it came with (a pass from another node's attendant, or the default).
+    assert_eq!(participants.language(p), "de");
     // Not a dial-out: an answer changes nothing.
     assert!(participants.answered(p).is_none());
     assert!(participants.keys_mut(p).is_some());
@@ -156,7 +157,7 @@ fn a_re_invite_during_a_move_is_applied_where_the_leg_lands() {
     let p = ParticipantId(13);
     let g722 = LegSpec::new(Codec::G722, "192.0.2.7:4000".parse().unwrap());
     // In a meeting: applied now.
-    participants.in_meeting(ParticipantId(14), "4242".into());
+    participants.in_meeting(ParticipantId(14), "4242".into(), "en".into());
     assert_eq!(
         participants.defer_respec(ParticipantId(14), g722),
         Some(g722)

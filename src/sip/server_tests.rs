@@ -213,6 +213,7 @@ fn a_panicking_sip_task_is_started_again_on_the_same_sockets() {
             keypad: Default::default(),
             placement: None,
             store: None,
+            hand_off: None,
         };
         let sip = SipServer::start(settings, attendant, engine).await.unwrap();
         let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();

@@ -8,6 +8,7 @@ use tracing::debug;
 
 use super::*;
 use crate::placement::Placed;
+use crate::sip::hand_off;
 
 #[path = "shell_subscriptions.rs"]
 mod subscriptions;
@@ -196,14 +197,29 @@ impl Shell {
                 .find(|(user, _)| *user == request.meeting)
                 .map(|(_, language)| Some(language.clone()))
         };
+        // A caller another node's attendant let into this meeting is not asked again, and
+        // keeps its role and language (see `hand_off`).
+        let handed = match (&request.pass, &self.config.hand_off) {
+            (Some(pass), Some(signer)) if access_language.is_none() => {
+                hand_off::check(signer, pass, &request.meeting, hand_off::unix_now())
+            }
+            _ => None,
+        };
         let attendant = if access_language.is_some() {
             Some(None)
+        } else if handed.is_some() {
+            None
         } else {
             match self.engine.admission(&request.meeting) {
                 Some(a) if a.passcode.is_some() => Some(Some((request.meeting.clone(), a))),
                 _ => None,
             }
         };
+        // Only a language the prompt book has.
+        let handed_language = handed
+            .as_ref()
+            .and_then(|h| h.language.clone())
+            .filter(|l| self.config.prompts.languages().contains(l));
         // Every SIP request that gets here came from a trusted source (a gateway or proxy) or
         // a signed-in account: the caller is who it says is calling.
         let caller = Caller {
@@ -214,6 +230,7 @@ impl Shell {
             language: access_language
                 .clone()
                 .flatten()
+                .or_else(|| handed_language.clone())
                 .unwrap_or_else(|| self.config.prompts.default_language().to_owned()),
             menu: access_language == Some(None) && self.config.menu_languages.len() >= 2,
         };
@@ -256,6 +273,7 @@ impl Shell {
             });
             return;
         }
+        let role = handed.as_ref().map_or(Role::Attendee, |h| h.role);
         let engine = Arc::clone(&self.engine);
         let joins = self.joins.clone();
         // Several nodes: a direct call to a meeting this node knows goes where it runs.
@@ -290,7 +308,14 @@ impl Shell {
             let call = request.call;
             let (result, conference, refused) = match moved {
                 Some(result) => (result, conference, None),
-                None => add_caller_leg(&engine, request, conference, attendant.is_some()).await,
+                None => {
+                    let entry = Entry {
+                        at_attendant: attendant.is_some(),
+                        role,
+                        language: handed_language,
+                    };
+                    add_caller_leg(&engine, request, conference, entry).await
+                }
             };
             let _ = joins
                 .send(Joined {
@@ -310,8 +335,11 @@ impl Shell {
             return;
         };
         // In its meeting, until the lobby (the attendant, or a refusal) says otherwise.
-        self.participants
-            .in_meeting(participant, joined.conference.clone());
+        self.participants.in_meeting(
+            participant,
+            joined.conference.clone(),
+            joined.caller.language.clone(),
+        );
         if let Some(refusal) = joined.refused {
             self.refuse(participant, refusal);
             return;
@@ -383,14 +411,22 @@ fn try_control(engine: &Engine, meeting: &str, control: Control) -> Option<Contr
         }
     }
 }
-/// Puts a caller's leg into `conference` (the lobby when `at_attendant`). A meeting that turns
-/// the caller away for a reason it can be told takes it to the lobby to hear why: the result
-/// names where the leg went and that reason.
+/// How a caller enters: through the attendant (in the lobby), or straight into its meeting as
+/// `role`, hearing `language` (none: the default).
+struct Entry {
+    at_attendant: bool,
+    role: Role,
+    language: Option<String>,
+}
+
+/// Puts a caller's leg into `conference` (the lobby when at the attendant). A meeting that
+/// turns the caller away for a reason it can be told takes it to the lobby to hear why: the
+/// result names where the leg went and that reason.
 async fn add_caller_leg(
     engine: &Engine,
     request: JoinRequest,
     mut conference: String,
-    at_attendant: bool,
+    entry: Entry,
 ) -> (JoinResult, String, Option<refusal::Refusal>) {
     let spec = request.negotiated.leg_spec(request.local_key);
     let joiner = Joiner {
@@ -399,7 +435,7 @@ async fn add_caller_leg(
         identity: request.asserted_identity,
         display_name: request.display_name,
         uri: request.uri,
-        role: Role::Attendee,
+        role: entry.role,
     };
     let mut refused = None;
     // The caller as its records show it, in the meeting or in the lobby.
@@ -409,9 +445,14 @@ async fn add_caller_leg(
     };
     let result = match add_leg(&conference, joiner.clone()).await {
         Ok((participant, local)) => {
-            if at_attendant {
+            if entry.at_attendant {
                 // Gateways often send digits as tones in the audio.
                 let _ = engine.detect_dtmf(&conference, participant, true);
+            }
+            if let Some(language) = &entry.language {
+                // The meeting's notices are said to the leg in it; a failure leaves the
+                // default.
+                let _ = engine.set_language(&conference, participant, language);
             }
             JoinResult::Joined { participant, local }
         }
@@ -455,7 +496,7 @@ impl Shell {
         let left = left.map(|i| self.left_in_move.swap_remove(i)).is_some();
         match meeting {
             MoveEnd::In(m) if left => {
-                self.participants.in_meeting(participant, m);
+                self.participants.in_meeting(participant, m, String::new());
                 self.control(participant, Control::Hangup(participant));
             }
             // Only a caller still known (in the lobby): one that left during the move is not

@@ -26,6 +26,9 @@ pub struct JoinRequest {
     pub asserted_identity: Option<String>,
     /// The caller's User-Agent and the INVITE's source, for the call record.
     pub origin: crate::store::Origin,
+    /// The pass another node's attendant gave the caller (the Request-URI's `confab-pass`,
+    /// unchecked here: see [`crate::sip::hand_off`]).
+    pub pass: Option<String>,
 }
 
 impl JoinRequest {

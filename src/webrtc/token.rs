@@ -25,6 +25,10 @@ pub struct Claims {
     /// vouched for one. Tokens signed before this claim existed read as none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
+    /// The language the participant hears (a caller's choice at another node's attendant,
+    /// handed on with it); none: the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
 
 impl Claims {
@@ -53,6 +57,13 @@ pub enum TokenError {
 /// Signs and checks tokens.
 pub struct TokenSigner {
     key: hmac::Key,
+}
+
+impl std::fmt::Debug for TokenSigner {
+    /// Never the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSigner")
+    }
 }
 
 impl TokenSigner {
@@ -135,6 +146,7 @@ mod tests {
             role: "leader".into(),
             exp: 1000,
             identity: None,
+            language: None,
         }
     }
 

@@ -55,6 +55,7 @@ mod sip_digest;
 mod sip_dtmf;
 mod sip_failure_limits;
 mod sip_greetings;
+mod sip_hand_off;
 mod sip_keypad;
 mod sip_linphone;
 mod sip_load;

@@ -14,6 +14,8 @@ pub struct RawUa {
     user: String,
     /// Header lines added to the INVITE (each ending in CRLF).
     pub extra_headers: String,
+    /// Parameters after the INVITE's Request-URI (`;name=value...`).
+    pub uri_params: String,
     /// The last final response to an INVITE, whole.
     pub last_final: String,
 }
@@ -33,6 +35,7 @@ impl RawUa {
             cseq: 1,
             user: String::new(),
             extra_headers: String::new(),
+            uri_params: String::new(),
             last_final: String::new(),
         }
     }
@@ -86,11 +89,12 @@ impl RawUa {
         let local = self.local();
         let branch = format!("z9hG4bK{}i", self.call_id);
         let msg = format!(
-            "INVITE sip:{user}@{b} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\n\
+            "INVITE sip:{user}@{b}{params} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\n\
              From: <sip:raw@{local}>;tag={tag}\r\nTo: <sip:{user}@{b}>\r\nCall-ID: {cid}\r\n\
              CSeq: 1 INVITE\r\nContact: <sip:raw@{local}>\r\nMax-Forwards: 70\r\n{extra}\
              Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
             extra = self.extra_headers,
+            params = self.uri_params,
             b = self.bridge,
             tag = self.from_tag,
             cid = self.call_id,

@@ -118,6 +118,7 @@ impl SipBridge {
             keypad: Default::default(),
             placement: None,
             store: None,
+            hand_off: None,
         };
         adjust_attendant(&mut attendant);
         support::wire_scan::install_in_process();
