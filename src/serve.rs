@@ -93,7 +93,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .context("keypad: the configuration was checked, yet its keys are wrong")?,
         placement: placement.clone(),
         store: Some(store.clone()),
-        hand_off: Some(std::sync::Arc::clone(&tokens)),
+        // Passes are made and taken only where several nodes share the meetings.
+        hand_off: placement.as_ref().map(|_| std::sync::Arc::clone(&tokens)),
     };
     let sip_tls = match (
         config.sip.tls_address(),

@@ -61,8 +61,8 @@ fn apply(state: &AppState, before: Option<&StoredConference>, c: &StoredConferen
             wait_for_leader: c.wait_for_leader,
         },
     );
-    // The lock and the sounds only when they changed: a leader's keypad lock is the
-    // mixer's, not the store's.
+    // The lock and the sounds only when they changed (a lock made here, by the API or a
+    // leader's keypad, is in the mixer already).
     if before.is_some_and(|b| b.locked != c.locked) {
         let _ = state.engine.control(&c.id, Control::Lock(c.locked));
     }

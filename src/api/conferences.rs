@@ -478,7 +478,7 @@ async fn patch_steps(
     }
     let talkers_before = c.max_talkers;
     let entry_exit_before = c.entry_exit;
-    // The lock only when asked: a leader's keypad lock is the mixer's, not the store's.
+    // The mixer's lock only when asked: a leader may have locked by keypad since it was read.
     let lock = settings.locked;
     settings.apply(&mut c)?;
     let c = saved_off_runtime(&state, c).await?;

@@ -382,7 +382,10 @@ async fn moderate_steps(
     if let Some(locked) = lock {
         // Stored as the operator's lock is, so that it outlives a restart.
         let store = state.store.clone();
-        blocking(move || Ok(store.set_locked(&cid, locked)?)).await?;
+        let stored = blocking(move || Ok(store.set_locked(&cid, locked)?)).await?;
+        if !stored {
+            return Err(ApiError::not_found("the conference is not stored"));
+        }
     }
     Ok(StatusCode::NO_CONTENT)
 }

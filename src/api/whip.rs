@@ -96,7 +96,8 @@ fn admit(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         return match (state.tokens.verify(b, cid, now), admission) {
-            (Ok(c), Some(_)) => {
+            // A SIP caller's pass (`sip::hand_off`) is good for that call only.
+            (Ok(c), Some(_)) if !c.pass => {
                 let name = clean_text(&c.name, MAX_NAME);
                 let joiner = Joiner {
                     role: c.role(),
@@ -489,6 +490,7 @@ pub(super) async fn token(
         exp: now + ttl,
         identity,
         language: None,
+        pass: false,
     };
     let token = state.tokens.sign(&claims);
     let reply = TokenReply {

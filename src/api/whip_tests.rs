@@ -542,3 +542,35 @@ async fn a_join_tokens_identity_names_its_participant() {
     let roster = state.engine.roster("6060").await.unwrap();
     assert_eq!(roster[1].identity, None);
 }
+
+/// A SIP caller's pass (made by another node's attendant for one call) is signed like a join
+/// token, but WHIP refuses it; the same claims as a join token are let in.
+#[tokio::test]
+async fn a_sip_callers_pass_is_not_a_join_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), webrtc(ROOMY, Duration::from_millis(100)));
+    state
+        .engine
+        .create_conference("6061", Policy::default())
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |pass: bool| crate::webrtc::token::Claims {
+        cid: "6061".into(),
+        name: String::new(),
+        role: "leader".into(),
+        exp: now + 60,
+        identity: None,
+        language: Some("de".into()),
+        pass,
+    };
+    let pass = state.tokens.sign(&claims(true));
+    let refused = whip_with(&state, "6061", [10, 0, 7, 1], Some(&pass)).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let join = state.tokens.sign(&claims(false));
+    let joined = whip_with(&state, "6061", [10, 0, 7, 2], Some(&join)).await;
+    assert_eq!(joined.status(), StatusCode::CREATED);
+}

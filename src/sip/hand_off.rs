@@ -15,25 +15,25 @@ use crate::conference::Role;
 use crate::webrtc::token::{Claims, TokenSigner};
 
 /// The Request-URI parameter that holds a pass.
-pub(crate) const PARAM: &str = "confab-pass";
+pub const PARAM: &str = "confab-pass";
 /// How long a pass lets its caller in: time for the phone to act on the REFER.
-pub(crate) const VALID_FOR_SECS: u64 = 60;
+pub const VALID_FOR_SECS: u64 = 60;
 /// How far the nodes' clocks may differ.
-pub(crate) const CLOCK_SKEW_SECS: u64 = 30;
+pub const CLOCK_SKEW_SECS: u64 = 30;
 /// The longest pass read (ours are a few hundred characters); a longer one is ignored.
-pub(crate) const MAX_PASS: usize = 4096;
+pub const MAX_PASS: usize = 4096;
 
 /// What a verified pass lets its caller be.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Handed {
-    pub(crate) role: Role,
+pub struct Handed {
+    pub role: Role,
     /// The language the caller chose; none: the default.
-    pub(crate) language: Option<String>,
+    pub language: Option<String>,
 }
 
 /// Where a caller `role` who hears `language` is referred to reach `meeting` on the node
 /// whose SIP address is `owner`: with a pass when there is a signer.
-pub(crate) fn refer_target(
+pub fn refer_target(
     signer: Option<&TokenSigner>,
     meeting: &str,
     owner: &str,
@@ -51,24 +51,23 @@ pub(crate) fn refer_target(
         exp: now_unix.saturating_add(VALID_FOR_SECS),
         identity: None,
         language: caller.language.clone(),
+        pass: true,
     };
     // The token is hex and one `.`: nothing in it needs escaping in a URI parameter.
     format!("{plain};{PARAM}={}", signer.sign(&claims))
 }
 
 /// The caller a pass lets into `meeting` at `now_unix`, if it verifies.
-pub(crate) fn check(
-    signer: &TokenSigner,
-    pass: &str,
-    meeting: &str,
-    now_unix: u64,
-) -> Option<Handed> {
+pub fn check(signer: &TokenSigner, pass: &str, meeting: &str, now_unix: u64) -> Option<Handed> {
     if pass.len() > MAX_PASS {
         return None;
     }
     let claims = signer.verify(pass, meeting, now_unix).ok()?;
-    // A pass lives a minute: one that claims longer (a WHIP join token, say) was not made by
-    // a node's attendant.
+    // A WHIP join token is not a pass, whatever it has left to live.
+    if !claims.pass {
+        return None;
+    }
+    // A pass lives a minute: one that claims longer was not made by a node's attendant.
     if claims.exp > now_unix.saturating_add(VALID_FOR_SECS + CLOCK_SKEW_SECS) {
         return None;
     }
@@ -79,7 +78,7 @@ pub(crate) fn check(
 }
 
 /// Unix seconds now.
-pub(crate) fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -79,7 +79,24 @@ fn passes_for_another_meeting_expired_forged_or_under_another_secret_are_ignored
 }
 
 #[test]
-fn a_long_lived_join_token_is_not_a_pass() {
+fn a_join_token_is_not_a_pass_and_a_pass_lives_a_minute() {
+    let a = TokenSigner::new(Some("cluster secret")).unwrap();
+    // A WHIP join token (not a pass) in its last seconds: still not a pass.
+    let join = a.sign(&Claims {
+        cid: "1234".into(),
+        name: "Eve".into(),
+        role: "leader".into(),
+        exp: NOW + 10,
+        identity: None,
+        language: None,
+        pass: false,
+    });
+    assert!(a.verify(&join, "1234", NOW).is_ok());
+    assert_eq!(check(&a, &join, "1234", NOW), None);
+}
+
+#[test]
+fn a_long_lived_pass_is_refused() {
     let a = TokenSigner::new(Some("cluster secret")).unwrap();
     let token = a.sign(&Claims {
         cid: "1234".into(),
@@ -88,6 +105,7 @@ fn a_long_lived_join_token_is_not_a_pass() {
         exp: NOW + 3600,
         identity: None,
         language: None,
+        pass: true,
     });
     assert_eq!(check(&a, &token, "1234", NOW), None);
     // Within the nodes' clock skew it is.
@@ -98,6 +116,7 @@ fn a_long_lived_join_token_is_not_a_pass() {
         exp: NOW + VALID_FOR_SECS + CLOCK_SKEW_SECS,
         identity: None,
         language: None,
+        pass: true,
     });
     assert!(check(&a, &token, "1234", NOW).is_some());
 }

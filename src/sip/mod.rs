@@ -22,7 +22,7 @@ pub(crate) mod auth;
 pub mod conference_event;
 pub mod conference_srtp;
 pub(crate) mod digest;
-pub(crate) mod hand_off;
+pub mod hand_off;
 pub mod message;
 pub mod presence;
 pub mod prompts;

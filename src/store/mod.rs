@@ -134,6 +134,9 @@ trait Backend: webhook_deliveries::DeliveryBackend + Send + Sync + std::fmt::Deb
     fn healthy(&self) -> bool;
     fn save_conference(&self, c: &StoredConference) -> Result<(), StoreError>;
     fn delete_conference(&self, id: &str) -> Result<bool, StoreError>;
+    /// Sets a stored conference's lock alone (one UPDATE: nothing else of the row is written,
+    /// and a conference deleted meanwhile is not brought back); false when none is stored.
+    fn set_locked(&self, id: &str, locked: bool) -> Result<bool, StoreError>;
     fn conference(&self, id: &str) -> Result<Option<StoredConference>, StoreError>;
     /// Every stored conference, oldest first.
     fn conferences(&self) -> Result<Vec<StoredConference>, StoreError>;
@@ -246,14 +249,7 @@ impl Store {
     /// leader), so that a restart and the other nodes keep it; false when no such conference
     /// is stored (the attendant's lobby, or one that has just been deleted).
     pub fn set_locked(&self, id: &str, locked: bool) -> Result<bool, StoreError> {
-        let Some(mut c) = self.conference(id)? else {
-            return Ok(false);
-        };
-        if c.locked != locked {
-            c.locked = locked;
-            self.save_conference(&c)?;
-        }
-        Ok(true)
+        self.backend.set_locked(id, locked)
     }
 
     /// Every stored conference, oldest first.

@@ -337,6 +337,17 @@ impl Backend for Postgres {
             .map(|n| n > 0)
     }
 
+    fn set_locked(&self, id: &str, locked: bool) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE conferences SET locked = $2 WHERE id = $1",
+                &[&id, &locked],
+            )
+        })
+        .map(|n| n > 0)
+    }
+
     fn conference(&self, id: &str) -> Result<Option<StoredConference>, StoreError> {
         let id = id.to_owned();
         self.call(move |c| {

@@ -195,6 +195,16 @@ impl Backend for Sqlite {
             .map(|n| n > 0)
     }
 
+    fn set_locked(&self, id: &str, locked: bool) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE conferences SET locked = ?2 WHERE id = ?1",
+                params![id, locked],
+            )
+        })
+        .map(|n| n > 0)
+    }
+
     fn conference(&self, id: &str) -> Result<Option<StoredConference>, StoreError> {
         self.with(|conn| {
             conn.query_row(

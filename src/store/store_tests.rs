@@ -78,6 +78,7 @@ macro_rules! on_both {
 
 on_both!(
     conferences_survive_a_reopen,
+    a_lock_is_set_alone_and_never_brings_a_deleted_conference_back,
     ten_thousand_legs_give_ten_thousand_rows,
     records_left_open_by_a_crash_are_closed_as_abandoned,
     a_record_the_database_refuses_does_not_hold_back_the_others,
@@ -147,6 +148,27 @@ fn conferences_survive_a_reopen(db: &Subject<'_>) {
     assert!(!store.delete_conference("1234").unwrap());
     assert_eq!(store.conferences().unwrap().len(), 1);
     assert!(store.healthy());
+}
+
+fn a_lock_is_set_alone_and_never_brings_a_deleted_conference_back(db: &Subject<'_>) {
+    let store = (db.open)();
+    let mut c = conference("4321");
+    c.passcode = Some("1111".into());
+    store.save_conference(&c).unwrap();
+    // A PATCH of the passcode meanwhile is kept: the lock writes its column only.
+    let mut patched = c.clone();
+    patched.passcode = Some("2222".into());
+    store.save_conference(&patched).unwrap();
+    assert!(store.set_locked("4321", true).unwrap());
+    let stored = store.conference("4321").unwrap().unwrap();
+    assert!(stored.locked);
+    assert_eq!(stored.passcode.as_deref(), Some("2222"));
+    assert!(store.set_locked("4321", false).unwrap());
+    assert!(!store.conference("4321").unwrap().unwrap().locked);
+    // Deleted: a late keypad lock does not make it again.
+    assert!(store.delete_conference("4321").unwrap());
+    assert!(!store.set_locked("4321", true).unwrap());
+    assert_eq!(store.conference("4321").unwrap(), None);
 }
 
 fn ten_thousand_legs_give_ten_thousand_rows(db: &Subject<'_>) {

@@ -29,6 +29,10 @@ pub struct Claims {
     /// handed on with it); none: the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
+    /// A pass of a caller handed from another node's attendant (`sip::hand_off`), good for
+    /// that only: WHIP refuses it, and a pass is nothing else.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pass: bool,
 }
 
 impl Claims {
@@ -147,6 +151,7 @@ mod tests {
             exp: 1000,
             identity: None,
             language: None,
+            pass: false,
         }
     }
 

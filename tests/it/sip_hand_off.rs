@@ -2,7 +2,8 @@
 //! carries a pass (a join token under the cluster's shared secret, in the Request-URI's
 //! `confab-pass`). The node it reaches lets it straight in, as the leader it proved to be,
 //! greeted in the language it chose, without asking for the passcode again. A pass under
-//! another secret, for another meeting or expired is ignored: that caller meets the attendant.
+//! another secret, for another meeting, expired or long-lived, and a WHIP join token, are
+//! ignored: that caller meets the attendant.
 
 use crate::support;
 use support::audio::found;
@@ -27,8 +28,9 @@ fn now() -> u64 {
         .as_secs()
 }
 
-/// A pass for `meeting` as another node's attendant makes one, under `secret`.
-fn pass(secret: &str, meeting: &str, exp: u64) -> String {
+/// A pass for `meeting` as another node's attendant makes one, under `secret` (`is_pass`
+/// false: a WHIP join token instead).
+fn token(secret: &str, meeting: &str, exp: u64, is_pass: bool) -> String {
     TokenSigner::new(Some(secret)).unwrap().sign(&Claims {
         cid: meeting.into(),
         name: String::new(),
@@ -36,7 +38,12 @@ fn pass(secret: &str, meeting: &str, exp: u64) -> String {
         exp,
         identity: None,
         language: Some("de".into()),
+        pass: is_pass,
     })
+}
+
+fn pass(secret: &str, meeting: &str, exp: u64) -> String {
+    token(secret, meeting, exp, true)
 }
 
 /// Calls `MEETING` with `pass` in the Request-URI, sending silence and keeping what it hears
@@ -137,6 +144,10 @@ fn a_handed_caller_enters_as_its_pass_says_and_a_bad_pass_meets_the_attendant() 
             pass(SECRET, MEETING, now().saturating_sub(1)),
         ),
         ("handoff-forever", pass(SECRET, MEETING, now() + 86_400)),
+        (
+            "handoff-join-token",
+            token(SECRET, MEETING, now() + 30, false),
+        ),
     ]
     .into_iter()
     .enumerate()
