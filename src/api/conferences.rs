@@ -292,6 +292,23 @@ async fn saved_off_runtime(
     .await
 }
 
+/// Writes `c`'s settings but its lock off the runtime's threads and gives it back; 404 when
+/// the conference was deleted meanwhile.
+async fn updated_off_runtime(
+    state: &AppState,
+    c: StoredConference,
+) -> Result<StoredConference, ApiError> {
+    let store = state.store.clone();
+    blocking(move || {
+        if store.update_settings(&c)? {
+            Ok(c)
+        } else {
+            Err(ApiError::not_found(format!("no conference {}", c.id)))
+        }
+    })
+    .await
+}
+
 /// A meeting ID nobody uses yet.
 fn fresh_id(state: &AppState) -> Result<String, ApiError> {
     for _ in 0..100 {
@@ -481,7 +498,11 @@ async fn patch_steps(
     // The mixer's lock only when asked: a leader may have locked by keypad since it was read.
     let lock = settings.locked;
     settings.apply(&mut c)?;
-    let c = saved_off_runtime(&state, c).await?;
+    let c = match lock {
+        Some(_) => saved_off_runtime(&state, c).await?,
+        // The stored lock as it is: a leader may have locked by keypad since `c` was read.
+        None => updated_off_runtime(&state, c).await?,
+    };
     // What is stored is what SIP applies, even if the engine below cannot be told.
     share_srtp(&state, &cid, c.srtp);
     state.engine.set_admission(&cid, admission(&c))?;

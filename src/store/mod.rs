@@ -137,6 +137,9 @@ trait Backend: webhook_deliveries::DeliveryBackend + Send + Sync + std::fmt::Deb
     /// Sets a stored conference's lock alone (one UPDATE: nothing else of the row is written,
     /// and a conference deleted meanwhile is not brought back); false when none is stored.
     fn set_locked(&self, id: &str, locked: bool) -> Result<bool, StoreError>;
+    /// Writes a stored conference's settings but its lock and creation time (one UPDATE);
+    /// false when none is stored.
+    fn update_settings(&self, c: &StoredConference) -> Result<bool, StoreError>;
     fn conference(&self, id: &str) -> Result<Option<StoredConference>, StoreError>;
     /// Every stored conference, oldest first.
     fn conferences(&self) -> Result<Vec<StoredConference>, StoreError>;
@@ -250,6 +253,13 @@ impl Store {
     /// is stored (the attendant's lobby, or one that has just been deleted).
     pub fn set_locked(&self, id: &str, locked: bool) -> Result<bool, StoreError> {
         self.backend.set_locked(id, locked)
+    }
+
+    /// Changes a stored conference's settings but leaves its lock as stored: a PATCH that does
+    /// not set the lock cannot undo a leader's keypad lock made since it read the conference.
+    /// False when no such conference is stored (deleted meanwhile: not made again).
+    pub fn update_settings(&self, c: &StoredConference) -> Result<bool, StoreError> {
+        self.backend.update_settings(c)
     }
 
     /// Every stored conference, oldest first.

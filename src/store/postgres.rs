@@ -348,6 +348,32 @@ impl Backend for Postgres {
         .map(|n| n > 0)
     }
 
+    fn update_settings(&self, c: &StoredConference) -> Result<bool, StoreError> {
+        let c = c.clone();
+        self.call(move |client| {
+            client.execute(
+                "UPDATE conferences SET name = $2, access = $3, passcode = $4, leader_pin = $5,
+                   attendees = $6, max_participants = $7, wait_for_leader = $8,
+                   max_talkers = $9, entry_exit = $10, srtp = $11
+                 WHERE id = $1",
+                &[
+                    &c.id,
+                    &c.name,
+                    &c.access.as_str(),
+                    &c.passcode,
+                    &c.leader_pin,
+                    &c.attendees.join("\n"),
+                    &(c.max_participants as i64),
+                    &c.wait_for_leader,
+                    &c.max_talkers.map(|t| t as i64),
+                    &c.entry_exit.as_str(),
+                    &c.srtp.map(crate::config::SrtpPolicy::as_str),
+                ],
+            )
+        })
+        .map(|n| n > 0)
+    }
+
     fn conference(&self, id: &str) -> Result<Option<StoredConference>, StoreError> {
         let id = id.to_owned();
         self.call(move |c| {

@@ -78,7 +78,7 @@ macro_rules! on_both {
 
 on_both!(
     conferences_survive_a_reopen,
-    a_lock_is_set_alone_and_never_brings_a_deleted_conference_back,
+    a_lock_and_settings_are_written_apart_and_never_bring_a_deleted_conference_back,
     ten_thousand_legs_give_ten_thousand_rows,
     records_left_open_by_a_crash_are_closed_as_abandoned,
     a_record_the_database_refuses_does_not_hold_back_the_others,
@@ -150,7 +150,9 @@ fn conferences_survive_a_reopen(db: &Subject<'_>) {
     assert!(store.healthy());
 }
 
-fn a_lock_is_set_alone_and_never_brings_a_deleted_conference_back(db: &Subject<'_>) {
+fn a_lock_and_settings_are_written_apart_and_never_bring_a_deleted_conference_back(
+    db: &Subject<'_>,
+) {
     let store = (db.open)();
     let mut c = conference("4321");
     c.passcode = Some("1111".into());
@@ -163,11 +165,19 @@ fn a_lock_is_set_alone_and_never_brings_a_deleted_conference_back(db: &Subject<'
     let stored = store.conference("4321").unwrap().unwrap();
     assert!(stored.locked);
     assert_eq!(stored.passcode.as_deref(), Some("2222"));
+    // A PATCH that does not set the lock, read before the lock was made: the lock stays.
+    let mut read_before = patched.clone();
+    read_before.max_participants = 7;
+    assert!(store.update_settings(&read_before).unwrap());
+    let stored = store.conference("4321").unwrap().unwrap();
+    assert!(stored.locked);
+    assert_eq!(stored.max_participants, 7);
     assert!(store.set_locked("4321", false).unwrap());
     assert!(!store.conference("4321").unwrap().unwrap().locked);
     // Deleted: a late keypad lock does not make it again.
     assert!(store.delete_conference("4321").unwrap());
     assert!(!store.set_locked("4321", true).unwrap());
+    assert!(!store.update_settings(&read_before).unwrap());
     assert_eq!(store.conference("4321").unwrap(), None);
 }
 
